@@ -1,0 +1,1 @@
+//! TODO(axl helper): recv

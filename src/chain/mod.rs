@@ -1,0 +1,1 @@
+//! Everything that touches a chain: escrow client, settlers, ENS (issue 4).

@@ -1,0 +1,31 @@
+//! edgent: hand an inference job to a peer on the Gensyn AXL mesh, pay for it through
+//! a USDC escrow, and get the answer back with a zero-knowledge proof.
+//!
+//! # Layout
+//!
+//! - [`config`]: every setting, from `.env` < environment < flags, validated at start.
+//! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
+//!   receive loop, Yggdrasil peer identity, and an in-process mesh for tests and the demo.
+//! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
+//! - [`node`]: the router: one `match` over incoming messages.
+//! - [`requester`]: delegation: discover -> choose -> task -> result (-> verify -> settle).
+//! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
+//! - [`jobs`]: job records and their state machine, persisted in SQLite.
+//! - [`inference`]: inference backends (Ollama, and a labelled demo backend).
+//! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
+//! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
+//! - [`api`]: the HTTP API and the dashboard.
+//! - [`shutdown`]: the one shutdown signal every task obeys.
+
+pub mod api;
+pub mod axl;
+pub mod chain;
+pub mod config;
+pub mod inference;
+pub mod jobs;
+pub mod node;
+pub mod protocol;
+pub mod provider;
+pub mod requester;
+pub mod shutdown;
+pub mod zk;
