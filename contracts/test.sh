@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the contract tests (unit, timing, fuzz, invariant) with forge, offline.
+# Check Solidity formatting (forge fmt), then run the contract tests (unit,
+# timing, fuzz, invariant) with forge, offline.
 # Works from any directory; needs `npm ci` in the repository root.
 # Extra arguments go to `forge test` (e.g. `--match-test refund -vvv`).
 set -euo pipefail
@@ -13,4 +14,9 @@ if [[ ! -x "$forge" ]] || [[ ! -d "$root/node_modules/solc" ]]; then
 fi
 
 cd "$here"
+if ! "$forge" fmt --check >/dev/null 2>&1; then
+  "$forge" fmt --check >&2 || true
+  echo "contracts/test.sh: Solidity not formatted; run \`cd contracts && ../node_modules/@foundry-rs/forge-linux-amd64/bin/forge fmt\`" >&2
+  exit 1
+fi
 exec "$forge" test --offline "$@"

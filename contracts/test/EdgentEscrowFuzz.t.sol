@@ -65,27 +65,29 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
         assertEq(usdc.balanceOf(provider), submitted == offered ? AMOUNT : 0, "paid only on a match");
     }
 
-    function testFuzz_submitWindow(uint256 window, uint256 at) public {
+    function testFuzz_submitWindow(uint256 window, uint256 elapsed) public {
         window = bound(window, 1, 30 days);
-        at = bound(at, 0, 60 days);
+        elapsed = bound(elapsed, 0, 60 days);
         uint64 deadline = uint64(block.timestamp + window);
         vm.prank(requester);
         escrow.stake(JOB, provider, AMOUNT, deadline);
-        vm.warp(block.timestamp + at);
+        vm.warp(block.timestamp + elapsed);
         bool open = block.timestamp <= deadline;
         if (!open) vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
         vm.prank(provider);
         escrow.submit(JOB, HASH);
-        assertEq(uint256(_status(JOB)), uint256(open ? EdgentEscrow.Status.Submitted : EdgentEscrow.Status.Staked), "status");
+        assertEq(
+            uint256(_status(JOB)), uint256(open ? EdgentEscrow.Status.Submitted : EdgentEscrow.Status.Staked), "status"
+        );
     }
 
-    function testFuzz_refundWindow(uint256 window, uint256 at) public {
+    function testFuzz_refundWindow(uint256 window, uint256 elapsed) public {
         window = bound(window, 1, 30 days);
-        at = bound(at, 0, 60 days);
+        elapsed = bound(elapsed, 0, 60 days);
         uint64 deadline = uint64(block.timestamp + window);
         vm.prank(requester);
         escrow.stake(JOB, provider, AMOUNT, deadline);
-        vm.warp(block.timestamp + at);
+        vm.warp(block.timestamp + elapsed);
         bool open = block.timestamp > deadline;
         if (!open) vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlineNotPassed.selector, deadline));
         vm.prank(requester);

@@ -106,7 +106,9 @@ contract EscrowHandler {
     function submit(uint256 seed, bytes32 outputHash) external {
         (bytes32 jobId, bool ok) = _pick(seed);
         if (!ok) return;
-        _settle(jobId, escrow.getStake(jobId).provider, abi.encodeCall(EdgentEscrow.submit, (jobId, outputHash)), "submit");
+        _settle(
+            jobId, escrow.getStake(jobId).provider, abi.encodeCall(EdgentEscrow.submit, (jobId, outputHash)), "submit"
+        );
     }
 
     function release(uint256 seed, bool useSubmittedHash, bytes32 otherHash) external {

@@ -42,9 +42,7 @@ contract ENSRegistry {
         _setResolverAndTTL(node, resolver_, ttl_);
     }
 
-    function setSubnodeRecord(bytes32 node, bytes32 label, address owner_, address resolver_, uint64 ttl_)
-        external
-    {
+    function setSubnodeRecord(bytes32 node, bytes32 label, address owner_, address resolver_, uint64 ttl_) external {
         bytes32 subnode = setSubnodeOwner(node, label, owner_);
         _setResolverAndTTL(subnode, resolver_, ttl_);
     }
@@ -54,11 +52,7 @@ contract ENSRegistry {
         emit Transfer(node, owner_);
     }
 
-    function setSubnodeOwner(bytes32 node, bytes32 label, address owner_)
-        public
-        authorised(node)
-        returns (bytes32)
-    {
+    function setSubnodeOwner(bytes32 node, bytes32 label, address owner_) public authorised(node) returns (bytes32) {
         bytes32 subnode = keccak256(abi.encodePacked(node, label));
         records[subnode].owner = owner_;
         emit NewOwner(node, label, owner_);
