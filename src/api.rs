@@ -1,1 +1,229 @@
-//! TODO(spine): api
+//! The HTTP API and the dashboard.
+//!
+//! `POST /delegate`, `GET /status`, `GET /jobs?limit=`, `GET /metrics`, `GET /healthz`,
+//! and `GET /` (the dashboard, `dashboard/index.html`, embedded in the binary). Handlers
+//! are thin: they call into the requester and the job store. Every error is JSON
+//! `{error, detail}` with a status that says what kind of failure it was.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::axl::recv::RecvStats;
+use crate::axl::PeerKey;
+use crate::jobs::JobRecord;
+use crate::node::NodeCtx;
+use crate::provider::{free_memory_mb, BackendStatus, Provider};
+use crate::requester::{DelegateError, DelegateRequest, DelegateResponse, Requester};
+
+/// The dashboard page.
+pub const DASHBOARD_HTML: &str = include_str!("../dashboard/index.html");
+
+/// The state of the AXL child as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AxlChildStatus {
+    /// `spawned` (supervised child) or `attached` (a node someone else runs).
+    pub mode: &'static str,
+    /// starting / running / backoff / stopped, or `attached`.
+    pub state: String,
+    /// Restarts of the child since the daemon started.
+    pub restarts: u64,
+    /// The child's pid, when spawned and running.
+    pub pid: Option<u32>,
+    /// AXL's local API.
+    pub api_url: String,
+}
+
+/// Reports the AXL child's state (the supervisor, or a fixed "attached").
+pub trait AxlStatusSource: Send + Sync + 'static {
+    /// The current state.
+    fn axl_status(&self) -> AxlChildStatus;
+}
+
+/// Everything the handlers need.
+pub struct AppState {
+    /// Shared node state.
+    pub ctx: Arc<NodeCtx>,
+    /// The requester side.
+    pub requester: Arc<Requester>,
+    /// The provider side.
+    pub provider: Arc<Provider>,
+    /// Receive-loop counters.
+    pub recv_stats: Arc<RecvStats>,
+    /// The AXL child's state.
+    pub axl: Arc<dyn AxlStatusSource>,
+}
+
+/// An API failure: a status and a JSON body `{error, detail}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.error, "detail": self.detail}))).into_response()
+    }
+}
+
+impl From<DelegateError> for ApiError {
+    fn from(e: DelegateError) -> Self {
+        let detail = e.to_string();
+        match e {
+            DelegateError::BadInput(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail),
+            DelegateError::NoProvider(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_provider", detail),
+            DelegateError::ProviderFailed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "provider_failed", detail),
+            DelegateError::Deadline(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", detail),
+            DelegateError::Mesh(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "mesh_unavailable", detail),
+            DelegateError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail),
+        }
+    }
+}
+
+/// Build the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/delegate", post(delegate))
+        .route("/status", get(status))
+        .route("/jobs", get(jobs))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_HTML)
+}
+
+async fn delegate(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<DelegateRequest>, JsonRejection>,
+) -> Result<Json<DelegateResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        tracing::info!(error = %e.body_text(), "bad /delegate body");
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+    })?;
+    // Run the delegation in its own task: an agent that hangs up does not cancel a job
+    // already given to a provider, and the job is still recorded to its end.
+    let requester = st.requester.clone();
+    let handle = tokio::spawn(async move { requester.delegate(req).await });
+    match handle.await {
+        Ok(res) => Ok(Json(res?)),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    }
+}
+
+/// One peer in `/status`.
+#[derive(Debug, Serialize)]
+struct PeerView {
+    node_id: String,
+    ens: Option<String>,
+    up: bool,
+    direct: bool,
+    models: Vec<String>,
+}
+
+async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let ctx = &st.ctx;
+    let (peers, axl_error) = match ctx.transport.topology().await {
+        Ok(t) => {
+            let mut out: Vec<PeerView> = Vec::new();
+            for p in &t.peers {
+                if let Ok(k) = PeerKey::from_hex(&p.public_key) {
+                    let seen = ctx.peers.get(&k);
+                    out.push(PeerView {
+                        node_id: k.to_hex(),
+                        ens: seen.as_ref().and_then(|s| s.ens.clone()),
+                        up: p.up,
+                        direct: true,
+                        models: seen.map(|s| s.models).unwrap_or_default(),
+                    });
+                }
+            }
+            for k in t.reachable_nodes() {
+                if !out.iter().any(|p| p.node_id == k.to_hex()) {
+                    let seen = ctx.peers.get(&k);
+                    out.push(PeerView {
+                        node_id: k.to_hex(),
+                        ens: seen.as_ref().and_then(|s| s.ens.clone()),
+                        up: true,
+                        direct: false,
+                        models: seen.map(|s| s.models).unwrap_or_default(),
+                    });
+                }
+            }
+            (out, None)
+        }
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let backend: BackendStatus = st.provider.status();
+    Json(json!({
+        "node_id": ctx.me.to_hex(),
+        "ipv6": ctx.me.ipv6().to_string(),
+        "ens": ctx.config.ens_name,
+        "role": ctx.config.role.as_str(),
+        "payments": if ctx.config.payments { "on" } else { "off" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": ctx.started.elapsed().as_secs(),
+        "axl": st.axl.axl_status(),
+        "axl_error": axl_error,
+        "peers": peers,
+        "models": backend.models,
+        "backend": backend,
+        "price_usdc": crate::config::format_usdc(ctx.config.price_units),
+        "free_memory_mb": free_memory_mb(),
+        "active_jobs": st.provider.active_jobs(),
+        "recv": st.recv_stats.snapshot(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    limit: Option<usize>,
+}
+
+async fn jobs(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    st.ctx
+        .jobs
+        .list(limit)
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    if let Ok(counts) = st.ctx.jobs.counts() {
+        st.ctx.metrics.set_jobs(&counts);
+    }
+    st.ctx.metrics.axl_restarts.set(st.axl.axl_status().restarts as i64);
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        st.ctx.metrics.render(),
+    )
+        .into_response()
+}

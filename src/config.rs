@@ -1,1 +1,484 @@
-//! TODO(spine): config
+//! Every setting of the daemon, read from `.env` < the environment < command-line flags,
+//! and validated once at start with an error that names the setting.
+//!
+//! `.env.example` at the repository root lists and explains each one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A setting that could not be used, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value did not parse or is out of range.
+    #[error("{key}: {problem} (got {value:?})")]
+    Invalid {
+        /// The setting's name, e.g. `EDGENT_HTTP_ADDR`.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The `.env` file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    EnvFile {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: dotenvy::Error,
+    },
+}
+
+/// Which side(s) of delegation this node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Only delegates its own jobs.
+    Requester,
+    /// Only serves others' jobs.
+    Provider,
+    /// Both.
+    Both,
+}
+
+impl Role {
+    /// Whether it serves jobs.
+    pub fn provides(&self) -> bool {
+        matches!(self, Role::Provider | Role::Both)
+    }
+    /// Whether it delegates jobs.
+    pub fn requests(&self) -> bool {
+        matches!(self, Role::Requester | Role::Both)
+    }
+    /// Lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Requester => "requester",
+            Role::Provider => "provider",
+            Role::Both => "both",
+        }
+    }
+}
+
+/// Which inference backend a provider uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Ollama's HTTP API at `OLLAMA_URL`.
+    Ollama,
+    /// The built-in demo backend (not a language model; for demos and tests).
+    Demo,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `EDGENT_HTTP_ADDR`: where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// `EDGENT_DATA_DIR`: job database, AXL key and config.
+    pub data_dir: PathBuf,
+    /// `EDGENT_ROLE`.
+    pub role: Role,
+    /// `EDGENT_ENS_NAME`: this node's ENS name, shown to peers.
+    pub ens_name: Option<String>,
+    /// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow.
+    pub payments: bool,
+    /// `AXL_BIN`: the AXL node binary.
+    pub axl_bin: PathBuf,
+    /// `AXL_SPAWN`: spawn and supervise AXL (true) or attach to a running node (false).
+    pub axl_spawn: bool,
+    /// `AXL_API_URL`: AXL's local HTTP API.
+    pub axl_api_url: String,
+    /// `AXL_PEERS`: peers to dial, e.g. `tls://1.2.3.4:9001`.
+    pub axl_peers: Vec<String>,
+    /// `AXL_LISTEN`: addresses to listen on for peers (the hub), e.g. `tls://0.0.0.0:9001`.
+    pub axl_listen: Vec<String>,
+    /// `AXL_KEY_PATH`: AXL's ed25519 private key (PEM), created if absent.
+    pub axl_key_path: PathBuf,
+    /// `AXL_TCP_PORT`: AXL's port inside its userspace network stack.
+    pub axl_tcp_port: u16,
+    /// `INFERENCE_BACKEND`: `ollama` or `demo`.
+    pub backend: BackendKind,
+    /// `OLLAMA_URL`.
+    pub ollama_url: String,
+    /// `PROVIDER_MODELS`: models to serve; empty means every model the backend lists.
+    pub provider_models: Vec<String>,
+    /// `PRICE_USDC`: price per job, in USDC base units (6 decimals).
+    pub price_units: u64,
+    /// `PROVIDER_MAX_JOBS`: jobs run at once before answering `busy`.
+    pub provider_max_jobs: usize,
+    /// `DISCOVERY_WINDOW_MS`: the longest wait for resource ads.
+    pub discovery_window: Duration,
+    /// `DISCOVERY_SETTLE_MS`: after the first ad, how long to wait for better ones.
+    pub discovery_settle: Duration,
+    /// `DELEGATE_TIMEOUT_MS`: default deadline of a delegation.
+    pub default_timeout: Duration,
+    /// `MAX_PRICE_USDC`: default highest price the agent pays (base units).
+    pub default_max_price_units: u64,
+}
+
+/// Where the settings come from, lowest precedence first.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// Values from the `.env` file.
+    pub dotenv: HashMap<String, String>,
+    /// The process environment.
+    pub env: HashMap<String, String>,
+    /// Command-line flags (`--set KEY=VALUE` and named flags).
+    pub flags: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment plus `.env` in the current directory (or the file named
+    /// by `EDGENT_ENV_FILE`), when it exists.
+    pub fn from_process() -> Result<Sources, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let path = env
+            .get("EDGENT_ENV_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".env"));
+        let dotenv = read_dotenv(&path)?;
+        Ok(Sources {
+            dotenv,
+            env,
+            flags: HashMap::new(),
+        })
+    }
+
+    /// The value of a setting: flags, then environment, then `.env`. Empty means unset.
+    pub fn get(&self, key: &str) -> Option<String> {
+        [&self.flags, &self.env, &self.dotenv]
+            .into_iter()
+            .find_map(|m| m.get(key).filter(|v| !v.trim().is_empty()).cloned())
+    }
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let iter = dotenvy::from_path_iter(path).map_err(|source| ConfigError::EnvFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = HashMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|source| ConfigError::EnvFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+fn invalid(key: &'static str, value: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.chars().take(200).collect(),
+        problem: problem.into(),
+    }
+}
+
+fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(key, v, "expected on/off (true/false)")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(key, v, "expected a non-negative integer"))
+}
+
+fn parse_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Parse a USDC amount like `0.01` into base units (6 decimals).
+pub fn parse_usdc(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return Err("empty amount".into());
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a decimal USDC amount such as 0.01".into());
+    }
+    if frac.len() > 6 {
+        return Err("USDC has 6 decimals".into());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "amount too large".to_string())?
+    };
+    let frac_units: u64 = format!("{frac:0<6}")
+        .parse()
+        .map_err(|_| "bad fraction".to_string())?;
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac_units))
+        .ok_or_else(|| "amount too large".into())
+}
+
+/// Render base units as a USDC amount, e.g. `10000` -> `0.01`.
+pub fn format_usdc(units: u64) -> String {
+    let whole = units / 1_000_000;
+    let frac = units % 1_000_000;
+    if frac == 0 {
+        return format!("{whole}");
+    }
+    let f = format!("{frac:06}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+fn check_url(key: &'static str, v: &str) -> Result<String, ConfigError> {
+    let t = v.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| invalid(key, v, "expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(invalid(key, v, "expected a URL with a host"));
+    }
+    Ok(t.to_string())
+}
+
+impl Config {
+    /// Read and validate every setting.
+    pub fn from_sources(s: &Sources) -> Result<Config, ConfigError> {
+        let get = |k: &str| s.get(k);
+
+        let http_addr = match get("EDGENT_HTTP_ADDR") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| invalid("EDGENT_HTTP_ADDR", &v, "expected host:port, e.g. 127.0.0.1:8080"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let data_dir = PathBuf::from(get("EDGENT_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let role = match get("EDGENT_ROLE").as_deref().map(str::trim) {
+            None | Some("both") => Role::Both,
+            Some("requester") => Role::Requester,
+            Some("provider") => Role::Provider,
+            Some(other) => {
+                return Err(invalid("EDGENT_ROLE", other, "expected requester, provider or both"))
+            }
+        };
+        let ens_name = get("EDGENT_ENS_NAME").map(|v| v.trim().to_string());
+        if let Some(n) = &ens_name {
+            if n.len() > crate::protocol::MAX_ENS_LEN || !n.contains('.') || n.contains(char::is_whitespace) {
+                return Err(invalid("EDGENT_ENS_NAME", n, "expected an ENS name such as dell-g15.edgent.eth"));
+            }
+        }
+        let payments = match get("EDGENT_PAYMENTS") {
+            Some(v) => parse_bool("EDGENT_PAYMENTS", &v)?,
+            None => false,
+        };
+        if payments {
+            return Err(invalid(
+                "EDGENT_PAYMENTS",
+                "on",
+                "the paid flow is not part of this build yet; set EDGENT_PAYMENTS=off",
+            ));
+        }
+        let axl_bin = PathBuf::from(get("AXL_BIN").unwrap_or_else(|| "./axl-bin/node".into()));
+        let axl_spawn = match get("AXL_SPAWN") {
+            Some(v) => parse_bool("AXL_SPAWN", &v)?,
+            None => true,
+        };
+        let axl_api_url = check_url(
+            "AXL_API_URL",
+            &get("AXL_API_URL").unwrap_or_else(|| "http://127.0.0.1:9002".into()),
+        )?;
+        let axl_peers = parse_list(&get("AXL_PEERS").unwrap_or_default());
+        let axl_listen = parse_list(&get("AXL_LISTEN").unwrap_or_default());
+        for (key, list) in [("AXL_PEERS", &axl_peers), ("AXL_LISTEN", &axl_listen)] {
+            for uri in list {
+                let ok = ["tls://", "tcp://", "quic://", "ws://", "wss://", "unix://"]
+                    .iter()
+                    .any(|p| uri.starts_with(p));
+                if !ok {
+                    return Err(invalid(
+                        if key == "AXL_PEERS" { "AXL_PEERS" } else { "AXL_LISTEN" },
+                        uri,
+                        "expected a Yggdrasil URI such as tls://1.2.3.4:9001",
+                    ));
+                }
+            }
+        }
+        let axl_key_path = get("AXL_KEY_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("axl-private.pem"));
+        let axl_tcp_port = match get("AXL_TCP_PORT") {
+            Some(v) => parse_num("AXL_TCP_PORT", &v)?,
+            None => 7000,
+        };
+        let backend = match get("INFERENCE_BACKEND").as_deref().map(str::trim) {
+            None | Some("ollama") => BackendKind::Ollama,
+            Some("demo") => BackendKind::Demo,
+            Some(other) => return Err(invalid("INFERENCE_BACKEND", other, "expected ollama or demo")),
+        };
+        let ollama_url = check_url(
+            "OLLAMA_URL",
+            &get("OLLAMA_URL").unwrap_or_else(|| "http://127.0.0.1:11434".into()),
+        )?;
+        let provider_models = parse_list(&get("PROVIDER_MODELS").unwrap_or_default());
+        let price_units = match get("PRICE_USDC") {
+            Some(v) => parse_usdc(&v).map_err(|p| invalid("PRICE_USDC", &v, p))?,
+            None => 10_000,
+        };
+        let default_max_price_units = match get("MAX_PRICE_USDC") {
+            Some(v) => parse_usdc(&v).map_err(|p| invalid("MAX_PRICE_USDC", &v, p))?,
+            None => 1_000_000,
+        };
+        let provider_max_jobs: usize = match get("PROVIDER_MAX_JOBS") {
+            Some(v) => parse_num("PROVIDER_MAX_JOBS", &v)?,
+            None => 2,
+        };
+        if provider_max_jobs == 0 {
+            return Err(invalid("PROVIDER_MAX_JOBS", "0", "must be at least 1"));
+        }
+        let ms = |key: &'static str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+            let v = match get(key) {
+                Some(v) => parse_num::<u64>(key, &v)?,
+                None => default,
+            };
+            if v < min || v > max {
+                return Err(invalid(key, &v.to_string(), format!("must be between {min} and {max} ms")));
+            }
+            Ok(Duration::from_millis(v))
+        };
+        let discovery_window = ms("DISCOVERY_WINDOW_MS", 2_000, 10, 60_000)?;
+        let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
+        let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
+
+        Ok(Config {
+            http_addr,
+            data_dir,
+            role,
+            ens_name,
+            payments,
+            axl_bin,
+            axl_spawn,
+            axl_api_url,
+            axl_peers,
+            axl_listen,
+            axl_key_path,
+            axl_tcp_port,
+            backend,
+            ollama_url,
+            provider_models,
+            price_units,
+            provider_max_jobs,
+            discovery_window,
+            discovery_settle,
+            default_timeout,
+            default_max_price_units,
+        })
+    }
+
+    /// The port of `AXL_API_URL` (AXL's `api_port`).
+    pub fn axl_api_port(&self) -> u16 {
+        self.axl_api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(9002)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(dotenv: &[(&str, &str)], env: &[(&str, &str)], flags: &[(&str, &str)]) -> Sources {
+        let m = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Sources {
+            dotenv: m(dotenv),
+            env: m(env),
+            flags: m(flags),
+        }
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let c = Config::from_sources(&Sources::default()).unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.role, Role::Both);
+        assert!(!c.payments);
+        assert!(c.axl_spawn);
+        assert_eq!(c.axl_api_url, "http://127.0.0.1:9002");
+        assert_eq!(c.axl_api_port(), 9002);
+        assert_eq!(c.ollama_url, "http://127.0.0.1:11434");
+        assert_eq!(c.price_units, 10_000);
+        assert_eq!(c.axl_key_path, PathBuf::from("./data/axl-private.pem"));
+    }
+
+    #[test]
+    fn flags_beat_env_beat_dotenv() {
+        let s = src(
+            &[("EDGENT_ROLE", "provider"), ("PRICE_USDC", "1"), ("EDGENT_ENS_NAME", "a.edgent.eth")],
+            &[("EDGENT_ROLE", "requester"), ("PRICE_USDC", "2")],
+            &[("EDGENT_ROLE", "both")],
+        );
+        let c = Config::from_sources(&s).unwrap();
+        assert_eq!(c.role, Role::Both);
+        assert_eq!(c.price_units, 2_000_000);
+        assert_eq!(c.ens_name.as_deref(), Some("a.edgent.eth"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        for (k, v) in [
+            ("EDGENT_HTTP_ADDR", "nope"),
+            ("EDGENT_ROLE", "king"),
+            ("EDGENT_PAYMENTS", "maybe"),
+            ("AXL_SPAWN", "2"),
+            ("AXL_API_URL", "ftp://x"),
+            ("AXL_PEERS", "1.2.3.4:9001"),
+            ("PRICE_USDC", "0.0000001"),
+            ("PROVIDER_MAX_JOBS", "0"),
+            ("DISCOVERY_WINDOW_MS", "-5"),
+            ("INFERENCE_BACKEND", "gpt"),
+        ] {
+            let e = Config::from_sources(&src(&[], &[(k, v)], &[])).unwrap_err();
+            assert!(e.to_string().starts_with(k), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn usdc_amounts() {
+        assert_eq!(parse_usdc("0.01"), Ok(10_000));
+        assert_eq!(parse_usdc("1"), Ok(1_000_000));
+        assert_eq!(parse_usdc(".5"), Ok(500_000));
+        assert_eq!(parse_usdc("12.345678"), Ok(12_345_678));
+        assert!(parse_usdc("1.2345678").is_err());
+        assert!(parse_usdc("-1").is_err());
+        assert!(parse_usdc("abc").is_err());
+        assert_eq!(format_usdc(10_000), "0.01");
+        assert_eq!(format_usdc(2_000_000), "2");
+    }
+
+    #[test]
+    fn dotenv_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, "# comment\nEDGENT_ROLE=provider\nAXL_PEERS=\"tls://1.2.3.4:9001, tls://5.6.7.8:9001\"\n").unwrap();
+        let s = Sources {
+            dotenv: read_dotenv(&p).unwrap(),
+            ..Default::default()
+        };
+        let c = Config::from_sources(&s).unwrap();
+        assert_eq!(c.role, Role::Provider);
+        assert_eq!(c.axl_peers.len(), 2);
+    }
+}

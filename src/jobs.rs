@@ -1,1 +1,488 @@
-//! TODO(spine): jobs
+//! Job records, their state machine, and their persistence in SQLite (WAL) under
+//! `EDGENT_DATA_DIR`, so `/jobs` and unfinished work survive a restart.
+//!
+//! A requester job goes `discovering -> tasked -> completed`, or ends `failed` /
+//! `timed_out`. A provider job goes `running -> completed` or `failed`. Every change goes
+//! through [`JobStore::transition`], which refuses a move the machine does not allow.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::axl::PeerKey;
+use crate::protocol::{JobId, Usage};
+
+/// Which side of the job this node is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// We delegated it.
+    Requester,
+    /// We ran it for a peer.
+    Provider,
+}
+
+impl Side {
+    /// Lower-case name, as stored.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Side::Requester => "requester",
+            Side::Provider => "provider",
+        }
+    }
+    fn parse(s: &str) -> Option<Side> {
+        match s {
+            "requester" => Some(Side::Requester),
+            "provider" => Some(Side::Provider),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Requester: asking the mesh who can run it.
+    Discovering,
+    /// Requester: task sent to the chosen provider, awaiting the result.
+    Tasked,
+    /// Provider: inference under way.
+    Running,
+    /// Result delivered (provider) or received (requester).
+    Completed,
+    /// Ended without a result.
+    Failed,
+    /// The deadline passed without a result.
+    TimedOut,
+}
+
+impl JobState {
+    /// Every state, for zeroed metrics.
+    pub const ALL: [JobState; 6] = [
+        JobState::Discovering,
+        JobState::Tasked,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::TimedOut,
+    ];
+
+    /// Lower-case name, as stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobState::Discovering => "discovering",
+            JobState::Tasked => "tasked",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed_out",
+        }
+    }
+
+    fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the job is over.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::TimedOut)
+    }
+
+    /// Whether `self -> to` is a move the machine allows for `side`.
+    pub fn can_move_to(&self, side: Side, to: JobState) -> bool {
+        use JobState::*;
+        match side {
+            Side::Requester => matches!(
+                (self, to),
+                (Discovering, Tasked | Failed | TimedOut) | (Tasked, Completed | Failed | TimedOut)
+            ),
+            Side::Provider => matches!((self, to), (Running, Completed | Failed)),
+        }
+    }
+
+    /// The state a new job of `side` starts in.
+    pub fn initial(side: Side) -> JobState {
+        match side {
+            Side::Requester => JobState::Discovering,
+            Side::Provider => JobState::Running,
+        }
+    }
+}
+
+/// How long each phase took, milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Finding a provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discover_ms: Option<u64>,
+    /// Inference on the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_ms: Option<u64>,
+    /// End to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<u64>,
+}
+
+/// One job, as stored and as `/jobs` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id (the escrow's bytes32).
+    pub job_id: JobId,
+    /// Our side of it.
+    pub side: Side,
+    /// Where it is.
+    pub state: JobState,
+    /// Model requested.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// The output, once there is one.
+    pub output: Option<String>,
+    /// The other node (provider for a requester job, requester for a provider job).
+    pub peer: Option<PeerKey>,
+    /// The other node's ENS name.
+    pub peer_ens: Option<String>,
+    /// The other node's wallet.
+    pub peer_wallet: Option<String>,
+    /// Agreed price, USDC base units.
+    pub price_units: Option<u64>,
+    /// Machine-readable failure cause.
+    pub error_code: Option<String>,
+    /// Human-readable failure detail.
+    pub error: Option<String>,
+    /// Created, unix ms.
+    pub created_ms: u64,
+    /// Last change, unix ms.
+    pub updated_ms: u64,
+    /// Deadline, unix ms.
+    pub deadline_ms: u64,
+    /// Phase timings.
+    pub timings: Timings,
+    /// Usage reported by the provider.
+    pub usage: Option<Usage>,
+}
+
+impl JobRecord {
+    /// A new job in its side's initial state.
+    pub fn new(job_id: JobId, side: Side, model: &str, prompt: &str, deadline_ms: u64) -> Self {
+        let now = now_ms();
+        JobRecord {
+            job_id,
+            side,
+            state: JobState::initial(side),
+            model: model.to_string(),
+            prompt: prompt.to_string(),
+            output: None,
+            peer: None,
+            peer_ens: None,
+            peer_wallet: None,
+            price_units: None,
+            error_code: None,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+            deadline_ms,
+            timings: Timings::default(),
+            usage: None,
+        }
+    }
+}
+
+/// Job store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// SQLite failed.
+    #[error("job database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Creating the data directory failed.
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No such job.
+    #[error("no {side} job {job_id}")]
+    NotFound {
+        /// The job.
+        job_id: JobId,
+        /// The side looked up.
+        side: &'static str,
+    },
+    /// The job already exists.
+    #[error("job {0} already exists")]
+    Exists(JobId),
+    /// The state machine does not allow this move.
+    #[error("job {job_id}: cannot move from {from} to {to}")]
+    BadTransition {
+        /// The job.
+        job_id: JobId,
+        /// Current state.
+        from: &'static str,
+        /// Requested state.
+        to: &'static str,
+    },
+    /// A stored row could not be read back.
+    #[error("corrupt job row: {0}")]
+    Corrupt(String),
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The persistent job table.
+pub struct JobStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (job_id, side)
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms DESC);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+";
+
+impl JobStore {
+    /// Open (or create) `jobs.sqlite` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<JobStore, JobError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| JobError::Dir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(data_dir.join("jobs.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(JobStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory() -> Result<JobStore, JobError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(JobStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (each write is
+        // one statement), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Store a new job.
+    pub fn insert(&self, rec: &JobRecord) -> Result<(), JobError> {
+        let json = serde_json::to_string(rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
+        let n = self.lock().execute(
+            "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json],
+        )?;
+        if n == 0 {
+            return Err(JobError::Exists(rec.job_id));
+        }
+        Ok(())
+    }
+
+    /// One job.
+    pub fn get(&self, job_id: &JobId, side: Side) -> Result<Option<JobRecord>, JobError> {
+        let row: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT record FROM jobs WHERE job_id = ?1 AND side = ?2",
+                params![job_id.to_hex(), side.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        row.map(|s| parse_record(&s)).transpose()
+    }
+
+    /// Move a job to `to`, applying `edit` to the record in the same write. Refuses moves
+    /// the state machine does not allow (so a late message cannot reopen a finished job).
+    pub fn transition(
+        &self,
+        job_id: &JobId,
+        side: Side,
+        to: JobState,
+        edit: impl FnOnce(&mut JobRecord),
+    ) -> Result<JobRecord, JobError> {
+        let conn = self.lock();
+        let row: Option<String> = conn
+            .query_row(
+                "SELECT record FROM jobs WHERE job_id = ?1 AND side = ?2",
+                params![job_id.to_hex(), side.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut rec = match row {
+            Some(s) => parse_record(&s)?,
+            None => {
+                return Err(JobError::NotFound {
+                    job_id: *job_id,
+                    side: side.as_str(),
+                })
+            }
+        };
+        if !rec.state.can_move_to(side, to) {
+            return Err(JobError::BadTransition {
+                job_id: *job_id,
+                from: rec.state.as_str(),
+                to: to.as_str(),
+            });
+        }
+        edit(&mut rec);
+        rec.state = to;
+        rec.updated_ms = now_ms();
+        let json = serde_json::to_string(&rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
+        conn.execute(
+            "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5 WHERE job_id = ?1 AND side = ?2",
+            params![job_id.to_hex(), side.as_str(), to.as_str(), rec.updated_ms as i64, json],
+        )?;
+        Ok(rec)
+    }
+
+    /// The newest jobs first.
+    pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>, JobError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT record FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            match parse_record(&row?) {
+                Ok(rec) => out.push(rec),
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable job row"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many jobs are in each (side, state).
+    pub fn counts(&self) -> Result<Vec<(Side, JobState, u64)>, JobError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT side, state, COUNT(*) FROM jobs GROUP BY side, state")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (side, state, n) = row?;
+            if let (Some(side), Some(state)) = (Side::parse(&side), JobState::parse(&state)) {
+                out.push((side, state, n.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a restart: jobs that were in flight when the daemon stopped cannot be
+    /// finished by it (the agent's HTTP request and the inference are gone), so they end
+    /// `failed` with a reason instead of hanging forever. Returns how many were closed.
+    pub fn close_interrupted(&self) -> Result<usize, JobError> {
+        let open: Vec<(JobId, Side)> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare(
+                "SELECT job_id, side FROM jobs WHERE state IN ('discovering', 'tasked', 'running')",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut v = Vec::new();
+            for row in rows {
+                let (id, side) = row?;
+                if let (Ok(id), Some(side)) = (JobId::from_hex(&id), Side::parse(&side)) {
+                    v.push((id, side));
+                }
+            }
+            v
+        };
+        let mut n = 0;
+        for (id, side) in open {
+            let res = self.transition(&id, side, JobState::Failed, |r| {
+                r.error_code = Some("interrupted".into());
+                r.error = Some("the daemon stopped while this job was in flight".into());
+            });
+            if res.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn parse_record(s: &str) -> Result<JobRecord, JobError> {
+    serde_json::from_str(s).map_err(|e| JobError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requester_happy_path_and_refusals() {
+        let store = JobStore::in_memory().unwrap();
+        let id = JobId::new();
+        store
+            .insert(&JobRecord::new(id, Side::Requester, "m", "p", now_ms() + 1000))
+            .unwrap();
+        assert!(matches!(
+            store.insert(&JobRecord::new(id, Side::Requester, "m", "p", 0)),
+            Err(JobError::Exists(_))
+        ));
+        // Cannot complete before being tasked.
+        assert!(matches!(
+            store.transition(&id, Side::Requester, JobState::Completed, |_| {}),
+            Err(JobError::BadTransition { .. })
+        ));
+        store
+            .transition(&id, Side::Requester, JobState::Tasked, |r| r.peer = Some(PeerKey([1; 32])))
+            .unwrap();
+        let done = store
+            .transition(&id, Side::Requester, JobState::Completed, |r| r.output = Some("out".into()))
+            .unwrap();
+        assert_eq!(done.output.as_deref(), Some("out"));
+        assert_eq!(done.peer, Some(PeerKey([1; 32])));
+        // A finished job stays finished.
+        assert!(store.transition(&id, Side::Requester, JobState::Failed, |_| {}).is_err());
+        assert_eq!(store.get(&id, Side::Requester).unwrap().unwrap().state, JobState::Completed);
+        assert!(store.get(&id, Side::Provider).unwrap().is_none());
+    }
+
+    #[test]
+    fn jobs_survive_reopen_and_interrupted_ones_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (JobId::new(), JobId::new());
+        {
+            let store = JobStore::open(dir.path()).unwrap();
+            store.insert(&JobRecord::new(a, Side::Provider, "m", "p", 0)).unwrap();
+            store.transition(&a, Side::Provider, JobState::Completed, |_| {}).unwrap();
+            store.insert(&JobRecord::new(b, Side::Requester, "m", "p", 0)).unwrap();
+        }
+        let store = JobStore::open(dir.path()).unwrap();
+        assert_eq!(store.list(10).unwrap().len(), 2);
+        assert_eq!(store.close_interrupted().unwrap(), 1);
+        let b_rec = store.get(&b, Side::Requester).unwrap().unwrap();
+        assert_eq!(b_rec.state, JobState::Failed);
+        assert_eq!(b_rec.error_code.as_deref(), Some("interrupted"));
+        let counts = store.counts().unwrap();
+        assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
+        assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
+    }
+}

@@ -15,15 +15,23 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`api`]: the HTTP API and the dashboard.
+//! - [`daemon`]: assembling a node from these parts, and taking it down in order.
+//! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
 
 pub mod api;
 pub mod axl;
 pub mod chain;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod inference;
 pub mod jobs;
+pub mod metrics;
 pub mod node;
+pub mod payment;
 pub mod protocol;
 pub mod provider;
 pub mod requester;

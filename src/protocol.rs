@@ -1,1 +1,779 @@
-//! TODO(spine): protocol
+//! The wire protocol: every message between edgent nodes, one JSON object per AXL send.
+//!
+//! Every message is `{"v":1,"type":"...", ...}`. Decoding is strict: a body that is too
+//! large, not JSON, not an object, of another version, of an unknown type, with missing
+//! or unknown fields, or with a field out of its allowed shape is refused with a
+//! [`DecodeError`] whose [`DropReason`] the router counts. No message ever carries a
+//! top-level `service` or `a2a` key (AXL would hand it to its MCP router or A2A server).
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::axl::PeerKey;
+
+/// The protocol version this build speaks.
+pub const VERSION: u64 = 1;
+
+/// Largest message we send or accept: AXL's default cap (16 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Longest model name accepted.
+pub const MAX_MODEL_LEN: usize = 256;
+
+/// Longest ENS name accepted.
+pub const MAX_ENS_LEN: usize = 255;
+
+/// Longest free-text field (error messages, version strings) accepted.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// A job id: 32 bytes, shown as `0x` + 64 hex (the escrow's `bytes32`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub [u8; 32]);
+
+impl JobId {
+    /// A fresh job id: a random UUID, left-padded with zeros to 32 bytes.
+    pub fn new() -> Self {
+        let mut b = [0u8; 32];
+        b[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        JobId(b)
+    }
+
+    /// Parse `0x` + 64 hex.
+    pub fn from_hex(s: &str) -> Result<Self, String> {
+        let t = s.strip_prefix("0x").unwrap_or(s);
+        let mut b = [0u8; 32];
+        if t.len() != 64 || hex::decode_to_slice(t, &mut b).is_err() {
+            return Err(format!(
+                "job id must be 0x + 64 hex characters, got {:?}",
+                s.chars().take(80).collect::<String>()
+            ));
+        }
+        Ok(JobId(b))
+    }
+
+    /// `0x` + 64 lower-case hex.
+    pub fn to_hex(&self) -> String {
+        format!("0x{}", hex::encode(self.0))
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.to_hex())
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        JobId::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// requester -> every node: who can run this model?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRequest {
+    /// Correlates the ads with this request.
+    pub request_id: Uuid,
+    /// The requester's full AXL public key (must map to the sender's address).
+    pub node_id: PeerKey,
+    /// Model wanted, e.g. `tinyllama`.
+    pub model: String,
+    /// Free memory the provider should have, in MiB.
+    #[serde(default)]
+    pub min_memory_mb: u64,
+    /// Highest acceptable price, in USDC base units (6 decimals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    /// The requester's ENS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_ens: Option<String>,
+}
+
+/// provider -> requester: I can, on these terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAd {
+    /// The request this answers.
+    pub request_id: Uuid,
+    /// The provider's full AXL public key (must map to the sender's address).
+    pub node_id: PeerKey,
+    /// The provider's ENS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ens: Option<String>,
+    /// Where the provider is paid (`0x` + 40 hex), when payments are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<String>,
+    /// Models it serves.
+    pub models: Vec<String>,
+    /// Free memory, MiB.
+    pub free_memory_mb: u64,
+    /// Price per job, USDC base units.
+    pub price: u64,
+    /// Running jobs divided by capacity, 0.0 ..= 1.0.
+    pub load: f64,
+    /// The provider's edgent version.
+    pub version: String,
+}
+
+/// The escrow stake that pays for a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StakeRef {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Escrow contract address.
+    pub escrow: String,
+    /// Staked amount, USDC base units, as a decimal string.
+    pub amount: String,
+    /// The stake transaction hash.
+    pub tx: String,
+}
+
+/// requester -> provider: run this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// The job (the escrow's `bytes32`).
+    pub job_id: JobId,
+    /// Model to run.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Backend options (Ollama's `options` object), passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Map<String, Value>>,
+    /// The stake paying for it; absent when payments are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake: Option<StakeRef>,
+    /// Unix time in milliseconds after which the requester no longer waits.
+    pub deadline_ms: u64,
+    /// The requester's ENS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_ens: Option<String>,
+}
+
+/// What the inference cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    /// Tokens generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    /// Wall time of the inference on the provider, milliseconds.
+    #[serde(default)]
+    pub inference_ms: u64,
+    /// Which backend produced it (e.g. `ollama`, `demo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
+/// provider -> requester: the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskResult {
+    /// The job.
+    pub job_id: JobId,
+    /// The model's output.
+    pub output: String,
+    /// Usage and timings.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// Why a provider did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskErrorCode {
+    /// No stake found for the job.
+    StakeMissing,
+    /// The stake is smaller than the price or not for this provider.
+    StakeInsufficient,
+    /// Too little time left before the deadline.
+    DeadlineTooClose,
+    /// The provider does not serve the model.
+    ModelUnavailable,
+    /// The provider is at capacity.
+    Busy,
+    /// The backend failed.
+    InferenceFailed,
+    /// The task itself was malformed.
+    BadRequest,
+}
+
+impl TaskErrorCode {
+    /// The snake_case name, as on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::StakeMissing => "stake_missing",
+            Self::StakeInsufficient => "stake_insufficient",
+            Self::DeadlineTooClose => "deadline_too_close",
+            Self::ModelUnavailable => "model_unavailable",
+            Self::Busy => "busy",
+            Self::InferenceFailed => "inference_failed",
+            Self::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// provider -> requester: could not do it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskError {
+    /// The job.
+    pub job_id: JobId,
+    /// Machine-readable cause.
+    pub code: TaskErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// x402 v2 `PaymentRequirements`, carried over AXL instead of HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentRequirements {
+    /// Payment scheme, e.g. `exact`.
+    pub scheme: String,
+    /// CAIP-2 network, e.g. `eip155:84532`.
+    pub network: String,
+    /// Token contract (USDC).
+    pub asset: String,
+    /// Amount in base units, decimal string.
+    pub amount: String,
+    /// Who is paid.
+    pub pay_to: String,
+    /// How long the offer stands.
+    pub max_timeout_seconds: u64,
+    /// Scheme-specific data: here `{escrow, jobId}`.
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+/// provider -> requester: pay me; here is the proof that binds the output to me.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// What to pay, x402-shaped.
+    pub requirements: PaymentRequirements,
+    /// Poseidon commitment to keccak256(output), `0x` + 64 hex.
+    pub output_commitment: String,
+    /// Poseidon commitment to the provider's AXL key, `0x` + 64 hex.
+    pub wallet_commitment: String,
+    /// Groth16 proof in snarkjs JSON form.
+    pub proof: Value,
+    /// Public signals, decimal strings, in the circuit's order.
+    pub public_signals: Vec<String>,
+}
+
+/// requester -> provider: paid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfirmed {
+    /// The job.
+    pub job_id: JobId,
+    /// The release transaction.
+    pub tx_hash: String,
+    /// A link to it on the explorer.
+    pub explorer_url: String,
+}
+
+/// Every message of the protocol, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// See [`ResourceRequest`].
+    ResourceRequest(ResourceRequest),
+    /// See [`ResourceAd`].
+    ResourceAd(ResourceAd),
+    /// See [`Task`].
+    Task(Task),
+    /// See [`TaskResult`].
+    TaskResult(TaskResult),
+    /// See [`TaskError`].
+    TaskError(TaskError),
+    /// See [`PaymentRequest`].
+    PaymentRequest(PaymentRequest),
+    /// See [`PaymentConfirmed`].
+    PaymentConfirmed(PaymentConfirmed),
+}
+
+/// The `type` names this build knows.
+pub const MESSAGE_TYPES: [&str; 7] = [
+    "resource_request",
+    "resource_ad",
+    "task",
+    "task_result",
+    "task_error",
+    "payment_request",
+    "payment_confirmed",
+];
+
+impl Message {
+    /// The `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::ResourceRequest(_) => "resource_request",
+            Message::ResourceAd(_) => "resource_ad",
+            Message::Task(_) => "task",
+            Message::TaskResult(_) => "task_result",
+            Message::TaskError(_) => "task_error",
+            Message::PaymentRequest(_) => "payment_request",
+            Message::PaymentConfirmed(_) => "payment_confirmed",
+        }
+    }
+
+    /// The node id the message claims for its sender, if it carries one.
+    pub fn claimed_node(&self) -> Option<&PeerKey> {
+        match self {
+            Message::ResourceRequest(m) => Some(&m.node_id),
+            Message::ResourceAd(m) => Some(&m.node_id),
+            _ => None,
+        }
+    }
+
+    /// Serialise to the wire form, `{"v":1,"type":...}`.
+    pub fn encode(&self) -> Result<Bytes, EncodeError> {
+        self.validate().map_err(EncodeError::Invalid)?;
+        let mut value = serde_json::to_value(self).map_err(|e| EncodeError::Json(e.to_string()))?;
+        let Value::Object(map) = &mut value else {
+            return Err(EncodeError::Json("message is not an object".into()));
+        };
+        map.insert("v".into(), Value::from(VERSION));
+        let body = serde_json::to_vec(&value).map_err(|e| EncodeError::Json(e.to_string()))?;
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(EncodeError::TooLarge(body.len()));
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// Parse and validate a wire message.
+    pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::new(
+                DropReason::Oversize,
+                format!("{} bytes", body.len()),
+            ));
+        }
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| DecodeError::new(DropReason::BadJson, e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(DecodeError::new(DropReason::BadJson, "not a JSON object"));
+        };
+        match map.remove("v") {
+            Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
+            Some(other) => {
+                return Err(DecodeError::new(
+                    DropReason::BadVersion,
+                    format!("v = {other}"),
+                ))
+            }
+            None => return Err(DecodeError::new(DropReason::BadVersion, "missing v")),
+        }
+        match map.get("type") {
+            Some(Value::String(t)) if MESSAGE_TYPES.contains(&t.as_str()) => {}
+            Some(Value::String(t)) => {
+                let t: String = t.chars().take(64).collect();
+                return Err(DecodeError::new(
+                    DropReason::UnknownType,
+                    format!("type {t:?}"),
+                ));
+            }
+            _ => return Err(DecodeError::new(DropReason::UnknownType, "missing type")),
+        }
+        let msg: Message = serde_json::from_value(Value::Object(map))
+            .map_err(|e| DecodeError::new(DropReason::Invalid, e.to_string()))?;
+        msg.validate()
+            .map_err(|e| DecodeError::new(DropReason::Invalid, e))?;
+        Ok(msg)
+    }
+
+    /// Field-level checks beyond what the types enforce.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Message::ResourceRequest(m) => {
+                check_model(&m.model)?;
+                check_opt_ens(&m.sender_ens)
+            }
+            Message::ResourceAd(m) => {
+                check_opt_ens(&m.ens)?;
+                if let Some(w) = &m.wallet {
+                    check_address("wallet", w)?;
+                }
+                if m.models.len() > 1024 {
+                    return Err("too many models".into());
+                }
+                for model in &m.models {
+                    check_model(model)?;
+                }
+                if !(0.0..=1.0).contains(&m.load) {
+                    return Err(format!("load {} is outside 0..=1", m.load));
+                }
+                check_text("version", &m.version)
+            }
+            Message::Task(m) => {
+                check_model(&m.model)?;
+                check_opt_ens(&m.sender_ens)?;
+                if let Some(s) = &m.stake {
+                    check_address("stake.escrow", &s.escrow)?;
+                    check_amount("stake.amount", &s.amount)?;
+                    check_hash("stake.tx", &s.tx)?;
+                }
+                Ok(())
+            }
+            Message::TaskResult(_) => Ok(()),
+            Message::TaskError(m) => check_text("message", &m.message),
+            Message::PaymentRequest(m) => {
+                check_hash("output_commitment", &m.output_commitment)?;
+                check_hash("wallet_commitment", &m.wallet_commitment)?;
+                check_address("requirements.asset", &m.requirements.asset)?;
+                check_address("requirements.payTo", &m.requirements.pay_to)?;
+                check_amount("requirements.amount", &m.requirements.amount)?;
+                if m.public_signals.len() > 16 {
+                    return Err("too many public signals".into());
+                }
+                for s in &m.public_signals {
+                    if s.is_empty() || s.len() > 80 || !s.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err("public signals must be decimal strings".into());
+                    }
+                }
+                Ok(())
+            }
+            Message::PaymentConfirmed(m) => {
+                check_hash("tx_hash", &m.tx_hash)?;
+                check_text("explorer_url", &m.explorer_url)
+            }
+        }
+    }
+}
+
+fn check_model(m: &str) -> Result<(), String> {
+    if m.is_empty() || m.len() > MAX_MODEL_LEN || m.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "model must be 1..={MAX_MODEL_LEN} printable characters"
+        ));
+    }
+    Ok(())
+}
+
+fn check_opt_ens(e: &Option<String>) -> Result<(), String> {
+    match e {
+        Some(n) if n.len() > MAX_ENS_LEN || n.chars().any(|c| c.is_control()) => {
+            Err("ENS name too long or not printable".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_text(field: &str, s: &str) -> Result<(), String> {
+    if s.len() > MAX_TEXT_LEN {
+        return Err(format!("{field} longer than {MAX_TEXT_LEN} bytes"));
+    }
+    Ok(())
+}
+
+fn is_hex(s: &str, n: usize) -> bool {
+    s.strip_prefix("0x")
+        .is_some_and(|h| h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn check_address(field: &str, s: &str) -> Result<(), String> {
+    if !is_hex(s, 40) {
+        return Err(format!("{field} must be 0x + 40 hex characters"));
+    }
+    Ok(())
+}
+
+fn check_hash(field: &str, s: &str) -> Result<(), String> {
+    if !is_hex(s, 64) {
+        return Err(format!("{field} must be 0x + 64 hex characters"));
+    }
+    Ok(())
+}
+
+fn check_amount(field: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 78 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{field} must be a decimal integer string"));
+    }
+    Ok(())
+}
+
+/// Why an incoming message was dropped (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    Oversize,
+    /// Not JSON, or not a JSON object.
+    BadJson,
+    /// `v` missing or not 1.
+    BadVersion,
+    /// `type` missing or unknown.
+    UnknownType,
+    /// Fields missing, unknown, or out of shape.
+    Invalid,
+    /// The claimed `node_id` does not map to the sender's address.
+    Spoofed,
+    /// Well-formed but not expected now (unknown job, wrong sender, stale request).
+    Unexpected,
+}
+
+impl DropReason {
+    /// Stable label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Oversize => "oversize",
+            Self::BadJson => "bad_json",
+            Self::BadVersion => "bad_version",
+            Self::UnknownType => "unknown_type",
+            Self::Invalid => "invalid",
+            Self::Spoofed => "spoofed",
+            Self::Unexpected => "unexpected",
+        }
+    }
+
+    /// Every reason, for exporting zeroed counters.
+    pub const ALL: [DropReason; 7] = [
+        Self::Oversize,
+        Self::BadJson,
+        Self::BadVersion,
+        Self::UnknownType,
+        Self::Invalid,
+        Self::Spoofed,
+        Self::Unexpected,
+    ];
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct DecodeError {
+    /// The class of fault.
+    pub reason: DropReason,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+impl DecodeError {
+    fn new(reason: DropReason, detail: impl Into<String>) -> Self {
+        let mut detail: String = detail.into();
+        detail.truncate(300);
+        DecodeError { reason, detail }
+    }
+}
+
+/// A message we could not send.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EncodeError {
+    /// Serialisation failed.
+    #[error("cannot serialise message: {0}")]
+    Json(String),
+    /// A field is out of shape.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The encoded message exceeds [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(b: u8) -> PeerKey {
+        PeerKey([b; 32])
+    }
+
+    /// One sample of every message type.
+    pub(crate) fn samples() -> Vec<Message> {
+        let job = JobId([7; 32]);
+        let mut extra = Map::new();
+        extra.insert("escrow".into(), json!("0x".to_string() + &"a".repeat(40)));
+        vec![
+            Message::ResourceRequest(ResourceRequest {
+                request_id: Uuid::new_v4(),
+                node_id: key(1),
+                model: "tinyllama".into(),
+                min_memory_mb: 512,
+                max_price: Some(10_000),
+                sender_ens: Some("jetson-orin.edgent.eth".into()),
+            }),
+            Message::ResourceAd(ResourceAd {
+                request_id: Uuid::new_v4(),
+                node_id: key(2),
+                ens: Some("dell-g15.edgent.eth".into()),
+                wallet: Some(format!("0x{}", "b".repeat(40))),
+                models: vec!["tinyllama:latest".into()],
+                free_memory_mb: 8000,
+                price: 10_000,
+                load: 0.5,
+                version: "0.1.0".into(),
+            }),
+            Message::Task(Task {
+                job_id: job,
+                model: "tinyllama".into(),
+                prompt: "hello".into(),
+                options: Some(
+                    json!({"service": "x", "a2a": true})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                stake: Some(StakeRef {
+                    chain_id: 84532,
+                    escrow: format!("0x{}", "c".repeat(40)),
+                    amount: "10000".into(),
+                    tx: format!("0x{}", "d".repeat(64)),
+                }),
+                deadline_ms: 1,
+                sender_ens: None,
+            }),
+            Message::TaskResult(TaskResult {
+                job_id: job,
+                output: "world".into(),
+                usage: Usage::default(),
+            }),
+            Message::TaskError(TaskError {
+                job_id: job,
+                code: TaskErrorCode::Busy,
+                message: "at capacity".into(),
+            }),
+            Message::PaymentRequest(PaymentRequest {
+                job_id: job,
+                requirements: PaymentRequirements {
+                    scheme: "exact".into(),
+                    network: "eip155:84532".into(),
+                    asset: format!("0x{}", "e".repeat(40)),
+                    amount: "10000".into(),
+                    pay_to: format!("0x{}", "f".repeat(40)),
+                    max_timeout_seconds: 600,
+                    extra,
+                },
+                output_commitment: format!("0x{}", "1".repeat(64)),
+                wallet_commitment: format!("0x{}", "2".repeat(64)),
+                proof: json!({"pi_a": []}),
+                public_signals: vec!["1".into(), "2".into()],
+            }),
+            Message::PaymentConfirmed(PaymentConfirmed {
+                job_id: job,
+                tx_hash: format!("0x{}", "3".repeat(64)),
+                explorer_url: "https://sepolia.basescan.org/tx/0x".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let s = samples();
+        assert_eq!(s.len(), MESSAGE_TYPES.len());
+        for m in s {
+            let wire = m.encode().unwrap();
+            let back = Message::decode(&wire).unwrap();
+            assert_eq!(back, m);
+            let v: Value = serde_json::from_slice(&wire).unwrap();
+            assert_eq!(v["v"], json!(1));
+            assert_eq!(v["type"], json!(m.kind()));
+        }
+    }
+
+    #[test]
+    fn no_message_has_a_top_level_service_or_a2a_key() {
+        for m in samples() {
+            let v: Value = serde_json::from_slice(&m.encode().unwrap()).unwrap();
+            let obj = v.as_object().unwrap();
+            assert!(!obj.contains_key("service"), "{} has service", m.kind());
+            assert!(!obj.contains_key("a2a"), "{} has a2a", m.kind());
+        }
+    }
+
+    #[test]
+    fn bad_input_is_classified() {
+        let cases: Vec<(&[u8], DropReason)> = vec![
+            (b"not json", DropReason::BadJson),
+            (b"{\"v\":1,\"type\":\"task\"", DropReason::BadJson),
+            (b"[1,2]", DropReason::BadJson),
+            (b"{\"type\":\"task\"}", DropReason::BadVersion),
+            (b"{\"v\":2,\"type\":\"task\"}", DropReason::BadVersion),
+            (b"{\"v\":\"1\",\"type\":\"task\"}", DropReason::BadVersion),
+            (b"{\"v\":1,\"type\":\"steal\"}", DropReason::UnknownType),
+            (b"{\"v\":1}", DropReason::UnknownType),
+            (b"{\"v\":1,\"type\":\"task\"}", DropReason::Invalid),
+            (
+                b"{\"v\":1,\"type\":\"task_error\",\"job_id\":\"0x00\",\"code\":\"busy\",\"message\":\"\"}",
+                DropReason::Invalid,
+            ),
+        ];
+        for (body, reason) in cases {
+            let e = Message::decode(body).unwrap_err();
+            assert_eq!(e.reason, reason, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_shapes_are_refused() {
+        let mut v: Value = serde_json::from_slice(&samples()[3].encode().unwrap()).unwrap();
+        v["extra_field"] = json!(1);
+        let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(e.reason, DropReason::Invalid);
+
+        let mut ad: Value = serde_json::from_slice(&samples()[1].encode().unwrap()).unwrap();
+        ad["load"] = json!(7.0);
+        let e = Message::decode(&serde_json::to_vec(&ad).unwrap()).unwrap_err();
+        assert_eq!(e.reason, DropReason::Invalid);
+        ad["load"] = json!(0.1);
+        ad["node_id"] = json!("abc");
+        let e = Message::decode(&serde_json::to_vec(&ad).unwrap()).unwrap_err();
+        assert_eq!(e.reason, DropReason::Invalid);
+    }
+
+    #[test]
+    fn oversize_is_refused_both_ways() {
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(
+            Message::decode(&big).unwrap_err().reason,
+            DropReason::Oversize
+        );
+        let m = Message::TaskResult(TaskResult {
+            job_id: JobId::new(),
+            output: "x".repeat(MAX_MESSAGE_BYTES),
+            usage: Usage::default(),
+        });
+        assert!(matches!(m.encode(), Err(EncodeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn job_ids_are_bytes32_hex() {
+        let j = JobId::new();
+        assert_eq!(j.to_hex().len(), 66);
+        assert_eq!(JobId::from_hex(&j.to_hex()).unwrap(), j);
+        assert!(JobId::from_hex("0x1234").is_err());
+        assert_ne!(JobId::new(), JobId::new());
+    }
+}

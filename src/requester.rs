@@ -1,1 +1,545 @@
-//! TODO(spine): requester
+//! Delegation, the requester's side: discover -> choose -> (stake) -> task -> result.
+//!
+//! `/delegate` calls [`Requester::delegate`]. It asks every node the topology knows
+//! (`resource_request`), collects `resource_ad`s for a short window, picks the best by
+//! model, price, free memory and load, sends the `task`, and waits for the `task_result`
+//! or `task_error` until the deadline. The router feeds ads and results in through the
+//! `on_*` methods; each checks that the sender is the node the job was given to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::axl::{AxlError, PeerKey};
+use crate::inference::model_matches;
+use crate::jobs::{now_ms, JobError, JobRecord, JobState, Side, Timings};
+use crate::node::NodeCtx;
+use crate::payment::RequesterPayments;
+use crate::protocol::{
+    JobId, Message, PaymentRequest, ResourceAd, ResourceRequest, Task, TaskError, TaskResult,
+    Usage,
+};
+
+/// What an agent asks for at `POST /delegate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateRequest {
+    /// Model to run, e.g. `tinyllama`.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Backend options, passed through to the provider's backend.
+    #[serde(default)]
+    pub options: Option<Map<String, Value>>,
+    /// Highest price the agent pays, in USDC (e.g. `0.05`), number or string.
+    #[serde(default)]
+    pub max_price: Option<Value>,
+    /// How long the agent waits, milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Free memory the provider must have, MiB.
+    #[serde(default)]
+    pub min_memory_mb: Option<u64>,
+}
+
+/// The provider that served a job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProviderInfo {
+    /// Its full AXL key.
+    pub node_id: PeerKey,
+    /// Its ENS name.
+    pub ens: Option<String>,
+    /// Its wallet.
+    pub wallet: Option<String>,
+}
+
+/// The answer to `POST /delegate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DelegateResponse {
+    /// The job id.
+    pub job_id: JobId,
+    /// Who ran it.
+    pub provider: ProviderInfo,
+    /// The model's output.
+    pub output: String,
+    /// What it cost in tokens and time on the provider.
+    pub usage: Usage,
+    /// Phase timings, milliseconds.
+    pub timings: Timings,
+}
+
+/// Why a delegation failed, by HTTP meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegateError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// No provider answered, or none fits (503).
+    #[error("{0}")]
+    NoProvider(String),
+    /// The provider failed the job (502).
+    #[error("provider failed: {code}: {message}")]
+    ProviderFailed {
+        /// The provider's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The deadline passed (504).
+    #[error("{0}")]
+    Deadline(String),
+    /// The local AXL node is not answering (503).
+    #[error("mesh unavailable: {0}")]
+    Mesh(String),
+    /// Something broke here (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<JobError> for DelegateError {
+    fn from(e: JobError) -> Self {
+        DelegateError::Internal(e.to_string())
+    }
+}
+
+enum Outcome {
+    Result(TaskResult),
+    Error(TaskError),
+}
+
+struct Waiter {
+    provider: PeerKey,
+    tx: oneshot::Sender<Outcome>,
+}
+
+/// The requester side of a node.
+pub struct Requester {
+    ctx: Arc<NodeCtx>,
+    payments: Arc<dyn RequesterPayments>,
+    discoveries: Mutex<HashMap<Uuid, mpsc::UnboundedSender<ResourceAd>>>,
+    waiting: Mutex<HashMap<JobId, Waiter>>,
+}
+
+/// Removes a discovery's or a job's entry from its map however the delegation ends.
+struct Unregister<'a> {
+    req: &'a Requester,
+    request_id: Uuid,
+    job_id: JobId,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        lock(&self.req.discoveries).remove(&self.request_id);
+        lock(&self.req.waiting).remove(&self.job_id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parse an agent's `max_price` (USDC, number or string) into base units.
+fn parse_max_price(v: &Value) -> Result<u64, DelegateError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(DelegateError::BadInput("max_price must be a USDC amount such as 0.05".into())),
+    };
+    crate::config::parse_usdc(&s).map_err(|e| DelegateError::BadInput(format!("max_price: {e}")))
+}
+
+impl Requester {
+    /// A requester over the shared node state.
+    pub fn new(ctx: Arc<NodeCtx>, payments: Arc<dyn RequesterPayments>) -> Self {
+        Requester {
+            ctx,
+            payments,
+            discoveries: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Run one delegation to its end. The job is recorded whatever happens.
+    pub async fn delegate(&self, req: DelegateRequest) -> Result<DelegateResponse, DelegateError> {
+        if !self.ctx.config.role.requests() {
+            return Err(DelegateError::BadInput(format!(
+                "this node's EDGENT_ROLE is {}: it does not delegate",
+                self.ctx.config.role.as_str()
+            )));
+        }
+        let started = Instant::now();
+        let model = req.model.trim().to_string();
+        let probe = Message::ResourceRequest(ResourceRequest {
+            request_id: Uuid::nil(),
+            node_id: self.ctx.me,
+            model: model.clone(),
+            min_memory_mb: 0,
+            max_price: None,
+            sender_ens: None,
+        });
+        probe
+            .validate()
+            .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
+        if req.prompt.is_empty() {
+            return Err(DelegateError::BadInput("prompt must not be empty".into()));
+        }
+        let timeout = match req.timeout_ms {
+            Some(ms) if !(100..=3_600_000).contains(&ms) => {
+                return Err(DelegateError::BadInput("timeout_ms must be between 100 and 3600000".into()))
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => self.ctx.config.default_timeout,
+        };
+        let max_price = match &req.max_price {
+            Some(v) => parse_max_price(v)?,
+            None => self.ctx.config.default_max_price_units,
+        };
+        let job_id = JobId::new();
+        let deadline = started + timeout;
+        let deadline_ms = now_ms() + timeout.as_millis() as u64;
+        self.ctx
+            .jobs
+            .insert(&JobRecord::new(job_id, Side::Requester, &model, &req.prompt, deadline_ms))?;
+        let request_id = Uuid::new_v4();
+        let _unregister = Unregister {
+            req: self,
+            request_id,
+            job_id,
+        };
+
+        let result = self
+            .run(job_id, request_id, &model, &req, max_price, deadline, deadline_ms, started)
+            .await;
+        let total_ms = started.elapsed().as_millis() as u64;
+        self.ctx.metrics.delegation_latency.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            let (state, code) = match e {
+                DelegateError::Deadline(_) => (JobState::TimedOut, "deadline".to_string()),
+                DelegateError::NoProvider(_) => (JobState::Failed, "no_provider".to_string()),
+                DelegateError::ProviderFailed { code, .. } => (JobState::Failed, code.clone()),
+                DelegateError::Mesh(_) => (JobState::Failed, "mesh_unavailable".to_string()),
+                DelegateError::BadInput(_) => (JobState::Failed, "bad_input".to_string()),
+                DelegateError::Internal(_) => (JobState::Failed, "internal".to_string()),
+            };
+            let msg = e.to_string();
+            let res = self.ctx.jobs.transition(&job_id, Side::Requester, state, |r| {
+                r.error_code = Some(code);
+                r.error = Some(msg);
+                r.timings.total_ms = Some(total_ms);
+            });
+            if let Err(err) = res {
+                tracing::warn!(job = %job_id, error = %err, "cannot record the failed job");
+            }
+            tracing::warn!(job = %job_id, error = %e, "delegation failed");
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        job_id: JobId,
+        request_id: Uuid,
+        model: &str,
+        req: &DelegateRequest,
+        max_price: u64,
+        deadline: Instant,
+        deadline_ms: u64,
+        started: Instant,
+    ) -> Result<DelegateResponse, DelegateError> {
+        // 1. Discover.
+        let ads = self
+            .discover(request_id, model, req.min_memory_mb.unwrap_or(0), max_price, deadline)
+            .await?;
+        let discover_ms = started.elapsed().as_millis() as u64;
+        let candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
+        if candidates.is_empty() {
+            return Err(DelegateError::NoProvider(format!(
+                "no provider offers {model} within max_price and memory"
+            )));
+        }
+        tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
+
+        // 2. Give the task to the best candidate that can be reached.
+        let mut last_err = None;
+        for ad in candidates {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let provider = ad.node_id;
+            let stake = self
+                .payments
+                .stake(&job_id, &ad)
+                .await
+                .map_err(|e| DelegateError::Internal(format!("stake: {e}")))?;
+            let (tx, rx) = oneshot::channel();
+            lock(&self.waiting).insert(job_id, Waiter { provider, tx });
+            let task = Message::Task(Task {
+                job_id,
+                model: model.to_string(),
+                prompt: req.prompt.clone(),
+                options: req.options.clone(),
+                stake,
+                deadline_ms,
+                sender_ens: self.ctx.config.ens_name.clone(),
+            });
+            match self.ctx.send(&provider, &task).await {
+                Ok(()) => {}
+                Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) => {
+                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %e, "provider unreachable, trying the next");
+                    lock(&self.waiting).remove(&job_id);
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(DelegateError::Mesh(e.to_string())),
+            }
+            self.ctx.jobs.transition(&job_id, Side::Requester, JobState::Tasked, |r| {
+                r.peer = Some(provider);
+                r.peer_ens = ad.ens.clone();
+                r.peer_wallet = ad.wallet.clone();
+                r.price_units = Some(ad.price);
+                r.timings.discover_ms = Some(discover_ms);
+            })?;
+            tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, "task sent");
+
+            // 3. Wait for the outcome.
+            let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+            let total_ms = started.elapsed().as_millis() as u64;
+            return match outcome {
+                Err(_) => Err(DelegateError::Deadline(format!(
+                    "no result from {} before the deadline",
+                    ad.ens.clone().unwrap_or_else(|| provider.short())
+                ))),
+                Ok(Err(_)) => Err(DelegateError::Internal("result channel closed".into())),
+                Ok(Ok(Outcome::Error(e))) => Err(DelegateError::ProviderFailed {
+                    code: e.code.as_str().to_string(),
+                    message: e.message,
+                }),
+                Ok(Ok(Outcome::Result(r))) => {
+                    let timings = Timings {
+                        discover_ms: Some(discover_ms),
+                        inference_ms: Some(r.usage.inference_ms),
+                        total_ms: Some(total_ms),
+                    };
+                    let output = r.output.clone();
+                    let usage = r.usage.clone();
+                    let t = timings.clone();
+                    self.ctx.jobs.transition(&job_id, Side::Requester, JobState::Completed, |rec| {
+                        rec.output = Some(output);
+                        rec.usage = Some(usage);
+                        rec.timings = t;
+                    })?;
+                    tracing::info!(job = %job_id, total_ms, "delegation completed");
+                    Ok(DelegateResponse {
+                        job_id,
+                        provider: ProviderInfo {
+                            node_id: provider,
+                            ens: ad.ens,
+                            wallet: ad.wallet,
+                        },
+                        output: r.output,
+                        usage: r.usage,
+                        timings,
+                    })
+                }
+            };
+        }
+        match last_err {
+            Some(e) => Err(DelegateError::NoProvider(format!("no provider could be reached: {e}"))),
+            None => Err(DelegateError::Deadline("deadline passed before a task was sent".into())),
+        }
+    }
+
+    /// Broadcast the request and collect ads: until the window ends, every asked node
+    /// answered, or the settle time after the first ad passed.
+    async fn discover(
+        &self,
+        request_id: Uuid,
+        model: &str,
+        min_memory_mb: u64,
+        max_price: u64,
+        deadline: Instant,
+    ) -> Result<Vec<ResourceAd>, DelegateError> {
+        let topo = self
+            .ctx
+            .transport
+            .topology()
+            .await
+            .map_err(|e| DelegateError::Mesh(e.to_string()))?;
+        let nodes = topo.reachable_nodes();
+        if nodes.is_empty() {
+            return Err(DelegateError::NoProvider("the mesh shows no other node".into()));
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        lock(&self.discoveries).insert(request_id, tx);
+        let msg = Message::ResourceRequest(ResourceRequest {
+            request_id,
+            node_id: self.ctx.me,
+            model: model.to_string(),
+            min_memory_mb,
+            max_price: Some(max_price),
+            sender_ens: self.ctx.config.ens_name.clone(),
+        });
+        let sends = nodes.iter().map(|n| self.ctx.send(n, &msg));
+        let sent = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
+        tracing::debug!(asked = nodes.len(), sent, "resource_request broadcast");
+        if sent == 0 {
+            return Err(DelegateError::NoProvider(format!(
+                "none of the {} nodes in the topology could be reached",
+                nodes.len()
+            )));
+        }
+
+        let window_end = (Instant::now() + self.ctx.config.discovery_window).min(deadline);
+        let mut settle_end: Option<Instant> = None;
+        let mut ads: Vec<ResourceAd> = Vec::new();
+        loop {
+            let until = settle_end.map_or(window_end, |s| s.min(window_end));
+            match tokio::time::timeout_at(until.into(), rx.recv()).await {
+                Ok(Some(ad)) => {
+                    if !ads.iter().any(|a| a.node_id == ad.node_id) {
+                        ads.push(ad);
+                    }
+                    if ads.len() >= sent {
+                        break;
+                    }
+                    settle_end.get_or_insert(Instant::now() + self.ctx.config.discovery_settle);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        lock(&self.discoveries).remove(&request_id);
+        if ads.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(DelegateError::Deadline("deadline passed during discovery".into()));
+            }
+            return Err(DelegateError::NoProvider(format!(
+                "no provider answered for {model} within {} ms",
+                self.ctx.config.discovery_window.as_millis()
+            )));
+        }
+        Ok(ads)
+    }
+
+    /// An ad arrived (the router checked `node_id` against the sender).
+    pub fn on_resource_ad(&self, from: &PeerKey, ad: ResourceAd) {
+        self.ctx.peers.saw(ad.node_id, ad.ens.clone(), Some(ad.models.clone()));
+        let tx = lock(&self.discoveries).get(&ad.request_id).cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(ad);
+            }
+            None => {
+                self.ctx.metrics.dropped(crate::protocol::DropReason::Unexpected);
+                tracing::debug!(from = %from.short(), request = %ad.request_id, "stale or unknown resource_ad dropped");
+            }
+        }
+    }
+
+    fn take_waiter(&self, from: &PeerKey, job_id: &JobId, kind: &str) -> Option<Waiter> {
+        let mut map = lock(&self.waiting);
+        match map.get(job_id) {
+            Some(w) if w.provider.same_node(from) => map.remove(job_id),
+            Some(_) => {
+                drop(map);
+                self.ctx.metrics.dropped(crate::protocol::DropReason::Spoofed);
+                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: sender is not this job's provider");
+                None
+            }
+            None => {
+                drop(map);
+                self.ctx.metrics.dropped(crate::protocol::DropReason::Unexpected);
+                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: no delegation is waiting for this job");
+                None
+            }
+        }
+    }
+
+    /// A result arrived.
+    pub fn on_task_result(&self, from: &PeerKey, r: TaskResult) {
+        if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
+            let _ = w.tx.send(Outcome::Result(r));
+        }
+    }
+
+    /// A provider refused or failed a task.
+    pub fn on_task_error(&self, from: &PeerKey, e: TaskError) {
+        if let Some(w) = self.take_waiter(from, &e.job_id, "task_error") {
+            let _ = w.tx.send(Outcome::Error(e));
+        }
+    }
+
+    /// A provider asks to be paid.
+    pub async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest) {
+        self.payments.on_payment_request(from, req).await;
+    }
+}
+
+/// Keep the ads that fit, best first: cheapest, then least loaded, then most free memory.
+pub fn choose(mut ads: Vec<ResourceAd>, model: &str, max_price: u64, min_memory_mb: u64) -> Vec<ResourceAd> {
+    ads.retain(|a| {
+        a.price <= max_price
+            && a.free_memory_mb >= min_memory_mb
+            && a.models.iter().any(|m| model_matches(model, m))
+    });
+    ads.sort_by(|a, b| {
+        a.price
+            .cmp(&b.price)
+            .then(a.load.total_cmp(&b.load))
+            .then(b.free_memory_mb.cmp(&a.free_memory_mb))
+    });
+    ads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ad(id: u8, price: u64, load: f64, mem: u64, models: &[&str]) -> ResourceAd {
+        ResourceAd {
+            request_id: Uuid::nil(),
+            node_id: PeerKey([id; 32]),
+            ens: None,
+            wallet: None,
+            models: models.iter().map(|s| s.to_string()).collect(),
+            free_memory_mb: mem,
+            price,
+            load,
+            version: "t".into(),
+        }
+    }
+
+    #[test]
+    fn choose_filters_and_ranks() {
+        let ads = vec![
+            ad(1, 20, 0.0, 8000, &["tinyllama:latest"]),
+            ad(2, 10, 0.5, 8000, &["tinyllama:latest"]),
+            ad(3, 10, 0.1, 4000, &["tinyllama"]),
+            ad(4, 5, 0.0, 8000, &["llama3:8b"]),
+            ad(5, 1000, 0.0, 8000, &["tinyllama"]),
+            ad(6, 1, 0.0, 100, &["tinyllama"]),
+        ];
+        let ranked: Vec<u8> = choose(ads, "tinyllama", 100, 1000)
+            .iter()
+            .map(|a| a.node_id.0[0])
+            .collect();
+        assert_eq!(ranked, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn max_price_parses_numbers_and_strings() {
+        assert_eq!(parse_max_price(&serde_json::json!(0.05)).unwrap(), 50_000);
+        assert_eq!(parse_max_price(&serde_json::json!("1")).unwrap(), 1_000_000);
+        assert!(parse_max_price(&serde_json::json!(true)).is_err());
+        assert!(parse_max_price(&serde_json::json!(-1)).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Assembling a node: the AXL child (or an attached node), the job store, the receive
+//! loop, the router, the requester and provider, and the HTTP API; and taking it all
+//! down again in order (stop accepting, stop the loops, kill the AXL child).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, AxlChildStatus, AxlStatusSource};
+use crate::axl::recv::{spawn_recv_loop, RecvStats, RECV_CHANNEL_CAPACITY};
+use crate::axl::supervisor::{Supervisor, SupervisorConfig};
+use crate::axl::{AxlClient, PeerKey, Transport};
+use crate::config::{BackendKind, Config};
+use crate::inference::{Backend, DemoBackend, OllamaBackend};
+use crate::jobs::JobStore;
+use crate::metrics::Metrics;
+use crate::node::{run_router, NodeCtx, PeerBook};
+use crate::payment::Unpaid;
+use crate::provider::Provider;
+use crate::requester::Requester;
+
+/// How long the daemon waits for the AXL node's API at start.
+const AXL_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the provider re-checks its backend's models.
+const MODEL_REFRESH: Duration = Duration::from_secs(15);
+
+struct Attached {
+    api_url: String,
+}
+
+impl AxlStatusSource for Attached {
+    fn axl_status(&self) -> AxlChildStatus {
+        AxlChildStatus {
+            mode: "attached",
+            state: "attached".into(),
+            restarts: 0,
+            pid: None,
+            api_url: self.api_url.clone(),
+        }
+    }
+}
+
+struct Supervised {
+    sup: Arc<Supervisor>,
+    api_url: String,
+}
+
+impl AxlStatusSource for Supervised {
+    fn axl_status(&self) -> AxlChildStatus {
+        let s = self.sup.status();
+        AxlChildStatus {
+            mode: "spawned",
+            state: serde_json::to_value(s.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            restarts: u64::from(s.restarts),
+            pid: s.pid,
+            api_url: self.api_url.clone(),
+        }
+    }
+}
+
+/// A running node.
+pub struct Daemon {
+    /// Shared node state.
+    pub ctx: Arc<NodeCtx>,
+    /// The requester side.
+    pub requester: Arc<Requester>,
+    /// The provider side.
+    pub provider: Arc<Provider>,
+    http_addr: SocketAddr,
+    cancel: CancellationToken,
+    supervisor: Option<Arc<Supervisor>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The backend the configuration asks for.
+pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(match config.backend {
+        BackendKind::Ollama => Arc::new(
+            OllamaBackend::new(&config.ollama_url).context("OLLAMA_URL: cannot build the HTTP client")?,
+        ),
+        BackendKind::Demo => Arc::new(DemoBackend),
+    })
+}
+
+/// Wait until the AXL API answers `/topology`, returning our own key.
+async fn wait_for_axl(transport: &dyn Transport, timeout: Duration) -> anyhow::Result<PeerKey> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match transport.topology().await {
+            Ok(t) => {
+                return PeerKey::from_hex(&t.our_public_key)
+                    .map_err(|e| anyhow::anyhow!("AXL reported a bad our_public_key: {e}"));
+            }
+            Err(e) if start.elapsed() >= timeout => {
+                anyhow::bail!("AXL API did not answer within {timeout:?}: {e}");
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Start a node. `backend` overrides the one the configuration names (the demo uses it).
+    pub async fn start(config: Config, backend: Option<Arc<dyn Backend>>) -> anyhow::Result<Daemon> {
+        let cancel = CancellationToken::new();
+        let jobs = Arc::new(
+            JobStore::open(&config.data_dir)
+                .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?,
+        );
+        let closed = jobs.close_interrupted()?;
+        if closed > 0 {
+            tracing::warn!(closed, "jobs left in flight by the previous run were marked failed");
+        }
+
+        let supervisor = if config.axl_spawn {
+            let mut sc = SupervisorConfig::new(
+                config.axl_bin.clone(),
+                config.data_dir.clone(),
+                config.axl_api_port(),
+                config.axl_tcp_port,
+            );
+            sc.key_path = config.axl_key_path.clone();
+            sc.peers = config.axl_peers.clone();
+            sc.listen = config.axl_listen.clone();
+            if !config.axl_bin.exists() {
+                anyhow::bail!(
+                    "AXL_BIN {}: no such file (install AXL with scripts/install-axl.sh, or set AXL_SPAWN=false and AXL_API_URL to attach to a running node)",
+                    config.axl_bin.display()
+                );
+            }
+            let sup = Supervisor::start(sc).await.context("starting the AXL node (AXL_BIN)")?;
+            Some(Arc::new(sup))
+        } else {
+            None
+        };
+
+        let client = AxlClient::new(&config.axl_api_url).context("AXL_API_URL")?;
+        let transport: Arc<dyn Transport> = Arc::new(client);
+        let me = match wait_for_axl(transport.as_ref(), AXL_READY_TIMEOUT).await {
+            Ok(me) => me,
+            Err(e) => {
+                if let Some(s) = &supervisor {
+                    s.shutdown().await;
+                }
+                return Err(e.context(format!("AXL node at {}", config.axl_api_url)));
+            }
+        };
+        tracing::info!(node_id = %me, ipv6 = %me.ipv6(), "AXL node ready");
+
+        let backend = match backend {
+            Some(b) => b,
+            None => backend_from_config(&config)?,
+        };
+        let ctx = Arc::new(NodeCtx {
+            transport: transport.clone(),
+            config: config.clone(),
+            jobs,
+            metrics: Arc::new(Metrics::new()),
+            me,
+            peers: PeerBook::default(),
+            started: Instant::now(),
+        });
+        let provider = Arc::new(Provider::new(ctx.clone(), backend, Arc::new(Unpaid)));
+        if config.role.provides() {
+            provider.refresh_models().await;
+        }
+        let requester = Arc::new(Requester::new(ctx.clone(), Arc::new(Unpaid)));
+
+        let mut tasks = Vec::new();
+        let recv_stats = Arc::new(RecvStats::default());
+        let (tx, rx) = mpsc::channel(RECV_CHANNEL_CAPACITY);
+        tasks.push(spawn_recv_loop(transport.clone(), tx, cancel.clone(), recv_stats.clone()));
+        tasks.push(tokio::spawn(run_router(
+            ctx.clone(),
+            requester.clone(),
+            provider.clone(),
+            rx,
+            cancel.clone(),
+        )));
+        if config.role.provides() {
+            tasks.push(tokio::spawn(provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone())));
+        }
+
+        let axl_status: Arc<dyn AxlStatusSource> = match &supervisor {
+            Some(sup) => Arc::new(Supervised {
+                sup: sup.clone(),
+                api_url: config.axl_api_url.clone(),
+            }),
+            None => Arc::new(Attached {
+                api_url: config.axl_api_url.clone(),
+            }),
+        };
+        let state = Arc::new(AppState {
+            ctx: ctx.clone(),
+            requester: requester.clone(),
+            provider: provider.clone(),
+            recv_stats,
+            axl: axl_status,
+        });
+        let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                cancel.cancel();
+                if let Some(s) = &supervisor {
+                    s.shutdown().await;
+                }
+                return Err(anyhow::anyhow!("EDGENT_HTTP_ADDR {}: cannot listen: {e}", config.http_addr));
+            }
+        };
+        let http_addr = listener.local_addr()?;
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        tracing::info!(addr = %http_addr, role = config.role.as_str(), ens = ?config.ens_name, "edgent listening");
+
+        Ok(Daemon {
+            ctx,
+            requester,
+            provider,
+            http_addr,
+            cancel,
+            supervisor,
+            tasks,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The token whose cancellation stops the daemon.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stop everything: the HTTP server, the loops, then the AXL child.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                tracing::warn!("a task did not stop within 5 s");
+            }
+        }
+        if let Some(s) = self.supervisor {
+            s.shutdown().await;
+        }
+        tracing::info!("edgent stopped");
+    }
+}

@@ -1,0 +1,171 @@
+//! The Ollama backend: `GET /api/tags` for the models it advertises, `POST /api/generate`
+//! for inference, read as a stream of NDJSON chunks (Ollama's default).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Backend, GenerateOutput, GenerateRequest, InferenceError};
+
+/// Largest output accepted from the backend: it must fit in one mesh message.
+pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Ollama at a base URL such as `http://127.0.0.1:11434`.
+#[derive(Debug, Clone)]
+pub struct OllamaBackend {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Tags {
+    #[serde(default)]
+    models: Vec<TagModel>,
+}
+
+#[derive(Deserialize)]
+struct TagModel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    response: String,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+}
+
+impl OllamaBackend {
+    /// A client for the Ollama API at `base_url`.
+    pub fn new(base_url: &str) -> Result<Self, InferenceError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| InferenceError::Unreachable(e.to_string()))?;
+        Ok(OllamaBackend {
+            base: base_url.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> InferenceError {
+        InferenceError::Unreachable(format!("Ollama at {}: {e}", self.base))
+    }
+}
+
+fn error_text(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+        .unwrap_or_else(|| body.chars().take(300).collect())
+}
+
+#[async_trait]
+impl Backend for OllamaBackend {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+
+    async fn models(&self) -> Result<Vec<String>, InferenceError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/tags", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(InferenceError::Backend(format!("/api/tags: HTTP {status}: {}", error_text(&body))));
+        }
+        let tags: Tags = resp
+            .json()
+            .await
+            .map_err(|e| InferenceError::BadResponse(format!("/api/tags: {e}")))?;
+        Ok(tags.models.into_iter().map(|m| m.name).collect())
+    }
+
+    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
+        let mut body = json!({"model": req.model, "prompt": req.prompt, "stream": true});
+        if let Some(opts) = &req.options {
+            body["options"] = Value::Object(opts.clone());
+        }
+        let resp = self
+            .http
+            .post(format!("{}/api/generate", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let msg = error_text(&text);
+            return Err(if status.as_u16() == 404 {
+                InferenceError::ModelUnavailable(msg)
+            } else {
+                InferenceError::Backend(format!("HTTP {status}: {msg}"))
+            });
+        }
+        let mut out = GenerateOutput {
+            text: String::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        let mut stream = resp.bytes_stream();
+        let mut done = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| InferenceError::Backend(format!("stream broke: {e}")))?;
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                done |= apply_line(&line, &mut out)?;
+            }
+            if out.text.len() > MAX_OUTPUT_BYTES {
+                return Err(InferenceError::BadResponse(format!(
+                    "output exceeds {MAX_OUTPUT_BYTES} bytes"
+                )));
+            }
+        }
+        if !buf.is_empty() {
+            done |= apply_line(&buf, &mut out)?;
+        }
+        if !done {
+            return Err(InferenceError::BadResponse(
+                "stream ended before Ollama said done".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Fold one NDJSON line into the output; true when it is the final chunk.
+fn apply_line(line: &[u8], out: &mut GenerateOutput) -> Result<bool, InferenceError> {
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(false);
+    }
+    let chunk: Chunk = serde_json::from_slice(trimmed)
+        .map_err(|e| InferenceError::BadResponse(format!("bad stream chunk: {e}")))?;
+    if let Some(err) = chunk.error {
+        return Err(InferenceError::Backend(err));
+    }
+    out.text.push_str(&chunk.response);
+    if chunk.done {
+        out.prompt_tokens = chunk.prompt_eval_count;
+        out.completion_tokens = chunk.eval_count;
+    }
+    Ok(chunk.done)
+}

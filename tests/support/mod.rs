@@ -1,0 +1,256 @@
+//! The shared harness of the integration tests: real `edgent` processes (the mesh
+//! harness and daemons), the Ollama stub in the test process, and polling helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `edgent` binary under test.
+pub fn edgent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_edgent"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// `edgent mesh-sim` as a child process.
+pub struct MeshSimProc {
+    child: Child,
+    /// (node id, API URL) per node.
+    pub nodes: Vec<(String, String)>,
+}
+
+impl MeshSimProc {
+    /// Start `n` nodes on ports `base..base+n` and read the printed ids.
+    pub fn start(n: usize, base_port: u16) -> MeshSimProc {
+        let mut child = Command::new(edgent_bin())
+            .args(["mesh-sim", "--nodes", &n.to_string(), "--base-port", &base_port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mesh-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut nodes = Vec::new();
+        while nodes.len() < n {
+            let line = lines.next().expect("mesh-sim printed nothing").expect("read");
+            let id = line.split("id=").nth(1).and_then(|s| s.split_whitespace().next());
+            let url = line.split("url=").nth(1).and_then(|s| s.split_whitespace().next());
+            if let (Some(id), Some(url)) = (id, url) {
+                nodes.push((id.to_string(), url.to_string()));
+            }
+        }
+        MeshSimProc { child, nodes }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for MeshSimProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An `edgent run` daemon as a child process.
+pub struct DaemonProc {
+    child: Option<Child>,
+    env: HashMap<String, String>,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its API base URL.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl DaemonProc {
+    /// Start a daemon with `env` on a fresh port, attached to the AXL API at `axl_url`
+    /// (or with `AXL_SPAWN` and friends in `env`), and wait until `/healthz` answers.
+    pub async fn start(data_dir: &Path, extra: &[(&str, &str)]) -> DaemonProc {
+        let port = free_port();
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("EDGENT_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("EDGENT_DATA_DIR".into(), data_dir.display().to_string());
+        env.insert("EDGENT_PAYMENTS".into(), "off".into());
+        env.insert("AXL_SPAWN".into(), "false".into());
+        env.insert("DISCOVERY_WINDOW_MS".into(), "1500".into());
+        env.insert("RUST_LOG".into(), "info,edgent=debug".into());
+        // A stray .env in the test's working directory must not leak in.
+        env.insert("EDGENT_ENV_FILE".into(), data_dir.join("no.env").display().to_string());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let mut d = DaemonProc {
+            child: None,
+            env,
+            data_dir: data_dir.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+            log: data_dir.join("daemon.log"),
+        };
+        d.spawn().await;
+        d
+    }
+
+    async fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.data_dir).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(edgent_bin())
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn edgent run");
+        self.child = Some(child);
+        let url = self.url.clone();
+        let http = reqwest::Client::new();
+        let log = self.log.clone();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("daemon exited early with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("daemon at {url} did not come up; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGTERM and wait for exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(s)) = c.try_wait() {
+                    return s.success();
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        true
+    }
+
+    /// Stop and start again with the same settings and data.
+    pub async fn restart(&mut self) {
+        assert!(self.stop(), "daemon did not stop cleanly; log:\n{}", self.log());
+        self.spawn().await;
+    }
+
+    /// GET a JSON path.
+    pub async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// POST /delegate; returns (status, body).
+    pub async fn delegate(&self, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/delegate", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /delegate");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether a process is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Send raw bytes from one mesh node's API to another node (by its full id).
+pub async fn raw_send(from_url: &str, to_id: &str, body: Vec<u8>) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{from_url}/send"))
+        .header("X-Destination-Peer-Id", to_id)
+        .body(body)
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
