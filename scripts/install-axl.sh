@@ -74,6 +74,8 @@ elif [[ -n "${AXL_SRC:-}" ]]; then
     fi
     # A dirty or non-git tree has no version to compare: it is rebuilt every time.
     request="src $AXL_SRC ${src_rev:-unversioned-$(date +%s%N)}"
+elif [[ -n "$ref_was_set" && -z "$version_was_set" ]]; then
+    request="git $axl_repo@$axl_ref"
 else
     request="release module=$AXL_MODULE/cmd/node@$axl_version repo=$axl_repo@$axl_ref"
 fi

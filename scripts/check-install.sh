@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Test of install.sh (run by CI). It installs edgent into a temporary prefix from a local
+# clone of this repository (EDGENT_REPO=file://..., EDGENT_REF=the current commit) with the
+# toolchains already present, and asserts:
+#   - the install succeeds, `edgent --version` runs, .env exists (copied from .env.example),
+#     the AXL binary is in axl-bin/node, and the Ollama check prints the exact fix;
+#   - a second run is a no-op: no file under the prefix changes (path, size, mtime, mode, hash);
+#   - an unsupported architecture (faked with EDGENT_ARCH) is refused with its message on
+#     stderr, a non-zero exit, and nothing created;
+#   - scripts/install-axl.sh builds from a git repository (AXL_REPO/AXL_REF), skips a second
+#     time, and fails loudly when no source works.
+#
+# AXL stand-ins: the real AXL node cannot be fetched here (the Go module proxy answers 403 for
+# github.com/gensyn-ai/axl), so AXL_BIN points at a tiny shell script, and the clone-and-build
+# path of install-axl.sh builds a tiny Go program laid out like AXL (cmd/node). Neither is AXL.
+# Ollama cannot run here either: OllamaStub is an `ollama` on PATH that lists no models.
+#
+# Settings: CHECK_INSTALL_REPO (repository to install from; default: this one),
+# CHECK_INSTALL_REF (default: its HEAD commit), CARGO_TARGET_DIR (default: <repo>/target, so the
+# dev build of `cargo test` is reused), EDGENT_CARGO_PROFILE (default: dev), KEEP=1 keeps the
+# temporary directory.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$(cd "${CHECK_INSTALL_REPO:-$root}" && pwd)"
+ref="${CHECK_INSTALL_REF:-$(git -C "$repo" rev-parse HEAD)}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+export EDGENT_CARGO_PROFILE="${EDGENT_CARGO_PROFILE:-dev}"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/check-install.XXXXXX")"
+cleanup() { if [[ "${KEEP:-}" == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi; }
+trap cleanup EXIT
+
+failures=0
+pass() { printf 'ok   %s\n' "$*"; }
+fail() { printf 'FAIL %s\n' "$*"; failures=$((failures + 1)); }
+check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+lacks() { ! grep -q "$1" "$2"; }
+show() { printf -- '----- %s\n' "$1"; cat "$1"; printf -- '-----\n'; }
+
+# The AXL stand-in (see above).
+mkdir -p "$work/stubs"
+cat >"$work/axl-standin" <<'SH'
+#!/bin/sh
+echo "AXL stand-in used by scripts/check-install.sh (not the AXL node)"
+SH
+chmod +x "$work/axl-standin"
+# OllamaStub: `ollama list` answers with the header and no models.
+cat >"$work/stubs/ollama" <<'SH'
+#!/bin/sh
+[ "$1" = list ] && { echo "NAME    ID    SIZE    MODIFIED"; exit 0; }
+echo "OllamaStub: only 'list' is emulated" >&2; exit 1
+SH
+chmod +x "$work/stubs/ollama"
+
+prefix="$work/prefix"
+run_install() { # run_install <log> [extra env...]
+    local log="$1"; shift
+    env EDGENT_PREFIX="$prefix" EDGENT_REPO="file://$repo" EDGENT_REF="$ref" \
+        AXL_BIN="$work/axl-standin" PATH="$work/stubs:$PATH" "$@" \
+        bash "$root/install.sh" >"$log" 2>&1
+}
+# snapshot: every path under the prefix with its size, mtime, mode and content hash.
+snapshot() {
+    (cd "$prefix" && find . -printf '%p %s %T@ %m\n' | sort \
+        && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+}
+
+echo "install.sh from $repo at $ref into $prefix (cargo profile $EDGENT_CARGO_PROFILE, target $CARGO_TARGET_DIR)"
+t0=$SECONDS
+if run_install "$work/run1.log"; then
+    pass "first run succeeds ($((SECONDS - t0)) s)"
+else
+    fail "first run succeeds"; show "$work/run1.log"; exit 1
+fi
+version_out="$("$prefix/bin/edgent" --version 2>&1)" || version_out=""
+check "edgent --version runs: ${version_out:-<failed>}" grep -q edgent <<<"$version_out"
+check ".env exists and is a copy of .env.example" cmp -s "$prefix/.env" "$prefix/.env.example"
+check "axl-bin/node is the AXL_BIN binary" cmp -s "$prefix/axl-bin/node" "$work/axl-standin"
+check "the Ollama check prints the exact fix for the missing model" \
+    grep -q "ollama pull tinyllama" "$work/run1.log"
+
+snapshot >"$work/before"
+t0=$SECONDS
+if run_install "$work/run2.log"; then pass "second run succeeds ($((SECONDS - t0)) s)"; else fail "second run succeeds"; show "$work/run2.log"; fi
+snapshot >"$work/after"
+if diff -u "$work/before" "$work/after" >"$work/diff"; then
+    pass "second run changed no file under the prefix ($(wc -l <"$work/before") entries compared)"
+else
+    fail "second run changed files under the prefix:"; cat "$work/diff"
+fi
+check "first run says what it installed" grep -q "^edgent: installed $ref in $prefix" "$work/run1.log"
+check "second run says it is up to date" grep -q "^edgent: up to date at $ref in $prefix: nothing to do" "$work/run2.log"
+check "second run did not rebuild" lacks "building edgent" "$work/run2.log"
+
+# Unsupported architecture: refused before anything is done.
+prefix="$work/prefix-mips"
+set +e
+env EDGENT_ARCH=mips64 EDGENT_PREFIX="$prefix" EDGENT_REPO="file://$repo" \
+    bash "$root/install.sh" >"$work/arch.out" 2>"$work/arch.err"
+rc=$?
+set -e
+check "unsupported arch exits non-zero (rc=$rc)" test "$rc" -ne 0
+check "unsupported arch message on stderr" grep -q "unsupported architecture 'mips64'" "$work/arch.err"
+check "unsupported arch created nothing" test ! -e "$prefix"
+
+# install-axl.sh: the clone-and-build path, against a local git repository shaped like AXL.
+fake="$work/fake-axl"
+mkdir -p "$fake/cmd/node"
+printf 'module example.invalid/axl-standin\n\ngo 1.25\n' >"$fake/go.mod"
+cat >"$fake/cmd/node/main.go" <<'GO'
+// A stand-in laid out like AXL (cmd/node) to test install-axl.sh's git path; not AXL.
+package main
+
+import "fmt"
+
+func main() { fmt.Println("axl-standin built from git") }
+GO
+git -C "$fake" init -q
+git -C "$fake" -c user.name=t -c user.email=t@t add -A
+git -C "$fake" -c user.name=t -c user.email=t@t commit -qm standin
+fake_ref="$(git -C "$fake" rev-parse HEAD)"
+dest="$work/axl-from-git"
+axl_git() { env -u AXL_BIN -u AXL_SRC -u AXL_VERSION AXL_DEST="$dest" AXL_REPO="file://$fake" \
+    AXL_REF="$fake_ref" "$root/scripts/install-axl.sh" >"$1" 2>&1; }
+if axl_git "$work/axl1.log"; then pass "install-axl.sh builds from AXL_REPO at AXL_REF"; else fail "install-axl.sh builds from AXL_REPO at AXL_REF"; show "$work/axl1.log"; fi
+check "the built node runs" grep -q "axl-standin built from git" <<<"$("$dest/node" 2>&1 || true)"
+stamp_before="$(stat -c '%Y %s' "$dest/node" "$dest/node.stamp" 2>&1)"
+axl_git "$work/axl2.log" || true
+check "install-axl.sh second run is up to date" grep -q "up to date" "$work/axl2.log"
+check "install-axl.sh second run left node and stamp alone" \
+    test "$stamp_before" == "$(stat -c '%Y %s' "$dest/node" "$dest/node.stamp" 2>&1)"
+
+# install-axl.sh when nothing works: module proxy off, repository missing.
+set +e
+env -u AXL_BIN -u AXL_SRC GOPROXY=off AXL_DEST="$work/axl-none" AXL_REPO="file://$work/no-such-repo" \
+    "$root/scripts/install-axl.sh" >"$work/none.out" 2>"$work/none.err"
+rc=$?
+set -e
+check "install-axl.sh fails when no source works (rc=$rc)" test "$rc" -ne 0
+check "install-axl.sh says what it tried" grep -q "could not install the AXL node binary" "$work/none.err"
+check "install-axl.sh installed nothing" test ! -e "$work/axl-none/node"
+
+if ((failures)); then
+    echo "check-install: $failures check(s) failed"
+    exit 1
+fi
+echo "check-install: all checks passed"
