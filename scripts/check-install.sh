@@ -7,8 +7,8 @@
 #   - a second run is a no-op: no file under the prefix changes (path, size, mtime, mode, hash);
 #   - an unsupported architecture (faked with EDGENT_ARCH) is refused with its message on
 #     stderr, a non-zero exit, and nothing created;
-#   - scripts/install-axl.sh builds from a git repository (AXL_REPO/AXL_REF), skips a second
-#     time, and fails loudly when no source works.
+#   - scripts/install-axl.sh builds from a git repository (AXL_REPO/AXL_REF) and from a local
+#     checkout (AXL_SRC), skips a second time, and fails loudly when no source works.
 #
 # AXL stand-ins: the real AXL node cannot be fetched here (the Go module proxy answers 403 for
 # github.com/gensyn-ai/axl), so AXL_BIN points at a tiny shell script, and the clone-and-build
@@ -28,7 +28,24 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export EDGENT_CARGO_PROFILE="${EDGENT_CARGO_PROFILE:-dev}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/check-install.XXXXXX")"
-cleanup() { if [[ "${KEEP:-}" == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi; }
+
+# Sharing the target dir reuses the compiled dependencies. The prefix's edgent crate is the
+# same cargo unit as this checkout's (cargo keys it by name and relative paths), so when this
+# checkout has changes the test does not install, the prefix's build would leave that unit
+# stale for the checkout: then drop it at exit (`cargo clean -p edgent`), so the next build
+# here recompiles it. On a clean CI checkout at the tested commit there is nothing to drop.
+shares_unit=no
+if [[ "$repo" == "$root" ]] \
+    && { [[ "$(git -C "$root" rev-parse HEAD)" != "$ref" ]] || [[ -n "$(git -C "$root" status --porcelain)" ]]; }; then
+    shares_unit=yes
+fi
+cleanup() {
+    if [[ "$shares_unit" == yes ]]; then
+        echo "check-install: this checkout differs from $ref: cargo clean -p edgent (its next build recompiles it)"
+        (cd "$root" && cargo clean -q -p edgent --profile "$EDGENT_CARGO_PROFILE") || true
+    fi
+    if [[ "${KEEP:-}" == 1 ]]; then echo "kept $work"; else rm -rf "$work"; fi
+}
 trap cleanup EXIT
 
 failures=0
@@ -130,6 +147,13 @@ axl_git "$work/axl2.log" || true
 check "install-axl.sh second run is up to date" grep -q "up to date" "$work/axl2.log"
 check "install-axl.sh second run left node and stamp alone" \
     test "$stamp_before" == "$(stat -c '%Y %s' "$dest/node" "$dest/node.stamp" 2>&1)"
+
+# install-axl.sh: the local-checkout path (AXL_SRC), same stand-in source.
+src_dest="$work/axl-from-src"
+axl_src() { env -u AXL_BIN AXL_DEST="$src_dest" AXL_SRC="$fake" "$root/scripts/install-axl.sh" >"$1" 2>&1; }
+if axl_src "$work/src1.log"; then pass "install-axl.sh builds from AXL_SRC"; else fail "install-axl.sh builds from AXL_SRC"; show "$work/src1.log"; fi
+axl_src "$work/src2.log" || true
+check "install-axl.sh AXL_SRC second run is up to date (clean git checkout)" grep -q "up to date" "$work/src2.log"
 
 # install-axl.sh when nothing works: module proxy off, repository missing.
 set +e
