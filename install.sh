@@ -18,6 +18,7 @@
 #   EDGENT_ARCH           override the detected architecture (uname -m)
 #   GO_VERSION            Go release to install when no Go >= 1.25 is found (default below)
 #   AXL_BIN | AXL_SRC | AXL_VERSION | AXL_REPO | AXL_REF   see scripts/install-axl.sh
+#   EDGENT_SYSTEM_ROOT    with --systemd: put the service's files under this dir, not / (tests)
 set -euo pipefail
 
 readonly DEFAULT_EDGENT_REPO="https://github.com/edgent/edgent"
@@ -297,27 +298,26 @@ put_file() {
 if [[ "$with_systemd" == yes ]]; then
     [[ "$axl_ok" == yes ]] || die "not installing the service: AXL is missing (see above)"
     command -v systemctl >/dev/null 2>&1 || die "--systemd: systemctl not found (is this a systemd system?)"
+    # EDGENT_SYSTEM_ROOT: install the service's files under this directory instead of / (tests).
+    local sysroot="${EDGENT_SYSTEM_ROOT:-}"
     if ! id edgent >/dev/null 2>&1; then
         as_root useradd --system --home-dir /var/lib/edgent --no-create-home \
             --shell /usr/sbin/nologin --comment "edgent daemon" edgent
         say "systemd: created the system user 'edgent'"
         did_change=yes
     fi
-    if [[ ! -d /var/lib/edgent ]]; then
-        as_root install -d -o edgent -g edgent -m 0750 /var/lib/edgent
-        say "systemd: created the data dir /var/lib/edgent"
-        did_change=yes
-    fi
-    put_file "$edgent_bin" /usr/local/lib/edgent/edgent 0755
-    put_file "$prefix/axl-bin/node" /usr/local/lib/edgent/axl-bin/node 0755
-    put_file "$prefix/systemd/service-paths.env" /usr/local/lib/edgent/service-paths.env 0644
-    put_file "$prefix/systemd/edgent.service" /etc/systemd/system/edgent.service 0644
-    if as_root test -f /etc/edgent/edgent.env; then
-        if ! as_root cmp -s "$prefix/.env" /etc/edgent/edgent.env; then
+    # The data dir /var/lib/edgent is the unit's StateDirectory=: systemd creates it, owned by
+    # the user, at the first start.
+    put_file "$edgent_bin" "$sysroot/usr/local/lib/edgent/edgent" 0755
+    put_file "$prefix/axl-bin/node" "$sysroot/usr/local/lib/edgent/axl-bin/node" 0755
+    put_file "$prefix/systemd/service-paths.env" "$sysroot/usr/local/lib/edgent/service-paths.env" 0644
+    put_file "$prefix/systemd/edgent.service" "$sysroot/etc/systemd/system/edgent.service" 0644
+    if as_root test -f "$sysroot/etc/edgent/edgent.env"; then
+        if ! as_root cmp -s "$prefix/.env" "$sysroot/etc/edgent/edgent.env"; then
             say "systemd: the service reads /etc/edgent/edgent.env, which differs from $prefix/.env: kept as is"
         fi
     else
-        put_file "$prefix/.env" /etc/edgent/edgent.env 0600
+        put_file "$prefix/.env" "$sysroot/etc/edgent/edgent.env" 0600
     fi
     if [[ "$changed" == yes ]]; then
         as_root systemctl daemon-reload
@@ -327,6 +327,7 @@ if [[ "$with_systemd" == yes ]]; then
     elif ! as_root systemctl is-active --quiet edgent.service; then
         as_root systemctl enable --now edgent.service
         say "systemd: edgent.service started; logs: journalctl -u edgent -f"
+        did_change=yes
     else
         say "systemd: edgent.service up to date and running"
     fi

@@ -5,6 +5,9 @@
 #   - the install succeeds, `edgent --version` runs, .env exists (copied from .env.example),
 #     the AXL binary is in axl-bin/node, and the Ollama check prints the exact fix;
 #   - a second run is a no-op: no file under the prefix changes (path, size, mtime, mode, hash);
+#   - --systemd (into a scratch system root, with stubs for systemctl/useradd/id) installs the
+#     unit, binaries and env file and starts the service; a second run changes and restarts
+#     nothing; a changed unit is put back and the service restarted;
 #   - an unsupported architecture (faked with EDGENT_ARCH) is refused with its message on
 #     stderr, a non-zero exit, and nothing created;
 #   - scripts/install-axl.sh builds from a git repository (AXL_REPO/AXL_REF) and from a local
@@ -109,6 +112,67 @@ fi
 check "first run says what it installed" grep -q "^edgent: installed $ref in $prefix" "$work/run1.log"
 check "second run says it is up to date" grep -q "^edgent: up to date at $ref in $prefix: nothing to do" "$work/run2.log"
 check "second run did not rebuild" lacks "building edgent" "$work/run2.log"
+
+# --systemd, against a scratch system root: systemd cannot run here (no systemd as PID 1) and
+# the test must not add users to this machine, so SystemctlStub, UseraddStub and IdStub stand
+# in for systemctl, useradd and id, recording what they were asked to do.
+sysroot="$work/sysroot" state="$work/sysstate"
+mkdir -p "$work/sysstubs" "$state"
+cat >"$work/sysstubs/systemctl" <<'SH'
+#!/bin/sh
+# SystemctlStub: records calls; a started unit counts as active.
+echo "$*" >>"$STUB_STATE/systemctl.calls"
+case "$*" in
+    *is-active*) [ -e "$STUB_STATE/active" ] ;;
+    *restart* | *start*) touch "$STUB_STATE/active" ;;
+esac
+SH
+cat >"$work/sysstubs/useradd" <<'SH'
+#!/bin/sh
+# UseraddStub: records the user instead of creating it.
+for last; do :; done
+echo "$last" >>"$STUB_STATE/users"
+SH
+cat >"$work/sysstubs/id" <<'SH'
+#!/bin/sh
+# IdStub: users the UseraddStub "created" exist; anything else goes to the real id.
+grep -qx "$1" "$STUB_STATE/users" 2>/dev/null && exit 0
+exec /usr/bin/id "$@"
+SH
+chmod +x "$work/sysstubs/"*
+run_systemd() { # run_systemd <log>
+    env EDGENT_PREFIX="$prefix" EDGENT_REPO="file://$repo" EDGENT_REF="$ref" \
+        AXL_BIN="$work/axl-standin" PATH="$work/sysstubs:$work/stubs:$PATH" STUB_STATE="$state" \
+        EDGENT_SYSTEM_ROOT="$sysroot" bash "$root/install.sh" --systemd >"$1" 2>&1
+}
+sys_snapshot() { (cd "$sysroot" && find . -printf '%p %s %T@ %m\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+if run_systemd "$work/sys1.log"; then pass "--systemd run succeeds"; else fail "--systemd run succeeds"; show "$work/sys1.log"; fi
+check "--systemd created the user edgent" grep -qx edgent "$state/users"
+check "--systemd installed the unit" cmp -s "$sysroot/etc/systemd/system/edgent.service" "$prefix/systemd/edgent.service"
+check "--systemd installed the binary the unit runs" cmp -s "$sysroot/usr/local/lib/edgent/edgent" "$prefix/bin/edgent"
+check "--systemd installed the AXL node" cmp -s "$sysroot/usr/local/lib/edgent/axl-bin/node" "$prefix/axl-bin/node"
+check "--systemd installed service-paths.env" cmp -s "$sysroot/usr/local/lib/edgent/service-paths.env" "$prefix/systemd/service-paths.env"
+check "--systemd installed the .env as /etc/edgent/edgent.env, mode 600" \
+    test "$(stat -c %a "$sysroot/etc/edgent/edgent.env" 2>&1)" == 600 -a -n "$(cmp "$prefix/.env" "$sysroot/etc/edgent/edgent.env" && echo same)"
+check "--systemd reloaded, enabled and restarted the service" \
+    test "$(cat "$state/systemctl.calls" 2>&1)" == "$(printf 'daemon-reload\nenable edgent.service\nrestart edgent.service')"
+: >"$state/systemctl.calls"
+sys_snapshot >"$work/sys-before"
+snapshot >"$work/before"
+if run_systemd "$work/sys2.log"; then pass "--systemd second run succeeds"; else fail "--systemd second run succeeds"; show "$work/sys2.log"; fi
+sys_snapshot >"$work/sys-after"
+snapshot >"$work/after"
+check "--systemd second run changed no installed file" diff -q "$work/sys-before" "$work/sys-after"
+check "--systemd second run changed no file under the prefix" diff -q "$work/before" "$work/after"
+check "--systemd second run only asked whether the service runs" \
+    test "$(cat "$state/systemctl.calls" 2>&1)" == "is-active --quiet edgent.service"
+check "--systemd second run says so" grep -q "edgent.service up to date and running" "$work/sys2.log"
+check "--systemd second run: nothing to do" grep -q "nothing to do" "$work/sys2.log"
+echo "# drift" >>"$sysroot/etc/systemd/system/edgent.service"
+: >"$state/systemctl.calls"
+run_systemd "$work/sys3.log" || { fail "--systemd run after drift"; show "$work/sys3.log"; }
+check "--systemd repairs a changed unit" cmp -s "$sysroot/etc/systemd/system/edgent.service" "$prefix/systemd/edgent.service"
+check "--systemd restarts after repairing" grep -qx "restart edgent.service" "$state/systemctl.calls"
 
 # Unsupported architecture: refused before anything is done.
 prefix="$work/prefix-mips"
