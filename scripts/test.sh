@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test of edgent: the one command of the README's Quick start, and what CI runs.
+#
+# It installs what the tests need and is missing (npm packages from package-lock.json; as
+# root, Debian's shellcheck and systemd), then runs, in order:
+#   1. the committed-artifact checks (circuit manifest, contract artifacts vs a fresh build)
+#   2. the forge tests of the contracts
+#   3. shellcheck, the systemd unit check, and the install.sh test
+#   4. cargo test (unit, integration and end-to-end tests with real processes)
+# Any failure stops it with a non-zero exit.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+        step "installing Debian packages: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null </dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null </dev/null
+    else
+        echo "test.sh: missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+}
+
+apt_install shellcheck systemd
+
+if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]] \
+    || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+    step "npm ci (forge, anvil, solcjs, circom, snarkjs, playwright-core)"
+    npm ci --no-audit --no-fund
+fi
+
+if [[ -f circuits/check.sh ]]; then
+    step "circuit source and artifacts match the manifest"
+    bash circuits/check.sh
+fi
+
+step "contract artifacts match a fresh build"
+bash contracts/check-artifacts.sh
+
+step "forge tests"
+bash contracts/test.sh
+
+step "shellcheck"
+shellcheck install.sh scripts/*.sh .ci/run
+
+step "systemd unit"
+bash scripts/check-systemd.sh
+
+step "install.sh"
+bash scripts/check-install.sh
+
+step "cargo test"
+cargo test --locked
