@@ -103,9 +103,16 @@ struct RunArgs {
     set: Vec<String>,
 }
 
+/// Log to stderr, filtered by `RUST_LOG` from the environment or `.env` (default `info`).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directive = Sources::from_process()
+        .ok()
+        .and_then(|s| s.get("RUST_LOG"))
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive).unwrap_or_else(|e| {
+        eprintln!("edgent: RUST_LOG {directive:?} is not a valid filter ({e}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
