@@ -103,12 +103,12 @@ struct RunArgs {
     set: Vec<String>,
 }
 
-/// Log to stderr, filtered by `RUST_LOG` from the environment or `.env` (default `info`).
-fn init_tracing() {
+/// Log to stderr, filtered by `RUST_LOG` from the environment or `.env`, else `default`.
+fn init_tracing(default: &str) {
     let directive = Sources::from_process()
         .ok()
         .and_then(|s| s.get("RUST_LOG"))
-        .unwrap_or_else(|| "info".into());
+        .unwrap_or_else(|| default.into());
     let filter = tracing_subscriber::EnvFilter::try_new(&directive).unwrap_or_else(|e| {
         eprintln!("edgent: RUST_LOG {directive:?} is not a valid filter ({e}); using info");
         tracing_subscriber::EnvFilter::new("info")
@@ -208,7 +208,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo prints its own steps; its daemons' logs would drown them.
+    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) { "warn" } else { "info" });
     match real_main(cli).await {
         Ok(code) => code,
         Err(e) => {
