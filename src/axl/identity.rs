@@ -155,3 +155,107 @@ impl<'de> Deserialize<'de> for PeerKey {
         PeerKey::from_hex(&s).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (key, AddrForKey as hex, the address as IPv6 text, GetKey of that address), generated
+    /// with github.com/yggdrasil-network/yggdrasil-go v0.5.12 `src/address` (a 30-line Go
+    /// program calling `address.AddrForKey` and `Address.GetKey`).
+    const YGGDRASIL_VECTORS: &[(&str, &str, &str, &str)] = &[
+        (
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "02000000000000000000000000000000",
+            "200::",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ),
+        (
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "02000000000000000000000000000000",
+            "200::",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ),
+        (
+            "000000000000000fedcba98765432100112233445566778899aabbccddeeff01",
+            "023c02468acf13579bdffddbb9977553",
+            "23c:246:8acf:1357:9bdf:fddb:b997:7553",
+            "000000000000000fedcba98765432100112233445567ffffffffffffffffffff",
+        ),
+        (
+            "00000000000000000000000000000000000000000000000000000000000000a5",
+            "02f80000000000000000000000000000",
+            "2f8::",
+            "00000000000000000000000000000000000000000000000000000000000000ff",
+        ),
+        (
+            "d2b5b7f2f8d4c3b1a0918273645566778899aabbccddeeff0011223344556677",
+            "02005a94901a0e56789cbedcfb193755",
+            "200:5a94:901a:e56:789c:bedc:fb19:3755",
+            "d2b5b7f2f8d4c3b1a091827364557fffffffffffffffffffffffffffffffffff",
+        ),
+        (
+            "3c4e1f2a9b8d7e6f5a4b3c2d1e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b",
+            "02021d8f06ab23940c852da61e970f87",
+            "202:1d8f:6ab:2394:c85:2da6:1e97:f87",
+            "3c4e1f2a9b8d7e6f5a4b3c2d1e0f1fffffffffffffffffffffffffffffffffff",
+        ),
+        (
+            "0000000100000000000000000000000000000000000000000000000000000000",
+            "021fffffffffffffffffffffffffffff",
+            "21f:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "000000010000000000000000000000000000ffffffffffffffffffffffffffff",
+        ),
+        (
+            "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "02010000000000000000000000000000",
+            "201::",
+            "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ),
+    ];
+
+    #[test]
+    fn address_matches_yggdrasil_addr_for_key() {
+        for (key, addr, ipv6, _) in YGGDRASIL_VECTORS {
+            let k = PeerKey::from_hex(key).unwrap();
+            assert_eq!(hex::encode(k.address()), *addr, "AddrForKey({key})");
+            assert_eq!(k.ipv6().to_string(), *ipv6, "IPv6 text of {key}");
+        }
+    }
+
+    #[test]
+    fn partial_matches_yggdrasil_get_key() {
+        for (key, addr, _, partial) in YGGDRASIL_VECTORS {
+            let k = PeerKey::from_hex(key).unwrap();
+            let mut a = [0u8; 16];
+            hex::decode_to_slice(addr, &mut a).unwrap();
+            assert_eq!(
+                PeerKey::from_address(&a).to_hex(),
+                *partial,
+                "GetKey({addr})"
+            );
+            assert_eq!(k.partial().to_hex(), *partial, "partial({key})");
+        }
+    }
+
+    #[test]
+    fn partial_names_the_same_node_but_is_not_the_key() {
+        let (key, _, _, partial) = YGGDRASIL_VECTORS[4];
+        let full = PeerKey::from_hex(key).unwrap();
+        let part = PeerKey::from_hex(partial).unwrap();
+        assert_ne!(full, part);
+        assert!(full.same_node(&part));
+        assert!(part.same_node(&full));
+        let (other, _, _, _) = YGGDRASIL_VECTORS[5];
+        assert!(!full.same_node(&PeerKey::from_hex(other).unwrap()));
+    }
+
+    #[test]
+    fn from_hex_rejects_bad_ids() {
+        assert!(PeerKey::from_hex("abc").is_err());
+        assert!(PeerKey::from_hex(&"g".repeat(64)).is_err());
+        assert!(PeerKey::from_hex(&"a".repeat(66)).is_err());
+        let k = PeerKey::from_hex(&format!("0x{}", "Ab".repeat(32))).unwrap();
+        assert_eq!(k.to_hex(), "ab".repeat(32));
+    }
+}
