@@ -41,6 +41,13 @@ pub enum AxlError {
         /// The limit.
         max: usize,
     },
+    /// The node answered 200 but not in AXL's format (e.g. `/recv` without a valid
+    /// `X-From-Peer-Id`, or `/topology` that is not the expected JSON).
+    #[error("malformed answer from AXL: {0}")]
+    BadResponse(String),
+    /// The AXL API URL given to the client is not a usable `http://` URL.
+    #[error("invalid AXL API URL: {0}")]
+    InvalidUrl(String),
     /// Any other unexpected answer from the local node.
     #[error("AXL answered HTTP {status}: {body}")]
     Http {
