@@ -1,1 +1,257 @@
-//! TODO(axl helper): recv
+//! The receive loop: drains AXL's `/recv` queue and hands each raw message on.
+//!
+//! AXL keeps at most 100 received messages and drops the OLDEST when full, so the loop
+//! reads until the queue is empty (204) and only then sleeps, briefly: 1 ms, doubling
+//! while idle up to [`RecvLoopConfig::idle_cap`], back to zero on any message. With the
+//! default 16 ms cap a sender must push more than 100 messages in 16 ms (over 6000/s)
+//! into an idle node before AXL drops one; once messages flow the loop polls without
+//! pause. When AXL does not answer at all it backs off longer (up to
+//! [`RecvLoopConfig::down_cap`]) and logs once per outage, not per try.
+//!
+//! The loop never decodes: it passes raw [`Inbound`] messages into a bounded channel
+//! with `try_send`, so a slow router can never stall the drain (which would let AXL
+//! drop messages instead). If the channel is full the message is dropped here and
+//! counted in [`RecvStats::dropped_full`], which is visible in `/status` and
+//! `/metrics`; size the channel ([`RECV_CHANNEL_CAPACITY`]) well above a burst.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{AxlError, Inbound, Transport};
+
+/// A channel capacity for [`spawn_recv_loop`] that absorbs many full AXL queues (100
+/// messages each) while the router catches up.
+pub const RECV_CHANNEL_CAPACITY: usize = 4096;
+
+/// Counters of the receive loop, shared with `/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecvStats {
+    /// Messages taken from AXL's queue (delivered to the channel or dropped there).
+    pub received: AtomicU64,
+    /// Failed `/recv` calls (AXL down, malformed answers, unexpected statuses).
+    pub recv_errors: AtomicU64,
+    /// Messages dropped because the channel to the router was full.
+    pub dropped_full: AtomicU64,
+    /// Outages: runs of consecutive "AXL down" answers.
+    pub outages: AtomicU64,
+}
+
+/// A plain copy of [`RecvStats`] at one moment, for JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecvCounts {
+    /// See [`RecvStats::received`].
+    pub received: u64,
+    /// See [`RecvStats::recv_errors`].
+    pub recv_errors: u64,
+    /// See [`RecvStats::dropped_full`].
+    pub dropped_full: u64,
+    /// See [`RecvStats::outages`].
+    pub outages: u64,
+}
+
+impl RecvStats {
+    /// Read all counters.
+    pub fn snapshot(&self) -> RecvCounts {
+        RecvCounts {
+            received: self.received.load(Ordering::Relaxed),
+            recv_errors: self.recv_errors.load(Ordering::Relaxed),
+            dropped_full: self.dropped_full.load(Ordering::Relaxed),
+            outages: self.outages.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Back-off settings of the receive loop. [`Default`] is what the daemon uses.
+#[derive(Debug, Clone, Copy)]
+pub struct RecvLoopConfig {
+    /// First sleep after the queue is found empty.
+    pub idle_start: Duration,
+    /// Longest sleep while idle (must stay well under "100 messages' worth" of time).
+    pub idle_cap: Duration,
+    /// First sleep after AXL did not answer.
+    pub down_start: Duration,
+    /// Longest sleep while AXL is down.
+    pub down_cap: Duration,
+}
+
+impl Default for RecvLoopConfig {
+    fn default() -> Self {
+        RecvLoopConfig {
+            idle_start: Duration::from_millis(1),
+            idle_cap: Duration::from_millis(16),
+            down_start: Duration::from_millis(50),
+            down_cap: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Start the receive loop with the default back-off. It runs until `cancel` fires or
+/// the receiving end of `tx` is dropped.
+pub fn spawn_recv_loop(
+    transport: Arc<dyn Transport>,
+    tx: mpsc::Sender<Inbound>,
+    cancel: CancellationToken,
+    stats: Arc<RecvStats>,
+) -> JoinHandle<()> {
+    spawn_recv_loop_with(transport, tx, cancel, stats, RecvLoopConfig::default())
+}
+
+/// [`spawn_recv_loop`] with explicit back-off settings.
+pub fn spawn_recv_loop_with(
+    transport: Arc<dyn Transport>,
+    tx: mpsc::Sender<Inbound>,
+    cancel: CancellationToken,
+    stats: Arc<RecvStats>,
+    config: RecvLoopConfig,
+) -> JoinHandle<()> {
+    tokio::spawn(run(transport, tx, cancel, stats, config))
+}
+
+/// What the last failing streak was, so it is logged once rather than per try.
+#[derive(PartialEq)]
+enum Streak {
+    None,
+    Down { failures: u64 },
+    Failing { failures: u64 },
+}
+
+async fn run(
+    transport: Arc<dyn Transport>,
+    tx: mpsc::Sender<Inbound>,
+    cancel: CancellationToken,
+    stats: Arc<RecvStats>,
+    config: RecvLoopConfig,
+) {
+    tracing::debug!(target: "axl", "receive loop started");
+    let mut idle = Duration::ZERO;
+    let mut down = Duration::ZERO;
+    let mut streak = Streak::None;
+    // Full-channel drops are logged once per run of them.
+    let mut full_run: u64 = 0;
+    loop {
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            r = transport.recv() => r,
+        };
+        let pause = match result {
+            Ok(got) => {
+                end_streak(&mut streak);
+                down = Duration::ZERO;
+                match got {
+                    Some(msg) => {
+                        idle = Duration::ZERO;
+                        stats.received.fetch_add(1, Ordering::Relaxed);
+                        match tx.try_send(msg) {
+                            Ok(()) => {
+                                if full_run > 0 {
+                                    tracing::info!(target: "axl", dropped = full_run, "router channel has room again");
+                                    full_run = 0;
+                                }
+                            }
+                            Err(TrySendError::Full(msg)) => {
+                                stats.dropped_full.fetch_add(1, Ordering::Relaxed);
+                                if full_run == 0 {
+                                    tracing::warn!(target: "axl", from = %msg.from.short(), "router channel full: dropping received messages until it drains");
+                                }
+                                full_run += 1;
+                            }
+                            Err(TrySendError::Closed(_)) => {
+                                tracing::info!(target: "axl", "router channel closed: receive loop stops");
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    None => {
+                        idle = next(idle, config.idle_start, config.idle_cap);
+                        idle
+                    }
+                }
+            }
+            Err(AxlError::Down(why)) => {
+                stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+                match &mut streak {
+                    Streak::Down { failures } => *failures += 1,
+                    _ => {
+                        end_streak(&mut streak);
+                        stats.outages.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target: "axl", %why, "AXL node not answering /recv; retrying with back-off");
+                        streak = Streak::Down { failures: 1 };
+                    }
+                }
+                down = next(down, config.down_start, config.down_cap);
+                down
+            }
+            Err(e) => {
+                stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+                match &mut streak {
+                    Streak::Failing { failures } => *failures += 1,
+                    _ => {
+                        end_streak(&mut streak);
+                        tracing::warn!(target: "axl", error = %e, "AXL /recv failed");
+                        streak = Streak::Failing { failures: 1 };
+                    }
+                }
+                // A malformed message is one lost message, not a reason to stop draining;
+                // a persistent error status must not become a hot loop either.
+                idle = next(idle, config.idle_start, config.idle_cap);
+                idle
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    tracing::debug!(target: "axl", "receive loop stopped");
+}
+
+fn end_streak(streak: &mut Streak) {
+    match *streak {
+        Streak::None => {}
+        Streak::Down { failures } => {
+            tracing::info!(target: "axl", failures, "AXL node answering /recv again")
+        }
+        Streak::Failing { failures } => {
+            if failures > 1 {
+                tracing::info!(target: "axl", failures, "AXL /recv recovered after repeated failures")
+            }
+        }
+    }
+    *streak = Streak::None;
+}
+
+/// The next back-off step: `start` after zero, then doubling up to `cap`.
+fn next(current: Duration, start: Duration, cap: Duration) -> Duration {
+    if current.is_zero() {
+        start.min(cap)
+    } else {
+        (current * 2).min(cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let (s, c) = (Duration::from_millis(1), Duration::from_millis(16));
+        let mut d = Duration::ZERO;
+        let mut seen = vec![];
+        for _ in 0..7 {
+            d = next(d, s, c);
+            seen.push(d.as_millis());
+        }
+        assert_eq!(seen, vec![1, 2, 4, 8, 16, 16, 16]);
+    }
+}
