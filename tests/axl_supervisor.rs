@@ -228,3 +228,65 @@ async fn a_missing_binary_is_reported_not_fatal() {
     assert!(s.last_exit.unwrap().starts_with("spawn failed"));
     sup.shutdown().await;
 }
+
+/// Collects formatted log lines in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The child's stdout and stderr lines reach `tracing` with the `[axl]` prefix, and the
+/// argument override replaces `-config <file>`. (Single-threaded runtime: the log
+/// forwarders run on this thread, under this thread's subscriber.)
+#[tokio::test]
+async fn child_output_is_logged_with_a_prefix() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SupervisorConfig::new("/bin/sh", dir.path(), free_port(), 17004);
+    cfg.args = Some(vec![
+        "-c".into(),
+        "echo hello-from-axl; echo oops-on-stderr >&2; exec sleep 30".into(),
+    ]);
+    let sup = Supervisor::start(cfg).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(logs.text().contains("[axl] hello-from-axl")
+        && logs.text().contains("[axl] oops-on-stderr"))
+    {
+        assert!(Instant::now() < deadline, "logs so far:\n{}", logs.text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = sup.status().pid.expect("sleep is running");
+    assert_eq!(
+        sup.status().state,
+        SupervisorState::Starting,
+        "no API, so not running"
+    );
+    sup.shutdown().await;
+    assert!(!alive(pid));
+    assert!(
+        !logs.text().contains("PRIVATE KEY"),
+        "the key is never logged"
+    );
+}
