@@ -290,3 +290,29 @@ async fn child_output_is_logged_with_a_prefix() {
         "the key is never logged"
     );
 }
+
+/// `path` (absolute) as seen relative to the current directory, via `..` components.
+fn relative_to_cwd(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let mut rel = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        rel.push("..");
+    }
+    rel.join(path.strip_prefix("/").unwrap())
+}
+
+/// The child runs in the data directory: relative paths from the daemon's point of view
+/// must still point at the right files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_paths_are_resolved_before_the_child_changes_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = relative_to_cwd(&standin_axl(dir.path()));
+    let data = relative_to_cwd(&dir.path().join("axl-data"));
+    assert!(bin.is_relative() && data.is_relative());
+    let sup = Supervisor::start(SupervisorConfig::new(bin, data, free_port(), 17005))
+        .await
+        .unwrap();
+    sup.wait_running(Duration::from_secs(30)).await.unwrap();
+    assert!(openssl_reads_key(&dir.path().join("axl-data/private.pem")));
+    sup.shutdown().await;
+}

@@ -170,6 +170,23 @@ pub fn write_node_config(cfg: &SupervisorConfig) -> Result<PathBuf, SupervisorEr
     Ok(path)
 }
 
+/// The child runs in `data_dir`, so every path it is given must not depend on our
+/// working directory. A bare program name (no `/`) is left for the `PATH` lookup.
+fn absolute_paths(mut cfg: SupervisorConfig) -> Result<SupervisorConfig, SupervisorError> {
+    let abs = |p: &Path| {
+        std::path::absolute(p).map_err(|source| SupervisorError::Io {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    cfg.data_dir = abs(&cfg.data_dir)?;
+    cfg.key_path = abs(&cfg.key_path)?;
+    if cfg.bin.components().count() > 1 {
+        cfg.bin = abs(&cfg.bin)?;
+    }
+    Ok(cfg)
+}
+
 /// Where the supervised node is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,6 +226,7 @@ impl Supervisor {
     /// Prepare the key and config, then start supervising. Returns at once; use
     /// [`Supervisor::wait_running`] to wait for the API.
     pub async fn start(cfg: SupervisorConfig) -> Result<Supervisor, SupervisorError> {
+        let cfg = absolute_paths(cfg)?;
         let key_path = cfg.key_path.clone();
         let origin = tokio::task::spawn_blocking(move || key::ensure_key(&key_path))
             .await
