@@ -12,11 +12,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgent::axl::recv::{spawn_recv_loop, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY};
+use edgent::axl::recv::{
+    spawn_recv_loop, spawn_recv_loop_with, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY,
+};
 use edgent::axl::sim::MeshSim;
 use edgent::axl::{Inbound, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// User + system CPU seconds of this process (Linux `/proc/self/stat`, 100 Hz ticks).
+fn cpu_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
 
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -67,7 +78,7 @@ fn main() {
         let to = sim.key(1);
         let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
         let cancel = CancellationToken::new();
-        let _loop = spawn_recv_loop(
+        let first_loop = spawn_recv_loop(
             Arc::new(sim.client(1).expect("client")),
             tx,
             cancel.clone(),
@@ -87,13 +98,42 @@ fn main() {
         report("send (HTTP /send only)", sends);
         report("hop, back-to-back", hops);
 
-        let cap = RecvLoopConfig::default().idle_cap;
-        let mut sporadic = Vec::new();
-        for i in 0..200 {
-            tokio::time::sleep(cap * 3).await;
-            sporadic.push(one_hop(&a, &to, &mut rx, 10_000 + i).await.1);
-        }
-        report(&format!("hop, sporadic (idle cap {cap:?})"), sporadic);
         cancel.cancel();
+        first_loop.await.expect("loop ends");
+
+        // Sporadic traffic and the price of idling, for the default cap and a tighter one.
+        for cap_ms in [RecvLoopConfig::default().idle_cap.as_millis() as u64, 8] {
+            let cap = Duration::from_millis(cap_ms);
+            let config = RecvLoopConfig {
+                idle_cap: cap,
+                ..RecvLoopConfig::default()
+            };
+            let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
+            let cancel = CancellationToken::new();
+            let _loop = spawn_recv_loop_with(
+                Arc::new(sim.client(1).expect("client")),
+                tx,
+                cancel.clone(),
+                Arc::new(RecvStats::default()),
+                config,
+            );
+            let mut sporadic = Vec::new();
+            for i in 0..200 {
+                tokio::time::sleep(cap * 3).await;
+                sporadic.push(one_hop(&a, &to, &mut rx, 10_000 + i).await.1);
+            }
+            report(&format!("hop, sporadic, cap {cap_ms} ms"), sporadic);
+
+            let (polls0, cpu0, t0) = (sim.stats(1).recv_polls, cpu_time(), Instant::now());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let polls = (sim.stats(1).recv_polls - polls0) as f64 / secs;
+            let cpu = cpu_time().map(|c| (c - cpu0.unwrap_or(c)) / secs * 100.0);
+            println!(
+                "idle, cap {cap_ms} ms:               {polls:.0} polls/s, process CPU {} (loop + sim)",
+                cpu.map(|c| format!("{c:.2}% of one core")).unwrap_or_else(|| "n/a".into())
+            );
+            cancel.cancel();
+        }
     });
 }
