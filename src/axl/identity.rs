@@ -229,7 +229,11 @@ mod tests {
             let k = PeerKey::from_hex(key).unwrap();
             let mut a = [0u8; 16];
             hex::decode_to_slice(addr, &mut a).unwrap();
-            assert_eq!(PeerKey::from_address(&a).to_hex(), *partial, "GetKey({addr})");
+            assert_eq!(
+                PeerKey::from_address(&a).to_hex(),
+                *partial,
+                "GetKey({addr})"
+            );
             assert_eq!(k.partial().to_hex(), *partial, "partial({key})");
         }
     }

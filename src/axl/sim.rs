@@ -152,6 +152,8 @@ pub struct SimNodeStats {
     pub fault_dropped: u64,
     /// Messages waiting in the queue now.
     pub queued: usize,
+    /// `GET /recv` requests answered (shows how often a receiver polls).
+    pub recv_polls: u64,
 }
 
 #[derive(Default)]
@@ -159,6 +161,7 @@ struct NodeCounters {
     delivered: AtomicU64,
     overflow_dropped: AtomicU64,
     fault_dropped: AtomicU64,
+    recv_polls: AtomicU64,
 }
 
 struct Queued {
@@ -234,10 +237,7 @@ impl Shared {
 
     fn send(self: &Arc<Self>, from: usize, to: &PeerKey, body: Bytes) -> SendOutcome {
         let Some(dest) = self.node_by_addr(&to.address()) else {
-            return SendOutcome::Unreachable(format!(
-                "no node has address {} (sim)",
-                to.ipv6()
-            ));
+            return SendOutcome::Unreachable(format!("no node has address {} (sim)", to.ipv6()));
         };
         let faults = self.faults();
         if !faults.reachable(from, dest) {
@@ -293,7 +293,9 @@ impl Shared {
     }
 
     fn pop(&self, i: usize) -> Option<Queued> {
-        lock(&self.nodes[i].queue).pop_front()
+        let node = &self.nodes[i];
+        node.counters.recv_polls.fetch_add(1, Ordering::Relaxed);
+        lock(&node.queue).pop_front()
     }
 
     fn stats(&self, i: usize) -> SimNodeStats {
@@ -303,6 +305,7 @@ impl Shared {
             overflow_dropped: n.counters.overflow_dropped.load(Ordering::Relaxed),
             fault_dropped: n.counters.fault_dropped.load(Ordering::Relaxed),
             queued: lock(&n.queue).len(),
+            recv_polls: n.counters.recv_polls.load(Ordering::Relaxed),
         }
     }
 
@@ -402,7 +405,11 @@ impl MeshSim {
         let mut listeners = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let want = if base_port == 0 { 0 } else { base_port + i as u16 };
+            let want = if base_port == 0 {
+                0
+            } else {
+                base_port + i as u16
+            };
             let listener = bind(want)?;
             let port = listener
                 .local_addr()
@@ -531,7 +538,9 @@ impl Drop for MeshSim {
 
 /// The ids of the nodes down or partitioned away, as sets, for `/topology`.
 fn unreachable_from(faults: &Faults, me: usize, n: usize) -> BTreeSet<usize> {
-    (0..n).filter(|&j| !faults.reachable(me, j) && j != me).collect()
+    (0..n)
+        .filter(|&j| !faults.reachable(me, j) && j != me)
+        .collect()
 }
 
 /// `edgent mesh-sim`: start a sim, print one line per node

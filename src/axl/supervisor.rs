@@ -90,7 +90,12 @@ pub struct SupervisorConfig {
 impl SupervisorConfig {
     /// Defaults: key at `<data_dir>/private.pem`, no peers, no listeners, 30 s to start,
     /// restarts after 250 ms doubling to 30 s, reset after a minute of stable running.
-    pub fn new(bin: impl Into<PathBuf>, data_dir: impl Into<PathBuf>, api_port: u16, tcp_port: u16) -> Self {
+    pub fn new(
+        bin: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+        api_port: u16,
+        tcp_port: u16,
+    ) -> Self {
         let data_dir = data_dir.into();
         SupervisorConfig {
             bin: bin.into(),
@@ -154,16 +159,32 @@ pub fn write_node_config(cfg: &SupervisorConfig) -> Result<PathBuf, SupervisorEr
         bridge_addr: "127.0.0.1",
         max_message_size: cfg.max_message_size,
     };
-    let text = serde_json::to_string_pretty(&json)
-        .map_err(|e| SupervisorError::Io {
-            path: cfg.config_path().display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
+    let text = serde_json::to_string_pretty(&json).map_err(|e| SupervisorError::Io {
+        path: cfg.config_path().display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
     let path = cfg.config_path();
     let tmp = cfg.data_dir.join(format!(".{CONFIG_FILE_NAME}.tmp"));
     std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     Ok(path)
+}
+
+/// The child runs in `data_dir`, so every path it is given must not depend on our
+/// working directory. A bare program name (no `/`) is left for the `PATH` lookup.
+fn absolute_paths(mut cfg: SupervisorConfig) -> Result<SupervisorConfig, SupervisorError> {
+    let abs = |p: &Path| {
+        std::path::absolute(p).map_err(|source| SupervisorError::Io {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    cfg.data_dir = abs(&cfg.data_dir)?;
+    cfg.key_path = abs(&cfg.key_path)?;
+    if cfg.bin.components().count() > 1 {
+        cfg.bin = abs(&cfg.bin)?;
+    }
+    Ok(cfg)
 }
 
 /// Where the supervised node is in its life cycle.
@@ -205,6 +226,7 @@ impl Supervisor {
     /// Prepare the key and config, then start supervising. Returns at once; use
     /// [`Supervisor::wait_running`] to wait for the API.
     pub async fn start(cfg: SupervisorConfig) -> Result<Supervisor, SupervisorError> {
+        let cfg = absolute_paths(cfg)?;
         let key_path = cfg.key_path.clone();
         let origin = tokio::task::spawn_blocking(move || key::ensure_key(&key_path))
             .await
@@ -248,7 +270,10 @@ impl Supervisor {
     }
 
     /// Wait until the node is running (its API answered), at most `timeout`.
-    pub async fn wait_running(&self, timeout: Duration) -> Result<SupervisorStatus, SupervisorError> {
+    pub async fn wait_running(
+        &self,
+        timeout: Duration,
+    ) -> Result<SupervisorStatus, SupervisorError> {
         let mut rx = self.status.clone();
         let waited = tokio::time::timeout(
             timeout,
@@ -360,7 +385,9 @@ async fn run_once(
         Err(e) => {
             tracing::error!(target: "axl", bin = %cfg.bin.display(), error = %e, "cannot start the AXL node");
             tx.send_modify(|s| s.last_exit = Some(format!("spawn failed: {e}")));
-            return RunEnd::Ended { ran_for: Duration::ZERO };
+            return RunEnd::Ended {
+                ran_for: Duration::ZERO,
+            };
         }
     };
     let pid = child.id();
@@ -395,7 +422,9 @@ async fn run_once(
             tracing::error!(target: "axl", timeout = ?cfg.ready_timeout, "AXL API did not answer in time; killing the node");
             stop_child(&mut child, tx).await;
             tx.send_modify(|s| s.last_exit = Some("API did not answer in time".into()));
-            return RunEnd::Ended { ran_for: started.elapsed() };
+            return RunEnd::Ended {
+                ran_for: started.elapsed(),
+            };
         }
         tokio::select! {
             _ = cancel.cancelled() => {

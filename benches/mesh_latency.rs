@@ -1,0 +1,139 @@
+//! Latency of one mesh hop over the sim: from `send` on node A to the message arriving
+//! in node B's receive-loop channel (HTTP /send, the sim's queue, HTTP /recv, the loop).
+//!
+//! Two patterns, because the loop's idle back-off dominates sporadic traffic:
+//! - back-to-back: the next message is sent as soon as the previous one arrived;
+//! - sporadic: a pause longer than the loop's idle cap before each message, so every
+//!   message finds the loop asleep at its longest back-off (the worst case).
+//!
+//! Run: `cargo bench --bench mesh_latency` (prints figures; no assertions).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edgent::axl::recv::{
+    spawn_recv_loop, spawn_recv_loop_with, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY,
+};
+use edgent::axl::sim::MeshSim;
+use edgent::axl::{Inbound, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// User + system CPU seconds of this process (Linux `/proc/self/stat`, 100 Hz ticks).
+fn cpu_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let n = samples.len();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / n as f64;
+    let pct = |p: f64| us(samples[((n as f64 * p).ceil() as usize).clamp(1, n) - 1]);
+    println!(
+        "{name:<28} n={n:<5} mean={:>8.1} µs  p50={:>8.1} µs  p99={:>8.1} µs  max={:>8.1} µs",
+        mean,
+        pct(0.50),
+        pct(0.99),
+        us(samples[n - 1])
+    );
+}
+
+async fn one_hop(
+    a: &edgent::axl::AxlClient,
+    to: &edgent::axl::PeerKey,
+    rx: &mut mpsc::Receiver<Inbound>,
+    i: usize,
+) -> (Duration, Duration) {
+    let body = Bytes::from(format!("{{\"v\":1,\"type\":\"bench\",\"i\":{i}}}"));
+    let t0 = Instant::now();
+    a.send(to, body).await.expect("send");
+    let sent = t0.elapsed();
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("message arrives")
+        .expect("loop alive");
+    let total = t0.elapsed();
+    assert!(
+        m.body.ends_with(format!(":{i}}}").as_bytes()),
+        "out of order"
+    );
+    (sent, total)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sim = MeshSim::start(2, 0, 99).await.expect("sim");
+        let a = sim.client(0).expect("client");
+        let to = sim.key(1);
+        let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let first_loop = spawn_recv_loop(
+            Arc::new(sim.client(1).expect("client")),
+            tx,
+            cancel.clone(),
+            Arc::new(RecvStats::default()),
+        );
+        for i in 0..50 {
+            one_hop(&a, &to, &mut rx, i).await;
+        }
+
+        let (mut sends, mut hops) = (Vec::new(), Vec::new());
+        for i in 0..2000 {
+            let (s, t) = one_hop(&a, &to, &mut rx, i).await;
+            sends.push(s);
+            hops.push(t);
+        }
+        println!("mesh_latency: sim, 2 nodes, release build, 2 tokio workers");
+        report("send (HTTP /send only)", sends);
+        report("hop, back-to-back", hops);
+
+        cancel.cancel();
+        first_loop.await.expect("loop ends");
+
+        // Sporadic traffic and the price of idling, for the default cap and a tighter one.
+        for cap_ms in [RecvLoopConfig::default().idle_cap.as_millis() as u64, 8] {
+            let cap = Duration::from_millis(cap_ms);
+            let config = RecvLoopConfig {
+                idle_cap: cap,
+                ..RecvLoopConfig::default()
+            };
+            let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
+            let cancel = CancellationToken::new();
+            let _loop = spawn_recv_loop_with(
+                Arc::new(sim.client(1).expect("client")),
+                tx,
+                cancel.clone(),
+                Arc::new(RecvStats::default()),
+                config,
+            );
+            let mut sporadic = Vec::new();
+            for i in 0..200 {
+                tokio::time::sleep(cap * 3).await;
+                sporadic.push(one_hop(&a, &to, &mut rx, 10_000 + i).await.1);
+            }
+            report(&format!("hop, sporadic, cap {cap_ms} ms"), sporadic);
+
+            let (polls0, cpu0, t0) = (sim.stats(1).recv_polls, cpu_time(), Instant::now());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let polls = (sim.stats(1).recv_polls - polls0) as f64 / secs;
+            let cpu = cpu_time().map(|c| (c - cpu0.unwrap_or(c)) / secs * 100.0);
+            println!(
+                "idle, cap {cap_ms} ms:               {polls:.0} polls/s, process CPU {} (loop + sim)",
+                cpu.map(|c| format!("{c:.2}% of one core")).unwrap_or_else(|| "n/a".into())
+            );
+            cancel.cancel();
+        }
+    });
+}
