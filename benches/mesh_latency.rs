@@ -1,10 +1,11 @@
 //! Latency of one mesh hop over the sim: from `send` on node A to the message arriving
 //! in node B's receive-loop channel (HTTP /send, the sim's queue, HTTP /recv, the loop).
 //!
-//! Two patterns, because the loop's idle back-off dominates sporadic traffic:
+//! Patterns, because the loop's idle back-off dominates sporadic traffic:
 //! - back-to-back: the next message is sent as soon as the previous one arrived;
-//! - sporadic: a pause longer than the loop's idle cap before each message, so every
-//!   message finds the loop asleep at its longest back-off (the worst case).
+//! - in conversation: 50 ms between messages, within the loop's hot window;
+//! - cold: the first message to a quiet node, which finds the loop asleep at its longest
+//!   back-off (the worst case; only the first hop of a delegation can be cold).
 //!
 //! Run: `cargo bench --bench mesh_latency` (prints figures; no assertions).
 
@@ -101,13 +102,19 @@ fn main() {
         cancel.cancel();
         first_loop.await.expect("loop ends");
 
-        // Sporadic traffic and the price of idling, for the default cap and a tighter one.
-        for cap_ms in [RecvLoopConfig::default().idle_cap.as_millis() as u64, 8] {
-            let cap = Duration::from_millis(cap_ms);
-            let config = RecvLoopConfig {
-                idle_cap: cap,
-                ..RecvLoopConfig::default()
-            };
+        // Sporadic traffic. In a conversation (a reply is expected: ad after request,
+        // result after task) the loop is hot and polls within 2 ms; a quiet node polls
+        // every 32 ms. The cold case uses a 50 ms hot window so it can be sampled often.
+        let cases = [
+            ("hop, in conversation (50 ms apart)", RecvLoopConfig::default(), Duration::from_millis(50), 400),
+            (
+                "hop, cold (quiet node)",
+                RecvLoopConfig { hot_window: Duration::from_millis(50), ..RecvLoopConfig::default() },
+                Duration::from_millis(150),
+                100,
+            ),
+        ];
+        for (name, config, pause, n) in cases {
             let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
             let cancel = CancellationToken::new();
             let _loop = spawn_recv_loop_with(
@@ -118,22 +125,33 @@ fn main() {
                 config,
             );
             let mut sporadic = Vec::new();
-            for i in 0..200 {
-                tokio::time::sleep(cap * 3).await;
+            for i in 0..n {
+                tokio::time::sleep(pause).await;
                 sporadic.push(one_hop(&a, &to, &mut rx, 10_000 + i).await.1);
             }
-            report(&format!("hop, sporadic, cap {cap_ms} ms"), sporadic);
-
-            let (polls0, cpu0, t0) = (sim.stats(1).recv_polls, cpu_time(), Instant::now());
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let secs = t0.elapsed().as_secs_f64();
-            let polls = (sim.stats(1).recv_polls - polls0) as f64 / secs;
-            let cpu = cpu_time().map(|c| (c - cpu0.unwrap_or(c)) / secs * 100.0);
-            println!(
-                "idle, cap {cap_ms} ms:               {polls:.0} polls/s, process CPU {} (loop + sim)",
-                cpu.map(|c| format!("{c:.2}% of one core")).unwrap_or_else(|| "n/a".into())
-            );
+            report(name, sporadic);
             cancel.cancel();
         }
+
+        // The price of idling with the default settings, once the hot window has passed.
+        let (tx, _rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
+        let cancel = CancellationToken::new();
+        let _loop = spawn_recv_loop(
+            Arc::new(sim.client(1).expect("client")),
+            tx,
+            cancel.clone(),
+            Arc::new(RecvStats::default()),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (polls0, cpu0, t0) = (sim.stats(1).recv_polls, cpu_time(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let polls = (sim.stats(1).recv_polls - polls0) as f64 / secs;
+        let cpu = cpu_time().map(|c| (c - cpu0.unwrap_or(c)) / secs * 100.0);
+        println!(
+            "idle (quiet node):            {polls:.0} polls/s, process CPU {} (loop + sim together)",
+            cpu.map(|c| format!("{c:.2}% of one core")).unwrap_or_else(|| "n/a".into())
+        );
+        cancel.cancel();
     });
 }

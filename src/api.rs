@@ -81,7 +81,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.error, "detail": self.detail}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": self.error, "detail": self.detail})),
+        )
+            .into_response()
     }
 }
 
@@ -89,12 +93,24 @@ impl From<DelegateError> for ApiError {
     fn from(e: DelegateError) -> Self {
         let detail = e.to_string();
         match e {
-            DelegateError::BadInput(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail),
-            DelegateError::NoProvider(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_provider", detail),
-            DelegateError::ProviderFailed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "provider_failed", detail),
-            DelegateError::Deadline(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", detail),
-            DelegateError::Mesh(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "mesh_unavailable", detail),
-            DelegateError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail),
+            DelegateError::BadInput(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+            }
+            DelegateError::NoProvider(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_provider", detail)
+            }
+            DelegateError::ProviderFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "provider_failed", detail)
+            }
+            DelegateError::Deadline(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", detail)
+            }
+            DelegateError::Mesh(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "mesh_unavailable", detail)
+            }
+            DelegateError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+            }
         }
     }
 }
@@ -108,7 +124,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs", get(jobs))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .with_state(state)
 }
 
@@ -130,7 +148,11 @@ async fn delegate(
     let handle = tokio::spawn(async move { requester.delegate(req).await });
     match handle.await {
         Ok(res) => Ok(Json(res?)),
-        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
     }
 }
 
@@ -207,7 +229,8 @@ async fn jobs(
     State(st): State<Arc<AppState>>,
     q: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<JobRecord>>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     st.ctx
         .jobs
@@ -220,9 +243,15 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     if let Ok(counts) = st.ctx.jobs.counts() {
         st.ctx.metrics.set_jobs(&counts);
     }
-    st.ctx.metrics.axl_restarts.set(st.axl.axl_status().restarts as i64);
+    st.ctx
+        .metrics
+        .axl_restarts
+        .set(st.axl.axl_status().restarts as i64);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.ctx.metrics.render(),
     )
         .into_response()

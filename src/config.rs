@@ -258,10 +258,13 @@ impl Config {
         let get = |k: &str| s.get(k);
 
         let http_addr = match get("EDGENT_HTTP_ADDR") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| invalid("EDGENT_HTTP_ADDR", &v, "expected host:port, e.g. 127.0.0.1:8080"))?,
+            Some(v) => v.trim().parse().map_err(|_| {
+                invalid(
+                    "EDGENT_HTTP_ADDR",
+                    &v,
+                    "expected host:port, e.g. 127.0.0.1:8080",
+                )
+            })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let data_dir = PathBuf::from(get("EDGENT_DATA_DIR").unwrap_or_else(|| "./data".into()));
@@ -270,13 +273,24 @@ impl Config {
             Some("requester") => Role::Requester,
             Some("provider") => Role::Provider,
             Some(other) => {
-                return Err(invalid("EDGENT_ROLE", other, "expected requester, provider or both"))
+                return Err(invalid(
+                    "EDGENT_ROLE",
+                    other,
+                    "expected requester, provider or both",
+                ))
             }
         };
         let ens_name = get("EDGENT_ENS_NAME").map(|v| v.trim().to_string());
         if let Some(n) = &ens_name {
-            if n.len() > crate::protocol::MAX_ENS_LEN || !n.contains('.') || n.contains(char::is_whitespace) {
-                return Err(invalid("EDGENT_ENS_NAME", n, "expected an ENS name such as dell-g15.edgent.eth"));
+            if n.len() > crate::protocol::MAX_ENS_LEN
+                || !n.contains('.')
+                || n.contains(char::is_whitespace)
+            {
+                return Err(invalid(
+                    "EDGENT_ENS_NAME",
+                    n,
+                    "expected an ENS name such as dell-g15.edgent.eth",
+                ));
             }
         }
         let payments = match get("EDGENT_PAYMENTS") {
@@ -308,7 +322,11 @@ impl Config {
                     .any(|p| uri.starts_with(p));
                 if !ok {
                     return Err(invalid(
-                        if key == "AXL_PEERS" { "AXL_PEERS" } else { "AXL_LISTEN" },
+                        if key == "AXL_PEERS" {
+                            "AXL_PEERS"
+                        } else {
+                            "AXL_LISTEN"
+                        },
                         uri,
                         "expected a Yggdrasil URI such as tls://1.2.3.4:9001",
                     ));
@@ -325,7 +343,13 @@ impl Config {
         let backend = match get("INFERENCE_BACKEND").as_deref().map(str::trim) {
             None | Some("ollama") => BackendKind::Ollama,
             Some("demo") => BackendKind::Demo,
-            Some(other) => return Err(invalid("INFERENCE_BACKEND", other, "expected ollama or demo")),
+            Some(other) => {
+                return Err(invalid(
+                    "INFERENCE_BACKEND",
+                    other,
+                    "expected ollama or demo",
+                ))
+            }
         };
         let ollama_url = check_url(
             "OLLAMA_URL",
@@ -347,13 +371,21 @@ impl Config {
         if provider_max_jobs == 0 {
             return Err(invalid("PROVIDER_MAX_JOBS", "0", "must be at least 1"));
         }
-        let ms = |key: &'static str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+        let ms = |key: &'static str,
+                  default: u64,
+                  min: u64,
+                  max: u64|
+         -> Result<Duration, ConfigError> {
             let v = match get(key) {
                 Some(v) => parse_num::<u64>(key, &v)?,
                 None => default,
             };
             if v < min || v > max {
-                return Err(invalid(key, &v.to_string(), format!("must be between {min} and {max} ms")));
+                return Err(invalid(
+                    key,
+                    &v.to_string(),
+                    format!("must be between {min} and {max} ms"),
+                ));
             }
             Ok(Duration::from_millis(v))
         };
@@ -401,7 +433,11 @@ mod tests {
     use super::*;
 
     fn src(dotenv: &[(&str, &str)], env: &[(&str, &str)], flags: &[(&str, &str)]) -> Sources {
-        let m = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         Sources {
             dotenv: m(dotenv),
             env: m(env),
@@ -426,7 +462,11 @@ mod tests {
     #[test]
     fn flags_beat_env_beat_dotenv() {
         let s = src(
-            &[("EDGENT_ROLE", "provider"), ("PRICE_USDC", "1"), ("EDGENT_ENS_NAME", "a.edgent.eth")],
+            &[
+                ("EDGENT_ROLE", "provider"),
+                ("PRICE_USDC", "1"),
+                ("EDGENT_ENS_NAME", "a.edgent.eth"),
+            ],
             &[("EDGENT_ROLE", "requester"), ("PRICE_USDC", "2")],
             &[("EDGENT_ROLE", "both")],
         );

@@ -85,7 +85,8 @@ pub struct Daemon {
 pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(match config.backend {
         BackendKind::Ollama => Arc::new(
-            OllamaBackend::new(&config.ollama_url).context("OLLAMA_URL: cannot build the HTTP client")?,
+            OllamaBackend::new(&config.ollama_url)
+                .context("OLLAMA_URL: cannot build the HTTP client")?,
         ),
         BackendKind::Demo => Arc::new(DemoBackend),
     })
@@ -114,7 +115,10 @@ async fn wait_for_axl(transport: &dyn Transport, timeout: Duration) -> anyhow::R
 
 impl Daemon {
     /// Start a node. `backend` overrides the one the configuration names (the demo uses it).
-    pub async fn start(config: Config, backend: Option<Arc<dyn Backend>>) -> anyhow::Result<Daemon> {
+    pub async fn start(
+        config: Config,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> anyhow::Result<Daemon> {
         let cancel = CancellationToken::new();
         let jobs = Arc::new(
             JobStore::open(&config.data_dir)
@@ -122,7 +126,10 @@ impl Daemon {
         );
         let closed = jobs.close_interrupted()?;
         if closed > 0 {
-            tracing::warn!(closed, "jobs left in flight by the previous run were marked failed");
+            tracing::warn!(
+                closed,
+                "jobs left in flight by the previous run were marked failed"
+            );
         }
 
         let supervisor = if config.axl_spawn {
@@ -141,7 +148,9 @@ impl Daemon {
                     config.axl_bin.display()
                 );
             }
-            let sup = Supervisor::start(sc).await.context("starting the AXL node (AXL_BIN)")?;
+            let sup = Supervisor::start(sc)
+                .await
+                .context("starting the AXL node (AXL_BIN)")?;
             Some(Arc::new(sup))
         } else {
             None
@@ -164,6 +173,7 @@ impl Daemon {
             Some(b) => b,
             None => backend_from_config(&config)?,
         };
+        let recv_stats = Arc::new(RecvStats::default());
         let ctx = Arc::new(NodeCtx {
             transport: transport.clone(),
             config: config.clone(),
@@ -171,6 +181,7 @@ impl Daemon {
             metrics: Arc::new(Metrics::new()),
             me,
             peers: PeerBook::default(),
+            recv_stats: recv_stats.clone(),
             started: Instant::now(),
         });
         let provider = Arc::new(Provider::new(ctx.clone(), backend, Arc::new(Unpaid)));
@@ -180,9 +191,13 @@ impl Daemon {
         let requester = Arc::new(Requester::new(ctx.clone(), Arc::new(Unpaid)));
 
         let mut tasks = Vec::new();
-        let recv_stats = Arc::new(RecvStats::default());
         let (tx, rx) = mpsc::channel(RECV_CHANNEL_CAPACITY);
-        tasks.push(spawn_recv_loop(transport.clone(), tx, cancel.clone(), recv_stats.clone()));
+        tasks.push(spawn_recv_loop(
+            transport.clone(),
+            tx,
+            cancel.clone(),
+            recv_stats.clone(),
+        ));
         tasks.push(tokio::spawn(run_router(
             ctx.clone(),
             requester.clone(),
@@ -191,7 +206,9 @@ impl Daemon {
             cancel.clone(),
         )));
         if config.role.provides() {
-            tasks.push(tokio::spawn(provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone())));
+            tasks.push(tokio::spawn(
+                provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone()),
+            ));
         }
 
         let axl_status: Arc<dyn AxlStatusSource> = match &supervisor {
@@ -217,7 +234,10 @@ impl Daemon {
                 if let Some(s) = &supervisor {
                     s.shutdown().await;
                 }
-                return Err(anyhow::anyhow!("EDGENT_HTTP_ADDR {}: cannot listen: {e}", config.http_addr));
+                return Err(anyhow::anyhow!(
+                    "EDGENT_HTTP_ADDR {}: cannot listen: {e}",
+                    config.http_addr
+                ));
             }
         };
         let http_addr = listener.local_addr()?;
@@ -257,7 +277,10 @@ impl Daemon {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         for t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a task did not stop within 5 s");
             }
         }

@@ -40,7 +40,10 @@ async fn pick_backend(base: &Config, wanted: Option<&str>) -> (Arc<dyn Backend>,
     if let Ok(ollama) = OllamaBackend::new(&base.ollama_url) {
         if let Ok(models) = ollama.models().await {
             let chosen = match wanted {
-                Some(w) => models.iter().find(|m| crate::inference::model_matches(w, m)).cloned(),
+                Some(w) => models
+                    .iter()
+                    .find(|m| crate::inference::model_matches(w, m))
+                    .cloned(),
                 None => models.first().cloned(),
             };
             if let Some(m) = chosen {
@@ -51,7 +54,14 @@ async fn pick_backend(base: &Config, wanted: Option<&str>) -> (Arc<dyn Backend>,
     (Arc::new(DemoBackend), DEMO_MODEL.to_string(), false)
 }
 
-fn node_config(base: &Config, role: Role, ens: &str, axl_url: String, data: PathBuf, http: SocketAddr) -> Config {
+fn node_config(
+    base: &Config,
+    role: Role,
+    ens: &str,
+    axl_url: String,
+    data: PathBuf,
+    http: SocketAddr,
+) -> Config {
     let mut c = base.clone();
     c.role = role;
     c.ens_name = Some(ens.to_string());
@@ -74,43 +84,93 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
     println!("edgent demo: one delegation across a two-node AXL-API mesh on this machine");
-    let mesh = MeshSim::start(2, 0, 0xED6E).await.context("starting the in-process mesh")?;
-    step(1, &format!(
-        "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
-        mesh.key(0).short(), mesh.url(0), mesh.key(1).short(), mesh.url(1)
-    ));
+    let mesh = MeshSim::start(2, 0, 0xED6E)
+        .await
+        .context("starting the in-process mesh")?;
+    step(
+        1,
+        &format!(
+            "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
+            mesh.key(0).short(),
+            mesh.url(0),
+            mesh.key(1).short(),
+            mesh.url(1)
+        ),
+    );
 
     let (backend, model, real) = pick_backend(&base, opts.model.as_deref()).await;
     if real {
-        step(2, &format!("provider backend: Ollama at {} with model {model}", base.ollama_url));
+        step(
+            2,
+            &format!(
+                "provider backend: Ollama at {} with model {model}",
+                base.ollama_url
+            ),
+        );
     } else {
         step(2, &format!(
             "provider backend: built-in DEMO backend (no Ollama answered at {}; this is not a language model)",
             base.ollama_url
         ));
     }
-    let mut pcfg = node_config(&base, Role::Provider, "provider.demo.edgent.eth", mesh.url(1),
-        root.join("provider"), SocketAddr::from(([127, 0, 0, 1], 0)));
-    pcfg.backend = if real { BackendKind::Ollama } else { BackendKind::Demo };
-    let provider = Daemon::start(pcfg, Some(backend)).await.context("starting the provider daemon")?;
-    step(3, &format!("provider daemon up: API http://{}, advertising {:?}", provider.http_addr(), provider.provider.status().models));
+    let mut pcfg = node_config(
+        &base,
+        Role::Provider,
+        "provider.demo.edgent.eth",
+        mesh.url(1),
+        root.join("provider"),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    pcfg.backend = if real {
+        BackendKind::Ollama
+    } else {
+        BackendKind::Demo
+    };
+    let provider = Daemon::start(pcfg, Some(backend))
+        .await
+        .context("starting the provider daemon")?;
+    step(
+        3,
+        &format!(
+            "provider daemon up: API http://{}, advertising {:?}",
+            provider.http_addr(),
+            provider.provider.status().models
+        ),
+    );
 
-    let rcfg = node_config(&base, Role::Requester, "requester.demo.edgent.eth", mesh.url(0),
-        root.join("requester"), opts.http_addr);
+    let rcfg = node_config(
+        &base,
+        Role::Requester,
+        "requester.demo.edgent.eth",
+        mesh.url(0),
+        root.join("requester"),
+        opts.http_addr,
+    );
     let requester = match Daemon::start(rcfg.clone(), None).await {
         Ok(d) => d,
         Err(e) if opts.http_addr.port() != 0 => {
             println!("    ({e:#}; using a free port instead)");
             let mut c = rcfg;
             c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            Daemon::start(c, None).await.context("starting the requester daemon")?
+            Daemon::start(c, None)
+                .await
+                .context("starting the requester daemon")?
         }
         Err(e) => return Err(e.context("starting the requester daemon")),
     };
     let url = format!("http://{}", requester.http_addr());
-    step(4, &format!("requester daemon up: API and dashboard at {url}/"));
+    step(
+        4,
+        &format!("requester daemon up: API and dashboard at {url}/"),
+    );
 
-    step(5, &format!("agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}}}", opts.prompt));
+    step(
+        5,
+        &format!(
+            "agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}}}",
+            opts.prompt
+        ),
+    );
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{url}/delegate"))
@@ -123,14 +183,32 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let ok = status.is_success();
     if ok {
         let p = &body["provider"];
-        step(6, &format!(
-            "discovered and chose provider {} ({}) in {} ms",
-            p["ens"].as_str().unwrap_or("?"),
-            p["node_id"].as_str().map(|s| &s[..s.len().min(8)]).unwrap_or("?"),
-            body["timings"]["discover_ms"]
-        ));
-        step(7, &format!("inference on the provider took {} ms", body["timings"]["inference_ms"]));
-        step(8, &format!("answer received over AXL, {} ms end to end:", body["timings"]["total_ms"]));
+        step(
+            6,
+            &format!(
+                "discovered and chose provider {} ({}) in {} ms",
+                p["ens"].as_str().unwrap_or("?"),
+                p["node_id"]
+                    .as_str()
+                    .map(|s| &s[..s.len().min(8)])
+                    .unwrap_or("?"),
+                body["timings"]["discover_ms"]
+            ),
+        );
+        step(
+            7,
+            &format!(
+                "inference on the provider took {} ms",
+                body["timings"]["inference_ms"]
+            ),
+        );
+        step(
+            8,
+            &format!(
+                "answer received over AXL, {} ms end to end:",
+                body["timings"]["total_ms"]
+            ),
+        );
         println!("    job {}", body["job_id"].as_str().unwrap_or("?"));
         println!("    output: {}", body["output"].as_str().unwrap_or(""));
     } else {

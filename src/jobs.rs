@@ -89,7 +89,10 @@ impl JobState {
 
     /// Whether the job is over.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed | JobState::TimedOut)
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::TimedOut
+        )
     }
 
     /// Whether `self -> to` is a move the machine allows for `side`.
@@ -380,9 +383,14 @@ impl JobStore {
     /// How many jobs are in each (side, state).
     pub fn counts(&self) -> Result<Vec<(Side, JobState, u64)>, JobError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT side, state, COUNT(*) FROM jobs GROUP BY side, state")?;
+        let mut stmt =
+            conn.prepare("SELECT side, state, COUNT(*) FROM jobs GROUP BY side, state")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -403,7 +411,8 @@ impl JobStore {
             let mut stmt = conn.prepare(
                 "SELECT job_id, side FROM jobs WHERE state IN ('discovering', 'tasked', 'running')",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut v = Vec::new();
             for row in rows {
                 let (id, side) = row?;
@@ -440,7 +449,13 @@ mod tests {
         let store = JobStore::in_memory().unwrap();
         let id = JobId::new();
         store
-            .insert(&JobRecord::new(id, Side::Requester, "m", "p", now_ms() + 1000))
+            .insert(&JobRecord::new(
+                id,
+                Side::Requester,
+                "m",
+                "p",
+                now_ms() + 1000,
+            ))
             .unwrap();
         assert!(matches!(
             store.insert(&JobRecord::new(id, Side::Requester, "m", "p", 0)),
@@ -452,16 +467,25 @@ mod tests {
             Err(JobError::BadTransition { .. })
         ));
         store
-            .transition(&id, Side::Requester, JobState::Tasked, |r| r.peer = Some(PeerKey([1; 32])))
+            .transition(&id, Side::Requester, JobState::Tasked, |r| {
+                r.peer = Some(PeerKey([1; 32]))
+            })
             .unwrap();
         let done = store
-            .transition(&id, Side::Requester, JobState::Completed, |r| r.output = Some("out".into()))
+            .transition(&id, Side::Requester, JobState::Completed, |r| {
+                r.output = Some("out".into())
+            })
             .unwrap();
         assert_eq!(done.output.as_deref(), Some("out"));
         assert_eq!(done.peer, Some(PeerKey([1; 32])));
         // A finished job stays finished.
-        assert!(store.transition(&id, Side::Requester, JobState::Failed, |_| {}).is_err());
-        assert_eq!(store.get(&id, Side::Requester).unwrap().unwrap().state, JobState::Completed);
+        assert!(store
+            .transition(&id, Side::Requester, JobState::Failed, |_| {})
+            .is_err());
+        assert_eq!(
+            store.get(&id, Side::Requester).unwrap().unwrap().state,
+            JobState::Completed
+        );
         assert!(store.get(&id, Side::Provider).unwrap().is_none());
     }
 
@@ -471,9 +495,15 @@ mod tests {
         let (a, b) = (JobId::new(), JobId::new());
         {
             let store = JobStore::open(dir.path()).unwrap();
-            store.insert(&JobRecord::new(a, Side::Provider, "m", "p", 0)).unwrap();
-            store.transition(&a, Side::Provider, JobState::Completed, |_| {}).unwrap();
-            store.insert(&JobRecord::new(b, Side::Requester, "m", "p", 0)).unwrap();
+            store
+                .insert(&JobRecord::new(a, Side::Provider, "m", "p", 0))
+                .unwrap();
+            store
+                .transition(&a, Side::Provider, JobState::Completed, |_| {})
+                .unwrap();
+            store
+                .insert(&JobRecord::new(b, Side::Requester, "m", "p", 0))
+                .unwrap();
         }
         let store = JobStore::open(dir.path()).unwrap();
         assert_eq!(store.list(10).unwrap().len(), 2);

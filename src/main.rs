@@ -13,7 +13,11 @@ use edgent::config::{Config, Sources};
 use edgent::daemon::Daemon;
 
 #[derive(Parser)]
-#[command(name = "edgent", version, about = "Delegate inference over the Gensyn AXL mesh")]
+#[command(
+    name = "edgent",
+    version,
+    about = "Delegate inference over the Gensyn AXL mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -79,7 +83,10 @@ enum Cmd {
         #[arg(long)]
         model: Option<String>,
         /// The prompt.
-        #[arg(long, default_value = "Explain in one sentence why edge devices offload inference.")]
+        #[arg(
+            long,
+            default_value = "Explain in one sentence why edge devices offload inference."
+        )]
         prompt: String,
     },
 }
@@ -129,9 +136,16 @@ fn api_url(url: Option<String>) -> anyhow::Result<String> {
 
 async fn show(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
     let status = resp.status();
-    let body: Value = resp.json().await.context("the daemon's answer is not JSON")?;
+    let body: Value = resp
+        .json()
+        .await
+        .context("the daemon's answer is not JSON")?;
     println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -167,7 +181,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::new();
     match cli.cmd {
         Cmd::Run(args) => run_daemon(args).await,
-        Cmd::Delegate { model, max_price, timeout_ms, url, prompt } => {
+        Cmd::Delegate {
+            model,
+            max_price,
+            timeout_ms,
+            url,
+            prompt,
+        } => {
             let url = api_url(url)?;
             let mut body = json!({"model": model, "prompt": prompt});
             if let Some(p) = max_price {
@@ -186,21 +206,52 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Status { url } => {
             let url = api_url(url)?;
-            show(http.get(format!("{url}/status")).send().await.with_context(|| format!("is the daemon running at {url}?"))?).await
+            show(
+                http.get(format!("{url}/status"))
+                    .send()
+                    .await
+                    .with_context(|| format!("is the daemon running at {url}?"))?,
+            )
+            .await
         }
         Cmd::Jobs { url, limit } => {
             let url = api_url(url)?;
-            show(http.get(format!("{url}/jobs?limit={limit}")).send().await.with_context(|| format!("is the daemon running at {url}?"))?).await
+            show(
+                http.get(format!("{url}/jobs?limit={limit}"))
+                    .send()
+                    .await
+                    .with_context(|| format!("is the daemon running at {url}?"))?,
+            )
+            .await
         }
-        Cmd::MeshSim { nodes, base_port, seed } => {
+        Cmd::MeshSim {
+            nodes,
+            base_port,
+            seed,
+        } => {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
             edgent::axl::sim::run_mesh_sim_cli(nodes, base_port, seed, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Demo { once, http_addr, model, prompt } => {
-            let ok = edgent::demo::run(edgent::demo::DemoOptions { once, http_addr, prompt, model }).await?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Cmd::Demo {
+            once,
+            http_addr,
+            model,
+            prompt,
+        } => {
+            let ok = edgent::demo::run(edgent::demo::DemoOptions {
+                once,
+                http_addr,
+                prompt,
+                model,
+            })
+            .await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -209,7 +260,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own steps; its daemons' logs would drown them.
-    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) { "warn" } else { "info" });
+    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     match real_main(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -93,25 +93,67 @@ impl Metrics {
             proofs_verified: Family::default(),
             settlements: Family::default(),
         };
-        r.register("edgent_messages_in", "Messages received from the mesh, by type", m.messages_in.clone());
-        r.register("edgent_messages_out", "Messages sent to the mesh, by type", m.messages_out.clone());
-        r.register("edgent_send_failures", "Sends AXL could not deliver, by type", m.send_failures.clone());
-        r.register("edgent_messages_dropped", "Incoming messages dropped, by reason", m.messages_dropped.clone());
+        r.register(
+            "edgent_messages_in",
+            "Messages received from the mesh, by type",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "edgent_messages_out",
+            "Messages sent to the mesh, by type",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "edgent_send_failures",
+            "Sends AXL could not deliver, by type",
+            m.send_failures.clone(),
+        );
+        r.register(
+            "edgent_messages_dropped",
+            "Incoming messages dropped, by reason",
+            m.messages_dropped.clone(),
+        );
         r.register("edgent_jobs", "Jobs by side and state", m.jobs.clone());
-        r.register("edgent_delegation_latency_seconds", "Time from /delegate to the answer", m.delegation_latency.clone());
-        r.register("edgent_axl_restarts", "Restarts of the AXL child process", m.axl_restarts.clone());
-        r.register("edgent_proofs_generated", "Groth16 proofs generated", m.proofs_generated.clone());
-        r.register("edgent_proofs_verified", "Groth16 proofs checked, by outcome", m.proofs_verified.clone());
-        r.register("edgent_settlements", "Escrow settlements, by outcome", m.settlements.clone());
+        r.register(
+            "edgent_delegation_latency_seconds",
+            "Time from /delegate to the answer",
+            m.delegation_latency.clone(),
+        );
+        r.register(
+            "edgent_axl_restarts",
+            "Restarts of the AXL child process",
+            m.axl_restarts.clone(),
+        );
+        r.register(
+            "edgent_proofs_generated",
+            "Groth16 proofs generated",
+            m.proofs_generated.clone(),
+        );
+        r.register(
+            "edgent_proofs_verified",
+            "Groth16 proofs checked, by outcome",
+            m.proofs_verified.clone(),
+        );
+        r.register(
+            "edgent_settlements",
+            "Escrow settlements, by outcome",
+            m.settlements.clone(),
+        );
         for t in MESSAGE_TYPES {
             let _ = m.messages_in.get_or_create(&TypeLabel { r#type: t.into() });
-            let _ = m.messages_out.get_or_create(&TypeLabel { r#type: t.into() });
+            let _ = m
+                .messages_out
+                .get_or_create(&TypeLabel { r#type: t.into() });
         }
         for reason in DropReason::ALL {
-            let _ = m.messages_dropped.get_or_create(&ReasonLabel { reason: reason.as_str().into() });
+            let _ = m.messages_dropped.get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
+            });
         }
         for o in ["valid", "invalid"] {
-            let _ = m.proofs_verified.get_or_create(&OutcomeLabel { outcome: o.into() });
+            let _ = m
+                .proofs_verified
+                .get_or_create(&OutcomeLabel { outcome: o.into() });
         }
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;
@@ -121,30 +163,46 @@ impl Metrics {
 
     /// Count one decoded incoming message.
     pub fn msg_in(&self, kind: &str) {
-        self.messages_in.get_or_create(&TypeLabel { r#type: kind.into() }).inc();
+        self.messages_in
+            .get_or_create(&TypeLabel {
+                r#type: kind.into(),
+            })
+            .inc();
     }
 
     /// Count one sent message.
     pub fn msg_out(&self, kind: &str) {
-        self.messages_out.get_or_create(&TypeLabel { r#type: kind.into() }).inc();
+        self.messages_out
+            .get_or_create(&TypeLabel {
+                r#type: kind.into(),
+            })
+            .inc();
     }
 
     /// Count one failed send.
     pub fn send_failed(&self, kind: &str) {
-        self.send_failures.get_or_create(&TypeLabel { r#type: kind.into() }).inc();
+        self.send_failures
+            .get_or_create(&TypeLabel {
+                r#type: kind.into(),
+            })
+            .inc();
     }
 
     /// Count one dropped message.
     pub fn dropped(&self, reason: DropReason) {
         self.messages_dropped
-            .get_or_create(&ReasonLabel { reason: reason.as_str().into() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
+            })
             .inc();
     }
 
     /// How many messages were dropped for `reason`.
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
         self.messages_dropped
-            .get_or_create(&ReasonLabel { reason: reason.as_str().into() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
+            })
             .get()
     }
 
@@ -158,7 +216,10 @@ impl Metrics {
                     .map(|c| c.2)
                     .unwrap_or(0);
                 self.jobs
-                    .get_or_create(&JobLabel { side: side.as_str().into(), state: state.as_str().into() })
+                    .get_or_create(&JobLabel {
+                        side: side.as_str().into(),
+                        state: state.as_str().into(),
+                    })
                     .set(n as i64);
             }
         }

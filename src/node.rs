@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::axl::recv::RecvStats;
 use crate::axl::{AxlError, Inbound, PeerKey, Transport};
 use crate::config::Config;
 use crate::jobs::{now_ms, JobStore};
@@ -87,6 +88,8 @@ pub struct NodeCtx {
     pub me: PeerKey,
     /// Nodes heard from.
     pub peers: PeerBook,
+    /// Receive-loop counters; sending marks traffic so the loop polls fast for the reply.
+    pub recv_stats: Arc<RecvStats>,
     /// When the daemon started.
     pub started: Instant,
 }
@@ -99,6 +102,7 @@ impl NodeCtx {
             status: 0,
             body: e.to_string(),
         })?;
+        self.recv_stats.touch();
         match self.transport.send(to, body).await {
             Ok(()) => {
                 self.metrics.msg_out(kind);
@@ -133,7 +137,12 @@ pub async fn run_router(
 }
 
 /// Handle one raw message.
-pub async fn route(ctx: &Arc<NodeCtx>, requester: &Arc<Requester>, provider: &Arc<Provider>, inbound: Inbound) {
+pub async fn route(
+    ctx: &Arc<NodeCtx>,
+    requester: &Arc<Requester>,
+    provider: &Arc<Provider>,
+    inbound: Inbound,
+) {
     let from = inbound.from;
     let msg = match Message::decode(&inbound.body) {
         Ok(m) => m,

@@ -19,7 +19,11 @@ pub struct PaymentError(pub String);
 pub trait RequesterPayments: Send + Sync + 'static {
     /// Lock payment for `job_id` with the chosen provider before the task is sent;
     /// `None` when jobs are not paid.
-    async fn stake(&self, job_id: &JobId, ad: &ResourceAd) -> Result<Option<StakeRef>, PaymentError>;
+    async fn stake(
+        &self,
+        job_id: &JobId,
+        ad: &ResourceAd,
+    ) -> Result<Option<StakeRef>, PaymentError>;
     /// A provider asks to be paid for a job.
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest);
 }

@@ -73,7 +73,11 @@ pub fn free_memory_mb() -> u64 {
 
 impl Provider {
     /// A provider over the shared node state.
-    pub fn new(ctx: Arc<NodeCtx>, backend: Arc<dyn Backend>, payments: Arc<dyn ProviderPayments>) -> Self {
+    pub fn new(
+        ctx: Arc<NodeCtx>,
+        backend: Arc<dyn Backend>,
+        payments: Arc<dyn ProviderPayments>,
+    ) -> Self {
         let status = BackendStatus {
             backend: backend.name().to_string(),
             ..Default::default()
@@ -107,7 +111,10 @@ impl Provider {
                     st.error = Some(if filter.is_empty() {
                         "the backend lists no models".into()
                     } else {
-                        format!("none of PROVIDER_MODELS ({}) is installed", filter.join(", "))
+                        format!(
+                            "none of PROVIDER_MODELS ({}) is installed",
+                            filter.join(", ")
+                        )
                     });
                 }
             }
@@ -141,7 +148,10 @@ impl Provider {
 
     /// The backend as last checked.
     pub fn status(&self) -> BackendStatus {
-        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Jobs running now.
@@ -151,12 +161,17 @@ impl Provider {
 
     fn served_model(&self, requested: &str) -> Option<String> {
         let st = self.status.read().unwrap_or_else(|p| p.into_inner());
-        st.models.iter().find(|m| model_matches(requested, m)).cloned()
+        st.models
+            .iter()
+            .find(|m| model_matches(requested, m))
+            .cloned()
     }
 
     /// Answer a discovery request, or stay silent when we cannot serve it.
     pub async fn on_resource_request(&self, from: &PeerKey, req: ResourceRequest) {
-        self.ctx.peers.saw(req.node_id, req.sender_ens.clone(), None);
+        self.ctx
+            .peers
+            .saw(req.node_id, req.sender_ens.clone(), None);
         if !self.ctx.config.role.provides() || req.node_id == self.ctx.me {
             return;
         }
@@ -214,37 +229,68 @@ impl Provider {
         let requester = self.ctx.peers.full_key(&from).unwrap_or(from);
         if !self.ctx.config.role.provides() {
             return self
-                .reply_error(&requester, &task, TaskErrorCode::ModelUnavailable, "this node does not serve jobs".into())
+                .reply_error(
+                    &requester,
+                    &task,
+                    TaskErrorCode::ModelUnavailable,
+                    "this node does not serve jobs".into(),
+                )
                 .await;
         }
         let now = now_ms();
         if task.deadline_ms <= now + 50 {
             return self
-                .reply_error(&requester, &task, TaskErrorCode::DeadlineTooClose, "the deadline has passed or is too close".into())
+                .reply_error(
+                    &requester,
+                    &task,
+                    TaskErrorCode::DeadlineTooClose,
+                    "the deadline has passed or is too close".into(),
+                )
                 .await;
         }
         let Some(model) = self.served_model(&task.model) else {
             return self
-                .reply_error(&requester, &task, TaskErrorCode::ModelUnavailable, format!("{} is not served here", task.model))
+                .reply_error(
+                    &requester,
+                    &task,
+                    TaskErrorCode::ModelUnavailable,
+                    format!("{} is not served here", task.model),
+                )
                 .await;
         };
         let max = self.ctx.config.provider_max_jobs;
         if self.active.fetch_add(1, Ordering::SeqCst) >= max {
             self.active.fetch_sub(1, Ordering::SeqCst);
             return self
-                .reply_error(&requester, &task, TaskErrorCode::Busy, format!("all {max} job slots are taken"))
+                .reply_error(
+                    &requester,
+                    &task,
+                    TaskErrorCode::Busy,
+                    format!("all {max} job slots are taken"),
+                )
                 .await;
         }
         let _slot = Slot(&self.active);
         if let Err((code, message)) = self.payments.check_stake(&task).await {
             return self.reply_error(&requester, &task, code, message).await;
         }
-        let mut rec = JobRecord::new(task.job_id, Side::Provider, &task.model, &task.prompt, task.deadline_ms);
+        let mut rec = JobRecord::new(
+            task.job_id,
+            Side::Provider,
+            &task.model,
+            &task.prompt,
+            task.deadline_ms,
+        );
         rec.peer = Some(requester);
         rec.peer_ens = task.sender_ens.clone();
         if let Err(e) = self.ctx.jobs.insert(&rec) {
             return self
-                .reply_error(&requester, &task, TaskErrorCode::BadRequest, format!("job not accepted: {e}"))
+                .reply_error(
+                    &requester,
+                    &task,
+                    TaskErrorCode::BadRequest,
+                    format!("job not accepted: {e}"),
+                )
                 .await;
         }
         tracing::info!(job = %task.job_id, from = %requester.short(), %model, "running task");
@@ -258,7 +304,9 @@ impl Provider {
         };
         let outcome = match tokio::time::timeout(left, self.backend.generate(&req)).await {
             Ok(r) => r,
-            Err(_) => Err(InferenceError::Backend("the deadline passed during inference".into())),
+            Err(_) => Err(InferenceError::Backend(
+                "the deadline passed during inference".into(),
+            )),
         };
         let inference_ms = started.elapsed().as_millis() as u64;
         match outcome {
@@ -277,24 +325,32 @@ impl Provider {
                 let sent = self.ctx.send(&requester, &msg).await;
                 let (state, err) = match &sent {
                     Ok(()) => (JobState::Completed, None),
-                    Err(e) => (JobState::Failed, Some(format!("result could not be delivered: {e}"))),
+                    Err(e) => (
+                        JobState::Failed,
+                        Some(format!("result could not be delivered: {e}")),
+                    ),
                 };
                 let text = out.text.clone();
-                let res = self.ctx.jobs.transition(&task.job_id, Side::Provider, state, |r| {
-                    r.output = Some(text);
-                    r.usage = Some(usage);
-                    r.timings.inference_ms = Some(inference_ms);
-                    if let Some(e) = err {
-                        r.error_code = Some("undelivered".into());
-                        r.error = Some(e);
-                    }
-                });
+                let res = self
+                    .ctx
+                    .jobs
+                    .transition(&task.job_id, Side::Provider, state, |r| {
+                        r.output = Some(text);
+                        r.usage = Some(usage);
+                        r.timings.inference_ms = Some(inference_ms);
+                        if let Some(e) = err {
+                            r.error_code = Some("undelivered".into());
+                            r.error = Some(e);
+                        }
+                    });
                 if let Err(e) = res {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }
                 if sent.is_ok() {
                     tracing::info!(job = %task.job_id, inference_ms, "result delivered");
-                    self.payments.after_delivery(&requester, &task, &out.text).await;
+                    self.payments
+                        .after_delivery(&requester, &task, &out.text)
+                        .await;
                 }
             }
             Err(e) => {
@@ -304,11 +360,14 @@ impl Provider {
                 };
                 let message = e.to_string();
                 let m = message.clone();
-                let res = self.ctx.jobs.transition(&task.job_id, Side::Provider, JobState::Failed, |r| {
-                    r.error_code = Some(code.as_str().into());
-                    r.error = Some(m);
-                    r.timings.inference_ms = Some(inference_ms);
-                });
+                let res =
+                    self.ctx
+                        .jobs
+                        .transition(&task.job_id, Side::Provider, JobState::Failed, |r| {
+                            r.error_code = Some(code.as_str().into());
+                            r.error = Some(m);
+                            r.timings.inference_ms = Some(inference_ms);
+                        });
                 if let Err(e) = res {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }

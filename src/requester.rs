@@ -21,8 +21,7 @@ use crate::jobs::{now_ms, JobError, JobRecord, JobState, Side, Timings};
 use crate::node::NodeCtx;
 use crate::payment::RequesterPayments;
 use crate::protocol::{
-    JobId, Message, PaymentRequest, ResourceAd, ResourceRequest, Task, TaskError, TaskResult,
-    Usage,
+    JobId, Message, PaymentRequest, ResourceAd, ResourceRequest, Task, TaskError, TaskResult, Usage,
 };
 
 /// What an agent asks for at `POST /delegate`.
@@ -148,7 +147,11 @@ fn parse_max_price(v: &Value) -> Result<u64, DelegateError> {
     let s = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(DelegateError::BadInput("max_price must be a USDC amount such as 0.05".into())),
+        _ => {
+            return Err(DelegateError::BadInput(
+                "max_price must be a USDC amount such as 0.05".into(),
+            ))
+        }
     };
     crate::config::parse_usdc(&s).map_err(|e| DelegateError::BadInput(format!("max_price: {e}")))
 }
@@ -190,7 +193,9 @@ impl Requester {
         }
         let timeout = match req.timeout_ms {
             Some(ms) if !(100..=3_600_000).contains(&ms) => {
-                return Err(DelegateError::BadInput("timeout_ms must be between 100 and 3600000".into()))
+                return Err(DelegateError::BadInput(
+                    "timeout_ms must be between 100 and 3600000".into(),
+                ))
             }
             Some(ms) => Duration::from_millis(ms),
             None => self.ctx.config.default_timeout,
@@ -202,9 +207,13 @@ impl Requester {
         let job_id = JobId::new();
         let deadline = started + timeout;
         let deadline_ms = now_ms() + timeout.as_millis() as u64;
-        self.ctx
-            .jobs
-            .insert(&JobRecord::new(job_id, Side::Requester, &model, &req.prompt, deadline_ms))?;
+        self.ctx.jobs.insert(&JobRecord::new(
+            job_id,
+            Side::Requester,
+            &model,
+            &req.prompt,
+            deadline_ms,
+        ))?;
         let request_id = Uuid::new_v4();
         let _unregister = Unregister {
             req: self,
@@ -213,10 +222,22 @@ impl Requester {
         };
 
         let result = self
-            .run(job_id, request_id, &model, &req, max_price, deadline, deadline_ms, started)
+            .run(
+                job_id,
+                request_id,
+                &model,
+                &req,
+                max_price,
+                deadline,
+                deadline_ms,
+                started,
+            )
             .await;
         let total_ms = started.elapsed().as_millis() as u64;
-        self.ctx.metrics.delegation_latency.observe(started.elapsed().as_secs_f64());
+        self.ctx
+            .metrics
+            .delegation_latency
+            .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             let (state, code) = match e {
                 DelegateError::Deadline(_) => (JobState::TimedOut, "deadline".to_string()),
@@ -227,11 +248,14 @@ impl Requester {
                 DelegateError::Internal(_) => (JobState::Failed, "internal".to_string()),
             };
             let msg = e.to_string();
-            let res = self.ctx.jobs.transition(&job_id, Side::Requester, state, |r| {
-                r.error_code = Some(code);
-                r.error = Some(msg);
-                r.timings.total_ms = Some(total_ms);
-            });
+            let res = self
+                .ctx
+                .jobs
+                .transition(&job_id, Side::Requester, state, |r| {
+                    r.error_code = Some(code);
+                    r.error = Some(msg);
+                    r.timings.total_ms = Some(total_ms);
+                });
             if let Err(err) = res {
                 tracing::warn!(job = %job_id, error = %err, "cannot record the failed job");
             }
@@ -254,7 +278,13 @@ impl Requester {
     ) -> Result<DelegateResponse, DelegateError> {
         // 1. Discover.
         let ads = self
-            .discover(request_id, model, req.min_memory_mb.unwrap_or(0), max_price, deadline)
+            .discover(
+                request_id,
+                model,
+                req.min_memory_mb.unwrap_or(0),
+                max_price,
+                deadline,
+            )
             .await?;
         let discover_ms = started.elapsed().as_millis() as u64;
         let candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
@@ -298,13 +328,15 @@ impl Requester {
                 }
                 Err(e) => return Err(DelegateError::Mesh(e.to_string())),
             }
-            self.ctx.jobs.transition(&job_id, Side::Requester, JobState::Tasked, |r| {
-                r.peer = Some(provider);
-                r.peer_ens = ad.ens.clone();
-                r.peer_wallet = ad.wallet.clone();
-                r.price_units = Some(ad.price);
-                r.timings.discover_ms = Some(discover_ms);
-            })?;
+            self.ctx
+                .jobs
+                .transition(&job_id, Side::Requester, JobState::Tasked, |r| {
+                    r.peer = Some(provider);
+                    r.peer_ens = ad.ens.clone();
+                    r.peer_wallet = ad.wallet.clone();
+                    r.price_units = Some(ad.price);
+                    r.timings.discover_ms = Some(discover_ms);
+                })?;
             tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, "task sent");
 
             // 3. Wait for the outcome.
@@ -329,11 +361,16 @@ impl Requester {
                     let output = r.output.clone();
                     let usage = r.usage.clone();
                     let t = timings.clone();
-                    self.ctx.jobs.transition(&job_id, Side::Requester, JobState::Completed, |rec| {
-                        rec.output = Some(output);
-                        rec.usage = Some(usage);
-                        rec.timings = t;
-                    })?;
+                    self.ctx.jobs.transition(
+                        &job_id,
+                        Side::Requester,
+                        JobState::Completed,
+                        |rec| {
+                            rec.output = Some(output);
+                            rec.usage = Some(usage);
+                            rec.timings = t;
+                        },
+                    )?;
                     tracing::info!(job = %job_id, total_ms, "delegation completed");
                     Ok(DelegateResponse {
                         job_id,
@@ -350,8 +387,12 @@ impl Requester {
             };
         }
         match last_err {
-            Some(e) => Err(DelegateError::NoProvider(format!("no provider could be reached: {e}"))),
-            None => Err(DelegateError::Deadline("deadline passed before a task was sent".into())),
+            Some(e) => Err(DelegateError::NoProvider(format!(
+                "no provider could be reached: {e}"
+            ))),
+            None => Err(DelegateError::Deadline(
+                "deadline passed before a task was sent".into(),
+            )),
         }
     }
 
@@ -373,7 +414,9 @@ impl Requester {
             .map_err(|e| DelegateError::Mesh(e.to_string()))?;
         let nodes = topo.reachable_nodes();
         if nodes.is_empty() {
-            return Err(DelegateError::NoProvider("the mesh shows no other node".into()));
+            return Err(DelegateError::NoProvider(
+                "the mesh shows no other node".into(),
+            ));
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.discoveries).insert(request_id, tx);
@@ -420,7 +463,9 @@ impl Requester {
         lock(&self.discoveries).remove(&request_id);
         if ads.is_empty() {
             if Instant::now() >= deadline {
-                return Err(DelegateError::Deadline("deadline passed during discovery".into()));
+                return Err(DelegateError::Deadline(
+                    "deadline passed during discovery".into(),
+                ));
             }
             return Err(DelegateError::NoProvider(format!(
                 "no provider answered for {model} within {} ms",
@@ -432,14 +477,18 @@ impl Requester {
 
     /// An ad arrived (the router checked `node_id` against the sender).
     pub fn on_resource_ad(&self, from: &PeerKey, ad: ResourceAd) {
-        self.ctx.peers.saw(ad.node_id, ad.ens.clone(), Some(ad.models.clone()));
+        self.ctx
+            .peers
+            .saw(ad.node_id, ad.ens.clone(), Some(ad.models.clone()));
         let tx = lock(&self.discoveries).get(&ad.request_id).cloned();
         match tx {
             Some(tx) => {
                 let _ = tx.send(ad);
             }
             None => {
-                self.ctx.metrics.dropped(crate::protocol::DropReason::Unexpected);
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Unexpected);
                 tracing::debug!(from = %from.short(), request = %ad.request_id, "stale or unknown resource_ad dropped");
             }
         }
@@ -451,13 +500,17 @@ impl Requester {
             Some(w) if w.provider.same_node(from) => map.remove(job_id),
             Some(_) => {
                 drop(map);
-                self.ctx.metrics.dropped(crate::protocol::DropReason::Spoofed);
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Spoofed);
                 tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: sender is not this job's provider");
                 None
             }
             None => {
                 drop(map);
-                self.ctx.metrics.dropped(crate::protocol::DropReason::Unexpected);
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Unexpected);
                 tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: no delegation is waiting for this job");
                 None
             }
@@ -485,7 +538,12 @@ impl Requester {
 }
 
 /// Keep the ads that fit, best first: cheapest, then least loaded, then most free memory.
-pub fn choose(mut ads: Vec<ResourceAd>, model: &str, max_price: u64, min_memory_mb: u64) -> Vec<ResourceAd> {
+pub fn choose(
+    mut ads: Vec<ResourceAd>,
+    model: &str,
+    max_price: u64,
+    min_memory_mb: u64,
+) -> Vec<ResourceAd> {
     ads.retain(|a| {
         a.price <= max_price
             && a.free_memory_mb >= min_memory_mb

@@ -38,7 +38,10 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
         .delegate(json!({"model": "tinyllama", "prompt": "hello mesh"}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["output"], json!(stub_output("tinyllama:latest", "hello mesh")));
+    assert_eq!(
+        body["output"],
+        json!(stub_output("tinyllama:latest", "hello mesh"))
+    );
     assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[1].0));
     assert_eq!(body["provider"]["ens"], json!("dell-g15.edgent.eth"));
     assert!(body["timings"]["total_ms"].as_u64().is_some());
@@ -48,17 +51,26 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
 
     // Both sides record the job.
     let rjobs = requester.get("/jobs").await;
-    let rjob = rjobs.as_array().unwrap().iter().find(|j| j["job_id"] == json!(job_id)).expect("requester job");
+    let rjob = rjobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == json!(job_id))
+        .expect("requester job");
     assert_eq!(rjob["state"], json!("completed"));
     assert_eq!(rjob["side"], json!("requester"));
     assert_eq!(rjob["peer_ens"], json!("dell-g15.edgent.eth"));
-    let pjob = eventually("provider job completed", Duration::from_secs(10), || async {
-        let jobs = provider.get("/jobs").await;
-        jobs.as_array()?
-            .iter()
-            .find(|j| j["job_id"] == json!(job_id) && j["state"] == json!("completed"))
-            .cloned()
-    })
+    let pjob = eventually(
+        "provider job completed",
+        Duration::from_secs(10),
+        || async {
+            let jobs = provider.get("/jobs").await;
+            jobs.as_array()?
+                .iter()
+                .find(|j| j["job_id"] == json!(job_id) && j["state"] == json!("completed"))
+                .cloned()
+        },
+    )
     .await;
     assert_eq!(pjob["side"], json!("provider"));
     assert_eq!(pjob["peer_ens"], json!("jetson-orin.edgent.eth"));
@@ -69,28 +81,47 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     assert_eq!(st["node_id"], json!(mesh.nodes[0].0));
     assert_eq!(st["ens"], json!("jetson-orin.edgent.eth"));
     let peers = st["peers"].as_array().unwrap();
-    assert!(peers.iter().any(|p| p["node_id"] == json!(mesh.nodes[1].0) && p["ens"] == json!("dell-g15.edgent.eth")));
+    assert!(peers.iter().any(
+        |p| p["node_id"] == json!(mesh.nodes[1].0) && p["ens"] == json!("dell-g15.edgent.eth")
+    ));
     let pst = provider.get("/status").await;
     assert_eq!(pst["models"], json!(["tinyllama:latest"]));
 
     // The job survives a restart of the requester.
     requester.restart().await;
     let rjobs = requester.get("/jobs").await;
-    let again = rjobs.as_array().unwrap().iter().find(|j| j["job_id"] == json!(job_id)).expect("job after restart");
+    let again = rjobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == json!(job_id))
+        .expect("job after restart");
     assert_eq!(again["state"], json!("completed"));
     assert_eq!(again["output"], rjob["output"]);
 
     // And it still delegates after the restart.
-    let (status, body) = requester.delegate(json!({"model": "tinyllama", "prompt": "again"})).await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "again"}))
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["output"], json!(stub_output("tinyllama:latest", "again")));
+    assert_eq!(
+        body["output"],
+        json!(stub_output("tinyllama:latest", "again"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_400_with_a_json_error() {
     let mesh = MeshSimProc::start(1, 0);
     let dir = tempfile::tempdir().unwrap();
-    let d = DaemonProc::start(dir.path(), &[("AXL_API_URL", &mesh.nodes[0].1), ("INFERENCE_BACKEND", "demo")]).await;
+    let d = DaemonProc::start(
+        dir.path(),
+        &[
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("INFERENCE_BACKEND", "demo"),
+        ],
+    )
+    .await;
     for body in [
         json!({"prompt": "no model"}),
         json!({"model": "", "prompt": "x"}),
@@ -112,8 +143,15 @@ async fn bad_requests_get_400_with_a_json_error() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = reqwest::get(format!("{}/jobs?limit=abc", d.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/jobs?limit=abc", d.url))
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let page = reqwest::get(format!("{}/", d.url)).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{}/", d.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("<title>edgent</title>"));
 }

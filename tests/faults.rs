@@ -21,7 +21,12 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
 }
 
 async fn metrics(d: &DaemonProc) -> String {
-    reqwest::get(format!("{}/metrics", d.url)).await.unwrap().text().await.unwrap()
+    reqwest::get(format!("{}/metrics", d.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 struct Pair {
@@ -39,15 +44,28 @@ async fn pair() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let provider = DaemonProc::start(
         &dir.path().join("p"),
-        &[("AXL_API_URL", &mesh.nodes[1].1), ("EDGENT_ROLE", "provider"), ("OLLAMA_URL", &ollama.url())],
+        &[
+            ("AXL_API_URL", &mesh.nodes[1].1),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", &ollama.url()),
+        ],
     )
     .await;
     let requester = DaemonProc::start(
         &dir.path().join("r"),
-        &[("AXL_API_URL", &mesh.nodes[0].1), ("EDGENT_ROLE", "requester")],
+        &[
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("EDGENT_ROLE", "requester"),
+        ],
     )
     .await;
-    Pair { mesh, requester, provider, ollama, _dir: dir }
+    Pair {
+        mesh,
+        requester,
+        provider,
+        ollama,
+        _dir: dir,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,11 +74,16 @@ async fn no_provider_gives_503_within_the_discovery_window() {
     let dir = tempfile::tempdir().unwrap();
     let d = DaemonProc::start(
         dir.path(),
-        &[("AXL_API_URL", &mesh.nodes[0].1), ("DISCOVERY_WINDOW_MS", "300")],
+        &[
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("DISCOVERY_WINDOW_MS", "300"),
+        ],
     )
     .await;
     let start = Instant::now();
-    let (status, body) = d.delegate(json!({"model": "tinyllama", "prompt": "anyone?", "timeout_ms": 60000})).await;
+    let (status, body) = d
+        .delegate(json!({"model": "tinyllama", "prompt": "anyone?", "timeout_ms": 60000}))
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], json!("no_provider"));
     // It gave up at the end of discovery, not at the 60 s deadline.
@@ -73,12 +96,19 @@ async fn no_provider_gives_503_within_the_discovery_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
     let p = pair().await;
-    p.ollama.set(|b| b.fail = Some((500, "CUDA error: out of memory".into())));
-    let (status, body) = p.requester.delegate(json!({"model": "tinyllama", "prompt": "x"})).await;
+    p.ollama
+        .set(|b| b.fail = Some((500, "CUDA error: out of memory".into())));
+    let (status, body) = p
+        .requester
+        .delegate(json!({"model": "tinyllama", "prompt": "x"}))
+        .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], json!("provider_failed"));
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("inference_failed") && detail.contains("out of memory"), "{detail}");
+    assert!(
+        detail.contains("inference_failed") && detail.contains("out of memory"),
+        "{detail}"
+    );
 
     p.ollama.set(|b| {
         b.fail = None;
@@ -96,13 +126,19 @@ async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
     // The provider stopped at the deadline too, and recorded why.
     let pj = eventually("provider job failed", Duration::from_secs(10), || async {
         let jobs = p.provider.get("/jobs").await;
-        jobs.as_array()?.iter().find(|j| j["job_id"] == jobs_first_id(&jobs) && j["state"] == json!("failed")).cloned()
+        jobs.as_array()?
+            .iter()
+            .find(|j| j["job_id"] == jobs_first_id(&jobs) && j["state"] == json!("failed"))
+            .cloned()
     })
     .await;
     assert_eq!(pj["error_code"], json!("inference_failed"));
 
     // A model nobody serves: no ad, so 503.
-    let (status, _) = p.requester.delegate(json!({"model": "llama3:70b", "prompt": "x"})).await;
+    let (status, _) = p
+        .requester
+        .delegate(json!({"model": "llama3:70b", "prompt": "x"}))
+        .await;
     assert_eq!(status, 503);
 }
 
@@ -126,7 +162,10 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
         (vec![b'x'; 1024 * 1024], "bad_json"),
         (br#"{"v":1,"type":"mine_bitcoin"}"#.to_vec(), "unknown_type"),
         (br#"{"v":2,"type":"task_result"}"#.to_vec(), "bad_version"),
-        (br#"{"v":1,"type":"task_result","job_id":"0x12"}"#.to_vec(), "invalid"),
+        (
+            br#"{"v":1,"type":"task_result","job_id":"0x12"}"#.to_vec(),
+            "invalid",
+        ),
         // node 2 claims to be the provider: its address does not match.
         (serde_json::to_vec(&valid_ad).unwrap(), "spoofed"),
     ];
@@ -134,37 +173,80 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
         assert_eq!(raw_send(&evil, &req_id, body.clone()).await, 200);
     }
     // node 2 claims to be the requester when asking the provider.
-    assert_eq!(raw_send(&evil, &prov_id, serde_json::to_vec(&spoofed_request).unwrap()).await, 200);
+    assert_eq!(
+        raw_send(
+            &evil,
+            &prov_id,
+            serde_json::to_vec(&spoofed_request).unwrap()
+        )
+        .await,
+        200
+    );
 
     let expect = |reason: &str| cases.iter().filter(|c| c.1 == reason).count() as f64;
     let m = eventually("drops counted", Duration::from_secs(10), || async {
         let m = metrics(&p.requester).await;
-        let total: f64 = ["bad_json", "unknown_type", "bad_version", "invalid", "spoofed"]
-            .iter()
-            .map(|r| metric(&m, "edgent_messages_dropped_total", &format!("reason=\"{r}\"")))
-            .sum();
+        let total: f64 = [
+            "bad_json",
+            "unknown_type",
+            "bad_version",
+            "invalid",
+            "spoofed",
+        ]
+        .iter()
+        .map(|r| {
+            metric(
+                &m,
+                "edgent_messages_dropped_total",
+                &format!("reason=\"{r}\""),
+            )
+        })
+        .sum();
         (total >= cases.len() as f64).then_some(m)
     })
     .await;
-    for reason in ["bad_json", "unknown_type", "bad_version", "invalid", "spoofed"] {
+    for reason in [
+        "bad_json",
+        "unknown_type",
+        "bad_version",
+        "invalid",
+        "spoofed",
+    ] {
         assert_eq!(
-            metric(&m, "edgent_messages_dropped_total", &format!("reason=\"{reason}\"")),
+            metric(
+                &m,
+                "edgent_messages_dropped_total",
+                &format!("reason=\"{reason}\"")
+            ),
             expect(reason),
             "{reason}"
         );
     }
-    let pm = eventually("spoof counted at the provider", Duration::from_secs(10), || async {
-        let m = metrics(&p.provider).await;
-        (metric(&m, "edgent_messages_dropped_total", "reason=\"spoofed\"") >= 1.0).then_some(m)
-    })
+    let pm = eventually(
+        "spoof counted at the provider",
+        Duration::from_secs(10),
+        || async {
+            let m = metrics(&p.provider).await;
+            (metric(&m, "edgent_messages_dropped_total", "reason=\"spoofed\"") >= 1.0).then_some(m)
+        },
+    )
     .await;
     // The spoofed request got no ad: the provider sent none.
-    assert_eq!(metric(&pm, "edgent_messages_out_total", "type=\"resource_ad\""), 0.0);
+    assert_eq!(
+        metric(&pm, "edgent_messages_out_total", "type=\"resource_ad\""),
+        0.0
+    );
 
     // Still serving.
-    let (status, body) = p.requester.delegate(json!({"model": "tinyllama", "prompt": "still there?"})).await;
+    let (status, body) = p
+        .requester
+        .delegate(json!({"model": "tinyllama", "prompt": "still there?"}))
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["output"], json!(stub_output("tinyllama:latest", "still there?")));
+    assert_eq!(
+        body["output"],
+        json!(stub_output("tinyllama:latest", "still there?"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +256,13 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
     let from = p.mesh.nodes[1].1.clone();
     let prov_id = p.mesh.nodes[1].0.clone();
     let http = reqwest::Client::new();
+    // AXL gives a sender no backpressure, and a real /send costs milliseconds (a dial
+    // through the userspace stack); the harness takes ~16,000/s, faster than any reader
+    // of a 100-slot queue. So the burst is paced at 1000 messages/s: far above what one
+    // real peer can send, and every one must arrive.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
     for i in 0..500u32 {
+        tick.tick().await;
         // Well-formed ads for requests nobody made: decoded, counted in, then dropped as
         // unexpected. Sent from the provider's own node so the node_id is genuine.
         let ad = json!({"v": 1, "type": "resource_ad", "request_id": uuid_for(i), "node_id": prov_id,
@@ -193,8 +281,14 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
         (metric(&m, "edgent_messages_in_total", "type=\"resource_ad\"") >= 500.0).then_some(m)
     })
     .await;
-    assert_eq!(metric(&m, "edgent_messages_in_total", "type=\"resource_ad\""), 500.0);
-    assert_eq!(metric(&m, "edgent_messages_dropped_total", "reason=\"unexpected\""), 500.0);
+    assert_eq!(
+        metric(&m, "edgent_messages_in_total", "type=\"resource_ad\""),
+        500.0
+    );
+    assert_eq!(
+        metric(&m, "edgent_messages_dropped_total", "reason=\"unexpected\""),
+        500.0
+    );
     let st = p.requester.get("/status").await;
     assert_eq!(st["recv"]["received"], json!(500));
     assert_eq!(st["recv"]["dropped_full"], json!(0));

@@ -41,13 +41,19 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
     .await;
     let provider = DaemonProc::start(
         &dir.path().join("p"),
-        &[("AXL_API_URL", &axl1), ("EDGENT_ROLE", "provider"), ("OLLAMA_URL", &ollama.url())],
+        &[
+            ("AXL_API_URL", &axl1),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", &ollama.url()),
+        ],
     )
     .await;
 
     // The supervisor wrote AXL's config and a key that openssl-style tools can read.
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r/node-config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("r/node-config.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["api_port"], json!(base));
     let key = std::fs::read_to_string(dir.path().join("r/axl-private.pem")).unwrap();
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -57,11 +63,16 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
     assert_eq!(st["axl"]["restarts"], json!(0));
     let pid = st["axl"]["pid"].as_u64().expect("child pid") as u32;
     assert!(alive(pid));
-    let (status, body) = requester.delegate(json!({"model": "tinyllama", "prompt": "one"})).await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "one"}))
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // Kill the AXL child: it comes back, with the same node ids.
-    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
     let st = eventually("AXL restarted", Duration::from_secs(30), || async {
         let st = requester.get("/status").await;
         (st["axl"]["restarts"] == json!(1) && st["axl"]["state"] == json!("running")).then_some(st)
@@ -72,15 +83,28 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
     assert!(!alive(pid));
 
     // Delegation works again once the provider's receive loop has found its node again.
-    let body = eventually("delegation after restart", Duration::from_secs(30), || async {
-        let (status, body) = requester.delegate(json!({"model": "tinyllama", "prompt": "two", "timeout_ms": 5000})).await;
-        (status == 200).then_some(body)
-    })
+    let body = eventually(
+        "delegation after restart",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = requester
+                .delegate(json!({"model": "tinyllama", "prompt": "two", "timeout_ms": 5000}))
+                .await;
+            (status == 200).then_some(body)
+        },
+    )
     .await;
-    assert_eq!(body["output"], json!(stub_output("tinyllama:latest", "two")));
+    assert_eq!(
+        body["output"],
+        json!(stub_output("tinyllama:latest", "two"))
+    );
     drop(provider);
 
     // Shutting the daemon down leaves no AXL process behind.
-    assert!(requester.stop(), "daemon exit status; log:\n{}", requester.log());
+    assert!(
+        requester.stop(),
+        "daemon exit status; log:\n{}",
+        requester.log()
+    );
     assert!(!alive(new_pid), "AXL child {new_pid} outlived the daemon");
 }

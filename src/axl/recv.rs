@@ -2,11 +2,16 @@
 //!
 //! AXL keeps at most 100 received messages and drops the OLDEST when full, so the loop
 //! reads until the queue is empty (204) and only then sleeps, briefly: 1 ms, doubling
-//! while idle up to [`RecvLoopConfig::idle_cap`], back to zero on any message. With the
-//! default 16 ms cap a sender must push more than 100 messages in 16 ms (over 6000/s)
-//! into an idle node before AXL drops one; once messages flow the loop polls without
-//! pause. When AXL does not answer at all it backs off longer (up to
-//! [`RecvLoopConfig::down_cap`]) and logs once per outage, not per try.
+//! while idle up to a cap, back to zero on any message. The cap depends on traffic: for
+//! [`RecvLoopConfig::hot_window`] after the node last sent or received a message (a reply
+//! is likely: an ad after a request, a result after a task) it is
+//! [`RecvLoopConfig::hot_cap`] (2 ms), so a conversation adds about a millisecond per
+//! hop; when the node has been quiet longer it is [`RecvLoopConfig::idle_cap`] (32 ms),
+//! which keeps an idle daemon's polling near 30 requests a second. A sender would have to
+//! push more than 100 messages in 32 ms into a quiet node before AXL drops one; the first
+//! message makes the loop hot and it then drains without pause. When AXL does not answer
+//! at all it backs off longer (up to [`RecvLoopConfig::down_cap`]) and logs once per
+//! outage, not per try.
 //!
 //! The loop never decodes: it passes raw [`Inbound`] messages into a bounded channel
 //! with `try_send`, so a slow router can never stall the drain (which would let AXL
@@ -15,8 +20,8 @@
 //! `/metrics`; size the channel ([`RECV_CHANNEL_CAPACITY`]) well above a burst.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -41,6 +46,18 @@ pub struct RecvStats {
     pub dropped_full: AtomicU64,
     /// Outages: runs of consecutive "AXL down" answers.
     pub outages: AtomicU64,
+    /// When the node last sent or received a message, ms since [`activity_origin`].
+    last_activity_ms: AtomicU64,
+}
+
+/// The reference instant of [`RecvStats::touch`].
+fn activity_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn since_origin_ms() -> u64 {
+    activity_origin().elapsed().as_millis() as u64 + 1
 }
 
 /// A plain copy of [`RecvStats`] at one moment, for JSON.
@@ -57,6 +74,18 @@ pub struct RecvCounts {
 }
 
 impl RecvStats {
+    /// Note traffic now (a message sent or received): the loop polls quickly for a while.
+    pub fn touch(&self) {
+        self.last_activity_ms
+            .store(since_origin_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether there was traffic within `window`.
+    pub fn is_hot(&self, window: Duration) -> bool {
+        let last = self.last_activity_ms.load(Ordering::Relaxed);
+        last != 0 && since_origin_ms().saturating_sub(last) <= window.as_millis() as u64
+    }
+
     /// Read all counters.
     pub fn snapshot(&self) -> RecvCounts {
         RecvCounts {
@@ -73,8 +102,12 @@ impl RecvStats {
 pub struct RecvLoopConfig {
     /// First sleep after the queue is found empty.
     pub idle_start: Duration,
-    /// Longest sleep while idle (must stay well under "100 messages' worth" of time).
+    /// Longest sleep while quiet (must stay well under "100 messages' worth" of time).
     pub idle_cap: Duration,
+    /// Longest sleep within `hot_window` of traffic.
+    pub hot_cap: Duration,
+    /// How long after traffic the loop stays hot.
+    pub hot_window: Duration,
     /// First sleep after AXL did not answer.
     pub down_start: Duration,
     /// Longest sleep while AXL is down.
@@ -85,7 +118,9 @@ impl Default for RecvLoopConfig {
     fn default() -> Self {
         RecvLoopConfig {
             idle_start: Duration::from_millis(1),
-            idle_cap: Duration::from_millis(16),
+            idle_cap: Duration::from_millis(32),
+            hot_cap: Duration::from_millis(2),
+            hot_window: Duration::from_secs(3),
             down_start: Duration::from_millis(50),
             down_cap: Duration::from_secs(1),
         }
@@ -149,6 +184,7 @@ async fn run(
                     Some(msg) => {
                         idle = Duration::ZERO;
                         stats.received.fetch_add(1, Ordering::Relaxed);
+                        stats.touch();
                         match tx.try_send(msg) {
                             Ok(()) => {
                                 if full_run > 0 {
@@ -171,7 +207,12 @@ async fn run(
                         continue;
                     }
                     None => {
-                        idle = next(idle, config.idle_start, config.idle_cap);
+                        let cap = if stats.is_hot(config.hot_window) {
+                            config.hot_cap
+                        } else {
+                            config.idle_cap
+                        };
+                        idle = next(idle, config.idle_start, cap);
                         idle
                     }
                 }
@@ -253,5 +294,16 @@ mod tests {
             seen.push(d.as_millis());
         }
         assert_eq!(seen, vec![1, 2, 4, 8, 16, 16, 16]);
+    }
+
+    #[test]
+    fn traffic_makes_the_loop_hot_for_a_window() {
+        let s = RecvStats::default();
+        assert!(!s.is_hot(Duration::from_secs(3)));
+        s.touch();
+        assert!(s.is_hot(Duration::from_secs(3)));
+        s.last_activity_ms.store(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!s.is_hot(Duration::from_millis(1)));
     }
 }

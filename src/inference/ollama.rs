@@ -87,7 +87,10 @@ impl Backend for OllamaBackend {
         if !resp.status().is_success() {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
-            return Err(InferenceError::Backend(format!("/api/tags: HTTP {status}: {}", error_text(&body))));
+            return Err(InferenceError::Backend(format!(
+                "/api/tags: HTTP {status}: {}",
+                error_text(&body)
+            )));
         }
         let tags: Tags = resp
             .json()

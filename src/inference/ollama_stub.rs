@@ -62,7 +62,10 @@ impl OllamaStub {
     }
 
     /// Start on a given address.
-    pub async fn start_on(addr: SocketAddr, behaviour: StubBehaviour) -> std::io::Result<OllamaStub> {
+    pub async fn start_on(
+        addr: SocketAddr,
+        behaviour: StubBehaviour,
+    ) -> std::io::Result<OllamaStub> {
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(behaviour),
             generate_calls: AtomicU64::new(0),
@@ -84,7 +87,11 @@ impl OllamaStub {
                 tracing::warn!(error = %e, "ollama stub server stopped");
             }
         });
-        Ok(OllamaStub { addr, shared, cancel })
+        Ok(OllamaStub {
+            addr,
+            shared,
+            cancel,
+        })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:PORT`.
@@ -94,7 +101,11 @@ impl OllamaStub {
 
     /// Change the behaviour.
     pub fn set(&self, f: impl FnOnce(&mut StubBehaviour)) {
-        let mut b = self.shared.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = self
+            .shared
+            .behaviour
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         f(&mut b);
     }
 
@@ -111,7 +122,10 @@ impl Drop for OllamaStub {
 }
 
 fn behaviour(s: &Shared) -> StubBehaviour {
-    s.behaviour.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    s.behaviour
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 async fn tags(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -133,8 +147,16 @@ async fn generate(State(s): State<Arc<Shared>>, Json(req): Json<Value>) -> Respo
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (code, Json(json!({ "error": msg }))).into_response();
     }
-    let model = req.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    let prompt = req.get("prompt").and_then(Value::as_str).unwrap_or_default().to_string();
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let prompt = req
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let known = b.models.iter().any(|m| super::model_matches(&model, m));
     if !known {
         return (

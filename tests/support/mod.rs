@@ -55,7 +55,13 @@ impl MeshSimProc {
     /// Start `n` nodes on ports `base..base+n` and read the printed ids.
     pub fn start(n: usize, base_port: u16) -> MeshSimProc {
         let mut child = Command::new(edgent_bin())
-            .args(["mesh-sim", "--nodes", &n.to_string(), "--base-port", &base_port.to_string()])
+            .args([
+                "mesh-sim",
+                "--nodes",
+                &n.to_string(),
+                "--base-port",
+                &base_port.to_string(),
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -65,9 +71,18 @@ impl MeshSimProc {
         let mut lines = BufReader::new(stdout).lines();
         let mut nodes = Vec::new();
         while nodes.len() < n {
-            let line = lines.next().expect("mesh-sim printed nothing").expect("read");
-            let id = line.split("id=").nth(1).and_then(|s| s.split_whitespace().next());
-            let url = line.split("url=").nth(1).and_then(|s| s.split_whitespace().next());
+            let line = lines
+                .next()
+                .expect("mesh-sim printed nothing")
+                .expect("read");
+            let id = line
+                .split("id=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next());
+            let url = line
+                .split("url=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next());
             if let (Some(id), Some(url)) = (id, url) {
                 nodes.push((id.to_string(), url.to_string()));
             }
@@ -112,7 +127,10 @@ impl DaemonProc {
         env.insert("DISCOVERY_WINDOW_MS".into(), "1500".into());
         env.insert("RUST_LOG".into(), "info,edgent=debug".into());
         // A stray .env in the test's working directory must not leak in.
-        env.insert("EDGENT_ENV_FILE".into(), data_dir.join("no.env").display().to_string());
+        env.insert(
+            "EDGENT_ENV_FILE".into(),
+            data_dir.join("no.env").display().to_string(),
+        );
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
@@ -156,11 +174,17 @@ impl DaemonProc {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("daemon exited early with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                    panic!(
+                        "daemon exited early with {status}; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
                 }
             }
             if start.elapsed() > Duration::from_secs(60) {
-                panic!("daemon at {url} did not come up; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "daemon at {url} did not come up; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -179,7 +203,9 @@ impl DaemonProc {
     /// SIGTERM and wait for exit; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if let Ok(Some(s)) = c.try_wait() {
@@ -198,7 +224,11 @@ impl DaemonProc {
 
     /// Stop and start again with the same settings and data.
     pub async fn restart(&mut self) {
-        assert!(self.stop(), "daemon did not stop cleanly; log:\n{}", self.log());
+        assert!(
+            self.stop(),
+            "daemon did not stop cleanly; log:\n{}",
+            self.log()
+        );
         self.spawn().await;
     }
 
@@ -237,7 +267,10 @@ impl Drop for DaemonProc {
 /// Whether a process is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
+        Ok(s) => !s
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
