@@ -108,3 +108,43 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
     );
     assert!(!alive(new_pid), "AXL child {new_pid} outlived the daemon");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_with_sigkill_takes_its_axl_child_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_port();
+    let wrapper = dir.path().join("fake-axl-node");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} mesh-sim --nodes 1 --base-port {base}\n",
+            edgent_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = DaemonProc::start(
+        &dir.path().join("d"),
+        &[
+            ("AXL_SPAWN", "true"),
+            ("AXL_BIN", wrapper.to_str().unwrap()),
+            ("AXL_API_URL", &format!("http://127.0.0.1:{base}")),
+            ("INFERENCE_BACKEND", "demo"),
+        ],
+    )
+    .await;
+    let st = daemon.get("/status").await;
+    let child = st["axl"]["pid"].as_u64().expect("child pid") as u32;
+    assert!(alive(child));
+    let pid = daemon.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually(
+        "AXL child gone after the daemon was SIGKILLed",
+        Duration::from_secs(10),
+        || async { (!alive(child)).then_some(()) },
+    )
+    .await;
+}

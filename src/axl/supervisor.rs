@@ -380,6 +380,20 @@ async fn run_once(
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // If the daemon dies without running its shutdown (SIGKILL, abort), the kernel
+        // kills the AXL child too, so it is never orphaned.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -467,6 +481,14 @@ fn record_exit(
 
 /// Kill the child (SIGKILL: AXL keeps no state worth flushing) and reap it.
 async fn stop_child(child: &mut Child, tx: &watch::Sender<SupervisorStatus>) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // The child leads its own process group: take down anything it started too.
+        // SAFETY: plain syscall on a pid we own.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
     if let Err(e) = child.start_kill() {
         tracing::debug!(target: "axl", error = %e, "AXL node already gone");
     }
