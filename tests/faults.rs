@@ -297,3 +297,39 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
 fn uuid_for(i: u32) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_ollama_advertises_nothing_and_says_so() {
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let provider = DaemonProc::start(
+        &dir.path().join("p"),
+        &[
+            ("AXL_API_URL", &mesh.nodes[1].1),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", &closed),
+        ],
+    )
+    .await;
+    let requester = DaemonProc::start(
+        &dir.path().join("r"),
+        &[
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("EDGENT_ROLE", "requester"),
+            ("DISCOVERY_WINDOW_MS", "300"),
+        ],
+    )
+    .await;
+    let st = provider.get("/status").await;
+    assert_eq!(st["models"], json!([]));
+    assert_eq!(st["backend"]["reachable"], json!(false));
+    assert!(
+        st["backend"]["error"].as_str().unwrap().contains("Ollama"),
+        "{st}"
+    );
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "x"}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+}
