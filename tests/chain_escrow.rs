@@ -382,3 +382,47 @@ async fn connect_checks_chain_id_and_contract() {
         EscrowError::NoWallet
     ));
 }
+
+#[tokio::test]
+async fn cli_deploys_an_escrow_and_shows_a_stake() {
+    use edgent::chain::cli::{run, EscrowCmd};
+    let f = Fixture::new().await;
+    let j = f.stake(job(50), USDC).await;
+    let mut settings = f.settings.clone();
+    settings.wallet_key = Some(f.chain.key(5));
+    let deployer = f.chain.signer(5).address();
+    let before = f.nonce(deployer).await;
+    run(
+        EscrowCmd::Deploy {
+            usdc: f.deployment.usdc,
+            operator: f.deployment.operator,
+        },
+        &settings,
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.nonce(deployer).await, before + 1, "one deployment");
+    // The escrow a deployer would get at that nonce now has code.
+    let deployed = deployer.create(before);
+    assert!(!f
+        .chain
+        .provider()
+        .get_code_at(deployed)
+        .await
+        .unwrap()
+        .is_empty());
+    run(EscrowCmd::Show { job_id: j }, &f.settings)
+        .await
+        .unwrap();
+    // Without a wallet key, deploy is a clear error naming the variable.
+    let err = run(
+        EscrowCmd::Deploy {
+            usdc: f.deployment.usdc,
+            operator: f.deployment.operator,
+        },
+        &f.settings,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("WALLET_PRIVATE_KEY"), "{err:#}");
+}

@@ -277,7 +277,20 @@ impl EscrowClient {
         deadline: u64,
     ) -> Result<TxHash, EscrowError> {
         let owner = self.require_wallet()?;
+        // Refuse what the escrow would refuse before spending gas on an approve.
+        if amount.is_zero() {
+            return Err(EscrowRevert::ZeroAmount.into());
+        }
+        if provider == Address::ZERO {
+            return Err(EscrowRevert::ZeroAddress.into());
+        }
+        if deadline <= self.chain_time().await? {
+            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
+        }
         let _guard = self.send_lock.lock().await;
+        if self.get_stake(job_id).await?.status != StakeStatus::None {
+            return Err(EscrowRevert::JobExists { job_id }.into());
+        }
         let balance = self.usdc_balance(owner).await?;
         if balance < amount {
             return Err(EscrowRevert::InsufficientBalance {

@@ -20,8 +20,15 @@ pub fn http_provider(
     let parsed: alloy::transports::http::reqwest::Url = url
         .parse()
         .map_err(|_| ChainError::BadUrl(url.to_string()))?;
+    // Simple nonce management (ask the node for the pending count each time): alloy's
+    // default cache hands out a nonce even when gas estimation then fails (a revert),
+    // which leaves a gap and strands every later transaction.
     Ok(match signer {
         Some(signer) => ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_http(parsed)
             .erased(),
