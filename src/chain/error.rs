@@ -128,7 +128,7 @@ impl From<EdgentEscrowErrors> for EscrowRevert {
             E::UnknownJob(e) => Self::UnknownJob { job_id: e.jobId },
             E::WrongStatus(e) => Self::WrongStatus {
                 job_id: e.jobId,
-                status: StakeStatus::from_u8(e.status as u8),
+                status: StakeStatus::from_u8(e.status),
             },
             E::NotOperator(e) => Self::NotOperator { caller: e.caller },
             E::NotProvider(e) => Self::NotProvider { caller: e.caller },

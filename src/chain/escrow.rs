@@ -113,7 +113,7 @@ impl From<EdgentEscrow::Stake> for StakeInfo {
             submitted_at: s.submittedAt,
             deadline: s.deadline,
             output_hash: s.outputHash,
-            status: StakeStatus::from_u8(s.status as u8),
+            status: StakeStatus::from_u8(s.status),
         }
     }
 }
