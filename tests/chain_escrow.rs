@@ -216,11 +216,23 @@ async fn every_refusal_decodes_to_its_typed_error() {
         }
     );
 
+    // None of the refused stakes above spent gas on an approve.
+    assert_eq!(f.requester.allowance(req).await.unwrap(), U256::ZERO);
+
     let j = f.stake(job(11), USDC).await;
     let e = f
         .requester
         .stake(j, prov, U256::from(USDC), now + 600)
         .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::JobExists { job_id: j });
+    // The contract says the same when asked directly.
+    let e = EdgentEscrow::new(f.deployment.escrow, &raw)
+        .stake(j, prov, U256::from(USDC), now + 600)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(EscrowError::from_contract)
         .unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::JobExists { job_id: j });
 

@@ -216,3 +216,31 @@ async fn keeperhub_reject_refunds_the_requester() {
     ));
     assert_eq!(f.emulator.posts(), posts);
 }
+
+#[tokio::test]
+async fn settings_choose_the_settler() {
+    let f = Fixture::new().await;
+    assert_eq!(
+        edgent::chain::connect_settler(&f.settings)
+            .await
+            .unwrap()
+            .name(),
+        "keeperhub"
+    );
+    let mut direct = f.settings.clone();
+    direct.keeperhub_api_key = None;
+    direct.operator_key = Some(f._chain.key(1));
+    let settler = edgent::chain::connect_settler(&direct).await.unwrap();
+    assert_eq!(settler.name(), "direct");
+    let j = f.stake(9, USDC).await;
+    settler.release(j, B256::ZERO).await.unwrap();
+    assert_eq!(f.balance(f.provider_addr).await, U256::from(USDC));
+    assert_eq!(f.emulator.posts(), 0);
+    let mut neither = direct;
+    neither.operator_key = None;
+    let err = edgent::chain::connect_settler(&neither)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("KEEPERHUB_API_KEY"), "{err}");
+}

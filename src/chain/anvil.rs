@@ -46,8 +46,11 @@ fn npm_anvil_relative() -> &'static str {
 /// Finds anvil: `ANVIL_BIN`, else `node_modules` under the current directory, else under
 /// this crate's source directory.
 pub fn anvil_path() -> Result<PathBuf, LocalChainError> {
-    if let Some(p) = std::env::var_os("ANVIL_BIN") {
-        let p = PathBuf::from(p);
+    anvil_path_from(std::env::var_os("ANVIL_BIN").map(PathBuf::from))
+}
+
+fn anvil_path_from(override_path: Option<PathBuf>) -> Result<PathBuf, LocalChainError> {
+    if let Some(p) = override_path {
         return if p.is_file() {
             Ok(p)
         } else {
@@ -296,4 +299,17 @@ pub async fn register_reverse(
     }
     send_and_confirm(&provider, registry.setResolver(node, ens.resolver), timeout).await?;
     Ok(send_and_confirm(&provider, resolver.setName(node, name.to_string()), timeout).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_anvil_says_to_run_npm_ci() {
+        let err = anvil_path_from(Some(PathBuf::from("/nonexistent/anvil"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("npm ci"), "{msg}");
+        assert!(msg.contains("/nonexistent/anvil"), "{msg}");
+    }
 }

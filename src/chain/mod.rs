@@ -29,3 +29,20 @@ pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret};
 pub use settle::{DirectSettler, SettleError, Settlement, Settler};
+
+use std::sync::Arc;
+
+/// The settler the settings ask for: KeeperHub when `KEEPERHUB_API_KEY` is set, else the
+/// direct settler when `OPERATOR_PRIVATE_KEY` is set, else an error naming both.
+pub async fn connect_settler(settings: &ChainSettings) -> Result<Arc<dyn Settler>, ChainError> {
+    if settings.keeperhub_api_key.is_some() {
+        Ok(Arc::new(KeeperHubSettler::connect(settings).await?))
+    } else if settings.operator_key.is_some() {
+        Ok(Arc::new(DirectSettler::connect(settings).await?))
+    } else {
+        Err(ChainConfigError::Missing(
+            "KEEPERHUB_API_KEY (or OPERATOR_PRIVATE_KEY for direct settlement)",
+        )
+        .into())
+    }
+}
