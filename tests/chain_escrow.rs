@@ -133,7 +133,12 @@ async fn stake_get_stake_and_direct_release_move_the_money() {
     let op = f.operator.wallet_address().unwrap();
     let op_nonce = f.nonce(op).await;
     let again = settler.release(j, out).await.unwrap();
-    assert_eq!(again.tx_hash, None);
+    assert!(!again.sent);
+    assert_eq!(
+        again.tx_hash,
+        Some(tx),
+        "the earlier release, found in the events"
+    );
     assert_eq!(again.status, StakeStatus::Released);
     assert_eq!(f.nonce(op).await, op_nonce);
     assert_eq!(f.balance(prov).await, U256::from(6 * USDC));
@@ -306,7 +311,7 @@ async fn refund_after_the_deadline_returns_the_stake() {
     let j = f.stake(job(20), 4 * USDC).await;
     assert_eq!(f.balance(req).await, U256::from(96 * USDC));
     f.chain.advance_time(601).await.unwrap();
-    f.requester.refund(j).await.unwrap();
+    let refund_tx = f.requester.refund(j).await.unwrap();
     assert_eq!(f.balance(req).await, U256::from(100 * USDC));
     assert_eq!(
         f.requester.get_stake(j).await.unwrap().status,
@@ -323,7 +328,10 @@ async fn refund_after_the_deadline_returns_the_stake() {
     ));
     // ...but rejecting it again is a no-op success.
     let r = settler.reject(j).await.unwrap();
-    assert_eq!((r.tx_hash, r.status), (None, StakeStatus::Refunded));
+    assert_eq!(
+        (r.sent, r.tx_hash, r.status),
+        (false, Some(refund_tx), StakeStatus::Refunded)
+    );
 }
 
 #[tokio::test]
@@ -355,7 +363,8 @@ async fn direct_reject_refunds_the_requester_once() {
     assert!(r.tx_hash.is_some());
     assert_eq!(f.balance(req).await, U256::from(100 * USDC));
     let again = settler.reject(j).await.unwrap();
-    assert_eq!(again.tx_hash, None);
+    assert!(!again.sent);
+    assert_eq!(again.tx_hash, r.tx_hash);
     assert!(matches!(
         settler.release(j, B256::ZERO).await.unwrap_err(),
         SettleError::Conflict {

@@ -87,6 +87,7 @@ async fn keeperhub_release_pays_the_provider_and_is_idempotent() {
     let out = B256::repeat_byte(0x11);
     let settler = f.settler().await;
     let done = settler.release(j, out).await.unwrap();
+    assert!(done.sent);
     assert_eq!(done.status, StakeStatus::Released);
     let tx = done.tx_hash.expect("KeeperHub reports the transaction");
     assert_eq!(
@@ -104,7 +105,10 @@ async fn keeperhub_release_pays_the_provider_and_is_idempotent() {
     assert_eq!(calls[0].args[1].len(), 66, "0x + 64 hex digits");
 
     let again = settler.release(j, out).await.unwrap();
-    assert_eq!((again.tx_hash, again.status), (None, StakeStatus::Released));
+    assert_eq!(
+        (again.sent, again.tx_hash, again.status),
+        (false, Some(tx), StakeStatus::Released)
+    );
     assert_eq!(f.emulator.posts(), 1, "no second call for a released job");
     assert_eq!(f.emulator.transactions_sent(), 1);
 }

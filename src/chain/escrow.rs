@@ -262,6 +262,39 @@ impl EscrowClient {
             .map_err(EscrowError::from_contract)
     }
 
+    /// The transaction that moved `job_id` into a final state, found in the escrow's
+    /// Released/Rejected/Claimed/Refunded events within the last `lookback_blocks`.
+    /// `None` if no such event is in range.
+    pub async fn settlement_tx(
+        &self,
+        job_id: B256,
+        lookback_blocks: u64,
+    ) -> Result<Option<TxHash>, EscrowError> {
+        use alloy::sol_types::SolEvent;
+        let latest = self
+            .provider
+            .get_block_number()
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.escrow_address())
+            .event_signature(vec![
+                EdgentEscrow::Released::SIGNATURE_HASH,
+                EdgentEscrow::Rejected::SIGNATURE_HASH,
+                EdgentEscrow::Claimed::SIGNATURE_HASH,
+                EdgentEscrow::Refunded::SIGNATURE_HASH,
+            ])
+            .topic1(job_id)
+            .from_block(latest.saturating_sub(lookback_blocks))
+            .to_block(latest);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        Ok(logs.last().and_then(|l| l.transaction_hash))
+    }
+
     fn require_wallet(&self) -> Result<Address, EscrowError> {
         self.wallet.ok_or(EscrowError::NoWallet)
     }

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use super::error::ChainError;
 use super::escrow::{EscrowClient, StakeInfo, StakeStatus};
 use super::settings::{ChainConfigError, ChainSettings, Secret};
-use super::settle::{plan_reject, plan_release, Plan, SettleError, Settlement, Settler};
+use super::settle::{
+    already_settled, plan_reject, plan_release, Plan, SettleError, Settlement, Settler,
+};
 
 /// Longest `Retry-After` we honour in one wait (longer values are capped, not trusted).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -111,7 +113,7 @@ impl KeeperHubSettler {
             let stake = self.escrow.get_stake(job_id).await?;
             if let Plan::Done(status) = plan(&stake)? {
                 tracing::info!(%job_id, %status, function, "KeeperHub: already settled, nothing to send");
-                return Ok(already(status));
+                return Ok(already_settled(&self.escrow, job_id, status).await);
             }
             let wait = match self.post(&body).await {
                 Ok(PostReply::Accepted(execution_id, immediate)) => {
@@ -258,12 +260,13 @@ impl KeeperHubSettler {
                     tx_hash,
                     explorer_url,
                     status: stake.status,
+                    sent: true,
                 })
             }
             Outcome::Failed(error) => {
                 if let Ok(Plan::Done(status)) = plan(&stake) {
                     tracing::info!(%job_id, execution_id, %status, "KeeperHub failed but the job is already settled");
-                    return Ok(already(status));
+                    return Ok(already_settled(&self.escrow, job_id, status).await);
                 }
                 tracing::warn!(%job_id, execution_id, %error, "KeeperHub execution failed");
                 Err(SettleError::ExecutionFailed {
@@ -279,14 +282,6 @@ enum PostReply {
     Accepted(String, Option<Outcome>),
     RetryAfter(Duration),
     Transient(String),
-}
-
-fn already(status: StakeStatus) -> Settlement {
-    Settlement {
-        tx_hash: None,
-        explorer_url: None,
-        status,
-    }
 }
 
 /// Looks a field up at the top level or under `data` (KeeperHub wraps some answers).

@@ -17,12 +17,44 @@ use super::settings::ChainSettings;
 /// The outcome of a settlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    /// The transaction this call sent; `None` when the job was already settled before.
+    /// The settling transaction: the one this call sent, or, when the job was settled
+    /// before, the one found in the escrow's events (`None` if not found).
     pub tx_hash: Option<TxHash>,
     /// Explorer link for `tx_hash`.
     pub explorer_url: Option<String>,
     /// The stake's final state (Released/Claimed after release, Rejected/Refunded after reject).
     pub status: StakeStatus,
+    /// True if this call sent (or had KeeperHub send) the transaction; false if the job
+    /// was already settled and nothing was sent.
+    pub sent: bool,
+}
+
+/// How far back to look for the event of an earlier settlement (about 5.5 h of Base blocks).
+const SETTLEMENT_LOOKBACK_BLOCKS: u64 = 10_000;
+
+/// The result for a job that was already settled: nothing sent, the earlier
+/// transaction looked up from the escrow's events (best effort).
+pub(crate) async fn already_settled(
+    client: &EscrowClient,
+    job_id: B256,
+    status: StakeStatus,
+) -> Settlement {
+    let tx_hash = match client
+        .settlement_tx(job_id, SETTLEMENT_LOOKBACK_BLOCKS)
+        .await
+    {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::debug!(%job_id, error = %e, "could not look up the earlier settlement");
+            None
+        }
+    };
+    Settlement {
+        tx_hash,
+        explorer_url: tx_hash.map(|h| client.tx_url(h)),
+        status,
+        sent: false,
+    }
 }
 
 impl Settlement {
@@ -31,14 +63,7 @@ impl Settlement {
             tx_hash: Some(tx_hash),
             explorer_url: Some(explorer_url),
             status,
-        }
-    }
-
-    fn already(status: StakeStatus) -> Self {
-        Self {
-            tx_hash: None,
-            explorer_url: None,
-            status,
+            sent: true,
         }
     }
 }
@@ -207,7 +232,7 @@ impl DirectSettler {
         if matches!(err.revert(), Some(EscrowRevert::WrongStatus { .. })) {
             let stake = self.client.get_stake(job_id).await?;
             if let Plan::Done(status) = plan(&stake)? {
-                return Ok(Settlement::already(status));
+                return Ok(already_settled(&self.client, job_id, status).await);
             }
         }
         Err(err.into())
@@ -221,7 +246,7 @@ impl Settler for DirectSettler {
         let stake = self.client.get_stake(job_id).await?;
         if let Plan::Done(status) = plan(&stake)? {
             tracing::info!(%job_id, %status, "release: already settled, nothing to send");
-            return Ok(Settlement::already(status));
+            return Ok(already_settled(&self.client, job_id, status).await);
         }
         match self.client.release(job_id, output_hash).await {
             Ok(tx) => Ok(Settlement::sent(
@@ -238,7 +263,7 @@ impl Settler for DirectSettler {
         let stake = self.client.get_stake(job_id).await?;
         if let Plan::Done(status) = plan(&stake)? {
             tracing::info!(%job_id, %status, "reject: already settled, nothing to send");
-            return Ok(Settlement::already(status));
+            return Ok(already_settled(&self.client, job_id, status).await);
         }
         match self.client.reject(job_id).await {
             Ok(tx) => Ok(Settlement::sent(
