@@ -396,6 +396,18 @@ async fn connect_checks_chain_id_and_contract() {
         EscrowClient::connect(&empty, None).await.unwrap_err(),
         ChainError::NoEscrow(_)
     ));
+    // An endpoint that is down, or no URL at all, is a clear error, not a hang.
+    let mut down = f.settings.clone();
+    down.rpc_url = "http://127.0.0.1:1".into();
+    assert!(matches!(
+        EscrowClient::connect(&down, None).await.unwrap_err(),
+        ChainError::Rpc(_)
+    ));
+    down.rpc_url = "not a url".into();
+    assert!(matches!(
+        EscrowClient::connect(&down, None).await.unwrap_err(),
+        ChainError::BadUrl(_)
+    ));
     // A read-only client refuses writes with a clear error.
     let ro = EscrowClient::connect(&f.settings, None).await.unwrap();
     assert!(matches!(

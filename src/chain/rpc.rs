@@ -11,15 +11,23 @@ use alloy::sol_types::SolCall;
 
 use super::error::{ChainError, EscrowError};
 
+/// Longest a single JSON-RPC request may take before it fails (a hung endpoint must not
+/// hang the daemon).
+const RPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An HTTP provider for `url`, signing with `signer` when given. Anvil and other
 /// plain-HTTP endpoints need no TLS.
 pub fn http_provider(
     url: &str,
     signer: Option<PrivateKeySigner>,
 ) -> Result<DynProvider, ChainError> {
-    let parsed: alloy::transports::http::reqwest::Url = url
+    let parsed: reqwest::Url = url
         .parse()
         .map_err(|_| ChainError::BadUrl(url.to_string()))?;
+    let http = reqwest::Client::builder()
+        .timeout(RPC_REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| ChainError::Rpc(format!("HTTP client: {e}")))?;
     // Simple nonce management (ask the node for the pending count each time): alloy's
     // default cache hands out a nonce even when gas estimation then fails (a revert),
     // which leaves a gap and strands every later transaction.
@@ -30,9 +38,11 @@ pub fn http_provider(
             .with_simple_nonce_management()
             .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
-            .connect_http(parsed)
+            .connect_reqwest(http, parsed)
             .erased(),
-        None => ProviderBuilder::new().connect_http(parsed).erased(),
+        None => ProviderBuilder::new()
+            .connect_reqwest(http, parsed)
+            .erased(),
     })
 }
 
