@@ -15,8 +15,9 @@ use super::error::{ChainError, EscrowError};
 /// hang the daemon).
 const RPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An HTTP provider for `url`, signing with `signer` when given. Anvil and other
-/// plain-HTTP endpoints need no TLS.
+/// An HTTP provider for `url`, signing with `signer` when given. It runs on the crate's
+/// own `reqwest` client, so https endpoints work once reqwest has a TLS feature; anvil
+/// and other plain-HTTP endpoints need none.
 pub fn http_provider(
     url: &str,
     signer: Option<PrivateKeySigner>,
