@@ -1,1 +1,48 @@
 //! Everything that touches a chain: escrow client, settlers, ENS (issue 4).
+//!
+//! - [`settings`]: `ChainSettings` from the environment (`CHAIN_RPC_URL`, `ESCROW_ADDRESS`...).
+//! - [`bindings`]: `sol!` bindings from the committed forge artifacts in `contracts/artifacts/`.
+//! - [`escrow`]: [`EscrowClient`]: approve + stake, getStake, submit, claimTimeout, refund.
+//! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
+//! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key).
+//! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API).
+//! - [`keeperhub_emulator`]: a KeeperHub emulator for tests and the demo (not KeeperHub).
+//! - [`ens`]: ENS names, reverse lookup, and node text records.
+//! - [`anvil`]: local chain harness (anvil from npm, local deployments, time travel).
+//! - [`cli`]: `edgent escrow ...` and `edgent ens ...`.
+
+pub mod anvil;
+pub mod bindings;
+pub mod cli;
+pub mod ens;
+pub mod error;
+pub mod escrow;
+pub mod keeperhub;
+pub mod keeperhub_emulator;
+mod rpc;
+pub mod settings;
+pub mod settle;
+
+pub use error::{ChainError, EscrowError, EscrowRevert};
+pub use escrow::{EscrowClient, StakeInfo, StakeStatus};
+pub use keeperhub::KeeperHubSettler;
+pub use rpc::http_provider;
+pub use settings::{ChainConfigError, ChainSettings, Secret};
+pub use settle::{DirectSettler, SettleError, Settlement, Settler};
+
+use std::sync::Arc;
+
+/// The settler the settings ask for: KeeperHub when `KEEPERHUB_API_KEY` is set, else the
+/// direct settler when `OPERATOR_PRIVATE_KEY` is set, else an error naming both.
+pub async fn connect_settler(settings: &ChainSettings) -> Result<Arc<dyn Settler>, ChainError> {
+    if settings.keeperhub_api_key.is_some() {
+        Ok(Arc::new(KeeperHubSettler::connect(settings).await?))
+    } else if settings.operator_key.is_some() {
+        Ok(Arc::new(DirectSettler::connect(settings).await?))
+    } else {
+        Err(ChainConfigError::Missing(
+            "KEEPERHUB_API_KEY (or OPERATOR_PRIVATE_KEY for direct settlement)",
+        )
+        .into())
+    }
+}

@@ -1,0 +1,315 @@
+//! Local chain harness for tests and `edgent demo`: start anvil (the npm build of
+//! Foundry's, from `node_modules`) on a free port, deploy MockUSDC + EdgentEscrow, fund
+//! accounts, deploy a test ENS, and move time forward. Anvil is killed on drop.
+
+use std::path::PathBuf;
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
+use alloy::providers::ext::AnvilApi;
+use alloy::providers::DynProvider;
+use alloy::signers::local::PrivateKeySigner;
+
+use super::bindings::{ENSRegistry, EdgentEscrow, MockUSDC, PublicResolver};
+use super::error::{ChainError, EscrowError};
+use super::rpc::{http_provider, send_and_confirm};
+use super::settings::{ChainSettings, Secret};
+
+/// What can go wrong standing up a local chain.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalChainError {
+    /// No anvil binary where we look.
+    #[error("anvil not found (looked at {0}); run `npm ci` in the repository, or set ANVIL_BIN")]
+    AnvilMissing(String),
+    /// Anvil did not start.
+    #[error("anvil did not start: {0}")]
+    AnvilStart(String),
+    /// A chain call failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A deployment or funding transaction failed.
+    #[error("local deployment failed: {0}")]
+    Deploy(String),
+    /// A transaction failed.
+    #[error(transparent)]
+    Tx(#[from] EscrowError),
+}
+
+/// The anvil package for this machine's architecture.
+fn npm_anvil_relative() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "node_modules/@foundry-rs/anvil-linux-arm64/bin/anvil",
+        _ => "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
+    }
+}
+
+/// Finds anvil: `ANVIL_BIN`, else `node_modules` under the current directory, else under
+/// this crate's source directory.
+pub fn anvil_path() -> Result<PathBuf, LocalChainError> {
+    anvil_path_from(std::env::var_os("ANVIL_BIN").map(PathBuf::from))
+}
+
+fn anvil_path_from(override_path: Option<PathBuf>) -> Result<PathBuf, LocalChainError> {
+    if let Some(p) = override_path {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(LocalChainError::AnvilMissing(format!(
+                "ANVIL_BIN={}",
+                p.display()
+            )))
+        };
+    }
+    let rel = npm_anvil_relative();
+    let candidates = [
+        PathBuf::from(rel),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            LocalChainError::AnvilMissing(
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+}
+
+/// A running anvil (killed on drop) with its funded dev accounts.
+pub struct LocalChain {
+    anvil: AnvilInstance,
+    provider: DynProvider,
+}
+
+impl std::fmt::Debug for LocalChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalChain")
+            .field("rpc_url", &self.anvil.endpoint())
+            .finish()
+    }
+}
+
+impl LocalChain {
+    /// Starts anvil on a free port and waits until it listens.
+    pub async fn start() -> Result<Self, LocalChainError> {
+        let path = anvil_path()?;
+        let anvil = tokio::task::spawn_blocking(move || Anvil::at(path).port(0u16).try_spawn())
+            .await
+            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
+            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
+        let provider = http_provider(&anvil.endpoint(), None)?;
+        Ok(Self { anvil, provider })
+    }
+
+    /// The HTTP JSON-RPC URL.
+    pub fn rpc_url(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    /// Anvil's chain id (31337).
+    pub fn chain_id(&self) -> u64 {
+        self.anvil.chain_id()
+    }
+
+    /// A read-only provider.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The signer of dev account `i` (0..10), each funded with 10000 ETH.
+    pub fn signer(&self, i: usize) -> PrivateKeySigner {
+        let key = &self.anvil.keys()[i % self.anvil.keys().len()];
+        PrivateKeySigner::from_slice(&key.to_bytes()).unwrap_or_else(|_| PrivateKeySigner::random())
+    }
+
+    /// Dev account `i`'s key as a [`Secret`] (for settings).
+    pub fn key(&self, i: usize) -> Secret {
+        Secret::new(format!("{:#x}", self.signer(i).to_bytes()))
+    }
+
+    /// Moves the chain clock forward by `secs` and mines a block.
+    pub async fn advance_time(&self, secs: u64) -> Result<(), LocalChainError> {
+        self.provider
+            .anvil_increase_time(secs)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))?;
+        self.provider
+            .anvil_mine(Some(1), None)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Chain settings pointing at this anvil and `deployment`, with no keys set.
+    pub fn settings(&self, deployment: &LocalDeployment) -> ChainSettings {
+        ChainSettings {
+            rpc_url: self.rpc_url(),
+            chain_id: self.chain_id(),
+            escrow: deployment.escrow,
+            usdc: deployment.usdc,
+            ens_rpc_url: self.rpc_url(),
+            ..ChainSettings::base_sepolia()
+        }
+    }
+}
+
+/// Addresses of a local MockUSDC + EdgentEscrow deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalDeployment {
+    /// The MockUSDC token.
+    pub usdc: Address,
+    /// The escrow.
+    pub escrow: Address,
+    /// The escrow's operator.
+    pub operator: Address,
+}
+
+/// Deploys MockUSDC and an EdgentEscrow with `operator`, signed by `deployer`, then mints
+/// each `(account, amount)` in `fund` (USDC base units).
+pub async fn deploy_local(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    operator: Address,
+    fund: &[(Address, U256)],
+) -> Result<LocalDeployment, LocalChainError> {
+    let provider = http_provider(rpc_url, Some(deployer))?;
+    let usdc = MockUSDC::deploy(&provider)
+        .await
+        .map_err(|e| LocalChainError::Deploy(format!("MockUSDC: {e}")))?;
+    let escrow = deploy_escrow(&provider, *usdc.address(), operator).await?;
+    for (account, amount) in fund {
+        send_and_confirm(
+            &provider,
+            usdc.mint(*account, *amount),
+            std::time::Duration::from_secs(30),
+        )
+        .await?;
+    }
+    tracing::info!(usdc = %usdc.address(), %escrow, %operator, "deployed local escrow");
+    Ok(LocalDeployment {
+        usdc: *usdc.address(),
+        escrow,
+        operator,
+    })
+}
+
+/// Deploys an EdgentEscrow for `usdc` with `operator` (used by `edgent escrow deploy`).
+pub async fn deploy_escrow(
+    provider: &DynProvider,
+    usdc: Address,
+    operator: Address,
+) -> Result<Address, LocalChainError> {
+    EdgentEscrow::deploy_builder(provider, usdc, operator)
+        .deploy()
+        .await
+        .map_err(|e| {
+            LocalChainError::Deploy(format!("EdgentEscrow: {}", EscrowError::from_contract(e)))
+        })
+}
+
+/// A test ENS: registry (root owned by the deployer) and one public resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalEns {
+    /// The ENS registry.
+    pub registry: Address,
+    /// The resolver every registered name points at.
+    pub resolver: Address,
+}
+
+/// Deploys the test ENS registry and resolver, signed by `owner` (who owns the root).
+pub async fn deploy_ens(
+    rpc_url: &str,
+    owner: PrivateKeySigner,
+) -> Result<LocalEns, LocalChainError> {
+    let provider = http_provider(rpc_url, Some(owner))?;
+    let registry = ENSRegistry::deploy(&provider)
+        .await
+        .map_err(|e| LocalChainError::Deploy(format!("ENSRegistry: {e}")))?;
+    let resolver = PublicResolver::deploy(&provider, *registry.address())
+        .await
+        .map_err(|e| LocalChainError::Deploy(format!("PublicResolver: {e}")))?;
+    Ok(LocalEns {
+        registry: *registry.address(),
+        resolver: *resolver.address(),
+    })
+}
+
+/// Creates every label of `name` from the root down (signed by the root owner), points
+/// it at the resolver, sets its address record to `addr`, and hands it to `new_owner`.
+/// Returns the last transaction.
+pub async fn register_name(
+    rpc_url: &str,
+    root_owner: PrivateKeySigner,
+    ens: &LocalEns,
+    name: &str,
+    addr: Address,
+    new_owner: Address,
+) -> Result<TxHash, LocalChainError> {
+    let me = root_owner.address();
+    let provider = http_provider(rpc_url, Some(root_owner))?;
+    let timeout = std::time::Duration::from_secs(30);
+    let registry = ENSRegistry::new(ens.registry, &provider);
+    let resolver = PublicResolver::new(ens.resolver, &provider);
+    let mut node = B256::ZERO;
+    for label in name.rsplit('.') {
+        let label_hash = keccak256(label.as_bytes());
+        send_and_confirm(
+            &provider,
+            registry.setSubnodeOwner(node, label_hash, me),
+            timeout,
+        )
+        .await?;
+        node = keccak256([node.as_slice(), label_hash.as_slice()].concat());
+    }
+    send_and_confirm(&provider, registry.setResolver(node, ens.resolver), timeout).await?;
+    send_and_confirm(&provider, resolver.setAddr_1(node, addr), timeout).await?;
+    Ok(send_and_confirm(&provider, registry.setOwner(node, new_owner), timeout).await?)
+}
+
+/// Sets the reverse record `<addr>.addr.reverse` -> `name` (signed by the root owner),
+/// as the reverse registrar would for `addr`.
+pub async fn register_reverse(
+    rpc_url: &str,
+    root_owner: PrivateKeySigner,
+    ens: &LocalEns,
+    addr: Address,
+    name: &str,
+) -> Result<TxHash, LocalChainError> {
+    let me = root_owner.address();
+    let provider = http_provider(rpc_url, Some(root_owner))?;
+    let timeout = std::time::Duration::from_secs(30);
+    let registry = ENSRegistry::new(ens.registry, &provider);
+    let resolver = PublicResolver::new(ens.resolver, &provider);
+    let reverse = alloy_ens::reverse_address(&addr);
+    let mut node = B256::ZERO;
+    for label in reverse.rsplit('.') {
+        let label_hash = keccak256(label.as_bytes());
+        send_and_confirm(
+            &provider,
+            registry.setSubnodeOwner(node, label_hash, me),
+            timeout,
+        )
+        .await?;
+        node = keccak256([node.as_slice(), label_hash.as_slice()].concat());
+    }
+    send_and_confirm(&provider, registry.setResolver(node, ens.resolver), timeout).await?;
+    Ok(send_and_confirm(&provider, resolver.setName(node, name.to_string()), timeout).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_anvil_says_to_run_npm_ci() {
+        let err = anvil_path_from(Some(PathBuf::from("/nonexistent/anvil"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("npm ci"), "{msg}");
+        assert!(msg.contains("/nonexistent/anvil"), "{msg}");
+    }
+}

@@ -1,0 +1,461 @@
+//! Escrow client against a real anvil: stake/getStake/release with balance checks, every
+//! refusal decoded to its typed error, and time travel for refund and claimTimeout.
+
+use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::providers::Provider;
+use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::chain::bindings::EdgentEscrow;
+use edgent::chain::{
+    ChainError, ChainSettings, DirectSettler, EscrowClient, EscrowError, EscrowRevert, SettleError,
+    Settler, StakeStatus,
+};
+
+const USDC: u64 = 1_000_000;
+
+struct Fixture {
+    chain: LocalChain,
+    deployment: LocalDeployment,
+    settings: ChainSettings,
+    requester: EscrowClient,
+    provider: EscrowClient,
+    operator: EscrowClient,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let chain = LocalChain::start().await.unwrap();
+        let operator = chain.signer(1).address();
+        let fund = [
+            (chain.signer(2).address(), U256::from(100 * USDC)),
+            (chain.signer(3).address(), U256::from(USDC)),
+        ];
+        let deployment = deploy_local(&chain.rpc_url(), chain.signer(0), operator, &fund)
+            .await
+            .unwrap();
+        let settings = chain.settings(&deployment);
+        let client = |i| EscrowClient::connect(&settings, Some(chain.signer(i)));
+        let requester = client(2).await.unwrap();
+        let provider = client(3).await.unwrap();
+        let operator = client(1).await.unwrap();
+        Self {
+            chain,
+            deployment,
+            settings,
+            requester,
+            provider,
+            operator,
+        }
+    }
+
+    fn requester_addr(&self) -> Address {
+        self.requester.wallet_address().unwrap()
+    }
+
+    fn provider_addr(&self) -> Address {
+        self.provider.wallet_address().unwrap()
+    }
+
+    async fn now(&self) -> u64 {
+        self.requester.chain_time().await.unwrap()
+    }
+
+    async fn balance(&self, who: Address) -> U256 {
+        self.requester.usdc_balance(who).await.unwrap()
+    }
+
+    async fn nonce(&self, who: Address) -> u64 {
+        self.chain
+            .provider()
+            .get_transaction_count(who)
+            .await
+            .unwrap()
+    }
+
+    async fn stake(&self, job: B256, amount: u64) -> B256 {
+        let deadline = self.now().await + 600;
+        self.requester
+            .stake(job, self.provider_addr(), U256::from(amount), deadline)
+            .await
+            .unwrap();
+        job
+    }
+}
+
+fn job(n: u8) -> B256 {
+    keccak256([n])
+}
+
+fn refusal(e: EscrowError) -> EscrowRevert {
+    match e {
+        EscrowError::Refused(r) => r,
+        other => panic!("expected a decoded refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn stake_get_stake_and_direct_release_move_the_money() {
+    let f = Fixture::new().await;
+    let (req, prov) = (f.requester_addr(), f.provider_addr());
+    let j = job(1);
+    let deadline = f.now().await + 600;
+    let nonce_before = f.nonce(req).await;
+    f.requester
+        .stake(j, prov, U256::from(5 * USDC), deadline)
+        .await
+        .unwrap();
+    // approve + stake: two transactions when the allowance was zero.
+    assert_eq!(f.nonce(req).await, nonce_before + 2);
+
+    let s = f.requester.get_stake(j).await.unwrap();
+    assert_eq!(s.status, StakeStatus::Staked);
+    assert_eq!(s.requester, req);
+    assert_eq!(s.provider, prov);
+    assert_eq!(s.amount, U256::from(5 * USDC));
+    assert_eq!(s.deadline, deadline);
+    assert_eq!(f.balance(req).await, U256::from(95 * USDC));
+    assert_eq!(f.balance(f.deployment.escrow).await, U256::from(5 * USDC));
+
+    let out = B256::repeat_byte(0xab);
+    f.provider.submit(j, out).await.unwrap();
+    let s = f.requester.get_stake(j).await.unwrap();
+    assert_eq!(s.status, StakeStatus::Submitted);
+    assert_eq!(s.output_hash, out);
+
+    let settler = DirectSettler::new(f.operator.clone());
+    let done = settler.release(j, out).await.unwrap();
+    assert_eq!(done.status, StakeStatus::Released);
+    let tx = done.tx_hash.expect("a release transaction");
+    assert!(done.explorer_url.unwrap().ends_with(&format!("/tx/{tx}")));
+    assert_eq!(f.balance(prov).await, U256::from(6 * USDC));
+    assert_eq!(f.balance(f.deployment.escrow).await, U256::ZERO);
+
+    // Idempotent: a second release sends nothing and reports the existing state.
+    let op = f.operator.wallet_address().unwrap();
+    let op_nonce = f.nonce(op).await;
+    let again = settler.release(j, out).await.unwrap();
+    assert!(!again.sent);
+    assert_eq!(
+        again.tx_hash,
+        Some(tx),
+        "the earlier release, found in the events"
+    );
+    assert_eq!(again.status, StakeStatus::Released);
+    assert_eq!(f.nonce(op).await, op_nonce);
+    assert_eq!(f.balance(prov).await, U256::from(6 * USDC));
+}
+
+#[tokio::test]
+async fn approve_is_skipped_when_the_allowance_covers_the_stake() {
+    let f = Fixture::new().await;
+    let req = f.requester_addr();
+    // Approve more than the stake by hand, then stake.
+    let signer_provider =
+        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
+    let tx = edgent::chain::bindings::IERC20::new(f.deployment.usdc, &signer_provider)
+        .approve(f.deployment.escrow, U256::from(50 * USDC))
+        .send()
+        .await
+        .unwrap();
+    tx.get_receipt().await.unwrap();
+    let before = f.nonce(req).await;
+    f.stake(job(2), 3 * USDC).await;
+    assert_eq!(f.nonce(req).await, before + 1, "stake only, no approve");
+    assert_eq!(
+        f.requester.allowance(req).await.unwrap(),
+        U256::from(47 * USDC)
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_decodes_to_its_typed_error() {
+    let f = Fixture::new().await;
+    let (req, prov) = (f.requester_addr(), f.provider_addr());
+    let now = f.now().await;
+    let out = B256::repeat_byte(7);
+
+    // stake refusals
+    let e = f
+        .requester
+        .stake(job(10), prov, U256::from(USDC), now.saturating_sub(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(refusal(e), EscrowRevert::DeadlinePassed { .. }));
+    let e = f
+        .requester
+        .stake(job(10), prov, U256::ZERO, now + 600)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::ZeroAmount);
+    let e = f
+        .requester
+        .stake(job(10), Address::ZERO, U256::from(USDC), now + 600)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::ZeroAddress);
+    let e = f
+        .requester
+        .stake(job(10), prov, U256::from(1000 * USDC), now + 600)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(e),
+        EscrowRevert::InsufficientBalance {
+            balance: U256::from(100 * USDC),
+            needed: U256::from(1000 * USDC)
+        }
+    );
+    // The contract's own allowance check, called without the client's approve.
+    let raw = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
+    let e = EdgentEscrow::new(f.deployment.escrow, &raw)
+        .stake(job(10), prov, U256::from(USDC), now + 600)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(EscrowError::from_contract)
+        .unwrap_err();
+    assert_eq!(
+        refusal(e),
+        EscrowRevert::InsufficientAllowance {
+            allowance: U256::ZERO,
+            needed: U256::from(USDC)
+        }
+    );
+
+    // None of the refused stakes above spent gas on an approve.
+    assert_eq!(f.requester.allowance(req).await.unwrap(), U256::ZERO);
+
+    let j = f.stake(job(11), USDC).await;
+    let e = f
+        .requester
+        .stake(j, prov, U256::from(USDC), now + 600)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::JobExists { job_id: j });
+    // The contract says the same when asked directly.
+    let e = EdgentEscrow::new(f.deployment.escrow, &raw)
+        .stake(j, prov, U256::from(USDC), now + 600)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(EscrowError::from_contract)
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::JobExists { job_id: j });
+
+    // role refusals
+    let e = f.requester.release(j, out).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::NotOperator { caller: req });
+    let e = f.requester.reject(j).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::NotOperator { caller: req });
+    let e = f.requester.submit(j, out).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::NotProvider { caller: req });
+    let e = f.provider.refund(j).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::NotRequester { caller: prov });
+    let e = f.requester.claim_timeout(j).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::NotProvider { caller: req });
+
+    // state and time refusals
+    let e = f.requester.refund(j).await.unwrap_err();
+    assert!(matches!(refusal(e), EscrowRevert::DeadlineNotPassed { .. }));
+    let e = f.provider.claim_timeout(j).await.unwrap_err();
+    assert_eq!(
+        refusal(e),
+        EscrowRevert::WrongStatus {
+            job_id: j,
+            status: StakeStatus::Staked
+        }
+    );
+    let e = f.provider.submit(job(99), out).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::UnknownJob { job_id: job(99) });
+
+    f.provider.submit(j, out).await.unwrap();
+    let e = f.provider.claim_timeout(j).await.unwrap_err();
+    assert!(matches!(refusal(e), EscrowRevert::ClaimTooEarly { .. }));
+    let e = f.provider.submit(j, out).await.unwrap_err();
+    assert_eq!(
+        refusal(e),
+        EscrowRevert::WrongStatus {
+            job_id: j,
+            status: StakeStatus::Submitted
+        }
+    );
+    let other = B256::repeat_byte(8);
+    let e = f.operator.release(j, other).await.unwrap_err();
+    assert_eq!(
+        refusal(e),
+        EscrowRevert::OutputMismatch {
+            expected: out,
+            got: other
+        }
+    );
+    // The settler sees the mismatch before sending anything.
+    let settler = DirectSettler::new(f.operator.clone());
+    assert!(matches!(
+        settler.release(j, other).await.unwrap_err(),
+        SettleError::Refused(EscrowRevert::OutputMismatch { .. })
+    ));
+
+    // submit after the deadline
+    let j2 = f.stake(job(12), USDC).await;
+    f.chain.advance_time(601).await.unwrap();
+    let e = f.provider.submit(j2, out).await.unwrap_err();
+    assert!(matches!(refusal(e), EscrowRevert::DeadlinePassed { .. }));
+    // Every error message is readable text, not a hex blob.
+    let msg = f.provider.submit(j2, out).await.unwrap_err().to_string();
+    assert!(msg.contains("deadline"), "{msg}");
+}
+
+#[tokio::test]
+async fn refund_after_the_deadline_returns_the_stake() {
+    let f = Fixture::new().await;
+    let req = f.requester_addr();
+    let j = f.stake(job(20), 4 * USDC).await;
+    assert_eq!(f.balance(req).await, U256::from(96 * USDC));
+    f.chain.advance_time(601).await.unwrap();
+    let refund_tx = f.requester.refund(j).await.unwrap();
+    assert_eq!(f.balance(req).await, U256::from(100 * USDC));
+    assert_eq!(
+        f.requester.get_stake(j).await.unwrap().status,
+        StakeStatus::Refunded
+    );
+    // A refunded job cannot be released: the settler says so without a transaction.
+    let settler = DirectSettler::new(f.operator.clone());
+    assert!(matches!(
+        settler.release(j, B256::ZERO).await.unwrap_err(),
+        SettleError::Conflict {
+            status: StakeStatus::Refunded,
+            ..
+        }
+    ));
+    // ...but rejecting it again is a no-op success.
+    let r = settler.reject(j).await.unwrap();
+    assert_eq!(
+        (r.sent, r.tx_hash, r.status),
+        (false, Some(refund_tx), StakeStatus::Refunded)
+    );
+}
+
+#[tokio::test]
+async fn claim_timeout_pays_the_provider_an_hour_after_submit() {
+    let f = Fixture::new().await;
+    let prov = f.provider_addr();
+    let j = f.stake(job(30), 2 * USDC).await;
+    f.provider.submit(j, B256::repeat_byte(1)).await.unwrap();
+    f.chain.advance_time(3599).await.unwrap();
+    let e = f.provider.claim_timeout(j).await.unwrap_err();
+    assert!(matches!(refusal(e), EscrowRevert::ClaimTooEarly { .. }));
+    f.chain.advance_time(2).await.unwrap();
+    f.provider.claim_timeout(j).await.unwrap();
+    assert_eq!(f.balance(prov).await, U256::from(3 * USDC));
+    assert_eq!(
+        f.requester.get_stake(j).await.unwrap().status,
+        StakeStatus::Claimed
+    );
+}
+
+#[tokio::test]
+async fn direct_reject_refunds_the_requester_once() {
+    let f = Fixture::new().await;
+    let req = f.requester_addr();
+    let j = f.stake(job(40), 10 * USDC).await;
+    let settler = DirectSettler::new(f.operator.clone());
+    let r = settler.reject(j).await.unwrap();
+    assert_eq!(r.status, StakeStatus::Rejected);
+    assert!(r.tx_hash.is_some());
+    assert_eq!(f.balance(req).await, U256::from(100 * USDC));
+    let again = settler.reject(j).await.unwrap();
+    assert!(!again.sent);
+    assert_eq!(again.tx_hash, r.tx_hash);
+    assert!(matches!(
+        settler.release(j, B256::ZERO).await.unwrap_err(),
+        SettleError::Conflict {
+            status: StakeStatus::Rejected,
+            ..
+        }
+    ));
+    assert!(matches!(
+        settler.release(job(41), B256::ZERO).await.unwrap_err(),
+        SettleError::NotStaked { .. }
+    ));
+}
+
+#[tokio::test]
+async fn connect_checks_chain_id_and_contract() {
+    let f = Fixture::new().await;
+    let mut wrong = f.settings.clone();
+    wrong.chain_id = 84532;
+    assert!(matches!(
+        EscrowClient::connect(&wrong, None).await.unwrap_err(),
+        ChainError::WrongChain {
+            expected: 84532,
+            actual: 31337
+        }
+    ));
+    let mut empty = f.settings.clone();
+    empty.escrow = Address::repeat_byte(0x42);
+    assert!(matches!(
+        EscrowClient::connect(&empty, None).await.unwrap_err(),
+        ChainError::NoEscrow(_)
+    ));
+    // An endpoint that is down, or no URL at all, is a clear error, not a hang.
+    let mut down = f.settings.clone();
+    down.rpc_url = "http://127.0.0.1:1".into();
+    assert!(matches!(
+        EscrowClient::connect(&down, None).await.unwrap_err(),
+        ChainError::Rpc(_)
+    ));
+    down.rpc_url = "not a url".into();
+    assert!(matches!(
+        EscrowClient::connect(&down, None).await.unwrap_err(),
+        ChainError::BadUrl(_)
+    ));
+    // A read-only client refuses writes with a clear error.
+    let ro = EscrowClient::connect(&f.settings, None).await.unwrap();
+    assert!(matches!(
+        ro.refund(job(1)).await.unwrap_err(),
+        EscrowError::NoWallet
+    ));
+}
+
+#[tokio::test]
+async fn cli_deploys_an_escrow_and_shows_a_stake() {
+    use edgent::chain::cli::{run, EscrowCmd};
+    let f = Fixture::new().await;
+    let j = f.stake(job(50), USDC).await;
+    let mut settings = f.settings.clone();
+    settings.wallet_key = Some(f.chain.key(5));
+    let deployer = f.chain.signer(5).address();
+    let before = f.nonce(deployer).await;
+    run(
+        EscrowCmd::Deploy {
+            usdc: f.deployment.usdc,
+            operator: f.deployment.operator,
+        },
+        &settings,
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.nonce(deployer).await, before + 1, "one deployment");
+    // The escrow a deployer would get at that nonce now has code.
+    let deployed = deployer.create(before);
+    assert!(!f
+        .chain
+        .provider()
+        .get_code_at(deployed)
+        .await
+        .unwrap()
+        .is_empty());
+    run(EscrowCmd::Show { job_id: j }, &f.settings)
+        .await
+        .unwrap();
+    // Without a wallet key, deploy is a clear error naming the variable.
+    let err = run(
+        EscrowCmd::Deploy {
+            usdc: f.deployment.usdc,
+            operator: f.deployment.operator,
+        },
+        &f.settings,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("WALLET_PRIVATE_KEY"), "{err:#}");
+}
