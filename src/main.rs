@@ -71,6 +71,12 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The escrow contract: deploy one, or show a job's stake.
+    #[command(subcommand)]
+    Escrow(edgent::chain::cli::EscrowCmd),
+    /// ENS: resolve names, reverse lookups, and this node's text records.
+    #[command(subcommand)]
+    Ens(edgent::chain::cli::EnsCmd),
     /// One delegation end to end on this machine.
     Demo {
         /// Exit after the delegation; status 0 only if it succeeded.
@@ -132,6 +138,12 @@ fn api_url(url: Option<String>) -> anyhow::Result<String> {
     }
     let cfg = Config::from_sources(&Sources::from_process()?)?;
     Ok(format!("http://{}", cfg.http_addr))
+}
+
+/// Chain settings from the environment and `.env` (same precedence as the daemon's).
+fn chain_settings() -> anyhow::Result<edgent::chain::ChainSettings> {
+    let sources = Sources::from_process()?;
+    Ok(edgent::chain::ChainSettings::from_lookup(|k| sources.get(k))?)
 }
 
 async fn show(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
