@@ -143,7 +143,9 @@ fn api_url(url: Option<String>) -> anyhow::Result<String> {
 /// Chain settings from the environment and `.env` (same precedence as the daemon's).
 fn chain_settings() -> anyhow::Result<edgent::chain::ChainSettings> {
     let sources = Sources::from_process()?;
-    Ok(edgent::chain::ChainSettings::from_lookup(|k| sources.get(k))?)
+    Ok(edgent::chain::ChainSettings::from_lookup(|k| {
+        sources.get(k)
+    })?)
 }
 
 async fn show(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
@@ -244,6 +246,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
             edgent::axl::sim::run_mesh_sim_cli(nodes, base_port, seed, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Escrow(cmd) => {
+            edgent::chain::cli::run(cmd, &chain_settings()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ens(cmd) => {
+            edgent::chain::cli::run_ens(cmd, &chain_settings()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo {
