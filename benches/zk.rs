@@ -72,6 +72,12 @@ fn child(mode: &str, dir: &Path) {
             .unwrap();
             zk::verify(&p, &s).expect("verify");
         }
+        // For profilers: prove in a loop, nothing else.
+        "prove-loop" => {
+            for _ in 0..100 {
+                zk::prove(OUTPUT, &KEY, &JOB).expect("prove");
+            }
+        }
         _ => panic!("unknown child mode {mode}"),
     }
     println!("{}", peak_rss_kib());
@@ -115,6 +121,9 @@ fn main() {
         zk::prove(OUTPUT, &KEY, &JOB).unwrap();
     });
     let rust_verify = time_n(200, || zk::verify(&proof, &public).unwrap());
+    let rust_commit = time_n(200, || {
+        zk::commitments(OUTPUT, &KEY, &JOB);
+    });
     let prove_rss = child_rss("prove", d);
     let verify_rss = child_rss("verify", d);
 
@@ -203,6 +212,7 @@ fn main() {
     );
     println!("  Rust prove            {rust_prove:9.2} ms   (first call incl. key parsing: {first_prove:.1} ms)");
     println!("  Rust verify           {rust_verify:9.2} ms");
+    println!("  Rust commitments      {rust_commit:9.2} ms   (keccak256 + 2 Poseidon, native)");
     println!(
         "  snarkjs prove (warm)  {js_prove:9.2} ms   -> Rust is {:.1}x faster",
         js_prove / rust_prove

@@ -199,6 +199,9 @@ fn a_proof_checked_against_another_key_is_rejected() {
     zk::verify_with_key(VerifyingKey::committed().unwrap(), &p, &public).unwrap();
 }
 
+/// A named way to break a proof's JSON.
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn garbage_and_truncated_proof_json_give_clear_errors() {
     let (p, public) = proof();
@@ -217,7 +220,7 @@ fn garbage_and_truncated_proof_json_give_clear_errors() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let fq_modulus =
         "21888242871839275222246405745257275088696311157297823662689037894645226208583";
-    let mutations: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("garbage", Box::new(|v| *v = serde_json::json!("garbage"))),
         ("null", Box::new(|v| *v = serde_json::Value::Null)),
         ("protocol", Box::new(|v| v["protocol"] = "plonk".into())),

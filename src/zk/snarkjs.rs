@@ -49,6 +49,7 @@ struct RawProof {
 
 impl SnarkjsProof {
     /// Wraps an arkworks proof.
+    #[cfg(feature = "prover")]
     pub(crate) fn from_ark(proof: Proof<Bn254>) -> Self {
         SnarkjsProof { proof }
     }
@@ -60,7 +61,10 @@ impl SnarkjsProof {
 
     /// Parses snarkjs `proof.json` text; a clear [`ZkError::Malformed`] for anything else.
     pub fn from_json(text: &str) -> Result<Self, ZkError> {
-        serde_json::from_str(text).map_err(|e| ZkError::malformed("proof", e.to_string()))
+        serde_json::from_str(text).map_err(|e| {
+            tracing::debug!(error = %e, "malformed snarkjs proof");
+            ZkError::malformed("proof", e.to_string())
+        })
     }
 
     /// This proof as snarkjs `proof.json` text (pretty-printed like snarkjs).
@@ -86,7 +90,10 @@ impl PublicSignals {
 
     /// Parses snarkjs `public.json` text; a clear [`ZkError::Malformed`] for anything else.
     pub fn from_json(text: &str) -> Result<Self, ZkError> {
-        serde_json::from_str(text).map_err(|e| ZkError::malformed("public signals", e.to_string()))
+        serde_json::from_str(text).map_err(|e| {
+            tracing::debug!(error = %e, "malformed snarkjs public signals");
+            ZkError::malformed("public signals", e.to_string())
+        })
     }
 
     /// These signals as snarkjs `public.json` text.

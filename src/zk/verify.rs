@@ -106,7 +106,10 @@ pub fn verify_with_key(
 ) -> Result<(), ZkError> {
     match Groth16::<Bn254>::verify_proof(&key.prepared, proof.as_ark(), public.elements()) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ZkError::InvalidProof),
+        Ok(false) => {
+            tracing::debug!("Groth16 proof rejected by the pairing check");
+            Err(ZkError::InvalidProof)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Groth16 verification could not run");
             Err(ZkError::InvalidProof)
@@ -132,6 +135,10 @@ pub fn verify_job(
         .enumerate()
     {
         if want != got {
+            tracing::warn!(
+                signal = PUBLIC_SIGNAL_NAMES[i],
+                "proof's public signal differs from the recomputed one"
+            );
             return Err(ZkError::PublicSignalMismatch {
                 signal: PUBLIC_SIGNAL_NAMES[i],
                 expected: to_decimal(want),
