@@ -1,6 +1,7 @@
 //! The two public commitments, computed natively exactly as the circuit computes them.
 
 use ark_bn254::Fr;
+use ark_ff::PrimeField;
 use light_poseidon::{Poseidon, PoseidonHasher};
 
 use super::field::{from_be_bytes, halves, to_be32, to_decimal};
@@ -133,5 +134,3 @@ impl Commitments {
         ])
     }
 }
-
-use ark_ff::PrimeField as _;

@@ -3,7 +3,7 @@
 use ark_ff::{BigInteger, PrimeField};
 
 /// Longest decimal we accept: both BN254 moduli have 77 digits.
-const MAX_DECIMAL_DIGITS: usize = 78;
+const MAX_DECIMAL_DIGITS: usize = 77;
 
 /// Parses a canonical decimal string (digits only, no sign, no leading zeros, below the
 /// field's modulus) into a field element. Anything else is refused rather than reduced, so
