@@ -1,1 +1,55 @@
-//! Zero-knowledge proofs: Poseidon commitments and Groth16 prove/verify (issue 3).
+//! Zero-knowledge proofs: Poseidon commitments and Groth16 prove/verify with the committed keys.
+//!
+//! The statement (see `circuits/edgent.circom` and DESIGN.md, "The ZK statement"): the prover
+//! knows an output whose keccak256 commits to `outputCommitment` and the 32-byte AXL public key
+//! behind `walletCommitment`, for one job id. Public signals, in snarkjs's order:
+//!
+//! | index | signal | value |
+//! |---|---|---|
+//! | 0 | `outputCommitment` | `Poseidon(hi128, lo128)` of `keccak256(output)` |
+//! | 1 | `walletCommitment` | `Poseidon(hi128, lo128)` of the provider key |
+//! | 2 | `jobIdHi` | bytes 0..16 of the bytes32 job id, big-endian |
+//! | 3 | `jobIdLo` | bytes 16..32 of the job id, big-endian |
+//!
+//! # Layout
+//!
+//! - [`commitments`](fn@commitments): the two commitments computed natively (keccak256 + Poseidon).
+//! - [`snarkjs`]: [`SnarkjsProof`] and [`PublicSignals`], serde types in snarkjs's JSON form that
+//!   validate while they parse (decimal strings below the modulus, points on the curve).
+//! - [`verify`](mod@verify): Groth16 verification against the committed `verification_key.json`;
+//!   needs no witness machinery.
+//! - `prove` (cargo feature `prover`, on by default): the circuit's witness computed by running
+//!   its committed WebAssembly in `wasmi` (see `witness`), and a Groth16 proof with the committed
+//!   `.zkey` (parsed once, see `zkey`).
+//! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
+//!
+//! Proving is CPU-bound (milliseconds, one core): async callers run [`prove`] inside
+//! `tokio::task::spawn_blocking`. Verification is a few pairings; cheap enough inline, but
+//! `spawn_blocking` does no harm there either.
+
+pub mod cli;
+mod commitments;
+mod error;
+mod field;
+pub mod snarkjs;
+pub mod verify;
+
+#[cfg(feature = "prover")]
+mod prove;
+#[cfg(feature = "prover")]
+mod witness;
+#[cfg(feature = "prover")]
+mod zkey;
+
+pub use commitments::{circuit_inputs, commitments, keccak256, CircuitInputs, Commitments};
+pub use error::ZkError;
+#[cfg(feature = "prover")]
+pub use prove::prove;
+pub use snarkjs::{PublicSignals, SnarkjsProof};
+pub use verify::{verify, verify_job, verify_with_key, VerifyingKey};
+
+/// The committed snarkjs verification key (`circuits/artifacts/verification_key.json`).
+pub const VERIFICATION_KEY_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/circuits/artifacts/verification_key.json"
+));

@@ -1,0 +1,238 @@
+//! Benchmark (not a test): the Rust prover and verifier against snarkjs on this machine.
+//!
+//! `cargo bench --bench zk` (needs `npm ci`). Proves and verifies one input in Rust, with
+//! snarkjs in-process (warm: `groth16.fullProve` in a node loop with wasm and zkey already in
+//! memory) and with the `snarkjs groth16 fullprove` / `verify` command lines, and prints the
+//! ratios. Peak RSS of the prover and of the verifier is measured in child processes that do
+//! only that (this binary re-executed), read from /proc/self/status (VmHWM).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgent::zk::{self, PublicSignals, SnarkjsProof};
+
+const OUTPUT: &[u8] = b"Paris is the capital and largest city of France.";
+const KEY: [u8; 32] = [0x3c; 32];
+const JOB: [u8; 32] = [0x7e; 32];
+const CHILD_ENV: &str = "EDGENT_ZK_BENCH_CHILD";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_n(n: usize, mut f: impl FnMut()) -> f64 {
+    median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                ms(t.elapsed())
+            })
+            .collect(),
+    )
+}
+
+/// Child mode: do one thing, print peak RSS in KiB.
+fn child(mode: &str, dir: &Path) {
+    match mode {
+        "prove" => {
+            let (p, s) = zk::prove(OUTPUT, &KEY, &JOB).expect("prove");
+            std::fs::write(dir.join("proof.json"), p.to_json()).expect("write");
+            std::fs::write(dir.join("public.json"), s.to_json()).expect("write");
+        }
+        "verify" => {
+            let p =
+                SnarkjsProof::from_json(&std::fs::read_to_string(dir.join("proof.json")).unwrap())
+                    .unwrap();
+            let s = PublicSignals::from_json(
+                &std::fs::read_to_string(dir.join("public.json")).unwrap(),
+            )
+            .unwrap();
+            zk::verify(&p, &s).expect("verify");
+        }
+        // For profilers: prove in a loop, nothing else.
+        "prove-loop" => {
+            for _ in 0..100 {
+                zk::prove(OUTPUT, &KEY, &JOB).expect("prove");
+            }
+        }
+        _ => panic!("unknown child mode {mode}"),
+    }
+    println!("{}", peak_rss_kib());
+}
+
+fn child_rss(mode: &str, dir: &Path) -> u64 {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, mode)
+        .env("EDGENT_ZK_BENCH_DIR", dir)
+        .output()
+        .expect("re-exec bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        let dir = PathBuf::from(std::env::var("EDGENT_ZK_BENCH_DIR").unwrap());
+        child(&mode, &dir);
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let snarkjs = root().join("node_modules/.bin/snarkjs");
+    assert!(
+        snarkjs.exists(),
+        "run `npm ci` first: {} is missing",
+        snarkjs.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // --- Rust
+    let t = Instant::now();
+    let (proof, public) = zk::prove(OUTPUT, &KEY, &JOB).unwrap();
+    let first_prove = ms(t.elapsed());
+    let rust_prove = time_n(30, || {
+        zk::prove(OUTPUT, &KEY, &JOB).unwrap();
+    });
+    let rust_verify = time_n(200, || zk::verify(&proof, &public).unwrap());
+    let rust_commit = time_n(200, || {
+        zk::commitments(OUTPUT, &KEY, &JOB);
+    });
+    let prove_rss = child_rss("prove", d);
+    let verify_rss = child_rss("verify", d);
+
+    // --- snarkjs in-process, warm
+    let input = d.join("input.json");
+    std::fs::write(
+        &input,
+        zk::circuit_inputs(OUTPUT, &KEY, &JOB)
+            .to_snarkjs_json()
+            .to_string(),
+    )
+    .unwrap();
+    let script = r#"
+        const root = process.argv[1], inputFile = process.argv[2];
+        const snarkjs = require(root + "/node_modules/snarkjs");
+        const fs = require("fs");
+        (async () => {
+            const input = JSON.parse(fs.readFileSync(inputFile, "utf8"));
+            const wasm = { type: "mem", data: new Uint8Array(fs.readFileSync(root + "/circuits/artifacts/edgent.wasm")) };
+            const zkey = { type: "mem", data: new Uint8Array(fs.readFileSync(root + "/circuits/artifacts/edgent_final.zkey")) };
+            const vk = JSON.parse(fs.readFileSync(root + "/circuits/artifacts/verification_key.json", "utf8"));
+            const med = (v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+            let r;
+            for (let i = 0; i < 3; i++) r = await snarkjs.groth16.fullProve(input, wasm, zkey);
+            const prove = [];
+            for (let i = 0; i < 15; i++) {
+                const t = process.hrtime.bigint();
+                r = await snarkjs.groth16.fullProve(input, wasm, zkey);
+                prove.push(Number(process.hrtime.bigint() - t) / 1e6);
+            }
+            for (let i = 0; i < 3; i++) await snarkjs.groth16.verify(vk, r.publicSignals, r.proof);
+            const verify = [];
+            for (let i = 0; i < 30; i++) {
+                const t = process.hrtime.bigint();
+                const ok = await snarkjs.groth16.verify(vk, r.publicSignals, r.proof);
+                verify.push(Number(process.hrtime.bigint() - t) / 1e6);
+                if (!ok) throw new Error("snarkjs verify failed");
+            }
+            console.log(JSON.stringify({ prove: med(prove), verify: med(verify), maxRssKiB: process.resourceUsage().maxRSS }));
+            process.exit(0);
+        })().catch((e) => { console.error(e); process.exit(1); });
+    "#;
+    let out = Command::new("node")
+        .args(["-e", script])
+        .arg(root())
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let js_prove = warm["prove"].as_f64().unwrap();
+    let js_verify = warm["verify"].as_f64().unwrap();
+    let js_rss = warm["maxRssKiB"].as_u64().unwrap_or(0);
+
+    // --- snarkjs command line
+    let art = |n: &str| root().join("circuits/artifacts").join(n);
+    let cli_prove = time_n(3, || {
+        let st = Command::new(&snarkjs)
+            .args(["groth16", "fullprove"])
+            .args([&input, &art("edgent.wasm"), &art("edgent_final.zkey")])
+            .args([d.join("p.json"), d.join("s.json")])
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+    });
+    let cli_verify = time_n(3, || {
+        let st = Command::new(&snarkjs)
+            .args(["groth16", "verify"])
+            .args([
+                art("verification_key.json"),
+                d.join("s.json"),
+                d.join("p.json"),
+            ])
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+    });
+
+    println!(
+        "edgent zk benchmark ({} constraints circuit, medians, this machine)",
+        738
+    );
+    println!("  Rust prove            {rust_prove:9.2} ms   (first call incl. key parsing: {first_prove:.1} ms)");
+    println!("  Rust verify           {rust_verify:9.2} ms");
+    println!("  Rust commitments      {rust_commit:9.2} ms   (keccak256 + 2 Poseidon, native)");
+    println!(
+        "  snarkjs prove (warm)  {js_prove:9.2} ms   -> Rust is {:.1}x faster",
+        js_prove / rust_prove
+    );
+    println!(
+        "  snarkjs verify (warm) {js_verify:9.2} ms   -> Rust is {:.1}x faster",
+        js_verify / rust_verify
+    );
+    println!(
+        "  snarkjs fullprove CLI {cli_prove:9.2} ms   -> Rust is {:.0}x faster",
+        cli_prove / rust_prove
+    );
+    println!(
+        "  snarkjs verify CLI    {cli_verify:9.2} ms   -> Rust is {:.0}x faster",
+        cli_verify / rust_verify
+    );
+    println!(
+        "  peak RSS: Rust prover {:.1} MB, Rust verifier {:.1} MB, node (warm loop) {:.1} MB",
+        prove_rss as f64 / 1024.0,
+        verify_rss as f64 / 1024.0,
+        js_rss as f64 / 1024.0
+    );
+}
