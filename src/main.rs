@@ -71,6 +71,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
+    #[command(subcommand)]
+    Zk(edgent::zk::cli::ZkCmd),
     /// The escrow contract: deploy one, or show a job's stake.
     #[command(subcommand)]
     Escrow(edgent::chain::cli::EscrowCmd),
@@ -246,6 +249,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
             edgent::axl::sim::run_mesh_sim_cli(nodes, base_port, seed, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Zk(cmd) => {
+            edgent::zk::cli::run(cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Escrow(cmd) => {
