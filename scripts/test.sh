@@ -7,6 +7,7 @@
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
 #   4. cargo test (unit, integration and end-to-end tests with real processes)
+#   5. the dashboard in headless Chromium (node --test, playwright-core)
 # Any failure stops it with a non-zero exit.
 set -euo pipefail
 
@@ -31,7 +32,7 @@ apt_install() {
     fi
 }
 
-apt_install shellcheck systemd
+apt_install shellcheck systemd chromium
 
 if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]] \
     || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -61,3 +62,6 @@ bash scripts/check-install.sh
 
 step "cargo test"
 cargo test --locked
+
+step "dashboard in headless Chromium"
+node --test tests/browser/

@@ -67,6 +67,14 @@ pub struct Metrics {
     pub proofs_verified: Family<OutcomeLabel, Counter>,
     /// Settlements by outcome (released/rejected/refunded/claimed/failed).
     pub settlements: Family<OutcomeLabel, Counter>,
+    /// Receive loop: messages taken from AXL's queue (set at scrape time).
+    pub recv_received: Gauge,
+    /// Receive loop: failed `/recv` calls (set at scrape time).
+    pub recv_errors: Gauge,
+    /// Receive loop: messages dropped because the router was behind (set at scrape time).
+    pub recv_dropped_full: Gauge,
+    /// Receive loop: outages of the AXL node (set at scrape time).
+    pub recv_outages: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +100,10 @@ impl Metrics {
             proofs_generated: Counter::default(),
             proofs_verified: Family::default(),
             settlements: Family::default(),
+            recv_received: Gauge::default(),
+            recv_errors: Gauge::default(),
+            recv_dropped_full: Gauge::default(),
+            recv_outages: Gauge::default(),
         };
         r.register(
             "edgent_messages_in",
@@ -139,16 +151,44 @@ impl Metrics {
             "Escrow settlements, by outcome",
             m.settlements.clone(),
         );
+        r.register(
+            "edgent_recv_received",
+            "Messages the receive loop took from AXL's queue",
+            m.recv_received.clone(),
+        );
+        r.register(
+            "edgent_recv_errors",
+            "Failed /recv calls",
+            m.recv_errors.clone(),
+        );
+        r.register(
+            "edgent_recv_dropped_full",
+            "Received messages dropped because the router was behind",
+            m.recv_dropped_full.clone(),
+        );
+        r.register(
+            "edgent_recv_outages",
+            "Times the AXL node stopped answering /recv",
+            m.recv_outages.clone(),
+        );
         for t in MESSAGE_TYPES {
             let _ = m.messages_in.get_or_create(&TypeLabel { r#type: t.into() });
             let _ = m
                 .messages_out
+                .get_or_create(&TypeLabel { r#type: t.into() });
+            let _ = m
+                .send_failures
                 .get_or_create(&TypeLabel { r#type: t.into() });
         }
         for reason in DropReason::ALL {
             let _ = m.messages_dropped.get_or_create(&ReasonLabel {
                 reason: reason.as_str().into(),
             });
+        }
+        for o in ["released", "rejected", "refunded", "claimed", "failed"] {
+            let _ = m
+                .settlements
+                .get_or_create(&OutcomeLabel { outcome: o.into() });
         }
         for o in ["valid", "invalid"] {
             let _ = m
@@ -223,6 +263,14 @@ impl Metrics {
                     .set(n as i64);
             }
         }
+    }
+
+    /// Copy the receive loop's counters into their gauges.
+    pub fn set_recv(&self, c: &crate::axl::recv::RecvCounts) {
+        self.recv_received.set(c.received as i64);
+        self.recv_errors.set(c.recv_errors as i64);
+        self.recv_dropped_full.set(c.dropped_full as i64);
+        self.recv_outages.set(c.outages as i64);
     }
 
     /// The Prometheus text exposition.
