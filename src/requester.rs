@@ -318,7 +318,14 @@ impl Requester {
                 deadline_ms,
                 sender_ens: self.ctx.config.ens_name.clone(),
             });
-            match self.ctx.send(&provider, &task).await {
+            let sent = tokio::time::timeout_at(deadline.into(), self.ctx.send(&provider, &task))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AxlError::Unreachable(
+                        "send timed out at the deadline".into(),
+                    ))
+                });
+            match sent {
                 Ok(()) => {}
                 Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) => {
                     tracing::warn!(job = %job_id, provider = %provider.short(), error = %e, "provider unreachable, trying the next");
@@ -428,37 +435,53 @@ impl Requester {
             max_price: Some(max_price),
             sender_ens: self.ctx.config.ens_name.clone(),
         });
-        let sends = nodes.iter().map(|n| self.ctx.send(n, &msg));
-        let sent = futures_util::future::join_all(sends)
-            .await
-            .into_iter()
-            .filter(|r| r.is_ok())
-            .count();
-        tracing::debug!(asked = nodes.len(), sent, "resource_request broadcast");
-        if sent == 0 {
-            return Err(DelegateError::NoProvider(format!(
-                "none of the {} nodes in the topology could be reached",
-                nodes.len()
-            )));
-        }
-
+        // Send to every node at once, without waiting on a slow or dead one: a /send to a
+        // node that is gone can block for a long time in AXL. Ads are collected while the
+        // sends are still under way.
         let window_end = (Instant::now() + self.ctx.config.discovery_window).min(deadline);
+        let mut sends = tokio::task::JoinSet::new();
+        for node in nodes.iter().copied() {
+            let ctx = self.ctx.clone();
+            let msg = msg.clone();
+            sends.spawn(async move {
+                tokio::time::timeout_at(window_end.into(), ctx.send(&node, &msg))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            });
+        }
+        let asked = nodes.len();
+        let mut failed = 0usize;
         let mut settle_end: Option<Instant> = None;
         let mut ads: Vec<ResourceAd> = Vec::new();
         loop {
-            let until = settle_end.map_or(window_end, |s| s.min(window_end));
-            match tokio::time::timeout_at(until.into(), rx.recv()).await {
-                Ok(Some(ad)) => {
-                    if !ads.iter().any(|a| a.node_id == ad.node_id) {
-                        ads.push(ad);
-                    }
-                    if ads.len() >= sent {
-                        break;
-                    }
-                    settle_end.get_or_insert(Instant::now() + self.ctx.config.discovery_settle);
-                }
-                Ok(None) | Err(_) => break,
+            if ads.len() + failed >= asked {
+                break;
             }
+            let until = settle_end.map_or(window_end, |s| s.min(window_end));
+            tokio::select! {
+                Some(done) = sends.join_next(), if !sends.is_empty() => {
+                    if !matches!(done, Ok(true)) {
+                        failed += 1;
+                    }
+                }
+                got = tokio::time::timeout_at(until.into(), rx.recv()) => match got {
+                    Ok(Some(ad)) => {
+                        if !ads.iter().any(|a| a.node_id == ad.node_id) {
+                            ads.push(ad);
+                        }
+                        settle_end.get_or_insert(Instant::now() + self.ctx.config.discovery_settle);
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        sends.detach_all();
+        tracing::debug!(asked, failed, ads = ads.len(), "discovery done");
+        if ads.is_empty() && failed >= asked {
+            lock(&self.discoveries).remove(&request_id);
+            return Err(DelegateError::NoProvider(format!(
+                "none of the {asked} nodes in the topology could be reached"
+            )));
         }
         lock(&self.discoveries).remove(&request_id);
         if ads.is_empty() {
