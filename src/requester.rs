@@ -440,7 +440,7 @@ impl Requester {
         // sends are still under way.
         let window_end = (Instant::now() + self.ctx.config.discovery_window).min(deadline);
         let mut sends = tokio::task::JoinSet::new();
-        for node in nodes.iter().copied() {
+        for node in nodes {
             let ctx = self.ctx.clone();
             let msg = msg.clone();
             sends.spawn(async move {
