@@ -439,6 +439,7 @@ impl Requester {
         // node that is gone can block for a long time in AXL. Ads are collected while the
         // sends are still under way.
         let window_end = (Instant::now() + self.ctx.config.discovery_window).min(deadline);
+        let asked = nodes.len();
         let mut sends = tokio::task::JoinSet::new();
         for node in nodes {
             let ctx = self.ctx.clone();
@@ -449,7 +450,6 @@ impl Requester {
                     .is_ok_and(|r| r.is_ok())
             });
         }
-        let asked = nodes.len();
         let mut failed = 0usize;
         let mut settle_end: Option<Instant> = None;
         let mut ads: Vec<ResourceAd> = Vec::new();
