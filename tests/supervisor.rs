@@ -5,26 +5,34 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
 use support::{alive, edgent_bin, eventually, free_port, DaemonProc};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_port();
-    let wrapper = dir.path().join("fake-axl-node");
+/// Write a stand-in AXL binary into `dir`: a script that ignores `-config` and execs
+/// `edgent mesh-sim` with `nodes` nodes from port `base`, so its pid is the mesh's.
+fn fake_axl(dir: &Path, nodes: usize, base: u16) -> PathBuf {
+    let wrapper = dir.join("fake-axl-node");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n# Stand-in for the AXL node: ignores -config and serves the AXL HTTP API.\nexec {} mesh-sim --nodes 2 --base-port {base} --seed 7\n",
+            "#!/bin/sh\n# Stand-in for the AXL node: ignores -config and serves the AXL HTTP API.\nexec {} mesh-sim --nodes {nodes} --base-port {base} --seed 7\n",
             edgent_bin().display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_port();
+    let wrapper = fake_axl(dir.path(), 2, base);
 
     let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
     let axl0 = format!("http://127.0.0.1:{base}");
@@ -113,16 +121,7 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
 async fn a_daemon_killed_with_sigkill_takes_its_axl_child_along() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_port();
-    let wrapper = dir.path().join("fake-axl-node");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec {} mesh-sim --nodes 1 --base-port {base}\n",
-            edgent_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = fake_axl(dir.path(), 1, base);
     let daemon = DaemonProc::start(
         &dir.path().join("d"),
         &[
