@@ -474,7 +474,8 @@ impl Message {
     }
 }
 
-fn check_model(m: &str) -> Result<(), String> {
+/// A model name as the protocol accepts it: 1..=[`MAX_MODEL_LEN`] printable characters.
+pub fn check_model(m: &str) -> Result<(), String> {
     if m.is_empty() || m.len() > MAX_MODEL_LEN || m.chars().any(|c| c.is_control()) {
         return Err(format!(
             "model must be 1..={MAX_MODEL_LEN} printable characters"

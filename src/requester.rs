@@ -177,16 +177,7 @@ impl Requester {
         }
         let started = Instant::now();
         let model = req.model.trim().to_string();
-        let probe = Message::ResourceRequest(ResourceRequest {
-            request_id: Uuid::nil(),
-            node_id: self.ctx.me,
-            model: model.clone(),
-            min_memory_mb: 0,
-            max_price: None,
-            sender_ens: None,
-        });
-        probe
-            .validate()
+        crate::protocol::check_model(&model)
             .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
         if req.prompt.is_empty() {
             return Err(DelegateError::BadInput("prompt must not be empty".into()));

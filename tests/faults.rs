@@ -334,16 +334,21 @@ async fn a_provider_without_ollama_advertises_nothing_and_says_so() {
     assert_eq!(status, 503, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_node_in_the_mesh_does_not_stop_delegation() {
-    let p = pair().await;
+/// Take mesh nodes down through the harness's fault API.
+async fn set_down(mesh: &MeshSimProc, down: &[usize]) {
     let r = reqwest::Client::new()
-        .post(format!("{}/sim/faults", p.mesh.nodes[0].1))
-        .json(&json!({"drop_rate": 0.0, "delay_ms": 0, "partitions": [], "down": [2]}))
+        .post(format!("{}/sim/faults", mesh.nodes[0].1))
+        .json(&json!({"drop_rate": 0.0, "delay_ms": 0, "partitions": [], "down": down}))
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_in_the_mesh_does_not_stop_delegation() {
+    let p = pair().await;
+    set_down(&p.mesh, &[2]).await;
     let (status, body) = p
         .requester
         .delegate(json!({"model": "tinyllama", "prompt": "around the dead"}))
@@ -351,13 +356,7 @@ async fn a_dead_node_in_the_mesh_does_not_stop_delegation() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["provider"]["node_id"], json!(p.mesh.nodes[1].0));
     // And with every other node down, the answer is 503, not a hang.
-    let r = reqwest::Client::new()
-        .post(format!("{}/sim/faults", p.mesh.nodes[0].1))
-        .json(&json!({"drop_rate": 0.0, "delay_ms": 0, "partitions": [], "down": [1, 2]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    set_down(&p.mesh, &[1, 2]).await;
     let (status, body) = p
         .requester
         .delegate(json!({"model": "tinyllama", "prompt": "anyone?", "timeout_ms": 60000}))

@@ -239,6 +239,38 @@ pub async fn deploy_ens(
     })
 }
 
+/// How long the local ENS set-up waits for each receipt.
+const ENS_TX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes every label of `name` from the root down for `owner` (the caller must own the
+/// root) and points the final node at the local resolver. Returns the node.
+async fn claim_name(
+    provider: &DynProvider,
+    ens: &LocalEns,
+    name: &str,
+    owner: Address,
+) -> Result<B256, LocalChainError> {
+    let registry = ENSRegistry::new(ens.registry, provider);
+    let mut node = B256::ZERO;
+    for label in name.rsplit('.') {
+        let label_hash = keccak256(label.as_bytes());
+        send_and_confirm(
+            provider,
+            registry.setSubnodeOwner(node, label_hash, owner),
+            ENS_TX_TIMEOUT,
+        )
+        .await?;
+        node = keccak256([node.as_slice(), label_hash.as_slice()].concat());
+    }
+    send_and_confirm(
+        provider,
+        registry.setResolver(node, ens.resolver),
+        ENS_TX_TIMEOUT,
+    )
+    .await?;
+    Ok(node)
+}
+
 /// Creates every label of `name` from the root down (signed by the root owner), points
 /// it at the resolver, sets its address record to `addr`, and hands it to `new_owner`.
 /// Returns the last transaction.
@@ -252,21 +284,10 @@ pub async fn register_name(
 ) -> Result<TxHash, LocalChainError> {
     let me = root_owner.address();
     let provider = http_provider(rpc_url, Some(root_owner))?;
-    let timeout = std::time::Duration::from_secs(30);
+    let node = claim_name(&provider, ens, name, me).await?;
     let registry = ENSRegistry::new(ens.registry, &provider);
     let resolver = PublicResolver::new(ens.resolver, &provider);
-    let mut node = B256::ZERO;
-    for label in name.rsplit('.') {
-        let label_hash = keccak256(label.as_bytes());
-        send_and_confirm(
-            &provider,
-            registry.setSubnodeOwner(node, label_hash, me),
-            timeout,
-        )
-        .await?;
-        node = keccak256([node.as_slice(), label_hash.as_slice()].concat());
-    }
-    send_and_confirm(&provider, registry.setResolver(node, ens.resolver), timeout).await?;
+    let timeout = ENS_TX_TIMEOUT;
     send_and_confirm(&provider, resolver.setAddr_1(node, addr), timeout).await?;
     Ok(send_and_confirm(&provider, registry.setOwner(node, new_owner), timeout).await?)
 }
@@ -282,23 +303,15 @@ pub async fn register_reverse(
 ) -> Result<TxHash, LocalChainError> {
     let me = root_owner.address();
     let provider = http_provider(rpc_url, Some(root_owner))?;
-    let timeout = std::time::Duration::from_secs(30);
-    let registry = ENSRegistry::new(ens.registry, &provider);
-    let resolver = PublicResolver::new(ens.resolver, &provider);
     let reverse = alloy_ens::reverse_address(&addr);
-    let mut node = B256::ZERO;
-    for label in reverse.rsplit('.') {
-        let label_hash = keccak256(label.as_bytes());
-        send_and_confirm(
-            &provider,
-            registry.setSubnodeOwner(node, label_hash, me),
-            timeout,
-        )
-        .await?;
-        node = keccak256([node.as_slice(), label_hash.as_slice()].concat());
-    }
-    send_and_confirm(&provider, registry.setResolver(node, ens.resolver), timeout).await?;
-    Ok(send_and_confirm(&provider, resolver.setName(node, name.to_string()), timeout).await?)
+    let node = claim_name(&provider, ens, &reverse, me).await?;
+    let resolver = PublicResolver::new(ens.resolver, &provider);
+    Ok(send_and_confirm(
+        &provider,
+        resolver.setName(node, name.to_string()),
+        ENS_TX_TIMEOUT,
+    )
+    .await?)
 }
 
 #[cfg(test)]
