@@ -14,23 +14,14 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
-    let provider = DaemonProc::start(
-        &dir.path().join("provider"),
+    let (mut requester, provider) = support::start_pair(
+        &mesh,
+        dir.path(),
         &[
-            ("AXL_API_URL", &mesh.nodes[1].1),
-            ("EDGENT_ROLE", "provider"),
             ("EDGENT_ENS_NAME", "dell-g15.edgent.eth"),
             ("OLLAMA_URL", &ollama.url()),
         ],
-    )
-    .await;
-    let mut requester = DaemonProc::start(
-        &dir.path().join("requester"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[0].1),
-            ("EDGENT_ROLE", "requester"),
-            ("EDGENT_ENS_NAME", "jetson-orin.edgent.eth"),
-        ],
+        &[("EDGENT_ENS_NAME", "jetson-orin.edgent.eth")],
     )
     .await;
 

@@ -42,23 +42,8 @@ async fn pair() -> Pair {
     let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
     let mesh = MeshSimProc::start(3, 0);
     let dir = tempfile::tempdir().unwrap();
-    let provider = DaemonProc::start(
-        &dir.path().join("p"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[1].1),
-            ("EDGENT_ROLE", "provider"),
-            ("OLLAMA_URL", &ollama.url()),
-        ],
-    )
-    .await;
-    let requester = DaemonProc::start(
-        &dir.path().join("r"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[0].1),
-            ("EDGENT_ROLE", "requester"),
-        ],
-    )
-    .await;
+    let (requester, provider) =
+        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
     Pair {
         mesh,
         requester,
@@ -303,22 +288,11 @@ async fn a_provider_without_ollama_advertises_nothing_and_says_so() {
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
     let closed = format!("http://127.0.0.1:{}", support::free_port());
-    let provider = DaemonProc::start(
-        &dir.path().join("p"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[1].1),
-            ("EDGENT_ROLE", "provider"),
-            ("OLLAMA_URL", &closed),
-        ],
-    )
-    .await;
-    let requester = DaemonProc::start(
-        &dir.path().join("r"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[0].1),
-            ("EDGENT_ROLE", "requester"),
-            ("DISCOVERY_WINDOW_MS", "300"),
-        ],
+    let (requester, provider) = support::start_pair(
+        &mesh,
+        dir.path(),
+        &[("OLLAMA_URL", &closed)],
+        &[("DISCOVERY_WINDOW_MS", "300")],
     )
     .await;
     let st = provider.get("/status").await;

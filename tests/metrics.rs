@@ -153,23 +153,8 @@ fn histogram(expo: &Exposition, name: &str) -> (u64, f64, Vec<(f64, f64)>) {
 async fn metrics_after_one_delegation_parse_and_count_what_happened() {
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
-    let provider = DaemonProc::start(
-        &dir.path().join("provider"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[1].1),
-            ("EDGENT_ROLE", "provider"),
-            ("INFERENCE_BACKEND", "demo"),
-        ],
-    )
-    .await;
-    let requester = DaemonProc::start(
-        &dir.path().join("requester"),
-        &[
-            ("AXL_API_URL", &mesh.nodes[0].1),
-            ("EDGENT_ROLE", "requester"),
-        ],
-    )
-    .await;
+    let (requester, provider) =
+        support::start_pair(&mesh, dir.path(), &[("INFERENCE_BACKEND", "demo")], &[]).await;
 
     // Before any work: valid, with zeroed series already there.
     let before = parse(&scrape(&requester).await);

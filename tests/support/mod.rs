@@ -287,3 +287,37 @@ pub async fn raw_send(from_url: &str, to_id: &str, body: Vec<u8>) -> u16 {
         .status()
         .as_u16()
 }
+
+/// A provider daemon on mesh node 1 and a requester daemon on node 0, with data under
+/// `dir`, each given its extra settings; returns `(requester, provider)`.
+pub async fn start_pair(
+    mesh: &MeshSimProc,
+    dir: &Path,
+    provider_env: &[(&str, &str)],
+    requester_env: &[(&str, &str)],
+) -> (DaemonProc, DaemonProc) {
+    let with = |node: usize, role: &'static str, extra: &[(&str, &str)]| {
+        let mut env: Vec<(String, String)> = vec![
+            ("AXL_API_URL".into(), mesh.nodes[node].1.clone()),
+            ("EDGENT_ROLE".into(), role.into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    };
+    let p_env = with(1, "provider", provider_env);
+    let r_env = with(0, "requester", requester_env);
+    let provider = DaemonProc::start_owned(&dir.join("provider"), p_env).await;
+    let requester = DaemonProc::start_owned(&dir.join("requester"), r_env).await;
+    (requester, provider)
+}
+
+impl DaemonProc {
+    /// [`DaemonProc::start`] with owned settings.
+    pub async fn start_owned(data_dir: &Path, extra: Vec<(String, String)>) -> DaemonProc {
+        let borrowed: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        DaemonProc::start(data_dir, &borrowed).await
+    }
+}
