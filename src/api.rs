@@ -111,6 +111,12 @@ impl From<DelegateError> for ApiError {
             DelegateError::Internal(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
             }
+            DelegateError::Payment(_) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_failed", detail)
+            }
+            DelegateError::ProofInvalid(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "proof_invalid", detail)
+            }
         }
     }
 }

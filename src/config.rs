@@ -21,6 +21,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A chain setting (payments on) is missing or invalid.
+    #[error("{0} (or set EDGENT_PAYMENTS=off for unpaid delegation)")]
+    Chain(#[from] crate::chain::ChainConfigError),
     /// The `.env` file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
     EnvFile {
@@ -70,6 +73,17 @@ pub enum BackendKind {
     Demo,
 }
 
+/// Who settles a verified job on chain (`SETTLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlerKind {
+    /// KeeperHub when `KEEPERHUB_API_KEY` is set, else direct with `OPERATOR_PRIVATE_KEY`.
+    Auto,
+    /// KeeperHub's Direct Execution API (production: its managed wallet is the operator).
+    KeeperHub,
+    /// This daemon signs `release`/`reject` with `OPERATOR_PRIVATE_KEY` (local chains).
+    Direct,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,8 +95,24 @@ pub struct Config {
     pub role: Role,
     /// `EDGENT_ENS_NAME`: this node's ENS name, shown to peers.
     pub ens_name: Option<String>,
-    /// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow.
+    /// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow (default on).
     pub payments: bool,
+    /// The chain, escrow, wallet and settler settings; `Some` exactly when payments are on.
+    pub chain: Option<crate::chain::ChainSettings>,
+    /// `SETTLER`: keeperhub, direct, or auto (default).
+    pub settler: SettlerKind,
+    /// `PAYMENT_GRACE_SECS`: how long a provider waits for `payment_confirmed` after
+    /// delivering before it submits the output hash on chain (default 60).
+    pub payment_grace: Duration,
+    /// `STAKE_MARGIN_SECS`: how long a stake stays locked after the agent's deadline, for
+    /// settlement or the provider's submit (default 600).
+    pub stake_margin: Duration,
+    /// `PAYMENT_TICK_MS`: how often open payments are checked against their timers
+    /// (default 2000).
+    pub payment_tick: Duration,
+    /// `EDGENT_TEST_TAMPER_OUTPUT`: TEST ONLY. The provider proves its real output but
+    /// sends an altered one, to test that requesters refuse to pay. Never set in production.
+    pub test_tamper_output: bool,
     /// `AXL_BIN`: the AXL node binary.
     pub axl_bin: PathBuf,
     /// `AXL_SPAWN`: spawn and supervise AXL (true) or attach to a running node (false).
@@ -295,15 +325,59 @@ impl Config {
         }
         let payments = match get("EDGENT_PAYMENTS") {
             Some(v) => parse_bool("EDGENT_PAYMENTS", &v)?,
-            None => false,
+            None => true,
         };
-        if payments {
+        let chain = if payments {
+            let c = crate::chain::ChainSettings::from_lookup(|k| s.get(k))?;
+            if c.wallet_key.is_none() {
+                return Err(crate::chain::ChainConfigError::Missing(
+                    "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH): paid delegation needs a wallet",
+                )
+                .into());
+            }
+            Some(c)
+        } else {
+            None
+        };
+        let settler = match get("SETTLER").as_deref().map(str::trim) {
+            None | Some("") | Some("auto") => SettlerKind::Auto,
+            Some("keeperhub") => SettlerKind::KeeperHub,
+            Some("direct") => SettlerKind::Direct,
+            Some(other) => {
+                return Err(invalid(
+                    "SETTLER",
+                    other,
+                    "expected keeperhub, direct or auto",
+                ))
+            }
+        };
+        let secs = |key: &'static str, default: u64, min: u64, max: u64| {
+            let v = match get(key) {
+                Some(v) => parse_num::<u64>(key, &v)?,
+                None => default,
+            };
+            if v < min || v > max {
+                return Err(invalid(
+                    key,
+                    &v.to_string(),
+                    format!("must be between {min} and {max} seconds"),
+                ));
+            }
+            Ok(Duration::from_secs(v))
+        };
+        let payment_grace = secs("PAYMENT_GRACE_SECS", 60, 1, 86_400)?;
+        let stake_margin = secs("STAKE_MARGIN_SECS", 600, 10, 7 * 86_400)?;
+        if stake_margin <= payment_grace + Duration::from_secs(5) {
             return Err(invalid(
-                "EDGENT_PAYMENTS",
-                "on",
-                "the paid flow is not part of this build yet; set EDGENT_PAYMENTS=off",
+                "STAKE_MARGIN_SECS",
+                &stake_margin.as_secs().to_string(),
+                "must exceed PAYMENT_GRACE_SECS by more than 5 s, so a provider can submit before the stake's deadline",
             ));
         }
+        let test_tamper_output = match get("EDGENT_TEST_TAMPER_OUTPUT") {
+            Some(v) => parse_bool("EDGENT_TEST_TAMPER_OUTPUT", &v)?,
+            None => false,
+        };
         let axl_bin = PathBuf::from(get("AXL_BIN").unwrap_or_else(|| "./axl-bin/node".into()));
         let axl_spawn = match get("AXL_SPAWN") {
             Some(v) => parse_bool("AXL_SPAWN", &v)?,
@@ -392,6 +466,7 @@ impl Config {
         let discovery_window = ms("DISCOVERY_WINDOW_MS", 2_000, 10, 60_000)?;
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
         let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
+        let payment_tick = ms("PAYMENT_TICK_MS", 2_000, 10, 600_000)?;
 
         Ok(Config {
             http_addr,
@@ -399,6 +474,12 @@ impl Config {
             role,
             ens_name,
             payments,
+            chain,
+            settler,
+            payment_grace,
+            stake_margin,
+            payment_tick,
+            test_tamper_output,
             axl_bin,
             axl_spawn,
             axl_api_url,
@@ -447,10 +528,11 @@ mod tests {
 
     #[test]
     fn defaults_are_sensible() {
-        let c = Config::from_sources(&Sources::default()).unwrap();
+        let c = Config::from_sources(&src(&[], &[("EDGENT_PAYMENTS", "off")], &[])).unwrap();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.role, Role::Both);
         assert!(!c.payments);
+        assert!(c.chain.is_none());
         assert!(c.axl_spawn);
         assert_eq!(c.axl_api_url, "http://127.0.0.1:9002");
         assert_eq!(c.axl_api_port(), 9002);
@@ -467,7 +549,11 @@ mod tests {
                 ("PRICE_USDC", "1"),
                 ("EDGENT_ENS_NAME", "a.edgent.eth"),
             ],
-            &[("EDGENT_ROLE", "requester"), ("PRICE_USDC", "2")],
+            &[
+                ("EDGENT_ROLE", "requester"),
+                ("PRICE_USDC", "2"),
+                ("EDGENT_PAYMENTS", "off"),
+            ],
             &[("EDGENT_ROLE", "both")],
         );
         let c = Config::from_sources(&s).unwrap();
@@ -490,7 +576,47 @@ mod tests {
             ("DISCOVERY_WINDOW_MS", "-5"),
             ("INFERENCE_BACKEND", "gpt"),
         ] {
-            let e = Config::from_sources(&src(&[], &[(k, v)], &[])).unwrap_err();
+            let e = Config::from_sources(&src(&[("EDGENT_PAYMENTS", "off")], &[(k, v)], &[]))
+                .unwrap_err();
+            assert!(e.to_string().starts_with(k), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn payments_are_on_by_default_and_need_a_wallet() {
+        let e = Config::from_sources(&Sources::default()).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("WALLET_PRIVATE_KEY"), "{text}");
+        assert!(text.contains("EDGENT_PAYMENTS=off"), "{text}");
+
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let c = Config::from_sources(&src(
+            &[],
+            &[
+                ("WALLET_PRIVATE_KEY", key),
+                ("SETTLER", "direct"),
+                ("PAYMENT_GRACE_SECS", "2"),
+                ("STAKE_MARGIN_SECS", "30"),
+            ],
+            &[],
+        ))
+        .unwrap();
+        assert!(c.payments);
+        let chain = c.chain.unwrap();
+        assert_eq!(chain.chain_id, crate::chain::settings::DEFAULT_CHAIN_ID);
+        assert!(chain.wallet_key.is_some());
+        assert_eq!(c.settler, SettlerKind::Direct);
+        assert_eq!(c.payment_grace, Duration::from_secs(2));
+        assert_eq!(c.stake_margin, Duration::from_secs(30));
+        assert!(!c.test_tamper_output);
+
+        for (k, v) in [
+            ("SETTLER", "bank"),
+            ("STAKE_MARGIN_SECS", "3"),
+            ("PAYMENT_GRACE_SECS", "0"),
+        ] {
+            let e = Config::from_sources(&src(&[], &[("WALLET_PRIVATE_KEY", key), (k, v)], &[]))
+                .unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}: {e}");
         }
     }
@@ -515,6 +641,7 @@ mod tests {
         std::fs::write(&p, "# comment\nEDGENT_ROLE=provider\nAXL_PEERS=\"tls://1.2.3.4:9001, tls://5.6.7.8:9001\"\n").unwrap();
         let s = Sources {
             dotenv: read_dotenv(&p).unwrap(),
+            env: [("EDGENT_PAYMENTS".to_string(), "off".to_string())].into(),
             ..Default::default()
         };
         let c = Config::from_sources(&s).unwrap();

@@ -15,12 +15,14 @@ use crate::api::{self, AppState, AxlChildStatus, AxlStatusSource};
 use crate::axl::recv::{spawn_recv_loop, RecvStats, RECV_CHANNEL_CAPACITY};
 use crate::axl::supervisor::{Supervisor, SupervisorConfig};
 use crate::axl::{AxlClient, PeerKey, Transport};
+use crate::chain::ChainSettings;
 use crate::config::{BackendKind, Config};
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 use crate::jobs::JobStore;
 use crate::metrics::Metrics;
 use crate::node::{run_router, NodeCtx, PeerBook};
-use crate::payment::Unpaid;
+use crate::paid::{self, Chain, PaidProvider, PaidRequester};
+use crate::payment::{ProviderPayments, RequesterPayments, Unpaid};
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -89,6 +91,59 @@ pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> 
                 .context("OLLAMA_URL: cannot build the HTTP client")?,
         ),
         BackendKind::Demo => Arc::new(DemoBackend),
+    })
+}
+
+/// The paid flow's parts, connected.
+struct Payments {
+    requester: Arc<dyn RequesterPayments>,
+    provider: Arc<dyn ProviderPayments>,
+    watcher: JoinHandle<()>,
+}
+
+/// Connect the escrow with this node's wallet (and the settler, when it delegates), and
+/// start the payment watcher, which also resumes what a previous run left open.
+async fn start_payments(
+    ctx: &Arc<NodeCtx>,
+    settings: &ChainSettings,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Payments> {
+    let config = &ctx.config;
+    let chain = Arc::new(Chain::connect(settings).await?);
+    let provider = PaidProvider::new(ctx.clone(), chain.clone());
+    let requester = if config.role.requests() {
+        let settler = paid::connect_settler(config).await?;
+        tracing::info!(
+            settler = settler.name(),
+            "paid requests settle through this settler"
+        );
+        Some(PaidRequester::new(ctx.clone(), chain.clone(), settler))
+    } else {
+        None
+    };
+    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = settings.chain_id, "payments on");
+    if config.test_tamper_output {
+        tracing::warn!(
+            "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
+        );
+    }
+    let watcher = tokio::spawn(paid::watch::run(
+        ctx.jobs.clone(),
+        chain,
+        requester.clone(),
+        config.role.provides().then(|| provider.clone()),
+        config.payment_tick,
+        config.payment_tick * 10,
+        cancel.clone(),
+    ));
+    let req: Arc<dyn RequesterPayments> = match requester {
+        Some(r) => r,
+        None => Arc::new(Unpaid),
+    };
+    Ok(Payments {
+        requester: req,
+        provider,
+        watcher,
     })
 }
 
@@ -184,13 +239,29 @@ impl Daemon {
             recv_stats: recv_stats.clone(),
             started: Instant::now(),
         });
-        let provider = Arc::new(Provider::new(ctx.clone(), backend, Arc::new(Unpaid)));
+        let mut tasks = Vec::new();
+        let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
+            if let Some(settings) = &config.chain {
+                let paid = match start_payments(&ctx, settings, &cancel).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if let Some(s) = &supervisor {
+                            s.shutdown().await;
+                        }
+                        return Err(e);
+                    }
+                };
+                tasks.push(paid.watcher);
+                (paid.requester, paid.provider)
+            } else {
+                (Arc::new(Unpaid), Arc::new(Unpaid))
+            };
+        let provider = Arc::new(Provider::new(ctx.clone(), backend, prov_pay));
         if config.role.provides() {
             provider.refresh_models().await;
         }
-        let requester = Arc::new(Requester::new(ctx.clone(), Arc::new(Unpaid)));
+        let requester = Arc::new(Requester::new(ctx.clone(), req_pay));
 
-        let mut tasks = Vec::new();
         let (tx, rx) = mpsc::channel(RECV_CHANNEL_CAPACITY);
         tasks.push(spawn_recv_loop(
             transport.clone(),

@@ -125,9 +125,158 @@ pub struct Timings {
     /// Inference on the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_ms: Option<u64>,
+    /// Locking the payment in the escrow (approve when needed, then stake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake_ms: Option<u64>,
+    /// Provider: proving. Requester: from the result to the proof's arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prove_ms: Option<u64>,
+    /// Checking the commitments and the Groth16 proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_ms: Option<u64>,
+    /// From the verified proof to the confirmed release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_ms: Option<u64>,
     /// End to end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_ms: Option<u64>,
+}
+
+/// Where the money of a paid job is. Requester: `staking -> staked -> verified ->
+/// released`, or `disputed -> rejected`, or `refunded` after the deadline, or `unwound`
+/// when the stake never landed. Provider: `accepted -> delivered -> (submitted ->)
+/// released | claimed`, or `rejected` / `refunded` when the requester took it back, or
+/// `abandoned` when the job died before delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayStatus {
+    /// Requester: the stake transaction is being sent.
+    Staking,
+    /// Requester: the stake is locked; waiting for the result and its proof.
+    Staked,
+    /// Requester: the proof checked; the release is under way.
+    Verified,
+    /// Requester: the proof failed; the operator is asked to reject.
+    Disputed,
+    /// Provider: the stake checked out; the work is under way.
+    Accepted,
+    /// Provider: result and payment request sent; waiting to be paid.
+    Delivered,
+    /// Provider: the output hash is on chain; claimable after the claim delay.
+    Submitted,
+    /// The provider was paid by the operator's release.
+    Released,
+    /// The provider took the stake after the claim delay.
+    Claimed,
+    /// The operator refunded the requester (failed proof).
+    Rejected,
+    /// The requester took the stake back after the deadline.
+    Refunded,
+    /// Requester: the stake never landed; nothing is locked.
+    Unwound,
+    /// Provider: the job died before delivery; the requester's refund ends it.
+    Abandoned,
+}
+
+impl PayStatus {
+    /// Every status.
+    pub const ALL: [PayStatus; 13] = [
+        PayStatus::Staking,
+        PayStatus::Staked,
+        PayStatus::Verified,
+        PayStatus::Disputed,
+        PayStatus::Accepted,
+        PayStatus::Delivered,
+        PayStatus::Submitted,
+        PayStatus::Released,
+        PayStatus::Claimed,
+        PayStatus::Rejected,
+        PayStatus::Refunded,
+        PayStatus::Unwound,
+        PayStatus::Abandoned,
+    ];
+
+    /// Lower-case name, as stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PayStatus::Staking => "staking",
+            PayStatus::Staked => "staked",
+            PayStatus::Verified => "verified",
+            PayStatus::Disputed => "disputed",
+            PayStatus::Accepted => "accepted",
+            PayStatus::Delivered => "delivered",
+            PayStatus::Submitted => "submitted",
+            PayStatus::Released => "released",
+            PayStatus::Claimed => "claimed",
+            PayStatus::Rejected => "rejected",
+            PayStatus::Refunded => "refunded",
+            PayStatus::Unwound => "unwound",
+            PayStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether the daemon still has something to do (or wait for) about this money.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            PayStatus::Staking
+                | PayStatus::Staked
+                | PayStatus::Verified
+                | PayStatus::Disputed
+                | PayStatus::Accepted
+                | PayStatus::Delivered
+                | PayStatus::Submitted
+        )
+    }
+}
+
+/// The money side of a paid job, persisted with it so every stake ends even across
+/// restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    /// Where the money is.
+    pub status: PayStatus,
+    /// EIP-155 chain id of the escrow.
+    pub chain_id: u64,
+    /// Escrow address.
+    pub escrow: String,
+    /// Staked amount, USDC base units.
+    pub amount_units: u64,
+    /// The provider's wallet (the stake's payee).
+    pub pay_to: String,
+    /// The stake transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake_tx: Option<String>,
+    /// The stake's deadline, unix seconds of chain time.
+    pub stake_deadline: u64,
+    /// The output commitment (the escrow's `outputHash`), `0x` + 64 hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_commitment: Option<String>,
+    /// Requester: whether the provider's proof checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_verified: Option<bool>,
+    /// The transaction that settled the stake (release, reject, refund or claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    /// Explorer link for `tx_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explorer_url: Option<String>,
+    /// Provider: the `submit` transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_tx: Option<String>,
+    /// Provider: chain time of the `submit`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<u64>,
+    /// Provider: when the result was delivered, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<u64>,
+    /// Provider: the payment request sent (kept to send again). Requester: one received
+    /// before the result it proves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::protocol::PaymentRequest>,
+    /// Why the last money step failed or the proof was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One job, as stored and as `/jobs` shows it.
@@ -167,6 +316,9 @@ pub struct JobRecord {
     pub timings: Timings,
     /// Usage reported by the provider.
     pub usage: Option<Usage>,
+    /// The money side of a paid job; `None` when payments are off.
+    #[serde(default)]
+    pub payment: Option<PaymentRecord>,
 }
 
 impl JobRecord {
@@ -191,7 +343,27 @@ impl JobRecord {
             deadline_ms,
             timings: Timings::default(),
             usage: None,
+            payment: None,
         }
+    }
+
+    /// Whether the state machine allows `self.state -> to` for this record. Beyond
+    /// [`JobState::can_move_to`], a paid requester job whose stake is still open may
+    /// complete late (after a restart or a timeout) when its result arrives: the provider
+    /// did the work within the stake's life, and the proof decides whether it is paid.
+    pub fn can_move_to(&self, to: JobState) -> bool {
+        if self.state.can_move_to(self.side, to) {
+            return true;
+        }
+        self.side == Side::Requester
+            && matches!(self.state, JobState::Failed | JobState::TimedOut)
+            && to == JobState::Completed
+            && self.output.is_none()
+            && self.payment.as_ref().is_some_and(|p| p.status.is_open())
+    }
+
+    fn pay_state(&self) -> Option<&'static str> {
+        self.payment.as_ref().map(|p| p.status.as_str())
     }
 }
 
@@ -262,6 +434,25 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_ms DESC);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 ";
 
+/// Added with the paid flow: the payment status of a paid job, for finding open stakes.
+const MIGRATE_PAY_STATE: &str = "
+ALTER TABLE jobs ADD COLUMN pay_state TEXT;
+";
+
+const PAY_STATE_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_pay_state ON jobs (pay_state);";
+
+fn migrate(conn: &Connection) -> Result<(), JobError> {
+    conn.execute_batch(SCHEMA)?;
+    let has_pay_state: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'pay_state'")?
+        .exists([])?;
+    if !has_pay_state {
+        conn.execute_batch(MIGRATE_PAY_STATE)?;
+    }
+    conn.execute_batch(PAY_STATE_INDEX)?;
+    Ok(())
+}
+
 impl JobStore {
     /// Open (or create) `jobs.sqlite` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<JobStore, JobError> {
@@ -273,7 +464,7 @@ impl JobStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(JobStore {
             conn: Mutex::new(conn),
         })
@@ -282,7 +473,7 @@ impl JobStore {
     /// An in-memory store (tests).
     pub fn in_memory() -> Result<JobStore, JobError> {
         let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(JobStore {
             conn: Mutex::new(conn),
         })
@@ -298,8 +489,8 @@ impl JobStore {
     pub fn insert(&self, rec: &JobRecord) -> Result<(), JobError> {
         let json = serde_json::to_string(rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         let n = self.lock().execute(
-            "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json],
+            "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json, rec.pay_state()],
         )?;
         if n == 0 {
             return Err(JobError::Exists(rec.job_id));
@@ -329,6 +520,42 @@ impl JobStore {
         to: JobState,
         edit: impl FnOnce(&mut JobRecord),
     ) -> Result<JobRecord, JobError> {
+        self.write(job_id, side, |rec| {
+            if !rec.can_move_to(to) {
+                return Err(JobError::BadTransition {
+                    job_id: *job_id,
+                    from: rec.state.as_str(),
+                    to: to.as_str(),
+                });
+            }
+            edit(rec);
+            rec.state = to;
+            Ok(())
+        })
+    }
+
+    /// Change a job's record (its payment, say) without moving its state.
+    pub fn update(
+        &self,
+        job_id: &JobId,
+        side: Side,
+        edit: impl FnOnce(&mut JobRecord),
+    ) -> Result<JobRecord, JobError> {
+        self.write(job_id, side, |rec| {
+            let state = rec.state;
+            edit(rec);
+            rec.state = state;
+            Ok(())
+        })
+    }
+
+    /// Read, change and write one record under the lock, so two writers never interleave.
+    fn write(
+        &self,
+        job_id: &JobId,
+        side: Side,
+        change: impl FnOnce(&mut JobRecord) -> Result<(), JobError>,
+    ) -> Result<JobRecord, JobError> {
         let conn = self.lock();
         let row: Option<String> = conn
             .query_row(
@@ -346,22 +573,40 @@ impl JobStore {
                 })
             }
         };
-        if !rec.state.can_move_to(side, to) {
-            return Err(JobError::BadTransition {
-                job_id: *job_id,
-                from: rec.state.as_str(),
-                to: to.as_str(),
-            });
-        }
-        edit(&mut rec);
-        rec.state = to;
+        change(&mut rec)?;
         rec.updated_ms = now_ms();
         let json = serde_json::to_string(&rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         conn.execute(
-            "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5 WHERE job_id = ?1 AND side = ?2",
-            params![job_id.to_hex(), side.as_str(), to.as_str(), rec.updated_ms as i64, json],
+            "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6 WHERE job_id = ?1 AND side = ?2",
+            params![job_id.to_hex(), side.as_str(), rec.state.as_str(), rec.updated_ms as i64, json, rec.pay_state()],
         )?;
         Ok(rec)
+    }
+
+    /// Jobs of `side` whose money is not settled yet, oldest first.
+    pub fn open_payments(&self, side: Side) -> Result<Vec<JobRecord>, JobError> {
+        let open: Vec<&str> = PayStatus::ALL
+            .iter()
+            .filter(|s| s.is_open())
+            .map(|s| s.as_str())
+            .collect();
+        let placeholders = vec!["?"; open.len()].join(", ");
+        let sql = format!(
+            "SELECT record FROM jobs WHERE side = ? AND pay_state IN ({placeholders}) ORDER BY created_ms ASC"
+        );
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&sql)?;
+        let mut args: Vec<&str> = vec![side.as_str()];
+        args.extend(open);
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            match parse_record(&row?) {
+                Ok(rec) => out.push(rec),
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable job row"),
+            }
+        }
+        Ok(out)
     }
 
     /// The newest jobs first.

@@ -31,6 +31,7 @@ pub mod inference;
 pub mod jobs;
 pub mod metrics;
 pub mod node;
+pub mod paid;
 pub mod payment;
 pub mod protocol;
 pub mod provider;

@@ -165,9 +165,9 @@ pub async fn route(
         Message::ResourceRequest(m) => provider.on_resource_request(&from, m).await,
         Message::ResourceAd(m) => requester.on_resource_ad(&from, m),
         Message::Task(m) => provider.clone().on_task(from, m),
-        Message::TaskResult(m) => requester.on_task_result(&from, m),
+        Message::TaskResult(m) => requester.on_task_result(&from, m).await,
         Message::TaskError(m) => requester.on_task_error(&from, m),
-        Message::PaymentRequest(m) => requester.on_payment_request(&from, m).await,
+        Message::PaymentRequest(m) => requester.on_payment_request(&from, *m).await,
         Message::PaymentConfirmed(m) => provider.on_payment_confirmed(&from, m).await,
     }
 }

@@ -1,12 +1,14 @@
 //! The seams where money enters delegation. With `EDGENT_PAYMENTS=off` (a trusted fleet)
-//! both sides use [`Unpaid`]; the paid flow implements the same traits, so the router and
-//! the delegation flows do not change shape when payments are switched on.
+//! both sides use [`Unpaid`]; the paid flow ([`crate::paid`]) implements the same traits, so
+//! the router and the delegation flows do not change shape when payments are switched on.
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::axl::PeerKey;
+use crate::jobs::PaymentRecord;
 use crate::protocol::{
-    JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode,
+    JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
 };
 
 /// A payment step that did not work.
@@ -14,18 +16,44 @@ use crate::protocol::{
 #[error("{0}")]
 pub struct PaymentError(pub String);
 
+/// How far a paid job's money has come, as the delegation waiting on it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayProgress {
+    /// Waiting for the result and its proof.
+    Waiting,
+    /// The proof checked; the release is under way.
+    Verified,
+    /// The proof or the payment request failed the checks; no money moves to the provider.
+    Invalid(String),
+    /// The stake ended (released, or otherwise when the chain says so).
+    Settled,
+    /// The release failed for now; the payment watcher retries.
+    SettleFailed(String),
+}
+
 /// What a requester does about money.
 #[async_trait]
 pub trait RequesterPayments: Send + Sync + 'static {
+    /// Whether jobs are paid (ads without a wallet are then skipped).
+    fn paid(&self) -> bool;
     /// Lock payment for `job_id` with the chosen provider before the task is sent;
-    /// `None` when jobs are not paid.
+    /// `None` when jobs are not paid. `deadline_ms` is when the agent stops waiting.
     async fn stake(
         &self,
         job_id: &JobId,
         ad: &ResourceAd,
+        deadline_ms: u64,
     ) -> Result<Option<StakeRef>, PaymentError>;
+    /// The job's result is recorded: start verifying once its proof is here. Returns the
+    /// progress to wait on, or `None` when the job is not paid.
+    async fn on_result(&self, job_id: &JobId) -> Option<watch::Receiver<PayProgress>>;
+    /// A result that no delegation waits for (after a timeout or a restart). Returns
+    /// whether it was taken.
+    async fn on_late_result(&self, from: &PeerKey, result: TaskResult) -> bool;
     /// A provider asks to be paid for a job.
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest);
+    /// How many times a provider's proof has failed here (it is ranked down).
+    fn disputes(&self, provider: &PeerKey) -> u32;
 }
 
 /// What a provider does about money.
@@ -33,8 +61,12 @@ pub trait RequesterPayments: Send + Sync + 'static {
 pub trait ProviderPayments: Send + Sync + 'static {
     /// The wallet advertised in resource ads.
     fn wallet(&self) -> Option<String>;
-    /// Check the task is paid for before any work; an error code refuses it.
-    async fn check_stake(&self, task: &Task) -> Result<(), (TaskErrorCode, String)>;
+    /// Check the task is paid for before any work; an error code refuses it. The
+    /// returned record is stored with the job.
+    async fn check_stake(
+        &self,
+        task: &Task,
+    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)>;
     /// The result was delivered: prove it and ask for payment.
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str);
     /// The requester says it paid.
@@ -47,11 +79,28 @@ pub struct Unpaid;
 
 #[async_trait]
 impl RequesterPayments for Unpaid {
-    async fn stake(&self, _: &JobId, _: &ResourceAd) -> Result<Option<StakeRef>, PaymentError> {
+    fn paid(&self) -> bool {
+        false
+    }
+    async fn stake(
+        &self,
+        _: &JobId,
+        _: &ResourceAd,
+        _: u64,
+    ) -> Result<Option<StakeRef>, PaymentError> {
         Ok(None)
+    }
+    async fn on_result(&self, _: &JobId) -> Option<watch::Receiver<PayProgress>> {
+        None
+    }
+    async fn on_late_result(&self, _: &PeerKey, _: TaskResult) -> bool {
+        false
     }
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest) {
         tracing::warn!(from = %from.short(), job = %req.job_id, "payment_request ignored: payments are off");
+    }
+    fn disputes(&self, _: &PeerKey) -> u32 {
+        0
     }
 }
 
@@ -60,8 +109,11 @@ impl ProviderPayments for Unpaid {
     fn wallet(&self) -> Option<String> {
         None
     }
-    async fn check_stake(&self, _: &Task) -> Result<(), (TaskErrorCode, String)> {
-        Ok(())
+    async fn check_stake(
+        &self,
+        _: &Task,
+    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+        Ok(None)
     }
     async fn after_delivery(&self, _: &PeerKey, _: &Task, _: &str) {}
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::axl::PeerKey;
+use crate::zk::{PublicSignals, SnarkjsProof};
 
 /// The protocol version this build speaks.
 pub const VERSION: u64 = 1;
@@ -287,10 +288,10 @@ pub struct PaymentRequest {
     pub output_commitment: String,
     /// Poseidon commitment to the provider's AXL key, `0x` + 64 hex.
     pub wallet_commitment: String,
-    /// Groth16 proof in snarkjs JSON form.
-    pub proof: Value,
+    /// Groth16 proof in snarkjs JSON form (points checked on the curve while parsing).
+    pub proof: SnarkjsProof,
     /// Public signals, decimal strings, in the circuit's order.
-    pub public_signals: Vec<String>,
+    pub public_signals: PublicSignals,
 }
 
 /// requester -> provider: paid.
@@ -319,8 +320,8 @@ pub enum Message {
     TaskResult(TaskResult),
     /// See [`TaskError`].
     TaskError(TaskError),
-    /// See [`PaymentRequest`].
-    PaymentRequest(PaymentRequest),
+    /// See [`PaymentRequest`] (boxed: it carries a proof).
+    PaymentRequest(Box<PaymentRequest>),
     /// See [`PaymentConfirmed`].
     PaymentConfirmed(PaymentConfirmed),
 }
@@ -456,13 +457,14 @@ impl Message {
                 check_address("requirements.asset", &m.requirements.asset)?;
                 check_address("requirements.payTo", &m.requirements.pay_to)?;
                 check_amount("requirements.amount", &m.requirements.amount)?;
-                if m.public_signals.len() > 16 {
-                    return Err("too many public signals".into());
-                }
-                for s in &m.public_signals {
-                    if s.is_empty() || s.len() > 80 || !s.bytes().all(|b| b.is_ascii_digit()) {
-                        return Err("public signals must be decimal strings".into());
-                    }
+                check_text("requirements.scheme", &m.requirements.scheme)?;
+                check_text("requirements.network", &m.requirements.network)?;
+                if serde_json::to_string(&m.requirements.extra).map_or(0, |s| s.len())
+                    > MAX_TEXT_LEN
+                {
+                    return Err(format!(
+                        "requirements.extra longer than {MAX_TEXT_LEN} bytes"
+                    ));
                 }
                 Ok(())
             }
@@ -612,6 +614,13 @@ mod tests {
         PeerKey([b; 32])
     }
 
+    /// A real proof (proving once per test binary).
+    fn sample_proof() -> (SnarkjsProof, PublicSignals) {
+        static P: std::sync::OnceLock<(SnarkjsProof, PublicSignals)> = std::sync::OnceLock::new();
+        P.get_or_init(|| crate::zk::prove(b"out", &[2; 32], &[7; 32]).unwrap())
+            .clone()
+    }
+
     /// One sample of every message type.
     pub(crate) fn samples() -> Vec<Message> {
         let job = JobId([7; 32]);
@@ -666,7 +675,7 @@ mod tests {
                 code: TaskErrorCode::Busy,
                 message: "at capacity".into(),
             }),
-            Message::PaymentRequest(PaymentRequest {
+            Message::PaymentRequest(Box::new(PaymentRequest {
                 job_id: job,
                 requirements: PaymentRequirements {
                     scheme: "exact".into(),
@@ -679,9 +688,9 @@ mod tests {
                 },
                 output_commitment: format!("0x{}", "1".repeat(64)),
                 wallet_commitment: format!("0x{}", "2".repeat(64)),
-                proof: json!({"pi_a": []}),
-                public_signals: vec!["1".into(), "2".into()],
-            }),
+                proof: sample_proof().0,
+                public_signals: sample_proof().1,
+            })),
             Message::PaymentConfirmed(PaymentConfirmed {
                 job_id: job,
                 tx_hash: format!("0x{}", "3".repeat(64)),

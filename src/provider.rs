@@ -271,9 +271,12 @@ impl Provider {
                 .await;
         }
         let _slot = Slot(&self.active);
-        if let Err((code, message)) = self.payments.check_stake(&task).await {
-            return self.reply_error(&requester, &task, code, message).await;
-        }
+        let payment = match self.payments.check_stake(&task).await {
+            Ok(p) => p,
+            Err((code, message)) => {
+                return self.reply_error(&requester, &task, code, message).await;
+            }
+        };
         let mut rec = JobRecord::new(
             task.job_id,
             Side::Provider,
@@ -283,6 +286,8 @@ impl Provider {
         );
         rec.peer = Some(requester);
         rec.peer_ens = task.sender_ens.clone();
+        rec.price_units = payment.as_ref().map(|p| p.amount_units);
+        rec.payment = payment;
         if let Err(e) = self.ctx.jobs.insert(&rec) {
             return self
                 .reply_error(
@@ -317,9 +322,16 @@ impl Provider {
                     inference_ms,
                     backend: Some(self.backend.name().to_string()),
                 };
+                let delivered = if self.ctx.config.test_tamper_output {
+                    // TEST ONLY (EDGENT_TEST_TAMPER_OUTPUT): prove one output, send another.
+                    tracing::warn!(job = %task.job_id, "EDGENT_TEST_TAMPER_OUTPUT: sending an altered output");
+                    format!("{} [altered after commitment]", out.text)
+                } else {
+                    out.text.clone()
+                };
                 let msg = Message::TaskResult(TaskResult {
                     job_id: task.job_id,
-                    output: out.text.clone(),
+                    output: delivered,
                     usage: usage.clone(),
                 });
                 let sent = self.ctx.send(&requester, &msg).await;

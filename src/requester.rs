@@ -19,7 +19,10 @@ use crate::axl::{AxlError, PeerKey};
 use crate::inference::model_matches;
 use crate::jobs::{now_ms, JobError, JobRecord, JobState, Side, Timings};
 use crate::node::NodeCtx;
-use crate::payment::RequesterPayments;
+use crate::payment::{PayProgress, RequesterPayments};
+
+/// How long a paid delegation waits for the proof after its result, at least.
+const PROOF_GRACE: Duration = Duration::from_secs(10);
 use crate::protocol::{
     JobId, Message, PaymentRequest, ResourceAd, ResourceRequest, Task, TaskError, TaskResult, Usage,
 };
@@ -44,6 +47,32 @@ pub struct DelegateRequest {
     /// Free memory the provider must have, MiB.
     #[serde(default)]
     pub min_memory_mb: Option<u64>,
+    /// Paid jobs: answer once the proof checks (`verified`, default; settlement goes on in
+    /// the background) or once the release is confirmed on chain (`settled`).
+    #[serde(default)]
+    pub wait: Option<String>,
+}
+
+/// When a paid delegation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitFor {
+    Verified,
+    Settled,
+}
+
+/// The money of a paid job, as `/delegate` answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PaymentSummary {
+    /// Where the money is (`verified`, `released`, `disputed`, ...).
+    pub status: String,
+    /// Staked amount, USDC base units.
+    pub amount_units: u64,
+    /// The stake transaction.
+    pub stake_tx: Option<String>,
+    /// The settling transaction (the release), once there is one.
+    pub tx_hash: Option<String>,
+    /// Explorer link for `tx_hash`.
+    pub explorer_url: Option<String>,
 }
 
 /// The provider that served a job.
@@ -70,6 +99,12 @@ pub struct DelegateResponse {
     pub usage: Usage,
     /// Phase timings, milliseconds.
     pub timings: Timings,
+    /// Paid jobs: whether the provider's proof checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_verified: Option<bool>,
+    /// Paid jobs: the money.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentSummary>,
 }
 
 /// Why a delegation failed, by HTTP meaning.
@@ -92,6 +127,12 @@ pub enum DelegateError {
     /// The deadline passed (504).
     #[error("{0}")]
     Deadline(String),
+    /// The stake could not be made (402).
+    #[error("payment: {0}")]
+    Payment(String),
+    /// The result came without a proof that checks: nothing is paid (502).
+    #[error("{0}")]
+    ProofInvalid(String),
     /// The local AXL node is not answering (503).
     #[error("mesh unavailable: {0}")]
     Mesh(String),
@@ -195,6 +236,16 @@ impl Requester {
             Some(v) => parse_max_price(v)?,
             None => self.ctx.config.default_max_price_units,
         };
+        let wait = match req.wait.as_deref().map(str::trim) {
+            None | Some("") | Some("verified") => WaitFor::Verified,
+            Some("settled") => WaitFor::Settled,
+            Some(other) => {
+                return Err(DelegateError::BadInput(format!(
+                    "wait must be verified or settled, got {:?}",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        };
         let job_id = JobId::new();
         let deadline = started + timeout;
         let deadline_ms = now_ms() + timeout.as_millis() as u64;
@@ -219,6 +270,7 @@ impl Requester {
                 &model,
                 &req,
                 max_price,
+                wait,
                 deadline,
                 deadline_ms,
                 started,
@@ -229,7 +281,10 @@ impl Requester {
             .metrics
             .delegation_latency
             .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
+        if let Err(e @ DelegateError::ProofInvalid(_)) = &result {
+            // The job has its output; its payment record says what became of the money.
+            tracing::warn!(job = %job_id, error = %e, "delegation answered without a verified proof");
+        } else if let Err(e) = &result {
             let (state, code) = match e {
                 DelegateError::Deadline(_) => (JobState::TimedOut, "deadline".to_string()),
                 DelegateError::NoProvider(_) => (JobState::Failed, "no_provider".to_string()),
@@ -237,6 +292,8 @@ impl Requester {
                 DelegateError::Mesh(_) => (JobState::Failed, "mesh_unavailable".to_string()),
                 DelegateError::BadInput(_) => (JobState::Failed, "bad_input".to_string()),
                 DelegateError::Internal(_) => (JobState::Failed, "internal".to_string()),
+                DelegateError::Payment(_) => (JobState::Failed, "payment".to_string()),
+                DelegateError::ProofInvalid(_) => (JobState::Failed, "proof_invalid".to_string()),
             };
             let msg = e.to_string();
             let res = self
@@ -263,6 +320,7 @@ impl Requester {
         model: &str,
         req: &DelegateRequest,
         max_price: u64,
+        wait: WaitFor,
         deadline: Instant,
         deadline_ms: u64,
         started: Instant,
@@ -278,7 +336,12 @@ impl Requester {
             )
             .await?;
         let discover_ms = started.elapsed().as_millis() as u64;
-        let candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
+        let mut candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
+        if self.payments.paid() {
+            // A paid job needs somewhere to pay; providers whose proofs failed here go last.
+            candidates.retain(|a| a.wallet.is_some());
+            candidates.sort_by_key(|a| self.payments.disputes(&a.node_id));
+        }
         if candidates.is_empty() {
             return Err(DelegateError::NoProvider(format!(
                 "no provider offers {model} within max_price and memory"
@@ -295,9 +358,10 @@ impl Requester {
             let provider = ad.node_id;
             let stake = self
                 .payments
-                .stake(&job_id, &ad)
+                .stake(&job_id, &ad, deadline_ms)
                 .await
-                .map_err(|e| DelegateError::Internal(format!("stake: {e}")))?;
+                .map_err(|e| DelegateError::Payment(e.to_string()))?;
+            let paid = stake.is_some();
             let (tx, rx) = oneshot::channel();
             lock(&self.waiting).insert(job_id, Waiter { provider, tx });
             let task = Message::Task(Task {
@@ -318,6 +382,12 @@ impl Requester {
                 });
             match sent {
                 Ok(()) => {}
+                Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) if paid => {
+                    // The stake names this provider: another one cannot be paid from it.
+                    return Err(DelegateError::NoProvider(format!(
+                        "the staked provider became unreachable ({e}); the stake is refunded after its deadline"
+                    )));
+                }
                 Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) => {
                     tracing::warn!(job = %job_id, provider = %provider.short(), error = %e, "provider unreachable, trying the next");
                     lock(&self.waiting).remove(&job_id);
@@ -351,25 +421,52 @@ impl Requester {
                     message: e.message,
                 }),
                 Ok(Ok(Outcome::Result(r))) => {
-                    let timings = Timings {
+                    let mut timings = Timings {
                         discover_ms: Some(discover_ms),
                         inference_ms: Some(r.usage.inference_ms),
                         total_ms: Some(total_ms),
+                        ..Timings::default()
                     };
                     let output = r.output.clone();
                     let usage = r.usage.clone();
                     let t = timings.clone();
-                    self.ctx.jobs.transition(
+                    let rec = self.ctx.jobs.transition(
                         &job_id,
                         Side::Requester,
                         JobState::Completed,
                         |rec| {
                             rec.output = Some(output);
                             rec.usage = Some(usage);
+                            let stake_ms = rec.timings.stake_ms;
                             rec.timings = t;
+                            rec.timings.stake_ms = stake_ms;
                         },
                     )?;
-                    tracing::info!(job = %job_id, total_ms, "delegation completed");
+                    timings.stake_ms = rec.timings.stake_ms;
+                    let (mut proof_verified, mut payment) = (None, None);
+                    if paid {
+                        let rec = self.await_payment(job_id, wait, deadline).await?;
+                        let total_ms = started.elapsed().as_millis() as u64;
+                        let rec = self
+                            .ctx
+                            .jobs
+                            .update(&job_id, Side::Requester, |r| {
+                                r.timings.total_ms = Some(total_ms)
+                            })
+                            .unwrap_or(rec);
+                        timings = rec.timings.clone();
+                        if let Some(p) = rec.payment {
+                            proof_verified = p.proof_verified;
+                            payment = Some(PaymentSummary {
+                                status: p.status.as_str().to_string(),
+                                amount_units: p.amount_units,
+                                stake_tx: p.stake_tx,
+                                tx_hash: p.tx_hash,
+                                explorer_url: p.explorer_url,
+                            });
+                        }
+                    }
+                    tracing::info!(job = %job_id, total_ms = timings.total_ms, "delegation completed");
                     Ok(DelegateResponse {
                         job_id,
                         provider: ProviderInfo {
@@ -380,6 +477,8 @@ impl Requester {
                         output: r.output,
                         usage: r.usage,
                         timings,
+                        proof_verified,
+                        payment,
                     })
                 }
             };
@@ -392,6 +491,63 @@ impl Requester {
                 "deadline passed before a task was sent".into(),
             )),
         }
+    }
+
+    /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
+    /// then return its record. The proof may come a little after the agent's deadline; it
+    /// is waited for at least [`PROOF_GRACE`].
+    async fn await_payment(
+        &self,
+        job_id: JobId,
+        wait: WaitFor,
+        deadline: Instant,
+    ) -> Result<JobRecord, DelegateError> {
+        let Some(mut rx) = self.payments.on_result(&job_id).await else {
+            return Err(DelegateError::Internal(
+                "payment tracking unavailable".into(),
+            ));
+        };
+        let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
+        let settle_until = proof_until + self.ctx.config.stake_margin;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match &state {
+                PayProgress::Invalid(reason) => {
+                    return Err(DelegateError::ProofInvalid(format!(
+                        "the provider's proof was refused, nothing is paid and the stake goes back: {reason}"
+                    )))
+                }
+                PayProgress::Verified if wait == WaitFor::Verified => break,
+                PayProgress::Settled => break,
+                PayProgress::SettleFailed(e) if wait == WaitFor::Settled => {
+                    tracing::warn!(job = %job_id, error = %e, "release not confirmed yet");
+                }
+                _ => {}
+            }
+            let until = if matches!(state, PayProgress::Waiting) {
+                proof_until
+            } else {
+                settle_until
+            };
+            match tokio::time::timeout_at(until.into(), rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) if matches!(state, PayProgress::Waiting) => {
+                    return Err(DelegateError::Deadline(
+                        "the result came but no proof for it before the deadline; nothing is paid until one checks, and the stake is refunded after its deadline otherwise".into(),
+                    ))
+                }
+                Err(_) => {
+                    return Err(DelegateError::Deadline(
+                        "the proof checked but the release was not confirmed in time; the payment watcher keeps trying".into(),
+                    ))
+                }
+            }
+        }
+        self.ctx
+            .jobs
+            .get(&job_id, Side::Requester)?
+            .ok_or_else(|| DelegateError::Internal("the job vanished from the store".into()))
     }
 
     /// Broadcast the request and collect ads: until the window ends, every asked node
@@ -531,8 +687,15 @@ impl Requester {
         }
     }
 
-    /// A result arrived.
-    pub fn on_task_result(&self, from: &PeerKey, r: TaskResult) {
+    /// A result arrived. One no delegation waits for may still settle a paid job.
+    pub async fn on_task_result(&self, from: &PeerKey, r: TaskResult) {
+        let waited = {
+            let map = lock(&self.waiting);
+            map.contains_key(&r.job_id)
+        };
+        if !waited && self.payments.on_late_result(from, r.clone()).await {
+            return;
+        }
         if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
             let _ = w.tx.send(Outcome::Result(r));
         }

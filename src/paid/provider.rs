@@ -1,0 +1,440 @@
+//! The provider's money: check the stake before any work, prove the output after
+//! delivering it, ask to be paid with an x402-shaped `payment_request`, and, when no
+//! confirmation comes, submit the output hash on chain and claim after the delay.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{final_status, job_b256, parse_b256, Busy, Chain, CLAIM_DELAY_SECS};
+use crate::axl::PeerKey;
+use crate::chain::StakeStatus;
+use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
+use crate::node::NodeCtx;
+use crate::payment::ProviderPayments;
+use crate::protocol::{
+    JobId, Message, PaymentConfirmed, PaymentRequest, PaymentRequirements, Task, TaskErrorCode,
+    TaskResult,
+};
+
+/// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
+const SUBMIT_MARGIN_SECS: u64 = 10;
+
+/// The provider side of the paid flow.
+pub struct PaidProvider {
+    ctx: Arc<NodeCtx>,
+    chain: Arc<Chain>,
+    me: Weak<PaidProvider>,
+    pub(crate) busy: Arc<Busy>,
+}
+
+impl PaidProvider {
+    /// A paid provider, paid into the chain's wallet.
+    pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>) -> Arc<Self> {
+        Arc::new_cyclic(|me| PaidProvider {
+            ctx,
+            chain,
+            me: me.clone(),
+            busy: Arc::new(Busy::default()),
+        })
+    }
+
+    fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
+        let res = self.ctx.jobs.update(job, Side::Provider, |r| {
+            if let Some(mut p) = r.payment.take() {
+                edit(r, &mut p);
+                r.payment = Some(p);
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(job = %job, error = %e, "cannot record the payment state");
+        }
+    }
+
+    /// Prove the delivered output, store the payment request, and send it.
+    pub(crate) async fn prove_and_request(&self, job: JobId) {
+        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Provider) else {
+            return;
+        };
+        let (Some(pay), Some(output), Some(requester)) =
+            (rec.payment.clone(), rec.output.clone(), rec.peer)
+        else {
+            return;
+        };
+        let key = self.ctx.me.0;
+        let started = Instant::now();
+        let proved = tokio::task::spawn_blocking(move || {
+            crate::zk::prove(output.as_bytes(), &key, &job.0).map(|(proof, public)| {
+                let c = crate::zk::commitments(output.as_bytes(), &key, &job.0);
+                (proof, public, c)
+            })
+        })
+        .await;
+        let prove_ms = started.elapsed().as_millis() as u64;
+        let (proof, public, c) = match proved {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::error!(%job, error = %e, "proving failed; retrying later");
+                self.update_pay(&job, |_, p| p.error = Some(format!("proving failed: {e}")));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%job, error = %e, "proving task failed; retrying later");
+                return;
+            }
+        };
+        let mut extra = Map::new();
+        extra.insert("escrow".into(), Value::from(pay.escrow.clone()));
+        extra.insert("jobId".into(), Value::from(job.to_hex()));
+        let chain_left = pay.stake_deadline.saturating_sub(now_ms() / 1000);
+        let req = PaymentRequest {
+            job_id: job,
+            requirements: PaymentRequirements {
+                scheme: "exact".into(),
+                network: format!("eip155:{}", pay.chain_id),
+                asset: format!("{:#x}", self.chain.escrow.usdc_address()),
+                amount: pay.amount_units.to_string(),
+                pay_to: pay.pay_to.clone(),
+                max_timeout_seconds: chain_left.max(1),
+                extra,
+            },
+            output_commitment: c.output_hash_hex(),
+            wallet_commitment: c.wallet_commitment_hex(),
+            proof,
+            public_signals: public,
+        };
+        tracing::info!(%job, prove_ms, "proved the output; asking to be paid");
+        self.ctx.metrics.proof_generated();
+        let commitment = c.output_hash_hex();
+        let stored = req.clone();
+        self.update_pay(&job, |r, p| {
+            p.request = Some(stored);
+            p.output_commitment = Some(commitment);
+            p.error = None;
+            r.timings.prove_ms = Some(prove_ms);
+        });
+        let _ = self
+            .ctx
+            .send(&requester, &Message::PaymentRequest(Box::new(req)))
+            .await;
+    }
+
+    /// Send the result and the payment request again (the requester may have restarted).
+    async fn resend(&self, rec: &JobRecord) {
+        let (Some(requester), Some(output), Some(pay)) = (rec.peer, &rec.output, &rec.payment)
+        else {
+            return;
+        };
+        let result = Message::TaskResult(TaskResult {
+            job_id: rec.job_id,
+            output: output.clone(),
+            usage: rec.usage.clone().unwrap_or_default(),
+        });
+        let _ = self.ctx.send(&requester, &result).await;
+        if let Some(req) = &pay.request {
+            let _ = self
+                .ctx
+                .send(&requester, &Message::PaymentRequest(Box::new(req.clone())))
+                .await;
+        }
+    }
+
+    /// The watcher's step for one open job of ours.
+    pub(crate) async fn step(self: Arc<Self>, rec: JobRecord, chain_now: u64) {
+        let job = rec.job_id;
+        let Some(_g) = self.busy.try_take(job) else {
+            return;
+        };
+        let Some(pay) = rec.payment.clone() else {
+            return;
+        };
+        match pay.status {
+            PayStatus::Accepted => match rec.state {
+                crate::jobs::JobState::Running => {}
+                crate::jobs::JobState::Completed => {
+                    // Delivered, then the daemon stopped before it could prove.
+                    self.update_pay(&job, |_, p| {
+                        p.status = PayStatus::Delivered;
+                        p.delivered_ms = Some(now_ms());
+                    });
+                    self.prove_and_request(job).await;
+                }
+                _ => {
+                    tracing::info!(%job, "job ended before delivery; the requester's refund ends its stake");
+                    self.update_pay(&job, |_, p| p.status = PayStatus::Abandoned);
+                }
+            },
+            PayStatus::Delivered => {
+                if pay.request.is_none() {
+                    self.prove_and_request(job).await;
+                    return;
+                }
+                let grace = self.ctx.config.payment_grace.as_millis() as u64;
+                let due = pay.delivered_ms.unwrap_or(0) + grace;
+                let past_deadline = chain_now > pay.stake_deadline;
+                if now_ms() < due && !past_deadline {
+                    return;
+                }
+                let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
+                        return;
+                    }
+                };
+                if let Some(st) = final_status(stake.status) {
+                    self.record_final(&job, st).await;
+                    return;
+                }
+                if stake.status != StakeStatus::Staked {
+                    return;
+                }
+                if chain_now + SUBMIT_MARGIN_SECS >= pay.stake_deadline {
+                    // Too late to submit: the requester's refund will end it.
+                    return;
+                }
+                tracing::info!(%job, "no payment_confirmed within the grace period: sending the result again and submitting the output hash");
+                self.resend(&rec).await;
+                let Some(commitment) = pay.output_commitment.as_deref().and_then(parse_b256) else {
+                    return;
+                };
+                match self.chain.escrow.submit(job_b256(&job), commitment).await {
+                    Ok(tx) => {
+                        let at = self
+                            .chain
+                            .escrow
+                            .get_stake(job_b256(&job))
+                            .await
+                            .map(|s| s.submitted_at)
+                            .unwrap_or(chain_now);
+                        self.update_pay(&job, |_, p| {
+                            p.status = PayStatus::Submitted;
+                            p.submit_tx = Some(format!("{tx:#x}"));
+                            p.submitted_at = Some(at);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "submit failed; retrying later");
+                        self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                    }
+                }
+            }
+            PayStatus::Submitted => {
+                let at = pay.submitted_at.unwrap_or(0);
+                if chain_now < at + CLAIM_DELAY_SECS {
+                    return;
+                }
+                let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
+                        return;
+                    }
+                };
+                if let Some(st) = final_status(stake.status) {
+                    self.record_final(&job, st).await;
+                    return;
+                }
+                match self.chain.escrow.claim_timeout(job_b256(&job)).await {
+                    Ok(tx) => {
+                        let url = self.chain.escrow.tx_url(tx);
+                        tracing::info!(%job, %tx, "unpaid an hour after submitting: claimed the stake");
+                        self.update_pay(&job, |_, p| {
+                            p.status = PayStatus::Claimed;
+                            p.tx_hash = Some(format!("{tx:#x}"));
+                            p.explorer_url = Some(url);
+                        });
+                        self.ctx.metrics.settled("claimed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "claimTimeout failed; retrying later");
+                        self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn record_final(&self, job: &JobId, st: PayStatus) {
+        let tx = self
+            .chain
+            .escrow
+            .settlement_tx(job_b256(job), 10_000)
+            .await
+            .ok()
+            .flatten();
+        tracing::info!(%job, status = st.as_str(), "stake ended");
+        let url = tx.map(|h| self.chain.escrow.tx_url(h));
+        self.update_pay(job, |_, p| {
+            p.status = st;
+            if p.tx_hash.is_none() {
+                p.tx_hash = tx.map(|h| format!("{h:#x}"));
+                p.explorer_url = url;
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl ProviderPayments for PaidProvider {
+    fn wallet(&self) -> Option<String> {
+        Some(format!("{:#x}", self.chain.wallet))
+    }
+
+    async fn check_stake(
+        &self,
+        task: &Task,
+    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+        let Some(stake) = &task.stake else {
+            return Err((
+                TaskErrorCode::StakeMissing,
+                "this provider is paid through the escrow: the task carries no stake".into(),
+            ));
+        };
+        let chain_id = self.chain.settings.chain_id;
+        let escrow = self.chain.escrow_hex();
+        if stake.chain_id != chain_id || !stake.escrow.eq_ignore_ascii_case(&escrow) {
+            return Err((
+                TaskErrorCode::StakeMissing,
+                format!(
+                    "the stake is on chain {} escrow {}; this provider is paid on chain {chain_id} escrow {escrow}",
+                    stake.chain_id, stake.escrow
+                ),
+            ));
+        }
+        let esc = &self.chain.escrow;
+        let (info, chain_now) =
+            match tokio::try_join!(esc.get_stake(job_b256(&task.job_id)), esc.chain_time()) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(job = %task.job_id, error = %e, "cannot read the stake");
+                    return Err((
+                        TaskErrorCode::StakeMissing,
+                        format!("the stake could not be read from the escrow: {e}"),
+                    ));
+                }
+            };
+        if info.status == StakeStatus::None {
+            return Err((
+                TaskErrorCode::StakeMissing,
+                "the escrow holds no stake for this job".into(),
+            ));
+        }
+        if info.status != StakeStatus::Staked {
+            return Err((
+                TaskErrorCode::StakeMissing,
+                format!("the stake is already {}", info.status),
+            ));
+        }
+        if info.provider != self.chain.wallet {
+            return Err((
+                TaskErrorCode::StakeInsufficient,
+                format!("the stake pays {:#x}, not this provider", info.provider),
+            ));
+        }
+        let price = self.ctx.config.price_units;
+        let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
+        if amount < price {
+            return Err((
+                TaskErrorCode::StakeInsufficient,
+                format!("the stake is {amount} base units; the price is {price}"),
+            ));
+        }
+        let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
+        let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
+        let stake_left = info.deadline.saturating_sub(chain_now);
+        if stake_left < needed {
+            return Err((
+                TaskErrorCode::DeadlineTooClose,
+                format!(
+                    "the stake ends in {stake_left} s; this provider needs {needed} s (the task's time, then {} s to be paid or submit)",
+                    self.ctx.config.payment_grace.as_secs()
+                ),
+            ));
+        }
+        Ok(Some(PaymentRecord {
+            status: PayStatus::Accepted,
+            chain_id,
+            escrow,
+            amount_units: amount,
+            pay_to: format!("{:#x}", self.chain.wallet),
+            stake_tx: Some(stake.tx.clone()),
+            stake_deadline: info.deadline,
+            output_commitment: None,
+            proof_verified: None,
+            tx_hash: None,
+            explorer_url: None,
+            submit_tx: None,
+            submitted_at: None,
+            delivered_ms: None,
+            request: None,
+            error: None,
+        }))
+    }
+
+    async fn after_delivery(&self, _requester: &PeerKey, task: &Task, _output: &str) {
+        let job = task.job_id;
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let Some(_g) = self.busy.try_take(job) else {
+            return;
+        };
+        self.update_pay(&job, |_, p| {
+            p.status = PayStatus::Delivered;
+            p.delivered_ms = Some(now_ms());
+        });
+        me.prove_and_request(job).await;
+    }
+
+    async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {
+        let job = msg.job_id;
+        let rec = match self.ctx.jobs.get(&job, Side::Provider) {
+            Ok(Some(r)) => r,
+            _ => {
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Unexpected);
+                tracing::warn!(from = %from.short(), %job, "payment_confirmed for no job of ours");
+                return;
+            }
+        };
+        if !rec.peer.is_some_and(|k| k.same_node(from)) {
+            self.ctx
+                .metrics
+                .dropped(crate::protocol::DropReason::Spoofed);
+            tracing::warn!(from = %from.short(), %job, "payment_confirmed from a node that is not this job's requester");
+            return;
+        }
+        if !rec.payment.as_ref().is_some_and(|p| p.status.is_open()) {
+            return;
+        }
+        // Trust the chain, not the message.
+        match self.chain.escrow.get_stake(job_b256(&job)).await {
+            Ok(s) if s.status == StakeStatus::Released => {
+                let url = msg
+                    .tx_hash
+                    .parse()
+                    .map(|h| self.chain.escrow.tx_url(h))
+                    .unwrap_or(msg.explorer_url);
+                tracing::info!(%job, tx = %msg.tx_hash, "paid: the escrow released the stake");
+                self.update_pay(&job, |_, p| {
+                    p.status = PayStatus::Released;
+                    p.tx_hash = Some(msg.tx_hash);
+                    p.explorer_url = Some(url);
+                    p.error = None;
+                });
+                self.ctx.metrics.settled("released");
+            }
+            Ok(s) => {
+                tracing::warn!(%job, stake = %s.status, "payment_confirmed, but the escrow does not show a release; still waiting");
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot check payment_confirmed against the escrow; the watcher checks later");
+            }
+        }
+    }
+}

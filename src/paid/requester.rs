@@ -1,0 +1,620 @@
+//! The requester's money: stake before the task, verify the proof before any money moves,
+//! then release through the settler (or reject through the operator when the proof fails).
+//!
+//! The job table is the source of truth: the output and the `payment_request` are stored
+//! as they arrive (in either order, or twice), and verification runs once both are there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use alloy::primitives::{Address, U256};
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::{final_status, job_b256, parse_b256, Busy, Chain};
+use crate::axl::PeerKey;
+use crate::chain::{EscrowRevert, SettleError, Settler, StakeStatus};
+use crate::jobs::{now_ms, JobRecord, JobState, PayStatus, PaymentRecord, Side};
+use crate::node::NodeCtx;
+use crate::payment::{PayProgress, PaymentError, RequesterPayments};
+use crate::protocol::{
+    DropReason, JobId, Message, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, TaskResult,
+};
+
+/// The requester side of the paid flow.
+pub struct PaidRequester {
+    ctx: Arc<NodeCtx>,
+    chain: Arc<Chain>,
+    settler: Arc<dyn Settler>,
+    me: Weak<PaidRequester>,
+    progress: Mutex<HashMap<JobId, watch::Sender<PayProgress>>>,
+    result_at: Mutex<HashMap<JobId, Instant>>,
+    disputes: Mutex<HashMap<[u8; 16], u32>>,
+    verify_lock: tokio::sync::Mutex<()>,
+    pub(crate) busy: Arc<Busy>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn addr_eq(a: &str, b: &Address) -> bool {
+    a.parse::<Address>().is_ok_and(|a| &a == b)
+}
+
+/// Every check a payment request must pass before money moves, in order. Returns the
+/// output commitment (the escrow's `outputHash`) when all pass.
+pub fn check_payment_request(
+    req: &PaymentRequest,
+    output: &str,
+    provider: &PeerKey,
+    job: &JobId,
+    pay: &PaymentRecord,
+    usdc: &Address,
+) -> Result<String, String> {
+    let expected = crate::zk::commitments(output.as_bytes(), &provider.0, &job.0);
+    // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
+    // this order), then the Groth16 proof against the committed key.
+    crate::zk::verify_job(
+        &req.proof,
+        &req.public_signals,
+        output.as_bytes(),
+        &provider.0,
+        &job.0,
+    )
+    .map_err(|e| format!("proof refused: {e}"))?;
+    if !req
+        .output_commitment
+        .eq_ignore_ascii_case(&expected.output_hash_hex())
+    {
+        return Err("output_commitment differs from the commitment to the output received".into());
+    }
+    if !req
+        .wallet_commitment
+        .eq_ignore_ascii_case(&expected.wallet_commitment_hex())
+    {
+        return Err("wallet_commitment differs from the commitment to the provider's key".into());
+    }
+    // 5: the x402 requirements match the stake.
+    let r = &req.requirements;
+    let network = format!("eip155:{}", pay.chain_id);
+    if r.network != network {
+        return Err(format!("network {} is not {network}", r.network));
+    }
+    if !addr_eq(&r.asset, usdc) {
+        return Err(format!(
+            "asset {} is not the escrow's USDC {usdc:#x}",
+            r.asset
+        ));
+    }
+    if r.amount != pay.amount_units.to_string() {
+        return Err(format!(
+            "amount {} is not the staked {}",
+            r.amount, pay.amount_units
+        ));
+    }
+    if !r.pay_to.eq_ignore_ascii_case(&pay.pay_to) {
+        return Err(format!(
+            "payTo {} is not the stake's {}",
+            r.pay_to, pay.pay_to
+        ));
+    }
+    let extra_escrow = r.extra.get("escrow").and_then(|v| v.as_str()).unwrap_or("");
+    if !extra_escrow.eq_ignore_ascii_case(&pay.escrow) {
+        return Err(format!(
+            "extra.escrow {extra_escrow:?} is not the escrow {}",
+            pay.escrow
+        ));
+    }
+    let extra_job = r.extra.get("jobId").and_then(|v| v.as_str()).unwrap_or("");
+    if !extra_job.eq_ignore_ascii_case(&job.to_hex()) {
+        return Err(format!("extra.jobId {extra_job:?} is not this job"));
+    }
+    Ok(expected.output_hash_hex())
+}
+
+impl PaidRequester {
+    /// A paid requester settling through `settler`.
+    pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>, settler: Arc<dyn Settler>) -> Arc<Self> {
+        Arc::new_cyclic(|me| PaidRequester {
+            ctx,
+            chain,
+            settler,
+            me: me.clone(),
+            progress: Mutex::new(HashMap::new()),
+            result_at: Mutex::new(HashMap::new()),
+            disputes: Mutex::new(HashMap::new()),
+            verify_lock: tokio::sync::Mutex::new(()),
+            busy: Arc::new(Busy::default()),
+        })
+    }
+
+    /// The settler in use.
+    pub fn settler_name(&self) -> &'static str {
+        self.settler.name()
+    }
+
+    fn subscribe(&self, job: JobId) -> watch::Receiver<PayProgress> {
+        lock(&self.progress)
+            .entry(job)
+            .or_insert_with(|| watch::channel(PayProgress::Waiting).0)
+            .subscribe()
+    }
+
+    fn notify(&self, job: &JobId, p: PayProgress) {
+        let done = matches!(p, PayProgress::Settled);
+        let mut m = lock(&self.progress);
+        if let Some(tx) = m.get(job) {
+            tx.send_replace(p);
+        }
+        if done {
+            m.remove(job);
+        }
+    }
+
+    fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
+        let res = self.ctx.jobs.update(job, Side::Requester, |r| {
+            if let Some(mut p) = r.payment.take() {
+                edit(r, &mut p);
+                r.payment = Some(p);
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(job = %job, error = %e, "cannot record the payment state");
+        }
+    }
+
+    fn spawn_verify(&self, job: JobId) {
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(async move { me.try_verify(job).await });
+        }
+    }
+
+    /// Verify the job's proof when both the output and the payment request are stored.
+    pub(crate) async fn try_verify(self: Arc<Self>, job: JobId) {
+        let _l = self.verify_lock.lock().await;
+        let rec = match self.ctx.jobs.get(&job, Side::Requester) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(%job, error = %e, "cannot read the job to verify it");
+                return;
+            }
+        };
+        let Some(pay) = rec.payment.clone() else {
+            return;
+        };
+        if pay.status != PayStatus::Staked {
+            return;
+        }
+        let (Some(output), Some(req), Some(provider)) =
+            (rec.output.clone(), pay.request.clone(), rec.peer)
+        else {
+            return;
+        };
+        let started = Instant::now();
+        let usdc = self.chain.escrow.usdc_address();
+        let p = pay.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            check_payment_request(&req, &output, &provider, &job, &p, &usdc)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("verification task failed: {e}")));
+        let verify_ms = started.elapsed().as_millis() as u64;
+        let prove_ms = lock(&self.result_at)
+            .remove(&job)
+            .map(|t| t.elapsed().as_millis() as u64)
+            .map(|since_result| since_result.saturating_sub(verify_ms));
+        match verdict {
+            Ok(commitment) => {
+                tracing::info!(%job, verify_ms, "proof verified");
+                self.update_pay(&job, |r, p| {
+                    p.status = PayStatus::Verified;
+                    p.proof_verified = Some(true);
+                    p.output_commitment = Some(commitment);
+                    p.error = None;
+                    r.timings.verify_ms = Some(verify_ms);
+                    if prove_ms.is_some() {
+                        r.timings.prove_ms = prove_ms;
+                    }
+                });
+                self.ctx.metrics.proof_checked(true);
+                self.notify(&job, PayProgress::Verified);
+                tokio::spawn(self.clone().settle(job));
+            }
+            Err(reason) => {
+                tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; asking the operator to reject");
+                self.update_pay(&job, |r, p| {
+                    p.status = PayStatus::Disputed;
+                    p.proof_verified = Some(false);
+                    p.error = Some(reason.clone());
+                    r.timings.verify_ms = Some(verify_ms);
+                });
+                self.ctx.metrics.proof_checked(false);
+                *lock(&self.disputes).entry(provider.address()).or_insert(0) += 1;
+                self.notify(&job, PayProgress::Invalid(reason));
+                tokio::spawn(self.clone().reject(job));
+            }
+        }
+    }
+
+    /// Release a verified job's stake to the provider and tell it.
+    pub(crate) async fn settle(self: Arc<Self>, job: JobId) {
+        let Some(_g) = self.busy.try_take(job) else {
+            return;
+        };
+        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
+            return;
+        };
+        let Some(pay) = rec.payment.clone() else {
+            return;
+        };
+        if pay.status != PayStatus::Verified {
+            return;
+        }
+        let Some(commitment) = pay.output_commitment.as_deref().and_then(parse_b256) else {
+            tracing::error!(%job, "verified job has no valid output commitment stored");
+            return;
+        };
+        let started = Instant::now();
+        let res = self.settler.release(job_b256(&job), commitment).await;
+        let settle_ms = started.elapsed().as_millis() as u64;
+        match res {
+            Ok(s) => {
+                let status = final_status(s.status).unwrap_or(PayStatus::Released);
+                let tx = s.tx_hash.map(|h| format!("{h:#x}"));
+                let url = s.explorer_url.clone();
+                tracing::info!(%job, settler = self.settler.name(), tx = ?tx, settle_ms, status = status.as_str(), "stake settled");
+                self.update_pay(&job, |r, p| {
+                    p.status = status;
+                    p.tx_hash = tx.clone();
+                    p.explorer_url = url.clone();
+                    p.error = None;
+                    r.timings.settle_ms = Some(settle_ms);
+                });
+                self.ctx.metrics.settled(status.as_str());
+                self.notify(&job, PayProgress::Settled);
+                if let (PayStatus::Released, Some(tx), Some(provider)) = (status, tx, rec.peer) {
+                    self.confirm(&provider, job, tx, url.unwrap_or_default())
+                        .await;
+                }
+            }
+            Err(SettleError::Conflict { status, .. }) => {
+                let st = final_status(status).unwrap_or(PayStatus::Refunded);
+                tracing::warn!(%job, status = %status, "stake already ended otherwise; recording it");
+                self.update_pay(&job, |_, p| {
+                    p.status = st;
+                    p.error = Some(format!("the stake was already {status}"));
+                });
+                self.notify(&job, PayProgress::Settled);
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "release failed; the payment watcher retries");
+                let msg = e.to_string();
+                self.update_pay(&job, |_, p| p.error = Some(msg.clone()));
+                self.notify(&job, PayProgress::SettleFailed(msg));
+            }
+        }
+    }
+
+    /// Ask the operator to reject a disputed job (the requester is refunded).
+    pub(crate) async fn reject(self: Arc<Self>, job: JobId) {
+        let Some(_g) = self.busy.try_take(job) else {
+            return;
+        };
+        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
+            return;
+        };
+        if rec.payment.as_ref().map(|p| p.status) != Some(PayStatus::Disputed) {
+            return;
+        }
+        match self.settler.reject(job_b256(&job)).await {
+            Ok(s) => {
+                let status = final_status(s.status).unwrap_or(PayStatus::Rejected);
+                let tx = s.tx_hash.map(|h| format!("{h:#x}"));
+                tracing::info!(%job, tx = ?tx, status = status.as_str(), "disputed stake returned to the requester");
+                self.update_pay(&job, |_, p| {
+                    p.status = status;
+                    p.tx_hash = tx;
+                    p.explorer_url = s.explorer_url;
+                });
+                self.ctx.metrics.settled(status.as_str());
+                self.notify(&job, PayProgress::Settled);
+            }
+            Err(SettleError::Conflict { status, .. }) => {
+                let st = final_status(status).unwrap_or(PayStatus::Released);
+                tracing::warn!(%job, status = %status, "disputed stake had already ended; recording it");
+                self.update_pay(&job, |_, p| p.status = st);
+                self.notify(&job, PayProgress::Settled);
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "reject failed; the payment watcher retries");
+                let msg = e.to_string();
+                self.update_pay(&job, |_, p| p.error = Some(msg));
+            }
+        }
+    }
+
+    /// Take the stake back after its deadline when nothing verified arrived: refund when the
+    /// provider never submitted, reject through the operator when it did.
+    pub(crate) async fn unwind(self: Arc<Self>, job: JobId, chain_now: u64) {
+        let Some(guard) = self.busy.try_take(job) else {
+            return;
+        };
+        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
+            return;
+        };
+        let Some(pay) = rec.payment.clone() else {
+            return;
+        };
+        if chain_now <= pay.stake_deadline {
+            return;
+        }
+        let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
+                return;
+            }
+        };
+        match (pay.status, stake.status) {
+            (_, s) if final_status(s).is_some() => {
+                let st = final_status(s).unwrap_or(PayStatus::Refunded);
+                self.update_pay(&job, |_, p| p.status = st);
+                self.notify(&job, PayProgress::Settled);
+            }
+            (PayStatus::Staking, StakeStatus::None) => {
+                tracing::info!(%job, "the stake never landed; nothing is locked");
+                self.update_pay(&job, |_, p| p.status = PayStatus::Unwound);
+                self.notify(&job, PayProgress::Settled);
+            }
+            (_, StakeStatus::Staked) => match self.chain.escrow.refund(job_b256(&job)).await {
+                Ok(tx) => {
+                    let url = self.chain.escrow.tx_url(tx);
+                    tracing::info!(%job, tx = %tx, "no result by the deadline: stake refunded");
+                    self.update_pay(&job, |_, p| {
+                        p.status = PayStatus::Refunded;
+                        p.tx_hash = Some(format!("{tx:#x}"));
+                        p.explorer_url = Some(url);
+                    });
+                    self.ctx.metrics.settled("refunded");
+                    self.notify(&job, PayProgress::Settled);
+                }
+                Err(e) => {
+                    tracing::warn!(%job, error = %e, "refund failed; retrying later");
+                    self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                }
+            },
+            (_, StakeStatus::Submitted) => {
+                let reason =
+                    "the provider submitted an output hash but no verified result arrived by the deadline";
+                tracing::warn!(%job, "{reason}; asking the operator to reject");
+                self.update_pay(&job, |_, p| {
+                    p.status = PayStatus::Disputed;
+                    p.error = Some(reason.into());
+                });
+                drop(guard);
+                self.clone().reject(job).await;
+            }
+            (st, s) => {
+                tracing::warn!(%job, status = st.as_str(), stake = %s, "unexpected stake state after the deadline");
+            }
+        }
+    }
+
+    /// A stake whose transaction may or may not have landed (a crash during `stake`).
+    pub(crate) async fn check_staking(&self, job: JobId) {
+        if let Ok(s) = self.chain.escrow.get_stake(job_b256(&job)).await {
+            if s.status != StakeStatus::None {
+                tracing::info!(%job, "the interrupted stake landed");
+                self.update_pay(&job, |_, p| p.status = PayStatus::Staked);
+            }
+        }
+    }
+
+    async fn confirm(&self, provider: &PeerKey, job: JobId, tx_hash: String, explorer_url: String) {
+        let msg = Message::PaymentConfirmed(PaymentConfirmed {
+            job_id: job,
+            tx_hash,
+            explorer_url,
+        });
+        let _ = self.ctx.send(provider, &msg).await;
+    }
+
+    fn drop_msg(&self, reason: DropReason, from: &PeerKey, job: &JobId, why: &str) {
+        self.ctx.metrics.dropped(reason);
+        tracing::warn!(from = %from.short(), %job, reason = reason.as_str(), "payment_request dropped: {why}");
+    }
+}
+
+#[async_trait]
+impl RequesterPayments for PaidRequester {
+    fn paid(&self) -> bool {
+        true
+    }
+
+    async fn stake(
+        &self,
+        job_id: &JobId,
+        ad: &ResourceAd,
+        deadline_ms: u64,
+    ) -> Result<Option<StakeRef>, PaymentError> {
+        let job = *job_id;
+        let wallet: Address = ad
+            .wallet
+            .as_deref()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| PaymentError("the provider advertised no wallet".into()))?;
+        if ad.price == 0 {
+            return Err(PaymentError(
+                "the provider's price is 0; the escrow cannot stake nothing".into(),
+            ));
+        }
+        let escrow = &self.chain.escrow;
+        let chain_now = escrow
+            .chain_time()
+            .await
+            .map_err(|e| PaymentError(format!("cannot read the chain's time: {e}")))?;
+        let left_s = deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
+        let stake_deadline = chain_now + left_s + self.ctx.config.stake_margin.as_secs();
+        let pay = PaymentRecord {
+            status: PayStatus::Staking,
+            chain_id: self.chain.settings.chain_id,
+            escrow: self.chain.escrow_hex(),
+            amount_units: ad.price,
+            pay_to: format!("{wallet:#x}"),
+            stake_tx: None,
+            stake_deadline,
+            output_commitment: None,
+            proof_verified: None,
+            tx_hash: None,
+            explorer_url: None,
+            submit_tx: None,
+            submitted_at: None,
+            delivered_ms: None,
+            request: None,
+            error: None,
+        };
+        self.ctx
+            .jobs
+            .update(&job, Side::Requester, |r| {
+                r.peer = Some(ad.node_id);
+                r.peer_ens = ad.ens.clone();
+                r.peer_wallet = ad.wallet.clone();
+                r.price_units = Some(ad.price);
+                r.payment = Some(pay);
+            })
+            .map_err(|e| PaymentError(format!("cannot record the stake: {e}")))?;
+        let started = Instant::now();
+        match escrow
+            .stake(job_b256(&job), wallet, U256::from(ad.price), stake_deadline)
+            .await
+        {
+            Ok(tx) => {
+                let stake_ms = started.elapsed().as_millis() as u64;
+                let tx = format!("{tx:#x}");
+                self.update_pay(&job, |r, p| {
+                    p.status = PayStatus::Staked;
+                    p.stake_tx = Some(tx.clone());
+                    r.timings.stake_ms = Some(stake_ms);
+                });
+                Ok(Some(StakeRef {
+                    chain_id: self.chain.settings.chain_id,
+                    escrow: self.chain.escrow_hex(),
+                    amount: ad.price.to_string(),
+                    tx,
+                }))
+            }
+            Err(e) => {
+                // A refusal (balance, allowance, a revert) locked nothing. Anything else
+                // (a lost receipt) may still land: the watcher finds out from getStake.
+                let refused =
+                    e.revert().is_some() && !matches!(e.revert(), Some(EscrowRevert::NoReason));
+                let msg = e.to_string();
+                self.update_pay(&job, |_, p| {
+                    if refused {
+                        p.status = PayStatus::Unwound;
+                    }
+                    p.error = Some(msg.clone());
+                });
+                Err(PaymentError(format!("stake failed: {msg}")))
+            }
+        }
+    }
+
+    async fn on_result(&self, job_id: &JobId) -> Option<watch::Receiver<PayProgress>> {
+        let rx = self.subscribe(*job_id);
+        lock(&self.result_at).insert(*job_id, Instant::now());
+        self.spawn_verify(*job_id);
+        Some(rx)
+    }
+
+    async fn on_late_result(&self, from: &PeerKey, result: TaskResult) -> bool {
+        let job = result.job_id;
+        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
+            return false;
+        };
+        let open = rec
+            .payment
+            .as_ref()
+            .is_some_and(|p| p.status == PayStatus::Staked);
+        if !open || !rec.peer.is_some_and(|k| k.same_node(from)) {
+            return false;
+        }
+        if rec.output.is_some() {
+            tracing::debug!(%job, "duplicate task_result ignored");
+            return true;
+        }
+        let usage = result.usage.clone();
+        let res = self
+            .ctx
+            .jobs
+            .transition(&job, Side::Requester, JobState::Completed, |r| {
+                r.output = Some(result.output);
+                r.usage = Some(usage);
+            });
+        match res {
+            Ok(_) => {
+                tracing::info!(%job, from = %from.short(), "late result recorded; verifying its proof before paying");
+                lock(&self.result_at).insert(job, Instant::now());
+                self.spawn_verify(job);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "late result not recorded");
+                false
+            }
+        }
+    }
+
+    async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest) {
+        let job = req.job_id;
+        let rec = match self.ctx.jobs.get(&job, Side::Requester) {
+            Ok(Some(r)) => r,
+            Ok(None) => return self.drop_msg(DropReason::Unexpected, from, &job, "no such job"),
+            Err(e) => {
+                tracing::error!(%job, error = %e, "cannot read the job for a payment_request");
+                return;
+            }
+        };
+        let Some(pay) = rec.payment.clone() else {
+            return self.drop_msg(DropReason::Unexpected, from, &job, "the job is not paid");
+        };
+        if !rec.peer.is_some_and(|k| k.same_node(from)) {
+            return self.drop_msg(
+                DropReason::Spoofed,
+                from,
+                &job,
+                "the sender is not this job's provider",
+            );
+        }
+        match pay.status {
+            PayStatus::Staked => {
+                if pay.request.is_some() && rec.output.is_some() {
+                    tracing::debug!(%job, "duplicate payment_request while verifying");
+                    return;
+                }
+                self.update_pay(&job, |_, p| p.request = Some(req));
+                self.spawn_verify(job);
+            }
+            PayStatus::Released => {
+                // The provider asks again (it did not hear us): tell it again.
+                if let (Some(tx), Some(provider)) = (pay.tx_hash, rec.peer) {
+                    self.confirm(&provider, job, tx, pay.explorer_url.unwrap_or_default())
+                        .await;
+                }
+            }
+            other => {
+                tracing::info!(%job, status = other.as_str(), "payment_request for a job past verification ignored");
+            }
+        }
+    }
+
+    fn disputes(&self, provider: &PeerKey) -> u32 {
+        lock(&self.disputes)
+            .get(&provider.address())
+            .copied()
+            .unwrap_or(0)
+    }
+}
