@@ -222,6 +222,20 @@ impl DaemonProc {
         true
     }
 
+    /// SIGKILL (no chance to clean up) and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again after [`DaemonProc::kill`], with the same settings and data.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "daemon is still running");
+        self.spawn().await;
+    }
+
     /// Stop and start again with the same settings and data.
     pub async fn restart(&mut self) {
         assert!(

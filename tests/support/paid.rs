@@ -1,0 +1,236 @@
+//! The world of a paid-flow test: anvil with MockUSDC and EdgentEscrow, the KeeperHub
+//! emulator, the Ollama stub, `edgent mesh-sim`, and a requester and a provider daemon
+//! (real processes) paid through the escrow; plus the money checks every scenario ends
+//! with. Included by the paid test files as `#[path = "support/paid.rs"] mod paid_world;`.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::chain::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
+use edgent::chain::{EscrowClient, StakeStatus};
+use edgent::inference::ollama_stub::{OllamaStub, StubBehaviour};
+use serde_json::{json, Value};
+
+use crate::support::{eventually, DaemonProc, MeshSimProc};
+
+/// The provider's price: 0.01 USDC.
+pub const PRICE: u64 = 10_000;
+/// What the requester's wallet starts with: 100 USDC.
+pub const FUND: u64 = 100_000_000;
+/// Anvil accounts: 0 deploys, 1 is the escrow's operator, 2 the requester, 3 the provider.
+const OPERATOR: usize = 1;
+const REQUESTER: usize = 2;
+const PROVIDER: usize = 3;
+
+/// Who settles for the requester.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Through the KeeperHub emulator.
+    KeeperHub,
+    /// The requester daemon signs as operator.
+    Direct,
+}
+
+/// Everything a paid scenario runs on.
+pub struct PaidWorld {
+    /// The chain.
+    pub chain: LocalChain,
+    /// MockUSDC + escrow.
+    pub deployment: LocalDeployment,
+    /// KeeperHub's stand-in.
+    pub keeperhub: KeeperHubEmulator,
+    /// Ollama's stand-in (the provider's backend).
+    pub ollama: OllamaStub,
+    /// Two mesh nodes: 0 requester, 1 provider.
+    pub mesh: MeshSimProc,
+    /// Data directories.
+    pub dir: tempfile::TempDir,
+    reader: EscrowClient,
+    /// The requester's wallet.
+    pub requester_wallet: Address,
+    /// The provider's wallet.
+    pub provider_wallet: Address,
+}
+
+impl PaidWorld {
+    /// Start the chain, deploy, fund the requester, start the emulator, stub and mesh.
+    pub async fn new() -> PaidWorld {
+        let chain = LocalChain::start()
+            .await
+            .expect("anvil (npm ci installs it)");
+        let requester_wallet = chain.signer(REQUESTER).address();
+        let provider_wallet = chain.signer(PROVIDER).address();
+        let deployment = deploy_local(
+            &chain.rpc_url(),
+            chain.signer(0),
+            chain.signer(OPERATOR).address(),
+            &[(requester_wallet, U256::from(FUND))],
+        )
+        .await
+        .expect("deploy");
+        let keeperhub = KeeperHubEmulator::start(
+            &chain.rpc_url(),
+            deployment.escrow,
+            chain.signer(OPERATOR),
+            EmulatorFaults::default(),
+        )
+        .await
+        .expect("KeeperHub emulator");
+        let reader = EscrowClient::connect(&chain.settings(&deployment), None)
+            .await
+            .expect("escrow reader");
+        let ollama = OllamaStub::start(StubBehaviour::default())
+            .await
+            .expect("ollama stub");
+        let mesh = MeshSimProc::start(2, 0);
+        PaidWorld {
+            chain,
+            deployment,
+            keeperhub,
+            ollama,
+            mesh,
+            dir: tempfile::tempdir().expect("tempdir"),
+            reader,
+            requester_wallet,
+            provider_wallet,
+        }
+    }
+
+    fn chain_env(&self, key: usize) -> Vec<(String, String)> {
+        vec![
+            ("EDGENT_PAYMENTS".into(), "on".into()),
+            ("CHAIN_RPC_URL".into(), self.chain.rpc_url()),
+            ("CHAIN_ID".into(), self.chain.chain_id().to_string()),
+            (
+                "ESCROW_ADDRESS".into(),
+                format!("{:#x}", self.deployment.escrow),
+            ),
+            (
+                "USDC_ADDRESS".into(),
+                format!("{:#x}", self.deployment.usdc),
+            ),
+            (
+                "WALLET_PRIVATE_KEY".into(),
+                self.chain.key(key).expose().to_string(),
+            ),
+            ("EXPLORER_URL".into(), "http://explorer.invalid".into()),
+            ("PAYMENT_TICK_MS".into(), "100".into()),
+            ("PAYMENT_GRACE_SECS".into(), "1".into()),
+            ("STAKE_MARGIN_SECS".into(), "30".into()),
+        ]
+    }
+
+    /// The requester daemon's settings for `settle`.
+    pub fn requester_env(&self, settle: Settle) -> Vec<(String, String)> {
+        let mut env = self.chain_env(REQUESTER);
+        env.push(("AXL_API_URL".into(), self.mesh.nodes[0].1.clone()));
+        env.push(("EDGENT_ROLE".into(), "requester".into()));
+        env.push(("EDGENT_ENS_NAME".into(), "jetson-orin.edgent.eth".into()));
+        match settle {
+            Settle::KeeperHub => {
+                env.push(("SETTLER".into(), "keeperhub".into()));
+                env.push(("KEEPERHUB_API_URL".into(), self.keeperhub.url().into()));
+                env.push(("KEEPERHUB_API_KEY".into(), self.keeperhub.api_key().into()));
+                env.push(("KEEPERHUB_NETWORK".into(), "anvil".into()));
+                env.push(("KEEPERHUB_POLL_SECS".into(), "0.05".into()));
+                env.push(("KEEPERHUB_TIMEOUT_SECS".into(), "20".into()));
+            }
+            Settle::Direct => {
+                env.push(("SETTLER".into(), "direct".into()));
+                env.push((
+                    "OPERATOR_PRIVATE_KEY".into(),
+                    self.chain.key(OPERATOR).expose().to_string(),
+                ));
+            }
+        }
+        env
+    }
+
+    /// The provider daemon's settings (Ollama stub backend, price 0.01 USDC).
+    pub fn provider_env(&self) -> Vec<(String, String)> {
+        let mut env = self.chain_env(PROVIDER);
+        env.push(("AXL_API_URL".into(), self.mesh.nodes[1].1.clone()));
+        env.push(("EDGENT_ROLE".into(), "provider".into()));
+        env.push(("EDGENT_ENS_NAME".into(), "dell-g15.edgent.eth".into()));
+        env.push(("OLLAMA_URL".into(), self.ollama.url()));
+        env.push(("PRICE_USDC".into(), "0.01".into()));
+        env
+    }
+
+    /// Start both daemons; `provider_extra` is added to the provider's settings.
+    pub async fn start(
+        &self,
+        settle: Settle,
+        provider_extra: &[(&str, &str)],
+    ) -> (DaemonProc, DaemonProc) {
+        let mut p_env = self.provider_env();
+        p_env.extend(
+            provider_extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let provider = DaemonProc::start_owned(&self.dir.path().join("provider"), p_env).await;
+        let requester = DaemonProc::start_owned(
+            &self.dir.path().join("requester"),
+            self.requester_env(settle),
+        )
+        .await;
+        (requester, provider)
+    }
+
+    /// USDC balances: (requester, provider, escrow), base units.
+    pub async fn balances(&self) -> (u64, u64, u64) {
+        let b = |a: Address| async move {
+            let v = self.reader.usdc_balance(a).await.expect("balance");
+            u64::try_from(v).expect("fits u64")
+        };
+        (
+            b(self.requester_wallet).await,
+            b(self.provider_wallet).await,
+            b(self.deployment.escrow).await,
+        )
+    }
+
+    /// Conservation: no unit created or lost, and the escrow holds exactly `live` stakes.
+    pub async fn assert_conserved(&self, live: u64) {
+        let (r, p, e) = self.balances().await;
+        assert_eq!(r + p + e, FUND, "USDC created or lost: r={r} p={p} e={e}");
+        assert_eq!(e, live, "the escrow holds {e}, live stakes are {live}");
+    }
+
+    /// The stake's on-chain status.
+    pub async fn stake_status(&self, job: &str) -> StakeStatus {
+        let id: B256 = job.parse().expect("job id");
+        self.reader.get_stake(id).await.expect("getStake").status
+    }
+
+    /// Move the chain's clock forward.
+    pub async fn advance(&self, secs: u64) {
+        self.chain.advance_time(secs).await.expect("advance time");
+    }
+}
+
+/// The job `job` as `/jobs` on `d` shows it.
+pub async fn job(d: &DaemonProc, job: &str) -> Option<Value> {
+    let jobs = d.get("/jobs").await;
+    jobs.as_array()?
+        .iter()
+        .find(|j| j["job_id"] == json!(job))
+        .cloned()
+}
+
+/// Wait until `d` shows `job`'s payment in `status`; returns the job.
+pub async fn payment_becomes(d: &DaemonProc, id: &str, status: &str, within: Duration) -> Value {
+    eventually(&format!("{} payment {status}", d.url), within, || async {
+        let j = job(d, id).await?;
+        (j["payment"]["status"] == json!(status)).then_some(j)
+    })
+    .await
+}
+
+/// The newest job on `d`.
+pub async fn newest_job(d: &DaemonProc) -> Option<Value> {
+    d.get("/jobs").await.as_array()?.first().cloned()
+}
