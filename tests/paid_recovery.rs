@@ -1,0 +1,186 @@
+//! Every stake ends, even when a side vanishes or is SIGKILLed mid-job: the daemons drive
+//! refund, reject, submit and claim from their persisted job tables, with anvil's clock
+//! moved forward where the escrow's timers need it. Money is conserved in every scenario.
+
+#[path = "support/paid.rs"]
+mod paid_world;
+mod support;
+
+use std::time::Duration;
+
+use edgent::chain::StakeStatus;
+use paid_world::{job, newest_job, payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use serde_json::{json, Value};
+use support::{eventually, DaemonProc};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Wait until `d`'s newest job is in `state`; returns its id.
+async fn newest_in_state(d: &DaemonProc, state: &str) -> String {
+    eventually(&format!("a job {state}"), WITHIN, || async {
+        let j = newest_job(d).await?;
+        (j["state"] == json!(state)).then(|| j["job_id"].as_str().unwrap().to_string())
+    })
+    .await
+}
+
+/// Start a delegation in the background (the daemon may be killed under it).
+fn delegate_in_background(
+    requester: &DaemonProc,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let url = format!("{}/delegate", requester.url);
+    tokio::spawn(async move {
+        match reqwest::Client::new().post(url).json(&body).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_vanishes_after_the_stake_and_the_requester_is_refunded() {
+    let w = PaidWorld::new().await;
+    w.ollama.set(|b| b.delay = Duration::from_secs(60));
+    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    let call = delegate_in_background(
+        &requester,
+        json!({"model": "tinyllama", "prompt": "slow", "timeout_ms": 2000}),
+    );
+    let id = newest_in_state(&provider, "running").await;
+    provider.kill();
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    w.assert_conserved(PRICE).await;
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Staked);
+
+    // Nothing happens before the stake's deadline; after it, the requester refunds.
+    w.advance(2 + 30 + 5).await;
+    let rec = payment_becomes(&requester, &id, "refunded", WITHIN).await;
+    assert!(rec["payment"]["tx_hash"].as_str().is_some());
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Refunded);
+    assert_eq!(w.balances().await, (FUND, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_hour() {
+    let w = PaidWorld::new().await;
+    // KeeperHub refuses every release, so the requester never pays before it vanishes.
+    w.keeperhub.set_spending_cap(true);
+    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "pay me"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["job_id"].as_str().unwrap().to_string();
+    requester.kill();
+
+    // After the grace period the provider submits its output hash, which locks the stake.
+    let rec = payment_becomes(&provider, &id, "submitted", WITHIN).await;
+    assert!(rec["payment"]["submit_tx"].as_str().is_some());
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Submitted);
+    w.assert_conserved(PRICE).await;
+
+    // An hour later (chain time) it claims.
+    w.advance(3601).await;
+    let rec = payment_becomes(&provider, &id, "claimed", WITHIN).await;
+    assert!(rec["payment"]["tx_hash"].as_str().is_some());
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Claimed);
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_killed_while_tasked_completes_and_pays_after_restart() {
+    let w = PaidWorld::new().await;
+    w.ollama.set(|b| b.delay = Duration::from_secs(2));
+    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let call = delegate_in_background(
+        &requester,
+        json!({"model": "tinyllama", "prompt": "survive me", "timeout_ms": 20000}),
+    );
+    let id = newest_in_state(&requester, "tasked").await;
+    requester.kill();
+    let _ = call.await;
+    requester.start_again().await;
+
+    // The result and the proof arrive at the restarted daemon: it verifies and pays.
+    let rec = payment_becomes(&requester, &id, "released", WITHIN).await;
+    assert_eq!(rec["state"], json!("completed"));
+    assert_eq!(rec["payment"]["proof_verified"], json!(true));
+    payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_killed_while_running_unwinds_to_a_refund() {
+    let w = PaidWorld::new().await;
+    w.ollama.set(|b| b.delay = Duration::from_secs(60));
+    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    let call = delegate_in_background(
+        &requester,
+        json!({"model": "tinyllama", "prompt": "die mid-run", "timeout_ms": 3000}),
+    );
+    let id = newest_in_state(&provider, "running").await;
+    provider.kill();
+    provider.start_again().await;
+    let prec = payment_becomes(&provider, &id, "abandoned", WITHIN).await;
+    assert_eq!(prec["state"], json!("failed"));
+    let (status, _) = call.await.unwrap();
+    assert_eq!(status, 504);
+    w.advance(3 + 30 + 5).await;
+    payment_becomes(&requester, &id, "refunded", WITHIN).await;
+    assert_eq!(w.balances().await, (FUND, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_killed_after_delivery_is_paid_after_restart() {
+    let w = PaidWorld::new().await;
+    w.keeperhub.set_spending_cap(true);
+    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "delivered"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["job_id"].as_str().unwrap().to_string();
+    provider.kill();
+    w.assert_conserved(PRICE).await;
+
+    // KeeperHub recovers; the requester's watcher retries the release.
+    w.keeperhub.set_spending_cap(false);
+    payment_becomes(&requester, &id, "released", WITHIN).await;
+    provider.start_again().await;
+    let prec = payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert!(prec["payment"]["tx_hash"].as_str().is_some());
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_killed_after_verifying_releases_exactly_once_after_restart() {
+    let w = PaidWorld::new().await;
+    w.keeperhub.set_spending_cap(true);
+    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "verified then killed"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        job(&requester, &id).await.unwrap()["payment"]["status"],
+        json!("verified")
+    );
+    requester.kill();
+    // Meanwhile the provider, unpaid after its grace period, submits on chain.
+    payment_becomes(&provider, &id, "submitted", WITHIN).await;
+
+    w.keeperhub.set_spending_cap(false);
+    requester.start_again().await;
+    payment_becomes(&requester, &id, "released", WITHIN).await;
+    payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Released);
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+}
