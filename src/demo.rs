@@ -1,20 +1,27 @@
-//! `edgent demo`: one delegation end to end on one machine, with nothing else running.
+//! `edgent demo`: one paid delegation end to end on one machine, with nothing else running.
 //!
-//! It starts a two-node in-process mesh (the AXL HTTP contract harness), a provider
-//! daemon and a requester daemon attached to it, and sends one `POST /delegate` over real
-//! HTTP to the requester, printing each step. It uses Ollama at `OLLAMA_URL` when that
-//! answers with a model, else the built-in demo backend, which it labels as such.
+//! It starts anvil (from the npm package `npm ci` installs), deploys MockUSDC and
+//! EdgentEscrow, funds the requester's wallet, starts a two-node in-process mesh (the AXL
+//! HTTP contract harness), a provider daemon and a requester daemon attached to it, and
+//! sends one `POST /delegate` over real HTTP to the requester, printing each step: stake,
+//! inference, proof, verification, and the release transaction. Without anvil (or with
+//! `--unpaid`) it says how to get anvil and runs the unpaid flow. It uses Ollama at
+//! `OLLAMA_URL` when that answers with a model, else the built-in demo backend, which it
+//! labels as such.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use alloy::primitives::{Address, U256};
 use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::axl::sim::MeshSim;
-use crate::config::{BackendKind, Config, Role, Sources};
+use crate::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
+use crate::chain::{ChainSettings, EscrowClient};
+use crate::config::{format_usdc, BackendKind, Config, Role, SettlerKind, Sources};
 use crate::daemon::Daemon;
 use crate::inference::demo::DEMO_MODEL;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
@@ -30,10 +37,101 @@ pub struct DemoOptions {
     pub prompt: String,
     /// The model; by default the first Ollama model, or the demo backend's.
     pub model: Option<String>,
+    /// Skip the chain: run the unpaid flow.
+    pub unpaid: bool,
 }
 
-fn step(n: u32, text: &str) {
-    println!("[{n}] {text}");
+/// Prints numbered steps.
+struct Steps(u32);
+
+impl Steps {
+    fn say(&mut self, text: &str) {
+        self.0 += 1;
+        println!("[{}] {text}", self.0);
+    }
+}
+
+/// Anvil accounts the demo uses: 0 deploys, 1 is the escrow's operator, 2 the requester's
+/// wallet, 3 the provider's.
+const DEPLOYER: usize = 0;
+const OPERATOR: usize = 1;
+const REQUESTER_WALLET: usize = 2;
+const PROVIDER_WALLET: usize = 3;
+
+/// What the requester's wallet is funded with: 100 USDC.
+const DEMO_FUNDS: u64 = 100_000_000;
+
+/// A local chain with the escrow deployed, for the paid demo.
+struct DemoChain {
+    chain: LocalChain,
+    deployment: LocalDeployment,
+}
+
+impl DemoChain {
+    /// The chain settings for a node signing with dev account `wallet`.
+    fn settings(&self, wallet: usize) -> ChainSettings {
+        let mut s = self.chain.settings(&self.deployment);
+        s.wallet_key = Some(self.chain.key(wallet));
+        s.operator_key = Some(self.chain.key(OPERATOR));
+        s.explorer_url = "http://localhost/anvil".into();
+        s
+    }
+
+    async fn balance(&self, who: Address) -> String {
+        let client = match EscrowClient::connect(&self.chain.settings(&self.deployment), None).await
+        {
+            Ok(c) => c,
+            Err(_) => return "?".into(),
+        };
+        match client.usdc_balance(who).await {
+            Ok(v) => format_usdc(u64::try_from(v).unwrap_or(u64::MAX)),
+            Err(_) => "?".into(),
+        }
+    }
+}
+
+/// Start anvil and deploy, or say why not (the demo then runs unpaid).
+async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
+    let chain = match LocalChain::start().await {
+        Ok(c) => c,
+        Err(e) => {
+            steps.say(&format!(
+                "no local chain: {e}. Running the UNPAID flow instead (install anvil with `npm ci` in the repository for the paid one)"
+            ));
+            return None;
+        }
+    };
+    let funds = [(
+        chain.signer(REQUESTER_WALLET).address(),
+        U256::from(DEMO_FUNDS),
+    )];
+    match deploy_local(
+        &chain.rpc_url(),
+        chain.signer(DEPLOYER),
+        chain.signer(OPERATOR).address(),
+        &funds,
+    )
+    .await
+    {
+        Ok(deployment) => {
+            steps.say(&format!(
+                "local chain up (anvil at {}, chain {}): MockUSDC {:#x}, EdgentEscrow {:#x}; requester wallet {:#x} funded with {} USDC",
+                chain.rpc_url(),
+                chain.chain_id(),
+                deployment.usdc,
+                deployment.escrow,
+                chain.signer(REQUESTER_WALLET).address(),
+                format_usdc(DEMO_FUNDS)
+            ));
+            Some(DemoChain { chain, deployment })
+        }
+        Err(e) => {
+            steps.say(&format!(
+                "deploying the escrow failed ({e}); running the UNPAID flow instead"
+            ));
+            None
+        }
+    }
 }
 
 async fn pick_backend(base: &Config, wanted: Option<&str>) -> (Arc<dyn Backend>, String, bool) {
@@ -71,6 +169,16 @@ fn node_config(
     c.axl_key_path = data.join("axl-private.pem");
     c.http_addr = http;
     c.payments = false;
+    c.chain = None;
+    c
+}
+
+/// Switch a node's configuration to the paid flow on the demo chain.
+fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
+    c.payments = true;
+    c.chain = Some(chain.settings(wallet));
+    c.settler = SettlerKind::Direct;
+    c.payment_tick = std::time::Duration::from_millis(200);
     c
 }
 
@@ -84,31 +192,31 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
     println!("edgent demo: one delegation across a two-node AXL-API mesh on this machine");
+    let mut steps = Steps(0);
+    let chain = if opts.unpaid {
+        None
+    } else {
+        start_chain(&mut steps).await
+    };
     let mesh = MeshSim::start(2, 0, 0xED6E)
         .await
         .context("starting the in-process mesh")?;
-    step(
-        1,
-        &format!(
-            "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
-            mesh.key(0).short(),
-            mesh.url(0),
-            mesh.key(1).short(),
-            mesh.url(1)
-        ),
-    );
+    steps.say(&format!(
+        "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
+        mesh.key(0).short(),
+        mesh.url(0),
+        mesh.key(1).short(),
+        mesh.url(1)
+    ));
 
     let (backend, model, real) = pick_backend(&base, opts.model.as_deref()).await;
     if real {
-        step(
-            2,
-            &format!(
-                "provider backend: Ollama at {} with model {model}",
-                base.ollama_url
-            ),
-        );
+        steps.say(&format!(
+            "provider backend: Ollama at {} with model {model}",
+            base.ollama_url
+        ));
     } else {
-        step(2, &format!(
+        steps.say(&format!(
             "provider backend: built-in DEMO backend (no Ollama answered at {}; this is not a language model)",
             base.ollama_url
         ));
@@ -126,19 +234,27 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     } else {
         BackendKind::Demo
     };
+    if let Some(c) = &chain {
+        pcfg = paid(pcfg, c, PROVIDER_WALLET);
+    }
     let provider = Daemon::start(pcfg, Some(backend))
         .await
         .context("starting the provider daemon")?;
-    step(
-        3,
-        &format!(
-            "provider daemon up: API http://{}, advertising {:?}",
-            provider.http_addr(),
-            provider.provider.status().models
-        ),
-    );
+    steps.say(&format!(
+        "provider daemon up: API http://{}, advertising {:?}{}",
+        provider.http_addr(),
+        provider.provider.status().models,
+        match &chain {
+            Some(c) => format!(
+                " at {} USDC per job, paid to {:#x}",
+                format_usdc(base.price_units),
+                c.chain.signer(PROVIDER_WALLET).address()
+            ),
+            None => String::new(),
+        }
+    ));
 
-    let rcfg = node_config(
+    let mut rcfg = node_config(
         &base,
         Role::Requester,
         "requester.demo.edgent.eth",
@@ -146,6 +262,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         root.join("requester"),
         opts.http_addr,
     );
+    if let Some(c) = &chain {
+        rcfg = paid(rcfg, c, REQUESTER_WALLET);
+    }
     let requester = match Daemon::start(rcfg.clone(), None).await {
         Ok(d) => d,
         Err(e) if opts.http_addr.port() != 0 => {
@@ -159,22 +278,28 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         Err(e) => return Err(e.context("starting the requester daemon")),
     };
     let url = format!("http://{}", requester.http_addr());
-    step(
-        4,
-        &format!("requester daemon up: API and dashboard at {url}/"),
-    );
+    steps.say(&format!(
+        "requester daemon up: API and dashboard at {url}/{}",
+        if chain.is_some() {
+            " (settles directly as the escrow's operator)"
+        } else {
+            ""
+        }
+    ));
 
-    step(
-        5,
-        &format!(
-            "agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}}}",
-            opts.prompt
-        ),
-    );
+    steps.say(&format!(
+        "agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}{}}}",
+        opts.prompt,
+        if chain.is_some() {
+            ", wait: \"settled\""
+        } else {
+            ""
+        }
+    ));
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{url}/delegate"))
-        .json(&json!({"model": model, "prompt": opts.prompt, "timeout_ms": 120_000}))
+        .json(&json!({"model": model, "prompt": opts.prompt, "timeout_ms": 120_000, "wait": "settled"}))
         .send()
         .await
         .context("calling /delegate")?;
@@ -183,36 +308,59 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let ok = status.is_success();
     if ok {
         let p = &body["provider"];
-        step(
-            6,
-            &format!(
-                "discovered and chose provider {} ({}) in {} ms",
-                p["ens"].as_str().unwrap_or("?"),
-                p["node_id"]
-                    .as_str()
-                    .map(|s| &s[..s.len().min(8)])
-                    .unwrap_or("?"),
-                body["timings"]["discover_ms"]
-            ),
-        );
-        step(
-            7,
-            &format!(
-                "inference on the provider took {} ms",
-                body["timings"]["inference_ms"]
-            ),
-        );
-        step(
-            8,
-            &format!(
-                "answer received over AXL, {} ms end to end:",
-                body["timings"]["total_ms"]
-            ),
-        );
+        let t = &body["timings"];
+        steps.say(&format!(
+            "discovered and chose provider {} ({}) in {} ms",
+            p["ens"].as_str().unwrap_or("?"),
+            p["node_id"]
+                .as_str()
+                .map(|s| &s[..s.len().min(8)])
+                .unwrap_or("?"),
+            t["discover_ms"]
+        ));
+        let pay = &body["payment"];
+        if pay.is_object() {
+            steps.say(&format!(
+                "staked {} USDC in the escrow for job {}: tx {} ({} ms)",
+                format_usdc(pay["amount_units"].as_u64().unwrap_or(0)),
+                body["job_id"].as_str().unwrap_or("?"),
+                pay["stake_tx"].as_str().unwrap_or("?"),
+                t["stake_ms"]
+            ));
+        }
+        steps.say(&format!(
+            "provider checked the stake and ran the inference in {} ms; the answer came back over AXL",
+            t["inference_ms"]
+        ));
+        if pay.is_object() {
+            steps.say(&format!(
+                "provider proved the output (Groth16) and sent an x402 payment_request over AXL ({} ms after the answer)",
+                t["prove_ms"]
+            ));
+            steps.say(&format!(
+                "requester verified the commitments and the proof in {} ms: proof_verified = {}",
+                t["verify_ms"], body["proof_verified"]
+            ));
+            steps.say(&format!(
+                "released to the provider in {} ms: tx {} ({})",
+                t["settle_ms"],
+                pay["tx_hash"].as_str().unwrap_or("?"),
+                pay["status"].as_str().unwrap_or("?")
+            ));
+            if let Some(c) = &chain {
+                steps.say(&format!(
+                    "balances now: requester {} USDC, provider {} USDC, escrow {} USDC",
+                    c.balance(c.chain.signer(REQUESTER_WALLET).address()).await,
+                    c.balance(c.chain.signer(PROVIDER_WALLET).address()).await,
+                    c.balance(c.deployment.escrow).await
+                ));
+            }
+        }
+        steps.say(&format!("done, {} ms end to end:", t["total_ms"]));
         println!("    job {}", body["job_id"].as_str().unwrap_or("?"));
         println!("    output: {}", body["output"].as_str().unwrap_or(""));
     } else {
-        step(6, &format!("delegation FAILED: HTTP {status}: {body}"));
+        steps.say(&format!("delegation FAILED: HTTP {status}: {body}"));
     }
     println!("demo finished in {} ms", t0.elapsed().as_millis());
 

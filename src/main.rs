@@ -91,6 +91,9 @@ enum Cmd {
         /// Model (default: the first Ollama model, else the built-in demo backend's).
         #[arg(long)]
         model: Option<String>,
+        /// Skip the local chain and run the unpaid flow.
+        #[arg(long)]
+        unpaid: bool,
         /// The prompt.
         #[arg(
             long,
@@ -268,12 +271,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             http_addr,
             model,
             prompt,
+            unpaid,
         } => {
             let ok = edgent::demo::run(edgent::demo::DemoOptions {
                 once,
                 http_addr,
                 prompt,
                 model,
+                unpaid,
             })
             .await?;
             Ok(if ok {

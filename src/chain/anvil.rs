@@ -44,7 +44,7 @@ fn npm_anvil_relative() -> &'static str {
 }
 
 /// Finds anvil: `ANVIL_BIN`, else `node_modules` under the current directory, else under
-/// this crate's source directory.
+/// this crate's source directory, else `anvil` on `PATH`.
 pub fn anvil_path() -> Result<PathBuf, LocalChainError> {
     anvil_path_from(std::env::var_os("ANVIL_BIN").map(PathBuf::from))
 }
@@ -65,10 +65,18 @@ fn anvil_path_from(override_path: Option<PathBuf>) -> Result<PathBuf, LocalChain
         PathBuf::from(rel),
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
     ];
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("anvil"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_default();
     candidates
         .iter()
         .find(|p| p.is_file())
         .cloned()
+        .or(on_path)
         .ok_or_else(|| {
             LocalChainError::AnvilMissing(
                 candidates
