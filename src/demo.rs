@@ -41,13 +41,28 @@ pub struct DemoOptions {
     pub unpaid: bool,
 }
 
-/// Prints numbered steps.
-struct Steps(u32);
+/// Numbered steps, printed unless quiet.
+pub struct Steps {
+    n: u32,
+    print: bool,
+}
 
 impl Steps {
+    /// Print each step.
+    pub fn loud() -> Steps {
+        Steps { n: 0, print: true }
+    }
+
+    /// Print nothing (benchmarks).
+    pub fn quiet() -> Steps {
+        Steps { n: 0, print: false }
+    }
+
     fn say(&mut self, text: &str) {
-        self.0 += 1;
-        println!("[{}] {text}", self.0);
+        self.n += 1;
+        if self.print {
+            println!("[{}] {text}", self.n);
+        }
     }
 }
 
@@ -182,110 +197,160 @@ fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
     c
 }
 
-/// Run the demo; returns whether the delegation succeeded.
-pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
-    let t0 = Instant::now();
-    let mut sources = Sources::from_process()?;
-    sources.flags.insert("EDGENT_PAYMENTS".into(), "off".into());
-    let base = Config::from_sources(&sources)?;
-    let root = std::env::temp_dir().join(format!("edgent-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+/// Two daemons on one machine, over an in-process mesh, paid through a local chain when
+/// anvil is there: what `edgent demo` and the phase benchmark run on.
+pub struct LocalNet {
+    chain: Option<DemoChain>,
+    mesh: MeshSim,
+    /// The provider daemon.
+    pub provider: Daemon,
+    /// The requester daemon.
+    pub requester: Daemon,
+    /// The requester's API base URL.
+    pub url: String,
+    /// The model the provider serves.
+    pub model: String,
+    /// The provider's price, base units.
+    pub price_units: u64,
+    root: PathBuf,
+}
 
-    println!("edgent demo: one delegation across a two-node AXL-API mesh on this machine");
-    let mut steps = Steps(0);
-    let chain = if opts.unpaid {
-        None
-    } else {
-        start_chain(&mut steps).await
-    };
-    let mesh = MeshSim::start(2, 0, 0xED6E)
-        .await
-        .context("starting the in-process mesh")?;
-    steps.say(&format!(
-        "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
-        mesh.key(0).short(),
-        mesh.url(0),
-        mesh.key(1).short(),
-        mesh.url(1)
-    ));
+impl LocalNet {
+    /// Start everything, telling `steps` what came up.
+    pub async fn start(opts: &DemoOptions, steps: &mut Steps) -> anyhow::Result<LocalNet> {
+        let mut sources = Sources::from_process()?;
+        sources.flags.insert("EDGENT_PAYMENTS".into(), "off".into());
+        let base = Config::from_sources(&sources)?;
+        let root = std::env::temp_dir().join(format!("edgent-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
-    let (backend, model, real) = pick_backend(&base, opts.model.as_deref()).await;
-    if real {
+        let chain = if opts.unpaid {
+            None
+        } else {
+            start_chain(steps).await
+        };
+        let mesh = MeshSim::start(2, 0, 0xED6E)
+            .await
+            .context("starting the in-process mesh")?;
         steps.say(&format!(
-            "provider backend: Ollama at {} with model {model}",
-            base.ollama_url
+            "mesh up (in-process AXL API harness): requester node {} at {}, provider node {} at {}",
+            mesh.key(0).short(),
+            mesh.url(0),
+            mesh.key(1).short(),
+            mesh.url(1)
         ));
-    } else {
-        steps.say(&format!(
+
+        let (backend, model, real) = pick_backend(&base, opts.model.as_deref()).await;
+        if real {
+            steps.say(&format!(
+                "provider backend: Ollama at {} with model {model}",
+                base.ollama_url
+            ));
+        } else {
+            steps.say(&format!(
             "provider backend: built-in DEMO backend (no Ollama answered at {}; this is not a language model)",
             base.ollama_url
         ));
-    }
-    let mut pcfg = node_config(
-        &base,
-        Role::Provider,
-        "provider.demo.edgent.eth",
-        mesh.url(1),
-        root.join("provider"),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    );
-    pcfg.backend = if real {
-        BackendKind::Ollama
-    } else {
-        BackendKind::Demo
-    };
-    if let Some(c) = &chain {
-        pcfg = paid(pcfg, c, PROVIDER_WALLET);
-    }
-    let provider = Daemon::start(pcfg, Some(backend))
-        .await
-        .context("starting the provider daemon")?;
-    steps.say(&format!(
-        "provider daemon up: API http://{}, advertising {:?}{}",
-        provider.http_addr(),
-        provider.provider.status().models,
-        match &chain {
-            Some(c) => format!(
-                " at {} USDC per job, paid to {:#x}",
-                format_usdc(base.price_units),
-                c.chain.signer(PROVIDER_WALLET).address()
-            ),
-            None => String::new(),
         }
-    ));
-
-    let mut rcfg = node_config(
-        &base,
-        Role::Requester,
-        "requester.demo.edgent.eth",
-        mesh.url(0),
-        root.join("requester"),
-        opts.http_addr,
-    );
-    if let Some(c) = &chain {
-        rcfg = paid(rcfg, c, REQUESTER_WALLET);
-    }
-    let requester = match Daemon::start(rcfg.clone(), None).await {
-        Ok(d) => d,
-        Err(e) if opts.http_addr.port() != 0 => {
-            println!("    ({e:#}; using a free port instead)");
-            let mut c = rcfg;
-            c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            Daemon::start(c, None)
-                .await
-                .context("starting the requester daemon")?
-        }
-        Err(e) => return Err(e.context("starting the requester daemon")),
-    };
-    let url = format!("http://{}", requester.http_addr());
-    steps.say(&format!(
-        "requester daemon up: API and dashboard at {url}/{}",
-        if chain.is_some() {
-            " (settles directly as the escrow's operator)"
+        let mut pcfg = node_config(
+            &base,
+            Role::Provider,
+            "provider.demo.edgent.eth",
+            mesh.url(1),
+            root.join("provider"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
+        pcfg.backend = if real {
+            BackendKind::Ollama
         } else {
-            ""
+            BackendKind::Demo
+        };
+        if let Some(c) = &chain {
+            pcfg = paid(pcfg, c, PROVIDER_WALLET);
         }
-    ));
+        let provider = Daemon::start(pcfg, Some(backend))
+            .await
+            .context("starting the provider daemon")?;
+        steps.say(&format!(
+            "provider daemon up: API http://{}, advertising {:?}{}",
+            provider.http_addr(),
+            provider.provider.status().models,
+            match &chain {
+                Some(c) => format!(
+                    " at {} USDC per job, paid to {:#x}",
+                    format_usdc(base.price_units),
+                    c.chain.signer(PROVIDER_WALLET).address()
+                ),
+                None => String::new(),
+            }
+        ));
+
+        let mut rcfg = node_config(
+            &base,
+            Role::Requester,
+            "requester.demo.edgent.eth",
+            mesh.url(0),
+            root.join("requester"),
+            opts.http_addr,
+        );
+        if let Some(c) = &chain {
+            rcfg = paid(rcfg, c, REQUESTER_WALLET);
+        }
+        let requester = match Daemon::start(rcfg.clone(), None).await {
+            Ok(d) => d,
+            Err(e) if opts.http_addr.port() != 0 => {
+                println!("    ({e:#}; using a free port instead)");
+                let mut c = rcfg;
+                c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                Daemon::start(c, None)
+                    .await
+                    .context("starting the requester daemon")?
+            }
+            Err(e) => return Err(e.context("starting the requester daemon")),
+        };
+        let url = format!("http://{}", requester.http_addr());
+        steps.say(&format!(
+            "requester daemon up: API and dashboard at {url}/{}",
+            if chain.is_some() {
+                " (settles directly as the escrow's operator)"
+            } else {
+                ""
+            }
+        ));
+        Ok(LocalNet {
+            chain,
+            mesh,
+            provider,
+            requester,
+            url,
+            model,
+            price_units: base.price_units,
+            root,
+        })
+    }
+
+    /// Whether jobs are paid on the local chain.
+    pub fn paid(&self) -> bool {
+        self.chain.is_some()
+    }
+
+    /// Stop the daemons, the mesh and the chain, and remove the data.
+    pub async fn shutdown(self) {
+        self.requester.shutdown().await;
+        self.provider.shutdown().await;
+        self.mesh.shutdown();
+        drop(self.chain);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Run the demo; returns whether the delegation succeeded.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
+    let t0 = Instant::now();
+    println!("edgent demo: one delegation across a two-node AXL-API mesh on this machine");
+    let mut steps = Steps::loud();
+    let net = LocalNet::start(&opts, &mut steps).await?;
+    let (url, model, chain) = (net.url.clone(), net.model.clone(), net.chain.as_ref());
 
     steps.say(&format!(
         "agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}{}}}",
@@ -347,7 +412,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
                 pay["tx_hash"].as_str().unwrap_or("?"),
                 pay["status"].as_str().unwrap_or("?")
             ));
-            if let Some(c) = &chain {
+            if let Some(c) = chain {
                 steps.say(&format!(
                     "balances now: requester {} USDC, provider {} USDC, escrow {} USDC",
                     c.balance(c.chain.signer(REQUESTER_WALLET).address()).await,
@@ -368,9 +433,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         println!("dashboard: {url}/  (Ctrl-C to stop)");
         crate::shutdown::wait_for_signal().await;
     }
-    requester.shutdown().await;
-    provider.shutdown().await;
-    mesh.shutdown();
-    let _ = std::fs::remove_dir_all(&root);
+    net.shutdown().await;
     Ok(ok)
 }
