@@ -230,3 +230,55 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
     await context.close();
   }
 });
+
+// User story: an operator runs `edgent demo` (the paid flow on a local anvil chain) and opens
+// the dashboard it serves: the paid job's row shows the release with the amount, linking to
+// the release transaction the demo printed.
+test("the paid demo's dashboard links the job to its release transaction", async () => {
+  const child = spawn(EDGENT, ["demo", "--http-addr", "127.0.0.1:0"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, EDGENT_ENV_FILE: join(tempDir("edgent-demo-env-"), "none.env"), OLLAMA_URL: "http://127.0.0.1:9" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.push(child);
+  const lines = createInterface({ input: child.stdout });
+  let url, tx, jobId;
+  const printed = [];
+  for await (const line of lines) {
+    printed.push(line);
+    const rel = line.match(/released to the provider .*tx (0x[0-9a-f]{64})/);
+    if (rel) tx = rel[1];
+    const job = line.match(/^\s+job (0x[0-9a-f]{64})/);
+    if (job) jobId = job[1];
+    const dash = line.match(/^dashboard: (http:\/\/\S+)\//);
+    if (dash) {
+      url = dash[1];
+      break;
+    }
+  }
+  assert.ok(url && tx && jobId, `the demo did not print a paid job:\n${printed.join("\n")}`);
+
+  const profile = tempDir("edgent-chromium-profile-");
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+    });
+    await page.goto(`${url}/`);
+    const link = page.locator(`#jobs tr[data-job-id="${jobId}"] a.pay`);
+    await link.waitFor({ timeout: UI_TIMEOUT_MS });
+    assert.equal((await link.textContent()).trim(), "released · 0.01 USDC");
+    assert.ok((await link.getAttribute("href")).endsWith(tx), await link.getAttribute("href"));
+    assert.match(await link.getAttribute("title"), /proof verified/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
