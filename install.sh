@@ -109,6 +109,8 @@ command -v curl >/dev/null 2>&1 || missing_pkgs+=(curl)
 [[ -r /etc/ssl/certs/ca-certificates.crt ]] || missing_pkgs+=(ca-certificates)
 { command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1; } || missing_pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing_pkgs+=(pkg-config)
+# TLS (https RPC, KeeperHub) links the system's OpenSSL.
+{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; } || missing_pkgs+=(libssl-dev)
 if ((${#missing_pkgs[@]})); then
     if is_apt_distro; then
         say "installing with apt: ${missing_pkgs[*]}"
@@ -119,7 +121,7 @@ if ((${#missing_pkgs[@]})); then
         die "missing ${missing_pkgs[*]} and this is not an apt-based distro ($distro_id): install them with your package manager, then re-run"
     fi
 else
-    say "system packages: present (git, curl, ca-certificates, a C toolchain, pkg-config)"
+    say "system packages: present (git, curl, ca-certificates, a C toolchain, pkg-config, libssl-dev)"
 fi
 
 # --- Rust -------------------------------------------------------------------------------------

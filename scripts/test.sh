@@ -2,7 +2,7 @@
 # Runs every test of edgent: the one command of the README's Quick start, and what CI runs.
 #
 # It installs what the tests need and is missing (npm packages from package-lock.json; as
-# root, Debian's shellcheck and systemd), then runs, in order:
+# root, Debian's libssl-dev, shellcheck, systemd and chromium), then runs, in order:
 #   1. the committed-artifact checks (circuit manifest, contract artifacts vs a fresh build)
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
@@ -16,23 +16,8 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-apt_install() {
-    local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
-        step "installing Debian packages: ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null </dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null </dev/null
-    else
-        echo "test.sh: missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
-        exit 1
-    fi
-}
-
-apt_install shellcheck systemd chromium
+# Build (TLS through the system's OpenSSL) and test dependencies.
+bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium
 
 if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]] \
     || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then

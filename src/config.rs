@@ -635,6 +635,32 @@ mod tests {
     }
 
     #[test]
+    fn env_example_is_a_valid_configuration() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+        let dotenv = read_dotenv(&p).unwrap();
+        assert_eq!(
+            dotenv.get("EDGENT_PAYMENTS").map(String::as_str),
+            Some("on")
+        );
+        // The example leaves the wallet empty: the daemon says so, naming the setting.
+        let e = Config::from_sources(&Sources {
+            dotenv: dotenv.clone(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("WALLET_PRIVATE_KEY"), "{e}");
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let c = Config::from_sources(&Sources {
+            dotenv,
+            env: [("WALLET_PRIVATE_KEY".to_string(), key.to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.payments && !c.test_tamper_output);
+        assert_eq!(c.payment_grace, Duration::from_secs(60));
+    }
+
+    #[test]
     fn dotenv_file_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env");
