@@ -760,4 +760,100 @@ mod tests {
         assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
         assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
     }
+
+    fn paid(status: PayStatus) -> PaymentRecord {
+        PaymentRecord {
+            status,
+            chain_id: 31337,
+            escrow: "0x01".into(),
+            amount_units: 10,
+            pay_to: "0x02".into(),
+            stake_tx: None,
+            stake_deadline: 100,
+            output_commitment: None,
+            proof_verified: None,
+            tx_hash: None,
+            explorer_url: None,
+            submit_tx: None,
+            submitted_at: None,
+            delivered_ms: None,
+            request: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn open_payments_are_found_and_a_paid_job_may_complete_late() {
+        let store = JobStore::in_memory().unwrap();
+        let (paid_job, unpaid_job, settled) = (JobId::new(), JobId::new(), JobId::new());
+        for (id, pay) in [
+            (paid_job, Some(paid(PayStatus::Staked))),
+            (unpaid_job, None),
+            (settled, Some(paid(PayStatus::Released))),
+        ] {
+            let mut r = JobRecord::new(id, Side::Requester, "m", "p", 0);
+            r.payment = pay;
+            store.insert(&r).unwrap();
+            store
+                .transition(&id, Side::Requester, JobState::Failed, |_| {})
+                .unwrap();
+        }
+        let open: Vec<JobId> = store
+            .open_payments(Side::Requester)
+            .unwrap()
+            .iter()
+            .map(|r| r.job_id)
+            .collect();
+        assert_eq!(open, vec![paid_job]);
+        assert!(store.open_payments(Side::Provider).unwrap().is_empty());
+
+        // A late result completes the paid job whose stake is open, and nothing else.
+        let done = store
+            .transition(&paid_job, Side::Requester, JobState::Completed, |r| {
+                r.output = Some("late".into())
+            })
+            .unwrap();
+        assert_eq!(done.state, JobState::Completed);
+        for id in [unpaid_job, settled] {
+            assert!(store
+                .transition(&id, Side::Requester, JobState::Completed, |_| {})
+                .is_err());
+        }
+
+        // update changes the payment without moving the state, and the index follows it.
+        let r = store
+            .update(&paid_job, Side::Requester, |r| {
+                if let Some(p) = r.payment.as_mut() {
+                    p.status = PayStatus::Released;
+                }
+            })
+            .unwrap();
+        assert_eq!(r.state, JobState::Completed);
+        assert!(store.open_payments(Side::Requester).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_from_before_payments_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = JobId::new();
+        {
+            let conn = Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let rec = JobRecord::new(id, Side::Provider, "m", "p", 0);
+            conn.execute(
+                "INSERT INTO jobs (job_id, side, state, created_ms, updated_ms, record) VALUES (?1, ?2, ?3, 0, 0, ?4)",
+                params![id.to_hex(), "provider", "running", serde_json::to_string(&rec).unwrap()],
+            )
+            .unwrap();
+        }
+        let store = JobStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get(&id, Side::Provider).unwrap().unwrap().payment,
+            None
+        );
+        assert!(store.open_payments(Side::Provider).unwrap().is_empty());
+        // Opening again does not migrate twice.
+        drop(store);
+        JobStore::open(dir.path()).unwrap();
+    }
 }

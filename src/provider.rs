@@ -24,6 +24,9 @@ use crate::protocol::{
     TaskResult, Usage,
 };
 
+/// How many times a result is sent before the job counts as undelivered.
+const DELIVERY_ATTEMPTS: u32 = 4;
+
 /// What the backend offers, as last checked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackendStatus {
@@ -334,7 +337,7 @@ impl Provider {
                     output: delivered,
                     usage: usage.clone(),
                 });
-                let sent = self.ctx.send(&requester, &msg).await;
+                let sent = self.deliver(&requester, &msg, task.deadline_ms).await;
                 let (state, err) = match &sent {
                     Ok(()) => (JobState::Completed, None),
                     Err(e) => (
@@ -384,6 +387,35 @@ impl Provider {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }
                 self.reply_error(&requester, &task, code, message).await;
+            }
+        }
+    }
+
+    /// Send the result, retrying a few times while the local AXL node is briefly away (a
+    /// restart of the AXL child takes about a second), but not past the deadline.
+    async fn deliver(
+        &self,
+        to: &PeerKey,
+        msg: &Message,
+        deadline_ms: u64,
+    ) -> Result<(), crate::axl::AxlError> {
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match self.ctx.send(to, msg).await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if attempt >= DELIVERY_ATTEMPTS
+                        || now_ms() + delay.as_millis() as u64 > deadline_ms =>
+                {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::info!(to = %to.short(), attempt, error = %e, "result not sent; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
             }
         }
     }

@@ -216,3 +216,96 @@ async fn replayed_payment_requests_pay_nothing() {
     assert_eq!(releases, 1);
     drop(provider);
 }
+
+/// The next message node `url` received, as JSON (polls its `/recv`).
+async fn next_message(url: &str) -> Value {
+    support::eventually("a message on the raw node", WITHIN, || async {
+        let r = reqwest::get(format!("{url}/recv")).await.ok()?;
+        if r.status().as_u16() != 200 {
+            return None;
+        }
+        serde_json::from_slice(&r.bytes().await.ok()?).ok()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_checks_the_stake_before_any_work() {
+    use alloy::primitives::{keccak256, Address, U256};
+    let w = PaidWorld::new().await;
+    let provider =
+        support::DaemonProc::start_owned(&w.dir.path().join("provider"), w.provider_env()).await;
+    // The test itself is the requester, on mesh node 0, with the funded wallet.
+    let (me_url, provider_id) = (w.mesh.nodes[0].1.clone(), w.mesh.nodes[1].0.clone());
+    let payer = w.requester_client().await;
+    let escrow = format!("{:#x}", w.deployment.escrow);
+    let chain_id = w.chain.chain_id();
+    let mut n = 0u8;
+    let mut live = 0u64;
+    let mut refused = Vec::new();
+    let mut cases: Vec<(&str, Value)> = Vec::new();
+
+    // No stake at all.
+    cases.push(("stake_missing", Value::Null));
+    // A stake in another escrow.
+    cases.push((
+        "stake_missing",
+        json!({"chain_id": chain_id, "escrow": format!("0x{}", "ab".repeat(20)), "amount": "10000", "tx": format!("0x{}", "11".repeat(32))}),
+    ));
+    // Our escrow, but nothing staked for the job.
+    cases.push((
+        "stake_missing",
+        json!({"chain_id": chain_id, "escrow": escrow, "amount": "10000", "tx": format!("0x{}", "11".repeat(32))}),
+    ));
+    for (code, stake) in cases {
+        n += 1;
+        refused.push((code, keccak256([n]), stake));
+    }
+    // Staked on chain, but for another provider, too little, or ending too soon.
+    let now = payer.chain_time().await.unwrap();
+    let other = Address::repeat_byte(0x44);
+    for (code, to, amount, deadline) in [
+        ("stake_insufficient", other, PRICE, now + 600),
+        (
+            "stake_insufficient",
+            w.provider_wallet,
+            PRICE - 1,
+            now + 600,
+        ),
+        ("deadline_too_close", w.provider_wallet, PRICE, now + 5),
+    ] {
+        n += 1;
+        let job = keccak256([n]);
+        let tx = payer
+            .stake(job, to, U256::from(amount), deadline)
+            .await
+            .unwrap();
+        live += amount;
+        let stake = json!({"chain_id": chain_id, "escrow": escrow, "amount": amount.to_string(), "tx": format!("{tx:#x}")});
+        refused.push((code, job, stake));
+    }
+
+    for (code, job, stake) in refused {
+        let mut task = json!({
+            "v": 1, "type": "task", "job_id": format!("{job:#x}"), "model": "tinyllama",
+            "prompt": "unpaid work?", "deadline_ms": edgent::jobs::now_ms() + 20_000,
+        });
+        if !stake.is_null() {
+            task["stake"] = stake;
+        }
+        let sent =
+            support::raw_send(&me_url, &provider_id, serde_json::to_vec(&task).unwrap()).await;
+        assert_eq!(sent, 200);
+        let reply = next_message(&me_url).await;
+        assert_eq!(reply["type"], json!("task_error"), "{reply}");
+        assert_eq!(reply["code"], json!(code), "{reply}");
+        assert_eq!(reply["job_id"], json!(format!("{job:#x}")));
+    }
+    assert_eq!(
+        w.ollama.generate_calls(),
+        0,
+        "no inference for an unpaid task"
+    );
+    w.assert_conserved(live).await;
+    drop(provider);
+}

@@ -184,3 +184,72 @@ async fn requester_killed_after_verifying_releases_exactly_once_after_restart() 
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
     assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
 }
+
+/// A stand-in AXL binary: execs `edgent mesh-sim` (2 nodes from `base`, fixed seed, so a
+/// restart brings back the same keys), so killing the child kills the mesh as if AXL crashed.
+fn fake_axl(dir: &std::path::Path, base: u16) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("fake-axl-node");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} mesh-sim --nodes 2 --base-port {base} --seed 7\n",
+            support::edgent_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_axl_child_killed_mid_job_is_restarted_and_the_job_completes() {
+    let w = PaidWorld::new().await;
+    w.ollama.set(|b| b.delay = Duration::from_secs(3));
+    let base = support::free_port();
+    let wrapper = fake_axl(w.dir.path(), base);
+    let axl0 = format!("http://127.0.0.1:{base}");
+    let axl1 = format!("http://127.0.0.1:{}", base + 1);
+    let (requester, provider) = w
+        .start_with(
+            Settle::KeeperHub,
+            &[
+                ("AXL_SPAWN", "true"),
+                ("AXL_BIN", wrapper.to_str().unwrap()),
+                ("AXL_API_URL", &axl0),
+            ],
+            &[("AXL_API_URL", &axl1)],
+        )
+        .await;
+    let call = delegate_in_background(
+        &requester,
+        json!({"model": "tinyllama", "prompt": "through a crash", "timeout_ms": 30000, "wait": "settled"}),
+    );
+    newest_in_state(&provider, "running").await;
+    let st = requester.get("/status").await;
+    let pid = st["axl"]["pid"].as_u64().expect("AXL child pid") as i32;
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    eventually("AXL child restarted", WITHIN, || async {
+        let st = requester.get("/status").await;
+        (st["axl"]["restarts"].as_u64() >= Some(1) && st["axl"]["pid"].as_u64() != Some(pid as u64))
+            .then_some(())
+    })
+    .await;
+
+    let (status, body) = call.await.unwrap();
+    assert_eq!(
+        status,
+        200,
+        "{body}\n{}\n{}",
+        requester.log(),
+        provider.log()
+    );
+    assert_eq!(body["payment"]["status"], json!("released"));
+    let id = body["job_id"].as_str().unwrap().to_string();
+    payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+}

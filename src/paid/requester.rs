@@ -618,3 +618,136 @@ impl RequesterPayments for PaidRequester {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PaymentRequirements;
+    use serde_json::{Map, Value};
+
+    const OUTPUT: &str = "Paris is the capital of France.";
+    const KEY: PeerKey = PeerKey([5; 32]);
+    const JOB: JobId = JobId([9; 32]);
+
+    fn usdc() -> Address {
+        Address::repeat_byte(0xcc)
+    }
+
+    fn pay() -> PaymentRecord {
+        PaymentRecord {
+            status: PayStatus::Staked,
+            chain_id: 31337,
+            escrow: format!("0x{}", "aa".repeat(20)),
+            amount_units: 10_000,
+            pay_to: format!("0x{}", "bb".repeat(20)),
+            stake_tx: None,
+            stake_deadline: 0,
+            output_commitment: None,
+            proof_verified: None,
+            tx_hash: None,
+            explorer_url: None,
+            submit_tx: None,
+            submitted_at: None,
+            delivered_ms: None,
+            request: None,
+            error: None,
+        }
+    }
+
+    /// An honest provider's request for (OUTPUT, KEY, JOB).
+    fn request() -> PaymentRequest {
+        static P: std::sync::OnceLock<PaymentRequest> = std::sync::OnceLock::new();
+        P.get_or_init(|| {
+            let (proof, public) = crate::zk::prove(OUTPUT.as_bytes(), &KEY.0, &JOB.0).unwrap();
+            let c = crate::zk::commitments(OUTPUT.as_bytes(), &KEY.0, &JOB.0);
+            let p = pay();
+            let mut extra = Map::new();
+            extra.insert("escrow".into(), Value::from(p.escrow.clone()));
+            extra.insert("jobId".into(), Value::from(JOB.to_hex()));
+            PaymentRequest {
+                job_id: JOB,
+                requirements: PaymentRequirements {
+                    scheme: "exact".into(),
+                    network: "eip155:31337".into(),
+                    asset: format!("{:#x}", usdc()),
+                    amount: "10000".into(),
+                    pay_to: p.pay_to,
+                    max_timeout_seconds: 600,
+                    extra,
+                },
+                output_commitment: c.output_hash_hex(),
+                wallet_commitment: c.wallet_commitment_hex(),
+                proof,
+                public_signals: public,
+            }
+        })
+        .clone()
+    }
+
+    fn check(
+        req: &PaymentRequest,
+        output: &str,
+        key: &PeerKey,
+        job: &JobId,
+    ) -> Result<String, String> {
+        check_payment_request(req, output, key, job, &pay(), &usdc())
+    }
+
+    #[test]
+    fn an_honest_request_passes_and_yields_the_escrow_output_hash() {
+        let got = check(&request(), OUTPUT, &KEY, &JOB).unwrap();
+        let want = crate::zk::commitments(OUTPUT.as_bytes(), &KEY.0, &JOB.0).output_hash_hex();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_proof_for_another_output_key_or_job_is_refused() {
+        let r = request();
+        let e = check(&r, "Lyon is the capital of France.", &KEY, &JOB).unwrap_err();
+        assert!(e.contains("outputCommitment"), "{e}");
+        let e = check(&r, OUTPUT, &PeerKey([6; 32]), &JOB).unwrap_err();
+        assert!(e.contains("walletCommitment"), "{e}");
+        // Replayed for another job (its id in extra too): the job id signals differ.
+        let other = JobId([8; 32]);
+        let mut replay = r.clone();
+        replay.job_id = other;
+        replay
+            .requirements
+            .extra
+            .insert("jobId".into(), Value::from(other.to_hex()));
+        let e = check(&replay, OUTPUT, &KEY, &other).unwrap_err();
+        assert!(e.contains("jobIdHi"), "{e}");
+    }
+
+    #[test]
+    fn requirements_that_differ_from_the_stake_are_refused() {
+        type Edit = fn(&mut PaymentRequest);
+        let cases: [(&str, Edit); 7] = [
+            ("output_commitment", |r| {
+                r.output_commitment = format!("0x{}", "0".repeat(64))
+            }),
+            ("network", |r| r.requirements.network = "eip155:1".into()),
+            ("asset", |r| {
+                r.requirements.asset = format!("0x{}", "dd".repeat(20))
+            }),
+            ("amount", |r| r.requirements.amount = "9999".into()),
+            ("payTo", |r| {
+                r.requirements.pay_to = format!("0x{}", "ee".repeat(20))
+            }),
+            ("extra.escrow", |r| {
+                r.requirements.extra.remove("escrow");
+            }),
+            ("extra.jobId", |r| {
+                r.requirements
+                    .extra
+                    .insert("jobId".into(), Value::from(JobId([1; 32]).to_hex()));
+            }),
+        ];
+        for (field, edit) in cases {
+            let mut r = request();
+            edit(&mut r);
+            let e = check(&r, OUTPUT, &KEY, &JOB).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+}

@@ -165,18 +165,29 @@ impl PaidWorld {
         settle: Settle,
         provider_extra: &[(&str, &str)],
     ) -> (DaemonProc, DaemonProc) {
-        let mut p_env = self.provider_env();
-        p_env.extend(
-            provider_extra
+        self.start_with(settle, &[], provider_extra).await
+    }
+
+    /// Start both daemons with extra settings for each (they override the defaults).
+    pub async fn start_with(
+        &self,
+        settle: Settle,
+        requester_extra: &[(&str, &str)],
+        provider_extra: &[(&str, &str)],
+    ) -> (DaemonProc, DaemonProc) {
+        let owned = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            extra
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut p_env = self.provider_env();
+        p_env.extend(owned(provider_extra));
+        let mut r_env = self.requester_env(settle);
+        r_env.extend(owned(requester_extra));
+        // The requester first: it may be the one spawning the AXL node both attach to.
+        let requester = DaemonProc::start_owned(&self.dir.path().join("requester"), r_env).await;
         let provider = DaemonProc::start_owned(&self.dir.path().join("provider"), p_env).await;
-        let requester = DaemonProc::start_owned(
-            &self.dir.path().join("requester"),
-            self.requester_env(settle),
-        )
-        .await;
         (requester, provider)
     }
 
@@ -204,6 +215,16 @@ impl PaidWorld {
     pub async fn stake_status(&self, job: &str) -> StakeStatus {
         let id: B256 = job.parse().expect("job id");
         self.reader.get_stake(id).await.expect("getStake").status
+    }
+
+    /// An escrow client signing with the requester's funded wallet.
+    pub async fn requester_client(&self) -> EscrowClient {
+        EscrowClient::connect(
+            &self.chain.settings(&self.deployment),
+            Some(self.chain.signer(REQUESTER)),
+        )
+        .await
+        .expect("requester escrow client")
     }
 
     /// Move the chain's clock forward.
