@@ -111,6 +111,21 @@ async fn start_payments(
     let config = &ctx.config;
     let chain = Arc::new(Chain::connect(settings).await?);
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
+    if config.role.provides() {
+        // Parse the proving key and run the witness once now, not in the first paid job.
+        tokio::task::spawn_blocking(|| {
+            let started = Instant::now();
+            match crate::zk::prove(b"warm-up", &[0; 32], &[0; 32]) {
+                Ok(_) => tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "prover warmed up"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "the prover does not work: paid jobs will not be proved")
+                }
+            }
+        });
+    }
     let requester = if config.role.requests() {
         let settler = paid::connect_settler(config).await?;
         tracing::info!(

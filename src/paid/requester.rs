@@ -135,11 +135,47 @@ impl PaidRequester {
         self.settler.name()
     }
 
+    /// Progress of `job`'s payment, starting from what the store says now (a proof may have
+    /// been checked before anyone subscribed).
     fn subscribe(&self, job: JobId) -> watch::Receiver<PayProgress> {
-        lock(&self.progress)
-            .entry(job)
-            .or_insert_with(|| watch::channel(PayProgress::Waiting).0)
-            .subscribe()
+        let (tx, rx) = {
+            let mut m = lock(&self.progress);
+            let tx = m
+                .entry(job)
+                .or_insert_with(|| watch::channel(PayProgress::Waiting).0)
+                .clone();
+            let rx = tx.subscribe();
+            (tx, rx)
+        };
+        let stored = self
+            .ctx
+            .jobs
+            .get(&job, Side::Requester)
+            .ok()
+            .flatten()
+            .and_then(|r| r.payment);
+        let now = match stored {
+            Some(p) => match p.status {
+                PayStatus::Verified => Some(PayProgress::Verified),
+                PayStatus::Disputed => Some(PayProgress::Invalid(p.error.unwrap_or_default())),
+                s if !s.is_open() && p.proof_verified == Some(false) => {
+                    Some(PayProgress::Invalid(p.error.unwrap_or_default()))
+                }
+                s if !s.is_open() => Some(PayProgress::Settled),
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some(now) = now {
+            tx.send_if_modified(|cur| {
+                let stale = matches!(cur, PayProgress::Waiting);
+                if stale {
+                    *cur = now;
+                }
+                stale
+            });
+        }
+        rx
     }
 
     fn notify(&self, job: &JobId, p: PayProgress) {
@@ -535,15 +571,15 @@ impl RequesterPayments for PaidRequester {
         let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
             return false;
         };
-        let open = rec
-            .payment
-            .as_ref()
-            .is_some_and(|p| p.status == PayStatus::Staked);
-        if !open || !rec.peer.is_some_and(|k| k.same_node(from)) {
+        let Some(pay) = &rec.payment else {
+            return false;
+        };
+        if !rec.peer.is_some_and(|k| k.same_node(from)) {
             return false;
         }
-        if rec.output.is_some() {
-            tracing::debug!(%job, "duplicate task_result ignored");
+        if rec.output.is_some() || pay.status != PayStatus::Staked {
+            // The provider sends its result again when it has not heard from us.
+            tracing::debug!(%job, status = pay.status.as_str(), "repeated task_result ignored");
             return true;
         }
         let usage = result.usage.clone();
