@@ -66,11 +66,12 @@ async fn provider_vanishes_after_the_stake_and_the_requester_is_refunded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_hour() {
+async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_hour_even_across_its_restart(
+) {
     let w = PaidWorld::new().await;
     // KeeperHub refuses every release, so the requester never pays before it vanishes.
     w.keeperhub.set_spending_cap(true);
-    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (mut requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "pay me"}))
         .await;
@@ -83,6 +84,10 @@ async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_h
     assert!(rec["payment"]["submit_tx"].as_str().is_some());
     assert_eq!(w.stake_status(&id).await, StakeStatus::Submitted);
     w.assert_conserved(PRICE).await;
+
+    // The provider is SIGKILLed while it waits, and restarted: the wait resumes.
+    provider.kill();
+    provider.start_again().await;
 
     // An hour later (chain time) it claims.
     w.advance(3601).await;
