@@ -218,6 +218,28 @@ fn parse_bool(key: &'static str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// A whole number setting within `min..=max` (in `unit`), or `default` when unset.
+fn ranged(
+    value: Option<String>,
+    key: &'static str,
+    default: u64,
+    (min, max): (u64, u64),
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    let v = match value {
+        Some(v) => parse_num::<u64>(key, &v)?,
+        None => default,
+    };
+    if v < min || v > max {
+        return Err(invalid(
+            key,
+            &v.to_string(),
+            format!("must be between {min} and {max} {unit}"),
+        ));
+    }
+    Ok(v)
+}
+
 fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, ConfigError> {
     v.trim()
         .parse()
@@ -352,18 +374,7 @@ impl Config {
             }
         };
         let secs = |key: &'static str, default: u64, min: u64, max: u64| {
-            let v = match get(key) {
-                Some(v) => parse_num::<u64>(key, &v)?,
-                None => default,
-            };
-            if v < min || v > max {
-                return Err(invalid(
-                    key,
-                    &v.to_string(),
-                    format!("must be between {min} and {max} seconds"),
-                ));
-            }
-            Ok(Duration::from_secs(v))
+            ranged(get(key), key, default, (min, max), "seconds").map(Duration::from_secs)
         };
         let payment_grace = secs("PAYMENT_GRACE_SECS", 60, 1, 86_400)?;
         let stake_margin = secs("STAKE_MARGIN_SECS", 600, 10, 7 * 86_400)?;
@@ -445,23 +456,8 @@ impl Config {
         if provider_max_jobs == 0 {
             return Err(invalid("PROVIDER_MAX_JOBS", "0", "must be at least 1"));
         }
-        let ms = |key: &'static str,
-                  default: u64,
-                  min: u64,
-                  max: u64|
-         -> Result<Duration, ConfigError> {
-            let v = match get(key) {
-                Some(v) => parse_num::<u64>(key, &v)?,
-                None => default,
-            };
-            if v < min || v > max {
-                return Err(invalid(
-                    key,
-                    &v.to_string(),
-                    format!("must be between {min} and {max} ms"),
-                ));
-            }
-            Ok(Duration::from_millis(v))
+        let ms = |key: &'static str, default: u64, min: u64, max: u64| {
+            ranged(get(key), key, default, (min, max), "ms").map(Duration::from_millis)
         };
         let discovery_window = ms("DISCOVERY_WINDOW_MS", 2_000, 10, 60_000)?;
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;

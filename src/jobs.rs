@@ -279,6 +279,37 @@ pub struct PaymentRecord {
     pub error: Option<String>,
 }
 
+impl PaymentRecord {
+    /// A payment in `status` for a stake of `amount_units` to `pay_to`, nothing else known yet.
+    pub fn new(
+        status: PayStatus,
+        chain_id: u64,
+        escrow: String,
+        amount_units: u64,
+        pay_to: String,
+        stake_deadline: u64,
+    ) -> Self {
+        PaymentRecord {
+            status,
+            chain_id,
+            escrow,
+            amount_units,
+            pay_to,
+            stake_tx: None,
+            stake_deadline,
+            output_commitment: None,
+            proof_verified: None,
+            tx_hash: None,
+            explorer_url: None,
+            submit_tx: None,
+            submitted_at: None,
+            delivered_ms: None,
+            request: None,
+            error: None,
+        }
+    }
+}
+
 /// One job, as stored and as `/jobs` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -762,24 +793,7 @@ mod tests {
     }
 
     fn paid(status: PayStatus) -> PaymentRecord {
-        PaymentRecord {
-            status,
-            chain_id: 31337,
-            escrow: "0x01".into(),
-            amount_units: 10,
-            pay_to: "0x02".into(),
-            stake_tx: None,
-            stake_deadline: 100,
-            output_commitment: None,
-            proof_verified: None,
-            tx_hash: None,
-            explorer_url: None,
-            submit_tx: None,
-            submitted_at: None,
-            delivered_ms: None,
-            request: None,
-            error: None,
-        }
+        PaymentRecord::new(status, 31337, "0x01".into(), 10, "0x02".into(), 100)
     }
 
     #[test]

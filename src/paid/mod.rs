@@ -25,7 +25,7 @@ use crate::chain::{
     ChainSettings, DirectSettler, EscrowClient, KeeperHubSettler, Settler, StakeStatus,
 };
 use crate::config::{Config, SettlerKind};
-use crate::jobs::PayStatus;
+use crate::jobs::{JobRecord, JobStore, PayStatus, PaymentRecord, Side};
 use crate::protocol::JobId;
 
 pub use provider::PaidProvider;
@@ -112,6 +112,25 @@ pub fn final_status(s: StakeStatus) -> Option<PayStatus> {
         StakeStatus::Rejected => Some(PayStatus::Rejected),
         StakeStatus::Refunded => Some(PayStatus::Refunded),
         _ => None,
+    }
+}
+
+/// Change the payment of one job (of `side`) in the store; a failure is logged, since the
+/// watcher redoes the step from the chain's state.
+pub fn update_pay(
+    jobs: &JobStore,
+    job: &JobId,
+    side: Side,
+    edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
+) {
+    let res = jobs.update(job, side, |r| {
+        if let Some(mut p) = r.payment.take() {
+            edit(r, &mut p);
+            r.payment = Some(p);
+        }
+    });
+    if let Err(e) = res {
+        tracing::error!(%job, error = %e, "cannot record the payment state");
     }
 }
 

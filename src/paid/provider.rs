@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{final_status, job_b256, parse_b256, Busy, Chain, CLAIM_DELAY_SECS};
+use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain, CLAIM_DELAY_SECS};
 use crate::axl::PeerKey;
 use crate::chain::StakeStatus;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
@@ -42,14 +42,17 @@ impl PaidProvider {
     }
 
     fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
-        let res = self.ctx.jobs.update(job, Side::Provider, |r| {
-            if let Some(mut p) = r.payment.take() {
-                edit(r, &mut p);
-                r.payment = Some(p);
+        update_pay(&self.ctx.jobs, job, Side::Provider, edit);
+    }
+
+    /// The stake as the escrow has it now, or `None` (logged) when it cannot be read.
+    async fn read_stake(&self, job: &JobId) -> Option<crate::chain::StakeInfo> {
+        match self.chain.escrow.get_stake(job_b256(job)).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
+                None
             }
-        });
-        if let Err(e) = res {
-            tracing::error!(job = %job, error = %e, "cannot record the payment state");
         }
     }
 
@@ -177,12 +180,8 @@ impl PaidProvider {
                 if now_ms() < due && !past_deadline {
                     return;
                 }
-                let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
-                        return;
-                    }
+                let Some(stake) = self.read_stake(&job).await else {
+                    return;
                 };
                 if let Some(st) = final_status(stake.status) {
                     self.record_final(&job, st).await;
@@ -226,12 +225,8 @@ impl PaidProvider {
                 if chain_now < at + CLAIM_DELAY_SECS {
                     return;
                 }
-                let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
-                        return;
-                    }
+                let Some(stake) = self.read_stake(&job).await else {
+                    return;
                 };
                 if let Some(st) = final_status(stake.status) {
                     self.record_final(&job, st).await;
@@ -355,24 +350,16 @@ impl ProviderPayments for PaidProvider {
                 ),
             ));
         }
-        Ok(Some(PaymentRecord {
-            status: PayStatus::Accepted,
+        let mut pay = PaymentRecord::new(
+            PayStatus::Accepted,
             chain_id,
             escrow,
-            amount_units: amount,
-            pay_to: format!("{:#x}", self.chain.wallet),
-            stake_tx: Some(stake.tx.clone()),
-            stake_deadline: info.deadline,
-            output_commitment: None,
-            proof_verified: None,
-            tx_hash: None,
-            explorer_url: None,
-            submit_tx: None,
-            submitted_at: None,
-            delivered_ms: None,
-            request: None,
-            error: None,
-        }))
+            amount,
+            format!("{:#x}", self.chain.wallet),
+            info.deadline,
+        );
+        pay.stake_tx = Some(stake.tx.clone());
+        Ok(Some(pay))
     }
 
     async fn after_delivery(&self, _requester: &PeerKey, task: &Task, _output: &str) {

@@ -12,7 +12,7 @@ use alloy::primitives::{Address, U256};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{final_status, job_b256, parse_b256, Busy, Chain};
+use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, SettleError, Settler, StakeStatus};
 use crate::jobs::{now_ms, JobRecord, JobState, PayStatus, PaymentRecord, Side};
@@ -190,15 +190,7 @@ impl PaidRequester {
     }
 
     fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
-        let res = self.ctx.jobs.update(job, Side::Requester, |r| {
-            if let Some(mut p) = r.payment.take() {
-                edit(r, &mut p);
-                r.payment = Some(p);
-            }
-        });
-        if let Err(e) = res {
-            tracing::error!(job = %job, error = %e, "cannot record the payment state");
-        }
+        update_pay(&self.ctx.jobs, job, Side::Requester, edit);
     }
 
     fn spawn_verify(&self, job: JobId) {
@@ -494,24 +486,14 @@ impl RequesterPayments for PaidRequester {
             .map_err(|e| PaymentError(format!("cannot read the chain's time: {e}")))?;
         let left_s = deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
         let stake_deadline = chain_now + left_s + self.ctx.config.stake_margin.as_secs();
-        let pay = PaymentRecord {
-            status: PayStatus::Staking,
-            chain_id: self.chain.settings.chain_id,
-            escrow: self.chain.escrow_hex(),
-            amount_units: ad.price,
-            pay_to: format!("{wallet:#x}"),
-            stake_tx: None,
+        let pay = PaymentRecord::new(
+            PayStatus::Staking,
+            self.chain.settings.chain_id,
+            self.chain.escrow_hex(),
+            ad.price,
+            format!("{wallet:#x}"),
             stake_deadline,
-            output_commitment: None,
-            proof_verified: None,
-            tx_hash: None,
-            explorer_url: None,
-            submit_tx: None,
-            submitted_at: None,
-            delivered_ms: None,
-            request: None,
-            error: None,
-        };
+        );
         self.ctx
             .jobs
             .update(&job, Side::Requester, |r| {
@@ -670,24 +652,14 @@ mod tests {
     }
 
     fn pay() -> PaymentRecord {
-        PaymentRecord {
-            status: PayStatus::Staked,
-            chain_id: 31337,
-            escrow: format!("0x{}", "aa".repeat(20)),
-            amount_units: 10_000,
-            pay_to: format!("0x{}", "bb".repeat(20)),
-            stake_tx: None,
-            stake_deadline: 0,
-            output_commitment: None,
-            proof_verified: None,
-            tx_hash: None,
-            explorer_url: None,
-            submit_tx: None,
-            submitted_at: None,
-            delivered_ms: None,
-            request: None,
-            error: None,
-        }
+        PaymentRecord::new(
+            PayStatus::Staked,
+            31337,
+            format!("0x{}", "aa".repeat(20)),
+            10_000,
+            format!("0x{}", "bb".repeat(20)),
+            0,
+        )
     }
 
     /// An honest provider's request for (OUTPUT, KEY, JOB).
