@@ -212,6 +212,11 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ens": ctx.config.ens_name,
         "role": ctx.config.role.as_str(),
         "payments": if ctx.config.payments { "on" } else { "off" },
+        "chain": ctx.config.chain.as_ref().map(|c| json!({
+            "chain_id": c.chain_id,
+            "escrow": format!("{:#x}", c.escrow),
+            "wallet": c.wallet_signer().ok().map(|s| format!("{:#x}", s.address())),
+        })),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": ctx.started.elapsed().as_secs(),
         "axl": st.axl.axl_status(),

@@ -25,6 +25,16 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
     let w = PaidWorld::new().await;
     let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
     w.assert_conserved(0).await;
+    let st = requester.get("/status").await;
+    assert_eq!(st["payments"], json!("on"));
+    assert_eq!(
+        st["chain"]["wallet"],
+        json!(format!("{:#x}", w.requester_wallet))
+    );
+    assert_eq!(
+        st["chain"]["escrow"],
+        json!(format!("{:#x}", w.deployment.escrow))
+    );
 
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "hello paid mesh", "wait": "settled", "max_price": "0.05"}))
