@@ -191,7 +191,15 @@ impl PaidProvider {
                     return;
                 }
                 if chain_now + SUBMIT_MARGIN_SECS >= pay.stake_deadline {
-                    // Too late to submit: the requester's refund will end it.
+                    if past_deadline {
+                        // Too late to submit; only the requester's refund can end the stake.
+                        tracing::warn!(%job, "the stake's deadline passed unpaid and too late to submit: giving up on this job's payment");
+                        self.update_pay(&job, |_, p| {
+                            p.status = PayStatus::Abandoned;
+                            p.error =
+                                Some("the stake's deadline passed before payment or submit".into());
+                        });
+                    }
                     return;
                 }
                 tracing::info!(%job, "no payment_confirmed within the grace period: sending the result again and submitting the output hash");
