@@ -35,6 +35,8 @@ pub mod snarkjs;
 pub mod verify;
 
 #[cfg(feature = "prover")]
+mod msm;
+#[cfg(feature = "prover")]
 mod prove;
 #[cfg(feature = "prover")]
 mod witness;
@@ -44,7 +46,7 @@ mod zkey;
 pub use commitments::{circuit_inputs, commitments, keccak256, CircuitInputs, Commitments};
 pub use error::ZkError;
 #[cfg(feature = "prover")]
-pub use prove::prove;
+pub use prove::{prove, warm_up};
 pub use snarkjs::{PublicSignals, SnarkjsProof};
 pub use verify::{verify, verify_job, verify_with_key, VerifyingKey};
 
