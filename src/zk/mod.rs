@@ -20,10 +20,11 @@
 //!   needs no witness machinery.
 //! - `prove` (cargo feature `prover`, on by default): the circuit's witness computed by running
 //!   its committed WebAssembly in `wasmi` (see `witness`), and a Groth16 proof with the committed
-//!   `.zkey` (parsed once, see `zkey`).
+//!   `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on fixed-base
+//!   tables built once per process (see `msm`). [`warm_up`] does that one-time work up front.
 //! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
 //!
-//! Proving is CPU-bound (milliseconds, one core): async callers run [`prove`] inside
+//! Proving is CPU-bound (milliseconds, two cores): async callers run [`prove`] inside
 //! `tokio::task::spawn_blocking`. Verification is a few pairings; cheap enough inline, but
 //! `spawn_blocking` does no harm there either.
 

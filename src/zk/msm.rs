@@ -114,6 +114,7 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
                 j += 1;
             }
         }
+        // Σ k·bucket[k-1], as a running sum from the top.
         let mut running = Bucket::<P>::ZERO;
         let mut total = Bucket::<P>::ZERO;
         for b in buckets.iter().rev() {
@@ -121,12 +122,6 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
             total += &running;
         }
         total.into()
-    }
-
-    /// Approximate heap size in bytes (for the memory budget).
-    #[allow(dead_code)]
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.table.len() * std::mem::size_of::<Affine<P>>() + self.rows.len() * 4
     }
 }
 
