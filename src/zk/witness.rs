@@ -7,7 +7,10 @@ use std::sync::{Mutex, OnceLock};
 
 use ark_bn254::Fr;
 use ark_ff::{BigInt, PrimeField};
-use wasmi::{Caller, Engine, Extern, Instance, Linker, Memory, Module, Store, TypedFunc};
+use wasmi::{
+    Caller, CompilationMode, Config, Engine, Extern, Instance, Linker, Memory, Module, Store,
+    TypedFunc,
+};
 
 use super::error::ZkError;
 
@@ -32,7 +35,11 @@ fn compiled() -> Result<&'static (Engine, Module), ZkError> {
     static MODULE: OnceLock<Result<(Engine, Module), String>> = OnceLock::new();
     MODULE
         .get_or_init(|| {
-            let engine = Engine::default();
+            // Eager: translate every function while loading (in `warm_up`), not on first call,
+            // so the first proof is as fast as the others.
+            let mut config = Config::default();
+            config.compilation_mode(CompilationMode::Eager);
+            let engine = Engine::new(&config);
             Module::new(&engine, WASM)
                 .map(|m| (engine, m))
                 .map_err(|e| e.to_string())
