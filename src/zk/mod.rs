@@ -20,10 +20,11 @@
 //!   needs no witness machinery.
 //! - `prove` (cargo feature `prover`, on by default): the circuit's witness computed by running
 //!   its committed WebAssembly in `wasmi` (see `witness`), and a Groth16 proof with the committed
-//!   `.zkey` (parsed once, see `zkey`).
+//!   `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on fixed-base
+//!   tables built once per process (see `msm`). [`warm_up`] does that one-time work up front.
 //! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
 //!
-//! Proving is CPU-bound (milliseconds, one core): async callers run [`prove`] inside
+//! Proving is CPU-bound (milliseconds, two cores): async callers run [`prove`] inside
 //! `tokio::task::spawn_blocking`. Verification is a few pairings; cheap enough inline, but
 //! `spawn_blocking` does no harm there either.
 
@@ -35,6 +36,8 @@ pub mod snarkjs;
 pub mod verify;
 
 #[cfg(feature = "prover")]
+mod msm;
+#[cfg(feature = "prover")]
 mod prove;
 #[cfg(feature = "prover")]
 mod witness;
@@ -44,7 +47,7 @@ mod zkey;
 pub use commitments::{circuit_inputs, commitments, keccak256, CircuitInputs, Commitments};
 pub use error::ZkError;
 #[cfg(feature = "prover")]
-pub use prove::prove;
+pub use prove::{prove, warm_up};
 pub use snarkjs::{PublicSignals, SnarkjsProof};
 pub use verify::{verify, verify_job, verify_with_key, VerifyingKey};
 

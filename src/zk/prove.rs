@@ -3,15 +3,17 @@
 
 use std::sync::OnceLock;
 
-use ark_bn254::{Bn254, Fr};
+use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine};
+use ark_ec::CurveGroup;
 use ark_ff::{BigInt, PrimeField};
 use ark_groth16::r1cs_to_qap::{evaluate_constraint, LibsnarkReduction, R1CSToQAP};
-use ark_groth16::Groth16;
-use ark_poly::EvaluationDomain;
+use ark_groth16::Proof;
+use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use ark_relations::gr1cs::{ConstraintSystemRef, Matrix, SynthesisError};
 
 use super::commitments::{circuit_inputs, commitments};
 use super::error::ZkError;
+use super::msm::FixedBaseMsm;
 use super::snarkjs::{PublicSignals, SnarkjsProof, NUM_PUBLIC_SIGNALS};
 use super::witness::{self, Input};
 use super::zkey::{read_zkey, ZkeyProver};
@@ -21,19 +23,106 @@ static ZKEY: &[u8] = include_bytes!(concat!(
     "/circuits/artifacts/edgent_final.zkey"
 ));
 
-/// The committed proving key, parsed on first use and kept for the life of the process.
-fn prover_key() -> Result<&'static ZkeyProver, ZkError> {
-    static KEY: OnceLock<Result<ZkeyProver, String>> = OnceLock::new();
-    KEY.get_or_init(|| read_zkey(ZKEY))
+/// Window widths (bits) of the fixed-base tables. Wider windows mean fewer additions per
+/// scalar but more buckets to sum and a smaller table; these sizes keep all five tables
+/// near 9 MB.
+const WINDOW_H: usize = 11;
+const WINDOW_WITNESS: usize = 10;
+
+/// The committed proving key with its fixed-base tables, ready to prove.
+struct ProverKey {
+    alpha_g1: G1Affine,
+    beta_g1: G1Affine,
+    beta_g2: G2Affine,
+    /// A query (one point per variable, the constant 1 first), then δ₁.
+    a: FixedBaseMsm<g1::Config>,
+    /// B query in G1, then δ₁.
+    b_g1: FixedBaseMsm<g1::Config>,
+    /// B query in G2, then δ₂.
+    b_g2: FixedBaseMsm<g2::Config>,
+    /// L query (one point per private variable), then δ₁.
+    l: FixedBaseMsm<g1::Config>,
+    /// H query (one point per evaluation-domain element).
+    h: FixedBaseMsm<g1::Config>,
+    matrices: Vec<Matrix<Fr>>,
+    n_vars: usize,
+    num_inputs: usize,
+    num_constraints: usize,
+}
+
+impl ProverKey {
+    fn new(z: ZkeyProver) -> Self {
+        let pk = z.pk;
+        let plus = |query: &[G1Affine]| [query, &[pk.delta_g1]].concat();
+        // The tables take a few hundred milliseconds to build; two threads halve that.
+        let ((a, b_g1), (b_g2, (l, h))) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                (
+                    FixedBaseMsm::new(
+                        &[&pk.b_g2_query[..], &[pk.vk.delta_g2]].concat(),
+                        WINDOW_WITNESS,
+                    ),
+                    (
+                        FixedBaseMsm::new(&plus(&pk.l_query), WINDOW_WITNESS),
+                        FixedBaseMsm::new(&pk.h_query, WINDOW_H),
+                    ),
+                )
+            });
+            let mine = (
+                FixedBaseMsm::new(&plus(&pk.a_query), WINDOW_WITNESS),
+                FixedBaseMsm::new(&plus(&pk.b_g1_query), WINDOW_WITNESS),
+            );
+            (mine, join(other))
+        });
+        ProverKey {
+            alpha_g1: pk.vk.alpha_g1,
+            beta_g1: pk.beta_g1,
+            beta_g2: pk.vk.beta_g2,
+            a,
+            b_g1,
+            b_g2,
+            l,
+            h,
+            matrices: z.matrices,
+            n_vars: z.n_vars,
+            num_inputs: z.num_inputs,
+            num_constraints: z.num_constraints,
+        }
+    }
+}
+
+/// Joins a scoped thread, passing a panic on to the caller (a panic there is a bug in this
+/// module, not bad input).
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match h.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The committed proving key, parsed and tabulated on first use and kept for the life of the
+/// process.
+fn prover_key() -> Result<&'static ProverKey, ZkError> {
+    static KEY: OnceLock<Result<ProverKey, String>> = OnceLock::new();
+    KEY.get_or_init(|| read_zkey(ZKEY).map(ProverKey::new))
         .as_ref()
         .map_err(|e| ZkError::key("committed proving key", e.clone()))
+}
+
+/// Does the prover's one-time work now: parses the committed proving key, builds its
+/// fixed-base tables (about 9 MB, a few hundred milliseconds) and loads the witness program.
+/// Optional: [`prove`] does it on first use; a daemon calls this at start so that its first
+/// proof is as fast as the others.
+pub fn warm_up() -> Result<(), ZkError> {
+    prover_key()?;
+    witness::warm_up()
 }
 
 /// Proves that `output` and `provider_key` are behind the commitments of
 /// [`super::commitments`] for `job_id`, with the committed proving key. Returns the proof and
 /// its public signals in snarkjs form.
 ///
-/// CPU-bound for a few milliseconds on one core: from async code call it inside
+/// CPU-bound for a few milliseconds on two cores: from async code call it inside
 /// `tokio::task::spawn_blocking`.
 pub fn prove(
     output: &[u8],
@@ -92,17 +181,53 @@ pub fn prove(
     }
 
     let (r, s) = (random_scalar()?, random_scalar()?);
-    let proof = Groth16::<Bn254, CircomReduction>::create_proof_with_reduction_and_matrices(
-        &key.pk,
-        r,
-        s,
-        &key.matrices,
-        key.num_inputs,
-        key.num_constraints,
-        &witness,
-    )
-    .map_err(|e| ZkError::Proving(e.to_string()))?;
+    let proof = create_proof(key, r, s, &witness)?;
     Ok((SnarkjsProof::from_ark(proof), public))
+}
+
+/// Groth16 with snarkjs's witness map and the five multi-scalar multiplications on the key's
+/// fixed-base tables, split over two threads: this one computes A and B (G2 and G1), the
+/// other H (its FFTs, then its MSM) and L. The blinding terms `r·δ`, `s·δ` and `-rs·δ` are
+/// one more base of the A, B and L tables.
+fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<Bn254>, ZkError> {
+    let w: Vec<BigInt<4>> = witness.iter().map(|x| x.into_bigint()).collect();
+    let with = |scalars: &[BigInt<4>], last: Fr| {
+        let mut v = Vec::with_capacity(scalars.len() + 1);
+        v.extend_from_slice(scalars);
+        v.push(last.into_bigint());
+        v
+    };
+    let (h_and_l, (a, b_g1, b_g2)) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| -> Result<G1Projective, SynthesisError> {
+            let h = CircomReduction::witness_map_from_matrices::<Fr, Radix2EvaluationDomain<Fr>>(
+                &key.matrices,
+                key.num_inputs,
+                key.num_constraints,
+                witness,
+            )?;
+            let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
+            let l = with(&w[key.num_inputs..], -(r * s));
+            Ok(key.h.msm(&h) + key.l.msm(&l))
+        });
+        let b_scalars = with(&w, s);
+        let b_g2 = key.b_g2.msm(&b_scalars);
+        let b_g1 = key.b_g1.msm(&b_scalars);
+        let a = key.a.msm(&with(&w, r));
+        (join(other), (a, b_g1, b_g2))
+    });
+    let h_and_l = h_and_l.map_err(|e| ZkError::Proving(e.to_string()))?;
+
+    // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
+    let g_a = a + key.alpha_g1;
+    let g1_b = b_g1 + key.beta_g1;
+    let g2_b = b_g2 + key.beta_g2;
+    let g_c = g_a * s + g1_b * r + h_and_l;
+    let ac = G1Projective::normalize_batch(&[g_a, g_c]);
+    Ok(Proof {
+        a: ac[0],
+        b: g2_b.into_affine(),
+        c: ac[1],
+    })
 }
 
 /// A uniformly random scalar from the operating system's generator (64 bytes reduced, so the

@@ -3,11 +3,14 @@
 //! `witness_calculator.js`: write each input through the shared memory window, set it by the
 //! FNV-1a hash of its name, then read the witness back limb by limb.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ark_bn254::Fr;
 use ark_ff::{BigInt, PrimeField};
-use wasmi::{Caller, Engine, Extern, Instance, Linker, Module, Store, TypedFunc};
+use wasmi::{
+    Caller, CompilationMode, Config, Engine, Extern, Instance, Linker, Memory, Module, Store,
+    TypedFunc,
+};
 
 use super::error::ZkError;
 
@@ -32,7 +35,11 @@ fn compiled() -> Result<&'static (Engine, Module), ZkError> {
     static MODULE: OnceLock<Result<(Engine, Module), String>> = OnceLock::new();
     MODULE
         .get_or_init(|| {
-            let engine = Engine::default();
+            // Eager: translate every function while loading (in `warm_up`), not on first call,
+            // so the first proof is as fast as the others.
+            let mut config = Config::default();
+            config.compilation_mode(CompilationMode::Eager);
+            let engine = Engine::new(&config);
             Module::new(&engine, WASM)
                 .map(|m| (engine, m))
                 .map_err(|e| e.to_string())
@@ -90,9 +97,44 @@ fn fnv1a(name: &str) -> (i32, i32) {
     ((h >> 32) as u32 as i32, h as u32 as i32)
 }
 
-/// Computes the full witness (the constant 1, then the public signals, then the rest) for the
-/// given inputs. Values must already be below the field's modulus.
-pub(crate) fn calculate(inputs: &[Input<'_>]) -> Result<Vec<Fr>, ZkError> {
+/// One instantiated witness program with its store. Reused across proofs, as snarkjs's
+/// `witness_calculator.js` reuses its instance: `init` resets the program's state before each
+/// witness.
+struct Runner {
+    store: Store<Host>,
+    e: Exports,
+    memory: Memory,
+    /// Byte address of the shared read/write window (one field element, 8 × 32-bit limbs).
+    shared: usize,
+}
+
+/// Idle runners; a proof takes one (or makes one) and gives it back when it succeeded.
+static RUNNERS: Mutex<Vec<Runner>> = Mutex::new(Vec::new());
+
+/// Loads and instantiates the witness program once, so the first proof does not pay for it.
+pub(crate) fn warm_up() -> Result<(), ZkError> {
+    on_witness_thread(|| {
+        let runner = take_runner()?;
+        give_back(runner);
+        Ok(())
+    })
+}
+
+fn take_runner() -> Result<Runner, ZkError> {
+    let idle = RUNNERS.lock().ok().and_then(|mut v| v.pop());
+    match idle {
+        Some(r) => Ok(r),
+        None => new_runner(),
+    }
+}
+
+fn give_back(runner: Runner) {
+    if let Ok(mut v) = RUNNERS.lock() {
+        v.push(runner);
+    }
+}
+
+fn new_runner() -> Result<Runner, ZkError> {
     let (engine, module) = compiled()?;
     let mut store = Store::new(engine, Host::default());
     let mut linker = <Linker<Host>>::new(engine);
@@ -140,75 +182,184 @@ pub(crate) fn calculate(inputs: &[Input<'_>]) -> Result<Vec<Fr>, ZkError> {
         .map_err(wasm_err)?;
 
     let e = Exports::new(&instance, &store)?;
+    let memory = instance
+        .get_memory(&store, "memory")
+        .ok_or_else(|| ZkError::Witness("the witness program exports no memory".into()))?;
     let n32 = e.field_num_len32.call(&mut store, ()).map_err(wasm_err)?;
     if n32 != 8 {
         return Err(ZkError::Witness(format!(
             "witness program uses {n32} limbs per element, expected 8 (BN254)"
         )));
     }
-    e.get_raw_prime.call(&mut store, ()).map_err(wasm_err)?;
-    let prime = read_shared(&e, &mut store)?;
-    if prime != Fr::MODULUS {
+    let shared = e.shared_start.call(&mut store, ()).map_err(wasm_err)? as u32 as usize;
+    let mut runner = Runner {
+        store,
+        e,
+        memory,
+        shared,
+    };
+    // The window must be inside the memory, and the direct reads must agree with the
+    // program's own accessor.
+    runner
+        .e
+        .get_raw_prime
+        .call(&mut runner.store, ())
+        .map_err(wasm_err)?;
+    let prime = runner.read_shared()?;
+    let mut limbs = [0u64; 4];
+    for (j, limb) in limbs.iter_mut().enumerate() {
+        let lo = runner
+            .e
+            .read_shared
+            .call(&mut runner.store, 2 * j as i32)
+            .map_err(wasm_err)? as u32;
+        let hi = runner
+            .e
+            .read_shared
+            .call(&mut runner.store, 2 * j as i32 + 1)
+            .map_err(wasm_err)? as u32;
+        *limb = u64::from(lo) | (u64::from(hi) << 32);
+    }
+    if prime != Fr::MODULUS || BigInt(limbs) != Fr::MODULUS {
         return Err(ZkError::Witness(
             "witness program is not over BN254's scalar field".into(),
         ));
     }
+    Ok(runner)
+}
 
-    e.init.call(&mut store, 1).map_err(wasm_err)?;
-    let mut set = 0i32;
-    for input in inputs {
-        let (msb, lsb) = fnv1a(input.name);
-        let size = e
-            .input_signal_size
-            .call(&mut store, (msb, lsb))
+impl Runner {
+    /// The shared window as a little-endian 256-bit number.
+    fn read_shared(&self) -> Result<BigInt<4>, ZkError> {
+        let bytes = self
+            .memory
+            .data(&self.store)
+            .get(self.shared..self.shared + 32)
+            .ok_or_else(|| ZkError::Witness("shared memory window out of bounds".into()))?;
+        let mut limbs = [0u64; 4];
+        for (limb, b) in limbs.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            *limb = u64::from_le_bytes(a);
+        }
+        Ok(BigInt(limbs))
+    }
+
+    fn write_shared(&mut self, v: &BigInt<4>) -> Result<(), ZkError> {
+        let bytes = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(self.shared..self.shared + 32)
+            .ok_or_else(|| ZkError::Witness("shared memory window out of bounds".into()))?;
+        for (limb, b) in v.0.iter().zip(bytes.chunks_exact_mut(8)) {
+            b.copy_from_slice(&limb.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    fn calculate(&mut self, inputs: &[Input<'_>]) -> Result<Vec<Fr>, ZkError> {
+        self.store.data_mut().message.clear();
+        self.e.init.call(&mut self.store, 1).map_err(wasm_err)?;
+        let mut set = 0i32;
+        for input in inputs {
+            let (msb, lsb) = fnv1a(input.name);
+            let size = self
+                .e
+                .input_signal_size
+                .call(&mut self.store, (msb, lsb))
+                .map_err(wasm_err)?;
+            if size < 0 || size as usize != input.values.len() {
+                return Err(ZkError::Witness(format!(
+                    "input {} has {} values, the circuit expects {size}",
+                    input.name,
+                    input.values.len()
+                )));
+            }
+            for (i, v) in input.values.iter().enumerate() {
+                self.write_shared(v)?;
+                self.e
+                    .set_input
+                    .call(&mut self.store, (msb, lsb, i as i32))
+                    .map_err(wasm_err)?;
+                set += 1;
+            }
+        }
+        let needed = self
+            .e
+            .input_size
+            .call(&mut self.store, ())
             .map_err(wasm_err)?;
-        if size < 0 || size as usize != input.values.len() {
+        if set < needed {
             return Err(ZkError::Witness(format!(
-                "input {} has {} values, the circuit expects {size}",
-                input.name,
-                input.values.len()
+                "only {set} of {needed} inputs were set"
             )));
         }
-        for (i, v) in input.values.iter().enumerate() {
-            for (j, limb) in v.0.iter().enumerate() {
-                e.write_shared
-                    .call(&mut store, (2 * j as i32, *limb as u32 as i32))
-                    .map_err(wasm_err)?;
-                e.write_shared
-                    .call(&mut store, (2 * j as i32 + 1, (*limb >> 32) as u32 as i32))
-                    .map_err(wasm_err)?;
-            }
-            e.set_input
-                .call(&mut store, (msb, lsb, i as i32))
-                .map_err(wasm_err)?;
-            set += 1;
-        }
-    }
-    let needed = e.input_size.call(&mut store, ()).map_err(wasm_err)?;
-    if set < needed {
-        return Err(ZkError::Witness(format!(
-            "only {set} of {needed} inputs were set"
-        )));
-    }
 
-    let size = e.witness_size.call(&mut store, ()).map_err(wasm_err)?;
-    let mut witness = Vec::with_capacity(size.max(0) as usize);
-    for i in 0..size {
-        e.get_witness.call(&mut store, i).map_err(wasm_err)?;
-        let v = read_shared(&e, &mut store)?;
-        witness.push(
-            Fr::from_bigint(v)
-                .ok_or_else(|| ZkError::Witness(format!("witness element {i} out of range")))?,
-        );
+        let size = self
+            .e
+            .witness_size
+            .call(&mut self.store, ())
+            .map_err(wasm_err)?;
+        let mut witness = Vec::with_capacity(size.max(0) as usize);
+        for i in 0..size {
+            self.e
+                .get_witness
+                .call(&mut self.store, i)
+                .map_err(wasm_err)?;
+            let v = self.read_shared()?;
+            witness
+                .push(Fr::from_bigint(v).ok_or_else(|| {
+                    ZkError::Witness(format!("witness element {i} out of range"))
+                })?);
+        }
+        Ok(witness)
     }
-    Ok(witness)
+}
+
+/// Stack of the thread that runs the witness program. wasmi's fast dispatch chains its
+/// instruction handlers with tail calls, which LLVM emits in optimised builds of wasmi; with
+/// debug assertions on (the `dev` profile) it keeps a native frame per interpreted instruction
+/// and one witness needs over 100 MB of stack. The size is only reserved: pages are committed
+/// as they are touched.
+const WITNESS_STACK: usize = if cfg!(debug_assertions) {
+    256 << 20
+} else {
+    16 << 20
+};
+
+/// Computes the full witness (the constant 1, then the public signals, then the rest) for the
+/// given inputs. Values must already be below the field's modulus. Runs on a thread of its
+/// own with a known stack size (see [`WITNESS_STACK`]), whatever the caller's stack.
+pub(crate) fn calculate(inputs: &[Input<'_>]) -> Result<Vec<Fr>, ZkError> {
+    on_witness_thread(|| {
+        let mut runner = take_runner()?;
+        let witness = runner.calculate(inputs)?;
+        // Only a runner that finished cleanly goes back (after a trap its state is unknown).
+        give_back(runner);
+        Ok(witness)
+    })
+}
+
+/// Runs `f` on a fresh thread with [`WITNESS_STACK`] bytes of stack and waits for it.
+fn on_witness_thread<T: Send>(f: impl FnOnce() -> Result<T, ZkError> + Send) -> Result<T, ZkError> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("edgent-witness".into())
+            .stack_size(WITNESS_STACK)
+            .spawn_scoped(scope, f)
+            .map_err(|e| ZkError::Witness(format!("cannot start the witness thread: {e}")))?;
+        match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 struct Exports {
     field_num_len32: TypedFunc<(), i32>,
+    shared_start: TypedFunc<(), i32>,
     get_raw_prime: TypedFunc<(), ()>,
     read_shared: TypedFunc<i32, i32>,
-    write_shared: TypedFunc<(i32, i32), ()>,
     init: TypedFunc<i32, ()>,
     input_signal_size: TypedFunc<(i32, i32), i32>,
     set_input: TypedFunc<(i32, i32, i32), ()>,
@@ -228,9 +379,9 @@ impl Exports {
         }
         Ok(Exports {
             field_num_len32: f!("getFieldNumLen32"),
+            shared_start: f!("getSharedRWMemoryStart"),
             get_raw_prime: f!("getRawPrime"),
             read_shared: f!("readSharedRWMemory"),
-            write_shared: f!("writeSharedRWMemory"),
             init: f!("init"),
             input_signal_size: f!("getInputSignalSize"),
             set_input: f!("setInputSignal"),
@@ -239,23 +390,6 @@ impl Exports {
             get_witness: f!("getWitness"),
         })
     }
-}
-
-/// Reads the 8 little-endian 32-bit limbs of the shared memory window.
-fn read_shared(e: &Exports, store: &mut Store<Host>) -> Result<BigInt<4>, ZkError> {
-    let mut limbs = [0u64; 4];
-    for (j, limb) in limbs.iter_mut().enumerate() {
-        let lo = e
-            .read_shared
-            .call(&mut *store, 2 * j as i32)
-            .map_err(wasm_err)? as u32;
-        let hi = e
-            .read_shared
-            .call(&mut *store, 2 * j as i32 + 1)
-            .map_err(wasm_err)? as u32;
-        *limb = u64::from(lo) | (u64::from(hi) << 32);
-    }
-    Ok(BigInt(limbs))
 }
 
 #[cfg(test)]
