@@ -112,11 +112,12 @@ async fn start_payments(
     let chain = Arc::new(Chain::connect(settings).await?);
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
     if config.role.provides() {
-        // Parse the proving key and run the witness once now, not in the first paid job.
+        // Build the prover's tables and translate the witness program now, not in the
+        // first paid job.
         tokio::task::spawn_blocking(|| {
             let started = Instant::now();
-            match crate::zk::prove(b"warm-up", &[0; 32], &[0; 32]) {
-                Ok(_) => tracing::debug!(
+            match crate::zk::warm_up() {
+                Ok(()) => tracing::debug!(
                     ms = started.elapsed().as_millis() as u64,
                     "prover warmed up"
                 ),
