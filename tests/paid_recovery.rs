@@ -258,3 +258,47 @@ async fn the_axl_child_killed_mid_job_is_restarted_and_the_job_completes() {
     payment_becomes(&provider, &id, "released", WITHIN).await;
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requester_killed_mid_stake_unwinds_after_restart() {
+    use alloy::providers::ext::AnvilApi;
+    let w = PaidWorld::new().await;
+    let (mut requester, _provider) = w.start(Settle::KeeperHub, &[]).await;
+    // The chain stops mining: the stake's transactions wait in the mempool.
+    w.chain.provider().anvil_set_auto_mine(false).await.unwrap();
+    let call = delegate_in_background(
+        &requester,
+        json!({"model": "tinyllama", "prompt": "stake in flight", "timeout_ms": 5000}),
+    );
+    let id = eventually("a stake in flight", WITHIN, || async {
+        let j = newest_job(&requester).await?;
+        (j["payment"]["status"] == json!("staking"))
+            .then(|| j["job_id"].as_str().unwrap().to_string())
+    })
+    .await;
+    requester.kill();
+    let _ = call.await;
+    // Mining resumes with whatever was sent; the daemon comes back and finds out.
+    w.chain.provider().anvil_set_auto_mine(true).await.unwrap();
+    w.chain.provider().anvil_mine(Some(1), None).await.unwrap();
+    requester.start_again().await;
+    let rec = job(&requester, &id).await.expect("job");
+    assert_eq!(rec["state"], json!("failed"));
+    assert_eq!(rec["error_code"], json!("interrupted"));
+
+    // After the stake's deadline nothing can land any more: the job unwinds (or, had the
+    // stake landed, is refunded). Either way the requester is whole.
+    w.advance(5 + 30 + 5).await;
+    let rec = eventually("the interrupted stake ended", WITHIN, || async {
+        let j = job(&requester, &id).await?;
+        let s = j["payment"]["status"].as_str()?.to_string();
+        (s == "unwound" || s == "refunded").then_some(j)
+    })
+    .await;
+    let status = w.stake_status(&id).await;
+    match rec["payment"]["status"].as_str() {
+        Some("unwound") => assert_eq!(status, StakeStatus::None),
+        _ => assert_eq!(status, StakeStatus::Refunded),
+    }
+    assert_eq!(w.balances().await, (FUND, 0, 0));
+}
