@@ -38,6 +38,10 @@ enum Cmd {
         /// Deadline, milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Paid jobs: answer once the proof checks (`verified`) or once the release is
+        /// confirmed (`settled`).
+        #[arg(long, value_parser = ["verified", "settled"])]
+        wait: Option<String>,
         /// The daemon's API.
         #[arg(long, env = "EDGENT_URL")]
         url: Option<String>,
@@ -205,11 +209,15 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             max_price,
             timeout_ms,
+            wait,
             url,
             prompt,
         } => {
             let url = api_url(url)?;
             let mut body = json!({"model": model, "prompt": prompt});
+            if let Some(w) = wait {
+                body["wait"] = json!(w);
+            }
             if let Some(p) = max_price {
                 body["max_price"] = json!(p);
             }
