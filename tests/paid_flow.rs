@@ -319,3 +319,33 @@ async fn the_provider_checks_the_stake_before_any_work() {
     w.assert_conserved(live).await;
     drop(provider);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_without_funds_gets_a_clear_402_and_nothing_moves() {
+    let w = PaidWorld::new().await;
+    let broke = w.chain.key(5);
+    let (requester, _provider) = w
+        .start_with(
+            Settle::Direct,
+            &[("WALLET_PRIVATE_KEY", broke.expose())],
+            &[],
+        )
+        .await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "on credit?"}))
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"], json!("payment_failed"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("balance")),
+        "{body}"
+    );
+    let rec = paid_world::newest_job(&requester).await.expect("job");
+    assert_eq!(rec["state"], json!("failed"));
+    assert_eq!(rec["error_code"], json!("payment"));
+    assert_eq!(rec["payment"]["status"], json!("unwound"));
+    assert_eq!(w.ollama.generate_calls(), 0);
+    assert_eq!(w.balances().await, (FUND, 0, 0));
+}
