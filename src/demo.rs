@@ -80,6 +80,8 @@ const DEMO_FUNDS: u64 = 100_000_000;
 struct DemoChain {
     chain: LocalChain,
     deployment: LocalDeployment,
+    /// Reads balances for the summary.
+    reader: EscrowClient,
 }
 
 impl DemoChain {
@@ -93,12 +95,7 @@ impl DemoChain {
     }
 
     async fn balance(&self, who: Address) -> String {
-        let client = match EscrowClient::connect(&self.chain.settings(&self.deployment), None).await
-        {
-            Ok(c) => c,
-            Err(_) => return "?".into(),
-        };
-        match client.usdc_balance(who).await {
+        match self.reader.usdc_balance(who).await {
             Ok(v) => format_usdc(u64::try_from(v).unwrap_or(u64::MAX)),
             Err(_) => "?".into(),
         }
@@ -129,6 +126,15 @@ async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
     .await
     {
         Ok(deployment) => {
+            let reader = match EscrowClient::connect(&chain.settings(&deployment), None).await {
+                Ok(r) => r,
+                Err(e) => {
+                    steps.say(&format!(
+                        "the deployed escrow cannot be read ({e}); running the UNPAID flow instead"
+                    ));
+                    return None;
+                }
+            };
             steps.say(&format!(
                 "local chain up (anvil at {}, chain {}): MockUSDC {:#x}, EdgentEscrow {:#x}; requester wallet {:#x} funded with {} USDC",
                 chain.rpc_url(),
@@ -138,7 +144,11 @@ async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
                 chain.signer(REQUESTER_WALLET).address(),
                 format_usdc(DEMO_FUNDS)
             ));
-            Some(DemoChain { chain, deployment })
+            Some(DemoChain {
+                chain,
+                deployment,
+                reader,
+            })
         }
         Err(e) => {
             steps.say(&format!(

@@ -630,14 +630,7 @@ impl JobStore {
         let mut args: Vec<&str> = vec![side.as_str()];
         args.extend(open);
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for row in rows {
-            match parse_record(&row?) {
-                Ok(rec) => out.push(rec),
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable job row"),
-            }
-        }
-        Ok(out)
+        collect_records(rows)
     }
 
     /// The newest jobs first.
@@ -646,14 +639,7 @@ impl JobStore {
         let mut stmt =
             conn.prepare("SELECT record FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1")?;
         let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for row in rows {
-            match parse_record(&row?) {
-                Ok(rec) => out.push(rec),
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable job row"),
-            }
-        }
-        Ok(out)
+        collect_records(rows)
     }
 
     /// How many jobs are in each (side, state).
@@ -710,6 +696,20 @@ impl JobStore {
         }
         Ok(n)
     }
+}
+
+/// The records of a query's rows; an unreadable row is logged and skipped, not fatal.
+fn collect_records(
+    rows: impl Iterator<Item = rusqlite::Result<String>>,
+) -> Result<Vec<JobRecord>, JobError> {
+    let mut out = Vec::new();
+    for row in rows {
+        match parse_record(&row?) {
+            Ok(rec) => out.push(rec),
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable job row"),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_record(s: &str) -> Result<JobRecord, JobError> {

@@ -33,12 +33,16 @@ async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> boo
 /// So the sender here sends 500 messages at 1 000/s (one per millisecond, a fast LAN
 /// peer), starting while the loop idles at its cap, and the test asserts that AXL's
 /// queue never overflowed and every one of the 500 distinct bodies reached the channel.
-/// A loop on a fixed 100 ms+ tick, one reading a single message per wake-up, or one
-/// waiting on the router, loses messages here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn burst_of_500_arrives_complete() {
-    let sim = MeshSim::start(2, 0, 41).await.unwrap();
-    let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
+/// A receive loop on `sim`'s node 1 into a channel of `capacity`.
+struct Looped {
+    rx: mpsc::Receiver<Inbound>,
+    stats: Arc<RecvStats>,
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn looped(sim: &MeshSim, capacity: usize) -> Looped {
+    let (tx, rx) = mpsc::channel::<Inbound>(capacity);
     let stats = Arc::new(RecvStats::default());
     let cancel = CancellationToken::new();
     let handle = spawn_recv_loop(
@@ -47,6 +51,25 @@ async fn burst_of_500_arrives_complete() {
         cancel.clone(),
         stats.clone(),
     );
+    Looped {
+        rx,
+        stats,
+        cancel,
+        handle,
+    }
+}
+
+/// A loop on a fixed 100 ms+ tick, one reading a single message per wake-up, or one
+/// waiting on the router, loses messages here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_500_arrives_complete() {
+    let sim = MeshSim::start(2, 0, 41).await.unwrap();
+    let Looped {
+        mut rx,
+        stats,
+        cancel,
+        handle,
+    } = looped(&sim, RECV_CHANNEL_CAPACITY);
     // Let the loop go idle (its sleeps grow 1, 2, 4, 8, 16 ms to the cap), then start
     // the burst just after one of its polls, so it begins with the loop's longest sleep.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -113,15 +136,12 @@ async fn burst_of_500_arrives_complete() {
 #[tokio::test]
 async fn a_full_channel_drops_and_counts_without_stalling() {
     let sim = MeshSim::start(2, 0, 42).await.unwrap();
-    let (tx, mut rx) = mpsc::channel::<Inbound>(10);
-    let stats = Arc::new(RecvStats::default());
-    let cancel = CancellationToken::new();
-    let _loop = spawn_recv_loop(
-        Arc::new(sim.client(1).unwrap()),
-        tx,
-        cancel.clone(),
-        stats.clone(),
-    );
+    let Looped {
+        mut rx,
+        stats,
+        cancel,
+        handle: _loop,
+    } = looped(&sim, 10);
     let a = sim.client(0).unwrap();
     for i in 0..30u32 {
         a.send(&sim.key(1), Bytes::from(i.to_string()))
@@ -151,15 +171,12 @@ async fn a_full_channel_drops_and_counts_without_stalling() {
 #[tokio::test]
 async fn survives_an_outage_with_backoff() {
     let sim = MeshSim::start(2, 0, 43).await.unwrap();
-    let (tx, mut rx) = mpsc::channel::<Inbound>(64);
-    let stats = Arc::new(RecvStats::default());
-    let cancel = CancellationToken::new();
-    let _loop = spawn_recv_loop(
-        Arc::new(sim.client(1).unwrap()),
-        tx,
-        cancel.clone(),
-        stats.clone(),
-    );
+    let Looped {
+        mut rx,
+        stats,
+        cancel,
+        handle: _loop,
+    } = looped(&sim, 64);
     sim.set_down(1, true).await.unwrap();
     let down_at = Instant::now();
     wait_until("3 failed polls", Duration::from_secs(10), || {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
-use support::{eventually, DaemonProc, MeshSimProc};
+use support::{DaemonProc, MeshSimProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegation_returns_the_providers_output_and_survives_restart() {
@@ -41,28 +41,13 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     assert_eq!(ollama.generate_calls(), 1);
 
     // Both sides record the job.
-    let rjobs = requester.get("/jobs").await;
-    let rjob = rjobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_id"] == json!(job_id))
-        .expect("requester job");
+    let rjob = requester.job(&job_id).await.expect("requester job");
     assert_eq!(rjob["state"], json!("completed"));
     assert_eq!(rjob["side"], json!("requester"));
     assert_eq!(rjob["peer_ens"], json!("dell-g15.edgent.eth"));
-    let pjob = eventually(
-        "provider job completed",
-        Duration::from_secs(10),
-        || async {
-            let jobs = provider.get("/jobs").await;
-            jobs.as_array()?
-                .iter()
-                .find(|j| j["job_id"] == json!(job_id) && j["state"] == json!("completed"))
-                .cloned()
-        },
-    )
-    .await;
+    let pjob = provider
+        .job_in_state(&job_id, "completed", Duration::from_secs(10))
+        .await;
     assert_eq!(pjob["side"], json!("provider"));
     assert_eq!(pjob["peer_ens"], json!("jetson-orin.edgent.eth"));
     assert_eq!(pjob["output"], rjob["output"]);

@@ -167,18 +167,9 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
     assert_eq!(status, 200, "{body}");
     let job_id = body["job_id"].as_str().unwrap().to_string();
     // The provider records its side after sending the result: wait for it.
-    eventually(
-        "provider job completed",
-        Duration::from_secs(10),
-        || async {
-            let jobs = provider.get("/jobs").await;
-            jobs.as_array()?
-                .iter()
-                .find(|j| j["job_id"] == json!(job_id) && j["state"] == json!("completed"))
-                .map(|_| ())
-        },
-    )
-    .await;
+    provider
+        .job_in_state(&job_id, "completed", Duration::from_secs(10))
+        .await;
 
     let text = scrape(&requester).await;
     assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use edgent::chain::StakeStatus;
 use edgent::inference::ollama_stub::stub_output;
-use paid_world::{job, payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -73,7 +73,7 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
     assert!(w.keeperhub.calls().iter().all(|c| c.function == "release"));
 
     // Both sides' /jobs show the release transaction.
-    let rjob = job(&requester, &id).await.expect("requester job");
+    let rjob = requester.job(&id).await.expect("requester job");
     assert_eq!(rjob["payment"]["tx_hash"], json!(tx));
     assert_eq!(rjob["payment"]["proof_verified"], json!(true));
     let pjob = payment_becomes(&provider, &id, "released", WITHIN).await;
@@ -117,7 +117,7 @@ async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
         .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], json!("proof_invalid"));
-    let rjob = paid_world::newest_job(&requester).await.expect("job");
+    let rjob = requester.newest_job().await.expect("job");
     let id = rjob["job_id"].as_str().unwrap().to_string();
     let rjob = payment_becomes(&requester, &id, "rejected", WITHIN).await;
     assert_eq!(rjob["payment"]["proof_verified"], json!(false));
@@ -158,7 +158,7 @@ async fn replayed_payment_requests_pay_nothing() {
         .await;
     assert_eq!(status, 200, "{a}");
     let a_id = job_id(&a);
-    let a_rec = job(&requester, &a_id).await.expect("job a");
+    let a_rec = requester.job(&a_id).await.expect("job a");
     let a_request = a_rec["payment"]["request"].clone();
     assert!(a_request.is_object(), "{a_rec}");
 
@@ -185,7 +185,7 @@ async fn replayed_payment_requests_pay_nothing() {
             .await
     });
     let b_id = support::eventually("job b tasked", WITHIN, || async {
-        let j = paid_world::newest_job(&r2).await?;
+        let j = r2.newest_job().await?;
         (j["job_id"] != json!(a_id) && j["state"] == json!("tasked"))
             .then(|| j["job_id"].as_str().unwrap().to_string())
     })
@@ -342,7 +342,7 @@ async fn a_requester_without_funds_gets_a_clear_402_and_nothing_moves() {
             .is_some_and(|d| d.contains("balance")),
         "{body}"
     );
-    let rec = paid_world::newest_job(&requester).await.expect("job");
+    let rec = requester.newest_job().await.expect("job");
     assert_eq!(rec["state"], json!("failed"));
     assert_eq!(rec["error_code"], json!("payment"));
     assert_eq!(rec["payment"]["status"], json!("unwound"));

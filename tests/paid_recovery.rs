@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use paid_world::{job, newest_job, payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
 use support::{eventually, DaemonProc};
 
@@ -18,7 +18,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// Wait until `d`'s newest job is in `state`; returns its id.
 async fn newest_in_state(d: &DaemonProc, state: &str) -> String {
     eventually(&format!("a job {state}"), WITHIN, || async {
-        let j = newest_job(d).await?;
+        let j = d.newest_job().await?;
         (j["state"] == json!(state)).then(|| j["job_id"].as_str().unwrap().to_string())
     })
     .await
@@ -174,7 +174,7 @@ async fn requester_killed_after_verifying_releases_exactly_once_after_restart() 
     assert_eq!(status, 200, "{body}");
     let id = body["job_id"].as_str().unwrap().to_string();
     assert_eq!(
-        job(&requester, &id).await.unwrap()["payment"]["status"],
+        requester.job(&id).await.unwrap()["payment"]["status"],
         json!("verified")
     );
     requester.kill();
@@ -271,7 +271,7 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
         json!({"model": "tinyllama", "prompt": "stake in flight", "timeout_ms": 5000}),
     );
     let id = eventually("a stake in flight", WITHIN, || async {
-        let j = newest_job(&requester).await?;
+        let j = requester.newest_job().await?;
         (j["payment"]["status"] == json!("staking"))
             .then(|| j["job_id"].as_str().unwrap().to_string())
     })
@@ -282,7 +282,7 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
     w.chain.provider().anvil_set_auto_mine(true).await.unwrap();
     w.chain.provider().anvil_mine(Some(1), None).await.unwrap();
     requester.start_again().await;
-    let rec = job(&requester, &id).await.expect("job");
+    let rec = requester.job(&id).await.expect("job");
     assert_eq!(rec["state"], json!("failed"));
     assert_eq!(rec["error_code"], json!("interrupted"));
 
@@ -290,7 +290,7 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
     // stake landed, is refunded). Either way the requester is whole.
     w.advance(5 + 30 + 5).await;
     let rec = eventually("the interrupted stake ended", WITHIN, || async {
-        let j = job(&requester, &id).await?;
+        let j = requester.job(&id).await?;
         let s = j["payment"]["status"].as_str()?.to_string();
         (s == "unwound" || s == "refunded").then_some(j)
     })

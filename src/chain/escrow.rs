@@ -321,10 +321,15 @@ impl EscrowClient {
             return Err(EscrowRevert::DeadlinePassed { deadline }.into());
         }
         let _guard = self.send_lock.lock().await;
-        if self.get_stake(job_id).await?.status != StakeStatus::None {
+        // Three independent reads: one round trip, not three, before the first transaction.
+        let (existing, balance, allowance) = tokio::try_join!(
+            self.get_stake(job_id),
+            self.usdc_balance(owner),
+            self.allowance(owner)
+        )?;
+        if existing.status != StakeStatus::None {
             return Err(EscrowRevert::JobExists { job_id }.into());
         }
-        let balance = self.usdc_balance(owner).await?;
         if balance < amount {
             return Err(EscrowRevert::InsufficientBalance {
                 balance,
@@ -332,7 +337,6 @@ impl EscrowClient {
             }
             .into());
         }
-        let allowance = self.allowance(owner).await?;
         if allowance < amount {
             let token = IERC20::new(self.usdc, &self.provider);
             let tx = send_and_confirm(

@@ -45,10 +45,17 @@ impl PaidProvider {
         update_pay(&self.ctx.jobs, job, Side::Provider, edit);
     }
 
-    /// The stake as the escrow has it now, or `None` (logged) when it cannot be read.
-    async fn read_stake(&self, job: &JobId) -> Option<crate::chain::StakeInfo> {
+    /// The stake as the escrow has it now, while it is still open. A stake that has ended
+    /// is recorded as such, and one that cannot be read is logged; both give `None`.
+    async fn open_stake(&self, job: &JobId) -> Option<crate::chain::StakeInfo> {
         match self.chain.escrow.get_stake(job_b256(job)).await {
-            Ok(s) => Some(s),
+            Ok(s) => match final_status(s.status) {
+                Some(st) => {
+                    self.record_final(job, st).await;
+                    None
+                }
+                None => Some(s),
+            },
             Err(e) => {
                 tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
                 None
@@ -180,13 +187,9 @@ impl PaidProvider {
                 if now_ms() < due && !past_deadline {
                     return;
                 }
-                let Some(stake) = self.read_stake(&job).await else {
+                let Some(stake) = self.open_stake(&job).await else {
                     return;
                 };
-                if let Some(st) = final_status(stake.status) {
-                    self.record_final(&job, st).await;
-                    return;
-                }
                 if stake.status != StakeStatus::Staked {
                     return;
                 }
@@ -233,11 +236,7 @@ impl PaidProvider {
                 if chain_now < at + CLAIM_DELAY_SECS {
                     return;
                 }
-                let Some(stake) = self.read_stake(&job).await else {
-                    return;
-                };
-                if let Some(st) = final_status(stake.status) {
-                    self.record_final(&job, st).await;
+                if self.open_stake(&job).await.is_none() {
                     return;
                 }
                 match self.chain.escrow.claim_timeout(job_b256(&job)).await {

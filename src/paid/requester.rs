@@ -53,10 +53,9 @@ pub fn check_payment_request(
     pay: &PaymentRecord,
     usdc: &Address,
 ) -> Result<String, String> {
-    let expected = crate::zk::commitments(output.as_bytes(), &provider.0, &job.0);
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
-    crate::zk::verify_job(
+    let expected = crate::zk::verify_job(
         &req.proof,
         &req.public_signals,
         output.as_bytes(),

@@ -7,7 +7,7 @@ use ark_bn254::Bn254;
 use ark_groth16::{Groth16, PreparedVerifyingKey};
 use serde::Deserialize;
 
-use super::commitments::commitments;
+use super::commitments::{commitments, Commitments};
 use super::error::ZkError;
 use super::field::to_decimal;
 use super::snarkjs::{
@@ -119,15 +119,17 @@ pub fn verify_with_key(
 
 /// The requester's whole check: recomputes the commitments from the `output` it received, the
 /// `provider_key` it knows and its `job_id`, requires `public` to be exactly those, then checks
-/// the proof with the committed key.
+/// the proof with the committed key. Returns the commitments it checked (the output commitment
+/// is the escrow's `outputHash`).
 pub fn verify_job(
     proof: &SnarkjsProof,
     public: &PublicSignals,
     output: &[u8],
     provider_key: &[u8; 32],
     job_id: &[u8; 32],
-) -> Result<(), ZkError> {
-    let expected = commitments(output, provider_key, job_id).public_signals();
+) -> Result<Commitments, ZkError> {
+    let c = commitments(output, provider_key, job_id);
+    let expected = c.public_signals();
     for (i, (want, got)) in expected
         .elements()
         .iter()
@@ -146,5 +148,6 @@ pub fn verify_job(
             });
         }
     }
-    verify(proof, public)
+    verify(proof, public)?;
+    Ok(c)
 }

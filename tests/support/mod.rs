@@ -256,6 +256,33 @@ impl DaemonProc {
             .expect("JSON")
     }
 
+    /// Job `id` as `/jobs` shows it.
+    pub async fn job(&self, id: &str) -> Option<Value> {
+        let jobs = self.get("/jobs").await;
+        jobs.as_array()?
+            .iter()
+            .find(|j| j["job_id"].as_str() == Some(id))
+            .cloned()
+    }
+
+    /// The newest job `/jobs` shows.
+    pub async fn newest_job(&self) -> Option<Value> {
+        self.get("/jobs").await.as_array()?.first().cloned()
+    }
+
+    /// Wait until job `id` is in `state`; returns it.
+    pub async fn job_in_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        eventually(
+            &format!("job {id} {state} at {}", self.url),
+            within,
+            || async {
+                let j = self.job(id).await?;
+                (j["state"].as_str() == Some(state)).then_some(j)
+            },
+        )
+        .await
+    }
+
     /// POST /delegate; returns (status, body).
     pub async fn delegate(&self, body: Value) -> (u16, Value) {
         let r = reqwest::Client::new()

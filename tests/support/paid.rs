@@ -233,25 +233,11 @@ impl PaidWorld {
     }
 }
 
-/// The job `job` as `/jobs` on `d` shows it.
-pub async fn job(d: &DaemonProc, job: &str) -> Option<Value> {
-    let jobs = d.get("/jobs").await;
-    jobs.as_array()?
-        .iter()
-        .find(|j| j["job_id"] == json!(job))
-        .cloned()
-}
-
 /// Wait until `d` shows `job`'s payment in `status`; returns the job.
 pub async fn payment_becomes(d: &DaemonProc, id: &str, status: &str, within: Duration) -> Value {
     eventually(&format!("{} payment {status}", d.url), within, || async {
-        let j = job(d, id).await?;
+        let j = d.job(id).await?;
         (j["payment"]["status"] == json!(status)).then_some(j)
     })
     .await
-}
-
-/// The newest job on `d`.
-pub async fn newest_job(d: &DaemonProc) -> Option<Value> {
-    d.get("/jobs").await.as_array()?.first().cloned()
 }
