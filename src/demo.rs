@@ -108,7 +108,7 @@ async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
         Ok(c) => c,
         Err(e) => {
             steps.say(&format!(
-                "no local chain: {e}. Running the UNPAID flow instead (install anvil with `npm ci` in the repository for the paid one)"
+                "no local chain: {e}. Running the UNPAID flow instead"
             ));
             return None;
         }
@@ -404,7 +404,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
             ));
         }
         steps.say(&format!(
-            "provider checked the stake and ran the inference in {} ms; the answer came back over AXL",
+            "provider {}ran the inference in {} ms; the answer came back over AXL",
+            if pay.is_object() {
+                "checked the stake and "
+            } else {
+                ""
+            },
             t["inference_ms"]
         ));
         if pay.is_object() {
