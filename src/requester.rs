@@ -338,9 +338,7 @@ impl Requester {
         let discover_ms = started.elapsed().as_millis() as u64;
         let mut candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
         if self.payments.paid() {
-            // A paid job needs somewhere to pay; providers whose proofs failed here go last.
-            candidates.retain(|a| a.wallet.is_some());
-            candidates.sort_by_key(|a| self.payments.disputes(&a.node_id));
+            candidates = rank_for_payment(candidates, |k| self.payments.disputes(k));
         }
         if candidates.is_empty() {
             return Err(DelegateError::NoProvider(format!(
@@ -735,6 +733,17 @@ pub fn choose(
     ads
 }
 
+/// Paid jobs: keep the ads that name a wallet (somewhere to pay), and move providers whose
+/// proofs failed here behind the others (stable, so `choose`'s order holds among equals).
+pub fn rank_for_payment(
+    mut ads: Vec<ResourceAd>,
+    disputes: impl Fn(&PeerKey) -> u32,
+) -> Vec<ResourceAd> {
+    ads.retain(|a| a.wallet.is_some());
+    ads.sort_by_key(|a| disputes(&a.node_id));
+    ads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,6 +777,25 @@ mod tests {
             .map(|a| a.node_id.0[0])
             .collect();
         assert_eq!(ranked, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn paid_ranking_needs_a_wallet_and_puts_disputed_providers_last() {
+        let mut ads = vec![
+            ad(1, 10, 0.0, 8000, &["m"]),
+            ad(2, 20, 0.0, 8000, &["m"]),
+            ad(3, 30, 0.0, 8000, &["m"]),
+            ad(4, 5, 0.0, 8000, &["m"]),
+        ];
+        for a in &mut ads[..3] {
+            a.wallet = Some(format!("0x{}", "b".repeat(40)));
+        }
+        // Node 1 (the cheapest with a wallet) lied once; node 4 advertises no wallet.
+        let ranked: Vec<u8> = rank_for_payment(ads, |k| u32::from(k.0[0] == 1))
+            .iter()
+            .map(|a| a.node_id.0[0])
+            .collect();
+        assert_eq!(ranked, vec![2, 3, 1]);
     }
 
     #[test]
