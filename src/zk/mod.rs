@@ -18,16 +18,19 @@
 //!   validate while they parse (decimal strings below the modulus, points on the curve).
 //! - [`verify`](mod@verify): Groth16 verification against the committed `verification_key.json`;
 //!   needs no witness machinery.
-//! - `prove` (cargo feature `prover`, on by default): the circuit's witness computed by running
-//!   its committed WebAssembly in `wasmi` (see `witness`), and a Groth16 proof with the committed
-//!   `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on fixed-base
-//!   tables built once per process (see `msm`). [`warm_up`] does that one-time work up front.
+//! - `prove` (cargo feature `prover`, on by default): the circuit's witness solved natively from
+//!   its committed constraint system (see `r1cs` and `solver`), and a Groth16 proof with the
+//!   committed `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on
+//!   fixed-base tables built once per process (see `msm`). [`warm_up`] does that one-time work
+//!   up front.
 //! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
 //!
 //! Proving is CPU-bound (milliseconds, two cores): async callers run [`prove`] inside
 //! `tokio::task::spawn_blocking`. Verification is a few pairings; cheap enough inline, but
 //! `spawn_blocking` does no harm there either.
 
+#[cfg(feature = "prover")]
+mod binfile;
 pub mod cli;
 mod commitments;
 mod error;
@@ -40,7 +43,9 @@ mod msm;
 #[cfg(feature = "prover")]
 mod prove;
 #[cfg(feature = "prover")]
-mod witness;
+mod r1cs;
+#[cfg(feature = "prover")]
+mod solver;
 #[cfg(feature = "prover")]
 mod zkey;
 

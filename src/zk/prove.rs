@@ -11,16 +11,22 @@ use ark_groth16::Proof;
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use ark_relations::gr1cs::{ConstraintSystemRef, Matrix, SynthesisError};
 
-use super::commitments::{circuit_inputs, commitments};
+use super::commitments::{circuit_inputs, commitments, CircuitInputs};
 use super::error::ZkError;
 use super::msm::FixedBaseMsm;
+use super::r1cs::read_r1cs;
 use super::snarkjs::{PublicSignals, SnarkjsProof, NUM_PUBLIC_SIGNALS};
-use super::witness::{self, Input};
+use super::solver::WitnessSolver;
 use super::zkey::{read_zkey, ZkeyProver};
 
 static ZKEY: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/circuits/artifacts/edgent_final.zkey"
+));
+
+static R1CS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/circuits/artifacts/edgent.r1cs"
 ));
 
 /// Window widths (bits) of the fixed-base tables. Wider windows mean fewer additions per
@@ -45,13 +51,15 @@ struct ProverKey {
     /// H query (one point per evaluation-domain element).
     h: FixedBaseMsm<g1::Config>,
     matrices: Vec<Matrix<Fr>>,
+    /// Computes the witness from the inputs.
+    solver: WitnessSolver,
     n_vars: usize,
     num_inputs: usize,
     num_constraints: usize,
 }
 
 impl ProverKey {
-    fn new(z: ZkeyProver) -> Self {
+    fn new(z: ZkeyProver, solver: WitnessSolver) -> Self {
         let pk = z.pk;
         let plus = |query: &[G1Affine]| [query, &[pk.delta_g1]].concat();
         // The tables take a few hundred milliseconds to build; two threads halve that.
@@ -84,6 +92,7 @@ impl ProverKey {
             l,
             h,
             matrices: z.matrices,
+            solver,
             n_vars: z.n_vars,
             num_inputs: z.num_inputs,
             num_constraints: z.num_constraints,
@@ -104,9 +113,24 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
 /// process.
 fn prover_key() -> Result<&'static ProverKey, ZkError> {
     static KEY: OnceLock<Result<ProverKey, String>> = OnceLock::new();
-    KEY.get_or_init(|| read_zkey(ZKEY).map(ProverKey::new))
-        .as_ref()
-        .map_err(|e| ZkError::key("committed proving key", e.clone()))
+    KEY.get_or_init(|| {
+        let zkey = read_zkey(ZKEY)?;
+        let r1cs = read_r1cs(R1CS).map_err(|e| format!("edgent.r1cs: {e}"))?;
+        if r1cs.n_wires != zkey.n_vars || r1cs.constraints.len() != zkey.num_constraints {
+            return Err(format!(
+                "edgent.r1cs ({} wires, {} constraints) is not the circuit of the proving key \
+                 ({} variables, {} constraints)",
+                r1cs.n_wires,
+                r1cs.constraints.len(),
+                zkey.n_vars,
+                zkey.num_constraints
+            ));
+        }
+        let solver = WitnessSolver::new(r1cs).map_err(|e| format!("edgent.r1cs: {e}"))?;
+        Ok(ProverKey::new(zkey, solver))
+    })
+    .as_ref()
+    .map_err(|e| ZkError::key("committed proving key", e.clone()))
 }
 
 /// Does the prover's one-time work now: parses the committed proving key, builds its
@@ -114,8 +138,7 @@ fn prover_key() -> Result<&'static ProverKey, ZkError> {
 /// Optional: [`prove`] does it on first use; a daemon calls this at start so that its first
 /// proof is as fast as the others.
 pub fn warm_up() -> Result<(), ZkError> {
-    prover_key()?;
-    witness::warm_up()
+    prover_key().map(|_| ())
 }
 
 /// Proves that `output` and `provider_key` are behind the commitments of
@@ -131,35 +154,8 @@ pub fn prove(
 ) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
     let key = prover_key()?;
 
-    let ci = circuit_inputs(output, provider_key, job_id);
-    let big = |v: u128| BigInt([v as u64, (v >> 64) as u64, 0, 0]);
-    let inputs = [
-        Input {
-            name: "outputHashBits",
-            values: ci
-                .output_hash_bits
-                .iter()
-                .map(|b| BigInt::from(u64::from(*b)))
-                .collect(),
-        },
-        Input {
-            name: "keyHi",
-            values: vec![big(ci.key.0)],
-        },
-        Input {
-            name: "keyLo",
-            values: vec![big(ci.key.1)],
-        },
-        Input {
-            name: "jobIdHi",
-            values: vec![big(ci.job_id.0)],
-        },
-        Input {
-            name: "jobIdLo",
-            values: vec![big(ci.job_id.1)],
-        },
-    ];
-    let witness = witness::calculate(&inputs)?;
+    let inputs = solver_inputs(&circuit_inputs(output, provider_key, job_id));
+    let witness = key.solver.solve(&inputs)?;
     if witness.len() != key.n_vars {
         return Err(ZkError::Witness(format!(
             "witness has {} elements, the proving key expects {}",
@@ -183,6 +179,16 @@ pub fn prove(
     let (r, s) = (random_scalar()?, random_scalar()?);
     let proof = create_proof(key, r, s, &witness)?;
     Ok((SnarkjsProof::from_ark(proof), public))
+}
+
+/// The solver's inputs: the public ones, then the private ones, in the order
+/// `edgent.circom` declares them.
+pub(crate) fn solver_inputs(ci: &CircuitInputs) -> Vec<Fr> {
+    let mut inputs = Vec::with_capacity(2 + ci.output_hash_bits.len() + 2);
+    inputs.extend([Fr::from(ci.job_id.0), Fr::from(ci.job_id.1)]);
+    inputs.extend(ci.output_hash_bits.iter().map(|b| Fr::from(u64::from(*b))));
+    inputs.extend([Fr::from(ci.key.0), Fr::from(ci.key.1)]);
+    inputs
 }
 
 /// Groth16 with snarkjs's witness map and the five multi-scalar multiplications on the key's
