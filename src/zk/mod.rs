@@ -39,6 +39,8 @@ pub mod snarkjs;
 pub mod verify;
 
 #[cfg(feature = "prover")]
+mod fft;
+#[cfg(feature = "prover")]
 mod msm;
 #[cfg(feature = "prover")]
 mod prove;

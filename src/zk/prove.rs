@@ -5,14 +5,14 @@ use std::sync::OnceLock;
 
 use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine};
 use ark_ec::CurveGroup;
+use ark_ff::Zero;
 use ark_ff::{BigInt, PrimeField};
-use ark_groth16::r1cs_to_qap::{evaluate_constraint, LibsnarkReduction, R1CSToQAP};
 use ark_groth16::Proof;
-use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
-use ark_relations::gr1cs::{ConstraintSystemRef, Matrix, SynthesisError};
+use ark_relations::gr1cs::Matrix;
 
 use super::commitments::{circuit_inputs, commitments, CircuitInputs};
 use super::error::ZkError;
+use super::fft::CosetFft;
 use super::msm::FixedBaseMsm;
 use super::r1cs::read_r1cs;
 use super::snarkjs::{PublicSignals, SnarkjsProof, NUM_PUBLIC_SIGNALS};
@@ -51,6 +51,8 @@ struct ProverKey {
     /// H query (one point per evaluation-domain element).
     h: FixedBaseMsm<g1::Config>,
     matrices: Vec<Matrix<Fr>>,
+    /// The witness map's transforms.
+    fft: CosetFft,
     /// Computes the witness from the inputs.
     solver: WitnessSolver,
     n_vars: usize,
@@ -59,7 +61,10 @@ struct ProverKey {
 }
 
 impl ProverKey {
-    fn new(z: ZkeyProver, solver: WitnessSolver) -> Self {
+    fn new(z: ZkeyProver, solver: WitnessSolver) -> Result<Self, String> {
+        let fft = CosetFft::new(z.num_constraints + z.num_inputs)
+            .filter(|f| f.size() == z.pk.h_query.len())
+            .ok_or("the H query does not match the circuit's evaluation domain")?;
         let pk = z.pk;
         let plus = |query: &[G1Affine]| [query, &[pk.delta_g1]].concat();
         // The tables take a few hundred milliseconds to build; two threads halve that.
@@ -82,7 +87,7 @@ impl ProverKey {
             );
             (mine, join(other))
         });
-        ProverKey {
+        Ok(ProverKey {
             alpha_g1: pk.vk.alpha_g1,
             beta_g1: pk.beta_g1,
             beta_g2: pk.vk.beta_g2,
@@ -92,11 +97,12 @@ impl ProverKey {
             l,
             h,
             matrices: z.matrices,
+            fft,
             solver,
             n_vars: z.n_vars,
             num_inputs: z.num_inputs,
             num_constraints: z.num_constraints,
-        }
+        })
     }
 }
 
@@ -127,7 +133,7 @@ fn prover_key() -> Result<&'static ProverKey, ZkError> {
             ));
         }
         let solver = WitnessSolver::new(r1cs).map_err(|e| format!("edgent.r1cs: {e}"))?;
-        Ok(ProverKey::new(zkey, solver))
+        ProverKey::new(zkey, solver)
     })
     .as_ref()
     .map_err(|e| ZkError::key("committed proving key", e.clone()))
@@ -204,13 +210,8 @@ fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<B
         v
     };
     let (h_and_l, (a, b_g1, b_g2)) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| -> Result<G1Projective, SynthesisError> {
-            let h = CircomReduction::witness_map_from_matrices::<Fr, Radix2EvaluationDomain<Fr>>(
-                &key.matrices,
-                key.num_inputs,
-                key.num_constraints,
-                witness,
-            )?;
+        let other = scope.spawn(|| -> Result<G1Projective, ZkError> {
+            let h = witness_map(key, witness)?;
             let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
             let l = with(&w[key.num_inputs..], -(r * s));
             Ok(key.h.msm(&h) + key.l.msm(&l))
@@ -221,7 +222,7 @@ fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<B
         let a = key.a.msm(&with(&w, r));
         (join(other), (a, b_g1, b_g2))
     });
-    let h_and_l = h_and_l.map_err(|e| ZkError::Proving(e.to_string()))?;
+    let h_and_l = h_and_l?;
 
     // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
     let g_a = a + key.alpha_g1;
@@ -245,75 +246,35 @@ fn random_scalar() -> Result<Fr, ZkError> {
     Ok(Fr::from_le_bytes_mod_order(&bytes))
 }
 
-/// snarkjs's witness map. arkworks computes H's coefficients from (AB - C)/Z over the
-/// evaluation domain; snarkjs's `.zkey` instead holds the H query in Lagrange form over the
-/// odd points of a domain twice as large, so the prover evaluates AB - C on that coset.
-/// (Adapted from ark-circom's `CircomReduction`, MIT/Apache-2.0, without rayon.)
-pub(crate) struct CircomReduction;
-
-impl R1CSToQAP for CircomReduction {
-    #[allow(clippy::type_complexity)]
-    fn instance_map_with_evaluation<F: PrimeField, D: EvaluationDomain<F>>(
-        cs: ConstraintSystemRef<F>,
-        t: &F,
-    ) -> Result<(Vec<F>, Vec<F>, Vec<F>, F, usize, usize), SynthesisError> {
-        LibsnarkReduction::instance_map_with_evaluation::<F, D>(cs, t)
+/// snarkjs's witness map: `A·B - C` on the coset of the evaluation domain that the `.zkey`'s
+/// H query is written for (see `fft`). The rows past the constraints are the public inputs'
+/// (their A is the input, their B and C zero), then zero padding.
+fn witness_map(key: &ProverKey, witness: &[Fr]) -> Result<Vec<Fr>, ZkError> {
+    let (a_rows, b_rows) = match &key.matrices[..] {
+        [a, b, ..] => (a, b),
+        _ => {
+            return Err(ZkError::Proving(
+                "the proving key has no A and B matrices".into(),
+            ))
+        }
+    };
+    let n = key.fft.size();
+    let eval = |row: &[(Fr, usize)]| -> Fr { row.iter().map(|(k, i)| *k * witness[*i]).sum() };
+    let mut a = vec![Fr::zero(); n];
+    let mut b = vec![Fr::zero(); n];
+    let mut c = vec![Fr::zero(); n];
+    for i in 0..key.num_constraints {
+        a[i] = eval(&a_rows[i]);
+        b[i] = eval(&b_rows[i]);
+        c[i] = a[i] * b[i];
     }
-
-    fn witness_map_from_matrices<F: PrimeField, D: EvaluationDomain<F>>(
-        matrices: &[Matrix<F>],
-        num_inputs: usize,
-        num_constraints: usize,
-        full_assignment: &[F],
-    ) -> Result<Vec<F>, SynthesisError> {
-        let (a_rows, b_rows) = match matrices {
-            [a, b, ..] => (a, b),
-            _ => return Err(SynthesisError::Unsatisfiable),
-        };
-        let domain =
-            D::new(num_constraints + num_inputs).ok_or(SynthesisError::PolynomialDegreeTooLarge)?;
-        let size = domain.size();
-        let mut a = vec![F::zero(); size];
-        let mut b = vec![F::zero(); size];
-        for i in 0..num_constraints {
-            a[i] = evaluate_constraint(&a_rows[i], full_assignment);
-            b[i] = evaluate_constraint(&b_rows[i], full_assignment);
-        }
-        a[num_constraints..num_constraints + num_inputs]
-            .clone_from_slice(&full_assignment[..num_inputs]);
-        let mut c: Vec<F> = a.iter().zip(&b).map(|(a, b)| *a * b).collect();
-        // The public-input rows have no B, so their C is zero.
-        for v in &mut c[num_constraints..] {
-            *v = F::zero();
-        }
-
-        let coset = D::new(2 * size)
-            .ok_or(SynthesisError::PolynomialDegreeTooLarge)?
-            .element(1);
-        for v in [&mut a, &mut b, &mut c] {
-            domain.ifft_in_place(v);
-            D::distribute_powers_and_mul_by_const(v, coset, F::one());
-            domain.fft_in_place(v);
-        }
-        let mut ab = domain.mul_polynomials_in_evaluation_domain(&a, &b);
-        for (x, c) in ab.iter_mut().zip(c) {
-            *x -= c;
-        }
-        Ok(ab)
+    a[key.num_constraints..key.num_constraints + key.num_inputs]
+        .copy_from_slice(&witness[..key.num_inputs]);
+    for v in [&mut a, &mut b, &mut c] {
+        key.fft.to_coset(v);
     }
-
-    fn h_query_scalars<F: PrimeField, D: EvaluationDomain<F>>(
-        max_power: usize,
-        t: F,
-        _: F,
-        delta_inverse: F,
-    ) -> Result<Vec<F>, SynthesisError> {
-        // Only used by the generator, which we never run (the keys come from snarkjs).
-        let mut scalars: Vec<F> = (0..2 * max_power + 1)
-            .map(|i| delta_inverse * t.pow([i as u64]))
-            .collect();
-        let domain = D::new(scalars.len()).ok_or(SynthesisError::PolynomialDegreeTooLarge)?;
-        domain.ifft_in_place(&mut scalars);
-        Ok(scalars.into_iter().skip(1).step_by(2).collect())
+    for ((a, b), c) in a.iter_mut().zip(&b).zip(&c) {
+        *a = *a * b - c;
     }
+    Ok(a)
 }
