@@ -10,7 +10,7 @@
 use ark_bn254::Fr;
 use ark_ec::short_weierstrass::{Affine, Bucket, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
-use ark_ff::{BigInt, BigInteger, PrimeField};
+use ark_ff::{BigInt, BigInteger, Field, One, PrimeField, Zero};
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
 const SCALAR_BITS: usize = Fr::MODULUS_BIT_SIZE as usize + 1;
@@ -67,13 +67,30 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
 
     /// `Σ scalars[i] · bases[i]` (missing scalars count as zero).
     pub(crate) fn msm(&self, scalars: &[BigInt<4>]) -> Projective<P> {
+        let entries = self.digits(scalars);
+        let half = 1usize << (self.window - 1);
+        let buckets = accumulate(&self.table, entries, half);
+        // Σ k·bucket[k-1], as a running sum from the top.
+        let mut running = Bucket::<P>::ZERO;
+        let mut total = Bucket::<P>::ZERO;
+        for (affine, rest) in buckets.affine.iter().zip(&buckets.rest).rev() {
+            running += affine;
+            running += rest;
+            total += &running;
+        }
+        total.into()
+    }
+
+    /// Every non-zero signed digit of every scalar as an [`Entry`]: bucket `|d| - 1` gets
+    /// `±T[row][window]`.
+    fn digits(&self, scalars: &[BigInt<4>]) -> Vec<Entry> {
         let c = self.window;
         let half = 1u64 << (c - 1);
         let full = 1u64 << c;
-        let mut buckets = vec![Bucket::<P>::ZERO; half as usize];
         let modulus = Fr::MODULUS;
         let mut half_modulus = modulus;
         half_modulus.div2();
+        let mut entries = Vec::with_capacity(self.rows.len() * self.windows);
         for (r, &i) in self.rows.iter().enumerate() {
             let Some(s) = scalars.get(i as usize) else {
                 continue;
@@ -89,7 +106,7 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
                 (*s, false)
             };
             let bits = s.num_bits() as usize;
-            let row = &self.table[r * self.windows..(r + 1) * self.windows];
+            let row = (r * self.windows) as u32;
             let mut carry = 0u64;
             let mut j = 0;
             while j * c < bits || carry != 0 {
@@ -103,26 +120,142 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
                         neg = !neg;
                     }
                     if d != 0 {
-                        let b = &mut buckets[(d - 1) as usize];
-                        if neg {
-                            *b -= &row[j];
-                        } else {
-                            *b += &row[j];
-                        }
+                        entries.push(Entry::new((d - 1) as u32, row + j as u32, neg));
                     }
                 }
                 j += 1;
             }
         }
-        // Σ k·bucket[k-1], as a running sum from the top.
-        let mut running = Bucket::<P>::ZERO;
-        let mut total = Bucket::<P>::ZERO;
-        for b in buckets.iter().rev() {
-            running += b;
-            total += &running;
-        }
-        total.into()
+        entries
     }
+}
+
+/// One addition to do: bucket (high 32 bits), sign (bit 31), table index (low 31 bits).
+#[derive(Clone, Copy)]
+struct Entry(u64);
+
+impl Entry {
+    fn new(bucket: u32, point: u32, negate: bool) -> Self {
+        Entry(u64::from(bucket) << 32 | u64::from(negate) << 31 | u64::from(point & 0x7fff_ffff))
+    }
+    fn bucket(self) -> usize {
+        (self.0 >> 32) as usize
+    }
+    fn point<P: SWCurveConfig>(self, table: &[Affine<P>]) -> Affine<P> {
+        let p = table[(self.0 & 0x7fff_ffff) as usize];
+        if self.0 & (1 << 31) != 0 {
+            -p
+        } else {
+            p
+        }
+    }
+}
+
+/// Additions per batch inversion: large enough that the inversion's share is small, small
+/// enough that few entries meet a bucket already in the batch.
+const BATCH: usize = 256;
+
+/// Fewer left-over entries than this are added in extended Jacobian coordinates instead of
+/// another round of batches.
+const LAST_ROUND: usize = 64;
+
+/// The buckets after accumulation: an affine part and an extended-Jacobian remainder.
+struct Buckets<P: SWCurveConfig> {
+    affine: Vec<Affine<P>>,
+    rest: Vec<Bucket<P>>,
+}
+
+/// Adds every entry's point into its bucket in affine coordinates, `BATCH` additions sharing
+/// one field inversion (Montgomery's trick): an addition then costs about six multiplications
+/// instead of the ten of an extended-Jacobian mixed addition. An entry whose bucket already has
+/// an addition in the current batch waits for the next round.
+fn accumulate<P: SWCurveConfig>(
+    table: &[Affine<P>],
+    mut entries: Vec<Entry>,
+    n_buckets: usize,
+) -> Buckets<P> {
+    let mut affine = vec![Affine::<P>::identity(); n_buckets];
+    let mut rest = vec![Bucket::<P>::ZERO; n_buckets];
+    // The batch each bucket was last put in (0: none).
+    let mut in_batch = vec![0u32; n_buckets];
+    let mut batch_id = 1u32;
+    let mut batch: Vec<(usize, Affine<P>)> = Vec::with_capacity(BATCH);
+    let mut dx: Vec<P::BaseField> = Vec::with_capacity(BATCH);
+    let mut prefix: Vec<P::BaseField> = Vec::with_capacity(BATCH);
+    let mut deferred = Vec::new();
+    while entries.len() >= LAST_ROUND {
+        for &e in &entries {
+            let b = e.bucket();
+            let p = e.point(table);
+            let bucket = &mut affine[b];
+            if in_batch[b] == batch_id {
+                deferred.push(e);
+                continue;
+            }
+            if bucket.is_zero() {
+                *bucket = p;
+                continue;
+            }
+            let d = p.x - bucket.x;
+            if d.is_zero() {
+                // Doubling or cancellation: rare, done at once with a full addition.
+                *bucket = (Projective::from(*bucket) + p).into_affine();
+                continue;
+            }
+            in_batch[b] = batch_id;
+            batch.push((b, p));
+            dx.push(d);
+            if batch.len() == BATCH {
+                apply(&mut affine, &mut batch, &mut dx, &mut prefix);
+                batch_id += 1;
+            }
+        }
+        apply(&mut affine, &mut batch, &mut dx, &mut prefix);
+        batch_id += 1;
+        // Entries piling onto a few buckets (every scalar 1 lands in the first) would take a
+        // round, and an inversion, each: once a round leaves half its entries, stop.
+        let stuck = deferred.len() * 2 > entries.len();
+        entries.clear();
+        std::mem::swap(&mut entries, &mut deferred);
+        if stuck {
+            break;
+        }
+    }
+    for e in entries {
+        rest[e.bucket()] += &e.point(table);
+    }
+    Buckets { affine, rest }
+}
+
+/// Does the batch's additions `bucket += p` with one inversion of all the `dx = p.x - bucket.x`.
+fn apply<P: SWCurveConfig>(
+    affine: &mut [Affine<P>],
+    batch: &mut Vec<(usize, Affine<P>)>,
+    dx: &mut Vec<P::BaseField>,
+    prefix: &mut Vec<P::BaseField>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    prefix.clear();
+    let mut acc = P::BaseField::one();
+    for d in dx.iter() {
+        prefix.push(acc);
+        acc *= d;
+    }
+    // Every dx is non-zero, so the product is too.
+    let mut inv = acc.inverse().unwrap_or_default();
+    for (((b, p), d), before) in batch.iter().zip(dx.iter()).zip(prefix.iter()).rev() {
+        let inv_d = inv * before;
+        inv *= d;
+        let q = &mut affine[*b];
+        let lambda = (p.y - q.y) * inv_d;
+        let x3 = lambda.square() - q.x - p.x;
+        q.y = lambda * (q.x - x3) - q.y;
+        q.x = x3;
+    }
+    batch.clear();
+    dx.clear();
 }
 
 /// The `c` bits of `s` starting at bit `pos` (zero past the end).
@@ -192,6 +325,33 @@ mod tests {
         for w in [3, 7, 10, 13] {
             check(bases.clone(), w);
         }
+    }
+
+    /// Enough entries for the batched rounds, with the cases they treat apart: many scalars
+    /// of 1 on one bucket, the same base twice with the same scalar (a doubling in a bucket)
+    /// and with opposite scalars (a bucket that empties).
+    #[test]
+    fn batched_additions_handle_doubling_cancellation_and_piles() {
+        let g = G1Projective::generator();
+        let distinct: Vec<G1Affine> = (0..8).map(|i| (g * scalar(i)).into_affine()).collect();
+        let mut bases = Vec::new();
+        let mut scalars = Vec::new();
+        for k in 0..40u64 {
+            let p = distinct[(k % 8) as usize];
+            // Twice the same: every digit doubles a bucket.
+            bases.extend([p, p]);
+            scalars.extend([scalar(k), scalar(k)]);
+            // Opposite scalars: every digit empties a bucket.
+            bases.extend([p, p]);
+            scalars.extend([scalar(k + 1000), -scalar(k + 1000)]);
+            // Scalars of 1 all land in the first bucket.
+            bases.extend([p, p]);
+            scalars.extend([Fr::from(1u64), Fr::from(1u64)]);
+        }
+        let table = FixedBaseMsm::new(&bases, 6);
+        let big: Vec<_> = scalars.iter().map(|s| s.into_bigint()).collect();
+        let expected = G1Projective::msm(&bases, &scalars).expect("lengths");
+        assert_eq!(table.msm(&big).into_affine(), expected.into_affine());
     }
 
     #[test]

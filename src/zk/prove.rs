@@ -1,9 +1,10 @@
 //! The Groth16 prover: committed `.zkey` (parsed once), witness from the circuit's WebAssembly,
 //! and snarkjs's variant of the R1CS-to-QAP witness map.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine};
+use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::CurveGroup;
 use ark_ff::Zero;
 use ark_ff::{BigInt, PrimeField};
@@ -197,10 +198,20 @@ pub(crate) fn solver_inputs(ci: &CircuitInputs) -> Vec<Fr> {
     inputs
 }
 
+/// The five multi-scalar multiplications, largest first (see [`create_proof`]).
+const PARTS: usize = 5;
+
+/// What one part of a proof computes.
+enum Part {
+    G1(G1Projective),
+    G2(G2Projective),
+}
+
 /// Groth16 with snarkjs's witness map and the five multi-scalar multiplications on the key's
-/// fixed-base tables, split over two threads: this one computes A and B (G2 and G1), the
-/// other H (its FFTs, then its MSM) and L. The blinding terms `r·δ`, `s·δ` and `-rs·δ` are
-/// one more base of the A, B and L tables.
+/// fixed-base tables. Two threads (this one and one more) take the parts from a shared
+/// counter, largest first (H with its witness map, B in G2, L, A, B in G1), so a thread
+/// slowed by other work on its core takes fewer. The blinding terms `r·δ`, `s·δ` and `-rs·δ`
+/// are one more base of the A, B and L tables.
 fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<Bn254>, ZkError> {
     let w: Vec<BigInt<4>> = witness.iter().map(|x| x.into_bigint()).collect();
     let with = |scalars: &[BigInt<4>], last: Fr| {
@@ -209,26 +220,50 @@ fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<B
         v.push(last.into_bigint());
         v
     };
-    let (h_and_l, (a, b_g1, b_g2)) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| -> Result<G1Projective, ZkError> {
-            let h = witness_map(key, witness)?;
-            let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
-            let l = with(&w[key.num_inputs..], -(r * s));
-            Ok(key.h.msm(&h) + key.l.msm(&l))
-        });
-        let b_scalars = with(&w, s);
-        let b_g2 = key.b_g2.msm(&b_scalars);
-        let b_g1 = key.b_g1.msm(&b_scalars);
-        let a = key.a.msm(&with(&w, r));
-        (join(other), (a, b_g1, b_g2))
+    let part = |i: usize| -> Result<Part, ZkError> {
+        Ok(match i {
+            0 => {
+                let h = witness_map(key, witness)?;
+                let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
+                Part::G1(key.h.msm(&h))
+            }
+            1 => Part::G2(key.b_g2.msm(&with(&w, s)) + key.beta_g2),
+            2 => Part::G1(key.l.msm(&with(&w[key.num_inputs..], -(r * s)))),
+            // s·A and r·B₁ enter C; A itself is the proof's first element.
+            3 => Part::G1(key.a.msm(&with(&w, r)) + key.alpha_g1),
+            _ => Part::G1((key.b_g1.msm(&with(&w, s)) + key.beta_g1) * r),
+        })
+    };
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::with_capacity(PARTS);
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= PARTS {
+                return done;
+            }
+            done.push((i, part(i)));
+        }
+    };
+    let (mut results, theirs) = std::thread::scope(|scope| {
+        let other = scope.spawn(work);
+        let mine = work();
+        (mine, join(other))
     });
-    let h_and_l = h_and_l?;
+    results.extend(theirs);
+    results.sort_by_key(|(i, _)| *i);
 
     // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
-    let g_a = a + key.alpha_g1;
-    let g1_b = b_g1 + key.beta_g1;
-    let g2_b = b_g2 + key.beta_g2;
-    let g_c = g_a * s + g1_b * r + h_and_l;
+    let mut g1 = [G1Projective::zero(); PARTS];
+    let mut g2_b = G2Projective::zero();
+    for (i, result) in results {
+        match result? {
+            Part::G1(p) => g1[i] = p,
+            Part::G2(p) => g2_b = p,
+        }
+    }
+    let [h, _, l, g_a, r_b1] = g1;
+    let g_c = g_a * s + r_b1 + h + l;
     let ac = G1Projective::normalize_batch(&[g_a, g_c]);
     Ok(Proof {
         a: ac[0],
