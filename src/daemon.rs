@@ -112,11 +112,12 @@ async fn start_payments(
     let chain = Arc::new(Chain::connect(settings).await?);
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
     if config.role.provides() {
-        // Build the prover's tables and translate the witness program now, not in the
-        // first paid job.
-        tokio::task::spawn_blocking(|| {
+        // Build the prover's tables, and the parts of a proof that depend on this node's key
+        // alone, now rather than in the first paid job.
+        let key = ctx.me.0;
+        tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            match crate::zk::warm_up() {
+            match crate::zk::warm_up_for_key(&key) {
                 Ok(()) => tracing::debug!(
                     ms = started.elapsed().as_millis() as u64,
                     "prover warmed up"

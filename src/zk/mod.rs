@@ -54,7 +54,7 @@ mod zkey;
 pub use commitments::{circuit_inputs, commitments, keccak256, CircuitInputs, Commitments};
 pub use error::ZkError;
 #[cfg(feature = "prover")]
-pub use prove::{prove, warm_up};
+pub use prove::{prove, warm_up, warm_up_for_key};
 pub use snarkjs::{PublicSignals, SnarkjsProof};
 pub use verify::{verify, verify_job, verify_with_key, VerifyingKey};
 

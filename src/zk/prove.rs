@@ -1,8 +1,9 @@
 //! The Groth16 prover: committed `.zkey` (parsed once), witness from the circuit's WebAssembly,
 //! and snarkjs's variant of the R1CS-to-QAP witness map.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::CurveGroup;
@@ -56,6 +57,10 @@ struct ProverKey {
     fft: CosetFft,
     /// Computes the witness from the inputs.
     solver: WitnessSolver,
+    /// Which wires the provider key alone decides.
+    fixed: Vec<bool>,
+    /// Their terms for the last key proved with.
+    key_terms: Mutex<Option<KeyTerms>>,
     n_vars: usize,
     num_inputs: usize,
     num_constraints: usize,
@@ -99,6 +104,8 @@ impl ProverKey {
             h,
             matrices: z.matrices,
             fft,
+            fixed: solver.fixed_by(KEY_INPUTS),
+            key_terms: Mutex::new(None),
             solver,
             n_vars: z.n_vars,
             num_inputs: z.num_inputs,
@@ -116,28 +123,31 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     }
 }
 
+/// Parses the committed proving key and constraint system and builds the tables.
+fn load() -> Result<ProverKey, String> {
+    let zkey = read_zkey(ZKEY)?;
+    let r1cs = read_r1cs(R1CS).map_err(|e| format!("edgent.r1cs: {e}"))?;
+    if r1cs.n_wires != zkey.n_vars || r1cs.constraints.len() != zkey.num_constraints {
+        return Err(format!(
+            "edgent.r1cs ({} wires, {} constraints) is not the circuit of the proving key \
+             ({} variables, {} constraints)",
+            r1cs.n_wires,
+            r1cs.constraints.len(),
+            zkey.n_vars,
+            zkey.num_constraints
+        ));
+    }
+    let solver = WitnessSolver::new(r1cs).map_err(|e| format!("edgent.r1cs: {e}"))?;
+    ProverKey::new(zkey, solver)
+}
+
 /// The committed proving key, parsed and tabulated on first use and kept for the life of the
 /// process.
 fn prover_key() -> Result<&'static ProverKey, ZkError> {
     static KEY: OnceLock<Result<ProverKey, String>> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let zkey = read_zkey(ZKEY)?;
-        let r1cs = read_r1cs(R1CS).map_err(|e| format!("edgent.r1cs: {e}"))?;
-        if r1cs.n_wires != zkey.n_vars || r1cs.constraints.len() != zkey.num_constraints {
-            return Err(format!(
-                "edgent.r1cs ({} wires, {} constraints) is not the circuit of the proving key \
-                 ({} variables, {} constraints)",
-                r1cs.n_wires,
-                r1cs.constraints.len(),
-                zkey.n_vars,
-                zkey.num_constraints
-            ));
-        }
-        let solver = WitnessSolver::new(r1cs).map_err(|e| format!("edgent.r1cs: {e}"))?;
-        ProverKey::new(zkey, solver)
-    })
-    .as_ref()
-    .map_err(|e| ZkError::key("committed proving key", e.clone()))
+    KEY.get_or_init(load)
+        .as_ref()
+        .map_err(|e| ZkError::key("committed proving key", e.clone()))
 }
 
 /// Does the prover's one-time work now: parses the committed proving key, builds its
@@ -146,6 +156,13 @@ fn prover_key() -> Result<&'static ProverKey, ZkError> {
 /// proof is as fast as the others.
 pub fn warm_up() -> Result<(), ZkError> {
     prover_key().map(|_| ())
+}
+
+/// [`warm_up`], then a first proof with `provider_key` (discarded), which computes the parts
+/// of a proof that depend on the key alone: later proofs with that key skip them. A provider
+/// calls this at start with its own key.
+pub fn warm_up_for_key(provider_key: &[u8; 32]) -> Result<(), ZkError> {
+    prove(b"", provider_key, &[0; 32]).map(|_| ())
 }
 
 /// Proves that `output` and `provider_key` are behind the commitments of
@@ -159,8 +176,15 @@ pub fn prove(
     provider_key: &[u8; 32],
     job_id: &[u8; 32],
 ) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
-    let key = prover_key()?;
+    prove_with(prover_key()?, output, provider_key, job_id)
+}
 
+fn prove_with(
+    key: &ProverKey,
+    output: &[u8],
+    provider_key: &[u8; 32],
+    job_id: &[u8; 32],
+) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
     let inputs = solver_inputs(&circuit_inputs(output, provider_key, job_id));
     let witness = key.solver.solve(&inputs)?;
     if witness.len() != key.n_vars {
@@ -184,7 +208,8 @@ pub fn prove(
     }
 
     let (r, s) = (random_scalar()?, random_scalar()?);
-    let proof = create_proof(key, r, s, &witness)?;
+    let provider = [inputs[KEY_INPUTS.start], inputs[KEY_INPUTS.start + 1]];
+    let proof = create_proof(key, r, s, &witness, provider)?;
     Ok((SnarkjsProof::from_ark(proof), public))
 }
 
@@ -198,8 +223,26 @@ pub(crate) fn solver_inputs(ci: &CircuitInputs) -> Vec<Fr> {
     inputs
 }
 
-/// The five multi-scalar multiplications, largest first (see [`create_proof`]).
-const PARTS: usize = 5;
+/// Where the provider key's two halves sit among the solver's inputs: after the job id's two
+/// halves and the 256 bits of the output hash (see [`solver_inputs`]).
+const KEY_INPUTS: Range<usize> = 258..260;
+
+/// The terms of A, B (in G1 and G2) and L that come from the wires fixed by the provider key
+/// (its two halves and the wallet commitment's Poseidon, about half the circuit), for one key.
+/// A provider proves with one key: these are computed with its first proof (or by
+/// [`warm_up_for_key`]) and its later proofs' MSMs skip those wires.
+#[derive(Clone, Copy)]
+struct KeyTerms {
+    key: [Fr; 2],
+    a: G1Projective,
+    b_g1: G1Projective,
+    b_g2: G2Projective,
+    l: G1Projective,
+}
+
+/// The parts of a proof, as numbered in [`create_proof`], in the order the threads take them
+/// (largest first); the last four only when the key's terms are not known yet.
+const ORDER: [usize; 9] = [0, 1, 5, 2, 6, 3, 7, 4, 8];
 
 /// What one part of a proof computes.
 enum Part {
@@ -207,41 +250,74 @@ enum Part {
     G2(G2Projective),
 }
 
-/// Groth16 with snarkjs's witness map and the five multi-scalar multiplications on the key's
-/// fixed-base tables. Two threads (this one and one more) take the parts from a shared
-/// counter, largest first (H with its witness map, B in G2, L, A, B in G1), so a thread
-/// slowed by other work on its core takes fewer. The blinding terms `r·δ`, `s·δ` and `-rs·δ`
-/// are one more base of the A, B and L tables.
-fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<Bn254>, ZkError> {
+/// Groth16 with snarkjs's witness map and the multi-scalar multiplications on the key's
+/// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires
+/// the provider key does not fix; when the key's terms are not known yet, the same four over
+/// the wires it fixes. Two threads (this one and one more) take the parts from a shared
+/// counter, largest first, so a thread slowed by other work on its core takes fewer. The
+/// blinding terms `r·δ`, `s·δ` and `-rs·δ` are one more base of the A, B and L tables.
+fn create_proof(
+    key: &ProverKey,
+    r: Fr,
+    s: Fr,
+    witness: &[Fr],
+    provider: [Fr; 2],
+) -> Result<Proof<Bn254>, ZkError> {
+    let known = key
+        .key_terms
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .filter(|t| t.key == provider);
     let w: Vec<BigInt<4>> = witness.iter().map(|x| x.into_bigint()).collect();
+    // Each wire's scalar in the per-proof MSMs (`varying`) or the key's (`fixed`); zero
+    // scalars cost nothing.
+    let only = |fixed: bool| -> Vec<BigInt<4>> {
+        w.iter()
+            .zip(&key.fixed)
+            .map(|(v, f)| if *f == fixed { *v } else { BigInt::zero() })
+            .collect()
+    };
+    let varying = only(false);
+    let fixed = if known.is_some() {
+        Vec::new()
+    } else {
+        only(true)
+    };
     let with = |scalars: &[BigInt<4>], last: Fr| {
         let mut v = Vec::with_capacity(scalars.len() + 1);
         v.extend_from_slice(scalars);
         v.push(last.into_bigint());
         v
     };
+    let private = |v: &[BigInt<4>]| -> Vec<BigInt<4>> { v[key.num_inputs..].to_vec() };
     let part = |i: usize| -> Result<Part, ZkError> {
+        let zero = Fr::zero();
         Ok(match i {
             0 => {
                 let h = witness_map(key, witness)?;
                 let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
                 Part::G1(key.h.msm(&h))
             }
-            1 => Part::G2(key.b_g2.msm(&with(&w, s)) + key.beta_g2),
-            2 => Part::G1(key.l.msm(&with(&w[key.num_inputs..], -(r * s)))),
-            // s·A and r·B₁ enter C; A itself is the proof's first element.
-            3 => Part::G1(key.a.msm(&with(&w, r)) + key.alpha_g1),
-            _ => Part::G1((key.b_g1.msm(&with(&w, s)) + key.beta_g1) * r),
+            1 => Part::G2(key.b_g2.msm(&with(&varying, s))),
+            2 => Part::G1(key.l.msm(&with(&private(&varying), -(r * s)))),
+            3 => Part::G1(key.a.msm(&with(&varying, r))),
+            4 => Part::G1(key.b_g1.msm(&with(&varying, s))),
+            5 => Part::G2(key.b_g2.msm(&with(&fixed, zero))),
+            6 => Part::G1(key.l.msm(&with(&private(&fixed), zero))),
+            7 => Part::G1(key.a.msm(&with(&fixed, zero))),
+            _ => Part::G1(key.b_g1.msm(&with(&fixed, zero))),
         })
     };
+    let parts = if known.is_some() { 5 } else { ORDER.len() };
     let next = AtomicUsize::new(0);
     let work = || {
-        let mut done = Vec::with_capacity(PARTS);
+        let mut done = Vec::with_capacity(parts);
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= PARTS {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = ORDER.iter().filter(|i| **i < parts).nth(n) else {
                 return done;
-            }
+            };
             done.push((i, part(i)));
         }
     };
@@ -251,19 +327,37 @@ fn create_proof(key: &ProverKey, r: Fr, s: Fr, witness: &[Fr]) -> Result<Proof<B
         (mine, join(other))
     });
     results.extend(theirs);
-    results.sort_by_key(|(i, _)| *i);
 
-    // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
-    let mut g1 = [G1Projective::zero(); PARTS];
-    let mut g2_b = G2Projective::zero();
+    let mut g1 = [G1Projective::zero(); ORDER.len()];
+    let mut g2 = [G2Projective::zero(); ORDER.len()];
     for (i, result) in results {
         match result? {
             Part::G1(p) => g1[i] = p,
-            Part::G2(p) => g2_b = p,
+            Part::G2(p) => g2[i] = p,
         }
     }
-    let [h, _, l, g_a, r_b1] = g1;
-    let g_c = g_a * s + r_b1 + h + l;
+    let terms = match known {
+        Some(t) => t,
+        None => {
+            let t = KeyTerms {
+                key: provider,
+                b_g2: g2[5],
+                l: g1[6],
+                a: g1[7],
+                b_g1: g1[8],
+            };
+            if let Ok(mut slot) = key.key_terms.lock() {
+                *slot = Some(t);
+            }
+            t
+        }
+    };
+
+    // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
+    let g_a = g1[3] + terms.a + key.alpha_g1;
+    let g1_b = g1[4] + terms.b_g1 + key.beta_g1;
+    let g2_b = g2[1] + terms.b_g2 + key.beta_g2;
+    let g_c = g_a * s + g1_b * r + g1[0] + g1[2] + terms.l;
     let ac = G1Projective::normalize_batch(&[g_a, g_c]);
     Ok(Proof {
         a: ac[0],
@@ -312,4 +406,43 @@ fn witness_map(key: &ProverKey, witness: &[Fr]) -> Result<Vec<Fr>, ZkError> {
         *a = *a * b - c;
     }
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_fixes_the_wallet_commitment_and_not_the_rest() {
+        let key = prover_key().unwrap();
+        let fixed = &key.fixed;
+        // Wire 1 is outputCommitment, 2 walletCommitment, 3 and 4 the job id.
+        assert_eq!(&fixed[..5], &[true, false, true, false, false]);
+        let inputs = 5..5 + 256;
+        assert!(
+            fixed[inputs].iter().all(|f| !f),
+            "no hash bit is fixed by the key"
+        );
+        assert!(fixed[261] && fixed[262], "the key's halves");
+        // One of the two Poseidon hashes: close to half of the wires.
+        let n = fixed.iter().filter(|f| **f).count();
+        assert!((200..300).contains(&n), "{n} fixed wires");
+    }
+
+    /// Proofs under two keys, switching back and forth: the key terms are recomputed on each
+    /// switch and reused otherwise, and every proof verifies.
+    #[test]
+    fn key_terms_follow_the_key() {
+        // A key of its own: other tests prove concurrently with the shared one.
+        let key = load().unwrap();
+        let keys = [[0x11u8; 32], [0x22; 32], [0x22; 32], [0x11; 32]];
+        for (i, k) in keys.iter().enumerate() {
+            let job = [i as u8; 32];
+            let (proof, public) = prove_with(&key, b"answer", k, &job).unwrap();
+            crate::zk::verify_job(&proof, &public, b"answer", k, &job).unwrap();
+            let cached = key.key_terms.lock().unwrap().unwrap();
+            let inputs = solver_inputs(&circuit_inputs(b"", k, &job));
+            assert_eq!(cached.key[..], inputs[KEY_INPUTS]);
+        }
+    }
 }

@@ -143,6 +143,23 @@ impl WitnessSolver {
         })
     }
 
+    /// Which wires are a function of the inputs at `positions` alone (positions as in
+    /// [`solve`](Self::solve)'s `inputs`): the constant, those inputs, and every wire solved
+    /// from them only. Such wires keep their values while those inputs do.
+    pub(crate) fn fixed_by(&self, positions: std::ops::Range<usize>) -> Vec<bool> {
+        let mut fixed = vec![false; self.n_wires];
+        fixed[0] = true;
+        for i in positions.filter(|i| *i < self.n_inputs) {
+            fixed[self.first_input + i] = true;
+        }
+        // Steps come in the order they were solved: a step's inputs are decided before it.
+        for s in &self.steps {
+            let all = |lc: &Lc| lc.iter().all(|(w, _)| fixed[*w as usize]);
+            fixed[s.wire as usize] = all(&s.a) && all(&s.b) && all(&s.c);
+        }
+        fixed
+    }
+
     /// The full witness (the constant 1, the public outputs, the inputs, the rest) for
     /// `inputs`: the public ones, then the private ones, in the order the circuit's main
     /// component declares them. Fails, naming the constraint, if the inputs violate one.
