@@ -244,18 +244,23 @@ struct KeyTerms {
 /// (largest first); the last four only when the key's terms are not known yet.
 const ORDER: [usize; 9] = [0, 1, 5, 2, 6, 3, 7, 4, 8];
 
+/// Parts of a proof that are always computed (the first five).
+const PER_PROOF_PARTS: usize = 5;
+
 /// What one part of a proof computes.
 enum Part {
     G1(G1Projective),
     G2(G2Projective),
+    /// A, and `s·A` once it is complete.
+    A(G1Projective, G1Projective),
 }
 
 /// Groth16 with snarkjs's witness map and the multi-scalar multiplications on the key's
-/// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires
-/// the provider key does not fix; when the key's terms are not known yet, the same four over
-/// the wires it fixes. Two threads (this one and one more) take the parts from a shared
-/// counter, largest first, so a thread slowed by other work on its core takes fewer. The
-/// blinding terms `r·δ`, `s·δ` and `-rs·δ` are one more base of the A, B and L tables.
+/// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires the provider key does not fix;
+/// when the key's terms are not known yet, the same four over the wires it fixes. Two threads
+/// (this one and one more) take the parts from a shared counter, largest first, so a thread
+/// slowed by other work on its core takes fewer. The blinding terms `r·δ`, `s·δ` and `-rs·δ`
+/// are one more base of the A, B and L tables.
 fn create_proof(
     key: &ProverKey,
     r: Fr,
@@ -301,15 +306,36 @@ fn create_proof(
             }
             1 => Part::G2(key.b_g2.msm(&with(&varying, s))),
             2 => Part::G1(key.l.msm(&with(&private(&varying), -(r * s)))),
-            3 => Part::G1(key.a.msm(&with(&varying, r))),
-            4 => Part::G1(key.b_g1.msm(&with(&varying, s))),
+            // With the key's terms known, A and B₁ are complete here and their products with
+            // s and r (which enter C) are made at once, not after the other parts.
+            3 => {
+                let a = key.a.msm(&with(&varying, r)) + key.alpha_g1;
+                match known {
+                    Some(t) => {
+                        let a = a + t.a;
+                        Part::A(a, a * s)
+                    }
+                    None => Part::A(a, G1Projective::zero()),
+                }
+            }
+            4 => {
+                let b = key.b_g1.msm(&with(&varying, s)) + key.beta_g1;
+                Part::G1(match known {
+                    Some(t) => (b + t.b_g1) * r,
+                    None => b,
+                })
+            }
             5 => Part::G2(key.b_g2.msm(&with(&fixed, zero))),
             6 => Part::G1(key.l.msm(&with(&private(&fixed), zero))),
             7 => Part::G1(key.a.msm(&with(&fixed, zero))),
             _ => Part::G1(key.b_g1.msm(&with(&fixed, zero))),
         })
     };
-    let parts = if known.is_some() { 5 } else { ORDER.len() };
+    let parts = if known.is_some() {
+        PER_PROOF_PARTS
+    } else {
+        ORDER.len()
+    };
     let next = AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::with_capacity(parts);
@@ -330,14 +356,18 @@ fn create_proof(
 
     let mut g1 = [G1Projective::zero(); ORDER.len()];
     let mut g2 = [G2Projective::zero(); ORDER.len()];
+    let mut s_a = G1Projective::zero();
     for (i, result) in results {
         match result? {
             Part::G1(p) => g1[i] = p,
             Part::G2(p) => g2[i] = p,
+            Part::A(a, sa) => (g1[i], s_a) = (a, sa),
         }
     }
-    let terms = match known {
-        Some(t) => t,
+
+    // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
+    let (terms, g_a, s_a, r_b1) = match known {
+        Some(t) => (t, g1[3], s_a, g1[4]),
         None => {
             let t = KeyTerms {
                 key: provider,
@@ -349,15 +379,12 @@ fn create_proof(
             if let Ok(mut slot) = key.key_terms.lock() {
                 *slot = Some(t);
             }
-            t
+            let g_a = g1[3] + t.a;
+            (t, g_a, g_a * s, (g1[4] + t.b_g1) * r)
         }
     };
-
-    // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
-    let g_a = g1[3] + terms.a + key.alpha_g1;
-    let g1_b = g1[4] + terms.b_g1 + key.beta_g1;
     let g2_b = g2[1] + terms.b_g2 + key.beta_g2;
-    let g_c = g_a * s + g1_b * r + g1[0] + g1[2] + terms.l;
+    let g_c = s_a + r_b1 + g1[0] + g1[2] + terms.l;
     let ac = G1Projective::normalize_batch(&[g_a, g_c]);
     Ok(Proof {
         a: ac[0],
