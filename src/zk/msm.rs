@@ -141,13 +141,24 @@ impl Entry {
     fn bucket(self) -> usize {
         (self.0 >> 32) as usize
     }
+    fn index(self) -> usize {
+        (self.0 & 0x7fff_ffff) as usize
+    }
+    fn negated(self) -> bool {
+        self.0 & (1 << 31) != 0
+    }
+    /// The point to add, `±T[index]`.
     fn point<P: SWCurveConfig>(self, table: &[Affine<P>]) -> Affine<P> {
-        let p = table[(self.0 & 0x7fff_ffff) as usize];
-        if self.0 & (1 << 31) != 0 {
+        let p = table[self.index()];
+        if self.negated() {
             -p
         } else {
             p
         }
+    }
+    /// Its x coordinate (the same for both signs).
+    fn x<P: SWCurveConfig>(self, table: &[Affine<P>]) -> P::BaseField {
+        table[self.index()].x
     }
 }
 
@@ -179,38 +190,38 @@ fn accumulate<P: SWCurveConfig>(
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
-    let mut batch: Vec<(usize, Affine<P>)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut dx: Vec<P::BaseField> = Vec::with_capacity(BATCH);
     let mut prefix: Vec<P::BaseField> = Vec::with_capacity(BATCH);
     let mut deferred = Vec::new();
     while entries.len() >= LAST_ROUND {
         for &e in &entries {
             let b = e.bucket();
-            let p = e.point(table);
-            let bucket = &mut affine[b];
             if in_batch[b] == batch_id {
                 deferred.push(e);
                 continue;
             }
+            let bucket = &mut affine[b];
             if bucket.is_zero() {
-                *bucket = p;
+                *bucket = e.point(table);
                 continue;
             }
-            let d = p.x - bucket.x;
+            // The sign does not change x.
+            let d = e.x(table) - bucket.x;
             if d.is_zero() {
                 // Doubling or cancellation: rare, done at once with a full addition.
-                *bucket = (Projective::from(*bucket) + p).into_affine();
+                *bucket = (Projective::from(*bucket) + e.point(table)).into_affine();
                 continue;
             }
             in_batch[b] = batch_id;
-            batch.push((b, p));
+            batch.push(e);
             dx.push(d);
             if batch.len() == BATCH {
-                apply(&mut affine, &mut batch, &mut dx, &mut prefix);
+                apply(table, &mut affine, &mut batch, &mut dx, &mut prefix);
                 batch_id += 1;
             }
         }
-        apply(&mut affine, &mut batch, &mut dx, &mut prefix);
+        apply(table, &mut affine, &mut batch, &mut dx, &mut prefix);
         batch_id += 1;
         // Entries piling onto a few buckets (every scalar 1 lands in the first) would take a
         // round, and an inversion, each: once a round leaves half its entries, stop.
@@ -227,10 +238,12 @@ fn accumulate<P: SWCurveConfig>(
     Buckets { affine, rest }
 }
 
-/// Does the batch's additions `bucket += p` with one inversion of all the `dx = p.x - bucket.x`.
+/// Does the batch's additions `bucket += ±p` with one inversion of all the
+/// `dx = p.x - bucket.x`.
 fn apply<P: SWCurveConfig>(
+    table: &[Affine<P>],
     affine: &mut [Affine<P>],
-    batch: &mut Vec<(usize, Affine<P>)>,
+    batch: &mut Vec<Entry>,
     dx: &mut Vec<P::BaseField>,
     prefix: &mut Vec<P::BaseField>,
 ) {
@@ -245,11 +258,13 @@ fn apply<P: SWCurveConfig>(
     }
     // Every dx is non-zero, so the product is too.
     let mut inv = acc.inverse().unwrap_or_default();
-    for (((b, p), d), before) in batch.iter().zip(dx.iter()).zip(prefix.iter()).rev() {
+    for ((e, d), before) in batch.iter().zip(dx.iter()).zip(prefix.iter()).rev() {
         let inv_d = inv * before;
         inv *= d;
-        let q = &mut affine[*b];
-        let lambda = (p.y - q.y) * inv_d;
+        let p = &table[e.index()];
+        let q = &mut affine[e.bucket()];
+        let dy = if e.negated() { -p.y - q.y } else { p.y - q.y };
+        let lambda = dy * inv_d;
         let x3 = lambda.square() - q.x - p.x;
         q.y = lambda * (q.x - x3) - q.y;
         q.x = x3;
