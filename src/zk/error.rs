@@ -33,8 +33,8 @@ pub enum ZkError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The circuit's witness could not be computed (the inputs violate a constraint, or the
-    /// witness program trapped).
+    /// The circuit's witness could not be computed (the inputs violate a constraint, or its
+    /// public part differs from the native commitments).
     #[error("witness computation failed: {0}")]
     Witness(String),
     /// The Groth16 prover failed.
