@@ -109,8 +109,17 @@ async fn start_payments(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Payments> {
     let config = &ctx.config;
+    #[cfg(not(feature = "prover"))]
+    if config.role.provides() {
+        anyhow::bail!(
+            "this edgent was built without the `prover` feature, so it cannot prove its paid \
+             jobs: set EDGENT_ROLE=requester, or EDGENT_PAYMENTS=off, or rebuild with the \
+             default features"
+        );
+    }
     let chain = Arc::new(Chain::connect(settings).await?);
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
+    #[cfg(feature = "prover")]
     if config.role.provides() {
         // Build the prover's tables, and the parts of a proof that depend on this node's key
         // alone, now rather than in the first paid job.

@@ -57,6 +57,25 @@ pub use error::ZkError;
 pub use prove::{prove, warm_up, warm_up_for_key};
 pub use snarkjs::{PublicSignals, SnarkjsProof};
 pub use verify::{verify, verify_job, verify_with_key, VerifyingKey};
+#[cfg(not(feature = "prover"))]
+pub use without_prover::prove;
+
+#[cfg(not(feature = "prover"))]
+mod without_prover {
+    use super::{PublicSignals, SnarkjsProof, ZkError};
+
+    /// Built without the `prover` feature: every proof fails with [`ZkError::Proving`]. (A
+    /// daemon built so refuses to start as a paid provider.)
+    pub fn prove(
+        _output: &[u8],
+        _provider_key: &[u8; 32],
+        _job_id: &[u8; 32],
+    ) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
+        Err(ZkError::Proving(
+            "this edgent was built without the `prover` feature".into(),
+        ))
+    }
+}
 
 /// The committed snarkjs verification key (`circuits/artifacts/verification_key.json`).
 pub const VERIFICATION_KEY_JSON: &str = include_str!(concat!(
