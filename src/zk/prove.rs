@@ -1,5 +1,7 @@
-//! The Groth16 prover: committed `.zkey` (parsed once), witness from the circuit's WebAssembly,
-//! and snarkjs's variant of the R1CS-to-QAP witness map.
+//! The Groth16 prover: the committed `.zkey` and `.r1cs` (parsed once), the witness solved
+//! natively (`solver`), snarkjs's variant of the R1CS-to-QAP witness map (`fft`), and the
+//! multi-scalar multiplications on fixed-base tables (`msm`), with the terms fixed by the
+//! provider key kept between proofs.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +9,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::CurveGroup;
-use ark_ff::Zero;
-use ark_ff::{BigInt, PrimeField};
+use ark_ff::{BigInt, PrimeField, Zero};
 use ark_groth16::Proof;
 use ark_relations::gr1cs::Matrix;
 
@@ -258,8 +259,9 @@ enum Part {
 }
 
 /// Groth16 with snarkjs's witness map and the multi-scalar multiplications on the key's
-/// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires the provider key does not fix;
-/// when the key's terms are not known yet, the same four over the wires it fixes. Two threads
+/// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires
+/// the provider key does not fix; when the key's terms are not known yet, the same four over
+/// the wires it fixes. Two threads
 /// (this one and one more) take the parts from a shared counter, largest first, so a thread
 /// slowed by other work on its core takes fewer. The blinding terms `r·δ`, `s·δ` and `-rs·δ`
 /// are one more base of the A, B and L tables.
