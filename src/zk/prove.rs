@@ -63,7 +63,6 @@ struct ProverKey {
     fixed: Vec<bool>,
     /// Their terms for the last key proved with.
     key_terms: Mutex<Option<KeyTerms>>,
-    n_vars: usize,
     num_inputs: usize,
     num_constraints: usize,
 }
@@ -109,7 +108,6 @@ impl ProverKey {
             fixed: solver.fixed_by(KEY_INPUTS),
             key_terms: Mutex::new(None),
             solver,
-            n_vars: z.n_vars,
             num_inputs: z.num_inputs,
             num_constraints: z.num_constraints,
         })
@@ -154,8 +152,7 @@ fn prover_key() -> Result<&'static ProverKey, ZkError> {
 
 /// Does the prover's one-time work now: parses the committed proving key and constraint
 /// system, plans the witness solver and builds the fixed-base tables (about 8 MB, a few
-/// hundred milliseconds).
-/// Optional: [`prove`] does it on first use; a daemon calls this at start so that its first
+/// hundred milliseconds). Optional: [`prove`] does it on first use; a daemon calls this at start so that its first
 /// proof is as fast as the others.
 pub fn warm_up() -> Result<(), ZkError> {
     prover_key().map(|_| ())
@@ -189,14 +186,8 @@ fn prove_with(
     job_id: &[u8; 32],
 ) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
     let inputs = solver_inputs(&circuit_inputs(output, provider_key, job_id));
+    // One element per variable of the proving key: `load` checked the two agree.
     let witness = key.solver.solve(&inputs)?;
-    if witness.len() != key.n_vars {
-        return Err(ZkError::Witness(format!(
-            "witness has {} elements, the proving key expects {}",
-            witness.len(),
-            key.n_vars
-        )));
-    }
 
     // The witness's public part must be what the native computation says; a difference would
     // mean the circuit and this module disagree, and the requester would reject the proof.
@@ -261,10 +252,9 @@ enum Part {
 /// Groth16 with snarkjs's witness map and the multi-scalar multiplications on the key's
 /// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires
 /// the provider key does not fix; when the key's terms are not known yet, the same four over
-/// the wires it fixes. Two threads
-/// (this one and one more) take the parts from a shared counter, largest first, so a thread
-/// slowed by other work on its core takes fewer. The blinding terms `r·δ`, `s·δ` and `-rs·δ`
-/// are one more base of the A, B and L tables.
+/// the wires it fixes. Two threads (this one and one more) take the parts from a shared
+/// counter, largest first, so a thread slowed by other work on its core takes fewer. The
+/// blinding terms `r·δ`, `s·δ` and `-rs·δ` are one more base of the A, B and L tables.
 fn create_proof(
     key: &ProverKey,
     r: Fr,
@@ -299,17 +289,17 @@ fn create_proof(
         v.push(last.into_bigint());
         v
     };
-    let private = |v: &[BigInt<4>]| -> Vec<BigInt<4>> { v[key.num_inputs..].to_vec() };
+    // B in G2 and in G1 take the same scalars.
+    let b_scalars = with(&varying, s);
     let part = |i: usize| -> Result<Part, ZkError> {
-        let zero = Fr::zero();
         Ok(match i {
             0 => {
                 let h = witness_map(key, witness)?;
                 let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
                 Part::G1(key.h.msm(&h))
             }
-            1 => Part::G2(key.b_g2.msm(&with(&varying, s))),
-            2 => Part::G1(key.l.msm(&with(&private(&varying), -(r * s)))),
+            1 => Part::G2(key.b_g2.msm(&b_scalars)),
+            2 => Part::G1(key.l.msm(&with(&varying[key.num_inputs..], -(r * s)))),
             // With the key's terms known, A and B₁ are complete here and their products with
             // s and r (which enter C) are made at once, not after the other parts.
             3 => {
@@ -323,16 +313,17 @@ fn create_proof(
                 }
             }
             4 => {
-                let b = key.b_g1.msm(&with(&varying, s)) + key.beta_g1;
+                let b = key.b_g1.msm(&b_scalars) + key.beta_g1;
                 Part::G1(match known {
                     Some(t) => (b + t.b_g1) * r,
                     None => b,
                 })
             }
-            5 => Part::G2(key.b_g2.msm(&with(&fixed, zero))),
-            6 => Part::G1(key.l.msm(&with(&private(&fixed), zero))),
-            7 => Part::G1(key.a.msm(&with(&fixed, zero))),
-            _ => Part::G1(key.b_g1.msm(&with(&fixed, zero))),
+            // No blinding term: the δ base is past the end of these scalars, so it counts zero.
+            5 => Part::G2(key.b_g2.msm(&fixed)),
+            6 => Part::G1(key.l.msm(&fixed[key.num_inputs..])),
+            7 => Part::G1(key.a.msm(&fixed)),
+            _ => Part::G1(key.b_g1.msm(&fixed)),
         })
     };
     let parts = if known.is_some() {

@@ -1,9 +1,10 @@
 //! A reader for snarkjs's binary `.zkey` (Groth16 proving key + the A and B constraint
 //! matrices), small enough to keep the prover free of ark-circom's wasmer dependency.
 //!
-//! Layout (an iden3 container, see `binfile`, magic `"zkey"`): section 2 is the Groth16 header, 3 the IC points, 4 the A/B coefficients, 5..9 the
-//! A, B1, B2, C (= L) and H queries. Field elements are 32-byte little-endian in Montgomery
-//! form; a coefficient is stored multiplied by R twice.
+//! Layout (an iden3 container, see `binfile`, magic `"zkey"`): section 2 is the Groth16
+//! header, 3 the IC points, 4 the A/B coefficients, 5..9 the A, B1, B2, C (= L) and H
+//! queries. Field elements are 32-byte little-endian in Montgomery form; a coefficient is
+//! stored multiplied by R twice.
 
 use ark_bn254::{Bn254, Fq, Fr, G1Affine};
 use ark_ff::PrimeField;
@@ -29,14 +30,13 @@ pub(crate) struct ZkeyProver {
 /// Parses a snarkjs Groth16 `.zkey` over BN254.
 pub(crate) fn read_zkey(bytes: &[u8]) -> R<ZkeyProver> {
     let file = Sections::parse(bytes, b"zkey")?;
-    let section = |id: usize| file.section(id);
 
-    let mut h = section(1)?;
+    let mut h = file.section(1)?;
     if h.u32()? != 1 {
         return Err("not a Groth16 zkey".into());
     }
 
-    let mut h = section(2)?;
+    let mut h = file.section(2)?;
     if h.u32()? != 32 || h.bigint()? != Fq::MODULUS || h.u32()? != 32 || h.bigint()? != Fr::MODULUS
     {
         return Err("not a BN254 (bn128) zkey".into());
@@ -55,20 +55,20 @@ pub(crate) fn read_zkey(bytes: &[u8]) -> R<ZkeyProver> {
     }
 
     let g1s = |id: usize, n: usize| -> R<Vec<G1Affine>> {
-        let mut s = section(id)?;
+        let mut s = file.section(id)?;
         (0..n).map(|_| s.g1()).collect()
     };
     let ic = g1s(3, n_public + 1)?;
     let a_query = g1s(5, n_vars)?;
     let b_g1_query = g1s(6, n_vars)?;
     let b_g2_query = {
-        let mut s = section(7)?;
+        let mut s = file.section(7)?;
         (0..n_vars).map(|_| s.g2()).collect::<R<Vec<_>>>()?
     };
     let l_query = g1s(8, n_vars - n_public - 1)?;
     let h_query = g1s(9, domain_size)?;
 
-    let mut s = section(4)?;
+    let mut s = file.section(4)?;
     let n_coefs = s.u32()? as usize;
     let mut matrices: Vec<Matrix<Fr>> = vec![vec![Vec::new(); domain_size]; 2];
     let mut max_constraint = 0usize;
