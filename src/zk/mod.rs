@@ -21,8 +21,9 @@
 //! - `prove` (cargo feature `prover`, on by default): the circuit's witness solved natively from
 //!   its committed constraint system (see `r1cs` and `solver`), and a Groth16 proof with the
 //!   committed `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on
-//!   fixed-base tables built once per process (see `msm`). [`warm_up`] does that one-time work
-//!   up front.
+//!   fixed-base tables built once per process (see `msm`), their point additions batched in
+//!   affine coordinates around one field inversion each (see `batch_add` and `inverse`).
+//!   [`warm_up`] does that one-time work up front.
 //! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
 //!
 //! Proving is CPU-bound (milliseconds, two cores): async callers run [`prove`] inside
@@ -39,7 +40,11 @@ pub mod snarkjs;
 pub mod verify;
 
 #[cfg(feature = "prover")]
+mod batch_add;
+#[cfg(feature = "prover")]
 mod fft;
+#[cfg(feature = "prover")]
+mod inverse;
 #[cfg(feature = "prover")]
 mod msm;
 #[cfg(feature = "prover")]

@@ -5,12 +5,15 @@
 //! bucket reduction: every signed `c`-bit digit `d` of every scalar adds `±T[i][j]` to bucket
 //! `|d|`, and the buckets are summed once at the end (`Σ k·bucket[k]`), instead of once per
 //! window as in a plain Pippenger MSM. Scalars above `(r-1)/2` are negated first, so small
-//! negative values (`-1`) cost as little as small positive ones.
+//! negative values (`-1`) cost as little as small positive ones. Every addition, into the
+//! buckets and in their weighted sum, is affine and batched (see `batch_add`).
 
 use ark_bn254::Fr;
-use ark_ec::short_weierstrass::{Affine, Bucket, Projective, SWCurveConfig};
+use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
-use ark_ff::{BigInt, BigInteger, Field, One, PrimeField, Zero};
+use ark_ff::{BigInt, BigInteger, PrimeField, Zero};
+
+use super::batch_add::{invert_all, sum_lists, weighted_sum, Coord};
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
 const SCALAR_BITS: usize = Fr::MODULUS_BIT_SIZE as usize + 1;
@@ -31,7 +34,7 @@ pub(crate) struct FixedBaseMsm<P: SWCurveConfig> {
     table: Vec<Affine<P>>,
 }
 
-impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
+impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
     /// Precomputes the window multiples of `bases` for `window`-bit digits (2 ≤ window ≤ 20).
     pub(crate) fn new(bases: &[Affine<P>], window: usize) -> Self {
         let window = window.clamp(2, 20);
@@ -69,16 +72,8 @@ impl<P: SWCurveConfig<ScalarField = Fr>> FixedBaseMsm<P> {
     pub(crate) fn msm(&self, scalars: &[BigInt<4>]) -> Projective<P> {
         let entries = self.digits(scalars);
         let half = 1usize << (self.window - 1);
-        let buckets = accumulate(&self.table, entries, half);
-        // Σ k·bucket[k-1], as a running sum from the top.
-        let mut running = Bucket::<P>::ZERO;
-        let mut total = Bucket::<P>::ZERO;
-        for (affine, rest) in buckets.affine.iter().zip(&buckets.rest).rev() {
-            running += affine;
-            running += rest;
-            total += &running;
-        }
-        total.into()
+        // Bucket k-1 holds the points of digit k; Σ k·bucket[k-1].
+        weighted_sum(accumulate(&self.table, entries, half))
     }
 
     /// Every non-zero signed digit of every scalar as an [`Entry`]: bucket `|d| - 1` gets
@@ -164,29 +159,21 @@ impl Entry {
 
 /// Additions per batch inversion: large enough that the inversion's share is small, small
 /// enough that few entries meet a bucket already in the batch.
-const BATCH: usize = 256;
+const BATCH: usize = 128;
 
-/// Fewer left-over entries than this are added in extended Jacobian coordinates instead of
-/// another round of batches.
+/// Fewer left-over entries than this, or entries piling onto few buckets, are summed per
+/// bucket (see [`add_leftovers`]) instead of in another round.
 const LAST_ROUND: usize = 64;
 
-/// The buckets after accumulation: an affine part and an extended-Jacobian remainder.
-struct Buckets<P: SWCurveConfig> {
-    affine: Vec<Affine<P>>,
-    rest: Vec<Bucket<P>>,
-}
-
 /// Adds every entry's point into its bucket in affine coordinates, `BATCH` additions sharing
-/// one field inversion (Montgomery's trick): an addition then costs about six multiplications
-/// instead of the ten of an extended-Jacobian mixed addition. An entry whose bucket already has
-/// an addition in the current batch waits for the next round.
-fn accumulate<P: SWCurveConfig>(
+/// one field inversion. An entry whose bucket already has an addition in the current batch
+/// waits for the next round.
+fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
     table: &[Affine<P>],
     mut entries: Vec<Entry>,
     n_buckets: usize,
-) -> Buckets<P> {
+) -> Vec<Affine<P>> {
     let mut affine = vec![Affine::<P>::identity(); n_buckets];
-    let mut rest = vec![Bucket::<P>::ZERO; n_buckets];
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
@@ -232,15 +219,40 @@ fn accumulate<P: SWCurveConfig>(
             break;
         }
     }
-    for e in entries {
-        rest[e.bucket()] += &e.point(table);
+    add_leftovers(table, &mut affine, entries);
+    affine
+}
+
+/// Adds the entries left after the rounds: each bucket with its entries is one list for
+/// [`sum_lists`], so a pile of `n` entries on one bucket takes `⌈log₂(n+1)⌉` batched rounds.
+fn add_leftovers<P: SWCurveConfig<BaseField: Coord>>(
+    table: &[Affine<P>],
+    buckets: &mut [Affine<P>],
+    mut entries: Vec<Entry>,
+) {
+    if entries.is_empty() {
+        return;
     }
-    Buckets { affine, rest }
+    entries.sort_unstable_by_key(|e| e.bucket());
+    let mut points = Vec::with_capacity(entries.len() * 2);
+    let mut lens = Vec::new();
+    let mut ids = Vec::new();
+    for group in entries.chunk_by(|a, b| a.bucket() == b.bucket()) {
+        let b = group[0].bucket();
+        let before = points.len();
+        points.push(buckets[b]);
+        points.extend(group.iter().map(|e| e.point(table)));
+        lens.push(points.len() - before);
+        ids.push(b);
+    }
+    for (b, sum) in ids.into_iter().zip(sum_lists(points, lens)) {
+        buckets[b] = sum;
+    }
 }
 
 /// Does the batch's additions `bucket += ±p` with one inversion of all the
 /// `dx = p.x - bucket.x`.
-fn apply<P: SWCurveConfig>(
+fn apply<P: SWCurveConfig<BaseField: Coord>>(
     table: &[Affine<P>],
     affine: &mut [Affine<P>],
     batch: &mut Vec<Entry>,
@@ -250,22 +262,13 @@ fn apply<P: SWCurveConfig>(
     if batch.is_empty() {
         return;
     }
-    prefix.clear();
-    let mut acc = P::BaseField::one();
-    for d in dx.iter() {
-        prefix.push(acc);
-        acc *= d;
-    }
-    // Every dx is non-zero, so the product is too.
-    let mut inv = acc.inverse().unwrap_or_default();
-    for ((e, d), before) in batch.iter().zip(dx.iter()).zip(prefix.iter()).rev() {
-        let inv_d = inv * before;
-        inv *= d;
+    invert_all(dx, prefix);
+    for (e, inv_d) in batch.iter().zip(dx.iter()) {
         let p = &table[e.index()];
         let q = &mut affine[e.bucket()];
         let dy = if e.negated() { -p.y - q.y } else { p.y - q.y };
         let lambda = dy * inv_d;
-        let x3 = lambda.square() - q.x - p.x;
+        let x3 = lambda.sq() - q.x - p.x;
         q.y = lambda * (q.x - x3) - q.y;
         q.x = x3;
     }
@@ -301,7 +304,10 @@ mod tests {
         Fr::from(i + 7).pow([1000 + i])
     }
 
-    fn check<P: SWCurveConfig<ScalarField = Fr>>(bases: Vec<Affine<P>>, window: usize) {
+    fn check<P: SWCurveConfig<ScalarField = Fr, BaseField: super::Coord>>(
+        bases: Vec<Affine<P>>,
+        window: usize,
+    ) {
         let n = bases.len() as u64;
         let mut scalars: Vec<Fr> = (0..n).map(|i| scalar(i + 100)).collect();
         // Zero, one, minus one, window edges, small negative, 64-bit, and the largest scalars.
