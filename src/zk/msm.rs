@@ -157,16 +157,17 @@ impl Entry {
     }
 }
 
-/// Additions per batch inversion: large enough that the inversion's share is small, small
-/// enough that few entries meet a bucket already in the batch.
-const BATCH: usize = 128;
+/// Additions per batch inversion: a quarter of the buckets, within these bounds. Large enough
+/// that the inversion's share is small, small enough that few entries (about one in eight)
+/// meet a bucket already in the batch and wait for the next round.
+const BATCH: std::ops::RangeInclusive<usize> = 64..=256;
 
 /// Fewer left-over entries than this, or entries piling onto few buckets, are summed per
 /// bucket (see [`add_leftovers`]) instead of in another round.
 const LAST_ROUND: usize = 64;
 
-/// Adds every entry's point into its bucket in affine coordinates, `BATCH` additions sharing
-/// one field inversion. An entry whose bucket already has an addition in the current batch
+/// Adds every entry's point into its bucket in affine coordinates, a batch of additions
+/// sharing one field inversion. An entry whose bucket already has an addition in the current batch
 /// waits for the next round.
 fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
     table: &[Affine<P>],
@@ -177,9 +178,10 @@ fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
-    let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
-    let mut dx: Vec<P::BaseField> = Vec::with_capacity(BATCH);
-    let mut prefix: Vec<P::BaseField> = Vec::with_capacity(BATCH);
+    let batch_size = (n_buckets / 4).clamp(*BATCH.start(), *BATCH.end());
+    let mut batch: Vec<Entry> = Vec::with_capacity(batch_size);
+    let mut dx: Vec<P::BaseField> = Vec::with_capacity(batch_size);
+    let mut prefix: Vec<P::BaseField> = Vec::with_capacity(batch_size);
     let mut deferred = Vec::new();
     while entries.len() >= LAST_ROUND {
         for &e in &entries {
@@ -203,7 +205,7 @@ fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
             in_batch[b] = batch_id;
             batch.push(e);
             dx.push(d);
-            if batch.len() == BATCH {
+            if batch.len() == batch_size {
                 apply(table, &mut affine, &mut batch, &mut dx, &mut prefix);
                 batch_id += 1;
             }
