@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ark_bn254::{g1, g2, Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::CurveGroup;
@@ -13,7 +13,7 @@ use ark_ff::{BigInt, PrimeField, Zero};
 use ark_groth16::Proof;
 use ark_relations::gr1cs::Matrix;
 
-use super::commitments::{circuit_inputs, commitments, CircuitInputs};
+use super::commitments::{circuit_inputs, keccak256, poseidon_of_halves, CircuitInputs};
 use super::error::ZkError;
 use super::fft::CosetFft;
 use super::msm::FixedBaseMsm;
@@ -114,6 +114,14 @@ impl ProverKey {
     }
 }
 
+impl ProverKey {
+    /// The cached terms of the provider key with these halves, if they are the ones cached.
+    fn terms_for(&self, provider: [Fr; 2]) -> Option<KeyTerms> {
+        let slot = self.key_terms.lock().ok()?;
+        slot.as_ref().filter(|t| t.key == provider).cloned()
+    }
+}
+
 /// Joins a scoped thread, passing a panic on to the caller (a panic there is a bug in this
 /// module, not bad input).
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
@@ -185,16 +193,30 @@ fn prove_with(
     provider_key: &[u8; 32],
     job_id: &[u8; 32],
 ) -> Result<(SnarkjsProof, PublicSignals), ZkError> {
-    let inputs = solver_inputs(&circuit_inputs(output, provider_key, job_id));
-    // One element per variable of the proving key: `load` checked the two agree.
-    let witness = key.solver.solve(&inputs)?;
+    let ci = circuit_inputs(output, provider_key, job_id);
+    let inputs = solver_inputs(&ci);
+    let provider = [inputs[KEY_INPUTS.start], inputs[KEY_INPUTS.start + 1]];
+    let known = key.terms_for(provider);
+    // One element per variable of the proving key: `load` checked the two agree. With the
+    // key's terms known, the wires the key fixes come from the proof that computed them.
+    let given = known.as_ref().map(|t| (&key.fixed[..], &t.witness[..]));
+    let witness = key.solver.solve_given(&inputs, given)?;
 
     // The witness's public part must be what the native computation says; a difference would
     // mean the circuit and this module disagree, and the requester would reject the proof.
+    // The wallet commitment of a known key was checked with the proof that computed its terms.
     let mut public = [Fr::from(0u64); NUM_PUBLIC_SIGNALS];
     public.copy_from_slice(&witness[1..=NUM_PUBLIC_SIGNALS]);
-    let public = PublicSignals::from_elements(public);
-    let expected = commitments(output, provider_key, job_id).public_signals();
+    let wallet = match &known {
+        Some(t) => t.witness[2],
+        None => poseidon_of_halves(provider_key),
+    };
+    let expected = [
+        poseidon_of_halves(&keccak256(output)),
+        wallet,
+        Fr::from(ci.job_id.0),
+        Fr::from(ci.job_id.1),
+    ];
     if public != expected {
         return Err(ZkError::Witness(
             "the circuit's public signals differ from the native commitments".into(),
@@ -202,9 +224,11 @@ fn prove_with(
     }
 
     let (r, s) = (random_scalar()?, random_scalar()?);
-    let provider = [inputs[KEY_INPUTS.start], inputs[KEY_INPUTS.start + 1]];
-    let proof = create_proof(key, r, s, &witness, provider)?;
-    Ok((SnarkjsProof::from_ark(proof), public))
+    let proof = create_proof(key, r, s, witness, provider, known)?;
+    Ok((
+        SnarkjsProof::from_ark(proof),
+        PublicSignals::from_elements(public),
+    ))
 }
 
 /// The solver's inputs: the public ones, then the private ones, in the order
@@ -225,9 +249,12 @@ const KEY_INPUTS: Range<usize> = 258..260;
 /// (its two halves and the wallet commitment's Poseidon, about half the circuit), for one key.
 /// A provider proves with one key: these are computed with its first proof (or by
 /// [`warm_up_for_key`]) and its later proofs' MSMs skip those wires.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct KeyTerms {
     key: [Fr; 2],
+    /// The witness of the proof that computed them: its wires fixed by the key (the wallet
+    /// commitment's Poseidon) serve every later proof with the key.
+    witness: Arc<Vec<Fr>>,
     a: G1Projective,
     b_g1: G1Projective,
     b_g2: G2Projective,
@@ -259,15 +286,10 @@ fn create_proof(
     key: &ProverKey,
     r: Fr,
     s: Fr,
-    witness: &[Fr],
+    witness: Vec<Fr>,
     provider: [Fr; 2],
+    known: Option<KeyTerms>,
 ) -> Result<Proof<Bn254>, ZkError> {
-    let known = key
-        .key_terms
-        .lock()
-        .ok()
-        .and_then(|t| *t)
-        .filter(|t| t.key == provider);
     let w: Vec<BigInt<4>> = witness.iter().map(|x| x.into_bigint()).collect();
     // Each wire's scalar in the per-proof MSMs (`varying`) or the key's (`fixed`); zero
     // scalars cost nothing.
@@ -294,7 +316,7 @@ fn create_proof(
     let part = |i: usize| -> Result<Part, ZkError> {
         Ok(match i {
             0 => {
-                let h = witness_map(key, witness)?;
+                let h = witness_map(key, &witness)?;
                 let h: Vec<BigInt<4>> = h.iter().map(|x| x.into_bigint()).collect();
                 Part::G1(key.h.msm(&h))
             }
@@ -304,7 +326,7 @@ fn create_proof(
             // s and r (which enter C) are made at once, not after the other parts.
             3 => {
                 let a = key.a.msm(&with(&varying, r)) + key.alpha_g1;
-                match known {
+                match &known {
                     Some(t) => {
                         let a = a + t.a;
                         Part::A(a, a * s)
@@ -314,7 +336,7 @@ fn create_proof(
             }
             4 => {
                 let b = key.b_g1.msm(&b_scalars) + key.beta_g1;
-                Part::G1(match known {
+                Part::G1(match &known {
                     Some(t) => (b + t.b_g1) * r,
                     None => b,
                 })
@@ -366,16 +388,18 @@ fn create_proof(
         None => {
             let t = KeyTerms {
                 key: provider,
+                witness: Arc::new(witness),
                 b_g2: g2[5],
                 l: g1[6],
                 a: g1[7],
                 b_g1: g1[8],
             };
             if let Ok(mut slot) = key.key_terms.lock() {
-                *slot = Some(t);
+                *slot = Some(t.clone());
             }
             let g_a = g1[3] + t.a;
-            (t, g_a, g_a * s, (g1[4] + t.b_g1) * r)
+            let r_b1 = (g1[4] + t.b_g1) * r;
+            (t, g_a, g_a * s, r_b1)
         }
     };
     let g2_b = g2[1] + terms.b_g2 + key.beta_g2;
@@ -462,7 +486,7 @@ mod tests {
             let job = [i as u8; 32];
             let (proof, public) = prove_with(&key, b"answer", k, &job).unwrap();
             crate::zk::verify_job(&proof, &public, b"answer", k, &job).unwrap();
-            let cached = key.key_terms.lock().unwrap().unwrap();
+            let cached = key.key_terms.lock().unwrap().clone().unwrap();
             let inputs = solver_inputs(&circuit_inputs(b"", k, &job));
             assert_eq!(cached.key[..], inputs[KEY_INPUTS]);
         }

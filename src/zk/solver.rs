@@ -163,7 +163,19 @@ impl WitnessSolver {
     /// The full witness (the constant 1, the public outputs, the inputs, the rest) for
     /// `inputs`: the public ones, then the private ones, in the order the circuit's main
     /// component declares them. Fails, naming the constraint, if the inputs violate one.
+    #[cfg(test)]
     pub(crate) fn solve(&self, inputs: &[Fr]) -> Result<Vec<Fr>, ZkError> {
+        self.solve_given(inputs, None)
+    }
+
+    /// [`solve`](Self::solve), with the wires marked in `given.0` copied from the witness
+    /// `given.1` instead of computed: wires [`fixed_by`](Self::fixed_by) inputs that are the
+    /// same in both.
+    pub(crate) fn solve_given(
+        &self,
+        inputs: &[Fr],
+        given: Option<(&[bool], &[Fr])>,
+    ) -> Result<Vec<Fr>, ZkError> {
         if inputs.len() != self.n_inputs {
             return Err(ZkError::Witness(format!(
                 "{} inputs given, the circuit takes {}",
@@ -174,8 +186,22 @@ impl WitnessSolver {
         let mut w = vec![Fr::zero(); self.n_wires];
         w[0] = Fr::one();
         w[self.first_input..self.first_input + self.n_inputs].copy_from_slice(inputs);
-        for s in &self.steps {
-            w[s.wire as usize] = residue(&s.a, &s.b, &s.c, &w) * s.inv;
+        match given {
+            Some((mask, values)) if mask.len() == w.len() && values.len() == w.len() => {
+                for s in &self.steps {
+                    let i = s.wire as usize;
+                    w[i] = if mask[i] {
+                        values[i]
+                    } else {
+                        residue(&s.a, &s.b, &s.c, &w) * s.inv
+                    };
+                }
+            }
+            _ => {
+                for s in &self.steps {
+                    w[s.wire as usize] = residue(&s.a, &s.b, &s.c, &w) * s.inv;
+                }
+            }
         }
         for c in &self.checks {
             if !residue(&c.a, &c.b, &c.c, &w).is_zero() {
