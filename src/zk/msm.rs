@@ -8,6 +8,8 @@
 //! negative values (`-1`) cost as little as small positive ones. Every addition, into the
 //! buckets and in their weighted sum, is affine and batched (see `batch_add`).
 
+use std::ops::Range;
+
 use ark_bn254::Fr;
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
@@ -70,15 +72,31 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
 
     /// `Σ scalars[i] · bases[i]` (missing scalars count as zero).
     pub(crate) fn msm(&self, scalars: &[BigInt<4>]) -> Projective<P> {
-        let entries = self.digits(scalars);
+        self.msm_windows(scalars, 0..self.windows)
+    }
+
+    /// The part of [`msm`](Self::msm) that comes from the scalars' digits in `windows`: the
+    /// parts for disjoint ranges covering every window add up to the whole product, so two
+    /// threads can share one product.
+    pub(crate) fn msm_windows(
+        &self,
+        scalars: &[BigInt<4>],
+        windows: Range<usize>,
+    ) -> Projective<P> {
+        let entries = self.digits(scalars, windows);
         let half = 1usize << (self.window - 1);
         // Bucket k-1 holds the points of digit k; Σ k·bucket[k-1].
         weighted_sum(accumulate(&self.table, entries, half))
     }
 
-    /// Every non-zero signed digit of every scalar as an [`Entry`]: bucket `|d| - 1` gets
+    /// Windows per scalar.
+    pub(crate) fn windows(&self) -> usize {
+        self.windows
+    }
+
+    /// Every non-zero signed digit in `windows` of every scalar as an [`Entry`]: bucket `|d| - 1` gets
     /// `±T[row][window]`.
-    fn digits(&self, scalars: &[BigInt<4>]) -> Vec<Entry> {
+    fn digits(&self, scalars: &[BigInt<4>], windows: Range<usize>) -> Vec<Entry> {
         let c = self.window;
         let half = 1u64 << (c - 1);
         let full = 1u64 << c;
@@ -114,7 +132,7 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
                         carry = 1;
                         neg = !neg;
                     }
-                    if d != 0 {
+                    if d != 0 && windows.contains(&j) {
                         entries.push(Entry::new((d - 1) as u32, row + j as u32, neg));
                     }
                 }
@@ -334,6 +352,11 @@ mod tests {
         let big: Vec<_> = scalars.iter().map(|s| s.into_bigint()).collect();
         let expected = Projective::<P>::msm(&bases, &scalars).expect("lengths");
         assert_eq!(table.msm(&big).into_affine(), expected.into_affine());
+        // Split by windows, the parts add up to the whole.
+        let mid = table.windows() / 2;
+        let parts = table.msm_windows(&big, 0..mid) + table.msm_windows(&big, mid..table.windows());
+        assert_eq!(parts.into_affine(), expected.into_affine());
+        assert_ne!(table.msm_windows(&big, 0..mid), expected);
         // Fewer scalars than bases: the missing ones count as zero.
         let expected = Projective::<P>::msm(&bases[..5], &scalars[..5]).expect("lengths");
         assert_eq!(table.msm(&big[..5]).into_affine(), expected.into_affine());

@@ -262,11 +262,11 @@ struct KeyTerms {
 }
 
 /// The parts of a proof, as numbered in [`create_proof`], in the order the threads take them
-/// (largest first); the last four only when the key's terms are not known yet.
-const ORDER: [usize; 9] = [0, 1, 5, 2, 6, 3, 7, 4, 8];
+/// (largest first); parts 6 to 9 only when the key's terms are not known yet.
+const ORDER: [usize; 10] = [0, 1, 6, 2, 7, 3, 8, 9, 4, 5];
 
-/// Parts of a proof that are always computed (the first five).
-const PER_PROOF_PARTS: usize = 5;
+/// Parts of a proof that are always computed (the first six).
+const PER_PROOF_PARTS: usize = 6;
 
 /// What one part of a proof computes.
 enum Part {
@@ -280,8 +280,10 @@ enum Part {
 /// fixed-base tables: H (after the witness map), then B in G2, L, A and B in G1 over the wires
 /// the provider key does not fix; when the key's terms are not known yet, the same four over
 /// the wires it fixes. Two threads (this one and one more) take the parts from a shared
-/// counter, largest first, so a thread slowed by other work on its core takes fewer. The
-/// blinding terms `r·δ`, `s·δ` and `-rs·δ` are one more base of the A, B and L tables.
+/// counter, largest first, so a thread slowed by other work on its core takes fewer. B in G1,
+/// the smallest, comes last in two halves (low and high digit windows), so that the two
+/// threads finish close together. The blinding terms `r·δ`, `s·δ` and `-rs·δ` are one more
+/// base of the A, B and L tables.
 fn create_proof(
     key: &ProverKey,
     r: Fr,
@@ -313,6 +315,7 @@ fn create_proof(
     };
     // B in G2 and in G1 take the same scalars.
     let b_scalars = with(&varying, s);
+    let b_mid = key.b_g1.windows() / 2;
     let part = |i: usize| -> Result<Part, ZkError> {
         Ok(match i {
             0 => {
@@ -335,16 +338,20 @@ fn create_proof(
                 }
             }
             4 => {
-                let b = key.b_g1.msm(&b_scalars) + key.beta_g1;
+                let b = key.b_g1.msm_windows(&b_scalars, 0..b_mid) + key.beta_g1;
                 Part::G1(match &known {
                     Some(t) => (b + t.b_g1) * r,
                     None => b,
                 })
             }
+            5 => {
+                let b = key.b_g1.msm_windows(&b_scalars, b_mid..key.b_g1.windows());
+                Part::G1(if known.is_some() { b * r } else { b })
+            }
             // No blinding term: the δ base is past the end of these scalars, so it counts zero.
-            5 => Part::G2(key.b_g2.msm(&fixed)),
-            6 => Part::G1(key.l.msm(&fixed[key.num_inputs..])),
-            7 => Part::G1(key.a.msm(&fixed)),
+            6 => Part::G2(key.b_g2.msm(&fixed)),
+            7 => Part::G1(key.l.msm(&fixed[key.num_inputs..])),
+            8 => Part::G1(key.a.msm(&fixed)),
             _ => Part::G1(key.b_g1.msm(&fixed)),
         })
     };
@@ -384,21 +391,21 @@ fn create_proof(
 
     // A = α + Σ wᵢ·Aᵢ + r·δ;  B = β + Σ wᵢ·Bᵢ + s·δ;  C = s·A + r·B₁ - rs·δ + Σ wⱼ·Lⱼ + Σ hₖ·Hₖ.
     let (terms, g_a, s_a, r_b1) = match known {
-        Some(t) => (t, g1[3], s_a, g1[4]),
+        Some(t) => (t, g1[3], s_a, g1[4] + g1[5]),
         None => {
             let t = KeyTerms {
                 key: provider,
                 witness: Arc::new(witness),
-                b_g2: g2[5],
-                l: g1[6],
-                a: g1[7],
-                b_g1: g1[8],
+                b_g2: g2[6],
+                l: g1[7],
+                a: g1[8],
+                b_g1: g1[9],
             };
             if let Ok(mut slot) = key.key_terms.lock() {
                 *slot = Some(t.clone());
             }
             let g_a = g1[3] + t.a;
-            let r_b1 = (g1[4] + t.b_g1) * r;
+            let r_b1 = (g1[4] + g1[5] + t.b_g1) * r;
             (t, g_a, g_a * s, r_b1)
         }
     };
