@@ -212,7 +212,11 @@ mod tests {
                 .enumerate()
                 .map(|(k, b)| *b * Fr::from(k as u64 + 1))
                 .sum();
-            assert_eq!(weighted_sum(buckets).into_affine(), want.into_affine(), "{n}");
+            assert_eq!(
+                weighted_sum(buckets).into_affine(),
+                want.into_affine(),
+                "{n}"
+            );
         }
     }
 
