@@ -8,7 +8,7 @@
 //! negative values (`-1`) cost as little as small positive ones. Every addition, into the
 //! buckets and in their weighted sum, is affine and batched (see `batch_add`).
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 use ark_bn254::Fr;
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
@@ -94,8 +94,8 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
         self.windows
     }
 
-    /// Every non-zero signed digit in `windows` of every scalar as an [`Entry`]: bucket `|d| - 1` gets
-    /// `±T[row][window]`.
+    /// Every non-zero signed digit in `windows` of every scalar as an [`Entry`]: bucket
+    /// `|d| - 1` gets `±T[row][window]`.
     fn digits(&self, scalars: &[BigInt<4>], windows: Range<usize>) -> Vec<Entry> {
         let c = self.window;
         let half = 1u64 << (c - 1);
@@ -178,15 +178,15 @@ impl Entry {
 /// Additions per batch inversion: a quarter of the buckets, within these bounds. Large enough
 /// that the inversion's share is small, small enough that few entries (about one in eight)
 /// meet a bucket already in the batch and wait for the next round.
-const BATCH: std::ops::RangeInclusive<usize> = 64..=256;
+const BATCH: RangeInclusive<usize> = 64..=256;
 
 /// Fewer left-over entries than this, or entries piling onto few buckets, are summed per
 /// bucket (see [`add_leftovers`]) instead of in another round.
 const LAST_ROUND: usize = 64;
 
 /// Adds every entry's point into its bucket in affine coordinates, a batch of additions
-/// sharing one field inversion. An entry whose bucket already has an addition in the current batch
-/// waits for the next round.
+/// sharing one field inversion. An entry whose bucket already has an addition in the current
+/// batch waits for the next round.
 fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
     table: &[Affine<P>],
     mut entries: Vec<Entry>,

@@ -112,9 +112,7 @@ impl ProverKey {
             num_constraints: z.num_constraints,
         })
     }
-}
 
-impl ProverKey {
     /// The cached terms of the provider key with these halves, if they are the ones cached.
     fn terms_for(&self, provider: [Fr; 2]) -> Option<KeyTerms> {
         let slot = self.key_terms.lock().ok()?;
@@ -208,7 +206,7 @@ fn prove_with(
     let mut public = [Fr::from(0u64); NUM_PUBLIC_SIGNALS];
     public.copy_from_slice(&witness[1..=NUM_PUBLIC_SIGNALS]);
     let wallet = match &known {
-        Some(t) => t.witness[2],
+        Some(t) => t.witness[WALLET_COMMITMENT_WIRE],
         None => poseidon_of_halves(provider_key),
     };
     let expected = [
@@ -244,6 +242,9 @@ pub(crate) fn solver_inputs(ci: &CircuitInputs) -> Vec<Fr> {
 /// Where the provider key's two halves sit among the solver's inputs: after the job id's two
 /// halves and the 256 bits of the output hash (see [`solver_inputs`]).
 const KEY_INPUTS: Range<usize> = 258..260;
+
+/// The wire of `walletCommitment`: after the constant 1 and `outputCommitment`.
+const WALLET_COMMITMENT_WIRE: usize = 2;
 
 /// The terms of A, B (in G1 and G2) and L that come from the wires fixed by the provider key
 /// (its two halves and the wallet commitment's Poseidon, about half the circuit), for one key.
