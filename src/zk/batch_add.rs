@@ -56,6 +56,20 @@ pub(crate) fn invert_all<F: Coord>(values: &mut [F], prefix: &mut Vec<F>) {
     }
 }
 
+/// `a + (bx, by)` for affine points with different x, given `inv = 1 / (bx - a.x)`: the
+/// chord's slope, then the third point's reflection.
+#[inline(always)]
+pub(crate) fn add_given_inverse<P: SWCurveConfig<BaseField: Coord>>(
+    a: &Affine<P>,
+    bx: P::BaseField,
+    by: P::BaseField,
+    inv: &P::BaseField,
+) -> Affine<P> {
+    let lambda = (by - a.y) * inv;
+    let x3 = lambda.sq() - a.x - bx;
+    Affine::new_unchecked(x3, lambda * (a.x - x3) - a.y)
+}
+
 /// The sum of every list of points. The lists lie one after another in `points`, with lengths
 /// `lens`; the result has one point per list (the identity for an empty list). Neighbours are
 /// added in rounds, every round's additions sharing one inversion, so a list of `n` points
@@ -99,10 +113,7 @@ pub(crate) fn sum_lists<P: SWCurveConfig<BaseField: Coord>>(
         }
         invert_all(&mut dx, &mut prefix);
         for (&(dst, i, j), inv) in pending.iter().zip(&dx) {
-            let (a, b) = (&points[i], &points[j]);
-            let lambda = (b.y - a.y) * inv;
-            let x3 = lambda.sq() - a.x - b.x;
-            next[dst] = Affine::new_unchecked(x3, lambda * (a.x - x3) - a.y);
+            next[dst] = add_given_inverse(&points[i], points[j].x, points[j].y, inv);
         }
         std::mem::swap(&mut points, &mut next);
     }

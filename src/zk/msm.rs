@@ -15,7 +15,7 @@ use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
 use ark_ff::{BigInt, BigInteger, PrimeField, Zero};
 
-use super::batch_add::{invert_all, sum_lists, weighted_sum, Coord};
+use super::batch_add::{add_given_inverse, invert_all, sum_lists, weighted_sum, Coord};
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
 const SCALAR_BITS: usize = Fr::MODULUS_BIT_SIZE as usize + 1;
@@ -285,12 +285,9 @@ fn apply<P: SWCurveConfig<BaseField: Coord>>(
     invert_all(dx, prefix);
     for (e, inv_d) in batch.iter().zip(dx.iter()) {
         let p = &table[e.index()];
+        let py = if e.negated() { -p.y } else { p.y };
         let q = &mut affine[e.bucket()];
-        let dy = if e.negated() { -p.y - q.y } else { p.y - q.y };
-        let lambda = dy * inv_d;
-        let x3 = lambda.sq() - q.x - p.x;
-        q.y = lambda * (q.x - x3) - q.y;
-        q.x = x3;
+        *q = add_given_inverse(q, p.x, py, inv_d);
     }
     batch.clear();
     dx.clear();

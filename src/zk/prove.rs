@@ -34,8 +34,7 @@ static R1CS: &[u8] = include_bytes!(concat!(
 
 /// Window widths (bits) of the fixed-base tables. Wider windows mean fewer additions per
 /// scalar but more buckets to sum and a smaller table; these sizes keep all five tables
-/// near 8 MB. (Measured: 8 or 9 bits for B in G2 is slower; with fewer buckets than twice a
-/// batch, batched additions meet busy buckets too often.)
+/// near 8 MB. (Measured: 8 or 9 bits for B in G2 is slower.)
 const WINDOW_H: usize = 11;
 const WINDOW_WITNESS: usize = 10;
 
@@ -158,8 +157,8 @@ fn prover_key() -> Result<&'static ProverKey, ZkError> {
 
 /// Does the prover's one-time work now: parses the committed proving key and constraint
 /// system, plans the witness solver and builds the fixed-base tables (about 8 MB, a few
-/// hundred milliseconds). Optional: [`prove`] does it on first use; a daemon calls this at start so that its first
-/// proof is as fast as the others.
+/// hundred milliseconds). Optional: [`prove`] does it on first use; a daemon calls this at
+/// start so that its first proof is as fast as the others.
 pub fn warm_up() -> Result<(), ZkError> {
     prover_key().map(|_| ())
 }

@@ -186,22 +186,13 @@ impl WitnessSolver {
         let mut w = vec![Fr::zero(); self.n_wires];
         w[0] = Fr::one();
         w[self.first_input..self.first_input + self.n_inputs].copy_from_slice(inputs);
-        match given {
-            Some((mask, values)) if mask.len() == w.len() && values.len() == w.len() => {
-                for s in &self.steps {
-                    let i = s.wire as usize;
-                    w[i] = if mask[i] {
-                        values[i]
-                    } else {
-                        residue(&s.a, &s.b, &s.c, &w) * s.inv
-                    };
-                }
-            }
-            _ => {
-                for s in &self.steps {
-                    w[s.wire as usize] = residue(&s.a, &s.b, &s.c, &w) * s.inv;
-                }
-            }
+        let given = given.filter(|(mask, values)| mask.len() == w.len() && values.len() == w.len());
+        for s in &self.steps {
+            let i = s.wire as usize;
+            w[i] = match given {
+                Some((mask, values)) if mask[i] => values[i],
+                _ => residue(&s.a, &s.b, &s.c, &w) * s.inv,
+            };
         }
         for c in &self.checks {
             if !residue(&c.a, &c.b, &c.c, &w).is_zero() {
