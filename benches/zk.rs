@@ -4,8 +4,9 @@
 //! snarkjs in-process (warm: `groth16.fullProve` in a node loop with wasm and zkey already in
 //! memory) and with the `snarkjs groth16 fullprove` / `verify` command lines, and prints the
 //! ratios. Rust and snarkjs take turns (three warm rounds; Rust right before and after the
-//! command-line runs), so each ratio compares figures taken under the same machine load. Peak RSS of the prover and of the verifier is measured in child processes that do
-//! only that (this binary re-executed), read from /proc/self/status (VmHWM).
+//! command-line runs), so each ratio compares figures taken under the same machine load. Peak
+//! RSS of the prover and of the verifier is measured in child processes that do only that
+//! (this binary re-executed), read from /proc/self/status (VmHWM).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -176,14 +177,18 @@ fn main() {
             process.exit(0);
         })().catch((e) => { console.error(e); process.exit(1); });
     "#;
+    // Median of 40 proofs with the provider's key, as a provider proves.
+    let rust_prove_ms = || {
+        time_n(40, || {
+            zk::prove(OUTPUT, &KEY, &JOB).unwrap();
+        })
+    };
     // Rust and snarkjs take turns, three rounds, so that both see the same load on this
     // machine; each ratio compares one round's medians, and the median round is reported.
     let mut rounds = Vec::new();
     let mut js_rss = 0;
     for _ in 0..3 {
-        let rust = time_n(40, || {
-            zk::prove(OUTPUT, &KEY, &JOB).unwrap();
-        });
+        let rust = rust_prove_ms();
         let out = Command::new("node")
             .args(["-e", script])
             .arg(root())
@@ -209,9 +214,7 @@ fn main() {
 
     // --- snarkjs command line
     let art = |n: &str| root().join("circuits/artifacts").join(n);
-    let rust_before = time_n(40, || {
-        zk::prove(OUTPUT, &KEY, &JOB).unwrap();
-    });
+    let rust_before = rust_prove_ms();
     let cli_prove = time_n(5, || {
         let st = Command::new(&snarkjs)
             .args(["groth16", "fullprove"])
@@ -221,9 +224,7 @@ fn main() {
             .unwrap();
         assert!(st.status.success());
     });
-    let rust_after = time_n(40, || {
-        zk::prove(OUTPUT, &KEY, &JOB).unwrap();
-    });
+    let rust_after = rust_prove_ms();
     let rust_cli_round = (rust_before + rust_after) / 2.0;
     let cli_verify = time_n(3, || {
         let st = Command::new(&snarkjs)
