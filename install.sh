@@ -23,7 +23,7 @@ set -euo pipefail
 
 readonly DEFAULT_EDGENT_REPO="https://github.com/edgent/edgent"
 readonly DEFAULT_GO_VERSION="1.25.5"
-readonly RUST_MIN="1.85"   # Cargo.toml rust-version
+readonly RUST_MIN="1.89"   # Cargo.toml rust-version (AVX-512 intrinsics)
 readonly GO_MIN="1.25"     # AXL's go.mod
 
 prefix="${EDGENT_PREFIX:-$HOME/edgent}"

@@ -44,6 +44,8 @@ mod batch_add;
 #[cfg(feature = "prover")]
 mod fft;
 #[cfg(feature = "prover")]
+mod ifma;
+#[cfg(feature = "prover")]
 mod inverse;
 #[cfg(feature = "prover")]
 mod msm;

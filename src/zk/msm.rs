@@ -10,12 +10,13 @@
 
 use std::ops::{Range, RangeInclusive};
 
-use ark_bn254::Fr;
+use ark_bn254::{g1, g2, Fr, G1Affine, G2Affine};
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
 use ark_ff::{BigInt, BigInteger, PrimeField, Zero};
 
 use super::batch_add::{add_given_inverse, invert_all, sum_lists, weighted_sum, Coord};
+use super::ifma;
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
 const SCALAR_BITS: usize = Fr::MODULUS_BIT_SIZE as usize + 1;
@@ -34,11 +35,21 @@ pub(crate) struct FixedBaseMsm<P: SWCurveConfig> {
     rows: Vec<u32>,
     /// `table[r * windows + j] = 2^(window·j) · base[rows[r]]`, affine.
     table: Vec<Affine<P>>,
+    /// The same table in the layout of the vector path, where there is one.
+    vector: Option<ifma::Table>,
 }
 
-impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
-    /// Precomputes the window multiples of `bases` for `window`-bit digits (2 ≤ window ≤ 20).
+impl<P: MsmCurve> FixedBaseMsm<P> {
+    /// Precomputes the window multiples of `bases` for `window`-bit digits (2 ≤ window ≤ 20),
+    /// with the vector path where this CPU and curve have one.
     pub(crate) fn new(bases: &[Affine<P>], window: usize) -> Self {
+        let mut msm = Self::portable(bases, window);
+        msm.vector = P::vector_table(&msm.table);
+        msm
+    }
+
+    /// [`new`](Self::new) without the vector path.
+    pub(crate) fn portable(bases: &[Affine<P>], window: usize) -> Self {
         let window = window.clamp(2, 20);
         let windows = SCALAR_BITS.div_ceil(window);
         let rows: Vec<u32> = bases
@@ -67,6 +78,7 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
             windows,
             rows,
             table,
+            vector: None,
         }
     }
 
@@ -86,7 +98,7 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
         let entries = self.digits(scalars, windows);
         let half = 1usize << (self.window - 1);
         // Bucket k-1 holds the points of digit k; Σ k·bucket[k-1].
-        weighted_sum(accumulate(&self.table, entries, half))
+        weighted_sum(accumulate(&self.table, self.vector.as_ref(), entries, half))
     }
 
     /// Windows per scalar.
@@ -143,21 +155,69 @@ impl<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>> FixedBaseMsm<P> {
     }
 }
 
+/// The curves of the proving key. G1's bucket additions have a vector path (`ifma`) on CPUs
+/// with AVX-512 IFMA; G2's have none.
+pub(crate) trait MsmCurve: SWCurveConfig<ScalarField = Fr, BaseField: Coord> {
+    /// The table in the vector layout, where this CPU and curve have one.
+    fn vector_table(table: &[Affine<Self>]) -> Option<ifma::Table>;
+    /// [`rounds`] of additions over a vector table: the buckets, and the entries left over.
+    fn accumulate_vector(
+        table: &ifma::Table,
+        entries: Vec<Entry>,
+        n_buckets: usize,
+    ) -> (Vec<Affine<Self>>, Vec<Entry>);
+}
+
+impl MsmCurve for g1::Config {
+    fn vector_table(table: &[G1Affine]) -> Option<ifma::Table> {
+        ifma::Table::new(table)
+    }
+
+    fn accumulate_vector(
+        table: &ifma::Table,
+        entries: Vec<Entry>,
+        n_buckets: usize,
+    ) -> (Vec<G1Affine>, Vec<Entry>) {
+        let mut buckets = table.buckets(n_buckets);
+        let left = rounds(&mut buckets, entries, n_buckets);
+        (buckets.into_affine(), left)
+    }
+}
+
+impl MsmCurve for g2::Config {
+    fn vector_table(_table: &[G2Affine]) -> Option<ifma::Table> {
+        None
+    }
+
+    /// Never called (no G2 table has a vector layout): every entry is left over, which
+    /// [`add_leftovers`] sums correctly.
+    fn accumulate_vector(
+        _table: &ifma::Table,
+        entries: Vec<Entry>,
+        n_buckets: usize,
+    ) -> (Vec<G2Affine>, Vec<Entry>) {
+        (vec![G2Affine::identity(); n_buckets], entries)
+    }
+}
+
 /// One addition to do: bucket (high 32 bits), sign (bit 31), table index (low 31 bits).
 #[derive(Clone, Copy)]
-struct Entry(u64);
+pub(crate) struct Entry(u64);
 
 impl Entry {
     fn new(bucket: u32, point: u32, negate: bool) -> Self {
         Entry(u64::from(bucket) << 32 | u64::from(negate) << 31 | u64::from(point & 0x7fff_ffff))
     }
-    fn bucket(self) -> usize {
+    /// The bucket to add to.
+    pub(crate) fn bucket(self) -> usize {
         (self.0 >> 32) as usize
     }
-    fn index(self) -> usize {
+    /// The table index of the point.
+    pub(crate) fn index(self) -> usize {
         (self.0 & 0x7fff_ffff) as usize
     }
-    fn negated(self) -> bool {
+    /// Whether the point is added negated.
+    pub(crate) fn negated(self) -> bool {
         self.0 & (1 << 31) != 0
     }
     /// The point to add, `±T[index]`.
@@ -184,22 +244,27 @@ const BATCH: RangeInclusive<usize> = 64..=256;
 /// bucket (see [`add_leftovers`]) instead of in another round.
 const LAST_ROUND: usize = 64;
 
-/// Adds every entry's point into its bucket in affine coordinates, a batch of additions
-/// sharing one field inversion. An entry whose bucket already has an addition in the current
-/// batch waits for the next round.
-fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
-    table: &[Affine<P>],
-    mut entries: Vec<Entry>,
-    n_buckets: usize,
-) -> Vec<Affine<P>> {
-    let mut affine = vec![Affine::<P>::identity(); n_buckets];
+/// Buckets that [`rounds`] adds entries into, in batches of additions that share one field
+/// inversion: arkworks points ([`AffineBuckets`]) or the vector layout of `ifma`.
+pub(crate) trait Buckets {
+    /// Adds the entry's point to its bucket at once when that needs no batch (an empty
+    /// bucket, a doubling, a cancellation), else queues the addition for the batch and
+    /// returns `true`.
+    fn add_or_queue(&mut self, e: Entry) -> bool;
+    /// Additions queued.
+    fn queued(&self) -> usize;
+    /// Does the queued additions (into distinct buckets).
+    fn apply(&mut self);
+}
+
+/// Adds the entries' points into their buckets in rounds: an entry whose bucket already has
+/// an addition in the current batch waits for the next round. Returns the entries left over
+/// for [`add_leftovers`].
+fn rounds<B: Buckets>(buckets: &mut B, mut entries: Vec<Entry>, n_buckets: usize) -> Vec<Entry> {
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
     let batch_size = (n_buckets / 4).clamp(*BATCH.start(), *BATCH.end());
-    let mut batch: Vec<Entry> = Vec::with_capacity(batch_size);
-    let mut dx: Vec<P::BaseField> = Vec::with_capacity(batch_size);
-    let mut prefix: Vec<P::BaseField> = Vec::with_capacity(batch_size);
     let mut deferred = Vec::new();
     while entries.len() >= LAST_ROUND {
         for &e in &entries {
@@ -208,27 +273,15 @@ fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
                 deferred.push(e);
                 continue;
             }
-            let bucket = &mut affine[b];
-            if bucket.is_zero() {
-                *bucket = e.point(table);
-                continue;
-            }
-            // The sign does not change x.
-            let d = e.x(table) - bucket.x;
-            if d.is_zero() {
-                // Doubling or cancellation: rare, done at once with a full addition.
-                *bucket = (Projective::from(*bucket) + e.point(table)).into_affine();
-                continue;
-            }
-            in_batch[b] = batch_id;
-            batch.push(e);
-            dx.push(d);
-            if batch.len() == batch_size {
-                apply(table, &mut affine, &mut batch, &mut dx, &mut prefix);
-                batch_id += 1;
+            if buckets.add_or_queue(e) {
+                in_batch[b] = batch_id;
+                if buckets.queued() == batch_size {
+                    buckets.apply();
+                    batch_id += 1;
+                }
             }
         }
-        apply(table, &mut affine, &mut batch, &mut dx, &mut prefix);
+        buckets.apply();
         batch_id += 1;
         // Entries piling onto a few buckets (every scalar 1 lands in the first) would take a
         // round, and an inversion, each: once a round leaves half its entries, stop.
@@ -239,8 +292,86 @@ fn accumulate<P: SWCurveConfig<BaseField: Coord>>(
             break;
         }
     }
-    add_leftovers(table, &mut affine, entries);
+    entries
+}
+
+/// Every entry's point added into its bucket: batched rounds, then the leftovers.
+fn accumulate<P: MsmCurve>(
+    table: &[Affine<P>],
+    vector: Option<&ifma::Table>,
+    entries: Vec<Entry>,
+    n_buckets: usize,
+) -> Vec<Affine<P>> {
+    let (mut affine, left) = match vector {
+        Some(v) => P::accumulate_vector(v, entries, n_buckets),
+        None => {
+            let mut buckets = AffineBuckets::new(table, n_buckets);
+            let left = rounds(&mut buckets, entries, n_buckets);
+            (buckets.affine, left)
+        }
+    };
+    add_leftovers(table, &mut affine, left);
     affine
+}
+
+/// Buckets of arkworks affine points; the batch's `dx = p.x - bucket.x` are inverted together.
+struct AffineBuckets<'a, P: SWCurveConfig> {
+    table: &'a [Affine<P>],
+    affine: Vec<Affine<P>>,
+    batch: Vec<Entry>,
+    dx: Vec<P::BaseField>,
+    prefix: Vec<P::BaseField>,
+}
+
+impl<'a, P: SWCurveConfig<BaseField: Coord>> AffineBuckets<'a, P> {
+    fn new(table: &'a [Affine<P>], n_buckets: usize) -> Self {
+        AffineBuckets {
+            table,
+            affine: vec![Affine::<P>::identity(); n_buckets],
+            batch: Vec::new(),
+            dx: Vec::new(),
+            prefix: Vec::new(),
+        }
+    }
+}
+
+impl<P: SWCurveConfig<BaseField: Coord>> Buckets for AffineBuckets<'_, P> {
+    fn add_or_queue(&mut self, e: Entry) -> bool {
+        let bucket = &mut self.affine[e.bucket()];
+        if bucket.is_zero() {
+            *bucket = e.point(self.table);
+            return false;
+        }
+        // The sign does not change x.
+        let d = e.x(self.table) - bucket.x;
+        if d.is_zero() {
+            // Doubling or cancellation: rare, done at once with a full addition.
+            *bucket = (Projective::from(*bucket) + e.point(self.table)).into_affine();
+            return false;
+        }
+        self.batch.push(e);
+        self.dx.push(d);
+        true
+    }
+
+    fn queued(&self) -> usize {
+        self.batch.len()
+    }
+
+    fn apply(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        invert_all(&mut self.dx, &mut self.prefix);
+        for (e, inv_d) in self.batch.iter().zip(self.dx.iter()) {
+            let p = &self.table[e.index()];
+            let py = if e.negated() { -p.y } else { p.y };
+            let q = &mut self.affine[e.bucket()];
+            *q = add_given_inverse(q, p.x, py, inv_d);
+        }
+        self.batch.clear();
+        self.dx.clear();
+    }
 }
 
 /// Adds the entries left after the rounds: each bucket with its entries is one list for
@@ -270,29 +401,6 @@ fn add_leftovers<P: SWCurveConfig<BaseField: Coord>>(
     }
 }
 
-/// Does the batch's additions `bucket += ±p` with one inversion of all the
-/// `dx = p.x - bucket.x`.
-fn apply<P: SWCurveConfig<BaseField: Coord>>(
-    table: &[Affine<P>],
-    affine: &mut [Affine<P>],
-    batch: &mut Vec<Entry>,
-    dx: &mut Vec<P::BaseField>,
-    prefix: &mut Vec<P::BaseField>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    invert_all(dx, prefix);
-    for (e, inv_d) in batch.iter().zip(dx.iter()) {
-        let p = &table[e.index()];
-        let py = if e.negated() { -p.y } else { p.y };
-        let q = &mut affine[e.bucket()];
-        *q = add_given_inverse(q, p.x, py, inv_d);
-    }
-    batch.clear();
-    dx.clear();
-}
-
 /// The `c` bits of `s` starting at bit `pos` (zero past the end).
 #[inline(always)]
 fn window_bits(s: &[u64; 4], pos: usize, c: usize) -> u64 {
@@ -310,9 +418,9 @@ fn window_bits(s: &[u64; 4], pos: usize, c: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::FixedBaseMsm;
+    use super::{FixedBaseMsm, MsmCurve};
     use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
-    use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
+    use ark_ec::short_weierstrass::{Affine, Projective};
     use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
     use ark_ff::{Field, PrimeField};
 
@@ -321,10 +429,16 @@ mod tests {
         Fr::from(i + 7).pow([1000 + i])
     }
 
-    fn check<P: SWCurveConfig<ScalarField = Fr, BaseField: super::Coord>>(
-        bases: Vec<Affine<P>>,
-        window: usize,
-    ) {
+    /// The table for `bases`: with the vector path where this CPU has one, or without.
+    fn table<P: MsmCurve>(bases: &[Affine<P>], window: usize, vector: bool) -> FixedBaseMsm<P> {
+        if vector {
+            FixedBaseMsm::new(bases, window)
+        } else {
+            FixedBaseMsm::portable(bases, window)
+        }
+    }
+
+    fn check<P: MsmCurve>(bases: Vec<Affine<P>>, window: usize, vector: bool) {
         let n = bases.len() as u64;
         let mut scalars: Vec<Fr> = (0..n).map(|i| scalar(i + 100)).collect();
         // Zero, one, minus one, window edges, small negative, 64-bit, and the largest scalars.
@@ -345,7 +459,7 @@ mod tests {
         for (s, v) in scalars.iter_mut().zip(specials) {
             *s = v;
         }
-        let table = FixedBaseMsm::new(&bases, window);
+        let table = table(&bases, window, vector);
         let big: Vec<_> = scalars.iter().map(|s| s.into_bigint()).collect();
         let expected = Projective::<P>::msm(&bases, &scalars).expect("lengths");
         assert_eq!(table.msm(&big).into_affine(), expected.into_affine());
@@ -366,7 +480,8 @@ mod tests {
             .collect();
         bases[3] = G1Affine::identity();
         for w in [3, 7, 10, 13] {
-            check(bases.clone(), w);
+            check(bases.clone(), w, true);
+            check(bases.clone(), w, false);
         }
     }
 
@@ -391,10 +506,12 @@ mod tests {
             bases.extend([p, p]);
             scalars.extend([Fr::from(1u64), Fr::from(1u64)]);
         }
-        let table = FixedBaseMsm::new(&bases, 6);
         let big: Vec<_> = scalars.iter().map(|s| s.into_bigint()).collect();
         let expected = G1Projective::msm(&bases, &scalars).expect("lengths");
-        assert_eq!(table.msm(&big).into_affine(), expected.into_affine());
+        for vector in [true, false] {
+            let table = table(&bases, 6, vector);
+            assert_eq!(table.msm(&big).into_affine(), expected.into_affine());
+        }
     }
 
     #[test]
@@ -403,6 +520,6 @@ mod tests {
             .map(|i| (G2Projective::generator() * scalar(i)).into_affine())
             .collect();
         bases[1] = G2Affine::identity();
-        check(bases, 9);
+        check(bases, 9, false);
     }
 }
