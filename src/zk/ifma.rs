@@ -9,23 +9,77 @@
 //! larger (the bounds are in the comments); multiplications take inputs below 4p and return
 //! values below 2p, so only the stored coordinates are reduced.
 
-use ark_bn254::G1Affine;
+use std::marker::PhantomData;
 
-#[cfg(not(target_arch = "x86_64"))]
-use super::msm::{Buckets, Entry};
+use ark_bn254::{g1, g2, Fq, Fq2, Fr};
+use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 
-/// A G1 table in the vector layout, or nothing where this CPU cannot use one.
-pub(crate) struct Table {
+use super::batch_add::Coord;
+#[cfg(target_arch = "x86_64")]
+use super::msm::rounds;
+use super::msm::Entry;
+
+/// A curve of the proving key whose coordinates this module can put in lanes: G1 over Fq
+/// (`N = 1` field element per coordinate), G2 over Fq2 (`N = 2`).
+pub(crate) trait LaneCurve: SWCurveConfig<ScalarField = Fr, BaseField: Coord> {
+    /// Fq elements per coordinate.
+    const N: usize;
+    /// The coordinate's Fq elements.
+    fn parts(x: &Self::BaseField) -> [Fq; 2];
+    /// The coordinate of these Fq elements (the second is ignored for G1).
+    fn from_parts(parts: [Fq; 2]) -> Self::BaseField;
+    /// The batch's additions (see `x86::apply_batch`).
+    ///
+    /// # Safety
+    /// As `x86::apply_batch`.
     #[cfg(target_arch = "x86_64")]
-    points: Vec<[u64; 10]>,
-    #[cfg(not(target_arch = "x86_64"))]
-    never: std::convert::Infallible,
+    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]);
 }
 
-impl Table {
+impl LaneCurve for g1::Config {
+    const N: usize = 1;
+    fn parts(x: &Fq) -> [Fq; 2] {
+        [*x, Fq::from(0u64)]
+    }
+    fn from_parts(parts: [Fq; 2]) -> Fq {
+        parts[0]
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]) {
+        // SAFETY: passed on from the caller.
+        unsafe { x86::apply_batch::<1>(table, buckets, batch) }
+    }
+}
+
+impl LaneCurve for g2::Config {
+    const N: usize = 2;
+    fn parts(x: &Fq2) -> [Fq; 2] {
+        [x.c0, x.c1]
+    }
+    fn from_parts(parts: [Fq; 2]) -> Fq2 {
+        Fq2::new(parts[0], parts[1])
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]) {
+        // SAFETY: passed on from the caller.
+        unsafe { x86::apply_batch::<2>(table, buckets, batch) }
+    }
+}
+
+/// A table of points in the vector layout, or nothing where this CPU cannot use one.
+pub(crate) struct Table<P> {
+    /// Each point's x then y, each coordinate `5·N` words.
+    #[cfg(target_arch = "x86_64")]
+    words: Vec<u64>,
+    #[cfg(not(target_arch = "x86_64"))]
+    never: std::convert::Infallible,
+    curve: PhantomData<P>,
+}
+
+impl<P: LaneCurve> Table<P> {
     /// The table's points in the vector layout, if this CPU has AVX-512 IFMA (and no point is
     /// the identity, which fixed-base tables never hold).
-    pub(crate) fn new(points: &[G1Affine]) -> Option<Table> {
+    pub(crate) fn new(points: &[Affine<P>]) -> Option<Table<P>> {
         #[cfg(target_arch = "x86_64")]
         {
             x86::table(points)
@@ -37,55 +91,23 @@ impl Table {
         }
     }
 
-    /// Buckets for [`msm`](super::msm)'s rounds of additions over this table.
-    pub(crate) fn buckets(&self, n_buckets: usize) -> VectorBuckets<'_> {
+    /// Adds every entry's point into its bucket in [`rounds`] of batched additions, eight
+    /// lanes at a time. Returns the buckets and the entries left over.
+    pub(crate) fn accumulate(
+        &self,
+        entries: Vec<Entry>,
+        n_buckets: usize,
+    ) -> (Vec<Affine<P>>, Vec<Entry>) {
         #[cfg(target_arch = "x86_64")]
         {
-            x86::VectorBuckets::new(&self.points, n_buckets)
+            let mut buckets = x86::VectorBuckets::<P>::new(&self.words, n_buckets);
+            let left = rounds(&mut buckets, entries, n_buckets);
+            (buckets.into_affine(), left)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = n_buckets;
+            let _ = (entries, n_buckets);
             match self.never {}
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) use x86::VectorBuckets;
-
-/// Never built: no vector path on this architecture.
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) enum VectorBuckets<'a> {
-    #[doc(hidden)]
-    _Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-impl VectorBuckets<'_> {
-    /// Never called.
-    pub(crate) fn into_affine(self) -> Vec<G1Affine> {
-        match self {
-            VectorBuckets::_Never(never, _) => match never {},
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-impl Buckets for VectorBuckets<'_> {
-    fn add_or_queue(&mut self, _e: Entry) -> bool {
-        match *self {
-            VectorBuckets::_Never(never, _) => match never {},
-        }
-    }
-    fn queued(&self) -> usize {
-        match *self {
-            VectorBuckets::_Never(never, _) => match never {},
-        }
-    }
-    fn apply(&mut self) {
-        match *self {
-            VectorBuckets::_Never(never, _) => match never {},
         }
     }
 }
@@ -93,13 +115,16 @@ impl Buckets for VectorBuckets<'_> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::marker::PhantomData;
 
-    use ark_bn254::{Fq, G1Affine, G1Projective};
+    use ark_bn254::Fq;
+    use ark_ec::short_weierstrass::{Affine, Projective};
     use ark_ec::{AffineRepr, CurveGroup};
     use ark_ff::{BigInt, MontFp, PrimeField};
 
     use super::super::inverse::fq_inverse;
     use super::super::msm::{Buckets, Entry};
+    use super::LaneCurve;
 
     const MASK: u64 = (1 << 52) - 1;
 
@@ -141,13 +166,24 @@ mod x86 {
         inv.wrapping_neg() & MASK
     }
 
-    const P: Limbs = to52(<Fq as PrimeField>::MODULUS.0);
-    const P2: Limbs = to52([
-        <Fq as PrimeField>::MODULUS.0[0] << 1,
-        <Fq as PrimeField>::MODULUS.0[1] << 1 | <Fq as PrimeField>::MODULUS.0[0] >> 63,
-        <Fq as PrimeField>::MODULUS.0[2] << 1 | <Fq as PrimeField>::MODULUS.0[1] >> 63,
-        <Fq as PrimeField>::MODULUS.0[3] << 1 | <Fq as PrimeField>::MODULUS.0[2] >> 63,
-    ]);
+    /// `k·p` in normalised limbs.
+    const fn times_p(k: u64) -> Limbs {
+        let p = to52(<Fq as PrimeField>::MODULUS.0);
+        let mut out = [0u64; 5];
+        let mut carry = 0;
+        let mut j = 0;
+        while j < 5 {
+            let v = p[j] * k + carry;
+            out[j] = if j < 4 { v & MASK } else { v };
+            carry = v >> 52;
+            j += 1;
+        }
+        out
+    }
+
+    const P: Limbs = times_p(1);
+    const P2: Limbs = times_p(2);
+    const P4: Limbs = times_p(4);
     const PINV: u64 = neg_inverse_52(<Fq as PrimeField>::MODULUS.0[0]);
     const ZERO: Limbs = [0; 5];
 
@@ -167,12 +203,15 @@ mod x86 {
     }
 
     /// The element of canonical limbs `l`.
-    fn element(l: &Limbs) -> Fq {
-        Fq::new_unchecked(BigInt(to64(*l))) * INV_SIXTEEN
+    fn element(l: &[u64]) -> Fq {
+        Fq::new_unchecked(BigInt(to64([l[0], l[1], l[2], l[3], l[4]]))) * INV_SIXTEEN
     }
 
-    /// `p - y` for canonical non-zero `y`.
-    fn negate(y: &Limbs) -> Limbs {
+    /// `-y` for canonical `y`.
+    fn negate(y: &[u64]) -> Limbs {
+        if y.iter().all(|w| *w == 0) {
+            return ZERO;
+        }
         let mut out = [0u64; 5];
         let mut borrow = 0i64;
         for j in 0..5 {
@@ -183,9 +222,28 @@ mod x86 {
         out
     }
 
-    fn point(p: &[u64; 10], negated: bool) -> G1Affine {
-        let (x, y) = (element(&first(p)), element(&second(p)));
-        let p = G1Affine::new_unchecked(x, y);
+    /// Words per point: x then y, `5·N` each.
+    const fn stride<P: LaneCurve>() -> usize {
+        10 * P::N
+    }
+
+    /// A coordinate from its words.
+    fn coordinate<P: LaneCurve>(words: &[u64]) -> P::BaseField {
+        let second = if P::N == 2 {
+            element(&words[5..10])
+        } else {
+            Fq::from(0u64)
+        };
+        P::from_parts([element(&words[..5]), second])
+    }
+
+    /// The point of `words`, negated if `negated`.
+    fn point<P: LaneCurve>(words: &[u64], negated: bool) -> Affine<P> {
+        let half = 5 * P::N;
+        let p = Affine::<P>::new_unchecked(
+            coordinate::<P>(&words[..half]),
+            coordinate::<P>(&words[half..2 * half]),
+        );
         if negated {
             -p
         } else {
@@ -193,103 +251,100 @@ mod x86 {
         }
     }
 
-    fn first(p: &[u64; 10]) -> Limbs {
-        [p[0], p[1], p[2], p[3], p[4]]
+    /// Appends `p` in this layout to `out`.
+    fn push_point<P: LaneCurve>(p: &Affine<P>, out: &mut Vec<u64>) {
+        for c in [&p.x, &p.y] {
+            for part in &P::parts(c)[..P::N] {
+                out.extend(limbs(*part));
+            }
+        }
     }
 
-    fn second(p: &[u64; 10]) -> Limbs {
-        [p[5], p[6], p[7], p[8], p[9]]
-    }
-
-    fn layout(p: &G1Affine) -> [u64; 10] {
-        let (x, y) = (limbs(p.x), limbs(p.y));
-        [x[0], x[1], x[2], x[3], x[4], y[0], y[1], y[2], y[3], y[4]]
-    }
-
-    pub(super) fn table(points: &[G1Affine]) -> Option<super::Table> {
+    pub(super) fn table<P: LaneCurve>(points: &[Affine<P>]) -> Option<super::Table<P>> {
         if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma")) {
             return None;
         }
         if points.iter().any(|p| p.is_zero()) {
             return None;
         }
+        let mut words = Vec::with_capacity(points.len() * stride::<P>());
+        for p in points {
+            push_point(p, &mut words);
+        }
         Some(super::Table {
-            points: points.iter().map(layout).collect(),
+            words,
+            curve: PhantomData,
         })
     }
 
     /// The buckets of one MSM in the vector layout; the batch's additions run eight at a time.
-    pub(crate) struct VectorBuckets<'a> {
-        table: &'a [[u64; 10]],
-        buckets: Vec<[u64; 10]>,
+    pub(super) struct VectorBuckets<'a, P> {
+        table: &'a [u64],
+        buckets: Vec<u64>,
         filled: Vec<bool>,
         batch: Vec<Entry>,
-        groups: Vec<Group>,
+        curve: PhantomData<P>,
     }
 
-    /// What the first pass over a batch keeps for the second, per eight additions.
-    #[derive(Clone, Copy)]
-    struct Group {
-        /// The buckets' offsets in `buckets` (in 64-bit words).
-        offsets: __m512i,
-        px: V,
-        py: V,
-        bx: V,
-        by: V,
-        dx: V,
-        /// The product of the earlier groups' `dx`.
-        before: V,
-    }
-
-    impl<'a> VectorBuckets<'a> {
-        pub(super) fn new(table: &'a [[u64; 10]], n_buckets: usize) -> Self {
+    impl<'a, P: LaneCurve> VectorBuckets<'a, P> {
+        pub(super) fn new(table: &'a [u64], n_buckets: usize) -> Self {
             VectorBuckets {
                 table,
-                buckets: vec![[0; 10]; n_buckets],
+                buckets: vec![0; n_buckets * stride::<P>()],
                 filled: vec![false; n_buckets],
                 batch: Vec::new(),
-                groups: Vec::new(),
+                curve: PhantomData,
             }
         }
 
         /// The buckets as arkworks points (the identity for an empty bucket).
-        pub(crate) fn into_affine(self) -> Vec<G1Affine> {
+        pub(super) fn into_affine(self) -> Vec<Affine<P>> {
             self.buckets
-                .iter()
+                .chunks_exact(stride::<P>())
                 .zip(&self.filled)
                 .map(|(b, filled)| {
                     if *filled {
-                        point(b, false)
+                        point::<P>(b, false)
                     } else {
-                        G1Affine::identity()
+                        Affine::<P>::identity()
                     }
                 })
                 .collect()
         }
     }
 
-    impl Buckets for VectorBuckets<'_> {
+    impl<P: LaneCurve> Buckets for VectorBuckets<'_, P> {
         fn add_or_queue(&mut self, e: Entry) -> bool {
+            let w = stride::<P>();
+            let half = w / 2;
             let b = e.bucket();
-            let p = &self.table[e.index()];
+            let p = &self.table[e.index() * w..][..w];
+            let bucket = &mut self.buckets[b * w..][..w];
             if !self.filled[b] {
-                let mut placed = *p;
+                bucket.copy_from_slice(p);
                 if e.negated() {
-                    placed[5..].copy_from_slice(&negate(&second(p)));
+                    for part in 0..P::N {
+                        let y = &mut bucket[half + 5 * part..][..5];
+                        let negated = negate(y);
+                        y.copy_from_slice(&negated);
+                    }
                 }
-                self.buckets[b] = placed;
                 self.filled[b] = true;
                 return false;
             }
-            if p[..5] == self.buckets[b][..5] {
+            // Canonical limbs: the same words are the same x. (Compared word by word: a
+            // slice comparison here went through `memcmp`.)
+            if p[..half].iter().zip(&bucket[..half]).all(|(a, b)| a == b) {
                 // Doubling or cancellation: rare, done at once with a full addition.
-                let sum = (G1Projective::from(point(&self.buckets[b], false))
-                    + point(p, e.negated()))
+                let sum = (Projective::from(point::<P>(bucket, false))
+                    + point::<P>(p, e.negated()))
                 .into_affine();
                 if sum.is_zero() {
                     self.filled[b] = false;
                 } else {
-                    self.buckets[b] = layout(&sum);
+                    let mut words = Vec::with_capacity(w);
+                    push_point(&sum, &mut words);
+                    bucket.copy_from_slice(&words);
                 }
                 return false;
             }
@@ -305,32 +360,53 @@ mod x86 {
             if self.batch.is_empty() {
                 return;
             }
-            // SAFETY: a `Table` (so these buckets) exists only where `table` found AVX-512F
-            // and IFMA on this CPU. Every entry's point and bucket index is within `table`
-            // and `buckets` (the MSM made them so), and the batch's buckets are distinct.
-            unsafe { apply_batch(self.table, &mut self.buckets, &self.batch, &mut self.groups) };
+            // SAFETY: these buckets exist only for a `Table`, which `table` makes only where
+            // it found AVX-512F and IFMA on this CPU. Every entry's point and bucket index is
+            // within `table` and `buckets` (the MSM made them so), and `rounds` queues
+            // distinct buckets.
+            unsafe { P::apply_batch(self.table, &mut self.buckets, &self.batch) };
             self.batch.clear();
         }
     }
 
+    /// A coordinate in lanes: `N` field elements.
+    type C<const N: usize> = [V; N];
+
+    /// What the first pass over a batch keeps for the second, per eight additions.
+    #[derive(Clone, Copy)]
+    struct Group<const N: usize> {
+        /// The buckets' offsets in `buckets` (in 64-bit words).
+        offsets: __m512i,
+        px: C<N>,
+        py: C<N>,
+        bx: C<N>,
+        by: C<N>,
+        dx: C<N>,
+        /// The product of the earlier groups' `dx`.
+        before: C<N>,
+    }
+
     /// `bucket += ±point` for every entry of the batch, eight lanes at a time: a first pass
     /// gathers the points and multiplies up the differences of x, one inversion (of eight
-    /// lanes, in arkworks) covers them all, and a second pass finishes the additions.
+    /// lanes) covers them all, and a second pass finishes the additions. Points and buckets
+    /// are `10·N` words each.
     ///
     /// # Safety
     /// The CPU must have AVX-512F and IFMA; every entry's index must be within `table` and
     /// its bucket within `buckets`; the entries' buckets must be distinct.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    unsafe fn apply_batch(
-        table: &[[u64; 10]],
-        buckets: &mut [[u64; 10]],
+    pub(super) unsafe fn apply_batch<const N: usize>(
+        table: &[u64],
+        buckets: &mut [u64],
         batch: &[Entry],
-        groups: &mut Vec<Group>,
     ) {
         let m = batch.len();
-        groups.clear();
+        let w = 10 * N as i64;
+        let half = 5 * N;
+        let mut groups: Vec<Group<N>> = Vec::with_capacity(m.div_ceil(8));
         let table_ptr = table.as_ptr().cast::<i64>();
-        let mut acc = splat(&ONE);
+        let mut acc = [splat(&ZERO); N];
+        acc[0] = splat(&ONE);
         for g in 0..m.div_ceil(8) {
             // Lanes past the batch's end repeat its first entry; their results are not stored.
             let mut point_offsets = [0i64; 8];
@@ -338,20 +414,34 @@ mod x86 {
             let mut negated = 0u8;
             for lane in 0..8 {
                 let e = batch.get(g * 8 + lane).unwrap_or(&batch[0]);
-                point_offsets[lane] = e.index() as i64 * 10;
-                bucket_offsets[lane] = e.bucket() as i64 * 10;
+                point_offsets[lane] = e.index() as i64 * w;
+                bucket_offsets[lane] = e.bucket() as i64 * w;
                 negated |= u8::from(e.negated()) << lane;
             }
-            let point_offsets = _mm512_loadu_si512(point_offsets.as_ptr().cast());
-            let offsets = _mm512_loadu_si512(bucket_offsets.as_ptr().cast());
+            // SAFETY: 64-byte loads from arrays of eight i64.
+            let point_offsets = unsafe { _mm512_loadu_si512(point_offsets.as_ptr().cast()) };
+            let offsets = unsafe { _mm512_loadu_si512(bucket_offsets.as_ptr().cast()) };
             let buckets_ptr = buckets.as_ptr().cast::<i64>();
-            let px = gather(table_ptr, point_offsets, 0);
-            let py = gather(table_ptr, point_offsets, 5);
-            let bx = gather(buckets_ptr, offsets, 0);
-            let by = gather(buckets_ptr, offsets, 5);
-            let py = blend(negated, &py, &sub(&splat(&ZERO), &py, &P));
+            let (mut px, mut py, mut bx, mut by) = (
+                [splat(&ZERO); N],
+                [splat(&ZERO); N],
+                [splat(&ZERO); N],
+                [splat(&ZERO); N],
+            );
+            for k in 0..N {
+                // SAFETY: the offsets are of points and buckets within the slices (the
+                // caller's promise), and each coordinate part is five words inside them.
+                unsafe {
+                    px[k] = gather(table_ptr, point_offsets, 5 * k);
+                    py[k] = gather(table_ptr, point_offsets, half + 5 * k);
+                    bx[k] = gather(buckets_ptr, offsets, 5 * k);
+                    by[k] = gather(buckets_ptr, offsets, half + 5 * k);
+                }
+                // -y ≤ p: a component may be zero in Fq2.
+                py[k] = blend(negated, &py[k], &sub(&splat(&ZERO), &py[k], &P));
+            }
             // p.x ≠ b.x (checked before queuing), both below p: dx in (0, 2p).
-            let dx = sub(&px, &bx, &P);
+            let dx = csub(&px, &bx, &P);
             groups.push(Group {
                 offsets,
                 px,
@@ -361,35 +451,40 @@ mod x86 {
                 dx,
                 before: acc,
             });
-            acc = mul(&acc, &dx);
+            acc = cmul(&acc, &dx);
         }
-        let mut inv = invert_lanes(&acc);
+        let mut inv = cinvert(&acc);
         let buckets_ptr = buckets.as_mut_ptr().cast::<i64>();
         for (g, group) in groups.iter().enumerate().rev() {
-            let inv_dx = mul(&inv, &group.before);
-            inv = mul(&inv, &group.dx);
-            let dy = sub(&group.py, &group.by, &P);
-            let lambda = mul(&dy, &inv_dx);
-            // x3 = λ² - b.x - p.x: λ² below 2p, so the sum is in (0, 4p).
-            let x3 = sub(
-                &sub(&mul(&lambda, &lambda), &group.bx, &P2),
-                &group.px,
-                &ZERO,
-            );
-            let x3 = reduce(&reduce(&x3, &P2), &P);
-            // y3 = λ·(b.x - x3) - b.y: in (0, 3p).
-            let y3 = sub(&mul(&lambda, &sub(&group.bx, &x3, &P)), &group.by, &P);
-            let y3 = reduce(&reduce(&y3, &P2), &P);
+            let inv_dx = cmul(&inv, &group.before);
+            inv = cmul(&inv, &group.dx);
+            let lambda = cmul(&csub(&group.py, &group.by, &P), &inv_dx);
+            // x3 = λ² - b.x - p.x: λ² below 2p, so each part is in (0, 4p).
+            let x3 = csub(&csub(&csquare(&lambda), &group.bx, &P2), &group.px, &ZERO);
+            let x3 = creduce(&creduce(&x3, &P2), &P);
+            // y3 = λ·(b.x - x3) - b.y: each part in (0, 3p).
+            let y3 = csub(&cmul(&lambda, &csub(&group.bx, &x3, &P)), &group.by, &P);
+            let y3 = creduce(&creduce(&y3, &P2), &P);
             let live = m - g * 8;
             let mask: __mmask8 = if live >= 8 { 0xff } else { (1u8 << live) - 1 };
-            for j in 0..5 {
-                _mm512_mask_i64scatter_epi64::<8>(buckets_ptr.add(j), mask, group.offsets, x3[j]);
-                _mm512_mask_i64scatter_epi64::<8>(
-                    buckets_ptr.add(5 + j),
-                    mask,
-                    group.offsets,
-                    y3[j],
-                );
+            for k in 0..N {
+                for j in 0..5 {
+                    // SAFETY: the offsets are of distinct buckets within the slice.
+                    unsafe {
+                        _mm512_mask_i64scatter_epi64::<8>(
+                            buckets_ptr.add(5 * k + j),
+                            mask,
+                            group.offsets,
+                            x3[k][j],
+                        );
+                        _mm512_mask_i64scatter_epi64::<8>(
+                            buckets_ptr.add(half + 5 * k + j),
+                            mask,
+                            group.offsets,
+                            y3[k][j],
+                        );
+                    }
+                }
             }
         }
     }
@@ -403,9 +498,81 @@ mod x86 {
     unsafe fn gather(base: *const i64, offsets: __m512i, first: usize) -> V {
         let mut v = [_mm512_setzero_si512(); 5];
         for (j, limb) in v.iter_mut().enumerate() {
-            *limb = _mm512_i64gather_epi64::<8>(offsets, base.add(first + j));
+            // SAFETY: passed on from the caller.
+            *limb = unsafe { _mm512_i64gather_epi64::<8>(offsets, base.add(first + j)) };
         }
         v
+    }
+
+    /// The product in Fq (`N = 1`) or Fq2 (`N = 2`, `u² = -1`, Karatsuba) of parts below
+    /// 2p, with parts below 2p.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn cmul<const N: usize>(a: &C<N>, b: &C<N>) -> C<N> {
+        let mut out = *a;
+        if N == 1 {
+            out[0] = mul(&a[0], &b[0]);
+        } else {
+            let v0 = mul(&a[0], &b[0]);
+            let v1 = mul(&a[1], &b[1]);
+            let t = mul(&add(&a[0], &a[1]), &add(&b[0], &b[1]));
+            out[0] = reduce(&sub(&v0, &v1, &P2), &P2);
+            out[1] = reduce(&reduce(&sub(&sub(&t, &v0, &P2), &v1, &P2), &P4), &P2);
+        }
+        out
+    }
+
+    /// The square, as [`cmul`]: `(a + bu)² = (a + b)(a - b) + 2ab·u`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn csquare<const N: usize>(a: &C<N>) -> C<N> {
+        let mut out = *a;
+        if N == 1 {
+            out[0] = mul(&a[0], &a[0]);
+        } else {
+            out[0] = mul(&add(&a[0], &a[1]), &sub(&a[0], &a[1], &P2));
+            out[1] = mul(&add(&a[0], &a[0]), &a[1]);
+        }
+        out
+    }
+
+    /// The inverses of the eight lanes (non-zero, parts below 2p), parts below 2p. In Fq2,
+    /// `(a + bu)⁻¹ = (a - bu)/(a² + b²)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn cinvert<const N: usize>(a: &C<N>) -> C<N> {
+        let mut out = *a;
+        if N == 1 {
+            out[0] = invert_lanes(&a[0]);
+        } else {
+            let norm = reduce(&add(&mul(&a[0], &a[0]), &mul(&a[1], &a[1])), &P2);
+            let t = invert_lanes(&norm);
+            out[0] = mul(&a[0], &t);
+            out[1] = sub(&splat(&ZERO), &mul(&a[1], &t), &P2);
+        }
+        out
+    }
+
+    /// [`sub`] part by part.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn csub<const N: usize>(a: &C<N>, b: &C<N>, k: &Limbs) -> C<N> {
+        let mut out = *a;
+        for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
+            *o = sub(x, y, k);
+        }
+        out
+    }
+
+    /// [`reduce`] part by part.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn creduce<const N: usize>(a: &C<N>, k: &Limbs) -> C<N> {
+        let mut out = *a;
+        for (o, x) in out.iter_mut().zip(a) {
+            *o = reduce(x, k);
+        }
+        out
     }
 
     /// The inverses of the eight lanes (all non-zero, below 2p), in this layout: one
@@ -429,8 +596,8 @@ mod x86 {
                 lanes[4][l],
             ])))
         });
-        let mut before = [Fq::new_unchecked(BigInt([0; 4])); 8];
-        let mut total = SIXTEEN * INV_SIXTEEN;
+        let mut before = [Fq::from(0u64); 8];
+        let mut total = Fq::from(1u64);
         for (b, e) in before.iter_mut().zip(&elements) {
             *b = total;
             total *= e;
@@ -484,6 +651,17 @@ mod x86 {
             t[j] = _mm512_and_si512(t[j], mask);
         }
         t
+    }
+
+    /// `a + b`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: &V, b: &V) -> V {
+        let mut t = *a;
+        for (x, y) in t.iter_mut().zip(b) {
+            *x = _mm512_add_epi64(*x, *y);
+        }
+        carry(t)
     }
 
     /// `a + k - b` with `k` a multiple of p (as limbs): callers pick `k` so that the result is
@@ -544,6 +722,7 @@ mod x86 {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use ark_bn254::Fq2;
         use ark_ff::{Field, Zero};
 
         fn lanes(v: &V) -> [Limbs; 8] {
@@ -629,6 +808,40 @@ mod x86 {
                     let inv = unsafe { lanes(&reduce(&invert_lanes(&load(&bl)), &P)) };
                     for l in 0..8 {
                         assert_eq!(element(&inv[l]), b[l].inverse().unwrap(), "inverse {l}");
+                    }
+                }
+            }
+            // Fq2: products, squares and inverses, the components taken from the same list
+            // (so with zero, one and -1 parts).
+            let fq2: Vec<Fq2> = (0..xs.len())
+                .map(|i| Fq2::new(xs[i], xs[(i * 7 + 3) % xs.len()]))
+                .collect();
+            for chunk in fq2.chunks(8).collect::<Vec<_>>().windows(2) {
+                let (a, b) = (chunk[0], chunk[1]);
+                let load2 = |v: &[Fq2]| -> [V; 2] {
+                    let c0: [Limbs; 8] = std::array::from_fn(|l| limbs(v[l].c0));
+                    let c1: [Limbs; 8] = std::array::from_fn(|l| limbs(v[l].c1));
+                    // SAFETY: the CPU has AVX-512F and IFMA (checked above).
+                    unsafe { [load(&c0), load(&c1)] }
+                };
+                let read2 = |c: &[V; 2]| -> [Fq2; 8] {
+                    // SAFETY: as above.
+                    let (c0, c1) =
+                        unsafe { (lanes(&reduce(&c[0], &P)), lanes(&reduce(&c[1], &P))) };
+                    std::array::from_fn(|l| Fq2::new(element(&c0[l]), element(&c1[l])))
+                };
+                let (va, vb) = (load2(a), load2(b));
+                // SAFETY: as above.
+                let (prod, square) = unsafe { (read2(&cmul(&va, &vb)), read2(&csquare(&va))) };
+                for l in 0..8 {
+                    assert_eq!(prod[l], a[l] * b[l], "Fq2 product, lane {l}");
+                    assert_eq!(square[l], a[l].square(), "Fq2 square, lane {l}");
+                }
+                if b.iter().all(|x| !x.is_zero()) {
+                    // SAFETY: as above.
+                    let inv = read2(&unsafe { cinvert(&vb) });
+                    for l in 0..8 {
+                        assert_eq!(inv[l], b[l].inverse().unwrap(), "Fq2 inverse {l}");
                     }
                 }
             }

@@ -10,13 +10,13 @@
 
 use std::ops::{Range, RangeInclusive};
 
-use ark_bn254::{g1, g2, Fr, G1Affine, G2Affine};
+use ark_bn254::Fr;
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
 use ark_ff::{BigInt, BigInteger, PrimeField, Zero};
 
 use super::batch_add::{add_given_inverse, invert_all, sum_lists, weighted_sum, Coord};
-use super::ifma;
+use super::ifma::{self, LaneCurve};
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
 const SCALAR_BITS: usize = Fr::MODULUS_BIT_SIZE as usize + 1;
@@ -36,15 +36,15 @@ pub(crate) struct FixedBaseMsm<P: SWCurveConfig> {
     /// `table[r * windows + j] = 2^(window·j) · base[rows[r]]`, affine.
     table: Vec<Affine<P>>,
     /// The same table in the layout of the vector path, where there is one.
-    vector: Option<ifma::Table>,
+    vector: Option<ifma::Table<P>>,
 }
 
-impl<P: MsmCurve> FixedBaseMsm<P> {
+impl<P: LaneCurve> FixedBaseMsm<P> {
     /// Precomputes the window multiples of `bases` for `window`-bit digits (2 ≤ window ≤ 20),
     /// with the vector path where this CPU and curve have one.
     pub(crate) fn new(bases: &[Affine<P>], window: usize) -> Self {
         let mut msm = Self::portable(bases, window);
-        msm.vector = P::vector_table(&msm.table);
+        msm.vector = ifma::Table::new(&msm.table);
         msm
     }
 
@@ -155,51 +155,6 @@ impl<P: MsmCurve> FixedBaseMsm<P> {
     }
 }
 
-/// The curves of the proving key. G1's bucket additions have a vector path (`ifma`) on CPUs
-/// with AVX-512 IFMA; G2's have none.
-pub(crate) trait MsmCurve: SWCurveConfig<ScalarField = Fr, BaseField: Coord> {
-    /// The table in the vector layout, where this CPU and curve have one.
-    fn vector_table(table: &[Affine<Self>]) -> Option<ifma::Table>;
-    /// [`rounds`] of additions over a vector table: the buckets, and the entries left over.
-    fn accumulate_vector(
-        table: &ifma::Table,
-        entries: Vec<Entry>,
-        n_buckets: usize,
-    ) -> (Vec<Affine<Self>>, Vec<Entry>);
-}
-
-impl MsmCurve for g1::Config {
-    fn vector_table(table: &[G1Affine]) -> Option<ifma::Table> {
-        ifma::Table::new(table)
-    }
-
-    fn accumulate_vector(
-        table: &ifma::Table,
-        entries: Vec<Entry>,
-        n_buckets: usize,
-    ) -> (Vec<G1Affine>, Vec<Entry>) {
-        let mut buckets = table.buckets(n_buckets);
-        let left = rounds(&mut buckets, entries, n_buckets);
-        (buckets.into_affine(), left)
-    }
-}
-
-impl MsmCurve for g2::Config {
-    fn vector_table(_table: &[G2Affine]) -> Option<ifma::Table> {
-        None
-    }
-
-    /// Never called (no G2 table has a vector layout): every entry is left over, which
-    /// [`add_leftovers`] sums correctly.
-    fn accumulate_vector(
-        _table: &ifma::Table,
-        entries: Vec<Entry>,
-        n_buckets: usize,
-    ) -> (Vec<G2Affine>, Vec<Entry>) {
-        (vec![G2Affine::identity(); n_buckets], entries)
-    }
-}
-
 /// One addition to do: bucket (high 32 bits), sign (bit 31), table index (low 31 bits).
 #[derive(Clone, Copy)]
 pub(crate) struct Entry(u64);
@@ -260,7 +215,11 @@ pub(crate) trait Buckets {
 /// Adds the entries' points into their buckets in rounds: an entry whose bucket already has
 /// an addition in the current batch waits for the next round. Returns the entries left over
 /// for [`add_leftovers`].
-fn rounds<B: Buckets>(buckets: &mut B, mut entries: Vec<Entry>, n_buckets: usize) -> Vec<Entry> {
+pub(crate) fn rounds<B: Buckets>(
+    buckets: &mut B,
+    mut entries: Vec<Entry>,
+    n_buckets: usize,
+) -> Vec<Entry> {
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
@@ -296,14 +255,14 @@ fn rounds<B: Buckets>(buckets: &mut B, mut entries: Vec<Entry>, n_buckets: usize
 }
 
 /// Every entry's point added into its bucket: batched rounds, then the leftovers.
-fn accumulate<P: MsmCurve>(
+fn accumulate<P: LaneCurve>(
     table: &[Affine<P>],
-    vector: Option<&ifma::Table>,
+    vector: Option<&ifma::Table<P>>,
     entries: Vec<Entry>,
     n_buckets: usize,
 ) -> Vec<Affine<P>> {
     let (mut affine, left) = match vector {
-        Some(v) => P::accumulate_vector(v, entries, n_buckets),
+        Some(v) => v.accumulate(entries, n_buckets),
         None => {
             let mut buckets = AffineBuckets::new(table, n_buckets);
             let left = rounds(&mut buckets, entries, n_buckets);
@@ -418,7 +377,7 @@ fn window_bits(s: &[u64; 4], pos: usize, c: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{FixedBaseMsm, MsmCurve};
+    use super::{FixedBaseMsm, LaneCurve};
     use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
     use ark_ec::short_weierstrass::{Affine, Projective};
     use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
@@ -430,7 +389,7 @@ mod tests {
     }
 
     /// The table for `bases`: with the vector path where this CPU has one, or without.
-    fn table<P: MsmCurve>(bases: &[Affine<P>], window: usize, vector: bool) -> FixedBaseMsm<P> {
+    fn table<P: LaneCurve>(bases: &[Affine<P>], window: usize, vector: bool) -> FixedBaseMsm<P> {
         if vector {
             FixedBaseMsm::new(bases, window)
         } else {
@@ -438,7 +397,7 @@ mod tests {
         }
     }
 
-    fn check<P: MsmCurve>(bases: Vec<Affine<P>>, window: usize, vector: bool) {
+    fn check<P: LaneCurve>(bases: Vec<Affine<P>>, window: usize, vector: bool) {
         let n = bases.len() as u64;
         let mut scalars: Vec<Fr> = (0..n).map(|i| scalar(i + 100)).collect();
         // Zero, one, minus one, window edges, small negative, 64-bit, and the largest scalars.
@@ -520,6 +479,7 @@ mod tests {
             .map(|i| (G2Projective::generator() * scalar(i)).into_affine())
             .collect();
         bases[1] = G2Affine::identity();
+        check(bases.clone(), 9, true);
         check(bases, 9, false);
     }
 }
