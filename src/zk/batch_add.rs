@@ -70,61 +70,121 @@ pub(crate) fn add_given_inverse<P: SWCurveConfig<BaseField: Coord>>(
     Affine::new_unchecked(x3, lambda * (a.x - x3) - a.y)
 }
 
+/// A list of affine points that [`sum_lists`] and [`weighted_sum`] add in batched rounds:
+/// arkworks points, or the vector layout of `ifma`.
+pub(crate) trait PointList: Sized {
+    /// The curve of the points.
+    type Curve: SWCurveConfig;
+    /// An empty list of the same kind, with room for `n` points.
+    fn empty(&self, n: usize) -> Self;
+    /// Removes every point.
+    fn clear(&mut self);
+    /// Points in the list.
+    fn len(&self) -> usize;
+    /// Whether point `i` is the identity.
+    fn is_zero(&self, i: usize) -> bool;
+    /// Whether points `i` and `j` have the same x (their sum is a doubling or the identity).
+    fn same_x(&self, i: usize, j: usize) -> bool;
+    /// Point `i`.
+    fn get(&self, i: usize) -> Affine<Self::Curve>;
+    /// Appends `p`.
+    fn push(&mut self, p: &Affine<Self::Curve>);
+    /// Appends point `i` of `from`.
+    fn push_from(&mut self, from: &Self, i: usize);
+    /// Replaces point `dst` with point `i` of `from`.
+    fn set_from(&mut self, dst: usize, from: &Self, i: usize);
+    /// Sets point `dst` to `from[i] + from[j]` for every `(dst, i, j)`, all in one batch: the
+    /// two points of a pair are not the identity and differ in x; the `dst` are distinct.
+    fn add_pairs(&mut self, from: &Self, pending: &[(usize, usize, usize)]);
+}
+
+impl<P: SWCurveConfig<BaseField: Coord>> PointList for Vec<Affine<P>> {
+    type Curve = P;
+    fn empty(&self, n: usize) -> Self {
+        Vec::with_capacity(n)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn is_zero(&self, i: usize) -> bool {
+        self[i].is_zero()
+    }
+    fn same_x(&self, i: usize, j: usize) -> bool {
+        self[i].x == self[j].x
+    }
+    fn get(&self, i: usize) -> Affine<P> {
+        self[i]
+    }
+    fn push(&mut self, p: &Affine<P>) {
+        Vec::push(self, *p)
+    }
+    fn push_from(&mut self, from: &Self, i: usize) {
+        Vec::push(self, from[i])
+    }
+    fn set_from(&mut self, dst: usize, from: &Self, i: usize) {
+        self[dst] = from[i];
+    }
+    fn add_pairs(&mut self, from: &Self, pending: &[(usize, usize, usize)]) {
+        let mut dx: Vec<P::BaseField> = pending
+            .iter()
+            .map(|&(_, i, j)| from[j].x - from[i].x)
+            .collect();
+        let mut prefix = Vec::with_capacity(dx.len());
+        invert_all(&mut dx, &mut prefix);
+        for (&(dst, i, j), inv) in pending.iter().zip(&dx) {
+            self[dst] = add_given_inverse(&from[i], from[j].x, from[j].y, inv);
+        }
+    }
+}
+
 /// The sum of every list of points. The lists lie one after another in `points`, with lengths
 /// `lens`; the result has one point per list (the identity for an empty list). Neighbours are
 /// added in rounds, every round's additions sharing one inversion, so a list of `n` points
 /// takes `⌈log₂ n⌉` rounds however many lists there are.
-pub(crate) fn sum_lists<P: SWCurveConfig<BaseField: Coord>>(
-    mut points: Vec<Affine<P>>,
-    mut lens: Vec<usize>,
-) -> Vec<Affine<P>> {
-    let mut next = Vec::with_capacity(points.len() / 2 + lens.len());
+pub(crate) fn sum_lists<L: PointList>(mut points: L, mut lens: Vec<usize>) -> L {
+    let mut next = points.empty(points.len() / 2 + lens.len());
     // (destination in `next`, first point, second point) of the additions of a round.
     let mut pending: Vec<(usize, usize, usize)> = Vec::new();
-    let mut dx = Vec::new();
-    let mut prefix = Vec::new();
     while lens.iter().any(|l| *l > 1) {
         next.clear();
         pending.clear();
-        dx.clear();
         let mut start = 0;
         for len in lens.iter_mut() {
             for k in 0..*len / 2 {
                 let (i, j) = (start + 2 * k, start + 2 * k + 1);
-                let (a, b) = (&points[i], &points[j]);
-                if a.is_zero() {
-                    next.push(*b);
-                } else if b.is_zero() {
-                    next.push(*a);
-                } else if a.x == b.x {
+                if points.is_zero(i) {
+                    next.push_from(&points, j);
+                } else if points.is_zero(j) {
+                    next.push_from(&points, i);
+                } else if points.same_x(i, j) {
                     // A doubling or a cancellation: rare, done at once.
-                    next.push((Projective::from(*a) + b).into_affine());
+                    let sum = Projective::from(points.get(i)) + points.get(j);
+                    next.push(&sum.into_affine());
                 } else {
                     pending.push((next.len(), i, j));
-                    dx.push(b.x - a.x);
-                    next.push(*a);
+                    next.push_from(&points, i);
                 }
             }
             if *len % 2 == 1 {
-                next.push(points[start + *len - 1]);
+                next.push_from(&points, start + *len - 1);
             }
             start += *len;
             *len = len.div_ceil(2);
         }
-        invert_all(&mut dx, &mut prefix);
-        for (&(dst, i, j), inv) in pending.iter().zip(&dx) {
-            next[dst] = add_given_inverse(&points[i], points[j].x, points[j].y, inv);
-        }
+        next.add_pairs(&points, &pending);
         std::mem::swap(&mut points, &mut next);
     }
-    let mut sums = Vec::with_capacity(lens.len());
+    let mut sums = points.empty(lens.len());
     let mut start = 0;
     for len in lens {
-        sums.push(if len == 1 {
-            points[start]
+        if len == 1 {
+            sums.push_from(&points, start);
         } else {
-            Affine::identity()
-        });
+            sums.push(&Affine::identity());
+        }
         start += len;
     }
     sums
@@ -135,18 +195,20 @@ pub(crate) fn sum_lists<P: SWCurveConfig<BaseField: Coord>>(
 /// pair additions and sets aside its odd elements, whose sums (all levels' together, in
 /// `⌈log₂⌉` rounds) are then combined as `Σ 2ᵗ·Oₜ`. About as many additions as a running sum
 /// (two per bucket), but affine and batched instead of projective and one after another.
-pub(crate) fn weighted_sum<P: SWCurveConfig<BaseField: Coord>>(
-    buckets: Vec<Affine<P>>,
-) -> Projective<P> {
+pub(crate) fn weighted_sum<L: PointList>(buckets: L) -> Projective<L::Curve> {
     // x[k] has weight k.
-    let mut x = Vec::with_capacity(buckets.len() + 1);
-    x.push(Affine::<P>::identity());
-    x.extend(buckets);
-    let mut odd_points = Vec::with_capacity(x.len());
+    let mut x = buckets.empty(buckets.len() + 1);
+    x.push(&Affine::identity());
+    for i in 0..buckets.len() {
+        x.push_from(&buckets, i);
+    }
+    let mut odd_points = buckets.empty(x.len());
     let mut odd_lens = Vec::new();
     while x.len() > 1 {
         let before = odd_points.len();
-        odd_points.extend(x.iter().skip(1).step_by(2));
+        for i in (1..x.len()).step_by(2) {
+            odd_points.push_from(&x, i);
+        }
         odd_lens.push(odd_points.len() - before);
         let mut lens = vec![2; x.len() / 2];
         if x.len() % 2 == 1 {
@@ -155,10 +217,10 @@ pub(crate) fn weighted_sum<P: SWCurveConfig<BaseField: Coord>>(
         x = sum_lists(x, lens);
     }
     let odd_sums = sum_lists(odd_points, odd_lens);
-    let mut total = Projective::<P>::default();
-    for o in odd_sums.iter().rev() {
+    let mut total = Projective::<L::Curve>::default();
+    for i in (0..odd_sums.len()).rev() {
         total.double_in_place();
-        total += o;
+        total += odd_sums.get(i);
     }
     total
 }

@@ -12,12 +12,14 @@
 use std::marker::PhantomData;
 
 use ark_bn254::{g1, g2, Fq, Fq2, Fr};
-use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
+use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 
-use super::batch_add::Coord;
 #[cfg(target_arch = "x86_64")]
-use super::msm::rounds;
+use super::batch_add::weighted_sum;
+use super::batch_add::Coord;
 use super::msm::Entry;
+#[cfg(target_arch = "x86_64")]
+use super::msm::{add_leftovers, rounds};
 
 /// A curve of the proving key whose coordinates this module can put in lanes: G1 over Fq
 /// (`N = 1` field element per coordinate), G2 over Fq2 (`N = 2`).
@@ -28,12 +30,12 @@ pub(crate) trait LaneCurve: SWCurveConfig<ScalarField = Fr, BaseField: Coord> {
     fn parts(x: &Self::BaseField) -> [Fq; 2];
     /// The coordinate of these Fq elements (the second is ignored for G1).
     fn from_parts(parts: [Fq; 2]) -> Self::BaseField;
-    /// The batch's additions (see `x86::apply_batch`).
+    /// Additions in lanes (see `x86::add_batch`).
     ///
     /// # Safety
-    /// As `x86::apply_batch`.
+    /// As `x86::add_batch`.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]);
+    unsafe fn add_batch(adds: &[x86::LaneAdd], a: *const u64, b: *const u64, dst: *mut u64);
 }
 
 impl LaneCurve for g1::Config {
@@ -45,9 +47,9 @@ impl LaneCurve for g1::Config {
         parts[0]
     }
     #[cfg(target_arch = "x86_64")]
-    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]) {
+    unsafe fn add_batch(adds: &[x86::LaneAdd], a: *const u64, b: *const u64, dst: *mut u64) {
         // SAFETY: passed on from the caller.
-        unsafe { x86::apply_batch::<1>(table, buckets, batch) }
+        unsafe { x86::add_batch::<1>(adds, a, b, dst) }
     }
 }
 
@@ -60,9 +62,9 @@ impl LaneCurve for g2::Config {
         Fq2::new(parts[0], parts[1])
     }
     #[cfg(target_arch = "x86_64")]
-    unsafe fn apply_batch(table: &[u64], buckets: &mut [u64], batch: &[Entry]) {
+    unsafe fn add_batch(adds: &[x86::LaneAdd], a: *const u64, b: *const u64, dst: *mut u64) {
         // SAFETY: passed on from the caller.
-        unsafe { x86::apply_batch::<2>(table, buckets, batch) }
+        unsafe { x86::add_batch::<2>(adds, a, b, dst) }
     }
 }
 
@@ -91,18 +93,16 @@ impl<P: LaneCurve> Table<P> {
         }
     }
 
-    /// Adds every entry's point into its bucket in [`rounds`] of batched additions, eight
-    /// lanes at a time. Returns the buckets and the entries left over.
-    pub(crate) fn accumulate(
-        &self,
-        entries: Vec<Entry>,
-        n_buckets: usize,
-    ) -> (Vec<Affine<P>>, Vec<Entry>) {
+    /// `Σ (k+1)·bucket[k]` where every entry adds its point to its bucket: [`rounds`] of
+    /// batched additions, the leftovers, and the weighted sum, all in lanes.
+    pub(crate) fn msm(&self, entries: Vec<Entry>, n_buckets: usize) -> Projective<P> {
         #[cfg(target_arch = "x86_64")]
         {
             let mut buckets = x86::VectorBuckets::<P>::new(&self.words, n_buckets);
             let left = rounds(&mut buckets, entries, n_buckets);
-            (buckets.into_affine(), left)
+            let mut points = buckets.into_points();
+            add_leftovers(&mut points, left, |list, e| list.push_entry(&self.words, e));
+            weighted_sum(points)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -122,6 +122,7 @@ mod x86 {
     use ark_ec::{AffineRepr, CurveGroup};
     use ark_ff::{BigInt, MontFp, PrimeField};
 
+    use super::super::batch_add::PointList;
     use super::super::inverse::fq_inverse;
     use super::super::msm::{Buckets, Entry};
     use super::LaneCurve;
@@ -277,70 +278,168 @@ mod x86 {
         })
     }
 
+    /// Negates the point of `words` (its y parts) in place.
+    fn negate_y<P: LaneCurve>(words: &mut [u64]) {
+        let half = 5 * P::N;
+        for part in 0..P::N {
+            let y = &mut words[half + 5 * part..][..5];
+            let negated = negate(y);
+            y.copy_from_slice(&negated);
+        }
+    }
+
+    /// Points in the vector layout, with a flag for the identity (whose words are unused).
+    pub(super) struct LanePoints<P> {
+        words: Vec<u64>,
+        zero: Vec<bool>,
+        curve: PhantomData<P>,
+    }
+
+    impl<P: LaneCurve> LanePoints<P> {
+        /// Appends the point an entry adds: `±table[index]`.
+        pub(super) fn push_entry(&mut self, table: &[u64], e: Entry) {
+            let w = stride::<P>();
+            let start = self.words.len();
+            self.words.extend_from_slice(&table[e.index() * w..][..w]);
+            if e.negated() {
+                negate_y::<P>(&mut self.words[start..]);
+            }
+            self.zero.push(false);
+        }
+
+        fn words(&self, i: usize) -> &[u64] {
+            &self.words[i * stride::<P>()..][..stride::<P>()]
+        }
+    }
+
+    impl<P: LaneCurve> PointList for LanePoints<P> {
+        type Curve = P;
+        fn empty(&self, n: usize) -> Self {
+            LanePoints {
+                words: Vec::with_capacity(n * stride::<P>()),
+                zero: Vec::with_capacity(n),
+                curve: PhantomData,
+            }
+        }
+        fn clear(&mut self) {
+            self.words.clear();
+            self.zero.clear();
+        }
+        fn len(&self) -> usize {
+            self.zero.len()
+        }
+        fn is_zero(&self, i: usize) -> bool {
+            self.zero[i]
+        }
+        fn same_x(&self, i: usize, j: usize) -> bool {
+            let half = 5 * P::N;
+            // Canonical limbs: the same words are the same x. (Compared word by word: a slice
+            // comparison went through `memcmp`.)
+            let (a, b) = (self.words(i), self.words(j));
+            (0..half).all(|k| a[k] == b[k])
+        }
+        fn get(&self, i: usize) -> Affine<P> {
+            if self.zero[i] {
+                Affine::identity()
+            } else {
+                point::<P>(self.words(i), false)
+            }
+        }
+        fn push(&mut self, p: &Affine<P>) {
+            if p.is_zero() {
+                self.words.resize(self.words.len() + stride::<P>(), 0);
+                self.zero.push(true);
+            } else {
+                push_point(p, &mut self.words);
+                self.zero.push(false);
+            }
+        }
+        fn push_from(&mut self, from: &Self, i: usize) {
+            self.words.extend_from_slice(from.words(i));
+            self.zero.push(from.zero[i]);
+        }
+        fn set_from(&mut self, dst: usize, from: &Self, i: usize) {
+            let w = stride::<P>();
+            self.words[dst * w..][..w].copy_from_slice(from.words(i));
+            self.zero[dst] = from.zero[i];
+        }
+        fn add_pairs(&mut self, from: &Self, pending: &[(usize, usize, usize)]) {
+            let w = stride::<P>();
+            let adds: Vec<LaneAdd> = pending
+                .iter()
+                .map(|&(dst, i, j)| LaneAdd {
+                    a: i * w,
+                    b: j * w,
+                    dst: dst * w,
+                    negate_b: false,
+                })
+                .collect();
+            for &(dst, _, _) in pending {
+                // The sum of two points with different x is not the identity.
+                self.zero[dst] = false;
+            }
+            // SAFETY: `LanePoints` exist only for a `Table`, made only where AVX-512F and
+            // IFMA were found. Every offset is of a whole point within `from` (for `a` and
+            // `b`) or `self` (for `dst`, distinct), two different lists.
+            unsafe {
+                P::add_batch(
+                    &adds,
+                    from.words.as_ptr(),
+                    from.words.as_ptr(),
+                    self.words.as_mut_ptr(),
+                )
+            };
+        }
+    }
+
     /// The buckets of one MSM in the vector layout; the batch's additions run eight at a time.
     pub(super) struct VectorBuckets<'a, P> {
         table: &'a [u64],
-        buckets: Vec<u64>,
-        filled: Vec<bool>,
-        batch: Vec<Entry>,
-        curve: PhantomData<P>,
+        points: LanePoints<P>,
+        batch: Vec<LaneAdd>,
     }
 
     impl<'a, P: LaneCurve> VectorBuckets<'a, P> {
         pub(super) fn new(table: &'a [u64], n_buckets: usize) -> Self {
             VectorBuckets {
                 table,
-                buckets: vec![0; n_buckets * stride::<P>()],
-                filled: vec![false; n_buckets],
+                points: LanePoints {
+                    words: vec![0; n_buckets * stride::<P>()],
+                    zero: vec![true; n_buckets],
+                    curve: PhantomData,
+                },
                 batch: Vec::new(),
-                curve: PhantomData,
             }
         }
 
-        /// The buckets as arkworks points (the identity for an empty bucket).
-        pub(super) fn into_affine(self) -> Vec<Affine<P>> {
-            self.buckets
-                .chunks_exact(stride::<P>())
-                .zip(&self.filled)
-                .map(|(b, filled)| {
-                    if *filled {
-                        point::<P>(b, false)
-                    } else {
-                        Affine::<P>::identity()
-                    }
-                })
-                .collect()
+        /// The buckets.
+        pub(super) fn into_points(self) -> LanePoints<P> {
+            self.points
         }
     }
 
     impl<P: LaneCurve> Buckets for VectorBuckets<'_, P> {
         fn add_or_queue(&mut self, e: Entry) -> bool {
             let w = stride::<P>();
-            let half = w / 2;
             let b = e.bucket();
             let p = &self.table[e.index() * w..][..w];
-            let bucket = &mut self.buckets[b * w..][..w];
-            if !self.filled[b] {
+            let bucket = &mut self.points.words[b * w..][..w];
+            if self.points.zero[b] {
                 bucket.copy_from_slice(p);
                 if e.negated() {
-                    for part in 0..P::N {
-                        let y = &mut bucket[half + 5 * part..][..5];
-                        let negated = negate(y);
-                        y.copy_from_slice(&negated);
-                    }
+                    negate_y::<P>(bucket);
                 }
-                self.filled[b] = true;
+                self.points.zero[b] = false;
                 return false;
             }
-            // Canonical limbs: the same words are the same x. (Compared word by word: a
-            // slice comparison here went through `memcmp`.)
-            if p[..half].iter().zip(&bucket[..half]).all(|(a, b)| a == b) {
+            // Canonical limbs: the same words are the same x.
+            if (0..w / 2).all(|k| p[k] == bucket[k]) {
                 // Doubling or cancellation: rare, done at once with a full addition.
                 let sum = (Projective::from(point::<P>(bucket, false))
                     + point::<P>(p, e.negated()))
                 .into_affine();
                 if sum.is_zero() {
-                    self.filled[b] = false;
+                    self.points.zero[b] = true;
                 } else {
                     let mut words = Vec::with_capacity(w);
                     push_point(&sum, &mut words);
@@ -348,7 +447,12 @@ mod x86 {
                 }
                 return false;
             }
-            self.batch.push(e);
+            self.batch.push(LaneAdd {
+                a: b * w,
+                b: e.index() * w,
+                dst: b * w,
+                negate_b: e.negated(),
+            });
             true
         }
 
@@ -360,13 +464,30 @@ mod x86 {
             if self.batch.is_empty() {
                 return;
             }
-            // SAFETY: these buckets exist only for a `Table`, which `table` makes only where
-            // it found AVX-512F and IFMA on this CPU. Every entry's point and bucket index is
-            // within `table` and `buckets` (the MSM made them so), and `rounds` queues
-            // distinct buckets.
-            unsafe { P::apply_batch(self.table, &mut self.buckets, &self.batch) };
+            let buckets = self.points.words.as_mut_ptr();
+            // SAFETY: these buckets exist only for a `Table`, made only where AVX-512F and
+            // IFMA were found. Every entry's point is within `table` and its bucket within
+            // the buckets (the MSM made them so); `rounds` queues distinct buckets, and
+            // `add_batch` reads every bucket before it writes any.
+            unsafe {
+                P::add_batch(
+                    &self.batch,
+                    buckets.cast_const(),
+                    self.table.as_ptr(),
+                    buckets,
+                )
+            };
             self.batch.clear();
         }
+    }
+
+    /// One addition in lanes, `dst = a ± b`, each a word offset of a point.
+    #[derive(Clone, Copy)]
+    pub(crate) struct LaneAdd {
+        a: usize,
+        b: usize,
+        dst: usize,
+        negate_b: bool,
     }
 
     /// A coordinate in lanes: `N` field elements.
@@ -375,112 +496,119 @@ mod x86 {
     /// What the first pass over a batch keeps for the second, per eight additions.
     #[derive(Clone, Copy)]
     struct Group<const N: usize> {
-        /// The buckets' offsets in `buckets` (in 64-bit words).
-        offsets: __m512i,
-        px: C<N>,
-        py: C<N>,
+        /// Where the sums go (word offsets).
+        dst: __m512i,
         bx: C<N>,
         by: C<N>,
+        px: C<N>,
+        py: C<N>,
         dx: C<N>,
         /// The product of the earlier groups' `dx`.
         before: C<N>,
     }
 
-    /// `bucket += ±point` for every entry of the batch, eight lanes at a time: a first pass
-    /// gathers the points and multiplies up the differences of x, one inversion (of eight
-    /// lanes) covers them all, and a second pass finishes the additions. Points and buckets
-    /// are `10·N` words each.
+    /// `dst = a ± b` for every addition, eight lanes at a time: a first pass gathers the
+    /// points and multiplies up the differences of x, one inversion (of eight lanes) covers
+    /// them all, and a second pass finishes the additions and scatters the sums. Points are
+    /// `10·N` words each. Every point is read before any sum is written, so `dst` may be `a`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F and IFMA; every entry's index must be within `table` and
-    /// its bucket within `buckets`; the entries' buckets must be distinct.
+    /// The CPU must have AVX-512F and IFMA; every offset must be of a whole point within the
+    /// memory at its pointer; the `dst` offsets must be distinct; the two points of an
+    /// addition must not be the identity and must differ in x (canonical limbs).
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn apply_batch<const N: usize>(
-        table: &[u64],
-        buckets: &mut [u64],
-        batch: &[Entry],
+    pub(super) unsafe fn add_batch<const N: usize>(
+        adds: &[LaneAdd],
+        a: *const u64,
+        b: *const u64,
+        dst: *mut u64,
     ) {
-        let m = batch.len();
-        let w = 10 * N as i64;
+        let m = adds.len();
         let half = 5 * N;
         let mut groups: Vec<Group<N>> = Vec::with_capacity(m.div_ceil(8));
-        let table_ptr = table.as_ptr().cast::<i64>();
+        let (a, b) = (a.cast::<i64>(), b.cast::<i64>());
         let mut acc = [splat(&ZERO); N];
         acc[0] = splat(&ONE);
         for g in 0..m.div_ceil(8) {
-            // Lanes past the batch's end repeat its first entry; their results are not stored.
-            let mut point_offsets = [0i64; 8];
-            let mut bucket_offsets = [0i64; 8];
+            // Lanes past the batch's end repeat its first addition; their sums are not stored.
+            let mut a_offsets = [0i64; 8];
+            let mut b_offsets = [0i64; 8];
+            let mut dst_offsets = [0i64; 8];
             let mut negated = 0u8;
             for lane in 0..8 {
-                let e = batch.get(g * 8 + lane).unwrap_or(&batch[0]);
-                point_offsets[lane] = e.index() as i64 * w;
-                bucket_offsets[lane] = e.bucket() as i64 * w;
-                negated |= u8::from(e.negated()) << lane;
+                let add = adds.get(g * 8 + lane).unwrap_or(&adds[0]);
+                a_offsets[lane] = add.a as i64;
+                b_offsets[lane] = add.b as i64;
+                dst_offsets[lane] = add.dst as i64;
+                negated |= u8::from(add.negate_b) << lane;
             }
             // SAFETY: 64-byte loads from arrays of eight i64.
-            let point_offsets = unsafe { _mm512_loadu_si512(point_offsets.as_ptr().cast()) };
-            let offsets = unsafe { _mm512_loadu_si512(bucket_offsets.as_ptr().cast()) };
-            let buckets_ptr = buckets.as_ptr().cast::<i64>();
-            let (mut px, mut py, mut bx, mut by) = (
+            let (a_offsets, b_offsets, dst) = unsafe {
+                (
+                    _mm512_loadu_si512(a_offsets.as_ptr().cast()),
+                    _mm512_loadu_si512(b_offsets.as_ptr().cast()),
+                    _mm512_loadu_si512(dst_offsets.as_ptr().cast()),
+                )
+            };
+            let (mut bx, mut by, mut px, mut py) = (
                 [splat(&ZERO); N],
                 [splat(&ZERO); N],
                 [splat(&ZERO); N],
                 [splat(&ZERO); N],
             );
             for k in 0..N {
-                // SAFETY: the offsets are of points and buckets within the slices (the
-                // caller's promise), and each coordinate part is five words inside them.
+                // SAFETY: the offsets are of whole points (the caller's promise), and each
+                // coordinate part is five words inside them.
                 unsafe {
-                    px[k] = gather(table_ptr, point_offsets, 5 * k);
-                    py[k] = gather(table_ptr, point_offsets, half + 5 * k);
-                    bx[k] = gather(buckets_ptr, offsets, 5 * k);
-                    by[k] = gather(buckets_ptr, offsets, half + 5 * k);
+                    bx[k] = gather(a, a_offsets, 5 * k);
+                    by[k] = gather(a, a_offsets, half + 5 * k);
+                    px[k] = gather(b, b_offsets, 5 * k);
+                    py[k] = gather(b, b_offsets, half + 5 * k);
                 }
                 // -y ≤ p: a component may be zero in Fq2.
                 py[k] = blend(negated, &py[k], &sub(&splat(&ZERO), &py[k], &P));
             }
-            // p.x ≠ b.x (checked before queuing), both below p: dx in (0, 2p).
+            // The x differ, both below p: dx in (0, 2p).
             let dx = csub(&px, &bx, &P);
             groups.push(Group {
-                offsets,
-                px,
-                py,
+                dst,
                 bx,
                 by,
+                px,
+                py,
                 dx,
                 before: acc,
             });
             acc = cmul(&acc, &dx);
         }
         let mut inv = cinvert(&acc);
-        let buckets_ptr = buckets.as_mut_ptr().cast::<i64>();
+        let dst_ptr = dst.cast::<i64>();
         for (g, group) in groups.iter().enumerate().rev() {
             let inv_dx = cmul(&inv, &group.before);
             inv = cmul(&inv, &group.dx);
             let lambda = cmul(&csub(&group.py, &group.by, &P), &inv_dx);
-            // x3 = λ² - b.x - p.x: λ² below 2p, so each part is in (0, 4p).
+            // x3 = λ² - a.x - b.x: λ² below 2p, so each part is in (0, 4p).
             let x3 = csub(&csub(&csquare(&lambda), &group.bx, &P2), &group.px, &ZERO);
             let x3 = creduce(&creduce(&x3, &P2), &P);
-            // y3 = λ·(b.x - x3) - b.y: each part in (0, 3p).
+            // y3 = λ·(a.x - x3) - a.y: each part in (0, 3p).
             let y3 = csub(&cmul(&lambda, &csub(&group.bx, &x3, &P)), &group.by, &P);
             let y3 = creduce(&creduce(&y3, &P2), &P);
             let live = m - g * 8;
             let mask: __mmask8 = if live >= 8 { 0xff } else { (1u8 << live) - 1 };
             for k in 0..N {
                 for j in 0..5 {
-                    // SAFETY: the offsets are of distinct buckets within the slice.
+                    // SAFETY: the offsets are of distinct whole points at `dst`.
                     unsafe {
                         _mm512_mask_i64scatter_epi64::<8>(
-                            buckets_ptr.add(5 * k + j),
+                            dst_ptr.add(5 * k + j),
                             mask,
-                            group.offsets,
+                            group.dst,
                             x3[k][j],
                         );
                         _mm512_mask_i64scatter_epi64::<8>(
-                            buckets_ptr.add(half + 5 * k + j),
+                            dst_ptr.add(half + 5 * k + j),
                             mask,
-                            group.offsets,
+                            group.dst,
                             y3[k][j],
                         );
                     }

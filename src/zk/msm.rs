@@ -15,7 +15,7 @@ use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup};
 use ark_ff::{BigInt, BigInteger, PrimeField, Zero};
 
-use super::batch_add::{add_given_inverse, invert_all, sum_lists, weighted_sum, Coord};
+use super::batch_add::{add_given_inverse, invert_all, sum_lists, weighted_sum, Coord, PointList};
 use super::ifma::{self, LaneCurve};
 
 /// Bits of a BN254 scalar, plus one for the carry of the signed-digit recoding.
@@ -98,7 +98,18 @@ impl<P: LaneCurve> FixedBaseMsm<P> {
         let entries = self.digits(scalars, windows);
         let half = 1usize << (self.window - 1);
         // Bucket k-1 holds the points of digit k; Σ k·bucket[k-1].
-        weighted_sum(accumulate(&self.table, self.vector.as_ref(), entries, half))
+        match &self.vector {
+            Some(v) => v.msm(entries, half),
+            None => {
+                let mut buckets = AffineBuckets::new(&self.table, half);
+                let left = rounds(&mut buckets, entries, half);
+                let mut affine = buckets.affine;
+                add_leftovers(&mut affine, left, |list, e| {
+                    PointList::push(list, &e.point(&self.table))
+                });
+                weighted_sum(affine)
+            }
+        }
     }
 
     /// Windows per scalar.
@@ -254,25 +265,6 @@ pub(crate) fn rounds<B: Buckets>(
     entries
 }
 
-/// Every entry's point added into its bucket: batched rounds, then the leftovers.
-fn accumulate<P: LaneCurve>(
-    table: &[Affine<P>],
-    vector: Option<&ifma::Table<P>>,
-    entries: Vec<Entry>,
-    n_buckets: usize,
-) -> Vec<Affine<P>> {
-    let (mut affine, left) = match vector {
-        Some(v) => v.accumulate(entries, n_buckets),
-        None => {
-            let mut buckets = AffineBuckets::new(table, n_buckets);
-            let left = rounds(&mut buckets, entries, n_buckets);
-            (buckets.affine, left)
-        }
-    };
-    add_leftovers(table, &mut affine, left);
-    affine
-}
-
 /// Buckets of arkworks affine points; the batch's `dx = p.x - bucket.x` are inverted together.
 struct AffineBuckets<'a, P: SWCurveConfig> {
     table: &'a [Affine<P>],
@@ -335,28 +327,32 @@ impl<P: SWCurveConfig<BaseField: Coord>> Buckets for AffineBuckets<'_, P> {
 
 /// Adds the entries left after the rounds: each bucket with its entries is one list for
 /// [`sum_lists`], so a pile of `n` entries on one bucket takes `⌈log₂(n+1)⌉` batched rounds.
-fn add_leftovers<P: SWCurveConfig<BaseField: Coord>>(
-    table: &[Affine<P>],
-    buckets: &mut [Affine<P>],
+/// `push_entry` appends an entry's point to a list.
+pub(crate) fn add_leftovers<L: PointList>(
+    buckets: &mut L,
     mut entries: Vec<Entry>,
+    push_entry: impl Fn(&mut L, Entry),
 ) {
     if entries.is_empty() {
         return;
     }
     entries.sort_unstable_by_key(|e| e.bucket());
-    let mut points = Vec::with_capacity(entries.len() * 2);
+    let mut points = buckets.empty(entries.len() * 2);
     let mut lens = Vec::new();
     let mut ids = Vec::new();
     for group in entries.chunk_by(|a, b| a.bucket() == b.bucket()) {
         let b = group[0].bucket();
         let before = points.len();
-        points.push(buckets[b]);
-        points.extend(group.iter().map(|e| e.point(table)));
+        points.push_from(buckets, b);
+        for e in group {
+            push_entry(&mut points, *e);
+        }
         lens.push(points.len() - before);
         ids.push(b);
     }
-    for (b, sum) in ids.into_iter().zip(sum_lists(points, lens)) {
-        buckets[b] = sum;
+    let sums = sum_lists(points, lens);
+    for (k, b) in ids.into_iter().enumerate() {
+        buckets.set_from(b, &sums, k);
     }
 }
 
