@@ -226,7 +226,7 @@ pub(crate) fn weighted_sum<L: PointList>(buckets: L) -> Projective<L::Curve> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ark_bn254::Fr;
     use ark_ec::PrimeGroup;
@@ -238,9 +238,21 @@ mod tests {
             .collect()
     }
 
+    /// A list of `kind`'s kind holding `points`.
+    fn list<L: PointList>(kind: &L, points: &[Affine<L::Curve>]) -> L {
+        let mut list = kind.empty(points.len());
+        for p in points {
+            list.push(p);
+        }
+        list
+    }
+
     /// Lists with the cases the batched additions treat apart: the identity, a point added to
-    /// itself (a doubling), a point and its negation (the sum is the identity), odd lengths.
-    fn check_lists<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>>() {
+    /// itself (a doubling), a point and its negation (the sum is the identity), odd lengths;
+    /// in lists of `kind`'s kind.
+    pub(crate) fn check_lists<P: SWCurveConfig<ScalarField = Fr>, L: PointList<Curve = P>>(
+        kind: L,
+    ) {
         let p = points::<P>(8);
         let lists: Vec<Vec<Affine<P>>> = vec![
             vec![],
@@ -253,24 +265,26 @@ mod tests {
             vec![Affine::identity(); 3],
         ];
         let lens = lists.iter().map(Vec::len).collect();
-        let sums = sum_lists(lists.concat(), lens);
+        let sums = sum_lists(list(&kind, &lists.concat()), lens);
         assert_eq!(sums.len(), lists.len());
-        for (list, sum) in lists.iter().zip(sums) {
-            let want: Projective<P> = list.iter().copied().map(Projective::from).sum();
-            assert_eq!(sum, want.into_affine());
+        for (i, l) in lists.iter().enumerate() {
+            let want: Projective<P> = l.iter().copied().map(Projective::from).sum();
+            assert_eq!(sums.get(i), want.into_affine());
         }
     }
 
     #[test]
     fn list_sums_match_projective_sums() {
-        check_lists::<ark_bn254::g1::Config>();
-        check_lists::<ark_bn254::g2::Config>();
+        check_lists(Vec::<ark_bn254::G1Affine>::new());
+        check_lists(Vec::<ark_bn254::G2Affine>::new());
     }
 
     /// `Σ (k+1)·buckets[k]` for lengths that are and are not powers of two, with empty
     /// buckets and buckets equal to (or the negation of) their neighbours, which meet in the
-    /// pair additions.
-    fn check_weighted<P: SWCurveConfig<ScalarField = Fr, BaseField: Coord>>() {
+    /// pair additions; in lists of `kind`'s kind.
+    pub(crate) fn check_weighted<P: SWCurveConfig<ScalarField = Fr>, L: PointList<Curve = P>>(
+        kind: L,
+    ) {
         let p = points::<P>(40);
         for n in [0usize, 1, 2, 3, 16, 33] {
             let mut buckets = p[..n].to_vec();
@@ -286,7 +300,7 @@ mod tests {
                 .map(|(k, b)| *b * Fr::from(k as u64 + 1))
                 .sum();
             assert_eq!(
-                weighted_sum(buckets).into_affine(),
+                weighted_sum(list(&kind, &buckets)).into_affine(),
                 want.into_affine(),
                 "{n}"
             );
@@ -295,7 +309,7 @@ mod tests {
 
     #[test]
     fn weighted_sums_match_scalar_multiplication() {
-        check_weighted::<ark_bn254::g1::Config>();
-        check_weighted::<ark_bn254::g2::Config>();
+        check_weighted(Vec::<ark_bn254::G1Affine>::new());
+        check_weighted(Vec::<ark_bn254::G2Affine>::new());
     }
 }

@@ -296,6 +296,16 @@ mod x86 {
     }
 
     impl<P: LaneCurve> LanePoints<P> {
+        /// An empty list.
+        #[cfg(test)]
+        pub(super) fn new() -> Self {
+            LanePoints {
+                words: Vec::new(),
+                zero: Vec::new(),
+                curve: PhantomData,
+            }
+        }
+
         /// Appends the point an entry adds: `±table[index]`.
         pub(super) fn push_entry(&mut self, table: &[u64], e: Entry) {
             let w = stride::<P>();
@@ -875,6 +885,20 @@ mod x86 {
                 *limb = unsafe { _mm512_loadu_si512(lane.as_ptr().cast()) };
             }
             v
+        }
+
+        /// The batched list sums and weighted sums of `batch_add`, in lanes.
+        #[test]
+        fn lane_lists_sum_like_arkworks_points() {
+            if !has_ifma() {
+                eprintln!("no AVX-512 IFMA on this CPU: the portable path is tested instead");
+                return;
+            }
+            use super::super::super::batch_add::tests::{check_lists, check_weighted};
+            check_lists(LanePoints::<ark_bn254::g1::Config>::new());
+            check_lists(LanePoints::<ark_bn254::g2::Config>::new());
+            check_weighted(LanePoints::<ark_bn254::g1::Config>::new());
+            check_weighted(LanePoints::<ark_bn254::g2::Config>::new());
         }
 
         fn has_ifma() -> bool {
