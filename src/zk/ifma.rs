@@ -470,6 +470,19 @@ mod x86 {
             self.batch.len()
         }
 
+        fn prefetch(&self, e: Entry) {
+            let w = stride::<P>();
+            let point = self.table[e.index() * w..].as_ptr();
+            let bucket = self.points.words[e.bucket() * w..].as_ptr();
+            // SAFETY: prefetches have no effect on memory; all four addresses lie within
+            // (or at the end of) the two slices.
+            unsafe {
+                for p in [point, point.add(w - 1), bucket, bucket.add(w - 1)] {
+                    _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                }
+            }
+        }
+
         fn apply(&mut self) {
             if self.batch.is_empty() {
                 return;

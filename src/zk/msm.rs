@@ -33,7 +33,8 @@ pub(crate) struct FixedBaseMsm<P: SWCurveConfig> {
     windows: usize,
     /// For each stored base, its position in the original list (the identity is not stored).
     rows: Vec<u32>,
-    /// `table[r * windows + j] = 2^(window·j) · base[rows[r]]`, affine.
+    /// `table[r * windows + j] = 2^(window·j) · base[rows[r]]`, affine; empty when `vector`
+    /// holds the table.
     table: Vec<Affine<P>>,
     /// The same table in the layout of the vector path, where there is one.
     vector: Option<ifma::Table<P>>,
@@ -41,10 +42,14 @@ pub(crate) struct FixedBaseMsm<P: SWCurveConfig> {
 
 impl<P: LaneCurve> FixedBaseMsm<P> {
     /// Precomputes the window multiples of `bases` for `window`-bit digits (2 ≤ window ≤ 20),
-    /// with the vector path where this CPU and curve have one.
+    /// with the vector path where this CPU and curve have one (which then keeps the only
+    /// copy of the table).
     pub(crate) fn new(bases: &[Affine<P>], window: usize) -> Self {
         let mut msm = Self::portable(bases, window);
         msm.vector = ifma::Table::new(&msm.table);
+        if msm.vector.is_some() {
+            msm.table = Vec::new();
+        }
         msm
     }
 
@@ -221,7 +226,12 @@ pub(crate) trait Buckets {
     fn queued(&self) -> usize;
     /// Does the queued additions (into distinct buckets).
     fn apply(&mut self);
+    /// Hints that the entry's point and bucket will be read soon.
+    fn prefetch(&self, _e: Entry) {}
 }
+
+/// How many entries ahead [`rounds`] prefetches.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Adds the entries' points into their buckets in rounds: an entry whose bucket already has
 /// an addition in the current batch waits for the next round. Returns the entries left over
@@ -237,7 +247,10 @@ pub(crate) fn rounds<B: Buckets>(
     let batch_size = (n_buckets / 4).clamp(*BATCH.start(), *BATCH.end());
     let mut deferred = Vec::new();
     while entries.len() >= LAST_ROUND {
-        for &e in &entries {
+        for (k, &e) in entries.iter().enumerate() {
+            if let Some(ahead) = entries.get(k + PREFETCH_AHEAD) {
+                buckets.prefetch(*ahead);
+            }
             let b = e.bucket();
             if in_batch[b] == batch_id {
                 deferred.push(e);
