@@ -12,6 +12,8 @@ use ark_bn254::Fr;
 use ark_ff::{One, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 
+use super::ifma::CosetLanes;
+
 /// The `n`-point domain's twiddles and the coset scaling.
 pub(crate) struct CosetFft {
     n: usize,
@@ -21,6 +23,8 @@ pub(crate) struct CosetFft {
     inverse: Vec<Fr>,
     /// `gʲ/n` at position `bitrev(j)`.
     scale: Vec<Fr>,
+    /// The same transform in vector lanes, where the CPU has them.
+    lanes: Option<CosetLanes>,
 }
 
 fn powers(base: Fr, count: usize) -> Vec<Fr> {
@@ -47,10 +51,13 @@ impl CosetFft {
         for (j, p) in g_powers.iter().enumerate() {
             scale[bitrev(j, bits)] = *p * n_inv;
         }
+        let forward = powers(domain.group_gen, n / 2);
+        let inverse = powers(domain.group_gen_inv, n / 2);
         Some(CosetFft {
             n,
-            forward: powers(domain.group_gen, n / 2),
-            inverse: powers(domain.group_gen_inv, n / 2),
+            lanes: CosetLanes::new(n, &forward, &inverse, &scale),
+            forward,
+            inverse,
             scale,
         })
     }
@@ -63,6 +70,10 @@ impl CosetFft {
     /// Evaluations on `H` (natural order, `n` of them) to evaluations on `g·H`, in place.
     pub(crate) fn to_coset(&self, v: &mut [Fr]) {
         debug_assert_eq!(v.len(), self.n);
+        if let Some(lanes) = &self.lanes {
+            lanes.to_coset(v);
+            return;
+        }
         // Inverse transform, decimation in frequency: natural order in, bit-reversed out.
         let mut half = self.n / 2;
         while half >= 1 {
@@ -135,8 +146,20 @@ mod tests {
 
     #[test]
     fn coset_transform_matches_arkworks() {
-        for size in [1usize, 2, 8, 743] {
-            let fft = CosetFft::new(size).unwrap();
+        for size in [1usize, 2, 8, 64, 743] {
+            let mut fft = CosetFft::new(size).unwrap();
+            if size == 743 {
+                // The vector path where this CPU has one (64 points and up), and the portable
+                // one.
+                assert_eq!(fft.lanes.is_some(), super::super::ifma::has_lanes());
+                let n = fft.size();
+                let mut v: Vec<Fr> = (0..n as u64).map(|i| Fr::from(i + 1).pow([33])).collect();
+                let mut want = v.clone();
+                reference(&mut want, n);
+                fft.to_coset(&mut v);
+                assert_eq!(v, want, "size {size}, lanes");
+                fft.lanes = None;
+            }
             let n = fft.size();
             let mut v: Vec<Fr> = (0..n as u64)
                 .map(|i| Fr::from(i * i + 3).pow([17]))

@@ -68,6 +68,38 @@ impl LaneCurve for g2::Config {
     }
 }
 
+/// Whether this CPU runs the vector lanes (AVX-512F and IFMA, on x86_64).
+pub(crate) fn has_lanes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The coset transform of `fft` in lanes, where this CPU has AVX-512 IFMA.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::CosetLanes;
+
+/// Never built: no vector path on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) struct CosetLanes(std::convert::Infallible);
+
+#[cfg(not(target_arch = "x86_64"))]
+impl CosetLanes {
+    /// No vector path here.
+    pub(crate) fn new(_n: usize, _forward: &[Fr], _inverse: &[Fr], _scale: &[Fr]) -> Option<Self> {
+        None
+    }
+    /// Never called.
+    pub(crate) fn to_coset(&self, _v: &mut [Fr]) {
+        match self.0 {}
+    }
+}
+
 /// A table of points in the vector layout, or nothing where this CPU cannot use one.
 pub(crate) struct Table<P> {
     /// Each point's x then y, each coordinate `5·N` words.
@@ -117,7 +149,7 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::marker::PhantomData;
 
-    use ark_bn254::Fq;
+    use ark_bn254::{Fq, Fr};
     use ark_ec::short_weierstrass::{Affine, Projective};
     use ark_ec::{AffineRepr, CurveGroup};
     use ark_ff::{BigInt, MontFp, PrimeField};
@@ -167,14 +199,14 @@ mod x86 {
         inv.wrapping_neg() & MASK
     }
 
-    /// `k·p` in normalised limbs.
-    const fn times_p(k: u64) -> Limbs {
-        let p = to52(<Fq as PrimeField>::MODULUS.0);
+    /// `k·m` in normalised limbs, for a modulus `m` in 64-bit limbs.
+    const fn times(m: [u64; 4], k: u64) -> Limbs {
+        let m = to52(m);
         let mut out = [0u64; 5];
         let mut carry = 0;
         let mut j = 0;
         while j < 5 {
-            let v = p[j] * k + carry;
+            let v = m[j] * k + carry;
             out[j] = if j < 4 { v & MASK } else { v };
             carry = v >> 52;
             j += 1;
@@ -182,9 +214,9 @@ mod x86 {
         out
     }
 
-    const P: Limbs = times_p(1);
-    const P2: Limbs = times_p(2);
-    const P4: Limbs = times_p(4);
+    const P: Limbs = times(<Fq as PrimeField>::MODULUS.0, 1);
+    const P2: Limbs = times(<Fq as PrimeField>::MODULUS.0, 2);
+    const P4: Limbs = times(<Fq as PrimeField>::MODULUS.0, 4);
     const PINV: u64 = neg_inverse_52(<Fq as PrimeField>::MODULUS.0[0]);
     const ZERO: Limbs = [0; 5];
 
@@ -262,7 +294,7 @@ mod x86 {
     }
 
     pub(super) fn table<P: LaneCurve>(points: &[Affine<P>]) -> Option<super::Table<P>> {
-        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma")) {
+        if !super::has_lanes() {
             return None;
         }
         if points.iter().any(|p| p.is_zero()) {
@@ -840,15 +872,23 @@ mod x86 {
         blend(negative, &t, a)
     }
 
-    /// Montgomery product `a·b/2²⁶⁰ mod p` of inputs below 4p, below 2p. Each of the five
-    /// steps adds `a·bᵢ` and the multiple `m·p` that clears the lowest limb, then drops it;
-    /// the limbs may pass 2⁵² (never 2⁶⁴) until the final carry.
+    /// Montgomery product `a·b/2²⁶⁰ mod p` in Fq (see [`mul_mod`]).
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn mul(a: &V, b: &V) -> V {
+        mul_mod(a, b, &P, PINV)
+    }
+
+    /// Montgomery product `a·b/2²⁶⁰ mod m` of inputs below 4m, below 2m, for a modulus below
+    /// 2²⁵⁴ with `minv = -m⁻¹ mod 2⁵²`. Each of the five steps adds `a·bᵢ` and the multiple
+    /// `q·m` that clears the lowest limb, then drops it; the limbs may pass 2⁵² (never 2⁶⁴)
+    /// until the final carry.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn mul_mod(a: &V, b: &V, m: &Limbs, minv: u64) -> V {
         let z = _mm512_setzero_si512();
-        let p = splat(&P);
-        let pinv = _mm512_set1_epi64(PINV as i64);
+        let p = splat(m);
+        let pinv = _mm512_set1_epi64(minv as i64);
         let mut t = [z; 5];
         for bi in b {
             let t0 = _mm512_madd52lo_epu64(t[0], a[0], *bi);
@@ -868,6 +908,287 @@ mod x86 {
             t = n;
         }
         carry(t)
+    }
+
+    // The coset transform of `fft` over Fr, eight elements to a vector.
+
+    const R: Limbs = times(<Fr as PrimeField>::MODULUS.0, 1);
+    const R2: Limbs = times(<Fr as PrimeField>::MODULUS.0, 2);
+    const RINV: u64 = neg_inverse_52(<Fr as PrimeField>::MODULUS.0[0]);
+    /// 16 in Fr: as in Fq, arkworks' `x·2²⁵⁶` read in this layout is x/16.
+    const SIXTEEN_R: Fr = MontFp!("16");
+
+    /// Eight Fr elements, limb-sliced: `[limb][lane]`.
+    type Lanes8 = [[u64; 8]; 5];
+
+    /// `x` in this layout (its true value, not x/16).
+    fn r_limbs(x: Fr) -> Limbs {
+        to52((x * SIXTEEN_R).0 .0)
+    }
+
+    /// Eight elements' limbs as one vector per limb.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load8(l: &Lanes8) -> V {
+        let mut v = [_mm512_setzero_si512(); 5];
+        for (limb, plane) in v.iter_mut().zip(l) {
+            // SAFETY: a 64-byte load from an array of eight u64.
+            *limb = unsafe { _mm512_loadu_si512(plane.as_ptr().cast()) };
+        }
+        v
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store8(l: &mut Lanes8, v: &V) {
+        for (plane, limb) in l.iter_mut().zip(v) {
+            // SAFETY: a 64-byte store into an array of eight u64.
+            unsafe { _mm512_storeu_si512(plane.as_mut_ptr().cast(), *limb) };
+        }
+    }
+
+    /// The values in lanes, eight to a group, in this layout (their true values).
+    fn lanes_of(values: impl Iterator<Item = Fr>) -> Vec<Lanes8> {
+        let values: Vec<Fr> = values.collect();
+        values
+            .chunks(8)
+            .map(|chunk| {
+                let mut l = [[0u64; 8]; 5];
+                for (lane, x) in chunk.iter().enumerate() {
+                    for (j, limb) in r_limbs(*x).iter().enumerate() {
+                        l[j][lane] = *limb;
+                    }
+                }
+                l
+            })
+            .collect()
+    }
+
+    /// The coset transform's tables in lanes: the stages with half ≥ 8 work on eight
+    /// neighbouring butterflies at a time; the three stages on each side with half < 8 (and
+    /// the scaling between them) work on groups of 64 elements transposed 8 × 8, so that the
+    /// butterflies pair whole vectors.
+    pub(crate) struct CosetLanes {
+        n: usize,
+        /// Per inverse stage with half `h ≥ 8` (largest first): `ω^{-i·n/2h}`, `i < h`.
+        inverse: Vec<Vec<Lanes8>>,
+        /// Per forward stage with half `h ≥ 8` (smallest first): `ω^{i·n/2h}`, `i < h`.
+        forward: Vec<Vec<Lanes8>>,
+        /// The small stages' twiddles: `ω^{∓k·n/8}` for `k < 4` (half 4), `ω^{∓k·n/4}` for
+        /// `k < 2` (half 2), inverse then forward.
+        small_inverse: [Limbs; 6],
+        small_forward: [Limbs; 6],
+        /// The coset scaling in the transposed order: group `s`, vector `k`, lane `l` holds
+        /// the factor of element `64s + 8l + k`.
+        scale: Vec<Lanes8>,
+    }
+
+    impl CosetLanes {
+        /// From `fft`'s tables (`ωⁱ`, `ω⁻ⁱ` for `i < n/2`, the scale in bit-reversed order);
+        /// `None` below 64 points or without AVX-512 IFMA.
+        pub(crate) fn new(n: usize, forward: &[Fr], inverse: &[Fr], scale: &[Fr]) -> Option<Self> {
+            if !super::has_lanes() {
+                return None;
+            }
+            if n < 64
+                || !n.is_power_of_two()
+                || forward.len() != n / 2
+                || inverse.len() != n / 2
+                || scale.len() != n
+            {
+                return None;
+            }
+            let stage = |table: &[Fr], half: usize| {
+                let stride = n / (2 * half);
+                lanes_of((0..half).map(|i| table[i * stride]))
+            };
+            let halves: Vec<usize> = (3..n.trailing_zeros()).map(|b| 1usize << b).collect();
+            let small = |table: &[Fr]| {
+                [
+                    r_limbs(table[0]),
+                    r_limbs(table[n / 8]),
+                    r_limbs(table[2 * n / 8]),
+                    r_limbs(table[3 * n / 8]),
+                    r_limbs(table[0]),
+                    r_limbs(table[n / 4]),
+                ]
+            };
+            Some(CosetLanes {
+                n,
+                inverse: halves.iter().rev().map(|h| stage(inverse, *h)).collect(),
+                forward: halves.iter().map(|h| stage(forward, *h)).collect(),
+                small_inverse: small(inverse),
+                small_forward: small(forward),
+                scale: lanes_of((0..n).map(|i| {
+                    let (s, k, l) = (i / 64, (i / 8) % 8, i % 8);
+                    scale[64 * s + 8 * l + k]
+                })),
+            })
+        }
+
+        /// Evaluations on `H` to evaluations on `g·H`, in place (as `fft::CosetFft::to_coset`).
+        pub(crate) fn to_coset(&self, v: &mut [Fr]) {
+            if v.len() != self.n {
+                return;
+            }
+            // arkworks' internal form, read in this layout, is x/16: the transform is
+            // linear, so the results come out as arkworks' internal form of theirs.
+            let mut data: Vec<Lanes8> = v
+                .chunks(8)
+                .map(|chunk| {
+                    let mut l = [[0u64; 8]; 5];
+                    for (lane, x) in chunk.iter().enumerate() {
+                        for (j, limb) in to52(x.0 .0).iter().enumerate() {
+                            l[j][lane] = *limb;
+                        }
+                    }
+                    l
+                })
+                .collect();
+            // SAFETY: `new` found AVX-512F and IFMA on this CPU.
+            unsafe { self.transform(&mut data) };
+            for (chunk, l) in v.chunks_mut(8).zip(&data) {
+                for (lane, x) in chunk.iter_mut().enumerate() {
+                    let limbs = [l[0][lane], l[1][lane], l[2][lane], l[3][lane], l[4][lane]];
+                    *x = Fr::new_unchecked(BigInt(to64(limbs)));
+                }
+            }
+        }
+
+        #[target_feature(enable = "avx512f,avx512ifma")]
+        fn transform(&self, data: &mut [Lanes8]) {
+            let groups = self.n / 8;
+            // Inverse transform, decimation in frequency, halves n/2 down to 8.
+            for (s, twiddles) in self.inverse.iter().enumerate() {
+                let half = self.n >> (s + 1);
+                let span = half / 8;
+                for block in (0..groups).step_by(2 * span) {
+                    for (i, tw) in twiddles.iter().enumerate() {
+                        let (lo, hi) = (block + i, block + i + span);
+                        let (u, w) = (load8(&data[lo]), load8(&data[hi]));
+                        let t = sub(&u, &w, &R2);
+                        store8(&mut data[lo], &reduce(&add(&u, &w), &R2));
+                        store8(&mut data[hi], &mul_r(&t, &load8(tw)));
+                    }
+                }
+            }
+            // Halves 4, 2, 1; the scaling; halves 1, 2, 4: on 64 elements transposed.
+            let inverse = self.small_inverse.map(|l| splat(&l));
+            let forward = self.small_forward.map(|l| splat(&l));
+            for (s, scale) in self.scale.chunks_exact(8).enumerate() {
+                let mut t = [[_mm512_setzero_si512(); 5]; 8];
+                for (k, row) in t.iter_mut().enumerate() {
+                    *row = load8(&data[8 * s + k]);
+                }
+                transpose(&mut t);
+                // Inverse: half 4 (twiddles ω^{-k·n/8}), half 2 (ω^{-k·n/4}), half 1 (1).
+                for (half, tw) in [
+                    (4usize, &inverse[..4]),
+                    (2, &inverse[4..6]),
+                    (1, &inverse[..1]),
+                ] {
+                    for k in 0..8 {
+                        if k % (2 * half) < half {
+                            let (u, w) = (t[k], t[k + half]);
+                            t[k] = reduce(&add(&u, &w), &R2);
+                            let d = sub(&u, &w, &R2);
+                            t[k + half] = if half == 1 {
+                                reduce(&d, &R2)
+                            } else {
+                                mul_r(&d, &tw[k % half])
+                            };
+                        }
+                    }
+                }
+                for (k, row) in t.iter_mut().enumerate() {
+                    *row = mul_r(row, &load8(&scale[k]));
+                }
+                // Forward: half 1, 2, 4.
+                for (half, tw) in [
+                    (1usize, &forward[..1]),
+                    (2, &forward[4..6]),
+                    (4, &forward[..4]),
+                ] {
+                    for k in 0..8 {
+                        if k % (2 * half) < half {
+                            let (u, w) = (t[k], t[k + half]);
+                            let x = if half == 1 {
+                                w
+                            } else {
+                                mul_r(&w, &tw[k % half])
+                            };
+                            t[k] = reduce(&add(&u, &x), &R2);
+                            t[k + half] = reduce(&sub(&u, &x, &R2), &R2);
+                        }
+                    }
+                }
+                transpose(&mut t);
+                for (k, row) in t.iter().enumerate() {
+                    store8(&mut data[8 * s + k], row);
+                }
+            }
+            // Forward transform, decimation in time, halves 8 up to n/2.
+            for (s, twiddles) in self.forward.iter().enumerate() {
+                let half = 8 << s;
+                let span = half / 8;
+                for block in (0..groups).step_by(2 * span) {
+                    for (i, tw) in twiddles.iter().enumerate() {
+                        let (lo, hi) = (block + i, block + i + span);
+                        let u = load8(&data[lo]);
+                        let x = mul_r(&load8(&data[hi]), &load8(tw));
+                        store8(&mut data[lo], &reduce(&add(&u, &x), &R2));
+                        store8(&mut data[hi], &reduce(&sub(&u, &x, &R2), &R2));
+                    }
+                }
+            }
+            for group in data.iter_mut() {
+                let v = reduce(&load8(group), &R);
+                store8(group, &v);
+            }
+        }
+    }
+
+    /// `a·b/2²⁶⁰ mod r` in Fr.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn mul_r(a: &V, b: &V) -> V {
+        mul_mod(a, b, &R, RINV)
+    }
+
+    /// Transposes eight rows of eight 64-bit lanes, limb by limb: row `k`, lane `l` goes to
+    /// row `l`, lane `k`. Three rounds swap 1 × 1, 2 × 2 and 4 × 4 blocks between rows.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose(rows: &mut [V; 8]) {
+        let pick = |i: [i64; 8]| _mm512_setr_epi64(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7]);
+        let rounds = [
+            (
+                1usize,
+                pick([0, 8, 2, 10, 4, 12, 6, 14]),
+                pick([1, 9, 3, 11, 5, 13, 7, 15]),
+            ),
+            (
+                2,
+                pick([0, 1, 8, 9, 4, 5, 12, 13]),
+                pick([2, 3, 10, 11, 6, 7, 14, 15]),
+            ),
+            (
+                4,
+                pick([0, 1, 2, 3, 8, 9, 10, 11]),
+                pick([4, 5, 6, 7, 12, 13, 14, 15]),
+            ),
+        ];
+        for (step, lo, hi) in rounds {
+            for k in 0..8 {
+                if k % (2 * step) < step {
+                    let (first, second) = (rows[k], rows[k + step]);
+                    for (j, (a, b)) in first.iter().zip(&second).enumerate() {
+                        rows[k][j] = _mm512_permutex2var_epi64(*a, lo, *b);
+                        rows[k + step][j] = _mm512_permutex2var_epi64(*a, hi, *b);
+                    }
+                }
+            }
+        }
     }
 
     #[cfg(test)]
@@ -915,7 +1236,7 @@ mod x86 {
         }
 
         fn has_ifma() -> bool {
-            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512ifma")
+            super::super::has_lanes()
         }
 
         /// Products, differences and inverses in the vector layout against arkworks, for
