@@ -23,6 +23,7 @@ use super::msm::{add_leftovers, rounds};
 
 /// A curve of the proving key whose coordinates this module can put in lanes: G1 over Fq
 /// (`N = 1` field element per coordinate), G2 over Fq2 (`N = 2`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) trait LaneCurve: SWCurveConfig<ScalarField = Fr, BaseField: Coord> {
     /// Fq elements per coordinate.
     const N: usize;
@@ -69,6 +70,7 @@ impl LaneCurve for g2::Config {
 }
 
 /// Whether this CPU runs the vector lanes (AVX-512F and IFMA, on x86_64).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn has_lanes() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
