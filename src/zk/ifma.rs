@@ -1,13 +1,17 @@
-//! G1 bucket additions eight at a time with AVX-512 IFMA (52-bit multiply-add), on the x86_64
-//! CPUs that have it: field elements in radix 2⁵² and Montgomery form with R = 2²⁶⁰, one
-//! vector lane per addition. A multiplication costs about 3 ns per lane here, against 16 ns
-//! for arkworks' 64-bit limb product. Elsewhere (aarch64, older x86) [`Table::new`] returns
-//! `None` and `msm` keeps its portable path; the results are the same point either way.
+//! The prover's field arithmetic eight elements at a time with AVX-512 IFMA (52-bit
+//! multiply-add), on the x86_64 CPUs that have it: field elements in radix 2⁵² and Montgomery
+//! form with R = 2²⁶⁰, one per 64-bit lane. A multiplication costs about 3 ns per lane here,
+//! against 16 ns for arkworks' 64-bit limb product. What runs in lanes: the batched affine
+//! additions of the MSMs in G1 and G2 (the bucket rounds, the leftovers and the weighted
+//! bucket sums: [`Table`]) and the witness map's coset transforms over Fr ([`CosetLanes`]).
+//! Elsewhere (aarch64, older x86) [`has_lanes`] is false, [`Table::new`] and
+//! [`CosetLanes::new`] return `None`, and `msm` and `fft` keep their portable paths; the
+//! results are the same either way.
 //!
-//! The layout: a table point is its x limbs then its y limbs, each coordinate canonical
-//! (below p) in the R = 2²⁶⁰ form. Between operations a value may be any multiple of p
-//! larger (the bounds are in the comments); multiplications take inputs below 4p and return
-//! values below 2p, so only the stored coordinates are reduced.
+//! The layout: a point is its x limbs then its y limbs (Fq2: both parts of x, then of y),
+//! each coordinate canonical (below p) in the R = 2²⁶⁰ form. Between operations a value may
+//! be any multiple of p larger (the bounds are in the comments); multiplications take inputs
+//! below 4p and return values below 2p, so only stored values are reduced.
 
 use std::marker::PhantomData;
 
@@ -766,21 +770,10 @@ mod x86 {
     /// `x⁻¹·2²⁶⁰`, which is `x⁻¹` in this layout.
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn invert_lanes(a: &V) -> V {
-        let a = reduce(a, &P);
         let mut lanes = [[0u64; 8]; 5];
-        for (j, limb) in a.iter().enumerate() {
-            // SAFETY: a 64-byte store into an array of eight u64.
-            unsafe { _mm512_storeu_si512(lanes[j].as_mut_ptr().cast(), *limb) };
-        }
-        let elements: [Fq; 8] = std::array::from_fn(|l| {
-            Fq::new_unchecked(BigInt(to64([
-                lanes[0][l],
-                lanes[1][l],
-                lanes[2][l],
-                lanes[3][l],
-                lanes[4][l],
-            ])))
-        });
+        store8(&mut lanes, &reduce(a, &P));
+        let elements: [Fq; 8] =
+            std::array::from_fn(|l| Fq::new_unchecked(BigInt(to64(lane(&lanes, l)))));
         let mut before = [Fq::from(0u64); 8];
         let mut total = Fq::from(1u64);
         for (b, e) in before.iter_mut().zip(&elements) {
@@ -790,20 +783,31 @@ mod x86 {
         // The product of non-zero elements is non-zero.
         let mut inv = fq_inverse(&total).unwrap_or_default() * TWO_FIFTY_SIX;
         for l in (0..8).rev() {
-            let lane = to52((inv * before[l]).0 .0);
+            set_lane(&mut lanes, l, &to52((inv * before[l]).0 .0));
             inv *= elements[l];
-            for j in 0..5 {
-                lanes[j][l] = lane[j];
-            }
         }
-        let mut out = [_mm512_setzero_si512(); 5];
-        for (j, limb) in out.iter_mut().enumerate() {
-            // SAFETY: a 64-byte load from an array of eight u64.
-            *limb = unsafe { _mm512_loadu_si512(lanes[j].as_ptr().cast()) };
-        }
-        out
+        load8(&lanes)
     }
 
+    /// Lane `l` of eight limb-sliced elements.
+    fn lane(lanes: &Lanes8, l: usize) -> Limbs {
+        [
+            lanes[0][l],
+            lanes[1][l],
+            lanes[2][l],
+            lanes[3][l],
+            lanes[4][l],
+        ]
+    }
+
+    /// Sets lane `l` of eight limb-sliced elements.
+    fn set_lane(lanes: &mut Lanes8, l: usize, limbs: &Limbs) {
+        for (plane, limb) in lanes.iter_mut().zip(limbs) {
+            plane[l] = *limb;
+        }
+    }
+
+    /// `l` in every lane.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn splat(l: &Limbs) -> V {
@@ -940,6 +944,7 @@ mod x86 {
         v
     }
 
+    /// Eight elements from one vector per limb.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn store8(l: &mut Lanes8, v: &V) {
@@ -956,10 +961,8 @@ mod x86 {
             .chunks(8)
             .map(|chunk| {
                 let mut l = [[0u64; 8]; 5];
-                for (lane, x) in chunk.iter().enumerate() {
-                    for (j, limb) in r_limbs(*x).iter().enumerate() {
-                        l[j][lane] = *limb;
-                    }
+                for (i, x) in chunk.iter().enumerate() {
+                    set_lane(&mut l, i, &r_limbs(*x));
                 }
                 l
             })
@@ -1039,10 +1042,8 @@ mod x86 {
                 .chunks(8)
                 .map(|chunk| {
                     let mut l = [[0u64; 8]; 5];
-                    for (lane, x) in chunk.iter().enumerate() {
-                        for (j, limb) in to52(x.0 .0).iter().enumerate() {
-                            l[j][lane] = *limb;
-                        }
+                    for (i, x) in chunk.iter().enumerate() {
+                        set_lane(&mut l, i, &to52(x.0 .0));
                     }
                     l
                 })
@@ -1050,9 +1051,8 @@ mod x86 {
             // SAFETY: `new` found AVX-512F and IFMA on this CPU.
             unsafe { self.transform(&mut data) };
             for (chunk, l) in v.chunks_mut(8).zip(&data) {
-                for (lane, x) in chunk.iter_mut().enumerate() {
-                    let limbs = [l[0][lane], l[1][lane], l[2][lane], l[3][lane], l[4][lane]];
-                    *x = Fr::new_unchecked(BigInt(to64(limbs)));
+                for (i, x) in chunk.iter_mut().enumerate() {
+                    *x = Fr::new_unchecked(BigInt(to64(lane(l, i))));
                 }
             }
         }
@@ -1199,28 +1199,22 @@ mod x86 {
         use ark_bn254::Fq2;
         use ark_ff::{Field, Zero};
 
+        /// The eight elements of `v`. (Safe to call: tests run it only where the CPU has
+        /// AVX-512F.)
         fn lanes(v: &V) -> [Limbs; 8] {
-            let mut out = [[0u64; 5]; 8];
-            for (j, limb) in v.iter().enumerate() {
-                let mut lane = [0u64; 8];
-                // SAFETY: a 64-byte store into an array of eight u64.
-                unsafe { _mm512_storeu_si512(lane.as_mut_ptr().cast(), *limb) };
-                for l in 0..8 {
-                    out[l][j] = lane[l];
-                }
-            }
-            out
+            let mut l = [[0u64; 8]; 5];
+            // SAFETY: callers checked the CPU for AVX-512F.
+            unsafe { store8(&mut l, v) };
+            std::array::from_fn(|i| lane(&l, i))
         }
 
         #[target_feature(enable = "avx512f")]
         fn load(values: &[Limbs; 8]) -> V {
-            let mut v = [_mm512_setzero_si512(); 5];
-            for (j, limb) in v.iter_mut().enumerate() {
-                let lane: [u64; 8] = std::array::from_fn(|l| values[l][j]);
-                // SAFETY: a 64-byte load from an array of eight u64.
-                *limb = unsafe { _mm512_loadu_si512(lane.as_ptr().cast()) };
+            let mut l = [[0u64; 8]; 5];
+            for (i, x) in values.iter().enumerate() {
+                set_lane(&mut l, i, x);
             }
-            v
+            load8(&l)
         }
 
         /// The batched list sums and weighted sums of `batch_add`, in lanes.

@@ -22,7 +22,9 @@
 //!   its committed constraint system (see `r1cs` and `solver`), and a Groth16 proof with the
 //!   committed `.zkey` (parsed once, see `zkey`) whose five multi-scalar multiplications run on
 //!   fixed-base tables built once per process (see `msm`), their point additions batched in
-//!   affine coordinates around one field inversion each (see `batch_add` and `inverse`).
+//!   affine coordinates around one field inversion each (see `batch_add` and `inverse`), eight
+//!   at a time in AVX-512 IFMA lanes where the CPU has them (see `ifma`, which also runs the
+//!   witness map's transforms).
 //!   [`warm_up`] does that one-time work up front.
 //! - [`cli`]: `edgent zk prove` / `edgent zk verify`.
 //!
