@@ -128,6 +128,9 @@ impl<P: SWCurveConfig<BaseField: Coord>> PointList for Vec<Affine<P>> {
         self[dst] = from[i];
     }
     fn add_pairs(&mut self, from: &Self, pending: &[(usize, usize, usize)]) {
+        if pending.is_empty() {
+            return;
+        }
         let mut dx: Vec<P::BaseField> = pending
             .iter()
             .map(|&(_, i, j)| from[j].x - from[i].x)

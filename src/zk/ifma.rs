@@ -585,6 +585,9 @@ mod x86 {
         dst: *mut u64,
     ) {
         let m = adds.len();
+        if m == 0 {
+            return;
+        }
         let half = 5 * N;
         let mut groups: Vec<Group<N>> = Vec::with_capacity(m.div_ceil(8));
         let (a, b) = (a.cast::<i64>(), b.cast::<i64>());
