@@ -206,9 +206,11 @@ impl Entry {
     }
 }
 
-/// Additions per batch inversion: a quarter of the buckets, within these bounds. Large enough
-/// that the inversion's share is small, small enough that few entries (about one in eight)
-/// meet a bucket already in the batch and wait for the next round.
+/// Additions per batch inversion: half the buckets, within these bounds. Large enough that the
+/// inversion's share is small, small enough that most entries (three in four) find their
+/// bucket free; the others wait for the next round. (Measured with the vector lanes, where the
+/// inversion weighs more: half the buckets is 5% faster than a quarter, and half up to 512 no
+/// faster than up to 256.)
 const BATCH: RangeInclusive<usize> = 64..=256;
 
 /// Fewer left-over entries than this, or entries piling onto few buckets, are summed per
@@ -244,7 +246,7 @@ pub(crate) fn rounds<B: Buckets>(
     // The batch each bucket was last put in (0: none).
     let mut in_batch = vec![0u32; n_buckets];
     let mut batch_id = 1u32;
-    let batch_size = (n_buckets / 4).clamp(*BATCH.start(), *BATCH.end());
+    let batch_size = (n_buckets / 2).clamp(*BATCH.start(), *BATCH.end());
     let mut deferred = Vec::new();
     while entries.len() >= LAST_ROUND {
         for (k, &e) in entries.iter().enumerate() {
