@@ -70,7 +70,7 @@ impl CosetFft {
     /// Evaluations on `H` (natural order, `n` of them) to evaluations on `g·H`, in place.
     pub(crate) fn to_coset(&self, v: &mut [Fr]) {
         debug_assert_eq!(v.len(), self.n);
-        if let Some(lanes) = &self.lanes {
+        if let Some(lanes) = self.lanes.as_ref().filter(|_| v.len() == self.n) {
             lanes.to_coset(v);
             return;
         }

@@ -18,12 +18,10 @@ use std::marker::PhantomData;
 use ark_bn254::{g1, g2, Fq, Fq2, Fr};
 use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 
-#[cfg(target_arch = "x86_64")]
-use super::batch_add::weighted_sum;
 use super::batch_add::Coord;
-use super::msm::Entry;
 #[cfg(target_arch = "x86_64")]
-use super::msm::{add_leftovers, rounds};
+use super::msm::bucket_sum;
+use super::msm::Entry;
 
 /// A curve of the proving key whose coordinates this module can put in lanes: G1 over Fq
 /// (`N = 1` field element per coordinate), G2 over Fq2 (`N = 2`).
@@ -131,16 +129,15 @@ impl<P: LaneCurve> Table<P> {
         }
     }
 
-    /// `Σ (k+1)·bucket[k]` where every entry adds its point to its bucket: [`rounds`] of
-    /// batched additions, the leftovers, and the weighted sum, all in lanes.
-    pub(crate) fn msm(&self, entries: Vec<Entry>, n_buckets: usize) -> Projective<P> {
+    /// `msm::bucket_sum` over this table, in lanes.
+    pub(crate) fn bucket_sum(&self, entries: Vec<Entry>, n_buckets: usize) -> Projective<P> {
         #[cfg(target_arch = "x86_64")]
         {
-            let mut buckets = x86::VectorBuckets::<P>::new(&self.words, n_buckets);
-            let left = rounds(&mut buckets, entries, n_buckets);
-            let mut points = buckets.into_points();
-            add_leftovers(&mut points, left, |list, e| list.push_entry(&self.words, e));
-            weighted_sum(points)
+            bucket_sum(
+                x86::VectorBuckets::<P>::new(&self.words, n_buckets),
+                entries,
+                n_buckets,
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -316,14 +313,26 @@ mod x86 {
         })
     }
 
-    /// Negates the point of `words` (its y parts) in place.
-    fn negate_y<P: LaneCurve>(words: &mut [u64]) {
-        let half = 5 * P::N;
-        for part in 0..P::N {
-            let y = &mut words[half + 5 * part..][..5];
-            let negated = negate(y);
-            y.copy_from_slice(&negated);
+    /// Writes the point an entry adds, `±table[index]`, to `dst`.
+    fn copy_entry<P: LaneCurve>(dst: &mut [u64], table: &[u64], e: Entry) {
+        let w = stride::<P>();
+        dst.copy_from_slice(&table[e.index() * w..][..w]);
+        if e.negated() {
+            let half = w / 2;
+            for part in 0..P::N {
+                let y = &mut dst[half + 5 * part..][..5];
+                let negated = negate(y);
+                y.copy_from_slice(&negated);
+            }
         }
+    }
+
+    /// Whether two points in this layout have the same x. The limbs are canonical, so the
+    /// same words are the same x. (Compared word by word: a slice comparison here went
+    /// through `memcmp`.)
+    #[inline(always)]
+    fn same_x<P: LaneCurve>(a: &[u64], b: &[u64]) -> bool {
+        (0..5 * P::N).all(|k| a[k] == b[k])
     }
 
     /// Points in the vector layout, with a flag for the identity (whose words are unused).
@@ -342,17 +351,6 @@ mod x86 {
                 zero: Vec::new(),
                 curve: PhantomData,
             }
-        }
-
-        /// Appends the point an entry adds: `±table[index]`.
-        pub(super) fn push_entry(&mut self, table: &[u64], e: Entry) {
-            let w = stride::<P>();
-            let start = self.words.len();
-            self.words.extend_from_slice(&table[e.index() * w..][..w]);
-            if e.negated() {
-                negate_y::<P>(&mut self.words[start..]);
-            }
-            self.zero.push(false);
         }
 
         fn words(&self, i: usize) -> &[u64] {
@@ -380,11 +378,7 @@ mod x86 {
             self.zero[i]
         }
         fn same_x(&self, i: usize, j: usize) -> bool {
-            let half = 5 * P::N;
-            // Canonical limbs: the same words are the same x. (Compared word by word: a slice
-            // comparison went through `memcmp`.)
-            let (a, b) = (self.words(i), self.words(j));
-            (0..half).all(|k| a[k] == b[k])
+            same_x::<P>(self.words(i), self.words(j))
         }
         fn get(&self, i: usize) -> Affine<P> {
             if self.zero[i] {
@@ -459,29 +453,22 @@ mod x86 {
                 batch: Vec::new(),
             }
         }
-
-        /// The buckets.
-        pub(super) fn into_points(self) -> LanePoints<P> {
-            self.points
-        }
     }
 
     impl<P: LaneCurve> Buckets for VectorBuckets<'_, P> {
+        type List = LanePoints<P>;
+
         fn add_or_queue(&mut self, e: Entry) -> bool {
             let w = stride::<P>();
             let b = e.bucket();
             let p = &self.table[e.index() * w..][..w];
             let bucket = &mut self.points.words[b * w..][..w];
             if self.points.zero[b] {
-                bucket.copy_from_slice(p);
-                if e.negated() {
-                    negate_y::<P>(bucket);
-                }
+                copy_entry::<P>(bucket, self.table, e);
                 self.points.zero[b] = false;
                 return false;
             }
-            // Canonical limbs: the same words are the same x.
-            if (0..w / 2).all(|k| p[k] == bucket[k]) {
+            if same_x::<P>(p, bucket) {
                 // Doubling or cancellation: rare, done at once with a full addition.
                 let sum = (Projective::from(point::<P>(bucket, false))
                     + point::<P>(p, e.negated()))
@@ -540,6 +527,21 @@ mod x86 {
             };
             self.batch.clear();
         }
+
+        fn list(&mut self) -> &mut LanePoints<P> {
+            &mut self.points
+        }
+
+        fn push_entry(&self, list: &mut LanePoints<P>, e: Entry) {
+            let start = list.words.len();
+            list.words.resize(start + stride::<P>(), 0);
+            copy_entry::<P>(&mut list.words[start..], self.table, e);
+            list.zero.push(false);
+        }
+
+        fn into_list(self) -> LanePoints<P> {
+            self.points
+        }
     }
 
     /// One addition in lanes, `dst = a ± b`, each a word offset of a point.
@@ -559,10 +561,10 @@ mod x86 {
     struct Group<const N: usize> {
         /// Where the sums go (word offsets).
         dst: __m512i,
+        ax: C<N>,
+        ay: C<N>,
         bx: C<N>,
         by: C<N>,
-        px: C<N>,
-        py: C<N>,
         dx: C<N>,
         /// The product of the earlier groups' `dx`.
         before: C<N>,
@@ -614,7 +616,7 @@ mod x86 {
                     _mm512_loadu_si512(dst_offsets.as_ptr().cast()),
                 )
             };
-            let (mut bx, mut by, mut px, mut py) = (
+            let (mut ax, mut ay, mut bx, mut by) = (
                 [splat(&ZERO); N],
                 [splat(&ZERO); N],
                 [splat(&ZERO); N],
@@ -624,22 +626,22 @@ mod x86 {
                 // SAFETY: the offsets are of whole points (the caller's promise), and each
                 // coordinate part is five words inside them.
                 unsafe {
-                    bx[k] = gather(a, a_offsets, 5 * k);
-                    by[k] = gather(a, a_offsets, half + 5 * k);
-                    px[k] = gather(b, b_offsets, 5 * k);
-                    py[k] = gather(b, b_offsets, half + 5 * k);
+                    ax[k] = gather(a, a_offsets, 5 * k);
+                    ay[k] = gather(a, a_offsets, half + 5 * k);
+                    bx[k] = gather(b, b_offsets, 5 * k);
+                    by[k] = gather(b, b_offsets, half + 5 * k);
                 }
                 // -y ≤ p: a component may be zero in Fq2.
-                py[k] = blend(negated, &py[k], &sub(&splat(&ZERO), &py[k], &P));
+                by[k] = blend(negated, &by[k], &sub(&splat(&ZERO), &by[k], &P));
             }
             // The x differ, both below p: dx in (0, 2p).
-            let dx = csub(&px, &bx, &P);
+            let dx = csub(&bx, &ax, &P);
             groups.push(Group {
                 dst,
+                ax,
+                ay,
                 bx,
                 by,
-                px,
-                py,
                 dx,
                 before: acc,
             });
@@ -650,12 +652,12 @@ mod x86 {
         for (g, group) in groups.iter().enumerate().rev() {
             let inv_dx = cmul(&inv, &group.before);
             inv = cmul(&inv, &group.dx);
-            let lambda = cmul(&csub(&group.py, &group.by, &P), &inv_dx);
+            let lambda = cmul(&csub(&group.by, &group.ay, &P), &inv_dx);
             // x3 = λ² - a.x - b.x: λ² below 2p, so each part is in (0, 4p).
-            let x3 = csub(&csub(&csquare(&lambda), &group.bx, &P2), &group.px, &ZERO);
+            let x3 = csub(&csub(&csquare(&lambda), &group.ax, &P2), &group.bx, &ZERO);
             let x3 = creduce(&creduce(&x3, &P2), &P);
             // y3 = λ·(a.x - x3) - a.y: each part in (0, 3p).
-            let y3 = csub(&cmul(&lambda, &csub(&group.bx, &x3, &P)), &group.by, &P);
+            let y3 = csub(&cmul(&lambda, &csub(&group.ax, &x3, &P)), &group.ay, &P);
             let y3 = creduce(&creduce(&y3, &P2), &P);
             let live = m - g * 8;
             let mask: __mmask8 = if live >= 8 { 0xff } else { (1u8 << live) - 1 };
@@ -957,19 +959,18 @@ mod x86 {
         }
     }
 
-    /// The values in lanes, eight to a group, in this layout (their true values).
-    fn lanes_of(values: impl Iterator<Item = Fr>) -> Vec<Lanes8> {
-        let values: Vec<Fr> = values.collect();
-        values
-            .chunks(8)
-            .map(|chunk| {
-                let mut l = [[0u64; 8]; 5];
-                for (i, x) in chunk.iter().enumerate() {
-                    set_lane(&mut l, i, &r_limbs(*x));
-                }
-                l
-            })
-            .collect()
+    /// Elements' limbs, eight to a group (the last group padded with zeros).
+    fn lanes_of(values: impl Iterator<Item = Limbs>) -> Vec<Lanes8> {
+        let mut out: Vec<Lanes8> = Vec::new();
+        for (i, x) in values.enumerate() {
+            if i % 8 == 0 {
+                out.push([[0u64; 8]; 5]);
+            }
+            if let Some(group) = out.last_mut() {
+                set_lane(group, i % 8, &x);
+            }
+        }
+        out
     }
 
     /// The coset transform's tables in lanes: the stages with half ≥ 8 work on eight
@@ -1008,7 +1009,7 @@ mod x86 {
             }
             let stage = |table: &[Fr], half: usize| {
                 let stride = n / (2 * half);
-                lanes_of((0..half).map(|i| table[i * stride]))
+                lanes_of((0..half).map(|i| r_limbs(table[i * stride])))
             };
             let halves: Vec<usize> = (3..n.trailing_zeros()).map(|b| 1usize << b).collect();
             let small = |table: &[Fr]| {
@@ -1029,28 +1030,17 @@ mod x86 {
                 small_forward: small(forward),
                 scale: lanes_of((0..n).map(|i| {
                     let (s, k, l) = (i / 64, (i / 8) % 8, i % 8);
-                    scale[64 * s + 8 * l + k]
+                    r_limbs(scale[64 * s + 8 * l + k])
                 })),
             })
         }
 
         /// Evaluations on `H` to evaluations on `g·H`, in place (as `fft::CosetFft::to_coset`).
+        /// `v` must have the domain's `n` points (`CosetFft::to_coset` checks).
         pub(crate) fn to_coset(&self, v: &mut [Fr]) {
-            if v.len() != self.n {
-                return;
-            }
             // arkworks' internal form, read in this layout, is x/16: the transform is
             // linear, so the results come out as arkworks' internal form of theirs.
-            let mut data: Vec<Lanes8> = v
-                .chunks(8)
-                .map(|chunk| {
-                    let mut l = [[0u64; 8]; 5];
-                    for (i, x) in chunk.iter().enumerate() {
-                        set_lane(&mut l, i, &to52(x.0 .0));
-                    }
-                    l
-                })
-                .collect();
+            let mut data = lanes_of(v.iter().map(|x| to52(x.0 .0)));
             // SAFETY: `new` found AVX-512F and IFMA on this CPU.
             unsafe { self.transform(&mut data) };
             for (chunk, l) in v.chunks_mut(8).zip(&data) {
@@ -1070,10 +1060,9 @@ mod x86 {
                 for block in (0..groups).step_by(2 * span) {
                     for (i, tw) in twiddles.iter().enumerate() {
                         let (lo, hi) = (block + i, block + i + span);
-                        let (u, w) = (load8(&data[lo]), load8(&data[hi]));
-                        let t = sub(&u, &w, &R2);
-                        store8(&mut data[lo], &reduce(&add(&u, &w), &R2));
-                        store8(&mut data[hi], &mul_r(&t, &load8(tw)));
+                        let (u, w) = dif(&load8(&data[lo]), &load8(&data[hi]), Some(&load8(tw)));
+                        store8(&mut data[lo], &u);
+                        store8(&mut data[hi], &w);
                     }
                 }
             }
@@ -1094,14 +1083,8 @@ mod x86 {
                 ] {
                     for k in 0..8 {
                         if k % (2 * half) < half {
-                            let (u, w) = (t[k], t[k + half]);
-                            t[k] = reduce(&add(&u, &w), &R2);
-                            let d = sub(&u, &w, &R2);
-                            t[k + half] = if half == 1 {
-                                reduce(&d, &R2)
-                            } else {
-                                mul_r(&d, &tw[k % half])
-                            };
+                            let tw = (half > 1).then(|| &tw[k % half]);
+                            (t[k], t[k + half]) = dif(&t[k], &t[k + half], tw);
                         }
                     }
                 }
@@ -1116,14 +1099,8 @@ mod x86 {
                 ] {
                     for k in 0..8 {
                         if k % (2 * half) < half {
-                            let (u, w) = (t[k], t[k + half]);
-                            let x = if half == 1 {
-                                w
-                            } else {
-                                mul_r(&w, &tw[k % half])
-                            };
-                            t[k] = reduce(&add(&u, &x), &R2);
-                            t[k + half] = reduce(&sub(&u, &x, &R2), &R2);
+                            let tw = (half > 1).then(|| &tw[k % half]);
+                            (t[k], t[k + half]) = dit(&t[k], &t[k + half], tw);
                         }
                     }
                 }
@@ -1139,10 +1116,9 @@ mod x86 {
                 for block in (0..groups).step_by(2 * span) {
                     for (i, tw) in twiddles.iter().enumerate() {
                         let (lo, hi) = (block + i, block + i + span);
-                        let u = load8(&data[lo]);
-                        let x = mul_r(&load8(&data[hi]), &load8(tw));
-                        store8(&mut data[lo], &reduce(&add(&u, &x), &R2));
-                        store8(&mut data[hi], &reduce(&sub(&u, &x, &R2), &R2));
+                        let (u, w) = dit(&load8(&data[lo]), &load8(&data[hi]), Some(&load8(tw)));
+                        store8(&mut data[lo], &u);
+                        store8(&mut data[hi], &w);
                     }
                 }
             }
@@ -1151,6 +1127,30 @@ mod x86 {
                 store8(group, &v);
             }
         }
+    }
+
+    /// The inverse transform's butterfly: `(u + w, (u - w)·tw)`, no multiplication for a
+    /// twiddle of 1 (`None`). Inputs and outputs below 2r.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn dif(u: &V, w: &V, tw: Option<&V>) -> (V, V) {
+        let d = sub(u, w, &R2);
+        let d = match tw {
+            Some(tw) => mul_r(&d, tw),
+            None => reduce(&d, &R2),
+        };
+        (reduce(&add(u, w), &R2), d)
+    }
+
+    /// The forward transform's butterfly: `(u + w·tw, u - w·tw)`, as [`dif`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn dit(u: &V, w: &V, tw: Option<&V>) -> (V, V) {
+        let x = match tw {
+            Some(tw) => mul_r(w, tw),
+            None => *w,
+        };
+        (reduce(&add(u, &x), &R2), reduce(&sub(u, &x, &R2), &R2))
     }
 
     /// `a·b/2²⁶⁰ mod r` in Fr.

@@ -104,16 +104,8 @@ impl<P: LaneCurve> FixedBaseMsm<P> {
         let half = 1usize << (self.window - 1);
         // Bucket k-1 holds the points of digit k; Σ k·bucket[k-1].
         match &self.vector {
-            Some(v) => v.msm(entries, half),
-            None => {
-                let mut buckets = AffineBuckets::new(&self.table, half);
-                let left = rounds(&mut buckets, entries, half);
-                let mut affine = buckets.affine;
-                add_leftovers(&mut affine, left, |list, e| {
-                    PointList::push(list, &e.point(&self.table))
-                });
-                weighted_sum(affine)
-            }
+            Some(v) => v.bucket_sum(entries, half),
+            None => bucket_sum(AffineBuckets::new(&self.table, half), entries, half),
         }
     }
 
@@ -220,6 +212,8 @@ const LAST_ROUND: usize = 64;
 /// Buckets that [`rounds`] adds entries into, in batches of additions that share one field
 /// inversion: arkworks points ([`AffineBuckets`]) or the vector layout of `ifma`.
 pub(crate) trait Buckets {
+    /// The buckets as a list of points, for the leftovers and the weighted sum.
+    type List: PointList;
     /// Adds the entry's point to its bucket at once when that needs no batch (an empty
     /// bucket, a doubling, a cancellation), else queues the addition for the batch and
     /// returns `true`.
@@ -230,6 +224,24 @@ pub(crate) trait Buckets {
     fn apply(&mut self);
     /// Hints that the entry's point and bucket will be read soon.
     fn prefetch(&self, _e: Entry) {}
+    /// The buckets (after the rounds).
+    fn list(&mut self) -> &mut Self::List;
+    /// Appends the entry's point (`±table[index]`) to a list of the buckets' kind.
+    fn push_entry(&self, list: &mut Self::List, e: Entry);
+    /// The buckets, given up.
+    fn into_list(self) -> Self::List;
+}
+
+/// `Σ (k+1)·bucket[k]` where every entry adds its point to its bucket: the batched
+/// [`rounds`], the entries left over (see [`add_leftovers`]), then the weighted sum.
+pub(crate) fn bucket_sum<B: Buckets>(
+    mut buckets: B,
+    entries: Vec<Entry>,
+    n_buckets: usize,
+) -> Projective<<B::List as PointList>::Curve> {
+    let left = rounds(&mut buckets, entries, n_buckets);
+    add_leftovers(&mut buckets, left);
+    weighted_sum(buckets.into_list())
 }
 
 /// How many entries ahead [`rounds`] prefetches.
@@ -302,6 +314,8 @@ impl<'a, P: SWCurveConfig<BaseField: Coord>> AffineBuckets<'a, P> {
 }
 
 impl<P: SWCurveConfig<BaseField: Coord>> Buckets for AffineBuckets<'_, P> {
+    type List = Vec<Affine<P>>;
+
     fn add_or_queue(&mut self, e: Entry) -> bool {
         let bucket = &mut self.affine[e.bucket()];
         if bucket.is_zero() {
@@ -338,36 +352,43 @@ impl<P: SWCurveConfig<BaseField: Coord>> Buckets for AffineBuckets<'_, P> {
         self.batch.clear();
         self.dx.clear();
     }
+
+    fn list(&mut self) -> &mut Vec<Affine<P>> {
+        &mut self.affine
+    }
+
+    fn push_entry(&self, list: &mut Vec<Affine<P>>, e: Entry) {
+        list.push(e.point(self.table));
+    }
+
+    fn into_list(self) -> Vec<Affine<P>> {
+        self.affine
+    }
 }
 
 /// Adds the entries left after the rounds: each bucket with its entries is one list for
 /// [`sum_lists`], so a pile of `n` entries on one bucket takes `⌈log₂(n+1)⌉` batched rounds.
-/// `push_entry` appends an entry's point to a list.
-pub(crate) fn add_leftovers<L: PointList>(
-    buckets: &mut L,
-    mut entries: Vec<Entry>,
-    push_entry: impl Fn(&mut L, Entry),
-) {
+fn add_leftovers<B: Buckets>(buckets: &mut B, mut entries: Vec<Entry>) {
     if entries.is_empty() {
         return;
     }
     entries.sort_unstable_by_key(|e| e.bucket());
-    let mut points = buckets.empty(entries.len() * 2);
+    let mut points = buckets.list().empty(entries.len() * 2);
     let mut lens = Vec::new();
     let mut ids = Vec::new();
     for group in entries.chunk_by(|a, b| a.bucket() == b.bucket()) {
         let b = group[0].bucket();
         let before = points.len();
-        points.push_from(buckets, b);
+        points.push_from(buckets.list(), b);
         for e in group {
-            push_entry(&mut points, *e);
+            buckets.push_entry(&mut points, *e);
         }
         lens.push(points.len() - before);
         ids.push(b);
     }
     let sums = sum_lists(points, lens);
     for (k, b) in ids.into_iter().enumerate() {
-        buckets.set_from(b, &sums, k);
+        buckets.list().set_from(b, &sums, k);
     }
 }
 
