@@ -26,7 +26,7 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
     let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
     w.assert_conserved(0).await;
     let st = requester.get("/status").await;
-    assert_eq!(st["payments"], json!("on"));
+    assert_eq!(st["payments"]["active"], json!(true));
     assert_eq!(
         st["chain"]["wallet"],
         json!(format!("{:#x}", w.requester_wallet))
