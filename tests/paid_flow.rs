@@ -204,7 +204,12 @@ async fn replayed_payment_requests_pay_nothing() {
     forged["type"] = json!("payment_request");
     forged["v"] = json!(1);
     forged["job_id"] = json!(b_id);
-    forged["requirements"]["extra"]["jobId"] = json!(b_id);
+    forged["payment_required"]["accepts"][0]["extra"]["jobId"] = json!(b_id);
+    let url = forged["payment_required"]["resource"]["url"]
+        .as_str()
+        .unwrap()
+        .replace(&a_id, &b_id);
+    forged["payment_required"]["resource"]["url"] = json!(url);
     let code = support::raw_send(
         &provider_url,
         &requester_id,

@@ -5,6 +5,8 @@
 //!   proof arrives, verifies it, and settles through the configured [`Settler`].
 //! - [`provider`]: [`PaidProvider`] checks the stake before any work, proves the output after
 //!   delivering it, and asks to be paid.
+//! - [`x402`]: the x402 v2 `PaymentRequired` and `SettleResponse` (scheme `auth-capture`,
+//!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, reject,
 //!   submit, claim, and resuming whatever a restart interrupted.
 //!
@@ -14,6 +16,7 @@
 pub mod provider;
 pub mod requester;
 pub mod watch;
+pub mod x402;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
