@@ -22,6 +22,7 @@
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
+//! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
@@ -34,6 +35,7 @@ pub mod ctx;
 pub mod daemon;
 pub mod demo;
 pub mod inference;
+pub mod init;
 pub mod jobs;
 pub mod mesh;
 pub mod metrics;
