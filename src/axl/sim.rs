@@ -989,3 +989,66 @@ pub async fn run_mesh_sim_cli(args: MeshSimArgs, cancel: CancellationToken) -> a
     sim.shutdown();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MeshSimArgs,
+    }
+
+    fn options(args: &[&str]) -> Result<SimOptions, SimError> {
+        let argv = std::iter::once("mesh-sim").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map_err(|e| SimError::BadTopology(e.to_string()))?
+            .args
+            .options()
+    }
+
+    #[test]
+    fn no_flags_is_the_old_sim() {
+        let o = options(&[]).unwrap();
+        assert_eq!((o.nodes, o.base_port, o.seed), (2, 9002, 1));
+        assert_eq!(o.topology, SimTopology::Full);
+        assert_eq!(o.timing, SimTiming::default());
+    }
+
+    #[test]
+    fn real_scaled_with_one_duration_set_apart() {
+        let o = options(&["--real", "--time-scale", "0.5", "--block-ms", "100"]).unwrap();
+        assert_eq!(
+            o.timing,
+            SimTiming {
+                warmup_ms: Some(1_000),
+                syn_backoff_ms: 500,
+                block_ms: Some(100),
+                linger_ms: Some(90_000),
+            }
+        );
+        let o = options(&["--linger-ms", "5"]).unwrap();
+        assert_eq!(o.timing.linger_ms, Some(5));
+        assert_eq!((o.timing.warmup_ms, o.timing.block_ms), (None, None));
+        assert!(options(&["--time-scale", "-1"]).is_err());
+    }
+
+    #[test]
+    fn topologies_from_the_command_line() {
+        let o = options(&["--nodes", "12", "--topology", "hubs:2"]).unwrap();
+        assert_eq!(o.topology, SimTopology::hubs(12, 2));
+        let o = options(&["--parents", "0,0,1"]).unwrap();
+        assert_eq!(
+            (o.nodes, o.topology),
+            (4, SimTopology::Parents(vec![0, 0, 1]))
+        );
+        let o = options(&["--nodes", "5", "--topology", "star"]).unwrap();
+        assert_eq!(o.topology, SimTopology::star(5));
+        assert!(options(&["--nodes", "3", "--parents", "0,0,0"]).is_err());
+        assert!(options(&["--topology", "star", "--parents", "0"]).is_err());
+        assert!(options(&["--topology", "hubs:x"]).is_err());
+    }
+}
