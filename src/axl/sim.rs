@@ -1036,6 +1036,47 @@ mod tests {
         assert!(options(&["--time-scale", "-1"]).is_err());
     }
 
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// The sim's own send path on a paused clock, at the measured durations: the first
+    /// send after peering waits 3.0 s at +0 to +0.3 s, 1.0 s at +1 s, nothing from +2 s;
+    /// a send to nobody answers 502 after exactly 127 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_send_after_peering_follows_the_measured_schedule() {
+        for (sent_at, waits) in [
+            (0, 3_000),
+            (300, 3_000),
+            (1_000, 1_000),
+            (1_900, 1_000),
+            (2_000, 0),
+        ] {
+            let sim = MeshSim::start_with(SimOptions::new(2).real())
+                .await
+                .unwrap();
+            tokio::time::advance(ms(sent_at)).await;
+            let t = Instant::now();
+            let out = sim
+                .shared
+                .send(0, &sim.key(1), Bytes::from_static(b"x"))
+                .await;
+            assert!(matches!(out, SendOutcome::Sent), "sent at +{sent_at} ms");
+            assert_eq!(t.elapsed(), ms(waits), "sent at +{sent_at} ms");
+            assert_eq!(sim.stats(1).delivered, 1);
+        }
+        let sim = MeshSim::start_with(SimOptions::new(2).real())
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let out = sim
+            .shared
+            .send(0, &PeerKey([0x42; 32]), Bytes::from_static(b"x"))
+            .await;
+        assert!(matches!(out, SendOutcome::Unreachable(ref why) if why.contains("timed out")));
+        assert_eq!(t.elapsed(), ms(timing::REAL_BLOCK_MS));
+    }
+
     #[test]
     fn topologies_from_the_command_line() {
         let o = options(&["--nodes", "12", "--topology", "hubs:2"]).unwrap();
