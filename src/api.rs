@@ -18,10 +18,11 @@ use serde_json::json;
 
 use crate::axl::recv::RecvStats;
 use crate::axl::PeerKey;
+use crate::ctx::NodeCtx;
 use crate::jobs::JobRecord;
-use crate::node::NodeCtx;
 use crate::provider::{free_memory_mb, BackendStatus, Provider};
-use crate::requester::{DelegateError, DelegateRequest, DelegateResponse, Requester};
+use crate::request::{DelegateError, DelegateRequest, DelegateResponse, ErrorCode};
+use crate::requester::Requester;
 
 /// The dashboard page.
 pub const DASHBOARD_HTML: &str = include_str!("../dashboard/index.html");
@@ -70,10 +71,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    /// An error with its code from the API's one table ([`ErrorCode`]).
+    pub fn coded(code: ErrorCode, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
-            error,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            error: code.as_str(),
             detail: detail.into(),
         }
     }
@@ -91,33 +94,7 @@ impl IntoResponse for ApiError {
 
 impl From<DelegateError> for ApiError {
     fn from(e: DelegateError) -> Self {
-        let detail = e.to_string();
-        match e {
-            DelegateError::BadInput(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
-            }
-            DelegateError::NoProvider(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_provider", detail)
-            }
-            DelegateError::ProviderFailed { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "provider_failed", detail)
-            }
-            DelegateError::Deadline(_) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline", detail)
-            }
-            DelegateError::Mesh(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "mesh_unavailable", detail)
-            }
-            DelegateError::Internal(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
-            }
-            DelegateError::Payment(_) => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_failed", detail)
-            }
-            DelegateError::ProofInvalid(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "proof_invalid", detail)
-            }
-        }
+        ApiError::coded(e.code(), e.to_string())
     }
 }
 
@@ -130,9 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs", get(jobs))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::coded(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
 }
 
@@ -146,7 +121,7 @@ async fn delegate(
 ) -> Result<Json<DelegateResponse>, ApiError> {
     let Json(req) = body.map_err(|e| {
         tracing::info!(error = %e.body_text(), "bad /delegate body");
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+        ApiError::coded(ErrorCode::BadRequest, e.body_text())
     })?;
     // Run the delegation in its own task: an agent that hangs up does not cancel a job
     // already given to a provider, and the job is still recorded to its end.
@@ -154,11 +129,7 @@ async fn delegate(
     let handle = tokio::spawn(async move { requester.delegate(req).await });
     match handle.await {
         Ok(res) => Ok(Json(res?)),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )),
+        Err(e) => Err(ApiError::coded(ErrorCode::Internal, e.to_string())),
     }
 }
 
@@ -240,14 +211,13 @@ async fn jobs(
     State(st): State<Arc<AppState>>,
     q: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<JobRecord>>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::coded(ErrorCode::BadRequest, e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     st.ctx
         .jobs
         .list(limit)
         .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        .map_err(|e| ApiError::coded(ErrorCode::Internal, e.to_string()))
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

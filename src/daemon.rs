@@ -17,10 +17,12 @@ use crate::axl::supervisor::{Supervisor, SupervisorConfig};
 use crate::axl::{AxlClient, PeerKey, Transport};
 use crate::chain::ChainSettings;
 use crate::config::{BackendKind, Config};
+use crate::ctx::NodeCtx;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 use crate::jobs::JobStore;
+use crate::mesh::PeerBook;
 use crate::metrics::Metrics;
-use crate::node::{run_router, NodeCtx, PeerBook};
+use crate::node::{run_router, Handlers};
 use crate::paid::{self, Chain, PaidProvider, PaidRequester};
 use crate::payment::{ProviderPayments, RequesterPayments, Unpaid};
 use crate::provider::Provider;
@@ -282,11 +284,11 @@ impl Daemon {
             } else {
                 (Arc::new(Unpaid), Arc::new(Unpaid))
             };
-        let provider = Arc::new(Provider::new(ctx.clone(), backend, prov_pay));
+        let provider = Arc::new(Provider::new(ctx.clone(), backend, prov_pay.clone()));
         if config.role.provides() {
             provider.refresh_models().await;
         }
-        let requester = Arc::new(Requester::new(ctx.clone(), req_pay));
+        let requester = Arc::new(Requester::new(ctx.clone(), req_pay.clone()));
 
         let (tx, rx) = mpsc::channel(RECV_CHANNEL_CAPACITY);
         tasks.push(spawn_recv_loop(
@@ -295,10 +297,15 @@ impl Daemon {
             cancel.clone(),
             recv_stats.clone(),
         ));
+        let handlers = Handlers {
+            requester: requester.clone(),
+            provider: provider.clone(),
+            requester_payments: req_pay,
+            provider_payments: prov_pay,
+        };
         tasks.push(tokio::spawn(run_router(
             ctx.clone(),
-            requester.clone(),
-            provider.clone(),
+            handlers,
             rx,
             cancel.clone(),
         )));

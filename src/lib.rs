@@ -7,7 +7,12 @@
 //! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
 //!   receive loop, Yggdrasil peer identity, and an in-process mesh for tests and the demo.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
-//! - [`node`]: the router: one `match` over incoming messages.
+//! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]).
+//! - [`mesh`]: what a node knows of the rest of the mesh (the peer book).
+//! - [`node`]: the router: one `match` over incoming messages, to the requester, the
+//!   provider or their payments.
+//! - [`request`]: the one request type of every front door, its checks, the answer, and
+//!   the one table of error codes.
 //! - [`requester`]: delegation: discover -> choose -> task -> result (-> verify -> settle).
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`jobs`]: job records and their state machine, persisted in SQLite.
@@ -25,16 +30,19 @@ pub mod api;
 pub mod axl;
 pub mod chain;
 pub mod config;
+pub mod ctx;
 pub mod daemon;
 pub mod demo;
 pub mod inference;
 pub mod jobs;
+pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod paid;
 pub mod payment;
 pub mod protocol;
 pub mod provider;
+pub mod request;
 pub mod requester;
 pub mod shutdown;
 pub mod zk;

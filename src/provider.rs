@@ -15,13 +15,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::axl::PeerKey;
+use crate::ctx::NodeCtx;
 use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
-use crate::node::NodeCtx;
 use crate::payment::ProviderPayments;
 use crate::protocol::{
-    Message, PaymentConfirmed, ResourceAd, ResourceRequest, Task, TaskError, TaskErrorCode,
-    TaskResult, Usage,
+    Message, ResourceAd, ResourceRequest, Task, TaskError, TaskErrorCode, TaskResult, Usage,
 };
 
 /// How many times a result is sent before the job counts as undelivered.
@@ -418,10 +417,5 @@ impl Provider {
                 }
             }
         }
-    }
-
-    /// The requester says it paid.
-    pub async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {
-        self.payments.on_payment_confirmed(from, msg).await;
     }
 }

@@ -10,142 +10,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::axl::{AxlError, PeerKey};
+use crate::ctx::NodeCtx;
 use crate::inference::model_matches;
-use crate::jobs::{now_ms, JobError, JobRecord, JobState, Side, Timings};
-use crate::node::NodeCtx;
+use crate::jobs::{now_ms, JobRecord, JobState, Side, Timings};
 use crate::payment::{PayProgress, RequesterPayments};
+use crate::request::{
+    DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo, ValidRequest,
+    WaitFor,
+};
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
-use crate::protocol::{
-    JobId, Message, PaymentRequest, ResourceAd, ResourceRequest, Task, TaskError, TaskResult, Usage,
-};
-
-/// What an agent asks for at `POST /delegate`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DelegateRequest {
-    /// Model to run, e.g. `tinyllama`.
-    pub model: String,
-    /// The prompt.
-    pub prompt: String,
-    /// Backend options, passed through to the provider's backend.
-    #[serde(default)]
-    pub options: Option<Map<String, Value>>,
-    /// Highest price the agent pays, in USDC (e.g. `0.05`), number or string.
-    #[serde(default)]
-    pub max_price: Option<Value>,
-    /// How long the agent waits, milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Free memory the provider must have, MiB.
-    #[serde(default)]
-    pub min_memory_mb: Option<u64>,
-    /// Paid jobs: answer once the proof checks (`verified`, default; settlement goes on in
-    /// the background) or once the release is confirmed on chain (`settled`).
-    #[serde(default)]
-    pub wait: Option<String>,
-}
-
-/// When a paid delegation answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WaitFor {
-    Verified,
-    Settled,
-}
-
-/// The money of a paid job, as `/delegate` answers it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PaymentSummary {
-    /// Where the money is (`verified`, `released`, `disputed`, ...).
-    pub status: String,
-    /// Staked amount, USDC base units.
-    pub amount_units: u64,
-    /// The stake transaction.
-    pub stake_tx: Option<String>,
-    /// The settling transaction (the release), once there is one.
-    pub tx_hash: Option<String>,
-    /// Explorer link for `tx_hash`.
-    pub explorer_url: Option<String>,
-}
-
-/// The provider that served a job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProviderInfo {
-    /// Its full AXL key.
-    pub node_id: PeerKey,
-    /// Its ENS name.
-    pub ens: Option<String>,
-    /// Its wallet.
-    pub wallet: Option<String>,
-}
-
-/// The answer to `POST /delegate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DelegateResponse {
-    /// The job id.
-    pub job_id: JobId,
-    /// Who ran it.
-    pub provider: ProviderInfo,
-    /// The model's output.
-    pub output: String,
-    /// What it cost in tokens and time on the provider.
-    pub usage: Usage,
-    /// Phase timings, milliseconds.
-    pub timings: Timings,
-    /// Paid jobs: whether the provider's proof checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof_verified: Option<bool>,
-    /// Paid jobs: the money.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment: Option<PaymentSummary>,
-}
-
-/// Why a delegation failed, by HTTP meaning.
-#[derive(Debug, thiserror::Error)]
-pub enum DelegateError {
-    /// The request itself is wrong (400).
-    #[error("{0}")]
-    BadInput(String),
-    /// No provider answered, or none fits (503).
-    #[error("{0}")]
-    NoProvider(String),
-    /// The provider failed the job (502).
-    #[error("provider failed: {code}: {message}")]
-    ProviderFailed {
-        /// The provider's error code.
-        code: String,
-        /// Its message.
-        message: String,
-    },
-    /// The deadline passed (504).
-    #[error("{0}")]
-    Deadline(String),
-    /// The stake could not be made (402).
-    #[error("payment: {0}")]
-    Payment(String),
-    /// The result came without a proof that checks: nothing is paid (502).
-    #[error("{0}")]
-    ProofInvalid(String),
-    /// The local AXL node is not answering (503).
-    #[error("mesh unavailable: {0}")]
-    Mesh(String),
-    /// Something broke here (500).
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<JobError> for DelegateError {
-    fn from(e: JobError) -> Self {
-        DelegateError::Internal(e.to_string())
-    }
-}
+use crate::protocol::{JobId, Message, ResourceAd, ResourceRequest, Task, TaskError, TaskResult};
 
 enum Outcome {
     Result(TaskResult),
@@ -183,20 +63,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Parse an agent's `max_price` (USDC, number or string) into base units.
-fn parse_max_price(v: &Value) -> Result<u64, DelegateError> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(DelegateError::BadInput(
-                "max_price must be a USDC amount such as 0.05".into(),
-            ))
-        }
-    };
-    crate::config::parse_usdc(&s).map_err(|e| DelegateError::BadInput(format!("max_price: {e}")))
-}
-
 impl Requester {
     /// A requester over the shared node state.
     pub fn new(ctx: Arc<NodeCtx>, payments: Arc<dyn RequesterPayments>) -> Self {
@@ -217,42 +83,14 @@ impl Requester {
             )));
         }
         let started = Instant::now();
-        let model = req.model.trim().to_string();
-        crate::protocol::check_model(&model)
-            .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
-        if req.prompt.is_empty() {
-            return Err(DelegateError::BadInput("prompt must not be empty".into()));
-        }
-        let timeout = match req.timeout_ms {
-            Some(ms) if !(100..=3_600_000).contains(&ms) => {
-                return Err(DelegateError::BadInput(
-                    "timeout_ms must be between 100 and 3600000".into(),
-                ))
-            }
-            Some(ms) => Duration::from_millis(ms),
-            None => self.ctx.config.default_timeout,
-        };
-        let max_price = match &req.max_price {
-            Some(v) => parse_max_price(v)?,
-            None => self.ctx.config.default_max_price_units,
-        };
-        let wait = match req.wait.as_deref().map(str::trim) {
-            None | Some("") | Some("verified") => WaitFor::Verified,
-            Some("settled") => WaitFor::Settled,
-            Some(other) => {
-                return Err(DelegateError::BadInput(format!(
-                    "wait must be verified or settled, got {:?}",
-                    other.chars().take(40).collect::<String>()
-                )))
-            }
-        };
+        let req = req.validate(&self.ctx.config)?;
         let job_id = JobId::new();
-        let deadline = started + timeout;
-        let deadline_ms = now_ms() + timeout.as_millis() as u64;
+        let deadline = started + req.timeout;
+        let deadline_ms = now_ms() + req.timeout.as_millis() as u64;
         self.ctx.jobs.insert(&JobRecord::new(
             job_id,
             Side::Requester,
-            &model,
+            &req.model,
             &req.prompt,
             deadline_ms,
         ))?;
@@ -264,17 +102,7 @@ impl Requester {
         };
 
         let result = self
-            .run(
-                job_id,
-                request_id,
-                &model,
-                &req,
-                max_price,
-                wait,
-                deadline,
-                deadline_ms,
-                started,
-            )
+            .run(job_id, request_id, &req, deadline, deadline_ms, started)
             .await;
         let total_ms = started.elapsed().as_millis() as u64;
         self.ctx
@@ -285,16 +113,11 @@ impl Requester {
             // The job has its output; its payment record says what became of the money.
             tracing::warn!(job = %job_id, error = %e, "delegation answered without a verified proof");
         } else if let Err(e) = &result {
-            let (state, code) = match e {
-                DelegateError::Deadline(_) => (JobState::TimedOut, "deadline".to_string()),
-                DelegateError::NoProvider(_) => (JobState::Failed, "no_provider".to_string()),
-                DelegateError::ProviderFailed { code, .. } => (JobState::Failed, code.clone()),
-                DelegateError::Mesh(_) => (JobState::Failed, "mesh_unavailable".to_string()),
-                DelegateError::BadInput(_) => (JobState::Failed, "bad_input".to_string()),
-                DelegateError::Internal(_) => (JobState::Failed, "internal".to_string()),
-                DelegateError::Payment(_) => (JobState::Failed, "payment".to_string()),
-                DelegateError::ProofInvalid(_) => (JobState::Failed, "proof_invalid".to_string()),
+            let state = match e {
+                DelegateError::Deadline(_) => JobState::TimedOut,
+                _ => JobState::Failed,
             };
+            let code = e.job_error_code();
             let msg = e.to_string();
             let res = self
                 .ctx
@@ -312,31 +135,22 @@ impl Requester {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         job_id: JobId,
         request_id: Uuid,
-        model: &str,
-        req: &DelegateRequest,
-        max_price: u64,
-        wait: WaitFor,
+        req: &ValidRequest,
         deadline: Instant,
         deadline_ms: u64,
         started: Instant,
     ) -> Result<DelegateResponse, DelegateError> {
+        let (model, max_price, wait) = (req.model.as_str(), req.max_price, req.wait);
         // 1. Discover.
         let ads = self
-            .discover(
-                request_id,
-                model,
-                req.min_memory_mb.unwrap_or(0),
-                max_price,
-                deadline,
-            )
+            .discover(request_id, model, req.min_memory_mb, max_price, deadline)
             .await?;
         let discover_ms = started.elapsed().as_millis() as u64;
-        let mut candidates = choose(ads, model, max_price, req.min_memory_mb.unwrap_or(0));
+        let mut candidates = choose(ads, model, max_price, req.min_memory_mb);
         if self.payments.paid() {
             candidates = rank_for_payment(candidates, |k| self.payments.disputes(k));
         }
@@ -705,11 +519,6 @@ impl Requester {
             let _ = w.tx.send(Outcome::Error(e));
         }
     }
-
-    /// A provider asks to be paid.
-    pub async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest) {
-        self.payments.on_payment_request(from, req).await;
-    }
 }
 
 /// Keep the ads that fit, best first: cheapest, then least loaded, then most free memory.
@@ -796,13 +605,5 @@ mod tests {
             .map(|a| a.node_id.0[0])
             .collect();
         assert_eq!(ranked, vec![2, 3, 1]);
-    }
-
-    #[test]
-    fn max_price_parses_numbers_and_strings() {
-        assert_eq!(parse_max_price(&serde_json::json!(0.05)).unwrap(), 50_000);
-        assert_eq!(parse_max_price(&serde_json::json!("1")).unwrap(), 1_000_000);
-        assert!(parse_max_price(&serde_json::json!(true)).is_err());
-        assert!(parse_max_price(&serde_json::json!(-1)).is_err());
     }
 }

@@ -354,7 +354,7 @@ async fn a_requester_without_funds_gets_a_clear_402_and_nothing_moves() {
     );
     let rec = requester.newest_job().await.expect("job");
     assert_eq!(rec["state"], json!("failed"));
-    assert_eq!(rec["error_code"], json!("payment"));
+    assert_eq!(rec["error_code"], json!("payment_failed"));
     assert_eq!(rec["payment"]["status"], json!("unwound"));
     assert_eq!(w.ollama.generate_calls(), 0);
     assert_eq!(w.balances().await, (FUND, 0, 0));

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain, CLAIM_DELAY_SECS};
 use crate::axl::PeerKey;
 use crate::chain::StakeStatus;
+use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
-use crate::node::NodeCtx;
 use crate::payment::ProviderPayments;
 use crate::protocol::{
     JobId, Message, PaymentConfirmed, PaymentRequest, PaymentRequirements, Task, TaskErrorCode,

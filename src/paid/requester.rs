@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, SettleError, Settler, StakeStatus};
+use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, JobState, PayStatus, PaymentRecord, Side};
-use crate::node::NodeCtx;
 use crate::payment::{PayProgress, PaymentError, RequesterPayments};
 use crate::protocol::{
     DropReason, JobId, Message, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, TaskResult,

@@ -1,0 +1,349 @@
+//! One request type for every way an agent asks for a delegation: `POST /delegate`, and the
+//! Ollama-, OpenAI- and MCP-shaped front doors that translate into it.
+//!
+//! It holds what an agent sends ([`DelegateRequest`]) and how it is checked
+//! ([`DelegateRequest::validate`] -> [`ValidRequest`]), what it gets back
+//! ([`DelegateResponse`]), why a delegation failed ([`DelegateError`]), and the one table of
+//! error codes ([`ErrorCode`]) that the HTTP API answers and the job record stores.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::axl::PeerKey;
+use crate::config::Config;
+use crate::jobs::{JobError, Timings};
+use crate::protocol::{JobId, Usage};
+
+/// Shortest and longest `timeout_ms` an agent may ask for.
+pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
+/// What an agent asks for at `POST /delegate`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateRequest {
+    /// Model to run, e.g. `tinyllama`.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Backend options, passed through to the provider's backend.
+    #[serde(default)]
+    pub options: Option<Map<String, Value>>,
+    /// Highest price the agent pays, in USDC (e.g. `0.05`), number or string.
+    #[serde(default)]
+    pub max_price: Option<Value>,
+    /// How long the agent waits, milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Free memory the provider must have, MiB.
+    #[serde(default)]
+    pub min_memory_mb: Option<u64>,
+    /// Paid jobs: answer once the proof checks (`verified`, default; settlement goes on in
+    /// the background) or once the release is confirmed on chain (`settled`).
+    #[serde(default)]
+    pub wait: Option<String>,
+}
+
+/// When a paid delegation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Once the proof checks; settlement goes on in the background.
+    Verified,
+    /// Once the release is confirmed on chain.
+    Settled,
+}
+
+/// A [`DelegateRequest`] whose fields were checked and given their defaults.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    /// Model name, trimmed.
+    pub model: String,
+    /// The prompt (not empty).
+    pub prompt: String,
+    /// Backend options.
+    pub options: Option<Map<String, Value>>,
+    /// Highest price, USDC base units.
+    pub max_price: u64,
+    /// How long the agent waits.
+    pub timeout: Duration,
+    /// Free memory the provider must have, MiB.
+    pub min_memory_mb: u64,
+    /// When a paid delegation answers.
+    pub wait: WaitFor,
+}
+
+impl DelegateRequest {
+    /// Check every field and fill in the node's defaults.
+    pub fn validate(&self, config: &Config) -> Result<ValidRequest, DelegateError> {
+        let model = self.model.trim().to_string();
+        crate::protocol::check_model(&model)
+            .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
+        if self.prompt.is_empty() {
+            return Err(DelegateError::BadInput("prompt must not be empty".into()));
+        }
+        let timeout = match self.timeout_ms {
+            Some(ms) if !TIMEOUT_RANGE_MS.contains(&ms) => {
+                return Err(DelegateError::BadInput(format!(
+                    "timeout_ms must be between {} and {}",
+                    TIMEOUT_RANGE_MS.start(),
+                    TIMEOUT_RANGE_MS.end()
+                )))
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => config.default_timeout,
+        };
+        let max_price = match &self.max_price {
+            Some(v) => parse_max_price(v)?,
+            None => config.default_max_price_units,
+        };
+        let wait = match self.wait.as_deref().map(str::trim) {
+            None | Some("") | Some("verified") => WaitFor::Verified,
+            Some("settled") => WaitFor::Settled,
+            Some(other) => {
+                return Err(DelegateError::BadInput(format!(
+                    "wait must be verified or settled, got {:?}",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        };
+        Ok(ValidRequest {
+            model,
+            prompt: self.prompt.clone(),
+            options: self.options.clone(),
+            max_price,
+            timeout,
+            min_memory_mb: self.min_memory_mb.unwrap_or(0),
+            wait,
+        })
+    }
+}
+
+/// Parse an agent's `max_price` (USDC, number or string) into base units.
+pub fn parse_max_price(v: &Value) -> Result<u64, DelegateError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(DelegateError::BadInput(
+                "max_price must be a USDC amount such as 0.05".into(),
+            ))
+        }
+    };
+    crate::config::parse_usdc(&s).map_err(|e| DelegateError::BadInput(format!("max_price: {e}")))
+}
+
+/// The money of a paid job, as `/delegate` answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PaymentSummary {
+    /// Where the money is (`verified`, `released`, `disputed`, ...).
+    pub status: String,
+    /// Staked amount, USDC base units.
+    pub amount_units: u64,
+    /// The stake transaction.
+    pub stake_tx: Option<String>,
+    /// The settling transaction (the release), once there is one.
+    pub tx_hash: Option<String>,
+    /// Explorer link for `tx_hash`.
+    pub explorer_url: Option<String>,
+}
+
+/// The provider that served a job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProviderInfo {
+    /// Its full AXL key.
+    pub node_id: PeerKey,
+    /// Its ENS name.
+    pub ens: Option<String>,
+    /// Its wallet.
+    pub wallet: Option<String>,
+}
+
+/// The answer to `POST /delegate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DelegateResponse {
+    /// The job id.
+    pub job_id: JobId,
+    /// Who ran it.
+    pub provider: ProviderInfo,
+    /// The model's output.
+    pub output: String,
+    /// What it cost in tokens and time on the provider.
+    pub usage: Usage,
+    /// Phase timings, milliseconds.
+    pub timings: Timings,
+    /// Paid jobs: whether the provider's proof checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_verified: Option<bool>,
+    /// Paid jobs: the money.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentSummary>,
+}
+
+/// The error codes of the API, one table: the `error` field of an HTTP error body, the
+/// `error_code` of a failed job, and the code of an MCP tool error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request itself is wrong (400).
+    BadRequest,
+    /// The request is not authorised: missing or wrong API token (401).
+    Unauthorized,
+    /// A request from a foreign `Host` or `Origin` (403).
+    Forbidden,
+    /// No such endpoint or model (404).
+    NotFound,
+    /// The stake could not be made (402).
+    PaymentFailed,
+    /// No provider answered, or none fits (503).
+    NoProvider,
+    /// The local AXL node is not answering (503).
+    MeshUnavailable,
+    /// The provider failed the job (502).
+    ProviderFailed,
+    /// The result came without a proof that checks (502).
+    ProofInvalid,
+    /// The deadline passed (504).
+    Deadline,
+    /// Something broke here (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case name, as in the API and the job record.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PaymentFailed => "payment_failed",
+            ErrorCode::NoProvider => "no_provider",
+            ErrorCode::MeshUnavailable => "mesh_unavailable",
+            ErrorCode::ProviderFailed => "provider_failed",
+            ErrorCode::ProofInvalid => "proof_invalid",
+            ErrorCode::Deadline => "deadline",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::PaymentFailed => 402,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Internal => 500,
+            ErrorCode::ProviderFailed | ErrorCode::ProofInvalid => 502,
+            ErrorCode::NoProvider | ErrorCode::MeshUnavailable => 503,
+            ErrorCode::Deadline => 504,
+        }
+    }
+}
+
+/// Why a delegation failed, by what the agent can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegateError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// No provider answered, or none fits (503).
+    #[error("{0}")]
+    NoProvider(String),
+    /// The provider failed the job (502).
+    #[error("provider failed: {code}: {message}")]
+    ProviderFailed {
+        /// The provider's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The deadline passed (504).
+    #[error("{0}")]
+    Deadline(String),
+    /// The stake could not be made (402).
+    #[error("payment: {0}")]
+    Payment(String),
+    /// The result came without a proof that checks: nothing is paid (502).
+    #[error("{0}")]
+    ProofInvalid(String),
+    /// The local AXL node is not answering (503).
+    #[error("mesh unavailable: {0}")]
+    Mesh(String),
+    /// Something broke here (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DelegateError {
+    /// Its code in the API's table.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DelegateError::BadInput(_) => ErrorCode::BadRequest,
+            DelegateError::NoProvider(_) => ErrorCode::NoProvider,
+            DelegateError::ProviderFailed { .. } => ErrorCode::ProviderFailed,
+            DelegateError::Deadline(_) => ErrorCode::Deadline,
+            DelegateError::Payment(_) => ErrorCode::PaymentFailed,
+            DelegateError::ProofInvalid(_) => ErrorCode::ProofInvalid,
+            DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
+            DelegateError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The `error_code` a failed job records: the provider's own code when it refused or
+    /// failed the job (`busy`, `inference_failed`, ...), else [`DelegateError::code`].
+    pub fn job_error_code(&self) -> String {
+        match self {
+            DelegateError::ProviderFailed { code, .. } => code.clone(),
+            other => other.code().as_str().to_string(),
+        }
+    }
+}
+
+impl From<JobError> for DelegateError {
+    fn from(e: JobError) -> Self {
+        DelegateError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_price_parses_numbers_and_strings() {
+        assert_eq!(parse_max_price(&serde_json::json!(0.05)).unwrap(), 50_000);
+        assert_eq!(parse_max_price(&serde_json::json!("1")).unwrap(), 1_000_000);
+        assert!(parse_max_price(&serde_json::json!(true)).is_err());
+        assert!(parse_max_price(&serde_json::json!(-1)).is_err());
+    }
+
+    #[test]
+    fn every_error_has_one_code_and_status() {
+        let cases = [
+            (DelegateError::BadInput("x".into()), "bad_request", 400),
+            (DelegateError::NoProvider("x".into()), "no_provider", 503),
+            (DelegateError::Deadline("x".into()), "deadline", 504),
+            (DelegateError::Payment("x".into()), "payment_failed", 402),
+            (
+                DelegateError::ProofInvalid("x".into()),
+                "proof_invalid",
+                502,
+            ),
+            (DelegateError::Mesh("x".into()), "mesh_unavailable", 503),
+            (DelegateError::Internal("x".into()), "internal", 500),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.code().as_str(), code);
+            assert_eq!(e.code().http_status(), status);
+            assert_eq!(e.job_error_code(), code);
+        }
+        let busy = DelegateError::ProviderFailed {
+            code: "busy".into(),
+            message: "full".into(),
+        };
+        assert_eq!(busy.code().as_str(), "provider_failed");
+        assert_eq!(busy.job_error_code(), "busy");
+    }
+}
