@@ -145,6 +145,9 @@ pub struct Config {
     pub default_timeout: Duration,
     /// `MAX_PRICE_USDC`: default highest price the agent pays (base units).
     pub default_max_price_units: u64,
+    /// The front door and the guard: `EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`,
+    /// `EDGENT_API_TOKEN`, `EDGENT_ORIGINS`.
+    pub front: crate::front::FrontSettings,
 }
 
 /// Where the settings come from, lowest precedence first.
@@ -463,6 +466,15 @@ impl Config {
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
         let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
         let payment_tick = ms("PAYMENT_TICK_MS", 2_000, 10, 600_000)?;
+        let front = crate::front::FrontSettings::from_sources(get)?;
+        let binds = [
+            Some(("EDGENT_HTTP_ADDR", http_addr)),
+            front.ollama_addr.map(|a| ("EDGENT_OLLAMA_ADDR", a)),
+        ];
+        for (key, addr) in binds.into_iter().flatten() {
+            crate::front::guard::check_bind(key, addr, front.token.as_deref())
+                .map_err(|e| invalid(key, &addr.to_string(), e.to_string()))?;
+        }
 
         Ok(Config {
             http_addr,
@@ -492,6 +504,7 @@ impl Config {
             discovery_settle,
             default_timeout,
             default_max_price_units,
+            front,
         })
     }
 

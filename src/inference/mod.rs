@@ -7,6 +7,9 @@ pub mod ollama_stub;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::protocol::ChatMessage;
 
 pub use demo::DemoBackend;
 pub use ollama::OllamaBackend;
@@ -18,8 +21,11 @@ pub struct GenerateRequest {
     pub model: String,
     /// The prompt.
     pub prompt: String,
-    /// Backend options, passed through.
+    /// Backend options, passed through (Ollama's `options`; a `format` key is sent as
+    /// Ollama's top-level `format`).
     pub options: Option<Map<String, Value>>,
+    /// A chat instead of a prompt: the conversation, through the backend's chat API.
+    pub messages: Option<Vec<ChatMessage>>,
 }
 
 /// One generation result.
@@ -48,6 +54,9 @@ pub enum InferenceError {
     /// The backend's answer could not be understood.
     #[error("bad backend response: {0}")]
     BadResponse(String),
+    /// The requester cancelled the job; the backend request was dropped.
+    #[error("cancelled by the requester")]
+    Cancelled,
 }
 
 /// Something that runs a model.
@@ -59,6 +68,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn models(&self) -> Result<Vec<String>, InferenceError>;
     /// Run one prompt to completion.
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError>;
+    /// Run one prompt to completion, sending each piece of text to `deltas` as it is
+    /// generated (a backend that cannot stream sends the whole text once). Dropping the
+    /// future stops the generation.
+    async fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        deltas: mpsc::UnboundedSender<String>,
+    ) -> Result<GenerateOutput, InferenceError> {
+        let out = self.generate(req).await?;
+        let _ = deltas.send(out.text.clone());
+        Ok(out)
+    }
 }
 
 /// Whether a requested model name matches a served one: exact, or equal once Ollama's
