@@ -6,7 +6,10 @@
 #   1. the committed-artifact checks (circuit manifest, contract artifacts vs a fresh build)
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
-#   4. cargo test (unit, integration and end-to-end tests with real processes)
+#   4. cargo test (unit, integration and end-to-end tests with real processes), after
+#      building the real Ollama (scripts/install-ollama.sh, cached outside the clone) and
+#      the Python venv of the test agents (scripts/python-venv.sh), whose paths the tests
+#      read from EDGENT_OLLAMA_BIN and EDGENT_TEST_PYTHON
 #   5. the dashboard in headless Chromium (node --test, playwright-core)
 # Any failure stops it with a non-zero exit.
 set -euo pipefail
@@ -44,6 +47,12 @@ bash scripts/check-systemd.sh
 
 step "install.sh"
 bash scripts/check-install.sh
+
+step "the real Ollama (scripts/install-ollama.sh) and the test venv (scripts/python-venv.sh)"
+bash scripts/apt-deps.sh g++ python3-venv
+EDGENT_OLLAMA_BIN="$(bash scripts/install-ollama.sh)"
+EDGENT_TEST_PYTHON="$(bash scripts/python-venv.sh)"
+export EDGENT_OLLAMA_BIN EDGENT_TEST_PYTHON
 
 step "cargo test"
 cargo test --locked

@@ -29,8 +29,8 @@ fn joined(parts: &Value) -> String {
         .collect()
 }
 
-/// Messages the daemon sent to the mesh, all types together.
-async fn messages_out(d: &DaemonProc) -> f64 {
+/// The sum of the daemon's metric lines that start with `prefix`.
+async fn metric(d: &DaemonProc, prefix: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", d.url))
         .await
         .unwrap()
@@ -38,15 +38,27 @@ async fn messages_out(d: &DaemonProc) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .filter(|l| l.starts_with("edgent_messages_out_total"))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
-    // The agent's machine: its Ollama has only the model that does not fit. The provider's
-    // Ollama serves a model of that name that does.
+/// Messages the daemon sent to the mesh, all types together.
+async fn messages_out(d: &DaemonProc) -> f64 {
+    metric(d, "edgent_messages_out_total").await
+}
+
+/// A requester whose Ollama cannot run [`HUGE_MODEL`], and a provider whose Ollama can.
+struct OomPair {
+    requester: DaemonProc,
+    provider: DaemonProc,
+    mesh: MeshSimProc,
+    local: RealOllama,
+    remote: RealOllama,
+    _dir: tempfile::TempDir,
+}
+
+async fn oom_pair() -> OomPair {
     let local = RealOllama::start(&[(HUGE_MODEL, TestModel::Huge)]).await;
     let remote = RealOllama::start(&[(HUGE_MODEL, TestModel::Tiny)]).await;
     let mesh = MeshSimProc::start(2, 0);
@@ -61,6 +73,28 @@ async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
         &[("OLLAMA_URL", &local.url)],
     )
     .await;
+    OomPair {
+        requester,
+        provider,
+        mesh,
+        local,
+        remote,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
+    // The agent's machine: its Ollama has only the model that does not fit. The provider's
+    // Ollama serves a model of that name that does.
+    let OomPair {
+        requester,
+        provider,
+        mesh,
+        local,
+        remote,
+        _dir,
+    } = oom_pair().await;
 
     let cases = [
         ("agent_ollama.py", "generate", "1"),
@@ -139,6 +173,92 @@ async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
         ids.iter().filter(|n| n.starts_with(HUGE_MODEL)).count(),
         1,
         "{models}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_answer_streams_in_order_as_the_provider_generates() {
+    let p = oom_pair().await;
+    let got = agent(
+        "agent_ollama.py",
+        env(&[
+            ("EDGENT_URL", &p.requester.url),
+            ("MODEL", HUGE_MODEL),
+            ("NUM_PREDICT", "400"),
+        ]),
+    )
+    .await;
+    assert_eq!(got["headers"]["x-edgent-ran-on"], "mesh", "{got}");
+    let job = got["headers"]["x-edgent-job"].as_str().unwrap();
+    let pjob = p
+        .provider
+        .job_in_state(job, "completed", Duration::from_secs(20))
+        .await;
+    // The deltas came as task_chunks, more than one, in order: together they are exactly
+    // the provider's output, and the last line is Ollama's done line.
+    let parts = got["parts"].as_array().unwrap();
+    let chunks_in = metric(
+        &p.requester,
+        "edgent_messages_in_total{type=\"task_chunk\"}",
+    )
+    .await;
+    let chunks_out = metric(
+        &p.provider,
+        "edgent_messages_out_total{type=\"task_chunk\"}",
+    )
+    .await;
+    assert!(chunks_in >= 2.0, "{chunks_in} task_chunks for {parts:?}");
+    assert_eq!(chunks_in, chunks_out);
+    assert!(parts.len() >= 3, "{got}");
+    assert_eq!(json!(joined(&got["parts"])), pjob["output"]);
+    assert_eq!(got["last"]["done"], true);
+    assert_eq!(
+        got["last"]["eval_count"],
+        pjob["usage"]["completion_tokens"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_hangs_up_cancels_the_providers_job() {
+    let p = oom_pair().await;
+    let got = agent(
+        "agent_hangup.py",
+        env(&[
+            ("EDGENT_URL", &p.requester.url),
+            ("MODEL", HUGE_MODEL),
+            ("LINES", "3"),
+        ]),
+    )
+    .await;
+    assert_eq!(got["headers"]["x-edgent-ran-on"], "mesh", "{got}");
+    assert_eq!(got["lines"].as_array().unwrap().len(), 3, "{got}");
+    let job = got["headers"]["x-edgent-job"].as_str().unwrap();
+    // The provider stops: its job ends cancelled, and so does the requester's.
+    let pjob = p
+        .provider
+        .job_in_state(job, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(pjob["error_code"], "cancelled", "{pjob}");
+    let rjob = p
+        .requester
+        .job_in_state(job, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(rjob["error_code"], "cancelled", "{rjob}");
+    // Its Ollama's request ended (Gin logs a request when its handler returns), long
+    // before the million tokens asked for.
+    support::eventually(
+        "the provider's Ollama request to end",
+        Duration::from_secs(30),
+        || async { (p.remote.requests_to("/api/generate") == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &p.requester,
+            "edgent_messages_out_total{type=\"task_cancel\"}"
+        )
+        .await,
+        1.0
     );
 }
 
