@@ -71,6 +71,8 @@ pub enum BackendKind {
     Ollama,
     /// The built-in demo backend (not a language model; for demos and tests).
     Demo,
+    /// An OpenAI-compatible API at `OPENAI_BASE_URL` (llama-server, vLLM, LM Studio).
+    OpenAi,
 }
 
 /// Who settles a verified job on chain (`SETTLER`).
@@ -127,8 +129,13 @@ pub struct Config {
     pub axl_key_path: PathBuf,
     /// `AXL_TCP_PORT`: AXL's port inside its userspace network stack.
     pub axl_tcp_port: u16,
-    /// `INFERENCE_BACKEND`: `ollama` or `demo`.
+    /// `INFERENCE_BACKEND`: `ollama`, `openai` or `demo`.
     pub backend: BackendKind,
+    /// `OPENAI_BASE_URL`: the OpenAI-compatible API of `INFERENCE_BACKEND=openai`
+    /// (default `http://127.0.0.1:8080/v1`, llama-server's).
+    pub openai_base_url: String,
+    /// `OPENAI_API_KEY`: its Bearer key, when it needs one.
+    pub openai_api_key: Option<String>,
     /// `OLLAMA_URL`.
     pub ollama_url: String,
     /// `PROVIDER_MODELS`: models to serve; empty means every model the backend lists.
@@ -431,14 +438,20 @@ impl Config {
         let backend = match get("INFERENCE_BACKEND").as_deref().map(str::trim) {
             None | Some("ollama") => BackendKind::Ollama,
             Some("demo") => BackendKind::Demo,
+            Some("openai") => BackendKind::OpenAi,
             Some(other) => {
                 return Err(invalid(
                     "INFERENCE_BACKEND",
                     other,
-                    "expected ollama or demo",
+                    "expected ollama, openai or demo",
                 ))
             }
         };
+        let openai_base_url = check_url(
+            "OPENAI_BASE_URL",
+            &get("OPENAI_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080/v1".into()),
+        )?;
+        let openai_api_key = get("OPENAI_API_KEY").map(|k| k.trim().to_string());
         let ollama_url = check_url(
             "OLLAMA_URL",
             &get("OLLAMA_URL").unwrap_or_else(|| "http://127.0.0.1:11434".into()),
@@ -496,6 +509,8 @@ impl Config {
             axl_key_path,
             axl_tcp_port,
             backend,
+            openai_base_url,
+            openai_api_key,
             ollama_url,
             provider_models,
             price_units,

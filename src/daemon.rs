@@ -93,6 +93,13 @@ pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> 
                 .context("OLLAMA_URL: cannot build the HTTP client")?,
         ),
         BackendKind::Demo => Arc::new(DemoBackend),
+        BackendKind::OpenAi => Arc::new(
+            crate::inference::openai::OpenAiBackend::new(
+                &config.openai_base_url,
+                config.openai_api_key.clone(),
+            )
+            .context("OPENAI_BASE_URL: cannot build the HTTP client")?,
+        ),
     })
 }
 

@@ -1,9 +1,11 @@
-//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, the labelled
-//! built-in demo backend, and a stub of Ollama's API for tests.
+//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, an
+//! OpenAI-compatible HTTP backend, the labelled built-in demo backend, and a stub of
+//! Ollama's API for unit tests.
 
 pub mod demo;
 pub mod ollama;
 pub mod ollama_stub;
+pub mod openai;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
