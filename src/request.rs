@@ -47,6 +47,11 @@ pub struct DelegateRequest {
     /// A chat instead of a prompt (the Ollama and OpenAI chat routes): the conversation.
     #[serde(default)]
     pub messages: Option<Vec<ChatMessage>>,
+    /// `POST /delegate` only: answer NDJSON, one `{"delta": "..."}` line per piece of output
+    /// as the provider generates it, then the whole answer (or `{error, detail}`) as the
+    /// last line.
+    #[serde(default)]
+    pub stream: Option<bool>,
     /// Streamed delegations (the front door): where the output goes as it is generated.
     #[serde(skip)]
     pub sink: Option<StreamSink>,

@@ -219,6 +219,41 @@ async fn a_mesh_answer_streams_in_order_as_the_provider_generates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegate_streams_ndjson_deltas_then_the_whole_answer() {
+    let p = oom_pair().await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/delegate", p.requester.url))
+        .json(&json!({
+            "model": HUGE_MODEL, "prompt": "hello edge mesh", "stream": true,
+            "options": {"seed": 7, "temperature": 0, "num_predict": 300},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let job = r.headers()["x-edgent-job"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, deltas) = lines.split_last().unwrap();
+    assert!(deltas.len() >= 2, "{text}");
+    let joined: String = deltas
+        .iter()
+        .map(|d| d["delta"].as_str().expect("a delta line"))
+        .collect();
+    assert_eq!(last["job_id"], json!(job));
+    assert_eq!(last["output"], json!(joined));
+    let pjob = p
+        .provider
+        .job_in_state(&job, "completed", Duration::from_secs(20))
+        .await;
+    assert_eq!(pjob["output"], last["output"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_hangs_up_cancels_the_providers_job() {
     let p = oom_pair().await;
     let got = agent(

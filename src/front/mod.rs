@@ -338,10 +338,7 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
         mut events,
     } = ans;
     let job_hex = job_id.to_hex();
-    let provider_header = match &provider.ens {
-        Some(ens) => format!("{} {ens}", provider.node_id.to_hex()),
-        None => provider.node_id.to_hex(),
-    };
+    let provider_header = provider_header(&provider);
     let model = req.model.clone();
     let id = openai::answer_id(api, &job_hex);
     let (ct, body) = if req.stream {
@@ -429,6 +426,50 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
         h.insert(PROVIDER, v);
     }
     resp
+}
+
+/// `POST /delegate` with `stream: true`: NDJSON, `{"delta": "..."}` per piece of output as
+/// the provider generates it, then the whole answer (or `{error, detail}`) as the last
+/// line; `X-Edgent-Job` and `X-Edgent-Provider` say which job and provider. An agent that
+/// hangs up cancels the job.
+pub async fn delegate_ndjson(
+    requester: Arc<Requester>,
+    req: crate::request::DelegateRequest,
+) -> Result<Response, crate::request::DelegateError> {
+    let MeshAnswer {
+        job_id,
+        provider,
+        events,
+    } = offload::start(requester, req, true).await?;
+    let body = events.map(|ev| -> Result<Bytes, std::convert::Infallible> {
+        let v = match ev {
+            MeshEvent::Delta(d) => json!({"delta": d}),
+            MeshEvent::Done(r) => serde_json::to_value(&*r).unwrap_or(Value::Null),
+            MeshEvent::Failed(e) => json!({"error": e.code().as_str(), "detail": e.to_string()}),
+        };
+        Ok(Bytes::from(ollama::line(&v)))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(ollama::NDJSON),
+    );
+    h.insert(RAN_ON, HeaderValue::from_static("mesh"));
+    if let Ok(v) = HeaderValue::from_str(&job_id.to_hex()) {
+        h.insert(JOB, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&provider_header(&provider)) {
+        h.insert(PROVIDER, v);
+    }
+    Ok(resp)
+}
+
+fn provider_header(p: &crate::request::ProviderInfo) -> String {
+    match &p.ens {
+        Some(ens) => format!("{} {ens}", p.node_id.to_hex()),
+        None => p.node_id.to_hex(),
+    }
 }
 
 /// `/api/ps`, `/api/show`: the local Ollama's answer, as it is.

@@ -233,16 +233,25 @@ pub async fn delegate(
     front: &Arc<FrontDoor>,
     req: &AgentRequest,
 ) -> Result<MeshAnswer, DelegateError> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let dreq = DelegateRequest {
         model: req.model.clone(),
         prompt: req.prompt.clone().unwrap_or_default(),
         messages: req.messages.clone(),
         options: (!req.options.is_empty()).then(|| req.options.clone()),
-        sink: req.stream.then(|| StreamSink { events: tx }),
         ..DelegateRequest::default()
     };
-    let requester = front.requester.clone();
+    start(front.requester.clone(), dreq, req.stream).await
+}
+
+/// Start a delegation through `requester`: streamed (`stream`), or answered whole.
+pub async fn start(
+    requester: Arc<Requester>,
+    mut dreq: DelegateRequest,
+    stream: bool,
+) -> Result<MeshAnswer, DelegateError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    dreq.sink = stream.then(|| StreamSink { events: tx });
+    let cancel_via = requester.clone();
     // Its own task: an agent that hangs up does not stop the delegation's bookkeeping; the
     // job is recorded to its end (a cancelled one too).
     let mut run: JoinHandle<Result<DelegateResponse, DelegateError>> =
@@ -250,7 +259,7 @@ pub async fn delegate(
     let joined = |r: Result<Result<DelegateResponse, DelegateError>, tokio::task::JoinError>| {
         r.map_err(|e| DelegateError::Internal(e.to_string()))?
     };
-    if !req.stream {
+    if !stream {
         let res = joined((&mut run).await)?;
         return Ok(MeshAnswer {
             job_id: res.job_id,
@@ -292,7 +301,7 @@ pub async fn delegate(
         run: Some(run),
         sent: String::new(),
         guard: CancelOnDrop {
-            requester: Some(front.requester.clone()),
+            requester: Some(cancel_via),
             job_id,
         },
     };
