@@ -6,7 +6,10 @@
 #   1. the committed-artifact checks (circuit manifest, contract artifacts vs a fresh build)
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
-#   4. cargo test (unit, integration and end-to-end tests with real processes)
+#   4. cargo test (unit, integration and end-to-end tests with real processes), after
+#      building the real Ollama (scripts/install-ollama.sh, cached outside the clone) and
+#      the Python venv of the test agents (scripts/python-venv.sh), whose paths the tests
+#      read from EDGENT_OLLAMA_BIN and EDGENT_TEST_PYTHON
 #   5. the dashboard in headless Chromium (node --test, playwright-core)
 # Any failure stops it with a non-zero exit.
 set -euo pipefail
@@ -17,7 +20,7 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*"; }
 
 # Build (TLS through the system's OpenSSL) and test dependencies.
-bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium python3-venv
+bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium python3-venv g++
 
 if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]] \
     || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -45,19 +48,10 @@ bash scripts/check-systemd.sh
 step "install.sh"
 bash scripts/check-install.sh
 
-# Python for tests/x402.rs (the official x402 models): a venv of tests/python/requirements.txt,
-# kept outside the clone and rebuilt only when the requirements change.
-if [[ -z "${EDGENT_TEST_PYTHON:-}" ]]; then
-    venv="${XDG_CACHE_HOME:-$HOME/.cache}/edgent/test-venv"
-    want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
-    if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$want" ]]; then
-        step "python venv for the tests ($venv)"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q -r tests/python/requirements.txt
-        printf '%s\n' "$want" >"$venv/.requirements.sha256"
-    fi
-    export EDGENT_TEST_PYTHON="$venv/bin/python"
-fi
+step "the real Ollama (scripts/install-ollama.sh) and the test venv (scripts/python-venv.sh)"
+EDGENT_OLLAMA_BIN="$(bash scripts/install-ollama.sh)"
+EDGENT_TEST_PYTHON="$(bash scripts/python-venv.sh)"
+export EDGENT_OLLAMA_BIN EDGENT_TEST_PYTHON
 
 step "cargo test"
 cargo test --locked

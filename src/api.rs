@@ -21,7 +21,7 @@ use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::jobs::JobRecord;
 use crate::provider::{free_memory_mb, BackendStatus, Provider};
-use crate::request::{DelegateError, DelegateRequest, DelegateResponse, ErrorCode};
+use crate::request::{DelegateError, DelegateRequest, ErrorCode};
 use crate::requester::Requester;
 
 /// The dashboard page.
@@ -120,17 +120,22 @@ async fn dashboard() -> Html<&'static str> {
 async fn delegate(
     State(st): State<Arc<AppState>>,
     body: Result<Json<DelegateRequest>, JsonRejection>,
-) -> Result<Json<DelegateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| {
         tracing::info!(error = %e.body_text(), "bad /delegate body");
         ApiError::coded(ErrorCode::BadRequest, e.body_text())
     })?;
+    if req.stream == Some(true) {
+        return crate::front::delegate_ndjson(st.requester.clone(), req)
+            .await
+            .map_err(ApiError::from);
+    }
     // Run the delegation in its own task: an agent that hangs up does not cancel a job
     // already given to a provider, and the job is still recorded to its end.
     let requester = st.requester.clone();
     let handle = tokio::spawn(async move { requester.delegate(req).await });
     match handle.await {
-        Ok(res) => Ok(Json(res?)),
+        Ok(res) => Ok(Json(res?).into_response()),
         Err(e) => Err(ApiError::coded(ErrorCode::Internal, e.to_string())),
     }
 }

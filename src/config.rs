@@ -110,6 +110,8 @@ pub enum BackendKind {
     Ollama,
     /// The built-in demo backend (not a language model; for demos and tests).
     Demo,
+    /// An OpenAI-compatible API at `OPENAI_BASE_URL` (llama-server, vLLM, LM Studio).
+    OpenAi,
 }
 
 /// Who settles a verified job on chain (`SETTLER`).
@@ -171,8 +173,13 @@ pub struct Config {
     pub axl_key_path: PathBuf,
     /// `AXL_TCP_PORT`: AXL's port inside its userspace network stack.
     pub axl_tcp_port: u16,
-    /// `INFERENCE_BACKEND`: `ollama` or `demo`.
+    /// `INFERENCE_BACKEND`: `ollama`, `openai` or `demo`.
     pub backend: BackendKind,
+    /// `OPENAI_BASE_URL`: the OpenAI-compatible API of `INFERENCE_BACKEND=openai`
+    /// (default `http://127.0.0.1:8080/v1`, llama-server's).
+    pub openai_base_url: String,
+    /// `OPENAI_API_KEY`: its Bearer key, when it needs one.
+    pub openai_api_key: Option<String>,
     /// `OLLAMA_URL`.
     pub ollama_url: String,
     /// `PROVIDER_MODELS`: models to serve; empty means every model the backend lists.
@@ -189,6 +196,9 @@ pub struct Config {
     pub default_timeout: Duration,
     /// `MAX_PRICE_USDC`: default highest price the agent pays (base units).
     pub default_max_price_units: u64,
+    /// The front door and the guard: `EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`,
+    /// `EDGENT_API_TOKEN`, `EDGENT_ORIGINS`.
+    pub front: crate::front::FrontSettings,
 }
 
 /// Where the settings come from, lowest precedence first.
@@ -484,14 +494,20 @@ impl Config {
         let backend = match get("INFERENCE_BACKEND").as_deref().map(str::trim) {
             None | Some("ollama") => BackendKind::Ollama,
             Some("demo") => BackendKind::Demo,
+            Some("openai") => BackendKind::OpenAi,
             Some(other) => {
                 return Err(invalid(
                     "INFERENCE_BACKEND",
                     other,
-                    "expected ollama or demo",
+                    "expected ollama, openai or demo",
                 ))
             }
         };
+        let openai_base_url = check_url(
+            "OPENAI_BASE_URL",
+            &get("OPENAI_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080/v1".into()),
+        )?;
+        let openai_api_key = get("OPENAI_API_KEY").map(|k| k.trim().to_string());
         let ollama_url = check_url(
             "OLLAMA_URL",
             &get("OLLAMA_URL").unwrap_or_else(|| "http://127.0.0.1:11434".into()),
@@ -519,6 +535,15 @@ impl Config {
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
         let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
         let payment_tick = ms("PAYMENT_TICK_MS", 2_000, 10, 600_000)?;
+        let front = crate::front::FrontSettings::from_sources(get)?;
+        let binds = [
+            Some(("EDGENT_HTTP_ADDR", http_addr)),
+            front.ollama_addr.map(|a| ("EDGENT_OLLAMA_ADDR", a)),
+        ];
+        for (key, addr) in binds.into_iter().flatten() {
+            crate::front::guard::check_bind(key, addr, front.token.as_deref())
+                .map_err(|e| invalid(key, &addr.to_string(), e.to_string()))?;
+        }
 
         Ok(Config {
             http_addr,
@@ -542,6 +567,8 @@ impl Config {
             axl_key_path,
             axl_tcp_port,
             backend,
+            openai_base_url,
+            openai_api_key,
             ollama_url,
             provider_models,
             price_units,
@@ -550,6 +577,7 @@ impl Config {
             discovery_settle,
             default_timeout,
             default_max_price_units,
+            front,
         })
     }
 

@@ -93,6 +93,13 @@ pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> 
                 .context("OLLAMA_URL: cannot build the HTTP client")?,
         ),
         BackendKind::Demo => Arc::new(DemoBackend),
+        BackendKind::OpenAi => Arc::new(
+            crate::inference::openai::OpenAiBackend::new(
+                &config.openai_base_url,
+                config.openai_api_key.clone(),
+            )
+            .context("OPENAI_BASE_URL: cannot build the HTTP client")?,
+        ),
     })
 }
 
@@ -380,6 +387,10 @@ impl Daemon {
             axl: axl_status,
             payments: payments_status,
         });
+        let front = Arc::new(
+            crate::front::FrontDoor::new(ctx.clone(), requester.clone())
+                .context("the front door's HTTP client")?,
+        );
         let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
             Ok(l) => l,
             Err(e) => {
@@ -394,9 +405,40 @@ impl Daemon {
             }
         };
         let http_addr = listener.local_addr()?;
+        let app = crate::front::guarded(
+            api::router(state).merge(crate::front::router(front.clone())),
+            &config.front,
+            http_addr,
+        );
+        if let Some(addr) = config.front.ollama_addr {
+            let l = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    cancel.cancel();
+                    if let Some(s) = &supervisor {
+                        s.shutdown().await;
+                    }
+                    return Err(anyhow::anyhow!(
+                        "EDGENT_OLLAMA_ADDR {addr}: cannot listen: {e}"
+                    ));
+                }
+            };
+            let ollama_app =
+                crate::front::guarded(crate::front::ollama_only_router(front), &config.front, addr);
+            let c = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let res = axum::serve(l, ollama_app)
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await;
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "the Ollama-only HTTP server stopped");
+                }
+            }));
+            tracing::info!(%addr, "Ollama and OpenAI APIs listening (EDGENT_OLLAMA_ADDR)");
+        }
         let c = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            let res = axum::serve(listener, api::router(state))
+            let res = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { c.cancelled().await })
                 .await;
             if let Err(e) = res {

@@ -20,6 +20,8 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`api`]: the HTTP API and the dashboard.
+//! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
+//!   first and the mesh on out-of-memory, and the guard of every route.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod ctx;
 pub mod daemon;
 pub mod demo;
+pub mod front;
 pub mod inference;
 pub mod init;
 pub mod jobs;

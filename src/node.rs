@@ -71,6 +71,8 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         Message::Task(m) => h.provider.clone().on_task(from, m),
         Message::TaskResult(m) => h.requester.on_task_result(&from, m).await,
         Message::TaskError(m) => h.requester.on_task_error(&from, m),
+        Message::TaskChunk(m) => h.requester.on_task_chunk(&from, m),
+        Message::TaskCancel(m) => h.provider.on_task_cancel(&from, m),
         Message::PaymentRequest(m) => h.requester_payments.on_payment_request(&from, *m).await,
         Message::PaymentConfirmed(m) => h.provider_payments.on_payment_confirmed(&from, m).await,
     }

@@ -178,6 +178,42 @@ pub struct Task {
     /// The requester's ENS name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_ens: Option<String>,
+    /// A chat instead of a prompt: the conversation, run through the backend's chat API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Whether the requester wants the output as it is generated, in `task_chunk`s.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Its text.
+    pub content: String,
+}
+
+/// provider -> requester: more of a streamed task's output, in order of `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskChunk {
+    /// The job.
+    pub job_id: JobId,
+    /// 0, 1, 2, ... per job: the requester reorders and de-duplicates by it.
+    pub seq: u64,
+    /// The text generated since the previous chunk.
+    pub delta: String,
+}
+
+/// requester -> provider: the agent went away; stop the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCancel {
+    /// The job.
+    pub job_id: JobId,
 }
 
 /// What the inference cost.
@@ -229,6 +265,8 @@ pub enum TaskErrorCode {
     InferenceFailed,
     /// The task itself was malformed.
     BadRequest,
+    /// The requester cancelled the job (its agent went away).
+    Cancelled,
 }
 
 impl TaskErrorCode {
@@ -242,6 +280,7 @@ impl TaskErrorCode {
             Self::Busy => "busy",
             Self::InferenceFailed => "inference_failed",
             Self::BadRequest => "bad_request",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -380,10 +419,16 @@ pub enum Message {
     PaymentRequest(Box<PaymentRequest>),
     /// See [`PaymentConfirmed`].
     PaymentConfirmed(PaymentConfirmed),
+    /// See [`TaskChunk`].
+    TaskChunk(TaskChunk),
+    /// See [`TaskCancel`].
+    TaskCancel(TaskCancel),
 }
 
 /// The `type` names this build knows.
-pub const MESSAGE_TYPES: [&str; 7] = [
+pub const MESSAGE_TYPES: [&str; 9] = [
+    "task_chunk",
+    "task_cancel",
     "resource_request",
     "resource_ad",
     "task",
@@ -400,6 +445,8 @@ impl Message {
             Message::ResourceRequest(_) => "resource_request",
             Message::ResourceAd(_) => "resource_ad",
             Message::Task(_) => "task",
+            Message::TaskChunk(_) => "task_chunk",
+            Message::TaskCancel(_) => "task_cancel",
             Message::TaskResult(_) => "task_result",
             Message::TaskError(_) => "task_error",
             Message::PaymentRequest(_) => "payment_request",
@@ -503,8 +550,17 @@ impl Message {
                     check_amount("stake.amount", &s.amount)?;
                     check_hash("stake.tx", &s.tx)?;
                 }
+                if let Some(msgs) = &m.messages {
+                    if msgs.len() > 4096 {
+                        return Err("too many messages".into());
+                    }
+                    for msg in msgs {
+                        check_text("messages.role", &msg.role)?;
+                    }
+                }
                 Ok(())
             }
+            Message::TaskChunk(_) | Message::TaskCancel(_) => Ok(()),
             Message::TaskResult(_) => Ok(()),
             Message::TaskError(m) => check_text("message", &m.message),
             Message::PaymentRequest(m) => {
@@ -733,7 +789,18 @@ mod tests {
                 }),
                 deadline_ms: 1,
                 sender_ens: None,
+                messages: Some(vec![ChatMessage {
+                    role: "user".into(),
+                    content: "hi".into(),
+                }]),
+                stream: true,
             }),
+            Message::TaskChunk(TaskChunk {
+                job_id: job,
+                seq: 3,
+                delta: "wor".into(),
+            }),
+            Message::TaskCancel(TaskCancel { job_id: job }),
             Message::TaskResult(TaskResult {
                 job_id: job,
                 output: "world".into(),

@@ -16,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
+use crate::front::stream::CancelRegistry;
 use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
 use crate::payment::ProviderPayments;
 use crate::protocol::{
-    Message, ResourceAd, ResourceRequest, Task, TaskError, TaskErrorCode, TaskResult, Usage,
+    Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode, TaskResult,
+    Usage,
 };
 
 /// How many times a result is sent before the job counts as undelivered.
@@ -48,6 +50,8 @@ pub struct Provider {
     payments: Arc<dyn ProviderPayments>,
     active: AtomicUsize,
     status: RwLock<BackendStatus>,
+    /// Running jobs their requester may cancel (see [`crate::front::stream`]).
+    cancels: CancelRegistry,
 }
 
 /// Releases a job slot however the job ends.
@@ -90,6 +94,7 @@ impl Provider {
             payments,
             active: AtomicUsize::new(0),
             status: RwLock::new(status),
+            cancels: CancelRegistry::default(),
         }
     }
 
@@ -211,6 +216,18 @@ impl Provider {
         let _ = self.ctx.send(&req.node_id, &ad).await;
     }
 
+    /// The requester of a running job asks to stop it (its agent went away).
+    pub fn on_task_cancel(&self, from: &PeerKey, m: TaskCancel) {
+        if self.cancels.cancel(from, &m.job_id) {
+            tracing::info!(job = %m.job_id, from = %from.short(), "job cancelled by its requester");
+        } else {
+            self.ctx
+                .metrics
+                .dropped(crate::protocol::DropReason::Unexpected);
+            tracing::debug!(job = %m.job_id, from = %from.short(), "task_cancel for no job of this requester");
+        }
+    }
+
     /// Take a task; the work runs in its own task so the router moves on at once.
     pub fn on_task(self: Arc<Self>, from: PeerKey, task: Task) {
         tokio::spawn(async move { self.serve(from, task).await });
@@ -308,13 +325,19 @@ impl Provider {
             model,
             prompt: task.prompt.clone(),
             options: task.options.clone(),
+            messages: task.messages.clone(),
         };
-        let outcome = match tokio::time::timeout(left, self.backend.generate(&req)).await {
-            Ok(r) => r,
-            Err(_) => Err(InferenceError::Backend(
-                "the deadline passed during inference".into(),
-            )),
-        };
+        let cancel = self.cancels.start(task.job_id, requester);
+        let outcome = crate::front::stream::infer(
+            &self.ctx,
+            self.backend.as_ref(),
+            &req,
+            (task.stream, requester, task.job_id),
+            left,
+            cancel,
+        )
+        .await;
+        self.cancels.finish(&task.job_id);
         let inference_ms = started.elapsed().as_millis() as u64;
         match outcome {
             Ok(out) => {
@@ -370,6 +393,7 @@ impl Provider {
             Err(e) => {
                 let code = match e {
                     InferenceError::ModelUnavailable(_) => TaskErrorCode::ModelUnavailable,
+                    InferenceError::Cancelled => TaskErrorCode::Cancelled,
                     _ => TaskErrorCode::InferenceFailed,
                 };
                 let message = e.to_string();

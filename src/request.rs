@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 
 use crate::axl::PeerKey;
 use crate::config::Config;
+use crate::front::stream::StreamSink;
 use crate::jobs::{JobError, Timings};
-use crate::protocol::{JobId, Usage};
+use crate::protocol::{ChatMessage, JobId, Usage};
 
 /// Shortest and longest `timeout_ms` an agent may ask for.
 pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
@@ -43,6 +44,17 @@ pub struct DelegateRequest {
     /// the background) or once the release is confirmed on chain (`settled`).
     #[serde(default)]
     pub wait: Option<String>,
+    /// A chat instead of a prompt (the Ollama and OpenAI chat routes): the conversation.
+    #[serde(default)]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// `POST /delegate` only: answer NDJSON, one `{"delta": "..."}` line per piece of output
+    /// as the provider generates it, then the whole answer (or `{error, detail}`) as the
+    /// last line.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streamed delegations (the front door): where the output goes as it is generated.
+    #[serde(skip)]
+    pub sink: Option<StreamSink>,
 }
 
 /// When a paid delegation answers.
@@ -71,6 +83,10 @@ pub struct ValidRequest {
     pub min_memory_mb: u64,
     /// When a paid delegation answers.
     pub wait: WaitFor,
+    /// The conversation, for a chat.
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Where a streamed delegation's output goes.
+    pub sink: Option<StreamSink>,
 }
 
 impl DelegateRequest {
@@ -79,7 +95,8 @@ impl DelegateRequest {
         let model = self.model.trim().to_string();
         crate::protocol::check_model(&model)
             .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
-        if self.prompt.is_empty() {
+        let chat = self.messages.as_ref().is_some_and(|m| !m.is_empty());
+        if self.prompt.is_empty() && !chat {
             return Err(DelegateError::BadInput("prompt must not be empty".into()));
         }
         let timeout = match self.timeout_ms {
@@ -115,6 +132,8 @@ impl DelegateRequest {
             timeout,
             min_memory_mb: self.min_memory_mb.unwrap_or(0),
             wait,
+            messages: self.messages.clone().filter(|m| !m.is_empty()),
+            sink: self.sink.clone(),
         })
     }
 }

@@ -25,7 +25,10 @@ use crate::request::{
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
-use crate::protocol::{JobId, Message, ResourceAd, ResourceRequest, Task, TaskError, TaskResult};
+use crate::front::stream::{ChunkDrop, ChunkRegistry, StreamEvent};
+use crate::protocol::{
+    JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError, TaskResult,
+};
 
 enum Outcome {
     Result(TaskResult),
@@ -43,6 +46,8 @@ pub struct Requester {
     payments: Arc<dyn RequesterPayments>,
     discoveries: Mutex<HashMap<Uuid, mpsc::UnboundedSender<ResourceAd>>>,
     waiting: Mutex<HashMap<JobId, Waiter>>,
+    /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
+    chunks: ChunkRegistry,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -56,6 +61,7 @@ impl Drop for Unregister<'_> {
     fn drop(&mut self) {
         lock(&self.req.discoveries).remove(&self.request_id);
         lock(&self.req.waiting).remove(&self.job_id);
+        self.req.chunks.remove(&self.job_id);
     }
 }
 
@@ -71,6 +77,7 @@ impl Requester {
             payments,
             discoveries: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
+            chunks: ChunkRegistry::default(),
         }
     }
 
@@ -184,7 +191,20 @@ impl Requester {
                 stake,
                 deadline_ms,
                 sender_ens: self.ctx.config.ens_name.clone(),
+                messages: req.messages.clone(),
+                stream: req.sink.is_some(),
             });
+            if let Some(sink) = &req.sink {
+                self.chunks.register(job_id, provider, sink.clone());
+                let _ = sink.events.send(StreamEvent::Started {
+                    job_id,
+                    provider: ProviderInfo {
+                        node_id: provider,
+                        ens: ad.ens.clone(),
+                        wallet: ad.wallet.clone(),
+                    },
+                });
+            }
             let sent = tokio::time::timeout_at(deadline.into(), self.ctx.send(&provider, &task))
                 .await
                 .unwrap_or_else(|_| {
@@ -517,6 +537,30 @@ impl Requester {
     pub fn on_task_error(&self, from: &PeerKey, e: TaskError) {
         if let Some(w) = self.take_waiter(from, &e.job_id, "task_error") {
             let _ = w.tx.send(Outcome::Error(e));
+        }
+    }
+
+    /// A streamed job's provider sent more output.
+    pub fn on_task_chunk(&self, from: &PeerKey, c: TaskChunk) {
+        let job = c.job_id;
+        if let Err(why) = self.chunks.on_chunk(from, c) {
+            let reason = match why {
+                ChunkDrop::Spoofed => crate::protocol::DropReason::Spoofed,
+                ChunkDrop::Unknown => crate::protocol::DropReason::Unexpected,
+            };
+            self.ctx.metrics.dropped(reason);
+            tracing::debug!(from = %from.short(), job = %job, ?why, "task_chunk dropped");
+        }
+    }
+
+    /// The agent went away: ask the job's provider to stop (`task_cancel`). The provider
+    /// answers `task_error` `cancelled`, which ends the delegation.
+    pub async fn cancel(&self, job_id: JobId) {
+        let provider = lock(&self.waiting).get(&job_id).map(|w| w.provider);
+        if let Some(p) = provider {
+            tracing::info!(job = %job_id, provider = %p.short(), "agent gone: cancelling the job");
+            let msg = Message::TaskCancel(TaskCancel { job_id });
+            let _ = self.ctx.send(&p, &msg).await;
         }
     }
 }

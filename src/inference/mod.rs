@@ -1,12 +1,17 @@
-//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, the labelled
-//! built-in demo backend, and a stub of Ollama's API for tests.
+//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, an
+//! OpenAI-compatible HTTP backend, the labelled built-in demo backend, and a stub of
+//! Ollama's API for unit tests.
 
 pub mod demo;
 pub mod ollama;
 pub mod ollama_stub;
+pub mod openai;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::protocol::ChatMessage;
 
 pub use demo::DemoBackend;
 pub use ollama::OllamaBackend;
@@ -18,8 +23,11 @@ pub struct GenerateRequest {
     pub model: String,
     /// The prompt.
     pub prompt: String,
-    /// Backend options, passed through.
+    /// Backend options, passed through (Ollama's `options`; a `format` key is sent as
+    /// Ollama's top-level `format`).
     pub options: Option<Map<String, Value>>,
+    /// A chat instead of a prompt: the conversation, through the backend's chat API.
+    pub messages: Option<Vec<ChatMessage>>,
 }
 
 /// One generation result.
@@ -48,6 +56,9 @@ pub enum InferenceError {
     /// The backend's answer could not be understood.
     #[error("bad backend response: {0}")]
     BadResponse(String),
+    /// The requester cancelled the job; the backend request was dropped.
+    #[error("cancelled by the requester")]
+    Cancelled,
 }
 
 /// Something that runs a model.
@@ -59,6 +70,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn models(&self) -> Result<Vec<String>, InferenceError>;
     /// Run one prompt to completion.
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError>;
+    /// Run one prompt to completion, sending each piece of text to `deltas` as it is
+    /// generated (a backend that cannot stream sends the whole text once). Dropping the
+    /// future stops the generation.
+    async fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        deltas: mpsc::UnboundedSender<String>,
+    ) -> Result<GenerateOutput, InferenceError> {
+        let out = self.generate(req).await?;
+        let _ = deltas.send(out.text.clone());
+        Ok(out)
+    }
 }
 
 /// Whether a requested model name matches a served one: exact, or equal once Ollama's

@@ -1,5 +1,7 @@
 //! The Ollama backend: `GET /api/tags` for the models it advertises, `POST /api/generate`
-//! for inference, read as a stream of NDJSON chunks (Ollama's default).
+//! for a prompt and `POST /api/chat` for a conversation, read as a stream of NDJSON chunks
+//! (Ollama's default). Dropping the future drops the HTTP request, which stops Ollama
+//! generating.
 
 use std::time::Duration;
 
@@ -7,6 +9,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::{Backend, GenerateOutput, GenerateRequest, InferenceError};
 
@@ -31,10 +34,18 @@ struct TagModel {
     name: String,
 }
 
+#[derive(Deserialize, Default)]
+struct ChatDelta {
+    #[serde(default)]
+    content: String,
+}
+
 #[derive(Deserialize)]
 struct Chunk {
     #[serde(default)]
     response: String,
+    #[serde(default)]
+    message: Option<ChatDelta>,
     #[serde(default)]
     done: bool,
     #[serde(default)]
@@ -100,13 +111,45 @@ impl Backend for OllamaBackend {
     }
 
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
-        let mut body = json!({"model": req.model, "prompt": req.prompt, "stream": true});
+        self.run(req, None).await
+    }
+
+    async fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        deltas: mpsc::UnboundedSender<String>,
+    ) -> Result<GenerateOutput, InferenceError> {
+        self.run(req, Some(&deltas)).await
+    }
+}
+
+impl OllamaBackend {
+    /// Generate, sending each chunk's text to `deltas` when given.
+    async fn run(
+        &self,
+        req: &GenerateRequest,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<GenerateOutput, InferenceError> {
+        let (path, mut body) = match &req.messages {
+            Some(msgs) => (
+                "/api/chat",
+                json!({"model": req.model, "messages": msgs, "stream": true}),
+            ),
+            None => (
+                "/api/generate",
+                json!({"model": req.model, "prompt": req.prompt, "stream": true}),
+            ),
+        };
         if let Some(opts) = &req.options {
-            body["options"] = Value::Object(opts.clone());
+            let mut opts = opts.clone();
+            if let Some(format) = opts.remove("format") {
+                body["format"] = format;
+            }
+            body["options"] = Value::Object(opts);
         }
         let resp = self
             .http
-            .post(format!("{}/api/generate", self.base))
+            .post(format!("{}{path}", self.base))
             .json(&body)
             .send()
             .await
@@ -134,7 +177,7 @@ impl Backend for OllamaBackend {
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
-                done |= apply_line(&line, &mut out)?;
+                done |= apply_line(&line, &mut out, deltas)?;
             }
             if out.text.len() > MAX_OUTPUT_BYTES {
                 return Err(InferenceError::BadResponse(format!(
@@ -143,7 +186,7 @@ impl Backend for OllamaBackend {
             }
         }
         if !buf.is_empty() {
-            done |= apply_line(&buf, &mut out)?;
+            done |= apply_line(&buf, &mut out, deltas)?;
         }
         if !done {
             return Err(InferenceError::BadResponse(
@@ -155,7 +198,11 @@ impl Backend for OllamaBackend {
 }
 
 /// Fold one NDJSON line into the output; true when it is the final chunk.
-fn apply_line(line: &[u8], out: &mut GenerateOutput) -> Result<bool, InferenceError> {
+fn apply_line(
+    line: &[u8],
+    out: &mut GenerateOutput,
+    deltas: Option<&mpsc::UnboundedSender<String>>,
+) -> Result<bool, InferenceError> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
         return Ok(false);
@@ -165,7 +212,16 @@ fn apply_line(line: &[u8], out: &mut GenerateOutput) -> Result<bool, InferenceEr
     if let Some(err) = chunk.error {
         return Err(InferenceError::Backend(err));
     }
-    out.text.push_str(&chunk.response);
+    let text = match &chunk.message {
+        Some(m) => &m.content,
+        None => &chunk.response,
+    };
+    if !text.is_empty() {
+        out.text.push_str(text);
+        if let Some(tx) = deltas {
+            let _ = tx.send(text.clone());
+        }
+    }
     if chunk.done {
         out.prompt_tokens = chunk.prompt_eval_count;
         out.completion_tokens = chunk.eval_count;

@@ -58,4 +58,13 @@ impl PeerBook {
         let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         m.get(&key.address()).cloned()
     }
+
+    /// Every model the nodes heard from advertised, each once, sorted.
+    pub fn models(&self) -> Vec<String> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<String> = m.values().flat_map(|p| p.models.iter().cloned()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
 }

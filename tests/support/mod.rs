@@ -2,6 +2,8 @@
 //! harness and daemons), the Ollama stub in the test process, and polling helpers.
 #![allow(dead_code)]
 
+pub mod ollama;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

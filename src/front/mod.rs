@@ -1,0 +1,610 @@
+//! The front door agents already speak: Ollama's and OpenAI's HTTP APIs on the daemon.
+//!
+//! An agent points `OLLAMA_HOST` (or an OpenAI `base_url`) at edgent and changes nothing
+//! else. Routes: Ollama `POST /api/generate`, `POST /api/chat`, `GET /api/tags`,
+//! `GET /api/ps`, `POST /api/show`, `GET /api/version`; OpenAI `POST /v1/chat/completions`,
+//! `POST /v1/completions`, `GET /v1/models`. They are served on the daemon's address and,
+//! with `EDGENT_OLLAMA_ADDR`, on a second address that serves only them (plus Ollama's
+//! `GET /` and `HEAD /` "Ollama is running"), so `OLLAMA_HOST` can point there.
+//!
+//! Local first ([`local`]): a request goes to the local Ollama (`OLLAMA_URL`) and its
+//! answer streams back unchanged. It goes to the mesh instead ([`offload`]) when Ollama
+//! answers out-of-memory, does not have the model, or cannot be reached
+//! (`EDGENT_OFFLOAD=oom`, the default); always (`always`); or never (`never`). A mesh
+//! answer comes back in the API's own format ([`ollama`], [`openai`]). Every answer says
+//! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
+//! `X-Edgent-Provider` (node id, then the ENS name when it has one).
+//!
+//! Which requests get in at all is [`guard`]'s job, for every route of the daemon.
+
+pub mod guard;
+pub mod local;
+pub mod offload;
+pub mod ollama;
+pub mod openai;
+pub mod stream;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::ConfigError;
+use crate::ctx::NodeCtx;
+use crate::requester::Requester;
+
+use self::local::{Local, Offload};
+use self::offload::{AgentRequest, Api, MeshAnswer, MeshEvent};
+
+/// `X-Edgent-Ran-On: local|mesh`.
+pub const RAN_ON: HeaderName = HeaderName::from_static("x-edgent-ran-on");
+/// `X-Edgent-Job`: the mesh job's id.
+pub const JOB: HeaderName = HeaderName::from_static("x-edgent-job");
+/// `X-Edgent-Provider`: the provider's node id, then its ENS name when it has one.
+pub const PROVIDER: HeaderName = HeaderName::from_static("x-edgent-provider");
+
+/// The Ollama API version the front door speaks, answered by `/api/version` when the
+/// local Ollama cannot be asked.
+pub const OLLAMA_API_VERSION: &str = "0.17.4";
+
+/// When a request goes to the mesh (`EDGENT_OFFLOAD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OffloadMode {
+    /// When the local Ollama is out of memory, lacks the model, or is unreachable.
+    #[default]
+    Oom,
+    /// Every generation request.
+    Always,
+    /// Never: the front door is a plain proxy to the local Ollama.
+    Never,
+}
+
+/// The front door's settings.
+#[derive(Debug, Clone, Default)]
+pub struct FrontSettings {
+    /// `EDGENT_OFFLOAD`: oom (default), always, never.
+    pub offload: OffloadMode,
+    /// `EDGENT_OLLAMA_ADDR`: a second address serving only the Ollama and OpenAI routes.
+    pub ollama_addr: Option<SocketAddr>,
+    /// `EDGENT_API_TOKEN`: the Bearer token every API route needs, when set.
+    pub token: Option<String>,
+    /// `EDGENT_ORIGINS`: extra allowed `Origin`s, comma-separated (`*` for any).
+    pub origins: Vec<String>,
+}
+
+impl FrontSettings {
+    /// Read the settings through `get` (the configuration's sources).
+    pub fn from_sources(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let invalid = |key: &'static str, value: &str, problem: &str| ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            problem: problem.to_string(),
+        };
+        let offload = match get("EDGENT_OFFLOAD").as_deref().map(str::trim) {
+            None | Some("oom") => OffloadMode::Oom,
+            Some("always") => OffloadMode::Always,
+            Some("never") => OffloadMode::Never,
+            Some(other) => {
+                return Err(invalid(
+                    "EDGENT_OFFLOAD",
+                    other,
+                    "expected oom, always or never",
+                ))
+            }
+        };
+        let ollama_addr = match get("EDGENT_OLLAMA_ADDR") {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                invalid(
+                    "EDGENT_OLLAMA_ADDR",
+                    &v,
+                    "expected host:port, e.g. 127.0.0.1:11435",
+                )
+            })?),
+            None => None,
+        };
+        let token = get("EDGENT_API_TOKEN").map(|t| t.trim().to_string());
+        let origins = get("EDGENT_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().trim_end_matches('/').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(FrontSettings {
+            offload,
+            ollama_addr,
+            token,
+            origins,
+        })
+    }
+
+    /// The guard for a listener on `addr`.
+    pub fn guard_for(&self, addr: SocketAddr) -> guard::GuardSettings {
+        guard::GuardSettings {
+            token: self.token.clone(),
+            origins: self.origins.clone(),
+            check_host: addr.ip().is_loopback(),
+        }
+    }
+}
+
+/// What the front door's handlers share.
+pub struct FrontDoor {
+    /// Shared node state.
+    pub ctx: Arc<NodeCtx>,
+    /// Delegation over the mesh.
+    pub requester: Arc<Requester>,
+    http: reqwest::Client,
+}
+
+impl FrontDoor {
+    /// The front door of a node.
+    pub fn new(ctx: Arc<NodeCtx>, requester: Arc<Requester>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(FrontDoor {
+            ctx,
+            requester,
+            http,
+        })
+    }
+
+    fn settings(&self) -> &FrontSettings {
+        &self.ctx.config.front
+    }
+
+    fn ollama_url(&self) -> &str {
+        &self.ctx.config.ollama_url
+    }
+}
+
+/// `router` behind the [`guard`] for a listener on `addr`.
+pub fn guarded(router: Router, settings: &FrontSettings, addr: SocketAddr) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(settings.guard_for(addr)),
+        guard::guard,
+    ))
+}
+
+/// The Ollama and OpenAI routes, for the daemon's router.
+pub fn router(front: Arc<FrontDoor>) -> Router {
+    Router::new()
+        .route("/api/generate", post(generate))
+        .route("/api/chat", post(chat))
+        .route("/api/tags", get(tags))
+        .route("/api/ps", get(passthrough))
+        .route("/api/show", post(passthrough))
+        .route("/api/version", get(version))
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/completions", post(openai_completions))
+        .route("/v1/models", get(models))
+        .with_state(front)
+}
+
+/// The second address (`EDGENT_OLLAMA_ADDR`): only the Ollama and OpenAI routes, plus
+/// Ollama's `GET /` and `HEAD /`; everything else is 404 in Ollama's shape.
+pub fn ollama_only_router(front: Arc<FrontDoor>) -> Router {
+    router(front)
+        .route(
+            "/",
+            get(|| async { "Ollama is running" }).head(|| async { StatusCode::OK }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
+}
+
+async fn generate(
+    State(f): State<Arc<FrontDoor>>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    generation(f, Api::OllamaGenerate, uri, h, body).await
+}
+
+async fn chat(State(f): State<Arc<FrontDoor>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
+    generation(f, Api::OllamaChat, uri, h, body).await
+}
+
+async fn openai_chat(
+    State(f): State<Arc<FrontDoor>>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    generation(f, Api::OpenAiChat, uri, h, body).await
+}
+
+async fn openai_completions(
+    State(f): State<Arc<FrontDoor>>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    generation(f, Api::OpenAiCompletion, uri, h, body).await
+}
+
+/// An error in the API's own shape.
+fn api_error(api: Api, status: StatusCode, message: &str) -> Response {
+    let body = if api.openai() {
+        openai::error(status.as_u16(), message)
+    } else {
+        ollama::error(message)
+    };
+    (status, Json(body)).into_response()
+}
+
+/// One generation request: local first, the mesh when it must.
+async fn generation(
+    front: Arc<FrontDoor>,
+    api: Api,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match offload::parse(api, &body) {
+        Ok(r) => r,
+        Err(msg) => return api_error(api, StatusCode::BAD_REQUEST, &msg),
+    };
+    let mode = front.settings().offload;
+    let why = if mode == OffloadMode::Always {
+        None
+    } else {
+        let path = uri.path_and_query().map_or(api.path(), |p| p.as_str());
+        match local::forward(
+            &front.http,
+            front.ollama_url(),
+            reqwest::Method::POST,
+            path,
+            headers.get(header::CONTENT_TYPE),
+            body,
+            true,
+        )
+        .await
+        {
+            Local::Answer(resp) => return resp,
+            Local::Offload { why, status, body } if mode == OffloadMode::Never => {
+                return local_failure(api, &why, status, body, None)
+            }
+            Local::Offload { why, status, body } => Some((why, status, body)),
+        }
+    };
+    if let Some((why, _, _)) = &why {
+        tracing::info!(model = %req.model, reason = why.as_str(), local = %why.message(), "sending the request to the mesh");
+    }
+    match offload::delegate(&front, &req).await {
+        Ok(ans) => mesh_response(api, &req, ans).await,
+        Err(e) => match why {
+            Some((why, status, body)) => local_failure(api, &why, status, body, Some(&e)),
+            None => api_error(
+                api,
+                StatusCode::from_u16(e.code().http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &e.to_string(),
+            ),
+        },
+    }
+}
+
+/// Neither the local Ollama nor the mesh could answer: Ollama's own answer when it gave
+/// one (a missing model stays Ollama's 404), else a 502 saying both.
+fn local_failure(
+    api: Api,
+    why: &Offload,
+    status: Option<StatusCode>,
+    body: Bytes,
+    mesh: Option<&crate::request::DelegateError>,
+) -> Response {
+    if let Some(e) = mesh {
+        tracing::warn!(local = %why.message(), mesh = %e, "neither the local Ollama nor the mesh answered");
+    }
+    match status {
+        Some(status) => {
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            resp.headers_mut()
+                .insert(RAN_ON, HeaderValue::from_static("local"));
+            resp
+        }
+        None => {
+            let msg = match mesh {
+                Some(e) => format!("{}; the mesh: {e}", why.message()),
+                None => why.message().to_string(),
+            };
+            api_error(api, StatusCode::BAD_GATEWAY, &msg)
+        }
+    }
+}
+
+/// The mesh's answer in the API's format, streamed or whole.
+async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Response {
+    let MeshAnswer {
+        job_id,
+        provider,
+        mut events,
+    } = ans;
+    let job_hex = job_id.to_hex();
+    let provider_header = provider_header(&provider);
+    let model = req.model.clone();
+    let id = openai::answer_id(api, &job_hex);
+    let (ct, body) = if req.stream {
+        let include_usage = req.include_usage;
+        let stream = events.map(move |ev| -> Result<Bytes, std::convert::Infallible> {
+            let bytes: Vec<u8> = match (api.openai(), ev) {
+                (false, MeshEvent::Delta(t)) => ollama::line(&ollama::delta(api, &model, &t)),
+                (false, MeshEvent::Done(r)) => ollama::line(&ollama::done(api, &model, &r, false)),
+                (false, MeshEvent::Failed(e)) => ollama::line(&ollama::error(&e.to_string())),
+                (true, MeshEvent::Delta(t)) => {
+                    openai::event(&openai::chunk(api, &id, &model, &t, None))
+                }
+                (true, MeshEvent::Done(r)) => {
+                    let mut b = openai::event(&openai::chunk(api, &id, &model, "", Some("stop")));
+                    if include_usage {
+                        b.extend(openai::event(&openai::usage_chunk(api, &id, &model, &r)));
+                    }
+                    b.extend_from_slice(openai::DONE);
+                    b
+                }
+                (true, MeshEvent::Failed(e)) => {
+                    let mut b = openai::event(&openai::error(502, &e.to_string()));
+                    b.extend_from_slice(openai::DONE);
+                    b
+                }
+            };
+            Ok(Bytes::from(bytes))
+        });
+        let ct = if api.openai() {
+            openai::SSE
+        } else {
+            ollama::NDJSON
+        };
+        (ct, Body::from_stream(stream))
+    } else {
+        let mut last = None;
+        while let Some(ev) = events.next().await {
+            match ev {
+                MeshEvent::Delta(_) => {}
+                MeshEvent::Done(r) => {
+                    last = Some(Ok(r));
+                    break;
+                }
+                MeshEvent::Failed(e) => {
+                    last = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let r = match last {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                return api_error(
+                    api,
+                    StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY),
+                    &e.to_string(),
+                )
+            }
+            None => {
+                return api_error(
+                    api,
+                    StatusCode::BAD_GATEWAY,
+                    "the mesh answer ended without a result",
+                )
+            }
+        };
+        let v = if api.openai() {
+            openai::whole(api, &id, &model, &r)
+        } else {
+            ollama::done(api, &model, &r, true)
+        };
+        (
+            "application/json; charset=utf-8",
+            Body::from(serde_json::to_vec(&v).unwrap_or_default()),
+        )
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(RAN_ON, HeaderValue::from_static("mesh"));
+    if let Ok(v) = HeaderValue::from_str(&job_hex) {
+        h.insert(JOB, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&provider_header) {
+        h.insert(PROVIDER, v);
+    }
+    resp
+}
+
+/// `POST /delegate` with `stream: true`: NDJSON, `{"delta": "..."}` per piece of output as
+/// the provider generates it, then the whole answer (or `{error, detail}`) as the last
+/// line; `X-Edgent-Job` and `X-Edgent-Provider` say which job and provider. An agent that
+/// hangs up cancels the job.
+pub async fn delegate_ndjson(
+    requester: Arc<Requester>,
+    req: crate::request::DelegateRequest,
+) -> Result<Response, crate::request::DelegateError> {
+    let MeshAnswer {
+        job_id,
+        provider,
+        events,
+    } = offload::start(requester, req, true).await?;
+    let body = events.map(|ev| -> Result<Bytes, std::convert::Infallible> {
+        let v = match ev {
+            MeshEvent::Delta(d) => json!({"delta": d}),
+            MeshEvent::Done(r) => serde_json::to_value(&*r).unwrap_or(Value::Null),
+            MeshEvent::Failed(e) => json!({"error": e.code().as_str(), "detail": e.to_string()}),
+        };
+        Ok(Bytes::from(ollama::line(&v)))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(ollama::NDJSON),
+    );
+    h.insert(RAN_ON, HeaderValue::from_static("mesh"));
+    if let Ok(v) = HeaderValue::from_str(&job_id.to_hex()) {
+        h.insert(JOB, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&provider_header(&provider)) {
+        h.insert(PROVIDER, v);
+    }
+    Ok(resp)
+}
+
+fn provider_header(p: &crate::request::ProviderInfo) -> String {
+    match &p.ens {
+        Some(ens) => format!("{} {ens}", p.node_id.to_hex()),
+        None => p.node_id.to_hex(),
+    }
+}
+
+/// `/api/ps`, `/api/show`: the local Ollama's answer, as it is.
+async fn passthrough(
+    State(f): State<Arc<FrontDoor>>,
+    method: Method,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    match local::forward(
+        &f.http,
+        f.ollama_url(),
+        m,
+        path,
+        h.get(header::CONTENT_TYPE),
+        body,
+        false,
+    )
+    .await
+    {
+        Local::Answer(r) => r,
+        Local::Offload { why, .. } => {
+            api_error(Api::OllamaGenerate, StatusCode::BAD_GATEWAY, why.message())
+        }
+    }
+}
+
+/// `/api/version`: the local Ollama's, or the version of the API spoken here.
+async fn version(State(f): State<Arc<FrontDoor>>) -> Response {
+    match local::forward(
+        &f.http,
+        f.ollama_url(),
+        reqwest::Method::GET,
+        "/api/version",
+        None,
+        Bytes::new(),
+        false,
+    )
+    .await
+    {
+        Local::Answer(r) if r.status().is_success() => r,
+        _ => Json(json!({"version": OLLAMA_API_VERSION})).into_response(),
+    }
+}
+
+/// The local Ollama's JSON at `path`, or None when it cannot be had.
+async fn local_json(f: &FrontDoor, path: &str) -> Option<Value> {
+    let r = f
+        .http
+        .get(format!("{}{path}", f.ollama_url()))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Models the mesh advertises (the peer book's last ads), sorted, once each.
+fn mesh_models(f: &FrontDoor) -> BTreeSet<String> {
+    f.ctx.peers.models().into_iter().collect()
+}
+
+/// `/api/tags`: the local models, then the mesh's that are not local, once each.
+async fn tags(State(f): State<Arc<FrontDoor>>) -> Response {
+    let mut list: Vec<Value> = local_json(&f, "/api/tags")
+        .await
+        .and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let local: Vec<String> = list
+        .iter()
+        .filter_map(|m| m.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let now = offload::rfc3339_now();
+    for m in mesh_models(&f) {
+        if local.iter().any(|l| crate::inference::model_matches(&m, l)) {
+            continue;
+        }
+        list.push(json!({
+            "name": m, "model": m, "modified_at": now, "size": 0, "digest": "",
+            "remote_host": "edgent-mesh",
+            "details": {"parent_model": "", "format": "", "family": "", "families": null,
+                        "parameter_size": "", "quantization_level": ""},
+        }));
+    }
+    Json(json!({"models": list})).into_response()
+}
+
+/// `/v1/models`: the local models, then the mesh's that are not local, once each.
+async fn models(State(f): State<Arc<FrontDoor>>) -> Response {
+    let mut data: Vec<Value> = local_json(&f, "/v1/models")
+        .await
+        .and_then(|v| v.get("data").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let local: Vec<String> = data
+        .iter()
+        .filter_map(|m| m.get("id").and_then(Value::as_str).map(String::from))
+        .collect();
+    let now = offload::unix_now();
+    for m in mesh_models(&f) {
+        if local.iter().any(|l| crate::inference::model_matches(&m, l)) {
+            continue;
+        }
+        data.push(json!({"id": m, "object": "model", "created": now, "owned_by": "edgent-mesh"}));
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse() {
+        let s = FrontSettings::from_sources(|k| match k {
+            "EDGENT_OFFLOAD" => Some("always".into()),
+            "EDGENT_OLLAMA_ADDR" => Some("127.0.0.1:11435".into()),
+            "EDGENT_ORIGINS" => Some("https://a.example/, https://b.example".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.offload, OffloadMode::Always);
+        assert_eq!(s.ollama_addr.unwrap().port(), 11435);
+        assert_eq!(s.origins, vec!["https://a.example", "https://b.example"]);
+        assert!(
+            FrontSettings::from_sources(|k| (k == "EDGENT_OFFLOAD").then(|| "x".into())).is_err()
+        );
+        assert_eq!(
+            FrontSettings::from_sources(|_| None).unwrap().offload,
+            OffloadMode::Oom
+        );
+    }
+}

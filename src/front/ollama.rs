@@ -1,0 +1,102 @@
+//! Ollama's native API as the front door answers it from the mesh: `/api/generate` and
+//! `/api/chat` as NDJSON (one object per delta, then the `done: true` line with its stats)
+//! or one object when `stream` is false, and errors as `{"error": "..."}`.
+
+use serde_json::{json, Value};
+
+use crate::request::DelegateResponse;
+
+use super::offload::{rfc3339_now, Api};
+
+/// The NDJSON content type Ollama streams with.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// One delta as Ollama streams it.
+pub fn delta(api: Api, model: &str, text: &str) -> Value {
+    let mut v = json!({"model": model, "created_at": rfc3339_now()});
+    match api {
+        Api::OllamaChat => v["message"] = json!({"role": "assistant", "content": text}),
+        _ => v["response"] = Value::from(text),
+    }
+    v["done"] = Value::Bool(false);
+    v
+}
+
+/// The last object: `done: true`, the stats, and (`whole`) the full text when it is the
+/// only object (`stream: false`).
+pub fn done(api: Api, model: &str, r: &DelegateResponse, whole: bool) -> Value {
+    let text = if whole { r.output.as_str() } else { "" };
+    let mut v = json!({"model": model, "created_at": rfc3339_now()});
+    match api {
+        Api::OllamaChat => v["message"] = json!({"role": "assistant", "content": text}),
+        _ => v["response"] = Value::from(text),
+    }
+    v["done"] = Value::Bool(true);
+    v["done_reason"] = Value::from("stop");
+    let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
+    let total = r.timings.total_ms.unwrap_or(r.usage.inference_ms);
+    v["total_duration"] = Value::from(ms_to_ns(total));
+    if let Some(n) = r.usage.prompt_tokens {
+        v["prompt_eval_count"] = Value::from(n);
+    }
+    if let Some(n) = r.usage.completion_tokens {
+        v["eval_count"] = Value::from(n);
+    }
+    v["eval_duration"] = Value::from(ms_to_ns(r.usage.inference_ms));
+    v
+}
+
+/// An error object in Ollama's shape.
+pub fn error(message: &str) -> Value {
+    json!({"error": message})
+}
+
+/// One NDJSON line.
+pub fn line(v: &Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::axl::PeerKey;
+    use crate::jobs::Timings;
+    use crate::protocol::{JobId, Usage};
+    use crate::request::ProviderInfo;
+
+    fn resp() -> DelegateResponse {
+        DelegateResponse {
+            job_id: JobId::new(),
+            provider: ProviderInfo {
+                node_id: PeerKey([1; 32]),
+                ens: None,
+                wallet: None,
+            },
+            output: "hello".into(),
+            usage: Usage {
+                prompt_tokens: Some(3),
+                completion_tokens: Some(2),
+                inference_ms: 7,
+                backend: None,
+            },
+            timings: Timings::default(),
+            proof_verified: None,
+            payment: None,
+        }
+    }
+
+    #[test]
+    fn shapes_match_ollamas() {
+        let d = delta(Api::OllamaChat, "m", "hi");
+        assert_eq!(d["message"]["content"], "hi");
+        assert_eq!(d["done"], false);
+        let last = done(Api::OllamaGenerate, "m", &resp(), true);
+        assert_eq!(last["response"], "hello");
+        assert_eq!(last["done"], true);
+        assert_eq!(last["eval_count"], 2);
+        assert_eq!(last["eval_duration"], 7_000_000);
+        assert!(line(&last).ends_with(b"}\n"));
+    }
+}

@@ -1,0 +1,302 @@
+//! Streaming across the mesh: a task's output as it is generated.
+//!
+//! The provider batches the backend's deltas into `task_chunk`s (job id, sequence number,
+//! text), flushing every [`FLUSH_EVERY`] or [`FLUSH_BYTES`], whichever comes first
+//! ([`pump`]); `task_result` still carries the whole output, so the proof and the paid
+//! flow do not change. The requester puts the chunks back in order and drops duplicates
+//! ([`Reorder`], [`ChunkRegistry`]) and hands the deltas to whoever asked for the stream
+//! ([`StreamSink`]). When the agent goes away, the requester sends `task_cancel` and the
+//! provider drops its backend request ([`CancelRegistry`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::axl::PeerKey;
+use crate::ctx::NodeCtx;
+use crate::inference::{Backend, GenerateOutput, GenerateRequest, InferenceError};
+use crate::protocol::{JobId, Message, TaskChunk};
+use crate::request::ProviderInfo;
+
+/// The provider flushes its batch of deltas at least this often.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// ... or once it holds this many bytes.
+pub const FLUSH_BYTES: usize = 2048;
+/// Chunks held for a gap in the sequence before the stream counts as broken.
+const MAX_PENDING: usize = 4096;
+
+/// What a streamed delegation tells whoever asked for the stream.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// The task went to this provider (first, once per provider tried).
+    Started {
+        /// The job.
+        job_id: JobId,
+        /// Who runs it.
+        provider: ProviderInfo,
+    },
+    /// More output, in order.
+    Delta(String),
+}
+
+/// Where a streamed delegation sends its [`StreamEvent`]s.
+#[derive(Debug, Clone)]
+pub struct StreamSink {
+    /// The events.
+    pub events: mpsc::UnboundedSender<StreamEvent>,
+}
+
+/// Puts one job's chunks back in sequence order, once each.
+#[derive(Debug, Default)]
+pub struct Reorder {
+    next: u64,
+    pending: BTreeMap<u64, String>,
+}
+
+impl Reorder {
+    /// Take chunk `seq`; returns the deltas that are now in order (maybe none). A chunk
+    /// already passed or already held is dropped.
+    pub fn push(&mut self, seq: u64, delta: String) -> Vec<String> {
+        if seq < self.next || self.pending.len() >= MAX_PENDING {
+            return Vec::new();
+        }
+        self.pending.entry(seq).or_insert(delta);
+        let mut out = Vec::new();
+        while let Some(d) = self.pending.remove(&self.next) {
+            out.push(d);
+            self.next += 1;
+        }
+        out
+    }
+}
+
+struct Streamed {
+    provider: PeerKey,
+    order: Reorder,
+    sink: StreamSink,
+}
+
+/// Why a chunk was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkDrop {
+    /// No streamed delegation waits for this job.
+    Unknown,
+    /// The sender is not the job's provider.
+    Spoofed,
+}
+
+/// The requester's streamed jobs: which provider each waits on, and where deltas go.
+#[derive(Default)]
+pub struct ChunkRegistry {
+    inner: Mutex<HashMap<JobId, Streamed>>,
+}
+
+impl ChunkRegistry {
+    /// Expect chunks of `job_id` from `provider`, for `sink` (replaces an earlier provider).
+    pub fn register(&self, job_id: JobId, provider: PeerKey, sink: StreamSink) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(
+            job_id,
+            Streamed {
+                provider,
+                order: Reorder::default(),
+                sink,
+            },
+        );
+    }
+
+    /// Stop expecting chunks of `job_id`.
+    pub fn remove(&self, job_id: &JobId) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(job_id);
+    }
+
+    /// A chunk arrived from `from`.
+    pub fn on_chunk(&self, from: &PeerKey, c: TaskChunk) -> Result<(), ChunkDrop> {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let s = m.get_mut(&c.job_id).ok_or(ChunkDrop::Unknown)?;
+        if !s.provider.same_node(from) {
+            return Err(ChunkDrop::Spoofed);
+        }
+        for d in s.order.push(c.seq, c.delta) {
+            let _ = s.sink.events.send(StreamEvent::Delta(d));
+        }
+        Ok(())
+    }
+}
+
+/// The provider's running jobs that their requester may cancel.
+#[derive(Default)]
+pub struct CancelRegistry {
+    inner: Mutex<HashMap<JobId, (PeerKey, CancellationToken)>>,
+}
+
+impl CancelRegistry {
+    /// A job started for `requester`: its token, cancelled by [`CancelRegistry::cancel`].
+    pub fn start(&self, job_id: JobId, requester: PeerKey) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(job_id, (requester, token.clone()));
+        token
+    }
+
+    /// The job ended.
+    pub fn finish(&self, job_id: &JobId) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(job_id);
+    }
+
+    /// `from` asks to cancel `job_id`; true when it is that job's requester and the job
+    /// was running.
+    pub fn cancel(&self, from: &PeerKey, job_id: &JobId) -> bool {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(job_id) {
+            Some((requester, token)) if requester.same_node(from) => {
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The provider's side: send the backend's deltas from `rx` to `to` as `task_chunk`s,
+/// batched; returns when `rx` is closed and everything was sent (or could not be).
+pub async fn pump(
+    ctx: Arc<NodeCtx>,
+    to: PeerKey,
+    job_id: JobId,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) -> u64 {
+    let mut seq = 0u64;
+    let mut buf = String::new();
+    let mut flush_at = tokio::time::Instant::now();
+    loop {
+        let closed = tokio::select! {
+            d = rx.recv() => match d {
+                Some(d) => {
+                    if buf.is_empty() {
+                        flush_at = tokio::time::Instant::now() + FLUSH_EVERY;
+                    }
+                    buf.push_str(&d);
+                    if buf.len() < FLUSH_BYTES {
+                        continue;
+                    }
+                    false
+                }
+                None => true,
+            },
+            _ = tokio::time::sleep_until(flush_at), if !buf.is_empty() => false,
+        };
+        if !buf.is_empty() {
+            let msg = Message::TaskChunk(TaskChunk {
+                job_id,
+                seq,
+                delta: std::mem::take(&mut buf),
+            });
+            if let Err(e) = ctx.send(&to, &msg).await {
+                tracing::debug!(job = %job_id, seq, error = %e, "task_chunk not sent");
+            }
+            seq += 1;
+        }
+        if closed {
+            return seq;
+        }
+    }
+}
+
+/// The provider's inference of one task: through the backend until `left` runs out or
+/// `cancel` fires (the backend request is dropped then, which stops Ollama generating);
+/// when `stream.0` is set, the deltas go to the requester `stream.1` as `task_chunk`s of
+/// job `stream.2`, all sent before this returns (so before the `task_result`).
+pub async fn infer(
+    ctx: &Arc<NodeCtx>,
+    backend: &dyn Backend,
+    req: &GenerateRequest,
+    stream: (bool, PeerKey, JobId),
+    left: Duration,
+    cancel: CancellationToken,
+) -> Result<GenerateOutput, InferenceError> {
+    let (streamed, to, job_id) = stream;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pumping = streamed.then(|| tokio::spawn(pump(ctx.clone(), to, job_id, rx)));
+    let work = async {
+        if streamed {
+            backend.generate_stream(req, tx).await
+        } else {
+            drop(tx);
+            backend.generate(req).await
+        }
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(left, work) => r.unwrap_or_else(|_| Err(InferenceError::Backend(
+            "the deadline passed during inference".into(),
+        ))),
+        _ = cancel.cancelled() => Err(InferenceError::Cancelled),
+    };
+    if let Some(p) = pumping {
+        match p.await {
+            Ok(n) => tracing::debug!(job = %job_id, chunks = n, "stream sent"),
+            Err(e) => tracing::warn!(job = %job_id, error = %e, "the chunk pump failed"),
+        }
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorder_puts_chunks_in_order_once() {
+        let mut r = Reorder::default();
+        assert_eq!(r.push(1, "b".into()), Vec::<String>::new());
+        assert_eq!(r.push(1, "dup".into()), Vec::<String>::new());
+        assert_eq!(r.push(0, "a".into()), vec!["a", "b"]);
+        assert_eq!(r.push(0, "again".into()), Vec::<String>::new());
+        assert_eq!(r.push(3, "d".into()), Vec::<String>::new());
+        assert_eq!(r.push(2, "c".into()), vec!["c", "d"]);
+    }
+
+    #[test]
+    fn chunks_only_from_the_jobs_provider() {
+        let reg = ChunkRegistry::default();
+        let job = JobId::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let provider = PeerKey([7; 32]);
+        reg.register(job, provider, StreamSink { events: tx });
+        let chunk = |seq: u64, d: &str| TaskChunk {
+            job_id: job,
+            seq,
+            delta: d.into(),
+        };
+        assert_eq!(
+            reg.on_chunk(&PeerKey([9; 32]), chunk(0, "x")),
+            Err(ChunkDrop::Spoofed)
+        );
+        assert_eq!(reg.on_chunk(&provider, chunk(0, "hi")), Ok(()));
+        assert!(matches!(rx.try_recv(), Ok(StreamEvent::Delta(d)) if d == "hi"));
+        reg.remove(&job);
+        assert_eq!(
+            reg.on_chunk(&provider, chunk(1, "late")),
+            Err(ChunkDrop::Unknown)
+        );
+    }
+
+    #[test]
+    fn only_the_requester_cancels() {
+        let reg = CancelRegistry::default();
+        let job = JobId::new();
+        let requester = PeerKey([3; 32]);
+        let token = reg.start(job, requester);
+        assert!(!reg.cancel(&PeerKey([4; 32]), &job));
+        assert!(!token.is_cancelled());
+        assert!(reg.cancel(&requester, &job));
+        assert!(token.is_cancelled());
+        reg.finish(&job);
+        assert!(!reg.cancel(&requester, &job));
+    }
+}
