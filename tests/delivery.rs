@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use support::{eventually, raw_send, DaemonProc, MeshSimProc};
+use support::{eventually, DaemonProc, MeshSimProc};
 
 /// Settings that make heartbeats and resends quick enough for a test.
 const FAST: [(&str, &str); 5] = [
@@ -313,7 +313,15 @@ async fn two_hundred_concurrent_delegations_all_succeed() {
 async fn a_flooding_peer_is_limited_and_honest_delegations_go_on() {
     let mesh = MeshSimProc::start(3, 0);
     let dir = tempfile::tempdir().unwrap();
-    let p = provider(&mesh, dir.path(), 1, StubBehaviour::default(), &[]).await;
+    // A tighter per-peer limit than the default, so this machine's test client can exceed it.
+    let p = provider(
+        &mesh,
+        dir.path(),
+        1,
+        StubBehaviour::default(),
+        &[("PEER_MSG_RATE", "100"), ("PEER_MSG_BURST", "200")],
+    )
+    .await;
     let req = requester(&mesh, dir.path(), 0).await;
     let (status, body) = req
         .delegate(json!({"model": "tinyllama", "prompt": "warm up"}))
@@ -339,8 +347,15 @@ async fn a_flooding_peer_is_limited_and_honest_delegations_go_on() {
                 }
             })
             .collect();
-        for chunk in bodies.chunks(50) {
-            join_all(chunk.iter().map(|b| raw_send(&hostile, &target, b.clone()))).await;
+        let http = reqwest::Client::new();
+        for chunk in bodies.chunks(100) {
+            join_all(chunk.iter().map(|b| {
+                http.post(format!("{hostile}/send"))
+                    .header("X-Destination-Peer-Id", &target)
+                    .body(b.clone())
+                    .send()
+            }))
+            .await;
         }
     };
     let honest = async {
