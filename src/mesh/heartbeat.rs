@@ -80,7 +80,7 @@ impl Drop for Beats {
     }
 }
 
-/// Send `to` a heartbeat for `job` now and every `HEARTBEAT_MS` until the returned guard
+/// Send `to` a heartbeat for `job` every `HEARTBEAT_MS` until the returned guard
 /// is dropped. `state` says where the job stands at each beat. Beats are not
 /// acknowledged (the next one replaces a lost one) and each send runs in its own task,
 /// so a slow send never delays the next beat.
@@ -94,6 +94,8 @@ pub fn spawn_beats(
     Beats(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The task's ack already said we are alive: the first beat is due one interval on.
+        tick.tick().await;
         loop {
             tick.tick().await;
             let (state, queue_position) = state();

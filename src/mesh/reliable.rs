@@ -124,10 +124,13 @@ impl Iterator for Backoff {
     }
 }
 
+/// Who must acknowledge a message (by address), and the sender to wake when they do.
+type AckWaiter = ([u8; 16], oneshot::Sender<()>);
+
 /// Messages sent and not yet acknowledged, by `msg_id`.
 #[derive(Default)]
 pub struct PendingAcks {
-    waiting: Mutex<HashMap<Uuid, ([u8; 16], oneshot::Sender<()>)>>,
+    waiting: Mutex<HashMap<Uuid, AckWaiter>>,
 }
 
 impl PendingAcks {
