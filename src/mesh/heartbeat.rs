@@ -38,8 +38,8 @@ impl Pulse {
     /// A sign of life now.
     pub fn touch(&self) {
         self.heard.store(true, Ordering::Relaxed);
-        let mut l = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        *l = (*l).max(Instant::now());
+        // Replaces the first-sign grace too: from now on silence counts from here.
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     /// A heartbeat arrived.
@@ -115,6 +115,16 @@ pub fn spawn_beats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_sign_ends_the_grace() {
+        let p = Pulse::new(Duration::from_secs(60));
+        assert!(p.dead_at(Duration::ZERO) > Instant::now() + Duration::from_secs(50));
+        assert!(!p.heard());
+        p.touch();
+        assert!(p.heard());
+        assert!(p.dead_at(Duration::ZERO) <= Instant::now());
+    }
 
     #[test]
     fn a_pulse_keeps_the_last_sign_and_the_queue_position() {

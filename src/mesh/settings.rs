@@ -53,6 +53,6 @@ impl Default for DeliverySettings {
 impl DeliverySettings {
     /// How long without a sign of life (heartbeat, ack, result) a provider counts as dead.
     pub fn dead_after(&self) -> Duration {
-        self.heartbeat * self.heartbeat_misses.max(1) + self.heartbeat / 2
+        self.heartbeat * self.heartbeat_misses.max(1) + self.heartbeat / 4
     }
 }
