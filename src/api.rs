@@ -70,6 +70,7 @@ pub struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -80,23 +81,31 @@ impl ApiError {
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             error: code.as_str(),
             detail: detail.into(),
+            retry_after_secs: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             Json(json!({"error": self.error, "detail": self.detail})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
 impl From<DelegateError> for ApiError {
     fn from(e: DelegateError) -> Self {
-        ApiError::coded(e.code(), e.to_string())
+        let mut err = ApiError::coded(e.code(), e.to_string());
+        err.retry_after_secs = e.retry_after_secs();
+        err
     }
 }
 
@@ -231,6 +240,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     if let Ok(counts) = st.ctx.jobs.counts() {
         st.ctx.metrics.set_jobs(&counts);
     }
+    st.ctx.metrics.set_recv(&st.recv_stats.snapshot());
     st.ctx
         .metrics
         .axl_restarts

@@ -199,6 +199,8 @@ pub struct Config {
     /// The front door and the guard: `EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`,
     /// `EDGENT_API_TOKEN`, `EDGENT_ORIGINS`.
     pub front: crate::front::FrontSettings,
+    /// Reliable delivery, heartbeats, the provider's queue and per-peer limits.
+    pub delivery: crate::mesh::DeliverySettings,
 }
 
 /// Where the settings come from, lowest precedence first.
@@ -544,6 +546,21 @@ impl Config {
             crate::front::guard::check_bind(key, addr, front.token.as_deref())
                 .map_err(|e| invalid(key, &addr.to_string(), e.to_string()))?;
         }
+        let num = |key: &'static str, default: u64, min: u64, max: u64| {
+            ranged(get(key), key, default, (min, max), "")
+        };
+        let delivery = crate::mesh::DeliverySettings {
+            heartbeat: ms("HEARTBEAT_MS", 2_000, 50, 60_000)?,
+            heartbeat_misses: num("HEARTBEAT_MISSES", 2, 1, 100)? as u32,
+            send_timeout: ms("MESH_SEND_TIMEOUT_MS", 5_000, 50, 600_000)?,
+            ack_timeout: ms("ACK_TIMEOUT_MS", 500, 10, 60_000)?,
+            reliable_window: ms("RELIABLE_WINDOW_MS", 120_000, 100, 3_600_000)?,
+            provider_max_queue: num("PROVIDER_MAX_QUEUE", 32, 0, 100_000)? as usize,
+            peer_msg_rate: num("PEER_MSG_RATE", 500, 1, 1_000_000)? as u32,
+            peer_msg_burst: num("PEER_MSG_BURST", 1_000, 1, 1_000_000)? as u32,
+            peer_task_rate: num("PEER_TASK_RATE", 64, 1, 1_000_000)? as u32,
+            peer_task_burst: num("PEER_TASK_BURST", 256, 1, 1_000_000)? as u32,
+        };
 
         Ok(Config {
             http_addr,
@@ -578,6 +595,7 @@ impl Config {
             default_timeout,
             default_max_price_units,
             front,
+            delivery,
         })
     }
 

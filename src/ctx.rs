@@ -4,10 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use uuid::Uuid;
+
 use crate::axl::recv::RecvStats;
 use crate::axl::{AxlError, PeerKey, Transport};
 use crate::config::Config;
 use crate::jobs::JobStore;
+use crate::mesh::reliable::{Backoff, Delivery, Undelivered};
 use crate::mesh::PeerBook;
 use crate::metrics::Metrics;
 use crate::protocol::Message;
@@ -30,28 +34,156 @@ pub struct NodeCtx {
     pub recv_stats: Arc<RecvStats>,
     /// When the daemon started.
     pub started: Instant,
+    /// Acks, de-duplication and per-peer limits ([`crate::mesh::reliable`]).
+    pub delivery: Arc<Delivery>,
 }
 
 impl NodeCtx {
-    /// Encode and send one message, counting it.
+    /// Encode and send one message, counting it. No send takes longer than
+    /// `MESH_SEND_TIMEOUT_MS` (AXL blocks about 127 s on a key nobody has).
+    ///
+    /// A reliable message (see [`Message::is_reliable`]) gets a `msg_id`; this returns
+    /// after its first send as before, and it is sent again in the background with
+    /// backoff until acknowledged or `RELIABLE_WINDOW_MS` passes.
     pub async fn send(&self, to: &PeerKey, msg: &Message) -> Result<(), AxlError> {
-        let kind = msg.kind();
-        let body = msg.encode().map_err(|e| AxlError::Http {
-            status: 0,
-            body: e.to_string(),
-        })?;
+        if !msg.is_reliable() {
+            let body = encode(msg, None)?;
+            return self.send_body(to, msg.kind(), body).await;
+        }
+        let id = Uuid::new_v4();
+        let body = encode(msg, Some(id))?;
+        let acked = self.delivery.reliable.pending.expect(to, id);
+        let first = self.send_body(to, msg.kind(), body.clone()).await;
+        if let Some(mut acked) = acked {
+            let until = Instant::now() + self.config.delivery.reliable_window;
+            let (transport, delivery, to, kind) = (
+                self.transport.clone(),
+                self.delivery.clone(),
+                *to,
+                msg.kind(),
+            );
+            let settings = self.config.delivery.clone();
+            tokio::spawn(async move {
+                let mut backoff = Backoff::new(settings.ack_timeout, settings.ack_timeout * 8);
+                loop {
+                    let wait = backoff.next().unwrap_or(settings.ack_timeout);
+                    let at = (Instant::now() + wait).min(until);
+                    if tokio::time::timeout_at(at.into(), &mut acked).await.is_ok() {
+                        return;
+                    }
+                    if Instant::now() >= until {
+                        delivery.reliable.pending.forget(&id);
+                        tracing::debug!(to = %to.short(), kind, "gave up waiting for an ack");
+                        return;
+                    }
+                    let send = transport.send(&to, body.clone());
+                    let _ = tokio::time::timeout(settings.send_timeout, send).await;
+                }
+            });
+        }
+        first
+    }
+
+    /// Send a reliable message and wait for its ack, sending again with backoff, until
+    /// `until`. Returns how many sends it took.
+    pub async fn send_acked(
+        &self,
+        to: &PeerKey,
+        msg: &Message,
+        until: Instant,
+    ) -> Result<u32, Undelivered> {
+        let id = Uuid::new_v4();
+        let body = encode(msg, Some(id)).map_err(|e| Undelivered::Encode(e.to_string()))?;
+        let Some(mut acked) = self.delivery.reliable.pending.expect(to, id) else {
+            return Err(Undelivered::NoAck {
+                tries: 0,
+                last: Some("too many messages wait for an ack".into()),
+            });
+        };
+        // However this ends (acked, given up, or the caller stopped waiting), the ack is
+        // no longer expected.
+        let _forget = ForgetAck(&self.delivery, id);
+        let settings = &self.config.delivery;
+        let mut backoff = Backoff::new(settings.ack_timeout, settings.ack_timeout * 8);
+        let (mut tries, mut last) = (0u32, None);
+        loop {
+            tries += 1;
+            // A send that blocks (a dead node) must not hold up the resends.
+            let send =
+                tokio::time::timeout_at(until.into(), self.send_body(to, msg.kind(), body.clone()));
+            tokio::pin!(send);
+            let wait = backoff.next().unwrap_or(settings.ack_timeout);
+            let at = (Instant::now() + wait).min(until);
+            let mut sent = false;
+            loop {
+                tokio::select! {
+                    r = &mut acked => {
+                        return match r {
+                            Ok(()) => Ok(tries),
+                            Err(_) => Err(Undelivered::NoAck { tries, last }),
+                        };
+                    }
+                    r = &mut send, if !sent => {
+                        sent = true;
+                        if let Ok(Err(e)) = r {
+                            last = Some(e.to_string());
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+                break;
+            }
+            if Instant::now() >= until {
+                return Err(Undelivered::NoAck { tries, last });
+            }
+        }
+    }
+
+    /// One bounded send of an encoded message.
+    async fn send_body(
+        &self,
+        to: &PeerKey,
+        kind: &'static str,
+        body: Bytes,
+    ) -> Result<(), AxlError> {
         self.recv_stats.touch();
-        match self.transport.send(to, body).await {
-            Ok(()) => {
+        let bound = self.config.delivery.send_timeout;
+        match tokio::time::timeout(bound, self.transport.send(to, body)).await {
+            Ok(Ok(())) => {
                 self.metrics.msg_out(kind);
                 tracing::debug!(to = %to.short(), kind, "sent");
                 Ok(())
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.metrics.send_failed(kind);
                 tracing::warn!(to = %to.short(), kind, error = %e, "send failed");
                 Err(e)
             }
+            Err(_) => {
+                self.metrics.send_failed(kind);
+                tracing::debug!(to = %to.short(), kind, ms = bound.as_millis() as u64, "send timed out");
+                Err(AxlError::Unreachable(format!(
+                    "the send did not complete within {} ms",
+                    bound.as_millis()
+                )))
+            }
         }
+    }
+}
+
+fn encode(msg: &Message, id: Option<Uuid>) -> Result<Bytes, AxlError> {
+    msg.encode_with_id(id).map_err(|e| AxlError::Http {
+        status: 0,
+        body: e.to_string(),
+    })
+}
+
+/// Stops expecting an ack when dropped.
+struct ForgetAck<'a>(&'a Delivery, Uuid);
+
+impl Drop for ForgetAck<'_> {
+    fn drop(&mut self) {
+        self.0.reliable.pending.forget(&self.1);
     }
 }

@@ -329,6 +329,7 @@ impl Daemon {
             peers: PeerBook::default(),
             recv_stats: recv_stats.clone(),
             started: Instant::now(),
+            delivery: Arc::new(crate::mesh::reliable::Delivery::new(&config.delivery)),
         });
         let mut tasks = Vec::new();
         let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =

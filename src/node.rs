@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::axl::Inbound;
 use crate::ctx::NodeCtx;
 use crate::payment::{ProviderPayments, RequesterPayments};
-use crate::protocol::{DropReason, Message};
+use crate::protocol::{Ack, DropReason, Envelope, Message};
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -46,9 +46,20 @@ pub async fn run_router(
 }
 
 /// Handle one raw message.
+///
+/// Before decoding, the sender's per-peer rate is checked. A reliable message with a
+/// `msg_id` is acknowledged (every copy: the ack of the first may be the one lost) and
+/// handled only the first time. The router never awaits a send: handlers that send or
+/// call the chain run in their own tasks, bounded in number
+/// ([`crate::mesh::reliable::MAX_SPAWNED_HANDLERS`]).
 pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
     let from = inbound.from;
-    let msg = match Message::decode(&inbound.body) {
+    if !ctx.delivery.msg_limits.allow(&from) {
+        ctx.metrics.dropped(DropReason::RateLimited);
+        tracing::debug!(from = %from.short(), "dropped message: sender over its rate limit");
+        return;
+    }
+    let Envelope { msg_id, msg } = match Message::decode_envelope(&inbound.body) {
         Ok(m) => m,
         Err(e) => {
             ctx.metrics.dropped(e.reason);
@@ -65,15 +76,73 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         }
     }
     ctx.metrics.msg_in(msg.kind());
+    if let Some(id) = msg_id {
+        let to = ctx.peers.full_key(&from).unwrap_or(from);
+        let ack_ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _ = ack_ctx.send(&to, &Message::Ack(Ack { acked: id })).await;
+        });
+        if !ctx.delivery.reliable.seen.first_time(&from, id) {
+            ctx.metrics.dropped(DropReason::Duplicate);
+            tracing::debug!(from = %from.short(), kind = msg.kind(), "duplicate dropped (acknowledged again)");
+            return;
+        }
+    }
     match msg {
-        Message::ResourceRequest(m) => h.provider.on_resource_request(&from, m).await,
+        Message::ResourceRequest(m) => {
+            let p = h.provider.clone();
+            spawn_bounded(
+                ctx,
+                &from,
+                async move { p.on_resource_request(&from, m).await },
+            );
+        }
         Message::ResourceAd(m) => h.requester.on_resource_ad(&from, m),
-        Message::Task(m) => h.provider.clone().on_task(from, m),
+        Message::Task(m) => {
+            if ctx.delivery.task_limits.allow(&from) {
+                h.provider.clone().on_task(from, m)
+            } else {
+                h.provider.clone().refuse_rate_limited(from, m)
+            }
+        }
         Message::TaskResult(m) => h.requester.on_task_result(&from, m).await,
         Message::TaskError(m) => h.requester.on_task_error(&from, m),
         Message::TaskChunk(m) => h.requester.on_task_chunk(&from, m),
         Message::TaskCancel(m) => h.provider.on_task_cancel(&from, m),
         Message::PaymentRequest(m) => h.requester_payments.on_payment_request(&from, *m).await,
-        Message::PaymentConfirmed(m) => h.provider_payments.on_payment_confirmed(&from, m).await,
+        Message::PaymentConfirmed(m) => {
+            let p = h.provider_payments.clone();
+            spawn_bounded(
+                ctx,
+                &from,
+                async move { p.on_payment_confirmed(&from, m).await },
+            );
+        }
+        Message::Ack(a) => {
+            if !ctx.delivery.reliable.pending.on_ack(&from, a.acked) {
+                tracing::debug!(from = %from.short(), "ack for nothing pending (late or repeated)");
+            }
+        }
+        Message::Heartbeat(b) => h.requester.on_heartbeat(&from, b),
+    }
+}
+
+/// Run a handler in its own task if fewer than the bound are running; else drop it.
+fn spawn_bounded(
+    ctx: &Arc<NodeCtx>,
+    from: &crate::axl::PeerKey,
+    fut: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    match ctx.delivery.handler_slots.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                fut.await;
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            ctx.metrics.dropped(DropReason::RateLimited);
+            tracing::debug!(from = %from.short(), "dropped message: too many handlers running");
+        }
     }
 }

@@ -295,6 +295,40 @@ pub struct TaskError {
     pub code: TaskErrorCode,
     /// Human-readable detail.
     pub message: String,
+    /// With `busy`: when to ask again, milliseconds (the provider's queue is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// either side -> the sender of a reliable message: it arrived (see [`Envelope`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// The `msg_id` of the message acknowledged.
+    pub acked: Uuid,
+}
+
+/// Where a provider's job stands, as a heartbeat tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BeatState {
+    /// Waiting for a job slot.
+    Queued,
+    /// Running on the backend.
+    Running,
+}
+
+/// provider -> requester, every `HEARTBEAT_MS` while a job is queued or running: alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The job.
+    pub job_id: JobId,
+    /// Queued or running.
+    pub state: BeatState,
+    /// While queued: jobs ahead of this one (0 = next to run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
 }
 
 /// x402 v2 `PaymentRequirements`, carried over AXL instead of HTTP.
@@ -423,20 +457,47 @@ pub enum Message {
     TaskChunk(TaskChunk),
     /// See [`TaskCancel`].
     TaskCancel(TaskCancel),
+    /// See [`Ack`].
+    Ack(Ack),
+    /// See [`Heartbeat`].
+    Heartbeat(Heartbeat),
 }
 
 /// The `type` names this build knows.
-pub const MESSAGE_TYPES: [&str; 9] = [
-    "task_chunk",
-    "task_cancel",
+pub const MESSAGE_TYPES: [&str; 11] = [
     "resource_request",
     "resource_ad",
+    "task",
+    "task_chunk",
+    "task_cancel",
+    "task_result",
+    "task_error",
+    "payment_request",
+    "payment_confirmed",
+    "ack",
+    "heartbeat",
+];
+
+/// The `type`s delivered reliably: they carry a `msg_id`, are acknowledged with an
+/// [`Ack`], sent again until acknowledged, and de-duplicated on receipt.
+pub const RELIABLE_TYPES: [&str; 5] = [
     "task",
     "task_result",
     "task_error",
     "payment_request",
     "payment_confirmed",
 ];
+
+/// A decoded message with its delivery id: the top-level `msg_id` (a UUID) that the
+/// reliable types carry. A message of an older peer has none: it is handled, but not
+/// acknowledged or de-duplicated. Any other type carrying `msg_id` is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The delivery id, when the sender asked for an acknowledgement.
+    pub msg_id: Option<Uuid>,
+    /// The message.
+    pub msg: Message,
+}
 
 impl Message {
     /// The `type` tag.
@@ -451,7 +512,14 @@ impl Message {
             Message::TaskError(_) => "task_error",
             Message::PaymentRequest(_) => "payment_request",
             Message::PaymentConfirmed(_) => "payment_confirmed",
+            Message::Ack(_) => "ack",
+            Message::Heartbeat(_) => "heartbeat",
         }
+    }
+
+    /// Whether this message is delivered reliably (see [`RELIABLE_TYPES`]).
+    pub fn is_reliable(&self) -> bool {
+        RELIABLE_TYPES.contains(&self.kind())
     }
 
     /// The node id the message claims for its sender, if it carries one.
@@ -465,12 +533,26 @@ impl Message {
 
     /// Serialise to the wire form, `{"v":1,"type":...}`.
     pub fn encode(&self) -> Result<Bytes, EncodeError> {
+        self.encode_with_id(None)
+    }
+
+    /// Serialise with a delivery id (`msg_id`), which only reliable types may carry.
+    pub fn encode_with_id(&self, msg_id: Option<Uuid>) -> Result<Bytes, EncodeError> {
         self.validate().map_err(EncodeError::Invalid)?;
+        if msg_id.is_some() && !self.is_reliable() {
+            return Err(EncodeError::Invalid(format!(
+                "{} is not a reliable message and carries no msg_id",
+                self.kind()
+            )));
+        }
         let mut value = serde_json::to_value(self).map_err(|e| EncodeError::Json(e.to_string()))?;
         let Value::Object(map) = &mut value else {
             return Err(EncodeError::Json("message is not an object".into()));
         };
         map.insert("v".into(), Value::from(VERSION));
+        if let Some(id) = msg_id {
+            map.insert("msg_id".into(), Value::from(id.to_string()));
+        }
         let body = serde_json::to_vec(&value).map_err(|e| EncodeError::Json(e.to_string()))?;
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(EncodeError::TooLarge(body.len()));
@@ -478,8 +560,13 @@ impl Message {
         Ok(Bytes::from(body))
     }
 
-    /// Parse and validate a wire message.
+    /// Parse and validate a wire message (its `msg_id`, if any, is checked and dropped).
     pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
+        Self::decode_envelope(body).map(|e| e.msg)
+    }
+
+    /// Parse and validate a wire message with its delivery id.
+    pub fn decode_envelope(body: &[u8]) -> Result<Envelope, DecodeError> {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(DecodeError::new(
                 DropReason::Oversize,
@@ -512,11 +599,30 @@ impl Message {
             }
             _ => return Err(DecodeError::new(DropReason::UnknownType, "missing type")),
         }
+        let msg_id = match map.remove("msg_id") {
+            None => None,
+            Some(Value::String(s)) => Some(
+                Uuid::parse_str(&s)
+                    .map_err(|_| DecodeError::new(DropReason::Invalid, "msg_id must be a UUID"))?,
+            ),
+            Some(_) => {
+                return Err(DecodeError::new(
+                    DropReason::Invalid,
+                    "msg_id must be a UUID string",
+                ))
+            }
+        };
         let msg: Message = serde_json::from_value(Value::Object(map))
             .map_err(|e| DecodeError::new(DropReason::Invalid, e.to_string()))?;
         msg.validate()
             .map_err(|e| DecodeError::new(DropReason::Invalid, e))?;
-        Ok(msg)
+        if msg_id.is_some() && !msg.is_reliable() {
+            return Err(DecodeError::new(
+                DropReason::Invalid,
+                format!("{} carries a msg_id", msg.kind()),
+            ));
+        }
+        Ok(Envelope { msg_id, msg })
     }
 
     /// Field-level checks beyond what the types enforce.
@@ -597,6 +703,7 @@ impl Message {
                 check_text("settle_response.network", &m.settle_response.network)?;
                 check_text("explorer_url", &m.explorer_url)
             }
+            Message::Ack(_) | Message::Heartbeat(_) => Ok(()),
         }
     }
 }
@@ -670,6 +777,10 @@ pub enum DropReason {
     Spoofed,
     /// Well-formed but not expected now (unknown job, wrong sender, stale request).
     Unexpected,
+    /// A reliable message handled already (sent again because its ack was lost).
+    Duplicate,
+    /// The sender exceeded its per-peer rate, or the node has too much in flight.
+    RateLimited,
 }
 
 impl DropReason {
@@ -683,11 +794,13 @@ impl DropReason {
             Self::Invalid => "invalid",
             Self::Spoofed => "spoofed",
             Self::Unexpected => "unexpected",
+            Self::Duplicate => "duplicate",
+            Self::RateLimited => "rate_limited",
         }
     }
 
     /// Every reason, for exporting zeroed counters.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         Self::Oversize,
         Self::BadJson,
         Self::BadVersion,
@@ -695,6 +808,8 @@ impl DropReason {
         Self::Invalid,
         Self::Spoofed,
         Self::Unexpected,
+        Self::Duplicate,
+        Self::RateLimited,
     ];
 }
 
@@ -810,6 +925,7 @@ mod tests {
                 job_id: job,
                 code: TaskErrorCode::Busy,
                 message: "at capacity".into(),
+                retry_after_ms: Some(2000),
             }),
             Message::PaymentRequest(Box::new(PaymentRequest {
                 job_id: job,
@@ -848,6 +964,14 @@ mod tests {
                     network: "eip155:84532".into(),
                     amount: Some("10000".into()),
                 },
+            }),
+            Message::Ack(Ack {
+                acked: Uuid::new_v4(),
+            }),
+            Message::Heartbeat(Heartbeat {
+                job_id: job,
+                state: BeatState::Queued,
+                queue_position: Some(3),
             }),
         ]
     }
@@ -929,6 +1053,35 @@ mod tests {
             usage: Usage::default(),
         });
         assert!(matches!(m.encode(), Err(EncodeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn reliable_messages_carry_an_optional_msg_id() {
+        let id = Uuid::new_v4();
+        for m in samples() {
+            let with = m.encode_with_id(Some(id));
+            if m.is_reliable() {
+                let env = Message::decode_envelope(&with.unwrap()).unwrap();
+                assert_eq!(env.msg_id, Some(id));
+                assert_eq!(env.msg, m);
+                // An older peer's message, without the id, is still understood.
+                let env = Message::decode_envelope(&m.encode().unwrap()).unwrap();
+                assert_eq!(env.msg_id, None);
+            } else {
+                assert!(with.is_err(), "{} encoded a msg_id", m.kind());
+                let mut v: Value = serde_json::from_slice(&m.encode().unwrap()).unwrap();
+                v["msg_id"] = json!(id.to_string());
+                let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+                assert_eq!(e.reason, DropReason::Invalid, "{}", m.kind());
+            }
+        }
+        let mut v: Value = serde_json::from_slice(&samples()[3].encode().unwrap()).unwrap();
+        v["msg_id"] = json!("not-a-uuid");
+        let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(e.reason, DropReason::Invalid);
+        v["msg_id"] = json!(7);
+        let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(e.reason, DropReason::Invalid);
     }
 
     #[test]

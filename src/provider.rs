@@ -7,7 +7,6 @@
 //! [`Backend`] until the requester's deadline, and answered with `task_result` or
 //! `task_error`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,17 @@ use crate::ctx::NodeCtx;
 use crate::front::stream::CancelRegistry;
 use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
+use crate::mesh::heartbeat::spawn_beats;
+use crate::mesh::queue::{Admission, JobQueue};
 use crate::payment::ProviderPayments;
 use crate::protocol::{
-    Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode, TaskResult,
+    BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
+    TaskResult,
     Usage,
 };
 
-/// How many times a result is sent before the job counts as undelivered.
-const DELIVERY_ATTEMPTS: u32 = 4;
+/// The `retry_after_ms` a `busy` answer suggests.
+const BUSY_RETRY_AFTER_MS: u64 = 2_000;
 
 /// What the backend offers, as last checked.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -48,19 +50,10 @@ pub struct Provider {
     ctx: Arc<NodeCtx>,
     backend: Arc<dyn Backend>,
     payments: Arc<dyn ProviderPayments>,
-    active: AtomicUsize,
+    queue: Arc<JobQueue>,
     status: RwLock<BackendStatus>,
     /// Running jobs their requester may cancel (see [`crate::front::stream`]).
     cancels: CancelRegistry,
-}
-
-/// Releases a job slot however the job ends.
-struct Slot<'a>(&'a AtomicUsize);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Free memory on this machine in MiB (`MemAvailable` from /proc/meminfo), 0 if unknown.
@@ -89,10 +82,13 @@ impl Provider {
             ..Default::default()
         };
         Provider {
-            ctx,
             backend,
             payments,
-            active: AtomicUsize::new(0),
+            queue: Arc::new(JobQueue::new(
+                ctx.config.provider_max_jobs,
+                ctx.config.delivery.provider_max_queue,
+            )),
+            ctx,
             status: RwLock::new(status),
             cancels: CancelRegistry::default(),
         }
@@ -163,7 +159,22 @@ impl Provider {
 
     /// Jobs running now.
     pub fn active_jobs(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
+        self.queue.running()
+    }
+
+    /// Tasks waiting for a job slot now.
+    pub fn queued_jobs(&self) -> usize {
+        self.queue.queued()
+    }
+
+    /// Job slots (`PROVIDER_MAX_JOBS`) and queue length (`PROVIDER_MAX_QUEUE`).
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.queue.max_jobs(), self.queue.max_queue())
+    }
+
+    /// Whether a new task would run or wait in the queue rather than be answered `busy`.
+    pub fn has_room(&self) -> bool {
+        self.queue.has_room()
     }
 
     fn served_model(&self, requested: &str) -> Option<String> {
@@ -189,8 +200,8 @@ impl Provider {
         };
         let active = self.active_jobs();
         let max = self.ctx.config.provider_max_jobs;
-        if active >= max {
-            tracing::info!(from = %from.short(), active, "at capacity, not advertising");
+        if !self.has_room() {
+            tracing::info!(from = %from.short(), active, "slots and queue full, not advertising");
             return;
         }
         let free = free_memory_mb();
@@ -233,12 +244,30 @@ impl Provider {
         tokio::spawn(async move { self.serve(from, task).await });
     }
 
+    /// A task over the sender's per-peer task rate: answered `busy` without any work.
+    pub fn refuse_rate_limited(self: Arc<Self>, from: PeerKey, task: Task) {
+        self.ctx
+            .metrics
+            .dropped(crate::protocol::DropReason::RateLimited);
+        tokio::spawn(async move {
+            let to = self.ctx.peers.full_key(&from).unwrap_or(from);
+            self.reply_error(
+                &to,
+                &task,
+                TaskErrorCode::Busy,
+                "too many tasks from this node; slow down".into(),
+            )
+            .await
+        });
+    }
+
     async fn reply_error(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
         tracing::warn!(job = %task.job_id, code = code.as_str(), %message, "task refused or failed");
         let msg = Message::TaskError(TaskError {
             job_id: task.job_id,
             code,
             message,
+            retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
         });
         let _ = self.ctx.send(to, &msg).await;
     }
@@ -277,19 +306,44 @@ impl Provider {
                 )
                 .await;
         };
-        let max = self.ctx.config.provider_max_jobs;
-        if self.active.fetch_add(1, Ordering::SeqCst) >= max {
-            self.active.fetch_sub(1, Ordering::SeqCst);
-            return self
-                .reply_error(
-                    &requester,
-                    &task,
-                    TaskErrorCode::Busy,
-                    format!("all {max} job slots are taken"),
-                )
-                .await;
-        }
-        let _slot = Slot(&self.active);
+        // A slot, or a place in the queue behind them; the requester hears from us every
+        // HEARTBEAT_MS (with the queue position while waiting) until the job ends.
+        let admission = match self.queue.admit(task.job_id) {
+            Ok(a) => a,
+            Err(full) => {
+                return self
+                    .reply_error(&requester, &task, TaskErrorCode::Busy, full.to_string())
+                    .await;
+            }
+        };
+        let queue = self.queue.clone();
+        let job = task.job_id;
+        let _beats = spawn_beats(self.ctx.clone(), requester, job, move || {
+            match queue.position(&job) {
+                Some(p) => (BeatState::Queued, Some(p)),
+                None => (BeatState::Running, None),
+            }
+        });
+        let _slot = match admission {
+            Admission::Run(slot) => slot,
+            Admission::Queued(ticket) => {
+                tracing::info!(job = %job, position = ?self.queue.position(&job), "task queued");
+                let left = Duration::from_millis(task.deadline_ms.saturating_sub(now_ms()));
+                match tokio::time::timeout(left, self.queue.wait_turn(ticket)).await {
+                    Ok(Some(slot)) => slot,
+                    Ok(None) | Err(_) => {
+                        return self
+                            .reply_error(
+                                &requester,
+                                &task,
+                                TaskErrorCode::DeadlineTooClose,
+                                "the deadline passed while the task was queued".into(),
+                            )
+                            .await;
+                    }
+                }
+            }
+        };
         let payment = match self.payments.check_stake(&task).await {
             Ok(p) => p,
             Err((code, message)) => {
@@ -414,32 +468,19 @@ impl Provider {
         }
     }
 
-    /// Send the result, retrying a few times while the local AXL node is briefly away (a
-    /// restart of the AXL child takes about a second), but not past the deadline.
+    /// Send the result reliably: again with backoff until the requester acknowledges it
+    /// or its deadline passes.
     async fn deliver(
         &self,
         to: &PeerKey,
         msg: &Message,
         deadline_ms: u64,
-    ) -> Result<(), crate::axl::AxlError> {
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            match self.ctx.send(to, msg).await {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if attempt >= DELIVERY_ATTEMPTS
-                        || now_ms() + delay.as_millis() as u64 > deadline_ms =>
-                {
-                    return Err(e)
-                }
-                Err(e) => {
-                    tracing::info!(to = %to.short(), attempt, error = %e, "result not sent; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-            }
+    ) -> Result<(), crate::mesh::reliable::Undelivered> {
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let tries = self.ctx.send_acked(to, msg, Instant::now() + left).await?;
+        if tries > 1 {
+            tracing::info!(to = %to.short(), tries, "result acknowledged after resending");
         }
+        Ok(())
     }
 }

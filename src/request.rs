@@ -197,6 +197,21 @@ pub struct DelegateResponse {
     /// Paid jobs: the money.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentSummary>,
+    /// Every provider tried, in order; the last one answered.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One provider tried for a delegation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// Its full AXL key.
+    pub provider: PeerKey,
+    /// How it ended: `completed`, `busy`, `model_unavailable`, `inference_failed`,
+    /// `refused`, `dead`, `unreachable`, `deadline`.
+    pub outcome: String,
+    /// How long it took, milliseconds.
+    pub ms: u64,
 }
 
 /// The error codes of the API, one table: the `error` field of an HTTP error body, the
@@ -293,6 +308,14 @@ pub enum DelegateError {
     /// Something broke here (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Every provider's queue is full (503, with `Retry-After`).
+    #[error("{message}")]
+    Busy {
+        /// What happened.
+        message: String,
+        /// When to ask again, seconds.
+        retry_after_secs: u64,
+    },
 }
 
 impl DelegateError {
@@ -307,6 +330,17 @@ impl DelegateError {
             DelegateError::ProofInvalid(_) => ErrorCode::ProofInvalid,
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
+            DelegateError::Busy { .. } => ErrorCode::NoProvider,
+        }
+    }
+
+    /// Seconds after which asking again may succeed (`Retry-After`), when known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            DelegateError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 

@@ -7,27 +7,33 @@
 //! `on_*` methods; each checks that the sender is the node the job was given to.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::axl::{AxlError, PeerKey};
+use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::inference::model_matches;
 use crate::jobs::{now_ms, JobRecord, JobState, Side, Timings};
+use crate::mesh::attempts::{AttemptObserver, AttemptOutcome, NoHistory};
+use crate::mesh::heartbeat::Pulse;
 use crate::payment::{PayProgress, RequesterPayments};
 use crate::request::{
-    DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo, ValidRequest,
-    WaitFor,
+    Attempt, DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo,
+    ValidRequest, WaitFor,
 };
+
+/// How many discovery rounds a delegation makes when no ad comes back.
+const DISCOVERY_ROUNDS: u32 = 3;
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
 use crate::front::stream::{ChunkDrop, ChunkRegistry, StreamEvent};
 use crate::protocol::{
-    JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError, TaskResult,
+    Heartbeat, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError,
+    TaskErrorCode, TaskResult,
 };
 
 enum Outcome {
@@ -38,6 +44,33 @@ enum Outcome {
 struct Waiter {
     provider: PeerKey,
     tx: oneshot::Sender<Outcome>,
+    pulse: Arc<Pulse>,
+}
+
+/// How one attempt at a provider ended.
+enum AttemptEnd {
+    Result(TaskResult),
+    Error(TaskError),
+    Dead,
+    Unreachable(String),
+    Deadline,
+}
+
+impl AttemptEnd {
+    fn outcome(&self) -> AttemptOutcome {
+        match self {
+            AttemptEnd::Result(_) => AttemptOutcome::Completed,
+            AttemptEnd::Error(e) => match e.code {
+                TaskErrorCode::Busy => AttemptOutcome::Busy,
+                TaskErrorCode::ModelUnavailable => AttemptOutcome::ModelUnavailable,
+                TaskErrorCode::InferenceFailed => AttemptOutcome::InferenceFailed,
+                _ => AttemptOutcome::Refused,
+            },
+            AttemptEnd::Dead => AttemptOutcome::Dead,
+            AttemptEnd::Unreachable(_) => AttemptOutcome::Unreachable,
+            AttemptEnd::Deadline => AttemptOutcome::Deadline,
+        }
+    }
 }
 
 /// The requester side of a node.
@@ -48,6 +81,7 @@ pub struct Requester {
     waiting: Mutex<HashMap<JobId, Waiter>>,
     /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
     chunks: ChunkRegistry,
+    observer: RwLock<Arc<dyn AttemptObserver>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -78,6 +112,7 @@ impl Requester {
             discoveries: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             chunks: ChunkRegistry::default(),
+            observer: RwLock::new(Arc::new(NoHistory)),
         }
     }
 
@@ -151,11 +186,25 @@ impl Requester {
         deadline_ms: u64,
         started: Instant,
     ) -> Result<DelegateResponse, DelegateError> {
-        let (model, max_price, wait) = (req.model.as_str(), req.max_price, req.wait);
-        // 1. Discover.
-        let ads = self
-            .discover(request_id, model, req.min_memory_mb, max_price, deadline)
-            .await?;
+        let (model, max_price) = (req.model.as_str(), req.max_price);
+        // 1. Discover. AXL acknowledges nothing, so a request or every ad may be lost:
+        // ask again a few times while the deadline allows.
+        let mut round = 1;
+        let ads = loop {
+            match self
+                .discover(request_id, model, req.min_memory_mb, max_price, deadline)
+                .await
+            {
+                Err(DelegateError::NoProvider(why))
+                    if round < DISCOVERY_ROUNDS
+                        && Instant::now() + self.ctx.config.discovery_window < deadline =>
+                {
+                    tracing::debug!(job = %job_id, round, %why, "no ad; asking again");
+                    round += 1;
+                }
+                other => break other?,
+            }
+        };
         let discover_ms = started.elapsed().as_millis() as u64;
         let mut candidates = choose(ads, model, max_price, req.min_memory_mb);
         if self.payments.paid() {
@@ -168,8 +217,16 @@ impl Requester {
         }
         tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
 
-        // 2. Give the task to the best candidate that can be reached.
-        let mut last_err = None;
+        // 2. Give the task to the candidates in turn until one answers: a provider that
+        // is busy, fails, stops sending heartbeats or never acknowledges the task hands
+        // the job to the next, within the same deadline. A paid job stays with the
+        // provider its stake names.
+        let n_candidates = candidates.len();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut last_fail: Option<DelegateError> = None;
+        let mut busy_retry_ms: Option<u64> = None;
+        let mut all_busy = true;
+        let mut tasked = false;
         for ad in candidates {
             if Instant::now() >= deadline {
                 break;
@@ -181,8 +238,6 @@ impl Requester {
                 .await
                 .map_err(|e| DelegateError::Payment(e.to_string()))?;
             let paid = stake.is_some();
-            let (tx, rx) = oneshot::channel();
-            lock(&self.waiting).insert(job_id, Waiter { provider, tx });
             let task = Message::Task(Task {
                 job_id,
                 model: model.to_string(),
@@ -205,124 +260,258 @@ impl Requester {
                     },
                 });
             }
-            let sent = tokio::time::timeout_at(deadline.into(), self.ctx.send(&provider, &task))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AxlError::Unreachable(
-                        "send timed out at the deadline".into(),
-                    ))
-                });
-            match sent {
-                Ok(()) => {}
-                Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) if paid => {
-                    // The stake names this provider: another one cannot be paid from it.
-                    return Err(DelegateError::NoProvider(format!(
-                        "the staked provider became unreachable ({e}); the stake is refunded after its deadline"
-                    )));
-                }
-                Err(e @ (AxlError::Unreachable(_) | AxlError::BadPeerId(_))) => {
-                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %e, "provider unreachable, trying the next");
-                    lock(&self.waiting).remove(&job_id);
-                    last_err = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(DelegateError::Mesh(e.to_string())),
+            let record = |r: &mut JobRecord| {
+                r.peer = Some(provider);
+                r.peer_ens = ad.ens.clone();
+                r.peer_wallet = ad.wallet.clone();
+                r.price_units = Some(ad.price);
+                r.timings.discover_ms = Some(discover_ms);
+            };
+            if tasked {
+                self.ctx.jobs.update(&job_id, Side::Requester, record)?;
+            } else {
+                self.ctx
+                    .jobs
+                    .transition(&job_id, Side::Requester, JobState::Tasked, record)?;
+                tasked = true;
             }
-            self.ctx
-                .jobs
-                .transition(&job_id, Side::Requester, JobState::Tasked, |r| {
-                    r.peer = Some(provider);
-                    r.peer_ens = ad.ens.clone();
-                    r.peer_wallet = ad.wallet.clone();
-                    r.price_units = Some(ad.price);
-                    r.timings.discover_ms = Some(discover_ms);
-                })?;
-            tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, "task sent");
+            tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
 
-            // 3. Wait for the outcome.
-            let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
-            let total_ms = started.elapsed().as_millis() as u64;
-            return match outcome {
-                Err(_) => Err(DelegateError::Deadline(format!(
-                    "no result from {} before the deadline",
-                    ad.ens.clone().unwrap_or_else(|| provider.short())
-                ))),
-                Ok(Err(_)) => Err(DelegateError::Internal("result channel closed".into())),
-                Ok(Ok(Outcome::Error(e))) => Err(DelegateError::ProviderFailed {
-                    code: e.code.as_str().to_string(),
-                    message: e.message,
-                }),
-                Ok(Ok(Outcome::Result(r))) => {
-                    let mut timings = Timings {
-                        discover_ms: Some(discover_ms),
-                        inference_ms: Some(r.usage.inference_ms),
-                        total_ms: Some(total_ms),
-                        ..Timings::default()
-                    };
-                    let output = r.output.clone();
-                    let usage = r.usage.clone();
-                    let t = timings.clone();
-                    let rec = self.ctx.jobs.transition(
-                        &job_id,
-                        Side::Requester,
-                        JobState::Completed,
-                        |rec| {
-                            rec.output = Some(output);
-                            rec.usage = Some(usage);
-                            let stake_ms = rec.timings.stake_ms;
-                            rec.timings = t;
-                            rec.timings.stake_ms = stake_ms;
-                        },
-                    )?;
-                    timings.stake_ms = rec.timings.stake_ms;
-                    let (mut proof_verified, mut payment) = (None, None);
-                    if paid {
-                        let rec = self.await_payment(job_id, wait, deadline).await?;
-                        let total_ms = started.elapsed().as_millis() as u64;
-                        let rec = self
-                            .ctx
-                            .jobs
-                            .update(&job_id, Side::Requester, |r| {
-                                r.timings.total_ms = Some(total_ms)
-                            })
-                            .unwrap_or(rec);
-                        timings = rec.timings.clone();
-                        if let Some(p) = rec.payment {
-                            proof_verified = p.proof_verified;
-                            payment = Some(PaymentSummary {
-                                status: p.status.as_str().to_string(),
-                                amount_units: p.amount_units,
-                                stake_tx: p.stake_tx,
-                                tx_hash: p.tx_hash,
-                                explorer_url: p.explorer_url,
-                            });
-                        }
+            // 3. Wait for the outcome, watching the provider's heartbeats.
+            let t0 = Instant::now();
+            let end = self.attempt(job_id, provider, &task, deadline).await;
+            let outcome = end.outcome();
+            self.observer().on_attempt(&provider, outcome, t0.elapsed());
+            attempts.push(Attempt {
+                provider,
+                outcome: outcome.as_str().to_string(),
+                ms: t0.elapsed().as_millis() as u64,
+            });
+            let who = ad.ens.clone().unwrap_or_else(|| provider.short());
+            let fail = match end {
+                AttemptEnd::Result(r) => {
+                    return self
+                        .finish(
+                            job_id,
+                            &ad,
+                            r,
+                            paid,
+                            req.wait,
+                            deadline,
+                            started,
+                            discover_ms,
+                            attempts,
+                        )
+                        .await
+                }
+                AttemptEnd::Deadline => {
+                    return Err(DelegateError::Deadline(format!(
+                        "no result from {who} before the deadline"
+                    )))
+                }
+                AttemptEnd::Error(e) => {
+                    if e.code == TaskErrorCode::Busy {
+                        busy_retry_ms = busy_retry_ms.max(Some(e.retry_after_ms.unwrap_or(1_000)));
+                    } else {
+                        all_busy = false;
                     }
-                    tracing::info!(job = %job_id, total_ms = timings.total_ms, "delegation completed");
-                    Ok(DelegateResponse {
-                        job_id,
-                        provider: ProviderInfo {
-                            node_id: provider,
-                            ens: ad.ens,
-                            wallet: ad.wallet,
-                        },
-                        output: r.output,
-                        usage: r.usage,
-                        timings,
-                        proof_verified,
-                        payment,
-                    })
+                    DelegateError::ProviderFailed {
+                        code: e.code.as_str().to_string(),
+                        message: e.message,
+                    }
+                }
+                AttemptEnd::Dead => {
+                    all_busy = false;
+                    DelegateError::NoProvider(format!("{who} stopped sending heartbeats"))
+                }
+                AttemptEnd::Unreachable(why) => {
+                    all_busy = false;
+                    DelegateError::NoProvider(format!("{who} did not acknowledge the task ({why})"))
                 }
             };
+            if paid {
+                // The stake names this provider: another one cannot be paid from it.
+                return Err(match fail {
+                    DelegateError::NoProvider(m) => DelegateError::NoProvider(format!(
+                        "{m}; the stake is refunded after its deadline"
+                    )),
+                    other => other,
+                });
+            }
+            if !outcome.fails_over() {
+                return Err(fail);
+            }
+            tracing::warn!(job = %job_id, provider = %provider.short(), outcome = outcome.as_str(), error = %fail, "trying the next provider");
+            last_fail = Some(fail);
         }
-        match last_err {
-            Some(e) => Err(DelegateError::NoProvider(format!(
-                "no provider could be reached: {e}"
-            ))),
-            None => Err(DelegateError::Deadline(
-                "deadline passed before a task was sent".into(),
-            )),
+        if let (true, Some(ms)) = (all_busy, busy_retry_ms) {
+            return Err(DelegateError::Busy {
+                message: format!(
+                    "all {n_candidates} providers are busy: their job slots and queues are full"
+                ),
+                retry_after_secs: ms.div_ceil(1000).max(1),
+            });
         }
+        Err(last_fail.unwrap_or_else(|| {
+            DelegateError::Deadline("deadline passed before a task was sent".into())
+        }))
+    }
+
+    /// One attempt at one provider: send the task reliably and wait for its answer,
+    /// until the deadline or until the provider shows no life for
+    /// [`crate::mesh::DeliverySettings::dead_after`].
+    async fn attempt(
+        &self,
+        job_id: JobId,
+        provider: PeerKey,
+        task: &Message,
+        deadline: Instant,
+    ) -> AttemptEnd {
+        let settings = &self.ctx.config.delivery;
+        let dead_after = settings.dead_after();
+        // The first sign of life may wait for one slow send (AXL's first send after
+        // peering takes about 3 s).
+        let pulse = Arc::new(Pulse::new(settings.send_timeout));
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert(
+            job_id,
+            Waiter {
+                provider,
+                tx,
+                pulse: pulse.clone(),
+            },
+        );
+        let send = self.ctx.send_acked(&provider, task, deadline);
+        tokio::pin!(send);
+        tokio::pin!(rx);
+        let mut send_done = false;
+        let mut send_err: Option<String> = None;
+        let end = loop {
+            let dead_at = pulse.dead_at(dead_after).min(deadline);
+            tokio::select! {
+                r = &mut send, if !send_done => {
+                    send_done = true;
+                    match r {
+                        Ok(_) => pulse.touch(),
+                        Err(e) => send_err = Some(e.to_string()),
+                    }
+                }
+                o = &mut rx => break match o {
+                    Ok(Outcome::Result(r)) => AttemptEnd::Result(r),
+                    Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
+                    Err(_) => AttemptEnd::Unreachable("the wait was cancelled".into()),
+                },
+                _ = tokio::time::sleep_until(dead_at.into()) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break AttemptEnd::Deadline;
+                    }
+                    if pulse.dead_at(dead_after) <= now {
+                        break if pulse.heard() {
+                            AttemptEnd::Dead
+                        } else {
+                            AttemptEnd::Unreachable(send_err.take().unwrap_or_else(|| {
+                                format!("no ack within {} ms", dead_after.as_millis())
+                            }))
+                        };
+                    }
+                }
+            }
+        };
+        let mut map = lock(&self.waiting);
+        if map.get(&job_id).is_some_and(|w| w.provider == provider) {
+            map.remove(&job_id);
+        }
+        end
+    }
+
+    /// The provider answered: record the result, wait for the payment when paid, answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        job_id: JobId,
+        ad: &ResourceAd,
+        r: TaskResult,
+        paid: bool,
+        wait: WaitFor,
+        deadline: Instant,
+        started: Instant,
+        discover_ms: u64,
+        attempts: Vec<Attempt>,
+    ) -> Result<DelegateResponse, DelegateError> {
+        let provider = ad.node_id;
+        let total_ms = started.elapsed().as_millis() as u64;
+        let mut timings = Timings {
+            discover_ms: Some(discover_ms),
+            inference_ms: Some(r.usage.inference_ms),
+            total_ms: Some(total_ms),
+            ..Timings::default()
+        };
+        let output = r.output.clone();
+        let usage = r.usage.clone();
+        let t = timings.clone();
+        let rec =
+            self.ctx
+                .jobs
+                .transition(&job_id, Side::Requester, JobState::Completed, |rec| {
+                    rec.output = Some(output);
+                    rec.usage = Some(usage);
+                    let stake_ms = rec.timings.stake_ms;
+                    rec.timings = t;
+                    rec.timings.stake_ms = stake_ms;
+                })?;
+        timings.stake_ms = rec.timings.stake_ms;
+        let (mut proof_verified, mut payment) = (None, None);
+        if paid {
+            let rec = self.await_payment(job_id, wait, deadline).await?;
+            let total_ms = started.elapsed().as_millis() as u64;
+            let rec = self
+                .ctx
+                .jobs
+                .update(&job_id, Side::Requester, |r| {
+                    r.timings.total_ms = Some(total_ms)
+                })
+                .unwrap_or(rec);
+            timings = rec.timings.clone();
+            if let Some(p) = rec.payment {
+                proof_verified = p.proof_verified;
+                payment = Some(PaymentSummary {
+                    status: p.status.as_str().to_string(),
+                    amount_units: p.amount_units,
+                    stake_tx: p.stake_tx,
+                    tx_hash: p.tx_hash,
+                    explorer_url: p.explorer_url,
+                });
+            }
+        }
+        tracing::info!(job = %job_id, total_ms = timings.total_ms, attempts = attempts.len(), "delegation completed");
+        Ok(DelegateResponse {
+            job_id,
+            provider: ProviderInfo {
+                node_id: provider,
+                ens: ad.ens.clone(),
+                wallet: ad.wallet.clone(),
+            },
+            output: r.output,
+            usage: r.usage,
+            timings,
+            proof_verified,
+            payment,
+            attempts,
+        })
+    }
+
+    /// Who is told about each attempt (the provider history), [`NoHistory`] by default.
+    fn observer(&self) -> Arc<dyn AttemptObserver> {
+        self.observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tell `observer` about every attempt from now on (the provider history's hook).
+    pub fn set_attempt_observer(&self, observer: Arc<dyn AttemptObserver>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = observer;
     }
 
     /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
@@ -530,6 +719,17 @@ impl Requester {
         }
         if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
             let _ = w.tx.send(Outcome::Result(r));
+        }
+    }
+
+    /// A provider's heartbeat for a job we wait on: it is alive (and maybe queued).
+    pub fn on_heartbeat(&self, from: &PeerKey, hb: Heartbeat) {
+        let map = lock(&self.waiting);
+        match map.get(&hb.job_id) {
+            Some(w) if w.provider.same_node(from) => w.pulse.beat(&hb),
+            _ => {
+                tracing::debug!(from = %from.short(), job = %hb.job_id, "heartbeat for a job not waited on");
+            }
         }
     }
 

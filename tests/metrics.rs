@@ -184,17 +184,18 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
         "the parser accepts a text without # EOF"
     );
 
-    // Requester: asked the one other node, got its ad, sent the task, got the result.
+    // Requester: asked the one other node, got its ad, sent the task, got the result;
+    // the task and the result were each acknowledged (a job this short sends no heartbeat).
     assert_messages(
         &r,
         "edgent_messages_out",
-        &[("resource_request", 1.0), ("task", 1.0)],
+        &[("ack", 1.0), ("resource_request", 1.0), ("task", 1.0)],
         "requester",
     );
     assert_messages(
         &r,
         "edgent_messages_in",
-        &[("resource_ad", 1.0), ("task_result", 1.0)],
+        &[("ack", 1.0), ("resource_ad", 1.0), ("task_result", 1.0)],
         "requester",
     );
     for (reason, n) in counter_by(&r, "edgent_messages_dropped", "reason") {
@@ -212,6 +213,8 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
         "oversize",
         "invalid",
         "unexpected",
+        "duplicate",
+        "rate_limited",
     ] {
         assert!(
             reasons.iter().any(|x| x == want),
@@ -293,13 +296,13 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
     assert_messages(
         &p,
         "edgent_messages_in",
-        &[("resource_request", 1.0), ("task", 1.0)],
+        &[("ack", 1.0), ("resource_request", 1.0), ("task", 1.0)],
         "provider",
     );
     assert_messages(
         &p,
         "edgent_messages_out",
-        &[("resource_ad", 1.0), ("task_result", 1.0)],
+        &[("ack", 1.0), ("resource_ad", 1.0), ("task_result", 1.0)],
         "provider",
     );
     assert_eq!(

@@ -514,12 +514,35 @@ async fn forward_lines<R: AsyncRead + Unpin>(stream: R, which: &'static str) {
                 let line = String::from_utf8_lossy(&buf);
                 let line = line.trim_end();
                 let shown: String = line.chars().take(MAX_LOG_LINE).collect();
-                tracing::info!(target: "axl", stream = which, "[axl] {shown}");
+                if is_per_message_line(&shown) {
+                    tracing::debug!(target: "axl", stream = which, "[axl] {shown}");
+                } else {
+                    tracing::info!(target: "axl", stream = which, "[axl] {shown}");
+                }
             }
             Err(e) => {
                 tracing::debug!(target: "axl", stream = which, error = %e, "AXL output closed");
                 break;
             }
         }
+    }
+}
+
+/// AXL prints a line for every inbound connection (`Connection from peer ...`): at a
+/// message's rate that would drown the log, so such lines go to debug.
+fn is_per_message_line(line: &str) -> bool {
+    line.contains("Connection from peer")
+}
+
+#[cfg(test)]
+mod line_level_tests {
+    use super::is_per_message_line;
+
+    #[test]
+    fn connection_lines_are_per_message() {
+        assert!(is_per_message_line(
+            "2026/05/01 10:00:00 Connection from peer 200:abcd::1"
+        ));
+        assert!(!is_per_message_line("Listening on tls://0.0.0.0:9001"));
     }
 }

@@ -84,6 +84,7 @@ mod tests {
             timings: Timings::default(),
             proof_verified: None,
             payment: None,
+            attempts: Vec::new(),
         }
     }
 

@@ -1,0 +1,70 @@
+//! The attempts of one delegation: how each provider tried fared, for the answer's
+//! `attempts` list and for whoever keeps a provider history ([`AttemptObserver`]).
+
+use std::time::Duration;
+
+use crate::axl::PeerKey;
+
+/// How one attempt at a provider ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// It answered with the result.
+    Completed,
+    /// Its queue was full.
+    Busy,
+    /// It does not serve the model (any more).
+    ModelUnavailable,
+    /// Its backend failed.
+    InferenceFailed,
+    /// It refused the task for another reason (stake, deadline, bad request).
+    Refused,
+    /// It acknowledged the task, then stopped sending heartbeats.
+    Dead,
+    /// The task was never acknowledged.
+    Unreachable,
+    /// The agent's deadline passed while it worked.
+    Deadline,
+}
+
+impl AttemptOutcome {
+    /// The snake_case name, as in the answer's `attempts`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::ModelUnavailable => "model_unavailable",
+            Self::InferenceFailed => "inference_failed",
+            Self::Refused => "refused",
+            Self::Dead => "dead",
+            Self::Unreachable => "unreachable",
+            Self::Deadline => "deadline",
+        }
+    }
+
+    /// Whether the job may move on to the next candidate after this.
+    pub fn fails_over(&self) -> bool {
+        matches!(
+            self,
+            Self::Busy
+                | Self::ModelUnavailable
+                | Self::InferenceFailed
+                | Self::Dead
+                | Self::Unreachable
+        )
+    }
+}
+
+/// Told about every attempt a requester makes: the hook for a provider history (success
+/// rate, latency). The default does nothing.
+pub trait AttemptObserver: Send + Sync + 'static {
+    /// `provider` was tried; it ended with `outcome` after `latency`.
+    fn on_attempt(&self, provider: &PeerKey, outcome: AttemptOutcome, latency: Duration) {
+        let _ = (provider, outcome, latency);
+    }
+}
+
+/// No provider history: attempts are only listed in the answer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHistory;
+
+impl AttemptObserver for NoHistory {}

@@ -1,0 +1,148 @@
+//! Heartbeats: a provider with a job queued or running tells the requester so every
+//! `HEARTBEAT_MS` ([`spawn_beats`]); the requester keeps the time of the last sign of life
+//! per job ([`Pulse`]: a beat, the task's ack, or the answer) and declares the provider
+//! dead after `HEARTBEAT_MISSES` beats did not come
+//! ([`crate::mesh::DeliverySettings::dead_after`]), well before the agent's deadline.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::axl::PeerKey;
+use crate::ctx::NodeCtx;
+use crate::protocol::{BeatState, Heartbeat, JobId, Message};
+
+/// Queue position meaning "not queued".
+const NOT_QUEUED: u32 = u32::MAX;
+
+/// The requester's view of one job's provider: when it last showed life.
+#[derive(Debug)]
+pub struct Pulse {
+    last: Mutex<Instant>,
+    position: AtomicU32,
+    heard: AtomicBool,
+}
+
+impl Pulse {
+    /// A pulse whose first sign is due within `grace` more than a normal silence.
+    pub fn new(grace: Duration) -> Self {
+        Pulse {
+            last: Mutex::new(Instant::now() + grace),
+            position: AtomicU32::new(NOT_QUEUED),
+            heard: AtomicBool::new(false),
+        }
+    }
+
+    /// A sign of life now.
+    pub fn touch(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+        // Replaces the first-sign grace too: from now on silence counts from here.
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// A heartbeat arrived.
+    pub fn beat(&self, hb: &Heartbeat) {
+        self.touch();
+        let pos = match (hb.state, hb.queue_position) {
+            (BeatState::Queued, Some(p)) => p.min(NOT_QUEUED - 1),
+            _ => NOT_QUEUED,
+        };
+        self.position.store(pos, Ordering::Relaxed);
+    }
+
+    /// When the provider counts as dead if nothing else comes.
+    pub fn dead_at(&self, dead_after: Duration) -> Instant {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) + dead_after
+    }
+
+    /// Whether the provider ever showed life (an ack or a beat) for this attempt.
+    pub fn heard(&self) -> bool {
+        self.heard.load(Ordering::Relaxed)
+    }
+
+    /// The job's place in the provider's queue, as last told.
+    pub fn queue_position(&self) -> Option<u32> {
+        match self.position.load(Ordering::Relaxed) {
+            NOT_QUEUED => None,
+            p => Some(p),
+        }
+    }
+}
+
+/// Stops a job's heartbeats when dropped.
+pub struct Beats(JoinHandle<()>);
+
+impl Drop for Beats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Send `to` a heartbeat for `job` every `HEARTBEAT_MS` until the returned guard
+/// is dropped. `state` says where the job stands at each beat. Beats are not
+/// acknowledged (the next one replaces a lost one) and each send runs in its own task,
+/// so a slow send never delays the next beat.
+pub fn spawn_beats(
+    ctx: Arc<NodeCtx>,
+    to: PeerKey,
+    job: JobId,
+    state: impl Fn() -> (BeatState, Option<u32>) + Send + 'static,
+) -> Beats {
+    let every = ctx.config.delivery.heartbeat;
+    Beats(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The task's ack already said we are alive: the first beat is due one interval on.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let (state, queue_position) = state();
+            let msg = Message::Heartbeat(Heartbeat {
+                job_id: job,
+                state,
+                queue_position,
+            });
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let _ = ctx.send(&to, &msg).await;
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_sign_ends_the_grace() {
+        let p = Pulse::new(Duration::from_secs(60));
+        assert!(p.dead_at(Duration::ZERO) > Instant::now() + Duration::from_secs(50));
+        assert!(!p.heard());
+        p.touch();
+        assert!(p.heard());
+        assert!(p.dead_at(Duration::ZERO) <= Instant::now());
+    }
+
+    #[test]
+    fn a_pulse_keeps_the_last_sign_and_the_queue_position() {
+        let p = Pulse::new(Duration::ZERO);
+        let dead = p.dead_at(Duration::from_secs(4));
+        std::thread::sleep(Duration::from_millis(5));
+        p.beat(&Heartbeat {
+            job_id: JobId::new(),
+            state: BeatState::Queued,
+            queue_position: Some(3),
+        });
+        assert!(p.dead_at(Duration::from_secs(4)) > dead);
+        assert_eq!(p.queue_position(), Some(3));
+        p.beat(&Heartbeat {
+            job_id: JobId::new(),
+            state: BeatState::Running,
+            queue_position: None,
+        });
+        assert_eq!(p.queue_position(), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! The settings of reliable delivery, heartbeats, the provider's queue and the per-peer
+//! limits (read with the rest of the configuration in [`crate::config`]).
+
+use std::time::Duration;
+
+/// How messages are delivered and jobs watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettings {
+    /// `HEARTBEAT_MS`: how often a provider tells the requester a job is alive (2 s).
+    pub heartbeat: Duration,
+    /// `HEARTBEAT_MISSES`: beats missed before the requester declares the provider dead (2).
+    pub heartbeat_misses: u32,
+    /// `MESH_SEND_TIMEOUT_MS`: the longest one `/send` may take (5 s). AXL blocks about
+    /// 127 s on a key nobody has; a send that does not complete in time counts as failed.
+    pub send_timeout: Duration,
+    /// `ACK_TIMEOUT_MS`: first wait for an acknowledgement before sending again (500 ms);
+    /// doubled after each try up to eight times that.
+    pub ack_timeout: Duration,
+    /// `RELIABLE_WINDOW_MS`: how long a reliable message with no deadline of its own
+    /// (payment messages) is sent again until acknowledged (120 s).
+    pub reliable_window: Duration,
+    /// `PROVIDER_MAX_QUEUE`: tasks that wait for a job slot before `busy` is answered (32).
+    pub provider_max_queue: usize,
+    /// `PEER_MSG_RATE` / `PEER_MSG_BURST`: messages a second one peer may send, and the
+    /// burst allowed (500 / 1000); beyond that its messages are dropped.
+    pub peer_msg_rate: u32,
+    /// See `peer_msg_rate`.
+    pub peer_msg_burst: u32,
+    /// `PEER_TASK_RATE` / `PEER_TASK_BURST`: tasks a second one peer may send, and the
+    /// burst allowed (64 / 256); beyond that its tasks are answered `busy`.
+    pub peer_task_rate: u32,
+    /// See `peer_task_rate`.
+    pub peer_task_burst: u32,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            heartbeat: Duration::from_millis(2_000),
+            heartbeat_misses: 2,
+            send_timeout: Duration::from_millis(5_000),
+            ack_timeout: Duration::from_millis(500),
+            reliable_window: Duration::from_millis(120_000),
+            provider_max_queue: 32,
+            peer_msg_rate: 500,
+            peer_msg_burst: 1_000,
+            peer_task_rate: 64,
+            peer_task_burst: 256,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// How long without a sign of life (heartbeat, ack, result) a provider counts as dead.
+    pub fn dead_after(&self) -> Duration {
+        self.heartbeat * self.heartbeat_misses.max(1) + self.heartbeat / 4
+    }
+}
