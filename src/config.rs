@@ -145,6 +145,11 @@ pub struct Config {
     pub default_timeout: Duration,
     /// `MAX_PRICE_USDC`: default highest price the agent pays (base units).
     pub default_max_price_units: u64,
+    /// `EDGENT_ALLOW` / `EDGENT_DENY`: node ids or ENS names that may / may never be chosen.
+    pub access: crate::mesh::access::Access,
+    /// `ANNOUNCE_INTERVAL_SECS`: how often a node announces itself (and a provider its ad);
+    /// zero turns announcements off (discovery by broadcast only). Default 20.
+    pub announce_interval: Duration,
 }
 
 /// Where the settings come from, lowest precedence first.
@@ -463,6 +468,19 @@ impl Config {
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
         let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
         let payment_tick = ms("PAYMENT_TICK_MS", 2_000, 10, 600_000)?;
+        let list = |key: &'static str| {
+            let v = get(key).unwrap_or_default();
+            crate::mesh::access::AccessList::parse(&v).map_err(|p| invalid(key, &v, p))
+        };
+        let access = crate::mesh::access::Access {
+            allow: list("EDGENT_ALLOW")?,
+            deny: list("EDGENT_DENY")?,
+        };
+        let announce_interval = match get("ANNOUNCE_INTERVAL_SECS") {
+            Some(v) if v.trim() == "0" => Duration::ZERO,
+            v => ranged(v, "ANNOUNCE_INTERVAL_SECS", 20, (5, 3_600), "seconds")
+                .map(Duration::from_secs)?,
+        };
 
         Ok(Config {
             http_addr,
@@ -492,6 +510,8 @@ impl Config {
             discovery_settle,
             default_timeout,
             default_max_price_units,
+            access,
+            announce_interval,
         })
     }
 

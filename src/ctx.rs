@@ -8,7 +8,7 @@ use crate::axl::recv::RecvStats;
 use crate::axl::{AxlError, PeerKey, Transport};
 use crate::config::Config;
 use crate::jobs::JobStore;
-use crate::mesh::PeerBook;
+use crate::mesh::{MeshState, PeerBook};
 use crate::metrics::Metrics;
 use crate::protocol::Message;
 
@@ -30,6 +30,8 @@ pub struct NodeCtx {
     pub recv_stats: Arc<RecvStats>,
     /// When the daemon started.
     pub started: Instant,
+    /// Discovery: the directory of nodes, the ad cache, the provider history.
+    pub mesh: MeshState,
 }
 
 impl NodeCtx {

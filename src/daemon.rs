@@ -257,6 +257,8 @@ impl Daemon {
             None => backend_from_config(&config)?,
         };
         let recv_stats = Arc::new(RecvStats::default());
+        let history = crate::mesh::ProviderHistory::open(&config.data_dir)
+            .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?;
         let ctx = Arc::new(NodeCtx {
             transport: transport.clone(),
             config: config.clone(),
@@ -266,6 +268,7 @@ impl Daemon {
             peers: PeerBook::default(),
             recv_stats: recv_stats.clone(),
             started: Instant::now(),
+            mesh: crate::mesh::MeshState::new(history),
         });
         let mut tasks = Vec::new();
         let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
@@ -314,6 +317,16 @@ impl Daemon {
                 provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone()),
             ));
         }
+        let offers: Option<Arc<dyn crate::mesh::gossip::OfferSource>> = config
+            .role
+            .provides()
+            .then(|| provider.clone() as Arc<dyn crate::mesh::gossip::OfferSource>);
+        tasks.push(tokio::spawn(crate::mesh::gossip::run(
+            ctx.clone(),
+            offers,
+            config.announce_interval,
+            cancel.clone(),
+        )));
 
         let axl_status: Arc<dyn AxlStatusSource> = match &supervisor {
             Some(sup) => Arc::new(Supervised {

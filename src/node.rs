@@ -64,6 +64,11 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             return;
         }
     }
+    if ctx.config.access.denied_sender(&from) {
+        ctx.metrics.dropped(DropReason::Unexpected);
+        tracing::debug!(from = %from.short(), kind = msg.kind(), "dropped message: sender is in EDGENT_DENY");
+        return;
+    }
     ctx.metrics.msg_in(msg.kind());
     match msg {
         Message::ResourceRequest(m) => h.provider.on_resource_request(&from, m).await,
@@ -73,5 +78,6 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         Message::TaskError(m) => h.requester.on_task_error(&from, m),
         Message::PaymentRequest(m) => h.requester_payments.on_payment_request(&from, *m).await,
         Message::PaymentConfirmed(m) => h.provider_payments.on_payment_confirmed(&from, m).await,
+        Message::Announce(m) => crate::mesh::gossip::on_announce(ctx, &from, m),
     }
 }

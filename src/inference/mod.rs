@@ -8,6 +8,8 @@ pub mod ollama_stub;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use crate::protocol::ModelOffer;
+
 pub use demo::DemoBackend;
 pub use ollama::OllamaBackend;
 
@@ -59,6 +61,20 @@ pub trait Backend: Send + Sync + 'static {
     async fn models(&self) -> Result<Vec<String>, InferenceError>;
     /// Run one prompt to completion.
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError>;
+    /// The models with their size and whether each is loaded now, for ads. By default the
+    /// names from [`Backend::models`] with nothing more known.
+    async fn model_details(&self) -> Result<Vec<ModelOffer>, InferenceError> {
+        Ok(self
+            .models()
+            .await?
+            .into_iter()
+            .map(|name| ModelOffer {
+                name,
+                size_bytes: None,
+                loaded: false,
+            })
+            .collect())
+    }
 }
 
 /// Whether a requested model name matches a served one: exact, or equal once Ollama's
