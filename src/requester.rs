@@ -393,10 +393,9 @@ impl Requester {
         let history = &self.ctx.mesh.history;
         match result {
             Ok(resp) => {
-                let latency = resp
-                    .timings
-                    .total_ms
-                    .map(|t| Duration::from_millis(t.saturating_sub(resp.timings.discover_ms.unwrap_or(0))));
+                let latency = resp.timings.total_ms.map(|t| {
+                    Duration::from_millis(t.saturating_sub(resp.timings.discover_ms.unwrap_or(0)))
+                });
                 history.record(&resp.provider.node_id, ProviderOutcome::Success, latency);
             }
             Err(
@@ -451,7 +450,10 @@ impl Requester {
         let mut changes = mesh.ads.subscribe();
         let fresh = ranked();
         if !fresh.is_empty() {
-            tracing::debug!(candidates = fresh.len(), "providers chosen from the ad cache");
+            tracing::debug!(
+                candidates = fresh.len(),
+                "providers chosen from the ad cache"
+            );
             return Ok(fresh);
         }
         mesh.my_requests.insert(request_id);

@@ -283,7 +283,11 @@ pub(crate) mod tests {
         let c = AdCache::new(8);
         let t0 = Instant::now();
         c.insert_at(ad(1, &["m"]), Duration::from_secs(86_400), t0);
-        assert_eq!(c.fresh_for_at("m", t0 + MAX_AD_TTL - Duration::from_secs(1)).len(), 1);
+        assert_eq!(
+            c.fresh_for_at("m", t0 + MAX_AD_TTL - Duration::from_secs(1))
+                .len(),
+            1
+        );
         assert!(c.fresh_for_at("m", t0 + MAX_AD_TTL).is_empty());
     }
 

@@ -273,7 +273,11 @@ mod tests {
         for _ in 0..40 {
             d.send_failed_at(&k(2), t0);
         }
-        assert_eq!(d.targets_at(t0 + MAX_BACKOFF - Duration::from_secs(1)).len(), 1);
+        assert_eq!(
+            d.targets_at(t0 + MAX_BACKOFF - Duration::from_secs(1))
+                .len(),
+            1
+        );
         assert_eq!(d.targets_at(t0 + MAX_BACKOFF).len(), 2);
         // Hearing from it clears the failures.
         d.heard_at(k(2), t0);
@@ -291,7 +295,11 @@ mod tests {
         d.learned_at(k(61), true, t0); // a direct peer: passed on
         d.send_failed_at(&k(1), t0); // failing: not passed on
         let g = d.gossip_at(1000, &k(2), t0);
-        assert_eq!(g.len(), 49, "50 heard - 1 failing - the receiver + 1 direct");
+        assert_eq!(
+            g.len(),
+            49,
+            "50 heard - 1 failing - the receiver + 1 direct"
+        );
         assert!(!g.contains(&k(60)) && g.contains(&k(61)) && !g.contains(&k(2)));
         assert_eq!(d.gossip_at(10, &k(2), t0).len(), 10);
         // Heard too long ago: no longer passed on.

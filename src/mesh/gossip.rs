@@ -152,9 +152,8 @@ pub async fn run(
         }
         let interval = interval_for(base, ctx.mesh.directory.len());
         let ttl = interval * AD_TTL_INTERVALS;
-        let mut greet: Vec<PeerKey> = std::mem::take(
-            &mut *ctx.mesh.greet.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        let mut greet: Vec<PeerKey> =
+            std::mem::take(&mut *ctx.mesh.greet.lock().unwrap_or_else(|p| p.into_inner()));
         let mut ad = None;
         let round = now >= next_round;
         let check = now >= next_check;

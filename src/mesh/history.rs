@@ -264,8 +264,16 @@ mod tests {
         let (a, b) = (PeerKey([1; 32]), PeerKey([2; 32]));
         {
             let h = ProviderHistory::open(dir.path()).unwrap();
-            h.record(&a, ProviderOutcome::Success, Some(Duration::from_millis(100)));
-            h.record(&a, ProviderOutcome::Success, Some(Duration::from_millis(200)));
+            h.record(
+                &a,
+                ProviderOutcome::Success,
+                Some(Duration::from_millis(100)),
+            );
+            h.record(
+                &a,
+                ProviderOutcome::Success,
+                Some(Duration::from_millis(200)),
+            );
             h.record(&b, ProviderOutcome::Failure, None);
             h.record(&b, ProviderOutcome::Dispute, None);
         }

@@ -105,6 +105,9 @@ mod tests {
         let mut last = [0u8; 32];
         last[..4].copy_from_slice(&(MAX_PEERS as u32 + 9).to_be_bytes());
         last[4] = 0x80;
-        assert_eq!(b.get(&PeerKey(last)).unwrap().models.len(), MAX_MODELS_PER_PEER);
+        assert_eq!(
+            b.get(&PeerKey(last)).unwrap().models.len(),
+            MAX_MODELS_PER_PEER
+        );
     }
 }

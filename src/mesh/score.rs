@@ -113,15 +113,20 @@ pub fn rank(
     };
     keyed.sort_by(|(a, ra), (b, rb)| {
         let disputes = |r: &Option<ProviderRecord>| r.as_ref().map_or(0, |r| r.disputes);
-        let latency =
-            |r: &Option<ProviderRecord>| r.as_ref().and_then(|r| r.latency_ms).unwrap_or(avg_latency);
+        let latency = |r: &Option<ProviderRecord>| {
+            r.as_ref().and_then(|r| r.latency_ms).unwrap_or(avg_latency)
+        };
         disputes(ra)
             .cmp(&disputes(rb))
             .then(reliability_class(ra.as_ref()).cmp(&reliability_class(rb.as_ref())))
             .then(fit(a, want.model).cmp(&fit(b, want.model)))
             .then(load(a).total_cmp(&load(b)))
             .then(a.price.cmp(&b.price))
-            .then(latency(ra).partial_cmp(&latency(rb)).unwrap_or(Ordering::Equal))
+            .then(
+                latency(ra)
+                    .partial_cmp(&latency(rb))
+                    .unwrap_or(Ordering::Equal),
+            )
             .then(a.node_id.cmp(&b.node_id))
     });
     keyed.into_iter().map(|(a, _)| a).collect()
