@@ -64,17 +64,7 @@ enum Cmd {
         limit: usize,
     },
     /// Serve N simulated AXL nodes (a TEST AND DEMO HARNESS for AXL's local HTTP API).
-    MeshSim {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 2)]
-        nodes: usize,
-        /// Node i serves on base-port + i (0: ephemeral ports).
-        #[arg(long, default_value_t = 9002)]
-        base_port: u16,
-        /// Seed of the node keys (same seed, same ids).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    MeshSim(edgent::axl::sim::MeshSimArgs),
     /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
     #[command(subcommand)]
     Zk(edgent::zk::cli::ZkCmd),
@@ -252,14 +242,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Cmd::MeshSim {
-            nodes,
-            base_port,
-            seed,
-        } => {
+        Cmd::MeshSim(args) => {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
-            edgent::axl::sim::run_mesh_sim_cli(nodes, base_port, seed, cancel).await?;
+            edgent::axl::sim::run_mesh_sim_cli(args, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Zk(cmd) => {
