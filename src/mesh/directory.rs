@@ -178,7 +178,7 @@ impl Directory {
             .values()
             .filter(|k| k.retry_after.is_none_or(|t| t <= now))
             .collect();
-        v.sort_by(|a, b| b.news().cmp(&a.news()));
+        v.sort_by_key(|k| std::cmp::Reverse(k.news()));
         v.into_iter().map(|k| k.key).collect()
     }
 
@@ -209,7 +209,7 @@ impl Directory {
                     && (k.direct || k.heard.is_some_and(|h| now.duration_since(h) < HEARD_TTL))
             })
             .collect();
-        v.sort_by(|a, b| b.news().cmp(&a.news()));
+        v.sort_by_key(|k| std::cmp::Reverse(k.news()));
         v.into_iter().take(max).map(|k| k.key).collect()
     }
 

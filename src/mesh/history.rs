@@ -249,7 +249,7 @@ impl ProviderHistory {
             .values()
             .cloned()
             .collect();
-        v.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+        v.sort_by_key(|r| std::cmp::Reverse(r.updated_ms));
         v
     }
 }
