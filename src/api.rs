@@ -215,6 +215,10 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "free_memory_mb": free_memory_mb(),
         "active_jobs": st.provider.active_jobs(),
         "recv": st.recv_stats.snapshot(),
+        "mesh_providers": ctx.mesh.ads.providers(),
+        "mesh_models": ctx.mesh.ads.models(),
+        "known_nodes": ctx.mesh.directory.len(),
+        "provider_history": ctx.mesh.history.all().into_iter().take(50).collect::<Vec<_>>(),
     }))
 }
 

@@ -201,6 +201,11 @@ pub struct Config {
     pub front: crate::front::FrontSettings,
     /// Reliable delivery, heartbeats, the provider's queue and per-peer limits.
     pub delivery: crate::mesh::DeliverySettings,
+    /// `EDGENT_ALLOW` / `EDGENT_DENY`: node ids or ENS names that may / may never be chosen.
+    pub access: crate::mesh::access::Access,
+    /// `ANNOUNCE_INTERVAL_SECS`: how often a node announces itself (and a provider its ad);
+    /// zero turns announcements off (discovery by broadcast only). Default 20.
+    pub announce_interval: Duration,
 }
 
 /// Where the settings come from, lowest precedence first.
@@ -561,6 +566,19 @@ impl Config {
             peer_task_rate: num("PEER_TASK_RATE", 64, 1, 1_000_000)? as u32,
             peer_task_burst: num("PEER_TASK_BURST", 256, 1, 1_000_000)? as u32,
         };
+        let list = |key: &'static str| {
+            let v = get(key).unwrap_or_default();
+            crate::mesh::access::AccessList::parse(&v).map_err(|p| invalid(key, &v, p))
+        };
+        let access = crate::mesh::access::Access {
+            allow: list("EDGENT_ALLOW")?,
+            deny: list("EDGENT_DENY")?,
+        };
+        let announce_interval = match get("ANNOUNCE_INTERVAL_SECS") {
+            Some(v) if v.trim() == "0" => Duration::ZERO,
+            v => ranged(v, "ANNOUNCE_INTERVAL_SECS", 20, (5, 3_600), "seconds")
+                .map(Duration::from_secs)?,
+        };
 
         Ok(Config {
             http_addr,
@@ -596,6 +614,8 @@ impl Config {
             default_max_price_units,
             front,
             delivery,
+            access,
+            announce_interval,
         })
     }
 

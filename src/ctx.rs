@@ -12,7 +12,7 @@ use crate::axl::{AxlError, PeerKey, Transport};
 use crate::config::Config;
 use crate::jobs::JobStore;
 use crate::mesh::reliable::{Backoff, Delivery, Undelivered};
-use crate::mesh::PeerBook;
+use crate::mesh::{MeshState, PeerBook};
 use crate::metrics::Metrics;
 use crate::protocol::Message;
 
@@ -36,6 +36,8 @@ pub struct NodeCtx {
     pub started: Instant,
     /// Acks, de-duplication and per-peer limits ([`crate::mesh::reliable`]).
     pub delivery: Arc<Delivery>,
+    /// Discovery: the directory of nodes, the ad cache, the provider history.
+    pub mesh: MeshState,
 }
 
 impl NodeCtx {

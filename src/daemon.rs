@@ -320,6 +320,8 @@ impl Daemon {
             None => backend_from_config(&config)?,
         };
         let recv_stats = Arc::new(RecvStats::default());
+        let history = crate::mesh::ProviderHistory::open(&config.data_dir)
+            .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?;
         let ctx = Arc::new(NodeCtx {
             transport: transport.clone(),
             config: config.clone(),
@@ -330,6 +332,7 @@ impl Daemon {
             recv_stats: recv_stats.clone(),
             started: Instant::now(),
             delivery: Arc::new(crate::mesh::reliable::Delivery::new(&config.delivery)),
+            mesh: crate::mesh::MeshState::new(history),
         });
         let mut tasks = Vec::new();
         let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
@@ -370,6 +373,16 @@ impl Daemon {
                 provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone()),
             ));
         }
+        let offers: Option<Arc<dyn crate::mesh::gossip::OfferSource>> = config
+            .role
+            .provides()
+            .then(|| provider.clone() as Arc<dyn crate::mesh::gossip::OfferSource>);
+        tasks.push(tokio::spawn(crate::mesh::gossip::run(
+            ctx.clone(),
+            offers,
+            config.announce_interval,
+            cancel.clone(),
+        )));
 
         let axl_status: Arc<dyn AxlStatusSource> = match &supervisor {
             Some(sup) => Arc::new(Supervised {

@@ -75,6 +75,11 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             return;
         }
     }
+    if ctx.config.access.denied_sender(&from) {
+        ctx.metrics.dropped(DropReason::Unexpected);
+        tracing::debug!(from = %from.short(), kind = msg.kind(), "dropped message: sender is in EDGENT_DENY");
+        return;
+    }
     ctx.metrics.msg_in(msg.kind());
     if let Some(id) = msg_id {
         let to = ctx.peers.full_key(&from).unwrap_or(from);
@@ -124,6 +129,7 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             }
         }
         Message::Heartbeat(b) => h.requester.on_heartbeat(&from, b),
+        Message::Announce(m) => crate::mesh::gossip::on_announce(ctx, &from, m),
     }
 }
 

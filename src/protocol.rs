@@ -115,6 +115,63 @@ pub struct ResourceRequest {
     /// The requester's ENS name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_ens: Option<String>,
+    /// How many more times a node that receives it relays it to the nodes it knows
+    /// (0: not relayed; at most [`MAX_RELAY_HOPS`]). Relays are de-duplicated by
+    /// `request_id`, and the ad goes straight back to `node_id`.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub hops: u8,
+}
+
+fn is_zero_u8(v: &u8) -> bool {
+    *v == 0
+}
+
+/// The most relay hops a `resource_request` may ask for.
+pub const MAX_RELAY_HOPS: u8 = 3;
+
+/// Most models one ad lists.
+pub const MAX_AD_MODELS: usize = 1024;
+
+/// Most node ids one announcement carries.
+pub const MAX_ANNOUNCE_KNOWN: usize = 64;
+
+/// One model a provider serves, as its backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOffer {
+    /// The model's name, e.g. `tinyllama:latest`.
+    pub name: String,
+    /// Its size on disk in bytes (Ollama's `/api/tags`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Whether it is loaded in memory now (Ollama's `/api/ps`).
+    #[serde(default)]
+    pub loaded: bool,
+}
+
+/// any node -> the nodes it knows: who I am, whom I know, and (a provider) what I serve.
+///
+/// Sent at a modest interval to direct peers (the id exchange that lets spokes learn of
+/// each other through a hub) and, by providers, to every node they know, and whenever
+/// what a provider offers changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announce {
+    /// The sender's full AXL public key (must map to the sender's address).
+    pub node_id: PeerKey,
+    /// The sender's ENS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ens: Option<String>,
+    /// Other nodes the sender heard from recently (at most [`MAX_ANNOUNCE_KNOWN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<PeerKey>,
+    /// What the sender serves, when it is a provider with models (its `request_id` is nil
+    /// and its `node_id` the sender's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad: Option<ResourceAd>,
+    /// How long the receiver may keep the ad, ms (the receiver caps it).
+    #[serde(default)]
+    pub ttl_ms: u64,
 }
 
 /// provider -> requester: I can, on these terms.
@@ -141,6 +198,15 @@ pub struct ResourceAd {
     pub load: f64,
     /// The provider's edgent version.
     pub version: String,
+    /// Each served model with its size and whether it is loaded (same names as `models`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_info: Vec<ModelOffer>,
+    /// Job slots in all (`PROVIDER_MAX_JOBS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// Jobs waiting in the provider's queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
 }
 
 /// The escrow stake that pays for a task.
@@ -461,10 +527,12 @@ pub enum Message {
     Ack(Ack),
     /// See [`Heartbeat`].
     Heartbeat(Heartbeat),
+    /// See [`Announce`].
+    Announce(Announce),
 }
 
 /// The `type` names this build knows.
-pub const MESSAGE_TYPES: [&str; 11] = [
+pub const MESSAGE_TYPES: [&str; 12] = [
     "resource_request",
     "resource_ad",
     "task",
@@ -476,6 +544,7 @@ pub const MESSAGE_TYPES: [&str; 11] = [
     "payment_confirmed",
     "ack",
     "heartbeat",
+    "announce",
 ];
 
 /// The `type`s delivered reliably: they carry a `msg_id`, are acknowledged with an
@@ -514,6 +583,7 @@ impl Message {
             Message::PaymentConfirmed(_) => "payment_confirmed",
             Message::Ack(_) => "ack",
             Message::Heartbeat(_) => "heartbeat",
+            Message::Announce(_) => "announce",
         }
     }
 
@@ -527,6 +597,7 @@ impl Message {
         match self {
             Message::ResourceRequest(m) => Some(&m.node_id),
             Message::ResourceAd(m) => Some(&m.node_id),
+            Message::Announce(m) => Some(&m.node_id),
             _ => None,
         }
     }
@@ -630,23 +701,24 @@ impl Message {
         match self {
             Message::ResourceRequest(m) => {
                 check_model(&m.model)?;
+                if m.hops > MAX_RELAY_HOPS {
+                    return Err(format!("hops {} exceeds {MAX_RELAY_HOPS}", m.hops));
+                }
                 check_opt_ens(&m.sender_ens)
             }
-            Message::ResourceAd(m) => {
+            Message::ResourceAd(m) => check_ad(m),
+            Message::Announce(m) => {
                 check_opt_ens(&m.ens)?;
-                if let Some(w) = &m.wallet {
-                    check_address("wallet", w)?;
+                if m.known.len() > MAX_ANNOUNCE_KNOWN {
+                    return Err(format!("more than {MAX_ANNOUNCE_KNOWN} known nodes"));
                 }
-                if m.models.len() > 1024 {
-                    return Err("too many models".into());
+                if let Some(ad) = &m.ad {
+                    if ad.node_id != m.node_id {
+                        return Err("the ad's node_id is not the sender's".into());
+                    }
+                    check_ad(ad)?;
                 }
-                for model in &m.models {
-                    check_model(model)?;
-                }
-                if !(0.0..=1.0).contains(&m.load) {
-                    return Err(format!("load {} is outside 0..=1", m.load));
-                }
-                check_text("version", &m.version)
+                Ok(())
             }
             Message::Task(m) => {
                 check_model(&m.model)?;
@@ -706,6 +778,26 @@ impl Message {
             Message::Ack(_) | Message::Heartbeat(_) => Ok(()),
         }
     }
+}
+
+fn check_ad(m: &ResourceAd) -> Result<(), String> {
+    check_opt_ens(&m.ens)?;
+    if let Some(w) = &m.wallet {
+        check_address("wallet", w)?;
+    }
+    if m.models.len() > MAX_AD_MODELS || m.model_info.len() > MAX_AD_MODELS {
+        return Err("too many models".into());
+    }
+    for model in &m.models {
+        check_model(model)?;
+    }
+    for model in &m.model_info {
+        check_model(&model.name)?;
+    }
+    if !(0.0..=1.0).contains(&m.load) {
+        return Err(format!("load {} is outside 0..=1", m.load));
+    }
+    check_text("version", &m.version)
 }
 
 /// A model name as the protocol accepts it: 1..=[`MAX_MODEL_LEN`] printable characters.
@@ -874,6 +966,7 @@ mod tests {
                 min_memory_mb: 512,
                 max_price: Some(10_000),
                 sender_ens: Some("jetson-orin.edgent.eth".into()),
+                hops: 2,
             }),
             Message::ResourceAd(ResourceAd {
                 request_id: Uuid::new_v4(),
@@ -885,6 +978,13 @@ mod tests {
                 price: 10_000,
                 load: 0.5,
                 version: "0.1.0".into(),
+                model_info: vec![ModelOffer {
+                    name: "tinyllama:latest".into(),
+                    size_bytes: Some(637_700_138),
+                    loaded: true,
+                }],
+                slots: Some(2),
+                queue: Some(0),
             }),
             Message::Task(Task {
                 job_id: job,
@@ -972,6 +1072,13 @@ mod tests {
                 job_id: job,
                 state: BeatState::Queued,
                 queue_position: Some(3),
+            }),
+            Message::Announce(Announce {
+                node_id: key(2),
+                ens: None,
+                known: vec![key(3), key(4)],
+                ad: None,
+                ttl_ms: 60_000,
             }),
         ]
     }

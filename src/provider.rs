@@ -39,6 +39,8 @@ pub struct BackendStatus {
     pub reachable: bool,
     /// Models advertised (the backend's list, filtered by `PROVIDER_MODELS`).
     pub models: Vec<String>,
+    /// The same models with their size and whether loaded, as the backend reports them.
+    pub model_info: Vec<crate::protocol::ModelOffer>,
     /// Why it is unreachable or empty.
     pub error: Option<String>,
     /// When it was checked, unix ms.
@@ -96,7 +98,7 @@ impl Provider {
 
     /// Ask the backend which models it has now, and keep the answer for ads and `/status`.
     pub async fn refresh_models(&self) {
-        let res = self.backend.models().await;
+        let res = self.backend.model_details().await;
         let filter = &self.ctx.config.provider_models;
         let mut st = BackendStatus {
             backend: self.backend.name().to_string(),
@@ -106,10 +108,13 @@ impl Provider {
         match res {
             Ok(models) => {
                 st.reachable = true;
-                st.models = models
+                st.model_info = models
                     .into_iter()
-                    .filter(|m| filter.is_empty() || filter.iter().any(|f| model_matches(f, m)))
+                    .filter(|m| {
+                        filter.is_empty() || filter.iter().any(|f| model_matches(f, &m.name))
+                    })
                     .collect();
+                st.models = st.model_info.iter().map(|m| m.name.clone()).collect();
                 if st.models.is_empty() {
                     st.error = Some(if filter.is_empty() {
                         "the backend lists no models".into()
@@ -185,11 +190,42 @@ impl Provider {
             .cloned()
     }
 
-    /// Answer a discovery request, or stay silent when we cannot serve it.
+    /// The ad this node would give now (any request id), `None` when it serves nothing.
+    pub fn current_ad(&self, request_id: uuid::Uuid) -> Option<ResourceAd> {
+        if !self.ctx.config.role.provides() {
+            return None;
+        }
+        let st = self.status();
+        if st.models.is_empty() {
+            return None;
+        }
+        let active = self.active_jobs();
+        let max = self.ctx.config.provider_max_jobs;
+        Some(ResourceAd {
+            request_id,
+            node_id: self.ctx.me,
+            ens: self.ctx.config.ens_name.clone(),
+            wallet: self.payments.wallet(),
+            models: st.models,
+            free_memory_mb: free_memory_mb(),
+            price: self.ctx.config.price_units,
+            load: (active as f64 / max as f64).clamp(0.0, 1.0),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            model_info: st.model_info,
+            slots: u32::try_from(max).ok(),
+            queue: u32::try_from(self.queued_jobs()).ok(),
+        })
+    }
+
+    /// Answer a discovery request, or stay silent when we cannot serve it. A request asking
+    /// for hops is relayed once to the nodes we know (see [`crate::mesh::gossip`]).
     pub async fn on_resource_request(&self, from: &PeerKey, req: ResourceRequest) {
         self.ctx
             .peers
             .saw(req.node_id, req.sender_ens.clone(), None);
+        if !crate::mesh::gossip::on_request(&self.ctx, from, &req) {
+            return;
+        }
         if !self.ctx.config.role.provides() || req.node_id == self.ctx.me {
             return;
         }
@@ -199,7 +235,6 @@ impl Provider {
             return;
         };
         let active = self.active_jobs();
-        let max = self.ctx.config.provider_max_jobs;
         if !self.has_room() {
             tracing::info!(from = %from.short(), active, "slots and queue full, not advertising");
             return;
@@ -213,18 +248,11 @@ impl Provider {
             tracing::info!(from = %from.short(), price, max = ?req.max_price, "requester's max_price is below our price");
             return;
         }
-        let ad = Message::ResourceAd(ResourceAd {
-            request_id: req.request_id,
-            node_id: self.ctx.me,
-            ens: self.ctx.config.ens_name.clone(),
-            wallet: self.payments.wallet(),
-            models: self.status().models,
-            free_memory_mb: free,
-            price,
-            load: (active as f64 / max as f64).clamp(0.0, 1.0),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        });
-        let _ = self.ctx.send(&req.node_id, &ad).await;
+        let Some(mut ad) = self.current_ad(req.request_id) else {
+            return;
+        };
+        ad.free_memory_mb = free;
+        let _ = self.ctx.send(&req.node_id, &Message::ResourceAd(ad)).await;
     }
 
     /// The requester of a running job asks to stop it (its agent went away).
@@ -482,5 +510,11 @@ impl Provider {
             tracing::info!(to = %to.short(), tries, "result acknowledged after resending");
         }
         Ok(())
+    }
+}
+
+impl crate::mesh::gossip::OfferSource for Provider {
+    fn offer(&self) -> Option<ResourceAd> {
+        self.current_ad(uuid::Uuid::nil())
     }
 }

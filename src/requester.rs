@@ -7,7 +7,7 @@
 //! `on_*` methods; each checks that the sender is the node the job was given to.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -17,8 +17,11 @@ use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::inference::model_matches;
 use crate::jobs::{now_ms, JobRecord, JobState, Side, Timings};
-use crate::mesh::attempts::{AttemptObserver, AttemptOutcome, NoHistory};
+use crate::mesh::attempts::AttemptOutcome;
 use crate::mesh::heartbeat::Pulse;
+use crate::mesh::ads::ANSWER_AD_TTL;
+use crate::mesh::score::{self, Want};
+use crate::mesh::{gossip, ProviderOutcome};
 use crate::payment::{PayProgress, RequesterPayments};
 use crate::request::{
     Attempt, DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo,
@@ -33,8 +36,26 @@ const PROOF_GRACE: Duration = Duration::from_secs(10);
 use crate::front::stream::{ChunkDrop, ChunkRegistry, StreamEvent};
 use crate::protocol::{
     Heartbeat, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError,
-    TaskErrorCode, TaskResult,
+    TaskErrorCode, TaskResult, MAX_RELAY_HOPS,
 };
+
+/// While a discovery send is still under way, discovery waits at least this long: AXL's
+/// first send after two nodes peer takes about 3 s.
+const SLOW_SEND_WAIT: Duration = Duration::from_millis(4_000);
+
+/// Failed discovery sends, and nodes learnt of meanwhile, are tried again this often.
+const RETRY_EVERY: Duration = Duration::from_millis(1_000);
+
+/// Most nodes one discovery asks directly (relays reach the rest).
+const MAX_ASKED: usize = 256;
+
+/// Where one discovery send stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Pending,
+    Ok,
+    Failed,
+}
 
 enum Outcome {
     Result(TaskResult),
@@ -81,7 +102,6 @@ pub struct Requester {
     waiting: Mutex<HashMap<JobId, Waiter>>,
     /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
     chunks: ChunkRegistry,
-    observer: RwLock<Arc<dyn AttemptObserver>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -112,7 +132,6 @@ impl Requester {
             discoveries: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             chunks: ChunkRegistry::default(),
-            observer: RwLock::new(Arc::new(NoHistory)),
         }
     }
 
@@ -281,7 +300,7 @@ impl Requester {
             let t0 = Instant::now();
             let end = self.attempt(job_id, provider, &task, deadline).await;
             let outcome = end.outcome();
-            self.observer().on_attempt(&provider, outcome, t0.elapsed());
+            self.record_attempt(&provider, outcome, t0.elapsed());
             attempts.push(Attempt {
                 provider,
                 outcome: outcome.as_str().to_string(),
@@ -501,18 +520,6 @@ impl Requester {
         })
     }
 
-    /// Who is told about each attempt (the provider history), [`NoHistory`] by default.
-    fn observer(&self) -> Arc<dyn AttemptObserver> {
-        self.observer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Tell `observer` about every attempt from now on (the provider history's hook).
-    pub fn set_attempt_observer(&self, observer: Arc<dyn AttemptObserver>) {
-        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = observer;
-    }
 
     /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
     /// then return its record. The proof may come a little after the agent's deadline; it
@@ -571,8 +578,38 @@ impl Requester {
             .ok_or_else(|| DelegateError::Internal("the job vanished from the store".into()))
     }
 
-    /// Broadcast the request and collect ads: until the window ends, every asked node
-    /// answered, or the settle time after the first ad passed.
+    /// Tell the provider history how one attempt went: a result is a success (with its
+    /// latency); a provider that failed, refused, died or could not be reached is a failure
+    /// (an unreachable one is also backed off in the directory). Busy and the agent's own
+    /// deadline say nothing about the provider. Disputes are recorded by the paid flow.
+    fn record_attempt(&self, provider: &PeerKey, outcome: AttemptOutcome, latency: Duration) {
+        let history = &self.ctx.mesh.history;
+        match outcome {
+            AttemptOutcome::Completed => {
+                history.record(provider, ProviderOutcome::Success, Some(latency))
+            }
+            AttemptOutcome::Busy | AttemptOutcome::Deadline => {}
+            AttemptOutcome::Unreachable => {
+                self.ctx.mesh.directory.send_failed(provider);
+                history.record(provider, ProviderOutcome::Failure, None);
+            }
+            AttemptOutcome::ModelUnavailable
+            | AttemptOutcome::InferenceFailed
+            | AttemptOutcome::Refused
+            | AttemptOutcome::Dead => history.record(provider, ProviderOutcome::Failure, None),
+        }
+    }
+
+    /// Find the providers for `model`, best first ([`crate::mesh::score`]).
+    ///
+    /// From the ad cache at once when a fresh ad serves the model (no mesh round trip).
+    /// Otherwise a `resource_request` (relayed up to [`MAX_RELAY_HOPS`] hops) goes to every
+    /// node the directory knows, and the answers land in the cache. Discovery ends
+    /// [`DISCOVERY_SETTLE_MS`](crate::config::Config::discovery_settle) after the first usable
+    /// ad, or when nothing came: `DISCOVERY_WINDOW_MS` after the start and after the last
+    /// accepted send, and never before [`SLOW_SEND_WAIT`] while a send is still under way
+    /// (AXL's first send after peering takes 3 s). Sends that failed, and nodes learnt of
+    /// meanwhile, are tried again every [`RETRY_EVERY`] until an ad comes.
     async fn discover(
         &self,
         request_id: Uuid,
@@ -581,20 +618,39 @@ impl Requester {
         max_price: u64,
         deadline: Instant,
     ) -> Result<Vec<ResourceAd>, DelegateError> {
-        let topo = self
-            .ctx
-            .transport
-            .topology()
-            .await
-            .map_err(|e| DelegateError::Mesh(e.to_string()))?;
-        let nodes = topo.reachable_nodes();
-        if nodes.is_empty() {
-            return Err(DelegateError::NoProvider(
-                "the mesh shows no other node".into(),
-            ));
+        let mesh = &self.ctx.mesh;
+        let want = Want {
+            model,
+            max_price,
+            min_memory_mb,
+            paid: self.payments.paid(),
+        };
+        let ranked = || {
+            score::rank(
+                mesh.ads.fresh_for(model),
+                &want,
+                &self.ctx.config.access,
+                |k| mesh.history.get(k),
+            )
+        };
+        let mut changes = mesh.ads.subscribe();
+        let fresh = ranked();
+        if !fresh.is_empty() {
+            tracing::debug!(
+                candidates = fresh.len(),
+                "providers chosen from the ad cache"
+            );
+            return Ok(fresh);
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        lock(&self.discoveries).insert(request_id, tx);
+        mesh.my_requests.insert(request_id);
+        let topo_nodes = match gossip::learn_topology(&self.ctx).await {
+            Ok(n) => n,
+            Err(e) if mesh.directory.is_empty() => return Err(DelegateError::Mesh(e.to_string())),
+            Err(e) => {
+                tracing::debug!(error = %e, "/topology failed; asking the nodes already known");
+                Vec::new()
+            }
+        };
         let msg = Message::ResourceRequest(ResourceRequest {
             request_id,
             node_id: self.ctx.me,
@@ -602,87 +658,157 @@ impl Requester {
             min_memory_mb,
             max_price: Some(max_price),
             sender_ens: self.ctx.config.ens_name.clone(),
+            hops: MAX_RELAY_HOPS,
         });
-        // Send to every node at once, without waiting on a slow or dead one: a /send to a
-        // node that is gone can block for a long time in AXL. Ads are collected while the
-        // sends are still under way.
-        let window_end = (Instant::now() + self.ctx.config.discovery_window).min(deadline);
-        let asked = nodes.len();
+        let started = Instant::now();
+        let window = self.ctx.config.discovery_window;
+        let settle = self.ctx.config.discovery_settle;
+        let mut asked: HashMap<[u8; 16], Asked> = HashMap::new();
         let mut sends = tokio::task::JoinSet::new();
-        for node in nodes {
+        self.ask_round(&msg, &topo_nodes, &mut asked, &mut sends);
+        if asked.is_empty() {
+            return Err(DelegateError::NoProvider(
+                "the mesh shows no other node".into(),
+            ));
+        }
+        let mut last_ok: Option<Instant> = None;
+        let mut first_ad: Option<Instant> = None;
+        let mut next_retry = started + RETRY_EVERY;
+        let outcome = loop {
+            let now = Instant::now();
+            let found = ranked();
+            if !found.is_empty() {
+                let at = *first_ad.get_or_insert(now);
+                if now >= at + settle || now >= deadline {
+                    break Ok(found);
+                }
+            }
+            let pending = asked.values().filter(|a| **a == Asked::Pending).count();
+            let failed = asked.values().filter(|a| **a == Asked::Failed).count();
+            let mut end = started + window;
+            if let Some(t) = last_ok {
+                end = end.max(t + window);
+            }
+            if pending > 0 {
+                end = end.max(started + SLOW_SEND_WAIT);
+            }
+            let end = end.min(deadline);
+            if first_ad.is_none() && now >= end {
+                break Err((asked.len(), failed));
+            }
+            let mut wake = match first_ad {
+                Some(at) => (at + settle).min(deadline),
+                None => end,
+            };
+            if first_ad.is_none() {
+                wake = wake.min(next_retry);
+            }
+            tokio::select! {
+                Some(done) = sends.join_next(), if !sends.is_empty() => {
+                    if let Ok((key, ok)) = done {
+                        asked.insert(key.address(), if ok { Asked::Ok } else { Asked::Failed });
+                        if ok {
+                            last_ok = Some(Instant::now());
+                        }
+                    }
+                }
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if first_ad.is_none() && Instant::now() >= next_retry {
+                        let topo = gossip::learn_topology(&self.ctx).await.unwrap_or_default();
+                        self.ask_round(&msg, &topo, &mut asked, &mut sends);
+                        next_retry = Instant::now() + RETRY_EVERY;
+                    }
+                }
+            }
+        };
+        sends.detach_all();
+        match outcome {
+            Ok(found) => {
+                tracing::debug!(asked = asked.len(), candidates = found.len(), "discovery done");
+                Ok(found)
+            }
+            Err(_) if Instant::now() >= deadline => Err(DelegateError::Deadline(
+                "deadline passed during discovery".into(),
+            )),
+            Err((n, failed)) if failed >= n => Err(DelegateError::NoProvider(format!(
+                "none of the {n} nodes known could be reached"
+            ))),
+            Err((n, failed)) => Err(DelegateError::NoProvider(format!(
+                "no provider offered {model} within max_price and memory: asked {n} nodes ({failed} unreachable) over {} ms",
+                started.elapsed().as_millis()
+            ))),
+        }
+    }
+
+    /// Send the request to every node known and not asked yet (or whose send failed and
+    /// whose back-off is over), each send in its own task with [`gossip::SEND_TIMEOUT`].
+    fn ask_round(
+        &self,
+        msg: &Message,
+        topo_nodes: &[PeerKey],
+        asked: &mut HashMap<[u8; 16], Asked>,
+        sends: &mut tokio::task::JoinSet<(PeerKey, bool)>,
+    ) {
+        let mesh = &self.ctx.mesh;
+        let mut targets = mesh.directory.targets();
+        if targets.is_empty() {
+            // Every known node is backing off: try the topology's anyway.
+            targets = topo_nodes.to_vec();
+        }
+        for node in targets.into_iter().take(MAX_ASKED) {
+            if node == self.ctx.me || self.ctx.config.access.denied_sender(&node) {
+                continue;
+            }
+            match asked.get(&node.address()) {
+                Some(Asked::Pending | Asked::Ok) => continue,
+                Some(Asked::Failed) if !mesh.directory.sendable(&node) => continue,
+                _ => {}
+            }
+            asked.insert(node.address(), Asked::Pending);
             let ctx = self.ctx.clone();
             let msg = msg.clone();
             sends.spawn(async move {
-                tokio::time::timeout_at(window_end.into(), ctx.send(&node, &msg))
+                let ok = tokio::time::timeout(gossip::SEND_TIMEOUT, ctx.send(&node, &msg))
                     .await
-                    .is_ok_and(|r| r.is_ok())
+                    .is_ok_and(|r| r.is_ok());
+                if ok {
+                    ctx.mesh.directory.send_ok(&node);
+                } else {
+                    tracing::debug!(to = %node.short(), "resource_request not sent");
+                    ctx.mesh.directory.send_failed(&node);
+                }
+                (node, ok)
             });
         }
-        let mut failed = 0usize;
-        let mut settle_end: Option<Instant> = None;
-        let mut ads: Vec<ResourceAd> = Vec::new();
-        loop {
-            if ads.len() + failed >= asked {
-                break;
-            }
-            let until = settle_end.map_or(window_end, |s| s.min(window_end));
-            tokio::select! {
-                Some(done) = sends.join_next(), if !sends.is_empty() => {
-                    if !matches!(done, Ok(true)) {
-                        failed += 1;
-                    }
-                }
-                got = tokio::time::timeout_at(until.into(), rx.recv()) => match got {
-                    Ok(Some(ad)) => {
-                        if !ads.iter().any(|a| a.node_id == ad.node_id) {
-                            ads.push(ad);
-                        }
-                        settle_end.get_or_insert(Instant::now() + self.ctx.config.discovery_settle);
-                    }
-                    Ok(None) | Err(_) => break,
-                },
-            }
-        }
-        sends.detach_all();
-        tracing::debug!(asked, failed, ads = ads.len(), "discovery done");
-        if ads.is_empty() && failed >= asked {
-            lock(&self.discoveries).remove(&request_id);
-            return Err(DelegateError::NoProvider(format!(
-                "none of the {asked} nodes in the topology could be reached"
-            )));
-        }
-        lock(&self.discoveries).remove(&request_id);
-        if ads.is_empty() {
-            if Instant::now() >= deadline {
-                return Err(DelegateError::Deadline(
-                    "deadline passed during discovery".into(),
-                ));
-            }
-            return Err(DelegateError::NoProvider(format!(
-                "no provider answered for {model} within {} ms",
-                self.ctx.config.discovery_window.as_millis()
-            )));
-        }
-        Ok(ads)
     }
 
-    /// An ad arrived (the router checked `node_id` against the sender).
+    /// An ad arrived (the router checked `node_id` against the sender). One answering a
+    /// request of ours (even after its discovery ended) goes into the ad cache.
     pub fn on_resource_ad(&self, from: &PeerKey, ad: ResourceAd) {
         self.ctx
             .peers
             .saw(ad.node_id, ad.ens.clone(), Some(ad.models.clone()));
-        let tx = lock(&self.discoveries).get(&ad.request_id).cloned();
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(ad);
-            }
-            None => {
-                self.ctx
-                    .metrics
-                    .dropped(crate::protocol::DropReason::Unexpected);
-                tracing::debug!(from = %from.short(), request = %ad.request_id, "stale or unknown resource_ad dropped");
-            }
+        if !self.ctx.mesh.my_requests.contains(&ad.request_id) {
+            self.ctx
+                .metrics
+                .dropped(crate::protocol::DropReason::Unexpected);
+            tracing::debug!(from = %from.short(), request = %ad.request_id, "resource_ad for no request of ours dropped");
+            return;
         }
+        if self.ctx.mesh.directory.heard(ad.node_id) {
+            self.ctx.mesh.greet(ad.node_id);
+        }
+        if !self
+            .ctx
+            .config
+            .access
+            .may_choose(&ad.node_id, ad.ens.as_deref())
+        {
+            tracing::debug!(from = %from.short(), "resource_ad from a node EDGENT_ALLOW/EDGENT_DENY excludes, ignored");
+            return;
+        }
+        self.ctx.mesh.ads.insert(ad, ANSWER_AD_TTL);
     }
 
     fn take_waiter(&self, from: &PeerKey, job_id: &JobId, kind: &str) -> Option<Waiter> {
@@ -765,7 +891,8 @@ impl Requester {
     }
 }
 
-/// Keep the ads that fit, best first: cheapest, then least loaded, then most free memory.
+/// Keep the ads that fit (model, price, memory), in the order given: [`Requester`]'s
+/// discovery already ranks them ([`crate::mesh::score::rank`]).
 pub fn choose(
     mut ads: Vec<ResourceAd>,
     model: &str,
@@ -776,12 +903,6 @@ pub fn choose(
         a.price <= max_price
             && a.free_memory_mb >= min_memory_mb
             && a.models.iter().any(|m| model_matches(model, m))
-    });
-    ads.sort_by(|a, b| {
-        a.price
-            .cmp(&b.price)
-            .then(a.load.total_cmp(&b.load))
-            .then(b.free_memory_mb.cmp(&a.free_memory_mb))
     });
     ads
 }
@@ -812,11 +933,14 @@ mod tests {
             price,
             load,
             version: "t".into(),
+            model_info: Vec::new(),
+            slots: None,
+            queue: None,
         }
     }
 
     #[test]
-    fn choose_filters_and_ranks() {
+    fn choose_filters_and_keeps_the_order() {
         let ads = vec![
             ad(1, 20, 0.0, 8000, &["tinyllama:latest"]),
             ad(2, 10, 0.5, 8000, &["tinyllama:latest"]),
@@ -829,7 +953,8 @@ mod tests {
             .iter()
             .map(|a| a.node_id.0[0])
             .collect();
-        assert_eq!(ranked, vec![3, 2, 1]);
+        // Filtered, in the order given (discovery ranks).
+        assert_eq!(ranked, vec![1, 2, 3]);
     }
 
     #[test]

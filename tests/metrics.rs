@@ -154,7 +154,14 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
     let (requester, provider) =
-        support::start_pair(&mesh, dir.path(), &[("INFERENCE_BACKEND", "demo")], &[]).await;
+        // Announcements off: this test counts exactly the messages of one broadcast discovery.
+        support::start_pair(
+            &mesh,
+            dir.path(),
+            &[("INFERENCE_BACKEND", "demo"), ("ANNOUNCE_INTERVAL_SECS", "0")],
+            &[("ANNOUNCE_INTERVAL_SECS", "0")],
+        )
+        .await;
 
     // Before any work: valid, with zeroed series already there.
     let before = parse(&scrape(&requester).await);

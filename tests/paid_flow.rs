@@ -249,7 +249,9 @@ async fn next_message(url: &str) -> Value {
         if r.status().as_u16() != 200 {
             return None;
         }
-        serde_json::from_slice(&r.bytes().await.ok()?).ok()
+        let m: Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+        // The provider greets the nodes it learns of (discovery): not part of this exchange.
+        (m["type"] != json!("announce")).then_some(m)
     })
     .await
 }

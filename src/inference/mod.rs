@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::protocol::ChatMessage;
 
+pub use crate::protocol::ModelOffer;
+
 pub use demo::DemoBackend;
 pub use ollama::OllamaBackend;
 
@@ -81,6 +83,21 @@ pub trait Backend: Send + Sync + 'static {
         let out = self.generate(req).await?;
         let _ = deltas.send(out.text.clone());
         Ok(out)
+    }
+
+    /// The models with their size and whether each is loaded now, for ads. By default the
+    /// names from [`Backend::models`] with nothing more known.
+    async fn model_details(&self) -> Result<Vec<ModelOffer>, InferenceError> {
+        Ok(self
+            .models()
+            .await?
+            .into_iter()
+            .map(|name| ModelOffer {
+                name,
+                size_bytes: None,
+                loaded: false,
+            })
+            .collect())
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{Backend, GenerateOutput, GenerateRequest, InferenceError};
+use super::{Backend, GenerateOutput, GenerateRequest, InferenceError, ModelOffer};
 
 /// Largest output accepted from the backend: it must fit in one mesh message.
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
@@ -32,6 +32,8 @@ struct Tags {
 #[derive(Deserialize)]
 struct TagModel {
     name: String,
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,16 +83,16 @@ fn error_text(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(300).collect())
 }
 
-#[async_trait]
-impl Backend for OllamaBackend {
-    fn name(&self) -> &'static str {
-        "ollama"
+impl OllamaBackend {
+    async fn tags(&self) -> Result<Vec<TagModel>, InferenceError> {
+        self.get_tags("/api/tags").await
     }
 
-    async fn models(&self) -> Result<Vec<String>, InferenceError> {
+    /// GET `/api/tags` or `/api/ps` (the same `{"models": [{name, size}]}` shape).
+    async fn get_tags(&self, path: &str) -> Result<Vec<TagModel>, InferenceError> {
         let resp = self
             .http
-            .get(format!("{}/api/tags", self.base))
+            .get(format!("{}{path}", self.base))
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -99,15 +101,46 @@ impl Backend for OllamaBackend {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
             return Err(InferenceError::Backend(format!(
-                "/api/tags: HTTP {status}: {}",
+                "{path}: HTTP {status}: {}",
                 error_text(&body)
             )));
         }
         let tags: Tags = resp
             .json()
             .await
-            .map_err(|e| InferenceError::BadResponse(format!("/api/tags: {e}")))?;
-        Ok(tags.models.into_iter().map(|m| m.name).collect())
+            .map_err(|e| InferenceError::BadResponse(format!("{path}: {e}")))?;
+        Ok(tags.models)
+    }
+}
+
+#[async_trait]
+impl Backend for OllamaBackend {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+
+    async fn models(&self) -> Result<Vec<String>, InferenceError> {
+        Ok(self.tags().await?.into_iter().map(|m| m.name).collect())
+    }
+
+    async fn model_details(&self) -> Result<Vec<ModelOffer>, InferenceError> {
+        let tags = self.tags().await?;
+        // `/api/ps` lists the loaded models; an Ollama without it (or failing) loads nothing.
+        let loaded: Vec<String> = match self.get_tags("/api/ps").await {
+            Ok(ps) => ps.into_iter().map(|m| m.name).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "/api/ps unavailable: no model counts as loaded");
+                Vec::new()
+            }
+        };
+        Ok(tags
+            .into_iter()
+            .map(|m| ModelOffer {
+                loaded: loaded.iter().any(|l| l == &m.name),
+                name: m.name,
+                size_bytes: m.size,
+            })
+            .collect())
     }
 
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {

@@ -26,6 +26,8 @@ pub struct StubBehaviour {
     pub fail: Option<(u16, String)>,
     /// Delay before answering `/api/generate`.
     pub delay: Duration,
+    /// Models `/api/ps` lists as loaded in memory.
+    pub loaded: Vec<String>,
 }
 
 impl Default for StubBehaviour {
@@ -34,6 +36,7 @@ impl Default for StubBehaviour {
             models: vec!["tinyllama:latest".into()],
             fail: None,
             delay: Duration::ZERO,
+            loaded: Vec::new(),
         }
     }
 }
@@ -73,6 +76,7 @@ impl OllamaStub {
         let app = Router::new()
             .route("/api/tags", get(tags))
             .route("/api/generate", post(generate))
+            .route("/api/ps", get(ps))
             .route("/", get(|| async { "Ollama is running (edgent stub)" }))
             .with_state(shared.clone());
         let listener = TcpListener::bind(addr).await?;
@@ -133,6 +137,16 @@ async fn tags(State(s): State<Arc<Shared>>) -> Json<Value> {
         .models
         .iter()
         .map(|m| json!({"name": m, "model": m, "size": 637_700_138u64, "details": {"family": "llama"}}))
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+/// `/api/ps`: the loaded models, in Ollama's shape.
+async fn ps(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let models: Vec<Value> = behaviour(&s)
+        .loaded
+        .iter()
+        .map(|m| json!({"name": m, "model": m, "size": 637_700_138u64, "size_vram": 0}))
         .collect();
     Json(json!({ "models": models }))
 }

@@ -1,9 +1,5 @@
 //! The attempts of one delegation: how each provider tried fared, for the answer's
-//! `attempts` list and for whoever keeps a provider history ([`AttemptObserver`]).
-
-use std::time::Duration;
-
-use crate::axl::PeerKey;
+//! `attempts` list and for the provider history ([`crate::mesh::history`]).
 
 /// How one attempt at a provider ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,17 +50,3 @@ impl AttemptOutcome {
     }
 }
 
-/// Told about every attempt a requester makes: the hook for a provider history (success
-/// rate, latency). The default does nothing.
-pub trait AttemptObserver: Send + Sync + 'static {
-    /// `provider` was tried; it ended with `outcome` after `latency`.
-    fn on_attempt(&self, provider: &PeerKey, outcome: AttemptOutcome, latency: Duration) {
-        let _ = (provider, outcome, latency);
-    }
-}
-
-/// No provider history: attempts are only listed in the answer.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoHistory;
-
-impl AttemptObserver for NoHistory {}

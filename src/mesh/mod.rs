@@ -1,7 +1,15 @@
 //! What a node knows about the rest of the mesh, above AXL's transport, and how it talks
 //! to it reliably.
 //!
-//! - [`peers`]: the peer book: every node heard from, by Yggdrasil address.
+//! - [`peers`]: the peer book: every node heard from, by Yggdrasil address (bounded).
+//! - [`directory`]: the nodes we can send to, from `/topology`, gossip and their messages,
+//!   with failed sends remembered and backed off.
+//! - [`gossip`]: the `announce` message: the id exchange with direct peers, providers'
+//!   ads to every node they know, and the hop-limited relay of `resource_request`.
+//! - [`ads`]: the ad cache the requester chooses from without a round trip.
+//! - [`score`]: which ads qualify and in what order they are tried.
+//! - [`history`]: providers' successes, failures, disputes and latency, in SQLite.
+//! - [`access`]: `EDGENT_ALLOW` / `EDGENT_DENY`.
 //! - [`reliable`]: acks, sending again with backoff, de-duplication on receipt.
 //! - [`heartbeat`]: a provider's beats for a job, and the requester's watch on them.
 //! - [`limits`]: per-peer token buckets on inbound messages and tasks.
@@ -9,13 +17,170 @@
 //! - [`attempts`]: the attempts of one delegation and the hook for provider history.
 //! - [`settings`]: the settings of all the above.
 
+pub mod access;
+pub mod ads;
 pub mod attempts;
+pub mod directory;
+pub mod gossip;
 pub mod heartbeat;
+pub mod history;
 pub mod limits;
 pub mod peers;
 pub mod queue;
 pub mod reliable;
+pub mod score;
 pub mod settings;
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use uuid::Uuid;
+
+pub use ads::AdCache;
+pub use directory::Directory;
+pub use history::{ProviderHistory, ProviderOutcome};
 pub use peers::{PeerBook, PeerSeen};
 pub use settings::DeliverySettings;
+
+/// Most request ids remembered for de-duplication.
+pub const MAX_RECENT_IDS: usize = 4096;
+
+/// A bounded set of recently seen ids: the oldest is forgotten first.
+#[derive(Default)]
+pub struct RecentIds {
+    inner: Mutex<(VecDeque<Uuid>, HashSet<Uuid>)>,
+}
+
+impl RecentIds {
+    /// Remember `id`; true if it was not already remembered.
+    pub fn insert(&self, id: Uuid) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (order, set) = &mut *g;
+        if !set.insert(id) {
+            return false;
+        }
+        order.push_back(id);
+        while order.len() > MAX_RECENT_IDS {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Whether `id` is remembered.
+    pub fn contains(&self, id: &Uuid) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .contains(id)
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+pub struct TokenBucket {
+    inner: Mutex<(f64, Instant)>,
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            inner: Mutex::new((burst, Instant::now())),
+            rate,
+            burst,
+        }
+    }
+
+    /// Take one token if there is one.
+    pub fn take(&self) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, at) = &mut *g;
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The discovery state a node shares between its router, requester, provider and API.
+pub struct MeshState {
+    /// Providers' ads.
+    pub ads: AdCache,
+    /// Nodes we can send to.
+    pub directory: Directory,
+    /// What we remember of providers.
+    pub history: ProviderHistory,
+    /// Request ids seen (answered or relayed once only).
+    pub seen_requests: RecentIds,
+    /// Our own recent request ids (their answers are taken even after discovery ended).
+    pub my_requests: RecentIds,
+    /// Nodes new to us, to be greeted with an announcement.
+    pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
+    /// Wakes the announcer (new nodes to greet).
+    pub(crate) wake: tokio::sync::Notify,
+    /// Limits relayed requests.
+    pub(crate) relay_budget: TokenBucket,
+}
+
+impl MeshState {
+    /// Fresh state over a provider history.
+    pub fn new(history: ProviderHistory) -> Self {
+        MeshState {
+            ads: AdCache::default(),
+            directory: Directory::default(),
+            history,
+            seen_requests: RecentIds::default(),
+            my_requests: RecentIds::default(),
+            greet: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            relay_budget: TokenBucket::new(gossip::RELAYS_PER_SEC, gossip::RELAYS_PER_SEC * 2.0),
+        }
+    }
+
+    /// Queue `key` to be greeted (bounded; the announcer sends the greetings).
+    pub fn greet(&self, key: crate::axl::PeerKey) {
+        {
+            let mut g = self.greet.lock().unwrap_or_else(|p| p.into_inner());
+            if g.len() >= directory::MAX_KNOWN_NODES || g.contains(&key) {
+                return;
+            }
+            g.push(key);
+        }
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_are_bounded() {
+        let r = RecentIds::default();
+        let first = Uuid::new_v4();
+        assert!(r.insert(first));
+        assert!(!r.insert(first));
+        for _ in 0..MAX_RECENT_IDS {
+            r.insert(Uuid::new_v4());
+        }
+        assert!(!r.contains(&first));
+        assert_eq!(r.inner.lock().unwrap().0.len(), MAX_RECENT_IDS);
+    }
+
+    #[test]
+    fn token_bucket_limits() {
+        let b = TokenBucket::new(0.0001, 3.0);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
+    }
+}

@@ -1,11 +1,18 @@
 //! The peer book: the nodes this node has heard from, keyed by Yggdrasil address (so the
 //! partial key AXL reports in `X-From-Peer-Id` finds the full key a message carried).
+//! It holds at most [`MAX_PEERS`] nodes; when full, the one heard from longest ago goes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::axl::PeerKey;
 use crate::jobs::now_ms;
+
+/// Most nodes the peer book holds.
+pub const MAX_PEERS: usize = 1024;
+
+/// Most model names kept per node.
+const MAX_MODELS_PER_PEER: usize = 64;
 
 /// What we have learnt about another node from its messages.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,7 +38,17 @@ impl PeerBook {
     /// Record a node by its full key.
     pub fn saw(&self, node_id: PeerKey, ens: Option<String>, models: Option<Vec<String>>) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m.entry(node_id.address()).or_insert_with(|| PeerSeen {
+        let addr = node_id.address();
+        if !m.contains_key(&addr) && m.len() >= MAX_PEERS {
+            if let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, p)| p.last_seen_ms)
+                .map(|(a, _)| *a)
+            {
+                m.remove(&oldest);
+            }
+        }
+        let e = m.entry(addr).or_insert_with(|| PeerSeen {
             node_id,
             ens: None,
             models: Vec::new(),
@@ -41,7 +58,8 @@ impl PeerBook {
         if ens.is_some() {
             e.ens = ens;
         }
-        if let Some(models) = models {
+        if let Some(mut models) = models {
+            models.truncate(MAX_MODELS_PER_PEER);
             e.models = models;
         }
         e.last_seen_ms = now_ms();
@@ -66,5 +84,39 @@ impl PeerBook {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// Nodes held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_book_is_bounded() {
+        let b = PeerBook::default();
+        for i in 0..(MAX_PEERS as u32 + 10) {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[4] = 0x80;
+            b.saw(PeerKey(k), None, Some(vec!["m".into(); 100]));
+        }
+        assert_eq!(b.len(), MAX_PEERS);
+        let mut last = [0u8; 32];
+        last[..4].copy_from_slice(&(MAX_PEERS as u32 + 9).to_be_bytes());
+        last[4] = 0x80;
+        assert_eq!(
+            b.get(&PeerKey(last)).unwrap().models.len(),
+            MAX_MODELS_PER_PEER
+        );
     }
 }

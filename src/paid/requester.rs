@@ -30,7 +30,6 @@ pub struct PaidRequester {
     me: Weak<PaidRequester>,
     progress: Mutex<HashMap<JobId, watch::Sender<PayProgress>>>,
     result_at: Mutex<HashMap<JobId, Instant>>,
-    disputes: Mutex<HashMap<[u8; 16], u32>>,
     verify_lock: tokio::sync::Mutex<()>,
     pub(crate) busy: Arc<Busy>,
 }
@@ -97,7 +96,6 @@ impl PaidRequester {
             me: me.clone(),
             progress: Mutex::new(HashMap::new()),
             result_at: Mutex::new(HashMap::new()),
-            disputes: Mutex::new(HashMap::new()),
             verify_lock: tokio::sync::Mutex::new(()),
             busy: Arc::new(Busy::default()),
         })
@@ -233,7 +231,11 @@ impl PaidRequester {
                     r.timings.verify_ms = Some(verify_ms);
                 });
                 self.ctx.metrics.proof_checked(false);
-                *lock(&self.disputes).entry(provider.address()).or_insert(0) += 1;
+                self.ctx.mesh.history.record(
+                    &provider,
+                    crate::mesh::history::ProviderOutcome::Dispute,
+                    None,
+                );
                 self.notify(&job, PayProgress::Invalid(reason));
                 tokio::spawn(self.clone().reject(job));
             }
@@ -617,10 +619,7 @@ impl RequesterPayments for PaidRequester {
     }
 
     fn disputes(&self, provider: &PeerKey) -> u32 {
-        lock(&self.disputes)
-            .get(&provider.address())
-            .copied()
-            .unwrap_or(0)
+        self.ctx.mesh.history.disputes(provider)
     }
 }
 
