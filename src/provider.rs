@@ -23,8 +23,7 @@ use crate::mesh::queue::{Admission, JobQueue};
 use crate::payment::ProviderPayments;
 use crate::protocol::{
     BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
-    TaskResult,
-    Usage,
+    TaskResult, Usage,
 };
 
 /// The `retry_after_ms` a `busy` answer suggests.

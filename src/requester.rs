@@ -17,9 +17,9 @@ use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::inference::model_matches;
 use crate::jobs::{now_ms, JobRecord, JobState, Side, Timings};
+use crate::mesh::ads::ANSWER_AD_TTL;
 use crate::mesh::attempts::AttemptOutcome;
 use crate::mesh::heartbeat::Pulse;
-use crate::mesh::ads::ANSWER_AD_TTL;
 use crate::mesh::score::{self, Want};
 use crate::mesh::{gossip, ProviderOutcome};
 use crate::payment::{PayProgress, RequesterPayments};
@@ -519,7 +519,6 @@ impl Requester {
             attempts,
         })
     }
-
 
     /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
     /// then return its record. The proof may come a little after the agent's deadline; it
