@@ -103,10 +103,27 @@ impl std::fmt::Debug for LocalChain {
 }
 
 impl LocalChain {
-    /// Starts anvil on a free port and waits until it listens.
+    /// Starts anvil on a free port and waits until it listens. Every transaction is
+    /// mined at once, in its own block.
     pub async fn start() -> Result<Self, LocalChainError> {
+        Self::spawn(None).await
+    }
+
+    /// Starts anvil mining a block every `secs` seconds (like Base's 2-second blocks), so
+    /// transactions wait for the next block as on a public chain.
+    pub async fn start_with_block_time(secs: u64) -> Result<Self, LocalChainError> {
+        Self::spawn(Some(secs)).await
+    }
+
+    async fn spawn(block_time: Option<u64>) -> Result<Self, LocalChainError> {
         let path = anvil_path()?;
-        let anvil = tokio::task::spawn_blocking(move || Anvil::at(path).port(0u16).try_spawn())
+        let anvil = tokio::task::spawn_blocking(move || {
+            let mut anvil = Anvil::at(path).port(0u16);
+            if let Some(secs) = block_time {
+                anvil = anvil.block_time(secs);
+            }
+            anvil.try_spawn()
+        })
             .await
             .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
             .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
