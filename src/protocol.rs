@@ -473,7 +473,19 @@ impl Message {
                 if let Some(s) = &m.stake {
                     check_address("stake.escrow", &s.escrow)?;
                     check_amount("stake.amount", &s.amount)?;
-                    check_hash("stake.tx", &s.tx)?;
+                    if !s.tx.is_empty() || s.authorization.is_none() {
+                        check_hash("stake.tx", &s.tx)?;
+                    }
+                    if let Some(a) = &s.authorization {
+                        check_address("stake.authorization.from", &a.from)?;
+                        check_hash("stake.authorization.nonce", &a.nonce)?;
+                        if !is_hex(&a.signature, 130) {
+                            return Err(
+                                "stake.authorization.signature must be 0x + 130 hex characters"
+                                    .into(),
+                            );
+                        }
+                    }
                 }
                 Ok(())
             }
