@@ -93,7 +93,10 @@ async fn twenty_concurrent_stakes_from_one_wallet_land_within_two_blocks() {
         U256::from(N as u64 * USDC)
     );
     assert_eq!(
-        requester.usdc_balance(chain.signer(2).address()).await.unwrap(),
+        requester
+            .usdc_balance(chain.signer(2).address())
+            .await
+            .unwrap(),
         U256::from((1000 - N as u64) * USDC)
     );
 }

@@ -540,7 +540,8 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
     let f = Fixture::new().await;
     let payer = alloy::signers::local::PrivateKeySigner::random();
     let who = payer.address();
-    let minter = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(0))).unwrap();
+    let minter =
+        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(0))).unwrap();
     edgent::chain::bindings::MockUSDC::new(f.deployment.usdc, &minter)
         .mint(who, U256::from(10 * USDC))
         .send()
@@ -549,7 +550,9 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
         .get_receipt()
         .await
         .unwrap();
-    let requester = EscrowClient::connect(&f.settings, Some(payer)).await.unwrap();
+    let requester = EscrowClient::connect(&f.settings, Some(payer))
+        .await
+        .unwrap();
     let prov = f.provider_addr();
     let j = job(50);
     let deadline = f.now().await + 600;
@@ -587,7 +590,11 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
         },
     ] {
         assert_ne!(changed.signer(f.deployment.escrow, &domain), Some(who));
-        let e = f.provider.stake_with_authorization(&changed).await.unwrap_err();
+        let e = f
+            .provider
+            .stake_with_authorization(&changed)
+            .await
+            .unwrap_err();
         assert!(
             matches!(refusal(e), EscrowRevert::Message(ref m) if m.contains("AuthorizationInvalidSigner")),
             "changed terms must be refused by the token"
@@ -610,7 +617,12 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
 
     // A replay is refused.
     assert_eq!(
-        refusal(f.provider.stake_with_authorization(&auth).await.unwrap_err()),
+        refusal(
+            f.provider
+                .stake_with_authorization(&auth)
+                .await
+                .unwrap_err()
+        ),
         EscrowRevert::JobExists { job_id: j }
     );
     // The provider declines: the signer gets its money back at once.
@@ -663,7 +675,10 @@ async fn a_nonce_taken_elsewhere_is_recovered() {
         .await
         .unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::UnknownJob { job_id: job(99) });
-    f.provider.submit(job(71), B256::repeat_byte(3)).await.unwrap();
+    f.provider
+        .submit(job(71), B256::repeat_byte(3))
+        .await
+        .unwrap();
     assert_eq!(
         f.requester.get_stake(job(71)).await.unwrap().status,
         StakeStatus::Submitted

@@ -30,7 +30,13 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "no gas here", "wait": "settled"}))
         .await;
-    assert_eq!(status, 200, "{body}\n{}\n{}", requester.log(), provider.log());
+    assert_eq!(
+        status,
+        200,
+        "{body}\n{}\n{}",
+        requester.log(),
+        provider.log()
+    );
     assert_eq!(
         body["output"],
         json!(stub_output("tinyllama:latest", "no gas here"))

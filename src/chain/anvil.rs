@@ -124,9 +124,9 @@ impl LocalChain {
             }
             anvil.try_spawn()
         })
-            .await
-            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
-            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
+        .await
+        .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
+        .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
         let provider = http_provider(&anvil.endpoint(), None)?;
         Ok(Self { anvil, provider })
     }

@@ -294,8 +294,12 @@ mod tests {
 
     #[test]
     fn nonce_conflicts_are_recognised() {
-        assert!(is_nonce_conflict("server returned an error response: error code -32003: nonce too low"));
+        assert!(is_nonce_conflict(
+            "server returned an error response: error code -32003: nonce too low"
+        ));
         assert!(is_nonce_conflict("already known"));
-        assert!(!is_nonce_conflict("insufficient funds for gas * price + value"));
+        assert!(!is_nonce_conflict(
+            "insufficient funds for gas * price + value"
+        ));
     }
 }

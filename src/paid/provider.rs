@@ -326,11 +326,15 @@ impl PaidProvider {
                 // Someone submitted the same authorization first (e.g. from the mempool): the
                 // terms are the signed ones, so it is the same stake. Check it anyway.
                 match esc.get_stake(job_b256(&job)).await {
-                    Ok(s) if s.status == StakeStatus::Staked
-                        && s.requester == auth.requester
-                        && s.provider == self.chain.wallet
-                        && s.amount == auth.amount
-                        && s.deadline == auth.deadline => None,
+                    Ok(s)
+                        if s.status == StakeStatus::Staked
+                            && s.requester == auth.requester
+                            && s.provider == self.chain.wallet
+                            && s.amount == auth.amount
+                            && s.deadline == auth.deadline =>
+                    {
+                        None
+                    }
                     _ => {
                         return Err((
                             TaskErrorCode::StakeMissing,
@@ -408,7 +412,9 @@ impl ProviderPayments for PaidProvider {
             ));
         }
         if let Some(wire) = &stake.authorization {
-            return self.stake_from_authorization(task, &stake.amount, wire).await;
+            return self
+                .stake_from_authorization(task, &stake.amount, wire)
+                .await;
         }
         let esc = &self.chain.escrow;
         let (info, chain_now) =

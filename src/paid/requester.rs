@@ -471,15 +471,15 @@ impl PaidRequester {
     /// `STAKE_MODE=authorization`: sign the EIP-3009 authorization the provider submits as
     /// the stake before any work. Nothing is sent from here, so the payment stays `Staking`
     /// until the chain shows the stake (when the result arrives, or the watcher looks). The
-    /// authorization is usable until `valid_before` (the agent's deadline on the chain's
-    /// clock), and the escrow takes no stake after `stake_deadline`: past that, a stake that
-    /// is not on chain never will be, and the watcher unwinds it.
+    /// authorization is valid until the stake's deadline, after which the escrow takes no
+    /// stake anyway: past it, a stake that is not on chain never will be, and the watcher
+    /// unwinds it. (Not the agent's own deadline: anvil's and a quiet chain's latest block
+    /// time lags the wall clock by whole seconds, which would expire it before it lands.)
     async fn stake_by_authorization(
         &self,
         job: JobId,
         provider: Address,
         price: u64,
-        valid_before: u64,
         stake_deadline: u64,
     ) -> Result<Option<StakeRef>, PaymentError> {
         let started = Instant::now();
@@ -501,11 +501,11 @@ impl PaidRequester {
             self.chain
                 .escrow
                 .sign_stake_authorization(
-                job_b256(&job),
-                provider,
-                U256::from(price),
-                stake_deadline,
-                    valid_before.min(stake_deadline),
+                    job_b256(&job),
+                    provider,
+                    U256::from(price),
+                    stake_deadline,
+                    stake_deadline,
                 )
                 .await
         };
@@ -598,7 +598,7 @@ impl RequesterPayments for PaidRequester {
         let started = Instant::now();
         if self.chain.settings.stake_mode == StakeMode::Authorization {
             return self
-                .stake_by_authorization(job, wallet, ad.price, chain_now + left_s, stake_deadline)
+                .stake_by_authorization(job, wallet, ad.price, stake_deadline)
                 .await;
         }
         match escrow
