@@ -104,9 +104,15 @@ impl std::fmt::Debug for LocalChain {
 
 impl LocalChain {
     /// Starts anvil on a free port and waits until it listens. Every transaction is
-    /// mined at once, in its own block.
+    /// mined at once, in its own block, unless `ANVIL_BLOCK_TIME` (seconds) is set: then a
+    /// block is mined every that many seconds (benches use it to measure on Base-like
+    /// 2-second blocks through `edgent demo`'s network).
     pub async fn start() -> Result<Self, LocalChainError> {
-        Self::spawn(None).await
+        let block_time = std::env::var("ANVIL_BLOCK_TIME")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0);
+        Self::spawn(block_time).await
     }
 
     /// Starts anvil mining a block every `secs` seconds (like Base's 2-second blocks), so
