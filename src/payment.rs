@@ -69,6 +69,10 @@ pub trait ProviderPayments: Send + Sync + 'static {
     ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)>;
     /// The result was delivered: prove it and ask for payment.
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str);
+    /// The task was accepted (its stake checked or made) but cannot be served after all
+    /// (inference failed, model gone, busy, cancelled): give the requester its money back
+    /// now (the escrow's `decline`) instead of at the deadline. `reason` is for the log.
+    async fn decline(&self, _task: &Task, _reason: &str) {}
     /// The requester says it paid.
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed);
 }

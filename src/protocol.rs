@@ -219,8 +219,36 @@ pub struct StakeRef {
     pub escrow: String,
     /// Staked amount, USDC base units, as a decimal string.
     pub amount: String,
-    /// The stake transaction hash.
+    /// The stake transaction hash; empty when the stake travels as an `authorization`
+    /// for the provider to submit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tx: String,
+    /// The requester's signed EIP-3009 authorization: the provider submits it as
+    /// `stakeWithAuthorization` before any work (the requester needs no ETH). Absent when
+    /// the requester staked itself (`tx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<StakeAuthorization>,
+}
+
+/// A requester's EIP-3009 `ReceiveWithAuthorization` to the escrow for one stake. The
+/// provider is the task's recipient, the amount is the `StakeRef`'s, the job is the
+/// task's; the signed nonce is the escrow's `stakeNonce(jobId, from, provider, amount,
+/// stake_deadline)`, so none of those terms can be changed by whoever submits it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StakeAuthorization {
+    /// The requester's wallet (EIP-3009 `from`), `0x` + 40 hex.
+    pub from: String,
+    /// The stake's deadline, unix seconds (refundable after it).
+    pub stake_deadline: u64,
+    /// EIP-3009 `validAfter`, unix seconds.
+    pub valid_after: u64,
+    /// EIP-3009 `validBefore`, unix seconds.
+    pub valid_before: u64,
+    /// The signed nonce, `0x` + 64 hex (the provider recomputes and compares it).
+    pub nonce: String,
+    /// The 65-byte signature `r || s || v` (v 27 or 28), `0x` + 130 hex.
+    pub signature: String,
 }
 
 /// requester -> provider: run this.
@@ -726,7 +754,19 @@ impl Message {
                 if let Some(s) = &m.stake {
                     check_address("stake.escrow", &s.escrow)?;
                     check_amount("stake.amount", &s.amount)?;
-                    check_hash("stake.tx", &s.tx)?;
+                    if !s.tx.is_empty() || s.authorization.is_none() {
+                        check_hash("stake.tx", &s.tx)?;
+                    }
+                    if let Some(a) = &s.authorization {
+                        check_address("stake.authorization.from", &a.from)?;
+                        check_hash("stake.authorization.nonce", &a.nonce)?;
+                        if !is_hex(&a.signature, 130) {
+                            return Err(
+                                "stake.authorization.signature must be 0x + 130 hex characters"
+                                    .into(),
+                            );
+                        }
+                    }
                 }
                 if let Some(msgs) = &m.messages {
                     if msgs.len() > 4096 {
@@ -1001,6 +1041,7 @@ mod tests {
                     escrow: format!("0x{}", "c".repeat(40)),
                     amount: "10000".into(),
                     tx: format!("0x{}", "d".repeat(64)),
+                    authorization: None,
                 }),
                 deadline_ms: 1,
                 sender_ens: None,

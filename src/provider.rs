@@ -389,6 +389,9 @@ impl Provider {
         rec.price_units = payment.as_ref().map(|p| p.amount_units);
         rec.payment = payment;
         if let Err(e) = self.ctx.jobs.insert(&rec) {
+            self.payments
+                .decline(&task, "the job could not be recorded")
+                .await;
             return self
                 .reply_error(
                     &requester,
@@ -490,6 +493,7 @@ impl Provider {
                 if let Err(e) = res {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }
+                self.payments.decline(&task, &message).await;
                 self.reply_error(&requester, &task, code, message).await;
             }
         }

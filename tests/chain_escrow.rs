@@ -459,3 +459,228 @@ async fn cli_deploys_an_escrow_and_shows_a_stake() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("WALLET_PRIVATE_KEY"), "{err:#}");
 }
+
+#[tokio::test]
+async fn the_escrow_reports_version_two() {
+    let f = Fixture::new().await;
+    assert_eq!(
+        f.requester.version().await.unwrap(),
+        edgent::chain::ESCROW_VERSION
+    );
+}
+
+#[tokio::test]
+async fn decline_refunds_the_requester_in_the_same_transaction() {
+    let f = Fixture::new().await;
+    let (req, prov) = (f.requester_addr(), f.provider_addr());
+    let j = f.stake(job(40), 4 * USDC).await;
+    assert_eq!(f.balance(req).await, U256::from(96 * USDC));
+
+    // Only the provider may decline.
+    for who in [&f.requester, &f.operator] {
+        let e = who.decline(j).await.unwrap_err();
+        assert_eq!(
+            refusal(e),
+            EscrowRevert::NotProvider {
+                caller: who.wallet_address().unwrap()
+            }
+        );
+    }
+
+    let tx = f.provider.decline(j).await.unwrap();
+    let s = f.requester.get_stake(j).await.unwrap();
+    assert_eq!(s.status, StakeStatus::Declined);
+    assert!(s.status.is_final());
+    assert_eq!(f.balance(req).await, U256::from(100 * USDC), "refunded");
+    assert_eq!(f.balance(prov).await, U256::from(USDC), "provider unpaid");
+    assert_eq!(f.balance(f.deployment.escrow).await, U256::ZERO);
+    // The refund is the decline transaction's own token transfer (same block, same tx).
+    let receipt = f
+        .chain
+        .provider()
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    let usdc_transfer = receipt
+        .inner
+        .logs()
+        .iter()
+        .find(|l| l.address() == f.deployment.usdc)
+        .expect("a USDC transfer in the decline transaction");
+    assert_eq!(
+        usdc_transfer.topics()[2],
+        B256::left_padding_from(req.as_slice()),
+        "to the requester"
+    );
+    // The settlement lookup finds it, and a second decline is refused.
+    assert_eq!(f.requester.settlement_tx(j, 100).await.unwrap(), Some(tx));
+    assert_eq!(
+        refusal(f.provider.decline(j).await.unwrap_err()),
+        EscrowRevert::WrongStatus {
+            job_id: j,
+            status: StakeStatus::Declined
+        }
+    );
+    // After submit, decline is no longer possible.
+    let j2 = f.stake(job(41), USDC).await;
+    f.provider.submit(j2, B256::repeat_byte(1)).await.unwrap();
+    assert_eq!(
+        refusal(f.provider.decline(j2).await.unwrap_err()),
+        EscrowRevert::WrongStatus {
+            job_id: j2,
+            status: StakeStatus::Submitted
+        }
+    );
+}
+
+/// A requester with USDC and no ETH: it signs, the provider submits.
+#[tokio::test]
+async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
+    let f = Fixture::new().await;
+    let payer = alloy::signers::local::PrivateKeySigner::random();
+    let who = payer.address();
+    let minter =
+        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(0))).unwrap();
+    edgent::chain::bindings::MockUSDC::new(f.deployment.usdc, &minter)
+        .mint(who, U256::from(10 * USDC))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let requester = EscrowClient::connect(&f.settings, Some(payer))
+        .await
+        .unwrap();
+    let prov = f.provider_addr();
+    let j = job(50);
+    let deadline = f.now().await + 600;
+    let auth = requester
+        .sign_stake_authorization(j, prov, U256::from(3 * USDC), deadline, deadline)
+        .await
+        .unwrap();
+    // The nonce is the escrow's own stakeNonce of the terms.
+    let on_chain = EdgentEscrow::new(f.deployment.escrow, f.chain.provider())
+        .stakeNonce(j, who, prov, U256::from(3 * USDC), deadline)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(auth.nonce(), on_chain);
+    let domain = f.provider.token_domain().await.unwrap();
+    assert_eq!(auth.signer(f.deployment.escrow, &domain), Some(who));
+
+    // A submitter who changes any term is refused by the token (another signer recovers).
+    for changed in [
+        edgent::chain::StakeAuthorization {
+            amount: U256::from(4 * USDC),
+            ..auth.clone()
+        },
+        edgent::chain::StakeAuthorization {
+            provider: f.requester_addr(),
+            ..auth.clone()
+        },
+        edgent::chain::StakeAuthorization {
+            deadline: deadline + 3600,
+            ..auth.clone()
+        },
+        edgent::chain::StakeAuthorization {
+            job_id: job(51),
+            ..auth.clone()
+        },
+    ] {
+        assert_ne!(changed.signer(f.deployment.escrow, &domain), Some(who));
+        let e = f
+            .provider
+            .stake_with_authorization(&changed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refusal(e), EscrowRevert::Message(ref m) if m.contains("AuthorizationInvalidSigner")),
+            "changed terms must be refused by the token"
+        );
+    }
+    assert_eq!(f.balance(who).await, U256::from(10 * USDC), "nothing moved");
+
+    f.provider.stake_with_authorization(&auth).await.unwrap();
+    let s = f.provider.get_stake(j).await.unwrap();
+    assert_eq!(s.status, StakeStatus::Staked);
+    assert_eq!(s.requester, who);
+    assert_eq!(s.provider, prov);
+    assert_eq!(s.amount, U256::from(3 * USDC));
+    assert_eq!(s.deadline, deadline);
+    assert_eq!(f.balance(who).await, U256::from(7 * USDC));
+    assert_eq!(f.balance(f.deployment.escrow).await, U256::from(3 * USDC));
+    let eth = f.chain.provider().get_balance(who).await.unwrap();
+    assert_eq!(eth, U256::ZERO, "the requester never needed ETH");
+    assert_eq!(f.nonce(who).await, 0, "and never sent a transaction");
+
+    // A replay is refused.
+    assert_eq!(
+        refusal(
+            f.provider
+                .stake_with_authorization(&auth)
+                .await
+                .unwrap_err()
+        ),
+        EscrowRevert::JobExists { job_id: j }
+    );
+    // The provider declines: the signer gets its money back at once.
+    f.provider.decline(j).await.unwrap();
+    assert_eq!(f.balance(who).await, U256::from(10 * USDC));
+}
+
+#[tokio::test]
+async fn transactions_carry_a_quarter_gas_margin() {
+    let f = Fixture::new().await;
+    let j = f.stake(job(60), USDC).await;
+    let tx = f.provider.submit(j, B256::repeat_byte(2)).await.unwrap();
+    let p = f.chain.provider();
+    let sent = p.get_transaction_by_hash(tx).await.unwrap().unwrap();
+    let receipt = p.get_transaction_receipt(tx).await.unwrap().unwrap();
+    use alloy::consensus::Transaction as _;
+    let limit = sent.inner.gas_limit();
+    // eth_estimateGas on anvil returns the gas used (+ a little): the limit is 5/4 of it.
+    assert!(
+        limit * 100 >= receipt.gas_used * 124,
+        "gas limit {limit} for {} used",
+        receipt.gas_used
+    );
+}
+
+/// A transaction sent with the same key outside the client puts its cached nonce behind;
+/// the client re-reads it from the node and the next stake still lands.
+#[tokio::test]
+async fn a_nonce_taken_elsewhere_is_recovered() {
+    let f = Fixture::new().await;
+    f.stake(job(70), USDC).await; // the lane now caches the next nonce
+    let other = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
+    edgent::chain::bindings::IERC20::new(f.deployment.usdc, &other)
+        .approve(f.deployment.escrow, U256::MAX)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    f.stake(job(71), USDC).await;
+    assert_eq!(
+        f.requester.get_stake(job(71)).await.unwrap().status,
+        StakeStatus::Staked
+    );
+    // A refusal at gas estimation costs no nonce: the next transaction lands right after.
+    let e = f
+        .provider
+        .submit(job(99), B256::repeat_byte(3))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::UnknownJob { job_id: job(99) });
+    f.provider
+        .submit(job(71), B256::repeat_byte(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.requester.get_stake(job(71)).await.unwrap().status,
+        StakeStatus::Submitted
+    );
+}

@@ -263,7 +263,11 @@ async fn the_axl_child_killed_mid_job_is_restarted_and_the_job_completes() {
 async fn requester_killed_mid_stake_unwinds_after_restart() {
     use alloy::providers::ext::AnvilApi;
     let w = PaidWorld::new().await;
-    let (mut requester, _provider) = w.start(Settle::KeeperHub, &[]).await;
+    // The requester's own stake transaction in flight: the approve path (with the default
+    // authorization the requester sends nothing, and the job simply completes).
+    let (mut requester, _provider) = w
+        .start_with(Settle::KeeperHub, &[("STAKE_MODE", "approve")], &[])
+        .await;
     // The chain stops mining: the stake's transactions wait in the mempool.
     w.chain.provider().anvil_set_auto_mine(false).await.unwrap();
     let call = delegate_in_background(

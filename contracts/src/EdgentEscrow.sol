@@ -2,6 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "./interfaces/IERC20.sol";
+import {IERC2612} from "./interfaces/IERC2612.sol";
+import {IERC3009} from "./interfaces/IERC3009.sol";
 
 /// @title EdgentEscrow
 /// @notice Holds a requester's USDC for one delegated inference job until the
@@ -12,10 +14,17 @@ import {IERC20} from "./interfaces/IERC20.sol";
 ///           │                   │ └─claimTimeout (submittedAt + 1 h)─▶ Claimed (provider paid)
 ///           ├──release──▶ Released
 ///           ├──reject───▶ Rejected
+///           ├──decline (provider cannot serve)──▶ Declined (requester refunded)
 ///           └──refund (after deadline, nothing submitted)──▶ Refunded
 ///
 ///         `release` and `reject` belong to the operator (KeeperHub's managed
 ///         wallet in production, the daemon itself on a local chain).
+///
+///         A stake is made in one of three ways, all with the same checks:
+///         `stake` (after `approve`), `stakeWithPermit` (EIP-2612, one
+///         transaction from the requester) and `stakeWithAuthorization`
+///         (EIP-3009: anyone, normally the provider, submits the requester's
+///         signed `receiveWithAuthorization`, whose nonce binds the stake's terms).
 contract EdgentEscrow {
     /// @notice Lifecycle of a job's stake. `None` means the job id is unknown.
     enum Status {
@@ -25,7 +34,8 @@ contract EdgentEscrow {
         Released,
         Rejected,
         Claimed,
-        Refunded
+        Refunded,
+        Declined
     }
 
     /// @notice Everything the escrow knows about one job.
@@ -43,6 +53,10 @@ contract EdgentEscrow {
     /// @notice How long after `submit` the provider may `claimTimeout` if the
     ///         operator has neither released nor rejected.
     uint64 public constant CLAIM_DELAY = 1 hours;
+
+    /// @notice This contract's interface version: 2 added decline, stakeWithPermit,
+    ///         stakeWithAuthorization and version() itself (the first deployment has none).
+    uint256 private constant VERSION = 2;
 
     /// @notice The stablecoin held in escrow (USDC, 6 decimals).
     IERC20 public immutable usdc;
@@ -80,6 +94,7 @@ contract EdgentEscrow {
     event Rejected(bytes32 indexed jobId, address indexed requester, uint256 amount);
     event Claimed(bytes32 indexed jobId, address indexed provider, uint256 amount);
     event Refunded(bytes32 indexed jobId, address indexed requester, uint256 amount);
+    event Declined(bytes32 indexed jobId, address indexed requester, uint256 amount);
 
     modifier nonReentrant() {
         if (lock == LOCKED) revert Reentrancy();
@@ -96,35 +111,88 @@ contract EdgentEscrow {
         operator = operator_;
     }
 
+    /// @notice The interface version (2). A deployment without this function is
+    ///         the first one, whose `stake` takes no deadline.
+    function version() external pure returns (uint256) {
+        return VERSION;
+    }
+
     /// @notice Lock `amount` of the caller's USDC for `jobId`, payable to
     ///         `provider`. The caller must have approved the escrow first.
     /// @param deadline unix time (seconds) until which the provider may
     ///        `submit`; after it, with nothing submitted, the requester may `refund`.
     function stake(bytes32 jobId, address provider, uint256 amount, uint64 deadline) external nonReentrant {
-        if (stakes[jobId].status != Status.None) revert JobExists(jobId);
-        if (amount == 0) revert ZeroAmount();
-        if (provider == address(0)) revert ZeroAddress();
-        if (deadline <= block.timestamp) revert DeadlinePassed(deadline);
-        uint256 allowed = usdc.allowance(msg.sender, address(this));
-        if (allowed < amount) revert InsufficientAllowance(allowed, amount);
-        uint256 balance = usdc.balanceOf(msg.sender);
+        _checkNew(jobId, provider, amount, deadline);
+        _checkFunds(msg.sender, amount);
+        _record(jobId, msg.sender, provider, amount, deadline);
+        _pullFrom(msg.sender, amount);
+    }
+
+    /// @notice `stake` in one transaction: sets the allowance with the caller's
+    ///         EIP-2612 `permit` signature first. A permit that fails (already used,
+    ///         e.g. front-run from the mempool) is ignored when the allowance is
+    ///         already enough; otherwise the allowance check reverts as in `stake`.
+    function stakeWithPermit(
+        bytes32 jobId,
+        address provider,
+        uint256 amount,
+        uint64 deadline,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant {
+        _checkNew(jobId, provider, amount, deadline);
+        try IERC2612(address(usdc)).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
+        _checkFunds(msg.sender, amount);
+        _record(jobId, msg.sender, provider, amount, deadline);
+        _pullFrom(msg.sender, amount);
+    }
+
+    /// @notice The EIP-3009 nonce the requester signs for a stake: it commits to the
+    ///         job, both parties, the amount and the deadline, so whoever submits the
+    ///         authorization cannot change any of them (the token checks the
+    ///         signature over it; a different term gives a different nonce).
+    function stakeNonce(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(jobId, requester, provider, amount, deadline));
+    }
+
+    /// @notice Lock `amount` of `requester`'s USDC for `jobId` with the requester's
+    ///         EIP-3009 `ReceiveWithAuthorization(requester, escrow, amount,
+    ///         validAfter, validBefore, stakeNonce(...))` signature. Anyone may submit
+    ///         it (normally the provider, so the requester needs no ETH and the
+    ///         provider knows the stake is real); the terms are bound by the nonce.
+    ///         The authorization can be used once: a replay reverts in the token.
+    function stakeWithAuthorization(
+        bytes32 jobId,
+        address requester,
+        address provider,
+        uint256 amount,
+        uint64 deadline,
+        uint256 validAfter,
+        uint256 validBefore,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant {
+        if (requester == address(0)) revert ZeroAddress();
+        _checkNew(jobId, provider, amount, deadline);
+        uint256 balance = usdc.balanceOf(requester);
         if (balance < amount) revert InsufficientBalance(balance, amount);
+        _record(jobId, requester, provider, amount, deadline);
 
-        stakes[jobId] = Stake({
-            requester: msg.sender,
-            provider: provider,
-            amount: amount,
-            createdAt: uint64(block.timestamp),
-            submittedAt: 0,
-            deadline: deadline,
-            outputHash: bytes32(0),
-            status: Status.Staked
-        });
-        emit Staked(jobId, msg.sender, provider, amount, deadline);
-
-        // The escrow must hold exactly what it records (no fee-on-transfer surprises).
         uint256 before = usdc.balanceOf(address(this));
-        _call(abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), amount)));
+        bytes32 nonce = stakeNonce(jobId, requester, provider, amount, deadline);
+        _call(
+            abi.encodeCall(
+                IERC3009.receiveWithAuthorization,
+                (requester, address(this), amount, validAfter, validBefore, nonce, v, r, s)
+            )
+        );
         if (usdc.balanceOf(address(this)) != before + amount) revert TransferFailed();
     }
 
@@ -198,6 +266,21 @@ contract EdgentEscrow {
         _pay(provider, amount);
     }
 
+    /// @notice The provider cannot serve a staked job (busy, model gone, inference
+    ///         failed): the requester is refunded in this same transaction, at any
+    ///         time before the provider submitted.
+    function decline(bytes32 jobId) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != s.provider) revert NotProvider(msg.sender);
+        if (s.status != Status.Staked) revert WrongStatus(jobId, s.status);
+
+        s.status = Status.Declined;
+        address requester = s.requester;
+        uint256 amount = s.amount;
+        emit Declined(jobId, requester, amount);
+        _pay(requester, amount);
+    }
+
     /// @notice The requester takes the stake back after the deadline when the
     ///         provider never submitted.
     function refund(bytes32 jobId) external nonReentrant {
@@ -211,6 +294,41 @@ contract EdgentEscrow {
         uint256 amount = s.amount;
         emit Refunded(jobId, requester, amount);
         _pay(requester, amount);
+    }
+
+    function _checkNew(bytes32 jobId, address provider, uint256 amount, uint64 deadline) private view {
+        if (stakes[jobId].status != Status.None) revert JobExists(jobId);
+        if (amount == 0) revert ZeroAmount();
+        if (provider == address(0)) revert ZeroAddress();
+        if (deadline <= block.timestamp) revert DeadlinePassed(deadline);
+    }
+
+    function _checkFunds(address requester, uint256 amount) private view {
+        uint256 allowed = usdc.allowance(requester, address(this));
+        if (allowed < amount) revert InsufficientAllowance(allowed, amount);
+        uint256 balance = usdc.balanceOf(requester);
+        if (balance < amount) revert InsufficientBalance(balance, amount);
+    }
+
+    function _record(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline) private {
+        stakes[jobId] = Stake({
+            requester: requester,
+            provider: provider,
+            amount: amount,
+            createdAt: uint64(block.timestamp),
+            submittedAt: 0,
+            deadline: deadline,
+            outputHash: bytes32(0),
+            status: Status.Staked
+        });
+        emit Staked(jobId, requester, provider, amount, deadline);
+    }
+
+    /// @dev The escrow must hold exactly what it records (no fee-on-transfer surprises).
+    function _pullFrom(address requester, uint256 amount) private {
+        uint256 before = usdc.balanceOf(address(this));
+        _call(abi.encodeCall(IERC20.transferFrom, (requester, address(this), amount)));
+        if (usdc.balanceOf(address(this)) != before + amount) revert TransferFailed();
     }
 
     function _known(bytes32 jobId) private view returns (Stake storage s) {

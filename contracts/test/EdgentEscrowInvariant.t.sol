@@ -103,6 +103,49 @@ contract EscrowHandler {
         calls["stake"] += 1;
     }
 
+    /// @dev A stake made with the requester's EIP-3009 authorization, submitted by the provider.
+    function stakeWithAuthorization(uint256 seed, uint256 amount, uint256 window) external {
+        uint256 i = seed % 3;
+        address provider = providers[(seed / 3) % 3];
+        amount = _bound(amount, 1, 1_000e6);
+        uint64 deadline = uint64(block.timestamp + _bound(window, 1, 3 hours));
+        usdc.mint(requesters[i], amount);
+        bytes32 jobId = keccak256(abi.encode("job", jobIds.length));
+        (uint8 v, bytes32 r, bytes32 s) = _signStake(i, jobId, provider, amount, deadline);
+        vm.prank(provider);
+        escrow.stakeWithAuthorization(
+            jobId, requesters[i], provider, amount, deadline, 0, block.timestamp + 1 hours, v, r, s
+        );
+        jobIds.push(jobId);
+        calls["stakeWithAuthorization"] += 1;
+    }
+
+    function _signStake(uint256 i, bytes32 jobId, address provider, uint256 amount, uint64 deadline)
+        internal
+        view
+        returns (uint8, bytes32, bytes32)
+    {
+        bytes32 nonce = escrow.stakeNonce(jobId, requesters[i], provider, amount, deadline);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(),
+                requesters[i],
+                address(escrow),
+                amount,
+                0,
+                block.timestamp + 1 hours,
+                nonce
+            )
+        );
+        return vm.sign(1000 + i, keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash)));
+    }
+
+    function decline(uint256 seed) external {
+        (bytes32 jobId, bool ok) = _pick(seed);
+        if (!ok) return;
+        _settle(jobId, escrow.getStake(jobId).provider, abi.encodeCall(EdgentEscrow.decline, (jobId)), "decline");
+    }
+
     function submit(uint256 seed, bytes32 outputHash) external {
         (bytes32 jobId, bool ok) = _pick(seed);
         if (!ok) return;
@@ -141,19 +184,20 @@ contract EscrowHandler {
         (bytes32 jobId, bool ok) = _pick(seed);
         if (!ok) return;
         EdgentEscrow.Stake memory s = escrow.getStake(jobId);
-        bytes[5] memory attempts = [
+        bytes[6] memory attempts = [
             abi.encodeCall(EdgentEscrow.release, (jobId, s.outputHash)),
             abi.encodeCall(EdgentEscrow.reject, (jobId)),
             abi.encodeCall(EdgentEscrow.claimTimeout, (jobId)),
             abi.encodeCall(EdgentEscrow.refund, (jobId)),
-            abi.encodeCall(EdgentEscrow.submit, (jobId, bytes32(uint256(1))))
+            abi.encodeCall(EdgentEscrow.submit, (jobId, bytes32(uint256(1)))),
+            abi.encodeCall(EdgentEscrow.decline, (jobId))
         ];
-        // Requester cannot release/reject/claim/submit; provider cannot release/reject/refund.
+        // Requester cannot release/reject/claim/submit/decline; provider cannot release/reject/refund.
         address[3] memory wrongCallers = [stranger, s.requester, s.provider];
         address caller = wrongCallers[seed % 3];
-        uint256 i = which % 5;
+        uint256 i = which % 6;
         if (caller == s.requester && i == 3) i = 2; // refund is the requester's own
-        if (caller == s.provider && (i == 2 || i == 4)) i = 3; // claim/submit are the provider's own
+        if (caller == s.provider && (i == 2 || i == 4 || i == 5)) i = 3; // claim/submit/decline are the provider's own
         vm.prank(caller);
         (bool success,) = address(escrow).call(attempts[i]);
         if (success) strangerSuccesses += 1;
@@ -226,6 +270,8 @@ contract EdgentEscrowInvariantTest is Test {
         Console.log("rejects", handler.calls("reject"));
         Console.log("claims", handler.calls("claim"));
         Console.log("refunds", handler.calls("refund"));
+        Console.log("declines", handler.calls("decline"));
+        Console.log("stakes by authorization", handler.calls("stakeWithAuthorization"));
     }
 
     function invariant_usdcConserved() public view {

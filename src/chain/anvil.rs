@@ -103,13 +103,36 @@ impl std::fmt::Debug for LocalChain {
 }
 
 impl LocalChain {
-    /// Starts anvil on a free port and waits until it listens.
+    /// Starts anvil on a free port and waits until it listens. Every transaction is
+    /// mined at once, in its own block, unless `ANVIL_BLOCK_TIME` (seconds) is set: then a
+    /// block is mined every that many seconds (benches use it to measure on Base-like
+    /// 2-second blocks through `edgent demo`'s network).
     pub async fn start() -> Result<Self, LocalChainError> {
+        let block_time = std::env::var("ANVIL_BLOCK_TIME")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0);
+        Self::spawn(block_time).await
+    }
+
+    /// Starts anvil mining a block every `secs` seconds (like Base's 2-second blocks), so
+    /// transactions wait for the next block as on a public chain.
+    pub async fn start_with_block_time(secs: u64) -> Result<Self, LocalChainError> {
+        Self::spawn(Some(secs)).await
+    }
+
+    async fn spawn(block_time: Option<u64>) -> Result<Self, LocalChainError> {
         let path = anvil_path()?;
-        let anvil = tokio::task::spawn_blocking(move || Anvil::at(path).port(0u16).try_spawn())
-            .await
-            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
-            .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
+        let anvil = tokio::task::spawn_blocking(move || {
+            let mut anvil = Anvil::at(path).port(0u16);
+            if let Some(secs) = block_time {
+                anvil = anvil.block_time(secs);
+            }
+            anvil.try_spawn()
+        })
+        .await
+        .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?
+        .map_err(|e| LocalChainError::AnvilStart(e.to_string()))?;
         let provider = http_provider(&anvil.endpoint(), None)?;
         Ok(Self { anvil, provider })
     }

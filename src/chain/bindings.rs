@@ -47,3 +47,28 @@ sol! {
         function decimals() external view returns (uint8);
     }
 }
+
+sol! {
+    /// The EIP-712 domain parts and EIP-3009 state of a USDC-like token (Circle's
+    /// FiatTokenV2 and MockUSDC both have these).
+    #[sol(rpc)]
+    interface IEip3009Token {
+        function name() external view returns (string memory);
+        function version() external view returns (string memory);
+        function DOMAIN_SEPARATOR() external view returns (bytes32);
+        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+    }
+}
+
+sol! {
+    /// EIP-3009's typed message that lets the payee (the escrow) pull `value` from `from`.
+    #[derive(Debug)]
+    struct ReceiveWithAuthorization {
+        address from;
+        address to;
+        uint256 value;
+        uint256 validAfter;
+        uint256 validBefore;
+        bytes32 nonce;
+    }
+}

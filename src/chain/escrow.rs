@@ -1,23 +1,32 @@
-//! The escrow client: approve + stake, getStake, submit, release, reject, claimTimeout,
-//! refund. Every write waits for its receipt (bounded by `tx_timeout`) and returns a
-//! typed [`EscrowError`].
+//! The escrow client: the three ways to stake (approve + stake, and the requester's
+//! EIP-3009 authorization that anyone, normally the provider, submits), getStake, submit,
+//! release, reject, decline, claimTimeout, refund. Every write goes through the wallet's
+//! [`TxLane`] (local nonces, no waiting on other transactions' receipts, a gas margin),
+//! waits for its own receipt (bounded by `tx_timeout`) and returns a typed [`EscrowError`].
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use alloy::primitives::{Address, TxHash, B256, U256};
+use alloy::contract::SolCallBuilder;
+use alloy::dyn_abi::Eip712Domain;
+use alloy::primitives::{keccak256, Address, Signature, TxHash, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
-use tokio::sync::Mutex;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{SolCall, SolStruct, SolValue};
+use tokio::sync::{Mutex, OnceCell};
 
-use super::bindings::{EdgentEscrow, IERC20};
+use super::bindings::{EdgentEscrow, IEip3009Token, ReceiveWithAuthorization, IERC20};
 use super::error::{ChainError, EscrowError, EscrowRevert};
-use super::rpc::{http_provider, send_and_confirm};
+use super::rpc::{http_provider, TxLane};
 use super::settings::ChainSettings;
 
+/// The escrow interface version this client speaks (`version()` of EdgentEscrow v2). The
+/// original deployment has no `version()`: the call reverts there.
+pub const ESCROW_VERSION: u64 = 2;
+
 /// Where a stake is in its life. Every stake ends in exactly one of Released, Rejected,
-/// Claimed or Refunded.
+/// Claimed, Refunded or Declined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StakeStatus {
     /// No stake for this job id.
@@ -34,6 +43,8 @@ pub enum StakeStatus {
     Claimed,
     /// Refunded to the requester after the deadline.
     Refunded,
+    /// Refunded to the requester by the provider's `decline` (it could not serve).
+    Declined,
     /// A value this client does not know (a newer contract?).
     Unknown(u8),
 }
@@ -49,6 +60,7 @@ impl StakeStatus {
             4 => Self::Rejected,
             5 => Self::Claimed,
             6 => Self::Refunded,
+            7 => Self::Declined,
             other => Self::Unknown(other),
         }
     }
@@ -57,7 +69,7 @@ impl StakeStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Released | Self::Rejected | Self::Claimed | Self::Refunded
+            Self::Released | Self::Rejected | Self::Claimed | Self::Refunded | Self::Declined
         )
     }
 
@@ -77,6 +89,7 @@ impl fmt::Display for StakeStatus {
             Self::Rejected => f.write_str("rejected"),
             Self::Claimed => f.write_str("claimed"),
             Self::Refunded => f.write_str("refunded"),
+            Self::Declined => f.write_str("declined"),
             Self::Unknown(v) => write!(f, "unknown({v})"),
         }
     }
@@ -118,17 +131,95 @@ impl From<EdgentEscrow::Stake> for StakeInfo {
     }
 }
 
+/// The escrow's EIP-3009 nonce for a stake: `keccak256(abi.encode(jobId, requester,
+/// provider, amount, uint64 deadline))`, what `EdgentEscrow.stakeNonce` computes. The
+/// requester signs it, so whoever submits the authorization cannot change those terms.
+pub fn stake_nonce(
+    job_id: B256,
+    requester: Address,
+    provider: Address,
+    amount: U256,
+    deadline: u64,
+) -> B256 {
+    keccak256((job_id, requester, provider, amount, deadline).abi_encode_params())
+}
+
+/// A requester's signed EIP-3009 `ReceiveWithAuthorization` for one stake: the escrow
+/// may pull `amount` from `requester` for `job_id`, payable to `provider`, refundable
+/// after `deadline`, if submitted while `valid_after < now < valid_before`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StakeAuthorization {
+    /// The job (the escrow's `bytes32`).
+    pub job_id: B256,
+    /// Who pays (the signer, EIP-3009's `from`).
+    pub requester: Address,
+    /// Who is paid.
+    pub provider: Address,
+    /// USDC base units.
+    pub amount: U256,
+    /// The stake's deadline, unix seconds.
+    pub deadline: u64,
+    /// EIP-3009 `validAfter`, unix seconds.
+    pub valid_after: u64,
+    /// EIP-3009 `validBefore`, unix seconds.
+    pub valid_before: u64,
+    /// The requester's signature (low-s, v 27/28 on the wire).
+    pub signature: Signature,
+}
+
+impl StakeAuthorization {
+    /// The EIP-3009 nonce the signature covers (see [`stake_nonce`]).
+    pub fn nonce(&self) -> B256 {
+        stake_nonce(
+            self.job_id,
+            self.requester,
+            self.provider,
+            self.amount,
+            self.deadline,
+        )
+    }
+
+    /// The typed message signed, for the escrow at `escrow`.
+    pub fn message(&self, escrow: Address) -> ReceiveWithAuthorization {
+        ReceiveWithAuthorization {
+            from: self.requester,
+            to: escrow,
+            value: self.amount,
+            validAfter: U256::from(self.valid_after),
+            validBefore: U256::from(self.valid_before),
+            nonce: self.nonce(),
+        }
+    }
+
+    /// Who signed this authorization for `escrow` under the token's `domain` (a wrong
+    /// term anywhere gives some other address, or an error for a malformed signature).
+    pub fn signer(&self, escrow: Address, domain: &Eip712Domain) -> Option<Address> {
+        let hash = self.message(escrow).eip712_signing_hash(domain);
+        self.signature.recover_address_from_prehash(&hash).ok()
+    }
+
+    /// The 65-byte `r || s || v` signature with v 27 or 28, as the token expects.
+    pub fn signature_bytes(&self) -> [u8; 65] {
+        self.signature.as_bytes()
+    }
+}
+
 /// Client for one EdgentEscrow deployment, optionally signing with one wallet.
 #[derive(Clone)]
 pub struct EscrowClient {
     provider: DynProvider,
     escrow: EdgentEscrow::EdgentEscrowInstance<DynProvider>,
     usdc: Address,
+    chain_id: u64,
     wallet: Option<Address>,
-    tx_timeout: Duration,
+    signer: Option<PrivateKeySigner>,
     explorer_url: String,
-    /// Serialises this wallet's writes so nonces never race.
-    send_lock: Arc<Mutex<()>>,
+    /// This wallet's transactions (local nonces; sends never wait for other receipts).
+    lane: Option<TxLane>,
+    /// Serialises allowance top-ups, so concurrent stakes never approve over each other.
+    approve_lock: Arc<Mutex<()>>,
+    /// The token's EIP-712 domain, read once.
+    token_domain: Arc<OnceCell<Eip712Domain>>,
 }
 
 impl fmt::Debug for EscrowClient {
@@ -150,7 +241,7 @@ impl EscrowClient {
         signer: Option<PrivateKeySigner>,
     ) -> Result<Self, ChainError> {
         let wallet = signer.as_ref().map(|s| s.address());
-        let provider = http_provider(&settings.rpc_url, signer)?;
+        let provider = http_provider(&settings.rpc_url, signer.clone())?;
         let actual = provider
             .get_chain_id()
             .await
@@ -178,14 +269,26 @@ impl EscrowClient {
             tracing::warn!(configured = %settings.usdc, escrow_token = %usdc,
                 "USDC_ADDRESS differs from the escrow's token; using the escrow's");
         }
+        let lane = signer.clone().map(|s| {
+            TxLane::new(
+                provider.clone(),
+                &settings.rpc_url,
+                s,
+                settings.chain_id,
+                settings.tx_timeout,
+            )
+        });
         Ok(Self {
             provider,
             escrow,
             usdc,
+            chain_id: settings.chain_id,
             wallet,
-            tx_timeout: settings.tx_timeout,
+            signer,
             explorer_url: settings.explorer_url.clone(),
-            send_lock: Arc::new(Mutex::new(())),
+            lane,
+            approve_lock: Arc::new(Mutex::new(())),
+            token_domain: Arc::new(OnceCell::new()),
         })
     }
 
@@ -263,7 +366,7 @@ impl EscrowClient {
     }
 
     /// The transaction that moved `job_id` into a final state, found in the escrow's
-    /// Released/Rejected/Claimed/Refunded events within the last `lookback_blocks`.
+    /// Released/Rejected/Claimed/Refunded/Declined events within the last `lookback_blocks`.
     /// `None` if no such event is in range.
     pub async fn settlement_tx(
         &self,
@@ -283,6 +386,7 @@ impl EscrowClient {
                 EdgentEscrow::Rejected::SIGNATURE_HASH,
                 EdgentEscrow::Claimed::SIGNATURE_HASH,
                 EdgentEscrow::Refunded::SIGNATURE_HASH,
+                EdgentEscrow::Declined::SIGNATURE_HASH,
             ])
             .topic1(job_id)
             .from_block(latest.saturating_sub(lookback_blocks))
@@ -299,9 +403,134 @@ impl EscrowClient {
         self.wallet.ok_or(EscrowError::NoWallet)
     }
 
+    /// Sends `call` from this client's wallet and waits for its receipt.
+    async fn send<P: Provider, C: SolCall>(
+        &self,
+        call: SolCallBuilder<P, C>,
+    ) -> Result<TxHash, EscrowError> {
+        let lane = self.lane.as_ref().ok_or(EscrowError::NoWallet)?;
+        lane.send(call.into_transaction_request()).await
+    }
+
+    /// The escrow's interface version: [`ESCROW_VERSION`] for this repository's escrow. The
+    /// original deployment has no `version()`, so this is a refusal there.
+    pub async fn version(&self) -> Result<u64, EscrowError> {
+        let v = self
+            .escrow
+            .version()
+            .call()
+            .await
+            .map_err(EscrowError::from_contract)?;
+        Ok(u64::try_from(v).unwrap_or(u64::MAX))
+    }
+
+    /// The token's EIP-712 domain `{name(), version(), chainId, token}`, read once and
+    /// checked against the token's own `DOMAIN_SEPARATOR()`. An error means the token
+    /// cannot take EIP-3009 authorizations (use the approve + stake path).
+    pub async fn token_domain(&self) -> Result<Eip712Domain, EscrowError> {
+        self.token_domain
+            .get_or_try_init(|| async {
+                let token = IEip3009Token::new(self.usdc, &self.provider);
+                let (name, version, separator) = tokio::try_join!(
+                    async { token.name().call().await.map_err(EscrowError::from_contract) },
+                    async { token.version().call().await.map_err(EscrowError::from_contract) },
+                    async {
+                        token
+                            .DOMAIN_SEPARATOR()
+                            .call()
+                            .await
+                            .map_err(EscrowError::from_contract)
+                    },
+                )?;
+                let domain = Eip712Domain::new(
+                    Some(name.clone().into()),
+                    Some(version.clone().into()),
+                    Some(U256::from(self.chain_id)),
+                    Some(self.usdc),
+                    None,
+                );
+                if domain.separator() != separator {
+                    return Err(EscrowError::Rpc(format!(
+                        "the token's DOMAIN_SEPARATOR is not EIP-712 over name {name:?}, version {version:?}, chain {}, {:#x}",
+                        self.chain_id, self.usdc
+                    )));
+                }
+                Ok(domain)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Requester: signs the EIP-3009 authorization for a stake of `amount` on `job_id`,
+    /// payable to `provider`, refundable after `deadline`, usable until `valid_before`.
+    /// Nothing is sent: whoever submits it ([`Self::stake_with_authorization`]) pays the gas.
+    pub async fn sign_stake_authorization(
+        &self,
+        job_id: B256,
+        provider: Address,
+        amount: U256,
+        deadline: u64,
+        valid_before: u64,
+    ) -> Result<StakeAuthorization, EscrowError> {
+        let signer = self.signer.as_ref().ok_or(EscrowError::NoWallet)?;
+        if amount.is_zero() {
+            return Err(EscrowRevert::ZeroAmount.into());
+        }
+        if provider == Address::ZERO {
+            return Err(EscrowRevert::ZeroAddress.into());
+        }
+        let domain = self.token_domain().await?;
+        let mut auth = StakeAuthorization {
+            job_id,
+            requester: signer.address(),
+            provider,
+            amount,
+            deadline,
+            valid_after: 0,
+            valid_before,
+            signature: Signature::new(U256::ZERO, U256::ZERO, false),
+        };
+        let hash = auth
+            .message(self.escrow_address())
+            .eip712_signing_hash(&domain);
+        auth.signature = signer
+            .sign_hash_sync(&hash)
+            .map_err(|e| EscrowError::Rpc(format!("signing the authorization: {e}")))?;
+        Ok(auth)
+    }
+
+    /// Submits a requester's signed authorization as a stake (normally the provider, before
+    /// any work): one transaction, paid by this wallet; the requester needs no ETH.
+    pub async fn stake_with_authorization(
+        &self,
+        auth: &StakeAuthorization,
+    ) -> Result<TxHash, EscrowError> {
+        self.require_wallet()?;
+        let sig = auth.signature_bytes();
+        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let tx = self
+            .send(escrow.stakeWithAuthorization(
+                auth.job_id,
+                auth.requester,
+                auth.provider,
+                auth.amount,
+                auth.deadline,
+                U256::from(auth.valid_after),
+                U256::from(auth.valid_before),
+                sig[64],
+                B256::from_slice(&sig[..32]),
+                B256::from_slice(&sig[32..64]),
+            ))
+            .await?;
+        tracing::info!(job_id = %auth.job_id, %tx, requester = %auth.requester, amount = %auth.amount,
+            deadline = auth.deadline, url = %self.tx_url(tx), "staked with the requester's authorization");
+        Ok(tx)
+    }
+
     /// Locks `amount` USDC for `job_id`, payable to `provider`, refundable after
     /// `deadline` (unix seconds, must be in the future). Approves the escrow first only
-    /// when the allowance is short; checks the balance before spending gas.
+    /// when the allowance is short (then for good: `type(uint256).max`, so concurrent
+    /// stakes never approve over each other); checks the balance before spending gas.
     pub async fn stake(
         &self,
         job_id: B256,
@@ -317,16 +546,16 @@ impl EscrowClient {
         if provider == Address::ZERO {
             return Err(EscrowRevert::ZeroAddress.into());
         }
-        if deadline <= self.chain_time().await? {
-            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
-        }
-        let _guard = self.send_lock.lock().await;
-        // Three independent reads: one round trip, not three, before the first transaction.
-        let (existing, balance, allowance) = tokio::try_join!(
+        // Four independent reads: one round trip, not four, before the first transaction.
+        let (chain_now, existing, balance, allowance) = tokio::try_join!(
+            self.chain_time(),
             self.get_stake(job_id),
             self.usdc_balance(owner),
             self.allowance(owner)
         )?;
+        if deadline <= chain_now {
+            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
+        }
         if existing.status != StakeStatus::None {
             return Err(EscrowRevert::JobExists { job_id }.into());
         }
@@ -338,83 +567,68 @@ impl EscrowClient {
             .into());
         }
         if allowance < amount {
-            let token = IERC20::new(self.usdc, &self.provider);
-            let tx = send_and_confirm(
-                &self.provider,
-                token.approve(self.escrow_address(), amount),
-                self.tx_timeout,
-            )
-            .await?;
-            tracing::info!(%job_id, %tx, %amount, "approved escrow to spend USDC");
+            let _guard = self.approve_lock.lock().await;
+            // Another stake may have approved while this one waited.
+            if self.allowance(owner).await? < amount {
+                let token = IERC20::new(self.usdc, &self.provider);
+                let tx = self
+                    .send(token.approve(self.escrow_address(), U256::MAX))
+                    .await?;
+                tracing::info!(%job_id, %tx, "approved the escrow to spend this wallet's USDC");
+            }
         }
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = send_and_confirm(
-            &self.provider,
-            escrow.stake(job_id, provider, amount, deadline),
-            self.tx_timeout,
-        )
-        .await?;
+        let tx = self
+            .send(escrow.stake(job_id, provider, amount, deadline))
+            .await?;
         tracing::info!(%job_id, %tx, %provider, %amount, deadline, url = %self.tx_url(tx), "staked");
         Ok(tx)
     }
 
     /// Provider: records the output hash, which locks the stake against refund.
     pub async fn submit(&self, job_id: B256, output_hash: B256) -> Result<TxHash, EscrowError> {
-        self.require_wallet()?;
-        let _guard = self.send_lock.lock().await;
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = send_and_confirm(
-            &self.provider,
-            escrow.submit(job_id, output_hash),
-            self.tx_timeout,
-        )
-        .await?;
+        let tx = self.send(escrow.submit(job_id, output_hash)).await?;
         tracing::info!(%job_id, %tx, %output_hash, "submitted output hash");
         Ok(tx)
     }
 
     /// Operator: pays the provider. Used by the direct settler.
     pub async fn release(&self, job_id: B256, output_hash: B256) -> Result<TxHash, EscrowError> {
-        self.require_wallet()?;
-        let _guard = self.send_lock.lock().await;
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = send_and_confirm(
-            &self.provider,
-            escrow.release(job_id, output_hash),
-            self.tx_timeout,
-        )
-        .await?;
+        let tx = self.send(escrow.release(job_id, output_hash)).await?;
         tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "released");
         Ok(tx)
     }
 
     /// Operator: refunds the requester (the proof failed).
     pub async fn reject(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        self.require_wallet()?;
-        let _guard = self.send_lock.lock().await;
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = send_and_confirm(&self.provider, escrow.reject(job_id), self.tx_timeout).await?;
+        let tx = self.send(escrow.reject(job_id)).await?;
         tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "rejected");
+        Ok(tx)
+    }
+
+    /// Provider: cannot serve a staked job; the requester is refunded in this transaction.
+    pub async fn decline(&self, job_id: B256) -> Result<TxHash, EscrowError> {
+        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let tx = self.send(escrow.decline(job_id)).await?;
+        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "declined: the requester is refunded");
         Ok(tx)
     }
 
     /// Provider: takes the stake once the claim delay after `submit` has run out.
     pub async fn claim_timeout(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        self.require_wallet()?;
-        let _guard = self.send_lock.lock().await;
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx =
-            send_and_confirm(&self.provider, escrow.claimTimeout(job_id), self.tx_timeout).await?;
+        let tx = self.send(escrow.claimTimeout(job_id)).await?;
         tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "claimed after timeout");
         Ok(tx)
     }
 
     /// Requester: takes the stake back after the deadline when nothing was submitted.
     pub async fn refund(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        self.require_wallet()?;
-        let _guard = self.send_lock.lock().await;
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = send_and_confirm(&self.provider, escrow.refund(job_id), self.tx_timeout).await?;
+        let tx = self.send(escrow.refund(job_id)).await?;
         tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "refunded");
         Ok(tx)
     }

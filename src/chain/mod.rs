@@ -2,7 +2,9 @@
 //!
 //! - [`settings`]: `ChainSettings` from the environment (`CHAIN_RPC_URL`, `ESCROW_ADDRESS`...).
 //! - [`bindings`]: `sol!` bindings from the committed forge artifacts in `contracts/artifacts/`.
-//! - [`escrow`]: [`EscrowClient`]: approve + stake, getStake, submit, claimTimeout, refund.
+//! - [`escrow`]: [`EscrowClient`]: approve + stake, EIP-3009 stake authorizations (signed
+//!   by the requester, submitted by the provider), getStake, submit, decline, claimTimeout,
+//!   refund; writes go through one [`rpc`] lane per wallet (local nonces, gas margin).
 //! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
 //! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key).
 //! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API).
@@ -26,10 +28,12 @@ pub mod settle;
 pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
-pub use escrow::{EscrowClient, StakeInfo, StakeStatus};
+pub use escrow::{
+    stake_nonce, EscrowClient, StakeAuthorization, StakeInfo, StakeStatus, ESCROW_VERSION,
+};
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
-pub use settings::{ChainConfigError, ChainSettings, Secret};
+pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};
 pub use settle::{DirectSettler, SettleError, Settlement, Settler};
 
 use std::sync::Arc;

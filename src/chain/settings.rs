@@ -27,6 +27,29 @@ pub const DEFAULT_EXPLORER_URL: &str = "https://sepolia.basescan.org";
 /// Public Ethereum Sepolia RPC endpoint for ENS lookups.
 pub const DEFAULT_ENS_RPC_URL: &str = "https://ethereum-sepolia-rpc.publicnode.com";
 
+/// How a requester stakes (`STAKE_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StakeMode {
+    /// `authorization` (default): the requester signs an EIP-3009 authorization and the
+    /// provider submits it as the stake before any work: one transaction, paid by the
+    /// provider; the requester needs USDC and no ETH.
+    #[default]
+    Authorization,
+    /// `approve`: the requester sends `approve` (once) and `stake` itself and pays the gas.
+    Approve,
+}
+
+impl FromStr for StakeMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "authorization" | "eip3009" => Ok(Self::Authorization),
+            "approve" => Ok(Self::Approve),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A secret string (a private key or an API key). `Debug`/`Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -98,6 +121,8 @@ pub struct ChainSettings {
     pub keeperhub_poll: Duration,
     /// KeeperHub overall timeout per execution (`KEEPERHUB_TIMEOUT_SECS`, default 120).
     pub keeperhub_timeout: Duration,
+    /// How this node stakes as a requester (`STAKE_MODE`, default `authorization`).
+    pub stake_mode: StakeMode,
 }
 
 impl Default for ChainSettings {
@@ -125,6 +150,7 @@ impl ChainSettings {
             tx_timeout: Duration::from_secs(60),
             keeperhub_poll: Duration::from_secs(3),
             keeperhub_timeout: Duration::from_secs(120),
+            stake_mode: StakeMode::default(),
         }
     }
 
@@ -196,6 +222,9 @@ impl ChainSettings {
         }
         if let Some(v) = get("KEEPERHUB_TIMEOUT_SECS") {
             s.keeperhub_timeout = secs_value("KEEPERHUB_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("STAKE_MODE") {
+            s.stake_mode = parse_value("STAKE_MODE", &v, "authorization or approve")?;
         }
         Ok(s)
     }

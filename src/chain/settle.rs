@@ -191,7 +191,10 @@ pub(crate) fn plan_release(
 pub(crate) fn plan_reject(job_id: B256, stake: &StakeInfo) -> Result<Plan, SettleError> {
     match stake.status {
         StakeStatus::Staked | StakeStatus::Submitted => Ok(Plan::Send),
-        s @ (StakeStatus::Rejected | StakeStatus::Refunded) => Ok(Plan::Done(s)),
+        // The requester already has its money back (a refund, or the provider's decline).
+        s @ (StakeStatus::Rejected | StakeStatus::Refunded | StakeStatus::Declined) => {
+            Ok(Plan::Done(s))
+        }
         StakeStatus::None => Err(SettleError::NotStaked { job_id }),
         status => Err(SettleError::Conflict {
             job_id,

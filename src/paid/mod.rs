@@ -27,11 +27,11 @@ use alloy::providers::Provider;
 use crate::chain::escrow_code::{check_escrow, EscrowCodeError};
 use crate::chain::{
     ChainConfigError, ChainError, ChainSettings, DirectSettler, EscrowClient, KeeperHubSettler,
-    Settler, StakeStatus,
+    Settler, StakeAuthorization, StakeStatus,
 };
 use crate::config::{Config, SettlerKind};
 use crate::jobs::{JobRecord, JobStore, PayStatus, PaymentRecord, Side};
-use crate::protocol::JobId;
+use crate::protocol::{self, JobId};
 
 pub use provider::PaidProvider;
 pub use requester::PaidRequester;
@@ -169,13 +169,89 @@ pub fn parse_b256(s: &str) -> Option<B256> {
     s.parse().ok()
 }
 
+/// The wire form of a signed stake authorization (for a task's `StakeRef`).
+pub fn authorization_to_wire(auth: &StakeAuthorization) -> protocol::StakeAuthorization {
+    protocol::StakeAuthorization {
+        from: format!("{:#x}", auth.requester),
+        stake_deadline: auth.deadline,
+        valid_after: auth.valid_after,
+        valid_before: auth.valid_before,
+        nonce: format!("{:#x}", auth.nonce()),
+        signature: format!("0x{}", alloy::hex::encode(auth.signature_bytes())),
+    }
+}
+
+/// Why a task's stake authorization is refused before anything is sent to the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorizationRefused {
+    /// `from` is not an address.
+    #[error("authorization.from {0:?} is not an address")]
+    BadFrom(String),
+    /// The amount is not a decimal number of base units.
+    #[error("stake amount {0:?} is not a number of base units")]
+    BadAmount(String),
+    /// The signature is not 65 bytes of hex with v 27/28.
+    #[error("the authorization's signature is malformed")]
+    BadSignature,
+    /// The nonce sent is not the escrow's `stakeNonce` of these terms.
+    #[error("the authorization's nonce does not bind this job, provider, amount and deadline")]
+    NonceMismatch,
+    /// The signature does not recover to `from` for these terms.
+    #[error("the authorization is not signed by {0:#x} for these terms")]
+    WrongSigner(Address),
+}
+
+/// The stake a task's authorization asks this provider (`provider`) to submit, checked
+/// offline: the nonce is recomputed from the terms, and, with the token's `domain`, the
+/// signature must recover to `from` (so a forged authorization costs no RPC call).
+pub fn authorization_from_wire(
+    job: &JobId,
+    provider: Address,
+    amount: &str,
+    wire: &protocol::StakeAuthorization,
+    escrow: Address,
+    domain: Option<&alloy::dyn_abi::Eip712Domain>,
+) -> Result<StakeAuthorization, AuthorizationRefused> {
+    let requester: Address = wire
+        .from
+        .parse()
+        .map_err(|_| AuthorizationRefused::BadFrom(wire.from.clone()))?;
+    let amount: alloy::primitives::U256 = amount
+        .parse()
+        .map_err(|_| AuthorizationRefused::BadAmount(amount.to_string()))?;
+    let bytes = alloy::hex::decode(wire.signature.trim_start_matches("0x"))
+        .map_err(|_| AuthorizationRefused::BadSignature)?;
+    let signature = alloy::primitives::Signature::from_raw(&bytes)
+        .map_err(|_| AuthorizationRefused::BadSignature)?;
+    let auth = StakeAuthorization {
+        job_id: job_b256(job),
+        requester,
+        provider,
+        amount,
+        deadline: wire.stake_deadline,
+        valid_after: wire.valid_after,
+        valid_before: wire.valid_before,
+        signature,
+    };
+    if parse_b256(&wire.nonce) != Some(auth.nonce()) {
+        return Err(AuthorizationRefused::NonceMismatch);
+    }
+    if let Some(domain) = domain {
+        if auth.signer(escrow, domain) != Some(requester) {
+            return Err(AuthorizationRefused::WrongSigner(requester));
+        }
+    }
+    Ok(auth)
+}
+
 /// The payment status a final on-chain stake status means.
 pub fn final_status(s: StakeStatus) -> Option<PayStatus> {
     match s {
         StakeStatus::Released => Some(PayStatus::Released),
         StakeStatus::Claimed => Some(PayStatus::Claimed),
         StakeStatus::Rejected => Some(PayStatus::Rejected),
-        StakeStatus::Refunded => Some(PayStatus::Refunded),
+        // The provider's decline refunds the requester, as a refund after the deadline does.
+        StakeStatus::Refunded | StakeStatus::Declined => Some(PayStatus::Refunded),
         _ => None,
     }
 }

@@ -7,14 +7,18 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain, CLAIM_DELAY_SECS};
+use super::{
+    authorization_from_wire, final_status, job_b256, parse_b256, update_pay, Busy, Chain,
+    CLAIM_DELAY_SECS,
+};
 use crate::axl::PeerKey;
-use crate::chain::StakeStatus;
+use crate::chain::{EscrowRevert, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
 use crate::payment::ProviderPayments;
 use crate::protocol::{
-    JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskErrorCode, TaskResult,
+    JobId, Message, PaymentConfirmed, PaymentRequest, StakeAuthorization as StakeAuthorizationWire,
+    Task, TaskErrorCode, TaskResult,
 };
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
@@ -257,6 +261,107 @@ impl PaidProvider {
         }
     }
 
+    /// The task carries the requester's EIP-3009 authorization: check it offline (terms,
+    /// nonce, signer, price, time), then submit it as the stake from this wallet before any
+    /// work. The stake is real because this node's own transaction carried it.
+    async fn stake_from_authorization(
+        &self,
+        task: &Task,
+        amount: &str,
+        wire: &StakeAuthorizationWire,
+    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+        let job = task.job_id;
+        let esc = &self.chain.escrow;
+        let price = self.ctx.config.price_units;
+        let units = amount.parse::<u64>().unwrap_or(0);
+        if units < price {
+            return Err((
+                TaskErrorCode::StakeInsufficient,
+                format!("the stake is {amount} base units; the price is {price}"),
+            ));
+        }
+        let domain = esc.token_domain().await.map_err(|e| {
+            tracing::warn!(%job, error = %e, "the token's EIP-712 domain is unavailable");
+            (
+                TaskErrorCode::StakeMissing,
+                format!("this provider cannot take stake authorizations: {e}"),
+            )
+        })?;
+        let auth = authorization_from_wire(
+            &job,
+            self.chain.wallet,
+            amount,
+            wire,
+            esc.escrow_address(),
+            Some(&domain),
+        )
+        .map_err(|e| {
+            tracing::warn!(%job, error = %e, "stake authorization refused");
+            (TaskErrorCode::StakeMissing, e.to_string())
+        })?;
+        let chain_now = esc.chain_time().await.map_err(|e| {
+            (
+                TaskErrorCode::StakeMissing,
+                format!("the chain could not be read: {e}"),
+            )
+        })?;
+        let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
+        let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
+        let stake_left = auth.deadline.saturating_sub(chain_now);
+        if stake_left < needed || auth.valid_before <= chain_now + 1 {
+            return Err((
+                TaskErrorCode::DeadlineTooClose,
+                format!(
+                    "the stake ends in {stake_left} s (authorization valid until {}); this provider needs {needed} s",
+                    auth.valid_before
+                ),
+            ));
+        }
+        let started = Instant::now();
+        let stake_tx = match esc.stake_with_authorization(&auth).await {
+            Ok(tx) => Some(format!("{tx:#x}")),
+            Err(e) if matches!(e.revert(), Some(EscrowRevert::JobExists { .. })) => {
+                // Someone submitted the same authorization first (e.g. from the mempool): the
+                // terms are the signed ones, so it is the same stake. Check it anyway.
+                match esc.get_stake(job_b256(&job)).await {
+                    Ok(s)
+                        if s.status == StakeStatus::Staked
+                            && s.requester == auth.requester
+                            && s.provider == self.chain.wallet
+                            && s.amount == auth.amount
+                            && s.deadline == auth.deadline =>
+                    {
+                        None
+                    }
+                    _ => {
+                        return Err((
+                            TaskErrorCode::StakeMissing,
+                            format!("the stake could not be made: {e}"),
+                        ))
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "stakeWithAuthorization failed");
+                return Err((
+                    TaskErrorCode::StakeMissing,
+                    format!("the stake could not be made: {e}"),
+                ));
+            }
+        };
+        tracing::info!(%job, stake_ms = started.elapsed().as_millis() as u64, "stake submitted from the requester's authorization");
+        let mut pay = PaymentRecord::new(
+            PayStatus::Accepted,
+            self.chain.settings.chain_id,
+            self.chain.escrow_hex(),
+            units,
+            format!("{:#x}", self.chain.wallet),
+            auth.deadline,
+        );
+        pay.stake_tx = stake_tx;
+        Ok(Some(pay))
+    }
+
     async fn record_final(&self, job: &JobId, st: PayStatus) {
         let tx = self
             .chain
@@ -303,6 +408,11 @@ impl ProviderPayments for PaidProvider {
                     stake.chain_id, stake.escrow
                 ),
             ));
+        }
+        if let Some(wire) = &stake.authorization {
+            return self
+                .stake_from_authorization(task, &stake.amount, wire)
+                .await;
         }
         let esc = &self.chain.escrow;
         let (info, chain_now) =
@@ -364,6 +474,39 @@ impl ProviderPayments for PaidProvider {
         );
         pay.stake_tx = Some(stake.tx.clone());
         Ok(Some(pay))
+    }
+
+    async fn decline(&self, task: &Task, reason: &str) {
+        let job = task.job_id;
+        let Some(_g) = self.busy.try_take(job) else {
+            return;
+        };
+        let esc = &self.chain.escrow;
+        match esc.get_stake(job_b256(&job)).await {
+            Ok(s) if s.status == StakeStatus::Staked && s.provider == self.chain.wallet => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot read the stake to decline it; the requester's refund after the deadline ends it");
+                return;
+            }
+        }
+        match esc.decline(job_b256(&job)).await {
+            Ok(tx) => {
+                let url = esc.tx_url(tx);
+                tracing::info!(%job, %tx, %reason, "declined the staked job: the requester is refunded");
+                self.update_pay(&job, |_, p| {
+                    p.status = PayStatus::Refunded;
+                    p.tx_hash = Some(format!("{tx:#x}"));
+                    p.explorer_url = Some(url);
+                    p.error = Some(format!("declined: {reason}"));
+                });
+                self.ctx.metrics.settled("declined");
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "decline failed; the requester's refund after the deadline ends the stake");
+                self.update_pay(&job, |_, p| p.error = Some(format!("decline failed: {e}")));
+            }
+        }
     }
 
     async fn after_delivery(&self, _requester: &PeerKey, task: &Task, _output: &str) {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain};
 use crate::axl::PeerKey;
-use crate::chain::{EscrowRevert, SettleError, Settler, StakeStatus};
+use crate::chain::{EscrowRevert, SettleError, Settler, StakeMode, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, JobState, PayStatus, PaymentRecord, Side};
 use crate::payment::{PayProgress, PaymentError, RequesterPayments};
@@ -181,9 +181,15 @@ impl PaidRequester {
                 return;
             }
         };
-        let Some(pay) = rec.payment.clone() else {
+        let Some(mut pay) = rec.payment.clone() else {
             return;
         };
+        if pay.status == PayStatus::Staking && rec.output.is_some() && pay.request.is_some() {
+            // A stake the provider submitted from our authorization: believe the chain.
+            if self.check_staking(job).await == Some(StakeStatus::Staked) {
+                pay.status = PayStatus::Staked;
+            }
+        }
         if pay.status != PayStatus::Staked {
             return;
         }
@@ -407,11 +413,97 @@ impl PaidRequester {
     }
 
     /// A stake whose transaction may or may not have landed (a crash during `stake`).
-    pub(crate) async fn check_staking(&self, job: JobId) {
-        if let Ok(s) = self.chain.escrow.get_stake(job_b256(&job)).await {
-            if s.status != StakeStatus::None {
-                tracing::info!(%job, "the interrupted stake landed");
+    /// Also a stake the provider submits from this node's authorization. Returns the
+    /// stake's status on chain when it is this wallet's (None when it cannot be read).
+    pub(crate) async fn check_staking(&self, job: JobId) -> Option<StakeStatus> {
+        let s = match self.chain.escrow.get_stake(job_b256(&job)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%job, error = %e, "cannot read the stake yet");
+                return None;
+            }
+        };
+        if s.status == StakeStatus::None {
+            return Some(s.status);
+        }
+        if s.requester != self.chain.wallet {
+            tracing::warn!(%job, requester = %s.requester, "a stake for this job id is not this wallet's");
+            return None;
+        }
+        match final_status(s.status) {
+            Some(st) => {
+                tracing::info!(%job, stake = %s.status, "the stake landed and has already ended");
+                self.update_pay(&job, |_, p| p.status = st);
+                self.notify(&job, PayProgress::Settled);
+            }
+            None => {
+                tracing::info!(%job, "the stake is on chain");
                 self.update_pay(&job, |_, p| p.status = PayStatus::Staked);
+            }
+        }
+        Some(s.status)
+    }
+
+    /// `STAKE_MODE=authorization`: sign the EIP-3009 authorization the provider submits as
+    /// the stake before any work. Nothing is sent from here, so the payment stays `Staking`
+    /// until the chain shows the stake (when the result arrives, or the watcher looks). The
+    /// authorization is valid until the stake's deadline, after which the escrow takes no
+    /// stake anyway: past it, a stake that is not on chain never will be, and the watcher
+    /// unwinds it. (Not the agent's own deadline: anvil's and a quiet chain's latest block
+    /// time lags the wall clock by whole seconds, which would expire it before it lands.)
+    async fn stake_by_authorization(
+        &self,
+        job: JobId,
+        provider: Address,
+        price: u64,
+        stake_deadline: u64,
+    ) -> Result<Option<StakeRef>, PaymentError> {
+        let started = Instant::now();
+        // Refuse here what the provider's transaction would be refused for: a clear 402
+        // now instead of a task_error after a round trip.
+        let balance = self
+            .chain
+            .escrow
+            .usdc_balance(self.chain.wallet)
+            .await
+            .map_err(|e| PaymentError(format!("cannot read the USDC balance: {e}")))?;
+        let signed = if balance < U256::from(price) {
+            Err(EscrowRevert::InsufficientBalance {
+                balance,
+                needed: U256::from(price),
+            }
+            .into())
+        } else {
+            self.chain
+                .escrow
+                .sign_stake_authorization(
+                    job_b256(&job),
+                    provider,
+                    U256::from(price),
+                    stake_deadline,
+                    stake_deadline,
+                )
+                .await
+        };
+        match signed {
+            Ok(auth) => {
+                let stake_ms = started.elapsed().as_millis() as u64;
+                self.update_pay(&job, |r, _| r.timings.stake_ms = Some(stake_ms));
+                Ok(Some(StakeRef {
+                    chain_id: self.chain.settings.chain_id,
+                    escrow: self.chain.escrow_hex(),
+                    amount: price.to_string(),
+                    tx: String::new(),
+                    authorization: Some(super::authorization_to_wire(&auth)),
+                }))
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.update_pay(&job, |_, p| {
+                    p.status = PayStatus::Unwound;
+                    p.error = Some(msg.clone());
+                });
+                Err(PaymentError(format!("stake failed: {msg}")))
             }
         }
     }
@@ -494,6 +586,11 @@ impl RequesterPayments for PaidRequester {
             })
             .map_err(|e| PaymentError(format!("cannot record the stake: {e}")))?;
         let started = Instant::now();
+        if self.chain.settings.stake_mode == StakeMode::Authorization {
+            return self
+                .stake_by_authorization(job, wallet, ad.price, stake_deadline)
+                .await;
+        }
         match escrow
             .stake(job_b256(&job), wallet, U256::from(ad.price), stake_deadline)
             .await
@@ -511,6 +608,7 @@ impl RequesterPayments for PaidRequester {
                     escrow: self.chain.escrow_hex(),
                     amount: ad.price.to_string(),
                     tx,
+                    authorization: None,
                 }))
             }
             Err(e) => {
@@ -548,7 +646,7 @@ impl RequesterPayments for PaidRequester {
         if !rec.peer.is_some_and(|k| k.same_node(from)) {
             return false;
         }
-        if rec.output.is_some() || pay.status != PayStatus::Staked {
+        if rec.output.is_some() || !matches!(pay.status, PayStatus::Staked | PayStatus::Staking) {
             // The provider sends its result again when it has not heard from us.
             tracing::debug!(%job, status = pay.status.as_str(), "repeated task_result ignored");
             return true;
@@ -597,7 +695,7 @@ impl RequesterPayments for PaidRequester {
             );
         }
         match pay.status {
-            PayStatus::Staked => {
+            PayStatus::Staked | PayStatus::Staking => {
                 if pay.request.is_some() && rec.output.is_some() {
                     tracing::debug!(%job, "duplicate payment_request while verifying");
                     return;

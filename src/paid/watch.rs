@@ -86,7 +86,9 @@ pub async fn tick_once(
                 PayStatus::Staking if chain_now > pay.stake_deadline => {
                     tokio::spawn(r.clone().unwind(job, chain_now));
                 }
-                PayStatus::Staking => r.check_staking(job).await,
+                PayStatus::Staking => {
+                    r.check_staking(job).await;
+                }
                 PayStatus::Staked if chain_now > pay.stake_deadline => {
                     tokio::spawn(r.clone().unwind(job, chain_now));
                 }

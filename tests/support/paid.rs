@@ -50,6 +50,8 @@ pub struct PaidWorld {
     reader: EscrowClient,
     /// The requester's wallet.
     pub requester_wallet: Address,
+    /// The requester's key (dev account 2, or a fresh key holding USDC and no ETH).
+    requester_key: edgent::chain::Secret,
     /// The provider's wallet.
     pub provider_wallet: Address,
 }
@@ -57,10 +59,26 @@ pub struct PaidWorld {
 impl PaidWorld {
     /// Start the chain, deploy, fund the requester, start the emulator, stub and mesh.
     pub async fn new() -> PaidWorld {
+        Self::build(false).await
+    }
+
+    /// As [`PaidWorld::new`], but the requester's wallet is a fresh key that holds USDC
+    /// and no ETH at all (it can sign, never send a transaction).
+    pub async fn with_gasless_requester() -> PaidWorld {
+        Self::build(true).await
+    }
+
+    async fn build(gasless: bool) -> PaidWorld {
         let chain = LocalChain::start()
             .await
             .expect("anvil (npm ci installs it)");
-        let requester_wallet = chain.signer(REQUESTER).address();
+        let requester_key = if gasless {
+            let fresh = alloy::signers::local::PrivateKeySigner::random();
+            edgent::chain::Secret::new(format!("{:#x}", fresh.to_bytes()))
+        } else {
+            chain.key(REQUESTER)
+        };
+        let requester_wallet = requester_key.to_signer().expect("key").address();
         let provider_wallet = chain.signer(PROVIDER).address();
         let deployment = deploy_local(
             &chain.rpc_url(),
@@ -94,11 +112,17 @@ impl PaidWorld {
             dir: tempfile::tempdir().expect("tempdir"),
             reader,
             requester_wallet,
+            requester_key,
             provider_wallet,
         }
     }
 
     fn chain_env(&self, key: usize) -> Vec<(String, String)> {
+        let key = if key == REQUESTER {
+            self.requester_key.clone()
+        } else {
+            self.chain.key(key)
+        };
         vec![
             ("EDGENT_PAYMENTS".into(), "on".into()),
             ("CHAIN_RPC_URL".into(), self.chain.rpc_url()),
@@ -111,10 +135,7 @@ impl PaidWorld {
                 "USDC_ADDRESS".into(),
                 format!("{:#x}", self.deployment.usdc),
             ),
-            (
-                "WALLET_PRIVATE_KEY".into(),
-                self.chain.key(key).expose().to_string(),
-            ),
+            ("WALLET_PRIVATE_KEY".into(), key.expose().to_string()),
             ("EXPLORER_URL".into(), "http://explorer.invalid".into()),
             ("PAYMENT_TICK_MS".into(), "100".into()),
             ("PAYMENT_GRACE_SECS".into(), "1".into()),
@@ -221,7 +242,7 @@ impl PaidWorld {
     pub async fn requester_client(&self) -> EscrowClient {
         EscrowClient::connect(
             &self.chain.settings(&self.deployment),
-            Some(self.chain.signer(REQUESTER)),
+            Some(self.requester_key.to_signer().expect("key")),
         )
         .await
         .expect("requester escrow client")

@@ -1,0 +1,113 @@
+//! Benchmark (not a test): paid delegation on a chain with 2-second blocks, like Base.
+//!
+//! `cargo bench --bench paid_blocks` (needs `npm ci` for anvil). Runs `edgent demo`'s
+//! network (in-process mesh, provider and requester daemons, zero-time demo backend), first
+//! unpaid, then paid on anvil mining a block every 2 s (`ANVIL_BLOCK_TIME=2`), and prints:
+//!
+//! - the agent's wait for one delegation (`wait: verified`), unpaid and paid, medians over
+//!   a few runs, and the difference: what money adds (the provider's
+//!   `stakeWithAuthorization`, one block, before it runs the job);
+//! - twenty concurrent paid delegations from one wallet: wall time, in blocks, and the
+//!   rate per minute that implies;
+//! - the same with `wait: settled` (the release mined too).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use edgent::demo::{DemoOptions, LocalNet, Steps};
+use serde_json::{json, Value};
+
+const BLOCK_SECS: u64 = 2;
+const SEQUENTIAL: usize = 5;
+const CONCURRENT: usize = 20;
+
+async fn delegate(http: &reqwest::Client, url: &str, model: &str, wait: &str, i: usize) -> Value {
+    let r = http
+        .post(format!("{url}/delegate"))
+        .json(&json!({"model": model, "prompt": format!("bench prompt {i}"), "wait": wait, "timeout_ms": 60000}))
+        .send()
+        .await
+        .expect("POST /delegate");
+    let status = r.status();
+    let body: Value = r.json().await.expect("JSON");
+    assert!(status.is_success(), "delegation failed: {status} {body}");
+    body
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn net(unpaid: bool) -> LocalNet {
+    let opts = DemoOptions {
+        once: true,
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        prompt: String::new(),
+        model: None,
+        unpaid,
+    };
+    LocalNet::start(&opts, &mut Steps::quiet())
+        .await
+        .expect("local network")
+}
+
+/// Median wall time of `SEQUENTIAL` delegations, one after another, ms.
+async fn sequential(http: &reqwest::Client, net: &LocalNet) -> f64 {
+    delegate(http, &net.url, &net.model, "verified", 0).await; // warm-up
+    let mut v = Vec::new();
+    for i in 0..SEQUENTIAL {
+        let t = Instant::now();
+        delegate(http, &net.url, &net.model, "verified", 100 + i).await;
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    median(v)
+}
+
+/// Wall time of `CONCURRENT` delegations started together, s.
+async fn concurrent(http: &reqwest::Client, net: &LocalNet, wait: &str, base: usize) -> f64 {
+    let t = Instant::now();
+    let calls = (0..CONCURRENT).map(|i| delegate(http, &net.url, &net.model, wait, base + i));
+    futures_util::future::join_all(calls).await;
+    t.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    std::env::set_var("OLLAMA_URL", "http://127.0.0.1:9");
+    std::env::set_var("EDGENT_ENV_FILE", "/nonexistent/.env");
+    std::env::set_var("ANVIL_BLOCK_TIME", BLOCK_SECS.to_string());
+    // Enough job slots that the provider never answers busy (queueing is another figure).
+    std::env::set_var("PROVIDER_MAX_JOBS", "64");
+    let http = reqwest::Client::new();
+
+    let unpaid = net(true).await;
+    let unpaid_ms = sequential(&http, &unpaid).await;
+    unpaid.shutdown().await;
+
+    let paid = net(false).await;
+    assert!(paid.paid(), "anvil is needed: run `npm ci` first");
+    let paid_ms = sequential(&http, &paid).await;
+    let verified_s = concurrent(&http, &paid, "verified", 1000).await;
+    let settled_s = concurrent(&http, &paid, "settled", 2000).await;
+    paid.shutdown().await;
+
+    let block = BLOCK_SECS as f64;
+    println!("paid delegation on anvil with {BLOCK_SECS} s blocks, zero-time backend, one requester wallet:");
+    println!("  one delegation (wait: verified), median of {SEQUENTIAL}: unpaid {unpaid_ms:.0} ms, paid {paid_ms:.0} ms");
+    println!(
+        "  added wait for the agent: {:.0} ms = {:.2} blocks (goal <= 1 block)",
+        paid_ms - unpaid_ms,
+        (paid_ms - unpaid_ms) / 1000.0 / block
+    );
+    println!(
+        "  {CONCURRENT} concurrent paid delegations (wait: verified): {verified_s:.1} s = {:.1} blocks (goal <= 3 blocks), {:.0} per minute",
+        verified_s / block,
+        CONCURRENT as f64 / verified_s * 60.0
+    );
+    println!(
+        "  {CONCURRENT} concurrent paid delegations (wait: settled, release mined): {settled_s:.1} s = {:.1} blocks, {:.0} per minute",
+        settled_s / block,
+        CONCURRENT as f64 / settled_s * 60.0
+    );
+}
