@@ -20,6 +20,7 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`api`]: the HTTP API and the dashboard.
+//! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
 //! - [`metrics`]: Prometheus metrics.
@@ -35,6 +36,7 @@ pub mod daemon;
 pub mod demo;
 pub mod inference;
 pub mod jobs;
+pub mod mcp;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
