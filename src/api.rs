@@ -110,7 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::coded(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state);
     // MCP over streamable HTTP: its tools call the routes above in-process.
-    api.clone().route_service("/mcp", crate::mcp::http::service(api))
+    api.clone()
+        .route_service("/mcp", crate::mcp::http::service(api))
 }
 
 async fn dashboard() -> Html<&'static str> {

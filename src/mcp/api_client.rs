@@ -97,7 +97,12 @@ impl ApiClient {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, ApiFailure> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ApiFailure> {
         let bytes = match body {
             Some(v) => serde_json::to_vec(v).map_err(|e| ApiFailure::unreachable(e.to_string()))?,
             None => Vec::new(),
@@ -106,19 +111,27 @@ impl ApiClient {
             Target::Http { base, token, http } => {
                 let mut req = http.request(method, format!("{base}{path}"));
                 if body.is_some() {
-                    req = req.header(header::CONTENT_TYPE, "application/json").body(bytes);
+                    req = req
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(bytes);
                 }
                 if let Some(t) = token {
                     req = req.bearer_auth(t);
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| ApiFailure::unreachable(format!("is the daemon running at {base}? {e}")))?;
+                let resp = req.send().await.map_err(|e| {
+                    ApiFailure::unreachable(format!("is the daemon running at {base}? {e}"))
+                })?;
                 let status = resp.status();
                 let ndjson = is_ndjson(resp.headers().get(header::CONTENT_TYPE));
-                let body = resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())).boxed();
-                Ok(Answer { status, ndjson, body })
+                let body = resp
+                    .bytes_stream()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .boxed();
+                Ok(Answer {
+                    status,
+                    ndjson,
+                    body,
+                })
             }
             Target::InProcess(router) => {
                 let mut req = Request::builder()
@@ -143,7 +156,11 @@ impl ApiClient {
                     .into_data_stream()
                     .map(|r| r.map_err(|e| e.to_string()))
                     .boxed();
-                Ok(Answer { status, ndjson, body })
+                Ok(Answer {
+                    status,
+                    ndjson,
+                    body,
+                })
             }
         }
     }
@@ -169,7 +186,9 @@ impl ApiClient {
             body["stream"] = Value::Bool(true);
             match self.post_delegate(&body, &deltas).await {
                 Err(e) if e.is_unknown_field("stream") => {
-                    tracing::info!("the daemon's /delegate does not stream; asking for whole answers");
+                    tracing::info!(
+                        "the daemon's /delegate does not stream; asking for whole answers"
+                    );
                     self.streams.store(false, Ordering::Relaxed);
                 }
                 other => return other,
@@ -195,7 +214,8 @@ impl ApiClient {
         let mut lines = NdjsonLines::default();
         let mut body = answer.body;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiFailure::unreachable(format!("the stream broke: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ApiFailure::unreachable(format!("the stream broke: {e}")))?;
             for line in lines.push(&chunk) {
                 if let Some(done) = stream_line(&line, deltas)? {
                     return Ok(done);
@@ -207,19 +227,26 @@ impl ApiClient {
                 return Ok(done);
             }
         }
-        Err(ApiFailure::unreachable("the stream ended without an answer"))
+        Err(ApiFailure::unreachable(
+            "the stream ended without an answer",
+        ))
     }
 }
 
 fn is_ndjson(ct: Option<&axum::http::HeaderValue>) -> bool {
-    ct.and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson") || v.starts_with("application/ndjson"))
+    ct.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.starts_with("application/x-ndjson") || v.starts_with("application/ndjson")
+    })
 }
 
-async fn collect(mut body: BoxStream<'static, Result<Bytes, String>>) -> Result<Vec<u8>, ApiFailure> {
+async fn collect(
+    mut body: BoxStream<'static, Result<Bytes, String>>,
+) -> Result<Vec<u8>, ApiFailure> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk.map_err(|e| ApiFailure::unreachable(format!("reading the answer: {e}")))?);
+        out.extend_from_slice(
+            &chunk.map_err(|e| ApiFailure::unreachable(format!("reading the answer: {e}")))?,
+        );
     }
     Ok(out)
 }
@@ -330,7 +357,10 @@ mod tests {
     fn lines_split_across_chunks() {
         let mut l = NdjsonLines::default();
         assert!(l.push(b"{\"delta\":\"a").is_empty());
-        assert_eq!(l.push(b"b\"}\n{\"x\":1}\n{\"y\""), vec!["{\"delta\":\"ab\"}", "{\"x\":1}"]);
+        assert_eq!(
+            l.push(b"b\"}\n{\"x\":1}\n{\"y\""),
+            vec!["{\"delta\":\"ab\"}", "{\"x\":1}"]
+        );
         assert_eq!(l.finish().as_deref(), Some("{\"y\""));
     }
 
@@ -344,7 +374,10 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), "He");
         assert_eq!(rx.try_recv().unwrap(), "llo");
         let err = stream_line(r#"{"error":"deadline","detail":"too slow"}"#, &tx).unwrap_err();
-        assert_eq!((err.code.as_str(), err.detail.as_str()), ("deadline", "too slow"));
+        assert_eq!(
+            (err.code.as_str(), err.detail.as_str()),
+            ("deadline", "too slow")
+        );
         assert!(stream_line("not json", &tx).is_err());
     }
 

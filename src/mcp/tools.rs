@@ -259,7 +259,11 @@ impl EdgentMcp {
                         m["ens"].as_str().unwrap_or("no ENS name"),
                         short(s(&m["node_id"])),
                         m["price_usdc"].as_str().unwrap_or("unknown"),
-                        if m["local"] == json!(true) { ", this node" } else { "" }
+                        if m["local"] == json!(true) {
+                            ", this node"
+                        } else {
+                            ""
+                        }
                     )
                 })
                 .collect::<Vec<_>>()
@@ -412,9 +416,11 @@ mod tests {
         assert_eq!(b["messages"][0]["content"], "hi");
         assert_eq!(b["max_price"], json!(0.5));
         assert!(args(json!({"model": "m"})).to_request().is_err());
-        assert!(args(json!({"model": "m", "prompt": "p", "messages": [{"role": "user", "content": "x"}]}))
-            .to_request()
-            .is_err());
+        assert!(args(
+            json!({"model": "m", "prompt": "p", "messages": [{"role": "user", "content": "x"}]})
+        )
+        .to_request()
+        .is_err());
     }
 
     #[test]
