@@ -6,16 +6,14 @@ HTTP statuses). The script itself asserts nothing beyond the protocol working.
 
 Scenarios:
   stdio      --edgent BIN --api URL --model M --prompt P [--missing-model X]
-  stdio-cancel --edgent BIN --api URL --model M --prompt P
   http       --url URL/mcp --model M --prompt P
   http-origin --url URL/mcp --origin ORIGIN
 """
 
 import argparse
-import asyncio
 import json
 import sys
-import time
+import urllib.error
 import urllib.request
 
 import anyio
@@ -77,44 +75,6 @@ async def scenario_stdio(args) -> dict:
     return out
 
 
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)
-
-
-async def scenario_stdio_cancel(args) -> dict:
-    """Start a delegation, cancel the call once the daemon shows the job running."""
-    out: dict = {}
-    before = {j["job_id"] for j in get_json(f"{args.api}/jobs")}
-    async with stdio_client(stdio_params(args)) as (read, write):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            async with anyio.create_task_group() as tg:
-                scope = anyio.CancelScope()
-
-                async def call() -> None:
-                    with scope:
-                        await session.call_tool(
-                            "delegate", {"model": args.model, "prompt": args.prompt}
-                        )
-                        out["finished_before_cancel"] = True
-
-                tg.start_soon(call)
-                deadline = time.monotonic() + 30
-                job = None
-                while job is None and time.monotonic() < deadline:
-                    for j in await anyio.to_thread.run_sync(get_json, f"{args.api}/jobs"):
-                        if j["job_id"] not in before and j["state"] == "running":
-                            job = j["job_id"]
-                    if job is None:
-                        await anyio.sleep(0.05)
-                out["job_id"] = job
-                scope.cancel()
-            # The server still answers after a cancelled call.
-            out["status_after"] = result_json(await session.call_tool("status", {}))
-    return out
-
-
 async def scenario_http(args) -> dict:
     async with streamable_http_client(args.url) as (read, write):
         async with ClientSession(read, write) as session:
@@ -168,8 +128,6 @@ def main() -> None:
     args = p.parse_args()
     if args.scenario == "stdio":
         out = anyio.run(scenario_stdio, args)
-    elif args.scenario == "stdio-cancel":
-        out = anyio.run(scenario_stdio_cancel, args)
     elif args.scenario == "http":
         out = anyio.run(scenario_http, args)
     elif args.scenario == "http-origin":
