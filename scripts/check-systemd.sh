@@ -58,7 +58,8 @@ else
 fi
 
 for want in 'User=edgent' 'ExecStart=/usr/local/lib/edgent/edgent run' \
-    'EnvironmentFile=/etc/edgent/edgent.env' 'Restart=on-failure' 'KillMode=mixed' \
+    'EnvironmentFile=/etc/edgent/edgent.env' 'Restart=on-failure' 'RestartPreventExitStatus=78' \
+    'KillMode=mixed' \
     'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' \
     'ReadWritePaths=/var/lib/edgent' 'StateDirectory=edgent' 'WorkingDirectory=/var/lib/edgent'; do
     if grep -qxF "$want" "$unit"; then pass "$want"; else fail "missing: $want"; fi

@@ -17,7 +17,7 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*"; }
 
 # Build (TLS through the system's OpenSSL) and test dependencies.
-bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium
+bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium python3-venv
 
 if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]] \
     || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -44,6 +44,20 @@ bash scripts/check-systemd.sh
 
 step "install.sh"
 bash scripts/check-install.sh
+
+# Python for tests/x402.rs (the official x402 models): a venv of tests/python/requirements.txt,
+# kept outside the clone and rebuilt only when the requirements change.
+if [[ -z "${EDGENT_TEST_PYTHON:-}" ]]; then
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/edgent/test-venv"
+    want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
+    if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$want" ]]; then
+        step "python venv for the tests ($venv)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q -r tests/python/requirements.txt
+        printf '%s\n' "$want" >"$venv/.requirements.sha256"
+    fi
+    export EDGENT_TEST_PYTHON="$venv/bin/python"
+fi
 
 step "cargo test"
 cargo test --locked

@@ -60,6 +60,8 @@ pub struct AppState {
     pub recv_stats: Arc<RecvStats>,
     /// The AXL child's state.
     pub axl: Arc<dyn AxlStatusSource>,
+    /// Whether jobs are paid, why not, and the wallet's balances.
+    pub payments: Arc<crate::payment::PaymentsStatus>,
 }
 
 /// An API failure: a status and a JSON body `{error, detail}`.
@@ -185,7 +187,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ipv6": ctx.me.ipv6().to_string(),
         "ens": ctx.config.ens_name,
         "role": ctx.config.role.as_str(),
-        "payments": if ctx.config.payments { "on" } else { "off" },
+        "payments": st.payments.snapshot().await,
         "chain": ctx.config.chain.as_ref().map(|c| json!({
             "chain_id": c.chain_id,
             "escrow": format!("{:#x}", c.escrow),

@@ -22,7 +22,7 @@ pub enum ConfigError {
         problem: String,
     },
     /// A chain setting (payments on) is missing or invalid.
-    #[error("{0} (or set EDGENT_PAYMENTS=off for unpaid delegation)")]
+    #[error("{0} (or set EDGENT_PAYMENTS=off for unpaid delegation, or auto to run unpaid when the paid setup is incomplete)")]
     Chain(#[from] crate::chain::ChainConfigError),
     /// The `.env` file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
@@ -32,6 +32,45 @@ pub enum ConfigError {
         /// Why.
         source: dotenvy::Error,
     },
+}
+
+/// The exit status of `edgent run` when its configuration cannot work (BSD `EX_CONFIG`).
+/// The systemd unit does not restart on it: a restart would fail the same way.
+pub const EX_CONFIG: u8 = 78;
+
+/// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentsMode {
+    /// Paid when the wallet, escrow and settler are usable; otherwise the daemon runs
+    /// unpaid and says why (log, `/status`, dashboard). The default.
+    Auto,
+    /// Always paid: a setup that cannot pay stops the daemon with [`EX_CONFIG`].
+    On,
+    /// Never paid (a trusted fleet).
+    Off,
+}
+
+impl PaymentsMode {
+    /// Lower-case name, as in `.env`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentsMode::Auto => "auto",
+            PaymentsMode::On => "on",
+            PaymentsMode::Off => "off",
+        }
+    }
+
+    /// Parse `auto`, or a boolean (`on`/`off`, `true`/`false`...).
+    pub fn parse(v: &str) -> Result<PaymentsMode, ConfigError> {
+        if v.trim().eq_ignore_ascii_case("auto") {
+            return Ok(PaymentsMode::Auto);
+        }
+        match parse_bool("EDGENT_PAYMENTS", v) {
+            Ok(true) => Ok(PaymentsMode::On),
+            Ok(false) => Ok(PaymentsMode::Off),
+            Err(_) => Err(invalid("EDGENT_PAYMENTS", v, "expected auto, on or off")),
+        }
+    }
 }
 
 /// Which side(s) of delegation this node plays.
@@ -95,8 +134,13 @@ pub struct Config {
     pub role: Role,
     /// `EDGENT_ENS_NAME`: this node's ENS name, shown to peers.
     pub ens_name: Option<String>,
-    /// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow (default on).
+    /// `EDGENT_PAYMENTS` as set: auto (default), on or off.
+    pub payments_mode: PaymentsMode,
+    /// Whether jobs are paid through the escrow: on, or auto with a wallet. The daemon
+    /// turns it off at start when `auto` finds the escrow or settler unusable.
     pub payments: bool,
+    /// Why payments are off although `EDGENT_PAYMENTS=auto` (e.g. no wallet).
+    pub payments_off_reason: Option<String>,
     /// The chain, escrow, wallet and settler settings; `Some` exactly when payments are on.
     pub chain: Option<crate::chain::ChainSettings>,
     /// `SETTLER`: keeperhub, direct, or auto (default).
@@ -345,22 +389,34 @@ impl Config {
                 ));
             }
         }
-        let payments = match get("EDGENT_PAYMENTS") {
-            Some(v) => parse_bool("EDGENT_PAYMENTS", &v)?,
-            None => true,
+        let payments_mode = match get("EDGENT_PAYMENTS") {
+            Some(v) => PaymentsMode::parse(&v)?,
+            None => PaymentsMode::Auto,
         };
-        let chain = if payments {
-            let c = crate::chain::ChainSettings::from_lookup(|k| s.get(k))?;
-            if c.wallet_key.is_none() {
-                return Err(crate::chain::ChainConfigError::Missing(
-                    "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH): paid delegation needs a wallet",
-                )
-                .into());
+        let mut payments_off_reason = None;
+        let chain = match payments_mode {
+            PaymentsMode::Off => None,
+            // A malformed value is an error even under auto: someone typed it.
+            mode => {
+                let c = crate::chain::ChainSettings::from_lookup(|k| s.get(k))?;
+                match (&c.wallet_key, mode) {
+                    (Some(_), _) => Some(c),
+                    (None, PaymentsMode::On) => {
+                        return Err(crate::chain::ChainConfigError::Missing(
+                            "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH; `edgent init` makes one): paid delegation needs a wallet",
+                        )
+                        .into());
+                    }
+                    (None, _) => {
+                        payments_off_reason = Some(
+                            "no wallet: WALLET_PRIVATE_KEY and WALLET_KEY_PATH are unset (`edgent init` makes one)".to_string(),
+                        );
+                        None
+                    }
+                }
             }
-            Some(c)
-        } else {
-            None
         };
+        let payments = chain.is_some();
         let settler = match get("SETTLER").as_deref().map(str::trim) {
             None | Some("") | Some("auto") => SettlerKind::Auto,
             Some("keeperhub") => SettlerKind::KeeperHub,
@@ -469,7 +525,9 @@ impl Config {
             data_dir,
             role,
             ens_name,
+            payments_mode,
             payments,
+            payments_off_reason,
             chain,
             settler,
             payment_grace,
@@ -579,11 +637,24 @@ mod tests {
     }
 
     #[test]
-    fn payments_are_on_by_default_and_need_a_wallet() {
-        let e = Config::from_sources(&Sources::default()).unwrap_err();
+    fn payments_are_auto_by_default_and_on_needs_a_wallet() {
+        // auto without a wallet: unpaid, with the reason.
+        let c = Config::from_sources(&Sources::default()).unwrap();
+        assert_eq!(c.payments_mode, PaymentsMode::Auto);
+        assert!(!c.payments && c.chain.is_none());
+        let reason = c.payments_off_reason.unwrap();
+        assert!(reason.contains("WALLET_PRIVATE_KEY"), "{reason}");
+        // on without a wallet: refused, naming the setting.
+        let e = Config::from_sources(&src(&[], &[("EDGENT_PAYMENTS", "on")], &[])).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("WALLET_PRIVATE_KEY"), "{text}");
         assert!(text.contains("EDGENT_PAYMENTS=off"), "{text}");
+        // A malformed chain value is an error under auto too.
+        let e = Config::from_sources(&src(&[], &[("ESCROW_ADDRESS", "0x12")], &[])).unwrap_err();
+        assert!(e.to_string().contains("ESCROW_ADDRESS"), "{e}");
+        assert_eq!(PaymentsMode::parse("true").unwrap(), PaymentsMode::On);
+        assert_eq!(PaymentsMode::parse("AUTO").unwrap(), PaymentsMode::Auto);
+        assert!(PaymentsMode::parse("maybe").is_err());
 
         let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
         let c = Config::from_sources(&src(
@@ -597,7 +668,7 @@ mod tests {
             &[],
         ))
         .unwrap();
-        assert!(c.payments);
+        assert!(c.payments && c.payments_off_reason.is_none());
         let chain = c.chain.unwrap();
         assert_eq!(chain.chain_id, crate::chain::settings::DEFAULT_CHAIN_ID);
         assert!(chain.wallet_key.is_some());
@@ -636,15 +707,17 @@ mod tests {
         let dotenv = read_dotenv(&p).unwrap();
         assert_eq!(
             dotenv.get("EDGENT_PAYMENTS").map(String::as_str),
-            Some("on")
+            Some("auto")
         );
-        // The example leaves the wallet empty: the daemon says so, naming the setting.
-        let e = Config::from_sources(&Sources {
+        // The example leaves the wallet empty: the daemon runs unpaid and says why.
+        let c = Config::from_sources(&Sources {
             dotenv: dotenv.clone(),
             ..Default::default()
         })
-        .unwrap_err();
-        assert!(e.to_string().contains("WALLET_PRIVATE_KEY"), "{e}");
+        .unwrap();
+        assert!(!c.payments);
+        let reason = c.payments_off_reason.unwrap();
+        assert!(reason.contains("WALLET_PRIVATE_KEY"), "{reason}");
         let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
         let c = Config::from_sources(&Sources {
             dotenv,

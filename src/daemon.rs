@@ -15,16 +15,16 @@ use crate::api::{self, AppState, AxlChildStatus, AxlStatusSource};
 use crate::axl::recv::{spawn_recv_loop, RecvStats, RECV_CHANNEL_CAPACITY};
 use crate::axl::supervisor::{Supervisor, SupervisorConfig};
 use crate::axl::{AxlClient, PeerKey, Transport};
-use crate::chain::ChainSettings;
-use crate::config::{BackendKind, Config};
+use crate::chain::{ChainSettings, Settler};
+use crate::config::{BackendKind, Config, PaymentsMode};
 use crate::ctx::NodeCtx;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 use crate::jobs::JobStore;
 use crate::mesh::PeerBook;
 use crate::metrics::Metrics;
 use crate::node::{run_router, Handlers};
-use crate::paid::{self, Chain, PaidProvider, PaidRequester};
-use crate::payment::{ProviderPayments, RequesterPayments, Unpaid};
+use crate::paid::{self, Chain, PaidProvider, PaidRequester, PaymentsSetupError};
+use crate::payment::{PaymentsStatus, ProviderPayments, RequesterPayments, Unpaid};
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -103,23 +103,73 @@ struct Payments {
     watcher: JoinHandle<()>,
 }
 
-/// Connect the escrow with this node's wallet (and the settler, when it delegates), and
-/// start the payment watcher, which also resumes what a previous run left open.
-async fn start_payments(
-    ctx: &Arc<NodeCtx>,
+/// What the paid flow needs from outside the node, checked before anything starts: the
+/// escrow (this repository's, see [`crate::chain::escrow_code`]) with this node's wallet,
+/// and the settler when the node delegates.
+struct PaidSetup {
+    chain: Arc<Chain>,
+    settler: Option<Arc<dyn Settler>>,
+}
+
+/// Check and connect the paid flow's outside parts.
+async fn prepare_payments(
+    config: &Config,
     settings: &ChainSettings,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Payments> {
-    let config = &ctx.config;
-    #[cfg(not(feature = "prover"))]
-    if config.role.provides() {
-        anyhow::bail!(
-            "this edgent was built without the `prover` feature, so it cannot prove its paid \
-             jobs: set EDGENT_ROLE=requester, or EDGENT_PAYMENTS=off, or rebuild with the \
-             default features"
-        );
+) -> Result<PaidSetup, PaymentsSetupError> {
+    if !cfg!(feature = "prover") && config.role.provides() {
+        return Err(PaymentsSetupError::NoProver);
     }
     let chain = Arc::new(Chain::connect(settings).await?);
+    let settler = if config.role.requests() {
+        Some(paid::connect_settler(config).await?)
+    } else {
+        None
+    };
+    Ok(PaidSetup { chain, settler })
+}
+
+/// Decide whether this run is paid. `EDGENT_PAYMENTS=on` with a setup that cannot pay is
+/// an error (a [`PaymentsSetupError`]); under `auto` the daemon runs unpaid and the
+/// configuration it returns says why.
+async fn decide_payments(
+    mut config: Config,
+) -> Result<(Config, Option<PaidSetup>), PaymentsSetupError> {
+    let Some(settings) = config.chain.clone() else {
+        if let Some(reason) = &config.payments_off_reason {
+            tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
+        }
+        return Ok((config, None));
+    };
+    match prepare_payments(&config, &settings).await {
+        Ok(setup) => Ok((config, Some(setup))),
+        Err(e) if config.payments_mode == PaymentsMode::Auto => {
+            tracing::warn!(reason = %e, "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
+            config.payments = false;
+            config.chain = None;
+            config.payments_off_reason = Some(e.to_string());
+            Ok((config, None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a start-up error is a configuration that cannot work (exit with
+/// [`crate::config::EX_CONFIG`], which the systemd unit does not restart on), rather than
+/// something a later try may get past (an RPC endpoint that is down).
+pub fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::config::ConfigError>().is_some()
+            || c.downcast_ref::<crate::init::InitError>().is_some()
+            || c.downcast_ref::<PaymentsSetupError>()
+                .is_some_and(|p| !p.is_transient())
+    })
+}
+
+/// Start the paid flow on its checked setup: the provider and requester sides, the prover's
+/// warm-up, and the payment watcher, which also resumes what a previous run left open.
+fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationToken) -> Payments {
+    let config = &ctx.config;
+    let chain = setup.chain;
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
     #[cfg(feature = "prover")]
     if config.role.provides() {
@@ -139,17 +189,14 @@ async fn start_payments(
             }
         });
     }
-    let requester = if config.role.requests() {
-        let settler = paid::connect_settler(config).await?;
+    let requester = setup.settler.map(|settler| {
         tracing::info!(
             settler = settler.name(),
             "paid requests settle through this settler"
         );
-        Some(PaidRequester::new(ctx.clone(), chain.clone(), settler))
-    } else {
-        None
-    };
-    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = settings.chain_id, "payments on");
+        PaidRequester::new(ctx.clone(), chain.clone(), settler)
+    });
+    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id, "payments on");
     if config.test_tamper_output {
         tracing::warn!(
             "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
@@ -168,11 +215,11 @@ async fn start_payments(
         Some(r) => r,
         None => Arc::new(Unpaid),
     };
-    Ok(Payments {
+    Payments {
         requester: req,
         provider,
         watcher,
-    })
+    }
 }
 
 /// Wait until the AXL API answers `/topology`, returning our own key.
@@ -203,6 +250,15 @@ impl Daemon {
         backend: Option<Arc<dyn Backend>>,
     ) -> anyhow::Result<Daemon> {
         let cancel = CancellationToken::new();
+        // Before anything is spawned: a setup that cannot pay stops here (or, under
+        // EDGENT_PAYMENTS=auto, turns payments off with its reason).
+        let (config, paid_setup) = decide_payments(config).await?;
+        let payments_status = Arc::new(match &paid_setup {
+            Some(setup) => PaymentsStatus::active(config.payments_mode, setup.chain.clone()),
+            None => {
+                PaymentsStatus::inactive(config.payments_mode, config.payments_off_reason.clone())
+            }
+        });
         let jobs = Arc::new(
             JobStore::open(&config.data_dir)
                 .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?,
@@ -269,16 +325,8 @@ impl Daemon {
         });
         let mut tasks = Vec::new();
         let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
-            if let Some(settings) = &config.chain {
-                let paid = match start_payments(&ctx, settings, &cancel).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        if let Some(s) = &supervisor {
-                            s.shutdown().await;
-                        }
-                        return Err(e);
-                    }
-                };
+            if let Some(setup) = paid_setup {
+                let paid = start_payments(&ctx, setup, &cancel);
                 tasks.push(paid.watcher);
                 (paid.requester, paid.provider)
             } else {
@@ -330,6 +378,7 @@ impl Daemon {
             provider: provider.clone(),
             recv_stats,
             axl: axl_status,
+            payments: payments_status,
         });
         let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
             Ok(l) => l,

@@ -4,8 +4,8 @@
 //! EdgentEscrow, funds the requester's wallet, starts a two-node in-process mesh (the AXL
 //! HTTP contract harness), a provider daemon and a requester daemon attached to it, and
 //! sends one `POST /delegate` over real HTTP to the requester, printing each step: stake,
-//! inference, proof, verification, and the release transaction. Without anvil (or with
-//! `--unpaid`) it says how to get anvil and runs the unpaid flow. It uses Ollama at
+//! inference, proof, verification, and the release transaction. Without anvil it runs
+//! `npm ci` to install it; if that fails (or with `--unpaid`) it runs the unpaid flow. It uses Ollama at
 //! `OLLAMA_URL` when that answers with a model, else the built-in demo backend, which it
 //! labels as such.
 
@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::axl::sim::MeshSim;
-use crate::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
+use crate::chain::anvil::{deploy_local, LocalChain, LocalChainError, LocalDeployment};
 use crate::chain::{ChainSettings, EscrowClient};
 use crate::config::{format_usdc, BackendKind, Config, Role, SettlerKind, Sources};
 use crate::daemon::Daemon;
@@ -102,9 +102,52 @@ impl DemoChain {
     }
 }
 
-/// Start anvil and deploy, or say why not (the demo then runs unpaid).
+/// Install anvil the way the repository does (`npm ci` next to `package-lock.json`, in
+/// the current directory or the source tree), so the Quick start's first command runs the
+/// paid demo on a fresh machine.
+async fn install_anvil(steps: &mut Steps) -> Result<(), String> {
+    let root = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|d| d.join("package-lock.json").is_file())
+    .ok_or("no package-lock.json in the current directory or the source tree")?;
+    steps.say(&format!(
+        "anvil is missing: installing it with `npm ci` in {} (once; needs Node.js and npm)",
+        root.display()
+    ));
+    let status = tokio::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`npm ci` failed ({status})"))
+    }
+}
+
+/// Start anvil (installing it first when missing) and deploy, or say why not (the demo
+/// then runs unpaid).
 async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
-    let chain = match LocalChain::start().await {
+    let started = match LocalChain::start().await {
+        Err(LocalChainError::AnvilMissing(_)) => match install_anvil(steps).await {
+            Ok(()) => LocalChain::start().await,
+            Err(why) => {
+                steps.say(&format!(
+                    "anvil could not be installed: {why}. Running the UNPAID flow instead"
+                ));
+                return None;
+            }
+        },
+        other => other,
+    };
+    let chain = match started {
         Ok(c) => c,
         Err(e) => {
             steps.say(&format!(
@@ -193,13 +236,16 @@ fn node_config(
     c.data_dir = data.clone();
     c.axl_key_path = data.join("axl-private.pem");
     c.http_addr = http;
+    c.payments_mode = crate::config::PaymentsMode::Off;
     c.payments = false;
+    c.payments_off_reason = None;
     c.chain = None;
     c
 }
 
 /// Switch a node's configuration to the paid flow on the demo chain.
 fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
+    c.payments_mode = crate::config::PaymentsMode::On;
     c.payments = true;
     c.chain = Some(chain.settings(wallet));
     c.settler = SettlerKind::Direct;

@@ -23,6 +23,7 @@
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
+//! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
@@ -35,6 +36,7 @@ pub mod ctx;
 pub mod daemon;
 pub mod demo;
 pub mod inference;
+pub mod init;
 pub mod jobs;
 pub mod mcp;
 pub mod mesh;

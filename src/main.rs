@@ -48,6 +48,11 @@ enum Cmd {
         /// The prompt.
         prompt: String,
     },
+    /// First run: create (or import) this node's wallet as a key file (mode 0600) in the
+    /// data dir and write `.env` from `.env.example` with the choices below.
+    Init(InitArgs),
+    /// This node's wallet: its address and its ETH and USDC balances.
+    Wallet,
     /// Show the local daemon's status.
     Status {
         /// The daemon's API.
@@ -74,17 +79,7 @@ enum Cmd {
         token: Option<String>,
     },
     /// Serve N simulated AXL nodes (a TEST AND DEMO HARNESS for AXL's local HTTP API).
-    MeshSim {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 2)]
-        nodes: usize,
-        /// Node i serves on base-port + i (0: ephemeral ports).
-        #[arg(long, default_value_t = 9002)]
-        base_port: u16,
-        /// Seed of the node keys (same seed, same ids).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    MeshSim(edgent::axl::sim::MeshSimArgs),
     /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
     #[command(subcommand)]
     Zk(edgent::zk::cli::ZkCmd),
@@ -134,6 +129,102 @@ struct RunArgs {
     /// Any setting, as KEY=VALUE (repeatable); beats the environment and .env.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The `.env` to write.
+    #[arg(long, default_value = ".env")]
+    env_file: std::path::PathBuf,
+    /// EDGENT_DATA_DIR; the key file goes there.
+    #[arg(long, default_value = "./data")]
+    data_dir: std::path::PathBuf,
+    /// Where the key file goes (default: DATA_DIR/wallet.key); becomes WALLET_KEY_PATH.
+    #[arg(long)]
+    key_path: Option<std::path::PathBuf>,
+    /// EDGENT_ROLE.
+    #[arg(long, default_value = "both", value_parser = ["requester", "provider", "both"])]
+    role: String,
+    /// EDGENT_ENS_NAME, e.g. jetson-orin.edgent.eth.
+    #[arg(long)]
+    ens_name: Option<String>,
+    /// EDGENT_PAYMENTS.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    payments: String,
+    /// Import this hex private key instead of making a new one (better: the environment
+    /// variable, which stays out of the shell history).
+    #[arg(long, env = "EDGENT_IMPORT_KEY", hide_env_values = true)]
+    import_key: Option<String>,
+    /// Any other setting for the `.env`, as KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Overwrite an existing `.env` and key file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    use edgent::config::{PaymentsMode, Role};
+    let role = match args.role.as_str() {
+        "requester" => Role::Requester,
+        "provider" => Role::Provider,
+        _ => Role::Both,
+    };
+    let mut set = Vec::new();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| edgent::init::InitError::BadSet(kv.clone()))?;
+        set.push((k.trim().to_string(), v.to_string()));
+    }
+    let opts = edgent::init::InitOptions {
+        env_file: args.env_file,
+        data_dir: args.data_dir,
+        key_path: args.key_path,
+        role,
+        ens_name: args.ens_name,
+        payments: PaymentsMode::parse(&args.payments)?,
+        import_key: args.import_key.map(edgent::chain::Secret::new),
+        set,
+        force: args.force,
+    };
+    let out = edgent::init::init(&opts)?;
+    println!(
+        "wallet {} {:#x}",
+        if out.imported {
+            "imported:"
+        } else {
+            "created:"
+        },
+        out.address
+    );
+    println!("key file: {} (mode 0600)", out.key_path.display());
+    println!("settings: {}", out.env_file.display());
+    if opts.payments != PaymentsMode::Off {
+        println!(
+            "next: fund the wallet with USDC (and ETH for gas), set ESCROW_ADDRESS to this \
+             repository's escrow (`edgent escrow deploy`), then `edgent run`"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_wallet() -> anyhow::Result<ExitCode> {
+    let settings = chain_settings()?;
+    let signer = settings
+        .wallet_signer()
+        .context("no wallet configured: run `edgent init`, or set WALLET_KEY_PATH")?;
+    let wallet = signer.address();
+    println!("address: {wallet:#x}");
+    println!("chain:   {} ({})", settings.chain_id, settings.rpc_url);
+    let provider = edgent::chain::http_provider(&settings.rpc_url, None)?;
+    let b = edgent::chain::wallet::balances(&provider, settings.usdc, wallet)
+        .await
+        .with_context(|| format!("reading balances at CHAIN_RPC_URL {}", settings.rpc_url))?
+        .view();
+    println!("ETH:     {}", b.eth);
+    println!("USDC:    {} (token {:#x})", b.usdc, settings.usdc);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Log to stderr, filtered by `RUST_LOG` from the environment or `.env`, else `default`.
@@ -215,6 +306,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::new();
     match cli.cmd {
         Cmd::Run(args) => run_daemon(args).await,
+        Cmd::Init(args) => run_init(args),
+        Cmd::Wallet => run_wallet().await,
         Cmd::Delegate {
             model,
             max_price,
@@ -270,14 +363,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             edgent::mcp::serve_stdio(edgent::mcp::ApiClient::http(&url, token)).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::MeshSim {
-            nodes,
-            base_port,
-            seed,
-        } => {
+        Cmd::MeshSim(args) => {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
-            edgent::axl::sim::run_mesh_sim_cli(nodes, base_port, seed, cancel).await?;
+            edgent::axl::sim::run_mesh_sim_cli(args, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Zk(cmd) => {
@@ -329,7 +418,13 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("edgent: {e:#}");
-            ExitCode::FAILURE
+            // A configuration that cannot work exits with EX_CONFIG, which the systemd
+            // unit does not restart on (a restart would fail the same way).
+            if edgent::daemon::is_config_error(&e) {
+                ExitCode::from(edgent::config::EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -120,3 +120,89 @@ impl ProviderPayments for Unpaid {
         tracing::warn!(from = %from.short(), job = %msg.job_id, "payment_confirmed ignored: payments are off");
     }
 }
+
+/// How long `/status` reuses the wallet's balances before reading them again, so polling
+/// the dashboard does not turn into RPC calls.
+const BALANCES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether this daemon's jobs are paid, and why not when they are not: what `/status` and
+/// the dashboard show as `payments`.
+pub struct PaymentsStatus {
+    /// `EDGENT_PAYMENTS` as set.
+    pub mode: crate::config::PaymentsMode,
+    /// Whether jobs are paid now.
+    pub active: bool,
+    /// Why not, when `EDGENT_PAYMENTS=auto` fell back to unpaid.
+    pub reason: Option<String>,
+    /// The escrow client signing with this node's wallet, when payments are active.
+    chain: Option<std::sync::Arc<crate::paid::Chain>>,
+    cache: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+}
+
+impl PaymentsStatus {
+    /// Payments active through `chain`.
+    pub fn active(
+        mode: crate::config::PaymentsMode,
+        chain: std::sync::Arc<crate::paid::Chain>,
+    ) -> PaymentsStatus {
+        PaymentsStatus {
+            mode,
+            active: true,
+            reason: None,
+            chain: Some(chain),
+            cache: Default::default(),
+        }
+    }
+
+    /// Payments off (`reason` says why when they were wanted).
+    pub fn inactive(mode: crate::config::PaymentsMode, reason: Option<String>) -> PaymentsStatus {
+        PaymentsStatus {
+            mode,
+            active: false,
+            reason,
+            chain: None,
+            cache: Default::default(),
+        }
+    }
+
+    /// `{mode, active, reason, wallet, balances, balances_error}`; balances are read at
+    /// most every ten seconds.
+    pub async fn snapshot(&self) -> serde_json::Value {
+        let mut out = serde_json::json!({
+            "mode": self.mode.as_str(),
+            "active": self.active,
+            "reason": self.reason,
+        });
+        let Some(chain) = &self.chain else {
+            return out;
+        };
+        out["wallet"] = serde_json::json!(format!("{:#x}", chain.wallet));
+        out["escrow"] = serde_json::json!(chain.escrow_hex());
+        out["chain_id"] = serde_json::json!(chain.settings.chain_id);
+        let mut cache = self.cache.lock().await;
+        if let Some((at, v)) = cache.as_ref() {
+            if at.elapsed() < BALANCES_TTL {
+                out["balances"] = v.clone();
+                return out;
+            }
+        }
+        match crate::chain::wallet::balances(
+            chain.escrow.provider(),
+            chain.escrow.usdc_address(),
+            chain.wallet,
+        )
+        .await
+        {
+            Ok(b) => {
+                let v = serde_json::json!(b.view());
+                *cache = Some((std::time::Instant::now(), v.clone()));
+                out["balances"] = v;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the wallet's balances");
+                out["balances_error"] = serde_json::json!(e.to_string());
+            }
+        }
+        out
+    }
+}

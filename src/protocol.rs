@@ -31,6 +31,9 @@ pub const MAX_ENS_LEN: usize = 255;
 /// Longest free-text field (error messages, version strings) accepted.
 pub const MAX_TEXT_LEN: usize = 4096;
 
+/// Most entries a `payment_required.accepts` may hold.
+pub const MAX_ACCEPTS: usize = 4;
+
 /// A job id: 32 bytes, shown as `0x` + 64 hex (the escrow's `bytes32`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId(pub [u8; 32]);
@@ -276,14 +279,65 @@ pub struct PaymentRequirements {
     pub extra: Map<String, Value>,
 }
 
+/// x402 v2 `ResourceInfo`: what is paid for (here the job, `axl://<provider>/job/<id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceInfo {
+    /// The resource's URL.
+    pub url: String,
+    /// Human-readable description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// MIME type of the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// x402 v2 `PaymentRequired` (the body of a 402), carried over AXL instead of HTTP.
+/// [`crate::paid::x402`] builds and checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentRequired {
+    /// Always 2.
+    pub x402_version: u32,
+    /// Why payment is (still) required, when something went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What is paid for.
+    pub resource: ResourceInfo,
+    /// The ways to pay, each a [`PaymentRequirements`].
+    pub accepts: Vec<PaymentRequirements>,
+}
+
+/// x402 v2 `SettleResponse`: how a payment settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettleResponse {
+    /// Whether it settled.
+    pub success: bool,
+    /// Machine-readable reason when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    /// Who paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// The settling transaction's hash.
+    pub transaction: String,
+    /// CAIP-2 network.
+    pub network: String,
+    /// Amount settled, base units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+}
+
 /// provider -> requester: pay me; here is the proof that binds the output to me.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// The job.
     pub job_id: JobId,
-    /// What to pay, x402-shaped.
-    pub requirements: PaymentRequirements,
+    /// What to pay: a full x402 v2 `PaymentRequired`.
+    pub payment_required: PaymentRequired,
     /// Poseidon commitment to keccak256(output), `0x` + 64 hex.
     pub output_commitment: String,
     /// Poseidon commitment to the provider's AXL key, `0x` + 64 hex.
@@ -304,6 +358,8 @@ pub struct PaymentConfirmed {
     pub tx_hash: String,
     /// A link to it on the explorer.
     pub explorer_url: String,
+    /// The same settlement as an x402 v2 `SettleResponse`.
+    pub settle_response: SettleResponse,
 }
 
 /// Every message of the protocol, tagged by `type`.
@@ -454,22 +510,35 @@ impl Message {
             Message::PaymentRequest(m) => {
                 check_hash("output_commitment", &m.output_commitment)?;
                 check_hash("wallet_commitment", &m.wallet_commitment)?;
-                check_address("requirements.asset", &m.requirements.asset)?;
-                check_address("requirements.payTo", &m.requirements.pay_to)?;
-                check_amount("requirements.amount", &m.requirements.amount)?;
-                check_text("requirements.scheme", &m.requirements.scheme)?;
-                check_text("requirements.network", &m.requirements.network)?;
-                if serde_json::to_string(&m.requirements.extra).map_or(0, |s| s.len())
-                    > MAX_TEXT_LEN
-                {
+                let pr = &m.payment_required;
+                check_text("payment_required.resource.url", &pr.resource.url)?;
+                if let Some(e) = &pr.error {
+                    check_text("payment_required.error", e)?;
+                }
+                if pr.accepts.is_empty() || pr.accepts.len() > MAX_ACCEPTS {
                     return Err(format!(
-                        "requirements.extra longer than {MAX_TEXT_LEN} bytes"
+                        "payment_required.accepts must hold 1 to {MAX_ACCEPTS} entries"
                     ));
+                }
+                for r in &pr.accepts {
+                    check_address("accepts.asset", &r.asset)?;
+                    check_address("accepts.payTo", &r.pay_to)?;
+                    check_amount("accepts.amount", &r.amount)?;
+                    check_text("accepts.scheme", &r.scheme)?;
+                    check_text("accepts.network", &r.network)?;
+                    if serde_json::to_string(&r.extra).map_or(0, |s| s.len()) > MAX_TEXT_LEN {
+                        return Err(format!("accepts.extra longer than {MAX_TEXT_LEN} bytes"));
+                    }
                 }
                 Ok(())
             }
             Message::PaymentConfirmed(m) => {
                 check_hash("tx_hash", &m.tx_hash)?;
+                check_text(
+                    "settle_response.transaction",
+                    &m.settle_response.transaction,
+                )?;
+                check_text("settle_response.network", &m.settle_response.network)?;
                 check_text("explorer_url", &m.explorer_url)
             }
         }
@@ -677,14 +746,23 @@ mod tests {
             }),
             Message::PaymentRequest(Box::new(PaymentRequest {
                 job_id: job,
-                requirements: PaymentRequirements {
-                    scheme: "exact".into(),
-                    network: "eip155:84532".into(),
-                    asset: format!("0x{}", "e".repeat(40)),
-                    amount: "10000".into(),
-                    pay_to: format!("0x{}", "f".repeat(40)),
-                    max_timeout_seconds: 600,
-                    extra,
+                payment_required: PaymentRequired {
+                    x402_version: 2,
+                    error: None,
+                    resource: ResourceInfo {
+                        url: "axl://provider/job/7".into(),
+                        description: None,
+                        mime_type: None,
+                    },
+                    accepts: vec![PaymentRequirements {
+                        scheme: "auth-capture".into(),
+                        network: "eip155:84532".into(),
+                        asset: format!("0x{}", "e".repeat(40)),
+                        amount: "10000".into(),
+                        pay_to: format!("0x{}", "f".repeat(40)),
+                        max_timeout_seconds: 600,
+                        extra,
+                    }],
                 },
                 output_commitment: format!("0x{}", "1".repeat(64)),
                 wallet_commitment: format!("0x{}", "2".repeat(64)),
@@ -695,6 +773,14 @@ mod tests {
                 job_id: job,
                 tx_hash: format!("0x{}", "3".repeat(64)),
                 explorer_url: "https://sepolia.basescan.org/tx/0x".into(),
+                settle_response: SettleResponse {
+                    success: true,
+                    error_reason: None,
+                    payer: Some(format!("0x{}", "4".repeat(40))),
+                    transaction: format!("0x{}", "3".repeat(64)),
+                    network: "eip155:84532".into(),
+                    amount: Some("10000".into()),
+                },
             }),
         ]
     }

@@ -83,3 +83,99 @@ async fn mesh_sim_prints_its_nodes_and_takes_faults_over_http() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+mod support;
+
+/// `--parents` and `--real` from another process: a spoke's tree lacks the other spoke
+/// though `/send` reaches it, the measured timings (scaled) are in force, and a node
+/// killed over HTTP lingers in the hub's tree with its peer entry down, then restarts.
+#[tokio::test]
+async fn mesh_sim_takes_a_peering_tree_and_the_real_timings() {
+    // Hub 0 with spokes 1, 2, 3; real timings at a tenth (warm-up 0.2 s, linger 18 s).
+    let mesh = support::MeshSimProc::start_with(
+        4,
+        &[
+            "--parents",
+            "0,0,0",
+            "--real",
+            "--time-scale",
+            "0.1",
+            "--seed",
+            "8",
+        ],
+    );
+    let timing = mesh.sim_get("/sim/timing").await;
+    assert_eq!(
+        timing,
+        serde_json::json!({"warmup_ms": 200, "syn_backoff_ms": 100, "block_ms": 12700, "linger_ms": 18000})
+    );
+    let keys: Vec<PeerKey> = (0..4).map(|i| sim_node_key(8, i)).collect();
+    let root = (0..4).min_by_key(|&i| keys[i].0).unwrap();
+    let spokes: Vec<usize> = (1..4).filter(|&i| i != root).collect();
+    let (a, b) = (spokes[0], spokes[1]);
+    let tree = |t: &serde_json::Value| -> Vec<String> {
+        t["tree"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["public_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ta = mesh.topology(a).await;
+    assert!(!tree(&ta).contains(&keys[b].to_hex()), "{ta}");
+    assert!(tree(&ta).contains(&keys[0].to_hex()), "{ta}");
+    assert_eq!(ta["peers"].as_array().unwrap().len(), 1, "{ta}");
+
+    let ca = AxlClient::new(&mesh.nodes[a].1).unwrap();
+    let cb = AxlClient::new(&mesh.nodes[b].1).unwrap();
+    ca.send(&keys[b], Bytes::from_static(b"spoke to spoke"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &cb.recv().await.unwrap().unwrap().body[..],
+        b"spoke to spoke"
+    );
+    let stats = mesh.stats().await;
+    assert_eq!(stats[a]["sent"], 1);
+
+    mesh.kill_node(b).await;
+    let hub = mesh.topology(0).await;
+    assert!(tree(&hub).contains(&keys[b].to_hex()), "lingers: {hub}");
+    let peer = hub["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["public_key"] == keys[b].to_hex())
+        .cloned()
+        .unwrap();
+    assert_eq!(peer["up"], false, "{peer}");
+    assert!(matches!(cb.recv().await, Err(AxlError::Down(_))));
+    mesh.restart_node(b).await;
+    ca.send(&keys[b], Bytes::from_static(b"again"))
+        .await
+        .unwrap();
+    assert_eq!(&cb.recv().await.unwrap().unwrap().body[..], b"again");
+}
+
+#[tokio::test]
+async fn mesh_sim_refuses_a_bad_topology() {
+    for args in [
+        vec!["--nodes", "3", "--parents", "0,0,0"],
+        vec!["--parents", "0,2"],
+        vec!["--topology", "hubs:9"],
+        vec!["--topology", "ring"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgent"))
+            .arg("mesh-sim")
+            .args(["--base-port", "0"])
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("topology"), "{args:?}: {err}");
+    }
+}

@@ -333,3 +333,377 @@ async fn messages_to_self_are_delivered() {
     let m = c.recv().await.unwrap().unwrap();
     assert!(m.from.same_node(&sim.key(0)));
 }
+
+// ---- The real node's behaviours, each behind its own switch (axl/README.md). ----
+
+mod real {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use edgent::axl::sim::{MeshSim, SimOptions, SimTiming, SimTopology};
+    use edgent::axl::{AxlClient, AxlError, PeerKey, Topology, Transport};
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    fn listed(t: &Topology) -> Vec<String> {
+        t.tree.iter().map(|e| e.public_key.clone()).collect()
+    }
+
+    /// Poll `f` every 20 ms until it holds, or panic after 20 s.
+    async fn until<F, Fut>(what: &str, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn recv_one(c: &AxlClient) -> Option<Bytes> {
+        c.recv().await.unwrap().map(|m| m.body)
+    }
+
+    #[tokio::test]
+    async fn a_spoke_sees_only_its_peers_and_their_ancestors_yet_reaches_every_spoke() {
+        let sim = MeshSim::start_with(SimOptions::new(4).seed(61).topology(SimTopology::star(4)))
+            .await
+            .unwrap();
+        let hex = |i: usize| sim.key(i).to_hex();
+        let root = (0..4).min_by_key(|&i| sim.key(i).0).unwrap();
+        // Two spokes that are not the root: neither can see the other.
+        let spokes: Vec<usize> = (1..4).filter(|&i| i != root).take(2).collect();
+        let (a, b) = (spokes[0], spokes[1]);
+        let ta = sim.client(a).unwrap().topology().await.unwrap();
+        let tb = sim.client(b).unwrap().topology().await.unwrap();
+        assert!(
+            !listed(&ta).contains(&hex(b)),
+            "spoke {a} must not list spoke {b}"
+        );
+        assert!(
+            !listed(&tb).contains(&hex(a)),
+            "spoke {b} must not list spoke {a}"
+        );
+        for (t, me) in [(&ta, a), (&tb, b)] {
+            assert!(listed(t).contains(&hex(me)) && listed(t).contains(&hex(0)));
+            assert!(listed(t).contains(&hex(root)), "ancestors are listed");
+            let peers: Vec<&str> = t.peers.iter().map(|p| p.public_key.as_str()).collect();
+            assert_eq!(peers, [hex(0).as_str()], "a spoke's only peer is the hub");
+            assert!(t.peers[0].up && !t.peers[0].inbound);
+        }
+        // The root is its own parent; everyone else hangs off a listed node.
+        let t0 = sim.client(0).unwrap().topology().await.unwrap();
+        assert_eq!(listed(&t0).len(), 4, "the hub lists everyone");
+        assert!(t0.peers.iter().all(|p| p.inbound));
+        for e in &t0.tree {
+            if e.public_key == hex(root) {
+                assert_eq!(e.parent, hex(root));
+            } else {
+                assert!(listed(&t0).contains(&e.parent));
+            }
+        }
+        // The mesh still routes to any key.
+        sim.client(a)
+            .unwrap()
+            .send(&sim.key(b), Bytes::from_static(b"via the hub"))
+            .await
+            .unwrap();
+        assert_eq!(
+            recv_one(&sim.client(b).unwrap()).await.unwrap(),
+            Bytes::from_static(b"via the hub")
+        );
+        // Without the hub there is no path between spokes.
+        sim.kill(0).await.unwrap();
+        let err = sim
+            .client(a)
+            .unwrap()
+            .send(&sim.key(b), Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AxlError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_first_send_after_start_is_held_and_a_later_one_is_not() {
+        // Warm-up 3 s, SYNs every 1.5 s: a send at +0 goes out at the attempt at 4.5 s.
+        let timing = SimTiming {
+            warmup_ms: Some(3_000),
+            syn_backoff_ms: 1_500,
+            ..SimTiming::default()
+        };
+        let sim = MeshSim::start_with(SimOptions::new(2).seed(62).timing(timing))
+            .await
+            .unwrap();
+        let (a, b) = (sim.client(0).unwrap(), sim.client(1).unwrap());
+        let t = Instant::now();
+        a.send(&sim.key(1), Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        let first = t.elapsed();
+        assert!(
+            first >= Duration::from_secs(3),
+            "held until ready: {first:?}"
+        );
+        assert_eq!(recv_one(&b).await.unwrap(), Bytes::from_static(b"first"));
+        let t = Instant::now();
+        a.send(&sim.key(1), Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        let second = t.elapsed();
+        assert!(
+            second < Duration::from_secs(2),
+            "ready route answers at once: {second:?}"
+        );
+        // Messages to oneself never wait.
+        let t = Instant::now();
+        b.send(&sim.key(1), Bytes::from_static(b"me"))
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+
+        // A restarted node's routes warm up again; the other routes stay ready.
+        let sim3 = MeshSim::start_with(SimOptions::new(3).seed(63).timing(SimTiming {
+            warmup_ms: Some(2_500),
+            syn_backoff_ms: 1_250,
+            ..SimTiming::default()
+        }))
+        .await
+        .unwrap();
+        let c0 = sim3.client(0).unwrap();
+        let ready = Instant::now() + Duration::from_millis(2_600);
+        tokio::time::sleep_until(ready.into()).await;
+        sim3.restart(1).await.unwrap();
+        let t = Instant::now();
+        c0.send(&sim3.key(2), Bytes::from_static(b"old route"))
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let t = Instant::now();
+        c0.send(&sim3.key(1), Bytes::from_static(b"new route"))
+            .await
+            .unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(2_500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_to_nobody_blocks_for_the_block_time_then_502() {
+        let timing = SimTiming {
+            block_ms: Some(1_500),
+            syn_backoff_ms: 100,
+            ..SimTiming::default()
+        };
+        let sim = MeshSim::start_with(SimOptions::new(2).seed(64).timing(timing))
+            .await
+            .unwrap();
+        let nobody = PeerKey([0x42; 32]);
+        let t = Instant::now();
+        let err = sim
+            .client(0)
+            .unwrap()
+            .send(&nobody, Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            t.elapsed() >= Duration::from_millis(1_500),
+            "{:?}",
+            t.elapsed()
+        );
+        match err {
+            AxlError::Unreachable(why) => assert!(why.contains("operation timed out"), "{why}"),
+            other => panic!("want a 502, got {other:?}"),
+        }
+        // A node that is down is waited for too, and reached if it comes back before
+        // the block time (10 s now) runs out.
+        sim.set_timing(SimTiming {
+            block_ms: Some(10_000),
+            ..timing
+        })
+        .unwrap();
+        sim.kill(1).await.unwrap();
+        let c0 = sim.client(0).unwrap();
+        let to = sim.key(1);
+        let held = tokio::spawn(async move { c0.send(&to, Bytes::from_static(b"late")).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "the send to a down node is held");
+        sim.restart(1).await.unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(
+            recv_one(&sim.client(1).unwrap()).await.unwrap(),
+            Bytes::from_static(b"late")
+        );
+    }
+
+    #[tokio::test]
+    async fn held_sends_end_when_the_sim_stops() {
+        let timing = SimTiming {
+            block_ms: Some(120_000),
+            ..SimTiming::default()
+        };
+        let sim = MeshSim::start_with(SimOptions::new(2).seed(65).timing(timing))
+            .await
+            .unwrap();
+        let c0 = sim.client(0).unwrap();
+        let held = tokio::spawn(async move {
+            c0.send(&PeerKey([0x42; 32]), Bytes::from_static(b"x"))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!held.is_finished());
+        sim.shutdown();
+        let answer = tokio::time::timeout(Duration::from_secs(20), held)
+            .await
+            .expect("shutdown ends held sends")
+            .unwrap();
+        assert!(answer.is_err(), "a held send is never a 200: {answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_departed_node_lingers_in_the_tree_with_its_peer_down() {
+        let timing = SimTiming {
+            linger_ms: Some(1_500),
+            ..SimTiming::default()
+        };
+        let sim = MeshSim::start_with(SimOptions::new(3).seed(66).timing(timing))
+            .await
+            .unwrap();
+        let c0 = sim.client(0).unwrap();
+        let gone = sim.key(2).to_hex();
+        sim.kill(2).await.unwrap();
+        let killed_at = Instant::now();
+        let t = c0.topology().await.unwrap();
+        assert!(listed(&t).contains(&gone), "lingers in the tree");
+        let peer = t.peers.iter().find(|p| p.public_key == gone).unwrap();
+        assert!(!peer.up, "its peer entry is down");
+        until("the departed node to leave the tree", || async {
+            !listed(&c0.topology().await.unwrap()).contains(&gone)
+        })
+        .await;
+        assert!(killed_at.elapsed() >= Duration::from_millis(1_500));
+        // Back again: listed and up.
+        sim.restart(2).await.unwrap();
+        let t = c0.topology().await.unwrap();
+        assert!(listed(&t).contains(&gone));
+        assert!(t.peers.iter().any(|p| p.public_key == gone && p.up));
+    }
+
+    #[tokio::test]
+    async fn a_killed_node_loses_its_queue_and_the_messages_in_flight() {
+        let sim = MeshSim::start_with(SimOptions::new(3).seed(67))
+            .await
+            .unwrap();
+        let c: Vec<_> = (0..3).map(|i| sim.client(i).unwrap()).collect();
+        // Queued, then the receiver dies.
+        c[0].send(&sim.key(1), Bytes::from_static(b"queued"))
+            .await
+            .unwrap();
+        assert_eq!(sim.stats(1).queued, 1);
+        sim.restart(1).await.unwrap();
+        assert!(
+            recv_one(&c[1]).await.is_none(),
+            "the queue died with the node"
+        );
+        // In flight to a node that dies and comes back before the delivery time.
+        sim.set_delay(Duration::from_millis(400)).await.unwrap();
+        c[0].send(&sim.key(1), Bytes::from_static(b"to the dead"))
+            .await
+            .unwrap();
+        sim.restart(1).await.unwrap();
+        // In flight from a node that dies.
+        c[0].send(&sim.key(2), Bytes::from_static(b"from the dead"))
+            .await
+            .unwrap();
+        sim.restart(0).await.unwrap();
+        until("both in-flight messages to be dropped", || async {
+            sim.stats(1).fault_dropped == 1 && sim.stats(2).fault_dropped == 1
+        })
+        .await;
+        assert_eq!(sim.stats(1).delivered, 1, "only the first, before the kill");
+        assert_eq!(sim.stats(2).delivered, 0);
+        assert!(recv_one(&c[1]).await.is_none());
+        assert!(recv_one(&c[2]).await.is_none());
+        // A message sent after the restart is delivered.
+        c[0].send(&sim.key(2), Bytes::from_static(b"alive"))
+            .await
+            .unwrap();
+        until("the delayed message", || async { sim.stats(2).queued == 1 }).await;
+        assert_eq!(recv_one(&c[2]).await.unwrap(), Bytes::from_static(b"alive"));
+    }
+
+    #[tokio::test]
+    async fn kill_restart_timing_and_sent_counts_over_http() {
+        let sim = MeshSim::start_with(SimOptions::new(3).seed(68))
+            .await
+            .unwrap();
+        let http = http();
+        let post = |path: String| {
+            let http = http.clone();
+            async move {
+                let r = http.post(path).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        sim.client(0)
+            .unwrap()
+            .send(&sim.key(1), Bytes::from_static(b"q"))
+            .await
+            .unwrap();
+        let (status, body) = post(format!("{}/sim/kill/1", sim.url(0))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", sim.port(1))).is_err());
+        assert_eq!(sim.faults().down, vec![1]);
+        let (status, _) = post(format!("{}/sim/kill/9", sim.url(0))).await;
+        assert_eq!(status, 400);
+        let (status, body) = post(format!("{}/sim/restart/1", sim.url(2))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(sim.faults().down.is_empty());
+        assert!(
+            recv_one(&sim.client(1).unwrap()).await.is_none(),
+            "queue lost"
+        );
+        // Restart of a running node kills it first.
+        sim.client(0)
+            .unwrap()
+            .send(&sim.key(1), Bytes::from_static(b"q2"))
+            .await
+            .unwrap();
+        let (status, _) = post(format!("{}/sim/restart/1", sim.url(0))).await;
+        assert_eq!(status, 200);
+        assert!(recv_one(&sim.client(1).unwrap()).await.is_none());
+
+        // Timing, read and set over HTTP.
+        let url = format!("{}/sim/timing", sim.url(0));
+        let got: SimTiming = http.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(got, SimTiming::default());
+        let real = SimTiming::real().scaled(0.5);
+        let r = http.post(&url).json(&real).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(sim.timing(), real);
+        let r = http
+            .post(&url)
+            .json(&serde_json::json!({"syn_backoff_ms": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(sim.timing(), real, "a bad timing changes nothing");
+
+        // Messages sent per node.
+        let stats: Vec<edgent::axl::sim::SimNodeStats> = http
+            .get(format!("{}/sim/stats", sim.url(2)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats.iter().map(|s| s.sent).collect::<Vec<_>>(), [2, 0, 0]);
+    }
+}

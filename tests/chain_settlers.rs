@@ -144,6 +144,26 @@ async fn server_errors_then_success_release_once() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_is_not_posted_again_when_its_execution_lands() {
+    let f = Fixture::new().await;
+    let j = f.stake(7, USDC).await;
+    f.emulator.lose_next_answers(1);
+    // The lost call lands 1 s later, long after a blind retry (250 ms) would have posted
+    // again; the settler watches the chain for 10 polls of 200 ms first.
+    f.emulator.set_execution_delay(Duration::from_secs(1));
+    let mut settings = f.settings.clone();
+    settings.keeperhub_poll = Duration::from_millis(200);
+    let settler = KeeperHubSettler::connect(&settings).await.unwrap();
+    let done = settler.release(j, B256::ZERO).await.unwrap();
+    assert_eq!(done.status, StakeStatus::Released);
+    // One POST, one execution, one transaction: the retry found the release on chain.
+    assert_eq!(f.emulator.posts(), 1);
+    assert_eq!(f.emulator.calls().len(), 1);
+    assert_eq!(f.emulator.transactions_sent(), 1);
+    assert_eq!(f.balance(f.provider_addr).await, U256::from(USDC));
+}
+
+#[tokio::test]
 async fn failed_execution_is_a_clear_error_and_a_retry_releases_once() {
     let f = Fixture::new().await;
     let j = f.stake(4, USDC).await;

@@ -26,7 +26,7 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
     let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
     w.assert_conserved(0).await;
     let st = requester.get("/status").await;
-    assert_eq!(st["payments"], json!("on"));
+    assert_eq!(st["payments"]["active"], json!(true));
     assert_eq!(
         st["chain"]["wallet"],
         json!(format!("{:#x}", w.requester_wallet))
@@ -204,7 +204,12 @@ async fn replayed_payment_requests_pay_nothing() {
     forged["type"] = json!("payment_request");
     forged["v"] = json!(1);
     forged["job_id"] = json!(b_id);
-    forged["requirements"]["extra"]["jobId"] = json!(b_id);
+    forged["payment_required"]["accepts"][0]["extra"]["jobId"] = json!(b_id);
+    let url = forged["payment_required"]["resource"]["url"]
+        .as_str()
+        .unwrap()
+        .replace(&a_id, &b_id);
+    forged["payment_required"]["resource"]["url"] = json!(url);
     let code = support::raw_send(
         &provider_url,
         &requester_id,

@@ -1,42 +1,60 @@
-//! TEST AND DEMO HARNESS: an in-process stand-in for a few AXL nodes.
+//! TEST AND DEMO HARNESS: an in-process stand-in for a mesh of AXL nodes.
 //!
 //! This is **not** a mesh implementation. It reproduces AXL's *local HTTP contract*
 //! (`/topology`, `/send`, `/recv`, as read from AXL's `api/*.go` and
-//! `internal/tcp/listen/listener.go`) so the daemon, its tests and `edgent demo` can run
-//! without the Go binary or a network. Each node listens on its own `127.0.0.1` port.
+//! `internal/tcp/listen/listener.go`) and, switch by switch, the behaviours measured on the
+//! real node (`axl/README.md`, "How the real node behaves"), so the daemon, its tests and
+//! `edgent demo` can run without the Go binary or a network. Each node listens on its own
+//! `127.0.0.1` port.
 //!
-//! What it copies from AXL, on purpose:
-//! - `/recv`: 204 when empty; else the raw body with `X-From-Peer-Id` set to the sender's
-//!   PARTIAL key ([`PeerKey::partial`], i.e. Yggdrasil `Address.GetKey`), not its full key.
-//! - The receive queue holds 100 messages and drops the OLDEST when full.
-//! - `/send`: 400 `Invalid destination peer ID` for anything but 64 hex characters (and
-//!   `Missing X-Destination-Peer-Id header` without it); 502 `Failed to reach peer` when
-//!   the destination cannot be reached; else 200 with `X-Sent-Bytes`. The destination is
-//!   found by its Yggdrasil address, like AXL's dialer, so a partial key reaches it too.
-//! - `/send` answers once the message is handed over, not when it is read: losses after
-//!   that point (drop rate, a full queue) are invisible to the sender, as in AXL.
-//! - A body over the 16 MiB `max_message_size`: AXL's sender writes the length prefix,
-//!   the receiver reads it and closes the connection, and the sender's write of the
-//!   (larger than its 8 MiB send buffer) body fails, so `/send` answers 500
-//!   `Write data failed: …`. The sim answers that 500 and never queues the message.
+//! # Layout
+//! - this file: [`MeshSim`] (start, kill, restart, faults), the routing of one `/send`;
+//! - [`topology`]: the peering graph ([`SimTopology`]) and each node's view of the tree;
+//! - [`timing`]: route warm-up, SYN backoff, the blocking send, lingering ([`SimTiming`]);
+//! - `http`: one node's HTTP server, AXL's API plus the `/sim/` control routes.
 //!
-//! Where it is simpler than AXL: every node is a direct peer of every other; the tree
-//! is a star rooted at the lowest-numbered up node; an unknown destination gets 502 at
-//! once (AXL would first spend a TCP dial timeout); node keys are 32 bytes derived from
-//! `(seed, index)` ([`sim_node_key`]), not ed25519 keys (nothing here signs).
+//! # The real node and the sim, side by side
 //!
-//! Faults, settable from Rust ([`MeshSim::set_faults`] and helpers) or over HTTP on any
-//! up node under the separate `/sim/` prefix (`GET`/`POST /sim/faults` with [`Faults`]
-//! as JSON; `GET /sim/stats`), so another process can inject them:
-//! - `drop_rate`: each message is silently lost with this probability (`/send` still 200);
-//! - `delay_ms`: delivery happens this much after `/send` answers;
-//! - `partitions`: `[[i, j], …]` pairs that cannot reach each other (502 both ways);
-//! - `down`: nodes whose AXL is "not running": their port refuses connections, `/send`
-//!   to them answers 502, and their queue is lost (as when the process dies).
+//! `MeshSim::start` and `edgent mesh-sim` without flags keep the old, simple behaviour
+//! (full mesh, no timing rules); [`SimOptions::real`] / `--real` turns on every measured
+//! behaviour at once with the measured durations (`--time-scale F` shortens them), and
+//! each has its own switch.
+//!
+//! | measured on the real node | what the sim does | switch |
+//! |---|---|---|
+//! | `/recv`: 204 when empty, else the body with `X-From-Peer-Id` = the sender's PARTIAL key (Yggdrasil `Address.GetKey`, 115-116 key bits then 1s) | the same ([`PeerKey::partial`]) | always |
+//! | the `/recv` queue holds 100 messages, the oldest dropped when full | the same ([`SIM_QUEUE_CAPACITY`]) | always |
+//! | `/send`: 400 `Invalid destination peer ID` for anything but 64 hex, 200 with `X-Sent-Bytes` once handed over; later losses are invisible to the sender | the same; the destination is found by its Yggdrasil address, so a partial key reaches it | always |
+//! | a body over `max_message_size` (16 MiB): 500 `Write data failed: …` | the same, never queued | always |
+//! | a spoke's `tree` lists itself, its direct peers and their ancestors only: spokes of a hub never see each other; the hub sees its peers; `/send` still routes to any key | the same over a peering tree; `/send` needs a path of running nodes | `--parents` / `--topology` ([`SimTopology`]); default: full mesh, everyone a direct peer |
+//! | `tree` entries `{public_key, parent, sequence}`, the root its own parent | root: the smallest key of each connected part; parent: the neighbour one hop closer | with the topology |
+//! | the first `/send` after two nodes peer takes 3.0 s at +0-0.3 s, 1.0 s at +1 s, ~5 ms from +2 s (route ready 2 s after peering; SYNs at 0, 1, 3, 7 … s) | a send is held until its first SYN attempt at or after "ready", the route being ready `warmup` after its last node (re)started; so a restarted peer is sendable again after a few seconds | `--warmup-ms`, `--syn-backoff-ms` ([`SimTiming::warmup_ms`]); off by default |
+//! | `/send` to a key nobody has, or to a node that is down, blocks 127 s, then `502 Failed to reach peer: … operation timed out`; AXL keeps dialling, so a node back in time is reached | held, re-checked at each SYN attempt, 502 after the block time; shutdown and killing the sender end held sends | `--block-ms` ([`SimTiming::block_ms`]); default: 502 at once |
+//! | a departed node lingers in the others' `tree` for minutes; its peer entry says `up: false` | it stays in the trees that listed it for the linger time (the tree's shape frozen meanwhile) | `--linger-ms` ([`SimTiming::linger_ms`]); default: gone at once; peers always show `up: false` |
+//! | a message accepted (200) is lost if the node dies before delivering it | killing a node loses its queue and every delayed delivery from or to it | always (`down`, `/sim/kill/{i}`) |
+//! | a node can be killed (SIGKILL) and restarted with the same key; its port refuses connections meanwhile | the same ([`MeshSim::kill`], [`MeshSim::restart`], `POST /sim/kill/{i}`, `POST /sim/restart/{i}`, `down` in the faults); a held `/send` on a killed node answers 503 `sim: node is down` (the real client would see the connection drop) | always |
+//! | every node uses the same `tcp_port`; peers dial with TLS | not modelled (no sockets between nodes) | - |
+//! | node keys are ed25519 | 32 bytes from `(seed, index)` ([`sim_node_key`]); nothing here signs | - |
+//!
+//! # Faults and control over HTTP
+//!
+//! Settable from Rust ([`MeshSim::set_faults`] and helpers) or over HTTP on any up node
+//! under the separate `/sim/` prefix, so another process can drive the sim:
+//! - `GET`/`POST /sim/faults` with [`Faults`] as JSON:
+//!   - `drop_rate`: each message is silently lost with this probability (`/send` still 200);
+//!   - `delay_ms`: delivery happens this much after `/send` answers;
+//!   - `partitions`: `[[i, j], …]` pairs that cannot reach each other;
+//!   - `down`: nodes whose AXL is "not running": their port refuses connections, sends to
+//!     them fail (at once, or after the block time), their queue is lost;
+//! - `POST /sim/kill/{i}`, `POST /sim/restart/{i}` (a running node is killed first);
+//! - `GET`/`POST /sim/timing` with [`SimTiming`] as JSON (the topology is fixed at start);
+//! - `GET /sim/stats`: [`SimNodeStats`] per node, `sent` included (mesh traffic per node).
 
 mod http;
+pub mod timing;
+pub mod topology;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +64,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::YggAddress;
 use super::{AxlClient, AxlError, PeerKey};
+pub use timing::SimTiming;
+use timing::{dial_delay, next_attempt_after, SIM_MAX_TIMING_MS};
+use topology::Graph;
+pub use topology::SimTopology;
 
 /// AXL's receive queue capacity (`DefaultRecvQueue`).
 pub const SIM_QUEUE_CAPACITY: usize = 100;
@@ -74,6 +97,12 @@ pub enum SimError {
     /// A fault setting is out of range (bad node index, drop rate outside 0..=1, …).
     #[error("invalid faults: {0}")]
     BadFaults(String),
+    /// A timing setting is out of range.
+    #[error("invalid timing: {0}")]
+    BadTiming(String),
+    /// A peering graph that is not a tree of the sim's nodes.
+    #[error("invalid topology: {0}")]
+    BadTopology(String),
     /// `base_port + n` does not fit in a port number, or `n` is zero.
     #[error("invalid sim size: {0}")]
     BadSize(String),
@@ -141,19 +170,82 @@ impl Faults {
     }
 }
 
+/// How to start a sim: size, ports, ids, peering graph and timing rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOptions {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Node `i` serves on `base_port + i`; 0 for ephemeral ports.
+    pub base_port: u16,
+    /// Seed of the node keys ([`sim_node_key`]).
+    pub seed: u64,
+    /// Who peers with whom.
+    pub topology: SimTopology,
+    /// Warm-up, blocking sends, lingering.
+    pub timing: SimTiming,
+}
+
+impl SimOptions {
+    /// `nodes` nodes on ephemeral ports, seed 1, full mesh, no timing rules (the old sim).
+    pub fn new(nodes: usize) -> SimOptions {
+        SimOptions {
+            nodes,
+            base_port: 0,
+            seed: 1,
+            topology: SimTopology::Full,
+            timing: SimTiming::default(),
+        }
+    }
+
+    /// Every measured timing behaviour on, with the measured durations
+    /// ([`SimTiming::real`]); the topology is set apart ([`SimOptions::topology`]).
+    pub fn real(mut self) -> SimOptions {
+        self.timing = SimTiming::real();
+        self
+    }
+
+    /// The peering graph.
+    pub fn topology(mut self, topology: SimTopology) -> SimOptions {
+        self.topology = topology;
+        self
+    }
+
+    /// The timing rules.
+    pub fn timing(mut self, timing: SimTiming) -> SimOptions {
+        self.timing = timing;
+        self
+    }
+
+    /// The key seed.
+    pub fn seed(mut self, seed: u64) -> SimOptions {
+        self.seed = seed;
+        self
+    }
+
+    /// The first port (0: ephemeral ports).
+    pub fn base_port(mut self, base_port: u16) -> SimOptions {
+        self.base_port = base_port;
+        self
+    }
+}
+
 /// Counters of one sim node, as JSON on `/sim/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SimNodeStats {
     /// Messages put on this node's receive queue.
     pub delivered: u64,
     /// Messages pushed out of the full queue (oldest first), as AXL does.
     pub overflow_dropped: u64,
-    /// Messages to this node lost to the drop rate or to the node being down.
+    /// Messages to this node lost to the drop rate or to a node being killed.
     pub fault_dropped: u64,
     /// Messages waiting in the queue now.
     pub queued: usize,
     /// `GET /recv` requests answered (shows how often a receiver polls).
     pub recv_polls: u64,
+    /// Messages this node's `/send` accepted (200), whether or not they arrived: the
+    /// node's mesh traffic.
+    pub sent: u64,
 }
 
 #[derive(Default)]
@@ -162,6 +254,7 @@ struct NodeCounters {
     overflow_dropped: AtomicU64,
     fault_dropped: AtomicU64,
     recv_polls: AtomicU64,
+    sent: AtomicU64,
 }
 
 struct Queued {
@@ -175,18 +268,30 @@ struct SimNode {
     port: u16,
     queue: Mutex<VecDeque<Queued>>,
     counters: NodeCounters,
-    /// Stops this node's HTTP server; `None` while the node is down.
+    /// Stops this node's HTTP server (and its held sends); `None` while the node is down.
     server: Mutex<Option<CancellationToken>>,
+}
+
+/// When a node last came up and went down.
+#[derive(Clone, Copy)]
+struct Life {
+    up_since: Instant,
+    down_since: Option<Instant>,
+    /// Bumped at every kill: a delayed delivery from or to an older life is lost.
+    epoch: u64,
 }
 
 /// State shared by every node's HTTP handlers.
 struct Shared {
     nodes: Vec<SimNode>,
+    graph: Graph,
     faults: Mutex<Faults>,
+    timing: Mutex<SimTiming>,
+    life: Mutex<Vec<Life>>,
     rng: Mutex<fastrand::Rng>,
     /// Serialises fault changes: starting and stopping listeners must not interleave.
     apply: tokio::sync::Mutex<()>,
-    /// Cancelled when the whole sim stops (stops delayed deliveries too).
+    /// Cancelled when the whole sim stops (stops delayed deliveries and held sends too).
     closed: CancellationToken,
 }
 
@@ -220,6 +325,26 @@ enum SendOutcome {
     Unreachable(String),
     /// Over the receiver's `max_message_size`: 500, as AXL's failed write.
     TooLarge,
+    /// The sending node was killed (or the sim stopped) while the send was held.
+    SenderDown,
+}
+
+/// Where a send stands at one moment.
+enum Route {
+    /// Deliverable now to this node.
+    Ready(usize),
+    /// A path exists but is still warming up until then.
+    Warming(Instant),
+    /// No way there now.
+    Unreachable(String),
+}
+
+/// One node's `/topology`, by node index.
+struct View {
+    /// Direct peers: (node, up, inbound).
+    peers: Vec<(usize, bool, bool)>,
+    /// Tree entries: (node, parent).
+    tree: Vec<(usize, usize)>,
 }
 
 impl Shared {
@@ -227,27 +352,100 @@ impl Shared {
         lock(&self.faults).clone()
     }
 
+    fn timing(&self) -> SimTiming {
+        *lock(&self.timing)
+    }
+
     fn is_down(&self, i: usize) -> bool {
         lock(&self.faults).is_down(i)
+    }
+
+    fn epoch(&self, i: usize) -> u64 {
+        lock(&self.life)[i].epoch
     }
 
     fn node_by_addr(&self, addr: &YggAddress) -> Option<usize> {
         self.nodes.iter().position(|n| &n.addr == addr)
     }
 
-    fn send(self: &Arc<Self>, from: usize, to: &PeerKey, body: Bytes) -> SendOutcome {
+    fn route(&self, from: usize, to: &PeerKey, now: Instant) -> Route {
         let Some(dest) = self.node_by_addr(&to.address()) else {
-            return SendOutcome::Unreachable(format!("no node has address {} (sim)", to.ipv6()));
+            return Route::Unreachable(format!("no node has address {} (sim)", to.ipv6()));
         };
         let faults = self.faults();
         if !faults.reachable(from, dest) {
-            return SendOutcome::Unreachable(format!(
+            return Route::Unreachable(format!(
                 "connection timed out (sim: node {dest} is down or partitioned from node {from})"
             ));
         }
+        if from == dest {
+            return Route::Ready(dest);
+        }
+        let Some(path) = self.graph.path(from, dest, &|j| !faults.is_down(j)) else {
+            return Route::Unreachable(format!(
+                "connection timed out (sim: no path of running nodes from node {from} to node {dest})"
+            ));
+        };
+        let Some(warmup) = self.timing().warmup() else {
+            return Route::Ready(dest);
+        };
+        let life = lock(&self.life);
+        let last_up = path.iter().map(|&j| life[j].up_since).max().unwrap_or(now);
+        let ready_at = last_up + warmup;
+        if now >= ready_at {
+            Route::Ready(dest)
+        } else {
+            Route::Warming(ready_at)
+        }
+    }
+
+    /// One `/send` from node `from`: delivered when its route is ready, held while the
+    /// route warms up or (with a block time) while the destination cannot be reached,
+    /// re-checked at each SYN attempt (see [`timing`]).
+    async fn send(self: &Arc<Self>, from: usize, to: &PeerKey, body: Bytes) -> SendOutcome {
+        let Some(killed) = lock(&self.nodes[from].server).clone() else {
+            return SendOutcome::SenderDown;
+        };
+        let start = Instant::now();
+        loop {
+            let now = Instant::now();
+            let timing = self.timing();
+            let unit = timing.unit();
+            let block = timing.block();
+            let give_up = start + block.unwrap_or(Duration::from_millis(SIM_MAX_TIMING_MS));
+            let (wake, why) = match self.route(from, to, now) {
+                Route::Ready(dest) => return self.hand_over(from, dest, body),
+                Route::Warming(ready_at) => (
+                    start + dial_delay(ready_at.saturating_duration_since(start), unit),
+                    "the route is still warming up".to_string(),
+                ),
+                Route::Unreachable(why) if block.is_none() => return SendOutcome::Unreachable(why),
+                Route::Unreachable(why) => (start + next_attempt_after(now - start, unit), why),
+            };
+            if now >= give_up {
+                return SendOutcome::Unreachable(format!(
+                    "connect tcp [{}]:7000: operation timed out ({why})",
+                    to.ipv6()
+                ));
+            }
+            tokio::select! {
+                _ = killed.cancelled() => return SendOutcome::SenderDown,
+                _ = tokio::time::sleep_until(wake.min(give_up)) => {}
+            }
+        }
+    }
+
+    /// Hand a message over on a ready route: the answer is 200 from here on, whatever
+    /// becomes of the message.
+    fn hand_over(self: &Arc<Self>, from: usize, dest: usize, body: Bytes) -> SendOutcome {
         if body.len() > SIM_MAX_MESSAGE_BYTES {
             return SendOutcome::TooLarge;
         }
+        self.nodes[from]
+            .counters
+            .sent
+            .fetch_add(1, Ordering::Relaxed);
+        let faults = self.faults();
         let lost = faults.drop_rate > 0.0 && lock(&self.rng).f64() < faults.drop_rate;
         if lost {
             self.nodes[dest]
@@ -263,12 +461,20 @@ impl Shared {
         if faults.delay_ms == 0 {
             self.deliver(dest, msg);
         } else {
+            let lives = (self.epoch(from), self.epoch(dest));
             let shared = Arc::clone(self);
             let delay = Duration::from_millis(faults.delay_ms);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = shared.closed.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => shared.deliver(dest, msg),
+                    _ = tokio::time::sleep(delay) => {
+                        if (shared.epoch(from), shared.epoch(dest)) == lives {
+                            shared.deliver(dest, msg);
+                        } else {
+                            // Killed meanwhile: the message was in the dead process.
+                            shared.nodes[dest].counters.fault_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
             });
         }
@@ -306,6 +512,35 @@ impl Shared {
             fault_dropped: n.counters.fault_dropped.load(Ordering::Relaxed),
             queued: lock(&n.queue).len(),
             recv_polls: n.counters.recv_polls.load(Ordering::Relaxed),
+            sent: n.counters.sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Node `me`'s `/topology`: its direct peers, and in the tree itself, its peers and
+    /// their ancestors among the nodes it can see (running, or departed within the
+    /// linger time, and not partitioned from it).
+    fn view(&self, me: usize) -> View {
+        let faults = self.faults();
+        let linger = self.timing().linger();
+        let life = lock(&self.life).clone();
+        let now = Instant::now();
+        let lingering = |j: usize| match (linger, life[j].down_since) {
+            (Some(l), Some(since)) => now < since + l,
+            _ => false,
+        };
+        let present = |j: usize| {
+            j == me || (!faults.partitioned(me, j) && (!faults.is_down(j) || lingering(j)))
+        };
+        let keys: Vec<PeerKey> = self.nodes.iter().map(|n| n.key).collect();
+        let peers = self
+            .graph
+            .peers(me)
+            .iter()
+            .map(|&j| (j, faults.reachable(me, j), self.graph.inbound(me, j)))
+            .collect();
+        View {
+            peers,
+            tree: self.graph.tree_view(me, &keys, &present),
         }
     }
 
@@ -313,6 +548,11 @@ impl Shared {
     async fn set_faults(self: &Arc<Self>, new: Faults) -> Result<(), SimError> {
         new.validate(self.nodes.len())?;
         let _serial = self.apply.lock().await;
+        self.apply_faults(new).await
+    }
+
+    /// [`Shared::set_faults`] with the `apply` lock held.
+    async fn apply_faults(self: &Arc<Self>, new: Faults) -> Result<(), SimError> {
         let old = std::mem::replace(&mut *lock(&self.faults), new.clone());
         for i in 0..self.nodes.len() {
             match (old.is_down(i), new.is_down(i)) {
@@ -325,18 +565,49 @@ impl Shared {
         Ok(())
     }
 
-    /// Take node `i` down: its queue is lost and its port refuses connections. Returns
-    /// once a connection to the port is refused.
+    /// Kill node `i` (if it runs) and start it again.
+    async fn restart(self: &Arc<Self>, i: usize) -> Result<(), SimError> {
+        let _serial = self.apply.lock().await;
+        let mut f = self.faults();
+        f.validate(self.nodes.len())?;
+        if i >= self.nodes.len() {
+            return Err(SimError::BadFaults(format!(
+                "node {i} does not exist (there are {})",
+                self.nodes.len()
+            )));
+        }
+        if !f.is_down(i) {
+            f.down.push(i);
+            self.apply_faults(f.clone()).await?;
+        }
+        f.down.retain(|&d| d != i);
+        self.apply_faults(f).await
+    }
+
+    fn set_timing(&self, timing: SimTiming) -> Result<(), SimError> {
+        timing.validate()?;
+        *lock(&self.timing) = timing;
+        tracing::info!(target: "axl::sim", ?timing, "sim timing set");
+        Ok(())
+    }
+
+    /// Take node `i` down: its queue is lost, its held sends end, its delayed deliveries
+    /// are lost, and its port refuses connections. Returns once a connection is refused.
     async fn stop_node(&self, i: usize) -> Result<(), SimError> {
         let node = &self.nodes[i];
+        {
+            let mut life = lock(&self.life);
+            life[i].epoch += 1;
+            life[i].down_since = Some(Instant::now());
+        }
         if let Some(token) = lock(&node.server).take() {
             token.cancel();
         }
         lock(&node.queue).clear();
         let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
-        let deadline = tokio::time::Instant::now() + LISTENER_DEADLINE;
+        let deadline = Instant::now() + LISTENER_DEADLINE;
         while TcpStream::connect(addr).await.is_ok() {
-            if tokio::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return Err(SimError::ListenerStuck(i));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -347,14 +618,19 @@ impl Shared {
     /// Bring node `i` back on its old port (retrying while the old listener closes).
     async fn start_node(self: &Arc<Self>, i: usize) -> Result<(), SimError> {
         let port = self.nodes[i].port;
-        let deadline = tokio::time::Instant::now() + LISTENER_DEADLINE;
+        let deadline = Instant::now() + LISTENER_DEADLINE;
         let listener = loop {
             match bind(port) {
                 Ok(l) => break l,
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         };
+        {
+            let mut life = lock(&self.life);
+            life[i].up_since = Instant::now();
+            life[i].down_since = None;
+        }
         self.serve(i, listener);
         Ok(())
     }
@@ -384,16 +660,29 @@ fn bind(port: u16) -> Result<TcpListener, SimError> {
     socket.listen(1024).map_err(err)
 }
 
-/// A running in-process mesh of `n` nodes (TEST AND DEMO HARNESS, see the module docs).
-/// Dropping it stops every node.
+/// A running in-process mesh (TEST AND DEMO HARNESS, see the module docs). Dropping it
+/// stops every node.
 pub struct MeshSim {
     shared: Arc<Shared>,
 }
 
 impl MeshSim {
     /// Start `n` nodes on `127.0.0.1`, on ports `base_port + i`, or on ephemeral ports
-    /// when `base_port` is 0. Node ids come from `(seed, i)` ([`sim_node_key`]).
+    /// when `base_port` is 0. Node ids come from `(seed, i)` ([`sim_node_key`]). A full
+    /// mesh without timing rules: [`MeshSim::start_with`] for the real node's behaviours.
     pub async fn start(n: usize, base_port: u16, seed: u64) -> Result<MeshSim, SimError> {
+        MeshSim::start_with(SimOptions::new(n).base_port(base_port).seed(seed)).await
+    }
+
+    /// Start a sim as `options` say. Every node starts (and so peers) now.
+    pub async fn start_with(options: SimOptions) -> Result<MeshSim, SimError> {
+        let SimOptions {
+            nodes: n,
+            base_port,
+            seed,
+            topology,
+            timing,
+        } = options;
         if n == 0 {
             return Err(SimError::BadSize("at least one node is needed".into()));
         }
@@ -402,6 +691,8 @@ impl MeshSim {
                 "{n} nodes from port {base_port} run past port 65535"
             )));
         }
+        topology.validate(n)?;
+        timing.validate()?;
         let mut listeners = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
@@ -426,9 +717,18 @@ impl MeshSim {
             });
             listeners.push(listener);
         }
+        let now = Instant::now();
+        let life = Life {
+            up_since: now,
+            down_since: None,
+            epoch: 0,
+        };
         let shared = Arc::new(Shared {
             nodes,
+            graph: Graph::new(&topology, n),
             faults: Mutex::new(Faults::default()),
+            timing: Mutex::new(timing),
+            life: Mutex::new(vec![life; n]),
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5151_5151)),
             apply: tokio::sync::Mutex::new(()),
             closed: CancellationToken::new(),
@@ -436,7 +736,7 @@ impl MeshSim {
         for (i, listener) in listeners.into_iter().enumerate() {
             shared.serve(i, listener);
         }
-        tracing::info!(target: "axl::sim", nodes = n, seed, "mesh sim started");
+        tracing::info!(target: "axl::sim", nodes = n, seed, ?topology, ?timing, "mesh sim started");
         Ok(MeshSim { shared })
     }
 
@@ -481,6 +781,16 @@ impl MeshSim {
         self.shared.set_faults(faults).await
     }
 
+    /// The timing rules in force.
+    pub fn timing(&self) -> SimTiming {
+        self.shared.timing()
+    }
+
+    /// Replace the timing rules (sends already held keep their start time).
+    pub fn set_timing(&self, timing: SimTiming) -> Result<(), SimError> {
+        self.shared.set_timing(timing)
+    }
+
     /// Take node `i` down (`true`) or bring it back (`false`), keeping other faults.
     pub async fn set_down(&self, i: usize, down: bool) -> Result<(), SimError> {
         let mut f = self.faults();
@@ -489,6 +799,18 @@ impl MeshSim {
             f.down.push(i);
         }
         self.set_faults(f).await
+    }
+
+    /// Kill node `i` as SIGKILL would: its port refuses connections, its queue, held
+    /// sends and messages in flight from or to it are lost.
+    pub async fn kill(&self, i: usize) -> Result<(), SimError> {
+        self.set_down(i, true).await
+    }
+
+    /// Start node `i` again with the same key and port (killing it first if it runs).
+    /// Its routes warm up again as after a start.
+    pub async fn restart(&self, i: usize) -> Result<(), SimError> {
+        self.shared.restart(i).await
     }
 
     /// Cut nodes `i` and `j` off from each other.
@@ -524,7 +846,7 @@ impl MeshSim {
         self.shared.stats(i)
     }
 
-    /// Stop every node.
+    /// Stop every node (held sends end too).
     pub fn shutdown(&self) {
         self.shared.closed.cancel();
     }
@@ -536,22 +858,119 @@ impl Drop for MeshSim {
     }
 }
 
-/// The ids of the nodes down or partitioned away, as sets, for `/topology`.
-fn unreachable_from(faults: &Faults, me: usize, n: usize) -> BTreeSet<usize> {
-    (0..n)
-        .filter(|&j| !faults.reachable(me, j) && j != me)
-        .collect()
+/// The `edgent mesh-sim` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeshSimArgs {
+    /// Number of nodes (default 2, or as many as --parents describes).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Node i serves on base-port + i (0: ephemeral ports).
+    #[arg(long, default_value_t = 9002)]
+    pub base_port: u16,
+    /// Seed of the node keys (same seed, same ids).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Peering graph: `full` (everyone peers with everyone), `star` (node 0 the hub) or
+    /// `hubs:K` (node 0 the hub, nodes 1..=K sub-hubs, the rest spokes spread over them).
+    #[arg(long, default_value = "full", conflicts_with = "parents")]
+    pub topology: String,
+    /// Peering tree as the parent of each node from node 1 on, comma-separated, each
+    /// below its node: `0,0,0` is a hub with three spokes, `0,0,1,1,2,2` a hub, two
+    /// sub-hubs and four spokes.
+    #[arg(long)]
+    pub parents: Option<String>,
+    /// Turn on every measured behaviour of the real node at once, with the measured
+    /// durations: route warm-up 2 s with 1 s SYN backoff, 127 s blocking sends, departed
+    /// nodes lingering 180 s.
+    #[arg(long)]
+    pub real: bool,
+    /// Multiply the durations --real turns on (e.g. 0.1: warm-up 0.2 s, block 12.7 s).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Route warm-up after a node (re)starts, in ms (sends held meanwhile).
+    #[arg(long)]
+    pub warmup_ms: Option<u64>,
+    /// SYN retry unit in ms: held sends dial at 0, 1, 3, 7, … units.
+    #[arg(long)]
+    pub syn_backoff_ms: Option<u64>,
+    /// How long a send to an unreachable node blocks before its 502, in ms.
+    #[arg(long)]
+    pub block_ms: Option<u64>,
+    /// How long a killed node stays in the others' tree, in ms.
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+}
+
+impl MeshSimArgs {
+    /// The sim these arguments describe.
+    pub fn options(&self) -> Result<SimOptions, SimError> {
+        if !(self.time_scale.is_finite() && self.time_scale >= 0.0) {
+            return Err(SimError::BadTiming(format!(
+                "--time-scale must be a number >= 0, got {}",
+                self.time_scale
+            )));
+        }
+        let from_parents = match &self.parents {
+            Some(list) => Some(SimTopology::parse_parents(list)?),
+            None => None,
+        };
+        let nodes = match (
+            self.nodes,
+            from_parents.as_ref().and_then(|t| t.implied_nodes()),
+        ) {
+            (Some(n), Some(m)) if n != m => {
+                return Err(SimError::BadTopology(format!(
+                    "--nodes {n} but --parents describes {m} nodes"
+                )))
+            }
+            (_, Some(m)) => m,
+            (Some(n), None) => n,
+            (None, None) => 2,
+        };
+        let topology = match from_parents {
+            Some(t) => t,
+            None => match self.topology.trim() {
+                "full" => SimTopology::Full,
+                "star" => SimTopology::star(nodes),
+                other => {
+                    let k = other
+                        .strip_prefix("hubs:")
+                        .and_then(|k| k.parse::<usize>().ok())
+                        .filter(|&k| k < nodes.max(1))
+                        .ok_or_else(|| {
+                            SimError::BadTopology(format!(
+                                "--topology {other:?}: expected full, star or hubs:K with K below the node count"
+                            ))
+                        })?;
+                    SimTopology::hubs(nodes, k)
+                }
+            },
+        };
+        let base = if self.real {
+            SimTiming::real()
+        } else {
+            SimTiming::default()
+        };
+        let mut timing = base.scaled(self.time_scale);
+        timing.warmup_ms = self.warmup_ms.or(timing.warmup_ms);
+        timing.syn_backoff_ms = self.syn_backoff_ms.unwrap_or(timing.syn_backoff_ms);
+        timing.block_ms = self.block_ms.or(timing.block_ms);
+        timing.linger_ms = self.linger_ms.or(timing.linger_ms);
+        Ok(SimOptions {
+            nodes,
+            base_port: self.base_port,
+            seed: self.seed,
+            topology,
+            timing,
+        })
+    }
 }
 
 /// `edgent mesh-sim`: start a sim, print one line per node
 /// (`node <i> id=<64 hex> url=http://127.0.0.1:<port>`) to stdout, serve until `cancel`.
-pub async fn run_mesh_sim_cli(
-    nodes: usize,
-    base_port: u16,
-    seed: u64,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    let sim = MeshSim::start(nodes, base_port, seed).await?;
+pub async fn run_mesh_sim_cli(args: MeshSimArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+    let options = args.options()?;
+    let sim = MeshSim::start_with(options.clone()).await?;
     {
         let mut out = std::io::stdout().lock();
         for i in 0..sim.len() {
@@ -560,10 +979,117 @@ pub async fn run_mesh_sim_cli(
         out.flush()?;
     }
     eprintln!(
-        "mesh-sim: {nodes} simulated AXL nodes (test/demo harness); faults at POST {}/sim/faults",
+        "mesh-sim: {} simulated AXL nodes (test/demo harness), topology {:?}, timing {}; control at {}/sim/",
+        sim.len(),
+        options.topology,
+        serde_json::to_string(&options.timing)?,
         sim.url(0)
     );
     cancel.cancelled().await;
     sim.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MeshSimArgs,
+    }
+
+    fn options(args: &[&str]) -> Result<SimOptions, SimError> {
+        let argv = std::iter::once("mesh-sim").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map_err(|e| SimError::BadTopology(e.to_string()))?
+            .args
+            .options()
+    }
+
+    #[test]
+    fn no_flags_is_the_old_sim() {
+        let o = options(&[]).unwrap();
+        assert_eq!((o.nodes, o.base_port, o.seed), (2, 9002, 1));
+        assert_eq!(o.topology, SimTopology::Full);
+        assert_eq!(o.timing, SimTiming::default());
+    }
+
+    #[test]
+    fn real_scaled_with_one_duration_set_apart() {
+        let o = options(&["--real", "--time-scale", "0.5", "--block-ms", "100"]).unwrap();
+        assert_eq!(
+            o.timing,
+            SimTiming {
+                warmup_ms: Some(1_000),
+                syn_backoff_ms: 500,
+                block_ms: Some(100),
+                linger_ms: Some(90_000),
+            }
+        );
+        let o = options(&["--linger-ms", "5"]).unwrap();
+        assert_eq!(o.timing.linger_ms, Some(5));
+        assert_eq!((o.timing.warmup_ms, o.timing.block_ms), (None, None));
+        assert!(options(&["--time-scale", "-1"]).is_err());
+    }
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// The sim's own send path on a paused clock, at the measured durations: the first
+    /// send after peering waits 3.0 s at +0 to +0.3 s, 1.0 s at +1 s, nothing from +2 s;
+    /// a send to nobody answers 502 after exactly 127 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_send_after_peering_follows_the_measured_schedule() {
+        for (sent_at, waits) in [
+            (0, 3_000),
+            (300, 3_000),
+            (1_000, 1_000),
+            (1_900, 1_000),
+            (2_000, 0),
+        ] {
+            let sim = MeshSim::start_with(SimOptions::new(2).real())
+                .await
+                .unwrap();
+            tokio::time::advance(ms(sent_at)).await;
+            let t = Instant::now();
+            let out = sim
+                .shared
+                .send(0, &sim.key(1), Bytes::from_static(b"x"))
+                .await;
+            assert!(matches!(out, SendOutcome::Sent), "sent at +{sent_at} ms");
+            assert_eq!(t.elapsed(), ms(waits), "sent at +{sent_at} ms");
+            assert_eq!(sim.stats(1).delivered, 1);
+        }
+        let sim = MeshSim::start_with(SimOptions::new(2).real())
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let out = sim
+            .shared
+            .send(0, &PeerKey([0x42; 32]), Bytes::from_static(b"x"))
+            .await;
+        assert!(matches!(out, SendOutcome::Unreachable(ref why) if why.contains("timed out")));
+        assert_eq!(t.elapsed(), ms(timing::REAL_BLOCK_MS));
+    }
+
+    #[test]
+    fn topologies_from_the_command_line() {
+        let o = options(&["--nodes", "12", "--topology", "hubs:2"]).unwrap();
+        assert_eq!(o.topology, SimTopology::hubs(12, 2));
+        let o = options(&["--parents", "0,0,1"]).unwrap();
+        assert_eq!(
+            (o.nodes, o.topology),
+            (4, SimTopology::Parents(vec![0, 0, 1]))
+        );
+        let o = options(&["--nodes", "5", "--topology", "star"]).unwrap();
+        assert_eq!(o.topology, SimTopology::star(5));
+        assert!(options(&["--nodes", "3", "--parents", "0,0,0"]).is_err());
+        assert!(options(&["--topology", "star", "--parents", "0"]).is_err());
+        assert!(options(&["--topology", "hubs:x"]).is_err());
+    }
 }

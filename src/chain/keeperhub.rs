@@ -5,7 +5,11 @@
 //! array *string*, then `GET /api/execute/{executionId}/status` every `KEEPERHUB_POLL_SECS`
 //! until `completed` or `failed`. 429 waits for `Retry-After`; 5xx and network errors are
 //! retried until the overall timeout; 401 and 422 (spending cap) stop at once. Before
-//! every POST the stake is read from the chain, so a retry never releases twice.
+//! every POST the stake is read from the chain, so a retry never releases twice. A POST
+//! whose answer is lost (504, or a connection dropped after sending) may have queued an
+//! execution: the API documents no idempotency key and no execution listing, so the
+//! settler watches the chain for up to ten polls before posting again, and a retry never
+//! queues a second execution behind one that lands.
 
 use std::time::Duration;
 
@@ -21,6 +25,13 @@ use super::settings::{ChainConfigError, ChainSettings, Secret};
 use super::settle::{
     already_settled, plan_reject, plan_release, Plan, SettleError, Settlement, Settler,
 };
+
+/// After a POST whose answer was lost (504, or the connection dropped once the request was
+/// sent), the chain is watched this many `KEEPERHUB_POLL_SECS` for the execution the lost
+/// POST may have queued, before posting again. KeeperHub's Direct Execution API documents
+/// no idempotency key and no way to list executions, so the chain is where an earlier
+/// execution shows.
+const LOST_ANSWER_POLLS: u32 = 10;
 
 /// Longest `Retry-After` we honour in one wait (longer values are capped, not trusted).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -130,6 +141,19 @@ impl KeeperHubSettler {
                     tracing::warn!(%job_id, wait = ?d, "KeeperHub rate limit (429); waiting");
                     d
                 }
+                Ok(PostReply::Lost(why)) => {
+                    tracing::warn!(%job_id, %why, function, "KeeperHub's answer was lost; the call may be queued: watching the chain before posting again");
+                    let until = (Instant::now() + self.poll * LOST_ANSWER_POLLS).min(deadline);
+                    while Instant::now() < until {
+                        tokio::time::sleep(self.poll).await;
+                        let stake = self.escrow.get_stake(job_id).await?;
+                        if let Plan::Done(status) = plan(&stake)? {
+                            tracing::info!(%job_id, %status, function, "KeeperHub: the call whose answer was lost went through");
+                            return Ok(already_settled(&self.escrow, job_id, status).await);
+                        }
+                    }
+                    Duration::ZERO
+                }
                 Ok(PostReply::Transient(why)) => {
                     tracing::warn!(%job_id, %why, "KeeperHub call failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -148,7 +172,8 @@ impl KeeperHubSettler {
         let url = format!("{}/api/execute/contract-call", self.base_url);
         let resp = match self.authed(self.http.post(&url)).json(body).send().await {
             Ok(r) => r,
-            Err(e) => return Ok(PostReply::Transient(e.to_string())),
+            Err(e) if e.is_connect() => return Ok(PostReply::Transient(e.to_string())),
+            Err(e) => return Ok(PostReply::Lost(e.to_string())),
         };
         let status = resp.status();
         let retry_after = retry_after(&resp);
@@ -175,6 +200,9 @@ impl KeeperHubSettler {
             StatusCode::TOO_MANY_REQUESTS => Ok(PostReply::RetryAfter(retry_after)),
             StatusCode::UNAUTHORIZED => Err(SettleError::Unauthorized),
             StatusCode::UNPROCESSABLE_ENTITY => Err(SettleError::SpendingCap(clip(&text))),
+            StatusCode::GATEWAY_TIMEOUT => {
+                Ok(PostReply::Lost(format!("HTTP 504: {}", clip(&text))))
+            }
             s if s.is_server_error() => {
                 Ok(PostReply::Transient(format!("HTTP {s}: {}", clip(&text))))
             }
@@ -281,7 +309,10 @@ impl KeeperHubSettler {
 enum PostReply {
     Accepted(String, Option<Outcome>),
     RetryAfter(Duration),
+    /// Refused before anything was queued (a 5xx other than 504, no connection).
     Transient(String),
+    /// The answer was lost: the call may have been queued.
+    Lost(String),
 }
 
 /// Looks a field up at the top level or under `data` (KeeperHub wraps some answers).

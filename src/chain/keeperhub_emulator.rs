@@ -11,7 +11,8 @@
 //!   transactionLink, error}` with status `pending`/`running`/`completed`/`failed`.
 //!
 //! Faults can be injected at start ([`EmulatorFaults`]) or later through the handle:
-//! 500s, 429 with `Retry-After`, a slow status, `failed` executions, a spending cap.
+//! 500s, 429 with `Retry-After`, a slow status, `failed` executions, a spending cap, and
+//! answers lost after the execution was queued (504).
 //! Used by the chain tests, the lead's integration tests and `edgent demo`.
 
 use std::collections::HashMap;
@@ -53,6 +54,13 @@ pub struct EmulatorFaults {
     pub failed_executions: usize,
     /// Every POST answers 422 SPENDING_CAP_EXCEEDED while set.
     pub spending_cap: bool,
+    /// The next N accepted contract-calls queue and run their execution, then answer 504:
+    /// the answer is lost on its way back (a gateway timing out after forwarding), so the
+    /// caller cannot tell that the call was queued.
+    pub lost_answers: usize,
+    /// How long an accepted execution waits in KeeperHub's queue before it sends its
+    /// transaction.
+    pub execution_delay: Duration,
 }
 
 /// One contract-call the emulator accepted.
@@ -208,6 +216,16 @@ impl KeeperHubEmulator {
         self.inner.lock().faults.status_delay = d;
     }
 
+    /// Accepted executions wait `d` before sending their transaction.
+    pub fn set_execution_delay(&self, d: Duration) {
+        self.inner.lock().faults.execution_delay = d;
+    }
+
+    /// The next `n` accepted contract-calls run, but their answer is lost (504).
+    pub fn lose_next_answers(&self, n: usize) {
+        self.inner.lock().faults.lost_answers = n;
+    }
+
     /// The next `n` accepted executions end `failed` without a transaction.
     pub fn fail_next_executions(&self, n: usize) {
         self.inner.lock().faults.failed_executions = n;
@@ -294,7 +312,7 @@ async fn contract_call(
         Ok(c) => c,
         Err(detail) => return error(StatusCode::BAD_REQUEST, "invalid_request", detail),
     };
-    let (id, fail) = {
+    let (id, fail, delay) = {
         let mut s = inner.lock();
         s.next_id += 1;
         let id = format!("direct_emu_{}", s.next_id);
@@ -315,11 +333,12 @@ async fn contract_call(
             args: call.args.clone(),
             network: call.network.clone(),
         });
-        (id, fail)
+        (id, fail, s.faults.execution_delay)
     };
     let task_inner = inner.clone();
     let task_id = id.clone();
     tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
         let state = if fail {
             ExecState::Failed("injected fault: execution failed".into())
         } else {
@@ -329,6 +348,17 @@ async fn contract_call(
             e.state = state;
         }
     });
+    {
+        let mut s = inner.lock();
+        if s.faults.lost_answers > 0 {
+            s.faults.lost_answers -= 1;
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "injected fault: the execution was queued, its answer lost",
+            );
+        }
+    }
     (
         StatusCode::OK,
         Json(json!({"executionId": id, "status": "pending"})),

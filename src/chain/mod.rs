@@ -17,11 +17,13 @@ pub mod cli;
 pub mod ens;
 pub mod error;
 pub mod escrow;
+pub mod escrow_code;
 pub mod keeperhub;
 pub mod keeperhub_emulator;
 mod rpc;
 pub mod settings;
 pub mod settle;
+pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
 pub use escrow::{EscrowClient, StakeInfo, StakeStatus};

@@ -5,6 +5,8 @@
 //!   proof arrives, verifies it, and settles through the configured [`Settler`].
 //! - [`provider`]: [`PaidProvider`] checks the stake before any work, proves the output after
 //!   delivering it, and asks to be paid.
+//! - [`x402`]: the x402 v2 `PaymentRequired` and `SettleResponse` (scheme `auth-capture`,
+//!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, reject,
 //!   submit, claim, and resuming whatever a restart interrupted.
 //!
@@ -14,15 +16,18 @@
 pub mod provider;
 pub mod requester;
 pub mod watch;
+pub mod x402;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
-use anyhow::Context;
+use alloy::providers::Provider;
 
+use crate::chain::escrow_code::{check_escrow, EscrowCodeError};
 use crate::chain::{
-    ChainSettings, DirectSettler, EscrowClient, KeeperHubSettler, Settler, StakeStatus,
+    ChainConfigError, ChainError, ChainSettings, DirectSettler, EscrowClient, KeeperHubSettler,
+    Settler, StakeStatus,
 };
 use crate::config::{Config, SettlerKind};
 use crate::jobs::{JobRecord, JobStore, PayStatus, PaymentRecord, Side};
@@ -44,21 +49,85 @@ pub struct Chain {
     pub wallet: Address,
 }
 
+/// Why the paid flow cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentsSetupError {
+    /// A chain setting or key is missing or malformed.
+    #[error(transparent)]
+    Settings(#[from] ChainConfigError),
+    /// The contract at `ESCROW_ADDRESS` is not this repository's escrow.
+    #[error(transparent)]
+    EscrowCode(#[from] EscrowCodeError),
+    /// The chain, the escrow or the settler could not be reached or is wrong.
+    #[error("{what}: {source}")]
+    Chain {
+        /// Which part, named by its settings.
+        what: String,
+        /// The cause.
+        #[source]
+        source: ChainError,
+    },
+    /// The binary cannot prove, so it cannot be a paid provider.
+    #[error(
+        "this edgent was built without the `prover` feature, so it cannot prove its paid \
+         jobs: set EDGENT_ROLE=requester, or EDGENT_PAYMENTS=off, or rebuild with the \
+         default features"
+    )]
+    NoProver,
+}
+
+impl PaymentsSetupError {
+    /// True when trying again later may succeed (an RPC endpoint failed); false when the
+    /// setup itself is wrong and only a change of settings helps.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PaymentsSetupError::EscrowCode(e) => e.is_transient(),
+            PaymentsSetupError::Chain { source, .. } => matches!(source, ChainError::Rpc(_)),
+            PaymentsSetupError::Settings(_) | PaymentsSetupError::NoProver => false,
+        }
+    }
+
+    fn chain(what: impl Into<String>) -> impl FnOnce(ChainError) -> PaymentsSetupError {
+        let what = what.into();
+        move |source| match source {
+            ChainError::Config(c) => PaymentsSetupError::Settings(c),
+            source => PaymentsSetupError::Chain { what, source },
+        }
+    }
+}
+
 impl Chain {
-    /// Connect with the node's wallet; fails when the RPC, chain id or escrow is wrong.
-    pub async fn connect(settings: &ChainSettings) -> anyhow::Result<Chain> {
-        let signer = settings
-            .wallet_signer()
-            .context("WALLET_PRIVATE_KEY / WALLET_KEY_PATH")?;
+    /// Connect with the node's wallet; fails when the RPC, chain id or escrow is wrong,
+    /// including an escrow of another ABI (see [`crate::chain::escrow_code`]).
+    pub async fn connect(settings: &ChainSettings) -> Result<Chain, PaymentsSetupError> {
+        let signer = settings.wallet_signer()?;
         let wallet = signer.address();
+        let at = format!("CHAIN_RPC_URL {}", settings.rpc_url);
+        let reader = crate::chain::http_provider(&settings.rpc_url, None)
+            .map_err(PaymentsSetupError::chain(at.clone()))?;
+        let actual = reader
+            .get_chain_id()
+            .await
+            .map_err(|e| PaymentsSetupError::Chain {
+                what: at.clone(),
+                source: ChainError::Rpc(e.to_string()),
+            })?;
+        if actual != settings.chain_id {
+            return Err(PaymentsSetupError::Chain {
+                what: at,
+                source: ChainError::WrongChain {
+                    expected: settings.chain_id,
+                    actual,
+                },
+            });
+        }
+        check_escrow(&reader, settings.escrow).await?;
         let escrow = EscrowClient::connect(settings, Some(signer))
             .await
-            .with_context(|| {
-                format!(
-                    "escrow {} on chain {} at CHAIN_RPC_URL {}",
-                    settings.escrow, settings.chain_id, settings.rpc_url
-                )
-            })?;
+            .map_err(PaymentsSetupError::chain(format!(
+                "escrow {} on chain {} at CHAIN_RPC_URL {}",
+                settings.escrow, settings.chain_id, settings.rpc_url
+            )))?;
         Ok(Chain {
             escrow,
             settings: settings.clone(),
@@ -73,24 +142,20 @@ impl Chain {
 }
 
 /// The settler `SETTLER` asks for.
-pub async fn connect_settler(config: &Config) -> anyhow::Result<Arc<dyn Settler>> {
+pub async fn connect_settler(config: &Config) -> Result<Arc<dyn Settler>, PaymentsSetupError> {
     let Some(settings) = &config.chain else {
-        anyhow::bail!("payments are off: no settler");
+        return Err(ChainConfigError::Missing("WALLET_PRIVATE_KEY (payments are off)").into());
     };
     Ok(match config.settler {
         SettlerKind::Auto => crate::chain::connect_settler(settings)
             .await
-            .context("SETTLER (auto)")?,
-        SettlerKind::KeeperHub => Arc::new(
-            KeeperHubSettler::connect(settings)
-                .await
-                .context("SETTLER=keeperhub (KEEPERHUB_API_URL, KEEPERHUB_API_KEY)")?,
-        ),
-        SettlerKind::Direct => Arc::new(
-            DirectSettler::connect(settings)
-                .await
-                .context("SETTLER=direct (OPERATOR_PRIVATE_KEY)")?,
-        ),
+            .map_err(PaymentsSetupError::chain("SETTLER (auto)"))?,
+        SettlerKind::KeeperHub => Arc::new(KeeperHubSettler::connect(settings).await.map_err(
+            PaymentsSetupError::chain("SETTLER=keeperhub (KEEPERHUB_API_URL, KEEPERHUB_API_KEY)"),
+        )?),
+        SettlerKind::Direct => Arc::new(DirectSettler::connect(settings).await.map_err(
+            PaymentsSetupError::chain("SETTLER=direct (OPERATOR_PRIVATE_KEY)"),
+        )?),
     })
 }
 

@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
 
 use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain, CLAIM_DELAY_SECS};
 use crate::axl::PeerKey;
@@ -15,8 +14,7 @@ use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
 use crate::payment::ProviderPayments;
 use crate::protocol::{
-    JobId, Message, PaymentConfirmed, PaymentRequest, PaymentRequirements, Task, TaskErrorCode,
-    TaskResult,
+    JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskErrorCode, TaskResult,
 };
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
@@ -95,21 +93,20 @@ impl PaidProvider {
                 return;
             }
         };
-        let mut extra = Map::new();
-        extra.insert("escrow".into(), Value::from(pay.escrow.clone()));
-        extra.insert("jobId".into(), Value::from(job.to_hex()));
         let chain_left = pay.stake_deadline.saturating_sub(now_ms() / 1000);
+        let terms = super::x402::Terms {
+            job,
+            provider: self.ctx.me,
+            chain_id: pay.chain_id,
+            asset: self.chain.escrow.usdc_address(),
+            amount: pay.amount_units,
+            pay_to: pay.pay_to.clone(),
+            escrow: pay.escrow.clone(),
+            capture_deadline: pay.stake_deadline,
+        };
         let req = PaymentRequest {
             job_id: job,
-            requirements: PaymentRequirements {
-                scheme: "exact".into(),
-                network: format!("eip155:{}", pay.chain_id),
-                asset: format!("{:#x}", self.chain.escrow.usdc_address()),
-                amount: pay.amount_units.to_string(),
-                pay_to: pay.pay_to.clone(),
-                max_timeout_seconds: chain_left.max(1),
-                extra,
-            },
+            payment_required: super::x402::payment_required(&terms, chain_left),
             output_commitment: c.output_hash_hex(),
             wallet_commitment: c.wallet_commitment_hex(),
             proof,

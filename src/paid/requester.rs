@@ -39,10 +39,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn addr_eq(a: &str, b: &Address) -> bool {
-    a.parse::<Address>().is_ok_and(|a| &a == b)
-}
-
 /// Every check a payment request must pass before money moves, in order. Returns the
 /// output commitment (the escrow's `outputHash`) when all pass.
 pub fn check_payment_request(
@@ -75,41 +71,19 @@ pub fn check_payment_request(
     {
         return Err("wallet_commitment differs from the commitment to the provider's key".into());
     }
-    // 5: the x402 requirements match the stake.
-    let r = &req.requirements;
-    let network = format!("eip155:{}", pay.chain_id);
-    if r.network != network {
-        return Err(format!("network {} is not {network}", r.network));
-    }
-    if !addr_eq(&r.asset, usdc) {
-        return Err(format!(
-            "asset {} is not the escrow's USDC {usdc:#x}",
-            r.asset
-        ));
-    }
-    if r.amount != pay.amount_units.to_string() {
-        return Err(format!(
-            "amount {} is not the staked {}",
-            r.amount, pay.amount_units
-        ));
-    }
-    if !r.pay_to.eq_ignore_ascii_case(&pay.pay_to) {
-        return Err(format!(
-            "payTo {} is not the stake's {}",
-            r.pay_to, pay.pay_to
-        ));
-    }
-    let extra_escrow = r.extra.get("escrow").and_then(|v| v.as_str()).unwrap_or("");
-    if !extra_escrow.eq_ignore_ascii_case(&pay.escrow) {
-        return Err(format!(
-            "extra.escrow {extra_escrow:?} is not the escrow {}",
-            pay.escrow
-        ));
-    }
-    let extra_job = r.extra.get("jobId").and_then(|v| v.as_str()).unwrap_or("");
-    if !extra_job.eq_ignore_ascii_case(&job.to_hex()) {
-        return Err(format!("extra.jobId {extra_job:?} is not this job"));
-    }
+    // 5: the x402 PaymentRequired matches the stake.
+    let terms = super::x402::Terms {
+        job: *job,
+        provider: *provider,
+        chain_id: pay.chain_id,
+        asset: *usdc,
+        amount: pay.amount_units,
+        pay_to: pay.pay_to.clone(),
+        escrow: pay.escrow.clone(),
+        capture_deadline: pay.stake_deadline,
+    };
+    super::x402::check_payment_required(&req.payment_required, &terms)
+        .map_err(|e| e.to_string())?;
     Ok(expected.output_hash_hex())
 }
 
@@ -441,10 +415,24 @@ impl PaidRequester {
     }
 
     async fn confirm(&self, provider: &PeerKey, job: JobId, tx_hash: String, explorer_url: String) {
+        let amount = self
+            .ctx
+            .jobs
+            .get(&job, Side::Requester)
+            .ok()
+            .flatten()
+            .and_then(|r| r.payment.map(|p| p.amount_units));
+        let settle_response = super::x402::settle_response(
+            &tx_hash,
+            self.chain.settings.chain_id,
+            self.chain.wallet,
+            amount,
+        );
         let msg = Message::PaymentConfirmed(PaymentConfirmed {
             job_id: job,
             tx_hash,
             explorer_url,
+            settle_response,
         });
         let _ = self.ctx.send(provider, &msg).await;
     }
@@ -639,8 +627,7 @@ impl RequesterPayments for PaidRequester {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::PaymentRequirements;
-    use serde_json::{Map, Value};
+    use serde_json::Value;
 
     const OUTPUT: &str = "Paris is the capital of France.";
     const KEY: PeerKey = PeerKey([5; 32]);
@@ -668,20 +655,19 @@ mod tests {
             let (proof, public) = crate::zk::prove(OUTPUT.as_bytes(), &KEY.0, &JOB.0).unwrap();
             let c = crate::zk::commitments(OUTPUT.as_bytes(), &KEY.0, &JOB.0);
             let p = pay();
-            let mut extra = Map::new();
-            extra.insert("escrow".into(), Value::from(p.escrow.clone()));
-            extra.insert("jobId".into(), Value::from(JOB.to_hex()));
+            let terms = crate::paid::x402::Terms {
+                job: JOB,
+                provider: KEY,
+                chain_id: p.chain_id,
+                asset: usdc(),
+                amount: p.amount_units,
+                pay_to: p.pay_to.clone(),
+                escrow: p.escrow.clone(),
+                capture_deadline: p.stake_deadline,
+            };
             PaymentRequest {
                 job_id: JOB,
-                requirements: PaymentRequirements {
-                    scheme: "exact".into(),
-                    network: "eip155:31337".into(),
-                    asset: format!("{:#x}", usdc()),
-                    amount: "10000".into(),
-                    pay_to: p.pay_to,
-                    max_timeout_seconds: 600,
-                    extra,
-                },
+                payment_required: crate::paid::x402::payment_required(&terms, 600),
                 output_commitment: c.output_hash_hex(),
                 wallet_commitment: c.wallet_commitment_hex(),
                 proof,
@@ -718,8 +704,8 @@ mod tests {
         let other = JobId([8; 32]);
         let mut replay = r.clone();
         replay.job_id = other;
-        replay
-            .requirements
+        replay.payment_required.resource.url = crate::paid::x402::resource_url(&KEY, &other);
+        replay.payment_required.accepts[0]
             .extra
             .insert("jobId".into(), Value::from(other.to_hex()));
         let e = check(&replay, OUTPUT, &KEY, &other).unwrap_err();
@@ -733,19 +719,23 @@ mod tests {
             ("output_commitment", |r| {
                 r.output_commitment = format!("0x{}", "0".repeat(64))
             }),
-            ("network", |r| r.requirements.network = "eip155:1".into()),
-            ("asset", |r| {
-                r.requirements.asset = format!("0x{}", "dd".repeat(20))
+            ("network", |r| {
+                r.payment_required.accepts[0].network = "eip155:1".into()
             }),
-            ("amount", |r| r.requirements.amount = "9999".into()),
+            ("asset", |r| {
+                r.payment_required.accepts[0].asset = format!("0x{}", "dd".repeat(20))
+            }),
+            ("amount", |r| {
+                r.payment_required.accepts[0].amount = "9999".into()
+            }),
             ("payTo", |r| {
-                r.requirements.pay_to = format!("0x{}", "ee".repeat(20))
+                r.payment_required.accepts[0].pay_to = format!("0x{}", "ee".repeat(20))
             }),
             ("extra.escrow", |r| {
-                r.requirements.extra.remove("escrow");
+                r.payment_required.accepts[0].extra.remove("escrow");
             }),
             ("extra.jobId", |r| {
-                r.requirements
+                r.payment_required.accepts[0]
                     .extra
                     .insert("jobId".into(), Value::from(JobId([1; 32]).to_hex()));
             }),

@@ -362,3 +362,115 @@ impl DaemonProc {
         DaemonProc::start(data_dir, &borrowed).await
     }
 }
+
+impl MeshSimProc {
+    /// Start `edgent mesh-sim` with `n` nodes on ephemeral ports and the extra arguments
+    /// `args`, e.g. `&["--parents", "0,0,0", "--real"]`, `&["--topology", "hubs:2",
+    /// "--real", "--time-scale", "0.5"]` or `&["--block-ms", "3000"]` (see
+    /// `edgent mesh-sim --help`; `n` must match a `--parents` list). Add `--base-port`
+    /// to `args` for fixed ports.
+    pub fn start_with(n: usize, args: &[&str]) -> MeshSimProc {
+        let mut all: Vec<String> = vec!["mesh-sim".into(), "--nodes".into(), n.to_string()];
+        if !args.contains(&"--base-port") {
+            all.extend(["--base-port".to_string(), "0".to_string()]);
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        let mut child = Command::new(edgent_bin())
+            .args(&all)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mesh-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut nodes = Vec::new();
+        while nodes.len() < n {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => panic!("mesh-sim {all:?} exited before printing its {n} nodes"),
+            };
+            let field = |name: &str| {
+                line.split(name)
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(str::to_string)
+            };
+            if let (Some(id), Some(url)) = (field("id="), field("url=")) {
+                nodes.push((id, url));
+            }
+        }
+        MeshSimProc { child, nodes }
+    }
+
+    /// POST a `/sim/` control route (e.g. `"/sim/kill/3"`) on the first node that answers
+    /// (a down node's port refuses connections); returns (status, JSON body or Null).
+    pub async fn sim_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        for (_, url) in &self.nodes {
+            let mut req = http.post(format!("{url}{path}"));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            if let Ok(r) = req.send().await {
+                let status = r.status().as_u16();
+                return (status, r.json().await.unwrap_or(Value::Null));
+            }
+        }
+        panic!("no mesh-sim node answered POST {path}");
+    }
+
+    /// GET a `/sim/` route (e.g. `"/sim/stats"`) on the first node that answers.
+    pub async fn sim_get(&self, path: &str) -> Value {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        for (_, url) in &self.nodes {
+            if let Ok(r) = http.get(format!("{url}{path}")).send().await {
+                return r.json().await.expect("JSON from mesh-sim");
+            }
+        }
+        panic!("no mesh-sim node answered GET {path}");
+    }
+
+    /// Kill node `i` (SIGKILL-like: its queue and in-flight messages are lost, its port
+    /// refuses connections until [`MeshSimProc::restart_node`]).
+    pub async fn kill_node(&self, i: usize) {
+        let (status, body) = self.sim_post(&format!("/sim/kill/{i}"), None).await;
+        assert_eq!(status, 200, "kill node {i}: {body}");
+    }
+
+    /// Start node `i` again with the same key and port (killing it first if it runs).
+    pub async fn restart_node(&self, i: usize) {
+        let (status, body) = self.sim_post(&format!("/sim/restart/{i}"), None).await;
+        assert_eq!(status, 200, "restart node {i}: {body}");
+    }
+
+    /// The per-node counters of `/sim/stats` (`sent`, `delivered`, `queued`, …).
+    pub async fn stats(&self) -> Vec<Value> {
+        self.sim_get("/sim/stats")
+            .await
+            .as_array()
+            .cloned()
+            .expect("stats array")
+    }
+
+    /// Node `i`'s `/topology` as JSON.
+    pub async fn topology(&self, i: usize) -> Value {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("{}/topology", self.nodes[i].1))
+            .send()
+            .await
+            .expect("GET /topology")
+            .json()
+            .await
+            .expect("topology JSON")
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{unreachable_from, Faults, SendOutcome, Shared, SimNodeStats};
+use super::{Faults, SendOutcome, Shared, SimError, SimNodeStats, SimTiming};
 use crate::axl::client::DESTINATION_HEADER;
 use crate::axl::PeerKey;
 
@@ -35,6 +35,9 @@ pub(super) fn router(shared: Arc<Shared>, me: usize) -> Router {
         .route("/recv", get(recv))
         .route("/sim/faults", get(get_faults).post(post_faults))
         .route("/sim/stats", get(get_stats))
+        .route("/sim/timing", get(get_timing).post(post_timing))
+        .route("/sim/kill/{node}", post(kill))
+        .route("/sim/restart/{node}", post(restart))
         .layer(DefaultBodyLimit::max(BODY_READ_LIMIT))
         .with_state(NodeCtx { shared, me })
 }
@@ -86,33 +89,36 @@ struct TopologyJson {
 }
 
 async fn topology(State(ctx): State<NodeCtx>) -> Response {
-    let faults = ctx.shared.faults();
-    if faults.is_down(ctx.me) {
+    if ctx.shared.is_down(ctx.me) {
         return node_is_down();
     }
     let nodes = &ctx.shared.nodes;
-    let away = unreachable_from(&faults, ctx.me, nodes.len());
-    let visible: Vec<usize> = (0..nodes.len()).filter(|j| !away.contains(j)).collect();
-    // A star rooted at the lowest-numbered node we can see (possibly ourselves).
-    let root = visible.first().copied().unwrap_or(ctx.me);
+    let view = ctx.shared.view(ctx.me);
+    let root = view
+        .tree
+        .iter()
+        .find(|&&(j, p)| j == p)
+        .map_or(ctx.me, |&(j, _)| j);
     let root_hex = nodes[root].key.to_hex();
-    let peers: Vec<PeerJson> = (0..nodes.len())
-        .filter(|&j| j != ctx.me)
-        .map(|j| PeerJson {
+    let peers: Vec<PeerJson> = view
+        .peers
+        .iter()
+        .map(|&(j, up, inbound)| PeerJson {
             uri: format!("sim://127.0.0.1:{}", nodes[j].port),
-            up: !away.contains(&j),
-            inbound: j < ctx.me,
+            up,
+            inbound,
             public_key: nodes[j].key.to_hex(),
             root: root_hex.clone(),
             port: j as u64 + 1,
             coords: Vec::new(),
         })
         .collect();
-    let tree: Vec<TreeJson> = visible
+    let tree: Vec<TreeJson> = view
+        .tree
         .iter()
-        .map(|&j| TreeJson {
+        .map(|&(j, parent)| TreeJson {
             public_key: nodes[j].key.to_hex(),
-            parent: root_hex.clone(),
+            parent: nodes[parent].key.to_hex(),
             sequence: 1,
         })
         .collect();
@@ -146,7 +152,8 @@ async fn send(State(ctx): State<NodeCtx>, headers: HeaderMap, body: Bytes) -> Re
         return go_error(StatusCode::BAD_REQUEST, "Invalid destination peer ID");
     }
     let size = body.len();
-    match ctx.shared.send(ctx.me, &PeerKey(key), body) {
+    match ctx.shared.send(ctx.me, &PeerKey(key), body).await {
+        SendOutcome::SenderDown => node_is_down(),
         SendOutcome::Sent => (
             StatusCode::OK,
             [
@@ -201,6 +208,18 @@ async fn get_faults(State(ctx): State<NodeCtx>) -> Json<Faults> {
     Json(ctx.shared.faults())
 }
 
+/// A control call's failure: 400 for bad input, 500 when the sim could not apply it.
+fn sim_error(what: &str, e: SimError) -> Response {
+    tracing::warn!(target: "axl::sim", error = %e, "{what} failed");
+    let status = match e {
+        SimError::BadFaults(_) | SimError::BadTiming(_) | SimError::BadTopology(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    go_error(status, &e.to_string())
+}
+
 async fn post_faults(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
     let faults: Faults = match serde_json::from_slice(&body) {
         Ok(f) => f,
@@ -211,14 +230,45 @@ async fn post_faults(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
     };
     match ctx.shared.set_faults(faults).await {
         Ok(()) => Json(ctx.shared.faults()).into_response(),
-        Err(e @ super::SimError::BadFaults(_)) => {
-            tracing::warn!(target: "axl::sim", error = %e, "rejected /sim/faults");
-            go_error(StatusCode::BAD_REQUEST, &e.to_string())
-        }
+        Err(e) => sim_error("/sim/faults", e),
+    }
+}
+
+/// `POST /sim/kill/{node}`: the faults after the kill.
+async fn kill(State(ctx): State<NodeCtx>, Path(node): Path<usize>) -> Response {
+    let mut faults = ctx.shared.faults();
+    if !faults.is_down(node) {
+        faults.down.push(node);
+    }
+    match ctx.shared.set_faults(faults).await {
+        Ok(()) => Json(ctx.shared.faults()).into_response(),
+        Err(e) => sim_error("/sim/kill", e),
+    }
+}
+
+/// `POST /sim/restart/{node}`: the faults after the restart.
+async fn restart(State(ctx): State<NodeCtx>, Path(node): Path<usize>) -> Response {
+    match ctx.shared.restart(node).await {
+        Ok(()) => Json(ctx.shared.faults()).into_response(),
+        Err(e) => sim_error("/sim/restart", e),
+    }
+}
+
+async fn get_timing(State(ctx): State<NodeCtx>) -> Json<SimTiming> {
+    Json(ctx.shared.timing())
+}
+
+async fn post_timing(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
+    let timing: SimTiming = match serde_json::from_slice(&body) {
+        Ok(t) => t,
         Err(e) => {
-            tracing::warn!(target: "axl::sim", error = %e, "could not apply /sim/faults");
-            go_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            tracing::warn!(target: "axl::sim", error = %e, "bad /sim/timing body");
+            return go_error(StatusCode::BAD_REQUEST, &format!("bad timing JSON: {e}"));
         }
+    };
+    match ctx.shared.set_timing(timing) {
+        Ok(()) => Json(ctx.shared.timing()).into_response(),
+        Err(e) => sim_error("/sim/timing", e),
     }
 }
 
