@@ -111,7 +111,7 @@ impl From<DelegateError> for ApiError {
 
 /// Build the router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/", get(dashboard))
         .route("/delegate", post(delegate))
         .route("/status", get(status))
@@ -119,7 +119,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .fallback(|| async { ApiError::coded(ErrorCode::NotFound, "no such endpoint") })
-        .with_state(state)
+        .with_state(state);
+    // MCP over streamable HTTP: its tools call the routes above in-process.
+    api.clone()
+        .route_service("/mcp", crate::mcp::http::service(api))
 }
 
 async fn dashboard() -> Html<&'static str> {

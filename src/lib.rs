@@ -23,6 +23,7 @@
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
 //!   first and the mesh on out-of-memory, and the guard of every route.
+//! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
@@ -41,6 +42,7 @@ pub mod front;
 pub mod inference;
 pub mod init;
 pub mod jobs;
+pub mod mcp;
 pub mod mesh;
 pub mod metrics;
 pub mod node;

@@ -68,6 +68,16 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Serve MCP tools (delegate, list_models, jobs, status) over stdio for an MCP host,
+    /// calling the local daemon's HTTP API.
+    Mcp {
+        /// The daemon's API.
+        #[arg(long, env = "EDGENT_API_URL", default_value = edgent::mcp::DEFAULT_API_URL)]
+        url: String,
+        /// Bearer token for the daemon's API (else `EDGENT_API_TOKEN` from the environment or `.env`).
+        #[arg(long, env = "EDGENT_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Serve N simulated AXL nodes (a TEST AND DEMO HARNESS for AXL's local HTTP API).
     MeshSim(edgent::axl::sim::MeshSimArgs),
     /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
@@ -344,6 +354,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("is the daemon running at {url}?"))?,
             )
             .await
+        }
+        Cmd::Mcp { url, token } => {
+            let token = match token {
+                Some(t) => Some(t),
+                None => Sources::from_process()?.get("EDGENT_API_TOKEN"),
+            };
+            edgent::mcp::serve_stdio(edgent::mcp::ApiClient::http(&url, token)).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::MeshSim(args) => {
             let cancel = CancellationToken::new();

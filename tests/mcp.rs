@@ -1,0 +1,254 @@
+//! User story: an agent on an MCP host delegates through edgent's MCP tools, with the
+//! official MCP Python SDK as the host's client (`tests/python/mcp_client.py`):
+//! over stdio against `edgent mcp`, and over streamable HTTP against the daemon's `/mcp`.
+//!
+//! The Python comes from `EDGENT_TEST_PYTHON` (scripts/test.sh exports the venv's, made
+//! from tests/python/requirements.txt); without it, or without `mcp` in it, these tests
+//! fail: they never skip.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use serde_json::{json, Value};
+use support::{DaemonProc, MeshSimProc};
+
+const MODEL: &str = "tinyllama";
+
+/// The Python with the MCP SDK; panics (the test fails) when there is none.
+fn python() -> String {
+    let py = std::env::var("EDGENT_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("EDGENT_TEST_PYTHON is not set: run scripts/test.sh, or point it at a python with `pip install -r tests/python/requirements.txt`")
+    });
+    let ok = Command::new(&py)
+        .args(["-c", "import mcp"])
+        .status()
+        .unwrap_or_else(|e| panic!("EDGENT_TEST_PYTHON={py} does not run: {e}"));
+    assert!(ok.success(), "EDGENT_TEST_PYTHON={py} has no `mcp` package");
+    py
+}
+
+fn client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/mcp_client.py")
+}
+
+/// Run one scenario of the Python client and parse what it printed.
+async fn run_client(args: Vec<String>) -> Value {
+    let py = python();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(&py)
+            .arg(client_script())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the MCP client");
+        let start = Instant::now();
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("client output");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "MCP client {args:?} failed ({}):\n{stderr}\n{stdout}",
+            out.status
+        );
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("client output is not JSON ({e}):\n{stdout}\n{stderr}"))
+    })
+    .await
+    .expect("client task")
+}
+
+struct Mesh {
+    mesh: MeshSimProc,
+    requester: DaemonProc,
+    provider: DaemonProc,
+    _ollama: OllamaStub,
+    _dir: tempfile::TempDir,
+}
+
+async fn mesh(behaviour: StubBehaviour) -> Mesh {
+    let ollama = OllamaStub::start(behaviour).await.unwrap();
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (requester, provider) =
+        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
+    Mesh {
+        mesh,
+        requester,
+        provider,
+        _ollama: ollama,
+        _dir: dir,
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_lists_the_tools_delegates_and_reports_no_provider_as_a_tool_error() {
+    let m = mesh(StubBehaviour::default()).await;
+    let prompt = "what fits in eight gigabytes?";
+    let out = run_client(vec![
+        s("stdio"),
+        s("--edgent"),
+        support::edgent_bin().display().to_string(),
+        s("--api"),
+        m.requester.url.clone(),
+        s("--model"),
+        s(MODEL),
+        s("--prompt"),
+        s(prompt),
+        s("--missing-model"),
+        s("no-such-model:70b"),
+    ])
+    .await;
+
+    // The four tools, each with an object schema and a description.
+    let tools = out["tools"].as_object().expect("tools");
+    let mut names: Vec<&str> = tools.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["delegate", "jobs", "list_models", "status"]);
+    for (name, t) in tools {
+        assert_eq!(t["input_schema"]["type"], "object", "{name}: {t}");
+        assert!(
+            t["description"].as_str().is_some_and(|d| d.len() > 40),
+            "{name} has no real description"
+        );
+    }
+    let d = &tools["delegate"]["input_schema"];
+    assert_eq!(d["required"], json!(["model"]), "{d}");
+    for field in [
+        "model",
+        "prompt",
+        "messages",
+        "options",
+        "max_price",
+        "wait",
+        "timeout_ms",
+    ] {
+        assert!(
+            d["properties"][field].is_object(),
+            "delegate lacks {field}: {d}"
+        );
+    }
+    assert_eq!(
+        tools["jobs"]["input_schema"]["properties"]["limit"]["type"],
+        json!(["integer", "null"])
+    );
+
+    // delegate: the provider's output as text, the job and provider as structured content.
+    let del = &out["delegate"];
+    assert_eq!(del["is_error"], false, "{del}");
+    let want = stub_output("tinyllama:latest", prompt);
+    assert_eq!(del["text"], want.as_str());
+    let st = &del["structured"];
+    assert_eq!(st["output"], want.as_str());
+    assert_eq!(st["provider"]["node_id"], m.mesh.nodes[1].0.as_str());
+    let job_id = st["job_id"].as_str().expect("job id").to_string();
+    assert!(st["timings"]["total_ms"].is_u64(), "{st}");
+    let job = m.requester.job(&job_id).await.expect("the job in /jobs");
+    assert_eq!(job["state"], "completed");
+    assert_eq!(job["output"], want.as_str());
+    assert!(
+        m.provider.job(&job_id).await.is_some(),
+        "the provider served it"
+    );
+
+    // Nobody serves the model: a tool result with isError and the API's code, not a
+    // protocol error.
+    let miss = &out["missing"];
+    assert_eq!(miss["is_error"], true, "{miss}");
+    assert!(
+        miss["text"].as_str().unwrap().starts_with("no_provider: "),
+        "{miss}"
+    );
+    assert_eq!(miss["structured"]["error"], "no_provider");
+    assert_eq!(miss["structured"]["http_status"], 503);
+
+    // jobs, status, list_models read the daemon.
+    let jobs = out["jobs"]["structured"]["jobs"].as_array().expect("jobs");
+    let listed = jobs
+        .iter()
+        .find(|j| j["job_id"] == job_id.as_str())
+        .expect("the delegated job is listed");
+    assert_eq!(listed["state"], "completed");
+    assert!(out["jobs"]["text"].as_str().unwrap().contains(&job_id));
+    assert_eq!(jobs[0]["error_code"], "no_provider", "newest first");
+    assert_eq!(out["status"]["is_error"], false);
+    assert_eq!(
+        out["status"]["structured"]["node_id"],
+        m.mesh.nodes[0].0.as_str()
+    );
+    assert_eq!(out["status"]["structured"]["role"], "requester");
+    let models = out["list_models"]["structured"]["models"]
+        .as_array()
+        .expect("models");
+    assert!(
+        models.iter().any(|x| x["model"] == "tinyllama:latest"
+            && x["node_id"] == m.mesh.nodes[1].0.as_str()
+            && x["local"] == false),
+        "the provider's model, seen on the mesh: {models:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_delegates_and_refuses_a_foreign_origin() {
+    let m = mesh(StubBehaviour::default()).await;
+    let url = format!("{}/mcp", m.requester.url);
+    let prompt = "over http";
+    let out = run_client(vec![
+        s("http"),
+        s("--url"),
+        url.clone(),
+        s("--model"),
+        s(MODEL),
+        s("--prompt"),
+        s(prompt),
+    ])
+    .await;
+    assert_eq!(
+        out["tools"],
+        json!(["delegate", "jobs", "list_models", "status"])
+    );
+    let del = &out["delegate"];
+    assert_eq!(del["is_error"], false, "{del}");
+    assert_eq!(
+        del["text"],
+        stub_output("tinyllama:latest", prompt).as_str()
+    );
+    assert_eq!(
+        del["structured"]["provider"]["node_id"],
+        m.mesh.nodes[1].0.as_str()
+    );
+    let job_id = del["structured"]["job_id"].as_str().unwrap();
+    assert_eq!(m.requester.job(job_id).await.unwrap()["state"], "completed");
+
+    let out = run_client(vec![
+        s("http-origin"),
+        s("--url"),
+        url,
+        s("--origin"),
+        s("http://evil.example"),
+    ])
+    .await;
+    assert_eq!(out["status"]["foreign"], 403, "{out}");
+    assert_eq!(
+        out["status"]["none"], 200,
+        "the same request without the Origin: {out}"
+    );
+}
