@@ -8,8 +8,9 @@
 //!   receive loop, Yggdrasil peer identity, and an in-process mesh for tests and the demo.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
 //! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]).
-//! - [`mesh`]: the peer book, and how a node talks to the mesh reliably: acks, resends,
-//!   de-duplication, heartbeats, per-peer limits, the provider's job queue.
+//! - [`mesh`]: above AXL: the peer book, discovery (announcements, the ad cache, the score,
+//!   the provider history), and reliable delivery (acks, resends, de-duplication,
+//!   heartbeats, per-peer limits, the provider's job queue).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.
 //! - [`request`]: the one request type of every front door, its checks, the answer, and
