@@ -211,12 +211,15 @@ async fn provider_history_survives_a_restart_and_changes_the_choice() {
         (&b, ids[0])
     };
 
-    // The first choice fails a job, then recovers.
+    // The first choice fails a job, which moves to the other provider; then it recovers.
     first_stub.set(|s| s.fail = Some((500, "out of memory".into())));
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "fail once"}))
         .await;
-    assert_ne!(status, 200, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attempts"][0]["provider"], json!(first), "{body}");
+    assert_eq!(body["attempts"][0]["outcome"], json!("inference_failed"), "{body}");
+    assert_eq!(body["provider"]["node_id"], json!(other), "{body}");
     first_stub.set(|s| s.fail = None);
 
     requester.restart().await;
