@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
+use support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use support::{DaemonProc, MeshSimProc};
 
 const MODEL: &str = "tinyllama";
@@ -251,4 +252,128 @@ async fn streamable_http_delegates_and_refuses_a_foreign_origin() {
         out["status"]["none"], 200,
         "the same request without the Origin: {out}"
     );
+}
+
+/// A requester and a provider over `mesh-sim`, the provider's backend the real Ollama
+/// with the tiny model, which streams its answer token by token.
+struct OllamaMesh {
+    mesh: MeshSimProc,
+    requester: DaemonProc,
+    provider: DaemonProc,
+    _ollama: RealOllama,
+    _dir: tempfile::TempDir,
+}
+
+async fn ollama_mesh() -> OllamaMesh {
+    let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (requester, provider) =
+        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url)], &[]).await;
+    OllamaMesh {
+        mesh,
+        requester,
+        provider,
+        _ollama: ollama,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_progress_notifications_carry_the_answer_in_order_while_it_streams() {
+    let m = ollama_mesh().await;
+    let out = run_client(vec![
+        s("stdio-stream"),
+        s("--edgent"),
+        support::edgent_bin().display().to_string(),
+        s("--api"),
+        m.requester.url.clone(),
+        s("--model"),
+        s(TINY_MODEL),
+        s("--prompt"),
+        s("hello edge mesh"),
+        s("--num-predict"),
+        s("300"),
+    ])
+    .await;
+    let del = &out;
+    assert_eq!(del["is_error"], false, "{del}");
+    let progress = del["progress"].as_array().expect("progress");
+    assert!(
+        progress.len() >= 2,
+        "{} progress notifications: {del}",
+        progress.len()
+    );
+    // Numbered in the order they were sent, each carrying the next delta of the answer.
+    let values: Vec<f64> = progress
+        .iter()
+        .map(|p| p["progress"].as_f64().expect("a progress value"))
+        .collect();
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "progress values do not increase: {values:?}"
+    );
+    let joined: String = progress
+        .iter()
+        .map(|p| p["message"].as_str().expect("a delta as the message"))
+        .collect();
+    assert_eq!(json!(joined), del["text"], "{del}");
+    let job_id = del["structured"]["job_id"].as_str().expect("job id");
+    let pjob = m
+        .provider
+        .job_in_state(job_id, "completed", Duration::from_secs(20))
+        .await;
+    assert_eq!(pjob["output"], json!(joined));
+    assert_eq!(
+        del["structured"]["provider"]["node_id"],
+        m.mesh.nodes[1].0.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_a_cancelled_delegate_ends_the_providers_job_cancelled() {
+    // A provider whose backend takes five minutes to answer (as a real Ollama loading a
+    // big model does before its first token): the job is running when the call is
+    // cancelled, and would still be running at the end of the client's 30 s watch had
+    // the cancel not reached it.
+    let m = mesh(StubBehaviour {
+        delay: Duration::from_secs(300),
+        ..StubBehaviour::default()
+    })
+    .await;
+    let out = run_client(vec![
+        s("stdio-cancel"),
+        s("--edgent"),
+        support::edgent_bin().display().to_string(),
+        s("--api"),
+        m.requester.url.clone(),
+        s("--model"),
+        s(MODEL),
+        s("--prompt"),
+        s("take your time"),
+        s("--provider-api"),
+        m.provider.url.clone(),
+    ])
+    .await;
+    // The call was cancelled while the provider ran the job, not answered.
+    assert_eq!(out["provider_job_running"], true, "{out}");
+    assert_eq!(out["cancelled"], true, "{out}");
+    assert!(out["result_before_cancel"].is_null(), "{out}");
+    // With the MCP session still open, the provider's job ended cancelled.
+    let pjob = &out["provider_job"];
+    assert_eq!(pjob["state"], "failed", "{out}");
+    assert_eq!(pjob["error_code"], "cancelled", "{out}");
+    assert_eq!(out["status_after"]["is_error"], false, "{out}");
+    // And so it stays, and the requester's job too.
+    let job_id = pjob["job_id"].as_str().expect("job id");
+    let pjob = m
+        .provider
+        .job_in_state(job_id, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(pjob["error_code"], "cancelled", "{pjob}");
+    let rjob = m
+        .requester
+        .job_in_state(job_id, "failed", Duration::from_secs(30))
+        .await;
+    assert_eq!(rjob["error_code"], "cancelled", "{rjob}");
 }

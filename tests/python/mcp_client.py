@@ -8,11 +8,20 @@ Scenarios:
   stdio      --edgent BIN --api URL --model M --prompt P [--missing-model X]
   http       --url URL/mcp --model M --prompt P
   http-origin --url URL/mcp --origin ORIGIN
+  stdio-stream --edgent BIN --api URL --model M --prompt P --num-predict N
+             one streamed delegate with a progress callback: the result and every
+             progress notification (value, message) in the order they arrived
+  stdio-cancel --edgent BIN --api URL --model M --prompt P --provider-api URL
+             start delegate, cancel the call (anyio cancel scope: the SDK sends
+             notifications/cancelled) once the provider's /jobs shows the job running,
+             then, with the session still open, poll the provider's /jobs until its job
+             has ended; prints that job and a `status` call made after
 """
 
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -86,6 +95,77 @@ async def scenario_http(args) -> dict:
             }
 
 
+async def scenario_stdio_stream(args) -> dict:
+    progress: list = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append({"progress": p, "message": message})
+
+    async with stdio_client(stdio_params(args)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            r = await session.call_tool(
+                "delegate",
+                {
+                    "model": args.model,
+                    "prompt": args.prompt,
+                    "options": {"seed": 7, "temperature": 0, "num_predict": args.num_predict},
+                },
+                progress_callback=on_progress,
+            )
+            out = result_json(r)
+            out["progress"] = progress
+            return out
+
+
+def provider_jobs(url: str) -> list:
+    with urllib.request.urlopen(url + "/jobs", timeout=10) as r:
+        return json.loads(r.read())
+
+
+async def scenario_stdio_cancel(args) -> dict:
+    out: dict = {}
+
+    async with stdio_client(stdio_params(args)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            async with anyio.create_task_group() as tg:
+                call = anyio.CancelScope()
+
+                async def delegate_call() -> None:
+                    with call:
+                        r = await session.call_tool(
+                            "delegate", {"model": args.model, "prompt": args.prompt}
+                        )
+                        out["result_before_cancel"] = result_json(r)
+
+                tg.start_soon(delegate_call)
+                # Cancel once the provider is running the job.
+                running = await poll_provider_job(args.provider_api, ("running",))
+                out["provider_job_running"] = running is not None
+                call.cancel()
+            out["cancelled"] = call.cancelled_caught
+            # The session stays open (the server process lives on) while the provider's
+            # job is watched: what ends it is the cancel, not the host going away.
+            out["provider_job"] = await poll_provider_job(
+                args.provider_api, ("completed", "failed")
+            )
+            out["status_after"] = result_json(await session.call_tool("status", {}))
+    return out
+
+
+async def poll_provider_job(url: str, states: tuple) -> dict | None:
+    """The provider's first job in one of `states`, polled for up to 30 s (None if none)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        jobs = await anyio.to_thread.run_sync(provider_jobs, url)
+        found = [j for j in jobs if j.get("state") in states]
+        if found:
+            return found[0]
+        await anyio.sleep(0.05)
+    return None
+
+
 def scenario_http_origin(args) -> dict:
     """A browser page's request: the initialize POST with a foreign Origin."""
     body = json.dumps(
@@ -125,11 +205,17 @@ def main() -> None:
     p.add_argument("--prompt")
     p.add_argument("--missing-model")
     p.add_argument("--origin")
+    p.add_argument("--num-predict", type=int, default=300)
+    p.add_argument("--provider-api")
     args = p.parse_args()
     if args.scenario == "stdio":
         out = anyio.run(scenario_stdio, args)
     elif args.scenario == "http":
         out = anyio.run(scenario_http, args)
+    elif args.scenario == "stdio-stream":
+        out = anyio.run(scenario_stdio_stream, args)
+    elif args.scenario == "stdio-cancel":
+        out = anyio.run(scenario_stdio_cancel, args)
     elif args.scenario == "http-origin":
         out = scenario_http_origin(args)
     else:
