@@ -218,7 +218,11 @@ async fn provider_history_survives_a_restart_and_changes_the_choice() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["attempts"][0]["provider"], json!(first), "{body}");
-    assert_eq!(body["attempts"][0]["outcome"], json!("inference_failed"), "{body}");
+    assert_eq!(
+        body["attempts"][0]["outcome"],
+        json!("inference_failed"),
+        "{body}"
+    );
     assert_eq!(body["provider"]["node_id"], json!(other), "{body}");
     first_stub.set(|s| s.fail = None);
 

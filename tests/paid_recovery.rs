@@ -211,7 +211,7 @@ fn fake_axl(dir: &std::path::Path, base: u16) -> std::path::PathBuf {
 async fn the_axl_child_killed_mid_job_is_restarted_and_the_job_completes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(3));
-    let base = support::free_port();
+    let base = support::free_port_block(2);
     let wrapper = fake_axl(w.dir.path(), base);
     let axl0 = format!("http://127.0.0.1:{base}");
     let axl1 = format!("http://127.0.0.1:{}", base + 1);

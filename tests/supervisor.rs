@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
-use support::{alive, edgent_bin, eventually, free_port, DaemonProc};
+use support::{alive, edgent_bin, eventually, free_port_block, DaemonProc};
 
 /// Write a stand-in AXL binary into `dir`: a script that ignores `-config` and execs
 /// `edgent mesh-sim` with `nodes` nodes from port `base`, so its pid is the mesh's.
@@ -31,7 +31,7 @@ fn fake_axl(dir: &Path, nodes: usize, base: u16) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_port();
+    let base = free_port_block(2);
     let wrapper = fake_axl(dir.path(), 2, base);
 
     let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
@@ -120,7 +120,7 @@ async fn a_killed_axl_child_is_restarted_and_no_child_outlives_the_daemon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_with_sigkill_takes_its_axl_child_along() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_port();
+    let base = free_port_block(1);
     let wrapper = fake_axl(dir.path(), 1, base);
     let daemon = DaemonProc::start(
         &dir.path().join("d"),

@@ -26,6 +26,21 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The first of `n` consecutive free TCP ports on 127.0.0.1, below the kernel's ephemeral
+/// range (32768 and up), so that no client connection of a test running alongside can take
+/// one of them between this check and the bind of the process given the block (a mesh-sim
+/// binds `base..base+n`).
+pub fn free_port_block(n: u16) -> u16 {
+    for _ in 0..1000 {
+        let base = fastrand::u16(20_000..32_000 - n);
+        let all_free = (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports below 32000");
+}
+
 /// Poll `f` until it returns Some, or panic after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
