@@ -441,11 +441,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         ));
         let pay = &body["payment"];
         if pay.is_object() {
+            // With an EIP-3009 authorization (the default) the requester signs and the
+            // provider's own transaction carries the stake: the requester sends none.
+            let how = match pay["stake_tx"].as_str() {
+                Some(tx) if !tx.is_empty() => format!("tx {tx}"),
+                _ => "signed an EIP-3009 authorization; the provider's transaction carried it"
+                    .to_string(),
+            };
             steps.say(&format!(
-                "staked {} USDC in the escrow for job {}: tx {} ({} ms)",
+                "staked {} USDC in the escrow for job {}: {how} ({} ms)",
                 format_usdc(pay["amount_units"].as_u64().unwrap_or(0)),
                 body["job_id"].as_str().unwrap_or("?"),
-                pay["stake_tx"].as_str().unwrap_or("?"),
                 t["stake_ms"]
             ));
         }
