@@ -33,7 +33,7 @@ use crate::protocol::{
 };
 
 /// Relayed requests a second, at most (bursts of twice that).
-pub const RELAYS_PER_SEC: f64 = 20.0;
+pub const RELAYS_PER_SEC: u32 = 20;
 
 /// Most nodes one request is relayed to.
 pub const MAX_RELAY_TARGETS: usize = 32;
@@ -244,7 +244,13 @@ pub fn on_request(ctx: &Arc<NodeCtx>, from: &PeerKey, req: &ResourceRequest) -> 
     if req.hops == 0 || req.node_id == ctx.me {
         return true;
     }
-    if !ctx.mesh.relay_budget.take() {
+    let took = ctx
+        .mesh
+        .relay_budget
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .try_take(std::time::Instant::now());
+    if !took {
         tracing::debug!(request = %req.request_id, "relay budget spent; not relaying");
         return true;
     }

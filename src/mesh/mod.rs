@@ -79,39 +79,6 @@ impl RecentIds {
     }
 }
 
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-pub struct TokenBucket {
-    inner: Mutex<(f64, Instant)>,
-    rate: f64,
-    burst: f64,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: f64, burst: f64) -> Self {
-        TokenBucket {
-            inner: Mutex::new((burst, Instant::now())),
-            rate,
-            burst,
-        }
-    }
-
-    /// Take one token if there is one.
-    pub fn take(&self) -> bool {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let (tokens, at) = &mut *g;
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// The discovery state a node shares between its router, requester, provider and API.
 pub struct MeshState {
     /// Providers' ads.
@@ -129,7 +96,7 @@ pub struct MeshState {
     /// Wakes the announcer (new nodes to greet).
     pub(crate) wake: tokio::sync::Notify,
     /// Limits relayed requests.
-    pub(crate) relay_budget: TokenBucket,
+    pub(crate) relay_budget: Mutex<limits::TokenBucket>,
 }
 
 impl MeshState {
@@ -143,7 +110,11 @@ impl MeshState {
             my_requests: RecentIds::default(),
             greet: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
-            relay_budget: TokenBucket::new(gossip::RELAYS_PER_SEC, gossip::RELAYS_PER_SEC * 2.0),
+            relay_budget: Mutex::new(limits::TokenBucket::new(
+                gossip::RELAYS_PER_SEC,
+                gossip::RELAYS_PER_SEC * 2,
+                Instant::now(),
+            )),
         }
     }
 
@@ -175,12 +146,5 @@ mod tests {
         }
         assert!(!r.contains(&first));
         assert_eq!(r.inner.lock().unwrap().0.len(), MAX_RECENT_IDS);
-    }
-
-    #[test]
-    fn token_bucket_limits() {
-        let b = TokenBucket::new(0.0001, 3.0);
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take());
     }
 }
