@@ -71,40 +71,7 @@ pub struct MeshSimProc {
 impl MeshSimProc {
     /// Start `n` nodes on ports `base..base+n` and read the printed ids.
     pub fn start(n: usize, base_port: u16) -> MeshSimProc {
-        let mut child = Command::new(edgent_bin())
-            .args([
-                "mesh-sim",
-                "--nodes",
-                &n.to_string(),
-                "--base-port",
-                &base_port.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mesh-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut nodes = Vec::new();
-        while nodes.len() < n {
-            let line = lines
-                .next()
-                .expect("mesh-sim printed nothing")
-                .expect("read");
-            let id = line
-                .split("id=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next());
-            let url = line
-                .split("url=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next());
-            if let (Some(id), Some(url)) = (id, url) {
-                nodes.push((id.to_string(), url.to_string()));
-            }
-        }
-        MeshSimProc { child, nodes }
+        MeshSimProc::start_with(n, &["--base-port", &base_port.to_string()])
     }
 
     /// The process id.
