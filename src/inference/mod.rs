@@ -101,6 +101,47 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Read a line-delimited answer stream (Ollama's NDJSON, OpenAI's SSE) into one output:
+/// `apply` folds each line in and returns true once the backend said it is done. The
+/// output is bounded by [`ollama::MAX_OUTPUT_BYTES`]; a stream that ends before its last
+/// line is an error saying `unfinished`.
+pub(crate) async fn fold_lines(
+    resp: reqwest::Response,
+    unfinished: &str,
+    mut apply: impl FnMut(&[u8], &mut GenerateOutput) -> Result<bool, InferenceError>,
+) -> Result<GenerateOutput, InferenceError> {
+    use futures_util::StreamExt;
+    let mut out = GenerateOutput {
+        text: String::new(),
+        prompt_tokens: None,
+        completion_tokens: None,
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut stream = resp.bytes_stream();
+    let mut done = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| InferenceError::Backend(format!("stream broke: {e}")))?;
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            done |= apply(&line, &mut out)?;
+        }
+        if out.text.len() > ollama::MAX_OUTPUT_BYTES {
+            return Err(InferenceError::BadResponse(format!(
+                "output exceeds {} bytes",
+                ollama::MAX_OUTPUT_BYTES
+            )));
+        }
+    }
+    if !buf.is_empty() {
+        done |= apply(&buf, &mut out)?;
+    }
+    if !done {
+        return Err(InferenceError::BadResponse(unfinished.into()));
+    }
+    Ok(out)
+}
+
 /// Whether a requested model name matches a served one: exact, or equal once Ollama's
 /// implicit `:latest` tag is added to either.
 pub fn model_matches(requested: &str, served: &str) -> bool {

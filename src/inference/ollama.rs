@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -197,36 +196,10 @@ impl OllamaBackend {
                 InferenceError::Backend(format!("HTTP {status}: {msg}"))
             });
         }
-        let mut out = GenerateOutput {
-            text: String::new(),
-            prompt_tokens: None,
-            completion_tokens: None,
-        };
-        let mut buf: Vec<u8> = Vec::new();
-        let mut stream = resp.bytes_stream();
-        let mut done = false;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| InferenceError::Backend(format!("stream broke: {e}")))?;
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                done |= apply_line(&line, &mut out, deltas)?;
-            }
-            if out.text.len() > MAX_OUTPUT_BYTES {
-                return Err(InferenceError::BadResponse(format!(
-                    "output exceeds {MAX_OUTPUT_BYTES} bytes"
-                )));
-            }
-        }
-        if !buf.is_empty() {
-            done |= apply_line(&buf, &mut out, deltas)?;
-        }
-        if !done {
-            return Err(InferenceError::BadResponse(
-                "stream ended before Ollama said done".into(),
-            ));
-        }
-        Ok(out)
+        super::fold_lines(resp, "stream ended before Ollama said done", |line, out| {
+            apply_line(line, out, deltas)
+        })
+        .await
     }
 }
 

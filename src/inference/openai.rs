@@ -9,11 +9,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::ollama::MAX_OUTPUT_BYTES;
 use super::{Backend, GenerateOutput, GenerateRequest, InferenceError};
 
 /// An OpenAI-compatible API at a base URL such as `http://127.0.0.1:8080/v1`.
@@ -83,36 +81,10 @@ impl OpenAiBackend {
                 InferenceError::Backend(format!("HTTP {status}: {msg}"))
             });
         }
-        let mut out = GenerateOutput {
-            text: String::new(),
-            prompt_tokens: None,
-            completion_tokens: None,
-        };
-        let mut buf: Vec<u8> = Vec::new();
-        let mut stream = resp.bytes_stream();
-        let mut done = false;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| InferenceError::Backend(format!("stream broke: {e}")))?;
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                done |= apply_event(&line, chat, &mut out, deltas)?;
-            }
-            if out.text.len() > MAX_OUTPUT_BYTES {
-                return Err(InferenceError::BadResponse(format!(
-                    "output exceeds {MAX_OUTPUT_BYTES} bytes"
-                )));
-            }
-        }
-        if !buf.is_empty() {
-            done |= apply_event(&buf, chat, &mut out, deltas)?;
-        }
-        if !done {
-            return Err(InferenceError::BadResponse(
-                "stream ended before data: [DONE]".into(),
-            ));
-        }
-        Ok(out)
+        super::fold_lines(resp, "stream ended before data: [DONE]", |line, out| {
+            apply_event(line, chat, out, deltas)
+        })
+        .await
     }
 }
 
