@@ -14,7 +14,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use edgent::inference::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::json;
 use support::{eventually, DaemonProc, MeshSimProc};
 

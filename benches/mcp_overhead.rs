@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edgent::inference::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::MeshSimProc;
 

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use edgent::axl::recv::{
     spawn_recv_loop, spawn_recv_loop_with, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY,
 };
-use edgent::axl::sim::MeshSim;
 use edgent::axl::{Inbound, Transport};
+use edgent::harness::mesh_sim::MeshSim;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -18,11 +18,11 @@ use alloy::primitives::{Address, U256};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::axl::sim::MeshSim;
-use crate::chain::anvil::{deploy_local, LocalChain, LocalChainError, LocalDeployment};
 use crate::chain::{ChainSettings, EscrowClient};
 use crate::config::{format_usdc, BackendKind, Config, Role, SettlerKind, Sources};
 use crate::daemon::Daemon;
+use crate::harness::anvil::{deploy_local, LocalChain, LocalChainError, LocalDeployment};
+use crate::harness::mesh_sim::MeshSim;
 use crate::inference::demo::DEMO_MODEL;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 

@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: every setting, from `.env` < environment < flags, validated at start.
 //! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
-//!   receive loop, Yggdrasil peer identity, and an in-process mesh for tests and the demo.
+//!   receive loop, Yggdrasil peer identity.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
 //! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]).
 //! - [`mesh`]: above AXL: the peer book, discovery (announcements, the ad cache, the score,
@@ -26,11 +26,14 @@
 //!   first and the mesh on out-of-memory, and the guard of every route.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
-//! - [`demo`]: `edgent demo`, one delegation end to end on one machine.
+//! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
+//! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
+//!   the production modules: the mesh sim, the local chain (anvil), the KeeperHub emulator,
+//!   the Ollama stub.
 
 pub mod api;
 pub mod axl;
@@ -38,8 +41,11 @@ pub mod chain;
 pub mod config;
 pub mod ctx;
 pub mod daemon;
+#[cfg(feature = "harness")]
 pub mod demo;
 pub mod front;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod inference;
 pub mod init;
 pub mod jobs;

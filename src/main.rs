@@ -1,12 +1,14 @@
 //! The `edgent` command line: the daemon, a client for its API, the mesh harness, and
-//! the demo.
+//! the demo (these two with the cargo feature `harness`, on by default).
 
+#[cfg(feature = "harness")]
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+#[cfg(feature = "harness")]
 use tokio_util::sync::CancellationToken;
 
 use edgent::config::{Config, Sources};
@@ -79,7 +81,8 @@ enum Cmd {
         token: Option<String>,
     },
     /// Serve N simulated AXL nodes (a TEST AND DEMO HARNESS for AXL's local HTTP API).
-    MeshSim(edgent::axl::sim::MeshSimArgs),
+    #[cfg(feature = "harness")]
+    MeshSim(edgent::harness::mesh_sim::MeshSimArgs),
     /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
     #[command(subcommand)]
     Zk(edgent::zk::cli::ZkCmd),
@@ -90,6 +93,7 @@ enum Cmd {
     #[command(subcommand)]
     Ens(edgent::chain::cli::EnsCmd),
     /// One delegation end to end on this machine.
+    #[cfg(feature = "harness")]
     Demo {
         /// Exit after the delegation; status 0 only if it succeeded.
         #[arg(long)]
@@ -363,10 +367,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             edgent::mcp::serve_stdio(edgent::mcp::ApiClient::http(&url, token)).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "harness")]
         Cmd::MeshSim(args) => {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
-            edgent::axl::sim::run_mesh_sim_cli(args, cancel).await?;
+            edgent::harness::mesh_sim::run_mesh_sim_cli(args, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Zk(cmd) => {
@@ -381,6 +386,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             edgent::chain::cli::run_ens(cmd, &chain_settings()?).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "harness")]
         Cmd::Demo {
             once,
             http_addr,
@@ -409,11 +415,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own steps; its daemons' logs would drown them.
-    init_tracing(if matches!(cli.cmd, Cmd::Demo { .. }) {
-        "warn"
-    } else {
-        "info"
-    });
+    #[cfg(feature = "harness")]
+    let demo = matches!(cli.cmd, Cmd::Demo { .. });
+    #[cfg(not(feature = "harness"))]
+    let demo = false;
+    init_tracing(if demo { "warn" } else { "info" });
     match real_main(cli).await {
         Ok(code) => code,
         Err(e) => {

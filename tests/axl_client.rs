@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use edgent::axl::client::MAX_MESSAGE_BYTES;
-use edgent::axl::sim::MeshSim;
 use edgent::axl::{AxlClient, AxlError, PeerKey, Transport};
+use edgent::harness::mesh_sim::MeshSim;
 
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {

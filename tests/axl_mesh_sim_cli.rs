@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgent::axl::sim::sim_node_key;
 use edgent::axl::{AxlClient, AxlError, PeerKey, Transport};
+use edgent::harness::mesh_sim::sim_node_key;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

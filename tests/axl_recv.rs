@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgent::axl::recv::{spawn_recv_loop, RecvStats, RECV_CHANNEL_CAPACITY};
-use edgent::axl::sim::MeshSim;
 use edgent::axl::{Inbound, Transport};
+use edgent::harness::mesh_sim::MeshSim;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgent::axl::sim::{sim_node_key, Faults, MeshSim, SIM_MAX_MESSAGE_BYTES, SIM_QUEUE_CAPACITY};
 use edgent::axl::{AxlError, PeerKey, Transport};
+use edgent::harness::mesh_sim::{
+    sim_node_key, Faults, MeshSim, SIM_MAX_MESSAGE_BYTES, SIM_QUEUE_CAPACITY,
+};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -340,8 +342,8 @@ mod real {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use edgent::axl::sim::{MeshSim, SimOptions, SimTiming, SimTopology};
     use edgent::axl::{AxlClient, AxlError, PeerKey, Topology, Transport};
+    use edgent::harness::mesh_sim::{MeshSim, SimOptions, SimTiming, SimTopology};
 
     fn http() -> reqwest::Client {
         reqwest::Client::builder().no_proxy().build().unwrap()
@@ -696,7 +698,7 @@ mod real {
         assert_eq!(sim.timing(), real, "a bad timing changes nothing");
 
         // Messages sent per node.
-        let stats: Vec<edgent::axl::sim::SimNodeStats> = http
+        let stats: Vec<edgent::harness::mesh_sim::SimNodeStats> = http
             .get(format!("{}/sim/stats", sim.url(2)))
             .send()
             .await

@@ -8,9 +8,9 @@ use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
 use edgent::chain::bindings::{MockUSDC, IERC20};
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
 
 const USDC: u64 = 1_000_000;
 const N: usize = 20;

@@ -2,8 +2,8 @@
 //! (checked forward), and the node text records written by the name's owner.
 
 use alloy::primitives::Address;
-use edgent::chain::anvil::{deploy_ens, register_name, register_reverse, LocalChain, LocalEns};
 use edgent::chain::ens::{EnsClient, EnsError, NodeRecords, KEY_MODELS};
+use edgent::harness::anvil::{deploy_ens, register_name, register_reverse, LocalChain, LocalEns};
 
 struct Fixture {
     chain: LocalChain,

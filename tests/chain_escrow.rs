@@ -3,12 +3,12 @@
 
 use alloy::primitives::{keccak256, Address, B256, U256};
 use alloy::providers::Provider;
-use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
 use edgent::chain::bindings::EdgentEscrow;
 use edgent::chain::{
     ChainError, ChainSettings, DirectSettler, EscrowClient, EscrowError, EscrowRevert, SettleError,
     Settler, StakeStatus,
 };
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
 
 const USDC: u64 = 1_000_000;
 

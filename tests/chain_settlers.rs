@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256, U256};
-use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
-use edgent::chain::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 use edgent::chain::{
     ChainSettings, EscrowClient, KeeperHubSettler, Secret, SettleError, Settler, StakeStatus,
 };
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 
 const USDC: u64 = 1_000_000;
 

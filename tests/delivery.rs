@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use support::{eventually, DaemonProc, MeshSimProc};

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use edgent::inference::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::{eventually, DaemonProc, MeshSimProc};
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::{eventually, raw_send, DaemonProc, MeshSimProc};
 

@@ -11,9 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
-use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
 use edgent::chain::bindings::MockUSDC;
 use edgent::config::EX_CONFIG;
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
 use serde_json::Value;
 use support::{edgent_bin, eventually, free_port, DaemonProc, MeshSimProc};
 

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
 use support::{eventually, DaemonProc, MeshSimProc};
 

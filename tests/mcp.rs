@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use support::{DaemonProc, MeshSimProc};

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use edgent::inference::ollama_stub::stub_output;
+use edgent::harness::ollama_stub::stub_output;
 use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
 

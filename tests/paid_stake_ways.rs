@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use alloy::providers::Provider;
 use edgent::chain::StakeStatus;
-use edgent::inference::ollama_stub::stub_output;
+use edgent::harness::ollama_stub::stub_output;
 use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::json;
 

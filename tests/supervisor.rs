@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use edgent::inference::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
 use support::{alive, edgent_bin, eventually, free_port_block, DaemonProc};
 

@@ -6,12 +6,13 @@
 //!   which implements [`Transport`].
 //! - [`recv`]: the receive loop that drains `/recv` and hands each message on.
 //! - [`supervisor`]: spawns and restarts the AXL Go binary, keeps its key and config.
-//! - [`sim`]: an in-process mesh speaking AXL's local HTTP API (test and demo harness).
+//!
+//! The in-process mesh that speaks AXL's local HTTP API for tests and `edgent demo` is in
+//! the test harness, `crate::harness::mesh_sim`.
 
 pub mod client;
 pub mod identity;
 pub mod recv;
-pub mod sim;
 pub mod supervisor;
 
 use async_trait::async_trait;

@@ -3,7 +3,7 @@
 use alloy::primitives::{Address, B256};
 use anyhow::Context;
 
-use super::anvil::deploy_escrow;
+use super::deploy::deploy_escrow;
 use super::ens::{EnsClient, NodeRecords};
 use super::escrow::EscrowClient;
 use super::rpc::http_provider;
@@ -74,7 +74,9 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
                 .context("deploying needs a funded wallet key")?;
             let deployer = signer.address();
             let provider = http_provider(&settings.rpc_url, Some(signer))?;
-            let escrow = deploy_escrow(&provider, usdc, operator).await?;
+            let escrow = deploy_escrow(&provider, usdc, operator)
+                .await
+                .context("deploying EdgentEscrow")?;
             println!("EdgentEscrow deployed at {escrow}");
             println!("  usdc:     {usdc}");
             println!("  operator: {operator}");

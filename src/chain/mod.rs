@@ -8,21 +8,20 @@
 //! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
 //! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key).
 //! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API).
-//! - [`keeperhub_emulator`]: a KeeperHub emulator for tests and the demo (not KeeperHub).
 //! - [`ens`]: ENS names, reverse lookup, and node text records.
-//! - [`anvil`]: local chain harness (anvil from npm, local deployments, time travel).
+//! - [`deploy`]: deploying an EdgentEscrow (`edgent escrow deploy`, and the local chain of
+//!   the tests and the demo).
 //! - [`cli`]: `edgent escrow ...` and `edgent ens ...`.
 
-pub mod anvil;
 pub mod bindings;
 pub mod cli;
+pub mod deploy;
 pub mod ens;
 pub mod error;
 pub mod escrow;
 pub mod escrow_code;
 pub mod keeperhub;
-pub mod keeperhub_emulator;
-mod rpc;
+pub(crate) mod rpc;
 pub mod settings;
 pub mod settle;
 pub mod wallet;

@@ -1,10 +1,9 @@
 //! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, an
-//! OpenAI-compatible HTTP backend, the labelled built-in demo backend, and a stub of
-//! Ollama's API for unit tests.
+//! OpenAI-compatible HTTP backend, and the labelled built-in demo backend. (A stub of
+//! Ollama's API for tests is in the test harness, `crate::harness::ollama_stub`.)
 
 pub mod demo;
 pub mod ollama;
-pub mod ollama_stub;
 pub mod openai;
 
 use async_trait::async_trait;

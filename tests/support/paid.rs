@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
-use edgent::chain::anvil::{deploy_local, LocalChain, LocalDeployment};
-use edgent::chain::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 use edgent::chain::{EscrowClient, StakeStatus};
-use edgent::inference::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 
 use crate::support::{eventually, DaemonProc, MeshSimProc};

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::inference::model_matches;
+
 /// How the stub behaves; change it at any time through [`OllamaStub::set`].
 #[derive(Debug, Clone)]
 pub struct StubBehaviour {
@@ -171,7 +173,7 @@ async fn generate(State(s): State<Arc<Shared>>, Json(req): Json<Value>) -> Respo
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let known = b.models.iter().any(|m| super::model_matches(&model, m));
+    let known = b.models.iter().any(|m| model_matches(&model, m));
     if !known {
         return (
             StatusCode::NOT_FOUND,

@@ -10,10 +10,11 @@ use alloy::providers::ext::AnvilApi;
 use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 
-use super::bindings::{ENSRegistry, EdgentEscrow, MockUSDC, PublicResolver};
-use super::error::{ChainError, EscrowError};
-use super::rpc::{http_provider, send_and_confirm};
-use super::settings::{ChainSettings, Secret};
+use crate::chain::bindings::{ENSRegistry, MockUSDC, PublicResolver};
+use crate::chain::deploy::deploy_escrow;
+use crate::chain::error::{ChainError, EscrowError};
+use crate::chain::rpc::{http_provider, send_and_confirm};
+use crate::chain::settings::{ChainSettings, Secret};
 
 /// What can go wrong standing up a local chain.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +213,9 @@ pub async fn deploy_local(
     let usdc = MockUSDC::deploy(&provider)
         .await
         .map_err(|e| LocalChainError::Deploy(format!("MockUSDC: {e}")))?;
-    let escrow = deploy_escrow(&provider, *usdc.address(), operator).await?;
+    let escrow = deploy_escrow(&provider, *usdc.address(), operator)
+        .await
+        .map_err(|e| LocalChainError::Deploy(format!("EdgentEscrow: {e}")))?;
     for (account, amount) in fund {
         send_and_confirm(
             &provider,
@@ -227,20 +230,6 @@ pub async fn deploy_local(
         escrow,
         operator,
     })
-}
-
-/// Deploys an EdgentEscrow for `usdc` with `operator` (used by `edgent escrow deploy`).
-pub async fn deploy_escrow(
-    provider: &DynProvider,
-    usdc: Address,
-    operator: Address,
-) -> Result<Address, LocalChainError> {
-    EdgentEscrow::deploy_builder(provider, usdc, operator)
-        .deploy()
-        .await
-        .map_err(|e| {
-            LocalChainError::Deploy(format!("EdgentEscrow: {}", EscrowError::from_contract(e)))
-        })
 }
 
 /// A test ENS: registry (root owned by the deployer) and one public resolver.

@@ -67,8 +67,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::identity::YggAddress;
-use super::{AxlClient, AxlError, PeerKey};
+use crate::axl::identity::YggAddress;
+use crate::axl::{AxlClient, AxlError, PeerKey};
 pub use timing::SimTiming;
 use timing::{dial_delay, next_attempt_after, SIM_MAX_TIMING_MS};
 use topology::Graph;
@@ -77,7 +77,7 @@ pub use topology::SimTopology;
 /// AXL's receive queue capacity (`DefaultRecvQueue`).
 pub const SIM_QUEUE_CAPACITY: usize = 100;
 /// AXL's default `max_message_size`.
-pub const SIM_MAX_MESSAGE_BYTES: usize = super::client::MAX_MESSAGE_BYTES;
+pub const SIM_MAX_MESSAGE_BYTES: usize = crate::axl::client::MAX_MESSAGE_BYTES;
 /// Largest `delay_ms` accepted, so a typo cannot park messages for hours.
 pub const SIM_MAX_DELAY_MS: u64 = 60_000;
 /// How long starting or stopping a node's listener may take.

@@ -33,8 +33,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::error::{ChainError, EscrowError, EscrowRevert};
-use super::rpc::{http_provider, wait_receipt};
+use crate::chain::error::{ChainError, EscrowError, EscrowRevert};
+use crate::chain::rpc::{http_provider, wait_receipt};
 
 /// The API key the emulator accepts unless told otherwise.
 pub const EMULATOR_API_KEY: &str = "kh_emulator_test_key";
