@@ -146,7 +146,8 @@ pub struct Timings {
 /// released`, or `disputed -> rejected`, or `refunded` after the deadline, or `unwound`
 /// when the stake never landed. Provider: `accepted -> delivered -> (submitted ->)
 /// released | claimed`, or `rejected` / `refunded` when the requester took it back, or
-/// `abandoned` when the job died before delivery.
+/// `abandoned` when the job died before delivery. [`PayStatus::can_move_to`] is the
+/// table, and [`JobStore::advance`] the one way a stored payment moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayStatus {
@@ -212,6 +213,27 @@ impl PayStatus {
             PayStatus::Refunded => "refunded",
             PayStatus::Unwound => "unwound",
             PayStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether `self -> next` is a move the payment machine allows. A status belongs to
+    /// one side (requester: staking, staked, verified, disputed, unwound; provider:
+    /// accepted, delivered, submitted, abandoned), and moves never cross sides or go back.
+    /// The chain is the source of truth, so an open status may always record how the
+    /// escrow says the stake ended (released, claimed, rejected, refunded), except where
+    /// the escrow itself cannot get there (a submitted stake is never refunded). A
+    /// settled status never moves again.
+    pub fn can_move_to(&self, next: PayStatus) -> bool {
+        use PayStatus::*;
+        let ended_on_chain = matches!(next, Released | Claimed | Rejected | Refunded);
+        match self {
+            Staking => matches!(next, Staked | Unwound) || ended_on_chain,
+            Staked => matches!(next, Verified | Disputed) || ended_on_chain,
+            Verified | Disputed => ended_on_chain,
+            Accepted => matches!(next, Delivered | Abandoned) || ended_on_chain,
+            Delivered => matches!(next, Submitted | Abandoned) || ended_on_chain,
+            Submitted => matches!(next, Released | Claimed | Rejected),
+            Released | Claimed | Rejected | Refunded | Unwound | Abandoned => false,
         }
     }
 
@@ -433,6 +455,19 @@ pub enum JobError {
         /// Requested state.
         to: &'static str,
     },
+    /// The payment machine does not allow this move (see [`PayStatus::can_move_to`]).
+    #[error("payment of job {job_id}: cannot move from {from} to {to}")]
+    BadPayTransition {
+        /// The job.
+        job_id: JobId,
+        /// Current payment status.
+        from: &'static str,
+        /// Requested payment status.
+        to: &'static str,
+    },
+    /// The job is not paid, so its payment cannot move.
+    #[error("job {0} has no payment")]
+    NoPayment(JobId),
     /// A stored row could not be read back.
     #[error("corrupt job row: {0}")]
     Corrupt(String),
@@ -565,7 +600,45 @@ impl JobStore {
         })
     }
 
-    /// Change a job's record (its payment, say) without moving its state.
+    /// Move a job's payment to `to`, applying `edit` to the record and its payment in the
+    /// same write. Refuses (and logs) a move [`PayStatus::can_move_to`] does not allow, so a
+    /// late message or a retried step cannot reopen or rewrite settled money.
+    pub fn advance(
+        &self,
+        job_id: &JobId,
+        side: Side,
+        to: PayStatus,
+        edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
+    ) -> Result<JobRecord, JobError> {
+        self.write(job_id, side, |rec| {
+            let Some(mut pay) = rec.payment.take() else {
+                tracing::warn!(job = %job_id, to = to.as_str(), "payment move refused: the job is not paid");
+                return Err(JobError::NoPayment(*job_id));
+            };
+            let from = pay.status;
+            if !from.can_move_to(to) {
+                if from == to {
+                    // Two steps raced to record the same thing (the watcher and a message).
+                    tracing::debug!(job = %job_id, status = from.as_str(), "payment already in this status");
+                } else {
+                    tracing::warn!(job = %job_id, from = from.as_str(), to = to.as_str(), "payment move refused");
+                }
+                rec.payment = Some(pay);
+                return Err(JobError::BadPayTransition {
+                    job_id: *job_id,
+                    from: from.as_str(),
+                    to: to.as_str(),
+                });
+            }
+            edit(rec, &mut pay);
+            pay.status = to;
+            rec.payment = Some(pay);
+            Ok(())
+        })
+    }
+
+    /// Change a job's record without moving its state. A new payment may be set here; an
+    /// existing one's status moves only through [`JobStore::advance`].
     pub fn update(
         &self,
         job_id: &JobId,
@@ -834,16 +907,167 @@ mod tests {
                 .is_err());
         }
 
-        // update changes the payment without moving the state, and the index follows it.
+        // advance moves the payment without moving the state, and the index follows it.
         let r = store
-            .update(&paid_job, Side::Requester, |r| {
-                if let Some(p) = r.payment.as_mut() {
-                    p.status = PayStatus::Released;
-                }
-            })
+            .advance(&paid_job, Side::Requester, PayStatus::Released, |_, _| {})
             .unwrap();
         assert_eq!(r.state, JobState::Completed);
         assert!(store.open_payments(Side::Requester).unwrap().is_empty());
+    }
+
+    /// The payment machine's whole table: every allowed move, one status per line.
+    #[rustfmt::skip]
+    const PAY_MOVES: &[(PayStatus, &[PayStatus])] = {
+        use PayStatus::*;
+        &[
+            (Staking, &[Staked, Unwound, Released, Claimed, Rejected, Refunded]),
+            (Staked, &[Verified, Disputed, Released, Claimed, Rejected, Refunded]),
+            (Verified, &[Released, Claimed, Rejected, Refunded]),
+            (Disputed, &[Released, Claimed, Rejected, Refunded]),
+            (Accepted, &[Delivered, Abandoned, Released, Claimed, Rejected, Refunded]),
+            (Delivered, &[Submitted, Abandoned, Released, Claimed, Rejected, Refunded]),
+            (Submitted, &[Released, Claimed, Rejected]),
+            (Released, &[]),
+            (Claimed, &[]),
+            (Rejected, &[]),
+            (Refunded, &[]),
+            (Unwound, &[]),
+            (Abandoned, &[]),
+        ]
+    };
+
+    #[test]
+    fn the_payment_machine_allows_exactly_its_table() {
+        assert_eq!(PAY_MOVES.len(), PayStatus::ALL.len());
+        for from in PayStatus::ALL {
+            let allowed = PAY_MOVES
+                .iter()
+                .find(|(f, _)| *f == from)
+                .map(|(_, to)| *to)
+                .unwrap();
+            for to in PayStatus::ALL {
+                assert_eq!(
+                    from.can_move_to(to),
+                    allowed.contains(&to),
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+            // Settled money never moves, and nothing stays put.
+            assert!(!from.can_move_to(from), "{} -> itself", from.as_str());
+            if !from.is_open() {
+                assert!(allowed.is_empty(), "{} is settled", from.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn the_payment_machine_refuses_backward_and_cross_side_moves() {
+        use PayStatus::*;
+        for (from, to) in [
+            (Released, Staked),
+            (Released, Refunded),
+            (Refunded, Released),
+            (Unwound, Staked),
+            (Verified, Staked),
+            (Disputed, Verified),
+            (Staking, Verified),
+            (Submitted, Delivered),
+            (Submitted, Refunded),
+            (Delivered, Accepted),
+            (Staked, Delivered),
+            (Accepted, Verified),
+            (Staked, Abandoned),
+            (Delivered, Unwound),
+        ] {
+            assert!(
+                !from.can_move_to(to),
+                "{} -> {}",
+                from.as_str(),
+                to.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn advance_moves_a_stored_payment_and_refuses_what_the_table_refuses() {
+        let store = JobStore::in_memory().unwrap();
+        let (id, unpaid) = (JobId::new(), JobId::new());
+        let mut r = JobRecord::new(id, Side::Requester, "m", "p", 0);
+        r.payment = Some(paid(PayStatus::Staking));
+        store.insert(&r).unwrap();
+        store
+            .insert(&JobRecord::new(unpaid, Side::Requester, "m", "p", 0))
+            .unwrap();
+
+        let r = store
+            .advance(&id, Side::Requester, PayStatus::Staked, |r, p| {
+                p.stake_tx = Some("0xabc".into());
+                r.timings.stake_ms = Some(5);
+            })
+            .unwrap();
+        let p = r.payment.unwrap();
+        assert_eq!(p.status, PayStatus::Staked);
+        assert_eq!(p.stake_tx.as_deref(), Some("0xabc"));
+        assert_eq!(r.timings.stake_ms, Some(5));
+
+        // The edit cannot choose the status: advance sets the one it checked.
+        let r = store
+            .advance(&id, Side::Requester, PayStatus::Verified, |_, p| {
+                p.status = PayStatus::Staking;
+            })
+            .unwrap();
+        assert_eq!(r.payment.unwrap().status, PayStatus::Verified);
+        store
+            .advance(&id, Side::Requester, PayStatus::Released, |_, _| {})
+            .unwrap();
+
+        // Refused: the record is unchanged, the edit not applied, the error names both ends.
+        let err = store
+            .advance(&id, Side::Requester, PayStatus::Staked, |_, p| {
+                p.error = Some("must not be written".into())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                JobError::BadPayTransition {
+                    from: "released",
+                    to: "staked",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let p = store
+            .get(&id, Side::Requester)
+            .unwrap()
+            .unwrap()
+            .payment
+            .unwrap();
+        assert_eq!(p.status, PayStatus::Released);
+        assert_eq!(p.error, None);
+        assert!(matches!(
+            store
+                .advance(&id, Side::Requester, PayStatus::Released, |_, _| {})
+                .unwrap_err(),
+            JobError::BadPayTransition { .. }
+        ));
+
+        // An unpaid job has no payment to move; an unknown one is not found.
+        assert!(matches!(
+            store
+                .advance(&unpaid, Side::Requester, PayStatus::Staked, |_, _| {})
+                .unwrap_err(),
+            JobError::NoPayment(j) if j == unpaid
+        ));
+        assert!(matches!(
+            store
+                .advance(&id, Side::Provider, PayStatus::Delivered, |_, _| {})
+                .unwrap_err(),
+            JobError::NotFound { .. }
+        ));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    authorization_from_wire, final_status, job_b256, parse_b256, update_pay, Busy, Chain,
-    CLAIM_DELAY_SECS,
+    advance_pay, authorization_from_wire, final_status, job_b256, parse_b256, update_pay, Busy,
+    Chain, CLAIM_DELAY_SECS,
 };
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, StakeStatus};
@@ -45,6 +45,15 @@ impl PaidProvider {
 
     fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
         update_pay(&self.ctx.jobs, job, Side::Provider, edit);
+    }
+
+    fn advance(
+        &self,
+        job: &JobId,
+        to: PayStatus,
+        edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
+    ) -> bool {
+        advance_pay(&self.ctx.jobs, job, Side::Provider, to, edit)
     }
 
     /// The stake as the escrow has it now, while it is still open. A stake that has ended
@@ -166,15 +175,15 @@ impl PaidProvider {
                 crate::jobs::JobState::Running => {}
                 crate::jobs::JobState::Completed => {
                     // Delivered, then the daemon stopped before it could prove.
-                    self.update_pay(&job, |_, p| {
-                        p.status = PayStatus::Delivered;
+                    if self.advance(&job, PayStatus::Delivered, |_, p| {
                         p.delivered_ms = Some(now_ms());
-                    });
-                    self.prove_and_request(job).await;
+                    }) {
+                        self.prove_and_request(job).await;
+                    }
                 }
                 _ => {
                     tracing::info!(%job, "job ended before delivery; the requester's refund ends its stake");
-                    self.update_pay(&job, |_, p| p.status = PayStatus::Abandoned);
+                    self.advance(&job, PayStatus::Abandoned, |_, _| {});
                 }
             },
             PayStatus::Delivered => {
@@ -198,8 +207,7 @@ impl PaidProvider {
                     if past_deadline {
                         // Too late to submit; only the requester's refund can end the stake.
                         tracing::warn!(%job, "the stake's deadline passed unpaid and too late to submit: giving up on this job's payment");
-                        self.update_pay(&job, |_, p| {
-                            p.status = PayStatus::Abandoned;
+                        self.advance(&job, PayStatus::Abandoned, |_, p| {
                             p.error =
                                 Some("the stake's deadline passed before payment or submit".into());
                         });
@@ -220,8 +228,7 @@ impl PaidProvider {
                             .await
                             .map(|s| s.submitted_at)
                             .unwrap_or(chain_now);
-                        self.update_pay(&job, |_, p| {
-                            p.status = PayStatus::Submitted;
+                        self.advance(&job, PayStatus::Submitted, |_, p| {
                             p.submit_tx = Some(format!("{tx:#x}"));
                             p.submitted_at = Some(at);
                         });
@@ -244,12 +251,12 @@ impl PaidProvider {
                     Ok(tx) => {
                         let url = self.chain.escrow.tx_url(tx);
                         tracing::info!(%job, %tx, "unpaid an hour after submitting: claimed the stake");
-                        self.update_pay(&job, |_, p| {
-                            p.status = PayStatus::Claimed;
+                        if self.advance(&job, PayStatus::Claimed, |_, p| {
                             p.tx_hash = Some(format!("{tx:#x}"));
                             p.explorer_url = Some(url);
-                        });
-                        self.ctx.metrics.settled("claimed");
+                        }) {
+                            self.ctx.metrics.settled("claimed");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(%job, error = %e, "claimTimeout failed; retrying later");
@@ -372,8 +379,7 @@ impl PaidProvider {
             .flatten();
         tracing::info!(%job, status = st.as_str(), "stake ended");
         let url = tx.map(|h| self.chain.escrow.tx_url(h));
-        self.update_pay(job, |_, p| {
-            p.status = st;
+        self.advance(job, st, |_, p| {
             if p.tx_hash.is_none() {
                 p.tx_hash = tx.map(|h| format!("{h:#x}"));
                 p.explorer_url = url;
@@ -494,13 +500,13 @@ impl ProviderPayments for PaidProvider {
             Ok(tx) => {
                 let url = esc.tx_url(tx);
                 tracing::info!(%job, %tx, %reason, "declined the staked job: the requester is refunded");
-                self.update_pay(&job, |_, p| {
-                    p.status = PayStatus::Refunded;
+                if self.advance(&job, PayStatus::Refunded, |_, p| {
                     p.tx_hash = Some(format!("{tx:#x}"));
                     p.explorer_url = Some(url);
                     p.error = Some(format!("declined: {reason}"));
-                });
-                self.ctx.metrics.settled("declined");
+                }) {
+                    self.ctx.metrics.settled("declined");
+                }
             }
             Err(e) => {
                 tracing::warn!(%job, error = %e, "decline failed; the requester's refund after the deadline ends the stake");
@@ -517,11 +523,11 @@ impl ProviderPayments for PaidProvider {
         let Some(_g) = self.busy.try_take(job) else {
             return;
         };
-        self.update_pay(&job, |_, p| {
-            p.status = PayStatus::Delivered;
+        if self.advance(&job, PayStatus::Delivered, |_, p| {
             p.delivered_ms = Some(now_ms());
-        });
-        me.prove_and_request(job).await;
+        }) {
+            me.prove_and_request(job).await;
+        }
     }
 
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {
@@ -555,13 +561,13 @@ impl ProviderPayments for PaidProvider {
                     .map(|h| self.chain.escrow.tx_url(h))
                     .unwrap_or(msg.explorer_url);
                 tracing::info!(%job, tx = %msg.tx_hash, "paid: the escrow released the stake");
-                self.update_pay(&job, |_, p| {
-                    p.status = PayStatus::Released;
+                if self.advance(&job, PayStatus::Released, |_, p| {
                     p.tx_hash = Some(msg.tx_hash);
                     p.explorer_url = Some(url);
                     p.error = None;
-                });
-                self.ctx.metrics.settled("released");
+                }) {
+                    self.ctx.metrics.settled("released");
+                }
             }
             Ok(s) => {
                 tracing::warn!(%job, stake = %s.status, "payment_confirmed, but the escrow does not show a release; still waiting");

@@ -12,7 +12,7 @@ use alloy::primitives::{Address, U256};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{final_status, job_b256, parse_b256, update_pay, Busy, Chain};
+use super::{advance_pay, final_status, job_b256, parse_b256, update_pay, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, SettleError, Settler, StakeMode, StakeStatus};
 use crate::ctx::NodeCtx;
@@ -164,6 +164,15 @@ impl PaidRequester {
         update_pay(&self.ctx.jobs, job, Side::Requester, edit);
     }
 
+    fn advance(
+        &self,
+        job: &JobId,
+        to: PayStatus,
+        edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
+    ) -> bool {
+        advance_pay(&self.ctx.jobs, job, Side::Requester, to, edit)
+    }
+
     fn spawn_verify(&self, job: JobId) {
         if let Some(me) = self.me.upgrade() {
             tokio::spawn(async move { me.try_verify(job).await });
@@ -181,16 +190,17 @@ impl PaidRequester {
                 return;
             }
         };
-        let Some(mut pay) = rec.payment.clone() else {
+        let Some(pay) = rec.payment.clone() else {
             return;
         };
-        if pay.status == PayStatus::Staking && rec.output.is_some() && pay.request.is_some() {
-            // A stake the provider submitted from our authorization: believe the chain.
-            if self.check_staking(job).await == Some(StakeStatus::Staked) {
-                pay.status = PayStatus::Staked;
-            }
-        }
-        if pay.status != PayStatus::Staked {
+        // A stake the provider submitted from our authorization: believe the chain (which
+        // moves the stored payment to staked).
+        let staked = pay.status == PayStatus::Staked
+            || (pay.status == PayStatus::Staking
+                && rec.output.is_some()
+                && pay.request.is_some()
+                && self.check_staking(job).await == Some(StakeStatus::Staked));
+        if !staked {
             return;
         }
         let (Some(output), Some(req), Some(provider)) =
@@ -214,8 +224,7 @@ impl PaidRequester {
         match verdict {
             Ok(commitment) => {
                 tracing::info!(%job, verify_ms, "proof verified");
-                self.update_pay(&job, |r, p| {
-                    p.status = PayStatus::Verified;
+                self.advance(&job, PayStatus::Verified, |r, p| {
                     p.proof_verified = Some(true);
                     p.output_commitment = Some(commitment);
                     p.error = None;
@@ -230,8 +239,7 @@ impl PaidRequester {
             }
             Err(reason) => {
                 tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; asking the operator to reject");
-                self.update_pay(&job, |r, p| {
-                    p.status = PayStatus::Disputed;
+                self.advance(&job, PayStatus::Disputed, |r, p| {
                     p.proof_verified = Some(false);
                     p.error = Some(reason.clone());
                     r.timings.verify_ms = Some(verify_ms);
@@ -275,14 +283,14 @@ impl PaidRequester {
                 let tx = s.tx_hash.map(|h| format!("{h:#x}"));
                 let url = s.explorer_url.clone();
                 tracing::info!(%job, settler = self.settler.name(), tx = ?tx, settle_ms, status = status.as_str(), "stake settled");
-                self.update_pay(&job, |r, p| {
-                    p.status = status;
+                if self.advance(&job, status, |r, p| {
                     p.tx_hash = tx.clone();
                     p.explorer_url = url.clone();
                     p.error = None;
                     r.timings.settle_ms = Some(settle_ms);
-                });
-                self.ctx.metrics.settled(status.as_str());
+                }) {
+                    self.ctx.metrics.settled(status.as_str());
+                }
                 self.notify(&job, PayProgress::Settled);
                 if let (PayStatus::Released, Some(tx), Some(provider)) = (status, tx, rec.peer) {
                     self.confirm(&provider, job, tx, url.unwrap_or_default())
@@ -292,8 +300,7 @@ impl PaidRequester {
             Err(SettleError::Conflict { status, .. }) => {
                 let st = final_status(status).unwrap_or(PayStatus::Refunded);
                 tracing::warn!(%job, status = %status, "stake already ended otherwise; recording it");
-                self.update_pay(&job, |_, p| {
-                    p.status = st;
+                self.advance(&job, st, |_, p| {
                     p.error = Some(format!("the stake was already {status}"));
                 });
                 self.notify(&job, PayProgress::Settled);
@@ -323,18 +330,18 @@ impl PaidRequester {
                 let status = final_status(s.status).unwrap_or(PayStatus::Rejected);
                 let tx = s.tx_hash.map(|h| format!("{h:#x}"));
                 tracing::info!(%job, tx = ?tx, status = status.as_str(), "disputed stake returned to the requester");
-                self.update_pay(&job, |_, p| {
-                    p.status = status;
+                if self.advance(&job, status, |_, p| {
                     p.tx_hash = tx;
                     p.explorer_url = s.explorer_url;
-                });
-                self.ctx.metrics.settled(status.as_str());
+                }) {
+                    self.ctx.metrics.settled(status.as_str());
+                }
                 self.notify(&job, PayProgress::Settled);
             }
             Err(SettleError::Conflict { status, .. }) => {
                 let st = final_status(status).unwrap_or(PayStatus::Released);
                 tracing::warn!(%job, status = %status, "disputed stake had already ended; recording it");
-                self.update_pay(&job, |_, p| p.status = st);
+                self.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             Err(e) => {
@@ -370,24 +377,24 @@ impl PaidRequester {
         match (pay.status, stake.status) {
             (_, s) if final_status(s).is_some() => {
                 let st = final_status(s).unwrap_or(PayStatus::Refunded);
-                self.update_pay(&job, |_, p| p.status = st);
+                self.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             (PayStatus::Staking, StakeStatus::None) => {
                 tracing::info!(%job, "the stake never landed; nothing is locked");
-                self.update_pay(&job, |_, p| p.status = PayStatus::Unwound);
+                self.advance(&job, PayStatus::Unwound, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             (_, StakeStatus::Staked) => match self.chain.escrow.refund(job_b256(&job)).await {
                 Ok(tx) => {
                     let url = self.chain.escrow.tx_url(tx);
                     tracing::info!(%job, tx = %tx, "no result by the deadline: stake refunded");
-                    self.update_pay(&job, |_, p| {
-                        p.status = PayStatus::Refunded;
+                    if self.advance(&job, PayStatus::Refunded, |_, p| {
                         p.tx_hash = Some(format!("{tx:#x}"));
                         p.explorer_url = Some(url);
-                    });
-                    self.ctx.metrics.settled("refunded");
+                    }) {
+                        self.ctx.metrics.settled("refunded");
+                    }
                     self.notify(&job, PayProgress::Settled);
                 }
                 Err(e) => {
@@ -399,8 +406,7 @@ impl PaidRequester {
                 let reason =
                     "the provider submitted an output hash but no verified result arrived by the deadline";
                 tracing::warn!(%job, "{reason}; asking the operator to reject");
-                self.update_pay(&job, |_, p| {
-                    p.status = PayStatus::Disputed;
+                self.advance(&job, PayStatus::Disputed, |_, p| {
                     p.error = Some(reason.into());
                 });
                 drop(guard);
@@ -433,12 +439,12 @@ impl PaidRequester {
         match final_status(s.status) {
             Some(st) => {
                 tracing::info!(%job, stake = %s.status, "the stake landed and has already ended");
-                self.update_pay(&job, |_, p| p.status = st);
+                self.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             None => {
                 tracing::info!(%job, "the stake is on chain");
-                self.update_pay(&job, |_, p| p.status = PayStatus::Staked);
+                self.advance(&job, PayStatus::Staked, |_, _| {});
             }
         }
         Some(s.status)
@@ -499,8 +505,7 @@ impl PaidRequester {
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.update_pay(&job, |_, p| {
-                    p.status = PayStatus::Unwound;
+                self.advance(&job, PayStatus::Unwound, |_, p| {
                     p.error = Some(msg.clone());
                 });
                 Err(PaymentError(format!("stake failed: {msg}")))
@@ -598,11 +603,12 @@ impl RequesterPayments for PaidRequester {
             Ok(tx) => {
                 let stake_ms = started.elapsed().as_millis() as u64;
                 let tx = format!("{tx:#x}");
+                // The details first: the watcher may have seen the stake on chain already.
                 self.update_pay(&job, |r, p| {
-                    p.status = PayStatus::Staked;
                     p.stake_tx = Some(tx.clone());
                     r.timings.stake_ms = Some(stake_ms);
                 });
+                self.advance(&job, PayStatus::Staked, |_, _| {});
                 Ok(Some(StakeRef {
                     chain_id: self.chain.settings.chain_id,
                     escrow: self.chain.escrow_hex(),
@@ -617,12 +623,11 @@ impl RequesterPayments for PaidRequester {
                 let refused =
                     e.revert().is_some() && !matches!(e.revert(), Some(EscrowRevert::NoReason));
                 let msg = e.to_string();
-                self.update_pay(&job, |_, p| {
-                    if refused {
-                        p.status = PayStatus::Unwound;
-                    }
-                    p.error = Some(msg.clone());
-                });
+                if refused {
+                    self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg.clone()));
+                } else {
+                    self.update_pay(&job, |_, p| p.error = Some(msg.clone()));
+                }
                 Err(PaymentError(format!("stake failed: {msg}")))
             }
         }
