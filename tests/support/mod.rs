@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ollama;
+pub mod sim;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -39,6 +40,27 @@ pub fn free_port_block(n: u16) -> u16 {
         }
     }
     panic!("no block of {n} free ports below 32000");
+}
+
+/// An HTTP client for the tests' servers on 127.0.0.1 (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// Poll `cond` until it holds, or panic after `timeout` (as [`eventually`]).
+pub async fn until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(what, timeout, || {
+        let holds = cond();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }
 
 /// Poll `f` until it returns Some, or panic after `timeout`.
@@ -390,10 +412,7 @@ impl MeshSimProc {
     /// POST a `/sim/` control route (e.g. `"/sim/kill/3"`) on the first node that answers
     /// (a down node's port refuses connections); returns (status, JSON body or Null).
     pub async fn sim_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http();
         for (_, url) in &self.nodes {
             let mut req = http.post(format!("{url}{path}"));
             if let Some(b) = &body {
@@ -409,10 +428,7 @@ impl MeshSimProc {
 
     /// GET a `/sim/` route (e.g. `"/sim/stats"`) on the first node that answers.
     pub async fn sim_get(&self, path: &str) -> Value {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http();
         for (_, url) in &self.nodes {
             if let Ok(r) = http.get(format!("{url}{path}")).send().await {
                 return r.json().await.expect("JSON from mesh-sim");
@@ -445,10 +461,7 @@ impl MeshSimProc {
 
     /// Node `i`'s `/topology` as JSON.
     pub async fn topology(&self, i: usize) -> Value {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
+        http()
             .get(format!("{}/topology", self.nodes[i].1))
             .send()
             .await
