@@ -2,6 +2,7 @@
 //! harness and daemons), the Ollama stub in the test process, and polling helpers.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod ollama;
 pub mod sim;
 
