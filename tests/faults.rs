@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
-use support::{eventually, raw_send, DaemonProc, MeshSimProc};
+use support::{eventually, raw_send, DaemonProc, MeshSimProc, Pair};
 
 /// Read one sample from a Prometheus text exposition.
 fn metric(text: &str, name: &str, label: &str) -> f64 {
@@ -29,28 +29,9 @@ async fn metrics(d: &DaemonProc) -> String {
         .unwrap()
 }
 
-struct Pair {
-    mesh: MeshSimProc,
-    requester: DaemonProc,
-    provider: DaemonProc,
-    ollama: OllamaStub,
-    _dir: tempfile::TempDir,
-}
-
 /// A requester on node 0, a provider on node 1, node 2 left free for a hostile sender.
-async fn pair() -> Pair {
-    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().unwrap();
-    let (requester, provider) =
-        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
-    Pair {
-        mesh,
-        requester,
-        provider,
-        ollama,
-        _dir: dir,
-    }
+async fn pair() -> Pair<OllamaStub> {
+    Pair::with_stub(3, StubBehaviour::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +62,7 @@ async fn no_provider_gives_503_within_the_discovery_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
     let p = pair().await;
-    p.ollama
+    p.backend
         .set(|b| b.fail = Some((500, "CUDA error: out of memory".into())));
     let (status, body) = p
         .requester
@@ -95,7 +76,7 @@ async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
         "{detail}"
     );
 
-    p.ollama.set(|b| {
+    p.backend.set(|b| {
         b.fail = None;
         b.delay = Duration::from_secs(3);
     });

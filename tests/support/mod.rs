@@ -359,6 +359,53 @@ pub async fn start_pair(
     (requester, provider)
 }
 
+/// A requester daemon on node 0 and a provider daemon on node 1 of a `mesh-sim` of
+/// `nodes` nodes (the others left free), the provider's inference backend at the URL given
+/// to [`Pair::start`]; `backend` (the Ollama stub, the real Ollama) and the daemons' data
+/// directory live as long as the pair.
+pub struct Pair<B> {
+    /// The mesh.
+    pub mesh: MeshSimProc,
+    /// The requester, on node 0.
+    pub requester: DaemonProc,
+    /// The provider, on node 1.
+    pub provider: DaemonProc,
+    /// The provider's backend.
+    pub backend: B,
+    _dir: tempfile::TempDir,
+}
+
+impl<B> Pair<B> {
+    /// Start the mesh and both daemons, the provider's `OLLAMA_URL` set to `backend_url`.
+    pub async fn start(nodes: usize, backend: B, backend_url: &str) -> Pair<B> {
+        let mesh = MeshSimProc::start(nodes, 0);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (requester, provider) =
+            start_pair(&mesh, dir.path(), &[("OLLAMA_URL", backend_url)], &[]).await;
+        Pair {
+            mesh,
+            requester,
+            provider,
+            backend,
+            _dir: dir,
+        }
+    }
+}
+
+impl Pair<edgent::harness::ollama_stub::OllamaStub> {
+    /// [`Pair::start`] with the Ollama stub behaving as `behaviour` as the backend.
+    pub async fn with_stub(
+        nodes: usize,
+        behaviour: edgent::harness::ollama_stub::StubBehaviour,
+    ) -> Self {
+        let stub = edgent::harness::ollama_stub::OllamaStub::start(behaviour)
+            .await
+            .expect("Ollama stub");
+        let url = stub.url();
+        Pair::start(nodes, stub, &url).await
+    }
+}
+
 impl DaemonProc {
     /// [`DaemonProc::start`] with owned settings.
     pub async fn start_owned(data_dir: &Path, extra: Vec<(String, String)>) -> DaemonProc {
