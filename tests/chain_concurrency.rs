@@ -10,10 +10,9 @@ use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use edgent::chain::bindings::IERC20;
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
-use support::chain::{escrow_chain, mint_usdc, USDC};
+use support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
 
 const N: usize = 20;
 
@@ -53,15 +52,7 @@ async fn twenty_concurrent_stakes_from_one_wallet_land_within_two_blocks() {
         .unwrap();
     let provider = chain.signer(3).address();
     // The allowance is set once, beforehand (the first stake would do it otherwise).
-    let p = edgent::chain::http_provider(&settings.rpc_url, Some(chain.signer(2))).unwrap();
-    IERC20::new(d.usdc, &p)
-        .approve(d.escrow, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    approve_escrow(&chain, &d, 2, U256::MAX).await;
     let deadline = requester.chain_time().await.unwrap() + 600;
     let stakes = (0..N).map(|i| {
         let r = requester.clone();

@@ -11,7 +11,7 @@ use edgent::chain::{
     Settler, StakeInfo, StakeStatus,
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
-use support::chain::{escrow_chain, mint_usdc, OPERATOR, USDC};
+use support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
 
 struct Fixture {
     chain: LocalChain,
@@ -147,14 +147,7 @@ async fn approve_is_skipped_when_the_allowance_covers_the_stake() {
     let f = Fixture::new().await;
     let req = f.requester_addr();
     // Approve more than the stake by hand, then stake.
-    let signer_provider =
-        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
-    let tx = edgent::chain::bindings::IERC20::new(f.deployment.usdc, &signer_provider)
-        .approve(f.deployment.escrow, U256::from(50 * USDC))
-        .send()
-        .await
-        .unwrap();
-    tx.get_receipt().await.unwrap();
+    approve_escrow(&f.chain, &f.deployment, 2, U256::from(50 * USDC)).await;
     let before = f.nonce(req).await;
     f.stake(job(2), 3 * USDC).await;
     assert_eq!(f.nonce(req).await, before + 1, "stake only, no approve");
@@ -639,15 +632,7 @@ async fn transactions_carry_a_quarter_gas_margin() {
 async fn a_nonce_taken_elsewhere_is_recovered() {
     let f = Fixture::new().await;
     f.stake(job(70), USDC).await; // the lane now caches the next nonce
-    let other = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
-    edgent::chain::bindings::IERC20::new(f.deployment.usdc, &other)
-        .approve(f.deployment.escrow, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    approve_escrow(&f.chain, &f.deployment, 2, U256::MAX).await;
     f.stake(job(71), USDC).await;
     assert_eq!(
         f.requester.get_stake(job(71)).await.unwrap().status,

@@ -2,7 +2,7 @@
 //! deployed, through `edgent::harness::anvil`.
 
 use alloy::primitives::{Address, U256};
-use edgent::chain::bindings::MockUSDC;
+use edgent::chain::bindings::{MockUSDC, IERC20};
 use edgent::chain::ChainSettings;
 use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
 
@@ -55,6 +55,26 @@ pub async fn mint_usdc(
         edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(DEPLOYER))).unwrap();
     MockUSDC::new(deployment.usdc, &minter)
         .mint(to, amount)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
+
+/// Account `owner` approves the deployment's escrow for `amount` USDC base units with a
+/// transaction of its own (outside any `EscrowClient`), and waits for it.
+pub async fn approve_escrow(
+    chain: &LocalChain,
+    deployment: &LocalDeployment,
+    owner: usize,
+    amount: U256,
+) {
+    let provider =
+        edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(owner))).unwrap();
+    IERC20::new(deployment.usdc, &provider)
+        .approve(deployment.escrow, amount)
         .send()
         .await
         .unwrap()
