@@ -20,15 +20,6 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn metrics(d: &DaemonProc) -> String {
-    reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// A requester on node 0, a provider on node 1, node 2 left free for a hostile sender.
 async fn pair() -> Pair<OllamaStub> {
     Pair::with_stub(3, StubBehaviour::default()).await
@@ -151,7 +142,7 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
 
     let expect = |reason: &str| cases.iter().filter(|c| c.1 == reason).count() as f64;
     let m = eventually("drops counted", Duration::from_secs(10), || async {
-        let m = metrics(&p.requester).await;
+        let m = p.requester.metrics().await;
         let total: f64 = [
             "bad_json",
             "unknown_type",
@@ -192,7 +183,7 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
         "spoof counted at the provider",
         Duration::from_secs(10),
         || async {
-            let m = metrics(&p.provider).await;
+            let m = p.provider.metrics().await;
             (metric(&m, "edgent_messages_dropped_total", "reason=\"spoofed\"") >= 1.0).then_some(m)
         },
     )
@@ -243,7 +234,7 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
         assert_eq!(r.status().as_u16(), 200);
     }
     let m = eventually("500 ads received", Duration::from_secs(20), || async {
-        let m = metrics(&p.requester).await;
+        let m = p.requester.metrics().await;
         (metric(&m, "edgent_messages_in_total", "type=\"resource_ad\"") >= 500.0).then_some(m)
     })
     .await;
@@ -258,7 +249,7 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
     // Besides the burst, the requester may have received the provider's announcements.
     let st = p.requester.get("/status").await;
     let announces = metric(
-        &metrics(&p.requester).await,
+        &p.requester.metrics().await,
         "edgent_messages_in_total",
         "type=\"announce\"",
     );

@@ -263,6 +263,16 @@ impl DaemonProc {
             .expect("JSON")
     }
 
+    /// The text of `/metrics` (OpenMetrics).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics text")
+    }
+
     /// Job `id` as `/jobs` shows it.
     pub async fn job(&self, id: &str) -> Option<Value> {
         let jobs = self.get("/jobs").await;
