@@ -2,9 +2,9 @@
 //! official MCP Python SDK as the host's client (`tests/python/mcp_client.py`):
 //! over stdio against `edgent mcp`, and over streamable HTTP against the daemon's `/mcp`.
 //!
-//! The Python comes from `EDGENT_TEST_PYTHON` (scripts/test.sh exports the venv's, made
-//! from tests/python/requirements.txt); without it, or without `mcp` in it, these tests
-//! fail: they never skip.
+//! The Python comes from `EDGENT_TEST_PYTHON`, else the venv `scripts/python-venv.sh` makes
+//! from tests/python/requirements.txt (scripts/test.sh runs it); without it, or without
+//! `mcp` in it, these tests fail: they never skip.
 
 mod support;
 
@@ -20,15 +20,17 @@ use support::Pair;
 const MODEL: &str = "tinyllama";
 
 /// The Python with the MCP SDK; panics (the test fails) when there is none.
-fn python() -> String {
-    let py = std::env::var("EDGENT_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("EDGENT_TEST_PYTHON is not set: run scripts/test.sh, or point it at a python with `pip install -r tests/python/requirements.txt`")
-    });
+fn python() -> PathBuf {
+    let py = support::ollama::test_python();
     let ok = Command::new(&py)
         .args(["-c", "import mcp"])
         .status()
-        .unwrap_or_else(|e| panic!("EDGENT_TEST_PYTHON={py} does not run: {e}"));
-    assert!(ok.success(), "EDGENT_TEST_PYTHON={py} has no `mcp` package");
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", py.display()));
+    assert!(
+        ok.success(),
+        "{} has no `mcp` package: `pip install -r tests/python/requirements.txt`",
+        py.display()
+    );
     py
 }
 
