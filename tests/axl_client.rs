@@ -1,6 +1,8 @@
 //! The AXL HTTP client against real HTTP: the mesh sim (AXL's local API contract) and,
 //! for answers the sim never gives, a labelled misbehaving stub.
 
+mod support;
+
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -36,15 +38,7 @@ async fn topology_describes_the_node_and_its_peers() {
 async fn topology_of_a_lone_node_has_null_peers() {
     let sim = MeshSim::start(1, 0, 12).await.unwrap();
     // What AXL sends: Go encodes an empty peer list as null.
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let raw: serde_json::Value = http
-        .get(format!("{}/topology", sim.url(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw: serde_json::Value = support::sim::get_json(&format!("{}/topology", sim.url(0))).await;
     assert!(raw["peers"].is_null(), "{raw}");
     let topo = sim.client(0).unwrap().topology().await.unwrap();
     assert!(topo.peers.is_empty());

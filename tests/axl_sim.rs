@@ -2,15 +2,15 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use bytes::Bytes;
 use edgent::axl::{AxlError, PeerKey, Transport};
 use edgent::harness::mesh_sim::{
     sim_node_key, Faults, MeshSim, SIM_MAX_MESSAGE_BYTES, SIM_QUEUE_CAPACITY,
 };
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+use support::http;
+use support::sim::{clients, get_json, post, recv_body, send};
 
 async fn send_raw(url: &str, dest: Option<&str>, body: Vec<u8>) -> (u16, String) {
     let mut req = http().post(format!("{url}/send")).body(body);
@@ -58,11 +58,7 @@ async fn queue_keeps_the_newest_100() {
 #[tokio::test]
 async fn from_header_is_the_partial_key_of_the_sender() {
     let sim = MeshSim::start(2, 0, 22).await.unwrap();
-    sim.client(0)
-        .unwrap()
-        .send(&sim.key(1), Bytes::from_static(b"hi"))
-        .await
-        .unwrap();
+    send(&sim.client(0).unwrap(), &sim.key(1), b"hi").await;
     let resp = http()
         .get(format!("{}/recv", sim.url(1)))
         .send()
@@ -91,11 +87,7 @@ async fn from_header_is_the_partial_key_of_the_sender() {
 async fn a_partial_key_reaches_the_node_like_axl_dialling_by_address() {
     let sim = MeshSim::start(2, 0, 23).await.unwrap();
     let partial = sim.key(1).partial();
-    sim.client(0)
-        .unwrap()
-        .send(&partial, Bytes::from_static(b"reply"))
-        .await
-        .unwrap();
+    send(&sim.client(0).unwrap(), &partial, b"reply").await;
     assert_eq!(sim.stats(1).delivered, 1);
 }
 
@@ -157,7 +149,7 @@ async fn oversize_body_fails_the_write_and_is_not_delivered() {
 #[tokio::test]
 async fn partition_cuts_both_ways_and_heals() {
     let sim = MeshSim::start(3, 0, 27).await.unwrap();
-    let c: Vec<_> = (0..3).map(|i| sim.client(i).unwrap()).collect();
+    let c = clients(&sim);
     sim.partition(0, 1).await.unwrap();
     let err = c[0]
         .send(&sim.key(1), Bytes::from_static(b"x"))
@@ -169,9 +161,7 @@ async fn partition_cuts_both_ways_and_heals() {
         .await
         .unwrap_err();
     assert!(matches!(err, AxlError::Unreachable(_)), "{err:?}");
-    c[0].send(&sim.key(2), Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    send(&c[0], &sim.key(2), b"x").await;
     let topo = c[0].topology().await.unwrap();
     let peer1 = topo
         .peers
@@ -182,9 +172,7 @@ async fn partition_cuts_both_ways_and_heals() {
     assert!(!topo.reachable_nodes().contains(&sim.key(1)));
     assert!(topo.reachable_nodes().contains(&sim.key(2)));
     sim.heal().await.unwrap();
-    c[0].send(&sim.key(1), Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    send(&c[0], &sim.key(1), b"x").await;
     assert!(c[0]
         .topology()
         .await
@@ -196,10 +184,8 @@ async fn partition_cuts_both_ways_and_heals() {
 #[tokio::test]
 async fn a_down_node_refuses_connections_and_is_unreachable() {
     let sim = MeshSim::start(3, 0, 28).await.unwrap();
-    let c: Vec<_> = (0..3).map(|i| sim.client(i).unwrap()).collect();
-    c[0].send(&sim.key(1), Bytes::from_static(b"lost with the node"))
-        .await
-        .unwrap();
+    let c = clients(&sim);
+    send(&c[0], &sim.key(1), b"lost with the node").await;
     sim.set_down(1, true).await.unwrap();
     let refused = std::net::TcpStream::connect(("127.0.0.1", sim.port(1)));
     assert!(
@@ -223,23 +209,16 @@ async fn a_down_node_refuses_connections_and_is_unreachable() {
         c[1].recv().await.unwrap().is_none(),
         "queue is lost with the process"
     );
-    c[0].send(&sim.key(1), Bytes::from_static(b"back"))
-        .await
-        .unwrap();
+    send(&c[0], &sim.key(1), b"back").await;
     assert_eq!(&c[1].recv().await.unwrap().unwrap().body[..], b"back");
 }
 
 #[tokio::test]
 async fn faults_over_http_from_any_node() {
     let sim = MeshSim::start(3, 0, 29).await.unwrap();
-    let http = http();
     let set = |node: usize, body: serde_json::Value| {
-        let http = http.clone();
         let url = format!("{}/sim/faults", sim.url(node));
-        async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
+        async move { post(&url, Some(&body)).await }
     };
     // Node 0 takes node 0 itself and node 2 down; node 1 answers for the sim afterwards.
     let (status, _) = set(
@@ -250,14 +229,7 @@ async fn faults_over_http_from_any_node() {
     assert_eq!(status, 200);
     assert!(std::net::TcpStream::connect(("127.0.0.1", sim.port(0))).is_err());
     assert!(std::net::TcpStream::connect(("127.0.0.1", sim.port(2))).is_err());
-    let got: Faults = http
-        .get(format!("{}/sim/faults", sim.url(1)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Faults = get_json(&format!("{}/sim/faults", sim.url(1))).await;
     assert_eq!(got.down, vec![0, 2]);
     assert_eq!(got.partitions, vec![[1, 2]]);
     assert_eq!(got.delay_ms, 3);
@@ -294,9 +266,7 @@ async fn drop_rate_one_loses_everything_silently() {
     let stats = sim.stats(1);
     assert_eq!((stats.delivered, stats.fault_dropped), (0, 20));
     sim.set_drop_rate(0.0).await.unwrap();
-    a.send(&sim.key(1), Bytes::from_static(b"ok"))
-        .await
-        .unwrap();
+    send(&a, &sim.key(1), b"ok").await;
     assert_eq!(&b.recv().await.unwrap().unwrap().body[..], b"ok");
 }
 
@@ -306,22 +276,16 @@ async fn delay_holds_messages_back() {
     sim.set_delay(Duration::from_millis(800)).await.unwrap();
     let (a, b) = (sim.client(0).unwrap(), sim.client(1).unwrap());
     let sent_at = Instant::now();
-    a.send(&sim.key(1), Bytes::from_static(b"late"))
-        .await
-        .unwrap();
+    send(&a, &sim.key(1), b"late").await;
     assert!(
         b.recv().await.unwrap().is_none(),
         "not there before the delay"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let msg = loop {
-        if let Some(m) = b.recv().await.unwrap() {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "delayed message never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(&msg.body[..], b"late");
+    let msg = support::eventually("the delayed message", Duration::from_secs(10), || {
+        recv_body(&b)
+    })
+    .await;
+    assert_eq!(&msg[..], b"late");
     assert!(sent_at.elapsed() >= Duration::from_millis(800));
 }
 
@@ -329,9 +293,7 @@ async fn delay_holds_messages_back() {
 async fn messages_to_self_are_delivered() {
     let sim = MeshSim::start(1, 0, 32).await.unwrap();
     let c = sim.client(0).unwrap();
-    c.send(&sim.key(0), Bytes::from_static(b"me"))
-        .await
-        .unwrap();
+    send(&c, &sim.key(0), b"me").await;
     let m = c.recv().await.unwrap().unwrap();
     assert!(m.from.same_node(&sim.key(0)));
 }
@@ -342,32 +304,17 @@ mod real {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use edgent::axl::{AxlClient, AxlError, PeerKey, Topology, Transport};
+    use edgent::axl::{AxlError, PeerKey, Topology, Transport};
     use edgent::harness::mesh_sim::{MeshSim, SimOptions, SimTiming, SimTopology};
 
-    fn http() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().build().unwrap()
-    }
+    use crate::support::sim::{clients, get_json, post, recv_body as recv_one, send};
+    use crate::support::until;
+
+    /// How long a condition of these tests may take to hold.
+    const WAIT: Duration = Duration::from_secs(20);
 
     fn listed(t: &Topology) -> Vec<String> {
         t.tree.iter().map(|e| e.public_key.clone()).collect()
-    }
-
-    /// Poll `f` every 20 ms until it holds, or panic after 20 s.
-    async fn until<F, Fut>(what: &str, mut f: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn recv_one(c: &AxlClient) -> Option<Bytes> {
-        c.recv().await.unwrap().map(|m| m.body)
     }
 
     #[tokio::test]
@@ -409,11 +356,7 @@ mod real {
             }
         }
         // The mesh still routes to any key.
-        sim.client(a)
-            .unwrap()
-            .send(&sim.key(b), Bytes::from_static(b"via the hub"))
-            .await
-            .unwrap();
+        send(&sim.client(a).unwrap(), &sim.key(b), b"via the hub").await;
         assert_eq!(
             recv_one(&sim.client(b).unwrap()).await.unwrap(),
             Bytes::from_static(b"via the hub")
@@ -442,9 +385,7 @@ mod real {
             .unwrap();
         let (a, b) = (sim.client(0).unwrap(), sim.client(1).unwrap());
         let t = Instant::now();
-        a.send(&sim.key(1), Bytes::from_static(b"first"))
-            .await
-            .unwrap();
+        send(&a, &sim.key(1), b"first").await;
         let first = t.elapsed();
         assert!(
             first >= Duration::from_secs(3),
@@ -452,9 +393,7 @@ mod real {
         );
         assert_eq!(recv_one(&b).await.unwrap(), Bytes::from_static(b"first"));
         let t = Instant::now();
-        a.send(&sim.key(1), Bytes::from_static(b"second"))
-            .await
-            .unwrap();
+        send(&a, &sim.key(1), b"second").await;
         let second = t.elapsed();
         assert!(
             second < Duration::from_secs(2),
@@ -462,9 +401,7 @@ mod real {
         );
         // Messages to oneself never wait.
         let t = Instant::now();
-        b.send(&sim.key(1), Bytes::from_static(b"me"))
-            .await
-            .unwrap();
+        send(&b, &sim.key(1), b"me").await;
         assert!(t.elapsed() < Duration::from_secs(2));
 
         // A restarted node's routes warm up again; the other routes stay ready.
@@ -480,14 +417,10 @@ mod real {
         tokio::time::sleep_until(ready.into()).await;
         sim3.restart(1).await.unwrap();
         let t = Instant::now();
-        c0.send(&sim3.key(2), Bytes::from_static(b"old route"))
-            .await
-            .unwrap();
+        send(&c0, &sim3.key(2), b"old route").await;
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         let t = Instant::now();
-        c0.send(&sim3.key(1), Bytes::from_static(b"new route"))
-            .await
-            .unwrap();
+        send(&c0, &sim3.key(1), b"new route").await;
         assert!(
             t.elapsed() >= Duration::from_millis(2_500),
             "{:?}",
@@ -584,7 +517,7 @@ mod real {
         assert!(listed(&t).contains(&gone), "lingers in the tree");
         let peer = t.peers.iter().find(|p| p.public_key == gone).unwrap();
         assert!(!peer.up, "its peer entry is down");
-        until("the departed node to leave the tree", || async {
+        until("the departed node to leave the tree", WAIT, || async {
             !listed(&c0.topology().await.unwrap()).contains(&gone)
         })
         .await;
@@ -601,11 +534,9 @@ mod real {
         let sim = MeshSim::start_with(SimOptions::new(3).seed(67))
             .await
             .unwrap();
-        let c: Vec<_> = (0..3).map(|i| sim.client(i).unwrap()).collect();
+        let c = clients(&sim);
         // Queued, then the receiver dies.
-        c[0].send(&sim.key(1), Bytes::from_static(b"queued"))
-            .await
-            .unwrap();
+        send(&c[0], &sim.key(1), b"queued").await;
         assert_eq!(sim.stats(1).queued, 1);
         sim.restart(1).await.unwrap();
         assert!(
@@ -614,16 +545,12 @@ mod real {
         );
         // In flight to a node that dies and comes back before the delivery time.
         sim.set_delay(Duration::from_millis(400)).await.unwrap();
-        c[0].send(&sim.key(1), Bytes::from_static(b"to the dead"))
-            .await
-            .unwrap();
+        send(&c[0], &sim.key(1), b"to the dead").await;
         sim.restart(1).await.unwrap();
         // In flight from a node that dies.
-        c[0].send(&sim.key(2), Bytes::from_static(b"from the dead"))
-            .await
-            .unwrap();
+        send(&c[0], &sim.key(2), b"from the dead").await;
         sim.restart(0).await.unwrap();
-        until("both in-flight messages to be dropped", || async {
+        until("both in-flight messages to be dropped", WAIT, || async {
             sim.stats(1).fault_dropped == 1 && sim.stats(2).fault_dropped == 1
         })
         .await;
@@ -632,10 +559,11 @@ mod real {
         assert!(recv_one(&c[1]).await.is_none());
         assert!(recv_one(&c[2]).await.is_none());
         // A message sent after the restart is delivered.
-        c[0].send(&sim.key(2), Bytes::from_static(b"alive"))
-            .await
-            .unwrap();
-        until("the delayed message", || async { sim.stats(2).queued == 1 }).await;
+        send(&c[0], &sim.key(2), b"alive").await;
+        until("the delayed message", WAIT, || async {
+            sim.stats(2).queued == 1
+        })
+        .await;
         assert_eq!(recv_one(&c[2]).await.unwrap(), Bytes::from_static(b"alive"));
     }
 
@@ -644,26 +572,15 @@ mod real {
         let sim = MeshSim::start_with(SimOptions::new(3).seed(68))
             .await
             .unwrap();
-        let http = http();
-        let post = |path: String| {
-            let http = http.clone();
-            async move {
-                let r = http.post(path).send().await.unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            }
-        };
-        sim.client(0)
-            .unwrap()
-            .send(&sim.key(1), Bytes::from_static(b"q"))
-            .await
-            .unwrap();
-        let (status, body) = post(format!("{}/sim/kill/1", sim.url(0))).await;
+        let control = |path: String| async move { post(&path, None).await };
+        send(&sim.client(0).unwrap(), &sim.key(1), b"q").await;
+        let (status, body) = control(format!("{}/sim/kill/1", sim.url(0))).await;
         assert_eq!(status, 200, "{body}");
         assert!(std::net::TcpStream::connect(("127.0.0.1", sim.port(1))).is_err());
         assert_eq!(sim.faults().down, vec![1]);
-        let (status, _) = post(format!("{}/sim/kill/9", sim.url(0))).await;
+        let (status, _) = control(format!("{}/sim/kill/9", sim.url(0))).await;
         assert_eq!(status, 400);
-        let (status, body) = post(format!("{}/sim/restart/1", sim.url(2))).await;
+        let (status, body) = control(format!("{}/sim/restart/1", sim.url(2))).await;
         assert_eq!(status, 200, "{body}");
         assert!(sim.faults().down.is_empty());
         assert!(
@@ -671,41 +588,26 @@ mod real {
             "queue lost"
         );
         // Restart of a running node kills it first.
-        sim.client(0)
-            .unwrap()
-            .send(&sim.key(1), Bytes::from_static(b"q2"))
-            .await
-            .unwrap();
-        let (status, _) = post(format!("{}/sim/restart/1", sim.url(0))).await;
+        send(&sim.client(0).unwrap(), &sim.key(1), b"q2").await;
+        let (status, _) = control(format!("{}/sim/restart/1", sim.url(0))).await;
         assert_eq!(status, 200);
         assert!(recv_one(&sim.client(1).unwrap()).await.is_none());
 
         // Timing, read and set over HTTP.
         let url = format!("{}/sim/timing", sim.url(0));
-        let got: SimTiming = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let got: SimTiming = get_json(&url).await;
         assert_eq!(got, SimTiming::default());
         let real = SimTiming::real().scaled(0.5);
-        let r = http.post(&url).json(&real).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        let (status, body) = post(&url, Some(&serde_json::to_value(real).unwrap())).await;
+        assert_eq!(status, 200, "{body}");
         assert_eq!(sim.timing(), real);
-        let r = http
-            .post(&url)
-            .json(&serde_json::json!({"syn_backoff_ms": 0}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 400);
+        let (status, _) = post(&url, Some(&serde_json::json!({"syn_backoff_ms": 0}))).await;
+        assert_eq!(status, 400);
         assert_eq!(sim.timing(), real, "a bad timing changes nothing");
 
         // Messages sent per node.
-        let stats: Vec<edgent::harness::mesh_sim::SimNodeStats> = http
-            .get(format!("{}/sim/stats", sim.url(2)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Vec<edgent::harness::mesh_sim::SimNodeStats> =
+            get_json(&format!("{}/sim/stats", sim.url(2))).await;
         assert_eq!(stats.iter().map(|s| s.sent).collect::<Vec<_>>(), [2, 0, 0]);
     }
 }

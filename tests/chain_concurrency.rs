@@ -2,31 +2,23 @@
 //! are assigned locally, so concurrent stakes go out together and land within two blocks
 //! instead of one receipt after another; a transaction the node drops is sent again.
 
+mod support;
+
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use edgent::chain::bindings::{MockUSDC, IERC20};
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::anvil::{LocalChain, LocalDeployment};
+use support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
 
-const USDC: u64 = 1_000_000;
 const N: usize = 20;
 
+/// The escrow chain of these tests: account 2 holds 1000 USDC.
 async fn chain(block_time: Option<u64>) -> (LocalChain, LocalDeployment, ChainSettings) {
-    let chain = match block_time {
-        Some(s) => LocalChain::start_with_block_time(s).await.unwrap(),
-        None => LocalChain::start().await.unwrap(),
-    };
-    let operator = chain.signer(1).address();
-    let fund = [(chain.signer(2).address(), U256::from(1000 * USDC))];
-    let deployment = deploy_local(&chain.rpc_url(), chain.signer(0), operator, &fund)
-        .await
-        .unwrap();
-    let settings = chain.settings(&deployment);
-    (chain, deployment, settings)
+    escrow_chain(block_time, &[(2, 1000 * USDC)]).await
 }
 
 fn job(tag: &str, i: usize) -> B256 {
@@ -60,15 +52,7 @@ async fn twenty_concurrent_stakes_from_one_wallet_land_within_two_blocks() {
         .unwrap();
     let provider = chain.signer(3).address();
     // The allowance is set once, beforehand (the first stake would do it otherwise).
-    let p = edgent::chain::http_provider(&settings.rpc_url, Some(chain.signer(2))).unwrap();
-    IERC20::new(d.usdc, &p)
-        .approve(d.escrow, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    approve_escrow(&chain, &d, 2, U256::MAX).await;
     let deadline = requester.chain_time().await.unwrap() + 600;
     let stakes = (0..N).map(|i| {
         let r = requester.clone();
@@ -107,15 +91,7 @@ async fn twenty_authorized_stakes_submitted_by_one_provider_land_within_two_bloc
     // The requester holds USDC and no ETH.
     let payer = PrivateKeySigner::random();
     let payer_addr = payer.address();
-    let minter = edgent::chain::http_provider(&settings.rpc_url, Some(chain.signer(0))).unwrap();
-    MockUSDC::new(d.usdc, &minter)
-        .mint(payer_addr, U256::from(100 * USDC))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mint_usdc(&chain, &d, payer_addr, U256::from(100 * USDC)).await;
     let requester = EscrowClient::connect(&settings, Some(payer)).await.unwrap();
     let provider = EscrowClient::connect(&settings, Some(chain.signer(3)))
         .await

@@ -1,16 +1,17 @@
 //! Escrow client against a real anvil: stake/getStake/release with balance checks, every
 //! refusal decoded to its typed error, and time travel for refund and claimTimeout.
 
+mod support;
+
 use alloy::primitives::{keccak256, Address, B256, U256};
 use alloy::providers::Provider;
 use edgent::chain::bindings::EdgentEscrow;
 use edgent::chain::{
     ChainError, ChainSettings, DirectSettler, EscrowClient, EscrowError, EscrowRevert, SettleError,
-    Settler, StakeStatus,
+    Settler, StakeInfo, StakeStatus,
 };
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
-
-const USDC: u64 = 1_000_000;
+use edgent::harness::anvil::{LocalChain, LocalDeployment};
+use support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
 
 struct Fixture {
     chain: LocalChain,
@@ -23,20 +24,11 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let chain = LocalChain::start().await.unwrap();
-        let operator = chain.signer(1).address();
-        let fund = [
-            (chain.signer(2).address(), U256::from(100 * USDC)),
-            (chain.signer(3).address(), U256::from(USDC)),
-        ];
-        let deployment = deploy_local(&chain.rpc_url(), chain.signer(0), operator, &fund)
-            .await
-            .unwrap();
-        let settings = chain.settings(&deployment);
+        let (chain, deployment, settings) = escrow_chain(None, &[(2, 100 * USDC), (3, USDC)]).await;
         let client = |i| EscrowClient::connect(&settings, Some(chain.signer(i)));
         let requester = client(2).await.unwrap();
         let provider = client(3).await.unwrap();
-        let operator = client(1).await.unwrap();
+        let operator = client(OPERATOR).await.unwrap();
         Self {
             chain,
             deployment,
@@ -85,6 +77,16 @@ fn job(n: u8) -> B256 {
     keccak256([n])
 }
 
+/// `s` is a stake of `amount` USDC base units from `requester` to `provider`, due at `deadline`.
+#[track_caller]
+fn assert_staked(s: &StakeInfo, requester: Address, provider: Address, amount: u64, deadline: u64) {
+    assert_eq!(s.status, StakeStatus::Staked);
+    assert_eq!(s.requester, requester);
+    assert_eq!(s.provider, provider);
+    assert_eq!(s.amount, U256::from(amount));
+    assert_eq!(s.deadline, deadline);
+}
+
 fn refusal(e: EscrowError) -> EscrowRevert {
     match e {
         EscrowError::Refused(r) => r,
@@ -107,11 +109,7 @@ async fn stake_get_stake_and_direct_release_move_the_money() {
     assert_eq!(f.nonce(req).await, nonce_before + 2);
 
     let s = f.requester.get_stake(j).await.unwrap();
-    assert_eq!(s.status, StakeStatus::Staked);
-    assert_eq!(s.requester, req);
-    assert_eq!(s.provider, prov);
-    assert_eq!(s.amount, U256::from(5 * USDC));
-    assert_eq!(s.deadline, deadline);
+    assert_staked(&s, req, prov, 5 * USDC, deadline);
     assert_eq!(f.balance(req).await, U256::from(95 * USDC));
     assert_eq!(f.balance(f.deployment.escrow).await, U256::from(5 * USDC));
 
@@ -149,14 +147,7 @@ async fn approve_is_skipped_when_the_allowance_covers_the_stake() {
     let f = Fixture::new().await;
     let req = f.requester_addr();
     // Approve more than the stake by hand, then stake.
-    let signer_provider =
-        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
-    let tx = edgent::chain::bindings::IERC20::new(f.deployment.usdc, &signer_provider)
-        .approve(f.deployment.escrow, U256::from(50 * USDC))
-        .send()
-        .await
-        .unwrap();
-    tx.get_receipt().await.unwrap();
+    approve_escrow(&f.chain, &f.deployment, 2, U256::from(50 * USDC)).await;
     let before = f.nonce(req).await;
     f.stake(job(2), 3 * USDC).await;
     assert_eq!(f.nonce(req).await, before + 1, "stake only, no approve");
@@ -540,16 +531,7 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
     let f = Fixture::new().await;
     let payer = alloy::signers::local::PrivateKeySigner::random();
     let who = payer.address();
-    let minter =
-        edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(0))).unwrap();
-    edgent::chain::bindings::MockUSDC::new(f.deployment.usdc, &minter)
-        .mint(who, U256::from(10 * USDC))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mint_usdc(&f.chain, &f.deployment, who, U256::from(10 * USDC)).await;
     let requester = EscrowClient::connect(&f.settings, Some(payer))
         .await
         .unwrap();
@@ -604,11 +586,7 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
 
     f.provider.stake_with_authorization(&auth).await.unwrap();
     let s = f.provider.get_stake(j).await.unwrap();
-    assert_eq!(s.status, StakeStatus::Staked);
-    assert_eq!(s.requester, who);
-    assert_eq!(s.provider, prov);
-    assert_eq!(s.amount, U256::from(3 * USDC));
-    assert_eq!(s.deadline, deadline);
+    assert_staked(&s, who, prov, 3 * USDC, deadline);
     assert_eq!(f.balance(who).await, U256::from(7 * USDC));
     assert_eq!(f.balance(f.deployment.escrow).await, U256::from(3 * USDC));
     let eth = f.chain.provider().get_balance(who).await.unwrap();
@@ -654,15 +632,7 @@ async fn transactions_carry_a_quarter_gas_margin() {
 async fn a_nonce_taken_elsewhere_is_recovered() {
     let f = Fixture::new().await;
     f.stake(job(70), USDC).await; // the lane now caches the next nonce
-    let other = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
-    edgent::chain::bindings::IERC20::new(f.deployment.usdc, &other)
-        .approve(f.deployment.escrow, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    approve_escrow(&f.chain, &f.deployment, 2, U256::MAX).await;
     f.stake(job(71), USDC).await;
     assert_eq!(
         f.requester.get_stake(job(71)).await.unwrap().status,

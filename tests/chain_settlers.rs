@@ -1,16 +1,17 @@
 //! KeeperHub settlement against a real anvil through the KeeperHub emulator: a normal
 //! release, and every injected fault ending in exactly one release or a clear error.
 
+mod support;
+
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256, U256};
 use edgent::chain::{
     ChainSettings, EscrowClient, KeeperHubSettler, Secret, SettleError, Settler, StakeStatus,
 };
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
-
-const USDC: u64 = 1_000_000;
+use support::chain::{escrow_chain, OPERATOR, USDC};
 
 struct Fixture {
     _chain: LocalChain,
@@ -23,22 +24,16 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let chain = LocalChain::start().await.unwrap();
-        let operator = chain.signer(1);
+        let (chain, deployment, mut settings) = escrow_chain(None, &[(2, 100 * USDC)]).await;
         let provider_addr = chain.signer(3).address();
-        let fund = [(chain.signer(2).address(), U256::from(100 * USDC))];
-        let deployment = deploy_local(&chain.rpc_url(), chain.signer(0), operator.address(), &fund)
-            .await
-            .unwrap();
         let emulator = KeeperHubEmulator::start(
             &chain.rpc_url(),
             deployment.escrow,
-            operator,
+            chain.signer(OPERATOR),
             EmulatorFaults::default(),
         )
         .await
         .unwrap();
-        let mut settings = chain.settings(&deployment);
         settings.keeperhub_url = emulator.url().to_string();
         settings.keeperhub_api_key = Some(Secret::new(emulator.api_key()));
         settings.keeperhub_network = "anvil".into();

@@ -372,12 +372,7 @@ async fn a_flooding_peer_is_limited_and_honest_delegations_go_on() {
     let ((), ok) = tokio::join!(flood, honest);
     assert_eq!(ok, 10);
     // The flood was limited at the router.
-    let metrics = reqwest::get(format!("{}/metrics", p.daemon.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = p.daemon.metrics().await;
     let limited = metrics
         .lines()
         .find(|l| l.contains("rate_limited") && !l.starts_with('#'))

@@ -13,12 +13,7 @@ use support::{eventually, DaemonProc, MeshSimProc};
 
 /// A counter of `/metrics` (OpenMetrics text), e.g. `edgent_messages_out` for `type`.
 async fn counter(d: &DaemonProc, family: &str, kind: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics().await;
     let prefix = format!("{family}_total{{");
     let label = format!("type=\"{kind}\"");
     text.lines()

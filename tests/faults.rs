@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
-use support::{eventually, raw_send, DaemonProc, MeshSimProc};
+use support::{eventually, raw_send, DaemonProc, MeshSimProc, Pair};
 
 /// Read one sample from a Prometheus text exposition.
 fn metric(text: &str, name: &str, label: &str) -> f64 {
@@ -20,37 +20,9 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn metrics(d: &DaemonProc) -> String {
-    reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-struct Pair {
-    mesh: MeshSimProc,
-    requester: DaemonProc,
-    provider: DaemonProc,
-    ollama: OllamaStub,
-    _dir: tempfile::TempDir,
-}
-
 /// A requester on node 0, a provider on node 1, node 2 left free for a hostile sender.
-async fn pair() -> Pair {
-    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().unwrap();
-    let (requester, provider) =
-        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
-    Pair {
-        mesh,
-        requester,
-        provider,
-        ollama,
-        _dir: dir,
-    }
+async fn pair() -> Pair<OllamaStub> {
+    Pair::with_stub(3, StubBehaviour::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +53,7 @@ async fn no_provider_gives_503_within_the_discovery_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
     let p = pair().await;
-    p.ollama
+    p.backend
         .set(|b| b.fail = Some((500, "CUDA error: out of memory".into())));
     let (status, body) = p
         .requester
@@ -95,7 +67,7 @@ async fn backend_failure_gives_502_with_the_reason_and_deadline_gives_504() {
         "{detail}"
     );
 
-    p.ollama.set(|b| {
+    p.backend.set(|b| {
         b.fail = None;
         b.delay = Duration::from_secs(3);
     });
@@ -170,7 +142,7 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
 
     let expect = |reason: &str| cases.iter().filter(|c| c.1 == reason).count() as f64;
     let m = eventually("drops counted", Duration::from_secs(10), || async {
-        let m = metrics(&p.requester).await;
+        let m = p.requester.metrics().await;
         let total: f64 = [
             "bad_json",
             "unknown_type",
@@ -211,7 +183,7 @@ async fn hostile_and_broken_messages_are_dropped_and_counted() {
         "spoof counted at the provider",
         Duration::from_secs(10),
         || async {
-            let m = metrics(&p.provider).await;
+            let m = p.provider.metrics().await;
             (metric(&m, "edgent_messages_dropped_total", "reason=\"spoofed\"") >= 1.0).then_some(m)
         },
     )
@@ -262,7 +234,7 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
         assert_eq!(r.status().as_u16(), 200);
     }
     let m = eventually("500 ads received", Duration::from_secs(20), || async {
-        let m = metrics(&p.requester).await;
+        let m = p.requester.metrics().await;
         (metric(&m, "edgent_messages_in_total", "type=\"resource_ad\"") >= 500.0).then_some(m)
     })
     .await;
@@ -277,7 +249,7 @@ async fn a_burst_of_500_messages_is_drained_without_loss() {
     // Besides the burst, the requester may have received the provider's announcements.
     let st = p.requester.get("/status").await;
     let announces = metric(
-        &metrics(&p.requester).await,
+        &p.requester.metrics().await,
         "edgent_messages_in_total",
         "type=\"announce\"",
     );

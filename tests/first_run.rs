@@ -11,10 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
-use edgent::chain::bindings::MockUSDC;
 use edgent::config::EX_CONFIG;
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::anvil::LocalChain;
 use serde_json::Value;
+use support::chain::{escrow_chain, mint_usdc, OPERATOR};
 use support::{edgent_bin, eventually, free_port, DaemonProc, MeshSimProc};
 
 alloy::sol!(
@@ -23,24 +23,6 @@ alloy::sol!(
     OldEscrow,
     "contracts/test-fixtures/artifacts/OldEscrow.json"
 );
-
-/// Anvil accounts: 0 deploys, 1 is the escrow's operator.
-const OPERATOR: usize = 1;
-
-async fn chain_with_escrow() -> (LocalChain, LocalDeployment) {
-    let chain = LocalChain::start()
-        .await
-        .expect("anvil (npm ci installs it)");
-    let d = deploy_local(
-        &chain.rpc_url(),
-        chain.signer(0),
-        chain.signer(OPERATOR).address(),
-        &[],
-    )
-    .await
-    .expect("deploy");
-    (chain, d)
-}
 
 async fn deploy_old_escrow(chain: &LocalChain, usdc: Address) -> Address {
     let provider = edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(0))).unwrap();
@@ -96,7 +78,7 @@ fn edgent(args: &[&str], env: &[(String, String)], cwd: &Path) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_then_run_pays_with_the_wallet_init_made() {
-    let (chain, d) = chain_with_escrow().await;
+    let (chain, d, _) = escrow_chain(None, &[]).await;
     let mesh = MeshSimProc::start(1, 0);
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join(".env");
@@ -147,16 +129,8 @@ async fn init_then_run_pays_with_the_wallet_init_made() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
     // Fund the new wallet: 100 USDC.
-    let provider = edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(0))).unwrap();
     let wallet: Address = address.parse().unwrap();
-    MockUSDC::new(d.usdc, &provider)
-        .mint(wallet, U256::from(100_000_000u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mint_usdc(&chain, &d, wallet, U256::from(100_000_000u64)).await;
 
     // `edgent wallet` reads the key init wrote.
     let env_only = vec![(
@@ -247,7 +221,7 @@ async fn on_without_a_wallet_exits_with_the_config_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_escrow_is_refused_with_its_message() {
-    let (chain, d) = chain_with_escrow().await;
+    let (chain, d, _) = escrow_chain(None, &[]).await;
     let old = deploy_old_escrow(&chain, d.usdc).await;
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();

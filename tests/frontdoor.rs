@@ -31,12 +31,7 @@ fn joined(parts: &Value) -> String {
 
 /// The sum of the daemon's metric lines that start with `prefix`.
 async fn metric(d: &DaemonProc, prefix: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", d.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics().await;
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -2,9 +2,9 @@
 //! official MCP Python SDK as the host's client (`tests/python/mcp_client.py`):
 //! over stdio against `edgent mcp`, and over streamable HTTP against the daemon's `/mcp`.
 //!
-//! The Python comes from `EDGENT_TEST_PYTHON` (scripts/test.sh exports the venv's, made
-//! from tests/python/requirements.txt); without it, or without `mcp` in it, these tests
-//! fail: they never skip.
+//! The Python comes from `EDGENT_TEST_PYTHON`, else the venv `scripts/python-venv.sh` makes
+//! from tests/python/requirements.txt (scripts/test.sh runs it); without it, or without
+//! `mcp` in it, these tests fail: they never skip.
 
 mod support;
 
@@ -15,20 +15,22 @@ use std::time::{Duration, Instant};
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::ollama::{RealOllama, TestModel, TINY_MODEL};
-use support::{DaemonProc, MeshSimProc};
+use support::Pair;
 
 const MODEL: &str = "tinyllama";
 
 /// The Python with the MCP SDK; panics (the test fails) when there is none.
-fn python() -> String {
-    let py = std::env::var("EDGENT_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("EDGENT_TEST_PYTHON is not set: run scripts/test.sh, or point it at a python with `pip install -r tests/python/requirements.txt`")
-    });
+fn python() -> PathBuf {
+    let py = support::ollama::test_python();
     let ok = Command::new(&py)
         .args(["-c", "import mcp"])
         .status()
-        .unwrap_or_else(|e| panic!("EDGENT_TEST_PYTHON={py} does not run: {e}"));
-    assert!(ok.success(), "EDGENT_TEST_PYTHON={py} has no `mcp` package");
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", py.display()));
+    assert!(
+        ok.success(),
+        "{} has no `mcp` package: `pip install -r tests/python/requirements.txt`",
+        py.display()
+    );
     py
 }
 
@@ -73,50 +75,36 @@ async fn run_client(args: Vec<String>) -> Value {
     .expect("client task")
 }
 
-struct Mesh {
-    mesh: MeshSimProc,
-    requester: DaemonProc,
-    provider: DaemonProc,
-    _ollama: OllamaStub,
-    _dir: tempfile::TempDir,
+/// A requester and a provider over `mesh-sim`, the provider's backend the Ollama stub.
+async fn mesh(behaviour: StubBehaviour) -> Pair<OllamaStub> {
+    Pair::with_stub(2, behaviour).await
 }
 
-async fn mesh(behaviour: StubBehaviour) -> Mesh {
-    let ollama = OllamaStub::start(behaviour).await.unwrap();
-    let mesh = MeshSimProc::start(2, 0);
-    let dir = tempfile::tempdir().unwrap();
-    let (requester, provider) =
-        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
-    Mesh {
-        mesh,
-        requester,
-        provider,
-        _ollama: ollama,
-        _dir: dir,
-    }
+/// The Python client's arguments for a stdio scenario: it spawns `edgent mcp` against the
+/// daemon's API at `api` and delegates `prompt` to `model`; `extra` follows.
+fn stdio_args(scenario: &str, api: &str, model: &str, prompt: &str, extra: &[&str]) -> Vec<String> {
+    let edgent = support::edgent_bin().display().to_string();
+    let common = [
+        scenario, "--edgent", &edgent, "--api", api, "--model", model, "--prompt", prompt,
+    ];
+    common.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
-fn s(v: &str) -> String {
-    v.to_string()
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|a| a.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_lists_the_tools_delegates_and_reports_no_provider_as_a_tool_error() {
     let m = mesh(StubBehaviour::default()).await;
     let prompt = "what fits in eight gigabytes?";
-    let out = run_client(vec![
-        s("stdio"),
-        s("--edgent"),
-        support::edgent_bin().display().to_string(),
-        s("--api"),
-        m.requester.url.clone(),
-        s("--model"),
-        s(MODEL),
-        s("--prompt"),
-        s(prompt),
-        s("--missing-model"),
-        s("no-such-model:70b"),
-    ])
+    let out = run_client(stdio_args(
+        "stdio",
+        &m.requester.url,
+        MODEL,
+        prompt,
+        &["--missing-model", "no-such-model:70b"],
+    ))
     .await;
 
     // The four tools, each with an object schema and a description.
@@ -212,15 +200,9 @@ async fn streamable_http_delegates_and_refuses_a_foreign_origin() {
     let m = mesh(StubBehaviour::default()).await;
     let url = format!("{}/mcp", m.requester.url);
     let prompt = "over http";
-    let out = run_client(vec![
-        s("http"),
-        s("--url"),
-        url.clone(),
-        s("--model"),
-        s(MODEL),
-        s("--prompt"),
-        s(prompt),
-    ])
+    let out = run_client(args(&[
+        "http", "--url", &url, "--model", MODEL, "--prompt", prompt,
+    ]))
     .await;
     assert_eq!(
         out["tools"],
@@ -239,13 +221,13 @@ async fn streamable_http_delegates_and_refuses_a_foreign_origin() {
     let job_id = del["structured"]["job_id"].as_str().unwrap();
     assert_eq!(m.requester.job(job_id).await.unwrap()["state"], "completed");
 
-    let out = run_client(vec![
-        s("http-origin"),
-        s("--url"),
-        url,
-        s("--origin"),
-        s("http://evil.example"),
-    ])
+    let out = run_client(args(&[
+        "http-origin",
+        "--url",
+        &url,
+        "--origin",
+        "http://evil.example",
+    ]))
     .await;
     assert_eq!(out["status"]["foreign"], 403, "{out}");
     assert_eq!(
@@ -256,45 +238,22 @@ async fn streamable_http_delegates_and_refuses_a_foreign_origin() {
 
 /// A requester and a provider over `mesh-sim`, the provider's backend the real Ollama
 /// with the tiny model, which streams its answer token by token.
-struct OllamaMesh {
-    mesh: MeshSimProc,
-    requester: DaemonProc,
-    provider: DaemonProc,
-    _ollama: RealOllama,
-    _dir: tempfile::TempDir,
-}
-
-async fn ollama_mesh() -> OllamaMesh {
+async fn ollama_mesh() -> Pair<RealOllama> {
     let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
-    let mesh = MeshSimProc::start(2, 0);
-    let dir = tempfile::tempdir().unwrap();
-    let (requester, provider) =
-        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url)], &[]).await;
-    OllamaMesh {
-        mesh,
-        requester,
-        provider,
-        _ollama: ollama,
-        _dir: dir,
-    }
+    let url = ollama.url.clone();
+    Pair::start(2, ollama, &url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_progress_notifications_carry_the_answer_in_order_while_it_streams() {
     let m = ollama_mesh().await;
-    let out = run_client(vec![
-        s("stdio-stream"),
-        s("--edgent"),
-        support::edgent_bin().display().to_string(),
-        s("--api"),
-        m.requester.url.clone(),
-        s("--model"),
-        s(TINY_MODEL),
-        s("--prompt"),
-        s("hello edge mesh"),
-        s("--num-predict"),
-        s("300"),
-    ])
+    let out = run_client(stdio_args(
+        "stdio-stream",
+        &m.requester.url,
+        TINY_MODEL,
+        "hello edge mesh",
+        &["--num-predict", "300"],
+    ))
     .await;
     let del = &out;
     assert_eq!(del["is_error"], false, "{del}");
@@ -341,19 +300,13 @@ async fn stdio_a_cancelled_delegate_ends_the_providers_job_cancelled() {
         ..StubBehaviour::default()
     })
     .await;
-    let out = run_client(vec![
-        s("stdio-cancel"),
-        s("--edgent"),
-        support::edgent_bin().display().to_string(),
-        s("--api"),
-        m.requester.url.clone(),
-        s("--model"),
-        s(MODEL),
-        s("--prompt"),
-        s("take your time"),
-        s("--provider-api"),
-        m.provider.url.clone(),
-    ])
+    let out = run_client(stdio_args(
+        "stdio-cancel",
+        &m.requester.url,
+        MODEL,
+        "take your time",
+        &["--provider-api", &m.provider.url],
+    ))
     .await;
     // The call was cancelled while the provider ran the job, not answered.
     assert_eq!(out["provider_job_running"], true, "{out}");

@@ -126,12 +126,7 @@ async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
         .is_some_and(|e| e.contains("outputCommitment")));
     assert_eq!(w.stake_status(&id).await, StakeStatus::Rejected);
     assert_eq!(w.balances().await, (FUND, 0, 0));
-    let metrics = reqwest::get(format!("{}/metrics", requester.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = requester.metrics().await;
     assert!(
         metrics.contains("edgent_proofs_verified_total{outcome=\"invalid\"} 1"),
         "{metrics}"

@@ -2,7 +2,9 @@
 //! harness and daemons), the Ollama stub in the test process, and polling helpers.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod ollama;
+pub mod sim;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -39,6 +41,27 @@ pub fn free_port_block(n: u16) -> u16 {
         }
     }
     panic!("no block of {n} free ports below 32000");
+}
+
+/// An HTTP client for the tests' servers on 127.0.0.1 (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// Poll `cond` until it holds, or panic after `timeout` (as [`eventually`]).
+pub async fn until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(what, timeout, || {
+        let holds = cond();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }
 
 /// Poll `f` until it returns Some, or panic after `timeout`.
@@ -240,6 +263,16 @@ impl DaemonProc {
             .expect("JSON")
     }
 
+    /// The text of `/metrics` (OpenMetrics).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics text")
+    }
+
     /// Job `id` as `/jobs` shows it.
     pub async fn job(&self, id: &str) -> Option<Value> {
         let jobs = self.get("/jobs").await;
@@ -336,6 +369,53 @@ pub async fn start_pair(
     (requester, provider)
 }
 
+/// A requester daemon on node 0 and a provider daemon on node 1 of a `mesh-sim` of
+/// `nodes` nodes (the others left free), the provider's inference backend at the URL given
+/// to [`Pair::start`]; `backend` (the Ollama stub, the real Ollama) and the daemons' data
+/// directory live as long as the pair.
+pub struct Pair<B> {
+    /// The mesh.
+    pub mesh: MeshSimProc,
+    /// The requester, on node 0.
+    pub requester: DaemonProc,
+    /// The provider, on node 1.
+    pub provider: DaemonProc,
+    /// The provider's backend.
+    pub backend: B,
+    _dir: tempfile::TempDir,
+}
+
+impl<B> Pair<B> {
+    /// Start the mesh and both daemons, the provider's `OLLAMA_URL` set to `backend_url`.
+    pub async fn start(nodes: usize, backend: B, backend_url: &str) -> Pair<B> {
+        let mesh = MeshSimProc::start(nodes, 0);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (requester, provider) =
+            start_pair(&mesh, dir.path(), &[("OLLAMA_URL", backend_url)], &[]).await;
+        Pair {
+            mesh,
+            requester,
+            provider,
+            backend,
+            _dir: dir,
+        }
+    }
+}
+
+impl Pair<edgent::harness::ollama_stub::OllamaStub> {
+    /// [`Pair::start`] with the Ollama stub behaving as `behaviour` as the backend.
+    pub async fn with_stub(
+        nodes: usize,
+        behaviour: edgent::harness::ollama_stub::StubBehaviour,
+    ) -> Self {
+        let stub = edgent::harness::ollama_stub::OllamaStub::start(behaviour)
+            .await
+            .expect("Ollama stub");
+        let url = stub.url();
+        Pair::start(nodes, stub, &url).await
+    }
+}
+
 impl DaemonProc {
     /// [`DaemonProc::start`] with owned settings.
     pub async fn start_owned(data_dir: &Path, extra: Vec<(String, String)>) -> DaemonProc {
@@ -390,10 +470,7 @@ impl MeshSimProc {
     /// POST a `/sim/` control route (e.g. `"/sim/kill/3"`) on the first node that answers
     /// (a down node's port refuses connections); returns (status, JSON body or Null).
     pub async fn sim_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http();
         for (_, url) in &self.nodes {
             let mut req = http.post(format!("{url}{path}"));
             if let Some(b) = &body {
@@ -409,10 +486,7 @@ impl MeshSimProc {
 
     /// GET a `/sim/` route (e.g. `"/sim/stats"`) on the first node that answers.
     pub async fn sim_get(&self, path: &str) -> Value {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http();
         for (_, url) in &self.nodes {
             if let Ok(r) = http.get(format!("{url}{path}")).send().await {
                 return r.json().await.expect("JSON from mesh-sim");
@@ -445,10 +519,7 @@ impl MeshSimProc {
 
     /// Node `i`'s `/topology` as JSON.
     pub async fn topology(&self, i: usize) -> Value {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
+        http()
             .get(format!("{}/topology", self.nodes[i].1))
             .send()
             .await

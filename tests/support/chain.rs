@@ -1,0 +1,84 @@
+//! A local chain for the tests: anvil (from npm) with MockUSDC and an EdgentEscrow
+//! deployed, through `edgent::harness::anvil`.
+
+use alloy::primitives::{Address, U256};
+use edgent::chain::bindings::{MockUSDC, IERC20};
+use edgent::chain::ChainSettings;
+use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+
+/// One USDC in base units (6 decimals).
+pub const USDC: u64 = 1_000_000;
+
+/// The anvil account that deploys the contracts and mints USDC.
+pub const DEPLOYER: usize = 0;
+
+/// The anvil account that operates the escrow (releases and rejects).
+pub const OPERATOR: usize = 1;
+
+/// Anvil, mining each transaction at once or a block every `block_time` seconds, with
+/// MockUSDC and an EdgentEscrow deployed by [`DEPLOYER`] and operated by [`OPERATOR`];
+/// each `(account, amount)` of `fund` gets `amount` USDC base units. Returns the chain,
+/// the deployment and the settings that point at it.
+pub async fn escrow_chain(
+    block_time: Option<u64>,
+    fund: &[(usize, u64)],
+) -> (LocalChain, LocalDeployment, ChainSettings) {
+    let chain = match block_time {
+        Some(s) => LocalChain::start_with_block_time(s).await,
+        None => LocalChain::start().await,
+    }
+    .expect("anvil (npm ci installs it)");
+    let fund: Vec<(Address, U256)> = fund
+        .iter()
+        .map(|&(i, amount)| (chain.signer(i).address(), U256::from(amount)))
+        .collect();
+    let deployment = deploy_local(
+        &chain.rpc_url(),
+        chain.signer(DEPLOYER),
+        chain.signer(OPERATOR).address(),
+        &fund,
+    )
+    .await
+    .expect("deploy MockUSDC and EdgentEscrow");
+    let settings = chain.settings(&deployment);
+    (chain, deployment, settings)
+}
+
+/// Mints `amount` USDC base units of the deployment's MockUSDC to `to`, and waits for it.
+pub async fn mint_usdc(
+    chain: &LocalChain,
+    deployment: &LocalDeployment,
+    to: Address,
+    amount: U256,
+) {
+    let minter =
+        edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(DEPLOYER))).unwrap();
+    MockUSDC::new(deployment.usdc, &minter)
+        .mint(to, amount)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
+
+/// Account `owner` approves the deployment's escrow for `amount` USDC base units with a
+/// transaction of its own (outside any `EscrowClient`), and waits for it.
+pub async fn approve_escrow(
+    chain: &LocalChain,
+    deployment: &LocalDeployment,
+    owner: usize,
+    amount: U256,
+) {
+    let provider =
+        edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(owner))).unwrap();
+    IERC20::new(deployment.usdc, &provider)
+        .approve(deployment.escrow, amount)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
