@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild the contracts into a temporary directory and compare with the
-# committed artifacts in contracts/artifacts/. Fails when a contract changed
-# without `bash contracts/build.sh` being re-run and its output committed.
+# Export the Groth16 verifier again from the committed key and compare it with
+# contracts/src/Groth16Verifier.sol, then rebuild the contracts into a temporary
+# directory and compare with the committed artifacts in contracts/artifacts/. Fails
+# when the circuit's key changed without `bash contracts/export-verifier.sh`, or a
+# contract changed without `bash contracts/build.sh`, being re-run and committed.
 # Works from any directory; needs `npm ci` in the repository root.
 set -euo pipefail
 
@@ -9,9 +11,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
 
+status=0
+bash "$here/export-verifier.sh" "$fresh/Groth16Verifier.sol" >/dev/null
+if ! cmp -s "$fresh/Groth16Verifier.sol" "$here/src/Groth16Verifier.sol"; then
+  echo "check-artifacts: contracts/src/Groth16Verifier.sol is not the verifier of circuits/artifacts/edgent_final.zkey;" >&2
+  echo "  run \`bash contracts/export-verifier.sh && bash contracts/build.sh\` and commit both" >&2
+  status=1
+fi
+rm "$fresh/Groth16Verifier.sol"
+
 bash "$here/build.sh" "$fresh" >/dev/null
 
-status=0
 for f in "$fresh"/*.json; do
   name="$(basename "$f")"
   committed="$here/artifacts/$name"

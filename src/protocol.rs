@@ -231,9 +231,10 @@ pub struct StakeRef {
 }
 
 /// A requester's EIP-3009 `ReceiveWithAuthorization` to the escrow for one stake. The
-/// provider is the task's recipient, the amount is the `StakeRef`'s, the job is the
-/// task's; the signed nonce is the escrow's `stakeNonce(jobId, from, provider, amount,
-/// stake_deadline)`, so none of those terms can be changed by whoever submits it.
+/// provider is the task's recipient (its wallet, and the commitment to its AXL key), the
+/// amount is the `StakeRef`'s, the job is the task's; the signed nonce is the escrow's
+/// `stakeNonce(jobId, from, provider, keyCommitment, amount, stake_deadline)`, so none of
+/// those terms can be changed by whoever submits it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StakeAuthorization {

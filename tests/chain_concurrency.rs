@@ -15,6 +15,8 @@ use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
 
 const N: usize = 20;
+/// The provider key commitment these stakes name (any field element: nothing here submits).
+const KEY_C: B256 = B256::repeat_byte(0x07);
 
 /// The escrow chain of these tests: account 2 holds 1000 USDC.
 async fn chain(block_time: Option<u64>) -> (LocalChain, LocalDeployment, ChainSettings) {
@@ -57,8 +59,14 @@ async fn twenty_concurrent_stakes_from_one_wallet_land_within_two_blocks() {
     let stakes = (0..N).map(|i| {
         let r = requester.clone();
         async move {
-            r.stake(job("approve", i), provider, U256::from(USDC), deadline)
-                .await
+            r.stake(
+                job("approve", i),
+                provider,
+                KEY_C,
+                U256::from(USDC),
+                deadline,
+            )
+            .await
         }
     });
     let txs: Vec<TxHash> = futures_util::future::join_all(stakes)
@@ -102,7 +110,14 @@ async fn twenty_authorized_stakes_submitted_by_one_provider_land_within_two_bloc
     for i in 0..N {
         auths.push(
             requester
-                .sign_stake_authorization(job("auth", i), me, U256::from(USDC), deadline, deadline)
+                .sign_stake_authorization(
+                    job("auth", i),
+                    me,
+                    KEY_C,
+                    U256::from(USDC),
+                    deadline,
+                    deadline,
+                )
                 .await
                 .unwrap(),
         );
@@ -143,7 +158,7 @@ async fn a_dropped_transaction_is_broadcast_again() {
     // Approve first (mined at once), then stop mining.
     let deadline = requester.chain_time().await.unwrap() + 600;
     requester
-        .stake(job("drop", 0), provider, U256::from(USDC), deadline)
+        .stake(job("drop", 0), provider, KEY_C, U256::from(USDC), deadline)
         .await
         .unwrap();
     let anvil = chain.provider();
@@ -152,7 +167,7 @@ async fn a_dropped_transaction_is_broadcast_again() {
 
     let r = requester.clone();
     let pending = tokio::spawn(async move {
-        r.stake(job("drop", 1), provider, U256::from(USDC), deadline)
+        r.stake(job("drop", 1), provider, KEY_C, U256::from(USDC), deadline)
             .await
     });
     let pending_count = || async { anvil.get_transaction_count(who).pending().await.unwrap() };

@@ -3,7 +3,7 @@
 
 mod support;
 
-use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::Provider;
 use edgent::chain::bindings::EdgentEscrow;
 use edgent::chain::{
@@ -11,6 +11,7 @@ use edgent::chain::{
     Settler, StakeInfo, StakeStatus,
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
+use edgent::zk::SnarkjsProof;
 use support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
 
 struct Fixture {
@@ -66,7 +67,13 @@ impl Fixture {
     async fn stake(&self, job: B256, amount: u64) -> B256 {
         let deadline = self.now().await + 600;
         self.requester
-            .stake(job, self.provider_addr(), U256::from(amount), deadline)
+            .stake(
+                job,
+                self.provider_addr(),
+                key_c(),
+                U256::from(amount),
+                deadline,
+            )
             .await
             .unwrap();
         job
@@ -87,6 +94,27 @@ fn assert_staked(s: &StakeInfo, requester: Address, provider: Address, amount: u
     assert_eq!(s.deadline, deadline);
 }
 
+/// The provider's AXL public key in these tests; every stake names its commitment.
+const PROVIDER_KEY: [u8; 32] = [7; 32];
+
+fn key_c() -> B256 {
+    edgent::chain::key_commitment(&PROVIDER_KEY)
+}
+
+/// A real proof by edgent's prover for the output `[tag]` on job `j` under PROVIDER_KEY:
+/// the output commitment `submit` takes, and the proof.
+fn proved(j: B256, tag: u8) -> (B256, SnarkjsProof) {
+    let (proof, _) = edgent::zk::prove(&[tag], &PROVIDER_KEY, &j.0).unwrap();
+    let c = edgent::zk::commitments(&[tag], &PROVIDER_KEY, &j.0);
+    (B256::from(c.output_commitment), proof)
+}
+
+/// `submit` of the output `[tag]` with its real proof.
+async fn submit_proved(client: &EscrowClient, j: B256, tag: u8) -> Result<TxHash, EscrowError> {
+    let (out, proof) = proved(j, tag);
+    client.submit(j, out, &proof).await
+}
+
 fn refusal(e: EscrowError) -> EscrowRevert {
     match e {
         EscrowError::Refused(r) => r,
@@ -102,7 +130,7 @@ async fn stake_get_stake_and_direct_release_move_the_money() {
     let deadline = f.now().await + 600;
     let nonce_before = f.nonce(req).await;
     f.requester
-        .stake(j, prov, U256::from(5 * USDC), deadline)
+        .stake(j, prov, key_c(), U256::from(5 * USDC), deadline)
         .await
         .unwrap();
     // approve + stake: two transactions when the allowance was zero.
@@ -113,8 +141,8 @@ async fn stake_get_stake_and_direct_release_move_the_money() {
     assert_eq!(f.balance(req).await, U256::from(95 * USDC));
     assert_eq!(f.balance(f.deployment.escrow).await, U256::from(5 * USDC));
 
-    let out = B256::repeat_byte(0xab);
-    f.provider.submit(j, out).await.unwrap();
+    let (out, proof) = proved(j, 0xab);
+    f.provider.submit(j, out, &proof).await.unwrap();
     let s = f.requester.get_stake(j).await.unwrap();
     assert_eq!(s.status, StakeStatus::Submitted);
     assert_eq!(s.output_hash, out);
@@ -162,30 +190,36 @@ async fn every_refusal_decodes_to_its_typed_error() {
     let f = Fixture::new().await;
     let (req, prov) = (f.requester_addr(), f.provider_addr());
     let now = f.now().await;
-    let out = B256::repeat_byte(7);
+    let (out, proof) = proved(job(11), 7);
 
     // stake refusals
     let e = f
         .requester
-        .stake(job(10), prov, U256::from(USDC), now.saturating_sub(1))
+        .stake(
+            job(10),
+            prov,
+            key_c(),
+            U256::from(USDC),
+            now.saturating_sub(1),
+        )
         .await
         .unwrap_err();
     assert!(matches!(refusal(e), EscrowRevert::DeadlinePassed { .. }));
     let e = f
         .requester
-        .stake(job(10), prov, U256::ZERO, now + 600)
+        .stake(job(10), prov, key_c(), U256::ZERO, now + 600)
         .await
         .unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::ZeroAmount);
     let e = f
         .requester
-        .stake(job(10), Address::ZERO, U256::from(USDC), now + 600)
+        .stake(job(10), Address::ZERO, key_c(), U256::from(USDC), now + 600)
         .await
         .unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::ZeroAddress);
     let e = f
         .requester
-        .stake(job(10), prov, U256::from(1000 * USDC), now + 600)
+        .stake(job(10), prov, key_c(), U256::from(1000 * USDC), now + 600)
         .await
         .unwrap_err();
     assert_eq!(
@@ -198,7 +232,7 @@ async fn every_refusal_decodes_to_its_typed_error() {
     // The contract's own allowance check, called without the client's approve.
     let raw = edgent::chain::http_provider(&f.settings.rpc_url, Some(f.chain.signer(2))).unwrap();
     let e = EdgentEscrow::new(f.deployment.escrow, &raw)
-        .stake(job(10), prov, U256::from(USDC), now + 600)
+        .stake(job(10), prov, key_c(), U256::from(USDC), now + 600)
         .send()
         .await
         .map(|_| ())
@@ -218,13 +252,13 @@ async fn every_refusal_decodes_to_its_typed_error() {
     let j = f.stake(job(11), USDC).await;
     let e = f
         .requester
-        .stake(j, prov, U256::from(USDC), now + 600)
+        .stake(j, prov, key_c(), U256::from(USDC), now + 600)
         .await
         .unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::JobExists { job_id: j });
     // The contract says the same when asked directly.
     let e = EdgentEscrow::new(f.deployment.escrow, &raw)
-        .stake(j, prov, U256::from(USDC), now + 600)
+        .stake(j, prov, key_c(), U256::from(USDC), now + 600)
         .send()
         .await
         .map(|_| ())
@@ -237,7 +271,7 @@ async fn every_refusal_decodes_to_its_typed_error() {
     assert_eq!(refusal(e), EscrowRevert::NotOperator { caller: req });
     let e = f.requester.reject(j).await.unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::NotOperator { caller: req });
-    let e = f.requester.submit(j, out).await.unwrap_err();
+    let e = f.requester.submit(j, out, &proof).await.unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::NotProvider { caller: req });
     let e = f.provider.refund(j).await.unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::NotRequester { caller: prov });
@@ -255,13 +289,13 @@ async fn every_refusal_decodes_to_its_typed_error() {
             status: StakeStatus::Staked
         }
     );
-    let e = f.provider.submit(job(99), out).await.unwrap_err();
+    let e = f.provider.submit(job(99), out, &proof).await.unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::UnknownJob { job_id: job(99) });
 
-    f.provider.submit(j, out).await.unwrap();
+    f.provider.submit(j, out, &proof).await.unwrap();
     let e = f.provider.claim_timeout(j).await.unwrap_err();
     assert!(matches!(refusal(e), EscrowRevert::ClaimTooEarly { .. }));
-    let e = f.provider.submit(j, out).await.unwrap_err();
+    let e = f.provider.submit(j, out, &proof).await.unwrap_err();
     assert_eq!(
         refusal(e),
         EscrowRevert::WrongStatus {
@@ -288,11 +322,96 @@ async fn every_refusal_decodes_to_its_typed_error() {
     // submit after the deadline
     let j2 = f.stake(job(12), USDC).await;
     f.chain.advance_time(601).await.unwrap();
-    let e = f.provider.submit(j2, out).await.unwrap_err();
+    let e = f.provider.submit(j2, out, &proof).await.unwrap_err();
     assert!(matches!(refusal(e), EscrowRevert::DeadlinePassed { .. }));
     // Every error message is readable text, not a hex blob.
-    let msg = f.provider.submit(j2, out).await.unwrap_err().to_string();
+    let msg = f
+        .provider
+        .submit(j2, out, &proof)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("deadline"), "{msg}");
+}
+
+/// The escrow verifies the Groth16 proof at `submit` against the job id, the key commitment
+/// the stake names and the submitted output commitment: a proof made by edgent's prover for
+/// any other job, key or output is refused, and the stake stays refundable.
+#[tokio::test]
+async fn submit_verifies_the_proof_on_chain() {
+    let f = Fixture::new().await;
+    let j = f.stake(job(13), USDC).await;
+    let (out, proof) = proved(j, 1);
+
+    // A proof for another job.
+    let (_, other_job_proof) = proved(job(14), 1);
+    let e = f
+        .provider
+        .submit(j, out, &other_job_proof)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::InvalidProof { job_id: j });
+    // A proof for another output, and this proof claimed for another output.
+    let (other_out, other_out_proof) = proved(j, 2);
+    let e = f
+        .provider
+        .submit(j, out, &other_out_proof)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::InvalidProof { job_id: j });
+    let e = f.provider.submit(j, other_out, &proof).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::InvalidProof { job_id: j });
+    // A proof under another provider key.
+    let (other_key_proof, _) = edgent::zk::prove(&[1], &[8; 32], &j.0).unwrap();
+    let e = f
+        .provider
+        .submit(j, out, &other_key_proof)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::InvalidProof { job_id: j });
+    // A stake naming another key refuses this provider's own proof.
+    let deadline = f.now().await + 600;
+    let j2 = job(15);
+    f.requester
+        .stake(
+            j2,
+            f.provider_addr(),
+            edgent::chain::key_commitment(&[8; 32]),
+            U256::from(USDC),
+            deadline,
+        )
+        .await
+        .unwrap();
+    let (out2, proof2) = proved(j2, 1);
+    let e = f.provider.submit(j2, out2, &proof2).await.unwrap_err();
+    assert_eq!(refusal(e), EscrowRevert::InvalidProof { job_id: j2 });
+    assert_eq!(
+        f.requester.get_stake(j).await.unwrap().status,
+        StakeStatus::Staked
+    );
+
+    // The job's own proof goes through, and the stake keeps the key it named.
+    let tx = f.provider.submit(j, out, &proof).await.unwrap();
+    let s = f.requester.get_stake(j).await.unwrap();
+    assert_eq!(s.status, StakeStatus::Submitted);
+    assert_eq!(s.output_hash, out);
+    assert_eq!(s.key_commitment, key_c());
+    let receipt = f
+        .chain
+        .provider()
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    println!(
+        "submit with an on-chain Groth16 check: {} gas",
+        receipt.gas_used
+    );
+    assert!(
+        receipt.gas_used > 200_000,
+        "the proof check ran: {}",
+        receipt.gas_used
+    );
 }
 
 #[tokio::test]
@@ -330,7 +449,7 @@ async fn claim_timeout_pays_the_provider_an_hour_after_submit() {
     let f = Fixture::new().await;
     let prov = f.provider_addr();
     let j = f.stake(job(30), 2 * USDC).await;
-    f.provider.submit(j, B256::repeat_byte(1)).await.unwrap();
+    submit_proved(&f.provider, j, 1).await.unwrap();
     f.chain.advance_time(3599).await.unwrap();
     let e = f.provider.claim_timeout(j).await.unwrap_err();
     assert!(matches!(refusal(e), EscrowRevert::ClaimTooEarly { .. }));
@@ -452,12 +571,10 @@ async fn cli_deploys_an_escrow_and_shows_a_stake() {
 }
 
 #[tokio::test]
-async fn the_escrow_reports_version_two() {
+async fn the_escrow_reports_version_three() {
     let f = Fixture::new().await;
-    assert_eq!(
-        f.requester.version().await.unwrap(),
-        edgent::chain::ESCROW_VERSION
-    );
+    assert_eq!(f.requester.version().await.unwrap(), 3);
+    assert_eq!(edgent::chain::ESCROW_VERSION, 3);
 }
 
 #[tokio::test]
@@ -515,7 +632,7 @@ async fn decline_refunds_the_requester_in_the_same_transaction() {
     );
     // After submit, decline is no longer possible.
     let j2 = f.stake(job(41), USDC).await;
-    f.provider.submit(j2, B256::repeat_byte(1)).await.unwrap();
+    submit_proved(&f.provider, j2, 1).await.unwrap();
     assert_eq!(
         refusal(f.provider.decline(j2).await.unwrap_err()),
         EscrowRevert::WrongStatus {
@@ -539,12 +656,12 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
     let j = job(50);
     let deadline = f.now().await + 600;
     let auth = requester
-        .sign_stake_authorization(j, prov, U256::from(3 * USDC), deadline, deadline)
+        .sign_stake_authorization(j, prov, key_c(), U256::from(3 * USDC), deadline, deadline)
         .await
         .unwrap();
     // The nonce is the escrow's own stakeNonce of the terms.
     let on_chain = EdgentEscrow::new(f.deployment.escrow, f.chain.provider())
-        .stakeNonce(j, who, prov, U256::from(3 * USDC), deadline)
+        .stakeNonce(j, who, prov, key_c(), U256::from(3 * USDC), deadline)
         .call()
         .await
         .unwrap();
@@ -568,6 +685,10 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
         },
         edgent::chain::StakeAuthorization {
             job_id: job(51),
+            ..auth.clone()
+        },
+        edgent::chain::StakeAuthorization {
+            key_commitment: edgent::chain::key_commitment(&[9; 32]),
             ..auth.clone()
         },
     ] {
@@ -612,7 +733,7 @@ async fn a_requester_without_eth_stakes_through_the_providers_transaction() {
 async fn transactions_carry_a_quarter_gas_margin() {
     let f = Fixture::new().await;
     let j = f.stake(job(60), USDC).await;
-    let tx = f.provider.submit(j, B256::repeat_byte(2)).await.unwrap();
+    let tx = submit_proved(&f.provider, j, 2).await.unwrap();
     let p = f.chain.provider();
     let sent = p.get_transaction_by_hash(tx).await.unwrap().unwrap();
     let receipt = p.get_transaction_receipt(tx).await.unwrap().unwrap();
@@ -639,16 +760,9 @@ async fn a_nonce_taken_elsewhere_is_recovered() {
         StakeStatus::Staked
     );
     // A refusal at gas estimation costs no nonce: the next transaction lands right after.
-    let e = f
-        .provider
-        .submit(job(99), B256::repeat_byte(3))
-        .await
-        .unwrap_err();
+    let e = submit_proved(&f.provider, job(99), 3).await.unwrap_err();
     assert_eq!(refusal(e), EscrowRevert::UnknownJob { job_id: job(99) });
-    f.provider
-        .submit(job(71), B256::repeat_byte(3))
-        .await
-        .unwrap();
+    submit_proved(&f.provider, job(71), 3).await.unwrap();
     assert_eq!(
         f.requester.get_stake(job(71)).await.unwrap().status,
         StakeStatus::Submitted

@@ -60,7 +60,13 @@ impl Fixture {
         let j = keccak256([n]);
         let deadline = self.requester.chain_time().await.unwrap() + 600;
         self.requester
-            .stake(j, self.provider_addr, U256::from(amount), deadline)
+            .stake(
+                j,
+                self.provider_addr,
+                edgent::chain::key_commitment(&[7; 32]),
+                U256::from(amount),
+                deadline,
+            )
             .await
             .unwrap();
         j

@@ -24,6 +24,19 @@ alloy::sol!(
     "contracts/test-fixtures/artifacts/OldEscrow.json"
 );
 
+/// The version 2 escrow's bindings (its stake functions take many arguments).
+#[allow(clippy::too_many_arguments)]
+mod v2 {
+    alloy::sol!(
+        /// This repository's escrow at version 2, whose submit takes no proof (a test
+        /// fixture edgent must refuse).
+        #[sol(rpc)]
+        EdgentEscrowV2,
+        "contracts/test-fixtures/artifacts/EdgentEscrowV2.json"
+    );
+}
+use v2::EdgentEscrowV2;
+
 async fn deploy_old_escrow(chain: &LocalChain, usdc: Address) -> Address {
     let provider = edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(0))).unwrap();
     *OldEscrow::deploy(&provider, usdc, chain.signer(OPERATOR).address())
@@ -219,6 +232,49 @@ async fn on_without_a_wallet_exits_with_the_config_status() {
     assert!(err.contains("WALLET_PRIVATE_KEY"), "{err}");
 }
 
+/// A deployment of this repository's previous escrow (version 2: no proof at submit) is
+/// refused at start by name, as the original project's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_2_escrow_is_refused_with_its_message() {
+    let (chain, d, _) = escrow_chain(None, &[]).await;
+    let provider = edgent::chain::http_provider(&chain.rpc_url(), Some(chain.signer(0))).unwrap();
+    let v2 = *EdgentEscrowV2::deploy(&provider, d.usdc, chain.signer(OPERATOR).address())
+        .await
+        .expect("deploy EdgentEscrowV2")
+        .address();
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&chain, v2, d.usdc);
+    env.extend([
+        (
+            "WALLET_PRIVATE_KEY".to_string(),
+            chain.key(2).expose().to_string(),
+        ),
+        ("EDGENT_PAYMENTS".to_string(), "on".to_string()),
+        (
+            "EDGENT_ENV_FILE".to_string(),
+            dir.path().join("none.env").display().to_string(),
+        ),
+        (
+            "EDGENT_DATA_DIR".to_string(),
+            dir.path().join("on").display().to_string(),
+        ),
+        ("AXL_SPAWN".to_string(), "false".to_string()),
+        ("AXL_API_URL".to_string(), mesh.nodes[0].1.clone()),
+        (
+            "EDGENT_HTTP_ADDR".to_string(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
+    ]);
+    let out = edgent(&["run"], &env, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(i32::from(EX_CONFIG)), "{err}");
+    assert!(err.contains(&format!("{v2}")), "{err}");
+    assert!(err.contains("version 2"), "{err}");
+    assert!(err.contains("submit takes no proof"), "{err}");
+    assert!(err.contains("submit(bytes32,bytes32,uint256[8])"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_escrow_is_refused_with_its_message() {
     let (chain, d, _) = escrow_chain(None, &[]).await;
@@ -256,7 +312,7 @@ async fn the_old_escrow_is_refused_with_its_message() {
     assert!(err.contains(&format!("{old}")), "{err}");
     assert!(err.contains("original project"), "{err}");
     assert!(
-        err.contains("stake(bytes32,address,uint256,uint64)"),
+        err.contains("stake(bytes32,address,bytes32,uint256,uint64)"),
         "{err}"
     );
 

@@ -283,23 +283,44 @@ async fn the_provider_checks_the_stake_before_any_work() {
         n += 1;
         refused.push((code, keccak256([n]), stake));
     }
-    // Staked on chain, but for another provider, too little, or ending too soon.
+    // Staked on chain, but for another provider, another provider key (the escrow would
+    // refuse this provider's proof at submit), too little, or ending too soon.
     let now = payer.chain_time().await.unwrap();
     let other = Address::repeat_byte(0x44);
-    for (code, to, amount, deadline) in [
-        ("stake_insufficient", other, PRICE, now + 600),
+    let key: [u8; 32] = alloy::hex::decode(&provider_id)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key_c = edgent::chain::key_commitment(&key);
+    let other_key = edgent::chain::key_commitment(&[0x44; 32]);
+    for (code, to, key, amount, deadline) in [
+        ("stake_insufficient", other, key_c, PRICE, now + 600),
         (
             "stake_insufficient",
             w.provider_wallet,
+            other_key,
+            PRICE,
+            now + 600,
+        ),
+        (
+            "stake_insufficient",
+            w.provider_wallet,
+            key_c,
             PRICE - 1,
             now + 600,
         ),
-        ("deadline_too_close", w.provider_wallet, PRICE, now + 5),
+        (
+            "deadline_too_close",
+            w.provider_wallet,
+            key_c,
+            PRICE,
+            now + 5,
+        ),
     ] {
         n += 1;
         let job = keccak256([n]);
         let tx = payer
-            .stake(job, to, U256::from(amount), deadline)
+            .stake(job, to, key, U256::from(amount), deadline)
             .await
             .unwrap();
         live += amount;

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "./interfaces/IERC20.sol";
 import {IERC2612} from "./interfaces/IERC2612.sol";
 import {IERC3009} from "./interfaces/IERC3009.sol";
+import {Groth16Verifier} from "./Groth16Verifier.sol";
 
 /// @title EdgentEscrow
 /// @notice Holds a requester's USDC for one delegated inference job until the
@@ -25,6 +26,14 @@ import {IERC3009} from "./interfaces/IERC3009.sol";
 ///         transaction from the requester) and `stakeWithAuthorization`
 ///         (EIP-3009: anyone, normally the provider, submits the requester's
 ///         signed `receiveWithAuthorization`, whose nonce binds the stake's terms).
+///
+///         A stake names the provider twice: its wallet (`provider`, who may submit
+///         and is paid) and the Poseidon commitment to its AXL public key
+///         (`keyCommitment`, the circuit's walletCommitment). `submit` carries a
+///         Groth16 proof that the escrow checks against public signals it derives
+///         itself: the submitted output commitment, the stake's key commitment and
+///         the job id. The proof is a delivery receipt binding output, provider key
+///         and job; it does not show which model ran.
 contract EdgentEscrow {
     /// @notice Lifecycle of a job's stake. `None` means the job id is unknown.
     enum Status {
@@ -48,6 +57,7 @@ contract EdgentEscrow {
         uint64 deadline;
         bytes32 outputHash;
         Status status;
+        bytes32 keyCommitment;
     }
 
     /// @notice How long after `submit` the provider may `claimTimeout` if the
@@ -55,13 +65,22 @@ contract EdgentEscrow {
     uint64 public constant CLAIM_DELAY = 1 hours;
 
     /// @notice This contract's interface version: 2 added decline, stakeWithPermit,
-    ///         stakeWithAuthorization and version() itself (the first deployment has none).
-    uint256 private constant VERSION = 2;
+    ///         stakeWithAuthorization and version() itself (the first deployment has none);
+    ///         3 names the provider's key commitment in every stake and verifies a
+    ///         Groth16 proof at `submit`.
+    uint256 private constant VERSION = 3;
+
+    /// @notice BN254's scalar field: every public signal of a proof is below it.
+    uint256 private constant SNARK_FIELD =
+        21888242871839275222246405745257275088548364400416034343698204186575808495617;
 
     /// @notice The stablecoin held in escrow (USDC, 6 decimals).
     IERC20 public immutable usdc;
     /// @notice The only account allowed to `release` and `reject`.
     address public immutable operator;
+    /// @notice The Groth16 verifier of edgent's circuit (exported by snarkjs from the
+    ///         committed key), deployed by this contract's constructor.
+    Groth16Verifier public immutable verifier;
 
     mapping(bytes32 => Stake) private stakes;
 
@@ -85,6 +104,8 @@ contract EdgentEscrow {
     error InsufficientBalance(uint256 balance, uint256 needed);
     error TransferFailed();
     error Reentrancy();
+    error KeyCommitmentOutOfField(bytes32 keyCommitment);
+    error InvalidProof(bytes32 jobId);
 
     event Staked(
         bytes32 indexed jobId, address indexed requester, address indexed provider, uint256 amount, uint64 deadline
@@ -109,9 +130,10 @@ contract EdgentEscrow {
         if (usdc_ == address(0) || operator_ == address(0)) revert ZeroAddress();
         usdc = IERC20(usdc_);
         operator = operator_;
+        verifier = new Groth16Verifier();
     }
 
-    /// @notice The interface version (2). A deployment without this function is
+    /// @notice The interface version (3). A deployment without this function is
     ///         the first one, whose `stake` takes no deadline.
     function version() external pure returns (uint256) {
         return VERSION;
@@ -119,12 +141,17 @@ contract EdgentEscrow {
 
     /// @notice Lock `amount` of the caller's USDC for `jobId`, payable to
     ///         `provider`. The caller must have approved the escrow first.
+    /// @param keyCommitment Poseidon commitment to the provider's AXL public key
+    ///        (the circuit's walletCommitment): `submit` needs a proof under it.
     /// @param deadline unix time (seconds) until which the provider may
     ///        `submit`; after it, with nothing submitted, the requester may `refund`.
-    function stake(bytes32 jobId, address provider, uint256 amount, uint64 deadline) external nonReentrant {
-        _checkNew(jobId, provider, amount, deadline);
+    function stake(bytes32 jobId, address provider, bytes32 keyCommitment, uint256 amount, uint64 deadline)
+        external
+        nonReentrant
+    {
+        _checkNew(jobId, provider, keyCommitment, amount, deadline);
         _checkFunds(msg.sender, amount);
-        _record(jobId, msg.sender, provider, amount, deadline);
+        _record(jobId, msg.sender, provider, keyCommitment, amount, deadline);
         _pullFrom(msg.sender, amount);
     }
 
@@ -135,6 +162,7 @@ contract EdgentEscrow {
     function stakeWithPermit(
         bytes32 jobId,
         address provider,
+        bytes32 keyCommitment,
         uint256 amount,
         uint64 deadline,
         uint256 permitDeadline,
@@ -142,23 +170,27 @@ contract EdgentEscrow {
         bytes32 r,
         bytes32 s
     ) external nonReentrant {
-        _checkNew(jobId, provider, amount, deadline);
+        _checkNew(jobId, provider, keyCommitment, amount, deadline);
         try IERC2612(address(usdc)).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
         _checkFunds(msg.sender, amount);
-        _record(jobId, msg.sender, provider, amount, deadline);
+        _record(jobId, msg.sender, provider, keyCommitment, amount, deadline);
         _pullFrom(msg.sender, amount);
     }
 
     /// @notice The EIP-3009 nonce the requester signs for a stake: it commits to the
-    ///         job, both parties, the amount and the deadline, so whoever submits the
-    ///         authorization cannot change any of them (the token checks the
-    ///         signature over it; a different term gives a different nonce).
-    function stakeNonce(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(jobId, requester, provider, amount, deadline));
+    ///         job, both parties, the provider's key commitment, the amount and the
+    ///         deadline, so whoever submits the authorization cannot change any of them
+    ///         (the token checks the signature over it; a different term gives a
+    ///         different nonce).
+    function stakeNonce(
+        bytes32 jobId,
+        address requester,
+        address provider,
+        bytes32 keyCommitment,
+        uint256 amount,
+        uint64 deadline
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(jobId, requester, provider, keyCommitment, amount, deadline));
     }
 
     /// @notice Lock `amount` of `requester`'s USDC for `jobId` with the requester's
@@ -171,6 +203,7 @@ contract EdgentEscrow {
         bytes32 jobId,
         address requester,
         address provider,
+        bytes32 keyCommitment,
         uint256 amount,
         uint64 deadline,
         uint256 validAfter,
@@ -180,13 +213,13 @@ contract EdgentEscrow {
         bytes32 s
     ) external nonReentrant {
         if (requester == address(0)) revert ZeroAddress();
-        _checkNew(jobId, provider, amount, deadline);
+        _checkNew(jobId, provider, keyCommitment, amount, deadline);
         uint256 balance = usdc.balanceOf(requester);
         if (balance < amount) revert InsufficientBalance(balance, amount);
-        _record(jobId, requester, provider, amount, deadline);
+        _record(jobId, requester, provider, keyCommitment, amount, deadline);
 
         uint256 before = usdc.balanceOf(address(this));
-        bytes32 nonce = stakeNonce(jobId, requester, provider, amount, deadline);
+        bytes32 nonce = stakeNonce(jobId, requester, provider, keyCommitment, amount, deadline);
         _call(
             abi.encodeCall(
                 IERC3009.receiveWithAuthorization,
@@ -201,14 +234,22 @@ contract EdgentEscrow {
         return stakes[jobId];
     }
 
-    /// @notice The provider records the hash of the output it delivered. From
-    ///         then on the requester can no longer `refund`, and the provider
+    /// @notice The provider records the output commitment of what it delivered,
+    ///         with a Groth16 proof of edgent's circuit for it. The escrow checks the
+    ///         proof against the public signals `[outputHash, s.keyCommitment,
+    ///         jobId >> 128, jobId & (2^128 - 1)]`, so a proof made for another
+    ///         output, another provider key or another job reverts InvalidProof.
+    ///         From then on the requester can no longer `refund`, and the provider
     ///         may `claimTimeout` after CLAIM_DELAY.
-    function submit(bytes32 jobId, bytes32 outputHash) external nonReentrant {
+    /// @param outputHash the proof's outputCommitment (Poseidon of keccak256(output)).
+    /// @param proof `[a.x, a.y, b.x.c1, b.x.c0, b.y.c1, b.y.c0, c.x, c.y]`: snarkjs's
+    ///        proof.json points in the order of `snarkjs zkey export soliditycalldata`.
+    function submit(bytes32 jobId, bytes32 outputHash, uint256[8] calldata proof) external nonReentrant {
         Stake storage s = _known(jobId);
         if (msg.sender != s.provider) revert NotProvider(msg.sender);
         if (s.status != Status.Staked) revert WrongStatus(jobId, s.status);
         if (block.timestamp > s.deadline) revert DeadlinePassed(s.deadline);
+        if (!_verify(jobId, outputHash, s.keyCommitment, proof)) revert InvalidProof(jobId);
 
         s.status = Status.Submitted;
         s.submittedAt = uint64(block.timestamp);
@@ -296,11 +337,33 @@ contract EdgentEscrow {
         _pay(requester, amount);
     }
 
-    function _checkNew(bytes32 jobId, address provider, uint256 amount, uint64 deadline) private view {
+    function _checkNew(bytes32 jobId, address provider, bytes32 keyCommitment, uint256 amount, uint64 deadline)
+        private
+        view
+    {
         if (stakes[jobId].status != Status.None) revert JobExists(jobId);
         if (amount == 0) revert ZeroAmount();
         if (provider == address(0)) revert ZeroAddress();
+        // A commitment outside the field could never be proved: refuse the stake now
+        // rather than lock funds the provider cannot submit for.
+        if (uint256(keyCommitment) >= SNARK_FIELD) revert KeyCommitmentOutOfField(keyCommitment);
         if (deadline <= block.timestamp) revert DeadlinePassed(deadline);
+    }
+
+    /// @dev The Groth16 check with the signals in the circuit's order: outputCommitment,
+    ///      walletCommitment, jobIdHi, jobIdLo (the job id's halves, big-endian).
+    function _verify(bytes32 jobId, bytes32 outputHash, bytes32 keyCommitment, uint256[8] calldata proof)
+        private
+        view
+        returns (bool)
+    {
+        uint256 id = uint256(jobId);
+        return verifier.verifyProof(
+            [proof[0], proof[1]],
+            [[proof[2], proof[3]], [proof[4], proof[5]]],
+            [proof[6], proof[7]],
+            [uint256(outputHash), uint256(keyCommitment), id >> 128, id & type(uint128).max]
+        );
     }
 
     function _checkFunds(address requester, uint256 amount) private view {
@@ -310,7 +373,14 @@ contract EdgentEscrow {
         if (balance < amount) revert InsufficientBalance(balance, amount);
     }
 
-    function _record(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline) private {
+    function _record(
+        bytes32 jobId,
+        address requester,
+        address provider,
+        bytes32 keyCommitment,
+        uint256 amount,
+        uint64 deadline
+    ) private {
         stakes[jobId] = Stake({
             requester: requester,
             provider: provider,
@@ -319,7 +389,8 @@ contract EdgentEscrow {
             submittedAt: 0,
             deadline: deadline,
             outputHash: bytes32(0),
-            status: Status.Staked
+            status: Status.Staked,
+            keyCommitment: keyCommitment
         });
         emit Staked(jobId, requester, provider, amount, deadline);
     }

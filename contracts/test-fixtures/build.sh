@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compile the test fixtures (contracts edgent must REFUSE) into committed artifacts:
+# Compile the test fixtures (contracts edgent must REFUSE: the original project's escrow and
+# this repository's version 2, whose submit takes no proof) into committed artifacts:
 # contracts/test-fixtures/artifacts/<Name>.json (abi, bytecode, deployedBytecode), with
 # npm's solcjs and the same optimizer settings as contracts/foundry.toml.
 # Usage: contracts/test-fixtures/build.sh   (needs `npm ci` in the repository root)
@@ -18,7 +19,7 @@ const fs = require("fs");
 const path = require("path");
 const solc = require(path.resolve("node_modules/solc"));
 const [dir] = process.argv.slice(2);
-const fixtures = { OldEscrow: "OldEscrow.sol" };
+const fixtures = { OldEscrow: "OldEscrow.sol", EdgentEscrowV2: "EdgentEscrowV2.sol" };
 for (const [name, file] of Object.entries(fixtures)) {
   const input = {
     language: "Solidity",
@@ -30,7 +31,15 @@ for (const [name, file] of Object.entries(fixtures)) {
       outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
     },
   };
-  const out = JSON.parse(solc.compile(JSON.stringify(input)));
+  // solc names "../src/x" from a top-level source "src/x": resolve it under contracts/.
+  const findImports = (p) => {
+    try {
+      return { contents: fs.readFileSync(path.join(dir, "..", p), "utf8") };
+    } catch (e) {
+      return { error: "not found: " + p };
+    }
+  };
+  const out = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
   const errors = (out.errors || []).filter((e) => e.severity === "error");
   if (errors.length) {
     for (const e of errors) console.error(e.formattedMessage);

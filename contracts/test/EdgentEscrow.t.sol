@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 import {MockUSDC} from "../src/MockUSDC.sol";
 
 /// @notice Unit tests: every function, every revert, every event.
@@ -32,7 +33,7 @@ contract EdgentEscrowTest is EscrowFixture {
         vm.expectEmit(true, true, true, true, address(escrow));
         emit EdgentEscrow.Staked(JOB, requester, provider, AMOUNT, deadline);
         vm.prank(requester);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
 
         EdgentEscrow.Stake memory s = escrow.getStake(JOB);
         assertEq(s.requester, requester, "requester");
@@ -52,7 +53,7 @@ contract EdgentEscrowTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.JobExists.selector, JOB));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_revertsJobExistsAfterSettlement() public {
@@ -62,21 +63,21 @@ contract EdgentEscrowTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.JobExists.selector, JOB));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_revertsZeroAmount() public {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(EdgentEscrow.ZeroAmount.selector);
-        escrow.stake(JOB, provider, 0, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, 0, deadline);
     }
 
     function test_stake_revertsZeroProvider() public {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(EdgentEscrow.ZeroAddress.selector);
-        escrow.stake(JOB, address(0), AMOUNT, deadline);
+        escrow.stake(JOB, address(0), TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_revertsInsufficientAllowance() public {
@@ -85,7 +86,7 @@ contract EdgentEscrowTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.InsufficientAllowance.selector, AMOUNT - 1, AMOUNT));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_revertsInsufficientBalance() public {
@@ -95,7 +96,7 @@ contract EdgentEscrowTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.InsufficientBalance.selector, AMOUNT - 7, AMOUNT));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_failedStakeLeavesNoTrace() public {
@@ -104,7 +105,7 @@ contract EdgentEscrowTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.InsufficientAllowance.selector, 1, AMOUNT));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         assertEq(uint256(_status(JOB)), uint256(EdgentEscrow.Status.None), "no stake recorded");
         assertEq(usdc.balanceOf(address(escrow)), 0, "nothing pulled");
     }
@@ -151,7 +152,7 @@ contract EdgentEscrowTest is EscrowFixture {
     function test_submit_revertsUnknownJob() public {
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.UnknownJob.selector, JOB));
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
     }
 
     function test_submit_revertsNotProvider() public {
@@ -160,7 +161,7 @@ contract EdgentEscrowTest is EscrowFixture {
         for (uint256 i = 0; i < others.length; i++) {
             vm.prank(others[i]);
             vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.NotProvider.selector, others[i]));
-            escrow.submit(JOB, HASH);
+            escrow.submit(JOB, HASH, TestProofs.any());
         }
     }
 
@@ -169,7 +170,7 @@ contract EdgentEscrowTest is EscrowFixture {
         _submit(JOB);
         vm.prank(provider);
         vm.expectRevert(_wrongStatus(JOB, EdgentEscrow.Status.Submitted));
-        escrow.submit(JOB, keccak256("another"));
+        escrow.submit(JOB, keccak256("another"), TestProofs.any());
         assertEq(escrow.getStake(JOB).outputHash, HASH, "first hash kept");
     }
 
@@ -387,7 +388,7 @@ contract EdgentEscrowTest is EscrowFixture {
         escrow.refund(JOB);
         vm.prank(provider);
         vm.expectRevert(wrong);
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
 
         assertEq(usdc.balanceOf(provider), providerBal, "provider balance unchanged");
         assertEq(usdc.balanceOf(requester), requesterBal, "requester balance unchanged");
@@ -418,7 +419,7 @@ contract EdgentEscrowTest is EscrowFixture {
         for (uint256 i = 0; i < callers.length; i++) {
             vm.startPrank(callers[i]);
             vm.expectRevert(unknown);
-            escrow.submit(id, HASH);
+            escrow.submit(id, HASH, TestProofs.any());
             vm.expectRevert(unknown);
             escrow.release(id, HASH);
             vm.expectRevert(unknown);

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 
 /// @notice Property tests over random ids, amounts, callers and times.
 contract EdgentEscrowFuzzTest is EscrowFixture {
@@ -12,7 +13,7 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
         window = bound(window, 1, 365 days);
         uint64 deadline = uint64(block.timestamp + window);
         vm.prank(requester);
-        escrow.stake(jobId, prov, amount, deadline);
+        escrow.stake(jobId, prov, TEST_KEY, amount, deadline);
         EdgentEscrow.Stake memory s = escrow.getStake(jobId);
         assertEq(s.requester, requester, "requester");
         assertEq(s.provider, prov, "provider");
@@ -37,7 +38,7 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
             vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.InsufficientBalance.selector, balance, amount));
         }
         vm.prank(who);
-        escrow.stake(JOB, provider, amount, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, amount, deadline);
         bool staked = allowed >= amount && balance >= amount;
         assertEq(usdc.balanceOf(address(escrow)), staked ? amount : 0, "escrow balance");
     }
@@ -56,7 +57,7 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
     function testFuzz_releaseNeedsSubmittedHash(bytes32 submitted, bytes32 offered) public {
         _stake(JOB);
         vm.prank(provider);
-        escrow.submit(JOB, submitted);
+        escrow.submit(JOB, submitted, TestProofs.any());
         if (submitted != offered) {
             vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.OutputMismatch.selector, submitted, offered));
         }
@@ -70,12 +71,12 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
         elapsed = bound(elapsed, 0, 60 days);
         uint64 deadline = uint64(block.timestamp + window);
         vm.prank(requester);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         vm.warp(block.timestamp + elapsed);
         bool open = block.timestamp <= deadline;
         if (!open) vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
         vm.prank(provider);
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
         assertEq(
             uint256(_status(JOB)), uint256(open ? EdgentEscrow.Status.Submitted : EdgentEscrow.Status.Staked), "status"
         );
@@ -86,7 +87,7 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
         elapsed = bound(elapsed, 0, 60 days);
         uint64 deadline = uint64(block.timestamp + window);
         vm.prank(requester);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         vm.warp(block.timestamp + elapsed);
         bool open = block.timestamp > deadline;
         if (!open) vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlineNotPassed.selector, deadline));
@@ -119,7 +120,7 @@ contract EdgentEscrowFuzzTest is EscrowFixture {
         amount = bound(amount, 1, FUNDS);
         uint64 deadline = uint64(block.timestamp + WINDOW);
         vm.prank(requester);
-        escrow.stake(JOB, provider, amount, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, amount, deadline);
         path = uint8(bound(path, 0, 5));
         bool providerWins;
         if (path == 0) {

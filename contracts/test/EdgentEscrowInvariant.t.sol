@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Test, Vm} from "./utils/Test.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 import {MockUSDC} from "../src/MockUSDC.sol";
 
 /// @notice forge's console (a precompile-like address the test runner intercepts).
@@ -98,7 +99,7 @@ contract EscrowHandler {
         usdc.mint(requester, amount);
         bytes32 jobId = keccak256(abi.encode("job", jobIds.length));
         vm.prank(requester);
-        escrow.stake(jobId, provider, amount, deadline);
+        escrow.stake(jobId, provider, TEST_KEY, amount, deadline);
         jobIds.push(jobId);
         calls["stake"] += 1;
     }
@@ -114,7 +115,7 @@ contract EscrowHandler {
         (uint8 v, bytes32 r, bytes32 s) = _signStake(i, jobId, provider, amount, deadline);
         vm.prank(provider);
         escrow.stakeWithAuthorization(
-            jobId, requesters[i], provider, amount, deadline, 0, block.timestamp + 1 hours, v, r, s
+            jobId, requesters[i], provider, TEST_KEY, amount, deadline, 0, block.timestamp + 1 hours, v, r, s
         );
         jobIds.push(jobId);
         calls["stakeWithAuthorization"] += 1;
@@ -125,7 +126,7 @@ contract EscrowHandler {
         view
         returns (uint8, bytes32, bytes32)
     {
-        bytes32 nonce = escrow.stakeNonce(jobId, requesters[i], provider, amount, deadline);
+        bytes32 nonce = escrow.stakeNonce(jobId, requesters[i], provider, TEST_KEY, amount, deadline);
         bytes32 structHash = keccak256(
             abi.encode(
                 usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(),
@@ -150,7 +151,10 @@ contract EscrowHandler {
         (bytes32 jobId, bool ok) = _pick(seed);
         if (!ok) return;
         _settle(
-            jobId, escrow.getStake(jobId).provider, abi.encodeCall(EdgentEscrow.submit, (jobId, outputHash)), "submit"
+            jobId,
+            escrow.getStake(jobId).provider,
+            abi.encodeCall(EdgentEscrow.submit, (jobId, outputHash, TestProofs.any())),
+            "submit"
         );
     }
 
@@ -189,7 +193,7 @@ contract EscrowHandler {
             abi.encodeCall(EdgentEscrow.reject, (jobId)),
             abi.encodeCall(EdgentEscrow.claimTimeout, (jobId)),
             abi.encodeCall(EdgentEscrow.refund, (jobId)),
-            abi.encodeCall(EdgentEscrow.submit, (jobId, bytes32(uint256(1)))),
+            abi.encodeCall(EdgentEscrow.submit, (jobId, bytes32(uint256(1)), TestProofs.any())),
             abi.encodeCall(EdgentEscrow.decline, (jobId))
         ];
         // Requester cannot release/reject/claim/submit/decline; provider cannot release/reject/refund.
@@ -221,6 +225,7 @@ contract EdgentEscrowInvariantTest is Test {
         usdc = new MockUSDC();
         address operator = makeAddr("operator");
         escrow = new EdgentEscrow(address(usdc), operator);
+        TestProofs.acceptAll(vm, escrow);
         handler = new EscrowHandler(escrow, usdc, operator, makeAddr("stranger"));
         targetContract(address(handler));
     }

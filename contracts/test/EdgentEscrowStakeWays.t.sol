@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 import {MockUSDC} from "../src/MockUSDC.sol";
 
 /// @notice version(), decline, and the two one-transaction stakes: stakeWithPermit
@@ -39,7 +40,7 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
 
     /// @dev What a requester signs: ReceiveWithAuthorization to the escrow, nonce = the stake's terms.
     function _authorize(uint256 key, Terms memory t) internal view returns (uint8 v, bytes32 r, bytes32 s) {
-        bytes32 nonce = keccak256(abi.encode(t.jobId, t.requester, t.provider, t.amount, t.deadline));
+        bytes32 nonce = keccak256(abi.encode(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline));
         bytes32 h = keccak256(
             abi.encode(
                 usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(),
@@ -56,14 +57,14 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
 
     function _submitAuth(Terms memory t, uint8 v, bytes32 r, bytes32 s) internal {
         escrow.stakeWithAuthorization(
-            t.jobId, t.requester, t.provider, t.amount, t.deadline, t.validAfter, t.validBefore, v, r, s
+            t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline, t.validAfter, t.validBefore, v, r, s
         );
     }
 
     // ------------------------------------------------------------------ version
 
-    function test_version_isTwo() public view {
-        assertEq(escrow.version(), 2, "interface version");
+    function test_version_isThree() public view {
+        assertEq(escrow.version(), 3, "interface version");
     }
 
     // ------------------------------------------------------------------ decline
@@ -126,14 +127,14 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         escrow.reject(JOB);
         vm.prank(provider);
         vm.expectRevert(_wrongStatus(JOB, EdgentEscrow.Status.Declined));
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
         vm.warp(deadline + 1);
         vm.prank(requester);
         vm.expectRevert(_wrongStatus(JOB, EdgentEscrow.Status.Declined));
         escrow.refund(JOB);
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.JobExists.selector, JOB));
-        escrow.stake(JOB, provider, AMOUNT, _deadline());
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, _deadline());
     }
 
     function test_decline_worksAfterTheDeadlineToo() public {
@@ -155,7 +156,7 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         vm.expectEmit(true, true, true, true, address(escrow));
         emit EdgentEscrow.Staked(JOB, payer, provider, AMOUNT, deadline);
         vm.prank(payer);
-        escrow.stakeWithPermit(JOB, provider, AMOUNT, deadline, block.timestamp + 60, v, r, s);
+        escrow.stakeWithPermit(JOB, provider, TEST_KEY, AMOUNT, deadline, block.timestamp + 60, v, r, s);
         assertEq(usdc.balanceOf(address(escrow)), AMOUNT, "escrow holds the stake");
         assertEq(usdc.balanceOf(payer), FUNDS - AMOUNT, "payer debited");
         assertEq(escrow.getStake(JOB).requester, payer, "requester is the sender");
@@ -171,7 +172,7 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         // Someone copies the permit out of the mempool and uses it first.
         usdc.permit(payer, address(escrow), AMOUNT, block.timestamp + 60, v, r, s);
         vm.prank(payer);
-        escrow.stakeWithPermit(JOB, provider, AMOUNT, deadline, block.timestamp + 60, v, r, s);
+        escrow.stakeWithPermit(JOB, provider, TEST_KEY, AMOUNT, deadline, block.timestamp + 60, v, r, s);
         assertEq(uint256(_status(JOB)), uint256(EdgentEscrow.Status.Staked), "staked anyway");
     }
 
@@ -179,20 +180,29 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         uint64 deadline = _deadline();
         vm.prank(payer);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.InsufficientAllowance.selector, 0, AMOUNT));
-        escrow.stakeWithPermit(JOB, provider, AMOUNT, deadline, block.timestamp + 60, 27, bytes32(0), bytes32(0));
+        escrow.stakeWithPermit(
+            JOB, provider, TEST_KEY, AMOUNT, deadline, block.timestamp + 60, 27, bytes32(0), bytes32(0)
+        );
     }
 
     // ------------------------------------------------------------------ stakeWithAuthorization
 
     function test_stakeNonce_bindsEveryTerm() public view {
         Terms memory t = _terms(JOB);
-        bytes32 n = escrow.stakeNonce(t.jobId, t.requester, t.provider, t.amount, t.deadline);
-        assertEq(n, keccak256(abi.encode(t.jobId, t.requester, t.provider, t.amount, t.deadline)), "formula");
-        assertFalse(n == escrow.stakeNonce(keccak256("x"), t.requester, t.provider, t.amount, t.deadline), "job");
-        assertFalse(n == escrow.stakeNonce(t.jobId, stranger, t.provider, t.amount, t.deadline), "requester");
-        assertFalse(n == escrow.stakeNonce(t.jobId, t.requester, stranger, t.amount, t.deadline), "provider");
-        assertFalse(n == escrow.stakeNonce(t.jobId, t.requester, t.provider, t.amount + 1, t.deadline), "amount");
-        assertFalse(n == escrow.stakeNonce(t.jobId, t.requester, t.provider, t.amount, t.deadline + 1), "deadline");
+        bytes32 n = escrow.stakeNonce(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline);
+        assertEq(n, keccak256(abi.encode(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline)), "formula");
+        assertFalse(
+            n == escrow.stakeNonce(keccak256("x"), t.requester, t.provider, TEST_KEY, t.amount, t.deadline), "job"
+        );
+        assertFalse(n == escrow.stakeNonce(t.jobId, stranger, t.provider, TEST_KEY, t.amount, t.deadline), "requester");
+        assertFalse(n == escrow.stakeNonce(t.jobId, t.requester, stranger, TEST_KEY, t.amount, t.deadline), "provider");
+        assertFalse(
+            n == escrow.stakeNonce(t.jobId, t.requester, t.provider, TEST_KEY, t.amount + 1, t.deadline), "amount"
+        );
+        assertFalse(
+            n == escrow.stakeNonce(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline + 1), "deadline"
+        );
+        assertFalse(n == escrow.stakeNonce(t.jobId, t.requester, t.provider, bytes32(0), t.amount, t.deadline), "key");
     }
 
     function test_stakeWithAuthorization_providerSubmitsRequesterNeedsNoEth() public {
@@ -213,7 +223,7 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         assertEq(uint256(st.status), uint256(EdgentEscrow.Status.Staked), "staked");
         assertEq(usdc.balanceOf(address(escrow)), AMOUNT, "escrow holds the stake");
         assertEq(usdc.balanceOf(payer), FUNDS - AMOUNT, "payer debited");
-        bytes32 nonce = escrow.stakeNonce(t.jobId, t.requester, t.provider, t.amount, t.deadline);
+        bytes32 nonce = escrow.stakeNonce(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline);
         assertTrue(usdc.authorizationState(payer, nonce), "authorization used");
 
         // The rest of the life is the ordinary one: submit and release pay the provider.
@@ -234,10 +244,10 @@ contract EdgentEscrowStakeWaysTest is EscrowFixture {
         // Another escrow on the same token (where the job id is free): the token
         // refuses the used nonce before it looks at the signature.
         EdgentEscrow other = new EdgentEscrow(address(usdc), operator);
-        bytes32 nonce = escrow.stakeNonce(t.jobId, t.requester, t.provider, t.amount, t.deadline);
+        bytes32 nonce = escrow.stakeNonce(t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline);
         vm.expectRevert(abi.encodeWithSelector(MockUSDC.AuthorizationAlreadyUsed.selector, payer, nonce));
         other.stakeWithAuthorization(
-            t.jobId, t.requester, t.provider, t.amount, t.deadline, t.validAfter, t.validBefore, v, r, s
+            t.jobId, t.requester, t.provider, TEST_KEY, t.amount, t.deadline, t.validAfter, t.validBefore, v, r, s
         );
         assertTrue(usdc.authorizationState(payer, nonce), "used once");
         assertEq(usdc.balanceOf(payer), FUNDS - AMOUNT, "debited once");

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 
 /// @notice The edges of every time window, one second either side:
 ///         stake needs deadline > now; submit needs now <= deadline;
@@ -14,20 +15,20 @@ contract EdgentEscrowTimingTest is EscrowFixture {
         uint64 deadline = uint64(block.timestamp - 1);
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_deadlineNowReverts() public {
         uint64 deadline = uint64(block.timestamp);
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function test_stake_deadlineOneSecondAheadAccepted() public {
         uint64 deadline = uint64(block.timestamp + 1);
         vm.prank(requester);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         assertEq(uint256(escrow.getStake(JOB).deadline), uint256(deadline), "deadline stored");
     }
 
@@ -52,7 +53,7 @@ contract EdgentEscrowTimingTest is EscrowFixture {
         vm.warp(uint256(deadline) + 1);
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
     }
 
     // ---------------------------------------------------------------- refund after deadline
@@ -93,7 +94,7 @@ contract EdgentEscrowTimingTest is EscrowFixture {
         vm.warp(uint256(deadline) + 1);
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(EdgentEscrow.DeadlinePassed.selector, deadline));
-        escrow.submit(JOB, HASH);
+        escrow.submit(JOB, HASH, TestProofs.any());
     }
 
     // ---------------------------------------------------------------- claimTimeout window

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Test} from "./utils/Test.sol";
 import {NoReturnToken, FalseReturnToken, FeeOnTransferToken, ReentrantToken} from "./utils/Tokens.sol";
 import {EdgentEscrow} from "../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./utils/AcceptAllVerifier.sol";
 
 /// @notice The escrow against misbehaving tokens: no return value, `false`
 ///         instead of a revert, fee-on-transfer, and a token that re-enters.
@@ -36,7 +37,7 @@ contract EdgentEscrowTokensTest is Test {
         token.mint(requester, AMOUNT);
         vm.startPrank(requester);
         token.approve(address(escrow), AMOUNT);
-        escrow.stake(JOB, provider, AMOUNT, _deadline());
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, _deadline());
         vm.stopPrank();
         assertEq(token.balanceOf(address(escrow)), AMOUNT, "escrow holds stake");
         vm.prank(operator);
@@ -56,7 +57,7 @@ contract EdgentEscrowTokensTest is Test {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(EdgentEscrow.TransferFailed.selector);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         assertEq(uint256(escrow.getStake(JOB).status), 0, "no stake recorded");
     }
 
@@ -66,7 +67,7 @@ contract EdgentEscrowTokensTest is Test {
         token.mint(requester, AMOUNT);
         vm.startPrank(requester);
         token.approve(address(escrow), AMOUNT);
-        escrow.stake(JOB, provider, AMOUNT, _deadline());
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, _deadline());
         vm.stopPrank();
         token.setFailing(true);
         vm.prank(operator);
@@ -91,7 +92,7 @@ contract EdgentEscrowTokensTest is Test {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(EdgentEscrow.TransferFailed.selector);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     // ---------------------------------------------------------------- token without code
@@ -101,7 +102,7 @@ contract EdgentEscrowTokensTest is Test {
         uint64 deadline = _deadline();
         vm.prank(requester);
         vm.expectRevert(); // allowance() on an address without code cannot be decoded
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     // ---------------------------------------------------------------- re-entrancy
@@ -114,8 +115,8 @@ contract EdgentEscrowTokensTest is Test {
         token.mint(requester, 2 * AMOUNT);
         vm.startPrank(requester);
         token.approve(address(escrow), type(uint256).max);
-        escrow.stake(JOB, provider, AMOUNT, _deadline());
-        escrow.stake(JOB2, provider, AMOUNT, _deadline());
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, _deadline());
+        escrow.stake(JOB2, provider, TEST_KEY, AMOUNT, _deadline());
         vm.stopPrank();
     }
 
@@ -155,10 +156,12 @@ contract EdgentEscrowTokensTest is Test {
         vm.prank(address(token));
         token.approve(address(escrow), type(uint256).max);
         uint64 deadline = _deadline();
-        token.arm(address(escrow), abi.encodeCall(EdgentEscrow.stake, (JOB2, provider, AMOUNT, deadline)), false);
+        token.arm(
+            address(escrow), abi.encodeCall(EdgentEscrow.stake, (JOB2, provider, TEST_KEY, AMOUNT, deadline)), false
+        );
         vm.prank(requester);
         vm.expectRevert(EdgentEscrow.Reentrancy.selector);
-        escrow.stake(JOB, provider, AMOUNT, deadline);
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, deadline);
         assertEq(token.balanceOf(address(escrow)), 0, "nothing staked");
     }
 
@@ -169,8 +172,8 @@ contract EdgentEscrowTokensTest is Test {
         token.mint(address(token), 2 * AMOUNT);
         vm.startPrank(address(token));
         token.approve(address(escrow), type(uint256).max);
-        escrow.stake(JOB, provider, AMOUNT, _deadline());
-        escrow.stake(JOB2, provider, AMOUNT, _deadline());
+        escrow.stake(JOB, provider, TEST_KEY, AMOUNT, _deadline());
+        escrow.stake(JOB2, provider, TEST_KEY, AMOUNT, _deadline());
         vm.stopPrank();
         vm.warp(block.timestamp + 601);
         token.arm(address(escrow), abi.encodeCall(EdgentEscrow.refund, (JOB2)), true);

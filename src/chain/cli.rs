@@ -92,6 +92,10 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
             if s.status != super::escrow::StakeStatus::None {
                 println!("requester  {}", s.requester);
                 println!("provider   {}", s.provider);
+                println!(
+                    "key        {} (commitment to the provider's AXL key)",
+                    s.key_commitment
+                );
                 println!("amount     {} (USDC base units, 6 decimals)", s.amount);
                 println!("created    {}", s.created_at);
                 println!("deadline   {}", s.deadline);

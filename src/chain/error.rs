@@ -106,6 +106,20 @@ pub enum EscrowRevert {
     /// A reentrant call was blocked.
     #[error("reentrant call blocked")]
     Reentrancy,
+    /// `submit` with a Groth16 proof that does not verify for this job, the stake's provider
+    /// key commitment and the submitted output commitment (or a malformed proof).
+    #[error("the proof does not verify for job {job_id}, its provider key and this output")]
+    InvalidProof {
+        /// The job.
+        job_id: B256,
+    },
+    /// A stake whose provider key commitment is not below the BN254 scalar field (no proof
+    /// could ever match it).
+    #[error("the provider key commitment {key_commitment} is not a BN254 field element")]
+    KeyCommitmentOutOfField {
+        /// The commitment refused.
+        key_commitment: B256,
+    },
     /// A plain `require` message (e.g. from a token).
     #[error("reverted: {0}")]
     Message(String),
@@ -158,6 +172,10 @@ impl From<EdgentEscrowErrors> for EscrowRevert {
             },
             E::TransferFailed(_) => Self::TransferFailed,
             E::Reentrancy(_) => Self::Reentrancy,
+            E::InvalidProof(e) => Self::InvalidProof { job_id: e.jobId },
+            E::KeyCommitmentOutOfField(e) => Self::KeyCommitmentOutOfField {
+                key_commitment: e.keyCommitment,
+            },
             #[allow(unreachable_patterns)]
             other => match FixedBytes::<4>::try_from(&other.abi_encode()[..4]) {
                 Ok(sel) => Self::Unknown(sel),

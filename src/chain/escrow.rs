@@ -21,9 +21,10 @@ use super::error::{ChainError, EscrowError, EscrowRevert};
 use super::rpc::{http_provider, TxLane};
 use super::settings::ChainSettings;
 
-/// The escrow interface version this client speaks (`version()` of EdgentEscrow v2). The
-/// original deployment has no `version()`: the call reverts there.
-pub const ESCROW_VERSION: u64 = 2;
+/// The escrow interface version this client speaks (`version()` of EdgentEscrow v3: stakes
+/// name the provider's key commitment and `submit` carries a Groth16 proof). The original
+/// deployment has no `version()`: the call reverts there.
+pub const ESCROW_VERSION: u64 = 3;
 
 /// Where a stake is in its life. Every stake ends in exactly one of Released, Rejected,
 /// Claimed, Refunded or Declined.
@@ -102,6 +103,9 @@ pub struct StakeInfo {
     pub requester: Address,
     /// Who gets paid.
     pub provider: Address,
+    /// Poseidon commitment to the provider's AXL key ([`key_commitment`]): `submit` needs a
+    /// proof under it.
+    pub key_commitment: B256,
     /// USDC base units (6 decimals).
     pub amount: U256,
     /// Block time of the stake, unix seconds.
@@ -121,6 +125,7 @@ impl From<EdgentEscrow::Stake> for StakeInfo {
         Self {
             requester: s.requester,
             provider: s.provider,
+            key_commitment: s.keyCommitment,
             amount: s.amount,
             created_at: s.createdAt,
             submitted_at: s.submittedAt,
@@ -131,17 +136,42 @@ impl From<EdgentEscrow::Stake> for StakeInfo {
     }
 }
 
+/// The commitment a stake names for the provider with AXL public key `provider_key`: the
+/// circuit's walletCommitment, `Poseidon(hi128, lo128)` of the key. The escrow checks the
+/// provider's proof against it at `submit`.
+pub fn key_commitment(provider_key: &[u8; 32]) -> B256 {
+    B256::from(crate::zk::wallet_commitment(provider_key))
+}
+
+/// A proof as `EdgentEscrow.submit` takes it: `[a.x, a.y, b.x.c1, b.x.c0, b.y.c1, b.y.c0,
+/// c.x, c.y]`, the order of `snarkjs zkey export soliditycalldata`.
+pub fn proof_words(proof: &crate::zk::SnarkjsProof) -> [U256; 8] {
+    proof.solidity_words().map(|w| U256::from_be_bytes(w))
+}
+
 /// The escrow's EIP-3009 nonce for a stake: `keccak256(abi.encode(jobId, requester,
-/// provider, amount, uint64 deadline))`, what `EdgentEscrow.stakeNonce` computes. The
-/// requester signs it, so whoever submits the authorization cannot change those terms.
+/// provider, keyCommitment, amount, uint64 deadline))`, what `EdgentEscrow.stakeNonce`
+/// computes. The requester signs it, so whoever submits the authorization cannot change
+/// those terms.
 pub fn stake_nonce(
     job_id: B256,
     requester: Address,
     provider: Address,
+    key_commitment: B256,
     amount: U256,
     deadline: u64,
 ) -> B256 {
-    keccak256((job_id, requester, provider, amount, deadline).abi_encode_params())
+    keccak256(
+        (
+            job_id,
+            requester,
+            provider,
+            key_commitment,
+            amount,
+            deadline,
+        )
+            .abi_encode_params(),
+    )
 }
 
 /// A requester's signed EIP-3009 `ReceiveWithAuthorization` for one stake: the escrow
@@ -155,6 +185,8 @@ pub struct StakeAuthorization {
     pub requester: Address,
     /// Who is paid.
     pub provider: Address,
+    /// The provider's key commitment the stake names ([`key_commitment`]).
+    pub key_commitment: B256,
     /// USDC base units.
     pub amount: U256,
     /// The stake's deadline, unix seconds.
@@ -174,6 +206,7 @@ impl StakeAuthorization {
             self.job_id,
             self.requester,
             self.provider,
+            self.key_commitment,
             self.amount,
             self.deadline,
         )
@@ -462,12 +495,14 @@ impl EscrowClient {
     }
 
     /// Requester: signs the EIP-3009 authorization for a stake of `amount` on `job_id`,
-    /// payable to `provider`, refundable after `deadline`, usable until `valid_before`.
-    /// Nothing is sent: whoever submits it ([`Self::stake_with_authorization`]) pays the gas.
+    /// payable to `provider` (whose AXL key commits to `key_commitment`), refundable after
+    /// `deadline`, usable until `valid_before`. Nothing is sent: whoever submits it
+    /// ([`Self::stake_with_authorization`]) pays the gas.
     pub async fn sign_stake_authorization(
         &self,
         job_id: B256,
         provider: Address,
+        key_commitment: B256,
         amount: U256,
         deadline: u64,
         valid_before: u64,
@@ -484,6 +519,7 @@ impl EscrowClient {
             job_id,
             requester: signer.address(),
             provider,
+            key_commitment,
             amount,
             deadline,
             valid_after: 0,
@@ -513,6 +549,7 @@ impl EscrowClient {
                 auth.job_id,
                 auth.requester,
                 auth.provider,
+                auth.key_commitment,
                 auth.amount,
                 auth.deadline,
                 U256::from(auth.valid_after),
@@ -527,14 +564,16 @@ impl EscrowClient {
         Ok(tx)
     }
 
-    /// Locks `amount` USDC for `job_id`, payable to `provider`, refundable after
-    /// `deadline` (unix seconds, must be in the future). Approves the escrow first only
+    /// Locks `amount` USDC for `job_id`, payable to `provider` (whose AXL key commits to
+    /// `key_commitment`, see [`key_commitment`]), refundable after `deadline` (unix
+    /// seconds, must be in the future). Approves the escrow first only
     /// when the allowance is short (then for good: `type(uint256).max`, so concurrent
     /// stakes never approve over each other); checks the balance before spending gas.
     pub async fn stake(
         &self,
         job_id: B256,
         provider: Address,
+        key_commitment: B256,
         amount: U256,
         deadline: u64,
     ) -> Result<TxHash, EscrowError> {
@@ -579,16 +618,25 @@ impl EscrowClient {
         }
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
         let tx = self
-            .send(escrow.stake(job_id, provider, amount, deadline))
+            .send(escrow.stake(job_id, provider, key_commitment, amount, deadline))
             .await?;
         tracing::info!(%job_id, %tx, %provider, %amount, deadline, url = %self.tx_url(tx), "staked");
         Ok(tx)
     }
 
-    /// Provider: records the output hash, which locks the stake against refund.
-    pub async fn submit(&self, job_id: B256, output_hash: B256) -> Result<TxHash, EscrowError> {
+    /// Provider: records the output hash (the proof's outputCommitment) with the proof, which
+    /// the escrow verifies against the job id, the stake's key commitment and `output_hash`
+    /// (a mismatch is [`EscrowRevert::InvalidProof`]). Locks the stake against refund.
+    pub async fn submit(
+        &self,
+        job_id: B256,
+        output_hash: B256,
+        proof: &crate::zk::SnarkjsProof,
+    ) -> Result<TxHash, EscrowError> {
         let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.submit(job_id, output_hash)).await?;
+        let tx = self
+            .send(escrow.submit(job_id, output_hash, proof_words(proof)))
+            .await?;
         tracing::info!(%job_id, %tx, %output_hash, "submitted output hash");
         Ok(tx)
     }

@@ -15,6 +15,10 @@ use super::bindings::EdgentEscrow::EdgentEscrowCalls;
 /// The original project's `stake`, without a deadline: the mark of the older ABI.
 pub const OLD_STAKE_SIGNATURE: &str = "stake(bytes32,address,uint256)";
 
+/// Version 2's `submit`, which takes no proof: the mark of this repository's previous escrow
+/// (the chain never checks the provider's proof there).
+pub const V2_SUBMIT_SIGNATURE: &str = "submit(bytes32,bytes32)";
+
 /// Why the contract at `ESCROW_ADDRESS` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EscrowCodeError {
@@ -35,7 +39,8 @@ pub enum EscrowCodeError {
         /// The missing functions' signatures, comma-separated.
         missing: String,
         /// `" (it is the original project's deployment, whose stake has no deadline)"` when
-        /// the old `stake` is there, else empty.
+        /// the old `stake` is there, a note naming version 2 when its `submit` is there,
+        /// else empty.
         old: &'static str,
     },
     /// The chain could not be asked.
@@ -89,6 +94,9 @@ pub fn check_runtime_code(address: Address, code: &[u8]) -> Result<(), EscrowCod
     }
     let old = if pushes_selector(code, selector_of(OLD_STAKE_SIGNATURE)) {
         " (it is the original project's deployment, whose stake has no deadline)"
+    } else if pushes_selector(code, selector_of(V2_SUBMIT_SIGNATURE)) {
+        " (it is this repository's previous escrow, version 2, whose submit takes no proof \
+         and whose stakes name no provider key: the chain would not check the provider's proof)"
     } else {
         ""
     };
@@ -135,10 +143,27 @@ mod tests {
         let e = check_runtime_code(Address::ZERO, &code).unwrap_err();
         let text = e.to_string();
         assert!(
-            text.contains("stake(bytes32,address,uint256,uint64)"),
+            text.contains("stake(bytes32,address,bytes32,uint256,uint64)"),
             "{text}"
         );
         assert!(text.contains("original project"), "{text}");
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn the_version_2_escrow_is_refused_and_named() {
+        let code = artifact_code(include_str!(
+            "../../contracts/test-fixtures/artifacts/EdgentEscrowV2.json"
+        ));
+        let e = check_runtime_code(Address::ZERO, &code).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("submit(bytes32,bytes32,uint256[8])"),
+            "{text}"
+        );
+        assert!(text.contains("version 2"), "{text}");
+        assert!(text.contains("submit takes no proof"), "{text}");
+        assert!(!text.contains("original project"), "{text}");
         assert!(!e.is_transient());
     }
 
@@ -150,6 +175,7 @@ mod tests {
             .to_string();
         assert!(text.contains("getStake(bytes32)"), "{text}");
         assert!(!text.contains("original project"), "{text}");
+        assert!(!text.contains("version 2"), "{text}");
         assert!(matches!(
             check_runtime_code(Address::ZERO, &[]),
             Err(EscrowCodeError::NoCode(_))

@@ -28,7 +28,8 @@ pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
 pub use escrow::{
-    stake_nonce, EscrowClient, StakeAuthorization, StakeInfo, StakeStatus, ESCROW_VERSION,
+    key_commitment, proof_words, stake_nonce, EscrowClient, StakeAuthorization, StakeInfo,
+    StakeStatus, ESCROW_VERSION,
 };
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;

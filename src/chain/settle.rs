@@ -292,6 +292,7 @@ mod tests {
         StakeInfo {
             requester: Address::ZERO,
             provider: Address::ZERO,
+            key_commitment: B256::ZERO,
             amount: U256::from(1),
             created_at: 0,
             submitted_at: 0,

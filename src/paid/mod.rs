@@ -194,19 +194,23 @@ pub enum AuthorizationRefused {
     #[error("the authorization's signature is malformed")]
     BadSignature,
     /// The nonce sent is not the escrow's `stakeNonce` of these terms.
-    #[error("the authorization's nonce does not bind this job, provider, amount and deadline")]
+    #[error(
+        "the authorization's nonce does not bind this job, provider, provider key, amount and deadline"
+    )]
     NonceMismatch,
     /// The signature does not recover to `from` for these terms.
     #[error("the authorization is not signed by {0:#x} for these terms")]
     WrongSigner(Address),
 }
 
-/// The stake a task's authorization asks this provider (`provider`) to submit, checked
-/// offline: the nonce is recomputed from the terms, and, with the token's `domain`, the
-/// signature must recover to `from` (so a forged authorization costs no RPC call).
+/// The stake a task's authorization asks this provider (`provider`, whose AXL key commits to
+/// `key_commitment`) to submit, checked offline: the nonce is recomputed from the terms, and,
+/// with the token's `domain`, the signature must recover to `from` (so a forged authorization
+/// costs no RPC call).
 pub fn authorization_from_wire(
     job: &JobId,
     provider: Address,
+    key_commitment: B256,
     amount: &str,
     wire: &protocol::StakeAuthorization,
     escrow: Address,
@@ -227,6 +231,7 @@ pub fn authorization_from_wire(
         job_id: job_b256(job),
         requester,
         provider,
+        key_commitment,
         amount,
         deadline: wire.stake_deadline,
         valid_after: wire.valid_after,

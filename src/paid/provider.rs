@@ -219,7 +219,15 @@ impl PaidProvider {
                 let Some(commitment) = pay.output_commitment.as_deref().and_then(parse_b256) else {
                     return;
                 };
-                match self.chain.escrow.submit(job_b256(&job), commitment).await {
+                let Some(proof) = pay.request.as_ref().map(|r| &r.proof) else {
+                    return;
+                };
+                match self
+                    .chain
+                    .escrow
+                    .submit(job_b256(&job), commitment, proof)
+                    .await
+                {
                     Ok(tx) => {
                         let at = self
                             .chain
@@ -297,6 +305,7 @@ impl PaidProvider {
         let auth = authorization_from_wire(
             &job,
             self.chain.wallet,
+            crate::chain::key_commitment(&self.ctx.me.0),
             amount,
             wire,
             esc.escrow_address(),
@@ -335,6 +344,7 @@ impl PaidProvider {
                         if s.status == StakeStatus::Staked
                             && s.requester == auth.requester
                             && s.provider == self.chain.wallet
+                            && s.key_commitment == auth.key_commitment
                             && s.amount == auth.amount
                             && s.deadline == auth.deadline =>
                     {
@@ -448,6 +458,17 @@ impl ProviderPayments for PaidProvider {
             return Err((
                 TaskErrorCode::StakeInsufficient,
                 format!("the stake pays {:#x}, not this provider", info.provider),
+            ));
+        }
+        // `submit` verifies this node's proof against the key the stake names: a stake for
+        // another key could never be submitted.
+        if info.key_commitment != crate::chain::key_commitment(&self.ctx.me.0) {
+            return Err((
+                TaskErrorCode::StakeInsufficient,
+                format!(
+                    "the stake names provider key commitment {}, not this node's",
+                    info.key_commitment
+                ),
             ));
         }
         let price = self.ctx.config.price_units;

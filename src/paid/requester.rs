@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
@@ -461,6 +461,7 @@ impl PaidRequester {
         &self,
         job: JobId,
         provider: Address,
+        key_commitment: B256,
         price: u64,
         stake_deadline: u64,
     ) -> Result<Option<StakeRef>, PaymentError> {
@@ -485,6 +486,7 @@ impl PaidRequester {
                 .sign_stake_authorization(
                     job_b256(&job),
                     provider,
+                    key_commitment,
                     U256::from(price),
                     stake_deadline,
                     stake_deadline,
@@ -591,13 +593,22 @@ impl RequesterPayments for PaidRequester {
             })
             .map_err(|e| PaymentError(format!("cannot record the stake: {e}")))?;
         let started = Instant::now();
+        // The stake names the provider's AXL key (its commitment): the escrow checks the
+        // provider's proof against it at `submit`.
+        let key_commitment = crate::chain::key_commitment(&ad.node_id.0);
         if self.chain.settings.stake_mode == StakeMode::Authorization {
             return self
-                .stake_by_authorization(job, wallet, ad.price, stake_deadline)
+                .stake_by_authorization(job, wallet, key_commitment, ad.price, stake_deadline)
                 .await;
         }
         match escrow
-            .stake(job_b256(&job), wallet, U256::from(ad.price), stake_deadline)
+            .stake(
+                job_b256(&job),
+                wallet,
+                key_commitment,
+                U256::from(ad.price),
+                stake_deadline,
+            )
             .await
         {
             Ok(tx) => {

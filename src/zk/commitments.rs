@@ -39,6 +39,12 @@ pub fn commitments(output: &[u8], provider_key: &[u8; 32], job_id: &[u8; 32]) ->
     }
 }
 
+/// The walletCommitment of `provider_key` alone, 32 bytes big-endian: what a stake names as
+/// the provider's key commitment (the escrow checks `submit`'s proof against it).
+pub fn wallet_commitment(provider_key: &[u8; 32]) -> [u8; 32] {
+    to_be32(&poseidon_of_halves(provider_key))
+}
+
 /// `Poseidon(hi, lo)` over the two big-endian 128-bit halves of 32 bytes, with circomlib's
 /// parameters (t = 3).
 pub(crate) fn poseidon_of_halves(bytes: &[u8; 32]) -> Fr {

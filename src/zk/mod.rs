@@ -60,7 +60,9 @@ mod solver;
 #[cfg(feature = "prover")]
 mod zkey;
 
-pub use commitments::{circuit_inputs, commitments, keccak256, CircuitInputs, Commitments};
+pub use commitments::{
+    circuit_inputs, commitments, keccak256, wallet_commitment, CircuitInputs, Commitments,
+};
 pub use error::ZkError;
 #[cfg(feature = "prover")]
 pub use prove::{prove, warm_up, warm_up_for_key};

@@ -11,7 +11,7 @@ use ark_groth16::Proof;
 use serde::{Deserialize, Serialize};
 
 use super::error::ZkError;
-use super::field::{from_decimal, to_decimal};
+use super::field::{from_decimal, to_be32, to_decimal};
 
 /// Number of public signals: `[outputCommitment, walletCommitment, jobIdHi, jobIdLo]`.
 pub const NUM_PUBLIC_SIGNALS: usize = 4;
@@ -65,6 +65,23 @@ impl SnarkjsProof {
             tracing::debug!(error = %e, "malformed snarkjs proof");
             ZkError::malformed("proof", e.to_string())
         })
+    }
+
+    /// The proof as the eight 32-byte big-endian words a Solidity verifier exported by
+    /// snarkjs takes (`snarkjs zkey export soliditycalldata`'s order): `a.x, a.y, b.x.c1,
+    /// b.x.c0, b.y.c1, b.y.c0, c.x, c.y`. This is what `EdgentEscrow.submit` carries.
+    pub fn solidity_words(&self) -> [[u8; 32]; 8] {
+        let p = &self.proof;
+        [
+            to_be32(&p.a.x),
+            to_be32(&p.a.y),
+            to_be32(&p.b.x.c1),
+            to_be32(&p.b.x.c0),
+            to_be32(&p.b.y.c1),
+            to_be32(&p.b.y.c0),
+            to_be32(&p.c.x),
+            to_be32(&p.c.y),
+        ]
     }
 
     /// This proof as snarkjs `proof.json` text (pretty-printed like snarkjs).

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./Test.sol";
 import {EdgentEscrow} from "../../src/EdgentEscrow.sol";
+import {TEST_KEY, TestProofs} from "./AcceptAllVerifier.sol";
 import {MockUSDC} from "../../src/MockUSDC.sol";
 
 /// @notice Shared setup: a MockUSDC, an escrow with a dedicated operator, and
@@ -30,6 +31,7 @@ abstract contract EscrowFixture is Test {
         stranger = makeAddr("stranger");
         usdc = new MockUSDC();
         escrow = new EdgentEscrow(address(usdc), operator);
+        TestProofs.acceptAll(vm, escrow);
         usdc.mint(requester, FUNDS);
         vm.prank(requester);
         usdc.approve(address(escrow), type(uint256).max);
@@ -42,12 +44,12 @@ abstract contract EscrowFixture is Test {
     function _stake(bytes32 jobId) internal returns (uint64 deadline) {
         deadline = _deadline();
         vm.prank(requester);
-        escrow.stake(jobId, provider, AMOUNT, deadline);
+        escrow.stake(jobId, provider, TEST_KEY, AMOUNT, deadline);
     }
 
     function _submit(bytes32 jobId) internal {
         vm.prank(provider);
-        escrow.submit(jobId, HASH);
+        escrow.submit(jobId, HASH, TestProofs.any());
     }
 
     function _status(bytes32 jobId) internal view returns (EdgentEscrow.Status) {

@@ -19,6 +19,7 @@ interface Vm {
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
     function chainId(uint256 newChainId) external;
     function label(address account, string calldata newLabel) external;
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
     function assertTrue(bool condition, string calldata err) external pure;
     function assertFalse(bool condition, string calldata err) external pure;
     function assertEq(bool left, bool right, string calldata err) external pure;

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "../src/interfaces/IERC20.sol";
+import {IERC2612} from "../src/interfaces/IERC2612.sol";
+import {IERC3009} from "../src/interfaces/IERC3009.sol";
+
+/// @title EdgentEscrowV2 (TEST FIXTURE)
+/// @notice This repository's escrow at interface version 2, before `submit` took a
+///         proof: edgent must recognise a deployment of it at start and refuse it.
+///         The source below is version 2's, unchanged but for this header.
+/// @notice Holds a requester's USDC for one delegated inference job until the
+///         job settles. Every stake ends in exactly one terminal state:
+///
+///         Staked ──submit──▶ Submitted ──release──▶ Released   (provider paid)
+///           │                   │ ├──reject───▶ Rejected   (requester refunded)
+///           │                   │ └─claimTimeout (submittedAt + 1 h)─▶ Claimed (provider paid)
+///           ├──release──▶ Released
+///           ├──reject───▶ Rejected
+///           ├──decline (provider cannot serve)──▶ Declined (requester refunded)
+///           └──refund (after deadline, nothing submitted)──▶ Refunded
+///
+///         `release` and `reject` belong to the operator (KeeperHub's managed
+///         wallet in production, the daemon itself on a local chain).
+///
+///         A stake is made in one of three ways, all with the same checks:
+///         `stake` (after `approve`), `stakeWithPermit` (EIP-2612, one
+///         transaction from the requester) and `stakeWithAuthorization`
+///         (EIP-3009: anyone, normally the provider, submits the requester's
+///         signed `receiveWithAuthorization`, whose nonce binds the stake's terms).
+contract EdgentEscrowV2 {
+    /// @notice Lifecycle of a job's stake. `None` means the job id is unknown.
+    enum Status {
+        None,
+        Staked,
+        Submitted,
+        Released,
+        Rejected,
+        Claimed,
+        Refunded,
+        Declined
+    }
+
+    /// @notice Everything the escrow knows about one job.
+    struct Stake {
+        address requester;
+        address provider;
+        uint256 amount;
+        uint64 createdAt;
+        uint64 submittedAt;
+        uint64 deadline;
+        bytes32 outputHash;
+        Status status;
+    }
+
+    /// @notice How long after `submit` the provider may `claimTimeout` if the
+    ///         operator has neither released nor rejected.
+    uint64 public constant CLAIM_DELAY = 1 hours;
+
+    /// @notice This contract's interface version: 2 added decline, stakeWithPermit,
+    ///         stakeWithAuthorization and version() itself (the first deployment has none).
+    uint256 private constant VERSION = 2;
+
+    /// @notice The stablecoin held in escrow (USDC, 6 decimals).
+    IERC20 public immutable usdc;
+    /// @notice The only account allowed to `release` and `reject`.
+    address public immutable operator;
+
+    mapping(bytes32 => Stake) private stakes;
+
+    uint256 private constant UNLOCKED = 1;
+    uint256 private constant LOCKED = 2;
+    uint256 private lock = UNLOCKED;
+
+    error JobExists(bytes32 jobId);
+    error UnknownJob(bytes32 jobId);
+    error WrongStatus(bytes32 jobId, Status status);
+    error NotOperator(address caller);
+    error NotProvider(address caller);
+    error NotRequester(address caller);
+    error ZeroAmount();
+    error ZeroAddress();
+    error DeadlinePassed(uint64 deadline);
+    error DeadlineNotPassed(uint64 deadline);
+    error ClaimTooEarly(uint64 availableAt);
+    error OutputMismatch(bytes32 expected, bytes32 got);
+    error InsufficientAllowance(uint256 allowance, uint256 needed);
+    error InsufficientBalance(uint256 balance, uint256 needed);
+    error TransferFailed();
+    error Reentrancy();
+
+    event Staked(
+        bytes32 indexed jobId, address indexed requester, address indexed provider, uint256 amount, uint64 deadline
+    );
+    event Submitted(bytes32 indexed jobId, bytes32 outputHash);
+    event Released(bytes32 indexed jobId, address indexed provider, uint256 amount, bytes32 outputHash);
+    event Rejected(bytes32 indexed jobId, address indexed requester, uint256 amount);
+    event Claimed(bytes32 indexed jobId, address indexed provider, uint256 amount);
+    event Refunded(bytes32 indexed jobId, address indexed requester, uint256 amount);
+    event Declined(bytes32 indexed jobId, address indexed requester, uint256 amount);
+
+    modifier nonReentrant() {
+        if (lock == LOCKED) revert Reentrancy();
+        lock = LOCKED;
+        _;
+        lock = UNLOCKED;
+    }
+
+    /// @param usdc_ the stablecoin to escrow.
+    /// @param operator_ the account allowed to release and reject.
+    constructor(address usdc_, address operator_) {
+        if (usdc_ == address(0) || operator_ == address(0)) revert ZeroAddress();
+        usdc = IERC20(usdc_);
+        operator = operator_;
+    }
+
+    /// @notice The interface version (2). A deployment without this function is
+    ///         the first one, whose `stake` takes no deadline.
+    function version() external pure returns (uint256) {
+        return VERSION;
+    }
+
+    /// @notice Lock `amount` of the caller's USDC for `jobId`, payable to
+    ///         `provider`. The caller must have approved the escrow first.
+    /// @param deadline unix time (seconds) until which the provider may
+    ///        `submit`; after it, with nothing submitted, the requester may `refund`.
+    function stake(bytes32 jobId, address provider, uint256 amount, uint64 deadline) external nonReentrant {
+        _checkNew(jobId, provider, amount, deadline);
+        _checkFunds(msg.sender, amount);
+        _record(jobId, msg.sender, provider, amount, deadline);
+        _pullFrom(msg.sender, amount);
+    }
+
+    /// @notice `stake` in one transaction: sets the allowance with the caller's
+    ///         EIP-2612 `permit` signature first. A permit that fails (already used,
+    ///         e.g. front-run from the mempool) is ignored when the allowance is
+    ///         already enough; otherwise the allowance check reverts as in `stake`.
+    function stakeWithPermit(
+        bytes32 jobId,
+        address provider,
+        uint256 amount,
+        uint64 deadline,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant {
+        _checkNew(jobId, provider, amount, deadline);
+        try IERC2612(address(usdc)).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
+        _checkFunds(msg.sender, amount);
+        _record(jobId, msg.sender, provider, amount, deadline);
+        _pullFrom(msg.sender, amount);
+    }
+
+    /// @notice The EIP-3009 nonce the requester signs for a stake: it commits to the
+    ///         job, both parties, the amount and the deadline, so whoever submits the
+    ///         authorization cannot change any of them (the token checks the
+    ///         signature over it; a different term gives a different nonce).
+    function stakeNonce(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(jobId, requester, provider, amount, deadline));
+    }
+
+    /// @notice Lock `amount` of `requester`'s USDC for `jobId` with the requester's
+    ///         EIP-3009 `ReceiveWithAuthorization(requester, escrow, amount,
+    ///         validAfter, validBefore, stakeNonce(...))` signature. Anyone may submit
+    ///         it (normally the provider, so the requester needs no ETH and the
+    ///         provider knows the stake is real); the terms are bound by the nonce.
+    ///         The authorization can be used once: a replay reverts in the token.
+    function stakeWithAuthorization(
+        bytes32 jobId,
+        address requester,
+        address provider,
+        uint256 amount,
+        uint64 deadline,
+        uint256 validAfter,
+        uint256 validBefore,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant {
+        if (requester == address(0)) revert ZeroAddress();
+        _checkNew(jobId, provider, amount, deadline);
+        uint256 balance = usdc.balanceOf(requester);
+        if (balance < amount) revert InsufficientBalance(balance, amount);
+        _record(jobId, requester, provider, amount, deadline);
+
+        uint256 before = usdc.balanceOf(address(this));
+        bytes32 nonce = stakeNonce(jobId, requester, provider, amount, deadline);
+        _call(
+            abi.encodeCall(
+                IERC3009.receiveWithAuthorization,
+                (requester, address(this), amount, validAfter, validBefore, nonce, v, r, s)
+            )
+        );
+        if (usdc.balanceOf(address(this)) != before + amount) revert TransferFailed();
+    }
+
+    /// @notice The stake for `jobId`; the zero struct (status None) if unknown.
+    function getStake(bytes32 jobId) external view returns (Stake memory) {
+        return stakes[jobId];
+    }
+
+    /// @notice The provider records the hash of the output it delivered. From
+    ///         then on the requester can no longer `refund`, and the provider
+    ///         may `claimTimeout` after CLAIM_DELAY.
+    function submit(bytes32 jobId, bytes32 outputHash) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != s.provider) revert NotProvider(msg.sender);
+        if (s.status != Status.Staked) revert WrongStatus(jobId, s.status);
+        if (block.timestamp > s.deadline) revert DeadlinePassed(s.deadline);
+
+        s.status = Status.Submitted;
+        s.submittedAt = uint64(block.timestamp);
+        s.outputHash = outputHash;
+        emit Submitted(jobId, outputHash);
+    }
+
+    /// @notice Operator pays the provider after verifying the proof. If the
+    ///         provider submitted, `outputHash` must match what it submitted.
+    function release(bytes32 jobId, bytes32 outputHash) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != operator) revert NotOperator(msg.sender);
+        Status status = s.status;
+        if (status == Status.Submitted) {
+            if (s.outputHash != outputHash) revert OutputMismatch(s.outputHash, outputHash);
+        } else if (status != Status.Staked) {
+            revert WrongStatus(jobId, status);
+        }
+
+        s.status = Status.Released;
+        s.outputHash = outputHash;
+        address provider = s.provider;
+        uint256 amount = s.amount;
+        emit Released(jobId, provider, amount, outputHash);
+        _pay(provider, amount);
+    }
+
+    /// @notice Operator refunds the requester (the proof or the output failed).
+    function reject(bytes32 jobId) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != operator) revert NotOperator(msg.sender);
+        Status status = s.status;
+        if (status != Status.Staked && status != Status.Submitted) revert WrongStatus(jobId, status);
+
+        s.status = Status.Rejected;
+        address requester = s.requester;
+        uint256 amount = s.amount;
+        emit Rejected(jobId, requester, amount);
+        _pay(requester, amount);
+    }
+
+    /// @notice The provider takes the stake when the operator has not settled
+    ///         within CLAIM_DELAY of `submit`.
+    function claimTimeout(bytes32 jobId) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != s.provider) revert NotProvider(msg.sender);
+        if (s.status != Status.Submitted) revert WrongStatus(jobId, s.status);
+        uint64 availableAt = s.submittedAt + CLAIM_DELAY;
+        if (block.timestamp < availableAt) revert ClaimTooEarly(availableAt);
+
+        s.status = Status.Claimed;
+        address provider = s.provider;
+        uint256 amount = s.amount;
+        emit Claimed(jobId, provider, amount);
+        _pay(provider, amount);
+    }
+
+    /// @notice The provider cannot serve a staked job (busy, model gone, inference
+    ///         failed): the requester is refunded in this same transaction, at any
+    ///         time before the provider submitted.
+    function decline(bytes32 jobId) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != s.provider) revert NotProvider(msg.sender);
+        if (s.status != Status.Staked) revert WrongStatus(jobId, s.status);
+
+        s.status = Status.Declined;
+        address requester = s.requester;
+        uint256 amount = s.amount;
+        emit Declined(jobId, requester, amount);
+        _pay(requester, amount);
+    }
+
+    /// @notice The requester takes the stake back after the deadline when the
+    ///         provider never submitted.
+    function refund(bytes32 jobId) external nonReentrant {
+        Stake storage s = _known(jobId);
+        if (msg.sender != s.requester) revert NotRequester(msg.sender);
+        if (s.status != Status.Staked) revert WrongStatus(jobId, s.status);
+        if (block.timestamp <= s.deadline) revert DeadlineNotPassed(s.deadline);
+
+        s.status = Status.Refunded;
+        address requester = s.requester;
+        uint256 amount = s.amount;
+        emit Refunded(jobId, requester, amount);
+        _pay(requester, amount);
+    }
+
+    function _checkNew(bytes32 jobId, address provider, uint256 amount, uint64 deadline) private view {
+        if (stakes[jobId].status != Status.None) revert JobExists(jobId);
+        if (amount == 0) revert ZeroAmount();
+        if (provider == address(0)) revert ZeroAddress();
+        if (deadline <= block.timestamp) revert DeadlinePassed(deadline);
+    }
+
+    function _checkFunds(address requester, uint256 amount) private view {
+        uint256 allowed = usdc.allowance(requester, address(this));
+        if (allowed < amount) revert InsufficientAllowance(allowed, amount);
+        uint256 balance = usdc.balanceOf(requester);
+        if (balance < amount) revert InsufficientBalance(balance, amount);
+    }
+
+    function _record(bytes32 jobId, address requester, address provider, uint256 amount, uint64 deadline) private {
+        stakes[jobId] = Stake({
+            requester: requester,
+            provider: provider,
+            amount: amount,
+            createdAt: uint64(block.timestamp),
+            submittedAt: 0,
+            deadline: deadline,
+            outputHash: bytes32(0),
+            status: Status.Staked
+        });
+        emit Staked(jobId, requester, provider, amount, deadline);
+    }
+
+    /// @dev The escrow must hold exactly what it records (no fee-on-transfer surprises).
+    function _pullFrom(address requester, uint256 amount) private {
+        uint256 before = usdc.balanceOf(address(this));
+        _call(abi.encodeCall(IERC20.transferFrom, (requester, address(this), amount)));
+        if (usdc.balanceOf(address(this)) != before + amount) revert TransferFailed();
+    }
+
+    function _known(bytes32 jobId) private view returns (Stake storage s) {
+        s = stakes[jobId];
+        if (s.status == Status.None) revert UnknownJob(jobId);
+    }
+
+    function _pay(address to, uint256 amount) private {
+        _call(abi.encodeCall(IERC20.transfer, (to, amount)));
+    }
+
+    /// @dev SafeERC20-style call: success needs no revert and either no return
+    ///      data (from a contract) or an ABI-encoded `true`. A token's revert
+    ///      reason is passed through; otherwise the failure is TransferFailed.
+    function _call(bytes memory data) private {
+        address token = address(usdc);
+        (bool ok, bytes memory ret) = token.call(data);
+        if (!ok) {
+            if (ret.length > 0) {
+                assembly ("memory-safe") {
+                    revert(add(ret, 32), mload(ret))
+                }
+            }
+            revert TransferFailed();
+        }
+        if (ret.length == 0) {
+            if (token.code.length == 0) revert TransferFailed();
+        } else if (ret.length < 32 || abi.decode(ret, (uint256)) != 1) {
+            revert TransferFailed();
+        }
+    }
+}
