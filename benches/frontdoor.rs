@@ -102,7 +102,10 @@ async fn tap(
     let t_in = Instant::now();
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
-    let mut req = st.http.request(m, format!("{}{pq}", st.upstream)).body(body);
+    let mut req = st
+        .http
+        .request(m, format!("{}{pq}", st.upstream))
+        .body(body);
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         req = req.header(header::CONTENT_TYPE, ct.as_bytes());
     }
@@ -276,16 +279,10 @@ async fn await_provider(d: &DaemonProc) {
 async fn main() {
     // The agent's machine: its Ollama runs the tiny model and refuses the huge one with
     // the real out-of-memory error. The provider's runs both names on the tiny model.
-    let local = RealOllama::start(&[
-        (TINY_MODEL, TestModel::Tiny),
-        (HUGE_MODEL, TestModel::Huge),
-    ])
-    .await;
-    let remote = RealOllama::start(&[
-        (TINY_MODEL, TestModel::Tiny),
-        (HUGE_MODEL, TestModel::Tiny),
-    ])
-    .await;
+    let local =
+        RealOllama::start(&[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::Huge)]).await;
+    let remote =
+        RealOllama::start(&[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::Tiny)]).await;
     let local_tap = Tap::start(&local.url).await;
     let remote_tap = Tap::start(&remote.url).await;
     let mesh = MeshSimProc::start(4, 0);
@@ -367,7 +364,8 @@ async fn main() {
     for i in 0..WARMUP + STREAM_ROUNDS {
         let opts = json!({"seed": i, "temperature": 1.5, "top_k": 2, "num_predict": 600});
         let before = mesh_out(&[&always, &provider], "edgent_messages_out_total").await;
-        let chunks_before = metric(&provider, "edgent_messages_out_total{type=\"task_chunk\"}").await;
+        let chunks_before =
+            metric(&provider, "edgent_messages_out_total{type=\"task_chunk\"}").await;
         let run = stream_generate(&http, &always.url, TINY_MODEL, opts).await;
         assert!(run.done && run.job.is_some());
         // The provider's last messages (the result's ack) may trail the done line a little.

@@ -846,9 +846,18 @@ mod tests {
         }
         assert!(Cancelled.is_terminal());
         for to in JobState::ALL {
-            assert!(!Cancelled.can_move_to(Side::Requester, to), "cancelled -> {to:?}");
-            assert!(!Cancelled.can_move_to(Side::Provider, to), "cancelled -> {to:?}");
-            assert!(!Completed.can_move_to(Side::Provider, to), "completed -> {to:?}");
+            assert!(
+                !Cancelled.can_move_to(Side::Requester, to),
+                "cancelled -> {to:?}"
+            );
+            assert!(
+                !Cancelled.can_move_to(Side::Provider, to),
+                "cancelled -> {to:?}"
+            );
+            assert!(
+                !Completed.can_move_to(Side::Provider, to),
+                "completed -> {to:?}"
+            );
         }
         let store = JobStore::in_memory().unwrap();
         let id = JobId::new();
@@ -861,7 +870,9 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rec.state, Cancelled);
-        assert!(store.transition(&id, Side::Provider, Completed, |_| {}).is_err());
+        assert!(store
+            .transition(&id, Side::Provider, Completed, |_| {})
+            .is_err());
         assert!(store
             .counts()
             .unwrap()
@@ -881,10 +892,16 @@ mod tests {
             prompt_of("", Some(&chat)),
             "system: be brief\nuser: hello edge mesh"
         );
-        let long = [msg("user", &"é".repeat(5000)), msg("user", "the last question")];
+        let long = [
+            msg("user", &"é".repeat(5000)),
+            msg("user", "the last question"),
+        ];
         let p = prompt_of("", Some(&long));
         assert_eq!(p.chars().count(), CHAT_PROMPT_CHARS);
-        assert!(p.starts_with('…') && p.ends_with("user: the last question"), "{p}");
+        assert!(
+            p.starts_with('…') && p.ends_with("user: the last question"),
+            "{p}"
+        );
     }
 
     fn paid(status: PayStatus) -> PaymentRecord {

@@ -538,7 +538,10 @@ async fn a_streamed_answer_is_never_restarted_by_another_provider() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let job = resp.headers()["x-edgent-job"].to_str().unwrap().to_string();
-    let chosen = resp.headers()["x-edgent-provider"].to_str().unwrap().to_string();
+    let chosen = resp.headers()["x-edgent-provider"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let first = (1..=2)
         .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
         .expect("the provider header names a provider");
@@ -570,7 +573,9 @@ async fn a_streamed_answer_is_never_restarted_by_another_provider() {
     assert!(deltas.iter().all(|d| d["done"] == false), "{lines:?}");
     let err = last["error"].as_str().expect("an error as the last line");
     assert!(err.contains("cut short"), "{err}");
-    let rjob = requester.job_in_state(&job, "failed", Duration::from_secs(10)).await;
+    let rjob = requester
+        .job_in_state(&job, "failed", Duration::from_secs(10))
+        .await;
     assert_eq!(rjob["error_code"], "no_provider", "{rjob}");
     let others = providers[other].get("/jobs").await;
     assert_eq!(others, json!([]), "the other provider was never tasked");

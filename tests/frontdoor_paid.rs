@@ -106,9 +106,7 @@ async fn a_paid_agent_that_hangs_up_is_refunded_to_the_unit() {
 
     // The provider stops and declines its stake: the requester is refunded in that
     // same transaction, and nobody is paid for the cut-short answer.
-    let pjob = provider
-        .job_in_state(job, "cancelled", WITHIN)
-        .await;
+    let pjob = provider.job_in_state(job, "cancelled", WITHIN).await;
     assert_eq!(pjob["error_code"], "cancelled", "{pjob}");
     let pjob = payment_becomes(&provider, job, "refunded", WITHIN).await;
     assert!(pjob["payment"]["tx_hash"].as_str().is_some(), "{pjob}");

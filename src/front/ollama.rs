@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(last["eval_count"], 2);
         assert_eq!(last["eval_duration"], 7_000_000);
         assert!(line(&last).ends_with(b"}\n"));
-        assert!(last.get("edgent").is_none(), "an unpaid answer stays Ollama's shape");
+        assert!(
+            last.get("edgent").is_none(),
+            "an unpaid answer stays Ollama's shape"
+        );
         let mut paid = resp();
         paid.proof_verified = Some(true);
         paid.payment = Some(crate::request::PaymentSummary {

@@ -373,13 +373,19 @@ mod tests {
         let job = JobId::new();
         reg.register(job, a, sink.clone());
         assert_eq!(reg.end_attempt(&job), Retry::Allowed);
-        assert_eq!(reg.on_chunk(&a, chunk(job, 0, "late")), Err(ChunkDrop::Unknown));
+        assert_eq!(
+            reg.on_chunk(&a, chunk(job, 0, "late")),
+            Err(ChunkDrop::Unknown)
+        );
         reg.register(job, b, sink.clone());
         assert_eq!(reg.on_chunk(&b, chunk(job, 0, "Once")), Ok(()));
         assert!(matches!(rx.try_recv(), Ok(StreamEvent::Delta(d)) if d == "Once"));
         // Text went out: no failover.
         assert_eq!(reg.end_attempt(&job), Retry::Streamed);
-        assert_eq!(reg.on_chunk(&b, chunk(job, 1, " upon")), Err(ChunkDrop::Unknown));
+        assert_eq!(
+            reg.on_chunk(&b, chunk(job, 1, " upon")),
+            Err(ChunkDrop::Unknown)
+        );
         // The agent went away: cancelled wins, and survives a new registration.
         let gone = JobId::new();
         reg.register(gone, a, sink.clone());
