@@ -361,6 +361,7 @@ async fn main() {
     let (mut ttft_beyond, mut delays, mut per_sec, mut chunks_per_sec) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut provider_ttft = Vec::new();
+    let (mut all_msgs, mut all_secs) = (0.0, 0.0);
     for i in 0..WARMUP + STREAM_ROUNDS {
         let opts = json!({"seed": i, "temperature": 1.5, "top_k": 2, "num_predict": 600});
         let before = mesh_out(&[&always, &provider], "edgent_messages_out_total").await;
@@ -390,6 +391,8 @@ async fn main() {
         let secs = (run.end - run.t0).as_secs_f64();
         per_sec.push((after - before) / secs);
         chunks_per_sec.push(chunks / secs);
+        all_msgs += after - before;
+        all_secs += secs;
     }
     println!("streamed over mesh-sim (600 tokens at most, real Ollama on the provider):");
     row("provider's own time to first token", provider_ttft);
@@ -398,6 +401,8 @@ async fn main() {
     println!("  (messages per second of stream: n, mean, p50, p90, p99, max)");
     let (msgs50, msgs99) = row("mesh messages, both daemons", per_sec);
     let (chunks50, _) = row("of which task_chunk", chunks_per_sec);
+    let overall = all_msgs / all_secs;
+    println!("  all streams together: {all_msgs} messages in {all_secs:.2} s of stream = {overall:.1} a second");
 
     // 3. Out-of-memory fallback.
     let mut fallback = Vec::new();
@@ -435,6 +440,6 @@ async fn main() {
     println!("| local pass-through: added time, real Ollama directly vs through edgent, tiny model | {added_pass:.2} ms at p50 | ≤ 1 ms at p50 |");
     println!("| streamed over the mesh (mesh-sim, real Ollama on the provider): time to first token, beyond the provider's own | {ttft50:.2} ms at p50 ({ttft99:.2} ms at p99) | ≤ 5 ms |");
     println!("| the same: delay of each delta | {delay99:.2} ms at p99 ({delay50:.2} ms at p50) | ≤ 25 ms at p99 |");
-    println!("| the same: AXL messages per stream | {msgs50:.1} a second at p50 ({msgs99:.1} at p99; task_chunk {chunks50:.1}) | ≤ 50 a second |");
+    println!("| the same: AXL messages per stream | {overall:.1} a second over all streams; per stream {msgs50:.1} at p50, {msgs99:.1} at p99 (the short ones: a fixed dozen messages over a fraction of a second); task_chunk {chunks50:.1} at p50 | ≤ 50 a second |");
     println!("| out-of-memory fallback: from the local error to the first token from the mesh, beyond discovery | {fb50:.2} ms at p50 ({fb99:.2} ms at p99) | ≤ 20 ms |");
 }
