@@ -441,6 +441,11 @@ impl Daemon {
                 crate::front::guarded(crate::front::ollama_only_router(front), &config.front, addr);
             let c = cancel.clone();
             tasks.push(tokio::spawn(async move {
+                // Streamed answers are many small writes: without TCP_NODELAY, Nagle holds
+                // each behind the agent's delayed ACK (40 ms on Linux). Ollama sets it too.
+                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let res = axum::serve(l, ollama_app)
                     .with_graceful_shutdown(async move { c.cancelled().await })
                     .await;
@@ -452,6 +457,9 @@ impl Daemon {
         }
         let c = cancel.clone();
         tasks.push(tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let res = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { c.cancelled().await })
                 .await;

@@ -1,9 +1,19 @@
 //! Job records, their state machine, and their persistence in SQLite (WAL) under
 //! `EDGENT_DATA_DIR`, so `/jobs` and unfinished work survive a restart.
 //!
-//! A requester job goes `discovering -> tasked -> completed`, or ends `failed` /
-//! `timed_out`. A provider job goes `running -> completed` or `failed`. Every change goes
-//! through [`JobStore::transition`], which refuses a move the machine does not allow.
+//! Every change goes through [`JobStore::transition`], which refuses a move the machine
+//! does not allow ([`JobState::can_move_to`]):
+//!
+//! | side | from | to |
+//! |---|---|---|
+//! | requester | `discovering` | `tasked`, `failed`, `timed_out`, `cancelled` |
+//! | requester | `tasked` | `completed`, `failed`, `timed_out`, `cancelled` |
+//! | provider | `running` | `completed`, `failed`, `cancelled` |
+//!
+//! `cancelled` is the end of a job whose agent went away: the requester sent `task_cancel`
+//! and the provider dropped its backend request. A paid requester job that ended
+//! `failed`, `timed_out` or `cancelled` with its stake still open may still move to
+//! `completed` when its result arrives late ([`JobRecord::can_move_to`]).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::axl::PeerKey;
-use crate::protocol::{JobId, Usage};
+use crate::protocol::{ChatMessage, JobId, Usage};
 
 /// Which side of the job this node is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,17 +68,20 @@ pub enum JobState {
     Failed,
     /// The deadline passed without a result.
     TimedOut,
+    /// The agent went away: the requester cancelled the job and the provider stopped.
+    Cancelled,
 }
 
 impl JobState {
     /// Every state, for zeroed metrics.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Discovering,
         JobState::Tasked,
         JobState::Running,
         JobState::Completed,
         JobState::Failed,
         JobState::TimedOut,
+        JobState::Cancelled,
     ];
 
     /// Lower-case name, as stored and shown.
@@ -80,6 +93,7 @@ impl JobState {
             JobState::Completed => "completed",
             JobState::Failed => "failed",
             JobState::TimedOut => "timed_out",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -91,7 +105,7 @@ impl JobState {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            JobState::Completed | JobState::Failed | JobState::TimedOut
+            JobState::Completed | JobState::Failed | JobState::TimedOut | JobState::Cancelled
         )
     }
 
@@ -101,9 +115,10 @@ impl JobState {
         match side {
             Side::Requester => matches!(
                 (self, to),
-                (Discovering, Tasked | Failed | TimedOut) | (Tasked, Completed | Failed | TimedOut)
+                (Discovering, Tasked | Failed | TimedOut | Cancelled)
+                    | (Tasked, Completed | Failed | TimedOut | Cancelled)
             ),
-            Side::Provider => matches!((self, to), (Running, Completed | Failed)),
+            Side::Provider => matches!((self, to), (Running, Completed | Failed | Cancelled)),
         }
     }
 
@@ -402,14 +417,17 @@ impl JobRecord {
 
     /// Whether the state machine allows `self.state -> to` for this record. Beyond
     /// [`JobState::can_move_to`], a paid requester job whose stake is still open may
-    /// complete late (after a restart or a timeout) when its result arrives: the provider
+    /// complete late (after a restart, a timeout or a cancel) when its result arrives: the provider
     /// did the work within the stake's life, and the proof decides whether it is paid.
     pub fn can_move_to(&self, to: JobState) -> bool {
         if self.state.can_move_to(self.side, to) {
             return true;
         }
         self.side == Side::Requester
-            && matches!(self.state, JobState::Failed | JobState::TimedOut)
+            && matches!(
+                self.state,
+                JobState::Failed | JobState::TimedOut | JobState::Cancelled
+            )
             && to == JobState::Completed
             && self.output.is_none()
             && self.payment.as_ref().is_some_and(|p| p.status.is_open())
@@ -479,6 +497,30 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Most characters of a chat's rendering that a job records as its prompt.
+pub const CHAT_PROMPT_CHARS: usize = 2000;
+
+/// What a job records as its prompt: the prompt itself, or for a chat its messages as
+/// `role: content` lines, the latest kept when they run over [`CHAT_PROMPT_CHARS`] (the
+/// earlier part is cut, marked with `…`).
+pub fn prompt_of(prompt: &str, messages: Option<&[ChatMessage]>) -> String {
+    let msgs = match messages {
+        Some(m) if !m.is_empty() && prompt.is_empty() => m,
+        _ => return prompt.to_string(),
+    };
+    let lines: Vec<String> = msgs
+        .iter()
+        .map(|m| format!("{}: {}", m.role, m.content))
+        .collect();
+    let all = lines.join("\n");
+    let n = all.chars().count();
+    if n <= CHAT_PROMPT_CHARS {
+        return all;
+    }
+    let tail: String = all.chars().skip(n - (CHAT_PROMPT_CHARS - 1)).collect();
+    format!("…{tail}")
 }
 
 /// The persistent job table.
@@ -863,6 +905,76 @@ mod tests {
         let counts = store.counts().unwrap();
         assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
         assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
+    }
+
+    #[test]
+    fn cancelled_ends_a_job_on_either_side() {
+        use JobState::*;
+        for (side, from) in [
+            (Side::Requester, Discovering),
+            (Side::Requester, Tasked),
+            (Side::Provider, Running),
+        ] {
+            assert!(from.can_move_to(side, Cancelled), "{side:?} {from:?}");
+        }
+        assert!(Cancelled.is_terminal());
+        for to in JobState::ALL {
+            assert!(
+                !Cancelled.can_move_to(Side::Requester, to),
+                "cancelled -> {to:?}"
+            );
+            assert!(
+                !Cancelled.can_move_to(Side::Provider, to),
+                "cancelled -> {to:?}"
+            );
+            assert!(
+                !Completed.can_move_to(Side::Provider, to),
+                "completed -> {to:?}"
+            );
+        }
+        let store = JobStore::in_memory().unwrap();
+        let id = JobId::new();
+        store
+            .insert(&JobRecord::new(id, Side::Provider, "m", "p", 0))
+            .unwrap();
+        let rec = store
+            .transition(&id, Side::Provider, Cancelled, |r| {
+                r.error_code = Some("cancelled".into())
+            })
+            .unwrap();
+        assert_eq!(rec.state, Cancelled);
+        assert!(store
+            .transition(&id, Side::Provider, Completed, |_| {})
+            .is_err());
+        assert!(store
+            .counts()
+            .unwrap()
+            .contains(&(Side::Provider, Cancelled, 1)));
+        assert_eq!(JobState::parse("cancelled"), Some(Cancelled));
+    }
+
+    #[test]
+    fn a_chat_is_recorded_as_role_lines_bounded_to_its_latest_part() {
+        let msg = |role: &str, content: &str| ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        };
+        assert_eq!(prompt_of("plain", None), "plain");
+        let chat = [msg("system", "be brief"), msg("user", "hello edge mesh")];
+        assert_eq!(
+            prompt_of("", Some(&chat)),
+            "system: be brief\nuser: hello edge mesh"
+        );
+        let long = [
+            msg("user", &"é".repeat(5000)),
+            msg("user", "the last question"),
+        ];
+        let p = prompt_of("", Some(&long));
+        assert_eq!(p.chars().count(), CHAT_PROMPT_CHARS);
+        assert!(
+            p.starts_with('…') && p.ends_with("user: the last question"),
+            "{p}"
+        );
     }
 
     fn paid(status: PayStatus) -> PaymentRecord {

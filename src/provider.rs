@@ -381,7 +381,7 @@ impl Provider {
             task.job_id,
             Side::Provider,
             &task.model,
-            &task.prompt,
+            &crate::jobs::prompt_of(&task.prompt, task.messages.as_deref()),
             task.deadline_ms,
         );
         rec.peer = Some(requester);
@@ -482,14 +482,18 @@ impl Provider {
                 };
                 let message = e.to_string();
                 let m = message.clone();
-                let res =
-                    self.ctx
-                        .jobs
-                        .transition(&task.job_id, Side::Provider, JobState::Failed, |r| {
-                            r.error_code = Some(code.as_str().into());
-                            r.error = Some(m);
-                            r.timings.inference_ms = Some(inference_ms);
-                        });
+                let state = match code {
+                    TaskErrorCode::Cancelled => JobState::Cancelled,
+                    _ => JobState::Failed,
+                };
+                let res = self
+                    .ctx
+                    .jobs
+                    .transition(&task.job_id, Side::Provider, state, |r| {
+                        r.error_code = Some(code.as_str().into());
+                        r.error = Some(m);
+                        r.timings.inference_ms = Some(inference_ms);
+                    });
                 if let Err(e) = res {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }

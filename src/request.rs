@@ -238,6 +238,9 @@ pub enum ErrorCode {
     ProofInvalid,
     /// The deadline passed (504).
     Deadline,
+    /// The agent went away and the job was cancelled (499, as nginx logs a client that
+    /// closed its request: nobody is left to read it).
+    Cancelled,
     /// Something broke here (500).
     Internal,
 }
@@ -256,6 +259,7 @@ impl ErrorCode {
             ErrorCode::ProviderFailed => "provider_failed",
             ErrorCode::ProofInvalid => "proof_invalid",
             ErrorCode::Deadline => "deadline",
+            ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
         }
     }
@@ -268,6 +272,7 @@ impl ErrorCode {
             ErrorCode::PaymentFailed => 402,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::Cancelled => 499,
             ErrorCode::Internal => 500,
             ErrorCode::ProviderFailed | ErrorCode::ProofInvalid => 502,
             ErrorCode::NoProvider | ErrorCode::MeshUnavailable => 503,
@@ -308,6 +313,10 @@ pub enum DelegateError {
     /// Something broke here (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The agent went away: the job was cancelled (`task_cancel`), and no other provider
+    /// is tried for it.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// Every provider's queue is full (503, with `Retry-After`).
     #[error("{message}")]
     Busy {
@@ -330,6 +339,7 @@ impl DelegateError {
             DelegateError::ProofInvalid(_) => ErrorCode::ProofInvalid,
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
+            DelegateError::Cancelled(_) => ErrorCode::Cancelled,
             DelegateError::Busy { .. } => ErrorCode::NoProvider,
         }
     }
@@ -386,6 +396,7 @@ mod tests {
             ),
             (DelegateError::Mesh("x".into()), "mesh_unavailable", 503),
             (DelegateError::Internal("x".into()), "internal", 500),
+            (DelegateError::Cancelled("x".into()), "cancelled", 499),
         ];
         for (e, code, status) in cases {
             assert_eq!(e.code().as_str(), code);

@@ -33,7 +33,7 @@ const DISCOVERY_ROUNDS: u32 = 3;
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
-use crate::front::stream::{ChunkDrop, ChunkRegistry, StreamEvent};
+use crate::front::stream::{ChunkDrop, ChunkRegistry, Retry, StreamEvent};
 use crate::protocol::{
     Heartbeat, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError,
     TaskErrorCode, TaskResult, MAX_RELAY_HOPS,
@@ -85,6 +85,7 @@ impl AttemptEnd {
                 TaskErrorCode::Busy => AttemptOutcome::Busy,
                 TaskErrorCode::ModelUnavailable => AttemptOutcome::ModelUnavailable,
                 TaskErrorCode::InferenceFailed => AttemptOutcome::InferenceFailed,
+                TaskErrorCode::Cancelled => AttemptOutcome::Cancelled,
                 _ => AttemptOutcome::Refused,
             },
             AttemptEnd::Dead => AttemptOutcome::Dead,
@@ -152,7 +153,7 @@ impl Requester {
             job_id,
             Side::Requester,
             &req.model,
-            &req.prompt,
+            &crate::jobs::prompt_of(&req.prompt, req.messages.as_deref()),
             deadline_ms,
         ))?;
         let request_id = Uuid::new_v4();
@@ -176,6 +177,7 @@ impl Requester {
         } else if let Err(e) = &result {
             let state = match e {
                 DelegateError::Deadline(_) => JobState::TimedOut,
+                DelegateError::Cancelled(_) => JobState::Cancelled,
                 _ => JobState::Failed,
             };
             let code = e.job_error_code();
@@ -278,6 +280,9 @@ impl Requester {
                         wallet: ad.wallet.clone(),
                     },
                 });
+                if self.chunks.cancelled(&job_id) {
+                    return Err(DelegateError::Cancelled("the agent went away".into()));
+                }
             }
             let record = |r: &mut JobRecord| {
                 r.peer = Some(provider);
@@ -328,6 +333,12 @@ impl Requester {
                         "no result from {who} before the deadline"
                     )))
                 }
+                AttemptEnd::Error(e) if e.code == TaskErrorCode::Cancelled => {
+                    return Err(DelegateError::Cancelled(format!(
+                        "the agent went away and {who} stopped: {}",
+                        e.message
+                    )))
+                }
                 AttemptEnd::Error(e) => {
                     if e.code == TaskErrorCode::Busy {
                         busy_retry_ms = busy_retry_ms.max(Some(e.retry_after_ms.unwrap_or(1_000)));
@@ -348,6 +359,21 @@ impl Requester {
                     DelegateError::NoProvider(format!("{who} did not acknowledge the task ({why})"))
                 }
             };
+            // A streamed job whose text already reached the agent, or whose agent went
+            // away, goes to no other provider (see crate::front::stream).
+            match self.chunks.end_attempt(&job_id) {
+                Retry::Allowed => {}
+                Retry::Cancelled => {
+                    return Err(DelegateError::Cancelled(format!(
+                        "the agent went away ({fail})"
+                    )))
+                }
+                Retry::Streamed if outcome.fails_over() => {
+                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %fail, "part of the answer already reached the agent: no failover");
+                    return Err(streamed_no_failover(fail));
+                }
+                Retry::Streamed => {}
+            }
             if paid {
                 // The stake names this provider: another one cannot be paid from it.
                 return Err(match fail {
@@ -587,7 +613,7 @@ impl Requester {
             AttemptOutcome::Completed => {
                 history.record(provider, ProviderOutcome::Success, Some(latency))
             }
-            AttemptOutcome::Busy | AttemptOutcome::Deadline => {}
+            AttemptOutcome::Busy | AttemptOutcome::Deadline | AttemptOutcome::Cancelled => {}
             AttemptOutcome::Unreachable => {
                 self.ctx.mesh.directory.send_failed(provider);
                 history.record(provider, ProviderOutcome::Failure, None);
@@ -881,12 +907,28 @@ impl Requester {
     /// The agent went away: ask the job's provider to stop (`task_cancel`). The provider
     /// answers `task_error` `cancelled`, which ends the delegation.
     pub async fn cancel(&self, job_id: JobId) {
+        self.chunks.cancel(&job_id);
         let provider = lock(&self.waiting).get(&job_id).map(|w| w.provider);
         if let Some(p) = provider {
             tracing::info!(job = %job_id, provider = %p.short(), "agent gone: cancelling the job");
             let msg = Message::TaskCancel(TaskCancel { job_id });
             let _ = self.ctx.send(&p, &msg).await;
         }
+    }
+}
+
+/// The error of a streamed job whose provider failed after part of its answer reached the
+/// agent: the cause, and why no other provider is tried.
+fn streamed_no_failover(fail: DelegateError) -> DelegateError {
+    const WHY: &str =
+        "the answer is cut short: part of it already reached the agent, so no other provider restarts it";
+    match fail {
+        DelegateError::NoProvider(m) => DelegateError::NoProvider(format!("{m}; {WHY}")),
+        DelegateError::ProviderFailed { code, message } => DelegateError::ProviderFailed {
+            code,
+            message: format!("{message}; {WHY}"),
+        },
+        other => other,
     }
 }
 

@@ -43,6 +43,11 @@ async fn messages_out(d: &DaemonProc) -> f64 {
     metric(d, "edgent_messages_out_total").await
 }
 
+/// Options under which the tiny model streams for about two seconds (3,204 tokens until
+/// its context is full, measured on the real Ollama): sampling from the two likeliest
+/// tokens never repeats one long enough for Ollama's repeat limit, and seldom ends it.
+const LONG_STREAM: &str = r#"{"seed": 3, "temperature": 1.5, "top_k": 2, "num_predict": 5000}"#;
+
 /// A requester whose Ollama cannot run [`HUGE_MODEL`], and a provider whose Ollama can.
 struct OomPair {
     requester: DaemonProc,
@@ -131,6 +136,14 @@ async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
         }
         let rjob = requester.job(job).await.expect("requester job");
         assert_eq!(rjob["state"], "completed", "{what}");
+        // Both sides record what was asked; a chat as its role-prefixed messages.
+        let asked = if api == "chat" {
+            "user: hello edge mesh"
+        } else {
+            "hello edge mesh"
+        };
+        assert_eq!(rjob["prompt"], asked, "{what}");
+        assert_eq!(pjob["prompt"], asked, "{what}");
     }
     // The local Ollama really refused each request (500), and the provider's really ran them.
     let refused = local
@@ -257,6 +270,7 @@ async fn an_agent_that_hangs_up_cancels_the_providers_job() {
             ("EDGENT_URL", &p.requester.url),
             ("MODEL", HUGE_MODEL),
             ("LINES", "3"),
+            ("OPTIONS", LONG_STREAM),
         ]),
     )
     .await;
@@ -266,12 +280,13 @@ async fn an_agent_that_hangs_up_cancels_the_providers_job() {
     // The provider stops: its job ends cancelled, and so does the requester's.
     let pjob = p
         .provider
-        .job_in_state(job, "failed", Duration::from_secs(30))
+        .job_in_state(job, "cancelled", Duration::from_secs(30))
         .await;
     assert_eq!(pjob["error_code"], "cancelled", "{pjob}");
+    assert!(pjob["output"].is_null(), "{pjob}");
     let rjob = p
         .requester
-        .job_in_state(job, "failed", Duration::from_secs(30))
+        .job_in_state(job, "cancelled", Duration::from_secs(30))
         .await;
     assert_eq!(rjob["error_code"], "cancelled", "{rjob}");
     // Its Ollama's request ended (Gin logs a request when its handler returns), long
@@ -480,4 +495,126 @@ async fn hostile_requests_are_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("EDGENT_API_TOKEN"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_is_never_restarted_by_another_provider() {
+    // Two providers serve the model through one real Ollama; the requester sends every
+    // request to the mesh. Fast heartbeats, so a dead provider is noticed in a second.
+    let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
+    let mesh = MeshSimProc::start(3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let beats = [("HEARTBEAT_MS", "250"), ("HEARTBEAT_MISSES", "2")];
+    let mut providers = Vec::new();
+    for i in 1..=2 {
+        let mut env = vec![
+            ("AXL_API_URL", mesh.nodes[i].1.as_str()),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", ollama.url.as_str()),
+        ];
+        env.extend(beats);
+        providers.push(DaemonProc::start(&dir.path().join(format!("p{i}")), &env).await);
+    }
+    let mut env = vec![
+        ("AXL_API_URL", mesh.nodes[0].1.as_str()),
+        ("EDGENT_ROLE", "requester"),
+        ("EDGENT_OFFLOAD", "always"),
+        ("OLLAMA_URL", "http://127.0.0.1:9"),
+    ];
+    env.extend(beats);
+    let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
+
+    let options: Value = serde_json::from_str(LONG_STREAM).unwrap();
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/api/generate", requester.url))
+        .json(&json!({"model": TINY_MODEL, "prompt": "hello edge mesh", "options": options}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let job = resp.headers()["x-edgent-job"].to_str().unwrap().to_string();
+    let chosen = resp.headers()["x-edgent-provider"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let first = (1..=2)
+        .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
+        .expect("the provider header names a provider");
+    let (dead, other) = (first - 1, 2 - first);
+
+    // As soon as the first text reached the agent, the provider dies mid-generation.
+    let mut body = Vec::new();
+    let mut killed = false;
+    while let Some(bytes) = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
+        .await
+        .expect("the stream goes on or ends within 30 s")
+        .unwrap()
+    {
+        body.extend_from_slice(&bytes);
+        if !killed && body.contains(&b'\n') {
+            providers[dead].kill();
+            killed = true;
+        }
+    }
+    let lines: Vec<Value> = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, deltas) = lines.split_last().expect("some lines");
+    // The agent got the text up to the failure once, then Ollama's error line; no done
+    // line, and no second answer from the other provider.
+    assert!(!deltas.is_empty(), "{lines:?}");
+    assert!(deltas.iter().all(|d| d["done"] == false), "{lines:?}");
+    let err = last["error"].as_str().expect("an error as the last line");
+    assert!(err.contains("cut short"), "{err}");
+    let rjob = requester
+        .job_in_state(&job, "failed", Duration::from_secs(10))
+        .await;
+    assert_eq!(rjob["error_code"], "no_provider", "{rjob}");
+    let others = providers[other].get("/jobs").await;
+    assert_eq!(others, json!([]), "the other provider was never tasked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_ollama_stops_early_is_answered_as_ollama_answers_it() {
+    // Asked for a million tokens, the tiny model soon repeats one token; Ollama's runner
+    // stops it after 30 repeats and closes the stream without its done line (v0.17.4,
+    // llm/server.go). Its own stream:false answer is then the text so far, done: false.
+    let p = oom_pair().await;
+    let direct: Value = reqwest::Client::new()
+        .post(format!("{}/api/generate", p.remote.url))
+        .json(&json!({
+            "model": HUGE_MODEL, "prompt": "hello edge mesh", "stream": false,
+            "options": {"seed": 7, "temperature": 0, "num_predict": 1_000_000},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(direct["done"], false, "Ollama stopped it early: {direct}");
+    let want = direct["response"].as_str().unwrap().to_string();
+    assert!(want.len() > 100, "{direct}");
+
+    // Over the mesh the agent gets that same text, then a done line.
+    let got = agent(
+        "agent_ollama.py",
+        env(&[
+            ("EDGENT_URL", &p.requester.url),
+            ("MODEL", HUGE_MODEL),
+            ("NUM_PREDICT", "1000000"),
+        ]),
+    )
+    .await;
+    assert_eq!(got["headers"]["x-edgent-ran-on"], "mesh", "{got}");
+    assert_eq!(joined(&got["parts"]), want);
+    assert_eq!(got["last"]["done"], true, "{got}");
+    let job = got["headers"]["x-edgent-job"].as_str().unwrap();
+    let pjob = p
+        .provider
+        .job_in_state(job, "completed", Duration::from_secs(20))
+        .await;
+    assert_eq!(pjob["output"], json!(want));
 }

@@ -314,19 +314,19 @@ async fn stdio_a_cancelled_delegate_ends_the_providers_job_cancelled() {
     assert!(out["result_before_cancel"].is_null(), "{out}");
     // With the MCP session still open, the provider's job ended cancelled.
     let pjob = &out["provider_job"];
-    assert_eq!(pjob["state"], "failed", "{out}");
+    assert_eq!(pjob["state"], "cancelled", "{out}");
     assert_eq!(pjob["error_code"], "cancelled", "{out}");
     assert_eq!(out["status_after"]["is_error"], false, "{out}");
     // And so it stays, and the requester's job too.
     let job_id = pjob["job_id"].as_str().expect("job id");
     let pjob = m
         .provider
-        .job_in_state(job_id, "failed", Duration::from_secs(30))
+        .job_in_state(job_id, "cancelled", Duration::from_secs(30))
         .await;
     assert_eq!(pjob["error_code"], "cancelled", "{pjob}");
     let rjob = m
         .requester
-        .job_in_state(job_id, "failed", Duration::from_secs(30))
+        .job_in_state(job_id, "cancelled", Duration::from_secs(30))
         .await;
     assert_eq!(rjob["error_code"], "cancelled", "{rjob}");
 }

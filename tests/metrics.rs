@@ -237,7 +237,14 @@ async fn metrics_after_one_delegation_parse_and_count_what_happened() {
         ),
         1.0
     );
-    for state in ["discovering", "tasked", "running", "failed", "timed_out"] {
+    for state in [
+        "discovering",
+        "tasked",
+        "running",
+        "failed",
+        "timed_out",
+        "cancelled",
+    ] {
         assert_eq!(
             value(
                 &r,

@@ -352,7 +352,7 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
                     openai::event(&openai::chunk(api, &id, &model, &t, None))
                 }
                 (true, MeshEvent::Done(r)) => {
-                    let mut b = openai::event(&openai::chunk(api, &id, &model, "", Some("stop")));
+                    let mut b = openai::event(&openai::last_chunk(api, &id, &model, &r));
                     if include_usage {
                         b.extend(openai::event(&openai::usage_chunk(api, &id, &model, &r)));
                     }

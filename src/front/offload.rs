@@ -391,6 +391,22 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A paid answer's receipt, added as `edgent` to the last object of a mesh answer (Ollama's
+/// `done` line, OpenAI's last chunk or whole object): the job, whether the provider's
+/// proof checked, and the payment. The last object goes out only once the proof checked
+/// (or the release is confirmed, with `wait: settled`). Unpaid answers carry none, so they
+/// stay exactly in Ollama's and OpenAI's shapes; clients ignore the extra field.
+pub fn receipt(r: &DelegateResponse) -> Option<Value> {
+    if r.proof_verified.is_none() && r.payment.is_none() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "job_id": r.job_id,
+        "proof_verified": r.proof_verified,
+        "payment": r.payment,
+    }))
+}
+
 /// Now as RFC 3339 with nanoseconds, UTC, as Ollama writes `created_at`.
 pub fn rfc3339_now() -> String {
     let d = SystemTime::now()

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::request::DelegateResponse;
 
-use super::offload::{rfc3339_now, Api};
+use super::offload::{receipt, rfc3339_now, Api};
 
 /// The NDJSON content type Ollama streams with.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -43,6 +43,9 @@ pub fn done(api: Api, model: &str, r: &DelegateResponse, whole: bool) -> Value {
         v["eval_count"] = Value::from(n);
     }
     v["eval_duration"] = Value::from(ms_to_ns(r.usage.inference_ms));
+    if let Some(x) = receipt(r) {
+        v["edgent"] = x;
+    }
     v
 }
 
@@ -99,5 +102,22 @@ mod tests {
         assert_eq!(last["eval_count"], 2);
         assert_eq!(last["eval_duration"], 7_000_000);
         assert!(line(&last).ends_with(b"}\n"));
+        assert!(
+            last.get("edgent").is_none(),
+            "an unpaid answer stays Ollama's shape"
+        );
+        let mut paid = resp();
+        paid.proof_verified = Some(true);
+        paid.payment = Some(crate::request::PaymentSummary {
+            status: "verified".into(),
+            amount_units: 10_000,
+            stake_tx: None,
+            tx_hash: None,
+            explorer_url: None,
+        });
+        let last = done(Api::OllamaChat, "m", &paid, false);
+        assert_eq!(last["edgent"]["proof_verified"], true);
+        assert_eq!(last["edgent"]["payment"]["amount_units"], 10_000);
+        assert_eq!(last["edgent"]["job_id"], json!(paid.job_id));
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::request::DelegateResponse;
 
-use super::offload::{unix_now, Api};
+use super::offload::{receipt, unix_now, Api};
 
 /// The SSE content type.
 pub const SSE: &str = "text/event-stream";
@@ -79,6 +79,18 @@ pub fn whole(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
         _ => json!([{"text": r.output, "index": 0, "finish_reason": "stop"}]),
     };
     v["usage"] = usage(r);
+    if let Some(x) = receipt(r) {
+        v["edgent"] = x;
+    }
+    v
+}
+
+/// The last streamed chunk (`finish_reason: stop`), with the paid answer's receipt.
+pub fn last_chunk(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
+    let mut v = chunk(api, id, model, "", Some("stop"));
+    if let Some(x) = receipt(r) {
+        v["edgent"] = x;
+    }
     v
 }
 

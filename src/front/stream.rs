@@ -2,11 +2,23 @@
 //!
 //! The provider batches the backend's deltas into `task_chunk`s (job id, sequence number,
 //! text), flushing every [`FLUSH_EVERY`] or [`FLUSH_BYTES`], whichever comes first
-//! ([`pump`]); `task_result` still carries the whole output, so the proof and the paid
+//! ([`pump`]); the first delta goes at once, alone, so the agent's time to first token is
+//! the provider's plus one mesh hop; `task_result` still carries the whole output, so the proof and the paid
 //! flow do not change. The requester puts the chunks back in order and drops duplicates
 //! ([`Reorder`], [`ChunkRegistry`]) and hands the deltas to whoever asked for the stream
 //! ([`StreamSink`]). When the agent goes away, the requester sends `task_cancel` and the
 //! provider drops its backend request ([`CancelRegistry`]).
+//!
+//! # Failover of a streamed job
+//!
+//! A provider that fails before any of its text reached the agent is replaced by the next
+//! candidate as for any job: the agent sees one answer. Once a delta went to the agent,
+//! the job is never given to another provider: it would start the answer again from its
+//! beginning in the same stream, and the agent would read the text twice. The stream ends
+//! instead with the API's error (`{"error": "..."}` as the last NDJSON line, an `error`
+//! event before `data: [DONE]`, or `/delegate`'s `{error, detail}` line), so the agent
+//! knows its answer is cut short and may ask again. [`ChunkRegistry::end_attempt`] makes
+//! that call, and also refuses a failover for a job whose agent went away.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -74,9 +86,26 @@ impl Reorder {
 }
 
 struct Streamed {
-    provider: PeerKey,
+    /// The provider whose chunks are taken; none between attempts.
+    provider: Option<PeerKey>,
     order: Reorder,
     sink: StreamSink,
+    /// Some text went to the sink (so to the agent).
+    delivered: bool,
+    /// The agent went away.
+    cancelled: bool,
+}
+
+/// Whether a streamed job may go to another provider after an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Nothing reached the agent yet (or the job is not streamed): the next candidate may
+    /// take it.
+    Allowed,
+    /// Part of the answer already reached the agent: end the stream with an error.
+    Streamed,
+    /// The agent went away: end the job cancelled.
+    Cancelled,
 }
 
 /// Why a chunk was dropped.
@@ -95,17 +124,53 @@ pub struct ChunkRegistry {
 }
 
 impl ChunkRegistry {
-    /// Expect chunks of `job_id` from `provider`, for `sink` (replaces an earlier provider).
+    /// Expect chunks of `job_id` from `provider`, for `sink` (replaces an earlier provider;
+    /// a cancel already received is kept).
     pub fn register(&self, job_id: JobId, provider: PeerKey, sink: StreamSink) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let cancelled = m.get(&job_id).is_some_and(|s| s.cancelled);
         m.insert(
             job_id,
             Streamed {
-                provider,
+                provider: Some(provider),
                 order: Reorder::default(),
                 sink,
+                delivered: false,
+                cancelled,
             },
         );
+    }
+
+    /// The attempt at the job's provider ended without a result: its chunks are no longer
+    /// taken, and the answer says whether another provider may have the job (see the
+    /// module docs). A job that is not streamed may always go on.
+    pub fn end_attempt(&self, job_id: &JobId) -> Retry {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = m.get_mut(job_id) else {
+            return Retry::Allowed;
+        };
+        s.provider = None;
+        if s.cancelled {
+            Retry::Cancelled
+        } else if s.delivered {
+            Retry::Streamed
+        } else {
+            Retry::Allowed
+        }
+    }
+
+    /// The agent of `job_id` went away: no other provider is to be tried for it.
+    pub fn cancel(&self, job_id: &JobId) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = m.get_mut(job_id) {
+            s.cancelled = true;
+        }
+    }
+
+    /// Whether the agent of `job_id` went away.
+    pub fn cancelled(&self, job_id: &JobId) -> bool {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(job_id).is_some_and(|s| s.cancelled)
     }
 
     /// Stop expecting chunks of `job_id`.
@@ -118,10 +183,13 @@ impl ChunkRegistry {
     pub fn on_chunk(&self, from: &PeerKey, c: TaskChunk) -> Result<(), ChunkDrop> {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let s = m.get_mut(&c.job_id).ok_or(ChunkDrop::Unknown)?;
-        if !s.provider.same_node(from) {
-            return Err(ChunkDrop::Spoofed);
+        match &s.provider {
+            Some(p) if p.same_node(from) => {}
+            Some(_) => return Err(ChunkDrop::Spoofed),
+            None => return Err(ChunkDrop::Unknown),
         }
         for d in s.order.push(c.seq, c.delta) {
+            s.delivered |= !d.is_empty();
             let _ = s.sink.events.send(StreamEvent::Delta(d));
         }
         Ok(())
@@ -164,7 +232,8 @@ impl CancelRegistry {
 }
 
 /// The provider's side: send the backend's deltas from `rx` to `to` as `task_chunk`s,
-/// batched; returns when `rx` is closed and everything was sent (or could not be).
+/// batched (the first one at once); returns when `rx` is closed and everything was sent
+/// (or could not be).
 pub async fn pump(
     ctx: Arc<NodeCtx>,
     to: PeerKey,
@@ -182,7 +251,7 @@ pub async fn pump(
                         flush_at = tokio::time::Instant::now() + FLUSH_EVERY;
                     }
                     buf.push_str(&d);
-                    if buf.len() < FLUSH_BYTES {
+                    if buf.len() < FLUSH_BYTES && seq > 0 {
                         continue;
                     }
                     false
@@ -284,6 +353,46 @@ mod tests {
             reg.on_chunk(&provider, chunk(1, "late")),
             Err(ChunkDrop::Unknown)
         );
+    }
+
+    #[test]
+    fn no_failover_once_text_reached_the_agent() {
+        let reg = ChunkRegistry::default();
+        let (a, b) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sink = StreamSink { events: tx };
+        let chunk = |job_id, seq: u64, d: &str| TaskChunk {
+            job_id,
+            seq,
+            delta: d.into(),
+        };
+        // Not streamed: always allowed.
+        assert_eq!(reg.end_attempt(&JobId::new()), Retry::Allowed);
+        // Failed before any text: the next provider may take it, and the first one's
+        // late chunks are dropped.
+        let job = JobId::new();
+        reg.register(job, a, sink.clone());
+        assert_eq!(reg.end_attempt(&job), Retry::Allowed);
+        assert_eq!(
+            reg.on_chunk(&a, chunk(job, 0, "late")),
+            Err(ChunkDrop::Unknown)
+        );
+        reg.register(job, b, sink.clone());
+        assert_eq!(reg.on_chunk(&b, chunk(job, 0, "Once")), Ok(()));
+        assert!(matches!(rx.try_recv(), Ok(StreamEvent::Delta(d)) if d == "Once"));
+        // Text went out: no failover.
+        assert_eq!(reg.end_attempt(&job), Retry::Streamed);
+        assert_eq!(
+            reg.on_chunk(&b, chunk(job, 1, " upon")),
+            Err(ChunkDrop::Unknown)
+        );
+        // The agent went away: cancelled wins, and survives a new registration.
+        let gone = JobId::new();
+        reg.register(gone, a, sink.clone());
+        reg.cancel(&gone);
+        reg.register(gone, b, sink);
+        assert!(reg.cancelled(&gone));
+        assert_eq!(reg.end_attempt(&gone), Retry::Cancelled);
     }
 
     #[test]

@@ -102,8 +102,16 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Read a line-delimited answer stream (Ollama's NDJSON, OpenAI's SSE) into one output:
 /// `apply` folds each line in and returns true once the backend said it is done. The
-/// output is bounded by [`ollama::MAX_OUTPUT_BYTES`]; a stream that ends before its last
-/// line is an error saying `unfinished`.
+/// output is bounded by [`ollama::MAX_OUTPUT_BYTES`].
+///
+/// A stream that breaks (the connection drops, Ollama dies) is an error. A stream that
+/// the backend *closes* cleanly without its last line, after some text, is the answer so
+/// far: Ollama v0.17.4 does exactly that when its runner aborts a generation that repeats
+/// one token more than 30 times in a row (`llm/server.go`, "token repeat limit reached":
+/// it returns without an error and without the `done` line, on `/api/*` and `/v1/*`
+/// alike), and its own `stream: false` answer is then the text with HTTP 200. So the
+/// text is kept, as Ollama keeps it, and a warning is logged. A clean end with no text
+/// at all is the error `unfinished`.
 pub(crate) async fn fold_lines(
     resp: reqwest::Response,
     unfinished: &str,
@@ -135,8 +143,14 @@ pub(crate) async fn fold_lines(
     if !buf.is_empty() {
         done |= apply(&buf, &mut out)?;
     }
-    if !done {
+    if !done && out.text.is_empty() {
         return Err(InferenceError::BadResponse(unfinished.into()));
+    }
+    if !done {
+        tracing::warn!(
+            bytes = out.text.len(),
+            "{unfinished}: the backend closed the stream without its last line (Ollama does so when it stops a generation that repeats one token); keeping the text generated"
+        );
     }
     Ok(out)
 }

@@ -20,6 +20,8 @@ pub enum AttemptOutcome {
     Unreachable,
     /// The agent's deadline passed while it worked.
     Deadline,
+    /// The agent went away and the job was cancelled (says nothing about the provider).
+    Cancelled,
 }
 
 impl AttemptOutcome {
@@ -34,6 +36,7 @@ impl AttemptOutcome {
             Self::Dead => "dead",
             Self::Unreachable => "unreachable",
             Self::Deadline => "deadline",
+            Self::Cancelled => "cancelled",
         }
     }
 

@@ -1,7 +1,8 @@
 """An agent that starts a long streamed generation and hangs up after a few lines.
 
-Env: EDGENT_URL, MODEL, LINES (how many NDJSON lines to read before closing). Prints one
-JSON object: the lines read and the X-Edgent-* headers.
+Env: EDGENT_URL, MODEL, LINES (how many NDJSON lines to read before closing), OPTIONS
+(JSON, merged into the options). Prints one JSON object: the lines read and the X-Edgent-*
+headers.
 """
 
 import json
@@ -15,6 +16,7 @@ body = {
     "stream": True,
     "options": {"seed": 7, "temperature": 0, "num_predict": 1000000},
 }
+body["options"].update(json.loads(os.environ.get("OPTIONS", "{}")))
 lines = []
 with httpx.Client(timeout=60) as client:
     with client.stream("POST", os.environ["EDGENT_URL"] + "/api/generate", json=body) as r:

@@ -148,7 +148,7 @@ async def scenario_stdio_cancel(args) -> dict:
             # The session stays open (the server process lives on) while the provider's
             # job is watched: what ends it is the cancel, not the host going away.
             out["provider_job"] = await poll_provider_job(
-                args.provider_api, ("completed", "failed")
+                args.provider_api, ("completed", "failed", "cancelled")
             )
             out["status_after"] = result_json(await session.call_tool("status", {}))
     return out
