@@ -8,6 +8,14 @@
 //! 3. Mesh traffic at idle: 12 daemons (2 providers) on a 12-node full mesh (every node a
 //!    direct peer of every other: the most announcements), messages sent per node per
 //!    second over 60 s after a 15 s settle. Goal: ≤ 1.
+//! 4. A hub-and-spoke mesh of 50 nodes (`mesh-sim --topology hubs:4 --real --time-scale
+//!    0.1`: a hub, 4 sub-hubs, 45 spokes, the real node's timings scaled down), a daemon
+//!    on each, 4 providers on spokes under different sub-hubs (demo backend); right after
+//!    start, every other spoke delegates 3 times in a row, all spokes at once. Prints the
+//!    success rate (goal 100%) and the p50 and p99 of a delegation, first ones apart.
+//!
+//! `cargo bench --bench discovery -- hub` runs only the sections named (`choice`, `cold`,
+//! `idle`, `hub`); no name runs them all.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -41,8 +49,13 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn mesh_sim(n: usize) -> (Proc, Vec<(String, String)>) {
+    mesh_sim_with(n, &[])
+}
+
+fn mesh_sim_with(n: usize, extra: &[&str]) -> (Proc, Vec<(String, String)>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgent"))
         .args(["mesh-sim", "--nodes", &n.to_string(), "--base-port", "0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -266,9 +279,105 @@ async fn idle_traffic() {
     );
 }
 
+/// One delegation from `url`: whether it succeeded, and how long it took (ms).
+async fn timed_delegation(http: &reqwest::Client, url: &str, model: &str) -> (bool, f64) {
+    let t = Instant::now();
+    let ok = match http
+        .post(format!("{url}/delegate"))
+        .json(&serde_json::json!({"model": model, "prompt": "spoke", "timeout_ms": 60000}))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    };
+    (ok, t.elapsed().as_secs_f64() * 1e3)
+}
+
+async fn hub_and_spoke_50() {
+    const N: usize = 50;
+    const SUB_HUBS: usize = 4;
+    const ROUNDS: usize = 3;
+    let topology = format!("hubs:{SUB_HUBS}");
+    let (_mesh, nodes) = mesh_sim_with(
+        N,
+        &["--topology", &topology, "--real", "--time-scale", "0.1"],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spokes: Vec<usize> = (SUB_HUBS + 1..N).collect();
+    let providers: Vec<usize> = spokes[..SUB_HUBS].to_vec();
+    let mut daemons = Vec::new();
+    for (i, (_, axl)) in nodes.iter().enumerate() {
+        let role = if providers.contains(&i) {
+            "provider"
+        } else {
+            "requester"
+        };
+        daemons.push(
+            daemon(
+                &dir.path().join(format!("n{i}")),
+                axl,
+                &[("EDGENT_ROLE", role), ("INFERENCE_BACKEND", "demo")],
+            )
+            .await,
+        );
+    }
+    let model = edgent::inference::demo::DEMO_MODEL;
+    let http = reqwest::Client::new();
+    let runs = spokes.iter().filter(|i| !providers.contains(i)).map(|&i| {
+        let (http, url) = (&http, daemons[i].1.clone());
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..ROUNDS {
+                out.push(timed_delegation(http, &url, model).await);
+            }
+            out
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let requesters = results.len();
+    let total = requesters * ROUNDS;
+    let ok = results.iter().flatten().filter(|(ok, _)| *ok).count();
+    let mut first: Vec<f64> = results.iter().map(|r| r[0].1).collect();
+    let mut all: Vec<f64> = results.iter().flatten().map(|r| r.1).collect();
+    let mut later: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r[1..].iter().map(|x| x.1))
+        .collect();
+    println!(
+        "hub-and-spoke, {N} nodes (hub, {SUB_HUBS} sub-hubs, {} spokes, {} providers; --real timings x0.1): {requesters} spokes x {ROUNDS} delegations, all spokes at once: {ok}/{total} succeeded ({:.1}%, goal 100%)",
+        spokes.len(),
+        providers.len(),
+        100.0 * ok as f64 / total as f64
+    );
+    println!(
+        "  every delegation: p50 {:.0} ms, p99 {:.0} ms; first of each spoke (right after start): p50 {:.0} ms, p99 {:.0} ms; later ones: p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&mut all, 0.5),
+        percentile(&mut all, 0.99),
+        percentile(&mut first, 0.5),
+        percentile(&mut first, 0.99),
+        percentile(&mut later, 0.5),
+        percentile(&mut later, 0.99)
+    );
+}
+
 fn main() {
-    fresh_cache_choice();
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |s: &str| names.is_empty() || names.iter().any(|n| n == s);
+    if run("choice") {
+        fresh_cache_choice();
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(cold_and_fresh());
-    rt.block_on(idle_traffic());
+    if run("cold") {
+        rt.block_on(cold_and_fresh());
+    }
+    if run("idle") {
+        rt.block_on(idle_traffic());
+    }
+    if run("hub") {
+        rt.block_on(hub_and_spoke_50());
+    }
 }

@@ -71,6 +71,8 @@ pub struct ApiError {
     error: &'static str,
     detail: String,
     retry_after_secs: Option<u64>,
+    /// More fields of the body (`no_provider`'s counts).
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -82,17 +84,17 @@ impl ApiError {
             error: code.as_str(),
             detail: detail.into(),
             retry_after_secs: None,
+            fields: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "detail": self.detail})),
-        )
-            .into_response();
+        let mut body = self.fields.unwrap_or_default();
+        body.insert("error".into(), json!(self.error));
+        body.insert("detail".into(), json!(self.detail));
+        let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
@@ -105,6 +107,7 @@ impl From<DelegateError> for ApiError {
     fn from(e: DelegateError) -> Self {
         let mut err = ApiError::coded(e.code(), e.to_string());
         err.retry_after_secs = e.retry_after_secs();
+        err.fields = e.fields();
         err
     }
 }

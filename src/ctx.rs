@@ -189,3 +189,107 @@ impl Drop for ForgetAck<'_> {
         self.0.reliable.pending.forget(&self.1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::axl::{Inbound, Topology};
+    use crate::config::Sources;
+    use crate::protocol::{JobId, TaskError, TaskErrorCode};
+
+    /// A peer of the previous release: AXL accepts every send, and nothing ever acks
+    /// (it refuses a message carrying `msg_id`).
+    #[derive(Default)]
+    struct NeverAcks {
+        sends: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Transport for NeverAcks {
+        async fn topology(&self) -> Result<Topology, AxlError> {
+            Err(AxlError::Unreachable("not in this test".into()))
+        }
+        async fn send(&self, _to: &PeerKey, _body: Bytes) -> Result<(), AxlError> {
+            self.sends.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn recv(&self) -> Result<Option<Inbound>, AxlError> {
+            Ok(None)
+        }
+    }
+
+    fn ctx(transport: Arc<NeverAcks>, dir: &std::path::Path) -> NodeCtx {
+        let mut s = Sources::default();
+        s.env
+            .insert("EDGENT_DATA_DIR".into(), dir.display().to_string());
+        s.env.insert("EDGENT_PAYMENTS".into(), "off".into());
+        s.env.insert("RELIABLE_WINDOW_MS".into(), "1000".into());
+        s.env.insert("ACK_TIMEOUT_MS".into(), "50".into());
+        let config = Config::from_sources(&s).unwrap();
+        NodeCtx {
+            transport,
+            delivery: Arc::new(Delivery::new(&config.delivery)),
+            config,
+            jobs: Arc::new(JobStore::in_memory().unwrap()),
+            metrics: Arc::new(Metrics::new()),
+            me: PeerKey([1; 32]),
+            peers: PeerBook::default(),
+            recv_stats: Arc::new(RecvStats::default()),
+            started: Instant::now(),
+            mesh: MeshState::new(crate::mesh::ProviderHistory::in_memory()),
+        }
+    }
+
+    fn reliable() -> Message {
+        Message::TaskError(TaskError {
+            job_id: JobId([9; 32]),
+            code: TaskErrorCode::Busy,
+            message: "full".into(),
+            retry_after_ms: None,
+        })
+    }
+
+    /// A peer that never acks gets the deadline-bounded resends only, never more.
+    /// (Real time: the sender's deadlines are `std::time::Instant`s.)
+    #[tokio::test]
+    async fn a_peer_that_never_acks_gets_only_the_bounded_resends() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Arc::new(NeverAcks::default());
+        let ctx = ctx(t.clone(), dir.path());
+        let to = PeerKey([2; 32]);
+        let sends = || t.sends.load(Ordering::SeqCst);
+
+        // Waiting for the ack: resends on the 50, 100, 200, 400, 400 ms schedule until
+        // `until` (at 0, 50, 150, 350 and 750 ms; the next would be at 1150).
+        let until = Instant::now() + Duration::from_millis(1_000);
+        let r = ctx.send_acked(&to, &reliable(), until).await;
+        assert!(matches!(r, Err(Undelivered::NoAck { .. })), "{r:?}");
+        assert!(Instant::now() >= until);
+        let by_deadline = sends();
+        assert!((2..=5).contains(&by_deadline), "{by_deadline} sends");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(sends(), by_deadline, "sent after giving up");
+        assert!(ctx.delivery.reliable.pending.is_empty());
+
+        // Fire and forget: resent in the background for RELIABLE_WINDOW_MS (1 s), then
+        // given up.
+        ctx.send(&to, &reliable()).await.unwrap();
+        let given_up = Instant::now() + Duration::from_secs(10);
+        while !ctx.delivery.reliable.pending.is_empty() {
+            assert!(Instant::now() < given_up, "still resending after 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let by_window = sends() - by_deadline;
+        assert!(
+            (2..=5).contains(&by_window),
+            "{by_window} sends in the window"
+        );
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(sends() - by_deadline, by_window, "sent after the window");
+    }
+}

@@ -61,6 +61,12 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
     }
     let Envelope { msg_id, msg } = match Message::decode_envelope(&inbound.body) {
         Ok(m) => m,
+        Err(e) if matches!(e.reason, DropReason::UnknownType | DropReason::BadVersion) => {
+            // Most likely a newer peer (see `protocol`'s "Mixed versions").
+            ctx.metrics.dropped(e.reason);
+            tracing::debug!(from = %from.short(), reason = e.reason.as_str(), detail = %e.detail, "dropped message this build does not know");
+            return;
+        }
         Err(e) => {
             ctx.metrics.dropped(e.reason);
             tracing::warn!(from = %from.short(), reason = e.reason.as_str(), detail = %e.detail, "dropped message");

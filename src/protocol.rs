@@ -1,9 +1,26 @@
 //! The wire protocol: every message between edgent nodes, one JSON object per AXL send.
 //!
-//! Every message is `{"v":1,"type":"...", ...}`. Decoding is strict: a body that is too
-//! large, not JSON, not an object, of another version, of an unknown type, with missing
-//! or unknown fields, or with a field out of its allowed shape is refused with a
-//! [`DecodeError`] whose [`DropReason`] the router counts. No message ever carries a
+//! Every message is `{"v":1,"type":"...", ...}`. A body that is too large, not JSON, not
+//! an object, of another version, of an unknown type, with missing fields, or with a field
+//! out of its allowed shape is refused with a [`DecodeError`] whose [`DropReason`] the
+//! router counts.
+//!
+//! # Mixed versions
+//!
+//! Nodes of different releases share a mesh, so decoding tolerates what a newer peer may
+//! add: unknown fields (at any depth) are ignored with a debug log, a message of a type
+//! this build does not know is dropped and counted as `unknown_type` at debug level (not
+//! as an attack), and a `msg_id` on any type is acknowledged and de-duplicated (a newer
+//! peer may deliver more types reliably). An older peer's reliable message without
+//! `msg_id` is handled and not acknowledged. The other way round, a peer that never acks
+//! (the previous release decoded strictly and refuses a `msg_id`, an `announce`, an
+//! `ack` and a `heartbeat` as unknown) only costs the resends bounded by their deadline:
+//! [`crate::ctx::NodeCtx::send_acked`] stops at its `until`, a background resend after
+//! `RELIABLE_WINDOW_MS`, and a provider that never acks its task is given up after the
+//! heartbeat window and the job moves to the next provider. So the previous release and
+//! this one do not work together (upgrade every node), but neither waits out a deadline
+//! on the other, and from this release on, additions degrade as above. A new value of an
+//! enum field (an error `code`, a heartbeat `state`) is still refused. No message ever carries a
 //! top-level `service` or `a2a` key (AXL would hand it to its MCP router or A2A server).
 
 use std::fmt;
@@ -98,7 +115,6 @@ impl<'de> Deserialize<'de> for JobId {
 
 /// requester -> every node: who can run this model?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResourceRequest {
     /// Correlates the ads with this request.
     pub request_id: Uuid,
@@ -137,7 +153,6 @@ pub const MAX_ANNOUNCE_KNOWN: usize = 64;
 
 /// One model a provider serves, as its backend reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelOffer {
     /// The model's name, e.g. `tinyllama:latest`.
     pub name: String,
@@ -155,7 +170,6 @@ pub struct ModelOffer {
 /// each other through a hub) and, by providers, to every node they know, and whenever
 /// what a provider offers changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Announce {
     /// The sender's full AXL public key (must map to the sender's address).
     pub node_id: PeerKey,
@@ -176,7 +190,6 @@ pub struct Announce {
 
 /// provider -> requester: I can, on these terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResourceAd {
     /// The request this answers.
     pub request_id: Uuid,
@@ -211,7 +224,6 @@ pub struct ResourceAd {
 
 /// The escrow stake that pays for a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StakeRef {
     /// EIP-155 chain id.
     pub chain_id: u64,
@@ -236,7 +248,6 @@ pub struct StakeRef {
 /// `stakeNonce(jobId, from, provider, keyCommitment, amount, stake_deadline)`, so none of
 /// those terms can be changed by whoever submits it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StakeAuthorization {
     /// The requester's wallet (EIP-3009 `from`), `0x` + 40 hex.
     pub from: String,
@@ -254,7 +265,6 @@ pub struct StakeAuthorization {
 
 /// requester -> provider: run this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Task {
     /// The job (the escrow's `bytes32`).
     pub job_id: JobId,
@@ -283,7 +293,6 @@ pub struct Task {
 
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -293,7 +302,6 @@ pub struct ChatMessage {
 
 /// provider -> requester: more of a streamed task's output, in order of `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskChunk {
     /// The job.
     pub job_id: JobId,
@@ -305,7 +313,6 @@ pub struct TaskChunk {
 
 /// requester -> provider: the agent went away; stop the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskCancel {
     /// The job.
     pub job_id: JobId,
@@ -313,7 +320,6 @@ pub struct TaskCancel {
 
 /// What the inference cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Tokens in the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,7 +337,6 @@ pub struct Usage {
 
 /// provider -> requester: the answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskResult {
     /// The job.
     pub job_id: JobId,
@@ -382,7 +387,6 @@ impl TaskErrorCode {
 
 /// provider -> requester: could not do it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskError {
     /// The job.
     pub job_id: JobId,
@@ -397,7 +401,6 @@ pub struct TaskError {
 
 /// either side -> the sender of a reliable message: it arrived (see [`Envelope`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Ack {
     /// The `msg_id` of the message acknowledged.
     pub acked: Uuid,
@@ -415,7 +418,6 @@ pub enum BeatState {
 
 /// provider -> requester, every `HEARTBEAT_MS` while a job is queued or running: alive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The job.
     pub job_id: JobId,
@@ -428,7 +430,7 @@ pub struct Heartbeat {
 
 /// x402 v2 `PaymentRequirements`, carried over AXL instead of HTTP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PaymentRequirements {
     /// Payment scheme, e.g. `exact`.
     pub scheme: String,
@@ -449,7 +451,7 @@ pub struct PaymentRequirements {
 
 /// x402 v2 `ResourceInfo`: what is paid for (here the job, `axl://<provider>/job/<id>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceInfo {
     /// The resource's URL.
     pub url: String,
@@ -464,7 +466,7 @@ pub struct ResourceInfo {
 /// x402 v2 `PaymentRequired` (the body of a 402), carried over AXL instead of HTTP.
 /// [`crate::paid::x402`] builds and checks it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PaymentRequired {
     /// Always 2.
     pub x402_version: u32,
@@ -479,7 +481,7 @@ pub struct PaymentRequired {
 
 /// x402 v2 `SettleResponse`: how a payment settled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SettleResponse {
     /// Whether it settled.
     pub success: bool,
@@ -500,7 +502,6 @@ pub struct SettleResponse {
 
 /// provider -> requester: pay me; here is the proof that binds the output to me.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// The job.
     pub job_id: JobId,
@@ -518,7 +519,6 @@ pub struct PaymentRequest {
 
 /// requester -> provider: paid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PaymentConfirmed {
     /// The job.
     pub job_id: JobId,
@@ -586,9 +586,52 @@ pub const RELIABLE_TYPES: [&str; 5] = [
     "payment_confirmed",
 ];
 
+/// Most ignored field names one decode logs.
+const MAX_IGNORED_LOGGED: usize = 16;
+
+/// Deserialise one message of type `kind` from its fields (`v`, `type` and `msg_id`
+/// taken out), noting every field this build does not know in `ignored` (nested ones as
+/// paths, e.g. `stake.extra`).
+fn decode_kind(
+    kind: &str,
+    map: Map<String, Value>,
+    ignored: &mut Vec<String>,
+) -> Result<Message, serde_json::Error> {
+    fn de<T: serde::de::DeserializeOwned>(
+        map: Map<String, Value>,
+        ignored: &mut Vec<String>,
+    ) -> Result<T, serde_json::Error> {
+        serde_ignored::deserialize(Value::Object(map), |path| {
+            if ignored.len() < MAX_IGNORED_LOGGED {
+                ignored.push(path.to_string());
+            }
+        })
+    }
+    Ok(match kind {
+        "resource_request" => Message::ResourceRequest(de(map, ignored)?),
+        "resource_ad" => Message::ResourceAd(de(map, ignored)?),
+        "task" => Message::Task(de(map, ignored)?),
+        "task_chunk" => Message::TaskChunk(de(map, ignored)?),
+        "task_cancel" => Message::TaskCancel(de(map, ignored)?),
+        "task_result" => Message::TaskResult(de(map, ignored)?),
+        "task_error" => Message::TaskError(de(map, ignored)?),
+        "payment_request" => Message::PaymentRequest(Box::new(de(map, ignored)?)),
+        "payment_confirmed" => Message::PaymentConfirmed(de(map, ignored)?),
+        "ack" => Message::Ack(de(map, ignored)?),
+        "heartbeat" => Message::Heartbeat(de(map, ignored)?),
+        "announce" => Message::Announce(de(map, ignored)?),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "unknown variant {other:?}"
+            )))
+        }
+    })
+}
+
 /// A decoded message with its delivery id: the top-level `msg_id` (a UUID) that the
 /// reliable types carry. A message of an older peer has none: it is handled, but not
-/// acknowledged or de-duplicated. Any other type carrying `msg_id` is refused.
+/// acknowledged or de-duplicated. Another type carrying `msg_id` (a newer peer's) is
+/// acknowledged and de-duplicated the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// The delivery id, when the sender asked for an acknowledgement.
@@ -688,8 +731,8 @@ impl Message {
             }
             None => return Err(DecodeError::new(DropReason::BadVersion, "missing v")),
         }
-        match map.get("type") {
-            Some(Value::String(t)) if MESSAGE_TYPES.contains(&t.as_str()) => {}
+        let kind = match map.remove("type") {
+            Some(Value::String(t)) if MESSAGE_TYPES.contains(&t.as_str()) => t,
             Some(Value::String(t)) => {
                 let t: String = t.chars().take(64).collect();
                 return Err(DecodeError::new(
@@ -698,7 +741,7 @@ impl Message {
                 ));
             }
             _ => return Err(DecodeError::new(DropReason::UnknownType, "missing type")),
-        }
+        };
         let msg_id = match map.remove("msg_id") {
             None => None,
             Some(Value::String(s)) => Some(
@@ -712,15 +755,14 @@ impl Message {
                 ))
             }
         };
-        let msg: Message = serde_json::from_value(Value::Object(map))
+        let mut ignored: Vec<String> = Vec::new();
+        let msg = decode_kind(&kind, map, &mut ignored)
             .map_err(|e| DecodeError::new(DropReason::Invalid, e.to_string()))?;
         msg.validate()
             .map_err(|e| DecodeError::new(DropReason::Invalid, e))?;
-        if msg_id.is_some() && !msg.is_reliable() {
-            return Err(DecodeError::new(
-                DropReason::Invalid,
-                format!("{} carries a msg_id", msg.kind()),
-            ));
+        if !ignored.is_empty() {
+            ignored.truncate(MAX_IGNORED_LOGGED);
+            tracing::debug!(kind = msg.kind(), fields = ?ignored, "fields this build does not know ignored (a newer peer?)");
         }
         Ok(Envelope { msg_id, msg })
     }
@@ -1173,12 +1215,31 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_bad_shapes_are_refused() {
-        let mut v: Value = serde_json::from_slice(&samples()[3].encode().unwrap()).unwrap();
-        v["extra_field"] = json!(1);
-        let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert_eq!(e.reason, DropReason::Invalid);
+    fn a_newer_peers_unknown_fields_are_ignored_and_its_unknown_types_dropped() {
+        for m in samples() {
+            let mut v: Value = serde_json::from_slice(&m.encode().unwrap()).unwrap();
+            v["extra_field"] = json!({"nested": [1, 2]});
+            let got = Message::decode(&serde_json::to_vec(&v).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e:?}", m.kind()));
+            assert_eq!(got, m, "{}", m.kind());
+        }
+        // Nested too: an unknown field inside the task's stake.
+        let task = samples().into_iter().find(|m| m.kind() == "task").unwrap();
+        let mut v: Value = serde_json::from_slice(&task.encode().unwrap()).unwrap();
+        if v["stake"].is_object() {
+            v["stake"]["new_thing"] = json!(true);
+        }
+        assert_eq!(
+            Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap(),
+            task
+        );
+        // A type this build does not know: dropped as unknown_type, nothing else.
+        let e = Message::decode(br#"{"v":1,"type":"task_progress","job_id":"0x00"}"#).unwrap_err();
+        assert_eq!(e.reason, DropReason::UnknownType);
+    }
 
+    #[test]
+    fn bad_shapes_are_refused() {
         let mut ad: Value = serde_json::from_slice(&samples()[1].encode().unwrap()).unwrap();
         ad["load"] = json!(7.0);
         let e = Message::decode(&serde_json::to_vec(&ad).unwrap()).unwrap_err();
@@ -1218,10 +1279,12 @@ mod tests {
                 assert_eq!(env.msg_id, None);
             } else {
                 assert!(with.is_err(), "{} encoded a msg_id", m.kind());
+                // A newer peer may deliver it reliably: its msg_id is kept, to be acked.
                 let mut v: Value = serde_json::from_slice(&m.encode().unwrap()).unwrap();
                 v["msg_id"] = json!(id.to_string());
-                let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-                assert_eq!(e.reason, DropReason::Invalid, "{}", m.kind());
+                let env = Message::decode_envelope(&serde_json::to_vec(&v).unwrap()).unwrap();
+                assert_eq!(env.msg_id, Some(id), "{}", m.kind());
+                assert_eq!(env.msg, m);
             }
         }
         let mut v: Value = serde_json::from_slice(&samples()[3].encode().unwrap()).unwrap();

@@ -287,9 +287,10 @@ pub enum DelegateError {
     /// The request itself is wrong (400).
     #[error("{0}")]
     BadInput(String),
-    /// No provider answered, or none fits (503).
+    /// No provider served the job (503): what the mesh said, counted ([`Unserved`]);
+    /// `Retry-After` when every provider tried was busy.
     #[error("{0}")]
-    NoProvider(String),
+    NoProvider(Box<Unserved>),
     /// The provider failed the job (502).
     #[error("provider failed: {code}: {message}")]
     ProviderFailed {
@@ -317,14 +318,6 @@ pub enum DelegateError {
     /// is tried for it.
     #[error("cancelled: {0}")]
     Cancelled(String),
-    /// Every provider's queue is full (503, with `Retry-After`).
-    #[error("{message}")]
-    Busy {
-        /// What happened.
-        message: String,
-        /// When to ask again, seconds.
-        retry_after_secs: u64,
-    },
 }
 
 impl DelegateError {
@@ -340,16 +333,25 @@ impl DelegateError {
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,
-            DelegateError::Busy { .. } => ErrorCode::NoProvider,
         }
     }
 
     /// Seconds after which asking again may succeed (`Retry-After`), when known.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            DelegateError::Busy {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            DelegateError::NoProvider(u) => u.retry_after_secs,
+            _ => None,
+        }
+    }
+
+    /// Fields the JSON error carries besides `error` and `detail`: for `no_provider`,
+    /// the counts of [`Unserved`] (`asked`, `failed`, `answered`, `unfit`, ...).
+    pub fn fields(&self) -> Option<Map<String, Value>> {
+        match self {
+            DelegateError::NoProvider(u) => match serde_json::to_value(u) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -361,6 +363,67 @@ impl DelegateError {
             DelegateError::ProviderFailed { code, .. } => code.clone(),
             other => other.code().as_str().to_string(),
         }
+    }
+}
+
+/// Why no provider served a delegation, counted node by node: the one `no_provider` 503.
+///
+/// `asked` counts the nodes this delegation sent its `resource_request` to, or its task
+/// when it chose from the ad cache; `failed` those whose send failed or did not complete
+/// in time (AXL blocks on a node that is gone); `answered` the providers that answered
+/// (an ad for the request, or their announced ad, a `task_error`, heartbeats). `unfit`
+/// says why those that answered did not serve, reason by reason: `busy` (slots and queue
+/// full), `model_unavailable` (it does not serve the model), `price`, `memory`,
+/// `no_wallet` (a paid job), `denied` (`EDGENT_DENY`/`EDGENT_ALLOW`), `dead` (its
+/// heartbeats stopped), `inference_failed`, `refused`. Nodes that stayed silent are
+/// `asked - failed - answered`: relays and nodes that do not serve the model say nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unserved {
+    /// The model asked for.
+    pub model: String,
+    /// Nodes asked.
+    pub asked: usize,
+    /// Of those, sends that failed or timed out.
+    pub failed: usize,
+    /// Providers that answered.
+    pub answered: usize,
+    /// Why those that answered did not serve: reason -> how many.
+    pub unfit: std::collections::BTreeMap<String, usize>,
+    /// When every provider tried was busy: when to ask again, seconds (`Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// Anything more to say (a paid job's stake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for Unserved {
+    /// One text for every case: `no provider served tinyllama: asked 11 nodes, 2 failed
+    /// (send error or timeout), 3 answered (busy 2, model_unavailable 1)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no provider served {}: asked {} node{}, {} failed (send error or timeout), {} answered",
+            self.model,
+            self.asked,
+            if self.asked == 1 { "" } else { "s" },
+            self.failed,
+            self.answered
+        )?;
+        if !self.unfit.is_empty() {
+            let why: Vec<String> = self.unfit.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write!(f, " ({})", why.join(", "))?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "; {note}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Unserved> for DelegateError {
+    fn from(u: Unserved) -> Self {
+        DelegateError::NoProvider(Box::new(u))
     }
 }
 
@@ -386,7 +449,7 @@ mod tests {
     fn every_error_has_one_code_and_status() {
         let cases = [
             (DelegateError::BadInput("x".into()), "bad_request", 400),
-            (DelegateError::NoProvider("x".into()), "no_provider", 503),
+            (Unserved::default().into(), "no_provider", 503),
             (DelegateError::Deadline("x".into()), "deadline", 504),
             (DelegateError::Payment("x".into()), "payment_failed", 402),
             (
@@ -409,5 +472,31 @@ mod tests {
         };
         assert_eq!(busy.code().as_str(), "provider_failed");
         assert_eq!(busy.job_error_code(), "busy");
+    }
+
+    #[test]
+    fn no_provider_has_one_text_and_its_counts_as_fields() {
+        let mut u = Unserved {
+            model: "tinyllama".into(),
+            asked: 11,
+            failed: 2,
+            answered: 3,
+            ..Unserved::default()
+        };
+        u.unfit.insert("busy".into(), 2);
+        u.unfit.insert("model_unavailable".into(), 1);
+        u.retry_after_secs = Some(2);
+        let e = DelegateError::from(u);
+        assert_eq!(
+            e.to_string(),
+            "no provider served tinyllama: asked 11 nodes, 2 failed (send error or timeout), 3 answered (busy 2, model_unavailable 1)"
+        );
+        assert_eq!(e.retry_after_secs(), Some(2));
+        let f = e.fields().unwrap();
+        assert_eq!(f["asked"], 11);
+        assert_eq!(f["failed"], 2);
+        assert_eq!(f["answered"], 3);
+        assert_eq!(f["unfit"]["busy"], 2);
+        assert_eq!(DelegateError::Deadline("x".into()).fields(), None);
     }
 }

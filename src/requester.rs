@@ -25,11 +25,15 @@ use crate::mesh::{gossip, ProviderOutcome};
 use crate::payment::{PayProgress, RequesterPayments};
 use crate::request::{
     Attempt, DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo,
-    ValidRequest, WaitFor,
+    Unserved, ValidRequest, WaitFor,
 };
 
-/// How many discovery rounds a delegation makes when no ad comes back.
+/// How many times discovery sends its request to a node that accepted it but gave no ad:
+/// AXL acknowledges nothing, and a request it accepted may still be lost on the way.
 const DISCOVERY_ROUNDS: u32 = 3;
+
+/// Most ads one discovery counts as answers (the rest still land in the ad cache).
+const MAX_ANSWERS: usize = 256;
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
@@ -55,6 +59,82 @@ enum Asked {
     Pending,
     Ok,
     Failed,
+}
+
+/// One node a discovery asked: where its last send stands, and how many it took.
+#[derive(Debug, Clone, Copy)]
+struct Ask {
+    key: PeerKey,
+    state: Asked,
+    sends: u32,
+}
+
+/// What one node said to a delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Asked, nothing back.
+    Silent,
+    /// The send failed or did not complete in time.
+    Failed,
+    /// It answered; why it did not serve, when it did not.
+    Answered(Option<&'static str>),
+}
+
+/// What the mesh said to one delegation, node by node: the counts of its `no_provider`
+/// answer ([`Unserved`]).
+#[derive(Debug, Default)]
+struct Tally {
+    nodes: HashMap<[u8; 16], Said>,
+}
+
+impl Tally {
+    fn asked(&mut self, node: &PeerKey) {
+        self.nodes.entry(node.address()).or_insert(Said::Silent);
+    }
+
+    /// The send failed: a node that answered with a reason keeps it.
+    fn failed(&mut self, node: &PeerKey) {
+        let e = self.nodes.entry(node.address()).or_insert(Said::Silent);
+        if matches!(*e, Said::Silent | Said::Answered(None)) {
+            *e = Said::Failed;
+        }
+    }
+
+    fn answered(&mut self, node: &PeerKey, unfit: Option<&'static str>) {
+        self.nodes.insert(node.address(), Said::Answered(unfit));
+    }
+
+    fn is_silent(&self, node: &PeerKey) -> bool {
+        self.nodes.get(&node.address()) == Some(&Said::Silent)
+    }
+
+    fn unserved(
+        &self,
+        model: &str,
+        retry_after_secs: Option<u64>,
+        note: Option<String>,
+    ) -> Unserved {
+        let mut u = Unserved {
+            model: model.to_string(),
+            asked: self.nodes.len(),
+            retry_after_secs,
+            note,
+            ..Unserved::default()
+        };
+        for said in self.nodes.values() {
+            match said {
+                Said::Silent => {}
+                Said::Failed => u.failed += 1,
+                Said::Answered(why) => {
+                    u.answered += 1;
+                    if let Some(why) = why {
+                        *u.unfit.entry((*why).to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        u
+    }
 }
 
 enum Outcome {
@@ -99,7 +179,8 @@ impl AttemptEnd {
 pub struct Requester {
     ctx: Arc<NodeCtx>,
     payments: Arc<dyn RequesterPayments>,
-    discoveries: Mutex<HashMap<Uuid, mpsc::UnboundedSender<ResourceAd>>>,
+    /// Discoveries under way: where the answers to their request go (to be counted).
+    discoveries: Mutex<HashMap<Uuid, mpsc::Sender<ResourceAd>>>,
     waiting: Mutex<HashMap<JobId, Waiter>>,
     /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
     chunks: ChunkRegistry,
@@ -208,33 +289,26 @@ impl Requester {
         started: Instant,
     ) -> Result<DelegateResponse, DelegateError> {
         let (model, max_price) = (req.model.as_str(), req.max_price);
-        // 1. Discover. AXL acknowledges nothing, so a request or every ad may be lost:
-        // ask again a few times while the deadline allows.
-        let mut round = 1;
-        let ads = loop {
-            match self
-                .discover(request_id, model, req.min_memory_mb, max_price, deadline)
-                .await
-            {
-                Err(DelegateError::NoProvider(why))
-                    if round < DISCOVERY_ROUNDS
-                        && Instant::now() + self.ctx.config.discovery_window < deadline =>
-                {
-                    tracing::debug!(job = %job_id, round, %why, "no ad; asking again");
-                    round += 1;
-                }
-                other => break other?,
-            }
-        };
+        // What every node said, for the one `no_provider` answer.
+        let mut tally = Tally::default();
+        // 1. Discover (from the ad cache, or asking the mesh).
+        let ads = self
+            .discover(
+                request_id,
+                model,
+                req.min_memory_mb,
+                max_price,
+                deadline,
+                &mut tally,
+            )
+            .await?;
         let discover_ms = started.elapsed().as_millis() as u64;
         let mut candidates = choose(ads, model, max_price, req.min_memory_mb);
         if self.payments.paid() {
             candidates = rank_for_payment(candidates, |k| self.payments.disputes(k));
         }
         if candidates.is_empty() {
-            return Err(DelegateError::NoProvider(format!(
-                "no provider offers {model} within max_price and memory"
-            )));
+            return Err(tally.unserved(model, None, None).into());
         }
         tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
 
@@ -242,7 +316,6 @@ impl Requester {
         // is busy, fails, stops sending heartbeats or never acknowledges the task hands
         // the job to the next, within the same deadline. A paid job stays with the
         // provider its stake names.
-        let n_candidates = candidates.len();
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut last_fail: Option<DelegateError> = None;
         let mut busy_retry_ms: Option<u64> = None;
@@ -302,6 +375,7 @@ impl Requester {
             tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
 
             // 3. Wait for the outcome, watching the provider's heartbeats.
+            tally.asked(&provider);
             let t0 = Instant::now();
             let end = self.attempt(job_id, provider, &task, deadline).await;
             let outcome = end.outcome();
@@ -340,66 +414,86 @@ impl Requester {
                     )))
                 }
                 AttemptEnd::Error(e) => {
+                    tally.answered(&provider, Some(outcome.as_str()));
                     if e.code == TaskErrorCode::Busy {
                         busy_retry_ms = busy_retry_ms.max(Some(e.retry_after_ms.unwrap_or(1_000)));
                     } else {
                         all_busy = false;
                     }
-                    DelegateError::ProviderFailed {
+                    Some(DelegateError::ProviderFailed {
                         code: e.code.as_str().to_string(),
                         message: e.message,
-                    }
+                    })
                 }
                 AttemptEnd::Dead => {
                     all_busy = false;
-                    DelegateError::NoProvider(format!("{who} stopped sending heartbeats"))
+                    tally.answered(&provider, Some(outcome.as_str()));
+                    if paid {
+                        let note = format!("the stake names {who}, which stopped sending heartbeats: it is refunded after its deadline");
+                        return Err(tally.unserved(model, None, Some(note)).into());
+                    }
+                    None
                 }
                 AttemptEnd::Unreachable(why) => {
                     all_busy = false;
-                    DelegateError::NoProvider(format!("{who} did not acknowledge the task ({why})"))
+                    tally.failed(&provider);
+                    tracing::debug!(job = %job_id, provider = %provider.short(), %why, "task not acknowledged");
+                    if paid {
+                        let note = format!("the stake names {who}, which did not acknowledge the task: it is refunded after its deadline");
+                        return Err(tally.unserved(model, None, Some(note)).into());
+                    }
+                    None
                 }
             };
             // A streamed job whose text already reached the agent, or whose agent went
             // away, goes to no other provider (see crate::front::stream).
+            let why = fail
+                .as_ref()
+                .map_or_else(|| outcome.as_str().to_string(), |f| f.to_string());
             match self.chunks.end_attempt(&job_id) {
                 Retry::Allowed => {}
                 Retry::Cancelled => {
                     return Err(DelegateError::Cancelled(format!(
-                        "the agent went away ({fail})"
+                        "the agent went away ({why})"
                     )))
                 }
                 Retry::Streamed if outcome.fails_over() => {
-                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %fail, "part of the answer already reached the agent: no failover");
+                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %why, "part of the answer already reached the agent: no failover");
+                    let fail = fail.unwrap_or_else(|| {
+                        tally
+                            .unserved(model, None, Some(format!("{who}: {why}")))
+                            .into()
+                    });
                     return Err(streamed_no_failover(fail));
                 }
                 Retry::Streamed => {}
             }
-            if paid {
+            if let Some(fail) = fail {
                 // The stake names this provider: another one cannot be paid from it.
-                return Err(match fail {
-                    DelegateError::NoProvider(m) => DelegateError::NoProvider(format!(
-                        "{m}; the stake is refunded after its deadline"
-                    )),
-                    other => other,
-                });
+                if paid || !outcome.fails_over() {
+                    return Err(fail);
+                }
+                last_fail = Some(fail);
             }
-            if !outcome.fails_over() {
+            tracing::warn!(job = %job_id, provider = %provider.short(), outcome = outcome.as_str(), "trying the next provider");
+        }
+        if attempts.is_empty() || Instant::now() >= deadline {
+            return Err(DelegateError::Deadline(format!(
+                "deadline passed after {} attempt(s)",
+                attempts.len()
+            )));
+        }
+        // One provider that failed the job: its own reason (502). Otherwise what every
+        // node said (503), with `Retry-After` when they were all busy.
+        if attempts.len() == 1 && !all_busy {
+            if let Some(fail @ DelegateError::ProviderFailed { .. }) = last_fail {
                 return Err(fail);
             }
-            tracing::warn!(job = %job_id, provider = %provider.short(), outcome = outcome.as_str(), error = %fail, "trying the next provider");
-            last_fail = Some(fail);
         }
-        if let (true, Some(ms)) = (all_busy, busy_retry_ms) {
-            return Err(DelegateError::Busy {
-                message: format!(
-                    "all {n_candidates} providers are busy: their job slots and queues are full"
-                ),
-                retry_after_secs: ms.div_ceil(1000).max(1),
-            });
-        }
-        Err(last_fail.unwrap_or_else(|| {
-            DelegateError::Deadline("deadline passed before a task was sent".into())
-        }))
+        let retry = busy_retry_ms
+            .filter(|_| all_busy)
+            .map(|ms| ms.div_ceil(1000).max(1));
+        Err(tally.unserved(model, retry, None).into())
     }
 
     /// One attempt at one provider: send the task reliably and wait for its answer,
@@ -634,7 +728,15 @@ impl Requester {
     /// ad, or when nothing came: `DISCOVERY_WINDOW_MS` after the start and after the last
     /// accepted send, and never before [`SLOW_SEND_WAIT`] while a send is still under way
     /// (AXL's first send after peering takes 3 s). Sends that failed, and nodes learnt of
-    /// meanwhile, are tried again every [`RETRY_EVERY`] until an ad comes.
+    /// meanwhile, are tried again every [`RETRY_EVERY`] until an ad comes. AXL acknowledges
+    /// nothing, so a request it accepted may still be lost: when a window ends with no ad,
+    /// the nodes that accepted it are asked again, [`DISCOVERY_ROUNDS`] sends each at most
+    /// (a node that saw the request once does not answer it twice, so this only recovers a
+    /// lost request; a lost ad comes back with the provider's next announcement).
+    ///
+    /// Every node asked, and what it said, goes into `tally`: a send still under way when
+    /// discovery ends counts as failed (timed out), and an asked node whose announced ad
+    /// does not fit counts as answered with that reason.
     async fn discover(
         &self,
         request_id: Uuid,
@@ -642,8 +744,10 @@ impl Requester {
         min_memory_mb: u64,
         max_price: u64,
         deadline: Instant,
+        tally: &mut Tally,
     ) -> Result<Vec<ResourceAd>, DelegateError> {
         let mesh = &self.ctx.mesh;
+        let access = &self.ctx.config.access;
         let want = Want {
             model,
             max_price,
@@ -651,12 +755,9 @@ impl Requester {
             paid: self.payments.paid(),
         };
         let ranked = || {
-            score::rank(
-                mesh.ads.fresh_for(model),
-                &want,
-                &self.ctx.config.access,
-                |k| mesh.history.get(k),
-            )
+            score::rank(mesh.ads.fresh_for(model), &want, access, |k| {
+                mesh.history.get(k)
+            })
         };
         let mut changes = mesh.ads.subscribe();
         let fresh = ranked();
@@ -668,6 +769,8 @@ impl Requester {
             return Ok(fresh);
         }
         mesh.my_requests.insert(request_id);
+        let (answers_tx, mut answers) = mpsc::channel(MAX_ANSWERS);
+        lock(&self.discoveries).insert(request_id, answers_tx);
         let topo_nodes = match gossip::learn_topology(&self.ctx).await {
             Ok(n) => n,
             Err(e) if mesh.directory.is_empty() => return Err(DelegateError::Mesh(e.to_string())),
@@ -688,18 +791,16 @@ impl Requester {
         let started = Instant::now();
         let window = self.ctx.config.discovery_window;
         let settle = self.ctx.config.discovery_settle;
-        let mut asked: HashMap<[u8; 16], Asked> = HashMap::new();
+        let mut asked: HashMap<[u8; 16], Ask> = HashMap::new();
         let mut sends = tokio::task::JoinSet::new();
-        self.ask_round(&msg, &topo_nodes, &mut asked, &mut sends);
-        if asked.is_empty() {
-            return Err(DelegateError::NoProvider(
-                "the mesh shows no other node".into(),
-            ));
-        }
+        self.ask_round(&msg, &topo_nodes, &mut asked, &mut sends, tally);
         let mut last_ok: Option<Instant> = None;
         let mut first_ad: Option<Instant> = None;
         let mut next_retry = started + RETRY_EVERY;
         let outcome = loop {
+            if asked.is_empty() {
+                break Err(());
+            }
             let now = Instant::now();
             let found = ranked();
             if !found.is_empty() {
@@ -708,18 +809,23 @@ impl Requester {
                     break Ok(found);
                 }
             }
-            let pending = asked.values().filter(|a| **a == Asked::Pending).count();
-            let failed = asked.values().filter(|a| **a == Asked::Failed).count();
+            let pending = asked.values().any(|a| a.state == Asked::Pending);
             let mut end = started + window;
             if let Some(t) = last_ok {
                 end = end.max(t + window);
             }
-            if pending > 0 {
+            if pending {
                 end = end.max(started + SLOW_SEND_WAIT);
             }
             let end = end.min(deadline);
             if first_ad.is_none() && now >= end {
-                break Err((asked.len(), failed));
+                // A window with no ad: ask the nodes that accepted the request again.
+                if now + window >= deadline || !self.ask_again(&msg, &mut asked, &mut sends) {
+                    break Err(());
+                }
+                tracing::debug!(request = %request_id, "no ad within the window; asking again");
+                last_ok = Some(now);
+                continue;
             }
             let mut wake = match first_ad {
                 Some(at) => (at + settle).min(deadline),
@@ -731,38 +837,66 @@ impl Requester {
             tokio::select! {
                 Some(done) = sends.join_next(), if !sends.is_empty() => {
                     if let Ok((key, ok)) = done {
-                        asked.insert(key.address(), if ok { Asked::Ok } else { Asked::Failed });
+                        if let Some(a) = asked.get_mut(&key.address()) {
+                            a.state = if ok { Asked::Ok } else { Asked::Failed };
+                        }
                         if ok {
                             last_ok = Some(Instant::now());
+                        } else {
+                            tally.failed(&key);
                         }
                     }
+                }
+                Some(ad) = answers.recv() => {
+                    tally.answered(&ad.node_id, score::unfit(&ad, &want, access));
                 }
                 _ = changes.changed() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if first_ad.is_none() && Instant::now() >= next_retry {
                         let topo = gossip::learn_topology(&self.ctx).await.unwrap_or_default();
-                        self.ask_round(&msg, &topo, &mut asked, &mut sends);
+                        self.ask_round(&msg, &topo, &mut asked, &mut sends, tally);
                         next_retry = Instant::now() + RETRY_EVERY;
                     }
                 }
             }
         };
         sends.detach_all();
+        lock(&self.discoveries).remove(&request_id);
+        while let Ok(ad) = answers.try_recv() {
+            tally.answered(&ad.node_id, score::unfit(&ad, &want, access));
+        }
         match outcome {
             Ok(found) => {
-                tracing::debug!(asked = asked.len(), candidates = found.len(), "discovery done");
+                tracing::debug!(
+                    asked = asked.len(),
+                    candidates = found.len(),
+                    "discovery done"
+                );
                 Ok(found)
             }
-            Err(_) if Instant::now() >= deadline => Err(DelegateError::Deadline(
+            Err(()) if Instant::now() >= deadline => Err(DelegateError::Deadline(
                 "deadline passed during discovery".into(),
             )),
-            Err((n, failed)) if failed >= n => Err(DelegateError::NoProvider(format!(
-                "none of the {n} nodes known could be reached"
-            ))),
-            Err((n, failed)) => Err(DelegateError::NoProvider(format!(
-                "no provider offered {model} within max_price and memory: asked {n} nodes ({failed} unreachable) over {} ms",
-                started.elapsed().as_millis()
-            ))),
+            Err(()) => {
+                for a in asked.values().filter(|a| a.state == Asked::Pending) {
+                    tracing::debug!(to = %a.key.short(), "resource_request still being sent when discovery ended: counted as failed (timed out)");
+                    tally.failed(&a.key);
+                }
+                // Providers asked that stayed silent, whose announced ad says why.
+                for ad in mesh.ads.fresh() {
+                    if tally.is_silent(&ad.node_id) {
+                        if let Some(why) = score::unfit(&ad, &want, access) {
+                            tally.answered(&ad.node_id, Some(why));
+                        }
+                    }
+                }
+                let note = asked
+                    .is_empty()
+                    .then(|| "the mesh shows no other node".to_string());
+                let u = tally.unserved(model, None, note);
+                tracing::debug!(request = %request_id, ms = started.elapsed().as_millis() as u64, "{u}");
+                Err(u.into())
+            }
         }
     }
 
@@ -772,8 +906,9 @@ impl Requester {
         &self,
         msg: &Message,
         topo_nodes: &[PeerKey],
-        asked: &mut HashMap<[u8; 16], Asked>,
+        asked: &mut HashMap<[u8; 16], Ask>,
         sends: &mut tokio::task::JoinSet<(PeerKey, bool)>,
+        tally: &mut Tally,
     ) {
         let mesh = &self.ctx.mesh;
         let mut targets = mesh.directory.targets();
@@ -785,27 +920,87 @@ impl Requester {
             if node == self.ctx.me || self.ctx.config.access.denied_sender(&node) {
                 continue;
             }
-            match asked.get(&node.address()) {
-                Some(Asked::Pending | Asked::Ok) => continue,
-                Some(Asked::Failed) if !mesh.directory.sendable(&node) => continue,
-                _ => {}
-            }
-            asked.insert(node.address(), Asked::Pending);
-            let ctx = self.ctx.clone();
-            let msg = msg.clone();
-            sends.spawn(async move {
-                let ok = tokio::time::timeout(gossip::SEND_TIMEOUT, ctx.send(&node, &msg))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                if ok {
-                    ctx.mesh.directory.send_ok(&node);
-                } else {
-                    tracing::debug!(to = %node.short(), "resource_request not sent");
-                    ctx.mesh.directory.send_failed(&node);
+            let sends_before = match asked.get(&node.address()) {
+                Some(Ask {
+                    state: Asked::Pending | Asked::Ok,
+                    ..
+                }) => continue,
+                Some(
+                    a @ Ask {
+                        state: Asked::Failed,
+                        ..
+                    },
+                ) => {
+                    if !mesh.directory.sendable(&node) {
+                        continue;
+                    }
+                    a.sends
                 }
-                (node, ok)
-            });
+                None => 0,
+            };
+            asked.insert(
+                node.address(),
+                Ask {
+                    key: node,
+                    state: Asked::Pending,
+                    sends: sends_before + 1,
+                },
+            );
+            tally.asked(&node);
+            self.spawn_ask(node, msg, sends);
         }
+    }
+
+    /// Ask again the nodes that accepted the request, [`DISCOVERY_ROUNDS`] sends each at
+    /// most. False when none is left to ask.
+    fn ask_again(
+        &self,
+        msg: &Message,
+        asked: &mut HashMap<[u8; 16], Ask>,
+        sends: &mut tokio::task::JoinSet<(PeerKey, bool)>,
+    ) -> bool {
+        let mut any = false;
+        for a in asked.values_mut() {
+            if a.state == Asked::Ok && a.sends < DISCOVERY_ROUNDS {
+                a.state = Asked::Pending;
+                a.sends += 1;
+                self.spawn_ask(a.key, msg, sends);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// One discovery send, bounded by [`gossip::SEND_TIMEOUT`]; the directory learns how
+    /// it went.
+    fn spawn_ask(
+        &self,
+        node: PeerKey,
+        msg: &Message,
+        sends: &mut tokio::task::JoinSet<(PeerKey, bool)>,
+    ) {
+        let ctx = self.ctx.clone();
+        let msg = msg.clone();
+        sends.spawn(async move {
+            let ok = match tokio::time::timeout(gossip::SEND_TIMEOUT, ctx.send(&node, &msg)).await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::debug!(to = %node.short(), error = %e, "resource_request not sent");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!(to = %node.short(), ms = gossip::SEND_TIMEOUT.as_millis() as u64, "resource_request send timed out");
+                    false
+                }
+            };
+            if ok {
+                ctx.mesh.directory.send_ok(&node);
+            } else {
+                ctx.mesh.directory.send_failed(&node);
+            }
+            (node, ok)
+        });
     }
 
     /// An ad arrived (the router checked `node_id` against the sender). One answering a
@@ -820,6 +1015,10 @@ impl Requester {
                 .dropped(crate::protocol::DropReason::Unexpected);
             tracing::debug!(from = %from.short(), request = %ad.request_id, "resource_ad for no request of ours dropped");
             return;
+        }
+        if let Some(tx) = lock(&self.discoveries).get(&ad.request_id) {
+            // Counted by its discovery; a full channel only loses the count.
+            let _ = tx.try_send(ad.clone());
         }
         if self.ctx.mesh.directory.heard(ad.node_id) {
             self.ctx.mesh.greet(ad.node_id);
@@ -923,7 +1122,13 @@ fn streamed_no_failover(fail: DelegateError) -> DelegateError {
     const WHY: &str =
         "the answer is cut short: part of it already reached the agent, so no other provider restarts it";
     match fail {
-        DelegateError::NoProvider(m) => DelegateError::NoProvider(format!("{m}; {WHY}")),
+        DelegateError::NoProvider(mut u) => {
+            u.note = Some(match u.note.take() {
+                Some(n) => format!("{n}; {WHY}"),
+                None => WHY.to_string(),
+            });
+            DelegateError::NoProvider(u)
+        }
         DelegateError::ProviderFailed { code, message } => DelegateError::ProviderFailed {
             code,
             message: format!("{message}; {WHY}"),

@@ -189,6 +189,48 @@ async fn a_provider_daemon_sigkilled_mid_job_loses_the_job_to_the_next_provider(
     slow.daemon.kill();
 }
 
+/// The real node's timings (`mesh-sim --real`, unscaled): a `/send` to the killed node
+/// blocks 127 s, longer than the 90 s deadline. The requester still notices the silence
+/// by heartbeats, the job completes on the other provider, and the next delegation goes
+/// through while sends to the dead node are still blocked: no task, router or inbound
+/// handling waits on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_node_killed_under_the_real_nodes_blocking_send_loses_the_job() {
+    let mesh = MeshSimProc::start_with(3, &["--real"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (req, slow, fast) = slow_and_fast(&mesh, dir.path()).await;
+    let killed_at = std::sync::Mutex::new(None);
+    let kill = async {
+        mesh.kill_node(slow.node).await;
+        *killed_at.lock().unwrap() = Some(Instant::now());
+    };
+    check_failover(&mesh, &req, &slow, &fast, kill).await;
+    // A send to the dead node blocks now (the sim holds it for 127 s).
+    let blocked = tokio::time::timeout(
+        Duration::from_secs(3),
+        support::raw_send(&mesh.nodes[0].1, &mesh.nodes[slow.node].0, b"{}".to_vec()),
+    )
+    .await;
+    assert!(
+        blocked.is_err(),
+        "the send to the killed node did not block"
+    );
+    let (status, body) = req
+        .delegate(json!({"model": "tinyllama", "prompt": "next", "timeout_ms": 90000}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["provider"]["node_id"].as_str().unwrap(),
+        node_id(&mesh, fast.node)
+    );
+    let since_kill = killed_at.lock().unwrap().unwrap().elapsed();
+    assert!(
+        since_kill < Duration::from_secs(127),
+        "{since_kill:?}: something waited out the blocking send"
+    );
+    assert_eq!(fast.stub.generate_calls(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_fifth_of_all_messages_lost_every_delegation_completes_once() {
     let mesh = MeshSimProc::start(4, 0);

@@ -297,3 +297,69 @@ async fn a_denied_node_is_never_chosen() {
     );
     assert!(counter(&requester, "edgent_messages_in", "announce").await >= 1.0);
 }
+
+/// When no provider serves, the 503 says what the mesh said: how many nodes were asked,
+/// how many sends failed, how many answered and why none fit, in one text and as fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_provider_names_the_nodes_asked_failed_and_answered() {
+    let dear = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let other_model = OllamaStub::start(StubBehaviour {
+        models: vec!["llama3:8b".into()],
+        ..StubBehaviour::default()
+    })
+    .await
+    .unwrap();
+    // 0 the requester, 1 a provider too dear, 2 a provider of another model, 3 a node
+    // that goes down, 4 a node with no daemon (it accepts and never answers).
+    let mesh = MeshSimProc::start(5, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let _p1 = daemon(
+        &mesh,
+        dir.path(),
+        1,
+        "provider",
+        &[("OLLAMA_URL", &dear.url()), ("PRICE_USDC", "1")],
+    )
+    .await;
+    let _p2 = daemon(
+        &mesh,
+        dir.path(),
+        2,
+        "provider",
+        &[("OLLAMA_URL", &other_model.url())],
+    )
+    .await;
+    let requester = daemon(
+        &mesh,
+        dir.path(),
+        0,
+        "requester",
+        &[("DISCOVERY_WINDOW_MS", "300")],
+    )
+    .await;
+    wait_for_ads(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    let (status, _) = mesh
+        .sim_post("/sim/faults", Some(json!({"down": [3]})))
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "anyone?", "max_price": 0.5}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], json!("no_provider"));
+    assert_eq!(body["model"], json!("tinyllama"));
+    assert_eq!(body["asked"], json!(4), "{body}");
+    assert_eq!(body["failed"], json!(1), "{body}");
+    assert_eq!(body["answered"], json!(2), "{body}");
+    assert_eq!(
+        body["unfit"],
+        json!({"price": 1, "model_unavailable": 1}),
+        "{body}"
+    );
+    assert_eq!(
+        body["detail"],
+        json!("no provider served tinyllama: asked 4 nodes, 1 failed (send error or timeout), 2 answered (model_unavailable 1, price 1)")
+    );
+    assert_eq!(dear.generate_calls() + other_model.generate_calls(), 0);
+}

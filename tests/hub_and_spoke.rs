@@ -3,8 +3,12 @@
 //! lists only itself, its peers and their ancestors, and the first send after peering is
 //! slow. An agent on one spoke delegates to the provider on a spoke under the other
 //! sub-hub, right after every daemon starts: discovery finds it through the relay and the
-//! announcements, and the first delegation succeeds.
+//! announcements, and the first delegation succeeds. The same paid: the spoke requester
+//! stakes for the provider on the other spoke (anvil, the escrow, the direct settler), and
+//! the release moves exactly the price.
 
+#[path = "support/paid.rs"]
+mod paid_world;
 mod support;
 
 use std::time::Duration;
@@ -80,4 +84,58 @@ async fn a_spoke_finds_a_provider_on_another_spoke_at_once() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[PROVIDER].0));
     assert_eq!(ollama.generate_calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_pays_a_provider_on_another_spoke() {
+    let w = paid_world::PaidWorld::new().await;
+    let mesh = MeshSimProc::start_with(NODES, &["--topology", "hubs:2", "--real"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Every other node runs an unpaid daemon that only relays and announces.
+    let mut relays: Vec<DaemonProc> = Vec::new();
+    for (i, (_, url)) in mesh.nodes.iter().enumerate() {
+        if i == REQUESTER || i == PROVIDER {
+            continue;
+        }
+        let env = vec![
+            ("AXL_API_URL".to_string(), url.clone()),
+            ("EDGENT_ROLE".to_string(), "requester".to_string()),
+            ("EDGENT_PAYMENTS".to_string(), "off".to_string()),
+        ];
+        relays.push(DaemonProc::start_owned(&dir.path().join(format!("n{i}")), env).await);
+    }
+    let (requester, provider) = w
+        .start_with(
+            paid_world::Settle::Direct,
+            &[("AXL_API_URL", &mesh.nodes[REQUESTER].1)],
+            &[("AXL_API_URL", &mesh.nodes[PROVIDER].1)],
+        )
+        .await;
+    w.assert_conserved(0).await;
+
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "paid across the hubs", "wait": "settled", "max_price": "0.05"}))
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", requester.log());
+    assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[PROVIDER].0));
+    assert_eq!(
+        body["output"],
+        json!(stub_output("tinyllama:latest", "paid across the hubs"))
+    );
+    assert_eq!(body["proof_verified"], json!(true));
+    assert_eq!(body["payment"]["status"], json!("released"));
+    let id = body["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        w.stake_status(&id).await,
+        edgent::chain::StakeStatus::Released
+    );
+    // Exactly the price moved, requester -> escrow -> provider; nothing created or lost.
+    let (r, p, e) = w.balances().await;
+    assert_eq!(
+        (r, p, e),
+        (paid_world::FUND - paid_world::PRICE, paid_world::PRICE, 0)
+    );
+    w.assert_conserved(0).await;
+    paid_world::payment_becomes(&provider, &id, "released", Duration::from_secs(30)).await;
+    assert_eq!(w.ollama.generate_calls(), 1);
 }

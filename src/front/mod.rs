@@ -445,7 +445,12 @@ pub async fn delegate_ndjson(
         let v = match ev {
             MeshEvent::Delta(d) => json!({"delta": d}),
             MeshEvent::Done(r) => serde_json::to_value(&*r).unwrap_or(Value::Null),
-            MeshEvent::Failed(e) => json!({"error": e.code().as_str(), "detail": e.to_string()}),
+            MeshEvent::Failed(e) => {
+                let mut m = e.fields().unwrap_or_default();
+                m.insert("error".into(), json!(e.code().as_str()));
+                m.insert("detail".into(), json!(e.to_string()));
+                Value::Object(m)
+            }
         };
         Ok(Bytes::from(ollama::line(&v)))
     });

@@ -71,11 +71,25 @@ pub struct Want<'a> {
 
 /// Whether `ad` may be chosen at all.
 pub fn qualifies(ad: &ResourceAd, want: &Want<'_>, access: &Access) -> bool {
-    ad.price <= want.max_price
-        && ad.free_memory_mb >= want.min_memory_mb
-        && ad.models.iter().any(|m| model_matches(want.model, m))
-        && access.may_choose(&ad.node_id, ad.ens.as_deref())
-        && (!want.paid || ad.wallet.is_some())
+    unfit(ad, want, access).is_none()
+}
+
+/// Why `ad` may not be chosen, if it may not, as the `unfit` reasons of the `no_provider`
+/// answer name it: `model_unavailable`, `price`, `memory`, `denied`, `no_wallet`.
+pub fn unfit(ad: &ResourceAd, want: &Want<'_>, access: &Access) -> Option<&'static str> {
+    if !ad.models.iter().any(|m| model_matches(want.model, m)) {
+        Some("model_unavailable")
+    } else if ad.price > want.max_price {
+        Some("price")
+    } else if ad.free_memory_mb < want.min_memory_mb {
+        Some("memory")
+    } else if !access.may_choose(&ad.node_id, ad.ens.as_deref()) {
+        Some("denied")
+    } else if want.paid && ad.wallet.is_none() {
+        Some("no_wallet")
+    } else {
+        None
+    }
 }
 
 fn reliability_class(r: Option<&ProviderRecord>) -> u8 {
