@@ -85,6 +85,7 @@ impl AttemptEnd {
                 TaskErrorCode::Busy => AttemptOutcome::Busy,
                 TaskErrorCode::ModelUnavailable => AttemptOutcome::ModelUnavailable,
                 TaskErrorCode::InferenceFailed => AttemptOutcome::InferenceFailed,
+                TaskErrorCode::DeadlineTooClose => AttemptOutcome::Deadline,
                 _ => AttemptOutcome::Refused,
             },
             AttemptEnd::Dead => AttemptOutcome::Dead,
@@ -102,6 +103,8 @@ pub struct Requester {
     waiting: Mutex<HashMap<JobId, Waiter>>,
     /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
     chunks: ChunkRegistry,
+    /// Paid delegations that failed over: their first job id -> the current attempt's.
+    current: Mutex<HashMap<JobId, JobId>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -114,8 +117,11 @@ struct Unregister<'a> {
 impl Drop for Unregister<'_> {
     fn drop(&mut self) {
         lock(&self.req.discoveries).remove(&self.request_id);
-        lock(&self.req.waiting).remove(&self.job_id);
-        self.req.chunks.remove(&self.job_id);
+        let current = lock(&self.req.current).remove(&self.job_id);
+        for job in std::iter::once(self.job_id).chain(current) {
+            lock(&self.req.waiting).remove(&job);
+            self.req.chunks.remove(&job);
+        }
     }
 }
 
@@ -132,6 +138,7 @@ impl Requester {
             discoveries: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             chunks: ChunkRegistry::default(),
+            current: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,6 +181,8 @@ impl Requester {
             // The job has its output; its payment record says what became of the money.
             tracing::warn!(job = %job_id, error = %e, "delegation answered without a verified proof");
         } else if let Err(e) = &result {
+            // A paid delegation that failed over ends on its last attempt's record.
+            let job_id = self.current_job(&job_id);
             let state = match e {
                 DelegateError::Deadline(_) => JobState::TimedOut,
                 _ => JobState::Failed,
@@ -238,27 +247,44 @@ impl Requester {
 
         // 2. Give the task to the candidates in turn until one answers: a provider that
         // is busy, fails, stops sending heartbeats or never acknowledges the task hands
-        // the job to the next, within the same deadline. A paid job stays with the
-        // provider its stake names.
+        // the job to the next, within the same deadline. A paid attempt's stake names its
+        // provider and its job id, so each paid attempt after the first runs under a fresh
+        // job id with its own stake; the failed one's stake was declined (refunded at
+        // once) or is refunded after its deadline by the payment watcher.
         let n_candidates = candidates.len();
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut last_fail: Option<DelegateError> = None;
         let mut busy_retry_ms: Option<u64> = None;
         let mut all_busy = true;
         let mut tasked = false;
+        let mut attempt_job = job_id;
         for ad in candidates {
             if Instant::now() >= deadline {
                 break;
             }
+            if self.payments.paid() && !attempts.is_empty() {
+                let next = JobId::new();
+                self.move_job(job_id, attempt_job, next, req, deadline_ms, discover_ms)?;
+                attempt_job = next;
+                tasked = false;
+            }
+            if let Some(wait) = self.payments.own_stake_wait() {
+                if Instant::now() + wait >= deadline {
+                    return Err(DelegateError::Deadline(format!(
+                        "the deadline is closer than a stake takes to land ({} ms): no stake was made",
+                        wait.as_millis()
+                    )));
+                }
+            }
             let provider = ad.node_id;
             let stake = self
                 .payments
-                .stake(&job_id, &ad, deadline_ms)
+                .stake(&attempt_job, &ad, deadline_ms)
                 .await
                 .map_err(|e| DelegateError::Payment(e.to_string()))?;
             let paid = stake.is_some();
             let task = Message::Task(Task {
-                job_id,
+                job_id: attempt_job,
                 model: model.to_string(),
                 prompt: req.prompt.clone(),
                 options: req.options.clone(),
@@ -269,9 +295,9 @@ impl Requester {
                 stream: req.sink.is_some(),
             });
             if let Some(sink) = &req.sink {
-                self.chunks.register(job_id, provider, sink.clone());
+                self.chunks.register(attempt_job, provider, sink.clone());
                 let _ = sink.events.send(StreamEvent::Started {
-                    job_id,
+                    job_id: attempt_job,
                     provider: ProviderInfo {
                         node_id: provider,
                         ens: ad.ens.clone(),
@@ -287,31 +313,39 @@ impl Requester {
                 r.timings.discover_ms = Some(discover_ms);
             };
             if tasked {
-                self.ctx.jobs.update(&job_id, Side::Requester, record)?;
-            } else {
                 self.ctx
                     .jobs
-                    .transition(&job_id, Side::Requester, JobState::Tasked, record)?;
+                    .update(&attempt_job, Side::Requester, record)?;
+            } else {
+                self.ctx.jobs.transition(
+                    &attempt_job,
+                    Side::Requester,
+                    JobState::Tasked,
+                    record,
+                )?;
                 tasked = true;
             }
-            tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
+            tracing::info!(job = %attempt_job, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
 
             // 3. Wait for the outcome, watching the provider's heartbeats.
             let t0 = Instant::now();
-            let end = self.attempt(job_id, provider, &task, deadline).await;
+            let end = self.attempt(attempt_job, provider, &task, deadline).await;
             let outcome = end.outcome();
             self.record_attempt(&provider, outcome, t0.elapsed());
             attempts.push(Attempt {
                 provider,
                 outcome: outcome.as_str().to_string(),
                 ms: t0.elapsed().as_millis() as u64,
+                job_id: Some(attempt_job),
+                stake: None,
             });
             let who = ad.ens.clone().unwrap_or_else(|| provider.short());
+            let gone = matches!(end, AttemptEnd::Dead | AttemptEnd::Unreachable(_));
             let fail = match end {
                 AttemptEnd::Result(r) => {
                     return self
                         .finish(
-                            job_id,
+                            attempt_job,
                             &ad,
                             r,
                             paid,
@@ -324,9 +358,13 @@ impl Requester {
                         .await
                 }
                 AttemptEnd::Deadline => {
-                    return Err(DelegateError::Deadline(format!(
-                        "no result from {who} before the deadline"
-                    )))
+                    DelegateError::Deadline(format!("no result from {who} before the deadline"))
+                }
+                AttemptEnd::Error(e) if e.code == TaskErrorCode::DeadlineTooClose => {
+                    DelegateError::Deadline(format!(
+                        "{who} cannot meet the deadline: {}",
+                        e.message
+                    ))
                 }
                 AttemptEnd::Error(e) => {
                     if e.code == TaskErrorCode::Busy {
@@ -348,19 +386,33 @@ impl Requester {
                     DelegateError::NoProvider(format!("{who} did not acknowledge the task ({why})"))
                 }
             };
-            if paid {
-                // The stake names this provider: another one cannot be paid from it.
-                return Err(match fail {
-                    DelegateError::NoProvider(m) => DelegateError::NoProvider(format!(
-                        "{m}; the stake is refunded after its deadline"
-                    )),
-                    other => other,
-                });
+            if paid && outcome != AttemptOutcome::Deadline {
+                if gone {
+                    // It may only look dead: asked to stop, a live provider declines the
+                    // stake (the requester is refunded at once) instead of finishing a job
+                    // nobody will pay for.
+                    let ctx = self.ctx.clone();
+                    let cancel = Message::TaskCancel(TaskCancel {
+                        job_id: attempt_job,
+                    });
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            ctx.config.delivery.send_timeout,
+                            ctx.send(&provider, &cancel),
+                        )
+                        .await;
+                    });
+                }
+                let stake = self.payments.attempt_failed(&attempt_job).await;
+                if let Some(last) = attempts.last_mut() {
+                    last.stake = stake;
+                }
             }
+            self.note_attempts(&attempt_job, &attempts);
             if !outcome.fails_over() {
                 return Err(fail);
             }
-            tracing::warn!(job = %job_id, provider = %provider.short(), outcome = outcome.as_str(), error = %fail, "trying the next provider");
+            tracing::warn!(job = %attempt_job, provider = %provider.short(), outcome = outcome.as_str(), error = %fail, "trying the next provider");
             last_fail = Some(fail);
         }
         if let (true, Some(ms)) = (all_busy, busy_retry_ms) {
@@ -374,6 +426,60 @@ impl Requester {
         Err(last_fail.unwrap_or_else(|| {
             DelegateError::Deadline("deadline passed before a task was sent".into())
         }))
+    }
+
+    /// A paid delegation fails over: the attempt under `from` ends `failed` (its record
+    /// keeps its payment, which the watcher ends) pointing to `to`, a new record of the
+    /// same delegation, which the next attempt stakes for.
+    fn move_job(
+        &self,
+        root: JobId,
+        from: JobId,
+        to: JobId,
+        req: &ValidRequest,
+        deadline_ms: u64,
+        discover_ms: u64,
+    ) -> Result<(), DelegateError> {
+        let mut rec = JobRecord::new(to, Side::Requester, &req.model, &req.prompt, deadline_ms);
+        rec.timings.discover_ms = Some(discover_ms);
+        self.ctx.jobs.insert(&rec)?;
+        let res = self
+            .ctx
+            .jobs
+            .transition(&from, Side::Requester, JobState::Failed, |r| {
+                let outcome = r
+                    .attempts
+                    .last()
+                    .map(|a| a.outcome.clone())
+                    .unwrap_or_else(|| "failed".into());
+                r.error = Some(format!(
+                    "{outcome}: the delegation moved to job {to} (another provider, its own stake)"
+                ));
+                r.error_code = Some(outcome);
+                r.moved_to = Some(to);
+            });
+        if let Err(e) = res {
+            tracing::warn!(job = %from, error = %e, "cannot record the failed-over attempt");
+        }
+        lock(&self.current).insert(root, to);
+        tracing::info!(job = %from, next = %to, "paid failover: a fresh job id and stake for the next provider");
+        Ok(())
+    }
+
+    /// Keep the attempts so far on the attempt's job record (`/jobs` shows them).
+    fn note_attempts(&self, job: &JobId, attempts: &[Attempt]) {
+        let res = self.ctx.jobs.update(job, Side::Requester, |r| {
+            r.attempts = attempts.to_vec();
+        });
+        if let Err(e) = res {
+            tracing::warn!(%job, error = %e, "cannot record the attempts");
+        }
+    }
+
+    /// The job id a delegation that started as `root` runs under now (paid failover
+    /// gives each attempt its own).
+    fn current_job(&self, root: &JobId) -> JobId {
+        lock(&self.current).get(root).copied().unwrap_or(*root)
     }
 
     /// One attempt at one provider: send the task reliably and wait for its answer,
@@ -469,12 +575,14 @@ impl Requester {
         let output = r.output.clone();
         let usage = r.usage.clone();
         let t = timings.clone();
+        let tried = attempts.clone();
         let rec =
             self.ctx
                 .jobs
                 .transition(&job_id, Side::Requester, JobState::Completed, |rec| {
                     rec.output = Some(output);
                     rec.usage = Some(usage);
+                    rec.attempts = tried;
                     let stake_ms = rec.timings.stake_ms;
                     rec.timings = t;
                     rec.timings.stake_ms = stake_ms;
@@ -881,6 +989,7 @@ impl Requester {
     /// The agent went away: ask the job's provider to stop (`task_cancel`). The provider
     /// answers `task_error` `cancelled`, which ends the delegation.
     pub async fn cancel(&self, job_id: JobId) {
+        let job_id = self.current_job(&job_id);
         let provider = lock(&self.waiting).get(&job_id).map(|w| w.provider);
         if let Some(p) = provider {
             tracing::info!(job = %job_id, provider = %p.short(), "agent gone: cancelling the job");
