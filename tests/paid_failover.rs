@@ -344,6 +344,7 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
                 ("PROVIDER_MAX_JOBS", "64"),
                 ("PAYMENT_TICK_MS", "500"),
                 ("PAYMENT_GRACE_SECS", "30"),
+                ("STAKE_MARGIN_SECS", "120"),
                 ("RUST_LOG", "info"),
             ],
         )
