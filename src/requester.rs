@@ -5,6 +5,13 @@
 //! model, price, free memory and load, sends the `task`, and waits for the `task_result`
 //! or `task_error` until the deadline. The router feeds ads and results in through the
 //! `on_*` methods; each checks that the sender is the node the job was given to.
+//!
+//! Failover: one attempt loop for unpaid and paid jobs. A failed attempt hands the job to
+//! the next candidate within the same deadline. Paid attempts after the first run under a
+//! fresh job id with their own stake (an escrow stake names one job id and one provider);
+//! the failed attempt's record points to the next (`moved_to`), and what became of its
+//! stake (declined and refunded, pending refund after its deadline, never made) is read
+//! from the chain and listed in the answer's `attempts`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -156,6 +156,76 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_the_deadline() {
+    let w = PaidWorld::with(WorldOptions {
+        nodes: 3,
+        block_time: None,
+    })
+    .await;
+    // Node 1 (the cheaper, tried first) takes a minute per answer; node 2 answers at once.
+    w.ollama.set(|b| b.delay = Duration::from_secs(60));
+    let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let (requester, mut first) = w.start(Settle::Direct, &[]).await;
+    let mut env = w.second_provider_env(&good.url());
+    env.push(("PRICE_USDC".into(), "0.02".into()));
+    let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
+    knows_providers(&requester, &[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0]).await;
+    let second_price = 2 * PRICE;
+
+    let url = format!("{}/delegate", requester.url);
+    let call = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"model": "tinyllama", "prompt": "outlive me", "wait": "settled", "timeout_ms": 60000}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    });
+    let dead_job = eventually("the first provider running the job", WITHIN, || async {
+        let j = first.newest_job().await?;
+        (j["state"] == json!("running")).then(|| job_of(&j))
+    })
+    .await;
+    first.kill();
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", requester.log());
+    assert_eq!(body["provider"]["node_id"], json!(w.mesh.nodes[2].0));
+    let attempts = body["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{body}");
+    assert_eq!(job_of(&attempts[0]), dead_job);
+    assert_ne!(job_of(&body), dead_job);
+    assert_eq!(attempts[0]["outcome"], json!("dead"));
+    let stake = &attempts[0]["stake"];
+    assert_eq!(stake["status"], json!("pending_refund"), "{body}");
+    let refund_after = stake["refund_after"].as_u64().expect("refund_after");
+
+    // The dead provider's stake is still locked, and the books say so.
+    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Staked);
+    let (r, p1, e) = w.balances().await;
+    let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
+    assert_eq!(
+        (r, p1, p2, e),
+        (FUND - PRICE - second_price, 0, second_price, PRICE)
+    );
+    let rec = requester.job(&dead_job).await.unwrap();
+    assert_eq!(rec["state"], json!("failed"));
+    assert_eq!(rec["moved_to"], json!(job_of(&body)));
+    assert_eq!(rec["payment"]["status"], json!("staked"));
+
+    // Once the chain passes the stake's deadline, the requester's watcher refunds it.
+    let now = w.requester_client().await.chain_time().await.unwrap();
+    w.advance(refund_after.saturating_sub(now) + 5).await;
+    payment_becomes(&requester, &dead_job, "refunded", WITHIN).await;
+    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Refunded);
+    let (r, p1, e) = w.balances().await;
+    let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
+    assert_eq!((r, p1, p2, e), (FUND - second_price, 0, second_price, 0));
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_millis(300));
