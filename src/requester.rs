@@ -417,7 +417,7 @@ impl Requester {
             }
             self.note_attempts(&attempt_job, &attempts);
             if !outcome.fails_over() {
-                return Err(fail);
+                return Err(with_pending_stakes(fail, &attempts));
             }
             tracing::warn!(job = %attempt_job, provider = %provider.short(), outcome = outcome.as_str(), error = %fail, "trying the next provider");
             last_fail = Some(fail);
@@ -430,9 +430,10 @@ impl Requester {
                 retry_after_secs: ms.div_ceil(1000).max(1),
             });
         }
-        Err(last_fail.unwrap_or_else(|| {
+        let fail = last_fail.unwrap_or_else(|| {
             DelegateError::Deadline("deadline passed before a task was sent".into())
-        }))
+        });
+        Err(with_pending_stakes(fail, &attempts))
     }
 
     /// A paid delegation fails over: the attempt under `from` ends `failed` (its record
@@ -1006,6 +1007,35 @@ impl Requester {
     }
 }
 
+/// A failed paid delegation says when stakes of its attempts are still locked (they are
+/// refunded after their deadline; `/jobs` lists them), so the agent knows its money is
+/// coming back.
+fn with_pending_stakes(e: DelegateError, attempts: &[Attempt]) -> DelegateError {
+    let pending = attempts
+        .iter()
+        .filter(|a| {
+            a.stake
+                .as_ref()
+                .is_some_and(|s| s.status == "pending_refund")
+        })
+        .count();
+    if pending == 0 {
+        return e;
+    }
+    let note = format!(
+        "; {pending} stake(s) of this delegation are refunded after their deadline (see /jobs)"
+    );
+    match e {
+        DelegateError::NoProvider(m) => DelegateError::NoProvider(m + &note),
+        DelegateError::Deadline(m) => DelegateError::Deadline(m + &note),
+        DelegateError::ProviderFailed { code, message } => DelegateError::ProviderFailed {
+            code,
+            message: message + &note,
+        },
+        other => other,
+    }
+}
+
 /// Keep the ads that fit (model, price, memory), in the order given: [`Requester`]'s
 /// discovery already ranks them ([`crate::mesh::score::rank`]).
 pub fn choose(
@@ -1070,6 +1100,35 @@ mod tests {
             .collect();
         // Filtered, in the order given (discovery ranks).
         assert_eq!(ranked, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_failed_paid_delegation_says_how_many_stakes_wait_for_their_refund() {
+        let attempt = |stake: Option<&str>| Attempt {
+            provider: PeerKey([1; 32]),
+            outcome: "dead".into(),
+            ms: 1,
+            job_id: Some(JobId([2; 32])),
+            stake: stake.map(|s| crate::request::AttemptStake {
+                status: s.into(),
+                tx_hash: None,
+                refund_after: Some(10),
+            }),
+        };
+        let e = with_pending_stakes(
+            DelegateError::NoProvider("gone".into()),
+            &[
+                attempt(Some("pending_refund")),
+                attempt(Some("refunded")),
+                attempt(Some("pending_refund")),
+            ],
+        );
+        assert!(e.to_string().starts_with("gone; 2 stake(s)"), "{e}");
+        let e = with_pending_stakes(
+            DelegateError::NoProvider("gone".into()),
+            &[attempt(Some("not_staked")), attempt(None)],
+        );
+        assert_eq!(e.to_string(), "gone");
     }
 
     #[test]
