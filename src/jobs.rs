@@ -387,6 +387,13 @@ pub struct JobRecord {
     /// The money side of a paid job; `None` when payments are off.
     #[serde(default)]
     pub payment: Option<PaymentRecord>,
+    /// Requester: the paid delegation failed over from this attempt to the job with this
+    /// id (its own stake); a result that comes here afterwards is not paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<JobId>,
+    /// Requester: the providers tried so far for the delegation, this one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<crate::request::Attempt>,
 }
 
 impl JobRecord {
@@ -412,6 +419,8 @@ impl JobRecord {
             timings: Timings::default(),
             usage: None,
             payment: None,
+            moved_to: None,
+            attempts: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::jobs::PaymentRecord;
 use crate::protocol::{
     JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
 };
+use crate::request::AttemptStake;
 
 /// A payment step that did not work.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,18 @@ pub trait RequesterPayments: Send + Sync + 'static {
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest);
     /// How many times a provider's proof has failed here (it is ranked down).
     fn disputes(&self, provider: &PeerKey) -> u32;
+    /// A paid attempt under `job_id` failed (its provider declined, failed, died or never
+    /// answered): read what became of its stake from the chain, record it, and say it for
+    /// the answer's `attempts`. `None` when jobs are not paid.
+    async fn attempt_failed(&self, _job_id: &JobId) -> Option<AttemptStake> {
+        None
+    }
+    /// How long a stake this node sends itself (`STAKE_MODE=approve`) may take to land,
+    /// when known: no stake is sent with less time left before the agent's deadline.
+    /// `None` when the provider submits the stake, or nothing is measured yet.
+    fn own_stake_wait(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What a provider does about money.

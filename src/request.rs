@@ -212,6 +212,31 @@ pub struct Attempt {
     pub outcome: String,
     /// How long it took, milliseconds.
     pub ms: u64,
+    /// The job id this attempt ran under. Unpaid attempts share the delegation's; a paid
+    /// attempt has its own (the escrow's job id names one provider), so each has a record
+    /// in `/jobs` with its payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
+    /// Paid attempts that failed: what became of their stake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake: Option<AttemptStake>,
+}
+
+/// What became of the stake of a paid attempt that failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptStake {
+    /// `refunded`: the provider declined and its `decline` transaction (`tx_hash`) refunded
+    /// the requester; `pending_refund`: the stake is on chain and the payment watcher
+    /// refunds it once the chain passes `refund_after`; `not_staked`: the provider never
+    /// submitted the authorization (nothing is locked; it lapses at `refund_after`, and
+    /// should it land before, it is refunded after); otherwise the payment status.
+    pub status: String,
+    /// The transaction that returned the money, when it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    /// The stake's deadline, unix seconds of chain time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_after: Option<u64>,
 }
 
 /// The error codes of the API, one table: the `error` field of an HTTP error body, the

@@ -5,6 +5,13 @@
 //! model, price, free memory and load, sends the `task`, and waits for the `task_result`
 //! or `task_error` until the deadline. The router feeds ads and results in through the
 //! `on_*` methods; each checks that the sender is the node the job was given to.
+//!
+//! Failover: one attempt loop for unpaid and paid jobs. A failed attempt hands the job to
+//! the next candidate within the same deadline. Paid attempts after the first run under a
+//! fresh job id with their own stake (an escrow stake names one job id and one provider);
+//! the failed attempt's record points to the next (`moved_to`), and what became of its
+//! stake (declined and refunded, pending refund after its deadline, never made) is read
+//! from the chain and listed in the answer's `attempts`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -166,6 +173,7 @@ impl AttemptEnd {
                 TaskErrorCode::ModelUnavailable => AttemptOutcome::ModelUnavailable,
                 TaskErrorCode::InferenceFailed => AttemptOutcome::InferenceFailed,
                 TaskErrorCode::Cancelled => AttemptOutcome::Cancelled,
+                TaskErrorCode::DeadlineTooClose => AttemptOutcome::Deadline,
                 _ => AttemptOutcome::Refused,
             },
             AttemptEnd::Dead => AttemptOutcome::Dead,
@@ -184,6 +192,8 @@ pub struct Requester {
     waiting: Mutex<HashMap<JobId, Waiter>>,
     /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
     chunks: ChunkRegistry,
+    /// Paid delegations that failed over: their first job id -> the current attempt's.
+    current: Mutex<HashMap<JobId, JobId>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -196,8 +206,11 @@ struct Unregister<'a> {
 impl Drop for Unregister<'_> {
     fn drop(&mut self) {
         lock(&self.req.discoveries).remove(&self.request_id);
-        lock(&self.req.waiting).remove(&self.job_id);
-        self.req.chunks.remove(&self.job_id);
+        let current = lock(&self.req.current).remove(&self.job_id);
+        for job in std::iter::once(self.job_id).chain(current) {
+            lock(&self.req.waiting).remove(&job);
+            self.req.chunks.remove(&job);
+        }
     }
 }
 
@@ -214,6 +227,7 @@ impl Requester {
             discoveries: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             chunks: ChunkRegistry::default(),
+            current: Mutex::new(HashMap::new()),
         }
     }
 
@@ -256,6 +270,8 @@ impl Requester {
             // The job has its output; its payment record says what became of the money.
             tracing::warn!(job = %job_id, error = %e, "delegation answered without a verified proof");
         } else if let Err(e) = &result {
+            // A paid delegation that failed over ends on its last attempt's record.
+            let job_id = self.current_job(&job_id);
             let state = match e {
                 DelegateError::Deadline(_) => JobState::TimedOut,
                 DelegateError::Cancelled(_) => JobState::Cancelled,
@@ -314,26 +330,43 @@ impl Requester {
 
         // 2. Give the task to the candidates in turn until one answers: a provider that
         // is busy, fails, stops sending heartbeats or never acknowledges the task hands
-        // the job to the next, within the same deadline. A paid job stays with the
-        // provider its stake names.
+        // the job to the next, within the same deadline. A paid attempt's stake names its
+        // provider and its job id, so each paid attempt after the first runs under a fresh
+        // job id with its own stake; the failed one's stake was declined (refunded at
+        // once) or is refunded after its deadline by the payment watcher.
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut last_fail: Option<DelegateError> = None;
         let mut busy_retry_ms: Option<u64> = None;
         let mut all_busy = true;
         let mut tasked = false;
+        let mut attempt_job = job_id;
         for ad in candidates {
             if Instant::now() >= deadline {
                 break;
             }
+            if self.payments.paid() && !attempts.is_empty() {
+                let next = JobId::new();
+                self.move_job(job_id, attempt_job, next, req, deadline_ms, discover_ms)?;
+                attempt_job = next;
+                tasked = false;
+            }
+            if let Some(wait) = self.payments.own_stake_wait() {
+                if Instant::now() + wait >= deadline {
+                    return Err(DelegateError::Deadline(format!(
+                        "the deadline is closer than a stake takes to land ({} ms): no stake was made",
+                        wait.as_millis()
+                    )));
+                }
+            }
             let provider = ad.node_id;
             let stake = self
                 .payments
-                .stake(&job_id, &ad, deadline_ms)
+                .stake(&attempt_job, &ad, deadline_ms)
                 .await
                 .map_err(|e| DelegateError::Payment(e.to_string()))?;
             let paid = stake.is_some();
             let task = Message::Task(Task {
-                job_id,
+                job_id: attempt_job,
                 model: model.to_string(),
                 prompt: req.prompt.clone(),
                 options: req.options.clone(),
@@ -344,9 +377,9 @@ impl Requester {
                 stream: req.sink.is_some(),
             });
             if let Some(sink) = &req.sink {
-                self.chunks.register(job_id, provider, sink.clone());
+                self.chunks.register(attempt_job, provider, sink.clone());
                 let _ = sink.events.send(StreamEvent::Started {
-                    job_id,
+                    job_id: attempt_job,
                     provider: ProviderInfo {
                         node_id: provider,
                         ens: ad.ens.clone(),
@@ -365,32 +398,40 @@ impl Requester {
                 r.timings.discover_ms = Some(discover_ms);
             };
             if tasked {
-                self.ctx.jobs.update(&job_id, Side::Requester, record)?;
-            } else {
                 self.ctx
                     .jobs
-                    .transition(&job_id, Side::Requester, JobState::Tasked, record)?;
+                    .update(&attempt_job, Side::Requester, record)?;
+            } else {
+                self.ctx.jobs.transition(
+                    &attempt_job,
+                    Side::Requester,
+                    JobState::Tasked,
+                    record,
+                )?;
                 tasked = true;
             }
-            tracing::info!(job = %job_id, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
+            tracing::info!(job = %attempt_job, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
 
             // 3. Wait for the outcome, watching the provider's heartbeats.
             tally.asked(&provider);
             let t0 = Instant::now();
-            let end = self.attempt(job_id, provider, &task, deadline).await;
+            let end = self.attempt(attempt_job, provider, &task, deadline).await;
             let outcome = end.outcome();
             self.record_attempt(&provider, outcome, t0.elapsed());
             attempts.push(Attempt {
                 provider,
                 outcome: outcome.as_str().to_string(),
                 ms: t0.elapsed().as_millis() as u64,
+                job_id: Some(attempt_job),
+                stake: None,
             });
             let who = ad.ens.clone().unwrap_or_else(|| provider.short());
+            let gone = matches!(end, AttemptEnd::Dead | AttemptEnd::Unreachable(_));
             let fail = match end {
                 AttemptEnd::Result(r) => {
                     return self
                         .finish(
-                            job_id,
+                            attempt_job,
                             &ad,
                             r,
                             paid,
@@ -402,9 +443,14 @@ impl Requester {
                         )
                         .await
                 }
-                AttemptEnd::Deadline => {
-                    return Err(DelegateError::Deadline(format!(
-                        "no result from {who} before the deadline"
+                AttemptEnd::Deadline => Some(DelegateError::Deadline(format!(
+                    "no result from {who} before the deadline"
+                ))),
+                AttemptEnd::Error(e) if e.code == TaskErrorCode::DeadlineTooClose => {
+                    tally.answered(&provider, Some(outcome.as_str()));
+                    Some(DelegateError::Deadline(format!(
+                        "{who} cannot meet the deadline: {}",
+                        e.message
                     )))
                 }
                 AttemptEnd::Error(e) if e.code == TaskErrorCode::Cancelled => {
@@ -428,20 +474,12 @@ impl Requester {
                 AttemptEnd::Dead => {
                     all_busy = false;
                     tally.answered(&provider, Some(outcome.as_str()));
-                    if paid {
-                        let note = format!("the stake names {who}, which stopped sending heartbeats: it is refunded after its deadline");
-                        return Err(tally.unserved(model, None, Some(note)).into());
-                    }
                     None
                 }
                 AttemptEnd::Unreachable(why) => {
                     all_busy = false;
                     tally.failed(&provider);
-                    tracing::debug!(job = %job_id, provider = %provider.short(), %why, "task not acknowledged");
-                    if paid {
-                        let note = format!("the stake names {who}, which did not acknowledge the task: it is refunded after its deadline");
-                        return Err(tally.unserved(model, None, Some(note)).into());
-                    }
+                    tracing::debug!(job = %attempt_job, provider = %provider.short(), %why, "task not acknowledged");
                     None
                 }
             };
@@ -450,7 +488,7 @@ impl Requester {
             let why = fail
                 .as_ref()
                 .map_or_else(|| outcome.as_str().to_string(), |f| f.to_string());
-            match self.chunks.end_attempt(&job_id) {
+            match self.chunks.end_attempt(&attempt_job) {
                 Retry::Allowed => {}
                 Retry::Cancelled => {
                     return Err(DelegateError::Cancelled(format!(
@@ -458,42 +496,123 @@ impl Requester {
                     )))
                 }
                 Retry::Streamed if outcome.fails_over() => {
-                    tracing::warn!(job = %job_id, provider = %provider.short(), error = %why, "part of the answer already reached the agent: no failover");
+                    tracing::warn!(job = %attempt_job, provider = %provider.short(), error = %why, "part of the answer already reached the agent: no failover");
                     let fail = fail.unwrap_or_else(|| {
                         tally
                             .unserved(model, None, Some(format!("{who}: {why}")))
                             .into()
                     });
-                    return Err(streamed_no_failover(fail));
+                    return Err(with_pending_stakes(streamed_no_failover(fail), &attempts));
                 }
                 Retry::Streamed => {}
             }
-            if let Some(fail) = fail {
-                // The stake names this provider: another one cannot be paid from it.
-                if paid || !outcome.fails_over() {
-                    return Err(fail);
+            if paid && outcome != AttemptOutcome::Deadline {
+                if gone {
+                    // It may only look dead: asked to stop, a live provider declines the
+                    // stake (the requester is refunded at once) instead of finishing a job
+                    // nobody will pay for.
+                    let ctx = self.ctx.clone();
+                    let cancel = Message::TaskCancel(TaskCancel {
+                        job_id: attempt_job,
+                    });
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            ctx.config.delivery.send_timeout,
+                            ctx.send(&provider, &cancel),
+                        )
+                        .await;
+                    });
                 }
-                last_fail = Some(fail);
+                let stake = self.payments.attempt_failed(&attempt_job).await;
+                if let Some(last) = attempts.last_mut() {
+                    last.stake = stake;
+                }
             }
-            tracing::warn!(job = %job_id, provider = %provider.short(), outcome = outcome.as_str(), "trying the next provider");
+            self.note_attempts(&attempt_job, &attempts);
+            if !outcome.fails_over() {
+                let fail = fail.unwrap_or_else(|| tally.unserved(model, None, None).into());
+                return Err(with_pending_stakes(fail, &attempts));
+            }
+            tracing::warn!(job = %attempt_job, provider = %provider.short(), outcome = outcome.as_str(), error = %why, "trying the next provider");
+            if fail.is_some() {
+                last_fail = fail;
+            }
         }
         if attempts.is_empty() || Instant::now() >= deadline {
-            return Err(DelegateError::Deadline(format!(
+            let fail = DelegateError::Deadline(format!(
                 "deadline passed after {} attempt(s)",
                 attempts.len()
-            )));
+            ));
+            return Err(with_pending_stakes(fail, &attempts));
         }
         // One provider that failed the job: its own reason (502). Otherwise what every
         // node said (503), with `Retry-After` when they were all busy.
         if attempts.len() == 1 && !all_busy {
             if let Some(fail @ DelegateError::ProviderFailed { .. }) = last_fail {
-                return Err(fail);
+                return Err(with_pending_stakes(fail, &attempts));
             }
         }
         let retry = busy_retry_ms
             .filter(|_| all_busy)
             .map(|ms| ms.div_ceil(1000).max(1));
-        Err(tally.unserved(model, retry, None).into())
+        Err(with_pending_stakes(
+            tally.unserved(model, retry, None).into(),
+            &attempts,
+        ))
+    }
+
+    /// A paid delegation fails over: the attempt under `from` ends `failed` (its record
+    /// keeps its payment, which the watcher ends) pointing to `to`, a new record of the
+    /// same delegation, which the next attempt stakes for.
+    fn move_job(
+        &self,
+        root: JobId,
+        from: JobId,
+        to: JobId,
+        req: &ValidRequest,
+        deadline_ms: u64,
+        discover_ms: u64,
+    ) -> Result<(), DelegateError> {
+        let mut rec = JobRecord::new(to, Side::Requester, &req.model, &req.prompt, deadline_ms);
+        rec.timings.discover_ms = Some(discover_ms);
+        self.ctx.jobs.insert(&rec)?;
+        let res = self
+            .ctx
+            .jobs
+            .transition(&from, Side::Requester, JobState::Failed, |r| {
+                let outcome = r
+                    .attempts
+                    .last()
+                    .map(|a| a.outcome.clone())
+                    .unwrap_or_else(|| "failed".into());
+                r.error = Some(format!(
+                    "{outcome}: the delegation moved to job {to} (another provider, its own stake)"
+                ));
+                r.error_code = Some(outcome);
+                r.moved_to = Some(to);
+            });
+        if let Err(e) = res {
+            tracing::warn!(job = %from, error = %e, "cannot record the failed-over attempt");
+        }
+        lock(&self.current).insert(root, to);
+        tracing::info!(job = %from, next = %to, "paid failover: a fresh job id and stake for the next provider");
+        Ok(())
+    }
+
+    /// Keep the attempts so far on the attempt's job record (`/jobs` shows them).
+    fn note_attempts(&self, job: &JobId, attempts: &[Attempt]) {
+        let res = self.ctx.jobs.update(job, Side::Requester, |r| {
+            r.attempts = attempts.to_vec();
+        });
+        if let Err(e) = res {
+            tracing::warn!(%job, error = %e, "cannot record the attempts");
+        }
+    }
+
+    /// The job id a delegation that started as `root` runs under now (paid failover
+    /// gives each attempt its own).
+    fn current_job(&self, root: &JobId) -> JobId {
+        lock(&self.current).get(root).copied().unwrap_or(*root)
     }
 
     /// One attempt at one provider: send the task reliably and wait for its answer,
@@ -589,12 +708,14 @@ impl Requester {
         let output = r.output.clone();
         let usage = r.usage.clone();
         let t = timings.clone();
+        let tried = attempts.clone();
         let rec =
             self.ctx
                 .jobs
                 .transition(&job_id, Side::Requester, JobState::Completed, |rec| {
                     rec.output = Some(output);
                     rec.usage = Some(usage);
+                    rec.attempts = tried;
                     let stake_ms = rec.timings.stake_ms;
                     rec.timings = t;
                     rec.timings.stake_ms = stake_ms;
@@ -1106,6 +1227,7 @@ impl Requester {
     /// The agent went away: ask the job's provider to stop (`task_cancel`). The provider
     /// answers `task_error` `cancelled`, which ends the delegation.
     pub async fn cancel(&self, job_id: JobId) {
+        let job_id = self.current_job(&job_id);
         self.chunks.cancel(&job_id);
         let provider = lock(&self.waiting).get(&job_id).map(|w| w.provider);
         if let Some(p) = provider {
@@ -1132,6 +1254,41 @@ fn streamed_no_failover(fail: DelegateError) -> DelegateError {
         DelegateError::ProviderFailed { code, message } => DelegateError::ProviderFailed {
             code,
             message: format!("{message}; {WHY}"),
+        },
+        other => other,
+    }
+}
+
+/// A failed paid delegation says when stakes of its attempts are still locked (they are
+/// refunded after their deadline; `/jobs` lists them), so the agent knows its money is
+/// coming back.
+fn with_pending_stakes(e: DelegateError, attempts: &[Attempt]) -> DelegateError {
+    let pending = attempts
+        .iter()
+        .filter(|a| {
+            a.stake
+                .as_ref()
+                .is_some_and(|s| s.status == "pending_refund")
+        })
+        .count();
+    if pending == 0 {
+        return e;
+    }
+    let note = format!(
+        "; {pending} stake(s) of this delegation are refunded after their deadline (see /jobs)"
+    );
+    match e {
+        DelegateError::NoProvider(mut u) => {
+            u.note = Some(match u.note.take() {
+                Some(n) => format!("{n}{note}"),
+                None => note.trim_start_matches("; ").to_string(),
+            });
+            DelegateError::NoProvider(u)
+        }
+        DelegateError::Deadline(m) => DelegateError::Deadline(m + &note),
+        DelegateError::ProviderFailed { code, message } => DelegateError::ProviderFailed {
+            code,
+            message: message + &note,
         },
         other => other,
     }
@@ -1201,6 +1358,51 @@ mod tests {
             .collect();
         // Filtered, in the order given (discovery ranks).
         assert_eq!(ranked, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_failed_paid_delegation_says_how_many_stakes_wait_for_their_refund() {
+        let attempt = |stake: Option<&str>| Attempt {
+            provider: PeerKey([1; 32]),
+            outcome: "dead".into(),
+            ms: 1,
+            job_id: Some(JobId([2; 32])),
+            stake: stake.map(|s| crate::request::AttemptStake {
+                status: s.into(),
+                tx_hash: None,
+                refund_after: Some(10),
+            }),
+        };
+        let e = with_pending_stakes(
+            DelegateError::Internal("gone".into()),
+            &[attempt(Some("pending_refund"))],
+        );
+        assert_eq!(e.to_string(), "internal error: gone", "other errors are left alone");
+        let e = with_pending_stakes(
+            DelegateError::Deadline("gone".into()),
+            &[
+                attempt(Some("pending_refund")),
+                attempt(Some("refunded")),
+                attempt(Some("pending_refund")),
+            ],
+        );
+        assert!(e.to_string().contains("gone; 2 stake(s)"), "{e}");
+        let e = with_pending_stakes(
+            DelegateError::Deadline("gone".into()),
+            &[attempt(Some("not_staked")), attempt(None)],
+        );
+        assert!(e.to_string().ends_with("gone"), "{e}");
+        let e = with_pending_stakes(
+            crate::request::Unserved::default().into(),
+            &[attempt(Some("pending_refund"))],
+        );
+        match e {
+            DelegateError::NoProvider(u) => assert_eq!(
+                u.note.as_deref(),
+                Some("1 stake(s) of this delegation are refunded after their deadline (see /jobs)")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -330,6 +330,14 @@ impl EscrowClient {
         self.wallet
     }
 
+    /// How long this wallet's next transaction may take to be mined, from its recent ones
+    /// (the longest of the last 16 waits for a receipt); `None` before the first, or
+    /// without a wallet. A step that must land before a deadline is not sent with less
+    /// time left.
+    pub fn inclusion_estimate(&self) -> Option<std::time::Duration> {
+        self.lane.as_ref().and_then(|l| l.inclusion_estimate())
+    }
+
     /// The escrow contract's address.
     pub fn escrow_address(&self) -> Address {
         *self.escrow.address()

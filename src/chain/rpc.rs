@@ -95,6 +95,29 @@ pub(crate) struct TxLane {
     chain_id: u64,
     next: NextNonce,
     timeout: Duration,
+    waits: Arc<StdMutex<InclusionWaits>>,
+}
+
+/// How many of a lane's latest receipt waits [`InclusionWaits`] keeps.
+const INCLUSION_SAMPLES: usize = 16;
+
+/// The lane's latest waits from broadcast to receipt. Their maximum is how long a new
+/// transaction may take to land: on a chain with a block every `b` seconds the waits spread
+/// over `0..b` plus a poll, so the maximum of a few converges on one block time.
+#[derive(Default)]
+pub(crate) struct InclusionWaits(std::collections::VecDeque<Duration>);
+
+impl InclusionWaits {
+    fn record(&mut self, wait: Duration) {
+        if self.0.len() == INCLUSION_SAMPLES {
+            self.0.pop_front();
+        }
+        self.0.push_back(wait);
+    }
+
+    fn estimate(&self) -> Option<Duration> {
+        self.0.iter().max().copied()
+    }
 }
 
 impl TxLane {
@@ -114,7 +137,17 @@ impl TxLane {
             chain_id,
             next: next_nonce_for(rpc_url, from),
             timeout,
+            waits: Default::default(),
         }
+    }
+
+    /// How long a transaction of this lane may take from broadcast to receipt: the longest
+    /// of the last [`INCLUSION_SAMPLES`] mined ones; `None` before the first.
+    pub(crate) fn inclusion_estimate(&self) -> Option<Duration> {
+        self.waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .estimate()
     }
 
     /// Sends `tx` and waits for its receipt (bounded by the lane's timeout). A refusal at
@@ -122,7 +155,15 @@ impl TxLane {
     /// a mined revert as `Reverted`.
     pub(crate) async fn send(&self, tx: TransactionRequest) -> Result<TxHash, EscrowError> {
         let (hash, raw) = self.broadcast(tx).await?;
-        poll_receipt(&self.provider, hash, Some(&raw), self.timeout).await
+        let sent = tokio::time::Instant::now();
+        let mined = poll_receipt(&self.provider, hash, Some(&raw), self.timeout).await;
+        if matches!(mined, Ok(_) | Err(EscrowError::Reverted { .. })) {
+            self.waits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(sent.elapsed());
+        }
+        mined
     }
 
     /// Estimates, signs with the next nonce and broadcasts `tx`; returns its hash and
@@ -290,6 +331,20 @@ mod tests {
         assert_eq!(with_gas_margin(171_403), 214_253);
         assert_eq!(with_gas_margin(100_000), 125_000);
         assert_eq!(with_gas_margin(u64::MAX), u64::MAX / 4);
+    }
+
+    #[test]
+    fn the_inclusion_estimate_is_the_longest_recent_wait() {
+        let mut w = InclusionWaits::default();
+        assert_eq!(w.estimate(), None);
+        w.record(Duration::from_millis(1900));
+        for ms in 0..INCLUSION_SAMPLES as u64 - 1 {
+            w.record(Duration::from_millis(ms));
+        }
+        assert_eq!(w.estimate(), Some(Duration::from_millis(1900)));
+        // The long wait ages out after INCLUSION_SAMPLES newer ones.
+        w.record(Duration::from_millis(5));
+        assert_eq!(w.estimate(), Some(Duration::from_millis(14)));
     }
 
     #[test]

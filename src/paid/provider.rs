@@ -333,6 +333,20 @@ impl PaidProvider {
                 ),
             ));
         }
+        // No stake for a job whose deadline passes before the stake could land: the money
+        // would only be locked for a job that cannot be done in time.
+        if let Some(wait) = esc.inclusion_estimate() {
+            let left_ms = task.deadline_ms.saturating_sub(now_ms());
+            if u128::from(left_ms) <= wait.as_millis() {
+                return Err((
+                    TaskErrorCode::DeadlineTooClose,
+                    format!(
+                        "the task's deadline is {left_ms} ms away and a stake takes up to {} ms to land here: no stake was made",
+                        wait.as_millis()
+                    ),
+                ));
+            }
+        }
         let started = Instant::now();
         let stake_tx = match esc.stake_with_authorization(&auth).await {
             Ok(tx) => Some(format!("{tx:#x}")),

@@ -21,6 +21,7 @@ use crate::payment::{PayProgress, PaymentError, RequesterPayments};
 use crate::protocol::{
     DropReason, JobId, Message, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, TaskResult,
 };
+use crate::request::AttemptStake;
 
 /// The requester side of the paid flow.
 pub struct PaidRequester {
@@ -662,6 +663,13 @@ impl RequesterPayments for PaidRequester {
         if !rec.peer.is_some_and(|k| k.same_node(from)) {
             return false;
         }
+        if let Some(next) = rec.moved_to {
+            // The delegation moved on to another provider with its own stake: this one is
+            // not paid; its stake is declined (when the provider heard the cancel) or
+            // refunded after its deadline.
+            tracing::info!(%job, moved_to = %next, from = %from.short(), "result for an attempt the delegation moved away from: not paid");
+            return true;
+        }
         if rec.output.is_some() || !matches!(pay.status, PayStatus::Staked | PayStatus::Staking) {
             // The provider sends its result again when it has not heard from us.
             tracing::debug!(%job, status = pay.status.as_str(), "repeated task_result ignored");
@@ -734,6 +742,76 @@ impl RequesterPayments for PaidRequester {
 
     fn disputes(&self, provider: &PeerKey) -> u32 {
         self.ctx.mesh.history.disputes(provider)
+    }
+
+    async fn attempt_failed(&self, job_id: &JobId) -> Option<AttemptStake> {
+        let job = *job_id;
+        // The provider declines before it answers task_error, so a decline is on chain by
+        // now; check_staking records a stake that ended (declined: refunded) or landed.
+        let on_chain = self.check_staking(job).await;
+        let pay = self
+            .ctx
+            .jobs
+            .get(&job, Side::Requester)
+            .ok()
+            .flatten()?
+            .payment?;
+        let refund_after = Some(pay.stake_deadline);
+        let stake = match (pay.status, on_chain) {
+            (PayStatus::Refunded, _) => {
+                let tx = match pay.tx_hash {
+                    Some(tx) => Some(tx),
+                    None => {
+                        let found = self
+                            .chain
+                            .escrow
+                            .settlement_tx(job_b256(&job), 1_000)
+                            .await
+                            .ok()
+                            .flatten();
+                        let (tx, url) = match found {
+                            Some(h) => (Some(format!("{h:#x}")), Some(self.chain.escrow.tx_url(h))),
+                            None => (None, None),
+                        };
+                        let recorded = tx.clone();
+                        self.update_pay(&job, |_, p| {
+                            p.tx_hash = recorded;
+                            p.explorer_url = url;
+                        });
+                        tx
+                    }
+                };
+                AttemptStake {
+                    status: "refunded".into(),
+                    tx_hash: tx,
+                    refund_after: None,
+                }
+            }
+            (PayStatus::Staked, _) => AttemptStake {
+                status: "pending_refund".into(),
+                tx_hash: None,
+                refund_after,
+            },
+            (PayStatus::Staking, Some(StakeStatus::None)) => AttemptStake {
+                status: "not_staked".into(),
+                tx_hash: None,
+                refund_after,
+            },
+            (other, _) => AttemptStake {
+                status: other.as_str().into(),
+                tx_hash: pay.tx_hash,
+                refund_after: other.is_open().then_some(pay.stake_deadline),
+            },
+        };
+        tracing::info!(%job, stake = %stake.status, "the attempt failed; its stake");
+        Some(stake)
+    }
+
+    fn own_stake_wait(&self) -> Option<std::time::Duration> {
+        match self.chain.settings.stake_mode {
+            StakeMode::Approve => self.chain.escrow.inclusion_estimate(),
+            StakeMode::Authorization => None,
+        }
     }
 }
 

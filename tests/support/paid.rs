@@ -19,10 +19,22 @@ use crate::support::{eventually, DaemonProc, MeshSimProc};
 pub const PRICE: u64 = 10_000;
 /// What the requester's wallet starts with: 100 USDC.
 pub const FUND: u64 = 100_000_000;
-/// Anvil accounts: 0 deploys, 1 is the escrow's operator, 2 the requester, 3 the provider.
+/// Anvil accounts: 0 deploys, 1 is the escrow's operator, 2 the requester, 3 the provider,
+/// 4 a second provider (on mesh node 2, in a world of three nodes).
 const OPERATOR: usize = 1;
 const REQUESTER: usize = 2;
 const PROVIDER: usize = 3;
+/// The anvil account of the second provider ([`PaidWorld::second_provider_env`]).
+pub const SECOND_PROVIDER: usize = 4;
+
+/// How a paid world is built beyond the default (two mesh nodes, instant mining).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorldOptions {
+    /// Mesh nodes: 2 (requester, provider) or 3 (plus a second provider on node 2).
+    pub nodes: usize,
+    /// Mine a block every this many seconds (like Base) instead of at once.
+    pub block_time: Option<u64>,
+}
 
 /// Who settles for the requester.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,19 +71,26 @@ pub struct PaidWorld {
 impl PaidWorld {
     /// Start the chain, deploy, fund the requester, start the emulator, stub and mesh.
     pub async fn new() -> PaidWorld {
-        Self::build(false).await
+        Self::build(false, WorldOptions::default()).await
+    }
+
+    /// A world built with `opts` (more mesh nodes, timed blocks).
+    pub async fn with(opts: WorldOptions) -> PaidWorld {
+        Self::build(false, opts).await
     }
 
     /// As [`PaidWorld::new`], but the requester's wallet is a fresh key that holds USDC
     /// and no ETH at all (it can sign, never send a transaction).
     pub async fn with_gasless_requester() -> PaidWorld {
-        Self::build(true).await
+        Self::build(true, WorldOptions::default()).await
     }
 
-    async fn build(gasless: bool) -> PaidWorld {
-        let chain = LocalChain::start()
-            .await
-            .expect("anvil (npm ci installs it)");
+    async fn build(gasless: bool, opts: WorldOptions) -> PaidWorld {
+        let chain = match opts.block_time {
+            Some(s) => LocalChain::start_with_block_time(s).await,
+            None => LocalChain::start().await,
+        }
+        .expect("anvil (npm ci installs it)");
         let requester_key = if gasless {
             let fresh = alloy::signers::local::PrivateKeySigner::random();
             edgent::chain::Secret::new(format!("{:#x}", fresh.to_bytes()))
@@ -102,7 +121,7 @@ impl PaidWorld {
         let ollama = OllamaStub::start(StubBehaviour::default())
             .await
             .expect("ollama stub");
-        let mesh = MeshSimProc::start(2, 0);
+        let mesh = MeshSimProc::start(opts.nodes.max(2), 0);
         PaidWorld {
             chain,
             deployment,
@@ -178,6 +197,29 @@ impl PaidWorld {
         env.push(("OLLAMA_URL".into(), self.ollama.url()));
         env.push(("PRICE_USDC".into(), "0.01".into()));
         env
+    }
+
+    /// The settings of a second provider daemon on mesh node 2 (a world of three nodes),
+    /// paid into anvil account [`SECOND_PROVIDER`], with `ollama_url` as its backend.
+    pub fn second_provider_env(&self, ollama_url: &str) -> Vec<(String, String)> {
+        let mut env = self.chain_env(SECOND_PROVIDER);
+        env.push(("AXL_API_URL".into(), self.mesh.nodes[2].1.clone()));
+        env.push(("EDGENT_ROLE".into(), "provider".into()));
+        env.push(("EDGENT_ENS_NAME".into(), "rtx-4090.edgent.eth".into()));
+        env.push(("OLLAMA_URL".into(), ollama_url.to_string()));
+        env.push(("PRICE_USDC".into(), "0.01".into()));
+        env
+    }
+
+    /// The wallet of anvil account `i`.
+    pub fn wallet(&self, i: usize) -> Address {
+        self.chain.signer(i).address()
+    }
+
+    /// The USDC balance of `a`, base units.
+    pub async fn usdc_of(&self, a: Address) -> u64 {
+        let v = self.reader.usdc_balance(a).await.expect("balance");
+        u64::try_from(v).expect("fits u64")
     }
 
     /// Start both daemons; `provider_extra` is added to the provider's settings.
