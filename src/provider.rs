@@ -373,8 +373,10 @@ impl Provider {
         };
         let payment = match self.payments.check_stake(&task).await {
             Ok(p) => p,
-            Err((code, message)) => {
-                return self.reply_error(&requester, &task, code, message).await;
+            Err(refusal) => {
+                return self
+                    .reply_error(&requester, &task, refusal.code(), refusal.to_string())
+                    .await;
             }
         };
         let mut rec = JobRecord::new(

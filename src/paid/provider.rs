@@ -15,10 +15,10 @@ use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
-use crate::payment::ProviderPayments;
+use crate::payment::{ProviderPayments, StakeRefusal};
 use crate::protocol::{
     JobId, Message, PaymentConfirmed, PaymentRequest, StakeAuthorization as StakeAuthorizationWire,
-    Task, TaskErrorCode, TaskResult,
+    Task, TaskResult,
 };
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
@@ -276,23 +276,20 @@ impl PaidProvider {
         task: &Task,
         amount: &str,
         wire: &StakeAuthorizationWire,
-    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
         let job = task.job_id;
         let esc = &self.chain.escrow;
         let price = self.ctx.config.price_units;
         let units = amount.parse::<u64>().unwrap_or(0);
         if units < price {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake is {amount} base units; the price is {price}"),
-            ));
+            return Err(StakeRefusal::TooSmall {
+                amount: units,
+                price,
+            });
         }
         let domain = esc.token_domain().await.map_err(|e| {
             tracing::warn!(%job, error = %e, "the token's EIP-712 domain is unavailable");
-            (
-                TaskErrorCode::StakeMissing,
-                format!("this provider cannot take stake authorizations: {e}"),
-            )
+            StakeRefusal::NoAuthorizations(e)
         })?;
         let auth = authorization_from_wire(
             &job,
@@ -304,25 +301,21 @@ impl PaidProvider {
         )
         .map_err(|e| {
             tracing::warn!(%job, error = %e, "stake authorization refused");
-            (TaskErrorCode::StakeMissing, e.to_string())
+            StakeRefusal::Authorization(e)
         })?;
-        let chain_now = esc.chain_time().await.map_err(|e| {
-            (
-                TaskErrorCode::StakeMissing,
-                format!("the chain could not be read: {e}"),
-            )
-        })?;
+        let chain_now = esc
+            .chain_time()
+            .await
+            .map_err(StakeRefusal::ChainUnreadable)?;
         let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
         let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
         let stake_left = auth.deadline.saturating_sub(chain_now);
         if stake_left < needed || auth.valid_before <= chain_now + 1 {
-            return Err((
-                TaskErrorCode::DeadlineTooClose,
-                format!(
-                    "the stake ends in {stake_left} s (authorization valid until {}); this provider needs {needed} s",
-                    auth.valid_before
-                ),
-            ));
+            return Err(StakeRefusal::AuthorizationEndsTooSoon {
+                stake_left,
+                valid_before: auth.valid_before,
+                needed,
+            });
         }
         let started = Instant::now();
         let stake_tx = match esc.stake_with_authorization(&auth).await {
@@ -340,20 +333,12 @@ impl PaidProvider {
                     {
                         None
                     }
-                    _ => {
-                        return Err((
-                            TaskErrorCode::StakeMissing,
-                            format!("the stake could not be made: {e}"),
-                        ))
-                    }
+                    _ => return Err(StakeRefusal::StakeFailed(e)),
                 }
             }
             Err(e) => {
                 tracing::warn!(%job, error = %e, "stakeWithAuthorization failed");
-                return Err((
-                    TaskErrorCode::StakeMissing,
-                    format!("the stake could not be made: {e}"),
-                ));
+                return Err(StakeRefusal::StakeFailed(e));
             }
         };
         tracing::info!(%job, stake_ms = started.elapsed().as_millis() as u64, "stake submitted from the requester's authorization");
@@ -394,26 +379,19 @@ impl ProviderPayments for PaidProvider {
         Some(format!("{:#x}", self.chain.wallet))
     }
 
-    async fn check_stake(
-        &self,
-        task: &Task,
-    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+    async fn check_stake(&self, task: &Task) -> Result<Option<PaymentRecord>, StakeRefusal> {
         let Some(stake) = &task.stake else {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                "this provider is paid through the escrow: the task carries no stake".into(),
-            ));
+            return Err(StakeRefusal::NoStake);
         };
         let chain_id = self.chain.settings.chain_id;
         let escrow = self.chain.escrow_hex();
         if stake.chain_id != chain_id || !stake.escrow.eq_ignore_ascii_case(&escrow) {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                format!(
-                    "the stake is on chain {} escrow {}; this provider is paid on chain {chain_id} escrow {escrow}",
-                    stake.chain_id, stake.escrow
-                ),
-            ));
+            return Err(StakeRefusal::OtherEscrow {
+                chain_id: stake.chain_id,
+                escrow: stake.escrow.clone(),
+                our_chain_id: chain_id,
+                our_escrow: escrow,
+            });
         }
         if let Some(wire) = &stake.authorization {
             return self
@@ -426,49 +404,33 @@ impl ProviderPayments for PaidProvider {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot read the stake");
-                    return Err((
-                        TaskErrorCode::StakeMissing,
-                        format!("the stake could not be read from the escrow: {e}"),
-                    ));
+                    return Err(StakeRefusal::ChainUnreadable(e));
                 }
             };
         if info.status == StakeStatus::None {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                "the escrow holds no stake for this job".into(),
-            ));
+            return Err(StakeRefusal::NotStaked);
         }
         if info.status != StakeStatus::Staked {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                format!("the stake is already {}", info.status),
-            ));
+            return Err(StakeRefusal::NotOpen(info.status));
         }
         if info.provider != self.chain.wallet {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake pays {:#x}, not this provider", info.provider),
-            ));
+            return Err(StakeRefusal::OtherProvider(info.provider));
         }
         let price = self.ctx.config.price_units;
         let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
         if amount < price {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake is {amount} base units; the price is {price}"),
-            ));
+            return Err(StakeRefusal::TooSmall { amount, price });
         }
         let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
+        let grace_secs = self.ctx.config.payment_grace.as_secs();
+        let needed = task_left + grace_secs + SUBMIT_MARGIN_SECS;
         let stake_left = info.deadline.saturating_sub(chain_now);
         if stake_left < needed {
-            return Err((
-                TaskErrorCode::DeadlineTooClose,
-                format!(
-                    "the stake ends in {stake_left} s; this provider needs {needed} s (the task's time, then {} s to be paid or submit)",
-                    self.ctx.config.payment_grace.as_secs()
-                ),
-            ));
+            return Err(StakeRefusal::EndsTooSoon {
+                stake_left,
+                needed,
+                grace_secs,
+            });
         }
         let mut pay = PaymentRecord::new(
             PayStatus::Accepted,
