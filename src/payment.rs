@@ -54,6 +54,19 @@ impl PaymentError {
     }
 }
 
+/// What a provider's [`ProviderPayments::check_stake`] found, for
+/// [`ProviderPayments::take_stake`] once the task holds a slot.
+pub enum StakeCheck {
+    /// Jobs are not paid here.
+    Unpaid,
+    /// The stake is on chain, for this provider, enough and long enough: the record to
+    /// store with the job.
+    Staked(Box<PaymentRecord>),
+    /// The requester's authorization, checked offline and funded: this provider submits it
+    /// as the stake once the task has a slot.
+    Authorized(Box<crate::paid::provider::Authorized>),
+}
+
 /// Why a provider refuses a task's stake before any work, by cause; [`StakeRefusal::code`]
 /// is the `task_error` code the requester gets.
 #[derive(Debug, thiserror::Error)]
@@ -128,9 +141,34 @@ pub enum StakeRefusal {
     /// Submitting the authorization as the stake failed.
     #[error("the stake could not be made: {0}")]
     StakeFailed(#[source] EscrowError),
+    /// The authorization's signer holds less USDC than it authorizes (checked before the
+    /// task takes a slot, so an empty wallet's signatures cost no transaction).
+    #[error("the authorization's signer holds {balance} USDC base units; the stake is {needed}")]
+    Unfunded {
+        /// The signer's balance.
+        balance: alloy::primitives::U256,
+        /// The stake's amount.
+        needed: alloy::primitives::U256,
+    },
+    /// The peer has spent its budget of unpaid tasks: refused without asking the chain.
+    #[error(transparent)]
+    OverBudget(#[from] crate::paid::gate::OverBudget),
+    /// This node takes no stake authorizations.
+    #[error("this provider takes no stake authorizations")]
+    AuthorizationsUnsupported,
 }
 
 impl StakeRefusal {
+    /// True when the chain, not the task, failed: the peer's budget is not charged for it.
+    pub fn is_ours(&self) -> bool {
+        matches!(
+            self,
+            StakeRefusal::ChainUnreadable(_)
+                | StakeRefusal::NoAuthorizations(_)
+                | StakeRefusal::AuthorizationsUnsupported
+        )
+    }
+
     /// The `task_error` code for this refusal.
     pub fn code(&self) -> TaskErrorCode {
         match self {
@@ -147,7 +185,10 @@ impl StakeRefusal {
             | StakeRefusal::NotOpen(_)
             | StakeRefusal::NoAuthorizations(_)
             | StakeRefusal::Authorization(_)
-            | StakeRefusal::StakeFailed(_) => TaskErrorCode::StakeMissing,
+            | StakeRefusal::StakeFailed(_)
+            | StakeRefusal::Unfunded { .. }
+            | StakeRefusal::OverBudget(_)
+            | StakeRefusal::AuthorizationsUnsupported => TaskErrorCode::StakeMissing,
         }
     }
 }
@@ -197,9 +238,25 @@ pub trait RequesterPayments: Send + Sync + 'static {
 pub trait ProviderPayments: Send + Sync + 'static {
     /// The wallet advertised in resource ads.
     fn wallet(&self) -> Option<String>;
-    /// Check the task is paid for before any work; an error code refuses it. The
-    /// returned record is stored with the job.
-    async fn check_stake(&self, task: &Task) -> Result<Option<PaymentRecord>, StakeRefusal>;
+    /// Check that the task from `from` is paid for, before it takes a job slot or a place
+    /// in the queue: everything but moving money, at a bounded cost per peer (a paid
+    /// provider's [`crate::paid::gate`]). A refusal is answered with its code.
+    async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal>;
+    /// Once the task holds a slot: make the stake an authorization asks for (money moves
+    /// only here, so a busy provider never moves it), and give the payment record to store
+    /// with the job (`None` when jobs are not paid).
+    async fn take_stake(
+        &self,
+        _from: &PeerKey,
+        _task: &Task,
+        check: StakeCheck,
+    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+        match check {
+            StakeCheck::Unpaid => Ok(None),
+            StakeCheck::Staked(p) => Ok(Some(*p)),
+            StakeCheck::Authorized(_) => Err(StakeRefusal::AuthorizationsUnsupported),
+        }
+    }
     /// The result was delivered: prove it and ask for payment.
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str);
     /// The task was accepted (its stake checked or made) but cannot be served after all
@@ -246,8 +303,8 @@ impl ProviderPayments for Unpaid {
     fn wallet(&self) -> Option<String> {
         None
     }
-    async fn check_stake(&self, _: &Task) -> Result<Option<PaymentRecord>, StakeRefusal> {
-        Ok(None)
+    async fn check_stake(&self, _: &PeerKey, _: &Task) -> Result<StakeCheck, StakeRefusal> {
+        Ok(StakeCheck::Unpaid)
     }
     async fn after_delivery(&self, _: &PeerKey, _: &Task, _: &str) {}
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {

@@ -59,16 +59,22 @@ pub struct PaidWorld {
 impl PaidWorld {
     /// Start the chain, deploy, fund the requester, start the emulator, stub and mesh.
     pub async fn new() -> PaidWorld {
-        Self::build(false).await
+        Self::build(false, 2).await
+    }
+
+    /// As [`PaidWorld::new`], with `n` mesh nodes: 0 requester, 1 provider, the rest free
+    /// for the test itself (a raw peer).
+    pub async fn with_nodes(n: usize) -> PaidWorld {
+        Self::build(false, n).await
     }
 
     /// As [`PaidWorld::new`], but the requester's wallet is a fresh key that holds USDC
     /// and no ETH at all (it can sign, never send a transaction).
     pub async fn with_gasless_requester() -> PaidWorld {
-        Self::build(true).await
+        Self::build(true, 2).await
     }
 
-    async fn build(gasless: bool) -> PaidWorld {
+    async fn build(gasless: bool, nodes: usize) -> PaidWorld {
         let chain = LocalChain::start()
             .await
             .expect("anvil (npm ci installs it)");
@@ -102,7 +108,7 @@ impl PaidWorld {
         let ollama = OllamaStub::start(StubBehaviour::default())
             .await
             .expect("ollama stub");
-        let mesh = MeshSimProc::start(2, 0);
+        let mesh = MeshSimProc::start(nodes, 0);
         PaidWorld {
             chain,
             deployment,
