@@ -611,10 +611,16 @@ impl RequesterPayments for PaidRequester {
                 .stake_by_authorization(job, wallet, ad.price, stake_deadline)
                 .await;
         }
-        match escrow
-            .stake(job_b256(&job), wallet, U256::from(ad.price), stake_deadline)
-            .await
-        {
+        let (id, amount) = (job_b256(&job), U256::from(ad.price));
+        let staked = match self.chain.settings.stake_mode {
+            StakeMode::Permit => {
+                escrow
+                    .stake_with_permit(id, wallet, amount, stake_deadline)
+                    .await
+            }
+            _ => escrow.stake(id, wallet, amount, stake_deadline).await,
+        };
+        match staked {
             Ok(tx) => {
                 let stake_ms = started.elapsed().as_millis() as u64;
                 let tx = format!("{tx:#x}");
