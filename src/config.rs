@@ -156,6 +156,12 @@ pub struct Config {
     /// `PAYMENT_TICK_MS`: how often open payments are checked against their timers
     /// (default 2000).
     pub payment_tick: Duration,
+    /// `PEER_UNSTAKED_BURST`: a paid provider's budget, per peer, of tasks whose stake does
+    /// not check out; a spent budget refuses that peer's tasks without any RPC call (default
+    /// 8). A task whose stake checks out costs nothing.
+    pub unstaked_burst: u32,
+    /// `PEER_UNSTAKED_PER_MIN`: how fast that budget refills, a minute (default 12).
+    pub unstaked_per_min: u32,
     /// `EDGENT_TEST_TAMPER_OUTPUT`: TEST ONLY. The provider proves its real output but
     /// sends an altered one, to test that requesters refuse to pay. Never set in production.
     pub test_tamper_output: bool,
@@ -451,6 +457,20 @@ impl Config {
         };
         let payment_grace = secs("PAYMENT_GRACE_SECS", 60, 1, 86_400)?;
         let stake_margin = secs("STAKE_MARGIN_SECS", 600, 10, 7 * 86_400)?;
+        let unstaked_burst = ranged(
+            get("PEER_UNSTAKED_BURST"),
+            "PEER_UNSTAKED_BURST",
+            8,
+            (1, 100_000),
+            "",
+        )? as u32;
+        let unstaked_per_min = ranged(
+            get("PEER_UNSTAKED_PER_MIN"),
+            "PEER_UNSTAKED_PER_MIN",
+            12,
+            (1, 1_000_000),
+            "",
+        )? as u32;
         if stake_margin <= payment_grace + Duration::from_secs(5) {
             return Err(invalid(
                 "STAKE_MARGIN_SECS",
@@ -593,6 +613,8 @@ impl Config {
             payment_grace,
             stake_margin,
             payment_tick,
+            unstaked_burst,
+            unstaked_per_min,
             test_tamper_output,
             axl_bin,
             axl_spawn,

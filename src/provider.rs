@@ -333,6 +333,17 @@ impl Provider {
                 )
                 .await;
         };
+        // The stake, before the task takes a slot or a place in the queue, so an unpaid task
+        // costs neither (a paid provider's `paid::gate` also bounds the RPC calls it costs).
+        // No money moves here: an authorized stake is made once the task holds a slot.
+        let check = match self.payments.check_stake(&requester, &task).await {
+            Ok(c) => c,
+            Err(refusal) => {
+                return self
+                    .reply_error(&requester, &task, refusal.code(), refusal.to_string())
+                    .await;
+            }
+        };
         // A slot, or a place in the queue behind them; the requester hears from us every
         // HEARTBEAT_MS (with the queue position while waiting) until the job ends.
         let admission = match self.queue.admit(task.job_id) {
@@ -371,10 +382,12 @@ impl Provider {
                 }
             }
         };
-        let payment = match self.payments.check_stake(&task).await {
+        let payment = match self.payments.take_stake(&requester, &task, check).await {
             Ok(p) => p,
-            Err((code, message)) => {
-                return self.reply_error(&requester, &task, code, message).await;
+            Err(refusal) => {
+                return self
+                    .reply_error(&requester, &task, refusal.code(), refusal.to_string())
+                    .await;
             }
         };
         let mut rec = JobRecord::new(

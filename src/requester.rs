@@ -1377,7 +1377,11 @@ mod tests {
             DelegateError::Internal("gone".into()),
             &[attempt(Some("pending_refund"))],
         );
-        assert_eq!(e.to_string(), "internal error: gone", "other errors are left alone");
+        assert_eq!(
+            e.to_string(),
+            "internal error: gone",
+            "other errors are left alone"
+        );
         let e = with_pending_stakes(
             DelegateError::Deadline("gone".into()),
             &[

@@ -107,3 +107,73 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
     payment_becomes(&requester, &id, "refunded", WITHIN).await;
     w.assert_conserved(0).await;
 }
+
+/// `STAKE_MODE=permit`: the requester stakes with one transaction of its own,
+/// `stakeWithPermit` carrying an EIP-2612 permit for exactly the price, and no `approve`.
+/// Concurrent delegations from one wallet each take the token's next permit nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_stakes_in_one_transaction_without_an_approve() {
+    use alloy::sol_types::SolCall;
+    let w = PaidWorld::new().await;
+    let (requester, provider) = w
+        .start_with(Settle::KeeperHub, &[("STAKE_MODE", "permit")], &[])
+        .await;
+    let chain = w.chain.provider().clone();
+    assert_eq!(
+        chain
+            .get_transaction_count(w.requester_wallet)
+            .await
+            .unwrap(),
+        0
+    );
+    let ask = |i: usize| {
+        requester.delegate(
+            json!({"model": "tinyllama", "prompt": format!("permit {i}"), "wait": "settled"}),
+        )
+    };
+    let answers = [ask(0), ask(1), ask(2)];
+    let answers = futures_util::future::join_all(answers).await;
+    let mut ids = Vec::new();
+    for (status, body) in answers {
+        assert_eq!(status, 200, "{body}\n{}", requester.log());
+        assert_eq!(body["payment"]["status"], json!("released"), "{body}");
+        ids.push(body["job_id"].as_str().unwrap().to_string());
+    }
+    // One transaction per stake, each a stakeWithPermit from the requester to the escrow.
+    assert_eq!(
+        chain
+            .get_transaction_count(w.requester_wallet)
+            .await
+            .unwrap(),
+        3
+    );
+    for id in &ids {
+        let rjob = requester.job(id).await.expect("job");
+        let stake_tx: alloy::primitives::TxHash = rjob["payment"]["stake_tx"]
+            .as_str()
+            .expect("stake tx")
+            .parse()
+            .unwrap();
+        let tx = chain
+            .get_transaction_by_hash(stake_tx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tx.inner.signer(), w.requester_wallet);
+        let input = alloy::consensus::Transaction::input(&tx);
+        assert_eq!(
+            input[..4],
+            edgent::chain::bindings::EdgentEscrow::stakeWithPermitCall::SELECTOR
+        );
+        assert_eq!(w.stake_status(id).await, StakeStatus::Released);
+        payment_becomes(&provider, id, "released", WITHIN).await;
+    }
+    assert_eq!(w.balances().await, (FUND - 3 * PRICE, 3 * PRICE, 0));
+    // Each permit was for exactly its stake: no allowance is left behind.
+    let client = w.requester_client().await;
+    assert!(client
+        .allowance(w.requester_wallet)
+        .await
+        .unwrap()
+        .is_zero());
+}

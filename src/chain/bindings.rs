@@ -61,6 +61,26 @@ sol! {
 }
 
 sol! {
+    /// EIP-2612's nonce counter of a token with `permit` (Circle's FiatTokenV2, MockUSDC).
+    #[sol(rpc)]
+    interface IEip2612 {
+        function nonces(address owner) external view returns (uint256);
+    }
+}
+
+sol! {
+    /// EIP-2612's typed message: `owner` lets `spender` spend `value` until `deadline`.
+    #[derive(Debug)]
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
+    }
+}
+
+sol! {
     /// EIP-3009's typed message that lets the payee (the escrow) pull `value` from `from`.
     #[derive(Debug)]
     struct ReceiveWithAuthorization {

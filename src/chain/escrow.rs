@@ -16,7 +16,9 @@ use alloy::signers::SignerSync;
 use alloy::sol_types::{SolCall, SolStruct, SolValue};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::bindings::{EdgentEscrow, IEip3009Token, ReceiveWithAuthorization, IERC20};
+use super::bindings::{
+    EdgentEscrow, IEip2612, IEip3009Token, Permit, ReceiveWithAuthorization, IERC20,
+};
 use super::error::{ChainError, EscrowError, EscrowRevert};
 use super::rpc::{http_provider, TxLane};
 use super::settings::ChainSettings;
@@ -629,6 +631,81 @@ impl EscrowClient {
             .send(escrow.stake(job_id, provider, key_commitment, amount, deadline))
             .await?;
         tracing::info!(%job_id, %tx, %provider, %amount, deadline, url = %self.tx_url(tx), "staked");
+        Ok(tx)
+    }
+
+    /// Locks `amount` USDC for `job_id` like [`Self::stake`], in one transaction and with no
+    /// `approve`: `stakeWithPermit`, carrying an EIP-2612 `permit` for exactly `amount`
+    /// signed here (valid until the stake's `deadline`). Each permit takes the token's next
+    /// `nonces(owner)`, so this wallet's permit stakes are sent one after another (under the
+    /// allowance lock); `stakeWithAuthorization` is the concurrent way.
+    pub async fn stake_with_permit(
+        &self,
+        job_id: B256,
+        provider: Address,
+        key_commitment: B256,
+        amount: U256,
+        deadline: u64,
+    ) -> Result<TxHash, EscrowError> {
+        let owner = self.require_wallet()?;
+        let signer = self.signer.as_ref().ok_or(EscrowError::NoWallet)?;
+        if amount.is_zero() {
+            return Err(EscrowRevert::ZeroAmount.into());
+        }
+        if provider == Address::ZERO {
+            return Err(EscrowRevert::ZeroAddress.into());
+        }
+        let (chain_now, existing, balance, domain) = tokio::try_join!(
+            self.chain_time(),
+            self.get_stake(job_id),
+            self.usdc_balance(owner),
+            self.token_domain()
+        )?;
+        if deadline <= chain_now {
+            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
+        }
+        if existing.status != StakeStatus::None {
+            return Err(EscrowRevert::JobExists { job_id }.into());
+        }
+        if balance < amount {
+            return Err(EscrowRevert::InsufficientBalance {
+                balance,
+                needed: amount,
+            }
+            .into());
+        }
+        let _guard = self.approve_lock.lock().await;
+        let nonce = IEip2612::new(self.usdc, &self.provider)
+            .nonces(owner)
+            .call()
+            .await
+            .map_err(EscrowError::from_contract)?;
+        let permit = Permit {
+            owner,
+            spender: self.escrow_address(),
+            value: amount,
+            nonce,
+            deadline: U256::from(deadline),
+        };
+        let sig = signer
+            .sign_hash_sync(&permit.eip712_signing_hash(&domain))
+            .map_err(|e| EscrowError::Rpc(format!("signing the permit: {e}")))?
+            .as_bytes();
+        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let tx = self
+            .send(escrow.stakeWithPermit(
+                job_id,
+                provider,
+                key_commitment,
+                amount,
+                deadline,
+                U256::from(deadline),
+                sig[64],
+                B256::from_slice(&sig[..32]),
+                B256::from_slice(&sig[32..64]),
+            ))
+            .await?;
+        tracing::info!(%job_id, %tx, %provider, %amount, deadline, url = %self.tx_url(tx), "staked with a permit");
         Ok(tx)
     }
 

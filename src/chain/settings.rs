@@ -37,6 +37,10 @@ pub enum StakeMode {
     Authorization,
     /// `approve`: the requester sends `approve` (once) and `stake` itself and pays the gas.
     Approve,
+    /// `permit`: the requester signs an EIP-2612 `permit` for the amount and sends
+    /// `stakeWithPermit` itself: one transaction, no `approve`; it pays the gas. Stakes of
+    /// one wallet go one after another (each permit takes the token's next nonce).
+    Permit,
 }
 
 impl FromStr for StakeMode {
@@ -45,6 +49,7 @@ impl FromStr for StakeMode {
         match s.to_ascii_lowercase().as_str() {
             "authorization" | "eip3009" => Ok(Self::Authorization),
             "approve" => Ok(Self::Approve),
+            "permit" | "eip2612" => Ok(Self::Permit),
             _ => Err(()),
         }
     }
@@ -224,7 +229,7 @@ impl ChainSettings {
             s.keeperhub_timeout = secs_value("KEEPERHUB_TIMEOUT_SECS", &v)?;
         }
         if let Some(v) = get("STAKE_MODE") {
-            s.stake_mode = parse_value("STAKE_MODE", &v, "authorization or approve")?;
+            s.stake_mode = parse_value("STAKE_MODE", &v, "authorization, approve or permit")?;
         }
         Ok(s)
     }

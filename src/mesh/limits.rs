@@ -35,6 +35,22 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket refilled at `rate` tokens a second, which may be below one.
+    pub fn with_rate(rate: f64, burst: u32, now: Instant) -> Self {
+        TokenBucket {
+            tokens: f64::from(burst.max(1)),
+            last: now,
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+        }
+    }
+
+    /// Put back a token taken for something that turned out to cost nothing (never above
+    /// the burst).
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
@@ -52,7 +68,8 @@ impl TokenBucket {
         }
     }
 
-    fn is_full(&mut self, now: Instant) -> bool {
+    /// Whether the bucket is full (refilled to its burst) at `now`.
+    pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens >= self.burst
     }

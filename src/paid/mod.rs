@@ -9,10 +9,13 @@
 //!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, reject,
 //!   submit, claim, and resuming whatever a restart interrupted.
+//! - [`gate`]: the provider's per-peer budget of unpaid tasks and its cache of stake reads,
+//!   so a flood of unstaked tasks costs neither RPC calls nor job slots.
 //!
 //! The chain is the source of truth: before any money step the stake is read back with
 //! `getStake`, so a retried or resumed step never pays twice or pays after a refund.
 
+pub mod gate;
 pub mod provider;
 pub mod requester;
 pub mod watch;

@@ -7,22 +7,30 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use super::gate::StakeGate;
 use super::{
     advance_pay, authorization_from_wire, final_status, job_b256, parse_b256, update_pay, Busy,
     Chain, CLAIM_DELAY_SECS,
 };
 use crate::axl::PeerKey;
-use crate::chain::{EscrowRevert, StakeStatus};
+use crate::chain::{EscrowRevert, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
-use crate::payment::ProviderPayments;
-use crate::protocol::{
-    JobId, Message, PaymentConfirmed, PaymentRequest, StakeAuthorization as StakeAuthorizationWire,
-    Task, TaskErrorCode, TaskResult,
-};
+use crate::payment::{ProviderPayments, StakeCheck, StakeRefusal};
+use crate::protocol::{JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskResult};
+
+/// Longest a task waits for its peer's other stake checks at the gate.
+const GATE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
 const SUBMIT_MARGIN_SECS: u64 = 10;
+
+/// A task's stake authorization, checked offline and funded, that this provider submits as
+/// the stake once the task holds a slot.
+pub struct Authorized {
+    auth: StakeAuthorization,
+    units: u64,
+}
 
 /// The provider side of the paid flow.
 pub struct PaidProvider {
@@ -30,16 +38,19 @@ pub struct PaidProvider {
     chain: Arc<Chain>,
     me: Weak<PaidProvider>,
     pub(crate) busy: Arc<Busy>,
+    gate: Arc<StakeGate>,
 }
 
 impl PaidProvider {
     /// A paid provider, paid into the chain's wallet.
     pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>) -> Arc<Self> {
+        let gate = StakeGate::new(ctx.config.unstaked_burst, ctx.config.unstaked_per_min);
         Arc::new_cyclic(|me| PaidProvider {
             ctx,
             chain,
             me: me.clone(),
             busy: Arc::new(Busy::default()),
+            gate,
         })
     }
 
@@ -276,79 +287,192 @@ impl PaidProvider {
         }
     }
 
-    /// The task carries the requester's EIP-3009 authorization: check it offline (terms,
-    /// nonce, signer, price, time), then submit it as the stake from this wallet before any
-    /// work. The stake is real because this node's own transaction carried it.
-    async fn stake_from_authorization(
+    /// The chain's time, read at most once a second (the gate keeps it).
+    async fn chain_now(&self) -> Result<u64, crate::chain::EscrowError> {
+        if let Some(t) = self.gate.cached_chain_time() {
+            return Ok(t);
+        }
+        let t = self.chain.escrow.chain_time().await?;
+        self.gate.cache_chain_time(t);
+        Ok(t)
+    }
+
+    /// The stake of `job` as the escrow has it, read once: an open stake is kept for the
+    /// job's next look ([`StakeGate::cached_stake`]).
+    async fn read_stake(
+        &self,
+        job: &JobId,
+    ) -> Result<crate::chain::StakeInfo, crate::chain::EscrowError> {
+        if let Some(s) = self.gate.cached_stake(job) {
+            return Ok(s);
+        }
+        let s = self.chain.escrow.get_stake(job_b256(job)).await?;
+        if s.status == StakeStatus::Staked {
+            self.gate.cache_stake(*job, s.clone());
+        }
+        Ok(s)
+    }
+
+    /// The stake a task names, checked as far as it can be without the chain: present, in
+    /// this escrow, at least the price, and (for an authorization) signed for these terms.
+    /// Returns the claimed amount and the checked authorization, if any.
+    async fn check_offline(
         &self,
         task: &Task,
-        amount: &str,
-        wire: &StakeAuthorizationWire,
-    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
+    ) -> Result<(u64, Option<StakeAuthorization>), StakeRefusal> {
+        let Some(stake) = &task.stake else {
+            return Err(StakeRefusal::NoStake);
+        };
+        let chain_id = self.chain.settings.chain_id;
+        let escrow = self.chain.escrow_hex();
+        if stake.chain_id != chain_id || !stake.escrow.eq_ignore_ascii_case(&escrow) {
+            return Err(StakeRefusal::OtherEscrow {
+                chain_id: stake.chain_id,
+                escrow: stake.escrow.clone(),
+                our_chain_id: chain_id,
+                our_escrow: escrow,
+            });
+        }
+        let price = self.ctx.config.price_units;
+        let units = stake.amount.parse::<u64>().unwrap_or(0);
+        if units < price {
+            return Err(StakeRefusal::TooSmall {
+                amount: units,
+                price,
+            });
+        }
+        let Some(wire) = &stake.authorization else {
+            return Ok((units, None));
+        };
         let job = task.job_id;
         let esc = &self.chain.escrow;
-        let price = self.ctx.config.price_units;
-        let units = amount.parse::<u64>().unwrap_or(0);
-        if units < price {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake is {amount} base units; the price is {price}"),
-            ));
-        }
+        // Read once per process, then kept by the escrow client.
         let domain = esc.token_domain().await.map_err(|e| {
             tracing::warn!(%job, error = %e, "the token's EIP-712 domain is unavailable");
-            (
-                TaskErrorCode::StakeMissing,
-                format!("this provider cannot take stake authorizations: {e}"),
-            )
+            StakeRefusal::NoAuthorizations(e)
         })?;
         let auth = authorization_from_wire(
             &job,
             self.chain.wallet,
             crate::chain::key_commitment(&self.ctx.me.0),
-            amount,
+            &stake.amount,
             wire,
             esc.escrow_address(),
             Some(&domain),
         )
         .map_err(|e| {
             tracing::warn!(%job, error = %e, "stake authorization refused");
-            (TaskErrorCode::StakeMissing, e.to_string())
+            StakeRefusal::Authorization(e)
         })?;
-        let chain_now = esc.chain_time().await.map_err(|e| {
-            (
-                TaskErrorCode::StakeMissing,
-                format!("the chain could not be read: {e}"),
-            )
+        Ok((units, Some(auth)))
+    }
+
+    /// The part of the check that asks the chain, under a unit of the peer's budget.
+    async fn check_on_chain(
+        &self,
+        task: &Task,
+        units: u64,
+        auth: Option<StakeAuthorization>,
+    ) -> Result<StakeCheck, StakeRefusal> {
+        let esc = &self.chain.escrow;
+        if let Some(auth) = auth {
+            // Funded? One read, so an empty wallet's signatures never reach a transaction.
+            let balance = esc
+                .usdc_balance(auth.requester)
+                .await
+                .map_err(StakeRefusal::ChainUnreadable)?;
+            if balance < auth.amount {
+                return Err(StakeRefusal::Unfunded {
+                    balance,
+                    needed: auth.amount,
+                });
+            }
+            return Ok(StakeCheck::Authorized(Box::new(Authorized { auth, units })));
+        }
+        let (info, chain_now) = tokio::try_join!(self.read_stake(&task.job_id), self.chain_now())
+            .map_err(|e| {
+            tracing::warn!(job = %task.job_id, error = %e, "cannot read the stake");
+            StakeRefusal::ChainUnreadable(e)
         })?;
+        if info.status == StakeStatus::None {
+            return Err(StakeRefusal::NotStaked);
+        }
+        if info.status != StakeStatus::Staked {
+            return Err(StakeRefusal::NotOpen(info.status));
+        }
+        if info.provider != self.chain.wallet {
+            return Err(StakeRefusal::OtherProvider(info.provider));
+        }
+        // `submit` verifies this node's proof against the key the stake names: a stake for
+        // another key could never be submitted.
+        if info.key_commitment != crate::chain::key_commitment(&self.ctx.me.0) {
+            return Err(StakeRefusal::OtherKey(info.key_commitment));
+        }
+        let price = self.ctx.config.price_units;
+        let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
+        if amount < price {
+            return Err(StakeRefusal::TooSmall { amount, price });
+        }
+        let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
+        let grace_secs = self.ctx.config.payment_grace.as_secs();
+        let needed = task_left + grace_secs + SUBMIT_MARGIN_SECS;
+        let stake_left = info.deadline.saturating_sub(chain_now);
+        if stake_left < needed {
+            return Err(StakeRefusal::EndsTooSoon {
+                stake_left,
+                needed,
+                grace_secs,
+            });
+        }
+        let mut pay = PaymentRecord::new(
+            PayStatus::Accepted,
+            self.chain.settings.chain_id,
+            self.chain.escrow_hex(),
+            amount,
+            format!("{:#x}", self.chain.wallet),
+            info.deadline,
+        );
+        pay.stake_tx = task.stake.as_ref().map(|s| s.tx.clone());
+        Ok(StakeCheck::Staked(Box::new(pay)))
+    }
+
+    /// The task holds a slot: submit the requester's checked authorization as the stake
+    /// from this wallet, before any work. The stake is real because this node's own
+    /// transaction carried it.
+    async fn stake_from_authorization(
+        &self,
+        task: &Task,
+        a: &Authorized,
+    ) -> Result<PaymentRecord, StakeRefusal> {
+        let (job, auth) = (task.job_id, &a.auth);
+        let esc = &self.chain.escrow;
+        let chain_now = self
+            .chain_now()
+            .await
+            .map_err(StakeRefusal::ChainUnreadable)?;
         let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
         let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
         let stake_left = auth.deadline.saturating_sub(chain_now);
         if stake_left < needed || auth.valid_before <= chain_now + 1 {
-            return Err((
-                TaskErrorCode::DeadlineTooClose,
-                format!(
-                    "the stake ends in {stake_left} s (authorization valid until {}); this provider needs {needed} s",
-                    auth.valid_before
-                ),
-            ));
+            return Err(StakeRefusal::AuthorizationEndsTooSoon {
+                stake_left,
+                valid_before: auth.valid_before,
+                needed,
+            });
         }
         // No stake for a job whose deadline passes before the stake could land: the money
         // would only be locked for a job that cannot be done in time.
         if let Some(wait) = esc.inclusion_estimate() {
             let left_ms = task.deadline_ms.saturating_sub(now_ms());
             if u128::from(left_ms) <= wait.as_millis() {
-                return Err((
-                    TaskErrorCode::DeadlineTooClose,
-                    format!(
-                        "the task's deadline is {left_ms} ms away and a stake takes up to {} ms to land here: no stake was made",
-                        wait.as_millis()
-                    ),
-                ));
+                return Err(StakeRefusal::LandsTooLate {
+                    left_ms,
+                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
             }
         }
         let started = Instant::now();
-        let stake_tx = match esc.stake_with_authorization(&auth).await {
+        let stake_tx = match esc.stake_with_authorization(auth).await {
             Ok(tx) => Some(format!("{tx:#x}")),
             Err(e) if matches!(e.revert(), Some(EscrowRevert::JobExists { .. })) => {
                 // Someone submitted the same authorization first (e.g. from the mempool): the
@@ -364,20 +488,12 @@ impl PaidProvider {
                     {
                         None
                     }
-                    _ => {
-                        return Err((
-                            TaskErrorCode::StakeMissing,
-                            format!("the stake could not be made: {e}"),
-                        ))
-                    }
+                    _ => return Err(StakeRefusal::StakeFailed(e)),
                 }
             }
             Err(e) => {
                 tracing::warn!(%job, error = %e, "stakeWithAuthorization failed");
-                return Err((
-                    TaskErrorCode::StakeMissing,
-                    format!("the stake could not be made: {e}"),
-                ));
+                return Err(StakeRefusal::StakeFailed(e));
             }
         };
         tracing::info!(%job, stake_ms = started.elapsed().as_millis() as u64, "stake submitted from the requester's authorization");
@@ -385,12 +501,12 @@ impl PaidProvider {
             PayStatus::Accepted,
             self.chain.settings.chain_id,
             self.chain.escrow_hex(),
-            units,
+            a.units,
             format!("{:#x}", self.chain.wallet),
             auth.deadline,
         );
         pay.stake_tx = stake_tx;
-        Ok(Some(pay))
+        Ok(pay)
     }
 
     async fn record_final(&self, job: &JobId, st: PayStatus) {
@@ -418,103 +534,53 @@ impl ProviderPayments for PaidProvider {
         Some(format!("{:#x}", self.chain.wallet))
     }
 
-    async fn check_stake(
-        &self,
-        task: &Task,
-    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
-        let Some(stake) = &task.stake else {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                "this provider is paid through the escrow: the task carries no stake".into(),
-            ));
-        };
-        let chain_id = self.chain.settings.chain_id;
-        let escrow = self.chain.escrow_hex();
-        if stake.chain_id != chain_id || !stake.escrow.eq_ignore_ascii_case(&escrow) {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                format!(
-                    "the stake is on chain {} escrow {}; this provider is paid on chain {chain_id} escrow {escrow}",
-                    stake.chain_id, stake.escrow
-                ),
-            ));
-        }
-        if let Some(wire) = &stake.authorization {
-            return self
-                .stake_from_authorization(task, &stake.amount, wire)
-                .await;
-        }
-        let esc = &self.chain.escrow;
-        let (info, chain_now) =
-            match tokio::try_join!(esc.get_stake(job_b256(&task.job_id)), esc.chain_time()) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(job = %task.job_id, error = %e, "cannot read the stake");
-                    return Err((
-                        TaskErrorCode::StakeMissing,
-                        format!("the stake could not be read from the escrow: {e}"),
-                    ));
+    async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal> {
+        // Offline first: a refusal here costs no RPC call, only a unit of the peer's budget.
+        let (units, auth) = match self.check_offline(task).await {
+            Ok(v) => v,
+            Err(e) => {
+                if !e.is_ours() {
+                    self.gate.charge(from);
                 }
-            };
-        if info.status == StakeStatus::None {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                "the escrow holds no stake for this job".into(),
-            ));
+                return Err(e);
+            }
+        };
+        // Wait for the peer's other checks at most until the task's deadline (bounded: the
+        // deadline comes from the mesh).
+        let left = std::time::Duration::from_millis(task.deadline_ms.saturating_sub(now_ms()));
+        let until = Instant::now() + left.min(GATE_WAIT_MAX);
+        let pass = self.gate.enter(from, until).await.inspect_err(|e| {
+            tracing::debug!(job = %task.job_id, from = %from.short(), error = %e, "task refused without asking the chain");
+        })?;
+        let checked = self.check_on_chain(task, units, auth).await;
+        // A paid task gives its unit back; so does a failure of the chain, not the peer.
+        match &checked {
+            Ok(_) => pass.paid(),
+            Err(e) if e.is_ours() => pass.paid(),
+            Err(_) => drop(pass),
         }
-        if info.status != StakeStatus::Staked {
-            return Err((
-                TaskErrorCode::StakeMissing,
-                format!("the stake is already {}", info.status),
-            ));
+        checked
+    }
+
+    async fn take_stake(
+        &self,
+        from: &PeerKey,
+        task: &Task,
+        check: StakeCheck,
+    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+        match check {
+            StakeCheck::Unpaid => Err(StakeRefusal::NoStake),
+            StakeCheck::Staked(p) => Ok(Some(*p)),
+            StakeCheck::Authorized(a) => match self.stake_from_authorization(task, &a).await {
+                Ok(p) => Ok(Some(p)),
+                Err(e) => {
+                    if !e.is_ours() {
+                        self.gate.charge(from);
+                    }
+                    Err(e)
+                }
+            },
         }
-        if info.provider != self.chain.wallet {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake pays {:#x}, not this provider", info.provider),
-            ));
-        }
-        // `submit` verifies this node's proof against the key the stake names: a stake for
-        // another key could never be submitted.
-        if info.key_commitment != crate::chain::key_commitment(&self.ctx.me.0) {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!(
-                    "the stake names provider key commitment {}, not this node's",
-                    info.key_commitment
-                ),
-            ));
-        }
-        let price = self.ctx.config.price_units;
-        let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
-        if amount < price {
-            return Err((
-                TaskErrorCode::StakeInsufficient,
-                format!("the stake is {amount} base units; the price is {price}"),
-            ));
-        }
-        let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
-        let stake_left = info.deadline.saturating_sub(chain_now);
-        if stake_left < needed {
-            return Err((
-                TaskErrorCode::DeadlineTooClose,
-                format!(
-                    "the stake ends in {stake_left} s; this provider needs {needed} s (the task's time, then {} s to be paid or submit)",
-                    self.ctx.config.payment_grace.as_secs()
-                ),
-            ));
-        }
-        let mut pay = PaymentRecord::new(
-            PayStatus::Accepted,
-            chain_id,
-            escrow,
-            amount,
-            format!("{:#x}", self.chain.wallet),
-            info.deadline,
-        );
-        pay.stake_tx = Some(stake.tx.clone());
-        Ok(Some(pay))
     }
 
     async fn decline(&self, task: &Task, reason: &str) {

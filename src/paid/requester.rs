@@ -39,6 +39,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why a `payment_request` is refused (nothing is paid; the operator is asked to reject).
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentRequestRefusal {
+    /// The public signals are not this job's, or the Groth16 proof does not verify.
+    #[error("proof refused: {0}")]
+    Proof(#[from] crate::zk::ZkError),
+    /// `output_commitment` is not the commitment to the output received.
+    #[error("output_commitment differs from the commitment to the output received")]
+    OutputCommitment,
+    /// `wallet_commitment` is not the commitment to the provider's key.
+    #[error("wallet_commitment differs from the commitment to the provider's key")]
+    WalletCommitment,
+    /// The x402 `PaymentRequired` does not match the stake.
+    #[error(transparent)]
+    X402(#[from] super::x402::X402Refusal),
+    /// The check itself could not run.
+    #[error("verification task failed: {0}")]
+    Internal(String),
+}
+
 /// Every check a payment request must pass before money moves, in order. Returns the
 /// output commitment (the escrow's `outputHash`) when all pass.
 pub fn check_payment_request(
@@ -48,7 +68,7 @@ pub fn check_payment_request(
     job: &JobId,
     pay: &PaymentRecord,
     usdc: &Address,
-) -> Result<String, String> {
+) -> Result<String, PaymentRequestRefusal> {
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
     let expected = crate::zk::verify_job(
@@ -57,19 +77,18 @@ pub fn check_payment_request(
         output.as_bytes(),
         &provider.0,
         &job.0,
-    )
-    .map_err(|e| format!("proof refused: {e}"))?;
+    )?;
     if !req
         .output_commitment
         .eq_ignore_ascii_case(&expected.output_hash_hex())
     {
-        return Err("output_commitment differs from the commitment to the output received".into());
+        return Err(PaymentRequestRefusal::OutputCommitment);
     }
     if !req
         .wallet_commitment
         .eq_ignore_ascii_case(&expected.wallet_commitment_hex())
     {
-        return Err("wallet_commitment differs from the commitment to the provider's key".into());
+        return Err(PaymentRequestRefusal::WalletCommitment);
     }
     // 5: the x402 PaymentRequired matches the stake.
     let terms = super::x402::Terms {
@@ -82,8 +101,7 @@ pub fn check_payment_request(
         escrow: pay.escrow.clone(),
         capture_deadline: pay.stake_deadline,
     };
-    super::x402::check_payment_required(&req.payment_required, &terms)
-        .map_err(|e| e.to_string())?;
+    super::x402::check_payment_required(&req.payment_required, &terms)?;
     Ok(expected.output_hash_hex())
 }
 
@@ -216,7 +234,7 @@ impl PaidRequester {
             check_payment_request(&req, &output, &provider, &job, &p, &usdc)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("verification task failed: {e}")));
+        .unwrap_or_else(|e| Err(PaymentRequestRefusal::Internal(e.to_string())));
         let verify_ms = started.elapsed().as_millis() as u64;
         let prove_ms = lock(&self.result_at)
             .remove(&job)
@@ -238,7 +256,8 @@ impl PaidRequester {
                 self.notify(&job, PayProgress::Verified);
                 tokio::spawn(self.clone().settle(job));
             }
-            Err(reason) => {
+            Err(refusal) => {
+                let reason = refusal.to_string();
                 tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; asking the operator to reject");
                 self.advance(&job, PayStatus::Disputed, |r, p| {
                     p.proof_verified = Some(false);
@@ -474,7 +493,7 @@ impl PaidRequester {
             .escrow
             .usdc_balance(self.chain.wallet)
             .await
-            .map_err(|e| PaymentError(format!("cannot read the USDC balance: {e}")))?;
+            .map_err(PaymentError::ChainUnreadable)?;
         let signed = if balance < U256::from(price) {
             Err(EscrowRevert::InsufficientBalance {
                 balance,
@@ -508,10 +527,8 @@ impl PaidRequester {
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.advance(&job, PayStatus::Unwound, |_, p| {
-                    p.error = Some(msg.clone());
-                });
-                Err(PaymentError(format!("stake failed: {msg}")))
+                self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
+                Err(PaymentError::StakeRefused(e))
             }
         }
     }
@@ -562,17 +579,15 @@ impl RequesterPayments for PaidRequester {
             .wallet
             .as_deref()
             .and_then(|w| w.parse().ok())
-            .ok_or_else(|| PaymentError("the provider advertised no wallet".into()))?;
+            .ok_or(PaymentError::NoProviderWallet)?;
         if ad.price == 0 {
-            return Err(PaymentError(
-                "the provider's price is 0; the escrow cannot stake nothing".into(),
-            ));
+            return Err(PaymentError::ZeroPrice);
         }
         let escrow = &self.chain.escrow;
         let chain_now = escrow
             .chain_time()
             .await
-            .map_err(|e| PaymentError(format!("cannot read the chain's time: {e}")))?;
+            .map_err(PaymentError::ChainUnreadable)?;
         let left_s = deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
         let stake_deadline = chain_now + left_s + self.ctx.config.stake_margin.as_secs();
         let pay = PaymentRecord::new(
@@ -592,7 +607,7 @@ impl RequesterPayments for PaidRequester {
                 r.price_units = Some(ad.price);
                 r.payment = Some(pay);
             })
-            .map_err(|e| PaymentError(format!("cannot record the stake: {e}")))?;
+            .map_err(PaymentError::Record)?;
         let started = Instant::now();
         // The stake names the provider's AXL key (its commitment): the escrow checks the
         // provider's proof against it at `submit`.
@@ -602,16 +617,20 @@ impl RequesterPayments for PaidRequester {
                 .stake_by_authorization(job, wallet, key_commitment, ad.price, stake_deadline)
                 .await;
         }
-        match escrow
-            .stake(
-                job_b256(&job),
-                wallet,
-                key_commitment,
-                U256::from(ad.price),
-                stake_deadline,
-            )
-            .await
-        {
+        let (id, amount) = (job_b256(&job), U256::from(ad.price));
+        let staked = match self.chain.settings.stake_mode {
+            StakeMode::Permit => {
+                escrow
+                    .stake_with_permit(id, wallet, key_commitment, amount, stake_deadline)
+                    .await
+            }
+            _ => {
+                escrow
+                    .stake(id, wallet, key_commitment, amount, stake_deadline)
+                    .await
+            }
+        };
+        match staked {
             Ok(tx) => {
                 let stake_ms = started.elapsed().as_millis() as u64;
                 let tx = format!("{tx:#x}");
@@ -636,11 +655,12 @@ impl RequesterPayments for PaidRequester {
                     e.revert().is_some() && !matches!(e.revert(), Some(EscrowRevert::NoReason));
                 let msg = e.to_string();
                 if refused {
-                    self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg.clone()));
+                    self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
+                    Err(PaymentError::StakeRefused(e))
                 } else {
-                    self.update_pay(&job, |_, p| p.error = Some(msg.clone()));
+                    self.update_pay(&job, |_, p| p.error = Some(msg));
+                    Err(PaymentError::StakeUncertain(e))
                 }
-                Err(PaymentError(format!("stake failed: {msg}")))
             }
         }
     }
@@ -809,7 +829,7 @@ impl RequesterPayments for PaidRequester {
 
     fn own_stake_wait(&self) -> Option<std::time::Duration> {
         match self.chain.settings.stake_mode {
-            StakeMode::Approve => self.chain.escrow.inclusion_estimate(),
+            StakeMode::Approve | StakeMode::Permit => self.chain.escrow.inclusion_estimate(),
             StakeMode::Authorization => None,
         }
     }
@@ -874,7 +894,7 @@ mod tests {
         key: &PeerKey,
         job: &JobId,
     ) -> Result<String, String> {
-        check_payment_request(req, output, key, job, &pay(), &usdc())
+        check_payment_request(req, output, key, job, &pay(), &usdc()).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! table and moves each one along its timers, with the chain's own clock (so anvil's time
 //! travel and a node's restart are handled alike):
 //!
-//! - requester: a stake interrupted mid-transaction is looked up; a result whose proof is
+//! - requester: a stake interrupted mid-transaction is looked up, and so is the stake of a
+//!   job that failed (a provider's `decline` ends it at once); a result whose proof is
 //!   stored is verified; a failed release or reject is retried; after the stake's deadline,
 //!   nothing verified means `refund` (nothing submitted) or `reject` (submitted).
 //! - provider: a delivery interrupted before its proof is proved and sent; no
@@ -94,6 +95,11 @@ pub async fn tick_once(
                 }
                 PayStatus::Staked if rec.output.is_some() && pay.request.is_some() => {
                     tokio::spawn(r.clone().try_verify(job));
+                }
+                // The job failed after its stake landed (the provider declined it, say): the
+                // chain shows the stake's end long before its deadline.
+                PayStatus::Staked if rec.state.is_terminal() && rec.output.is_none() => {
+                    r.check_staking(job).await;
                 }
                 PayStatus::Verified if stale => {
                     tokio::spawn(r.clone().settle(job));

@@ -79,6 +79,19 @@ impl PaidWorld {
         Self::build(false, opts).await
     }
 
+    /// As [`PaidWorld::new`], with `n` mesh nodes: 0 requester, 1 provider, the rest free
+    /// for the test itself (a raw peer).
+    pub async fn with_nodes(n: usize) -> PaidWorld {
+        Self::build(
+            false,
+            WorldOptions {
+                nodes: n,
+                ..WorldOptions::default()
+            },
+        )
+        .await
+    }
+
     /// As [`PaidWorld::new`], but the requester's wallet is a fresh key that holds USDC
     /// and no ETH at all (it can sign, never send a transaction).
     pub async fn with_gasless_requester() -> PaidWorld {
