@@ -6,8 +6,8 @@
 #
 # It installs only what is missing (build tools and git via apt, Rust via rustup, Go >= 1.25
 # from go.dev), clones edgent into $EDGENT_PREFIX, builds it, installs the AXL node into
-# axl-bin/node, creates .env from .env.example if there is none, and checks for Ollama and
-# the model. Re-running it changes nothing that is already right, and says so.
+# axl-bin/node, runs `edgent init` (a wallet key file and .env) if there is no .env, and
+# checks for Ollama and the model. Re-running it changes nothing that is already right, and says so.
 #
 # Settings (environment):
 #   EDGENT_PREFIX         where edgent lives (default: ~/edgent)
@@ -16,6 +16,7 @@
 #   EDGENT_CARGO_PROFILE  cargo profile to build (default: release); CARGO_TARGET_DIR is honoured
 #   EDGENT_MODEL          the Ollama model to check for (default: tinyllama)
 #   EDGENT_ARCH           override the detected architecture (uname -m)
+#   EDGENT_IMPORT_KEY     a hex private key for `edgent init` to import (first install only)
 #   GO_VERSION            Go release to install when no Go >= 1.25 is found (default below)
 #   AXL_BIN | AXL_SRC | AXL_VERSION | AXL_REPO | AXL_REF   see scripts/install-axl.sh
 #   EDGENT_SYSTEM_ROOT    with --systemd: put the service's files under this dir, not / (tests)
@@ -42,10 +43,11 @@ usage() {
     cat <<'USAGE'
 usage: install.sh [--systemd]
   Installs edgent into $EDGENT_PREFIX (default ~/edgent): missing build tools, Rust and Go,
-  the edgent binary, the AXL node (axl-bin/node) and .env. With --systemd it also installs
-  and starts edgent.service (user 'edgent', data in /var/lib/edgent).
+  the edgent binary, the AXL node (axl-bin/node), and a wallet key and .env (edgent init).
+  With --systemd it also installs and starts edgent.service (user 'edgent', data in
+  /var/lib/edgent).
   Environment: EDGENT_PREFIX EDGENT_REPO EDGENT_REF EDGENT_CARGO_PROFILE CARGO_TARGET_DIR
-  EDGENT_MODEL EDGENT_ARCH GO_VERSION AXL_BIN AXL_SRC AXL_VERSION AXL_REPO AXL_REF
+  EDGENT_MODEL EDGENT_ARCH EDGENT_IMPORT_KEY GO_VERSION AXL_BIN AXL_SRC AXL_VERSION AXL_REPO AXL_REF
 USAGE
 }
 
@@ -247,16 +249,22 @@ else
 fi
 "$edgent_bin" --version >/dev/null || die "$edgent_bin --version failed"
 
-# --- .env -------------------------------------------------------------------------------------
+# --- .env and wallet (edgent init) ---------------------------------------------------------
 
-if [[ -f "$prefix/.env" ]]; then
-    say ".env: kept (exists: $prefix/.env)"
-elif [[ -f "$prefix/.env.example" ]]; then
-    install -m 0600 "$prefix/.env.example" "$prefix/.env"
-    say ".env: created from .env.example; edit $prefix/.env to set your keys and peers"
-    did_change=yes
+# `edgent init` makes the wallet key file (mode 0600) in $prefix/data and writes .env (0600)
+# from .env.example with the defaults (role both, EDGENT_PAYMENTS=auto: unpaid until a funded
+# wallet, an escrow and a settler are set). An existing .env is never touched; a key file left
+# from an earlier install is kept (--keep-key). EDGENT_IMPORT_KEY imports a key instead.
+env_file="$prefix/.env"
+if [[ -f "$env_file" ]]; then
+    say ".env: kept (exists: $env_file)"
 else
-    warn "no .env.example in the checkout: create $prefix/.env yourself"
+    init_args=(init --env-file "$env_file" --data-dir "$prefix/data")
+    [[ -n "${EDGENT_IMPORT_KEY:-}" ]] || init_args+=(--keep-key)
+    init_out="$("$edgent_bin" "${init_args[@]}")" || die "edgent init failed (see above)"
+    while IFS= read -r line; do say "init: $line"; done <<<"$init_out"
+    say ".env: written by edgent init; edit $env_file to set your peers, ENS name and escrow"
+    did_change=yes
 fi
 
 # --- AXL --------------------------------------------------------------------------------------
@@ -297,6 +305,24 @@ put_file() {
     did_change=yes
 }
 
+# service_env_for ENV: ENV as the service reads it, with the key of its WALLET_KEY_PATH inline
+# as WALLET_PRIVATE_KEY (and WALLET_KEY_PATH emptied); unchanged when it names no key file.
+service_env_for() {
+    local key_path key=""
+    key_path="$(sed -n 's/^WALLET_KEY_PATH=//p' "$1" | tail -n1)"
+    key_path="${key_path//[\"\']/}"
+    if [[ -n "$key_path" ]]; then
+        key="$(tr -d '[:space:]' <"$key_path")" || return 1
+    fi
+    printf '# Written by install.sh from %s (wallet key inline; read by systemd as root).\n' "$1"
+    WALLET_KEY="$key" awk '
+        ENVIRON["WALLET_KEY"] == "" { print; next }
+        /^WALLET_KEY_PATH=/ { print "WALLET_KEY_PATH="; next }
+        /^WALLET_PRIVATE_KEY=/ { print "WALLET_PRIVATE_KEY=" ENVIRON["WALLET_KEY"]; done = 1; next }
+        { print }
+        END { if (ENVIRON["WALLET_KEY"] != "" && !done) print "WALLET_PRIVATE_KEY=" ENVIRON["WALLET_KEY"] }' "$1"
+}
+
 if [[ "$with_systemd" == yes ]]; then
     [[ "$axl_ok" == yes ]] || die "not installing the service: AXL is missing (see above)"
     command -v systemctl >/dev/null 2>&1 || die "--systemd: systemctl not found (is this a systemd system?)"
@@ -314,13 +340,18 @@ if [[ "$with_systemd" == yes ]]; then
     put_file "$prefix/axl-bin/node" "$sysroot/usr/local/lib/edgent/axl-bin/node" 0755
     put_file "$prefix/systemd/service-paths.env" "$sysroot/usr/local/lib/edgent/service-paths.env" 0644
     put_file "$prefix/systemd/edgent.service" "$sysroot/etc/systemd/system/edgent.service" 0644
+    # The service user cannot read the key file under $prefix, but systemd reads its
+    # EnvironmentFile as root: the service's env is the .env with the key inline (0600, root).
+    service_env="$(mktemp)"
+    service_env_for "$prefix/.env" >"$service_env" || { rm -f "$service_env"; die "cannot read the wallet key named in $prefix/.env"; }
     if as_root test -f "$sysroot/etc/edgent/edgent.env"; then
-        if ! as_root cmp -s "$prefix/.env" "$sysroot/etc/edgent/edgent.env"; then
+        if ! as_root cmp -s "$service_env" "$sysroot/etc/edgent/edgent.env"; then
             say "systemd: the service reads /etc/edgent/edgent.env, which differs from $prefix/.env: kept as is"
         fi
     else
-        put_file "$prefix/.env" "$sysroot/etc/edgent/edgent.env" 0600
+        put_file "$service_env" "$sysroot/etc/edgent/edgent.env" 0600
     fi
+    rm -f "$service_env"
     if [[ "$changed" == yes ]]; then
         as_root systemctl daemon-reload
         as_root systemctl enable edgent.service

@@ -2,11 +2,15 @@
 # Test of install.sh (run by CI). It installs edgent into a temporary prefix from a local
 # clone of this repository (EDGENT_REPO=file://..., EDGENT_REF=the current commit) with the
 # toolchains already present, and asserts:
-#   - the install succeeds, `edgent --version` runs, .env exists (copied from .env.example),
-#     the AXL binary is in axl-bin/node, and the Ollama check prints the exact fix;
-#   - a second run is a no-op: no file under the prefix changes (path, size, mtime, mode, hash);
+#   - the install succeeds, `edgent --version` runs, `edgent init` made the wallet key file
+#     (data/wallet.key, mode 600) and .env (mode 600, EDGENT_PAYMENTS=auto, WALLET_KEY_PATH at
+#     that key), the AXL binary is in axl-bin/node, and the Ollama check prints the exact fix;
+#   - a second run is a no-op: no file under the prefix changes (path, size, mtime, mode, hash),
+#     so an existing .env and key are left alone; with the .env removed, a run writes a new .env
+#     and keeps the key file (same wallet);
 #   - --systemd (into a scratch system root, with stubs for systemctl/useradd/id) installs the
-#     unit, binaries and env file and starts the service; a second run changes and restarts
+#     unit, binaries and env file (the .env with the wallet key inline, mode 600) and starts the
+#     service; a second run changes and restarts
 #     nothing; a changed unit is put back and the service restarted;
 #   - an unsupported architecture (faked with EDGENT_ARCH) is refused with its message on
 #     stderr, a non-zero exit, and nothing created;
@@ -95,7 +99,15 @@ else
 fi
 version_out="$("$prefix/bin/edgent" --version 2>&1)" || version_out=""
 check "edgent --version runs: ${version_out:-<failed>}" grep -q edgent <<<"$version_out"
-check ".env exists and is a copy of .env.example" cmp -s "$prefix/.env" "$prefix/.env.example"
+key_file="$prefix/data/wallet.key"
+check "edgent init reported the wallet it created" grep -Eq "^edgent: init: wallet created: 0x[0-9a-f]{40}$" "$work/run1.log"
+check "the wallet key file exists with mode 600" test "$(stat -c %a "$key_file" 2>&1)" == 600
+check "the key file holds a 32-byte hex key" grep -Eqx "0x[0-9a-f]{64}" "$key_file"
+check ".env exists with mode 600" test "$(stat -c %a "$prefix/.env" 2>&1)" == 600
+check ".env points WALLET_KEY_PATH at the key file" grep -qx "WALLET_KEY_PATH=$key_file" "$prefix/.env"
+check ".env has EDGENT_PAYMENTS=auto" grep -qx "EDGENT_PAYMENTS=auto" "$prefix/.env"
+check ".env has no inline key" grep -qx "WALLET_PRIVATE_KEY=" "$prefix/.env"
+check ".env keeps .env.example's comments" grep -qF "$(grep -m1 '^#' "$prefix/.env.example")" "$prefix/.env"
 check "axl-bin/node is the AXL_BIN binary" cmp -s "$prefix/axl-bin/node" "$work/axl-standin"
 check "the Ollama check prints the exact fix for the missing model" \
     grep -q "ollama pull tinyllama" "$work/run1.log"
@@ -112,6 +124,15 @@ fi
 check "first run says what it installed" grep -q "^edgent: installed $ref in $prefix" "$work/run1.log"
 check "second run says it is up to date" grep -q "^edgent: up to date at $ref in $prefix: nothing to do" "$work/run2.log"
 check "second run did not rebuild" lacks "building edgent" "$work/run2.log"
+
+# The .env removed (the key file left): a run writes a new .env with the same wallet.
+key_before="$(sha256sum "$key_file" 2>&1)"
+rm -f "$prefix/.env"
+if run_install "$work/run3.log"; then pass "a run without .env succeeds"; else fail "a run without .env succeeds"; show "$work/run3.log"; fi
+check "it wrote a new .env pointing at the same key file" grep -qx "WALLET_KEY_PATH=$key_file" "$prefix/.env"
+check "it kept the key file as it was" test "$key_before" == "$(sha256sum "$key_file" 2>&1)"
+check "it says the wallet was kept" \
+    grep -qx "edgent: init: wallet kept: $(grep -o '0x[0-9a-f]\{40\}' "$work/run1.log" | head -n1)" "$work/run3.log"
 
 # --systemd, against a scratch system root: systemd cannot run here (no systemd as PID 1) and
 # the test must not add users to this machine, so SystemctlStub, UseraddStub and IdStub stand
@@ -152,8 +173,13 @@ check "--systemd installed the unit" cmp -s "$sysroot/etc/systemd/system/edgent.
 check "--systemd installed the binary the unit runs" cmp -s "$sysroot/usr/local/lib/edgent/edgent" "$prefix/bin/edgent"
 check "--systemd installed the AXL node" cmp -s "$sysroot/usr/local/lib/edgent/axl-bin/node" "$prefix/axl-bin/node"
 check "--systemd installed service-paths.env" cmp -s "$sysroot/usr/local/lib/edgent/service-paths.env" "$prefix/systemd/service-paths.env"
-check "--systemd installed the .env as /etc/edgent/edgent.env, mode 600" \
-    test "$(stat -c %a "$sysroot/etc/edgent/edgent.env" 2>&1)" == 600 -a -n "$(cmp "$prefix/.env" "$sysroot/etc/edgent/edgent.env" && echo same)"
+service_env="$sysroot/etc/edgent/edgent.env"
+check "--systemd installed /etc/edgent/edgent.env, mode 600" test "$(stat -c %a "$service_env" 2>&1)" == 600
+check "--systemd env has the wallet key inline (the service user cannot read the prefix)" \
+    grep -qx "WALLET_PRIVATE_KEY=$(cat "$key_file")" "$service_env"
+check "--systemd env has an empty WALLET_KEY_PATH" grep -qx "WALLET_KEY_PATH=" "$service_env"
+check "--systemd env is the .env otherwise" \
+    diff -q <(grep -v '^WALLET_' "$prefix/.env") <(grep -v '^WALLET_' "$service_env" | sed 1d)
 check "--systemd reloaded, enabled and restarted the service" \
     test "$(cat "$state/systemctl.calls" 2>&1)" == "$(printf 'daemon-reload\nenable edgent.service\nrestart edgent.service')"
 : >"$state/systemctl.calls"

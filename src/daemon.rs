@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::node::{run_router, Handlers};
 use crate::paid::{self, Chain, PaidProvider, PaidRequester, PaymentsSetupError};
 use crate::payment::{PaymentsStatus, ProviderPayments, RequesterPayments, Unpaid};
+use crate::payment_switch::SwitchablePayments;
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -135,28 +136,87 @@ async fn prepare_payments(
     Ok(PaidSetup { chain, settler })
 }
 
+/// The first retry of a paid setup that failed for a passing reason, under `auto`.
+const PAYMENTS_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between retries of the paid setup.
+const PAYMENTS_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Decide whether this run is paid. `EDGENT_PAYMENTS=on` with a setup that cannot pay is
 /// an error (a [`PaymentsSetupError`]); under `auto` the daemon runs unpaid and the
-/// configuration it returns says why.
+/// configuration it returns says why. When that cause may pass (the RPC endpoint is down),
+/// the third value is the configuration to retry the paid setup with.
 async fn decide_payments(
     mut config: Config,
-) -> Result<(Config, Option<PaidSetup>), PaymentsSetupError> {
+) -> Result<(Config, Option<PaidSetup>, Option<Config>), PaymentsSetupError> {
     let Some(settings) = config.chain.clone() else {
         if let Some(reason) = &config.payments_off_reason {
             tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
         }
-        return Ok((config, None));
+        return Ok((config, None, None));
     };
     match prepare_payments(&config, &settings).await {
-        Ok(setup) => Ok((config, Some(setup))),
+        Ok(setup) => Ok((config, Some(setup), None)),
         Err(e) if config.payments_mode == PaymentsMode::Auto => {
-            tracing::warn!(reason = %e, "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
+            let retry = e.is_transient().then(|| config.clone());
+            tracing::warn!(reason = %e, retrying = retry.is_some(), "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
             config.payments = false;
             config.chain = None;
             config.payments_off_reason = Some(e.to_string());
-            Ok((config, None))
+            Ok((config, None, retry))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Under `auto`, after a paid setup failed for a passing reason: try it again with
+/// backoff (1 s doubling to 30 s) until it works, then switch `switch` to the paid flow
+/// and mark `status` active; a cause that will not pass ends the retries. Runs the payment
+/// watcher once paid, so it ends with the daemon.
+async fn retry_payments(
+    ctx: Arc<NodeCtx>,
+    wanted: Config,
+    switch: Arc<SwitchablePayments>,
+    status: Arc<PaymentsStatus>,
+    cancel: CancellationToken,
+) {
+    let Some(settings) = wanted.chain.clone() else {
+        return;
+    };
+    let mut delay = PAYMENTS_RETRY_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        attempt += 1;
+        match prepare_payments(&wanted, &settings).await {
+            Ok(setup) => {
+                let chain = setup.chain.clone();
+                let paid = start_payments(&ctx, setup, &cancel);
+                switch.switch_to(paid.requester, paid.provider);
+                status.activate(chain);
+                tracing::info!(
+                    attempt,
+                    "EDGENT_PAYMENTS=auto: the paid setup works now; payments are ON"
+                );
+                if let Err(e) = paid.watcher.await {
+                    tracing::error!(error = %e, "the payment watcher stopped");
+                }
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                delay = (delay * 2).min(PAYMENTS_RETRY_MAX);
+                tracing::warn!(reason = %e, attempt, retry_in_s = delay.as_secs(), "EDGENT_PAYMENTS=auto: the paid setup still fails; jobs run unpaid");
+                status.set_unpaid(e.to_string(), true);
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, attempt, "EDGENT_PAYMENTS=auto: the paid setup cannot work as configured; jobs run unpaid (no more retries)");
+                status.set_unpaid(e.to_string(), false);
+                return;
+            }
+        }
     }
 }
 
@@ -259,13 +319,18 @@ impl Daemon {
         let cancel = CancellationToken::new();
         // Before anything is spawned: a setup that cannot pay stops here (or, under
         // EDGENT_PAYMENTS=auto, turns payments off with its reason).
-        let (config, paid_setup) = decide_payments(config).await?;
+        let (config, paid_setup, retry_with) = decide_payments(config).await?;
         let payments_status = Arc::new(match &paid_setup {
             Some(setup) => PaymentsStatus::active(config.payments_mode, setup.chain.clone()),
             None => {
                 PaymentsStatus::inactive(config.payments_mode, config.payments_off_reason.clone())
             }
         });
+        if retry_with.is_some() {
+            if let Some(reason) = config.payments_off_reason.clone() {
+                payments_status.set_unpaid(reason, true);
+            }
+        }
         let jobs = Arc::new(
             JobStore::open(&config.data_dir)
                 .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?,
@@ -340,6 +405,16 @@ impl Daemon {
                 let paid = start_payments(&ctx, setup, &cancel);
                 tasks.push(paid.watcher);
                 (paid.requester, paid.provider)
+            } else if let Some(wanted) = retry_with {
+                let switch = Arc::new(SwitchablePayments::unpaid());
+                tasks.push(tokio::spawn(retry_payments(
+                    ctx.clone(),
+                    wanted,
+                    switch.clone(),
+                    payments_status.clone(),
+                    cancel.clone(),
+                )));
+                (switch.clone(), switch)
             } else {
                 (Arc::new(Unpaid), Arc::new(Unpaid))
             };

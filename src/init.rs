@@ -41,6 +41,9 @@ pub struct InitOptions {
     pub set: Vec<(String, String)>,
     /// Overwrite an existing `.env` and key file.
     pub force: bool,
+    /// When the key file exists, use its key instead of refusing (for installers re-run
+    /// after the `.env` was removed). The file is left as it is.
+    pub keep_key: bool,
 }
 
 /// What `edgent init` did.
@@ -54,6 +57,8 @@ pub struct InitOutcome {
     pub env_file: PathBuf,
     /// Whether the key was imported (else generated).
     pub imported: bool,
+    /// Whether an existing key file was kept (`keep_key`).
+    pub kept: bool,
 }
 
 /// Why `edgent init` did not run.
@@ -132,14 +137,22 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         .key_path
         .clone()
         .unwrap_or_else(|| opts.data_dir.join(WALLET_KEY_FILE));
-    for p in [&opts.env_file, &key_path] {
-        if p.exists() && !opts.force {
-            return Err(InitError::Exists(p.clone()));
-        }
+    let kept = opts.keep_key && !opts.force && key_path.exists();
+    if opts.env_file.exists() && !opts.force {
+        return Err(InitError::Exists(opts.env_file.clone()));
     }
-    let (signer, imported) = match &opts.import_key {
-        Some(k) => (k.to_signer().map_err(|_| InitError::InvalidKey)?, true),
-        None => (PrivateKeySigner::random(), false),
+    if key_path.exists() && !opts.force && !kept {
+        return Err(InitError::Exists(key_path.clone()));
+    }
+    let (signer, imported) = if kept {
+        let text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key = Secret::new(text.trim());
+        (key.to_signer().map_err(|_| InitError::InvalidKey)?, false)
+    } else {
+        match &opts.import_key {
+            Some(k) => (k.to_signer().map_err(|_| InitError::InvalidKey)?, true),
+            None => (PrivateKeySigner::random(), false),
+        }
     };
     std::fs::create_dir_all(&opts.data_dir).map_err(io(&opts.data_dir))?;
     if let Some(parent) = key_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -194,7 +207,9 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         ..Default::default()
     })?;
 
-    write_private(&key_abs, &format!("{hex_key}\n"), opts.force)?;
+    if !kept {
+        write_private(&key_abs, &format!("{hex_key}\n"), opts.force)?;
+    }
     if let Some(parent) = opts.env_file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
@@ -204,6 +219,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         key_path: key_abs,
         env_file: opts.env_file.clone(),
         imported,
+        kept,
     })
 }
 
@@ -250,6 +266,7 @@ mod tests {
             import_key: None,
             set: vec![],
             force: false,
+            keep_key: false,
         }
     }
 
@@ -301,6 +318,31 @@ mod tests {
         assert_ne!(std::fs::read_to_string(&second.key_path).unwrap(), key);
         o.import_key = Some(Secret::new("nothex"));
         assert!(matches!(init(&o), Err(InitError::InvalidKey)));
+    }
+
+    #[test]
+    fn keep_key_reuses_an_existing_key_and_never_an_existing_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = init(&opts(dir.path())).unwrap();
+        let key = std::fs::read_to_string(&first.key_path).unwrap();
+        let mut o = opts(dir.path());
+        o.keep_key = true;
+        // The .env exists: refused even with keep_key.
+        assert!(matches!(init(&o), Err(InitError::Exists(p)) if p == o.env_file));
+        std::fs::remove_file(&o.env_file).unwrap();
+        let again = init(&o).unwrap();
+        assert!(again.kept && !again.imported);
+        assert_eq!(again.address, first.address);
+        assert_eq!(std::fs::read_to_string(&again.key_path).unwrap(), key);
+        let env = std::fs::read_to_string(&o.env_file).unwrap();
+        assert!(env.contains(&format!("WALLET_KEY_PATH={}", again.key_path.display())));
+        // Without a key file, keep_key makes one.
+        let fresh = tempfile::tempdir().unwrap();
+        let mut o = opts(fresh.path());
+        o.keep_key = true;
+        let made = init(&o).unwrap();
+        assert!(!made.kept);
+        assert!(made.key_path.exists());
     }
 
     #[test]

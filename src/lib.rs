@@ -55,6 +55,7 @@ pub mod metrics;
 pub mod node;
 pub mod paid;
 pub mod payment;
+pub mod payment_switch;
 pub mod protocol;
 pub mod provider;
 pub mod request;

@@ -165,6 +165,10 @@ struct InitArgs {
     /// Overwrite an existing `.env` and key file.
     #[arg(long)]
     force: bool,
+    /// When the key file exists already, use its wallet and leave the file alone (an
+    /// installer re-run after `.env` was removed); `.env` is still never overwritten.
+    #[arg(long, conflicts_with_all = ["force", "import_key"])]
+    keep_key: bool,
 }
 
 fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
@@ -191,11 +195,14 @@ fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
         import_key: args.import_key.map(edgent::chain::Secret::new),
         set,
         force: args.force,
+        keep_key: args.keep_key,
     };
     let out = edgent::init::init(&opts)?;
     println!(
         "wallet {} {:#x}",
-        if out.imported {
+        if out.kept {
+            "kept:"
+        } else if out.imported {
             "imported:"
         } else {
             "created:"

@@ -342,17 +342,21 @@ impl ProviderPayments for Unpaid {
 const BALANCES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether this daemon's jobs are paid, and why not when they are not: what `/status` and
-/// the dashboard show as `payments`.
+/// the dashboard show as `payments`. Under `EDGENT_PAYMENTS=auto` it can turn active while
+/// the daemon runs (see [`crate::payment_switch`]).
 pub struct PaymentsStatus {
     /// `EDGENT_PAYMENTS` as set.
     pub mode: crate::config::PaymentsMode,
-    /// Whether jobs are paid now.
-    pub active: bool,
-    /// Why not, when `EDGENT_PAYMENTS=auto` fell back to unpaid.
-    pub reason: Option<String>,
-    /// The escrow client signing with this node's wallet, when payments are active.
-    chain: Option<std::sync::Arc<crate::paid::Chain>>,
+    state: std::sync::RwLock<StatusState>,
     cache: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+}
+
+#[derive(Clone, Default)]
+struct StatusState {
+    active: bool,
+    reason: Option<String>,
+    retrying: bool,
+    chain: Option<std::sync::Arc<crate::paid::Chain>>,
 }
 
 impl PaymentsStatus {
@@ -361,35 +365,73 @@ impl PaymentsStatus {
         mode: crate::config::PaymentsMode,
         chain: std::sync::Arc<crate::paid::Chain>,
     ) -> PaymentsStatus {
-        PaymentsStatus {
-            mode,
-            active: true,
-            reason: None,
-            chain: Some(chain),
-            cache: Default::default(),
-        }
+        let s = Self::inactive(mode, None);
+        s.activate(chain);
+        s
     }
 
     /// Payments off (`reason` says why when they were wanted).
     pub fn inactive(mode: crate::config::PaymentsMode, reason: Option<String>) -> PaymentsStatus {
         PaymentsStatus {
             mode,
-            active: false,
-            reason,
-            chain: None,
+            state: std::sync::RwLock::new(StatusState {
+                reason,
+                ..Default::default()
+            }),
             cache: Default::default(),
         }
     }
 
-    /// `{mode, active, reason, wallet, balances, balances_error}`; balances are read at
-    /// most every ten seconds.
+    fn state(&self) -> StatusState {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut StatusState)) {
+        f(&mut self.state.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Whether jobs are paid now.
+    pub fn is_active(&self) -> bool {
+        self.state().active
+    }
+
+    /// Why payments are off, when they were wanted.
+    pub fn reason(&self) -> Option<String> {
+        self.state().reason
+    }
+
+    /// Payments became active through `chain` (the reason is cleared).
+    pub fn activate(&self, chain: std::sync::Arc<crate::paid::Chain>) {
+        self.update(|s| {
+            *s = StatusState {
+                active: true,
+                reason: None,
+                retrying: false,
+                chain: Some(chain),
+            }
+        });
+    }
+
+    /// Still unpaid: `reason` is the latest cause, and `retrying` whether the paid setup is
+    /// being tried again.
+    pub fn set_unpaid(&self, reason: String, retrying: bool) {
+        self.update(|s| {
+            s.reason = Some(reason);
+            s.retrying = retrying;
+        });
+    }
+
+    /// `{mode, active, reason, retrying, wallet, balances, balances_error}`; balances are
+    /// read at most every ten seconds.
     pub async fn snapshot(&self) -> serde_json::Value {
+        let state = self.state();
         let mut out = serde_json::json!({
             "mode": self.mode.as_str(),
-            "active": self.active,
-            "reason": self.reason,
+            "active": state.active,
+            "reason": state.reason,
+            "retrying": state.retrying,
         });
-        let Some(chain) = &self.chain else {
+        let Some(chain) = &state.chain else {
             return out;
         };
         out["wallet"] = serde_json::json!(format!("{:#x}", chain.wallet));

@@ -2,7 +2,9 @@
 //! `.env` that `edgent run` starts with; `EDGENT_PAYMENTS=auto` without a wallet, or with
 //! the original project's escrow (an old-ABI fixture deployed on anvil), runs unpaid and
 //! says why in `/status`; `EDGENT_PAYMENTS=on` with such a setup exits with status 78
-//! (EX_CONFIG), which the systemd unit does not restart on.
+//! (EX_CONFIG), which the systemd unit does not restart on. Under `auto` with the RPC down
+//! at start, the daemon runs unpaid, retries the paid setup, and turns paid once the chain
+//! is up.
 
 mod support;
 
@@ -14,8 +16,8 @@ use alloy::primitives::{Address, U256};
 use edgent::config::EX_CONFIG;
 use edgent::harness::anvil::LocalChain;
 use serde_json::Value;
-use support::chain::{escrow_chain, mint_usdc, OPERATOR};
-use support::{edgent_bin, eventually, free_port, DaemonProc, MeshSimProc};
+use support::chain::{escrow_chain, mint_usdc, DEPLOYER, OPERATOR};
+use support::{edgent_bin, eventually, free_port, free_port_block, DaemonProc, MeshSimProc};
 
 alloy::sol!(
     /// The original project's escrow shape (a test fixture edgent must refuse).
@@ -341,4 +343,76 @@ async fn the_old_escrow_is_refused_with_its_message() {
     good.push(("AXL_API_URL", mesh.nodes[1].1.as_str()));
     let ok = DaemonProc::start(&dir.path().join("good"), &good).await;
     assert_eq!(ok.get("/status").await["payments"]["active"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_with_the_rpc_down_at_start_turns_paid_when_it_comes_up() {
+    // The addresses a fresh anvil's deployment gets (the deployer's nonces decide them):
+    // learnt from a first anvil, which is then stopped.
+    let (probe, d, _) = escrow_chain(None, &[]).await;
+    let mut env = chain_env(&probe, d.escrow, d.usdc);
+    let wallet_key = probe.key(2).expose().to_string();
+    drop(probe);
+    // The daemon's RPC URL: a loopback port nothing listens on yet.
+    let port = free_port_block(1);
+    let rpc_url = format!("http://127.0.0.1:{port}");
+    for (k, v) in env.iter_mut() {
+        if k == "CHAIN_RPC_URL" {
+            *v = rpc_url.clone();
+        }
+    }
+    env.push(("WALLET_PRIVATE_KEY".into(), wallet_key));
+    let mesh = MeshSimProc::start(1, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars.push(("EDGENT_PAYMENTS", "auto"));
+    vars.push(("AXL_API_URL", mesh.nodes[0].1.as_str()));
+    let daemon = DaemonProc::start(dir.path(), &vars).await;
+
+    // Unpaid, saying why, and retrying.
+    let st = daemon.get("/status").await;
+    let p = &st["payments"];
+    assert_eq!(p["mode"], "auto", "{st}");
+    assert_eq!(p["active"], false, "{st}");
+    assert_eq!(p["retrying"], true, "{st}");
+    let reason = p["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&rpc_url), "{reason}");
+    assert!(
+        daemon.log().contains("payments are OFF"),
+        "{}",
+        daemon.log()
+    );
+
+    // The chain comes up on that port with the same deployment.
+    let chain = LocalChain::start_on_port(port)
+        .await
+        .expect("anvil on the port");
+    let deployed = edgent::harness::anvil::deploy_local(
+        &chain.rpc_url(),
+        chain.signer(DEPLOYER),
+        chain.signer(OPERATOR).address(),
+        &[],
+    )
+    .await
+    .expect("deploy");
+    assert_eq!((deployed.escrow, deployed.usdc), (d.escrow, d.usdc));
+
+    let st: Value = eventually("payments active", Duration::from_secs(60), || async {
+        let st = daemon.get("/status").await;
+        (st["payments"]["active"] == true).then_some(st)
+    })
+    .await;
+    let p = &st["payments"];
+    assert!(p["reason"].is_null(), "{st}");
+    assert_eq!(p["retrying"], false, "{st}");
+    assert_eq!(
+        p["wallet"].as_str(),
+        Some(format!("{:#x}", chain.signer(2).address()).as_str()),
+        "{st}"
+    );
+    assert!(
+        daemon.log().contains("payments are ON"),
+        "the log says so:\n{}",
+        daemon.log()
+    );
 }

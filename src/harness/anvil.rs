@@ -122,10 +122,20 @@ impl LocalChain {
         Self::spawn(Some(secs)).await
     }
 
+    /// Starts anvil on `port` (127.0.0.1), mining each transaction at once: for tests that
+    /// point a daemon at the URL before the chain is up.
+    pub async fn start_on_port(port: u16) -> Result<Self, LocalChainError> {
+        Self::spawn_at(None, port).await
+    }
+
     async fn spawn(block_time: Option<u64>) -> Result<Self, LocalChainError> {
+        Self::spawn_at(block_time, 0).await
+    }
+
+    async fn spawn_at(block_time: Option<u64>, port: u16) -> Result<Self, LocalChainError> {
         let path = anvil_path()?;
         let anvil = tokio::task::spawn_blocking(move || {
-            let mut anvil = Anvil::at(path).port(0u16);
+            let mut anvil = Anvil::at(path).port(port);
             if let Some(secs) = block_time {
                 anvil = anvil.block_time(secs);
             }
