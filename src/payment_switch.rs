@@ -10,10 +10,14 @@ use tokio::sync::watch;
 
 use crate::axl::PeerKey;
 use crate::jobs::PaymentRecord;
-use crate::payment::{PayProgress, PaymentError, ProviderPayments, RequesterPayments, Unpaid};
-use crate::protocol::{
-    JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
+use crate::payment::{
+    PayProgress, PaymentError, ProviderPayments, RequesterPayments, StakeCheck, StakeRefusal,
+    Unpaid,
 };
+use crate::protocol::{
+    JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskResult,
+};
+use crate::request::AttemptStake;
 
 /// Both payment seams, unpaid until [`SwitchablePayments::switch_to`] is called.
 pub struct SwitchablePayments {
@@ -87,6 +91,12 @@ impl RequesterPayments for SwitchablePayments {
     fn disputes(&self, provider: &PeerKey) -> u32 {
         self.req().disputes(provider)
     }
+    async fn attempt_failed(&self, job_id: &JobId) -> Option<AttemptStake> {
+        self.req().attempt_failed(job_id).await
+    }
+    fn own_stake_wait(&self) -> Option<std::time::Duration> {
+        self.req().own_stake_wait()
+    }
 }
 
 #[async_trait]
@@ -94,11 +104,16 @@ impl ProviderPayments for SwitchablePayments {
     fn wallet(&self) -> Option<String> {
         self.prov().wallet()
     }
-    async fn check_stake(
+    async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal> {
+        self.prov().check_stake(from, task).await
+    }
+    async fn take_stake(
         &self,
+        from: &PeerKey,
         task: &Task,
-    ) -> Result<Option<PaymentRecord>, (TaskErrorCode, String)> {
-        self.prov().check_stake(task).await
+        check: StakeCheck,
+    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+        self.prov().take_stake(from, task, check).await
     }
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str) {
         self.prov().after_delivery(requester, task, output).await
