@@ -1072,8 +1072,8 @@ impl Requester {
         }
     }
 
-    /// Ask again the nodes that accepted the request, [`DISCOVERY_ROUNDS`] sends each at
-    /// most. False when none is left to ask.
+    /// Ask again the nodes that accepted the request or whose send failed,
+    /// [`DISCOVERY_ROUNDS`] sends each at most. False when none is left to ask.
     fn ask_again(
         &self,
         msg: &Message,
@@ -1082,7 +1082,9 @@ impl Requester {
     ) -> bool {
         let mut any = false;
         for a in asked.values_mut() {
-            if a.state == Asked::Ok && a.sends < DISCOVERY_ROUNDS {
+            // A send that failed is tried again too: during AXL's slow first sends after
+            // peering (3 s at first) a send can time out although the node is there.
+            if matches!(a.state, Asked::Ok | Asked::Failed) && a.sends < DISCOVERY_ROUNDS {
                 a.state = Asked::Pending;
                 a.sends += 1;
                 self.spawn_ask(a.key, msg, sends);
