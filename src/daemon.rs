@@ -514,34 +514,20 @@ impl Daemon {
             };
             let ollama_app =
                 crate::front::guarded(crate::front::ollama_only_router(front), &config.front, addr);
-            let c = cancel.clone();
-            tasks.push(tokio::spawn(async move {
-                // Streamed answers are many small writes: without TCP_NODELAY, Nagle holds
-                // each behind the agent's delayed ACK (40 ms on Linux). Ollama sets it too.
-                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                let res = axum::serve(l, ollama_app)
-                    .with_graceful_shutdown(async move { c.cancelled().await })
-                    .await;
-                if let Err(e) = res {
-                    tracing::error!(error = %e, "the Ollama-only HTTP server stopped");
-                }
-            }));
+            tasks.push(tokio::spawn(serve_http(
+                l,
+                ollama_app,
+                cancel.clone(),
+                "the Ollama-only HTTP server",
+            )));
             tracing::info!(%addr, "Ollama and OpenAI APIs listening (EDGENT_OLLAMA_ADDR)");
         }
-        let c = cancel.clone();
-        tasks.push(tokio::spawn(async move {
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let res = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(serve_http(
+            listener,
+            app,
+            cancel.clone(),
+            "the HTTP server",
+        )));
         tracing::info!(addr = %http_addr, role = config.role.as_str(), ens = ?config.ens_name, "edgent listening");
 
         Ok(Daemon {
@@ -580,5 +566,25 @@ impl Daemon {
             s.shutdown().await;
         }
         tracing::info!("edgent stopped");
+    }
+}
+
+/// Serves `app` on `listener` until `cancel`, with TCP_NODELAY on every connection:
+/// streamed answers are many small writes, and without it Nagle holds each behind the
+/// agent's delayed ACK (40 ms on Linux). Ollama sets it too.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    cancel: CancellationToken,
+    what: &'static str,
+) {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let res = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "{what} stopped");
     }
 }

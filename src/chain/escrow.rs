@@ -588,33 +588,16 @@ impl EscrowClient {
         deadline: u64,
     ) -> Result<TxHash, EscrowError> {
         let owner = self.require_wallet()?;
-        // Refuse what the escrow would refuse before spending gas on an approve.
-        if amount.is_zero() {
-            return Err(EscrowRevert::ZeroAmount.into());
-        }
-        if provider == Address::ZERO {
-            return Err(EscrowRevert::ZeroAddress.into());
-        }
-        // Four independent reads: one round trip, not four, before the first transaction.
-        let (chain_now, existing, balance, allowance) = tokio::try_join!(
-            self.chain_time(),
-            self.get_stake(job_id),
-            self.usdc_balance(owner),
-            self.allowance(owner)
-        )?;
-        if deadline <= chain_now {
-            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
-        }
-        if existing.status != StakeStatus::None {
-            return Err(EscrowRevert::JobExists { job_id }.into());
-        }
-        if balance < amount {
-            return Err(EscrowRevert::InsufficientBalance {
-                balance,
-                needed: amount,
-            }
-            .into());
-        }
+        let allowance = self
+            .stake_prechecks(
+                owner,
+                job_id,
+                provider,
+                amount,
+                deadline,
+                self.allowance(owner),
+            )
+            .await?;
         if allowance < amount {
             let _guard = self.approve_lock.lock().await;
             // Another stake may have approved while this one waited.
@@ -634,6 +617,48 @@ impl EscrowClient {
         Ok(tx)
     }
 
+    /// Refuses, before any gas is spent, what the escrow would refuse of `owner`'s stake:
+    /// a zero amount or provider, a deadline already passed, a job id in use, a balance
+    /// short of `amount`. The chain reads go out together with `extra` (what the caller
+    /// needs next: the allowance, the token's domain), one round trip for all; returns
+    /// `extra`'s answer.
+    async fn stake_prechecks<T>(
+        &self,
+        owner: Address,
+        job_id: B256,
+        provider: Address,
+        amount: U256,
+        deadline: u64,
+        extra: impl std::future::Future<Output = Result<T, EscrowError>>,
+    ) -> Result<T, EscrowError> {
+        if amount.is_zero() {
+            return Err(EscrowRevert::ZeroAmount.into());
+        }
+        if provider == Address::ZERO {
+            return Err(EscrowRevert::ZeroAddress.into());
+        }
+        let (chain_now, existing, balance, extra) = tokio::try_join!(
+            self.chain_time(),
+            self.get_stake(job_id),
+            self.usdc_balance(owner),
+            extra
+        )?;
+        if deadline <= chain_now {
+            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
+        }
+        if existing.status != StakeStatus::None {
+            return Err(EscrowRevert::JobExists { job_id }.into());
+        }
+        if balance < amount {
+            return Err(EscrowRevert::InsufficientBalance {
+                balance,
+                needed: amount,
+            }
+            .into());
+        }
+        Ok(extra)
+    }
+
     /// Locks `amount` USDC for `job_id` like [`Self::stake`], in one transaction and with no
     /// `approve`: `stakeWithPermit`, carrying an EIP-2612 `permit` for exactly `amount`
     /// signed here (valid until the stake's `deadline`). Each permit takes the token's next
@@ -649,31 +674,16 @@ impl EscrowClient {
     ) -> Result<TxHash, EscrowError> {
         let owner = self.require_wallet()?;
         let signer = self.signer.as_ref().ok_or(EscrowError::NoWallet)?;
-        if amount.is_zero() {
-            return Err(EscrowRevert::ZeroAmount.into());
-        }
-        if provider == Address::ZERO {
-            return Err(EscrowRevert::ZeroAddress.into());
-        }
-        let (chain_now, existing, balance, domain) = tokio::try_join!(
-            self.chain_time(),
-            self.get_stake(job_id),
-            self.usdc_balance(owner),
-            self.token_domain()
-        )?;
-        if deadline <= chain_now {
-            return Err(EscrowRevert::DeadlinePassed { deadline }.into());
-        }
-        if existing.status != StakeStatus::None {
-            return Err(EscrowRevert::JobExists { job_id }.into());
-        }
-        if balance < amount {
-            return Err(EscrowRevert::InsufficientBalance {
-                balance,
-                needed: amount,
-            }
-            .into());
-        }
+        let domain = self
+            .stake_prechecks(
+                owner,
+                job_id,
+                provider,
+                amount,
+                deadline,
+                self.token_domain(),
+            )
+            .await?;
         let _guard = self.approve_lock.lock().await;
         let nonce = IEip2612::new(self.usdc, &self.provider)
             .nonces(owner)
