@@ -1,7 +1,7 @@
 //! The AXL HTTP client against real HTTP: the mesh sim (AXL's local API contract) and,
 //! for answers the sim never gives, a labelled misbehaving stub.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -84,7 +84,7 @@ async fn mesh_sim_prints_its_nodes_and_takes_faults_over_http() {
     child.wait().await.unwrap();
 }
 
-mod support;
+use crate::support;
 
 /// `--parents` and `--real` from another process: a spoke's tree lacks the other spoke
 /// though `/send` reaches it, the measured timings (scaled) are in force, and a node

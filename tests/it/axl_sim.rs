@@ -2,15 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use edgent::axl::{AxlError, PeerKey, Transport};
 use edgent::harness::mesh_sim::{
     sim_node_key, Faults, MeshSim, SIM_MAX_MESSAGE_BYTES, SIM_QUEUE_CAPACITY,
 };
-use support::http;
-use support::sim::{clients, get_json, post, recv_body, send};
+use crate::support::http;
+use crate::support::sim::{clients, get_json, post, recv_body, send};
 
 async fn send_raw(url: &str, dest: Option<&str>, body: Vec<u8>) -> (u16, String) {
     let mut req = http().post(format!("{url}/send")).body(body);

@@ -2,7 +2,6 @@
 //! are assigned locally, so concurrent stakes go out together and land within two blocks
 //! instead of one receipt after another; a transaction the node drops is sent again.
 
-mod support;
 
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
-use support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
+use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
 
 const N: usize = 20;
 /// The provider key commitment these stakes name (any field element: nothing here submits).

@@ -1,7 +1,6 @@
 //! Escrow client against a real anvil: stake/getStake/release with balance checks, every
 //! refusal decoded to its typed error, and time travel for refund and claimTimeout.
 
-mod support;
 
 use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::Provider;
@@ -12,7 +11,7 @@ use edgent::chain::{
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::zk::SnarkjsProof;
-use support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
+use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
 
 struct Fixture {
     chain: LocalChain,

@@ -1,7 +1,6 @@
 //! KeeperHub settlement against a real anvil through the KeeperHub emulator: a normal
 //! release, and every injected fault ending in exactly one release or a clear error.
 
-mod support;
 
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use edgent::chain::{
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
-use support::chain::{escrow_chain, OPERATOR, USDC};
+use crate::support::chain::{escrow_chain, OPERATOR, USDC};
 
 struct Fixture {
     _chain: LocalChain,

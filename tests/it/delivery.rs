@@ -5,14 +5,14 @@
 //!
 //! Real daemons over `edgent mesh-sim`, with the Ollama stub as each provider's backend.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use support::{eventually, DaemonProc, MeshSimProc};
+use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// Settings that make heartbeats and resends quick enough for a test.
 const FAST: [(&str, &str); 5] = [

@@ -3,13 +3,13 @@
 //! requester learnt about providers survives its restart and changes its choice; a denied
 //! node is never chosen. Real daemons over `edgent mesh-sim`, with the Ollama API stub.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
-use support::{eventually, DaemonProc, MeshSimProc};
+use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// A counter of `/metrics` (OpenMetrics text), e.g. `edgent_messages_out` for `type`.
 async fn counter(d: &DaemonProc, family: &str, kind: &str) -> f64 {

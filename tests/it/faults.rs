@@ -2,13 +2,13 @@
 //! broken messages, a flood) and the daemon answers with the right error and keeps
 //! serving.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
-use support::{eventually, raw_send, DaemonProc, MeshSimProc, Pair};
+use crate::support::{eventually, raw_send, DaemonProc, MeshSimProc, Pair};
 
 /// Read one sample from a Prometheus text exposition.
 fn metric(text: &str, name: &str, label: &str) -> f64 {

@@ -6,7 +6,6 @@
 //! at start, the daemon runs unpaid, retries the paid setup, and turns paid once the chain
 //! is up.
 
-mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -16,8 +15,8 @@ use alloy::primitives::{Address, U256};
 use edgent::config::EX_CONFIG;
 use edgent::harness::anvil::LocalChain;
 use serde_json::Value;
-use support::chain::{escrow_chain, mint_usdc, DEPLOYER, OPERATOR};
-use support::{edgent_bin, eventually, free_port, free_port_block, DaemonProc, MeshSimProc};
+use crate::support::chain::{escrow_chain, mint_usdc, DEPLOYER, OPERATOR};
+use crate::support::{edgent_bin, eventually, free_port, free_port_block, DaemonProc, MeshSimProc};
 
 alloy::sol!(
     /// The original project's escrow shape (a test fixture edgent must refuse).

@@ -5,13 +5,13 @@
 //! served by a provider over the mesh and comes back in the same format. And only the user
 //! opens the door: foreign Host or Origin values get 403, a missing token 401.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::ollama::{agent, RealOllama, TestModel, HUGE_MODEL, TINY_MODEL};
-use support::{DaemonProc, MeshSimProc};
+use crate::support::ollama::{agent, RealOllama, TestModel, HUGE_MODEL, TINY_MODEL};
+use crate::support::{DaemonProc, MeshSimProc};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

@@ -2,7 +2,7 @@
 //! the generation options) and its OpenAI-compatible `/v1`, which stands for llama-server,
 //! vLLM and LM Studio (`INFERENCE_BACKEND=openai`). Streamed deltas add up to the output.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use edgent::inference::openai::OpenAiBackend;
 use edgent::inference::{Backend, GenerateRequest, OllamaBackend};
 use edgent::protocol::ChatMessage;
 use serde_json::json;
-use support::ollama::{RealOllama, TestModel, TINY_MODEL};
-use support::MeshSimProc;
+use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
+use crate::support::MeshSimProc;
 
 fn request(chat: bool) -> GenerateRequest {
     GenerateRequest {

@@ -5,17 +5,14 @@
 //! up mid-stream ends the job `cancelled` with its stake declined and every unit of USDC
 //! where it belongs.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
 
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::json;
-use support::ollama::{agent, RealOllama, TestModel, TINY_MODEL};
-use support::DaemonProc;
+use crate::support::ollama::{agent, RealOllama, TestModel, TINY_MODEL};
+use crate::support::DaemonProc;
 
 const WITHIN: Duration = Duration::from_secs(30);
 

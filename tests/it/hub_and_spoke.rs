@@ -7,15 +7,13 @@
 //! stakes for the provider on the other spoke (anvil, the escrow, the direct settler), and
 //! the release moves exactly the price.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
+use crate::support::paid;
 
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
-use support::{eventually, DaemonProc, MeshSimProc};
+use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// 12 nodes: 0 the hub, 1 and 2 sub-hubs, 3..=11 spokes (odd under 1, even under 2).
 const NODES: usize = 12;
@@ -88,7 +86,7 @@ async fn a_spoke_finds_a_provider_on_another_spoke_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoke_pays_a_provider_on_another_spoke() {
-    let w = paid_world::PaidWorld::new().await;
+    let w = paid::PaidWorld::new().await;
     let mesh = MeshSimProc::start_with(NODES, &["--topology", "hubs:2", "--real"]);
     let dir = tempfile::tempdir().unwrap();
     // Every other node runs an unpaid daemon that only relays and announces.
@@ -106,7 +104,7 @@ async fn a_spoke_pays_a_provider_on_another_spoke() {
     }
     let (requester, provider) = w
         .start_with(
-            paid_world::Settle::Direct,
+            paid::Settle::Direct,
             &[("AXL_API_URL", &mesh.nodes[REQUESTER].1)],
             &[("AXL_API_URL", &mesh.nodes[PROVIDER].1)],
         )
@@ -133,9 +131,9 @@ async fn a_spoke_pays_a_provider_on_another_spoke() {
     let (r, p, e) = w.balances().await;
     assert_eq!(
         (r, p, e),
-        (paid_world::FUND - paid_world::PRICE, paid_world::PRICE, 0)
+        (paid::FUND - paid::PRICE, paid::PRICE, 0)
     );
     w.assert_conserved(0).await;
-    paid_world::payment_becomes(&provider, &id, "released", Duration::from_secs(30)).await;
+    paid::payment_becomes(&provider, &id, "released", Duration::from_secs(30)).await;
     assert_eq!(w.ollama.generate_calls(), 1);
 }

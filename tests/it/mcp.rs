@@ -2,11 +2,12 @@
 //! official MCP Python SDK as the host's client (`tests/python/mcp_client.py`):
 //! over stdio against `edgent mcp`, and over streamable HTTP against the daemon's `/mcp`.
 //!
-//! The Python comes from `EDGENT_TEST_PYTHON`, else the venv `scripts/python-venv.sh` makes
-//! from tests/python/requirements.txt (scripts/test.sh runs it); without it, or without
-//! `mcp` in it, these tests fail: they never skip.
+//! The Python is the test venv ([`support::python::test_python`]: `EDGENT_TEST_PYTHON`,
+//! else the venv `scripts/python-venv.sh` makes from tests/python/requirements.txt, as
+//! scripts/test.sh does); without it, or without `mcp` in it, these tests fail: they never
+//! skip.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
-use support::ollama::{RealOllama, TestModel, TINY_MODEL};
-use support::Pair;
+use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
+use crate::support::Pair;
 
 const MODEL: &str = "tinyllama";
 
 /// The Python with the MCP SDK; panics (the test fails) when there is none.
 fn python() -> PathBuf {
-    let py = support::ollama::test_python();
+    let py = support::python::test_python();
     let ok = Command::new(&py)
         .args(["-c", "import mcp"])
         .status()
@@ -42,7 +43,8 @@ fn client_script() -> PathBuf {
 async fn run_client(args: Vec<String>) -> Value {
     let py = python();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&py)
+        // In a process group of its own, so that a timeout ends what it started too.
+        let mut child = support::group::own_group(&mut Command::new(&py))
             .arg(client_script())
             .args(&args)
             .stdout(Stdio::piped())
@@ -55,7 +57,7 @@ async fn run_client(args: Vec<String>) -> Value {
                 break;
             }
             if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
+                support::group::kill_group(&mut child);
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

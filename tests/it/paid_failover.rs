@@ -6,9 +6,6 @@
 //!
 //! Real daemons over `edgent mesh-sim`, anvil (instant or timed blocks), the Ollama stub.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -19,9 +16,9 @@ use edgent::chain::bindings::EdgentEscrow;
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::StreamExt;
-use paid_world::{payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER};
 use serde_json::{json, Value};
-use support::{eventually, DaemonProc};
+use crate::support::{eventually, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

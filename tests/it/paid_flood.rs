@@ -3,18 +3,14 @@
 //! (counted by a JSON-RPC proxy in front of anvil), and a real paid job sent at the same
 //! time must still be served and paid.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-#[path = "support/rpc_count.rs"]
-mod rpc_count;
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, U256};
 use futures_util::stream::{self, StreamExt};
-use paid_world::{payment_becomes, PaidWorld, Settle};
-use rpc_count::CountingRpc;
+use crate::support::paid::{payment_becomes, PaidWorld, Settle};
+use crate::support::rpc_count::CountingRpc;
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);

@@ -3,15 +3,13 @@
 //! provider checks the stake, runs, proves, asks to be paid over AXL; the requester
 //! verifies the proof and settles. Every scenario ends with the money conserved.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::stub_output;
-use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(30);

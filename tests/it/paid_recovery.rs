@@ -2,16 +2,14 @@
 //! refund, reject, submit and claim from their persisted job tables, with anvil's clock
 //! moved forward where the escrow's timers need it. Money is conserved in every scenario.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
-use support::{eventually, DaemonProc};
+use crate::support::{eventually, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

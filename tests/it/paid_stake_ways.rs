@@ -3,16 +3,13 @@
 //! the stake before any work, so a requester holding USDC and no ETH can pay; a provider
 //! that cannot serve a staked job declines it and the requester has its money back at once.
 
-#[path = "support/paid.rs"]
-mod paid_world;
-mod support;
 
 use std::time::Duration;
 
 use alloy::providers::Provider;
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::stub_output;
-use paid_world::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(30);

@@ -2,7 +2,6 @@
 //! stands in for the AXL binary (the real one cannot be fetched in CI): a wrapper script
 //! execs it, so killing the child kills the mesh, exactly as if AXL crashed.
 
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
-use support::{alive, edgent_bin, eventually, free_port_block, DaemonProc};
+use crate::support::{alive, edgent_bin, eventually, free_port_block, DaemonProc};
 
 /// Write a stand-in AXL binary into `dir`: a script that ignores `-config` and execs
 /// `edgent mesh-sim` with `nodes` nodes from port `base`, so its pid is the mesh's.

@@ -1,8 +1,8 @@
 //! The x402 messages edgent sends validate against the official x402 Python models (PyPI
 //! `x402`, pinned in tests/python/requirements.txt): the `PaymentRequired` of a
 //! `payment_request`, its `PaymentRequirements`, and the `SettleResponse` of a
-//! `payment_confirmed`. The Python is `EDGENT_TEST_PYTHON` (a venv with
-//! tests/python/requirements.txt installed), else `python3`.
+//! `payment_confirmed`. The Python is the test venv's
+//! ([`crate::support::python::test_python`]).
 
 use std::process::Command;
 
@@ -12,9 +12,7 @@ use edgent::paid::x402;
 use edgent::protocol::JobId;
 use serde_json::json;
 
-fn python() -> String {
-    std::env::var("EDGENT_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use crate::support::python::test_python;
 
 #[test]
 fn payment_required_and_settle_response_validate_against_the_x402_models() {
@@ -48,17 +46,23 @@ fn payment_required_and_settle_response_validate_against_the_x402_models() {
     let file = dir.path().join("x402.json");
     std::fs::write(&file, serde_json::to_vec(&sent).unwrap()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/x402_models.py");
-    let out = Command::new(python())
+    let python = test_python();
+    let out = Command::new(&python)
         .arg(script)
         .arg(&file)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}); set EDGENT_TEST_PYTHON", python()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); set EDGENT_TEST_PYTHON",
+                python.display()
+            )
+        });
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "x402 models refused edgent's messages (python: {}; `pip install -r tests/python/requirements.txt`):\n{stdout}{stderr}",
-        python()
+        python.display()
     );
     assert_eq!(stdout.matches("ok   ").count(), 3, "{stdout}");
 
@@ -69,7 +73,7 @@ fn payment_required_and_settle_response_validate_against_the_x402_models() {
         .unwrap()
         .remove("network");
     std::fs::write(&file, serde_json::to_vec(&broken).unwrap()).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(&python)
         .arg(script)
         .arg(&file)
         .output()

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod chain;
+pub mod group;
 pub mod ollama;
+pub mod paid;
+pub mod python;
+pub mod rpc_count;
 pub mod sim;
 
 use std::collections::HashMap;
@@ -18,6 +22,20 @@ use serde_json::Value;
 /// The `edgent` binary under test.
 pub fn edgent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_edgent"))
+}
+
+/// The root of the repository (where `scripts/` and `tests/python/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cache root the install scripts share: `EDGENT_CACHE`, else `~/.cache/edgent`.
+pub fn cache_root() -> PathBuf {
+    match std::env::var_os("EDGENT_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/edgent"),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
@@ -138,6 +156,11 @@ impl DaemonProc {
             "EDGENT_ENV_FILE".into(),
             data_dir.join("no.env").display().to_string(),
         );
+        // The test command's mark of its processes (scripts/leftovers.sh), through the
+        // cleared environment: a daemon left running is found.
+        if let Ok(run) = std::env::var("EDGENT_TEST_RUN") {
+            env.insert("EDGENT_TEST_RUN".into(), run);
+        }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }

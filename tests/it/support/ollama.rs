@@ -8,13 +8,16 @@
 //! script to run: these tests never skip.
 //!
 //! Env vars read: `EDGENT_OLLAMA_BIN` (the binary; default the install script's cache
-//! path), `EDGENT_TEST_PYTHON` (the venv's python; default `scripts/python-venv.sh`'s),
-//! `EDGENT_CACHE` (the cache root both scripts use).
+//! path), `EDGENT_CACHE` (the cache root the scripts use), and for the venv those of
+//! [`super::python::test_python`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::python::test_python;
+use super::{cache_root, group, repo_root};
 
 /// The name the tests give the tiny model.
 pub const TINY_MODEL: &str = "edgent-tiny";
@@ -31,18 +34,6 @@ pub enum TestModel {
     Huge,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cache_root() -> PathBuf {
-    match std::env::var_os("EDGENT_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-            .join(".cache/edgent"),
-    }
-}
-
 /// The Ollama binary: `EDGENT_OLLAMA_BIN`, or where `scripts/install-ollama.sh` puts it.
 /// Panics (fails the test) when it is missing.
 pub fn ollama_bin() -> PathBuf {
@@ -56,21 +47,6 @@ pub fn ollama_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// The test venv's python: `EDGENT_TEST_PYTHON`, or where `scripts/python-venv.sh` puts it.
-/// Panics (fails the test) when it is missing.
-pub fn test_python() -> PathBuf {
-    let py = std::env::var_os("EDGENT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_root().join("python-venv/bin/python"));
-    assert!(
-        py.is_file(),
-        "the test venv is missing at {}: run `bash scripts/python-venv.sh` \
-         (scripts/test.sh does) or set EDGENT_TEST_PYTHON",
-        py.display()
-    );
-    py
 }
 
 /// The directory with tiny.gguf, huge.gguf and their Modelfiles, made once per test binary.
@@ -92,7 +68,7 @@ pub fn test_models_dir() -> &'static Path {
     })
 }
 
-/// A real `ollama serve` on a free loopback port, killed on drop.
+/// A real `ollama serve` on a free loopback port, killed on drop with the runners it started.
 pub struct RealOllama {
     child: Option<Child>,
     /// Its base URL, e.g. `http://127.0.0.1:40123`.
@@ -113,7 +89,8 @@ impl RealOllama {
         let host = format!("127.0.0.1:{port}");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
         let log = std::fs::File::create(dir.path().join("ollama.log")).expect("log");
-        let child = Command::new(&bin)
+        // In a process group of its own: the runner `serve` starts ends with it on drop.
+        let child = group::own_group(&mut Command::new(&bin))
             .arg("serve")
             .envs(ollama_env(dir.path(), &host))
             // Gin's access log (one line per request) goes to stdout, the rest to stderr.
@@ -200,7 +177,7 @@ fn ollama_env(dir: &Path, host: &str) -> Vec<(String, String)> {
 impl Drop for RealOllama {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            group::kill_group(&mut c);
             let _ = c.wait();
         }
     }

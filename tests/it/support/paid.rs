@@ -1,7 +1,7 @@
 //! The world of a paid-flow test: anvil with MockUSDC and EdgentEscrow, the KeeperHub
 //! emulator, the Ollama stub, `edgent mesh-sim`, and a requester and a provider daemon
 //! (real processes) paid through the escrow; plus the money checks every scenario ends
-//! with. Included by the paid test files as `#[path = "support/paid.rs"] mod paid_world;`.
+//! with.
 #![allow(dead_code)]
 
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! A counting JSON-RPC proxy: it forwards every request to the real endpoint (anvil) and
 //! counts the calls by method, so a test can put a number on the RPC calls a daemon makes
-//! (a batch counts each call in it). Included as
-//! `#[path = "support/rpc_count.rs"] mod rpc_count;`.
+//! (a batch counts each call in it).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
