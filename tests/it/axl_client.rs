@@ -1,8 +1,6 @@
 //! The AXL HTTP client against real HTTP: the mesh sim (AXL's local API contract) and,
 //! for answers the sim never gives, a labelled misbehaving stub.
 
-use crate::support;
-
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +10,8 @@ use bytes::Bytes;
 use edgent::axl::client::MAX_MESSAGE_BYTES;
 use edgent::axl::{AxlClient, AxlError, PeerKey, Transport};
 use edgent::harness::mesh_sim::MeshSim;
+
+use crate::support;
 
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {

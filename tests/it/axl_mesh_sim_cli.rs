@@ -10,6 +10,8 @@ use edgent::harness::mesh_sim::sim_node_key;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::support;
+
 #[tokio::test]
 async fn mesh_sim_prints_its_nodes_and_takes_faults_over_http() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgent"))
@@ -83,8 +85,6 @@ async fn mesh_sim_prints_its_nodes_and_takes_faults_over_http() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
-
-use crate::support;
 
 /// `--parents` and `--real` from another process: a spoke's tree lacks the other spoke
 /// though `/send` reaches it, the measured timings (scaled) are in force, and a node

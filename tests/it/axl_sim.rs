@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support;
-
 use bytes::Bytes;
 use edgent::axl::{AxlError, PeerKey, Transport};
 use edgent::harness::mesh_sim::{
     sim_node_key, Faults, MeshSim, SIM_MAX_MESSAGE_BYTES, SIM_QUEUE_CAPACITY,
 };
+
+use crate::support;
 use crate::support::http;
 use crate::support::sim::{clients, get_json, post, recv_body, send};
 

@@ -2,7 +2,6 @@
 //! are assigned locally, so concurrent stakes go out together and land within two blocks
 //! instead of one receipt after another; a transaction the node drops is sent again.
 
-
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
@@ -11,6 +10,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
+
 use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
 
 const N: usize = 20;

@@ -1,7 +1,6 @@
 //! Escrow client against a real anvil: stake/getStake/release with balance checks, every
 //! refusal decoded to its typed error, and time travel for refund and claimTimeout.
 
-
 use alloy::primitives::{keccak256, Address, TxHash, B256, U256};
 use alloy::providers::Provider;
 use edgent::chain::bindings::EdgentEscrow;
@@ -11,6 +10,7 @@ use edgent::chain::{
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::zk::SnarkjsProof;
+
 use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
 
 struct Fixture {

@@ -1,7 +1,6 @@
 //! KeeperHub settlement against a real anvil through the KeeperHub emulator: a normal
 //! release, and every injected fault ending in exactly one release or a clear error.
 
-
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256, U256};
@@ -10,6 +9,7 @@ use edgent::chain::{
 };
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
+
 use crate::support::chain::{escrow_chain, OPERATOR, USDC};
 
 struct Fixture {

@@ -1,12 +1,12 @@
 //! User story: an agent delegates a prompt to its local daemon, which finds a provider
 //! daemon over the mesh (payments off) and returns the provider's output.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
+
+use crate::support;
 use crate::support::{DaemonProc, MeshSimProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

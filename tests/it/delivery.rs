@@ -5,13 +5,13 @@
 //!
 //! Real daemons over `edgent mesh-sim`, with the Ollama stub as each provider's backend.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// Settings that make heartbeats and resends quick enough for a test.

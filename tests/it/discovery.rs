@@ -3,12 +3,12 @@
 //! requester learnt about providers survives its restart and changes its choice; a denied
 //! node is never chosen. Real daemons over `edgent mesh-sim`, with the Ollama API stub.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// A counter of `/metrics` (OpenMetrics text), e.g. `edgent_messages_out` for `type`.

@@ -2,12 +2,12 @@
 //! broken messages, a flood) and the daemon answers with the right error and keeps
 //! serving.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::{eventually, raw_send, DaemonProc, MeshSimProc, Pair};
 
 /// Read one sample from a Prometheus text exposition.

@@ -6,7 +6,6 @@
 //! at start, the daemon runs unpaid, retries the paid setup, and turns paid once the chain
 //! is up.
 
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use alloy::primitives::{Address, U256};
 use edgent::config::EX_CONFIG;
 use edgent::harness::anvil::LocalChain;
 use serde_json::Value;
+
 use crate::support::chain::{escrow_chain, mint_usdc, DEPLOYER, OPERATOR};
 use crate::support::{edgent_bin, eventually, free_port, free_port_block, DaemonProc, MeshSimProc};
 

@@ -5,11 +5,11 @@
 //! served by a provider over the mesh and comes back in the same format. And only the user
 //! opens the door: foreign Host or Origin values get 403, a missing token 401.
 
-use crate::support;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::ollama::{agent, RealOllama, TestModel, HUGE_MODEL, TINY_MODEL};
 use crate::support::{DaemonProc, MeshSimProc};
 

@@ -2,14 +2,14 @@
 //! the generation options) and its OpenAI-compatible `/v1`, which stands for llama-server,
 //! vLLM and LM Studio (`INFERENCE_BACKEND=openai`). Streamed deltas add up to the output.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::inference::openai::OpenAiBackend;
 use edgent::inference::{Backend, GenerateRequest, OllamaBackend};
 use edgent::protocol::ChatMessage;
 use serde_json::json;
+
+use crate::support;
 use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use crate::support::MeshSimProc;
 

@@ -5,13 +5,13 @@
 //! up mid-stream ends the job `cancelled` with its stake declined and every unit of USDC
 //! where it belongs.
 
-
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::json;
+
 use crate::support::ollama::{agent, RealOllama, TestModel, TINY_MODEL};
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use crate::support::DaemonProc;
 
 const WITHIN: Duration = Duration::from_secs(30);

@@ -7,12 +7,12 @@
 //! stakes for the provider on the other spoke (anvil, the escrow, the direct settler), and
 //! the release moves exactly the price.
 
-use crate::support::paid;
-
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
+
+use crate::support::paid;
 use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 /// 12 nodes: 0 the hub, 1 and 2 sub-hubs, 3..=11 spokes (odd under 1, even under 2).
@@ -129,10 +129,7 @@ async fn a_spoke_pays_a_provider_on_another_spoke() {
     );
     // Exactly the price moved, requester -> escrow -> provider; nothing created or lost.
     let (r, p, e) = w.balances().await;
-    assert_eq!(
-        (r, p, e),
-        (paid::FUND - paid::PRICE, paid::PRICE, 0)
-    );
+    assert_eq!((r, p, e), (paid::FUND - paid::PRICE, paid::PRICE, 0));
     w.assert_conserved(0).await;
     paid::payment_becomes(&provider, &id, "released", Duration::from_secs(30)).await;
     assert_eq!(w.ollama.generate_calls(), 1);

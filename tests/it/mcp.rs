@@ -7,14 +7,14 @@
 //! scripts/test.sh does); without it, or without `mcp` in it, these tests fail: they never
 //! skip.
 
-use crate::support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use crate::support::Pair;
 

@@ -6,14 +6,14 @@
 //! requires the `# EOF` terminator, `_total` counter samples, well-formed histogram
 //! buckets), so a malformed exposition fails here rather than in a user's Prometheus.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::inference::demo::DEMO_MODEL;
 use openmetrics_parser::openmetrics::parse_openmetrics;
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::json;
+
+use crate::support;
 use crate::support::{eventually, DaemonProc, MeshSimProc};
 
 type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;

@@ -6,7 +6,6 @@
 //!
 //! Real daemons over `edgent mesh-sim`, anvil (instant or timed blocks), the Ollama stub.
 
-
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
@@ -16,8 +15,11 @@ use edgent::chain::bindings::EdgentEscrow;
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::StreamExt;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER};
 use serde_json::{json, Value};
+
+use crate::support::paid::{
+    payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER,
+};
 use crate::support::{eventually, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(30);

@@ -3,15 +3,15 @@
 //! (counted by a JSON-RPC proxy in front of anvil), and a real paid job sent at the same
 //! time must still be served and paid.
 
-use crate::support;
-
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, U256};
 use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use crate::support;
 use crate::support::paid::{payment_becomes, PaidWorld, Settle};
 use crate::support::rpc_count::CountingRpc;
-use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);
 /// Tasks the hostile peer sends.

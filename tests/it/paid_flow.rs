@@ -3,14 +3,14 @@
 //! provider checks the stake, runs, proves, asks to be paid over AXL; the requester
 //! verifies the proof and settles. Every scenario ends with the money conserved.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::stub_output;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

@@ -2,13 +2,13 @@
 //! refund, reject, submit and claim from their persisted job tables, with anvil's clock
 //! moved forward where the escrow's timers need it. Money is conserved in every scenario.
 
-use crate::support;
-
 use std::time::Duration;
 
 use edgent::chain::StakeStatus;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use crate::support::{eventually, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(30);

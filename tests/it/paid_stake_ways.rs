@@ -3,14 +3,14 @@
 //! the stake before any work, so a requester holding USDC and no ETH can pay; a provider
 //! that cannot serve a staked job declines it and the requester has its money back at once.
 
-
 use std::time::Duration;
 
 use alloy::providers::Provider;
 use edgent::chain::StakeStatus;
 use edgent::harness::ollama_stub::stub_output;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 use serde_json::json;
+
+use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

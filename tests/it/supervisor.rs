@@ -2,13 +2,13 @@
 //! stands in for the AXL binary (the real one cannot be fetched in CI): a wrapper script
 //! execs it, so killing the child kills the mesh, exactly as if AXL crashed.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use serde_json::json;
+
 use crate::support::{alive, edgent_bin, eventually, free_port_block, DaemonProc};
 
 /// Write a stand-in AXL binary into `dir`: a script that ignores `-config` and execs
