@@ -17,8 +17,10 @@
 //! `cargo bench --bench discovery -- hub` runs only the sections named (`choice`, `cold`,
 //! `idle`, `hub`); no name runs them all.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgent::axl::PeerKey;
@@ -26,91 +28,23 @@ use edgent::mesh::access::Access;
 use edgent::mesh::score::{rank, Want};
 use edgent::mesh::AdCache;
 use edgent::protocol::{ModelOffer, ResourceAd};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use support::{DaemonProc, MeshSimProc};
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn mesh_sim(n: usize) -> (Proc, Vec<(String, String)>) {
-    mesh_sim_with(n, &[])
-}
-
-fn mesh_sim_with(n: usize, extra: &[&str]) -> (Proc, Vec<(String, String)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgent"))
-        .args(["mesh-sim", "--nodes", &n.to_string(), "--base-port", "0"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mesh-sim");
-    let out = child.stdout.take().expect("stdout");
-    let mut nodes = Vec::new();
-    for line in BufReader::new(out).lines() {
-        let line = line.expect("read");
-        let f = |k: &str| {
-            line.split(k)
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .map(String::from)
-        };
-        if let (Some(id), Some(url)) = (f("id="), f("url=")) {
-            nodes.push((id, url));
-        }
-        if nodes.len() == n {
-            break;
-        }
-    }
-    (Proc(child), nodes)
-}
-
-async fn daemon(dir: &std::path::Path, axl: &str, extra: &[(&str, &str)]) -> (Proc, String) {
-    let port = free_port();
-    std::fs::create_dir_all(dir).expect("dir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgent"));
-    cmd.arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EDGENT_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("EDGENT_DATA_DIR", dir)
-        .env("EDGENT_PAYMENTS", "off")
-        .env("AXL_SPAWN", "false")
-        .env("AXL_API_URL", axl)
-        .env("EDGENT_ENV_FILE", dir.join("no.env"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let child = Proc(cmd.spawn().expect("spawn edgent run"));
-    let url = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "daemon did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (child, url)
+/// A daemon attached to the mesh node whose API is `axl`, with `extra` settings; logs at
+/// `warn` and the daemon's default discovery window (the tests' harness shortens it).
+async fn daemon(dir: &Path, axl: &str, extra: &[(&str, &str)]) -> DaemonProc {
+    let mut env = vec![
+        ("AXL_API_URL", axl),
+        ("RUST_LOG", "warn"),
+        ("DISCOVERY_WINDOW_MS", "2000"),
+    ];
+    env.extend_from_slice(extra);
+    DaemonProc::start(dir, &env).await
 }
 
 async fn delegate(url: &str, model: &str) -> (u64, u64) {
@@ -130,14 +64,10 @@ async fn delegate(url: &str, model: &str) -> (u64, u64) {
     }
 }
 
-async fn messages_out(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+async fn messages_out(d: &DaemonProc) -> f64 {
+    d.metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("edgent_messages_out_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -198,10 +128,11 @@ fn fresh_cache_choice() {
 }
 
 async fn cold_and_fresh() {
-    let (_mesh, nodes) = mesh_sim(2);
+    let mesh = MeshSimProc::start(2, 0);
+    let nodes = &mesh.nodes;
     let dir = tempfile::tempdir().expect("tempdir");
     let off = ("ANNOUNCE_INTERVAL_SECS", "0");
-    let (_p, _) = daemon(
+    let _provider = daemon(
         &dir.path().join("p"),
         &nodes[1].1,
         &[
@@ -214,17 +145,17 @@ async fn cold_and_fresh() {
     let model = edgent::inference::demo::DEMO_MODEL;
     let (mut cold_d, mut cold_t, mut fresh_d, mut fresh_t) = (vec![], vec![], vec![], vec![]);
     for run in 0..5 {
-        let (r, url) = daemon(
+        let r = daemon(
             &dir.path().join(format!("r{run}")),
             &nodes[0].1,
             &[("EDGENT_ROLE", "requester"), off],
         )
         .await;
-        let (d, t) = delegate(&url, model).await;
+        let (d, t) = delegate(&r.url, model).await;
         cold_d.push(d as f64);
         cold_t.push(t as f64);
         for _ in 0..10 {
-            let (d, t) = delegate(&url, model).await;
+            let (d, t) = delegate(&r.url, model).await;
             fresh_d.push(d as f64);
             fresh_t.push(t as f64);
         }
@@ -246,7 +177,8 @@ async fn cold_and_fresh() {
 
 async fn idle_traffic() {
     const N: usize = 12;
-    let (_mesh, nodes) = mesh_sim(N);
+    let mesh = MeshSimProc::start(N, 0);
+    let nodes = &mesh.nodes;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut daemons = Vec::new();
     for (i, (_, axl)) in nodes.iter().enumerate() {
@@ -262,14 +194,14 @@ async fn idle_traffic() {
     }
     tokio::time::sleep(Duration::from_secs(15)).await;
     let mut before = 0.0;
-    for (_, url) in &daemons {
-        before += messages_out(url).await;
+    for d in &daemons {
+        before += messages_out(d).await;
     }
     let window = Duration::from_secs(60);
     tokio::time::sleep(window).await;
     let mut after = 0.0;
-    for (_, url) in &daemons {
-        after += messages_out(url).await;
+    for d in &daemons {
+        after += messages_out(d).await;
     }
     let per_node = (after - before) / N as f64 / window.as_secs_f64();
     println!(
@@ -299,10 +231,11 @@ async fn hub_and_spoke_50() {
     const SUB_HUBS: usize = 4;
     const ROUNDS: usize = 3;
     let topology = format!("hubs:{SUB_HUBS}");
-    let (_mesh, nodes) = mesh_sim_with(
+    let mesh = MeshSimProc::start_with(
         N,
         &["--topology", &topology, "--real", "--time-scale", "0.1"],
     );
+    let nodes = &mesh.nodes;
     let dir = tempfile::tempdir().expect("tempdir");
     let spokes: Vec<usize> = (SUB_HUBS + 1..N).collect();
     let providers: Vec<usize> = spokes[..SUB_HUBS].to_vec();
@@ -325,7 +258,7 @@ async fn hub_and_spoke_50() {
     let model = edgent::inference::demo::DEMO_MODEL;
     let http = reqwest::Client::new();
     let runs = spokes.iter().filter(|i| !providers.contains(i)).map(|&i| {
-        let (http, url) = (&http, daemons[i].1.clone());
+        let (http, url) = (&http, daemons[i].url.clone());
         async move {
             let mut out = Vec::new();
             for _ in 0..ROUNDS {

@@ -9,7 +9,7 @@
 //! Run: `cargo bench --bench failover` (prints figures; no assertions). Needs the
 //! `edgent` binary (`cargo build` first, which `cargo bench` does).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@
 //! Run: `cargo bench --bench frontdoor` (prints figures; no assertions). Needs
 //! `EDGENT_OLLAMA_BIN` and `EDGENT_TEST_PYTHON` as the tests do.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::{Arc, Mutex};

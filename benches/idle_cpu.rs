@@ -5,25 +5,18 @@
 //!
 //! Prints figures only (`cargo bench --bench idle_cpu`); it asserts nothing.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::{DaemonProc, MeshSimProc};
 
 /// How long the daemon is left to settle after it answers `/healthz`.
 const SETTLE: Duration = Duration::from_secs(2);
 /// The measured window.
 const WINDOW: Duration = Duration::from_secs(30);
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Clock ticks per second, from `getconf CLK_TCK`.
 fn clock_ticks() -> f64 {
@@ -49,87 +42,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     utime + stime
 }
 
-/// GET `path` on 127.0.0.1:`port` with plain HTTP/1.1; the status code, if any answer.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn main() {
-    let bin = env!("CARGO_BIN_EXE_edgent");
     let hz = clock_ticks();
-
-    let mut mesh = Command::new(bin)
-        .args(["mesh-sim", "--nodes", "2", "--base-port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn edgent mesh-sim");
-    let stdout = mesh.stdout.take().expect("mesh-sim stdout");
-    let mesh = Proc(mesh);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut urls = Vec::new();
-    while urls.len() < 2 {
-        let line = lines
-            .next()
-            .expect("mesh-sim printed its nodes")
-            .expect("read mesh-sim stdout");
-        if let Some(url) = line
-            .split("url=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-        {
-            urls.push(url.to_string());
-        }
-    }
-
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let daemon = Command::new(bin)
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EDGENT_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("EDGENT_DATA_DIR", dir.path())
-        .env("EDGENT_ENV_FILE", dir.path().join("no.env"))
-        .env("EDGENT_ROLE", "both")
-        .env("EDGENT_PAYMENTS", "off")
-        .env("INFERENCE_BACKEND", "demo")
-        .env("AXL_SPAWN", "false")
-        .env("AXL_API_URL", &urls[0])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn edgent run");
-    let daemon = Proc(daemon);
-    let start = Instant::now();
-    while http_status(port, "/healthz") != Some(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the daemon did not answer /healthz within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let daemon = rt.block_on(DaemonProc::start(
+        dir.path(),
+        &[
+            ("EDGENT_ROLE", "both"),
+            ("INFERENCE_BACKEND", "demo"),
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("RUST_LOG", "info"),
+        ],
+    ));
     std::thread::sleep(SETTLE);
 
-    let (dpid, mpid) = (daemon.0.id(), mesh.0.id());
+    let (dpid, mpid) = (daemon.pid().expect("daemon runs"), mesh.pid());
     let (d0, m0, t0) = (cpu_ticks(dpid), cpu_ticks(mpid), Instant::now());
     std::thread::sleep(WINDOW);
     let (d1, m1, elapsed) = (cpu_ticks(dpid), cpu_ticks(mpid), t0.elapsed().as_secs_f64());

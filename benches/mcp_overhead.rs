@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench --bench mcp_overhead` (prints figures; no assertions).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -15,7 +15,7 @@ writes, deterministically (same bytes every run):
                            available (...)"} on every request, as a real model too big does
 
 Import them with `ollama create NAME -f OUT_DIR/tiny.Modelfile` (the Rust test helper
-tests/support/ollama.rs does so as `edgent-tiny` and `edgent-huge`). Needs the PyPI
+tests/it/support/ollama.rs does so as `edgent-tiny` and `edgent-huge`). Needs the PyPI
 packages gguf and numpy (tests/python/requirements.txt, scripts/python-venv.sh).
 """
 

@@ -6,12 +6,15 @@
 #   1. the committed-artifact checks (circuit manifest, contract artifacts vs a fresh build)
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
-#   4. cargo test (unit, integration and end-to-end tests with real processes), after
+#   4. cargo test (unit tests, and the integration tests: one binary, tests/it/), after
 #      building the real Ollama (scripts/install-ollama.sh, cached outside the clone) and
 #      the Python venv of the test agents (scripts/python-venv.sh), whose paths the tests
 #      read from EDGENT_OLLAMA_BIN and EDGENT_TEST_PYTHON
 #   5. the dashboard in headless Chromium (node --test, playwright-core)
-# Any failure stops it with a non-zero exit.
+#   6. no process started from step 1 on is still running (scripts/leftovers.sh)
+# Any failure stops it with a non-zero exit. So does a process the checks and tests started
+# that is still running at the end (scripts/leftovers.sh names and kills it): every test ends
+# what it started, children included.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +30,17 @@ if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linu
     step "npm ci (forge, anvil, solcjs, circom, snarkjs, playwright-core)"
     npm ci --no-audit --no-fund
 fi
+
+step "the real Ollama (scripts/install-ollama.sh) and the test venv (scripts/python-venv.sh)"
+EDGENT_OLLAMA_BIN="$(bash scripts/install-ollama.sh)"
+EDGENT_TEST_PYTHON="$(bash scripts/python-venv.sh)"
+export EDGENT_OLLAMA_BIN EDGENT_TEST_PYTHON
+
+# From here on every process started is the run's: none may outlive it.
+# shellcheck source=scripts/leftovers.sh
+source scripts/leftovers.sh
+leftovers_begin
+trap 'leftovers_end || exit 1' EXIT
 
 if [[ -f circuits/check.sh ]]; then
     step "circuit source and artifacts match the manifest"
@@ -48,13 +62,13 @@ bash scripts/check-systemd.sh
 step "install.sh"
 bash scripts/check-install.sh
 
-step "the real Ollama (scripts/install-ollama.sh) and the test venv (scripts/python-venv.sh)"
-EDGENT_OLLAMA_BIN="$(bash scripts/install-ollama.sh)"
-EDGENT_TEST_PYTHON="$(bash scripts/python-venv.sh)"
-export EDGENT_OLLAMA_BIN EDGENT_TEST_PYTHON
-
 step "cargo test"
 cargo test --locked
 
 step "dashboard in headless Chromium"
 node --test tests/browser/
+
+step "no process of the tests left running"
+trap - EXIT
+leftovers_end
+echo "none"
