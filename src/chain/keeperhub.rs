@@ -25,6 +25,7 @@ use super::settings::{ChainConfigError, ChainSettings, Secret};
 use super::settle::{
     already_settled, plan_reject, plan_release, Plan, SettleError, Settlement, Settler,
 };
+use crate::backoff::Backoff;
 
 /// After a POST whose answer was lost (504, or the connection dropped once the request was
 /// sent), the chain is watched this many `KEEPERHUB_POLL_SECS` for the execution the lost
@@ -35,6 +36,12 @@ const LOST_ANSWER_POLLS: u32 = 10;
 
 /// Longest `Retry-After` we honour in one wait (longer values are capped, not trusted).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The wait after the first failed POST (a 5xx or a network error); it doubles with each
+/// failure in a row, up to [`TRANSIENT_MAX_WAIT`].
+const TRANSIENT_FIRST_WAIT: Duration = Duration::from_millis(250);
+/// The longest wait between POSTs that failed.
+const TRANSIENT_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// The two escrow functions KeeperHub calls, as the ABI it is sent.
 const RELEASE_ABI: &str = r#"[{"type":"function","name":"release","stateMutability":"nonpayable","inputs":[{"name":"jobId","type":"bytes32"},{"name":"outputHash","type":"bytes32"}],"outputs":[]}]"#;
@@ -119,7 +126,7 @@ impl KeeperHubSettler {
             "functionArgs": serde_json::to_string(&args).unwrap_or_default(),
             "abi": abi,
         });
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::new(TRANSIENT_FIRST_WAIT, TRANSIENT_MAX_WAIT);
         loop {
             let stake = self.escrow.get_stake(job_id).await?;
             if let Plan::Done(status) = plan(&stake)? {
@@ -156,8 +163,7 @@ impl KeeperHubSettler {
                 }
                 Ok(PostReply::Transient(why)) => {
                     tracing::warn!(%job_id, %why, "KeeperHub call failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff / 2
+                    backoff.next_wait()
                 }
                 Err(e) => return Err(e),
             };

@@ -58,10 +58,11 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -295,12 +296,6 @@ struct Shared {
     closed: CancellationToken,
 }
 
-/// Lock a std mutex, recovering the data if a panicking thread poisoned it: every value
-/// behind these locks stays consistent between statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The key of sim node `index` under `seed`: 32 bytes of splitmix64 output, so a sim
 /// restarted with the same seed has the same node ids.
 pub fn sim_node_key(seed: u64, index: usize) -> PeerKey {
@@ -349,19 +344,19 @@ struct View {
 
 impl Shared {
     fn faults(&self) -> Faults {
-        lock(&self.faults).clone()
+        self.faults.lock().clone()
     }
 
     fn timing(&self) -> SimTiming {
-        *lock(&self.timing)
+        *self.timing.lock()
     }
 
     fn is_down(&self, i: usize) -> bool {
-        lock(&self.faults).is_down(i)
+        self.faults.lock().is_down(i)
     }
 
     fn epoch(&self, i: usize) -> u64 {
-        lock(&self.life)[i].epoch
+        self.life.lock()[i].epoch
     }
 
     fn node_by_addr(&self, addr: &YggAddress) -> Option<usize> {
@@ -389,7 +384,7 @@ impl Shared {
         let Some(warmup) = self.timing().warmup() else {
             return Route::Ready(dest);
         };
-        let life = lock(&self.life);
+        let life = self.life.lock();
         let last_up = path.iter().map(|&j| life[j].up_since).max().unwrap_or(now);
         let ready_at = last_up + warmup;
         if now >= ready_at {
@@ -403,7 +398,7 @@ impl Shared {
     /// route warms up or (with a block time) while the destination cannot be reached,
     /// re-checked at each SYN attempt (see [`timing`]).
     async fn send(self: &Arc<Self>, from: usize, to: &PeerKey, body: Bytes) -> SendOutcome {
-        let Some(killed) = lock(&self.nodes[from].server).clone() else {
+        let Some(killed) = self.nodes[from].server.lock().clone() else {
             return SendOutcome::SenderDown;
         };
         let start = Instant::now();
@@ -446,7 +441,7 @@ impl Shared {
             .sent
             .fetch_add(1, Ordering::Relaxed);
         let faults = self.faults();
-        let lost = faults.drop_rate > 0.0 && lock(&self.rng).f64() < faults.drop_rate;
+        let lost = faults.drop_rate > 0.0 && self.rng.lock().f64() < faults.drop_rate;
         if lost {
             self.nodes[dest]
                 .counters
@@ -487,7 +482,7 @@ impl Shared {
             node.counters.fault_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut q = lock(&node.queue);
+        let mut q = node.queue.lock();
         if q.len() >= SIM_QUEUE_CAPACITY {
             q.pop_front();
             node.counters
@@ -501,7 +496,7 @@ impl Shared {
     fn pop(&self, i: usize) -> Option<Queued> {
         let node = &self.nodes[i];
         node.counters.recv_polls.fetch_add(1, Ordering::Relaxed);
-        lock(&node.queue).pop_front()
+        node.queue.lock().pop_front()
     }
 
     fn stats(&self, i: usize) -> SimNodeStats {
@@ -510,7 +505,7 @@ impl Shared {
             delivered: n.counters.delivered.load(Ordering::Relaxed),
             overflow_dropped: n.counters.overflow_dropped.load(Ordering::Relaxed),
             fault_dropped: n.counters.fault_dropped.load(Ordering::Relaxed),
-            queued: lock(&n.queue).len(),
+            queued: n.queue.lock().len(),
             recv_polls: n.counters.recv_polls.load(Ordering::Relaxed),
             sent: n.counters.sent.load(Ordering::Relaxed),
         }
@@ -522,7 +517,7 @@ impl Shared {
     fn view(&self, me: usize) -> View {
         let faults = self.faults();
         let linger = self.timing().linger();
-        let life = lock(&self.life).clone();
+        let life = self.life.lock().clone();
         let now = Instant::now();
         let lingering = |j: usize| match (linger, life[j].down_since) {
             (Some(l), Some(since)) => now < since + l,
@@ -553,7 +548,7 @@ impl Shared {
 
     /// [`Shared::set_faults`] with the `apply` lock held.
     async fn apply_faults(self: &Arc<Self>, new: Faults) -> Result<(), SimError> {
-        let old = std::mem::replace(&mut *lock(&self.faults), new.clone());
+        let old = std::mem::replace(&mut *self.faults.lock(), new.clone());
         for i in 0..self.nodes.len() {
             match (old.is_down(i), new.is_down(i)) {
                 (false, true) => self.stop_node(i).await?,
@@ -586,7 +581,7 @@ impl Shared {
 
     fn set_timing(&self, timing: SimTiming) -> Result<(), SimError> {
         timing.validate()?;
-        *lock(&self.timing) = timing;
+        *self.timing.lock() = timing;
         tracing::info!(target: "axl::sim", ?timing, "sim timing set");
         Ok(())
     }
@@ -596,14 +591,14 @@ impl Shared {
     async fn stop_node(&self, i: usize) -> Result<(), SimError> {
         let node = &self.nodes[i];
         {
-            let mut life = lock(&self.life);
+            let mut life = self.life.lock();
             life[i].epoch += 1;
             life[i].down_since = Some(Instant::now());
         }
-        if let Some(token) = lock(&node.server).take() {
+        if let Some(token) = node.server.lock().take() {
             token.cancel();
         }
-        lock(&node.queue).clear();
+        node.queue.lock().clear();
         let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
         let deadline = Instant::now() + LISTENER_DEADLINE;
         while TcpStream::connect(addr).await.is_ok() {
@@ -627,7 +622,7 @@ impl Shared {
             }
         };
         {
-            let mut life = lock(&self.life);
+            let mut life = self.life.lock();
             life[i].up_since = Instant::now();
             life[i].down_since = None;
         }
@@ -637,7 +632,7 @@ impl Shared {
 
     fn serve(self: &Arc<Self>, i: usize, listener: TcpListener) {
         let token = self.closed.child_token();
-        *lock(&self.nodes[i].server) = Some(token.clone());
+        *self.nodes[i].server.lock() = Some(token.clone());
         let app = http::router(Arc::clone(self), i);
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
