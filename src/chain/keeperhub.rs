@@ -181,14 +181,10 @@ impl KeeperHubSettler {
             Err(e) if e.is_connect() => return Ok(PostReply::Transient(e.to_string())),
             Err(e) => return Ok(PostReply::Lost(e.to_string())),
         };
-        let status = resp.status();
-        let retry_after = retry_after(&resp);
-        let text = resp.text().await.unwrap_or_default();
+        let (status, retry_after, text) = read_answer(resp).await;
         match status {
             s if s.is_success() => {
-                let v: Value = serde_json::from_str(&text).map_err(|_| {
-                    SettleError::Http(format!("contract-call answered non-JSON: {}", clip(&text)))
-                })?;
+                let v = json_of("contract-call", &text)?;
                 let id = field(&v, "executionId")
                     .and_then(|x| {
                         x.as_str()
@@ -229,18 +225,10 @@ impl KeeperHubSettler {
             let mut wait = self.poll;
             match self.authed(self.http.get(&url)).send().await {
                 Ok(resp) => {
-                    let status = resp.status();
-                    let ra = retry_after(&resp);
-                    let text = resp.text().await.unwrap_or_default();
+                    let (status, ra, text) = read_answer(resp).await;
                     match status {
                         s if s.is_success() => {
-                            let v: Value = serde_json::from_str(&text).map_err(|_| {
-                                SettleError::Http(format!(
-                                    "status answered non-JSON: {}",
-                                    clip(&text)
-                                ))
-                            })?;
-                            if let Some(o) = outcome_of(&v) {
+                            if let Some(o) = outcome_of(&json_of("status", &text)?) {
                                 return Ok(o);
                             }
                         }
@@ -357,6 +345,20 @@ fn outcome_of(v: &Value) -> Option<Outcome> {
         }
         _ => None,
     }
+}
+
+/// One KeeperHub answer, read whole: its status, its `Retry-After` ([`retry_after`]) and
+/// its body (empty when it could not be read).
+async fn read_answer(resp: reqwest::Response) -> (StatusCode, Duration, String) {
+    let status = resp.status();
+    let retry_after = retry_after(&resp);
+    (status, retry_after, resp.text().await.unwrap_or_default())
+}
+
+/// A successful answer's body as JSON; `call` names the call in the error.
+fn json_of(call: &str, text: &str) -> Result<Value, SettleError> {
+    serde_json::from_str(text)
+        .map_err(|_| SettleError::Http(format!("{call} answered non-JSON: {}", clip(text))))
 }
 
 fn retry_after(resp: &reqwest::Response) -> Duration {

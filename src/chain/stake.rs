@@ -2,8 +2,6 @@
 //! nonce it is made of, and the requester's signed EIP-3009 authorization to make one
 //! ([`StakeAuthorization`]).
 
-use std::fmt;
-
 use alloy::dyn_abi::Eip712Domain;
 use alloy::primitives::{keccak256, Address, Signature, B256, U256};
 use alloy::sol_types::{SolStruct, SolValue};
@@ -12,7 +10,8 @@ use super::bindings::{EdgentEscrow, ReceiveWithAuthorization};
 
 /// Where a stake is in its life. Every stake ends in exactly one of Released, Rejected,
 /// Claimed, Refunded or Declined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display)]
+#[strum(serialize_all = "lowercase")]
 pub enum StakeStatus {
     /// No stake for this job id.
     None,
@@ -31,6 +30,7 @@ pub enum StakeStatus {
     /// Refunded to the requester by the provider's `decline` (it could not serve).
     Declined,
     /// A value this client does not know (a newer contract?).
+    #[strum(to_string = "unknown({0})")]
     Unknown(u8),
 }
 
@@ -61,22 +61,6 @@ impl StakeStatus {
     /// True while the funds are locked (Staked or Submitted).
     pub fn is_locked(self) -> bool {
         matches!(self, Self::Staked | Self::Submitted)
-    }
-}
-
-impl fmt::Display for StakeStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => f.write_str("none"),
-            Self::Staked => f.write_str("staked"),
-            Self::Submitted => f.write_str("submitted"),
-            Self::Released => f.write_str("released"),
-            Self::Rejected => f.write_str("rejected"),
-            Self::Claimed => f.write_str("claimed"),
-            Self::Refunded => f.write_str("refunded"),
-            Self::Declined => f.write_str("declined"),
-            Self::Unknown(v) => write!(f, "unknown({v})"),
-        }
     }
 }
 
@@ -218,5 +202,31 @@ impl StakeAuthorization {
     /// The 65-byte `r || s || v` signature with v 27 or 28, as the token expects.
     pub fn signature_bytes(&self) -> [u8; 65] {
         self.signature.as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_print_as_the_contract_names_them() {
+        let names: Vec<String> = (0..=8)
+            .map(|v| StakeStatus::from_u8(v).to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "none",
+                "staked",
+                "submitted",
+                "released",
+                "rejected",
+                "claimed",
+                "refunded",
+                "declined",
+                "unknown(8)"
+            ]
+        );
     }
 }
