@@ -31,12 +31,14 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
+//! - [`backoff`]: the one back-off schedule of every retry loop (below every other module).
 //! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
 //!   the production modules: the mesh sim, the local chain (anvil), the KeeperHub emulator,
 //!   the Ollama stub.
 
 pub mod api;
 pub mod axl;
+pub mod backoff;
 pub mod chain;
 pub mod config;
 pub mod ctx;

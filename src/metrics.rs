@@ -1,8 +1,7 @@
 //! Counters and histograms of the daemon, exposed at `/metrics` in the Prometheus text
 //! format through the `prometheus-client` crate.
 
-use std::sync::Mutex;
-
+use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -195,9 +194,7 @@ impl Metrics {
                 .proofs_verified
                 .get_or_create(&OutcomeLabel { outcome: o.into() });
         }
-        if let Ok(mut reg) = m.registry.lock() {
-            *reg = r;
-        }
+        *m.registry.lock() = r;
         m
     }
 
@@ -299,7 +296,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let reg = self.registry.lock();
         if let Err(e) = encode(&mut out, &reg) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }

@@ -67,6 +67,16 @@ impl AxlClient {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    /// `GET path` on one of the routes AXL answers from memory (`/topology`, `/recv`).
+    async fn get_local(&self, path: &str) -> Result<reqwest::Response, AxlError> {
+        self.http
+            .get(self.url(path))
+            .timeout(LOCAL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| down(path, e))
+    }
 }
 
 /// A transport-level failure: the node is not answering (refused, reset, timed out).
@@ -93,13 +103,7 @@ async fn excerpt(resp: reqwest::Response) -> String {
 #[async_trait]
 impl Transport for AxlClient {
     async fn topology(&self) -> Result<Topology, AxlError> {
-        let resp = self
-            .http
-            .get(self.url("/topology"))
-            .timeout(LOCAL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| down("/topology", e))?;
+        let resp = self.get_local("/topology").await?;
         let status = resp.status();
         if status != StatusCode::OK {
             return Err(AxlError::Http {
@@ -165,13 +169,7 @@ impl Transport for AxlClient {
     }
 
     async fn recv(&self) -> Result<Option<Inbound>, AxlError> {
-        let resp = self
-            .http
-            .get(self.url("/recv"))
-            .timeout(LOCAL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| down("/recv", e))?;
+        let resp = self.get_local("/recv").await?;
         match resp.status() {
             StatusCode::NO_CONTENT => Ok(None),
             StatusCode::OK => {

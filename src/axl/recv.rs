@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{AxlError, Inbound, Transport};
+use crate::backoff::Backoff;
 
 /// A channel capacity for [`spawn_recv_loop`] that absorbs many full AXL queues (100
 /// messages each) while the router catches up.
@@ -166,8 +167,8 @@ async fn run(
     config: RecvLoopConfig,
 ) {
     tracing::debug!(target: "axl", "receive loop started");
-    let mut idle = Duration::ZERO;
-    let mut down = Duration::ZERO;
+    let mut idle = Backoff::new(config.idle_start, config.idle_cap);
+    let mut down = Backoff::new(config.down_start, config.down_cap);
     let mut streak = Streak::None;
     // Full-channel drops are logged once per run of them.
     let mut full_run: u64 = 0;
@@ -180,10 +181,10 @@ async fn run(
         let pause = match result {
             Ok(got) => {
                 end_streak(&mut streak);
-                down = Duration::ZERO;
+                down.reset();
                 match got {
                     Some(msg) => {
-                        idle = Duration::ZERO;
+                        idle.reset();
                         stats.received.fetch_add(1, Ordering::Relaxed);
                         stats.touch();
                         match tx.try_send(msg) {
@@ -213,8 +214,7 @@ async fn run(
                         } else {
                             config.idle_cap
                         };
-                        idle = next(idle, config.idle_start, cap);
-                        idle
+                        idle.next_wait_within(cap)
                     }
                 }
             }
@@ -229,8 +229,7 @@ async fn run(
                         streak = Streak::Down { failures: 1 };
                     }
                 }
-                down = next(down, config.down_start, config.down_cap);
-                down
+                down.next_wait_within(config.down_cap)
             }
             Err(e) => {
                 stats.recv_errors.fetch_add(1, Ordering::Relaxed);
@@ -244,8 +243,7 @@ async fn run(
                 }
                 // A malformed message is one lost message, not a reason to stop draining;
                 // a persistent error status must not become a hot loop either.
-                idle = next(idle, config.idle_start, config.idle_cap);
-                idle
+                idle.next_wait_within(config.idle_cap)
             }
         };
         tokio::select! {
@@ -272,30 +270,9 @@ fn end_streak(streak: &mut Streak) {
     *streak = Streak::None;
 }
 
-/// The next back-off step: `start` after zero, then doubling up to `cap`.
-fn next(current: Duration, start: Duration, cap: Duration) -> Duration {
-    if current.is_zero() {
-        start.min(cap)
-    } else {
-        (current * 2).min(cap)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap() {
-        let (s, c) = (Duration::from_millis(1), Duration::from_millis(16));
-        let mut d = Duration::ZERO;
-        let mut seen = vec![];
-        for _ in 0..7 {
-            d = next(d, s, c);
-            seen.push(d.as_millis());
-        }
-        assert_eq!(seen, vec![1, 2, 4, 8, 16, 16, 16]);
-    }
 
     #[test]
     fn traffic_makes_the_loop_hot_for_a_window() {

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{AxlClient, AxlError, Transport as _};
+use crate::backoff::Backoff;
 
 /// Name of the config file written into the data directory.
 pub const CONFIG_FILE_NAME: &str = "node-config.json";
@@ -81,7 +82,7 @@ pub struct SupervisorConfig {
     pub ready_timeout: Duration,
     /// First restart delay.
     pub backoff_min: Duration,
-    /// Longest restart delay.
+    /// Longest restart delay (`backoff_min` when lower).
     pub backoff_max: Duration,
     /// A run at least this long resets the restart delay to `backoff_min`.
     pub stable_after: Duration,
@@ -326,7 +327,7 @@ async fn supervise(
         .args
         .clone()
         .unwrap_or_else(|| vec!["-config".into(), config_path.display().to_string()]);
-    let mut backoff = cfg.backoff_min;
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
     let mut first = true;
     loop {
         if !first {
@@ -341,7 +342,7 @@ async fn supervise(
             RunEnd::Cancelled => break,
             RunEnd::Ended { ran_for } => {
                 if ran_for >= cfg.stable_after {
-                    backoff = cfg.backoff_min;
+                    backoff.reset();
                 }
             }
         }
@@ -349,12 +350,12 @@ async fn supervise(
             s.state = SupervisorState::Backoff;
             s.pid = None;
         });
-        tracing::info!(target: "axl", delay_ms = backoff.as_millis() as u64, "restarting AXL node after back-off");
+        let delay = backoff.next_wait();
+        tracing::info!(target: "axl", delay_ms = delay.as_millis() as u64, "restarting AXL node after back-off");
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(cfg.backoff_max);
     }
     tx.send_modify(|s| {
         s.state = SupervisorState::Stopped;

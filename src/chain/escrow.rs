@@ -9,235 +9,25 @@ use std::sync::Arc;
 
 use alloy::contract::SolCallBuilder;
 use alloy::dyn_abi::Eip712Domain;
-use alloy::primitives::{keccak256, Address, Signature, TxHash, B256, U256};
+use alloy::primitives::{Address, Signature, TxHash, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
-use alloy::sol_types::{SolCall, SolStruct, SolValue};
+use alloy::sol_types::{SolCall, SolStruct};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::bindings::{
-    EdgentEscrow, IEip2612, IEip3009Token, Permit, ReceiveWithAuthorization, IERC20,
-};
+use super::bindings::{EdgentEscrow, IEip2612, IEip3009Token, Permit, IERC20};
 use super::error::{ChainError, EscrowError, EscrowRevert};
 use super::rpc::{http_provider, TxLane};
 use super::settings::ChainSettings;
+pub use super::stake::{
+    key_commitment, proof_words, stake_nonce, StakeAuthorization, StakeInfo, StakeStatus,
+};
 
 /// The escrow interface version this client speaks (`version()` of EdgentEscrow v3: stakes
 /// name the provider's key commitment and `submit` carries a Groth16 proof). The original
 /// deployment has no `version()`: the call reverts there.
 pub const ESCROW_VERSION: u64 = 3;
-
-/// Where a stake is in its life. Every stake ends in exactly one of Released, Rejected,
-/// Claimed, Refunded or Declined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StakeStatus {
-    /// No stake for this job id.
-    None,
-    /// Funds locked, nothing submitted yet.
-    Staked,
-    /// The provider submitted an output hash (refund is no longer possible).
-    Submitted,
-    /// Paid to the provider by the operator.
-    Released,
-    /// Refunded to the requester by the operator (the proof failed).
-    Rejected,
-    /// Claimed by the provider after the claim delay.
-    Claimed,
-    /// Refunded to the requester after the deadline.
-    Refunded,
-    /// Refunded to the requester by the provider's `decline` (it could not serve).
-    Declined,
-    /// A value this client does not know (a newer contract?).
-    Unknown(u8),
-}
-
-impl StakeStatus {
-    /// Maps the contract's enum value.
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Self::None,
-            1 => Self::Staked,
-            2 => Self::Submitted,
-            3 => Self::Released,
-            4 => Self::Rejected,
-            5 => Self::Claimed,
-            6 => Self::Refunded,
-            7 => Self::Declined,
-            other => Self::Unknown(other),
-        }
-    }
-
-    /// True once the funds have left the escrow.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Released | Self::Rejected | Self::Claimed | Self::Refunded | Self::Declined
-        )
-    }
-
-    /// True while the funds are locked (Staked or Submitted).
-    pub fn is_locked(self) -> bool {
-        matches!(self, Self::Staked | Self::Submitted)
-    }
-}
-
-impl fmt::Display for StakeStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => f.write_str("none"),
-            Self::Staked => f.write_str("staked"),
-            Self::Submitted => f.write_str("submitted"),
-            Self::Released => f.write_str("released"),
-            Self::Rejected => f.write_str("rejected"),
-            Self::Claimed => f.write_str("claimed"),
-            Self::Refunded => f.write_str("refunded"),
-            Self::Declined => f.write_str("declined"),
-            Self::Unknown(v) => write!(f, "unknown({v})"),
-        }
-    }
-}
-
-/// A stake as the escrow stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StakeInfo {
-    /// Who staked.
-    pub requester: Address,
-    /// Who gets paid.
-    pub provider: Address,
-    /// Poseidon commitment to the provider's AXL key ([`key_commitment`]): `submit` needs a
-    /// proof under it.
-    pub key_commitment: B256,
-    /// USDC base units (6 decimals).
-    pub amount: U256,
-    /// Block time of the stake, unix seconds.
-    pub created_at: u64,
-    /// Block time of `submit`, 0 if not submitted.
-    pub submitted_at: u64,
-    /// Deadline, unix seconds.
-    pub deadline: u64,
-    /// The output hash submitted or released (zero before).
-    pub output_hash: B256,
-    /// Current state.
-    pub status: StakeStatus,
-}
-
-impl From<EdgentEscrow::Stake> for StakeInfo {
-    fn from(s: EdgentEscrow::Stake) -> Self {
-        Self {
-            requester: s.requester,
-            provider: s.provider,
-            key_commitment: s.keyCommitment,
-            amount: s.amount,
-            created_at: s.createdAt,
-            submitted_at: s.submittedAt,
-            deadline: s.deadline,
-            output_hash: s.outputHash,
-            status: StakeStatus::from_u8(s.status),
-        }
-    }
-}
-
-/// The commitment a stake names for the provider with AXL public key `provider_key`: the
-/// circuit's walletCommitment, `Poseidon(hi128, lo128)` of the key. The escrow checks the
-/// provider's proof against it at `submit`.
-pub fn key_commitment(provider_key: &[u8; 32]) -> B256 {
-    B256::from(crate::zk::wallet_commitment(provider_key))
-}
-
-/// A proof as `EdgentEscrow.submit` takes it: `[a.x, a.y, b.x.c1, b.x.c0, b.y.c1, b.y.c0,
-/// c.x, c.y]`, the order of `snarkjs zkey export soliditycalldata`.
-pub fn proof_words(proof: &crate::zk::SnarkjsProof) -> [U256; 8] {
-    proof.solidity_words().map(|w| U256::from_be_bytes(w))
-}
-
-/// The escrow's EIP-3009 nonce for a stake: `keccak256(abi.encode(jobId, requester,
-/// provider, keyCommitment, amount, uint64 deadline))`, what `EdgentEscrow.stakeNonce`
-/// computes. The requester signs it, so whoever submits the authorization cannot change
-/// those terms.
-pub fn stake_nonce(
-    job_id: B256,
-    requester: Address,
-    provider: Address,
-    key_commitment: B256,
-    amount: U256,
-    deadline: u64,
-) -> B256 {
-    keccak256(
-        (
-            job_id,
-            requester,
-            provider,
-            key_commitment,
-            amount,
-            deadline,
-        )
-            .abi_encode_params(),
-    )
-}
-
-/// A requester's signed EIP-3009 `ReceiveWithAuthorization` for one stake: the escrow
-/// may pull `amount` from `requester` for `job_id`, payable to `provider`, refundable
-/// after `deadline`, if submitted while `valid_after < now < valid_before`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StakeAuthorization {
-    /// The job (the escrow's `bytes32`).
-    pub job_id: B256,
-    /// Who pays (the signer, EIP-3009's `from`).
-    pub requester: Address,
-    /// Who is paid.
-    pub provider: Address,
-    /// The provider's key commitment the stake names ([`key_commitment`]).
-    pub key_commitment: B256,
-    /// USDC base units.
-    pub amount: U256,
-    /// The stake's deadline, unix seconds.
-    pub deadline: u64,
-    /// EIP-3009 `validAfter`, unix seconds.
-    pub valid_after: u64,
-    /// EIP-3009 `validBefore`, unix seconds.
-    pub valid_before: u64,
-    /// The requester's signature (low-s, v 27/28 on the wire).
-    pub signature: Signature,
-}
-
-impl StakeAuthorization {
-    /// The EIP-3009 nonce the signature covers (see [`stake_nonce`]).
-    pub fn nonce(&self) -> B256 {
-        stake_nonce(
-            self.job_id,
-            self.requester,
-            self.provider,
-            self.key_commitment,
-            self.amount,
-            self.deadline,
-        )
-    }
-
-    /// The typed message signed, for the escrow at `escrow`.
-    pub fn message(&self, escrow: Address) -> ReceiveWithAuthorization {
-        ReceiveWithAuthorization {
-            from: self.requester,
-            to: escrow,
-            value: self.amount,
-            validAfter: U256::from(self.valid_after),
-            validBefore: U256::from(self.valid_before),
-            nonce: self.nonce(),
-        }
-    }
-
-    /// Who signed this authorization for `escrow` under the token's `domain` (a wrong
-    /// term anywhere gives some other address, or an error for a malformed signature).
-    pub fn signer(&self, escrow: Address, domain: &Eip712Domain) -> Option<Address> {
-        let hash = self.message(escrow).eip712_signing_hash(domain);
-        self.signature.recover_address_from_prehash(&hash).ok()
-    }
-
-    /// The 65-byte `r || s || v` signature with v 27 or 28, as the token expects.
-    pub fn signature_bytes(&self) -> [u8; 65] {
-        self.signature.as_bytes()
-    }
-}
 
 /// Client for one EdgentEscrow deployment, optionally signing with one wallet.
 #[derive(Clone)]
@@ -553,7 +343,7 @@ impl EscrowClient {
     ) -> Result<TxHash, EscrowError> {
         self.require_wallet()?;
         let sig = auth.signature_bytes();
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let escrow = &self.escrow;
         let tx = self
             .send(escrow.stakeWithAuthorization(
                 auth.job_id,
@@ -609,7 +399,7 @@ impl EscrowClient {
                 tracing::info!(%job_id, %tx, "approved the escrow to spend this wallet's USDC");
             }
         }
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let escrow = &self.escrow;
         let tx = self
             .send(escrow.stake(job_id, provider, key_commitment, amount, deadline))
             .await?;
@@ -701,7 +491,7 @@ impl EscrowClient {
             .sign_hash_sync(&permit.eip712_signing_hash(&domain))
             .map_err(|e| EscrowError::Rpc(format!("signing the permit: {e}")))?
             .as_bytes();
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let escrow = &self.escrow;
         let tx = self
             .send(escrow.stakeWithPermit(
                 job_id,
@@ -728,7 +518,7 @@ impl EscrowClient {
         output_hash: B256,
         proof: &crate::zk::SnarkjsProof,
     ) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
+        let escrow = &self.escrow;
         let tx = self
             .send(escrow.submit(job_id, output_hash, proof_words(proof)))
             .await?;
@@ -738,41 +528,46 @@ impl EscrowClient {
 
     /// Operator: pays the provider. Used by the direct settler.
     pub async fn release(&self, job_id: B256, output_hash: B256) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.release(job_id, output_hash)).await?;
-        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "released");
-        Ok(tx)
+        let call = self.escrow.release(job_id, output_hash);
+        self.send_for_job(job_id, call, "released").await
     }
 
     /// Operator: refunds the requester (the proof failed).
     pub async fn reject(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.reject(job_id)).await?;
-        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "rejected");
-        Ok(tx)
+        self.send_for_job(job_id, self.escrow.reject(job_id), "rejected")
+            .await
     }
 
     /// Provider: cannot serve a staked job; the requester is refunded in this transaction.
     pub async fn decline(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.decline(job_id)).await?;
-        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "declined: the requester is refunded");
-        Ok(tx)
+        let call = self.escrow.decline(job_id);
+        self.send_for_job(job_id, call, "declined: the requester is refunded")
+            .await
     }
 
     /// Provider: takes the stake once the claim delay after `submit` has run out.
     pub async fn claim_timeout(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.claimTimeout(job_id)).await?;
-        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "claimed after timeout");
-        Ok(tx)
+        let call = self.escrow.claimTimeout(job_id);
+        self.send_for_job(job_id, call, "claimed after timeout")
+            .await
     }
 
     /// Requester: takes the stake back after the deadline when nothing was submitted.
     pub async fn refund(&self, job_id: B256) -> Result<TxHash, EscrowError> {
-        let escrow = EdgentEscrow::new(self.escrow_address(), &self.provider);
-        let tx = self.send(escrow.refund(job_id)).await?;
-        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "refunded");
+        self.send_for_job(job_id, self.escrow.refund(job_id), "refunded")
+            .await
+    }
+
+    /// Sends `call`, one of the writes that end a stake, and logs `done` with `job_id` and
+    /// the transaction's explorer link.
+    async fn send_for_job<P: Provider, C: SolCall>(
+        &self,
+        job_id: B256,
+        call: SolCallBuilder<P, C>,
+        done: &str,
+    ) -> Result<TxHash, EscrowError> {
+        let tx = self.send(call).await?;
+        tracing::info!(%job_id, %tx, url = %self.tx_url(tx), "{done}");
         Ok(tx)
     }
 }

@@ -25,6 +25,7 @@ use super::settings::{ChainConfigError, ChainSettings, Secret};
 use super::settle::{
     already_settled, plan_reject, plan_release, Plan, SettleError, Settlement, Settler,
 };
+use crate::backoff::Backoff;
 
 /// After a POST whose answer was lost (504, or the connection dropped once the request was
 /// sent), the chain is watched this many `KEEPERHUB_POLL_SECS` for the execution the lost
@@ -35,6 +36,12 @@ const LOST_ANSWER_POLLS: u32 = 10;
 
 /// Longest `Retry-After` we honour in one wait (longer values are capped, not trusted).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The wait after the first failed POST (a 5xx or a network error); it doubles with each
+/// failure in a row, up to [`TRANSIENT_MAX_WAIT`].
+const TRANSIENT_FIRST_WAIT: Duration = Duration::from_millis(250);
+/// The longest wait between POSTs that failed.
+const TRANSIENT_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// The two escrow functions KeeperHub calls, as the ABI it is sent.
 const RELEASE_ABI: &str = r#"[{"type":"function","name":"release","stateMutability":"nonpayable","inputs":[{"name":"jobId","type":"bytes32"},{"name":"outputHash","type":"bytes32"}],"outputs":[]}]"#;
@@ -119,7 +126,7 @@ impl KeeperHubSettler {
             "functionArgs": serde_json::to_string(&args).unwrap_or_default(),
             "abi": abi,
         });
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::new(TRANSIENT_FIRST_WAIT, TRANSIENT_MAX_WAIT);
         loop {
             let stake = self.escrow.get_stake(job_id).await?;
             if let Plan::Done(status) = plan(&stake)? {
@@ -156,8 +163,7 @@ impl KeeperHubSettler {
                 }
                 Ok(PostReply::Transient(why)) => {
                     tracing::warn!(%job_id, %why, "KeeperHub call failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff / 2
+                    backoff.next_wait()
                 }
                 Err(e) => return Err(e),
             };
@@ -175,14 +181,10 @@ impl KeeperHubSettler {
             Err(e) if e.is_connect() => return Ok(PostReply::Transient(e.to_string())),
             Err(e) => return Ok(PostReply::Lost(e.to_string())),
         };
-        let status = resp.status();
-        let retry_after = retry_after(&resp);
-        let text = resp.text().await.unwrap_or_default();
+        let (status, retry_after, text) = read_answer(resp).await;
         match status {
             s if s.is_success() => {
-                let v: Value = serde_json::from_str(&text).map_err(|_| {
-                    SettleError::Http(format!("contract-call answered non-JSON: {}", clip(&text)))
-                })?;
+                let v = json_of("contract-call", &text)?;
                 let id = field(&v, "executionId")
                     .and_then(|x| {
                         x.as_str()
@@ -223,18 +225,10 @@ impl KeeperHubSettler {
             let mut wait = self.poll;
             match self.authed(self.http.get(&url)).send().await {
                 Ok(resp) => {
-                    let status = resp.status();
-                    let ra = retry_after(&resp);
-                    let text = resp.text().await.unwrap_or_default();
+                    let (status, ra, text) = read_answer(resp).await;
                     match status {
                         s if s.is_success() => {
-                            let v: Value = serde_json::from_str(&text).map_err(|_| {
-                                SettleError::Http(format!(
-                                    "status answered non-JSON: {}",
-                                    clip(&text)
-                                ))
-                            })?;
-                            if let Some(o) = outcome_of(&v) {
+                            if let Some(o) = outcome_of(&json_of("status", &text)?) {
                                 return Ok(o);
                             }
                         }
@@ -351,6 +345,20 @@ fn outcome_of(v: &Value) -> Option<Outcome> {
         }
         _ => None,
     }
+}
+
+/// One KeeperHub answer, read whole: its status, its `Retry-After` ([`retry_after`]) and
+/// its body (empty when it could not be read).
+async fn read_answer(resp: reqwest::Response) -> (StatusCode, Duration, String) {
+    let status = resp.status();
+    let retry_after = retry_after(&resp);
+    (status, retry_after, resp.text().await.unwrap_or_default())
+}
+
+/// A successful answer's body as JSON; `call` names the call in the error.
+fn json_of(call: &str, text: &str) -> Result<Value, SettleError> {
+    serde_json::from_str(text)
+        .map_err(|_| SettleError::Http(format!("{call} answered non-JSON: {}", clip(text))))
 }
 
 fn retry_after(resp: &reqwest::Response) -> Duration {

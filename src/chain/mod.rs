@@ -5,6 +5,8 @@
 //! - [`escrow`]: [`EscrowClient`]: approve + stake, EIP-3009 stake authorizations (signed
 //!   by the requester, submitted by the provider), getStake, submit, decline, claimTimeout,
 //!   refund; writes go through one [`rpc`] lane per wallet (local nonces, gas margin).
+//! - [`stake`]: a stake as the escrow stores it, and the requester's signed authorization
+//!   to make one.
 //! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
 //! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key).
 //! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API).
@@ -24,17 +26,18 @@ pub mod keeperhub;
 pub(crate) mod rpc;
 pub mod settings;
 pub mod settle;
+pub mod stake;
 pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
-pub use escrow::{
-    key_commitment, proof_words, stake_nonce, EscrowClient, StakeAuthorization, StakeInfo,
-    StakeStatus, ESCROW_VERSION,
-};
+pub use escrow::{EscrowClient, ESCROW_VERSION};
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};
 pub use settle::{DirectSettler, SettleError, Settlement, Settler};
+pub use stake::{
+    key_commitment, proof_words, stake_nonce, StakeAuthorization, StakeInfo, StakeStatus,
+};
 
 use std::sync::Arc;
 

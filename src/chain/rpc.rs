@@ -3,7 +3,7 @@
 //! other's receipts, with a gas limit margin and recovery from failed or dropped sends.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex as StdMutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use alloy::contract::SolCallBuilder;
@@ -18,6 +18,7 @@ use alloy::transports::{RpcError, TransportErrorKind};
 use tokio::sync::Mutex;
 
 use super::error::{ChainError, EscrowError, EscrowRevert};
+use crate::backoff::Backoff;
 
 /// Longest a single JSON-RPC request may take before it fails (a hung endpoint must not
 /// hang the daemon).
@@ -33,6 +34,11 @@ pub const GAS_MARGIN_DEN: u64 = 4;
 /// A receipt still missing after this long, with the transaction unknown to the node, is
 /// taken as dropped and its signed bytes are broadcast again.
 const REBROADCAST_AFTER: Duration = Duration::from_secs(4);
+
+/// The first pause between receipt polls (see [`poll_receipt`]).
+const RECEIPT_FIRST_POLL: Duration = Duration::from_millis(4);
+/// The longest pause between receipt polls.
+const RECEIPT_MAX_POLL: Duration = Duration::from_secs(1);
 
 /// An HTTP provider for `url`, signing with `signer` when given. It runs on the crate's
 /// own `reqwest` client, so https endpoints work once reqwest has a TLS feature; anvil
@@ -70,11 +76,11 @@ pub fn http_provider(
 /// `None` until read from the node, and again after a failed send.
 type NextNonce = Arc<Mutex<Option<u64>>>;
 
-static NONCES: LazyLock<StdMutex<HashMap<(String, Address), NextNonce>>> =
+static NONCES: LazyLock<parking_lot::Mutex<HashMap<(String, Address), NextNonce>>> =
     LazyLock::new(Default::default);
 
 fn next_nonce_for(rpc_url: &str, wallet: Address) -> NextNonce {
-    let mut m = NONCES.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = NONCES.lock();
     m.entry((rpc_url.to_string(), wallet)).or_default().clone()
 }
 
@@ -95,7 +101,7 @@ pub(crate) struct TxLane {
     chain_id: u64,
     next: NextNonce,
     timeout: Duration,
-    waits: Arc<StdMutex<InclusionWaits>>,
+    waits: Arc<parking_lot::Mutex<InclusionWaits>>,
 }
 
 /// How many of a lane's latest receipt waits [`InclusionWaits`] keeps.
@@ -144,10 +150,7 @@ impl TxLane {
     /// How long a transaction of this lane may take from broadcast to receipt: the longest
     /// of the last [`INCLUSION_SAMPLES`] mined ones; `None` before the first.
     pub(crate) fn inclusion_estimate(&self) -> Option<Duration> {
-        self.waits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .estimate()
+        self.waits.lock().estimate()
     }
 
     /// Sends `tx` and waits for its receipt (bounded by the lane's timeout). A refusal at
@@ -158,10 +161,7 @@ impl TxLane {
         let sent = tokio::time::Instant::now();
         let mined = poll_receipt(&self.provider, hash, Some(&raw), self.timeout).await;
         if matches!(mined, Ok(_) | Err(EscrowError::Reverted { .. })) {
-            self.waits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(sent.elapsed());
+            self.waits.lock().record(sent.elapsed());
         }
         mined
     }
@@ -289,7 +289,7 @@ async fn poll_receipt(
 ) -> Result<TxHash, EscrowError> {
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
-    let mut pause = Duration::from_millis(4);
+    let mut pauses = Backoff::new(RECEIPT_FIRST_POLL, RECEIPT_MAX_POLL);
     let mut next_check = started + REBROADCAST_AFTER;
     loop {
         match provider.get_transaction_receipt(tx_hash).await {
@@ -314,11 +314,11 @@ async fn poll_receipt(
                 }
             }
         }
+        let pause = pauses.next_wait();
         if now + pause > deadline {
             return Err(EscrowError::ReceiptTimeout { tx_hash, timeout });
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -16,7 +16,7 @@
 //! Used by the chain tests, the lead's integration tests and `edgent demo`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::dyn_abi::{DynSolType, DynSolValue, JsonAbiExt};
@@ -31,6 +31,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::chain::error::{ChainError, EscrowError, EscrowRevert};
@@ -106,15 +107,6 @@ struct Inner {
     shared: Mutex<Shared>,
     /// One transaction at a time from the operator wallet, so nonces never race.
     send_lock: tokio::sync::Mutex<()>,
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        // A poisoned lock only means a handler panicked mid-update; the data is still usable.
-        self.shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// A running emulator; the server stops when this is dropped.
@@ -196,59 +188,59 @@ impl KeeperHubEmulator {
 
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: EmulatorFaults) {
-        self.inner.lock().faults = faults;
+        self.inner.shared.lock().faults = faults;
     }
 
     /// The next `n` POSTs answer 500.
     pub fn fail_next_posts(&self, n: usize) {
-        self.inner.lock().faults.post_500s = n;
+        self.inner.shared.lock().faults.post_500s = n;
     }
 
     /// The next `n` POSTs answer 429 with `Retry-After: secs`.
     pub fn rate_limit_next_posts(&self, n: usize, secs: f64) {
-        let mut s = self.inner.lock();
+        let mut s = self.inner.shared.lock();
         s.faults.post_429s = n;
         s.faults.retry_after_secs = secs;
     }
 
     /// Status answers `running` for `d` after each POST.
     pub fn set_status_delay(&self, d: Duration) {
-        self.inner.lock().faults.status_delay = d;
+        self.inner.shared.lock().faults.status_delay = d;
     }
 
     /// Accepted executions wait `d` before sending their transaction.
     pub fn set_execution_delay(&self, d: Duration) {
-        self.inner.lock().faults.execution_delay = d;
+        self.inner.shared.lock().faults.execution_delay = d;
     }
 
     /// The next `n` accepted contract-calls run, but their answer is lost (504).
     pub fn lose_next_answers(&self, n: usize) {
-        self.inner.lock().faults.lost_answers = n;
+        self.inner.shared.lock().faults.lost_answers = n;
     }
 
     /// The next `n` accepted executions end `failed` without a transaction.
     pub fn fail_next_executions(&self, n: usize) {
-        self.inner.lock().faults.failed_executions = n;
+        self.inner.shared.lock().faults.failed_executions = n;
     }
 
     /// Turns the 422 spending-cap answer on or off.
     pub fn set_spending_cap(&self, on: bool) {
-        self.inner.lock().faults.spending_cap = on;
+        self.inner.shared.lock().faults.spending_cap = on;
     }
 
     /// Every contract-call accepted so far.
     pub fn calls(&self) -> Vec<RecordedCall> {
-        self.inner.lock().calls.clone()
+        self.inner.shared.lock().calls.clone()
     }
 
     /// Number of contract-call POSTs received (including refused ones).
     pub fn posts(&self) -> usize {
-        self.inner.lock().posts
+        self.inner.shared.lock().posts
     }
 
     /// Number of transactions it sent to the chain.
     pub fn transactions_sent(&self) -> usize {
-        self.inner.lock().sent
+        self.inner.shared.lock().sent
     }
 }
 
@@ -269,24 +261,31 @@ fn authorised(inner: &Inner, headers: &HeaderMap) -> bool {
     bearer == Some(inner.api_key.as_str()) || api_key == Some(inner.api_key.as_str())
 }
 
+/// Consumes one of a fault counter's remaining uses: whether one was left.
+fn take_one(remaining: &mut usize) -> bool {
+    let left = *remaining > 0;
+    if left {
+        *remaining -= 1;
+    }
+    left
+}
+
 async fn contract_call(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     {
-        let mut s = inner.lock();
+        let mut s = inner.shared.lock();
         s.posts += 1;
-        if s.faults.post_500s > 0 {
-            s.faults.post_500s -= 1;
+        if take_one(&mut s.faults.post_500s) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
                 "injected fault",
             );
         }
-        if s.faults.post_429s > 0 {
-            s.faults.post_429s -= 1;
+        if take_one(&mut s.faults.post_429s) {
             let mut resp = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -301,7 +300,7 @@ async fn contract_call(
     if !authorised(&inner, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key");
     }
-    if inner.lock().faults.spending_cap {
+    if inner.shared.lock().faults.spending_cap {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "SPENDING_CAP_EXCEEDED",
@@ -313,13 +312,10 @@ async fn contract_call(
         Err(detail) => return error(StatusCode::BAD_REQUEST, "invalid_request", detail),
     };
     let (id, fail, delay) = {
-        let mut s = inner.lock();
+        let mut s = inner.shared.lock();
         s.next_id += 1;
         let id = format!("direct_emu_{}", s.next_id);
-        let fail = s.faults.failed_executions > 0;
-        if fail {
-            s.faults.failed_executions -= 1;
-        }
+        let fail = take_one(&mut s.faults.failed_executions);
         s.executions.insert(
             id.clone(),
             Execution {
@@ -344,14 +340,13 @@ async fn contract_call(
         } else {
             execute(&task_inner, call.input).await
         };
-        if let Some(e) = task_inner.lock().executions.get_mut(&task_id) {
+        if let Some(e) = task_inner.shared.lock().executions.get_mut(&task_id) {
             e.state = state;
         }
     });
     {
-        let mut s = inner.lock();
-        if s.faults.lost_answers > 0 {
-            s.faults.lost_answers -= 1;
+        let mut s = inner.shared.lock();
+        if take_one(&mut s.faults.lost_answers) {
             return error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway_timeout",
@@ -450,7 +445,7 @@ async fn execute(inner: &Inner, input: Vec<u8>) -> ExecState {
     };
     let hash = *pending.tx_hash();
     drop(guard);
-    inner.lock().sent += 1;
+    inner.shared.lock().sent += 1;
     match wait_receipt(&inner.provider, hash, Duration::from_secs(60)).await {
         Ok(h) => ExecState::Completed(h),
         Err(EscrowError::Reverted { tx_hash }) => {
@@ -468,7 +463,7 @@ async fn status(
     if !authorised(&inner, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key");
     }
-    let s = inner.lock();
+    let s = inner.shared.lock();
     let Some(exec) = s.executions.get(&id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "unknown execution");
     };

@@ -11,7 +11,9 @@
 //! - this file: [`MeshSim`] (start, kill, restart, faults), the routing of one `/send`;
 //! - [`topology`]: the peering graph ([`SimTopology`]) and each node's view of the tree;
 //! - [`timing`]: route warm-up, SYN backoff, the blocking send, lingering ([`SimTiming`]);
-//! - `http`: one node's HTTP server, AXL's API plus the `/sim/` control routes.
+//! - [`Faults`] (`faults`): lost messages, delays, partitions, nodes down;
+//! - `http`: one node's HTTP server, AXL's API plus the `/sim/` control routes;
+//! - `cli`: `edgent mesh-sim` ([`MeshSimArgs`], [`run_mesh_sim_cli`]).
 //!
 //! # The real node and the sim, side by side
 //!
@@ -50,18 +52,20 @@
 //! - `GET`/`POST /sim/timing` with [`SimTiming`] as JSON (the topology is fixed at start);
 //! - `GET /sim/stats`: [`SimNodeStats`] per node, `sent` included (mesh traffic per node).
 
+mod cli;
+mod faults;
 mod http;
 pub mod timing;
 pub mod topology;
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -69,6 +73,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::axl::identity::YggAddress;
 use crate::axl::{AxlClient, AxlError, PeerKey};
+pub use cli::{run_mesh_sim_cli, MeshSimArgs};
+pub use faults::Faults;
 pub use timing::SimTiming;
 use timing::{dial_delay, next_attempt_after, SIM_MAX_TIMING_MS};
 use topology::Graph;
@@ -109,65 +115,6 @@ pub enum SimError {
     /// A node's listener did not open or close in time.
     #[error("node {0}: listener did not change state in time")]
     ListenerStuck(usize),
-}
-
-/// The faults in force, as JSON on `/sim/faults`. Missing fields mean "no fault".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// Probability in `0.0..=1.0` that a sent message is silently lost.
-    pub drop_rate: f64,
-    /// Delivery delay in milliseconds.
-    pub delay_ms: u64,
-    /// Node index pairs that cannot reach each other.
-    pub partitions: Vec<[usize; 2]>,
-    /// Node indices that are down.
-    pub down: Vec<usize>,
-}
-
-impl Faults {
-    fn validate(&self, n: usize) -> Result<(), SimError> {
-        if !(0.0..=1.0).contains(&self.drop_rate) {
-            return Err(SimError::BadFaults(format!(
-                "drop_rate must be within 0..=1, got {}",
-                self.drop_rate
-            )));
-        }
-        if self.delay_ms > SIM_MAX_DELAY_MS {
-            return Err(SimError::BadFaults(format!(
-                "delay_ms must be at most {SIM_MAX_DELAY_MS}, got {}",
-                self.delay_ms
-            )));
-        }
-        for &[i, j] in &self.partitions {
-            if i >= n || j >= n || i == j {
-                return Err(SimError::BadFaults(format!(
-                    "partition [{i}, {j}] must name two different nodes below {n}"
-                )));
-            }
-        }
-        if let Some(i) = self.down.iter().find(|&&i| i >= n) {
-            return Err(SimError::BadFaults(format!(
-                "down node {i} does not exist (there are {n})"
-            )));
-        }
-        Ok(())
-    }
-
-    fn is_down(&self, i: usize) -> bool {
-        self.down.contains(&i)
-    }
-
-    fn partitioned(&self, i: usize, j: usize) -> bool {
-        self.partitions
-            .iter()
-            .any(|&[a, b]| (a == i && b == j) || (a == j && b == i))
-    }
-
-    /// Whether `from` can reach `to` (both up, not partitioned).
-    fn reachable(&self, from: usize, to: usize) -> bool {
-        !self.is_down(from) && !self.is_down(to) && !self.partitioned(from, to)
-    }
 }
 
 /// How to start a sim: size, ports, ids, peering graph and timing rules.
@@ -295,12 +242,6 @@ struct Shared {
     closed: CancellationToken,
 }
 
-/// Lock a std mutex, recovering the data if a panicking thread poisoned it: every value
-/// behind these locks stays consistent between statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The key of sim node `index` under `seed`: 32 bytes of splitmix64 output, so a sim
 /// restarted with the same seed has the same node ids.
 pub fn sim_node_key(seed: u64, index: usize) -> PeerKey {
@@ -349,19 +290,19 @@ struct View {
 
 impl Shared {
     fn faults(&self) -> Faults {
-        lock(&self.faults).clone()
+        self.faults.lock().clone()
     }
 
     fn timing(&self) -> SimTiming {
-        *lock(&self.timing)
+        *self.timing.lock()
     }
 
     fn is_down(&self, i: usize) -> bool {
-        lock(&self.faults).is_down(i)
+        self.faults.lock().is_down(i)
     }
 
     fn epoch(&self, i: usize) -> u64 {
-        lock(&self.life)[i].epoch
+        self.life.lock()[i].epoch
     }
 
     fn node_by_addr(&self, addr: &YggAddress) -> Option<usize> {
@@ -389,7 +330,7 @@ impl Shared {
         let Some(warmup) = self.timing().warmup() else {
             return Route::Ready(dest);
         };
-        let life = lock(&self.life);
+        let life = self.life.lock();
         let last_up = path.iter().map(|&j| life[j].up_since).max().unwrap_or(now);
         let ready_at = last_up + warmup;
         if now >= ready_at {
@@ -403,7 +344,7 @@ impl Shared {
     /// route warms up or (with a block time) while the destination cannot be reached,
     /// re-checked at each SYN attempt (see [`timing`]).
     async fn send(self: &Arc<Self>, from: usize, to: &PeerKey, body: Bytes) -> SendOutcome {
-        let Some(killed) = lock(&self.nodes[from].server).clone() else {
+        let Some(killed) = self.nodes[from].server.lock().clone() else {
             return SendOutcome::SenderDown;
         };
         let start = Instant::now();
@@ -446,7 +387,7 @@ impl Shared {
             .sent
             .fetch_add(1, Ordering::Relaxed);
         let faults = self.faults();
-        let lost = faults.drop_rate > 0.0 && lock(&self.rng).f64() < faults.drop_rate;
+        let lost = faults.drop_rate > 0.0 && self.rng.lock().f64() < faults.drop_rate;
         if lost {
             self.nodes[dest]
                 .counters
@@ -487,7 +428,7 @@ impl Shared {
             node.counters.fault_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut q = lock(&node.queue);
+        let mut q = node.queue.lock();
         if q.len() >= SIM_QUEUE_CAPACITY {
             q.pop_front();
             node.counters
@@ -501,7 +442,7 @@ impl Shared {
     fn pop(&self, i: usize) -> Option<Queued> {
         let node = &self.nodes[i];
         node.counters.recv_polls.fetch_add(1, Ordering::Relaxed);
-        lock(&node.queue).pop_front()
+        node.queue.lock().pop_front()
     }
 
     fn stats(&self, i: usize) -> SimNodeStats {
@@ -510,7 +451,7 @@ impl Shared {
             delivered: n.counters.delivered.load(Ordering::Relaxed),
             overflow_dropped: n.counters.overflow_dropped.load(Ordering::Relaxed),
             fault_dropped: n.counters.fault_dropped.load(Ordering::Relaxed),
-            queued: lock(&n.queue).len(),
+            queued: n.queue.lock().len(),
             recv_polls: n.counters.recv_polls.load(Ordering::Relaxed),
             sent: n.counters.sent.load(Ordering::Relaxed),
         }
@@ -522,7 +463,7 @@ impl Shared {
     fn view(&self, me: usize) -> View {
         let faults = self.faults();
         let linger = self.timing().linger();
-        let life = lock(&self.life).clone();
+        let life = self.life.lock().clone();
         let now = Instant::now();
         let lingering = |j: usize| match (linger, life[j].down_since) {
             (Some(l), Some(since)) => now < since + l,
@@ -553,7 +494,7 @@ impl Shared {
 
     /// [`Shared::set_faults`] with the `apply` lock held.
     async fn apply_faults(self: &Arc<Self>, new: Faults) -> Result<(), SimError> {
-        let old = std::mem::replace(&mut *lock(&self.faults), new.clone());
+        let old = std::mem::replace(&mut *self.faults.lock(), new.clone());
         for i in 0..self.nodes.len() {
             match (old.is_down(i), new.is_down(i)) {
                 (false, true) => self.stop_node(i).await?,
@@ -586,7 +527,7 @@ impl Shared {
 
     fn set_timing(&self, timing: SimTiming) -> Result<(), SimError> {
         timing.validate()?;
-        *lock(&self.timing) = timing;
+        *self.timing.lock() = timing;
         tracing::info!(target: "axl::sim", ?timing, "sim timing set");
         Ok(())
     }
@@ -596,14 +537,14 @@ impl Shared {
     async fn stop_node(&self, i: usize) -> Result<(), SimError> {
         let node = &self.nodes[i];
         {
-            let mut life = lock(&self.life);
+            let mut life = self.life.lock();
             life[i].epoch += 1;
             life[i].down_since = Some(Instant::now());
         }
-        if let Some(token) = lock(&node.server).take() {
+        if let Some(token) = node.server.lock().take() {
             token.cancel();
         }
-        lock(&node.queue).clear();
+        node.queue.lock().clear();
         let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
         let deadline = Instant::now() + LISTENER_DEADLINE;
         while TcpStream::connect(addr).await.is_ok() {
@@ -627,7 +568,7 @@ impl Shared {
             }
         };
         {
-            let mut life = lock(&self.life);
+            let mut life = self.life.lock();
             life[i].up_since = Instant::now();
             life[i].down_since = None;
         }
@@ -637,7 +578,7 @@ impl Shared {
 
     fn serve(self: &Arc<Self>, i: usize, listener: TcpListener) {
         let token = self.closed.child_token();
-        *lock(&self.nodes[i].server) = Some(token.clone());
+        *self.nodes[i].server.lock() = Some(token.clone());
         let app = http::router(Arc::clone(self), i);
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -858,183 +799,9 @@ impl Drop for MeshSim {
     }
 }
 
-/// The `edgent mesh-sim` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MeshSimArgs {
-    /// Number of nodes (default 2, or as many as --parents describes).
-    #[arg(long)]
-    pub nodes: Option<usize>,
-    /// Node i serves on base-port + i (0: ephemeral ports).
-    #[arg(long, default_value_t = 9002)]
-    pub base_port: u16,
-    /// Seed of the node keys (same seed, same ids).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Peering graph: `full` (everyone peers with everyone), `star` (node 0 the hub) or
-    /// `hubs:K` (node 0 the hub, nodes 1..=K sub-hubs, the rest spokes spread over them).
-    #[arg(long, default_value = "full", conflicts_with = "parents")]
-    pub topology: String,
-    /// Peering tree as the parent of each node from node 1 on, comma-separated, each
-    /// below its node: `0,0,0` is a hub with three spokes, `0,0,1,1,2,2` a hub, two
-    /// sub-hubs and four spokes.
-    #[arg(long)]
-    pub parents: Option<String>,
-    /// Turn on every measured behaviour of the real node at once, with the measured
-    /// durations: route warm-up 2 s with 1 s SYN backoff, 127 s blocking sends, departed
-    /// nodes lingering 180 s.
-    #[arg(long)]
-    pub real: bool,
-    /// Multiply the durations --real turns on (e.g. 0.1: warm-up 0.2 s, block 12.7 s).
-    #[arg(long, default_value_t = 1.0)]
-    pub time_scale: f64,
-    /// Route warm-up after a node (re)starts, in ms (sends held meanwhile).
-    #[arg(long)]
-    pub warmup_ms: Option<u64>,
-    /// SYN retry unit in ms: held sends dial at 0, 1, 3, 7, … units.
-    #[arg(long)]
-    pub syn_backoff_ms: Option<u64>,
-    /// How long a send to an unreachable node blocks before its 502, in ms.
-    #[arg(long)]
-    pub block_ms: Option<u64>,
-    /// How long a killed node stays in the others' tree, in ms.
-    #[arg(long)]
-    pub linger_ms: Option<u64>,
-}
-
-impl MeshSimArgs {
-    /// The sim these arguments describe.
-    pub fn options(&self) -> Result<SimOptions, SimError> {
-        if !(self.time_scale.is_finite() && self.time_scale >= 0.0) {
-            return Err(SimError::BadTiming(format!(
-                "--time-scale must be a number >= 0, got {}",
-                self.time_scale
-            )));
-        }
-        let from_parents = match &self.parents {
-            Some(list) => Some(SimTopology::parse_parents(list)?),
-            None => None,
-        };
-        let nodes = match (
-            self.nodes,
-            from_parents.as_ref().and_then(|t| t.implied_nodes()),
-        ) {
-            (Some(n), Some(m)) if n != m => {
-                return Err(SimError::BadTopology(format!(
-                    "--nodes {n} but --parents describes {m} nodes"
-                )))
-            }
-            (_, Some(m)) => m,
-            (Some(n), None) => n,
-            (None, None) => 2,
-        };
-        let topology = match from_parents {
-            Some(t) => t,
-            None => match self.topology.trim() {
-                "full" => SimTopology::Full,
-                "star" => SimTopology::star(nodes),
-                other => {
-                    let k = other
-                        .strip_prefix("hubs:")
-                        .and_then(|k| k.parse::<usize>().ok())
-                        .filter(|&k| k < nodes.max(1))
-                        .ok_or_else(|| {
-                            SimError::BadTopology(format!(
-                                "--topology {other:?}: expected full, star or hubs:K with K below the node count"
-                            ))
-                        })?;
-                    SimTopology::hubs(nodes, k)
-                }
-            },
-        };
-        let base = if self.real {
-            SimTiming::real()
-        } else {
-            SimTiming::default()
-        };
-        let mut timing = base.scaled(self.time_scale);
-        timing.warmup_ms = self.warmup_ms.or(timing.warmup_ms);
-        timing.syn_backoff_ms = self.syn_backoff_ms.unwrap_or(timing.syn_backoff_ms);
-        timing.block_ms = self.block_ms.or(timing.block_ms);
-        timing.linger_ms = self.linger_ms.or(timing.linger_ms);
-        Ok(SimOptions {
-            nodes,
-            base_port: self.base_port,
-            seed: self.seed,
-            topology,
-            timing,
-        })
-    }
-}
-
-/// `edgent mesh-sim`: start a sim, print one line per node
-/// (`node <i> id=<64 hex> url=http://127.0.0.1:<port>`) to stdout, serve until `cancel`.
-pub async fn run_mesh_sim_cli(args: MeshSimArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let options = args.options()?;
-    let sim = MeshSim::start_with(options.clone()).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        for i in 0..sim.len() {
-            writeln!(out, "node {i} id={} url={}", sim.key(i), sim.url(i))?;
-        }
-        out.flush()?;
-    }
-    eprintln!(
-        "mesh-sim: {} simulated AXL nodes (test/demo harness), topology {:?}, timing {}; control at {}/sim/",
-        sim.len(),
-        options.topology,
-        serde_json::to_string(&options.timing)?,
-        sim.url(0)
-    );
-    cancel.cancelled().await;
-    sim.shutdown();
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: MeshSimArgs,
-    }
-
-    fn options(args: &[&str]) -> Result<SimOptions, SimError> {
-        let argv = std::iter::once("mesh-sim").chain(args.iter().copied());
-        Cli::try_parse_from(argv)
-            .map_err(|e| SimError::BadTopology(e.to_string()))?
-            .args
-            .options()
-    }
-
-    #[test]
-    fn no_flags_is_the_old_sim() {
-        let o = options(&[]).unwrap();
-        assert_eq!((o.nodes, o.base_port, o.seed), (2, 9002, 1));
-        assert_eq!(o.topology, SimTopology::Full);
-        assert_eq!(o.timing, SimTiming::default());
-    }
-
-    #[test]
-    fn real_scaled_with_one_duration_set_apart() {
-        let o = options(&["--real", "--time-scale", "0.5", "--block-ms", "100"]).unwrap();
-        assert_eq!(
-            o.timing,
-            SimTiming {
-                warmup_ms: Some(1_000),
-                syn_backoff_ms: 500,
-                block_ms: Some(100),
-                linger_ms: Some(90_000),
-            }
-        );
-        let o = options(&["--linger-ms", "5"]).unwrap();
-        assert_eq!(o.timing.linger_ms, Some(5));
-        assert_eq!((o.timing.warmup_ms, o.timing.block_ms), (None, None));
-        assert!(options(&["--time-scale", "-1"]).is_err());
-    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -1075,21 +842,5 @@ mod tests {
             .await;
         assert!(matches!(out, SendOutcome::Unreachable(ref why) if why.contains("timed out")));
         assert_eq!(t.elapsed(), ms(timing::REAL_BLOCK_MS));
-    }
-
-    #[test]
-    fn topologies_from_the_command_line() {
-        let o = options(&["--nodes", "12", "--topology", "hubs:2"]).unwrap();
-        assert_eq!(o.topology, SimTopology::hubs(12, 2));
-        let o = options(&["--parents", "0,0,1"]).unwrap();
-        assert_eq!(
-            (o.nodes, o.topology),
-            (4, SimTopology::Parents(vec![0, 0, 1]))
-        );
-        let o = options(&["--nodes", "5", "--topology", "star"]).unwrap();
-        assert_eq!(o.topology, SimTopology::star(5));
-        assert!(options(&["--nodes", "3", "--parents", "0,0,0"]).is_err());
-        assert!(options(&["--topology", "star", "--parents", "0"]).is_err());
-        assert!(options(&["--topology", "hubs:x"]).is_err());
     }
 }

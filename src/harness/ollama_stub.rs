@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -107,12 +108,7 @@ impl OllamaStub {
 
     /// Change the behaviour.
     pub fn set(&self, f: impl FnOnce(&mut StubBehaviour)) {
-        let mut b = self
-            .shared
-            .behaviour
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        f(&mut b);
+        f(&mut self.shared.behaviour.lock());
     }
 
     /// How many `/api/generate` calls it has answered.
@@ -128,10 +124,7 @@ impl Drop for OllamaStub {
 }
 
 fn behaviour(s: &Shared) -> StubBehaviour {
-    s.behaviour
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
+    s.behaviour.lock().clone()
 }
 
 async fn tags(State(s): State<Arc<Shared>>) -> Json<Value> {

@@ -9,13 +9,15 @@
 //! ([`PendingAcks`] wakes it).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::axl::PeerKey;
+/// The resend schedule; it lives in [`crate::backoff`], shared with every retry loop.
+pub use crate::backoff::Backoff;
 
 /// Most `(sender, msg_id)` pairs remembered for de-duplication.
 pub const DEDUPE_CAPACITY: usize = 65_536;
@@ -26,10 +28,6 @@ pub const DEDUPE_TTL: Duration = Duration::from_secs(3_600);
 /// Most messages awaiting their ack at once; beyond that a send gets no ack tracking and
 /// is sent once, like an unreliable one.
 pub const MAX_PENDING_ACKS: usize = 65_536;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A bounded, time-limited memory of the reliable messages already handled.
 pub struct Dedupe {
@@ -69,7 +67,7 @@ impl Dedupe {
 
     fn first_time_at(&self, from: &PeerKey, id: Uuid, now: Instant) -> bool {
         let key = (from.address(), id);
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
         while let Some((k, at)) = g.order.front().copied() {
             if now.saturating_duration_since(at) < self.ttl && g.order.len() < self.capacity {
                 break;
@@ -89,38 +87,12 @@ impl Dedupe {
 
     /// Pairs remembered now.
     pub fn len(&self) -> usize {
-        lock(&self.inner).seen.len()
+        self.inner.lock().seen.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// The waits between sends of one reliable message: `first`, doubling up to `cap`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    /// Start at `first`, double after each wait, never above `cap`.
-    pub fn new(first: Duration, cap: Duration) -> Self {
-        Backoff {
-            next: first,
-            cap: cap.max(first),
-        }
-    }
-}
-
-impl Iterator for Backoff {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.cap);
-        Some(d)
     }
 }
 
@@ -136,7 +108,7 @@ pub struct PendingAcks {
 impl PendingAcks {
     /// Expect an ack for `id` from `to`; `None` when too many acks are outstanding.
     pub fn expect(&self, to: &PeerKey, id: Uuid) -> Option<oneshot::Receiver<()>> {
-        let mut m = lock(&self.waiting);
+        let mut m = self.waiting.lock();
         if m.len() >= MAX_PENDING_ACKS {
             m.retain(|_, (_, tx)| !tx.is_closed());
             if m.len() >= MAX_PENDING_ACKS {
@@ -150,7 +122,7 @@ impl PendingAcks {
 
     /// An ack arrived; returns whether a sender was waiting for it.
     pub fn on_ack(&self, from: &PeerKey, id: Uuid) -> bool {
-        let mut m = lock(&self.waiting);
+        let mut m = self.waiting.lock();
         match m.get(&id) {
             Some((addr, _)) if *addr == from.address() => {
                 m.remove(&id).is_some_and(|(_, tx)| tx.send(()).is_ok())
@@ -161,12 +133,12 @@ impl PendingAcks {
 
     /// Stop waiting for `id` (the sender gave up or was answered otherwise).
     pub fn forget(&self, id: &Uuid) {
-        lock(&self.waiting).remove(id);
+        self.waiting.lock().remove(id);
     }
 
     /// Acks outstanding.
     pub fn len(&self) -> usize {
-        lock(&self.waiting).len()
+        self.waiting.lock().len()
     }
 
     /// Whether no ack is outstanding.
@@ -265,15 +237,6 @@ mod tests {
         assert!(d.first_time_at(&key(1), id, t0));
         assert!(!d.first_time_at(&key(1), id, t0 + Duration::from_secs(59)));
         assert!(d.first_time_at(&key(1), id, t0 + Duration::from_secs(61)));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let ms: Vec<u128> = Backoff::new(Duration::from_millis(500), Duration::from_secs(4))
-            .take(7)
-            .map(|d| d.as_millis())
-            .collect();
-        assert_eq!(ms, vec![500, 1000, 2000, 4000, 4000, 4000, 4000]);
     }
 
     #[test]

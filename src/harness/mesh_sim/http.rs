@@ -223,14 +223,23 @@ fn sim_error(what: &str, e: SimError) -> Response {
 async fn post_faults(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
     let faults: Faults = match serde_json::from_slice(&body) {
         Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(target: "axl::sim", error = %e, "bad /sim/faults body");
-            return go_error(StatusCode::BAD_REQUEST, &format!("bad faults JSON: {e}"));
-        }
+        Err(e) => return bad_body("/sim/faults", "faults", e),
     };
-    match ctx.shared.set_faults(faults).await {
+    let set = ctx.shared.set_faults(faults).await;
+    faults_after(&ctx, "/sim/faults", set)
+}
+
+/// The 400 of a control call whose JSON body (`what`) does not parse.
+fn bad_body(route: &str, what: &str, e: serde_json::Error) -> Response {
+    tracing::warn!(target: "axl::sim", error = %e, "bad {route} body");
+    go_error(StatusCode::BAD_REQUEST, &format!("bad {what} JSON: {e}"))
+}
+
+/// The answer of a control call that changes the faults: the faults then in force.
+fn faults_after(ctx: &NodeCtx, route: &str, done: Result<(), SimError>) -> Response {
+    match done {
         Ok(()) => Json(ctx.shared.faults()).into_response(),
-        Err(e) => sim_error("/sim/faults", e),
+        Err(e) => sim_error(route, e),
     }
 }
 
@@ -240,18 +249,14 @@ async fn kill(State(ctx): State<NodeCtx>, Path(node): Path<usize>) -> Response {
     if !faults.is_down(node) {
         faults.down.push(node);
     }
-    match ctx.shared.set_faults(faults).await {
-        Ok(()) => Json(ctx.shared.faults()).into_response(),
-        Err(e) => sim_error("/sim/kill", e),
-    }
+    let set = ctx.shared.set_faults(faults).await;
+    faults_after(&ctx, "/sim/kill", set)
 }
 
 /// `POST /sim/restart/{node}`: the faults after the restart.
 async fn restart(State(ctx): State<NodeCtx>, Path(node): Path<usize>) -> Response {
-    match ctx.shared.restart(node).await {
-        Ok(()) => Json(ctx.shared.faults()).into_response(),
-        Err(e) => sim_error("/sim/restart", e),
-    }
+    let restarted = ctx.shared.restart(node).await;
+    faults_after(&ctx, "/sim/restart", restarted)
 }
 
 async fn get_timing(State(ctx): State<NodeCtx>) -> Json<SimTiming> {
@@ -261,10 +266,7 @@ async fn get_timing(State(ctx): State<NodeCtx>) -> Json<SimTiming> {
 async fn post_timing(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
     let timing: SimTiming = match serde_json::from_slice(&body) {
         Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(target: "axl::sim", error = %e, "bad /sim/timing body");
-            return go_error(StatusCode::BAD_REQUEST, &format!("bad timing JSON: {e}"));
-        }
+        Err(e) => return bad_body("/sim/timing", "timing", e),
     };
     match ctx.shared.set_timing(timing) {
         Ok(()) => Json(ctx.shared.timing()).into_response(),
