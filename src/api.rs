@@ -202,8 +202,8 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({
         "node_id": ctx.me.to_hex(),
         "ipv6": ctx.me.ipv6().to_string(),
-        "ens": ctx.config.ens_name,
-        "role": ctx.config.role.as_str(),
+        "ens": ctx.config.node.ens_name,
+        "role": ctx.config.node.role.as_str(),
         "payments": st.payments.snapshot().await,
         "chain": ctx.config.chain.as_ref().map(|c| json!({
             "chain_id": c.chain_id,
@@ -217,7 +217,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "peers": peers,
         "models": backend.models,
         "backend": backend,
-        "price_usdc": crate::config::format_usdc(ctx.config.price_units),
+        "price_usdc": crate::config::format_usdc(ctx.config.provider.price_units),
         "free_memory_mb": free_memory_mb(),
         "active_jobs": st.provider.active_jobs(),
         "recv": st.recv_stats.snapshot(),

@@ -88,16 +88,16 @@ pub struct Daemon {
 
 /// The backend the configuration asks for.
 pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
-    Ok(match config.backend {
+    Ok(match config.inference.backend {
         BackendKind::Ollama => Arc::new(
-            OllamaBackend::new(&config.ollama_url)
+            OllamaBackend::new(&config.inference.ollama_url)
                 .context("OLLAMA_URL: cannot build the HTTP client")?,
         ),
         BackendKind::Demo => Arc::new(DemoBackend),
         BackendKind::OpenAi => Arc::new(
             crate::inference::openai::OpenAiBackend::new(
-                &config.openai_base_url,
-                config.openai_api_key.clone(),
+                &config.inference.openai_base_url,
+                config.inference.openai_api_key.clone(),
             )
             .context("OPENAI_BASE_URL: cannot build the HTTP client")?,
         ),
@@ -124,11 +124,11 @@ async fn prepare_payments(
     config: &Config,
     settings: &ChainSettings,
 ) -> Result<PaidSetup, PaymentsSetupError> {
-    if !cfg!(feature = "prover") && config.role.provides() {
+    if !cfg!(feature = "prover") && config.node.role.provides() {
         return Err(PaymentsSetupError::NoProver);
     }
     let chain = Arc::new(Chain::connect(settings).await?);
-    let settler = if config.role.requests() {
+    let settler = if config.node.role.requests() {
         Some(paid::connect_settler(config).await?)
     } else {
         None
@@ -239,7 +239,7 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
     let chain = setup.chain;
     let provider = PaidProvider::new(ctx.clone(), chain.clone());
     #[cfg(feature = "prover")]
-    if config.role.provides() {
+    if config.node.role.provides() {
         // Build the prover's tables, and the parts of a proof that depend on this node's key
         // alone, now rather than in the first paid job.
         let key = ctx.me.0;
@@ -264,7 +264,7 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
         PaidRequester::new(ctx.clone(), chain.clone(), settler)
     });
     tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id, "payments on");
-    if config.test_tamper_output {
+    if config.provider.tamper_output() {
         tracing::warn!(
             "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
         );
@@ -273,9 +273,9 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
         ctx.jobs.clone(),
         chain,
         requester.clone(),
-        config.role.provides().then(|| provider.clone()),
-        config.payment_tick,
-        config.payment_tick * 10,
+        config.node.role.provides().then(|| provider.clone()),
+        config.paid.payment_tick,
+        config.paid.payment_tick * 10,
         cancel.clone(),
     ));
     let req: Arc<dyn RequesterPayments> = match requester {
@@ -332,8 +332,8 @@ impl Daemon {
             }
         }
         let jobs = Arc::new(
-            JobStore::open(&config.data_dir)
-                .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?,
+            JobStore::open(&config.node.data_dir)
+                .with_context(|| format!("EDGENT_DATA_DIR {}", config.node.data_dir.display()))?,
         );
         let closed = jobs.close_interrupted()?;
         if closed > 0 {
@@ -343,20 +343,20 @@ impl Daemon {
             );
         }
 
-        let supervisor = if config.axl_spawn {
+        let supervisor = if config.axl.spawn {
             let mut sc = SupervisorConfig::new(
-                config.axl_bin.clone(),
-                config.data_dir.clone(),
-                config.axl_api_port(),
-                config.axl_tcp_port,
+                config.axl.bin.clone(),
+                config.node.data_dir.clone(),
+                config.axl.api_port(),
+                config.axl.tcp_port,
             );
-            sc.key_path = config.axl_key_path.clone();
-            sc.peers = config.axl_peers.clone();
-            sc.listen = config.axl_listen.clone();
-            if !config.axl_bin.exists() {
+            sc.key_path = config.axl.key_path.clone();
+            sc.peers = config.axl.peers.clone();
+            sc.listen = config.axl.listen.clone();
+            if !config.axl.bin.exists() {
                 anyhow::bail!(
                     "AXL_BIN {}: no such file (install AXL with scripts/install-axl.sh, or set AXL_SPAWN=false and AXL_API_URL to attach to a running node)",
-                    config.axl_bin.display()
+                    config.axl.bin.display()
                 );
             }
             let sup = Supervisor::start(sc)
@@ -367,7 +367,7 @@ impl Daemon {
             None
         };
 
-        let client = AxlClient::new(&config.axl_api_url).context("AXL_API_URL")?;
+        let client = AxlClient::new(&config.axl.api_url).context("AXL_API_URL")?;
         let transport: Arc<dyn Transport> = Arc::new(client);
         let me = match wait_for_axl(transport.as_ref(), AXL_READY_TIMEOUT).await {
             Ok(me) => me,
@@ -375,7 +375,7 @@ impl Daemon {
                 if let Some(s) = &supervisor {
                     s.shutdown().await;
                 }
-                return Err(e.context(format!("AXL node at {}", config.axl_api_url)));
+                return Err(e.context(format!("AXL node at {}", config.axl.api_url)));
             }
         };
         tracing::info!(node_id = %me, ipv6 = %me.ipv6(), "AXL node ready");
@@ -385,8 +385,8 @@ impl Daemon {
             None => backend_from_config(&config)?,
         };
         let recv_stats = Arc::new(RecvStats::default());
-        let history = crate::mesh::ProviderHistory::open(&config.data_dir)
-            .with_context(|| format!("EDGENT_DATA_DIR {}", config.data_dir.display()))?;
+        let history = crate::mesh::ProviderHistory::open(&config.node.data_dir)
+            .with_context(|| format!("EDGENT_DATA_DIR {}", config.node.data_dir.display()))?;
         let ctx = Arc::new(NodeCtx {
             transport: transport.clone(),
             config: config.clone(),
@@ -419,7 +419,7 @@ impl Daemon {
                 (Arc::new(Unpaid), Arc::new(Unpaid))
             };
         let provider = Arc::new(Provider::new(ctx.clone(), backend, prov_pay.clone()));
-        if config.role.provides() {
+        if config.node.role.provides() {
             provider.refresh_models().await;
         }
         let requester = Arc::new(Requester::new(ctx.clone(), req_pay.clone()));
@@ -443,29 +443,30 @@ impl Daemon {
             rx,
             cancel.clone(),
         )));
-        if config.role.provides() {
+        if config.node.role.provides() {
             tasks.push(tokio::spawn(
                 provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone()),
             ));
         }
         let offers: Option<Arc<dyn crate::mesh::gossip::OfferSource>> = config
+            .node
             .role
             .provides()
             .then(|| provider.clone() as Arc<dyn crate::mesh::gossip::OfferSource>);
         tasks.push(tokio::spawn(crate::mesh::gossip::run(
             ctx.clone(),
             offers,
-            config.announce_interval,
+            config.node.announce_interval,
             cancel.clone(),
         )));
 
         let axl_status: Arc<dyn AxlStatusSource> = match &supervisor {
             Some(sup) => Arc::new(Supervised {
                 sup: sup.clone(),
-                api_url: config.axl_api_url.clone(),
+                api_url: config.axl.api_url.clone(),
             }),
             None => Arc::new(Attached {
-                api_url: config.axl_api_url.clone(),
+                api_url: config.axl.api_url.clone(),
             }),
         };
         let state = Arc::new(AppState {
@@ -480,7 +481,7 @@ impl Daemon {
             crate::front::FrontDoor::new(ctx.clone(), requester.clone())
                 .context("the front door's HTTP client")?,
         );
-        let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
+        let listener = match tokio::net::TcpListener::bind(config.node.http_addr).await {
             Ok(l) => l,
             Err(e) => {
                 cancel.cancel();
@@ -489,7 +490,7 @@ impl Daemon {
                 }
                 return Err(anyhow::anyhow!(
                     "EDGENT_HTTP_ADDR {}: cannot listen: {e}",
-                    config.http_addr
+                    config.node.http_addr
                 ));
             }
         };
@@ -528,7 +529,7 @@ impl Daemon {
             cancel.clone(),
             "the HTTP server",
         )));
-        tracing::info!(addr = %http_addr, role = config.role.as_str(), ens = ?config.ens_name, "edgent listening");
+        tracing::info!(addr = %http_addr, role = config.node.role.as_str(), ens = ?config.node.ens_name, "edgent listening");
 
         Ok(Daemon {
             ctx,

@@ -203,7 +203,7 @@ async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
 }
 
 async fn pick_backend(base: &Config, wanted: Option<&str>) -> (Arc<dyn Backend>, String, bool) {
-    if let Ok(ollama) = OllamaBackend::new(&base.ollama_url) {
+    if let Ok(ollama) = OllamaBackend::new(&base.inference.ollama_url) {
         if let Ok(models) = ollama.models().await {
             let chosen = match wanted {
                 Some(w) => models
@@ -229,13 +229,13 @@ fn node_config(
     http: SocketAddr,
 ) -> Config {
     let mut c = base.clone();
-    c.role = role;
-    c.ens_name = Some(ens.to_string());
-    c.axl_spawn = false;
-    c.axl_api_url = axl_url;
-    c.data_dir = data.clone();
-    c.axl_key_path = data.join("axl-private.pem");
-    c.http_addr = http;
+    c.node.role = role;
+    c.node.ens_name = Some(ens.to_string());
+    c.axl.spawn = false;
+    c.axl.api_url = axl_url;
+    c.node.data_dir = data.clone();
+    c.axl.key_path = data.join("axl-private.pem");
+    c.node.http_addr = http;
     c.payments_mode = crate::config::PaymentsMode::Off;
     c.payments = false;
     c.payments_off_reason = None;
@@ -248,8 +248,8 @@ fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
     c.payments_mode = crate::config::PaymentsMode::On;
     c.payments = true;
     c.chain = Some(chain.settings(wallet));
-    c.settler = SettlerKind::Direct;
-    c.payment_tick = std::time::Duration::from_millis(200);
+    c.paid.settler = SettlerKind::Direct;
+    c.paid.payment_tick = std::time::Duration::from_millis(200);
     c
 }
 
@@ -300,12 +300,12 @@ impl LocalNet {
         if real {
             steps.say(&format!(
                 "provider backend: Ollama at {} with model {model}",
-                base.ollama_url
+                base.inference.ollama_url
             ));
         } else {
             steps.say(&format!(
             "provider backend: built-in DEMO backend (no Ollama answered at {}; this is not a language model)",
-            base.ollama_url
+            base.inference.ollama_url
         ));
         }
         let mut pcfg = node_config(
@@ -316,7 +316,7 @@ impl LocalNet {
             root.join("provider"),
             SocketAddr::from(([127, 0, 0, 1], 0)),
         );
-        pcfg.backend = if real {
+        pcfg.inference.backend = if real {
             BackendKind::Ollama
         } else {
             BackendKind::Demo
@@ -334,7 +334,7 @@ impl LocalNet {
             match &chain {
                 Some(c) => format!(
                     " at {} USDC per job, paid to {:#x}",
-                    format_usdc(base.price_units),
+                    format_usdc(base.provider.price_units),
                     c.chain.signer(PROVIDER_WALLET).address()
                 ),
                 None => String::new(),
@@ -357,7 +357,7 @@ impl LocalNet {
             Err(e) if opts.http_addr.port() != 0 => {
                 println!("    ({e:#}; using a free port instead)");
                 let mut c = rcfg;
-                c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                c.node.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
                 Daemon::start(c, None)
                     .await
                     .context("starting the requester daemon")?
@@ -380,7 +380,7 @@ impl LocalNet {
             requester,
             url,
             model,
-            price_units: base.price_units,
+            price_units: base.provider.price_units,
             root,
         })
     }

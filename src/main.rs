@@ -259,7 +259,7 @@ fn api_url(url: Option<String>) -> anyhow::Result<String> {
         return Ok(u.trim_end_matches('/').to_string());
     }
     let cfg = Config::from_sources(&Sources::from_process()?)?;
-    Ok(format!("http://{}", cfg.http_addr))
+    Ok(format!("http://{}", cfg.node.http_addr))
 }
 
 /// Chain settings from the environment and `.env` (same precedence as the daemon's).

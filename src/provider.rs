@@ -86,7 +86,7 @@ impl Provider {
             backend,
             payments,
             queue: Arc::new(JobQueue::new(
-                ctx.config.provider_max_jobs,
+                ctx.config.provider.max_jobs,
                 ctx.config.delivery.provider_max_queue,
             )),
             ctx,
@@ -98,7 +98,7 @@ impl Provider {
     /// Ask the backend which models it has now, and keep the answer for ads and `/status`.
     pub async fn refresh_models(&self) {
         let res = self.backend.model_details().await;
-        let filter = &self.ctx.config.provider_models;
+        let filter = &self.ctx.config.provider.models;
         let mut st = BackendStatus {
             backend: self.backend.name().to_string(),
             checked_ms: now_ms(),
@@ -136,7 +136,7 @@ impl Provider {
         if changed {
             if st.reachable && !st.models.is_empty() {
                 tracing::info!(backend = %st.backend, models = ?st.models, "serving models");
-            } else if self.ctx.config.role.provides() {
+            } else if self.ctx.config.node.role.provides() {
                 tracing::warn!(backend = %st.backend, error = ?st.error, "advertising nothing");
             }
         }
@@ -191,7 +191,7 @@ impl Provider {
 
     /// The ad this node would give now (any request id), `None` when it serves nothing.
     pub fn current_ad(&self, request_id: uuid::Uuid) -> Option<ResourceAd> {
-        if !self.ctx.config.role.provides() {
+        if !self.ctx.config.node.role.provides() {
             return None;
         }
         let st = self.status();
@@ -199,15 +199,15 @@ impl Provider {
             return None;
         }
         let active = self.active_jobs();
-        let max = self.ctx.config.provider_max_jobs;
+        let max = self.ctx.config.provider.max_jobs;
         Some(ResourceAd {
             request_id,
             node_id: self.ctx.me,
-            ens: self.ctx.config.ens_name.clone(),
+            ens: self.ctx.config.node.ens_name.clone(),
             wallet: self.payments.wallet(),
             models: st.models,
             free_memory_mb: free_memory_mb(),
-            price: self.ctx.config.price_units,
+            price: self.ctx.config.provider.price_units,
             load: (active as f64 / max as f64).clamp(0.0, 1.0),
             version: env!("CARGO_PKG_VERSION").to_string(),
             model_info: st.model_info,
@@ -225,10 +225,10 @@ impl Provider {
         if !crate::mesh::gossip::on_request(&self.ctx, from, &req) {
             return;
         }
-        if !self.ctx.config.role.provides() || req.node_id == self.ctx.me {
+        if !self.ctx.config.node.role.provides() || req.node_id == self.ctx.me {
             return;
         }
-        let price = self.ctx.config.price_units;
+        let price = self.ctx.config.provider.price_units;
         let Some(_model) = self.served_model(&req.model) else {
             tracing::debug!(from = %from.short(), model = %req.model, "not serving this model");
             return;
@@ -302,7 +302,7 @@ impl Provider {
     async fn serve(&self, from: PeerKey, task: Task) {
         // Reply to the full key when we know it (learnt from its resource_request).
         let requester = self.ctx.peers.full_key(&from).unwrap_or(from);
-        if !self.ctx.config.role.provides() {
+        if !self.ctx.config.node.role.provides() {
             return self
                 .reply_error(
                     &requester,
@@ -444,7 +444,7 @@ impl Provider {
                     inference_ms,
                     backend: Some(self.backend.name().to_string()),
                 };
-                let delivered = if self.ctx.config.test_tamper_output {
+                let delivered = if self.ctx.config.provider.tamper_output() {
                     // TEST ONLY (EDGENT_TEST_TAMPER_OUTPUT): prove one output, send another.
                     tracing::warn!(job = %task.job_id, "EDGENT_TEST_TAMPER_OUTPUT: sending an altered output");
                     format!("{} [altered after commitment]", out.text)

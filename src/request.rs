@@ -108,11 +108,11 @@ impl DelegateRequest {
                 )))
             }
             Some(ms) => Duration::from_millis(ms),
-            None => config.default_timeout,
+            None => config.delegation.default_timeout,
         };
         let max_price = match &self.max_price {
             Some(v) => parse_max_price(v)?,
-            None => config.default_max_price_units,
+            None => config.delegation.default_max_price_units,
         };
         let wait = match self.wait.as_deref().map(str::trim) {
             None | Some("") | Some("verified") => WaitFor::Verified,

@@ -233,10 +233,10 @@ impl Requester {
 
     /// Run one delegation to its end. The job is recorded whatever happens.
     pub async fn delegate(&self, req: DelegateRequest) -> Result<DelegateResponse, DelegateError> {
-        if !self.ctx.config.role.requests() {
+        if !self.ctx.config.node.role.requests() {
             return Err(DelegateError::BadInput(format!(
                 "this node's EDGENT_ROLE is {}: it does not delegate",
-                self.ctx.config.role.as_str()
+                self.ctx.config.node.role.as_str()
             )));
         }
         let started = Instant::now();
@@ -372,7 +372,7 @@ impl Requester {
                 options: req.options.clone(),
                 stake,
                 deadline_ms,
-                sender_ens: self.ctx.config.ens_name.clone(),
+                sender_ens: self.ctx.config.node.ens_name.clone(),
                 messages: req.messages.clone(),
                 stream: req.sink.is_some(),
             });
@@ -776,7 +776,7 @@ impl Requester {
             ));
         };
         let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
-        let settle_until = proof_until + self.ctx.config.stake_margin;
+        let settle_until = proof_until + self.ctx.config.paid.stake_margin;
         loop {
             let state = rx.borrow_and_update().clone();
             match &state {
@@ -845,7 +845,7 @@ impl Requester {
     /// From the ad cache at once when a fresh ad serves the model (no mesh round trip).
     /// Otherwise a `resource_request` (relayed up to [`MAX_RELAY_HOPS`] hops) goes to every
     /// node the directory knows, and the answers land in the cache. Discovery ends
-    /// [`DISCOVERY_SETTLE_MS`](crate::config::Config::discovery_settle) after the first usable
+    /// [`DISCOVERY_SETTLE_MS`](crate::config::DelegationSettings::discovery_settle) after the first usable
     /// ad, or when nothing came: `DISCOVERY_WINDOW_MS` after the start and after the last
     /// accepted send, and never before [`SLOW_SEND_WAIT`] while a send is still under way
     /// (AXL's first send after peering takes 3 s). Sends that failed, and nodes learnt of
@@ -906,12 +906,12 @@ impl Requester {
             model: model.to_string(),
             min_memory_mb,
             max_price: Some(max_price),
-            sender_ens: self.ctx.config.ens_name.clone(),
+            sender_ens: self.ctx.config.node.ens_name.clone(),
             hops: MAX_RELAY_HOPS,
         });
         let started = Instant::now();
-        let window = self.ctx.config.discovery_window;
-        let settle = self.ctx.config.discovery_settle;
+        let window = self.ctx.config.delegation.discovery_window;
+        let settle = self.ctx.config.delegation.discovery_settle;
         let mut asked: HashMap<[u8; 16], Ask> = HashMap::new();
         let mut sends = tokio::task::JoinSet::new();
         self.ask_round(&msg, &topo_nodes, &mut asked, &mut sends, tally);

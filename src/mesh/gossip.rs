@@ -107,7 +107,7 @@ pub async fn learn_topology(ctx: &Arc<NodeCtx>) -> Result<Vec<PeerKey>, AxlError
 fn announcement(ctx: &NodeCtx, to: &PeerKey, ad: Option<&ResourceAd>, ttl: Duration) -> Message {
     Message::Announce(Announce {
         node_id: ctx.me,
-        ens: ctx.config.ens_name.clone(),
+        ens: ctx.config.node.ens_name.clone(),
         known: ctx.mesh.directory.gossip(MAX_ANNOUNCE_KNOWN, to),
         ad: ad.cloned(),
         ttl_ms: ttl.as_millis() as u64,

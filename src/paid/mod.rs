@@ -149,7 +149,7 @@ pub async fn connect_settler(config: &Config) -> Result<Arc<dyn Settler>, Paymen
     let Some(settings) = &config.chain else {
         return Err(ChainConfigError::Missing("WALLET_PRIVATE_KEY (payments are off)").into());
     };
-    Ok(match config.settler {
+    Ok(match config.paid.settler {
         SettlerKind::Auto => crate::chain::connect_settler(settings)
             .await
             .map_err(PaymentsSetupError::chain("SETTLER (auto)"))?,

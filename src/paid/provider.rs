@@ -44,7 +44,10 @@ pub struct PaidProvider {
 impl PaidProvider {
     /// A paid provider, paid into the chain's wallet.
     pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>) -> Arc<Self> {
-        let gate = StakeGate::new(ctx.config.unstaked_burst, ctx.config.unstaked_per_min);
+        let gate = StakeGate::new(
+            ctx.config.paid.unstaked_burst,
+            ctx.config.paid.unstaked_per_min,
+        );
         Arc::new_cyclic(|me| PaidProvider {
             ctx,
             chain,
@@ -202,7 +205,7 @@ impl PaidProvider {
                     self.prove_and_request(job).await;
                     return;
                 }
-                let grace = self.ctx.config.payment_grace.as_millis() as u64;
+                let grace = self.ctx.config.paid.payment_grace.as_millis() as u64;
                 let due = pay.delivered_ms.unwrap_or(0) + grace;
                 let past_deadline = chain_now > pay.stake_deadline;
                 if now_ms() < due && !past_deadline {
@@ -333,7 +336,7 @@ impl PaidProvider {
                 our_escrow: escrow,
             });
         }
-        let price = self.ctx.config.price_units;
+        let price = self.ctx.config.provider.price_units;
         let units = stake.amount.parse::<u64>().unwrap_or(0);
         if units < price {
             return Err(StakeRefusal::TooSmall {
@@ -408,13 +411,13 @@ impl PaidProvider {
         if info.key_commitment != crate::chain::key_commitment(&self.ctx.me.0) {
             return Err(StakeRefusal::OtherKey(info.key_commitment));
         }
-        let price = self.ctx.config.price_units;
+        let price = self.ctx.config.provider.price_units;
         let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
         if amount < price {
             return Err(StakeRefusal::TooSmall { amount, price });
         }
         let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let grace_secs = self.ctx.config.payment_grace.as_secs();
+        let grace_secs = self.ctx.config.paid.payment_grace.as_secs();
         let needed = task_left + grace_secs + SUBMIT_MARGIN_SECS;
         let stake_left = info.deadline.saturating_sub(chain_now);
         if stake_left < needed {
@@ -451,7 +454,7 @@ impl PaidProvider {
             .await
             .map_err(StakeRefusal::ChainUnreadable)?;
         let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let needed = task_left + self.ctx.config.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
+        let needed = task_left + self.ctx.config.paid.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
         let stake_left = auth.deadline.saturating_sub(chain_now);
         if stake_left < needed || auth.valid_before <= chain_now + 1 {
             return Err(StakeRefusal::AuthorizationEndsTooSoon {

@@ -589,7 +589,7 @@ impl RequesterPayments for PaidRequester {
             .await
             .map_err(PaymentError::ChainUnreadable)?;
         let left_s = deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let stake_deadline = chain_now + left_s + self.ctx.config.stake_margin.as_secs();
+        let stake_deadline = chain_now + left_s + self.ctx.config.paid.stake_margin.as_secs();
         let pay = PaymentRecord::new(
             PayStatus::Staking,
             self.chain.settings.chain_id,

@@ -1,0 +1,182 @@
+//! The paid flow's settings: whether jobs are paid (`EDGENT_PAYMENTS` and the chain
+//! settings it needs), who settles, and the timers and budgets of open payments.
+
+use std::time::Duration;
+
+use super::value::{invalid, parse_bool, ranged, ConfigError, Lookup};
+use crate::chain::{ChainConfigError, ChainSettings};
+
+/// `EDGENT_PAYMENTS`: whether jobs are paid through the escrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum PaymentsMode {
+    /// Paid when the wallet, escrow and settler are usable; otherwise the daemon runs
+    /// unpaid and says why (log, `/status`, dashboard). The default.
+    Auto,
+    /// Always paid: a setup that cannot pay stops the daemon with [`super::EX_CONFIG`].
+    On,
+    /// Never paid (a trusted fleet).
+    Off,
+}
+
+impl PaymentsMode {
+    /// Lower-case name, as in `.env`.
+    pub fn as_str(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Parse `auto`, or a boolean (`on`/`off`, `true`/`false`...).
+    pub fn parse(v: &str) -> Result<PaymentsMode, ConfigError> {
+        if v.trim().eq_ignore_ascii_case("auto") {
+            return Ok(PaymentsMode::Auto);
+        }
+        match parse_bool("EDGENT_PAYMENTS", v) {
+            Ok(true) => Ok(PaymentsMode::On),
+            Ok(false) => Ok(PaymentsMode::Off),
+            Err(_) => Err(invalid("EDGENT_PAYMENTS", v, "expected auto, on or off")),
+        }
+    }
+}
+
+/// Who settles a verified job on chain (`SETTLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlerKind {
+    /// KeeperHub when `KEEPERHUB_API_KEY` is set, else direct with `OPERATOR_PRIVATE_KEY`.
+    Auto,
+    /// KeeperHub's Direct Execution API (production: its managed wallet is the operator).
+    KeeperHub,
+    /// This daemon signs `release`/`reject` with `OPERATOR_PRIVATE_KEY` (local chains).
+    Direct,
+}
+
+/// Whether jobs are paid, as read: the four payments fields of [`super::Config`].
+#[derive(Debug, Clone)]
+pub struct PaymentsSetup {
+    /// `EDGENT_PAYMENTS` as set.
+    pub mode: PaymentsMode,
+    /// The chain settings; `Some` exactly when payments are on.
+    pub chain: Option<ChainSettings>,
+    /// Why payments are off although `EDGENT_PAYMENTS=auto` (e.g. no wallet).
+    pub off_reason: Option<String>,
+}
+
+impl PaymentsSetup {
+    /// Read `EDGENT_PAYMENTS` and, unless it is off, the chain settings. A malformed chain
+    /// value is an error even under `auto` (someone typed it); a missing wallet is an error
+    /// under `on` and the reason to run unpaid under `auto`.
+    pub fn from_lookup(get: Lookup) -> Result<Self, ConfigError> {
+        let mode = match get("EDGENT_PAYMENTS") {
+            Some(v) => PaymentsMode::parse(&v)?,
+            None => PaymentsMode::Auto,
+        };
+        let mut off_reason = None;
+        let chain = match mode {
+            PaymentsMode::Off => None,
+            mode => {
+                let c = ChainSettings::from_lookup(get)?;
+                match (&c.wallet_key, mode) {
+                    (Some(_), _) => Some(c),
+                    (None, PaymentsMode::On) => {
+                        return Err(ChainConfigError::Missing(
+                            "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH; `edgent init` makes one): paid delegation needs a wallet",
+                        )
+                        .into());
+                    }
+                    (None, _) => {
+                        off_reason = Some(
+                            "no wallet: WALLET_PRIVATE_KEY and WALLET_KEY_PATH are unset (`edgent init` makes one)".to_string(),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Ok(PaymentsSetup {
+            mode,
+            chain,
+            off_reason,
+        })
+    }
+}
+
+/// How open payments are settled and watched.
+#[derive(Debug, Clone)]
+pub struct PaidSettings {
+    /// `SETTLER`: keeperhub, direct, or auto (default).
+    pub settler: SettlerKind,
+    /// `PAYMENT_GRACE_SECS`: how long a provider waits for `payment_confirmed` after
+    /// delivering before it submits the output hash on chain (default 60).
+    pub payment_grace: Duration,
+    /// `STAKE_MARGIN_SECS`: how long a stake stays locked after the agent's deadline, for
+    /// settlement or the provider's submit (default 600).
+    pub stake_margin: Duration,
+    /// `PAYMENT_TICK_MS`: how often open payments are checked against their timers
+    /// (default 2000).
+    pub payment_tick: Duration,
+    /// `PEER_UNSTAKED_BURST`: a paid provider's budget, per peer, of tasks whose stake does
+    /// not check out; a spent budget refuses that peer's tasks without any RPC call (default
+    /// 8). A task whose stake checks out costs nothing.
+    pub unstaked_burst: u32,
+    /// `PEER_UNSTAKED_PER_MIN`: how fast that budget refills, a minute (default 12).
+    pub unstaked_per_min: u32,
+}
+
+impl PaidSettings {
+    /// Read and check the settlement settings (read whether or not payments are on).
+    pub fn from_lookup(get: Lookup) -> Result<Self, ConfigError> {
+        let settler = match get("SETTLER").as_deref().map(str::trim) {
+            None | Some("") | Some("auto") => SettlerKind::Auto,
+            Some("keeperhub") => SettlerKind::KeeperHub,
+            Some("direct") => SettlerKind::Direct,
+            Some(other) => {
+                return Err(invalid(
+                    "SETTLER",
+                    other,
+                    "expected keeperhub, direct or auto",
+                ))
+            }
+        };
+        let secs = |key: &'static str, default: u64, min: u64, max: u64| {
+            ranged(get(key), key, default, (min, max), "seconds").map(Duration::from_secs)
+        };
+        let payment_grace = secs("PAYMENT_GRACE_SECS", 60, 1, 86_400)?;
+        let stake_margin = secs("STAKE_MARGIN_SECS", 600, 10, 7 * 86_400)?;
+        let unstaked_burst = ranged(
+            get("PEER_UNSTAKED_BURST"),
+            "PEER_UNSTAKED_BURST",
+            8,
+            (1, 100_000),
+            "",
+        )? as u32;
+        let unstaked_per_min = ranged(
+            get("PEER_UNSTAKED_PER_MIN"),
+            "PEER_UNSTAKED_PER_MIN",
+            12,
+            (1, 1_000_000),
+            "",
+        )? as u32;
+        if stake_margin <= payment_grace + Duration::from_secs(5) {
+            return Err(invalid(
+                "STAKE_MARGIN_SECS",
+                &stake_margin.as_secs().to_string(),
+                "must exceed PAYMENT_GRACE_SECS by more than 5 s, so a provider can submit before the stake's deadline",
+            ));
+        }
+        let payment_tick = ranged(
+            get("PAYMENT_TICK_MS"),
+            "PAYMENT_TICK_MS",
+            2_000,
+            (10, 600_000),
+            "ms",
+        )
+        .map(Duration::from_millis)?;
+        Ok(PaidSettings {
+            settler,
+            payment_grace,
+            stake_margin,
+            payment_tick,
+            unstaked_burst,
+            unstaked_per_min,
+        })
+    }
+}

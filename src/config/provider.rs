@@ -1,0 +1,66 @@
+//! What a provider serves and on which terms: its models, its price, how many jobs it runs
+//! at once, and (feature `harness` only) the test switch that tampers with its output.
+
+#[cfg(feature = "harness")]
+use super::value::parse_bool;
+use super::value::{invalid, parse_list, parse_num, parse_usdc, ConfigError, Lookup};
+
+/// A provider's terms.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `PROVIDER_MODELS`: models to serve; empty means every model the backend lists.
+    pub models: Vec<String>,
+    /// `PRICE_USDC`: price per job, in USDC base units (6 decimals).
+    pub price_units: u64,
+    /// `PROVIDER_MAX_JOBS`: jobs run at once before answering `busy`.
+    pub max_jobs: usize,
+    /// `EDGENT_TEST_TAMPER_OUTPUT`: TEST ONLY. The provider proves its real output but
+    /// sends an altered one, to test that requesters refuse to pay. Only builds with the
+    /// `harness` feature read it; read it through [`ProviderSettings::tamper_output`].
+    #[cfg(feature = "harness")]
+    pub test_tamper_output: bool,
+}
+
+impl ProviderSettings {
+    /// Read and check the provider's settings.
+    pub fn from_lookup(get: Lookup) -> Result<Self, ConfigError> {
+        #[cfg(feature = "harness")]
+        let test_tamper_output = match get("EDGENT_TEST_TAMPER_OUTPUT") {
+            Some(v) => parse_bool("EDGENT_TEST_TAMPER_OUTPUT", &v)?,
+            None => false,
+        };
+        let models = parse_list(&get("PROVIDER_MODELS").unwrap_or_default());
+        let price_units = match get("PRICE_USDC") {
+            Some(v) => parse_usdc(&v).map_err(|p| invalid("PRICE_USDC", &v, p))?,
+            None => 10_000,
+        };
+        let max_jobs: usize = match get("PROVIDER_MAX_JOBS") {
+            Some(v) => parse_num("PROVIDER_MAX_JOBS", &v)?,
+            None => 2,
+        };
+        if max_jobs == 0 {
+            return Err(invalid("PROVIDER_MAX_JOBS", "0", "must be at least 1"));
+        }
+        Ok(ProviderSettings {
+            models,
+            price_units,
+            max_jobs,
+            #[cfg(feature = "harness")]
+            test_tamper_output,
+        })
+    }
+
+    /// Whether this provider sends altered outputs (`EDGENT_TEST_TAMPER_OUTPUT`, TEST
+    /// ONLY).
+    #[cfg(feature = "harness")]
+    pub fn tamper_output(&self) -> bool {
+        self.test_tamper_output
+    }
+
+    /// Whether this provider sends altered outputs: never in a build without the
+    /// `harness` feature.
+    #[cfg(not(feature = "harness"))]
+    pub fn tamper_output(&self) -> bool {
+        false
+    }
+}

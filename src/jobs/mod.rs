@@ -1,0 +1,36 @@
+//! Job records, their state machine, and their persistence in SQLite (WAL) under
+//! `EDGENT_DATA_DIR`, so `/jobs` and unfinished work survive a restart.
+//!
+//! Every change goes through [`JobStore::transition`], which refuses a move the machine
+//! does not allow ([`JobState::can_move_to`]):
+//!
+//! | side | from | to |
+//! |---|---|---|
+//! | requester | `discovering` | `tasked`, `failed`, `timed_out`, `cancelled` |
+//! | requester | `tasked` | `completed`, `failed`, `timed_out`, `cancelled` |
+//! | provider | `running` | `completed`, `failed`, `cancelled` |
+//!
+//! `cancelled` is the end of a job whose agent went away: the requester sent `task_cancel`
+//! and the provider dropped its backend request. A paid requester job that ended
+//! `failed`, `timed_out` or `cancelled` with its stake still open may still move to
+//! `completed` when its result arrives late ([`JobRecord::can_move_to`]).
+//!
+//! # Layout
+//!
+//! - [`state`]: the side of a job, its states and their table of moves.
+//! - [`pay`]: the money side of a paid job and its table of moves.
+//! - [`record`]: one job as stored and shown, and what it records as its prompt.
+//! - [`store`]: the SQLite table and its one write path.
+
+pub mod pay;
+pub mod record;
+pub mod state;
+pub mod store;
+
+pub use pay::{PayStatus, PaymentRecord};
+pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};
+pub use state::{JobState, Side};
+pub use store::{JobError, JobStore};
+
+#[cfg(test)]
+mod tests;

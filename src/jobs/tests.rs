@@ -1,0 +1,428 @@
+//! The job and payment machines, and the store that keeps them.
+
+use super::store::SCHEMA;
+use super::*;
+use crate::axl::PeerKey;
+use crate::protocol::{ChatMessage, JobId};
+use rusqlite::{params, Connection};
+
+#[test]
+fn requester_happy_path_and_refusals() {
+    let store = JobStore::in_memory().unwrap();
+    let id = JobId::new();
+    store
+        .insert(&JobRecord::new(
+            id,
+            Side::Requester,
+            "m",
+            "p",
+            now_ms() + 1000,
+        ))
+        .unwrap();
+    assert!(matches!(
+        store.insert(&JobRecord::new(id, Side::Requester, "m", "p", 0)),
+        Err(JobError::Exists(_))
+    ));
+    // Cannot complete before being tasked.
+    assert!(matches!(
+        store.transition(&id, Side::Requester, JobState::Completed, |_| {}),
+        Err(JobError::BadTransition { .. })
+    ));
+    store
+        .transition(&id, Side::Requester, JobState::Tasked, |r| {
+            r.peer = Some(PeerKey([1; 32]))
+        })
+        .unwrap();
+    let done = store
+        .transition(&id, Side::Requester, JobState::Completed, |r| {
+            r.output = Some("out".into())
+        })
+        .unwrap();
+    assert_eq!(done.output.as_deref(), Some("out"));
+    assert_eq!(done.peer, Some(PeerKey([1; 32])));
+    // A finished job stays finished.
+    assert!(store
+        .transition(&id, Side::Requester, JobState::Failed, |_| {})
+        .is_err());
+    assert_eq!(
+        store.get(&id, Side::Requester).unwrap().unwrap().state,
+        JobState::Completed
+    );
+    assert!(store.get(&id, Side::Provider).unwrap().is_none());
+}
+
+#[test]
+fn jobs_survive_reopen_and_interrupted_ones_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (JobId::new(), JobId::new());
+    {
+        let store = JobStore::open(dir.path()).unwrap();
+        store
+            .insert(&JobRecord::new(a, Side::Provider, "m", "p", 0))
+            .unwrap();
+        store
+            .transition(&a, Side::Provider, JobState::Completed, |_| {})
+            .unwrap();
+        store
+            .insert(&JobRecord::new(b, Side::Requester, "m", "p", 0))
+            .unwrap();
+    }
+    let store = JobStore::open(dir.path()).unwrap();
+    assert_eq!(store.list(10).unwrap().len(), 2);
+    assert_eq!(store.close_interrupted().unwrap(), 1);
+    let b_rec = store.get(&b, Side::Requester).unwrap().unwrap();
+    assert_eq!(b_rec.state, JobState::Failed);
+    assert_eq!(b_rec.error_code.as_deref(), Some("interrupted"));
+    let counts = store.counts().unwrap();
+    assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
+    assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
+}
+
+#[test]
+fn cancelled_ends_a_job_on_either_side() {
+    use JobState::*;
+    for (side, from) in [
+        (Side::Requester, Discovering),
+        (Side::Requester, Tasked),
+        (Side::Provider, Running),
+    ] {
+        assert!(from.can_move_to(side, Cancelled), "{side:?} {from:?}");
+    }
+    assert!(Cancelled.is_terminal());
+    for to in JobState::ALL {
+        assert!(
+            !Cancelled.can_move_to(Side::Requester, to),
+            "cancelled -> {to:?}"
+        );
+        assert!(
+            !Cancelled.can_move_to(Side::Provider, to),
+            "cancelled -> {to:?}"
+        );
+        assert!(
+            !Completed.can_move_to(Side::Provider, to),
+            "completed -> {to:?}"
+        );
+    }
+    let store = JobStore::in_memory().unwrap();
+    let id = JobId::new();
+    store
+        .insert(&JobRecord::new(id, Side::Provider, "m", "p", 0))
+        .unwrap();
+    let rec = store
+        .transition(&id, Side::Provider, Cancelled, |r| {
+            r.error_code = Some("cancelled".into())
+        })
+        .unwrap();
+    assert_eq!(rec.state, Cancelled);
+    assert!(store
+        .transition(&id, Side::Provider, Completed, |_| {})
+        .is_err());
+    assert!(store
+        .counts()
+        .unwrap()
+        .contains(&(Side::Provider, Cancelled, 1)));
+    assert_eq!(JobState::parse("cancelled"), Some(Cancelled));
+}
+
+#[test]
+fn a_chat_is_recorded_as_role_lines_bounded_to_its_latest_part() {
+    let msg = |role: &str, content: &str| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+    };
+    assert_eq!(prompt_of("plain", None), "plain");
+    let chat = [msg("system", "be brief"), msg("user", "hello edge mesh")];
+    assert_eq!(
+        prompt_of("", Some(&chat)),
+        "system: be brief\nuser: hello edge mesh"
+    );
+    let long = [
+        msg("user", &"é".repeat(5000)),
+        msg("user", "the last question"),
+    ];
+    let p = prompt_of("", Some(&long));
+    assert_eq!(p.chars().count(), CHAT_PROMPT_CHARS);
+    assert!(
+        p.starts_with('…') && p.ends_with("user: the last question"),
+        "{p}"
+    );
+}
+
+fn paid(status: PayStatus) -> PaymentRecord {
+    PaymentRecord::new(status, 31337, "0x01".into(), 10, "0x02".into(), 100)
+}
+
+#[test]
+fn open_payments_are_found_and_a_paid_job_may_complete_late() {
+    let store = JobStore::in_memory().unwrap();
+    let (paid_job, unpaid_job, settled) = (JobId::new(), JobId::new(), JobId::new());
+    for (id, pay) in [
+        (paid_job, Some(paid(PayStatus::Staked))),
+        (unpaid_job, None),
+        (settled, Some(paid(PayStatus::Released))),
+    ] {
+        let mut r = JobRecord::new(id, Side::Requester, "m", "p", 0);
+        r.payment = pay;
+        store.insert(&r).unwrap();
+        store
+            .transition(&id, Side::Requester, JobState::Failed, |_| {})
+            .unwrap();
+    }
+    let open: Vec<JobId> = store
+        .open_payments(Side::Requester)
+        .unwrap()
+        .iter()
+        .map(|r| r.job_id)
+        .collect();
+    assert_eq!(open, vec![paid_job]);
+    assert!(store.open_payments(Side::Provider).unwrap().is_empty());
+
+    // A late result completes the paid job whose stake is open, and nothing else.
+    let done = store
+        .transition(&paid_job, Side::Requester, JobState::Completed, |r| {
+            r.output = Some("late".into())
+        })
+        .unwrap();
+    assert_eq!(done.state, JobState::Completed);
+    for id in [unpaid_job, settled] {
+        assert!(store
+            .transition(&id, Side::Requester, JobState::Completed, |_| {})
+            .is_err());
+    }
+
+    // advance moves the payment without moving the state, and the index follows it.
+    let r = store
+        .advance(&paid_job, Side::Requester, PayStatus::Released, |_, _| {})
+        .unwrap();
+    assert_eq!(r.state, JobState::Completed);
+    assert!(store.open_payments(Side::Requester).unwrap().is_empty());
+}
+
+/// The payment machine's whole table: every allowed move, one status per line.
+#[rustfmt::skip]
+const PAY_MOVES: &[(PayStatus, &[PayStatus])] = {
+    use PayStatus::*;
+    &[
+        (Staking, &[Staked, Unwound, Released, Claimed, Rejected, Refunded]),
+        (Staked, &[Verified, Disputed, Released, Claimed, Rejected, Refunded]),
+        (Verified, &[Released, Claimed, Rejected, Refunded]),
+        (Disputed, &[Released, Claimed, Rejected, Refunded]),
+        (Accepted, &[Delivered, Abandoned, Released, Claimed, Rejected, Refunded]),
+        (Delivered, &[Submitted, Abandoned, Released, Claimed, Rejected, Refunded]),
+        (Submitted, &[Released, Claimed, Rejected]),
+        (Released, &[]),
+        (Claimed, &[]),
+        (Rejected, &[]),
+        (Refunded, &[]),
+        (Unwound, &[]),
+        (Abandoned, &[]),
+    ]
+};
+
+#[test]
+fn the_payment_machine_allows_exactly_its_table() {
+    assert_eq!(PAY_MOVES.len(), PayStatus::ALL.len());
+    for from in PayStatus::ALL {
+        let allowed = PAY_MOVES
+            .iter()
+            .find(|(f, _)| *f == from)
+            .map(|(_, to)| *to)
+            .unwrap();
+        for to in PayStatus::ALL {
+            assert_eq!(
+                from.can_move_to(to),
+                allowed.contains(&to),
+                "{} -> {}",
+                from.as_str(),
+                to.as_str()
+            );
+        }
+        // Settled money never moves, and nothing stays put.
+        assert!(!from.can_move_to(from), "{} -> itself", from.as_str());
+        if !from.is_open() {
+            assert!(allowed.is_empty(), "{} is settled", from.as_str());
+        }
+    }
+}
+
+#[test]
+fn the_payment_machine_refuses_backward_and_cross_side_moves() {
+    use PayStatus::*;
+    for (from, to) in [
+        (Released, Staked),
+        (Released, Refunded),
+        (Refunded, Released),
+        (Unwound, Staked),
+        (Verified, Staked),
+        (Disputed, Verified),
+        (Staking, Verified),
+        (Submitted, Delivered),
+        (Submitted, Refunded),
+        (Delivered, Accepted),
+        (Staked, Delivered),
+        (Accepted, Verified),
+        (Staked, Abandoned),
+        (Delivered, Unwound),
+    ] {
+        assert!(
+            !from.can_move_to(to),
+            "{} -> {}",
+            from.as_str(),
+            to.as_str()
+        );
+    }
+}
+
+#[test]
+fn advance_moves_a_stored_payment_and_refuses_what_the_table_refuses() {
+    let store = JobStore::in_memory().unwrap();
+    let (id, unpaid) = (JobId::new(), JobId::new());
+    let mut r = JobRecord::new(id, Side::Requester, "m", "p", 0);
+    r.payment = Some(paid(PayStatus::Staking));
+    store.insert(&r).unwrap();
+    store
+        .insert(&JobRecord::new(unpaid, Side::Requester, "m", "p", 0))
+        .unwrap();
+
+    let r = store
+        .advance(&id, Side::Requester, PayStatus::Staked, |r, p| {
+            p.stake_tx = Some("0xabc".into());
+            r.timings.stake_ms = Some(5);
+        })
+        .unwrap();
+    let p = r.payment.unwrap();
+    assert_eq!(p.status, PayStatus::Staked);
+    assert_eq!(p.stake_tx.as_deref(), Some("0xabc"));
+    assert_eq!(r.timings.stake_ms, Some(5));
+
+    // The edit cannot choose the status: advance sets the one it checked.
+    let r = store
+        .advance(&id, Side::Requester, PayStatus::Verified, |_, p| {
+            p.status = PayStatus::Staking;
+        })
+        .unwrap();
+    assert_eq!(r.payment.unwrap().status, PayStatus::Verified);
+    store
+        .advance(&id, Side::Requester, PayStatus::Released, |_, _| {})
+        .unwrap();
+
+    // Refused: the record is unchanged, the edit not applied, the error names both ends.
+    let err = store
+        .advance(&id, Side::Requester, PayStatus::Staked, |_, p| {
+            p.error = Some("must not be written".into())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JobError::BadPayTransition {
+                from: "released",
+                to: "staked",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let p = store
+        .get(&id, Side::Requester)
+        .unwrap()
+        .unwrap()
+        .payment
+        .unwrap();
+    assert_eq!(p.status, PayStatus::Released);
+    assert_eq!(p.error, None);
+    assert!(matches!(
+        store
+            .advance(&id, Side::Requester, PayStatus::Released, |_, _| {})
+            .unwrap_err(),
+        JobError::BadPayTransition { .. }
+    ));
+
+    // An unpaid job has no payment to move; an unknown one is not found.
+    assert!(matches!(
+        store
+            .advance(&unpaid, Side::Requester, PayStatus::Staked, |_, _| {})
+            .unwrap_err(),
+        JobError::NoPayment(j) if j == unpaid
+    ));
+    assert!(matches!(
+        store
+            .advance(&id, Side::Provider, PayStatus::Delivered, |_, _| {})
+            .unwrap_err(),
+        JobError::NotFound { .. }
+    ));
+}
+
+#[test]
+fn a_database_from_before_payments_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = JobId::new();
+    {
+        let conn = Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let rec = JobRecord::new(id, Side::Provider, "m", "p", 0);
+        conn.execute(
+            "INSERT INTO jobs (job_id, side, state, created_ms, updated_ms, record) VALUES (?1, ?2, ?3, 0, 0, ?4)",
+            params![id.to_hex(), "provider", "running", serde_json::to_string(&rec).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = JobStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.get(&id, Side::Provider).unwrap().unwrap().payment,
+        None
+    );
+    assert!(store.open_payments(Side::Provider).unwrap().is_empty());
+    // Opening again does not migrate twice.
+    drop(store);
+    JobStore::open(dir.path()).unwrap();
+}
+
+#[test]
+fn stored_names_are_unchanged_and_parse_back() {
+    let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "discovering",
+            "tasked",
+            "running",
+            "completed",
+            "failed",
+            "timed_out",
+            "cancelled"
+        ]
+    );
+    for s in JobState::ALL {
+        assert_eq!(s.as_str().parse::<JobState>().ok(), Some(s));
+        assert_eq!(serde_json::json!(s), serde_json::json!(s.as_str()));
+    }
+    let pays: Vec<&str> = PayStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        pays,
+        [
+            "staking",
+            "staked",
+            "verified",
+            "disputed",
+            "accepted",
+            "delivered",
+            "submitted",
+            "released",
+            "claimed",
+            "rejected",
+            "refunded",
+            "unwound",
+            "abandoned"
+        ]
+    );
+    for s in PayStatus::ALL {
+        assert_eq!(serde_json::json!(s), serde_json::json!(s.as_str()));
+    }
+    for side in [Side::Requester, Side::Provider] {
+        assert_eq!(side.as_str().parse::<Side>().ok(), Some(side));
+        assert_eq!(serde_json::json!(side), serde_json::json!(side.as_str()));
+    }
+    assert_eq!(Side::Requester.as_str(), "requester");
+    assert!("Requester".parse::<Side>().is_err() && "".parse::<JobState>().is_err());
+}
