@@ -204,7 +204,7 @@ pub struct Config {
     pub default_max_price_units: u64,
     /// The front door and the guard: `EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`,
     /// `EDGENT_API_TOKEN`, `EDGENT_ORIGINS`.
-    pub front: crate::front::FrontSettings,
+    pub front: crate::front::settings::FrontSettings,
     /// Reliable delivery, heartbeats, the provider's queue and per-peer limits.
     pub delivery: crate::mesh::DeliverySettings,
     /// `EDGENT_ALLOW` / `EDGENT_DENY`: node ids or ENS names that may / may never be chosen.
@@ -562,13 +562,19 @@ impl Config {
         let discovery_settle = ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?;
         let default_timeout = ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?;
         let payment_tick = ms("PAYMENT_TICK_MS", 2_000, 10, 600_000)?;
-        let front = crate::front::FrontSettings::from_sources(get)?;
+        let front = crate::front::settings::FrontSettings::from_sources(get).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key,
+                value: e.value,
+                problem: e.problem,
+            }
+        })?;
         let binds = [
             Some(("EDGENT_HTTP_ADDR", http_addr)),
             front.ollama_addr.map(|a| ("EDGENT_OLLAMA_ADDR", a)),
         ];
         for (key, addr) in binds.into_iter().flatten() {
-            crate::front::guard::check_bind(key, addr, front.token.as_deref())
+            crate::guard::check_bind(key, addr, front.token.as_deref())
                 .map_err(|e| invalid(key, &addr.to_string(), e.to_string()))?;
         }
         let num = |key: &'static str, default: u64, min: u64, max: u64| {

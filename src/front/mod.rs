@@ -15,17 +15,16 @@
 //! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
 //! `X-Edgent-Provider` (node id, then the ENS name when it has one).
 //!
-//! Which requests get in at all is [`guard`]'s job, for every route of the daemon.
+//! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
+//! its settings are read with the front door's ([`settings`]).
 
-pub mod guard;
 pub mod local;
 pub mod offload;
 pub mod ollama;
 pub mod openai;
-pub mod stream;
+pub mod settings;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,12 +37,12 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::config::ConfigError;
 use crate::ctx::NodeCtx;
 use crate::requester::Requester;
 
 use self::local::{Local, Offload};
 use self::offload::{AgentRequest, Api, MeshAnswer, MeshEvent};
+pub use self::settings::{FrontSettings, OffloadMode};
 
 /// `X-Edgent-Ran-On: local|mesh`.
 pub const RAN_ON: HeaderName = HeaderName::from_static("x-edgent-ran-on");
@@ -55,88 +54,6 @@ pub const PROVIDER: HeaderName = HeaderName::from_static("x-edgent-provider");
 /// The Ollama API version the front door speaks, answered by `/api/version` when the
 /// local Ollama cannot be asked.
 pub const OLLAMA_API_VERSION: &str = "0.17.4";
-
-/// When a request goes to the mesh (`EDGENT_OFFLOAD`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OffloadMode {
-    /// When the local Ollama is out of memory, lacks the model, or is unreachable.
-    #[default]
-    Oom,
-    /// Every generation request.
-    Always,
-    /// Never: the front door is a plain proxy to the local Ollama.
-    Never,
-}
-
-/// The front door's settings.
-#[derive(Debug, Clone, Default)]
-pub struct FrontSettings {
-    /// `EDGENT_OFFLOAD`: oom (default), always, never.
-    pub offload: OffloadMode,
-    /// `EDGENT_OLLAMA_ADDR`: a second address serving only the Ollama and OpenAI routes.
-    pub ollama_addr: Option<SocketAddr>,
-    /// `EDGENT_API_TOKEN`: the Bearer token every API route needs, when set.
-    pub token: Option<String>,
-    /// `EDGENT_ORIGINS`: extra allowed `Origin`s, comma-separated (`*` for any).
-    pub origins: Vec<String>,
-}
-
-impl FrontSettings {
-    /// Read the settings through `get` (the configuration's sources).
-    pub fn from_sources(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let invalid = |key: &'static str, value: &str, problem: &str| ConfigError::Invalid {
-            key,
-            value: value.to_string(),
-            problem: problem.to_string(),
-        };
-        let offload = match get("EDGENT_OFFLOAD").as_deref().map(str::trim) {
-            None | Some("oom") => OffloadMode::Oom,
-            Some("always") => OffloadMode::Always,
-            Some("never") => OffloadMode::Never,
-            Some(other) => {
-                return Err(invalid(
-                    "EDGENT_OFFLOAD",
-                    other,
-                    "expected oom, always or never",
-                ))
-            }
-        };
-        let ollama_addr = match get("EDGENT_OLLAMA_ADDR") {
-            Some(v) => Some(v.trim().parse().map_err(|_| {
-                invalid(
-                    "EDGENT_OLLAMA_ADDR",
-                    &v,
-                    "expected host:port, e.g. 127.0.0.1:11435",
-                )
-            })?),
-            None => None,
-        };
-        let token = get("EDGENT_API_TOKEN").map(|t| t.trim().to_string());
-        let origins = get("EDGENT_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().trim_end_matches('/').to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(FrontSettings {
-            offload,
-            ollama_addr,
-            token,
-            origins,
-        })
-    }
-
-    /// The guard for a listener on `addr`.
-    pub fn guard_for(&self, addr: SocketAddr) -> guard::GuardSettings {
-        guard::GuardSettings {
-            token: self.token.clone(),
-            origins: self.origins.clone(),
-            check_host: addr.ip().is_loopback(),
-        }
-    }
-}
 
 /// What the front door's handlers share.
 pub struct FrontDoor {
@@ -167,14 +84,6 @@ impl FrontDoor {
     fn ollama_url(&self) -> &str {
         &self.ctx.config.ollama_url
     }
-}
-
-/// `router` behind the [`guard`] for a listener on `addr`.
-pub fn guarded(router: Router, settings: &FrontSettings, addr: SocketAddr) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(settings.guard_for(addr)),
-        guard::guard,
-    ))
 }
 
 /// The Ollama and OpenAI routes, for the daemon's router.
@@ -540,7 +449,7 @@ async fn local_json(f: &FrontDoor, path: &str) -> Option<Value> {
 
 /// Models the mesh advertises (the peer book's last ads), sorted, once each.
 fn mesh_models(f: &FrontDoor) -> BTreeSet<String> {
-    f.ctx.peers.models().into_iter().collect()
+    f.ctx.mesh.peers.models().into_iter().collect()
 }
 
 /// `/api/tags`: the local models, then the mesh's that are not local, once each.
@@ -586,30 +495,4 @@ async fn models(State(f): State<Arc<FrontDoor>>) -> Response {
         data.push(json!({"id": m, "object": "model", "created": now, "owned_by": "edgent-mesh"}));
     }
     Json(json!({"object": "list", "data": data})).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_parse() {
-        let s = FrontSettings::from_sources(|k| match k {
-            "EDGENT_OFFLOAD" => Some("always".into()),
-            "EDGENT_OLLAMA_ADDR" => Some("127.0.0.1:11435".into()),
-            "EDGENT_ORIGINS" => Some("https://a.example/, https://b.example".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(s.offload, OffloadMode::Always);
-        assert_eq!(s.ollama_addr.unwrap().port(), 11435);
-        assert_eq!(s.origins, vec!["https://a.example", "https://b.example"]);
-        assert!(
-            FrontSettings::from_sources(|k| (k == "EDGENT_OFFLOAD").then(|| "x".into())).is_err()
-        );
-        assert_eq!(
-            FrontSettings::from_sources(|_| None).unwrap().offload,
-            OffloadMode::Oom
-        );
-    }
 }

@@ -1,0 +1,128 @@
+//! The front door's settings (`EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`, `EDGENT_API_TOKEN`,
+//! `EDGENT_ORIGINS`), read with the rest of the configuration in [`crate::config`], and
+//! the guard each listener gets from them.
+
+use std::net::SocketAddr;
+
+use crate::guard::GuardSettings;
+
+/// A front-door setting that does not parse (the configuration reports it as
+/// [`crate::config::ConfigError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem} (got {value:?})")]
+pub struct InvalidSetting {
+    /// The setting's name, e.g. `EDGENT_OFFLOAD`.
+    pub key: &'static str,
+    /// What was given.
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// When a request goes to the mesh (`EDGENT_OFFLOAD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OffloadMode {
+    /// When the local Ollama is out of memory, lacks the model, or is unreachable.
+    #[default]
+    Oom,
+    /// Every generation request.
+    Always,
+    /// Never: the front door is a plain proxy to the local Ollama.
+    Never,
+}
+
+/// The front door's settings.
+#[derive(Debug, Clone, Default)]
+pub struct FrontSettings {
+    /// `EDGENT_OFFLOAD`: oom (default), always, never.
+    pub offload: OffloadMode,
+    /// `EDGENT_OLLAMA_ADDR`: a second address serving only the Ollama and OpenAI routes.
+    pub ollama_addr: Option<SocketAddr>,
+    /// `EDGENT_API_TOKEN`: the Bearer token every API route needs, when set.
+    pub token: Option<String>,
+    /// `EDGENT_ORIGINS`: extra allowed `Origin`s, comma-separated (`*` for any).
+    pub origins: Vec<String>,
+}
+
+impl FrontSettings {
+    /// Read the settings through `get` (the configuration's sources).
+    pub fn from_sources(get: impl Fn(&str) -> Option<String>) -> Result<Self, InvalidSetting> {
+        let invalid = |key: &'static str, value: &str, problem: &str| InvalidSetting {
+            key,
+            value: value.to_string(),
+            problem: problem.to_string(),
+        };
+        let offload = match get("EDGENT_OFFLOAD").as_deref().map(str::trim) {
+            None | Some("oom") => OffloadMode::Oom,
+            Some("always") => OffloadMode::Always,
+            Some("never") => OffloadMode::Never,
+            Some(other) => {
+                return Err(invalid(
+                    "EDGENT_OFFLOAD",
+                    other,
+                    "expected oom, always or never",
+                ))
+            }
+        };
+        let ollama_addr = match get("EDGENT_OLLAMA_ADDR") {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                invalid(
+                    "EDGENT_OLLAMA_ADDR",
+                    &v,
+                    "expected host:port, e.g. 127.0.0.1:11435",
+                )
+            })?),
+            None => None,
+        };
+        let token = get("EDGENT_API_TOKEN").map(|t| t.trim().to_string());
+        let origins = get("EDGENT_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().trim_end_matches('/').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(FrontSettings {
+            offload,
+            ollama_addr,
+            token,
+            origins,
+        })
+    }
+
+    /// The guard for a listener on `addr`.
+    pub fn guard_for(&self, addr: SocketAddr) -> GuardSettings {
+        GuardSettings {
+            token: self.token.clone(),
+            origins: self.origins.clone(),
+            check_host: addr.ip().is_loopback(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse() {
+        let s = FrontSettings::from_sources(|k| match k {
+            "EDGENT_OFFLOAD" => Some("always".into()),
+            "EDGENT_OLLAMA_ADDR" => Some("127.0.0.1:11435".into()),
+            "EDGENT_ORIGINS" => Some("https://a.example/, https://b.example".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.offload, OffloadMode::Always);
+        assert_eq!(s.ollama_addr.unwrap().port(), 11435);
+        assert_eq!(s.origins, vec!["https://a.example", "https://b.example"]);
+        assert!(
+            FrontSettings::from_sources(|k| (k == "EDGENT_OFFLOAD").then(|| "x".into())).is_err()
+        );
+        assert_eq!(
+            FrontSettings::from_sources(|_| None).unwrap().offload,
+            OffloadMode::Oom
+        );
+    }
+}
