@@ -164,8 +164,8 @@ pub fn refusal_response(path: &str, status: StatusCode, code: &str, message: &st
     resp
 }
 
-/// `router` behind the [`guard`] with `settings` (see
-/// [`crate::front::FrontSettings::guard_for`] for a listener's).
+/// `router` behind the [`guard`] with `settings` (a listener's, from the front door's
+/// settings).
 pub fn guarded(router: Router, settings: GuardSettings) -> Router {
     router.layer(axum::middleware::from_fn_with_state(
         Arc::new(settings),
