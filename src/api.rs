@@ -167,12 +167,12 @@ struct PeerView {
 
 async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let ctx = &st.ctx;
-    let (peers, axl_error) = match ctx.transport.topology().await {
+    let (peers, axl_error) = match ctx.endpoint.topology().await {
         Ok(t) => {
             let mut out: Vec<PeerView> = Vec::new();
             for p in &t.peers {
                 if let Ok(k) = PeerKey::from_hex(&p.public_key) {
-                    let seen = ctx.peers.get(&k);
+                    let seen = ctx.mesh.peers.get(&k);
                     out.push(PeerView {
                         node_id: k.to_hex(),
                         ens: seen.as_ref().and_then(|s| s.ens.clone()),
@@ -184,7 +184,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
             }
             for k in t.reachable_nodes() {
                 if !out.iter().any(|p| p.node_id == k.to_hex()) {
-                    let seen = ctx.peers.get(&k);
+                    let seen = ctx.mesh.peers.get(&k);
                     out.push(PeerView {
                         node_id: k.to_hex(),
                         ens: seen.as_ref().and_then(|s| s.ens.clone()),
@@ -200,8 +200,8 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
     };
     let backend: BackendStatus = st.provider.status();
     Json(json!({
-        "node_id": ctx.me.to_hex(),
-        "ipv6": ctx.me.ipv6().to_string(),
+        "node_id": ctx.endpoint.me().to_hex(),
+        "ipv6": ctx.endpoint.me().ipv6().to_string(),
         "ens": ctx.config.node.ens_name,
         "role": ctx.config.node.role.as_str(),
         "payments": st.payments.snapshot().await,
@@ -211,7 +211,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
             "wallet": c.wallet_signer().ok().map(|s| format!("{:#x}", s.address())),
         })),
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": ctx.started.elapsed().as_secs(),
+        "uptime_s": ctx.uptime().as_secs(),
         "axl": st.axl.axl_status(),
         "axl_error": axl_error,
         "peers": peers,

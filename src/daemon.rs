@@ -20,8 +20,6 @@ use crate::config::{BackendKind, Config, PaymentsMode};
 use crate::ctx::NodeCtx;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 use crate::jobs::JobStore;
-use crate::mesh::PeerBook;
-use crate::metrics::Metrics;
 use crate::node::{run_router, Handlers};
 use crate::paid::{self, Chain, PaidProvider, PaidRequester, PaymentsSetupError};
 use crate::payment::{PaymentsStatus, ProviderPayments, RequesterPayments, Unpaid};
@@ -242,7 +240,7 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
     if config.node.role.provides() {
         // Build the prover's tables, and the parts of a proof that depend on this node's key
         // alone, now rather than in the first paid job.
-        let key = ctx.me.0;
+        let key = ctx.endpoint.me().0;
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             match crate::zk::warm_up_for_key(&key) {
@@ -387,18 +385,14 @@ impl Daemon {
         let recv_stats = Arc::new(RecvStats::default());
         let history = crate::mesh::ProviderHistory::open(&config.node.data_dir)
             .with_context(|| format!("EDGENT_DATA_DIR {}", config.node.data_dir.display()))?;
-        let ctx = Arc::new(NodeCtx {
-            transport: transport.clone(),
-            config: config.clone(),
-            jobs,
-            metrics: Arc::new(Metrics::new()),
+        let ctx = Arc::new(NodeCtx::new(
+            config.clone(),
+            transport.clone(),
             me,
-            peers: PeerBook::default(),
-            recv_stats: recv_stats.clone(),
-            started: Instant::now(),
-            delivery: Arc::new(crate::mesh::reliable::Delivery::new(&config.delivery)),
-            mesh: crate::mesh::MeshState::new(history),
-        });
+            jobs,
+            history,
+            recv_stats.clone(),
+        ));
         let mut tasks = Vec::new();
         let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
             if let Some(setup) = paid_setup {
@@ -454,7 +448,9 @@ impl Daemon {
             .provides()
             .then(|| provider.clone() as Arc<dyn crate::mesh::gossip::OfferSource>);
         tasks.push(tokio::spawn(crate::mesh::gossip::run(
-            ctx.clone(),
+            ctx.endpoint.clone(),
+            ctx.mesh.clone(),
+            config.node.ens_name.clone(),
             offers,
             config.node.announce_interval,
             cancel.clone(),
@@ -495,10 +491,9 @@ impl Daemon {
             }
         };
         let http_addr = listener.local_addr()?;
-        let app = crate::front::guarded(
+        let app = crate::guard::guarded(
             api::router(state).merge(crate::front::router(front.clone())),
-            &config.front,
-            http_addr,
+            config.front.guard_for(http_addr),
         );
         if let Some(addr) = config.front.ollama_addr {
             let l = match tokio::net::TcpListener::bind(addr).await {
@@ -513,8 +508,10 @@ impl Daemon {
                     ));
                 }
             };
-            let ollama_app =
-                crate::front::guarded(crate::front::ollama_only_router(front), &config.front, addr);
+            let ollama_app = crate::guard::guarded(
+                crate::front::ollama_only_router(front),
+                config.front.guard_for(addr),
+            );
             tasks.push(tokio::spawn(serve_http(
                 l,
                 ollama_app,

@@ -7,10 +7,15 @@
 //! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
 //!   receive loop, Yggdrasil peer identity.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
-//! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]).
-//! - [`mesh`]: above AXL: the peer book, discovery (announcements, the ad cache, the score,
-//!   the provider history), and reliable delivery (acks, resends, de-duplication,
-//!   heartbeats, per-peer limits, the provider's job queue).
+//! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
+//!   bounded sends, acks and resends, the topology), the peer book, discovery
+//!   (announcements, the ad cache, the score, the provider history), and the rest of
+//!   reliable delivery (de-duplication, heartbeats, per-peer limits, the provider's job
+//!   queue).
+//! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]: the settings, the
+//!   mesh endpoint, the mesh state, the job store, the metrics).
+//! - [`stream`]: streaming across the mesh: the provider's `task_chunk`s, the requester's
+//!   reordering, cancelling a job whose agent went away.
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.
 //! - [`request`]: the one request type of every front door, its checks, the answer, and
@@ -22,8 +27,10 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`api`]: the HTTP API and the dashboard.
+//! - [`guard`]: the guard of every HTTP route (loopback `Host` and `Origin`, the Bearer
+//!   token), and the refusal to listen beyond loopback without a token.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
-//!   first and the mesh on out-of-memory, and the guard of every route.
+//!   first and the mesh on out-of-memory.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
@@ -46,6 +53,7 @@ pub mod daemon;
 #[cfg(feature = "harness")]
 pub mod demo;
 pub mod front;
+pub mod guard;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod inference;
@@ -63,4 +71,5 @@ pub mod provider;
 pub mod request;
 pub mod requester;
 pub mod shutdown;
+pub mod stream;
 pub mod zk;

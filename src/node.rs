@@ -54,7 +54,7 @@ pub async fn run_router(
 /// ([`crate::mesh::reliable::MAX_SPAWNED_HANDLERS`]).
 pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
     let from = inbound.from;
-    if !ctx.delivery.msg_limits.allow(&from) {
+    if !ctx.endpoint.delivery().msg_limits.allow(&from) {
         ctx.metrics.dropped(DropReason::RateLimited);
         tracing::debug!(from = %from.short(), "dropped message: sender over its rate limit");
         return;
@@ -81,19 +81,19 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             return;
         }
     }
-    if ctx.config.access.denied_sender(&from) {
+    if ctx.mesh.access.denied_sender(&from) {
         ctx.metrics.dropped(DropReason::Unexpected);
         tracing::debug!(from = %from.short(), kind = msg.kind(), "dropped message: sender is in EDGENT_DENY");
         return;
     }
     ctx.metrics.msg_in(msg.kind());
     if let Some(id) = msg_id {
-        let to = ctx.peers.full_key(&from).unwrap_or(from);
-        let ack_ctx = ctx.clone();
+        let to = ctx.mesh.peers.full_key(&from).unwrap_or(from);
+        let endpoint = ctx.endpoint.clone();
         tokio::spawn(async move {
-            let _ = ack_ctx.send(&to, &Message::Ack(Ack { acked: id })).await;
+            let _ = endpoint.send(&to, &Message::Ack(Ack { acked: id })).await;
         });
-        if !ctx.delivery.reliable.seen.first_time(&from, id) {
+        if !ctx.endpoint.delivery().reliable.seen.first_time(&from, id) {
             ctx.metrics.dropped(DropReason::Duplicate);
             tracing::debug!(from = %from.short(), kind = msg.kind(), "duplicate dropped (acknowledged again)");
             return;
@@ -110,7 +110,7 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         }
         Message::ResourceAd(m) => h.requester.on_resource_ad(&from, m),
         Message::Task(m) => {
-            if ctx.delivery.task_limits.allow(&from) {
+            if ctx.endpoint.delivery().task_limits.allow(&from) {
                 h.provider.clone().on_task(from, m)
             } else {
                 h.provider.clone().refuse_rate_limited(from, m)
@@ -130,12 +130,20 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             );
         }
         Message::Ack(a) => {
-            if !ctx.delivery.reliable.pending.on_ack(&from, a.acked) {
+            if !ctx
+                .endpoint
+                .delivery()
+                .reliable
+                .pending
+                .on_ack(&from, a.acked)
+            {
                 tracing::debug!(from = %from.short(), "ack for nothing pending (late or repeated)");
             }
         }
         Message::Heartbeat(b) => h.requester.on_heartbeat(&from, b),
-        Message::Announce(m) => crate::mesh::gossip::on_announce(ctx, &from, m),
+        Message::Announce(m) => {
+            crate::mesh::gossip::on_announce(&ctx.endpoint, &ctx.mesh, &from, m)
+        }
     }
 }
 
@@ -145,7 +153,13 @@ fn spawn_bounded(
     from: &crate::axl::PeerKey,
     fut: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    match ctx.delivery.handler_slots.clone().try_acquire_owned() {
+    match ctx
+        .endpoint
+        .delivery()
+        .handler_slots
+        .clone()
+        .try_acquire_owned()
+    {
         Ok(permit) => {
             tokio::spawn(async move {
                 fut.await;

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
-use crate::front::stream::CancelRegistry;
 use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
 use crate::mesh::heartbeat::spawn_beats;
@@ -25,6 +24,7 @@ use crate::protocol::{
     BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
     TaskResult, Usage,
 };
+use crate::stream::CancelRegistry;
 
 /// The `retry_after_ms` a `busy` answer suggests.
 const BUSY_RETRY_AFTER_MS: u64 = 2_000;
@@ -53,7 +53,7 @@ pub struct Provider {
     payments: Arc<dyn ProviderPayments>,
     queue: Arc<JobQueue>,
     status: RwLock<BackendStatus>,
-    /// Running jobs their requester may cancel (see [`crate::front::stream`]).
+    /// Running jobs their requester may cancel (see [`crate::stream`]).
     cancels: CancelRegistry,
 }
 
@@ -202,7 +202,7 @@ impl Provider {
         let max = self.ctx.config.provider.max_jobs;
         Some(ResourceAd {
             request_id,
-            node_id: self.ctx.me,
+            node_id: self.ctx.endpoint.me(),
             ens: self.ctx.config.node.ens_name.clone(),
             wallet: self.payments.wallet(),
             models: st.models,
@@ -220,12 +220,13 @@ impl Provider {
     /// for hops is relayed once to the nodes we know (see [`crate::mesh::gossip`]).
     pub async fn on_resource_request(&self, from: &PeerKey, req: ResourceRequest) {
         self.ctx
+            .mesh
             .peers
             .saw(req.node_id, req.sender_ens.clone(), None);
-        if !crate::mesh::gossip::on_request(&self.ctx, from, &req) {
+        if !crate::mesh::gossip::on_request(&self.ctx.endpoint, &self.ctx.mesh, from, &req) {
             return;
         }
-        if !self.ctx.config.node.role.provides() || req.node_id == self.ctx.me {
+        if !self.ctx.config.node.role.provides() || req.node_id == self.ctx.endpoint.me() {
             return;
         }
         let price = self.ctx.config.provider.price_units;
@@ -251,7 +252,11 @@ impl Provider {
             return;
         };
         ad.free_memory_mb = free;
-        let _ = self.ctx.send(&req.node_id, &Message::ResourceAd(ad)).await;
+        let _ = self
+            .ctx
+            .endpoint
+            .send(&req.node_id, &Message::ResourceAd(ad))
+            .await;
     }
 
     /// The requester of a running job asks to stop it (its agent went away).
@@ -277,7 +282,7 @@ impl Provider {
             .metrics
             .dropped(crate::protocol::DropReason::RateLimited);
         tokio::spawn(async move {
-            let to = self.ctx.peers.full_key(&from).unwrap_or(from);
+            let to = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
             self.reply_error(
                 &to,
                 &task,
@@ -296,12 +301,12 @@ impl Provider {
             message,
             retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
         });
-        let _ = self.ctx.send(to, &msg).await;
+        let _ = self.ctx.endpoint.send(to, &msg).await;
     }
 
     async fn serve(&self, from: PeerKey, task: Task) {
         // Reply to the full key when we know it (learnt from its resource_request).
-        let requester = self.ctx.peers.full_key(&from).unwrap_or(from);
+        let requester = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
         if !self.ctx.config.node.role.provides() {
             return self
                 .reply_error(
@@ -356,12 +361,15 @@ impl Provider {
         };
         let queue = self.queue.clone();
         let job = task.job_id;
-        let _beats = spawn_beats(self.ctx.clone(), requester, job, move || {
-            match queue.position(&job) {
+        let _beats = spawn_beats(
+            self.ctx.endpoint.clone(),
+            requester,
+            job,
+            move || match queue.position(&job) {
                 Some(p) => (BeatState::Queued, Some(p)),
                 None => (BeatState::Running, None),
-            }
-        });
+            },
+        );
         let _slot = match admission {
             Admission::Run(slot) => slot,
             Admission::Queued(ticket) => {
@@ -425,8 +433,8 @@ impl Provider {
             messages: task.messages.clone(),
         };
         let cancel = self.cancels.start(task.job_id, requester);
-        let outcome = crate::front::stream::infer(
-            &self.ctx,
+        let outcome = crate::stream::infer(
+            &self.ctx.endpoint,
             self.backend.as_ref(),
             &req,
             (task.stream, requester, task.job_id),
@@ -525,7 +533,11 @@ impl Provider {
         deadline_ms: u64,
     ) -> Result<(), crate::mesh::reliable::Undelivered> {
         let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
-        let tries = self.ctx.send_acked(to, msg, Instant::now() + left).await?;
+        let tries = self
+            .ctx
+            .endpoint
+            .send_acked(to, msg, Instant::now() + left)
+            .await?;
         if tries > 1 {
             tracing::info!(to = %to.short(), tries, "result acknowledged after resending");
         }

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 
 use crate::axl::PeerKey;
 use crate::config::Config;
-use crate::front::stream::StreamSink;
 use crate::jobs::{JobError, Timings};
 use crate::protocol::{ChatMessage, JobId, Usage};
 
@@ -176,6 +175,27 @@ pub struct ProviderInfo {
     pub ens: Option<String>,
     /// Its wallet.
     pub wallet: Option<String>,
+}
+
+/// What a streamed delegation tells whoever asked for the stream.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// The task went to this provider (first, once per provider tried).
+    Started {
+        /// The job.
+        job_id: JobId,
+        /// Who runs it.
+        provider: ProviderInfo,
+    },
+    /// More output, in order.
+    Delta(String),
+}
+
+/// Where a streamed delegation sends its [`StreamEvent`]s (see [`crate::stream`]).
+#[derive(Debug, Clone)]
+pub struct StreamSink {
+    /// The events.
+    pub events: tokio::sync::mpsc::UnboundedSender<StreamEvent>,
 }
 
 /// The answer to `POST /delegate`.

@@ -44,11 +44,11 @@ const MAX_ANSWERS: usize = 256;
 
 /// How long a paid delegation waits for the proof after its result, at least.
 const PROOF_GRACE: Duration = Duration::from_secs(10);
-use crate::front::stream::{ChunkDrop, ChunkRegistry, Retry, StreamEvent};
 use crate::protocol::{
     Heartbeat, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskChunk, TaskError,
     TaskErrorCode, TaskResult, MAX_RELAY_HOPS,
 };
+use crate::stream::{ChunkDrop, ChunkRegistry, Retry, StreamEvent};
 
 /// While a discovery send is still under way, discovery waits at least this long: AXL's
 /// first send after two nodes peer takes about 3 s.
@@ -190,7 +190,7 @@ pub struct Requester {
     /// Discoveries under way: where the answers to their request go (to be counted).
     discoveries: Mutex<HashMap<Uuid, mpsc::Sender<ResourceAd>>>,
     waiting: Mutex<HashMap<JobId, Waiter>>,
-    /// Streamed jobs: where their `task_chunk`s go (see [`crate::front::stream`]).
+    /// Streamed jobs: where their `task_chunk`s go (see [`crate::stream`]).
     chunks: ChunkRegistry,
     /// Paid delegations that failed over: their first job id -> the current attempt's.
     current: Mutex<HashMap<JobId, JobId>>,
@@ -484,7 +484,7 @@ impl Requester {
                 }
             };
             // A streamed job whose text already reached the agent, or whose agent went
-            // away, goes to no other provider (see crate::front::stream).
+            // away, goes to no other provider (see crate::stream).
             let why = fail
                 .as_ref()
                 .map_or_else(|| outcome.as_str().to_string(), |f| f.to_string());
@@ -518,7 +518,7 @@ impl Requester {
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(
                             ctx.config.delivery.send_timeout,
-                            ctx.send(&provider, &cancel),
+                            ctx.endpoint.send(&provider, &cancel),
                         )
                         .await;
                     });
@@ -639,7 +639,7 @@ impl Requester {
                 pulse: pulse.clone(),
             },
         );
-        let send = self.ctx.send_acked(&provider, task, deadline);
+        let send = self.ctx.endpoint.send_acked(&provider, task, deadline);
         tokio::pin!(send);
         tokio::pin!(rx);
         let mut send_done = false;
@@ -868,7 +868,7 @@ impl Requester {
         tally: &mut Tally,
     ) -> Result<Vec<ResourceAd>, DelegateError> {
         let mesh = &self.ctx.mesh;
-        let access = &self.ctx.config.access;
+        let access = &self.ctx.mesh.access;
         let want = Want {
             model,
             max_price,
@@ -892,7 +892,7 @@ impl Requester {
         mesh.my_requests.insert(request_id);
         let (answers_tx, mut answers) = mpsc::channel(MAX_ANSWERS);
         lock(&self.discoveries).insert(request_id, answers_tx);
-        let topo_nodes = match gossip::learn_topology(&self.ctx).await {
+        let topo_nodes = match gossip::learn_topology(&self.ctx.endpoint, &self.ctx.mesh).await {
             Ok(n) => n,
             Err(e) if mesh.directory.is_empty() => return Err(DelegateError::Mesh(e.to_string())),
             Err(e) => {
@@ -902,7 +902,7 @@ impl Requester {
         };
         let msg = Message::ResourceRequest(ResourceRequest {
             request_id,
-            node_id: self.ctx.me,
+            node_id: self.ctx.endpoint.me(),
             model: model.to_string(),
             min_memory_mb,
             max_price: Some(max_price),
@@ -974,7 +974,7 @@ impl Requester {
                 _ = changes.changed() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if first_ad.is_none() && Instant::now() >= next_retry {
-                        let topo = gossip::learn_topology(&self.ctx).await.unwrap_or_default();
+                        let topo = gossip::learn_topology(&self.ctx.endpoint, &self.ctx.mesh).await.unwrap_or_default();
                         self.ask_round(&msg, &topo, &mut asked, &mut sends, tally);
                         next_retry = Instant::now() + RETRY_EVERY;
                     }
@@ -1038,7 +1038,7 @@ impl Requester {
             targets = topo_nodes.to_vec();
         }
         for node in targets.into_iter().take(MAX_ASKED) {
-            if node == self.ctx.me || self.ctx.config.access.denied_sender(&node) {
+            if node == self.ctx.endpoint.me() || self.ctx.mesh.access.denied_sender(&node) {
                 continue;
             }
             let sends_before = match asked.get(&node.address()) {
@@ -1105,7 +1105,7 @@ impl Requester {
         let ctx = self.ctx.clone();
         let msg = msg.clone();
         sends.spawn(async move {
-            let ok = match tokio::time::timeout(gossip::SEND_TIMEOUT, ctx.send(&node, &msg)).await
+            let ok = match tokio::time::timeout(gossip::SEND_TIMEOUT, ctx.endpoint.send(&node, &msg)).await
             {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
@@ -1130,6 +1130,7 @@ impl Requester {
     /// request of ours (even after its discovery ended) goes into the ad cache.
     pub fn on_resource_ad(&self, from: &PeerKey, ad: ResourceAd) {
         self.ctx
+            .mesh
             .peers
             .saw(ad.node_id, ad.ens.clone(), Some(ad.models.clone()));
         if !self.ctx.mesh.my_requests.contains(&ad.request_id) {
@@ -1148,7 +1149,7 @@ impl Requester {
         }
         if !self
             .ctx
-            .config
+            .mesh
             .access
             .may_choose(&ad.node_id, ad.ens.as_deref())
         {
@@ -1235,7 +1236,7 @@ impl Requester {
         if let Some(p) = provider {
             tracing::info!(job = %job_id, provider = %p.short(), "agent gone: cancelling the job");
             let msg = Message::TaskCancel(TaskCancel { job_id });
-            let _ = self.ctx.send(&p, &msg).await;
+            let _ = self.ctx.endpoint.send(&p, &msg).await;
         }
     }
 }

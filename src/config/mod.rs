@@ -97,7 +97,7 @@ impl Config {
             front.ollama_addr.map(|a| ("EDGENT_OLLAMA_ADDR", a)),
         ];
         for (key, addr) in binds.into_iter().flatten() {
-            crate::front::guard::check_bind(key, addr, front.token.as_deref())
+            crate::guard::check_bind(key, addr, front.token.as_deref())
                 .map_err(|e| value::invalid(key, &addr.to_string(), e.to_string()))?;
         }
         Ok(Config {

@@ -15,14 +15,13 @@
 //! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
 //! `X-Edgent-Provider` (node id, then the ENS name when it has one).
 //!
-//! Which requests get in at all is [`guard`]'s job, for every route of the daemon.
+//! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
+//! its settings are read with the front door's ([`crate::config::FrontSettings`]).
 
-pub mod guard;
 pub mod local;
 pub mod offload;
 pub mod ollama;
 pub mod openai;
-pub mod stream;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -58,8 +57,8 @@ pub const OLLAMA_API_VERSION: &str = "0.17.4";
 
 impl FrontSettings {
     /// The guard for a listener on `addr`.
-    pub fn guard_for(&self, addr: SocketAddr) -> guard::GuardSettings {
-        guard::GuardSettings {
+    pub fn guard_for(&self, addr: SocketAddr) -> crate::guard::GuardSettings {
+        crate::guard::GuardSettings {
             token: self.token.clone(),
             origins: self.origins.clone(),
             check_host: addr.ip().is_loopback(),
@@ -96,14 +95,6 @@ impl FrontDoor {
     fn ollama_url(&self) -> &str {
         &self.ctx.config.inference.ollama_url
     }
-}
-
-/// `router` behind the [`guard`] for a listener on `addr`.
-pub fn guarded(router: Router, settings: &FrontSettings, addr: SocketAddr) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(settings.guard_for(addr)),
-        guard::guard,
-    ))
 }
 
 /// The Ollama and OpenAI routes, for the daemon's router.
@@ -469,7 +460,7 @@ async fn local_json(f: &FrontDoor, path: &str) -> Option<Value> {
 
 /// Models the mesh advertises (the peer book's last ads), sorted, once each.
 fn mesh_models(f: &FrontDoor) -> BTreeSet<String> {
-    f.ctx.peers.models().into_iter().collect()
+    f.ctx.mesh.peers.models().into_iter().collect()
 }
 
 /// `/api/tags`: the local models, then the mesh's that are not local, once each.

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use crate::protocol::{ChatMessage, JobId};
 use crate::request::{DelegateError, DelegateRequest, DelegateResponse, ProviderInfo};
 
-use super::stream::{StreamEvent, StreamSink};
 use super::FrontDoor;
 use crate::requester::Requester;
+use crate::stream::{StreamEvent, StreamSink};
 
 /// The four generation routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

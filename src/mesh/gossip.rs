@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::endpoint::Endpoint;
+use super::MeshState;
 use crate::axl::{AxlError, PeerKey};
-use crate::ctx::NodeCtx;
 use crate::protocol::{
     Announce, DropReason, Message, ResourceAd, ResourceRequest, MAX_ANNOUNCE_KNOWN,
 };
@@ -64,17 +65,22 @@ pub fn interval_for(base: Duration, known: usize) -> Duration {
 
 /// Send `msg` to `to` in the background, with [`SEND_TIMEOUT`], and tell the directory
 /// how it went.
-pub fn send_in_background(ctx: &Arc<NodeCtx>, to: PeerKey, msg: Message) {
-    let ctx = ctx.clone();
+pub fn send_in_background(
+    endpoint: &Arc<Endpoint>,
+    mesh: &Arc<MeshState>,
+    to: PeerKey,
+    msg: Message,
+) {
+    let (endpoint, mesh) = (endpoint.clone(), mesh.clone());
     tokio::spawn(async move {
-        let res = tokio::time::timeout(SEND_TIMEOUT, ctx.send(&to, &msg))
+        let res = tokio::time::timeout(SEND_TIMEOUT, endpoint.send(&to, &msg))
             .await
             .unwrap_or_else(|_| Err(AxlError::Unreachable("gossip send timed out".into())));
         match res {
-            Ok(()) => ctx.mesh.directory.send_ok(&to),
+            Ok(()) => mesh.directory.send_ok(&to),
             Err(e) => {
                 tracing::debug!(to = %to.short(), kind = msg.kind(), error = %e, "gossip send failed; backing off");
-                ctx.mesh.directory.send_failed(&to);
+                mesh.directory.send_failed(&to);
             }
         }
     });
@@ -82,33 +88,43 @@ pub fn send_in_background(ctx: &Arc<NodeCtx>, to: PeerKey, msg: Message) {
 
 /// Read `/topology` into the directory: direct peers and tree entries; new ones are
 /// greeted. Returns every other node it lists.
-pub async fn learn_topology(ctx: &Arc<NodeCtx>) -> Result<Vec<PeerKey>, AxlError> {
-    let topo = ctx.transport.topology().await?;
+pub async fn learn_topology(
+    endpoint: &Endpoint,
+    mesh: &MeshState,
+) -> Result<Vec<PeerKey>, AxlError> {
+    let topo = endpoint.topology().await?;
     let direct: Vec<PeerKey> = topo
         .peers
         .iter()
         .filter(|p| p.up)
         .filter_map(|p| PeerKey::from_hex(&p.public_key).ok())
-        .filter(|k| *k != ctx.me)
+        .filter(|k| *k != endpoint.me())
         .collect();
     let nodes = topo.reachable_nodes();
     for k in &nodes {
-        if ctx.config.access.denied_sender(k) {
+        if mesh.access.denied_sender(k) {
             continue;
         }
-        if ctx.mesh.directory.learned(*k, direct.contains(k)) {
-            ctx.mesh.greet(*k);
+        if mesh.directory.learned(*k, direct.contains(k)) {
+            mesh.greet(*k);
         }
     }
-    ctx.mesh.directory.set_direct(&direct);
+    mesh.directory.set_direct(&direct);
     Ok(nodes)
 }
 
-fn announcement(ctx: &NodeCtx, to: &PeerKey, ad: Option<&ResourceAd>, ttl: Duration) -> Message {
+fn announcement(
+    endpoint: &Endpoint,
+    mesh: &MeshState,
+    ens: &Option<String>,
+    to: &PeerKey,
+    ad: Option<&ResourceAd>,
+    ttl: Duration,
+) -> Message {
     Message::Announce(Announce {
-        node_id: ctx.me,
-        ens: ctx.config.node.ens_name.clone(),
-        known: ctx.mesh.directory.gossip(MAX_ANNOUNCE_KNOWN, to),
+        node_id: endpoint.me(),
+        ens: ens.clone(),
+        known: mesh.directory.gossip(MAX_ANNOUNCE_KNOWN, to),
         ad: ad.cloned(),
         ttl_ms: ttl.as_millis() as u64,
     })
@@ -128,7 +144,9 @@ fn signature(ad: &Option<ResourceAd>) -> Option<String> {
 /// The announcer: id exchange, ads, greetings. Returns at once when `base` is zero
 /// (`ANNOUNCE_INTERVAL_SECS=0`: discovery by broadcast only).
 pub async fn run(
-    ctx: Arc<NodeCtx>,
+    endpoint: Arc<Endpoint>,
+    mesh: Arc<MeshState>,
+    ens: Option<String>,
     source: Option<Arc<dyn OfferSource>>,
     base: Duration,
     cancel: CancellationToken,
@@ -144,16 +162,16 @@ pub async fn run(
     loop {
         let now = Instant::now();
         if now >= next_topology {
-            if let Err(e) = learn_topology(&ctx).await {
+            if let Err(e) = learn_topology(&endpoint, &mesh).await {
                 tracing::debug!(error = %e, "announcer: /topology failed");
             }
-            ctx.mesh.directory.expire();
+            mesh.directory.expire();
             next_topology = now + TOPOLOGY_POLL;
         }
-        let interval = interval_for(base, ctx.mesh.directory.len());
+        let interval = interval_for(base, mesh.directory.len());
         let ttl = interval * AD_TTL_INTERVALS;
         let mut greet: Vec<PeerKey> =
-            std::mem::take(&mut *ctx.mesh.greet.lock().unwrap_or_else(|p| p.into_inner()));
+            std::mem::take(&mut *mesh.greet.lock().unwrap_or_else(|p| p.into_inner()));
         let mut ad = None;
         let round = now >= next_round;
         let check = now >= next_check;
@@ -163,13 +181,18 @@ pub async fn run(
         let changed = check && signature(&ad) != last_sig;
         if round || changed {
             let targets = if ad.is_some() {
-                ctx.mesh.directory.targets()
+                mesh.directory.targets()
             } else {
-                ctx.mesh.directory.direct_targets()
+                mesh.directory.direct_targets()
             };
             tracing::debug!(targets = targets.len(), round, changed, "announcing");
             for to in &targets {
-                send_in_background(&ctx, *to, announcement(&ctx, to, ad.as_ref(), ttl));
+                send_in_background(
+                    &endpoint,
+                    &mesh,
+                    *to,
+                    announcement(&endpoint, &mesh, &ens, to, ad.as_ref(), ttl),
+                );
             }
             greet.retain(|k| !targets.contains(k));
             last_sig = signature(&ad);
@@ -178,8 +201,13 @@ pub async fn run(
             }
         }
         for to in greet {
-            if ctx.mesh.directory.sendable(&to) {
-                send_in_background(&ctx, to, announcement(&ctx, &to, ad.as_ref(), ttl));
+            if mesh.directory.sendable(&to) {
+                send_in_background(
+                    &endpoint,
+                    &mesh,
+                    to,
+                    announcement(&endpoint, &mesh, &ens, &to, ad.as_ref(), ttl),
+                );
             }
         }
         if check {
@@ -192,60 +220,64 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep_until(wake_at.into()) => {}
-            _ = ctx.mesh.wake.notified() => {}
+            _ = mesh.wake.notified() => {}
         }
     }
 }
 
 /// An `announce` arrived (the router checked `node_id` against the sender).
-pub fn on_announce(ctx: &Arc<NodeCtx>, from: &PeerKey, m: Announce) {
-    if m.node_id == ctx.me {
+pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Announce) {
+    if m.node_id == endpoint.me() {
         return;
     }
-    if ctx.mesh.directory.heard(m.node_id) {
-        ctx.mesh.greet(m.node_id);
+    if mesh.directory.heard(m.node_id) {
+        mesh.greet(m.node_id);
     }
-    ctx.peers.saw(
+    mesh.peers.saw(
         m.node_id,
         m.ens.clone(),
         m.ad.as_ref().map(|a| a.models.clone()),
     );
     for k in m.known.iter().take(MAX_ANNOUNCE_KNOWN) {
-        if *k == ctx.me || ctx.config.access.denied_sender(k) {
+        if *k == endpoint.me() || mesh.access.denied_sender(k) {
             continue;
         }
-        if ctx.mesh.directory.learned(*k, false) {
-            ctx.mesh.greet(*k);
+        if mesh.directory.learned(*k, false) {
+            mesh.greet(*k);
         }
     }
     match m.ad {
-        Some(ad) if ctx.config.access.may_choose(&ad.node_id, ad.ens.as_deref()) => {
+        Some(ad) if mesh.access.may_choose(&ad.node_id, ad.ens.as_deref()) => {
             let ttl = Duration::from_millis(m.ttl_ms).max(Duration::from_secs(1));
-            ctx.mesh.ads.insert(ad, ttl);
+            mesh.ads.insert(ad, ttl);
         }
         Some(_) => {
-            ctx.metrics.dropped(DropReason::Unexpected);
+            endpoint.metrics().dropped(DropReason::Unexpected);
             tracing::debug!(from = %from.short(), "ad from a node EDGENT_ALLOW/EDGENT_DENY excludes, dropped");
         }
-        None => ctx.mesh.ads.remove(&m.node_id),
+        None => mesh.ads.remove(&m.node_id),
     }
 }
 
 /// A `resource_request` arrived: relay it once if it asks for hops. Returns whether this
 /// is its first sighting here (a repeat is neither relayed nor answered again).
-pub fn on_request(ctx: &Arc<NodeCtx>, from: &PeerKey, req: &ResourceRequest) -> bool {
-    if !ctx.mesh.seen_requests.insert(req.request_id) {
+pub fn on_request(
+    endpoint: &Arc<Endpoint>,
+    mesh: &Arc<MeshState>,
+    from: &PeerKey,
+    req: &ResourceRequest,
+) -> bool {
+    if !mesh.seen_requests.insert(req.request_id) {
         tracing::debug!(request = %req.request_id, "repeated resource_request ignored");
         return false;
     }
-    if req.node_id != ctx.me && ctx.mesh.directory.heard(req.node_id) {
-        ctx.mesh.greet(req.node_id);
+    if req.node_id != endpoint.me() && mesh.directory.heard(req.node_id) {
+        mesh.greet(req.node_id);
     }
-    if req.hops == 0 || req.node_id == ctx.me {
+    if req.hops == 0 || req.node_id == endpoint.me() {
         return true;
     }
-    let took = ctx
-        .mesh
+    let took = mesh
         .relay_budget
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -257,17 +289,16 @@ pub fn on_request(ctx: &Arc<NodeCtx>, from: &PeerKey, req: &ResourceRequest) -> 
     let mut fwd = req.clone();
     fwd.hops -= 1;
     let msg = Message::ResourceRequest(fwd);
-    let targets: Vec<PeerKey> = ctx
-        .mesh
+    let targets: Vec<PeerKey> = mesh
         .directory
         .targets()
         .into_iter()
-        .filter(|k| !k.same_node(from) && !k.same_node(&req.node_id) && *k != ctx.me)
+        .filter(|k| !k.same_node(from) && !k.same_node(&req.node_id) && *k != endpoint.me())
         .take(MAX_RELAY_TARGETS)
         .collect();
     tracing::debug!(request = %req.request_id, targets = targets.len(), hops = req.hops - 1, "relaying resource_request");
     for to in targets {
-        send_in_background(ctx, to, msg.clone());
+        send_in_background(endpoint, mesh, to, msg.clone());
     }
     true
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::endpoint::Endpoint;
 use crate::axl::PeerKey;
-use crate::ctx::NodeCtx;
 use crate::protocol::{BeatState, Heartbeat, JobId, Message};
 
 /// Queue position meaning "not queued".
@@ -85,12 +85,12 @@ impl Drop for Beats {
 /// acknowledged (the next one replaces a lost one) and each send runs in its own task,
 /// so a slow send never delays the next beat.
 pub fn spawn_beats(
-    ctx: Arc<NodeCtx>,
+    endpoint: Arc<Endpoint>,
     to: PeerKey,
     job: JobId,
     state: impl Fn() -> (BeatState, Option<u32>) + Send + 'static,
 ) -> Beats {
-    let every = ctx.config.delivery.heartbeat;
+    let every = endpoint.settings().heartbeat;
     Beats(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -104,9 +104,9 @@ pub fn spawn_beats(
                 state,
                 queue_position,
             });
-            let ctx = ctx.clone();
+            let endpoint = endpoint.clone();
             tokio::spawn(async move {
-                let _ = ctx.send(&to, &msg).await;
+                let _ = endpoint.send(&to, &msg).await;
             });
         }
     }))

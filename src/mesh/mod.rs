@@ -1,6 +1,8 @@
 //! What a node knows about the rest of the mesh, above AXL's transport, and how it talks
 //! to it reliably.
 //!
+//! - [`endpoint`]: the node's end of the mesh: sending (bounded, reliable with acks) and
+//!   the topology.
 //! - [`peers`]: the peer book: every node heard from, by Yggdrasil address (bounded).
 //! - [`directory`]: the nodes we can send to, from `/topology`, gossip and their messages,
 //!   with failed sends remembered and backed off.
@@ -21,6 +23,7 @@ pub mod access;
 pub mod ads;
 pub mod attempts;
 pub mod directory;
+pub mod endpoint;
 pub mod gossip;
 pub mod heartbeat;
 pub mod history;
@@ -39,6 +42,7 @@ use uuid::Uuid;
 
 pub use ads::AdCache;
 pub use directory::Directory;
+pub use endpoint::Endpoint;
 pub use history::{ProviderHistory, ProviderOutcome};
 pub use peers::{PeerBook, PeerSeen};
 pub use settings::DeliverySettings;
@@ -79,8 +83,14 @@ impl RecentIds {
     }
 }
 
-/// The discovery state a node shares between its router, requester, provider and API.
+/// What a node knows of the mesh, shared between its router, requester, provider and API:
+/// the nodes heard from, those we can send to, providers' ads and history, and whom we
+/// listen to.
 pub struct MeshState {
+    /// Nodes heard from.
+    pub peers: PeerBook,
+    /// `EDGENT_ALLOW` / `EDGENT_DENY`: whom we learn of, take messages from and choose.
+    pub access: access::Access,
     /// Providers' ads.
     pub ads: AdCache,
     /// Nodes we can send to.
@@ -100,9 +110,11 @@ pub struct MeshState {
 }
 
 impl MeshState {
-    /// Fresh state over a provider history.
-    pub fn new(history: ProviderHistory) -> Self {
+    /// Fresh state over a provider history, with the access lists `access`.
+    pub fn new(history: ProviderHistory, access: access::Access) -> Self {
         MeshState {
+            peers: PeerBook::default(),
+            access,
             ads: AdCache::default(),
             directory: Directory::default(),
             history,

@@ -160,7 +160,7 @@ pub struct Reliable {
 /// the chain); beyond that the router drops the message rather than wait.
 pub const MAX_SPAWNED_HANDLERS: usize = 1_024;
 
-/// The guards of a node's mesh traffic, shared through [`crate::ctx::NodeCtx`].
+/// The guards of a node's mesh traffic, owned by its [`crate::mesh::Endpoint`].
 pub struct Delivery {
     /// Acks and de-duplication.
     pub reliable: Reliable,

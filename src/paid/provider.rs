@@ -98,7 +98,7 @@ impl PaidProvider {
         else {
             return;
         };
-        let key = self.ctx.me.0;
+        let key = self.ctx.endpoint.me().0;
         let started = Instant::now();
         let proved = tokio::task::spawn_blocking(move || {
             crate::zk::prove(output.as_bytes(), &key, &job.0).map(|(proof, public)| {
@@ -123,7 +123,7 @@ impl PaidProvider {
         let chain_left = pay.stake_deadline.saturating_sub(now_ms() / 1000);
         let terms = super::x402::Terms {
             job,
-            provider: self.ctx.me,
+            provider: self.ctx.endpoint.me(),
             chain_id: pay.chain_id,
             asset: self.chain.escrow.usdc_address(),
             amount: pay.amount_units,
@@ -151,6 +151,7 @@ impl PaidProvider {
         });
         let _ = self
             .ctx
+            .endpoint
             .send(&requester, &Message::PaymentRequest(Box::new(req)))
             .await;
     }
@@ -166,10 +167,11 @@ impl PaidProvider {
             output: output.clone(),
             usage: rec.usage.clone().unwrap_or_default(),
         });
-        let _ = self.ctx.send(&requester, &result).await;
+        let _ = self.ctx.endpoint.send(&requester, &result).await;
         if let Some(req) = &pay.request {
             let _ = self
                 .ctx
+                .endpoint
                 .send(&requester, &Message::PaymentRequest(Box::new(req.clone())))
                 .await;
         }
@@ -357,7 +359,7 @@ impl PaidProvider {
         let auth = authorization_from_wire(
             &job,
             self.chain.wallet,
-            crate::chain::key_commitment(&self.ctx.me.0),
+            crate::chain::key_commitment(&self.ctx.endpoint.me().0),
             &stake.amount,
             wire,
             esc.escrow_address(),
@@ -408,7 +410,7 @@ impl PaidProvider {
         }
         // `submit` verifies this node's proof against the key the stake names: a stake for
         // another key could never be submitted.
-        if info.key_commitment != crate::chain::key_commitment(&self.ctx.me.0) {
+        if info.key_commitment != crate::chain::key_commitment(&self.ctx.endpoint.me().0) {
             return Err(StakeRefusal::OtherKey(info.key_commitment));
         }
         let price = self.ctx.config.provider.price_units;

@@ -553,7 +553,7 @@ impl PaidRequester {
             explorer_url,
             settle_response,
         });
-        let _ = self.ctx.send(provider, &msg).await;
+        let _ = self.ctx.endpoint.send(provider, &msg).await;
     }
 
     fn drop_msg(&self, reason: DropReason, from: &PeerKey, job: &JobId, why: &str) {

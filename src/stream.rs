@@ -28,10 +28,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::axl::PeerKey;
-use crate::ctx::NodeCtx;
 use crate::inference::{Backend, GenerateOutput, GenerateRequest, InferenceError};
+use crate::mesh::Endpoint;
 use crate::protocol::{JobId, Message, TaskChunk};
-use crate::request::ProviderInfo;
+/// The stream's two ends, defined beside the request that carries the sink.
+pub use crate::request::{StreamEvent, StreamSink};
 
 /// The provider flushes its batch of deltas at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -39,27 +40,6 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 pub const FLUSH_BYTES: usize = 2048;
 /// Chunks held for a gap in the sequence before the stream counts as broken.
 const MAX_PENDING: usize = 4096;
-
-/// What a streamed delegation tells whoever asked for the stream.
-#[derive(Debug, Clone)]
-pub enum StreamEvent {
-    /// The task went to this provider (first, once per provider tried).
-    Started {
-        /// The job.
-        job_id: JobId,
-        /// Who runs it.
-        provider: ProviderInfo,
-    },
-    /// More output, in order.
-    Delta(String),
-}
-
-/// Where a streamed delegation sends its [`StreamEvent`]s.
-#[derive(Debug, Clone)]
-pub struct StreamSink {
-    /// The events.
-    pub events: mpsc::UnboundedSender<StreamEvent>,
-}
 
 /// Puts one job's chunks back in sequence order, once each.
 #[derive(Debug, Default)]
@@ -235,7 +215,7 @@ impl CancelRegistry {
 /// batched (the first one at once); returns when `rx` is closed and everything was sent
 /// (or could not be).
 pub async fn pump(
-    ctx: Arc<NodeCtx>,
+    endpoint: Arc<Endpoint>,
     to: PeerKey,
     job_id: JobId,
     mut rx: mpsc::UnboundedReceiver<String>,
@@ -266,7 +246,7 @@ pub async fn pump(
                 seq,
                 delta: std::mem::take(&mut buf),
             });
-            if let Err(e) = ctx.send(&to, &msg).await {
+            if let Err(e) = endpoint.send(&to, &msg).await {
                 tracing::debug!(job = %job_id, seq, error = %e, "task_chunk not sent");
             }
             seq += 1;
@@ -282,7 +262,7 @@ pub async fn pump(
 /// when `stream.0` is set, the deltas go to the requester `stream.1` as `task_chunk`s of
 /// job `stream.2`, all sent before this returns (so before the `task_result`).
 pub async fn infer(
-    ctx: &Arc<NodeCtx>,
+    endpoint: &Arc<Endpoint>,
     backend: &dyn Backend,
     req: &GenerateRequest,
     stream: (bool, PeerKey, JobId),
@@ -291,7 +271,7 @@ pub async fn infer(
 ) -> Result<GenerateOutput, InferenceError> {
     let (streamed, to, job_id) = stream;
     let (tx, rx) = mpsc::unbounded_channel();
-    let pumping = streamed.then(|| tokio::spawn(pump(ctx.clone(), to, job_id, rx)));
+    let pumping = streamed.then(|| tokio::spawn(pump(endpoint.clone(), to, job_id, rx)));
     let work = async {
         if streamed {
             backend.generate_stream(req, tx).await

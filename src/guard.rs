@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Json, Router};
 use serde_json::json;
 
 /// What the guard lets in.
@@ -162,6 +162,15 @@ pub fn refusal_response(path: &str, status: StatusCode, code: &str, message: &st
         );
     }
     resp
+}
+
+/// `router` behind the [`guard`] with `settings` (a listener's, from the front door's
+/// settings).
+pub fn guarded(router: Router, settings: GuardSettings) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(settings),
+        guard,
+    ))
 }
 
 /// The axum middleware: `from_fn_with_state(Arc<GuardSettings>, guard)`.
