@@ -87,8 +87,6 @@ impl From<PaymentError> for DelegateError {
 
 /// Where one attempt of a delegation starts, for [`RequesterPayments::begin`].
 pub struct Begin<'a> {
-    /// The delegation's first job id.
-    pub root: JobId,
     /// The job id the delegation runs under now.
     pub job_id: JobId,
     /// Whether an attempt already ran under `job_id` (a paid attempt then needs a fresh

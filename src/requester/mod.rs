@@ -213,7 +213,6 @@ impl Requester {
             // its stake.
             let begun = payments
                 .begin(&Begin {
-                    root: job_id,
                     job_id: attempt_job,
                     tried: tasked,
                     ad: &ad,

@@ -20,9 +20,7 @@ use crate::chain::{Settler, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{JobRecord, JobState, PayStatus, PaymentRecord, Side};
 use crate::mesh::attempts::AttemptOutcome;
-use crate::protocol::{
-    DropReason, JobId, Message, PaymentRequest, StakeRef, TaskCancel, TaskResult,
-};
+use crate::protocol::{DropReason, JobId, Message, PaymentRequest, TaskCancel, TaskResult};
 use crate::request::{AttemptStake, DelegateError, WaitFor};
 
 mod release;
@@ -142,7 +140,7 @@ impl PaidRequester {
     }
 }
 
-/// The paid failover and the waits of a paid delegation, which [`RequesterPayments`] calls.
+/// The paid failover, which [`RequesterPayments::begin`] calls.
 impl PaidRequester {
     /// A paid delegation fails over: the attempt under `from` ends `failed` (its record
     /// keeps its payment, which the watcher ends) pointing to `to`, a new record of the
@@ -173,93 +171,64 @@ impl PaidRequester {
         tracing::info!(job = %from, next = %to, "paid failover: a fresh job id and stake for the next provider");
         Ok(())
     }
+}
 
-    /// Begin one attempt: a fresh job id when one was tried already, no stake with less
-    /// time left than one takes to land, then the stake.
-    async fn begin_attempt(
-        &self,
-        at: &Begin<'_>,
-        job: &mut JobId,
-    ) -> Result<StakeRef, PaymentError> {
+#[async_trait]
+impl RequesterPayments for PaidRequester {
+    fn paid(&self) -> bool {
+        true
+    }
+
+    async fn begin(&self, at: &Begin<'_>) -> Result<Begun, BeginError> {
+        let mut job_id = at.job_id;
+        // A stake names one job and one provider: a failover runs under a fresh job id.
         if at.tried {
             let next = JobId::new();
-            self.move_job(*job, next, at)?;
-            *job = next;
+            self.move_job(job_id, next, at)
+                .map_err(|error| BeginError { job_id, error })?;
+            job_id = next;
         }
+        // No stake is sent with less time left than one takes to land.
         if let Some(wait) = self.own_stake_wait() {
             if Instant::now() + wait >= at.deadline {
-                return Err(PaymentError::LandsTooLate {
+                let error = PaymentError::LandsTooLate {
                     wait_ms: wait.as_millis() as u64,
-                });
+                };
+                return Err(BeginError { job_id, error });
             }
         }
-        self.stake(job, at.ad, at.deadline_ms).await
+        match self.stake(&job_id, at.ad, at.deadline_ms).await {
+            Ok(stake) => Ok(Begun {
+                job_id,
+                stake: Some(stake),
+            }),
+            Err(error) => Err(BeginError { job_id, error }),
+        }
     }
 
-    /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
-    /// then return its record. The proof may come a little after the agent's deadline; it
-    /// is waited for at least [`PROOF_GRACE`].
-    async fn await_payment(
+    async fn end(
         &self,
-        job_id: JobId,
-        wait: WaitFor,
-        deadline: Instant,
-    ) -> Result<JobRecord, DelegateError> {
-        let mut rx = self.on_result(&job_id);
-        let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
-        let settle_until = proof_until + self.ctx.config.stake_margin;
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match &state {
-                PayProgress::Invalid(reason) => {
-                    return Err(DelegateError::ProofInvalid(format!(
-                        "the provider's proof was refused, nothing is paid and the stake goes back: {reason}"
-                    )))
-                }
-                PayProgress::Verified if wait == WaitFor::Verified => break,
-                PayProgress::Settled => break,
-                PayProgress::SettleFailed(e) if wait == WaitFor::Settled => {
-                    tracing::warn!(job = %job_id, error = %e, "release not confirmed yet");
-                }
-                _ => {}
-            }
-            let until = if matches!(state, PayProgress::Waiting) {
-                proof_until
-            } else {
-                settle_until
-            };
-            match tokio::time::timeout_at(until.into(), rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) if matches!(state, PayProgress::Waiting) => {
-                    return Err(DelegateError::Deadline(
-                        "the result came but no proof for it before the deadline; nothing is paid until one checks, and the stake is refunded after its deadline otherwise".into(),
-                    ))
-                }
-                Err(_) => {
-                    return Err(DelegateError::Deadline(
-                        "the proof checked but the release was not confirmed in time; the payment watcher keeps trying".into(),
-                    ))
-                }
-            }
+        job_id: &JobId,
+        provider: &PeerKey,
+        outcome: AttemptOutcome,
+    ) -> Option<AttemptStake> {
+        if outcome == AttemptOutcome::Deadline {
+            return None;
         }
-        self.ctx
-            .jobs
-            .get(&job_id, Side::Requester)?
-            .ok_or_else(|| DelegateError::Internal("the job vanished from the store".into()))
-    }
-
-    /// The job's result is recorded: start verifying once its proof is here.
-    fn on_result(&self, job_id: &JobId) -> watch::Receiver<PayProgress> {
-        let rx = self.subscribe(*job_id);
-        self.result_at.lock().insert(*job_id, Instant::now());
-        self.spawn_verify(*job_id);
-        rx
-    }
-
-    /// A paid attempt under `job_id` failed: read what became of its stake from the chain,
-    /// record it, and say it for the answer's `attempts`.
-    async fn attempt_failed(&self, job_id: &JobId) -> Option<AttemptStake> {
+        if matches!(outcome, AttemptOutcome::Dead | AttemptOutcome::Unreachable) {
+            // It may only look dead: asked to stop, a live provider declines the stake (the
+            // requester is refunded at once) instead of finishing a job nobody will pay for.
+            let ctx = self.ctx.clone();
+            let provider = *provider;
+            let cancel = Message::TaskCancel(TaskCancel { job_id: *job_id });
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    ctx.config.delivery.send_timeout,
+                    ctx.send(&provider, &cancel),
+                )
+                .await;
+            });
+        }
         let job = *job_id;
         // The provider declines before it answers task_error, so a decline is on chain by
         // now; check_staking records a stake that ended (declined: refunded) or landed.
@@ -321,58 +290,63 @@ impl PaidRequester {
         tracing::info!(%job, stake = %stake.status, "the attempt failed; its stake");
         Some(stake)
     }
-}
 
-#[async_trait]
-impl RequesterPayments for PaidRequester {
-    fn paid(&self) -> bool {
-        true
-    }
-
-    async fn begin(&self, at: &Begin<'_>) -> Result<Begun, BeginError> {
-        let mut job_id = at.job_id;
-        match self.begin_attempt(at, &mut job_id).await {
-            Ok(stake) => Ok(Begun {
-                job_id,
-                stake: Some(stake),
-            }),
-            Err(error) => Err(BeginError { job_id, error }),
-        }
-    }
-
-    async fn end(
-        &self,
-        job_id: &JobId,
-        provider: &PeerKey,
-        outcome: AttemptOutcome,
-    ) -> Option<AttemptStake> {
-        if outcome == AttemptOutcome::Deadline {
-            return None;
-        }
-        if matches!(outcome, AttemptOutcome::Dead | AttemptOutcome::Unreachable) {
-            // It may only look dead: asked to stop, a live provider declines the stake (the
-            // requester is refunded at once) instead of finishing a job nobody will pay for.
-            let ctx = self.ctx.clone();
-            let provider = *provider;
-            let cancel = Message::TaskCancel(TaskCancel { job_id: *job_id });
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(
-                    ctx.config.delivery.send_timeout,
-                    ctx.send(&provider, &cancel),
-                )
-                .await;
-            });
-        }
-        self.attempt_failed(job_id).await
-    }
-
+    /// Wait until the paid job's proof checks (or, with `settled`, its stake is released),
+    /// then give its record. The proof may come a little after the agent's deadline; it is
+    /// waited for at least [`PROOF_GRACE`].
     async fn settle(
         &self,
         job_id: &JobId,
         wait: WaitFor,
         deadline: Instant,
     ) -> Result<Option<JobRecord>, DelegateError> {
-        self.await_payment(*job_id, wait, deadline).await.map(Some)
+        let job_id = *job_id;
+        // The result is recorded: verify once the proof is here.
+        let mut rx = self.subscribe(job_id);
+        self.result_at.lock().insert(job_id, Instant::now());
+        self.spawn_verify(job_id);
+        let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
+        let settle_until = proof_until + self.ctx.config.stake_margin;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match &state {
+                PayProgress::Invalid(reason) => {
+                    return Err(DelegateError::ProofInvalid(format!(
+                        "the provider's proof was refused, nothing is paid and the stake goes back: {reason}"
+                    )))
+                }
+                PayProgress::Verified if wait == WaitFor::Verified => break,
+                PayProgress::Settled => break,
+                PayProgress::SettleFailed(e) if wait == WaitFor::Settled => {
+                    tracing::warn!(job = %job_id, error = %e, "release not confirmed yet");
+                }
+                _ => {}
+            }
+            let until = if matches!(state, PayProgress::Waiting) {
+                proof_until
+            } else {
+                settle_until
+            };
+            match tokio::time::timeout_at(until.into(), rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) if matches!(state, PayProgress::Waiting) => {
+                    return Err(DelegateError::Deadline(
+                        "the result came but no proof for it before the deadline; nothing is paid until one checks, and the stake is refunded after its deadline otherwise".into(),
+                    ))
+                }
+                Err(_) => {
+                    return Err(DelegateError::Deadline(
+                        "the proof checked but the release was not confirmed in time; the payment watcher keeps trying".into(),
+                    ))
+                }
+            }
+        }
+        self.ctx
+            .jobs
+            .get(&job_id, Side::Requester)?
+            .ok_or_else(|| DelegateError::Internal("the job vanished from the store".into()))
+            .map(Some)
     }
 
     async fn on_late_result(&self, from: &PeerKey, result: TaskResult) -> bool {
