@@ -5,7 +5,7 @@
 //! [`PaymentSwitch`] turns to the paid flow once it works.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -211,7 +211,7 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
         // alone, now rather than in the first paid job.
         let key = ctx.me.0;
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
+            let started = std::time::Instant::now();
             match crate::zk::warm_up_for_key(&key) {
                 Ok(()) => tracing::debug!(
                     ms = started.elapsed().as_millis() as u64,
