@@ -61,7 +61,7 @@ pub struct AppState {
     /// The AXL child's state.
     pub axl: Arc<dyn AxlStatusSource>,
     /// Whether jobs are paid, why not, and the wallet's balances.
-    pub payments: Arc<crate::payment::PaymentsStatus>,
+    pub payments: Arc<crate::paid::PaymentsStatus>,
 }
 
 /// An API failure: a status and a JSON body `{error, detail}`.

@@ -15,15 +15,13 @@ use crate::api::{self, AppState, AxlChildStatus, AxlStatusSource};
 use crate::axl::recv::{spawn_recv_loop, RecvStats, RECV_CHANNEL_CAPACITY};
 use crate::axl::supervisor::{Supervisor, SupervisorConfig};
 use crate::axl::{AxlClient, PeerKey, Transport};
-use crate::chain::{ChainSettings, Settler};
-use crate::config::{BackendKind, Config, PaymentsMode};
+use crate::backoff::Backoff;
+use crate::config::{BackendKind, Config};
 use crate::ctx::NodeCtx;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 use crate::jobs::JobStore;
 use crate::node::{run_router, Handlers};
-use crate::paid::{self, Chain, PaidProvider, PaidRequester, PaymentsSetupError};
-use crate::payment::{PaymentsStatus, ProviderPayments, RequesterPayments, Unpaid};
-use crate::payment_switch::SwitchablePayments;
+use crate::paid::PaymentsSetupError;
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -102,122 +100,6 @@ pub fn backend_from_config(config: &Config) -> anyhow::Result<Arc<dyn Backend>> 
     })
 }
 
-/// The paid flow's parts, connected.
-struct Payments {
-    requester: Arc<dyn RequesterPayments>,
-    provider: Arc<dyn ProviderPayments>,
-    watcher: JoinHandle<()>,
-}
-
-/// What the paid flow needs from outside the node, checked before anything starts: the
-/// escrow (this repository's, see [`crate::chain::escrow_code`]) with this node's wallet,
-/// and the settler when the node delegates.
-struct PaidSetup {
-    chain: Arc<Chain>,
-    settler: Option<Arc<dyn Settler>>,
-}
-
-/// Check and connect the paid flow's outside parts.
-async fn prepare_payments(
-    config: &Config,
-    settings: &ChainSettings,
-) -> Result<PaidSetup, PaymentsSetupError> {
-    if !cfg!(feature = "prover") && config.node.role.provides() {
-        return Err(PaymentsSetupError::NoProver);
-    }
-    let chain = Arc::new(Chain::connect(settings).await?);
-    let settler = if config.node.role.requests() {
-        Some(paid::connect_settler(config).await?)
-    } else {
-        None
-    };
-    Ok(PaidSetup { chain, settler })
-}
-
-/// The first retry of a paid setup that failed for a passing reason, under `auto`.
-const PAYMENTS_RETRY_FIRST: Duration = Duration::from_secs(1);
-
-/// The longest wait between retries of the paid setup.
-const PAYMENTS_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Decide whether this run is paid. `EDGENT_PAYMENTS=on` with a setup that cannot pay is
-/// an error (a [`PaymentsSetupError`]); under `auto` the daemon runs unpaid and the
-/// configuration it returns says why. When that cause may pass (the RPC endpoint is down),
-/// the third value is the configuration to retry the paid setup with.
-async fn decide_payments(
-    mut config: Config,
-) -> Result<(Config, Option<PaidSetup>, Option<Config>), PaymentsSetupError> {
-    let Some(settings) = config.chain.clone() else {
-        if let Some(reason) = &config.payments_off_reason {
-            tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
-        }
-        return Ok((config, None, None));
-    };
-    match prepare_payments(&config, &settings).await {
-        Ok(setup) => Ok((config, Some(setup), None)),
-        Err(e) if config.payments_mode == PaymentsMode::Auto => {
-            let retry = e.is_transient().then(|| config.clone());
-            tracing::warn!(reason = %e, retrying = retry.is_some(), "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
-            config.payments = false;
-            config.chain = None;
-            config.payments_off_reason = Some(e.to_string());
-            Ok((config, None, retry))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Under `auto`, after a paid setup failed for a passing reason: try it again with
-/// backoff (1 s doubling to 30 s) until it works, then switch `switch` to the paid flow
-/// and mark `status` active; a cause that will not pass ends the retries. Runs the payment
-/// watcher once paid, so it ends with the daemon.
-async fn retry_payments(
-    ctx: Arc<NodeCtx>,
-    wanted: Config,
-    switch: Arc<SwitchablePayments>,
-    status: Arc<PaymentsStatus>,
-    cancel: CancellationToken,
-) {
-    let Some(settings) = wanted.chain.clone() else {
-        return;
-    };
-    let mut delay = PAYMENTS_RETRY_FIRST;
-    let mut attempt: u32 = 0;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        attempt += 1;
-        match prepare_payments(&wanted, &settings).await {
-            Ok(setup) => {
-                let chain = setup.chain.clone();
-                let paid = start_payments(&ctx, setup, &cancel);
-                switch.switch_to(paid.requester, paid.provider);
-                status.activate(chain);
-                tracing::info!(
-                    attempt,
-                    "EDGENT_PAYMENTS=auto: the paid setup works now; payments are ON"
-                );
-                if let Err(e) = paid.watcher.await {
-                    tracing::error!(error = %e, "the payment watcher stopped");
-                }
-                return;
-            }
-            Err(e) if e.is_transient() => {
-                delay = (delay * 2).min(PAYMENTS_RETRY_MAX);
-                tracing::warn!(reason = %e, attempt, retry_in_s = delay.as_secs(), "EDGENT_PAYMENTS=auto: the paid setup still fails; jobs run unpaid");
-                status.set_unpaid(e.to_string(), true);
-            }
-            Err(e) => {
-                tracing::warn!(reason = %e, attempt, "EDGENT_PAYMENTS=auto: the paid setup cannot work as configured; jobs run unpaid (no more retries)");
-                status.set_unpaid(e.to_string(), false);
-                return;
-            }
-        }
-    }
-}
-
 /// Whether a start-up error is a configuration that cannot work (exit with
 /// [`crate::config::EX_CONFIG`], which the systemd unit does not restart on), rather than
 /// something a later try may get past (an RPC endpoint that is down).
@@ -230,67 +112,10 @@ pub fn is_config_error(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Start the paid flow on its checked setup: the provider and requester sides, the prover's
-/// warm-up, and the payment watcher, which also resumes what a previous run left open.
-fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationToken) -> Payments {
-    let config = &ctx.config;
-    let chain = setup.chain;
-    let provider = PaidProvider::new(ctx.clone(), chain.clone());
-    #[cfg(feature = "prover")]
-    if config.node.role.provides() {
-        // Build the prover's tables, and the parts of a proof that depend on this node's key
-        // alone, now rather than in the first paid job.
-        let key = ctx.endpoint.me().0;
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            match crate::zk::warm_up_for_key(&key) {
-                Ok(()) => tracing::debug!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "prover warmed up"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "the prover does not work: paid jobs will not be proved")
-                }
-            }
-        });
-    }
-    let requester = setup.settler.map(|settler| {
-        tracing::info!(
-            settler = settler.name(),
-            "paid requests settle through this settler"
-        );
-        PaidRequester::new(ctx.clone(), chain.clone(), settler)
-    });
-    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id, "payments on");
-    if config.provider.tamper_output() {
-        tracing::warn!(
-            "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
-        );
-    }
-    let watcher = tokio::spawn(paid::watch::run(
-        ctx.jobs.clone(),
-        chain,
-        requester.clone(),
-        config.node.role.provides().then(|| provider.clone()),
-        config.paid.payment_tick,
-        config.paid.payment_tick * 10,
-        cancel.clone(),
-    ));
-    let req: Arc<dyn RequesterPayments> = match requester {
-        Some(r) => r,
-        None => Arc::new(Unpaid),
-    };
-    Payments {
-        requester: req,
-        provider,
-        watcher,
-    }
-}
-
 /// Wait until the AXL API answers `/topology`, returning our own key.
 async fn wait_for_axl(transport: &dyn Transport, timeout: Duration) -> anyhow::Result<PeerKey> {
     let start = Instant::now();
-    let mut delay = Duration::from_millis(20);
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
         match transport.topology().await {
             Ok(t) => {
@@ -301,8 +126,9 @@ async fn wait_for_axl(transport: &dyn Transport, timeout: Duration) -> anyhow::R
                 anyhow::bail!("AXL API did not answer within {timeout:?}: {e}");
             }
             Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
+                if let Some(delay) = backoff.next() {
+                    tokio::time::sleep(delay).await;
+                }
             }
         }
     }
@@ -317,18 +143,8 @@ impl Daemon {
         let cancel = CancellationToken::new();
         // Before anything is spawned: a setup that cannot pay stops here (or, under
         // EDGENT_PAYMENTS=auto, turns payments off with its reason).
-        let (config, paid_setup, retry_with) = decide_payments(config).await?;
-        let payments_status = Arc::new(match &paid_setup {
-            Some(setup) => PaymentsStatus::active(config.payments_mode, setup.chain.clone()),
-            None => {
-                PaymentsStatus::inactive(config.payments_mode, config.payments_off_reason.clone())
-            }
-        });
-        if retry_with.is_some() {
-            if let Some(reason) = config.payments_off_reason.clone() {
-                payments_status.set_unpaid(reason, true);
-            }
-        }
+        let (config, payments) = crate::paid::setup::decide(config).await?;
+        let payments_status = payments.status.clone();
         let jobs = Arc::new(
             JobStore::open(&config.node.data_dir)
                 .with_context(|| format!("EDGENT_DATA_DIR {}", config.node.data_dir.display()))?,
@@ -394,29 +210,13 @@ impl Daemon {
             recv_stats.clone(),
         ));
         let mut tasks = Vec::new();
-        let (req_pay, prov_pay): (Arc<dyn RequesterPayments>, Arc<dyn ProviderPayments>) =
-            if let Some(setup) = paid_setup {
-                let paid = start_payments(&ctx, setup, &cancel);
-                tasks.push(paid.watcher);
-                (paid.requester, paid.provider)
-            } else if let Some(wanted) = retry_with {
-                let switch = Arc::new(SwitchablePayments::unpaid());
-                tasks.push(tokio::spawn(retry_payments(
-                    ctx.clone(),
-                    wanted,
-                    switch.clone(),
-                    payments_status.clone(),
-                    cancel.clone(),
-                )));
-                (switch.clone(), switch)
-            } else {
-                (Arc::new(Unpaid), Arc::new(Unpaid))
-            };
-        let provider = Arc::new(Provider::new(ctx.clone(), backend, prov_pay.clone()));
+        let (payments, payments_task) = payments.start(&ctx, &cancel);
+        tasks.extend(payments_task);
+        let provider = Arc::new(Provider::new(ctx.clone(), backend, payments.clone()));
         if config.node.role.provides() {
             provider.refresh_models().await;
         }
-        let requester = Arc::new(Requester::new(ctx.clone(), req_pay.clone()));
+        let requester = Arc::new(Requester::new(ctx.clone(), payments.clone()));
 
         let (tx, rx) = mpsc::channel(RECV_CHANNEL_CAPACITY);
         tasks.push(spawn_recv_loop(
@@ -428,8 +228,7 @@ impl Daemon {
         let handlers = Handlers {
             requester: requester.clone(),
             provider: provider.clone(),
-            requester_payments: req_pay,
-            provider_payments: prov_pay,
+            payments,
         };
         tasks.push(tokio::spawn(run_router(
             ctx.clone(),

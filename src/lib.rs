@@ -36,7 +36,8 @@
 //! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`payment`]: the seams where the paid flow plugs in (off: [`payment::Unpaid`]).
+//! - [`paid`]: money: the seams the requester, provider and router call (off:
+//!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
 //! - [`shutdown`]: the one shutdown signal every task obeys.
 //! - [`backoff`]: the one back-off schedule of every retry loop (below every other module).
 //! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
@@ -64,8 +65,6 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod paid;
-pub mod payment;
-pub mod payment_switch;
 pub mod protocol;
 pub mod provider;
 pub mod request;

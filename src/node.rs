@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::axl::Inbound;
 use crate::ctx::NodeCtx;
-use crate::payment::{ProviderPayments, RequesterPayments};
+use crate::paid::PaymentSwitch;
 use crate::protocol::{Ack, DropReason, Envelope, Message};
 use crate::provider::Provider;
 use crate::requester::Requester;
@@ -22,10 +22,9 @@ pub struct Handlers {
     pub requester: Arc<Requester>,
     /// Discovery requests and tasks from others.
     pub provider: Arc<Provider>,
-    /// Payment requests for our delegations.
-    pub requester_payments: Arc<dyn RequesterPayments>,
-    /// Payment confirmations for the jobs we served.
-    pub provider_payments: Arc<dyn ProviderPayments>,
+    /// Payment requests for our delegations, and payment confirmations for the jobs we
+    /// served: to the side in use now.
+    pub payments: Arc<PaymentSwitch>,
 }
 
 /// Decode and dispatch incoming messages until cancelled or the channel closes.
@@ -120,9 +119,12 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         Message::TaskError(m) => h.requester.on_task_error(&from, m),
         Message::TaskChunk(m) => h.requester.on_task_chunk(&from, m),
         Message::TaskCancel(m) => h.provider.on_task_cancel(&from, m),
-        Message::PaymentRequest(m) => h.requester_payments.on_payment_request(&from, *m).await,
+        Message::PaymentRequest(m) => {
+            let p = h.payments.requester();
+            p.on_payment_request(&from, *m).await
+        }
         Message::PaymentConfirmed(m) => {
-            let p = h.provider_payments.clone();
+            let p = h.payments.provider();
             spawn_bounded(
                 ctx,
                 &from,

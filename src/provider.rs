@@ -19,7 +19,7 @@ use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
 use crate::mesh::heartbeat::spawn_beats;
 use crate::mesh::queue::{Admission, JobQueue};
-use crate::payment::ProviderPayments;
+use crate::paid::PaymentSwitch;
 use crate::protocol::{
     BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
     TaskResult, Usage,
@@ -50,7 +50,7 @@ pub struct BackendStatus {
 pub struct Provider {
     ctx: Arc<NodeCtx>,
     backend: Arc<dyn Backend>,
-    payments: Arc<dyn ProviderPayments>,
+    payments: Arc<PaymentSwitch>,
     queue: Arc<JobQueue>,
     status: RwLock<BackendStatus>,
     /// Running jobs their requester may cancel (see [`crate::stream`]).
@@ -73,11 +73,7 @@ pub fn free_memory_mb() -> u64 {
 
 impl Provider {
     /// A provider over the shared node state.
-    pub fn new(
-        ctx: Arc<NodeCtx>,
-        backend: Arc<dyn Backend>,
-        payments: Arc<dyn ProviderPayments>,
-    ) -> Self {
+    pub fn new(ctx: Arc<NodeCtx>, backend: Arc<dyn Backend>, payments: Arc<PaymentSwitch>) -> Self {
         let status = BackendStatus {
             backend: backend.name().to_string(),
             ..Default::default()
@@ -204,7 +200,7 @@ impl Provider {
             request_id,
             node_id: self.ctx.endpoint.me(),
             ens: self.ctx.config.node.ens_name.clone(),
-            wallet: self.payments.wallet(),
+            wallet: self.payments.provider().wallet(),
             models: st.models,
             free_memory_mb: free_memory_mb(),
             price: self.ctx.config.provider.price_units,
@@ -341,7 +337,12 @@ impl Provider {
         // The stake, before the task takes a slot or a place in the queue, so an unpaid task
         // costs neither (a paid provider's `paid::gate` also bounds the RPC calls it costs).
         // No money moves here: an authorized stake is made once the task holds a slot.
-        let check = match self.payments.check_stake(&requester, &task).await {
+        let check = match self
+            .payments
+            .provider()
+            .check_stake(&requester, &task)
+            .await
+        {
             Ok(c) => c,
             Err(refusal) => {
                 return self
@@ -390,7 +391,12 @@ impl Provider {
                 }
             }
         };
-        let payment = match self.payments.take_stake(&requester, &task, check).await {
+        let payment = match self
+            .payments
+            .provider()
+            .take_stake(&requester, &task, check)
+            .await
+        {
             Ok(p) => p,
             Err(refusal) => {
                 return self
@@ -411,6 +417,7 @@ impl Provider {
         rec.payment = payment;
         if let Err(e) = self.ctx.jobs.insert(&rec) {
             self.payments
+                .provider()
                 .decline(&task, "the job could not be recorded")
                 .await;
             return self
@@ -491,6 +498,7 @@ impl Provider {
                 if sent.is_ok() {
                     tracing::info!(job = %task.job_id, inference_ms, "result delivered");
                     self.payments
+                        .provider()
                         .after_delivery(&requester, &task, &out.text)
                         .await;
                 }
@@ -518,7 +526,7 @@ impl Provider {
                 if let Err(e) = res {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }
-                self.payments.decline(&task, &message).await;
+                self.payments.provider().decline(&task, &message).await;
                 self.reply_error(&requester, &task, code, message).await;
             }
         }

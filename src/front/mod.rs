@@ -42,7 +42,8 @@ use crate::ctx::NodeCtx;
 use crate::requester::Requester;
 
 use self::local::{Local, Offload};
-use self::offload::{AgentRequest, Api, MeshAnswer, MeshEvent};
+use self::offload::{AgentRequest, Api};
+use crate::requester::events::{MeshAnswer, MeshEvent};
 
 /// `X-Edgent-Ran-On: local|mesh`.
 pub const RAN_ON: HeaderName = HeaderName::from_static("x-edgent-ran-on");
@@ -360,7 +361,7 @@ pub async fn delegate_ndjson(
         job_id,
         provider,
         events,
-    } = offload::start(requester, req, true).await?;
+    } = crate::requester::events::start(requester, req, true).await?;
     let body = events.map(|ev| -> Result<Bytes, std::convert::Infallible> {
         let v = match ev {
             MeshEvent::Delta(d) => json!({"delta": d}),

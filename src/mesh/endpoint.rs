@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::axl::recv::RecvStats;
 use crate::axl::{AxlError, PeerKey, Topology, Transport};
-use crate::mesh::reliable::{Backoff, Delivery, Undelivered};
+use crate::backoff::Backoff;
+use crate::mesh::reliable::{Delivery, Undelivered};
 use crate::mesh::settings::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::protocol::Message;

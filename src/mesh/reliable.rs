@@ -5,7 +5,7 @@
 //! payment_request, payment_confirmed) carry a fresh `msg_id`. The receiver answers each
 //! with an `ack` (even a duplicate: the first ack may be the one that was lost) and
 //! handles it only the first time it sees `(sender, msg_id)` ([`Dedupe`]). The sender
-//! sends again on the [`Backoff`] schedule until the ack comes or its deadline passes
+//! sends again on the [`crate::backoff::Backoff`] schedule until the ack comes or its deadline passes
 //! ([`PendingAcks`] wakes it).
 
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 use crate::axl::PeerKey;
 /// The resend schedule; it lives in [`crate::backoff`], shared with every retry loop.
-pub use crate::backoff::Backoff;
 
 /// Most `(sender, msg_id)` pairs remembered for de-duplication.
 pub const DEDUPE_CAPACITY: usize = 65_536;

@@ -18,9 +18,10 @@
 //! `serve`), so an unstaked task never holds a slot.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::axl::identity::YggAddress;
@@ -66,10 +67,6 @@ pub struct OverBudget {
     pub per_min: u32,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl StakeGate {
     /// A gate giving each peer `burst` unpaid tasks, refilled at `per_min` a minute.
     pub fn new(burst: u32, per_min: u32) -> Arc<Self> {
@@ -109,7 +106,7 @@ impl StakeGate {
         loop {
             let now = Instant::now();
             let done = {
-                let mut m = lock(&self.peers);
+                let mut m = self.peers.lock();
                 if !m.contains_key(&addr) && m.len() >= MAX_TRACKED_PEERS {
                     m.retain(|_, b| b.in_flight > 0 || !b.bucket.is_full(now));
                     if m.len() >= MAX_TRACKED_PEERS {
@@ -139,7 +136,7 @@ impl StakeGate {
     /// offline refusal, or a stake that failed after admission).
     pub fn charge(&self, peer: &PeerKey) {
         let now = Instant::now();
-        let mut m = lock(&self.peers);
+        let mut m = self.peers.lock();
         if !m.contains_key(&peer.address()) && m.len() >= MAX_TRACKED_PEERS {
             return;
         }
@@ -150,7 +147,7 @@ impl StakeGate {
     }
 
     fn leave(&self, peer: &YggAddress, paid: bool) {
-        let mut m = lock(&self.peers);
+        let mut m = self.peers.lock();
         if let Some(b) = m.get_mut(peer) {
             b.in_flight = b.in_flight.saturating_sub(1);
             if paid {
@@ -162,7 +159,7 @@ impl StakeGate {
 
     /// The stake read for `job` within the last [`STAKE_TTL`], if any.
     pub fn cached_stake(&self, job: &JobId) -> Option<StakeInfo> {
-        let m = lock(&self.stakes);
+        let m = self.stakes.lock();
         m.get(job)
             .filter(|(at, _)| at.elapsed() < STAKE_TTL)
             .map(|(_, s)| s.clone())
@@ -170,7 +167,7 @@ impl StakeGate {
 
     /// Keep a stake read for `job`.
     pub fn cache_stake(&self, job: JobId, info: StakeInfo) {
-        let mut m = lock(&self.stakes);
+        let mut m = self.stakes.lock();
         if m.len() >= MAX_CACHED_STAKES {
             m.retain(|_, (at, _)| at.elapsed() < STAKE_TTL);
             if m.len() >= MAX_CACHED_STAKES {
@@ -182,12 +179,14 @@ impl StakeGate {
 
     /// The chain's time read within the last [`CLOCK_TTL`], if any.
     pub fn cached_chain_time(&self) -> Option<u64> {
-        lock(&self.clock).and_then(|(at, t)| (at.elapsed() < CLOCK_TTL).then_some(t))
+        self.clock
+            .lock()
+            .and_then(|(at, t)| (at.elapsed() < CLOCK_TTL).then_some(t))
     }
 
     /// Keep a reading of the chain's time.
     pub fn cache_chain_time(&self, t: u64) {
-        *lock(&self.clock) = Some((Instant::now(), t));
+        *self.clock.lock() = Some((Instant::now(), t));
     }
 }
 

@@ -11,6 +11,10 @@
 //!   submit, claim, and resuming whatever a restart interrupted.
 //! - [`gate`]: the provider's per-peer budget of unpaid tasks and its cache of stake reads,
 //!   so a flood of unstaked tasks costs neither RPC calls nor job slots.
+//! - [`verify`]: the checks of a provider's `payment_request` before money moves.
+//! - [`seams`]: the traits the requester, provider and router call ([`Unpaid`] when
+//!   payments are off), [`switch`] the handle that says which side is in use, [`status`]
+//!   what `/status` shows, and [`setup`] how the daemon decides and starts the paid flow.
 //!
 //! The chain is the source of truth: before any money step the stake is read back with
 //! `getStake`, so a retried or resumed step never pays twice or pays after a refund.
@@ -18,11 +22,18 @@
 pub mod gate;
 pub mod provider;
 pub mod requester;
+pub mod seams;
+pub mod setup;
+pub mod status;
+pub mod switch;
+pub mod verify;
 pub mod watch;
 pub mod x402;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
@@ -38,6 +49,12 @@ use crate::protocol::{self, JobId};
 
 pub use provider::PaidProvider;
 pub use requester::PaidRequester;
+pub use seams::{
+    Begin, BeginError, Begun, PayProgress, PaymentError, ProviderPayments, RequesterPayments,
+    StakeCheck, StakeRefusal, Unpaid,
+};
+pub use status::PaymentsStatus;
+pub use switch::PaymentSwitch;
 
 /// The escrow's `CLAIM_DELAY`: a provider may claim this long after submitting.
 pub const CLAIM_DELAY_SECS: u64 = 3600;
@@ -321,7 +338,7 @@ pub struct BusyGuard {
 impl Busy {
     /// Take the job, or `None` when another step holds it.
     pub fn try_take(self: &Arc<Self>, job: JobId) -> Option<BusyGuard> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.0.lock();
         s.insert(job).then(|| BusyGuard {
             set: self.clone(),
             job,
@@ -331,10 +348,6 @@ impl Busy {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.set
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.job);
+        self.set.0.lock().remove(&self.job);
     }
 }

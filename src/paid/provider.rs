@@ -16,7 +16,7 @@ use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
-use crate::payment::{ProviderPayments, StakeCheck, StakeRefusal};
+use crate::paid::{ProviderPayments, StakeCheck, StakeRefusal};
 use crate::protocol::{JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskResult};
 
 /// Longest a task waits for its peer's other stake checks at the gate.

@@ -15,7 +15,7 @@
 //! `msg_id` is handled and not acknowledged. The other way round, a peer that never acks
 //! (the previous release decoded strictly and refuses a `msg_id`, an `announce`, an
 //! `ack` and a `heartbeat` as unknown) only costs the resends bounded by their deadline:
-//! [`crate::ctx::NodeCtx::send_acked`] stops at its `until`, a background resend after
+//! [`crate::mesh::Endpoint::send_acked`] stops at its `until`, a background resend after
 //! `RELIABLE_WINDOW_MS`, and a provider that never acks its task is given up after the
 //! heartbeat window and the job moves to the next provider. So the previous release and
 //! this one do not work together (upgrade every node), but neither waits out a deadline

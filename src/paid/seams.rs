@@ -1,19 +1,26 @@
 //! The seams where money enters delegation. With `EDGENT_PAYMENTS=off` (a trusted fleet)
-//! both sides use [`Unpaid`]; the paid flow ([`crate::paid`]) implements the same traits, so
-//! the router and the delegation flows do not change shape when payments are switched on.
+//! both sides use [`Unpaid`]; the paid flow ([`super::PaidRequester`],
+//! [`super::PaidProvider`]) implements the same traits, so the router and the delegation
+//! flows do not change shape when payments are switched on.
+//!
+//! The requester calls its side at three fixed points of each attempt: [`RequesterPayments::begin`]
+//! before the task is sent, [`RequesterPayments::end`] when the attempt failed, and
+//! [`RequesterPayments::settle`] once a provider answered.
+
+use std::time::Instant;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
 
 use alloy::primitives::Address;
 
 use crate::axl::PeerKey;
 use crate::chain::{EscrowError, StakeStatus};
-use crate::jobs::{JobError, PaymentRecord};
+use crate::jobs::{JobError, JobRecord, PaymentRecord};
+use crate::mesh::attempts::AttemptOutcome;
 use crate::protocol::{
     JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
 };
-use crate::request::AttemptStake;
+use crate::request::{AttemptStake, DelegateError, ValidRequest, WaitFor};
 
 /// Why a requester could not lock payment for a job, by cause.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,16 @@ pub enum PaymentError {
     /// land, and the payment watcher finds out from the escrow and unwinds it.
     #[error("stake failed: {0}")]
     StakeUncertain(#[source] EscrowError),
+    /// The agent's deadline is nearer than a stake this node sends takes to land: no stake
+    /// is made.
+    #[error("the deadline is closer than a stake takes to land ({wait_ms} ms): no stake was made")]
+    LandsTooLate {
+        /// How long this node's recent stakes took to land, at most.
+        wait_ms: u64,
+    },
+    /// The failed-over attempt's fresh job could not be recorded; nothing is locked.
+    #[error("{0}")]
+    NewJob(#[source] JobError),
 }
 
 impl PaymentError {
@@ -55,6 +72,58 @@ impl PaymentError {
     }
 }
 
+impl From<PaymentError> for DelegateError {
+    /// What the agent is told when a delegation ends on a payment error: a stake that would
+    /// land too late is the deadline's fault, a job that could not be recorded ours, and
+    /// the rest a failed payment (402).
+    fn from(e: PaymentError) -> Self {
+        match e {
+            PaymentError::LandsTooLate { .. } => DelegateError::Deadline(e.to_string()),
+            PaymentError::NewJob(e) => DelegateError::Internal(e.to_string()),
+            e => DelegateError::Payment(e.to_string()),
+        }
+    }
+}
+
+/// Where one attempt of a delegation starts, for [`RequesterPayments::begin`].
+pub struct Begin<'a> {
+    /// The job id the delegation runs under now.
+    pub job_id: JobId,
+    /// Whether an attempt already ran under `job_id` (a paid attempt then needs a fresh
+    /// job id: a stake names one job and one provider).
+    pub tried: bool,
+    /// The chosen provider's ad.
+    pub ad: &'a ResourceAd,
+    /// The agent's request.
+    pub req: &'a ValidRequest,
+    /// When the agent stops waiting.
+    pub deadline: Instant,
+    /// The same, unix milliseconds.
+    pub deadline_ms: u64,
+    /// How long discovery took, for a fresh job's record.
+    pub discover_ms: u64,
+}
+
+/// What [`RequesterPayments::begin`] made of an attempt.
+#[derive(Debug)]
+pub struct Begun {
+    /// The job id the attempt runs under.
+    pub job_id: JobId,
+    /// The stake the task carries; `None` when jobs are not paid.
+    pub stake: Option<StakeRef>,
+}
+
+/// Why [`RequesterPayments::begin`] failed, and the job id the delegation runs under since.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct BeginError {
+    /// The job id the delegation runs under (a fresh one when the failover was recorded).
+    pub job_id: JobId,
+    /// The cause.
+    #[source]
+    pub error: PaymentError,
+}
+
 /// What a provider's [`ProviderPayments::check_stake`] found, for
 /// [`ProviderPayments::take_stake`] once the task holds a slot.
 pub enum StakeCheck {
@@ -65,7 +134,7 @@ pub enum StakeCheck {
     Staked(Box<PaymentRecord>),
     /// The requester's authorization, checked offline and funded: this provider submits it
     /// as the stake once the task has a slot.
-    Authorized(Box<crate::paid::provider::Authorized>),
+    Authorized(Box<super::provider::Authorized>),
 }
 
 /// Why a provider refuses a task's stake before any work, by cause; [`StakeRefusal::code`]
@@ -150,7 +219,7 @@ pub enum StakeRefusal {
     NoAuthorizations(#[source] EscrowError),
     /// The authorization is malformed or not signed for these terms (checked offline).
     #[error(transparent)]
-    Authorization(#[from] crate::paid::AuthorizationRefused),
+    Authorization(#[from] super::AuthorizationRefused),
     /// Submitting the authorization as the stake failed.
     #[error("the stake could not be made: {0}")]
     StakeFailed(#[source] EscrowError),
@@ -165,7 +234,7 @@ pub enum StakeRefusal {
     },
     /// The peer has spent its budget of unpaid tasks: refused without asking the chain.
     #[error(transparent)]
-    OverBudget(#[from] crate::paid::gate::OverBudget),
+    OverBudget(#[from] super::gate::OverBudget),
     /// This node takes no stake authorizations.
     #[error("this provider takes no stake authorizations")]
     AuthorizationsUnsupported,
@@ -221,41 +290,40 @@ pub enum PayProgress {
     SettleFailed(String),
 }
 
-/// What a requester does about money.
+/// What a requester does about money: three fixed points of each attempt, and the
+/// messages about money the router hands it.
 #[async_trait]
 pub trait RequesterPayments: Send + Sync + 'static {
     /// Whether jobs are paid (ads without a wallet are then skipped).
     fn paid(&self) -> bool;
-    /// Lock payment for `job_id` with the chosen provider before the task is sent;
-    /// `None` when jobs are not paid. `deadline_ms` is when the agent stops waiting.
-    async fn stake(
+    /// Before the task is sent to the chosen provider: the job id the attempt runs under
+    /// (a fresh one for a paid failover, the failed attempt's record pointing to it) and
+    /// the stake locked for it. A [`PaymentError::is_provider_fault`] error means the next
+    /// provider may be tried.
+    async fn begin(&self, attempt: &Begin<'_>) -> Result<Begun, BeginError>;
+    /// The attempt under `job_id` at `provider` failed with `outcome`: tell a provider that
+    /// may only look dead to stop, read what became of the stake from the chain, record it,
+    /// and say it for the answer's `attempts`. `None` when jobs are not paid.
+    async fn end(
         &self,
         job_id: &JobId,
-        ad: &ResourceAd,
-        deadline_ms: u64,
-    ) -> Result<Option<StakeRef>, PaymentError>;
-    /// The job's result is recorded: start verifying once its proof is here. Returns the
-    /// progress to wait on, or `None` when the job is not paid.
-    async fn on_result(&self, job_id: &JobId) -> Option<watch::Receiver<PayProgress>>;
+        provider: &PeerKey,
+        outcome: AttemptOutcome,
+    ) -> Option<AttemptStake>;
+    /// The job's result is recorded: wait until its proof checks (or, with
+    /// [`WaitFor::Settled`], the stake is released), then give the job's record. `None`
+    /// when jobs are not paid.
+    async fn settle(
+        &self,
+        job_id: &JobId,
+        wait: WaitFor,
+        deadline: Instant,
+    ) -> Result<Option<JobRecord>, DelegateError>;
     /// A result that no delegation waits for (after a timeout or a restart). Returns
     /// whether it was taken.
     async fn on_late_result(&self, from: &PeerKey, result: TaskResult) -> bool;
     /// A provider asks to be paid for a job.
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest);
-    /// How many times a provider's proof has failed here (it is ranked down).
-    fn disputes(&self, provider: &PeerKey) -> u32;
-    /// A paid attempt under `job_id` failed (its provider declined, failed, died or never
-    /// answered): read what became of its stake from the chain, record it, and say it for
-    /// the answer's `attempts`. `None` when jobs are not paid.
-    async fn attempt_failed(&self, _job_id: &JobId) -> Option<AttemptStake> {
-        None
-    }
-    /// How long a stake this node sends itself (`STAKE_MODE=approve`) may take to land,
-    /// when known: no stake is sent with less time left before the agent's deadline.
-    /// `None` when the provider submits the stake, or nothing is measured yet.
-    fn own_stake_wait(&self) -> Option<std::time::Duration> {
-        None
-    }
 }
 
 /// What a provider does about money.
@@ -272,22 +340,16 @@ pub trait ProviderPayments: Send + Sync + 'static {
     /// with the job (`None` when jobs are not paid).
     async fn take_stake(
         &self,
-        _from: &PeerKey,
-        _task: &Task,
+        from: &PeerKey,
+        task: &Task,
         check: StakeCheck,
-    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
-        match check {
-            StakeCheck::Unpaid => Ok(None),
-            StakeCheck::Staked(p) => Ok(Some(*p)),
-            StakeCheck::Authorized(_) => Err(StakeRefusal::AuthorizationsUnsupported),
-        }
-    }
+    ) -> Result<Option<PaymentRecord>, StakeRefusal>;
     /// The result was delivered: prove it and ask for payment.
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str);
     /// The task was accepted (its stake checked or made) but cannot be served after all
     /// (inference failed, model gone, busy, cancelled): give the requester its money back
     /// now (the escrow's `decline`) instead of at the deadline. `reason` is for the log.
-    async fn decline(&self, _task: &Task, _reason: &str) {}
+    async fn decline(&self, task: &Task, reason: &str);
     /// The requester says it paid.
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed);
 }
@@ -301,25 +363,28 @@ impl RequesterPayments for Unpaid {
     fn paid(&self) -> bool {
         false
     }
-    async fn stake(
+    async fn begin(&self, attempt: &Begin<'_>) -> Result<Begun, BeginError> {
+        Ok(Begun {
+            job_id: attempt.job_id,
+            stake: None,
+        })
+    }
+    async fn end(&self, _: &JobId, _: &PeerKey, _: AttemptOutcome) -> Option<AttemptStake> {
+        None
+    }
+    async fn settle(
         &self,
         _: &JobId,
-        _: &ResourceAd,
-        _: u64,
-    ) -> Result<Option<StakeRef>, PaymentError> {
+        _: WaitFor,
+        _: Instant,
+    ) -> Result<Option<JobRecord>, DelegateError> {
         Ok(None)
-    }
-    async fn on_result(&self, _: &JobId) -> Option<watch::Receiver<PayProgress>> {
-        None
     }
     async fn on_late_result(&self, _: &PeerKey, _: TaskResult) -> bool {
         false
     }
     async fn on_payment_request(&self, from: &PeerKey, req: PaymentRequest) {
         tracing::warn!(from = %from.short(), job = %req.job_id, "payment_request ignored: payments are off");
-    }
-    fn disputes(&self, _: &PeerKey) -> u32 {
-        0
     }
 }
 
@@ -331,136 +396,21 @@ impl ProviderPayments for Unpaid {
     async fn check_stake(&self, _: &PeerKey, _: &Task) -> Result<StakeCheck, StakeRefusal> {
         Ok(StakeCheck::Unpaid)
     }
+    async fn take_stake(
+        &self,
+        _: &PeerKey,
+        _: &Task,
+        check: StakeCheck,
+    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+        match check {
+            StakeCheck::Unpaid => Ok(None),
+            StakeCheck::Staked(p) => Ok(Some(*p)),
+            StakeCheck::Authorized(_) => Err(StakeRefusal::AuthorizationsUnsupported),
+        }
+    }
     async fn after_delivery(&self, _: &PeerKey, _: &Task, _: &str) {}
+    async fn decline(&self, _: &Task, _: &str) {}
     async fn on_payment_confirmed(&self, from: &PeerKey, msg: PaymentConfirmed) {
         tracing::warn!(from = %from.short(), job = %msg.job_id, "payment_confirmed ignored: payments are off");
-    }
-}
-
-/// How long `/status` reuses the wallet's balances before reading them again, so polling
-/// the dashboard does not turn into RPC calls.
-const BALANCES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Whether this daemon's jobs are paid, and why not when they are not: what `/status` and
-/// the dashboard show as `payments`. Under `EDGENT_PAYMENTS=auto` it can turn active while
-/// the daemon runs (see [`crate::payment_switch`]).
-pub struct PaymentsStatus {
-    /// `EDGENT_PAYMENTS` as set.
-    pub mode: crate::config::PaymentsMode,
-    state: std::sync::RwLock<StatusState>,
-    cache: tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
-}
-
-#[derive(Clone, Default)]
-struct StatusState {
-    active: bool,
-    reason: Option<String>,
-    retrying: bool,
-    chain: Option<std::sync::Arc<crate::paid::Chain>>,
-}
-
-impl PaymentsStatus {
-    /// Payments active through `chain`.
-    pub fn active(
-        mode: crate::config::PaymentsMode,
-        chain: std::sync::Arc<crate::paid::Chain>,
-    ) -> PaymentsStatus {
-        let s = Self::inactive(mode, None);
-        s.activate(chain);
-        s
-    }
-
-    /// Payments off (`reason` says why when they were wanted).
-    pub fn inactive(mode: crate::config::PaymentsMode, reason: Option<String>) -> PaymentsStatus {
-        PaymentsStatus {
-            mode,
-            state: std::sync::RwLock::new(StatusState {
-                reason,
-                ..Default::default()
-            }),
-            cache: Default::default(),
-        }
-    }
-
-    fn state(&self) -> StatusState {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut StatusState)) {
-        f(&mut self.state.write().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    /// Whether jobs are paid now.
-    pub fn is_active(&self) -> bool {
-        self.state().active
-    }
-
-    /// Why payments are off, when they were wanted.
-    pub fn reason(&self) -> Option<String> {
-        self.state().reason
-    }
-
-    /// Payments became active through `chain` (the reason is cleared).
-    pub fn activate(&self, chain: std::sync::Arc<crate::paid::Chain>) {
-        self.update(|s| {
-            *s = StatusState {
-                active: true,
-                reason: None,
-                retrying: false,
-                chain: Some(chain),
-            }
-        });
-    }
-
-    /// Still unpaid: `reason` is the latest cause, and `retrying` whether the paid setup is
-    /// being tried again.
-    pub fn set_unpaid(&self, reason: String, retrying: bool) {
-        self.update(|s| {
-            s.reason = Some(reason);
-            s.retrying = retrying;
-        });
-    }
-
-    /// `{mode, active, reason, retrying, wallet, balances, balances_error}`; balances are
-    /// read at most every ten seconds.
-    pub async fn snapshot(&self) -> serde_json::Value {
-        let state = self.state();
-        let mut out = serde_json::json!({
-            "mode": self.mode.as_str(),
-            "active": state.active,
-            "reason": state.reason,
-            "retrying": state.retrying,
-        });
-        let Some(chain) = &state.chain else {
-            return out;
-        };
-        out["wallet"] = serde_json::json!(format!("{:#x}", chain.wallet));
-        out["escrow"] = serde_json::json!(chain.escrow_hex());
-        out["chain_id"] = serde_json::json!(chain.settings.chain_id);
-        let mut cache = self.cache.lock().await;
-        if let Some((at, v)) = cache.as_ref() {
-            if at.elapsed() < BALANCES_TTL {
-                out["balances"] = v.clone();
-                return out;
-            }
-        }
-        match crate::chain::wallet::balances(
-            chain.escrow.provider(),
-            chain.escrow.usdc_address(),
-            chain.wallet,
-        )
-        .await
-        {
-            Ok(b) => {
-                let v = serde_json::json!(b.view());
-                *cache = Some((std::time::Instant::now(), v.clone()));
-                out["balances"] = v;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read the wallet's balances");
-                out["balances_error"] = serde_json::json!(e.to_string());
-            }
-        }
-        out
     }
 }

@@ -1,0 +1,257 @@
+//! Deciding at start whether this daemon's jobs are paid, and starting the paid flow: the
+//! chain and settler checked before anything is spawned, then the provider and requester
+//! sides, the prover's warm-up and the payment watcher. Under `EDGENT_PAYMENTS=auto` a
+//! setup that failed for a passing reason is tried again in the background, and the
+//! [`PaymentSwitch`] turns to the paid flow once it works.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Chain, PaidProvider, PaidRequester, PaymentSwitch, PaymentsSetupError, PaymentsStatus,
+};
+use super::{ProviderPayments, RequesterPayments, Unpaid};
+use crate::backoff::Backoff;
+use crate::chain::{ChainSettings, Settler};
+use crate::config::{Config, PaymentsMode};
+use crate::ctx::NodeCtx;
+
+/// What [`decide`] found: the checked paid setup, or the configuration to retry it with, and
+/// what `/status` shows meanwhile.
+pub struct Decision {
+    setup: Option<PaidSetup>,
+    retry: Option<Config>,
+    /// Whether jobs are paid, as `/status` shows it.
+    pub status: Arc<PaymentsStatus>,
+}
+
+/// Decide whether this run is paid, before anything is spawned. `EDGENT_PAYMENTS=on` with a
+/// setup that cannot pay is an error (a [`PaymentsSetupError`]); under `auto` the daemon
+/// runs unpaid and the configuration returned says why (and the paid setup is retried in
+/// the background when the cause may pass).
+pub async fn decide(config: Config) -> Result<(Config, Decision), PaymentsSetupError> {
+    let (config, setup, retry) = decide_payments(config).await?;
+    let status = Arc::new(match &setup {
+        Some(setup) => PaymentsStatus::active(config.payments_mode, setup.chain.clone()),
+        None => PaymentsStatus::inactive(config.payments_mode, config.payments_off_reason.clone()),
+    });
+    if retry.is_some() {
+        if let Some(reason) = config.payments_off_reason.clone() {
+            status.set_unpaid(reason, true);
+        }
+    }
+    Ok((
+        config,
+        Decision {
+            setup,
+            retry,
+            status,
+        },
+    ))
+}
+
+impl Decision {
+    /// Start the payments decided: the paid flow at once, or unpaid (retrying the paid
+    /// setup in the background under `auto`). Returns the switch the requester, provider
+    /// and router read, and the task to wait for at shutdown.
+    pub fn start(
+        self,
+        ctx: &Arc<NodeCtx>,
+        cancel: &CancellationToken,
+    ) -> (Arc<PaymentSwitch>, Option<JoinHandle<()>>) {
+        if let Some(setup) = self.setup {
+            let paid = start_payments(ctx, setup, cancel);
+            let switch = Arc::new(PaymentSwitch::new(paid.requester, paid.provider));
+            (switch, Some(paid.watcher))
+        } else if let Some(wanted) = self.retry {
+            let switch = Arc::new(PaymentSwitch::unpaid());
+            let task = tokio::spawn(retry_payments(
+                ctx.clone(),
+                wanted,
+                switch.clone(),
+                self.status,
+                cancel.clone(),
+            ));
+            (switch, Some(task))
+        } else {
+            (Arc::new(PaymentSwitch::unpaid()), None)
+        }
+    }
+}
+
+/// The paid flow's parts, connected.
+struct Payments {
+    requester: Arc<dyn RequesterPayments>,
+    provider: Arc<dyn ProviderPayments>,
+    watcher: JoinHandle<()>,
+}
+
+/// What the paid flow needs from outside the node, checked before anything starts: the
+/// escrow (this repository's, see [`crate::chain::escrow_code`]) with this node's wallet,
+/// and the settler when the node delegates.
+struct PaidSetup {
+    chain: Arc<Chain>,
+    settler: Option<Arc<dyn Settler>>,
+}
+
+/// Check and connect the paid flow's outside parts.
+async fn prepare_payments(
+    config: &Config,
+    settings: &ChainSettings,
+) -> Result<PaidSetup, PaymentsSetupError> {
+    if !cfg!(feature = "prover") && config.node.role.provides() {
+        return Err(PaymentsSetupError::NoProver);
+    }
+    let chain = Arc::new(Chain::connect(settings).await?);
+    let settler = if config.node.role.requests() {
+        Some(super::connect_settler(config).await?)
+    } else {
+        None
+    };
+    Ok(PaidSetup { chain, settler })
+}
+
+/// The first retry of a paid setup that failed for a passing reason, under `auto`.
+const PAYMENTS_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between retries of the paid setup.
+const PAYMENTS_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Decide whether this run is paid. `EDGENT_PAYMENTS=on` with a setup that cannot pay is
+/// an error (a [`PaymentsSetupError`]); under `auto` the daemon runs unpaid and the
+/// configuration it returns says why. When that cause may pass (the RPC endpoint is down),
+/// the third value is the configuration to retry the paid setup with.
+async fn decide_payments(
+    mut config: Config,
+) -> Result<(Config, Option<PaidSetup>, Option<Config>), PaymentsSetupError> {
+    let Some(settings) = config.chain.clone() else {
+        if let Some(reason) = &config.payments_off_reason {
+            tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
+        }
+        return Ok((config, None, None));
+    };
+    match prepare_payments(&config, &settings).await {
+        Ok(setup) => Ok((config, Some(setup), None)),
+        Err(e) if config.payments_mode == PaymentsMode::Auto => {
+            let retry = e.is_transient().then(|| config.clone());
+            tracing::warn!(reason = %e, retrying = retry.is_some(), "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
+            config.payments = false;
+            config.chain = None;
+            config.payments_off_reason = Some(e.to_string());
+            Ok((config, None, retry))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Under `auto`, after a paid setup failed for a passing reason: try it again with
+/// backoff (1 s doubling to 30 s) until it works, then switch `switch` to the paid flow
+/// and mark `status` active; a cause that will not pass ends the retries. Runs the payment
+/// watcher once paid, so it ends with the daemon.
+async fn retry_payments(
+    ctx: Arc<NodeCtx>,
+    wanted: Config,
+    switch: Arc<PaymentSwitch>,
+    status: Arc<PaymentsStatus>,
+    cancel: CancellationToken,
+) {
+    let Some(settings) = wanted.chain.clone() else {
+        return;
+    };
+    let mut backoff = Backoff::new(PAYMENTS_RETRY_FIRST, PAYMENTS_RETRY_MAX);
+    let mut delay = backoff.next().unwrap_or(PAYMENTS_RETRY_MAX);
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        attempt += 1;
+        match prepare_payments(&wanted, &settings).await {
+            Ok(setup) => {
+                let chain = setup.chain.clone();
+                let paid = start_payments(&ctx, setup, &cancel);
+                switch.switch_to(paid.requester, paid.provider);
+                status.activate(chain);
+                tracing::info!(
+                    attempt,
+                    "EDGENT_PAYMENTS=auto: the paid setup works now; payments are ON"
+                );
+                if let Err(e) = paid.watcher.await {
+                    tracing::error!(error = %e, "the payment watcher stopped");
+                }
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                delay = backoff.next().unwrap_or(PAYMENTS_RETRY_MAX);
+                tracing::warn!(reason = %e, attempt, retry_in_s = delay.as_secs(), "EDGENT_PAYMENTS=auto: the paid setup still fails; jobs run unpaid");
+                status.set_unpaid(e.to_string(), true);
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, attempt, "EDGENT_PAYMENTS=auto: the paid setup cannot work as configured; jobs run unpaid (no more retries)");
+                status.set_unpaid(e.to_string(), false);
+                return;
+            }
+        }
+    }
+}
+
+/// Start the paid flow on its checked setup: the provider and requester sides, the prover's
+/// warm-up, and the payment watcher, which also resumes what a previous run left open.
+fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationToken) -> Payments {
+    let config = &ctx.config;
+    let chain = setup.chain;
+    let provider = PaidProvider::new(ctx.clone(), chain.clone());
+    #[cfg(feature = "prover")]
+    if config.node.role.provides() {
+        // Build the prover's tables, and the parts of a proof that depend on this node's key
+        // alone, now rather than in the first paid job.
+        let key = ctx.endpoint.me().0;
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match crate::zk::warm_up_for_key(&key) {
+                Ok(()) => tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "prover warmed up"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "the prover does not work: paid jobs will not be proved")
+                }
+            }
+        });
+    }
+    let requester = setup.settler.map(|settler| {
+        tracing::info!(
+            settler = settler.name(),
+            "paid requests settle through this settler"
+        );
+        PaidRequester::new(ctx.clone(), chain.clone(), settler)
+    });
+    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id, "payments on");
+    if config.provider.tamper_output() {
+        tracing::warn!(
+            "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
+        );
+    }
+    let watcher = tokio::spawn(super::watch::run(
+        ctx.jobs.clone(),
+        chain,
+        requester.clone(),
+        config.node.role.provides().then(|| provider.clone()),
+        config.paid.payment_tick,
+        config.paid.payment_tick * 10,
+        cancel.clone(),
+    ));
+    let req: Arc<dyn RequesterPayments> = match requester {
+        Some(r) => r,
+        None => Arc::new(Unpaid),
+    };
+    Payments {
+        requester: req,
+        provider,
+        watcher,
+    }
+}

@@ -1,0 +1,241 @@
+//! One attempt at one provider: the task sent reliably, the wait for its answer while the
+//! provider's heartbeats say it lives, and the router's handlers that feed the answer in
+//! (`task_result`, `task_error`, `task_chunk`, `heartbeat`), each checking that the sender
+//! is the node the job was given to.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::Requester;
+use crate::axl::PeerKey;
+use crate::mesh::attempts::AttemptOutcome;
+use crate::mesh::heartbeat::Pulse;
+use crate::mesh::ProviderOutcome;
+use crate::protocol::{
+    Heartbeat, JobId, Message, TaskCancel, TaskChunk, TaskError, TaskErrorCode, TaskResult,
+};
+use crate::stream::ChunkDrop;
+
+/// What the router hands a waiting attempt.
+enum Outcome {
+    Result(TaskResult),
+    Error(TaskError),
+}
+
+/// An attempt waiting for its provider's answer.
+pub(super) struct Waiter {
+    provider: PeerKey,
+    tx: oneshot::Sender<Outcome>,
+    pulse: Arc<Pulse>,
+}
+
+/// How one attempt at a provider ended.
+pub(super) enum AttemptEnd {
+    Result(TaskResult),
+    Error(TaskError),
+    Dead,
+    Unreachable(String),
+    Deadline,
+}
+
+impl AttemptEnd {
+    pub(super) fn outcome(&self) -> AttemptOutcome {
+        match self {
+            AttemptEnd::Result(_) => AttemptOutcome::Completed,
+            AttemptEnd::Error(e) => match e.code {
+                TaskErrorCode::Busy => AttemptOutcome::Busy,
+                TaskErrorCode::ModelUnavailable => AttemptOutcome::ModelUnavailable,
+                TaskErrorCode::InferenceFailed => AttemptOutcome::InferenceFailed,
+                TaskErrorCode::Cancelled => AttemptOutcome::Cancelled,
+                TaskErrorCode::DeadlineTooClose => AttemptOutcome::Deadline,
+                _ => AttemptOutcome::Refused,
+            },
+            AttemptEnd::Dead => AttemptOutcome::Dead,
+            AttemptEnd::Unreachable(_) => AttemptOutcome::Unreachable,
+            AttemptEnd::Deadline => AttemptOutcome::Deadline,
+        }
+    }
+}
+
+impl Requester {
+    /// One attempt at one provider: send the task reliably and wait for its answer,
+    /// until the deadline or until the provider shows no life for
+    /// [`crate::mesh::DeliverySettings::dead_after`].
+    pub(super) async fn attempt(
+        &self,
+        job_id: JobId,
+        provider: PeerKey,
+        task: &Message,
+        deadline: Instant,
+    ) -> AttemptEnd {
+        let settings = &self.ctx.config.delivery;
+        let dead_after = settings.dead_after();
+        // The first sign of life may wait for one slow send (AXL's first send after
+        // peering takes about 3 s).
+        let pulse = Arc::new(Pulse::new(settings.send_timeout));
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().insert(
+            job_id,
+            Waiter {
+                provider,
+                tx,
+                pulse: pulse.clone(),
+            },
+        );
+        let send = self.ctx.endpoint.send_acked(&provider, task, deadline);
+        tokio::pin!(send);
+        tokio::pin!(rx);
+        let mut send_done = false;
+        let mut send_err: Option<String> = None;
+        let end = loop {
+            let dead_at = pulse.dead_at(dead_after).min(deadline);
+            tokio::select! {
+                r = &mut send, if !send_done => {
+                    send_done = true;
+                    match r {
+                        Ok(_) => pulse.touch(),
+                        Err(e) => send_err = Some(e.to_string()),
+                    }
+                }
+                o = &mut rx => break match o {
+                    Ok(Outcome::Result(r)) => AttemptEnd::Result(r),
+                    Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
+                    Err(_) => AttemptEnd::Unreachable("the wait was cancelled".into()),
+                },
+                _ = tokio::time::sleep_until(dead_at.into()) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break AttemptEnd::Deadline;
+                    }
+                    if pulse.dead_at(dead_after) <= now {
+                        break if pulse.heard() {
+                            AttemptEnd::Dead
+                        } else {
+                            AttemptEnd::Unreachable(send_err.take().unwrap_or_else(|| {
+                                format!("no ack within {} ms", dead_after.as_millis())
+                            }))
+                        };
+                    }
+                }
+            }
+        };
+        let mut map = self.waiting.lock();
+        if map.get(&job_id).is_some_and(|w| w.provider == provider) {
+            map.remove(&job_id);
+        }
+        end
+    }
+
+    /// Tell the provider history how one attempt went: a result is a success (with its
+    /// latency); a provider that failed, refused, died or could not be reached is a failure
+    /// (an unreachable one is also backed off in the directory). Busy and the agent's own
+    /// deadline say nothing about the provider. Disputes are recorded by the paid flow.
+    pub(super) fn record_attempt(
+        &self,
+        provider: &PeerKey,
+        outcome: AttemptOutcome,
+        latency: Duration,
+    ) {
+        let history = &self.ctx.mesh.history;
+        match outcome {
+            AttemptOutcome::Completed => {
+                history.record(provider, ProviderOutcome::Success, Some(latency))
+            }
+            AttemptOutcome::Busy | AttemptOutcome::Deadline | AttemptOutcome::Cancelled => {}
+            AttemptOutcome::Unreachable => {
+                self.ctx.mesh.directory.send_failed(provider);
+                history.record(provider, ProviderOutcome::Failure, None);
+            }
+            AttemptOutcome::ModelUnavailable
+            | AttemptOutcome::InferenceFailed
+            | AttemptOutcome::Refused
+            | AttemptOutcome::Dead => history.record(provider, ProviderOutcome::Failure, None),
+        }
+    }
+
+    fn take_waiter(&self, from: &PeerKey, job_id: &JobId, kind: &str) -> Option<Waiter> {
+        let mut map = self.waiting.lock();
+        match map.get(job_id) {
+            Some(w) if w.provider.same_node(from) => map.remove(job_id),
+            Some(_) => {
+                drop(map);
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Spoofed);
+                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: sender is not this job's provider");
+                None
+            }
+            None => {
+                drop(map);
+                self.ctx
+                    .metrics
+                    .dropped(crate::protocol::DropReason::Unexpected);
+                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: no delegation is waiting for this job");
+                None
+            }
+        }
+    }
+
+    /// A result arrived. One no delegation waits for may still settle a paid job.
+    pub async fn on_task_result(&self, from: &PeerKey, r: TaskResult) {
+        let waited = self.waiting.lock().contains_key(&r.job_id);
+        if !waited
+            && self
+                .payments
+                .requester()
+                .on_late_result(from, r.clone())
+                .await
+        {
+            return;
+        }
+        if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
+            let _ = w.tx.send(Outcome::Result(r));
+        }
+    }
+
+    /// A provider's heartbeat for a job we wait on: it is alive (and maybe queued).
+    pub fn on_heartbeat(&self, from: &PeerKey, hb: Heartbeat) {
+        let map = self.waiting.lock();
+        match map.get(&hb.job_id) {
+            Some(w) if w.provider.same_node(from) => w.pulse.beat(&hb),
+            _ => {
+                tracing::debug!(from = %from.short(), job = %hb.job_id, "heartbeat for a job not waited on");
+            }
+        }
+    }
+
+    /// A provider refused or failed a task.
+    pub fn on_task_error(&self, from: &PeerKey, e: TaskError) {
+        if let Some(w) = self.take_waiter(from, &e.job_id, "task_error") {
+            let _ = w.tx.send(Outcome::Error(e));
+        }
+    }
+
+    /// A streamed job's provider sent more output.
+    pub fn on_task_chunk(&self, from: &PeerKey, c: TaskChunk) {
+        let job = c.job_id;
+        if let Err(why) = self.chunks.on_chunk(from, c) {
+            let reason = match why {
+                ChunkDrop::Spoofed => crate::protocol::DropReason::Spoofed,
+                ChunkDrop::Unknown => crate::protocol::DropReason::Unexpected,
+            };
+            self.ctx.metrics.dropped(reason);
+            tracing::debug!(from = %from.short(), job = %job, ?why, "task_chunk dropped");
+        }
+    }
+
+    /// The agent went away: ask the job's provider to stop (`task_cancel`). The provider
+    /// answers `task_error` `cancelled`, which ends the delegation.
+    pub async fn cancel(&self, job_id: JobId) {
+        let job_id = self.current_job(&job_id);
+        self.chunks.cancel(&job_id);
+        let provider = self.waiting.lock().get(&job_id).map(|w| w.provider);
+        if let Some(p) = provider {
+            tracing::info!(job = %job_id, provider = %p.short(), "agent gone: cancelling the job");
+            let msg = Message::TaskCancel(TaskCancel { job_id });
+            let _ = self.ctx.endpoint.send(&p, &msg).await;
+        }
+    }
+}
