@@ -371,7 +371,7 @@ pub struct JobRecord {
     /// Agreed price, USDC base units.
     pub price_units: Option<u64>,
     /// Machine-readable failure cause.
-    pub error_code: Option<String>,
+    pub error_code: Option<crate::request::JobErrorCode>,
     /// Human-readable failure detail.
     pub error: Option<String>,
     /// Created, unix ms.
@@ -811,7 +811,7 @@ impl JobStore {
         let mut n = 0;
         for (id, side) in open {
             let res = self.transition(&id, side, JobState::Failed, |r| {
-                r.error_code = Some("interrupted".into());
+                r.error_code = Some(crate::request::JobErrorCode::Interrupted);
                 r.error = Some("the daemon stopped while this job was in flight".into());
             });
             if res.is_ok() {
@@ -910,7 +910,10 @@ mod tests {
         assert_eq!(store.close_interrupted().unwrap(), 1);
         let b_rec = store.get(&b, Side::Requester).unwrap().unwrap();
         assert_eq!(b_rec.state, JobState::Failed);
-        assert_eq!(b_rec.error_code.as_deref(), Some("interrupted"));
+        assert_eq!(
+            b_rec.error_code.as_ref().map(|c| c.as_str()),
+            Some("interrupted")
+        );
         let counts = store.counts().unwrap();
         assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
         assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
@@ -948,7 +951,7 @@ mod tests {
             .unwrap();
         let rec = store
             .transition(&id, Side::Provider, Cancelled, |r| {
-                r.error_code = Some("cancelled".into())
+                r.error_code = Some(crate::request::ErrorCode::Cancelled.into())
             })
             .unwrap();
         assert_eq!(rec.state, Cancelled);

@@ -21,7 +21,7 @@ use crate::payment::{PayProgress, PaymentError, RequesterPayments};
 use crate::protocol::{
     DropReason, JobId, Message, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, TaskResult,
 };
-use crate::request::AttemptStake;
+use crate::request::{AttemptStake, StakeOutcome};
 
 /// The requester side of the paid flow.
 pub struct PaidRequester {
@@ -802,23 +802,23 @@ impl RequesterPayments for PaidRequester {
                     }
                 };
                 AttemptStake {
-                    status: "refunded".into(),
+                    status: StakeOutcome::Refunded,
                     tx_hash: tx,
                     refund_after: None,
                 }
             }
             (PayStatus::Staked, _) => AttemptStake {
-                status: "pending_refund".into(),
+                status: StakeOutcome::PendingRefund,
                 tx_hash: None,
                 refund_after,
             },
             (PayStatus::Staking, Some(StakeStatus::None)) => AttemptStake {
-                status: "not_staked".into(),
+                status: StakeOutcome::NotStaked,
                 tx_hash: None,
                 refund_after,
             },
             (other, _) => AttemptStake {
-                status: other.as_str().into(),
+                status: StakeOutcome::Payment(other),
                 tx_hash: pay.tx_hash,
                 refund_after: other.is_open().then_some(pay.stake_deadline),
             },

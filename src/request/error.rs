@@ -1,247 +1,18 @@
-//! One request type for every way an agent asks for a delegation: `POST /delegate`, and the
-//! Ollama-, OpenAI- and MCP-shaped front doors that translate into it.
-//!
-//! It holds what an agent sends ([`DelegateRequest`]) and how it is checked
-//! ([`DelegateRequest::validate`] -> [`ValidRequest`]), what it gets back
-//! ([`DelegateResponse`]), why a delegation failed ([`DelegateError`]), and the one table of
-//! error codes ([`ErrorCode`]) that the HTTP API answers and the job record stores.
-
-use std::time::Duration;
+//! Why a delegation failed ([`DelegateError`], [`Unserved`]), the one table of error codes
+//! ([`ErrorCode`]) and what a job record stores ([`JobErrorCode`]), and the one JSON error
+//! body ([`error_body`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::axl::PeerKey;
-use crate::config::Config;
-use crate::front::stream::StreamSink;
-use crate::jobs::{JobError, Timings};
-use crate::protocol::{ChatMessage, JobId, Usage};
-
-/// Shortest and longest `timeout_ms` an agent may ask for.
-pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
-
-/// What an agent asks for at `POST /delegate`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DelegateRequest {
-    /// Model to run, e.g. `tinyllama`.
-    pub model: String,
-    /// The prompt.
-    pub prompt: String,
-    /// Backend options, passed through to the provider's backend.
-    #[serde(default)]
-    pub options: Option<Map<String, Value>>,
-    /// Highest price the agent pays, in USDC (e.g. `0.05`), number or string.
-    #[serde(default)]
-    pub max_price: Option<Value>,
-    /// How long the agent waits, milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Free memory the provider must have, MiB.
-    #[serde(default)]
-    pub min_memory_mb: Option<u64>,
-    /// Paid jobs: answer once the proof checks (`verified`, default; settlement goes on in
-    /// the background) or once the release is confirmed on chain (`settled`).
-    #[serde(default)]
-    pub wait: Option<String>,
-    /// A chat instead of a prompt (the Ollama and OpenAI chat routes): the conversation.
-    #[serde(default)]
-    pub messages: Option<Vec<ChatMessage>>,
-    /// `POST /delegate` only: answer NDJSON, one `{"delta": "..."}` line per piece of output
-    /// as the provider generates it, then the whole answer (or `{error, detail}`) as the
-    /// last line.
-    #[serde(default)]
-    pub stream: Option<bool>,
-    /// Streamed delegations (the front door): where the output goes as it is generated.
-    #[serde(skip)]
-    pub sink: Option<StreamSink>,
-}
-
-/// When a paid delegation answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitFor {
-    /// Once the proof checks; settlement goes on in the background.
-    Verified,
-    /// Once the release is confirmed on chain.
-    Settled,
-}
-
-/// A [`DelegateRequest`] whose fields were checked and given their defaults.
-#[derive(Debug, Clone)]
-pub struct ValidRequest {
-    /// Model name, trimmed.
-    pub model: String,
-    /// The prompt (not empty).
-    pub prompt: String,
-    /// Backend options.
-    pub options: Option<Map<String, Value>>,
-    /// Highest price, USDC base units.
-    pub max_price: u64,
-    /// How long the agent waits.
-    pub timeout: Duration,
-    /// Free memory the provider must have, MiB.
-    pub min_memory_mb: u64,
-    /// When a paid delegation answers.
-    pub wait: WaitFor,
-    /// The conversation, for a chat.
-    pub messages: Option<Vec<ChatMessage>>,
-    /// Where a streamed delegation's output goes.
-    pub sink: Option<StreamSink>,
-}
-
-impl DelegateRequest {
-    /// Check every field and fill in the node's defaults.
-    pub fn validate(&self, config: &Config) -> Result<ValidRequest, DelegateError> {
-        let model = self.model.trim().to_string();
-        crate::protocol::check_model(&model)
-            .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
-        let chat = self.messages.as_ref().is_some_and(|m| !m.is_empty());
-        if self.prompt.is_empty() && !chat {
-            return Err(DelegateError::BadInput("prompt must not be empty".into()));
-        }
-        let timeout = match self.timeout_ms {
-            Some(ms) if !TIMEOUT_RANGE_MS.contains(&ms) => {
-                return Err(DelegateError::BadInput(format!(
-                    "timeout_ms must be between {} and {}",
-                    TIMEOUT_RANGE_MS.start(),
-                    TIMEOUT_RANGE_MS.end()
-                )))
-            }
-            Some(ms) => Duration::from_millis(ms),
-            None => config.default_timeout,
-        };
-        let max_price = match &self.max_price {
-            Some(v) => parse_max_price(v)?,
-            None => config.default_max_price_units,
-        };
-        let wait = match self.wait.as_deref().map(str::trim) {
-            None | Some("") | Some("verified") => WaitFor::Verified,
-            Some("settled") => WaitFor::Settled,
-            Some(other) => {
-                return Err(DelegateError::BadInput(format!(
-                    "wait must be verified or settled, got {:?}",
-                    other.chars().take(40).collect::<String>()
-                )))
-            }
-        };
-        Ok(ValidRequest {
-            model,
-            prompt: self.prompt.clone(),
-            options: self.options.clone(),
-            max_price,
-            timeout,
-            min_memory_mb: self.min_memory_mb.unwrap_or(0),
-            wait,
-            messages: self.messages.clone().filter(|m| !m.is_empty()),
-            sink: self.sink.clone(),
-        })
-    }
-}
-
-/// Parse an agent's `max_price` (USDC, number or string) into base units.
-pub fn parse_max_price(v: &Value) -> Result<u64, DelegateError> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(DelegateError::BadInput(
-                "max_price must be a USDC amount such as 0.05".into(),
-            ))
-        }
-    };
-    crate::config::parse_usdc(&s).map_err(|e| DelegateError::BadInput(format!("max_price: {e}")))
-}
-
-/// The money of a paid job, as `/delegate` answers it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PaymentSummary {
-    /// Where the money is (`verified`, `released`, `disputed`, ...).
-    pub status: String,
-    /// Staked amount, USDC base units.
-    pub amount_units: u64,
-    /// The stake transaction.
-    pub stake_tx: Option<String>,
-    /// The settling transaction (the release), once there is one.
-    pub tx_hash: Option<String>,
-    /// Explorer link for `tx_hash`.
-    pub explorer_url: Option<String>,
-}
-
-/// The provider that served a job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProviderInfo {
-    /// Its full AXL key.
-    pub node_id: PeerKey,
-    /// Its ENS name.
-    pub ens: Option<String>,
-    /// Its wallet.
-    pub wallet: Option<String>,
-}
-
-/// The answer to `POST /delegate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DelegateResponse {
-    /// The job id.
-    pub job_id: JobId,
-    /// Who ran it.
-    pub provider: ProviderInfo,
-    /// The model's output.
-    pub output: String,
-    /// What it cost in tokens and time on the provider.
-    pub usage: Usage,
-    /// Phase timings, milliseconds.
-    pub timings: Timings,
-    /// Paid jobs: whether the provider's proof checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof_verified: Option<bool>,
-    /// Paid jobs: the money.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment: Option<PaymentSummary>,
-    /// Every provider tried, in order; the last one answered.
-    #[serde(default)]
-    pub attempts: Vec<Attempt>,
-}
-
-/// One provider tried for a delegation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Attempt {
-    /// Its full AXL key.
-    pub provider: PeerKey,
-    /// How it ended: `completed`, `busy`, `model_unavailable`, `inference_failed`,
-    /// `refused`, `dead`, `unreachable`, `deadline`.
-    pub outcome: String,
-    /// How long it took, milliseconds.
-    pub ms: u64,
-    /// The job id this attempt ran under. Unpaid attempts share the delegation's; a paid
-    /// attempt has its own (the escrow's job id names one provider), so each has a record
-    /// in `/jobs` with its payment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<JobId>,
-    /// Paid attempts that failed: what became of their stake.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stake: Option<AttemptStake>,
-}
-
-/// What became of the stake of a paid attempt that failed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptStake {
-    /// `refunded`: the provider declined and its `decline` transaction (`tx_hash`) refunded
-    /// the requester; `pending_refund`: the stake is on chain and the payment watcher
-    /// refunds it once the chain passes `refund_after`; `not_staked`: the provider never
-    /// submitted the authorization (nothing is locked; it lapses at `refund_after`, and
-    /// should it land before, it is refunded after); otherwise the payment status.
-    pub status: String,
-    /// The transaction that returned the money, when it has.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tx_hash: Option<String>,
-    /// The stake's deadline, unix seconds of chain time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refund_after: Option<u64>,
-}
+use super::AttemptOutcome;
+use crate::jobs::JobError;
+use crate::protocol::TaskErrorCode;
 
 /// The error codes of the API, one table: the `error` field of an HTTP error body, the
 /// `error_code` of a failed job, and the code of an MCP tool error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request itself is wrong (400).
     BadRequest,
@@ -306,6 +77,115 @@ impl ErrorCode {
     }
 }
 
+/// The one JSON error body of the API, the `/delegate` stream's last line and MCP's tool
+/// errors: `fields` (more about the error, e.g. `no_provider`'s counts), then `error` (the
+/// code) and `detail` (in words).
+pub fn error_body(
+    code: &str,
+    detail: &str,
+    fields: Option<Map<String, Value>>,
+) -> Map<String, Value> {
+    let mut body = fields.unwrap_or_default();
+    body.insert("error".into(), Value::from(code));
+    body.insert("detail".into(), Value::from(detail));
+    body
+}
+
+/// The `error_code` of a job record: how the delegation ended in the API's table, the
+/// provider's own code, or how a paid attempt that failed over ended; stored as its
+/// snake_case name. Reading a name back gives the first of these tables that has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobErrorCode {
+    /// How the delegation ended, in the API's table (`no_provider`, `deadline`, ...).
+    Api(ErrorCode),
+    /// The provider's own code when it refused or failed the job (`busy`, ...).
+    Provider(TaskErrorCode),
+    /// Requester: a paid attempt that failed over to another provider, by how it ended.
+    Attempt(AttemptOutcome),
+    /// A paid attempt that failed over with no attempt on record.
+    Failed,
+    /// Provider: the result could not be delivered.
+    Undelivered,
+    /// The daemon stopped while the job was in flight.
+    Interrupted,
+    /// A code none of these tables has (a record written by another version).
+    Other(String),
+}
+
+impl JobErrorCode {
+    /// The snake_case name, as stored and as `/jobs` shows it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobErrorCode::Api(c) => c.as_str(),
+            JobErrorCode::Provider(c) => c.as_str(),
+            JobErrorCode::Attempt(o) => o.as_str(),
+            JobErrorCode::Failed => "failed",
+            JobErrorCode::Undelivered => "undelivered",
+            JobErrorCode::Interrupted => "interrupted",
+            JobErrorCode::Other(s) => s,
+        }
+    }
+
+    /// The code of a stored name.
+    pub fn parse(s: &str) -> JobErrorCode {
+        use serde::de::value::{Error, StrDeserializer};
+        use serde::de::IntoDeserializer;
+        let name = || -> StrDeserializer<'_, Error> { s.into_deserializer() };
+        match s {
+            "failed" => return JobErrorCode::Failed,
+            "undelivered" => return JobErrorCode::Undelivered,
+            "interrupted" => return JobErrorCode::Interrupted,
+            _ => {}
+        }
+        if let Ok(c) = ErrorCode::deserialize(name()) {
+            JobErrorCode::Api(c)
+        } else if let Ok(c) = TaskErrorCode::deserialize(name()) {
+            JobErrorCode::Provider(c)
+        } else if let Ok(o) = AttemptOutcome::deserialize(name()) {
+            JobErrorCode::Attempt(o)
+        } else {
+            JobErrorCode::Other(s.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for JobErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ErrorCode> for JobErrorCode {
+    fn from(c: ErrorCode) -> Self {
+        JobErrorCode::Api(c)
+    }
+}
+
+impl From<TaskErrorCode> for JobErrorCode {
+    fn from(c: TaskErrorCode) -> Self {
+        JobErrorCode::Provider(c)
+    }
+}
+
+impl From<AttemptOutcome> for JobErrorCode {
+    fn from(o: AttemptOutcome) -> Self {
+        JobErrorCode::Attempt(o)
+    }
+}
+
+impl Serialize for JobErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(JobErrorCode::parse(&s))
+    }
+}
+
 /// Why a delegation failed, by what the agent can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DelegateError {
@@ -317,10 +197,10 @@ pub enum DelegateError {
     #[error("{0}")]
     NoProvider(Box<Unserved>),
     /// The provider failed the job (502).
-    #[error("provider failed: {code}: {message}")]
+    #[error("provider failed: {}: {message}", code.as_str())]
     ProviderFailed {
         /// The provider's error code.
-        code: String,
+        code: TaskErrorCode,
         /// Its message.
         message: String,
     },
@@ -383,11 +263,16 @@ impl DelegateError {
 
     /// The `error_code` a failed job records: the provider's own code when it refused or
     /// failed the job (`busy`, `inference_failed`, ...), else [`DelegateError::code`].
-    pub fn job_error_code(&self) -> String {
+    pub fn job_error_code(&self) -> JobErrorCode {
         match self {
-            DelegateError::ProviderFailed { code, .. } => code.clone(),
-            other => other.code().as_str().to_string(),
+            DelegateError::ProviderFailed { code, .. } => JobErrorCode::Provider(*code),
+            other => JobErrorCode::Api(other.code()),
         }
+    }
+
+    /// The JSON error body: `{error, detail}` and [`DelegateError::fields`].
+    pub fn body(&self) -> Map<String, Value> {
+        error_body(self.code().as_str(), &self.to_string(), self.fields())
     }
 }
 
@@ -463,14 +348,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn max_price_parses_numbers_and_strings() {
-        assert_eq!(parse_max_price(&serde_json::json!(0.05)).unwrap(), 50_000);
-        assert_eq!(parse_max_price(&serde_json::json!("1")).unwrap(), 1_000_000);
-        assert!(parse_max_price(&serde_json::json!(true)).is_err());
-        assert!(parse_max_price(&serde_json::json!(-1)).is_err());
-    }
-
-    #[test]
     fn every_error_has_one_code_and_status() {
         let cases = [
             (DelegateError::BadInput("x".into()), "bad_request", 400),
@@ -489,14 +366,14 @@ mod tests {
         for (e, code, status) in cases {
             assert_eq!(e.code().as_str(), code);
             assert_eq!(e.code().http_status(), status);
-            assert_eq!(e.job_error_code(), code);
+            assert_eq!(e.job_error_code().as_str(), code);
         }
         let busy = DelegateError::ProviderFailed {
-            code: "busy".into(),
+            code: TaskErrorCode::Busy,
             message: "full".into(),
         };
         assert_eq!(busy.code().as_str(), "provider_failed");
-        assert_eq!(busy.job_error_code(), "busy");
+        assert_eq!(busy.job_error_code().as_str(), "busy");
     }
 
     #[test]
@@ -523,5 +400,43 @@ mod tests {
         assert_eq!(f["answered"], 3);
         assert_eq!(f["unfit"]["busy"], 2);
         assert_eq!(DelegateError::Deadline("x".into()).fields(), None);
+    }
+
+    #[test]
+    fn job_error_codes_are_stored_as_their_names() {
+        for (code, name) in [
+            (JobErrorCode::Api(ErrorCode::NoProvider), "no_provider"),
+            (
+                JobErrorCode::Provider(TaskErrorCode::StakeMissing),
+                "stake_missing",
+            ),
+            (JobErrorCode::Attempt(AttemptOutcome::Dead), "dead"),
+            (JobErrorCode::Interrupted, "interrupted"),
+            (JobErrorCode::Undelivered, "undelivered"),
+            (
+                JobErrorCode::Other("from_the_future".into()),
+                "from_the_future",
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(&code).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<JobErrorCode>(name.into()).unwrap(),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn one_error_body() {
+        let e = DelegateError::Deadline("too slow".into());
+        assert_eq!(
+            Value::Object(e.body()),
+            serde_json::json!({"error": "deadline", "detail": "too slow"})
+        );
+        let mut u = Unserved::default();
+        u.unfit.insert("busy".into(), 1);
+        let b = DelegateError::from(u).body();
+        assert_eq!(b["error"], "no_provider");
+        assert_eq!(b["unfit"]["busy"], 1);
     }
 }
