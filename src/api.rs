@@ -21,7 +21,7 @@ use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::jobs::JobRecord;
 use crate::provider::{free_memory_mb, BackendStatus, Provider};
-use crate::request::{DelegateError, DelegateRequest, ErrorCode};
+use crate::request::{error_body, DelegateError, DelegateRequest, ErrorCode};
 use crate::requester::Requester;
 
 /// The dashboard page.
@@ -64,11 +64,11 @@ pub struct AppState {
     pub payments: Arc<crate::paid::PaymentsStatus>,
 }
 
-/// An API failure: a status and a JSON body `{error, detail}`.
+/// An API failure: a status and the one JSON error body ([`error_body`]).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    error: &'static str,
+    code: ErrorCode,
     detail: String,
     retry_after_secs: Option<u64>,
     /// More fields of the body (`no_provider`'s counts).
@@ -81,7 +81,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::from_u16(code.http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            error: code.as_str(),
+            code,
             detail: detail.into(),
             retry_after_secs: None,
             fields: None,
@@ -91,9 +91,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.fields.unwrap_or_default();
-        body.insert("error".into(), json!(self.error));
-        body.insert("detail".into(), json!(self.detail));
+        let body = error_body(self.code.as_str(), &self.detail, self.fields);
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()

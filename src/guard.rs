@@ -152,7 +152,7 @@ pub fn refusal_response(path: &str, status: StatusCode, code: &str, message: &st
     } else if path.starts_with("/api/") {
         json!({"error": message})
     } else {
-        json!({"error": code, "detail": message})
+        serde_json::Value::Object(crate::request::error_body(code, message, None))
     };
     let mut resp = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {

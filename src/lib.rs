@@ -32,6 +32,7 @@
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
 //!   first and the mesh on out-of-memory.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
+//! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
@@ -48,6 +49,7 @@ pub mod api;
 pub mod axl;
 pub mod backoff;
 pub mod chain;
+pub mod client;
 pub mod config;
 pub mod ctx;
 pub mod daemon;

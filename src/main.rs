@@ -7,12 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 #[cfg(feature = "harness")]
 use tokio_util::sync::CancellationToken;
 
+use edgent::client::ApiClient;
 use edgent::config::{Config, Sources};
 use edgent::daemon::Daemon;
+use edgent::request::{DelegateRequest, MaxPrice, WaitFor};
 
 #[derive(Parser)]
 #[command(
@@ -35,15 +37,15 @@ enum Cmd {
         #[arg(long)]
         model: String,
         /// Highest price, USDC.
-        #[arg(long)]
-        max_price: Option<String>,
+        #[arg(long, value_parser = MaxPrice::parse)]
+        max_price: Option<MaxPrice>,
         /// Deadline, milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
         /// Paid jobs: answer once the proof checks (`verified`) or once the release is
         /// confirmed (`settled`).
-        #[arg(long, value_parser = ["verified", "settled"])]
-        wait: Option<String>,
+        #[arg(long, value_enum)]
+        wait: Option<WaitFor>,
         /// The daemon's API.
         #[arg(long, env = "EDGENT_URL")]
         url: Option<String>,
@@ -254,12 +256,16 @@ fn init_tracing(default: &str) {
         .init();
 }
 
-fn api_url(url: Option<String>) -> anyhow::Result<String> {
-    if let Some(u) = url {
-        return Ok(u.trim_end_matches('/').to_string());
-    }
-    let cfg = Config::from_sources(&Sources::from_process()?)?;
-    Ok(format!("http://{}", cfg.node.http_addr))
+/// The client of the daemon's API at `url`, else at the configured `EDGENT_HTTP_ADDR`.
+fn api_client(url: Option<String>) -> anyhow::Result<ApiClient> {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let cfg = Config::from_sources(&Sources::from_process()?)?;
+            format!("http://{}", cfg.node.http_addr)
+        }
+    };
+    Ok(ApiClient::http(&url, None))
 }
 
 /// Chain settings from the environment and `.env` (same precedence as the daemon's).
@@ -270,12 +276,14 @@ fn chain_settings() -> anyhow::Result<edgent::chain::ChainSettings> {
     })?)
 }
 
-async fn show(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .context("the daemon's answer is not JSON")?;
+/// Print the API's answer to `method` `path` (an error body too); exit 0 on success.
+async fn show(
+    api: &ApiClient,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<ExitCode> {
+    let (status, body) = api.call_json(method, path, body).await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(if status.is_success() {
         ExitCode::SUCCESS
@@ -314,7 +322,6 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::new();
     match cli.cmd {
         Cmd::Run(args) => run_daemon(args).await,
         Cmd::Init(args) => run_init(args),
@@ -327,51 +334,29 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             prompt,
         } => {
-            let url = api_url(url)?;
-            let mut body = json!({"model": model, "prompt": prompt});
-            if let Some(w) = wait {
-                body["wait"] = json!(w);
-            }
-            if let Some(p) = max_price {
-                body["max_price"] = json!(p);
-            }
-            if let Some(t) = timeout_ms {
-                body["timeout_ms"] = json!(t);
-            }
-            let resp = http
-                .post(format!("{url}/delegate"))
-                .json(&body)
-                .send()
-                .await
-                .with_context(|| format!("is the daemon running at {url}?"))?;
-            show(resp).await
+            let req = DelegateRequest {
+                model,
+                prompt,
+                max_price,
+                timeout_ms,
+                wait,
+                ..DelegateRequest::default()
+            };
+            let body = serde_json::to_value(&req)?;
+            let api = api_client(url)?;
+            show(&api, reqwest::Method::POST, "/delegate", Some(&body)).await
         }
-        Cmd::Status { url } => {
-            let url = api_url(url)?;
-            show(
-                http.get(format!("{url}/status"))
-                    .send()
-                    .await
-                    .with_context(|| format!("is the daemon running at {url}?"))?,
-            )
-            .await
-        }
+        Cmd::Status { url } => show(&api_client(url)?, reqwest::Method::GET, "/status", None).await,
         Cmd::Jobs { url, limit } => {
-            let url = api_url(url)?;
-            show(
-                http.get(format!("{url}/jobs?limit={limit}"))
-                    .send()
-                    .await
-                    .with_context(|| format!("is the daemon running at {url}?"))?,
-            )
-            .await
+            let path = format!("/jobs?limit={limit}");
+            show(&api_client(url)?, reqwest::Method::GET, &path, None).await
         }
         Cmd::Mcp { url, token } => {
             let token = match token {
                 Some(t) => Some(t),
                 None => Sources::from_process()?.get("EDGENT_API_TOKEN"),
             };
-            edgent::mcp::serve_stdio(edgent::mcp::ApiClient::http(&url, token)).await?;
+            edgent::mcp::serve_stdio(ApiClient::http(&url, token)).await?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "harness")]

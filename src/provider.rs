@@ -24,6 +24,7 @@ use crate::protocol::{
     BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
     TaskResult, Usage,
 };
+use crate::request::JobErrorCode;
 use crate::stream::CancelRegistry;
 
 /// The `retry_after_ms` a `busy` answer suggests.
@@ -488,7 +489,7 @@ impl Provider {
                         r.usage = Some(usage);
                         r.timings.inference_ms = Some(inference_ms);
                         if let Some(e) = err {
-                            r.error_code = Some("undelivered".into());
+                            r.error_code = Some(JobErrorCode::Undelivered);
                             r.error = Some(e);
                         }
                     });
@@ -519,7 +520,7 @@ impl Provider {
                     .ctx
                     .jobs
                     .transition(&task.job_id, Side::Provider, state, |r| {
-                        r.error_code = Some(code.as_str().into());
+                        r.error_code = Some(code.into());
                         r.error = Some(m);
                         r.timings.inference_ms = Some(inference_ms);
                     });

@@ -18,6 +18,8 @@
 //! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
 
+pub mod agent;
+
 pub mod local;
 pub mod offload;
 pub mod ollama;
@@ -41,8 +43,8 @@ pub use crate::config::{FrontSettings, OffloadMode};
 use crate::ctx::NodeCtx;
 use crate::requester::Requester;
 
+use self::agent::{AgentRequest, Api};
 use self::local::{Local, Offload};
-use self::offload::{AgentRequest, Api};
 use crate::requester::events::{MeshAnswer, MeshEvent};
 
 /// `X-Edgent-Ran-On: local|mesh`.
@@ -173,7 +175,7 @@ async fn generation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = match offload::parse(api, &body) {
+    let req = match agent::parse(api, &body) {
         Ok(r) => r,
         Err(msg) => return api_error(api, StatusCode::BAD_REQUEST, &msg),
     };
@@ -201,9 +203,11 @@ async fn generation(
         }
     };
     if let Some((why, _, _)) = &why {
-        tracing::info!(model = %req.model, reason = why.as_str(), local = %why.message(), "sending the request to the mesh");
+        tracing::info!(model = %req.request.model, reason = why.as_str(), local = %why.message(), "sending the request to the mesh");
     }
-    match offload::delegate(&front, &req).await {
+    let delegation =
+        crate::requester::events::start(front.requester.clone(), req.request.clone(), req.stream);
+    match delegation.await {
         Ok(ans) => mesh_response(api, &req, ans).await,
         Err(e) => match why {
             Some((why, status, body)) => local_failure(api, &why, status, body, Some(&e)),
@@ -260,7 +264,7 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
     } = ans;
     let job_hex = job_id.to_hex();
     let provider_header = provider_header(&provider);
-    let model = req.model.clone();
+    let model = req.request.model.clone();
     let id = openai::answer_id(api, &job_hex);
     let (ct, body) = if req.stream {
         let include_usage = req.include_usage;
@@ -366,12 +370,7 @@ pub async fn delegate_ndjson(
         let v = match ev {
             MeshEvent::Delta(d) => json!({"delta": d}),
             MeshEvent::Done(r) => serde_json::to_value(&*r).unwrap_or(Value::Null),
-            MeshEvent::Failed(e) => {
-                let mut m = e.fields().unwrap_or_default();
-                m.insert("error".into(), json!(e.code().as_str()));
-                m.insert("detail".into(), json!(e.to_string()));
-                Value::Object(m)
-            }
+            MeshEvent::Failed(e) => Value::Object(e.body()),
         };
         Ok(Bytes::from(ollama::line(&v)))
     });

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::request::DelegateResponse;
 
-use super::offload::{receipt, rfc3339_now, Api};
+use super::agent::Api;
+use super::offload::{receipt, rfc3339_now};
 
 /// The NDJSON content type Ollama streams with.
 pub const NDJSON: &str = "application/x-ndjson";

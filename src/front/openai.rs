@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use crate::request::DelegateResponse;
 
-use super::offload::{receipt, unix_now, Api};
+use super::agent::Api;
+use super::offload::{receipt, unix_now};
 
 /// The SSE content type.
 pub const SSE: &str = "text/event-stream";

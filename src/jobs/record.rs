@@ -58,7 +58,7 @@ pub struct JobRecord {
     /// Agreed price, USDC base units.
     pub price_units: Option<u64>,
     /// Machine-readable failure cause.
-    pub error_code: Option<String>,
+    pub error_code: Option<crate::request::JobErrorCode>,
     /// Human-readable failure detail.
     pub error: Option<String>,
     /// Created, unix ms.

@@ -72,7 +72,10 @@ fn jobs_survive_reopen_and_interrupted_ones_are_closed() {
     assert_eq!(store.close_interrupted().unwrap(), 1);
     let b_rec = store.get(&b, Side::Requester).unwrap().unwrap();
     assert_eq!(b_rec.state, JobState::Failed);
-    assert_eq!(b_rec.error_code.as_deref(), Some("interrupted"));
+    assert_eq!(
+        b_rec.error_code.as_ref().map(|c| c.as_str()),
+        Some("interrupted")
+    );
     let counts = store.counts().unwrap();
     assert!(counts.contains(&(Side::Provider, JobState::Completed, 1)));
     assert!(counts.contains(&(Side::Requester, JobState::Failed, 1)));
@@ -110,7 +113,7 @@ fn cancelled_ends_a_job_on_either_side() {
         .unwrap();
     let rec = store
         .transition(&id, Side::Provider, Cancelled, |r| {
-            r.error_code = Some("cancelled".into())
+            r.error_code = Some(crate::request::ErrorCode::Cancelled.into())
         })
         .unwrap();
     assert_eq!(rec.state, Cancelled);

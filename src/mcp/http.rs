@@ -13,7 +13,8 @@ use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use super::{ApiClient, EdgentMcp};
+use super::EdgentMcp;
+use crate::client::ApiClient;
 
 /// The `/mcp` service over `api`, the daemon's router without `/mcp`.
 pub fn service(api: Router) -> StreamableHttpService<EdgentMcp, LocalSessionManager> {

@@ -1,7 +1,9 @@
 //! Delegation as MCP tools, for agents on MCP hosts (Claude Desktop, Cursor, VS Code...).
 //!
-//! Four tools: `delegate`, `list_models`, `jobs` and `status`, each a call to the
-//! daemon's HTTP API through an [`ApiClient`], served with `rmcp` over two transports:
+//! Four tools: `delegate` (whose argument is the API's own
+//! [`DelegateRequest`](crate::request::DelegateRequest)), `list_models`, `jobs` and
+//! `status`, each a call to the daemon's HTTP API through the one [`ApiClient`]
+//! ([`crate::client`]), served with `rmcp` over two transports:
 //! - `edgent mcp`: stdio ([`serve_stdio`]); the host starts it as a subprocess and it talks
 //!   to the local daemon over HTTP (`EDGENT_API_URL`, `EDGENT_API_TOKEN`);
 //! - `POST/GET /mcp` on the daemon: streamable HTTP ([`http::service`]), calling the
@@ -14,12 +16,12 @@
 //! its `progressToken`; cancelling the call drops the request to the daemon, which then
 //! ends the job as it does when an agent hangs up.
 
-pub mod api_client;
 pub mod http;
 pub mod tools;
 
-pub use api_client::{ApiClient, ApiFailure};
 pub use tools::EdgentMcp;
+
+use crate::client::ApiClient;
 
 use rmcp::ServiceExt;
 

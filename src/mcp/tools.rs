@@ -1,5 +1,7 @@
 //! The four MCP tools, their argument schemas, and how their answers read.
 //!
+//! `delegate` takes the API's own [`DelegateRequest`]: its schema is the request's.
+//!
 //! Each tool calls the daemon's API and answers with text a model can read (the
 //! delegated output itself, or a short summary) plus the API's JSON as structured content.
 
@@ -15,113 +17,11 @@ use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::api_client::{ApiClient, ApiFailure};
-
-/// One message of a chat.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The message's text.
-    pub content: String,
-}
-
-/// A price in USDC, as a number (`0.05`) or a string (`"0.05"`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Price {
-    /// `0.05`
-    Number(f64),
-    /// `"0.05"`
-    Text(String),
-}
-
-/// When a paid delegation answers.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Wait {
-    /// Once the provider's proof checks (settlement goes on in the background).
-    Verified,
-    /// Once the release of the payment is confirmed on chain.
-    Settled,
-}
-
-/// Arguments of `delegate`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct DelegateArgs {
-    /// The model to run, as Ollama names it (e.g. `llama3.2:1b`); `list_models` shows
-    /// which models the mesh serves.
-    pub model: String,
-    /// The prompt. Give either `prompt` or `messages`.
-    #[serde(default)]
-    pub prompt: Option<String>,
-    /// A chat, oldest message first. Give either `prompt` or `messages`.
-    #[serde(default)]
-    pub messages: Option<Vec<ChatMessage>>,
-    /// Generation options for the provider's backend, as Ollama takes them
-    /// (`temperature`, `seed`, `num_predict`, `num_ctx`, `stop`...).
-    #[serde(default)]
-    pub options: Option<Map<String, Value>>,
-    /// The most you will pay for this job, in USDC (e.g. `0.05`). Providers asking more
-    /// are not used. Default: the daemon's setting.
-    #[serde(default)]
-    pub max_price: Option<Price>,
-    /// Paid jobs: answer once the proof checks (`verified`, the default) or once the
-    /// payment's release is confirmed on chain (`settled`).
-    #[serde(default)]
-    pub wait: Option<Wait>,
-    /// How long to wait for the answer, in milliseconds. Default: the daemon's setting.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
-
-impl DelegateArgs {
-    /// The `/delegate` body these arguments ask for.
-    pub fn to_request(&self) -> Result<Value, String> {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.model));
-        match (&self.prompt, &self.messages) {
-            (Some(p), None) => {
-                body.insert("prompt".into(), json!(p));
-            }
-            (None, Some(m)) if !m.is_empty() => {
-                let m: Vec<Value> = m
-                    .iter()
-                    .map(|m| json!({"role": m.role, "content": m.content}))
-                    .collect();
-                body.insert("messages".into(), Value::Array(m));
-            }
-            (Some(_), Some(_)) => return Err("give either `prompt` or `messages`, not both".into()),
-            _ => return Err("give a `prompt` or a non-empty `messages` list".into()),
-        }
-        if let Some(o) = &self.options {
-            body.insert("options".into(), Value::Object(o.clone()));
-        }
-        match &self.max_price {
-            Some(Price::Number(n)) => {
-                body.insert("max_price".into(), json!(n));
-            }
-            Some(Price::Text(s)) => {
-                body.insert("max_price".into(), json!(s));
-            }
-            None => {}
-        }
-        if let Some(w) = self.wait {
-            let w = match w {
-                Wait::Verified => "verified",
-                Wait::Settled => "settled",
-            };
-            body.insert("wait".into(), json!(w));
-        }
-        if let Some(t) = self.timeout_ms {
-            body.insert("timeout_ms".into(), json!(t));
-        }
-        Ok(Value::Object(body))
-    }
-}
+use crate::client::{ApiClient, ApiFailure};
+use crate::request::{error_body, DelegateRequest, ErrorCode};
 
 /// Arguments of `jobs`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -141,21 +41,30 @@ pub struct EdgentMcp {
 /// A tool result for an API failure: `isError`, the code first in the text, and
 /// `{error, detail, http_status}` as structured content.
 pub fn failure_result(f: &ApiFailure) -> CallToolResult {
-    let mut r = CallToolResult::structured_error(json!({
-        "error": f.code,
-        "detail": f.detail,
-        "http_status": f.http_status,
-    }));
+    let mut body = error_body(&f.code, &f.detail, None);
+    body.insert("http_status".into(), json!(f.http_status));
+    let mut r = CallToolResult::structured_error(Value::Object(body));
     r.content = vec![ContentBlock::text(format!("{}: {}", f.code, f.detail))];
     r
 }
 
 fn bad_input(detail: impl Into<String>) -> CallToolResult {
     failure_result(&ApiFailure {
-        code: "bad_request".into(),
+        code: ErrorCode::BadRequest.as_str().into(),
         detail: detail.into(),
         http_status: None,
     })
+}
+
+/// The tool asks for one of `prompt` and `messages` (the API would take both, the
+/// conversation first).
+fn prompt_or_messages(req: &DelegateRequest) -> Result<(), &'static str> {
+    match (req.prompt.is_empty(), &req.messages) {
+        (false, None) => Ok(()),
+        (true, Some(m)) if !m.is_empty() => Ok(()),
+        (false, Some(_)) => Err("give either `prompt` or `messages`, not both"),
+        _ => Err("give a `prompt` or a non-empty `messages` list"),
+    }
 }
 
 fn with_text(structured: Value, text: String) -> CallToolResult {
@@ -183,16 +92,15 @@ impl EdgentMcp {
     )]
     async fn delegate(
         &self,
-        Parameters(args): Parameters<DelegateArgs>,
+        Parameters(req): Parameters<DelegateRequest>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let body = match args.to_request() {
-            Ok(b) => b,
-            Err(e) => return Ok(bad_input(e)),
-        };
+        if let Err(e) = prompt_or_messages(&req) {
+            return Ok(bad_input(e));
+        }
         let progress = ctx.meta.get_progress_token();
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let call = self.api.delegate(body, tx);
+        let call = self.api.delegate(&req, tx);
         tokio::pin!(call);
         let mut seq: u64 = 0;
         let mut notify = |delta: String| {
@@ -217,7 +125,7 @@ impl EdgentMcp {
                     // as when an agent hangs up.
                     tracing::info!("delegate cancelled by the MCP client");
                     return Ok(failure_result(&ApiFailure {
-                        code: "cancelled".into(),
+                        code: ErrorCode::Cancelled.as_str().into(),
                         detail: "the tool call was cancelled".into(),
                         http_status: None,
                     }));
@@ -397,29 +305,27 @@ impl ServerHandler for EdgentMcp {
 mod tests {
     use super::*;
 
-    fn args(v: Value) -> DelegateArgs {
+    fn args(v: Value) -> DelegateRequest {
         serde_json::from_value(v).unwrap()
     }
 
     #[test]
-    fn delegate_args_become_the_api_body() {
-        let b = args(json!({"model": "m", "prompt": "p", "max_price": "0.05", "wait": "settled", "timeout_ms": 5}))
-            .to_request()
-            .unwrap();
-        assert_eq!(
-            b,
-            json!({"model": "m", "prompt": "p", "max_price": "0.05", "wait": "settled", "timeout_ms": 5})
+    fn delegate_args_are_the_api_body() {
+        let body = json!({"model": "m", "prompt": "p", "max_price": "0.05", "wait": "settled", "timeout_ms": 5});
+        let b = args(body.clone());
+        assert!(prompt_or_messages(&b).is_ok());
+        assert_eq!(serde_json::to_value(&b).unwrap(), body);
+        let b = args(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_price": 0.5}),
         );
-        let b = args(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_price": 0.5}))
-            .to_request()
-            .unwrap();
+        assert!(prompt_or_messages(&b).is_ok());
+        let b = serde_json::to_value(&b).unwrap();
         assert_eq!(b["messages"][0]["content"], "hi");
-        assert_eq!(b["max_price"], json!(0.5));
-        assert!(args(json!({"model": "m"})).to_request().is_err());
-        assert!(args(
+        assert_eq!(b["max_price"], json!("0.5"));
+        assert!(prompt_or_messages(&args(json!({"model": "m"}))).is_err());
+        assert!(prompt_or_messages(&args(
             json!({"model": "m", "prompt": "p", "messages": [{"role": "user", "content": "x"}]})
-        )
-        .to_request()
+        ))
         .is_err());
     }
 

@@ -16,12 +16,10 @@
 //! - [`heartbeat`]: a provider's beats for a job, and the requester's watch on them.
 //! - [`limits`]: per-peer token buckets on inbound messages and tasks.
 //! - [`queue`]: the provider's job slots and the bounded queue behind them.
-//! - [`attempts`]: the attempts of one delegation and the hook for provider history.
 //! - [`settings`]: the settings of all the above.
 
 pub mod access;
 pub mod ads;
-pub mod attempts;
 pub mod directory;
 pub mod endpoint;
 pub mod gossip;

@@ -16,10 +16,10 @@ use alloy::primitives::Address;
 use crate::axl::PeerKey;
 use crate::chain::{EscrowError, StakeStatus};
 use crate::jobs::{JobError, JobRecord, PaymentRecord};
-use crate::mesh::attempts::AttemptOutcome;
 use crate::protocol::{
     JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
 };
+use crate::request::AttemptOutcome;
 use crate::request::{AttemptStake, DelegateError, ValidRequest, WaitFor};
 
 /// Why a requester could not lock payment for a job, by cause.

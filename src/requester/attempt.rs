@@ -10,12 +10,12 @@ use tokio::sync::oneshot;
 
 use super::Requester;
 use crate::axl::PeerKey;
-use crate::mesh::attempts::AttemptOutcome;
 use crate::mesh::heartbeat::Pulse;
 use crate::mesh::ProviderOutcome;
 use crate::protocol::{
     Heartbeat, JobId, Message, TaskCancel, TaskChunk, TaskError, TaskErrorCode, TaskResult,
 };
+use crate::request::AttemptOutcome;
 use crate::stream::ChunkDrop;
 
 /// What the router hands a waiting attempt.

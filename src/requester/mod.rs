@@ -33,7 +33,7 @@ use crate::paid::{Begin, BeginError, PaymentSwitch, RequesterPayments};
 use crate::protocol::{JobId, Message, ResourceAd, Task, TaskErrorCode, TaskResult};
 use crate::request::{
     Attempt, DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo,
-    ValidRequest, WaitFor,
+    StakeOutcome, ValidRequest, WaitFor,
 };
 use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 
@@ -300,7 +300,7 @@ impl Requester {
             self.record_attempt(&provider, outcome, t0.elapsed());
             attempts.push(Attempt {
                 provider,
-                outcome: outcome.as_str().to_string(),
+                outcome,
                 ms: t0.elapsed().as_millis() as u64,
                 job_id: Some(attempt_job),
                 stake: None,
@@ -346,7 +346,7 @@ impl Requester {
                         all_busy = false;
                     }
                     Some(DelegateError::ProviderFailed {
-                        code: e.code.as_str().to_string(),
+                        code: e.code,
                         message: e.message,
                     })
                 }
@@ -552,7 +552,7 @@ fn with_pending_stakes(e: DelegateError, attempts: &[Attempt]) -> DelegateError 
         .filter(|a| {
             a.stake
                 .as_ref()
-                .is_some_and(|s| s.status == "pending_refund")
+                .is_some_and(|s| s.status == StakeOutcome::PendingRefund)
         })
         .count();
     if pending == 0 {
@@ -585,20 +585,20 @@ mod tests {
 
     #[test]
     fn a_failed_paid_delegation_says_how_many_stakes_wait_for_their_refund() {
-        let attempt = |stake: Option<&str>| Attempt {
+        let attempt = |stake: Option<StakeOutcome>| Attempt {
             provider: PeerKey([1; 32]),
-            outcome: "dead".into(),
+            outcome: crate::request::AttemptOutcome::Dead,
             ms: 1,
             job_id: Some(JobId([2; 32])),
             stake: stake.map(|s| crate::request::AttemptStake {
-                status: s.into(),
+                status: s,
                 tx_hash: None,
                 refund_after: Some(10),
             }),
         };
         let e = with_pending_stakes(
             DelegateError::Internal("gone".into()),
-            &[attempt(Some("pending_refund"))],
+            &[attempt(Some(StakeOutcome::PendingRefund))],
         );
         assert_eq!(
             e.to_string(),
@@ -608,20 +608,20 @@ mod tests {
         let e = with_pending_stakes(
             DelegateError::Deadline("gone".into()),
             &[
-                attempt(Some("pending_refund")),
-                attempt(Some("refunded")),
-                attempt(Some("pending_refund")),
+                attempt(Some(StakeOutcome::PendingRefund)),
+                attempt(Some(StakeOutcome::Refunded)),
+                attempt(Some(StakeOutcome::PendingRefund)),
             ],
         );
         assert!(e.to_string().contains("gone; 2 stake(s)"), "{e}");
         let e = with_pending_stakes(
             DelegateError::Deadline("gone".into()),
-            &[attempt(Some("not_staked")), attempt(None)],
+            &[attempt(Some(StakeOutcome::NotStaked)), attempt(None)],
         );
         assert!(e.to_string().ends_with("gone"), "{e}");
         let e = with_pending_stakes(
             crate::request::Unserved::default().into(),
-            &[attempt(Some("pending_refund"))],
+            &[attempt(Some(StakeOutcome::PendingRefund))],
         );
         match e {
             DelegateError::NoProvider(u) => assert_eq!(

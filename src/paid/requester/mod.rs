@@ -19,9 +19,9 @@ use crate::axl::PeerKey;
 use crate::chain::{Settler, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{JobRecord, JobState, PayStatus, PaymentRecord, Side};
-use crate::mesh::attempts::AttemptOutcome;
 use crate::protocol::{DropReason, JobId, Message, PaymentRequest, TaskCancel, TaskResult};
-use crate::request::{AttemptStake, DelegateError, WaitFor};
+use crate::request::AttemptOutcome;
+use crate::request::{AttemptStake, DelegateError, JobErrorCode, StakeOutcome, WaitFor};
 
 mod release;
 mod stake;
@@ -157,8 +157,7 @@ impl PaidRequester {
                 let outcome = r
                     .attempts
                     .last()
-                    .map(|a| a.outcome.clone())
-                    .unwrap_or_else(|| "failed".into());
+                    .map_or(JobErrorCode::Failed, |a| JobErrorCode::Attempt(a.outcome));
                 r.error = Some(format!(
                     "{outcome}: the delegation moved to job {to} (another provider, its own stake)"
                 ));
@@ -266,23 +265,23 @@ impl RequesterPayments for PaidRequester {
                     }
                 };
                 AttemptStake {
-                    status: "refunded".into(),
+                    status: StakeOutcome::Refunded,
                     tx_hash: tx,
                     refund_after: None,
                 }
             }
             (PayStatus::Staked, _) => AttemptStake {
-                status: "pending_refund".into(),
+                status: StakeOutcome::PendingRefund,
                 tx_hash: None,
                 refund_after,
             },
             (PayStatus::Staking, Some(StakeStatus::None)) => AttemptStake {
-                status: "not_staked".into(),
+                status: StakeOutcome::NotStaked,
                 tx_hash: None,
                 refund_after,
             },
             (other, _) => AttemptStake {
-                status: other.as_str().into(),
+                status: StakeOutcome::Payment(other),
                 tx_hash: pay.tx_hash,
                 refund_after: other.is_open().then_some(pay.stake_deadline),
             },

@@ -1,9 +1,11 @@
-//! The daemon's HTTP API as the MCP tools see it.
+//! The one client of the daemon's HTTP API, for the CLI (`edgent delegate`, `status`,
+//! `jobs`) and the MCP tools.
 //!
-//! Every tool is a call to the daemon's own API (`/delegate`, `/jobs`, `/status`), so the
-//! MCP server behaves exactly as the API does: the same input checks, error codes,
+//! Every MCP tool is a call to the daemon's own API (`/delegate`, `/jobs`, `/status`), so
+//! the MCP server behaves exactly as the API does: the same input checks, error codes,
 //! streaming and cancel on disconnect. Two ways to reach it:
-//! - [`ApiClient::http`]: over HTTP, for `edgent mcp` (stdio), a separate process;
+//! - [`ApiClient::http`]: over HTTP, for the CLI and `edgent mcp` (stdio), separate
+//!   processes;
 //! - [`ApiClient::in_process`]: the daemon's axum router called as a tower service, for
 //!   `/mcp` on the daemon itself (no socket, no self-address to know; dropping the call
 //!   drops the handler, as a disconnect does).
@@ -19,6 +21,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
+
+use crate::request::DelegateRequest;
 
 /// The error code a tool reports when the daemon cannot be reached at all.
 pub const DAEMON_UNREACHABLE: &str = "daemon_unreachable";
@@ -167,21 +171,45 @@ impl ApiClient {
 
     /// GET `path` and parse the JSON answer.
     pub async fn get_json(&self, path: &str) -> Result<Value, ApiFailure> {
-        let answer = self.send(Method::GET, path, None).await?;
-        let status = answer.status;
-        let bytes = collect(answer.body).await?;
+        let (status, bytes) = self.call(Method::GET, path, None).await?;
         json_answer(status, &bytes)
     }
 
-    /// `POST /delegate` with `body`. When the daemon streams (`stream: true`, NDJSON of
+    /// `method` `path` with the JSON `body`: the HTTP status and the JSON answer as it is,
+    /// an error body too (the CLI prints either).
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ApiFailure> {
+        let (status, bytes) = self.call(method, path, body).await?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| not_json(status, e))?;
+        Ok((status, value))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Vec<u8>), ApiFailure> {
+        let answer = self.send(method, path, body).await?;
+        let status = answer.status;
+        Ok((status, collect(answer.body).await?))
+    }
+
+    /// `POST /delegate` with `req`. When the daemon streams (`stream: true`, NDJSON of
     /// deltas and a last line with the whole answer), each text delta goes to `deltas` as
     /// it arrives; a daemon that does not know `stream` is asked again without it, and
     /// answers in one piece. Returns the answer object (`job_id`, `output`, ...).
     pub async fn delegate(
         &self,
-        mut body: Value,
+        req: &DelegateRequest,
         deltas: mpsc::UnboundedSender<String>,
     ) -> Result<Value, ApiFailure> {
+        let mut body = serde_json::to_value(req)
+            .map_err(|e| ApiFailure::unreachable(format!("the request: {e}")))?;
         if self.streams.load(Ordering::Relaxed) {
             body["stream"] = Value::Bool(true);
             match self.post_delegate(&body, &deltas).await {
@@ -253,15 +281,19 @@ async fn collect(
 
 /// A JSON answer: the value on success, the `{error, detail}` as an [`ApiFailure`] otherwise.
 fn json_answer(status: StatusCode, bytes: &[u8]) -> Result<Value, ApiFailure> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiFailure {
-        code: "bad_answer".into(),
-        detail: format!("the daemon's answer (HTTP {status}) is not JSON: {e}"),
-        http_status: Some(status.as_u16()),
-    })?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| not_json(status, e))?;
     if status.is_success() {
         Ok(value)
     } else {
         Err(failure_of(&value, Some(status.as_u16())))
+    }
+}
+
+fn not_json(status: StatusCode, e: serde_json::Error) -> ApiFailure {
+    ApiFailure {
+        code: "bad_answer".into(),
+        detail: format!("the daemon's answer (HTTP {status}) is not JSON: {e}"),
+        http_status: Some(status.as_u16()),
     }
 }
 

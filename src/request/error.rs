@@ -1,0 +1,442 @@
+//! Why a delegation failed ([`DelegateError`], [`Unserved`]), the one table of error codes
+//! ([`ErrorCode`]) and what a job record stores ([`JobErrorCode`]), and the one JSON error
+//! body ([`error_body`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AttemptOutcome;
+use crate::jobs::JobError;
+use crate::protocol::TaskErrorCode;
+
+/// The error codes of the API, one table: the `error` field of an HTTP error body, the
+/// `error_code` of a failed job, and the code of an MCP tool error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request itself is wrong (400).
+    BadRequest,
+    /// The request is not authorised: missing or wrong API token (401).
+    Unauthorized,
+    /// A request from a foreign `Host` or `Origin` (403).
+    Forbidden,
+    /// No such endpoint or model (404).
+    NotFound,
+    /// The stake could not be made (402).
+    PaymentFailed,
+    /// No provider answered, or none fits (503).
+    NoProvider,
+    /// The local AXL node is not answering (503).
+    MeshUnavailable,
+    /// The provider failed the job (502).
+    ProviderFailed,
+    /// The result came without a proof that checks (502).
+    ProofInvalid,
+    /// The deadline passed (504).
+    Deadline,
+    /// The agent went away and the job was cancelled (499, as nginx logs a client that
+    /// closed its request: nobody is left to read it).
+    Cancelled,
+    /// Something broke here (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case name, as in the API and the job record.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PaymentFailed => "payment_failed",
+            ErrorCode::NoProvider => "no_provider",
+            ErrorCode::MeshUnavailable => "mesh_unavailable",
+            ErrorCode::ProviderFailed => "provider_failed",
+            ErrorCode::ProofInvalid => "proof_invalid",
+            ErrorCode::Deadline => "deadline",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::PaymentFailed => 402,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Cancelled => 499,
+            ErrorCode::Internal => 500,
+            ErrorCode::ProviderFailed | ErrorCode::ProofInvalid => 502,
+            ErrorCode::NoProvider | ErrorCode::MeshUnavailable => 503,
+            ErrorCode::Deadline => 504,
+        }
+    }
+}
+
+/// The one JSON error body of the API, the `/delegate` stream's last line and MCP's tool
+/// errors: `fields` (more about the error, e.g. `no_provider`'s counts), then `error` (the
+/// code) and `detail` (in words).
+pub fn error_body(
+    code: &str,
+    detail: &str,
+    fields: Option<Map<String, Value>>,
+) -> Map<String, Value> {
+    let mut body = fields.unwrap_or_default();
+    body.insert("error".into(), Value::from(code));
+    body.insert("detail".into(), Value::from(detail));
+    body
+}
+
+/// The `error_code` of a job record: how the delegation ended in the API's table, the
+/// provider's own code, or how a paid attempt that failed over ended; stored as its
+/// snake_case name. Reading a name back gives the first of these tables that has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobErrorCode {
+    /// How the delegation ended, in the API's table (`no_provider`, `deadline`, ...).
+    Api(ErrorCode),
+    /// The provider's own code when it refused or failed the job (`busy`, ...).
+    Provider(TaskErrorCode),
+    /// Requester: a paid attempt that failed over to another provider, by how it ended.
+    Attempt(AttemptOutcome),
+    /// A paid attempt that failed over with no attempt on record.
+    Failed,
+    /// Provider: the result could not be delivered.
+    Undelivered,
+    /// The daemon stopped while the job was in flight.
+    Interrupted,
+    /// A code none of these tables has (a record written by another version).
+    Other(String),
+}
+
+impl JobErrorCode {
+    /// The snake_case name, as stored and as `/jobs` shows it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobErrorCode::Api(c) => c.as_str(),
+            JobErrorCode::Provider(c) => c.as_str(),
+            JobErrorCode::Attempt(o) => o.as_str(),
+            JobErrorCode::Failed => "failed",
+            JobErrorCode::Undelivered => "undelivered",
+            JobErrorCode::Interrupted => "interrupted",
+            JobErrorCode::Other(s) => s,
+        }
+    }
+
+    /// The code of a stored name.
+    pub fn parse(s: &str) -> JobErrorCode {
+        use serde::de::value::{Error, StrDeserializer};
+        use serde::de::IntoDeserializer;
+        let name = || -> StrDeserializer<'_, Error> { s.into_deserializer() };
+        match s {
+            "failed" => return JobErrorCode::Failed,
+            "undelivered" => return JobErrorCode::Undelivered,
+            "interrupted" => return JobErrorCode::Interrupted,
+            _ => {}
+        }
+        if let Ok(c) = ErrorCode::deserialize(name()) {
+            JobErrorCode::Api(c)
+        } else if let Ok(c) = TaskErrorCode::deserialize(name()) {
+            JobErrorCode::Provider(c)
+        } else if let Ok(o) = AttemptOutcome::deserialize(name()) {
+            JobErrorCode::Attempt(o)
+        } else {
+            JobErrorCode::Other(s.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for JobErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ErrorCode> for JobErrorCode {
+    fn from(c: ErrorCode) -> Self {
+        JobErrorCode::Api(c)
+    }
+}
+
+impl From<TaskErrorCode> for JobErrorCode {
+    fn from(c: TaskErrorCode) -> Self {
+        JobErrorCode::Provider(c)
+    }
+}
+
+impl From<AttemptOutcome> for JobErrorCode {
+    fn from(o: AttemptOutcome) -> Self {
+        JobErrorCode::Attempt(o)
+    }
+}
+
+impl Serialize for JobErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(JobErrorCode::parse(&s))
+    }
+}
+
+/// Why a delegation failed, by what the agent can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegateError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// No provider served the job (503): what the mesh said, counted ([`Unserved`]);
+    /// `Retry-After` when every provider tried was busy.
+    #[error("{0}")]
+    NoProvider(Box<Unserved>),
+    /// The provider failed the job (502).
+    #[error("provider failed: {}: {message}", code.as_str())]
+    ProviderFailed {
+        /// The provider's error code.
+        code: TaskErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The deadline passed (504).
+    #[error("{0}")]
+    Deadline(String),
+    /// The stake could not be made (402).
+    #[error("payment: {0}")]
+    Payment(String),
+    /// The result came without a proof that checks: nothing is paid (502).
+    #[error("{0}")]
+    ProofInvalid(String),
+    /// The local AXL node is not answering (503).
+    #[error("mesh unavailable: {0}")]
+    Mesh(String),
+    /// Something broke here (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The agent went away: the job was cancelled (`task_cancel`), and no other provider
+    /// is tried for it.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl DelegateError {
+    /// Its code in the API's table.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DelegateError::BadInput(_) => ErrorCode::BadRequest,
+            DelegateError::NoProvider(_) => ErrorCode::NoProvider,
+            DelegateError::ProviderFailed { .. } => ErrorCode::ProviderFailed,
+            DelegateError::Deadline(_) => ErrorCode::Deadline,
+            DelegateError::Payment(_) => ErrorCode::PaymentFailed,
+            DelegateError::ProofInvalid(_) => ErrorCode::ProofInvalid,
+            DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
+            DelegateError::Internal(_) => ErrorCode::Internal,
+            DelegateError::Cancelled(_) => ErrorCode::Cancelled,
+        }
+    }
+
+    /// Seconds after which asking again may succeed (`Retry-After`), when known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            DelegateError::NoProvider(u) => u.retry_after_secs,
+            _ => None,
+        }
+    }
+
+    /// Fields the JSON error carries besides `error` and `detail`: for `no_provider`,
+    /// the counts of [`Unserved`] (`asked`, `failed`, `answered`, `unfit`, ...).
+    pub fn fields(&self) -> Option<Map<String, Value>> {
+        match self {
+            DelegateError::NoProvider(u) => match serde_json::to_value(u) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The `error_code` a failed job records: the provider's own code when it refused or
+    /// failed the job (`busy`, `inference_failed`, ...), else [`DelegateError::code`].
+    pub fn job_error_code(&self) -> JobErrorCode {
+        match self {
+            DelegateError::ProviderFailed { code, .. } => JobErrorCode::Provider(*code),
+            other => JobErrorCode::Api(other.code()),
+        }
+    }
+
+    /// The JSON error body: `{error, detail}` and [`DelegateError::fields`].
+    pub fn body(&self) -> Map<String, Value> {
+        error_body(self.code().as_str(), &self.to_string(), self.fields())
+    }
+}
+
+/// Why no provider served a delegation, counted node by node: the one `no_provider` 503.
+///
+/// `asked` counts the nodes this delegation sent its `resource_request` to, or its task
+/// when it chose from the ad cache; `failed` those whose send failed or did not complete
+/// in time (AXL blocks on a node that is gone); `answered` the providers that answered
+/// (an ad for the request, or their announced ad, a `task_error`, heartbeats). `unfit`
+/// says why those that answered did not serve, reason by reason: `busy` (slots and queue
+/// full), `model_unavailable` (it does not serve the model), `price`, `memory`,
+/// `no_wallet` (a paid job), `denied` (`EDGENT_DENY`/`EDGENT_ALLOW`), `dead` (its
+/// heartbeats stopped), `inference_failed`, `refused`. Nodes that stayed silent are
+/// `asked - failed - answered`: relays and nodes that do not serve the model say nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unserved {
+    /// The model asked for.
+    pub model: String,
+    /// Nodes asked.
+    pub asked: usize,
+    /// Of those, sends that failed or timed out.
+    pub failed: usize,
+    /// Providers that answered.
+    pub answered: usize,
+    /// Why those that answered did not serve: reason -> how many.
+    pub unfit: std::collections::BTreeMap<String, usize>,
+    /// When every provider tried was busy: when to ask again, seconds (`Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// Anything more to say (a paid job's stake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for Unserved {
+    /// One text for every case: `no provider served tinyllama: asked 11 nodes, 2 failed
+    /// (send error or timeout), 3 answered (busy 2, model_unavailable 1)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no provider served {}: asked {} node{}, {} failed (send error or timeout), {} answered",
+            self.model,
+            self.asked,
+            if self.asked == 1 { "" } else { "s" },
+            self.failed,
+            self.answered
+        )?;
+        if !self.unfit.is_empty() {
+            let why: Vec<String> = self.unfit.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write!(f, " ({})", why.join(", "))?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "; {note}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Unserved> for DelegateError {
+    fn from(u: Unserved) -> Self {
+        DelegateError::NoProvider(Box::new(u))
+    }
+}
+
+impl From<JobError> for DelegateError {
+    fn from(e: JobError) -> Self {
+        DelegateError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_one_code_and_status() {
+        let cases = [
+            (DelegateError::BadInput("x".into()), "bad_request", 400),
+            (Unserved::default().into(), "no_provider", 503),
+            (DelegateError::Deadline("x".into()), "deadline", 504),
+            (DelegateError::Payment("x".into()), "payment_failed", 402),
+            (
+                DelegateError::ProofInvalid("x".into()),
+                "proof_invalid",
+                502,
+            ),
+            (DelegateError::Mesh("x".into()), "mesh_unavailable", 503),
+            (DelegateError::Internal("x".into()), "internal", 500),
+            (DelegateError::Cancelled("x".into()), "cancelled", 499),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.code().as_str(), code);
+            assert_eq!(e.code().http_status(), status);
+            assert_eq!(e.job_error_code().as_str(), code);
+        }
+        let busy = DelegateError::ProviderFailed {
+            code: TaskErrorCode::Busy,
+            message: "full".into(),
+        };
+        assert_eq!(busy.code().as_str(), "provider_failed");
+        assert_eq!(busy.job_error_code().as_str(), "busy");
+    }
+
+    #[test]
+    fn no_provider_has_one_text_and_its_counts_as_fields() {
+        let mut u = Unserved {
+            model: "tinyllama".into(),
+            asked: 11,
+            failed: 2,
+            answered: 3,
+            ..Unserved::default()
+        };
+        u.unfit.insert("busy".into(), 2);
+        u.unfit.insert("model_unavailable".into(), 1);
+        u.retry_after_secs = Some(2);
+        let e = DelegateError::from(u);
+        assert_eq!(
+            e.to_string(),
+            "no provider served tinyllama: asked 11 nodes, 2 failed (send error or timeout), 3 answered (busy 2, model_unavailable 1)"
+        );
+        assert_eq!(e.retry_after_secs(), Some(2));
+        let f = e.fields().unwrap();
+        assert_eq!(f["asked"], 11);
+        assert_eq!(f["failed"], 2);
+        assert_eq!(f["answered"], 3);
+        assert_eq!(f["unfit"]["busy"], 2);
+        assert_eq!(DelegateError::Deadline("x".into()).fields(), None);
+    }
+
+    #[test]
+    fn job_error_codes_are_stored_as_their_names() {
+        for (code, name) in [
+            (JobErrorCode::Api(ErrorCode::NoProvider), "no_provider"),
+            (
+                JobErrorCode::Provider(TaskErrorCode::StakeMissing),
+                "stake_missing",
+            ),
+            (JobErrorCode::Attempt(AttemptOutcome::Dead), "dead"),
+            (JobErrorCode::Interrupted, "interrupted"),
+            (JobErrorCode::Undelivered, "undelivered"),
+            (
+                JobErrorCode::Other("from_the_future".into()),
+                "from_the_future",
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(&code).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<JobErrorCode>(name.into()).unwrap(),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn one_error_body() {
+        let e = DelegateError::Deadline("too slow".into());
+        assert_eq!(
+            Value::Object(e.body()),
+            serde_json::json!({"error": "deadline", "detail": "too slow"})
+        );
+        let mut u = Unserved::default();
+        u.unfit.insert("busy".into(), 1);
+        let b = DelegateError::from(u).body();
+        assert_eq!(b["error"], "no_provider");
+        assert_eq!(b["unfit"]["busy"], 1);
+    }
+}
