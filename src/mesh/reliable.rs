@@ -16,7 +16,6 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::axl::PeerKey;
-/// The resend schedule; it lives in [`crate::backoff`], shared with every retry loop.
 
 /// Most `(sender, msg_id)` pairs remembered for de-duplication.
 pub const DEDUPE_CAPACITY: usize = 65_536;
