@@ -10,7 +10,7 @@
 //! route but the dashboard page and `/healthz` (401 without it). A daemon refuses to
 //! listen on an address other than loopback without a token ([`check_bind`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -32,28 +32,7 @@ pub struct GuardSettings {
     pub check_host: bool,
 }
 
-/// A listening address the guard cannot make safe.
-#[derive(Debug, thiserror::Error)]
-#[error("{addr} is not a loopback address: set EDGENT_API_TOKEN so that only callers with the token can use it ({key})")]
-pub struct UnsafeBind {
-    /// The setting, e.g. `EDGENT_HTTP_ADDR`.
-    pub key: &'static str,
-    /// The address.
-    pub addr: SocketAddr,
-}
-
-/// Refuse a non-loopback listening address when no token guards it.
-pub fn check_bind(
-    key: &'static str,
-    addr: SocketAddr,
-    token: Option<&str>,
-) -> Result<(), UnsafeBind> {
-    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
-        Ok(())
-    } else {
-        Err(UnsafeBind { key, addr })
-    }
-}
+pub use crate::config::{check_bind, UnsafeBind};
 
 /// Whether a `Host` header value names this machine's loopback.
 pub fn loopback_host(host: &str) -> bool {
@@ -282,8 +261,8 @@ mod tests {
 
     #[test]
     fn non_loopback_bind_needs_a_token() {
-        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
         assert!(check_bind("EDGENT_HTTP_ADDR", lo, None).is_ok());
         assert!(check_bind("EDGENT_HTTP_ADDR", any, None).is_err());
         assert!(check_bind("EDGENT_HTTP_ADDR", any, Some("")).is_err());

@@ -3,47 +3,62 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: every setting, from `.env` < environment < flags, validated at start.
+//! A delegation reads as doors ([`api`], [`front`], [`mcp`]) -> [`request`] ->
+//! [`requester`] -> the mesh endpoint ([`mesh::Endpoint`]) -> [`provider`] ->
+//! [`inference`]; money is one folder beside it, [`paid`], which the requester calls at
+//! three fixed points (`begin`, `end`, `settle`). The modules, from the bottom layer up;
+//! a module imports only from the layers listed before it:
+//!
+//! - [`backoff`]: the one back-off schedule of every retry loop.
+//! - [`shutdown`]: the one shutdown signal every task obeys.
 //! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
 //!   receive loop, Yggdrasil peer identity.
-//! - [`protocol`]: the wire messages, one serde enum tagged by `type`.
+//! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
+//! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
+//! - [`protocol`]: the wire messages, one serde enum tagged by `type`, their codec and
+//!   checks, and the x402 shapes.
+//! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
+//!   backend).
+//! - [`jobs`]: job records, their state machine and payment states, persisted in SQLite.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
 //!   bounded sends, acks and resends, the topology), the peer book, discovery
 //!   (announcements, the ad cache, the score, the provider history), and the rest of
 //!   reliable delivery (de-duplication, heartbeats, per-peer limits, the provider's job
 //!   queue).
-//! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]: the settings, the
-//!   mesh endpoint, the mesh state, the job store, the metrics).
-//! - [`stream`]: streaming across the mesh: the provider's `task_chunk`s, the requester's
-//!   reordering, cancelling a job whose agent went away.
-//! - [`node`]: the router: one `match` over incoming messages, to the requester, the
-//!   provider or their payments.
+//! - [`config`]: every setting, from `.env` < environment < flags, validated at start: a
+//!   composition of each part's settings.
 //! - [`request`]: the one request type of every front door, its checks, the answer, and
 //!   the one table of error codes.
-//! - [`requester`]: delegation: discover -> choose -> task -> result (-> verify -> settle).
+//! - [`stream`]: streaming across the mesh: the provider's `task_chunk`s, the requester's
+//!   reordering, cancelling a job whose agent went away.
+//! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]: the settings, the
+//!   mesh endpoint, the mesh state, the job store, the metrics).
+//! - [`paid`]: money: the seams the requester, provider and router call (off:
+//!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
+//! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result -> `end` /
+//!   `settle`, and the delegation as a stream of events.
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
-//! - [`jobs`]: job records and their state machine, persisted in SQLite.
-//! - [`inference`]: inference backends (Ollama, and a labelled demo backend).
-//! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
-//! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
-//! - [`api`]: the HTTP API and the dashboard.
+//! - [`node`]: the router: one `match` over incoming messages, to the requester, the
+//!   provider or their payments.
 //! - [`guard`]: the guard of every HTTP route (loopback `Host` and `Origin`, the Bearer
-//!   token), and the refusal to listen beyond loopback without a token.
+//!   token).
+//! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
 //!   first and the mesh on out-of-memory.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
-//! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
-//! - [`daemon`]: assembling a node from these parts, and taking it down in order.
-//! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
+//! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`paid`]: money: the seams the requester, provider and router call (off:
-//!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
-//! - [`shutdown`]: the one shutdown signal every task obeys.
-//! - [`backoff`]: the one back-off schedule of every retry loop (below every other module).
+//! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
 //!   the production modules: the mesh sim, the local chain (anvil), the KeeperHub emulator,
 //!   the Ollama stub.
+//! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
+//!
+//! One import runs back up a layer: [`jobs`] stores the request's attempts and error
+//! codes ([`request::Attempt`], [`request::JobErrorCode`]) in its records, so the job
+//! record and the `/delegate` answer share one definition. Moving those types down into
+//! `jobs` is the way to remove it.
 
 pub mod api;
 pub mod axl;

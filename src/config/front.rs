@@ -78,6 +78,29 @@ impl FrontSettings {
     }
 }
 
+/// A listening address the guard cannot make safe.
+#[derive(Debug, thiserror::Error)]
+#[error("{addr} is not a loopback address: set EDGENT_API_TOKEN so that only callers with the token can use it ({key})")]
+pub struct UnsafeBind {
+    /// The setting, e.g. `EDGENT_HTTP_ADDR`.
+    pub key: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+/// Refuse a non-loopback listening address when no token guards it.
+pub fn check_bind(
+    key: &'static str,
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<(), UnsafeBind> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(UnsafeBind { key, addr })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

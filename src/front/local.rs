@@ -87,27 +87,7 @@ pub enum Local {
     },
 }
 
-/// The text of an error body in Ollama's (`{"error": "..."}`) or OpenAI's
-/// (`{"error": {"message": "..."}}`) shape, or the raw text.
-pub fn error_text(body: &[u8]) -> String {
-    let trimmed = body.trim_ascii();
-    let json = trimmed
-        .strip_prefix(b"data:")
-        .unwrap_or(trimmed)
-        .trim_ascii();
-    if let Ok(v) = serde_json::from_slice::<Value>(json) {
-        match v.get("error") {
-            Some(Value::String(s)) => return s.clone(),
-            Some(e) => {
-                if let Some(m) = e.get("message").and_then(Value::as_str) {
-                    return m.to_string();
-                }
-            }
-            None => {}
-        }
-    }
-    String::from_utf8_lossy(&trimmed[..trimmed.len().min(300)]).into_owned()
-}
+pub use crate::inference::error_text;
 
 /// The first line of a stream that is an error line, when it is one.
 fn stream_error(head: &[u8]) -> Option<String> {
@@ -228,7 +208,7 @@ fn respond(status: StatusCode, ct: Option<HeaderValue>, body: Body) -> Response 
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     resp.headers_mut()
-        .insert(super::RAN_ON, HeaderValue::from_static("local"));
+        .insert(super::headers::RAN_ON, HeaderValue::from_static("local"));
     resp
 }
 

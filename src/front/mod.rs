@@ -19,6 +19,7 @@
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
 
 pub mod agent;
+pub mod headers;
 
 pub mod local;
 pub mod offload;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -47,12 +48,7 @@ use self::agent::{AgentRequest, Api};
 use self::local::{Local, Offload};
 use crate::requester::events::{MeshAnswer, MeshEvent};
 
-/// `X-Edgent-Ran-On: local|mesh`.
-pub const RAN_ON: HeaderName = HeaderName::from_static("x-edgent-ran-on");
-/// `X-Edgent-Job`: the mesh job's id.
-pub const JOB: HeaderName = HeaderName::from_static("x-edgent-job");
-/// `X-Edgent-Provider`: the provider's node id, then its ENS name when it has one.
-pub const PROVIDER: HeaderName = HeaderName::from_static("x-edgent-provider");
+pub use self::headers::{JOB, PROVIDER, RAN_ON};
 
 /// The Ollama API version the front door speaks, answered by `/api/version` when the
 /// local Ollama cannot be asked.

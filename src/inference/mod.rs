@@ -168,6 +168,28 @@ pub fn model_matches(requested: &str, served: &str) -> bool {
     requested == served || norm(requested) == norm(served)
 }
 
+/// The text of an error body in Ollama's (`{"error": "..."}`) or OpenAI's
+/// (`{"error": {"message": "..."}}`) shape, or the raw text.
+pub fn error_text(body: &[u8]) -> String {
+    let trimmed = body.trim_ascii();
+    let json = trimmed
+        .strip_prefix(b"data:")
+        .unwrap_or(trimmed)
+        .trim_ascii();
+    if let Ok(v) = serde_json::from_slice::<Value>(json) {
+        match v.get("error") {
+            Some(Value::String(s)) => return s.clone(),
+            Some(e) => {
+                if let Some(m) = e.get("message").and_then(Value::as_str) {
+                    return m.to_string();
+                }
+            }
+            None => {}
+        }
+    }
+    String::from_utf8_lossy(&trimmed[..trimmed.len().min(300)]).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::model_matches;

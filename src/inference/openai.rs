@@ -74,7 +74,7 @@ impl OpenAiBackend {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let msg = crate::front::local::error_text(text.as_bytes());
+            let msg = super::error_text(text.as_bytes());
             return Err(if status.as_u16() == 404 {
                 InferenceError::ModelUnavailable(msg)
             } else {
