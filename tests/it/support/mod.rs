@@ -38,6 +38,21 @@ pub fn cache_root() -> PathBuf {
     }
 }
 
+/// A file an install script caches: `$var` when set, else `rel` under [`cache_root`].
+/// Panics (fails the test) when it is missing, naming `what` and the `script` that makes
+/// it: these tests never skip.
+pub fn cached_file(var: &str, rel: &str, what: &str, script: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_root().join(rel));
+    assert!(
+        path.is_file(),
+        "{what} is missing at {}: run `bash scripts/{script}` (scripts/test.sh does) or set {var}",
+        path.display()
+    );
+    path
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

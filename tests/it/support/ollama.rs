@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::python::test_python;
-use super::{cache_root, group, repo_root};
+use super::{cached_file, group, repo_root};
 
 /// The name the tests give the tiny model.
 pub const TINY_MODEL: &str = "edgent-tiny";
@@ -37,16 +37,12 @@ pub enum TestModel {
 /// The Ollama binary: `EDGENT_OLLAMA_BIN`, or where `scripts/install-ollama.sh` puts it.
 /// Panics (fails the test) when it is missing.
 pub fn ollama_bin() -> PathBuf {
-    let bin = std::env::var_os("EDGENT_OLLAMA_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_root().join("ollama-v0.17.4/ollama"));
-    assert!(
-        bin.is_file(),
-        "the real Ollama is missing at {}: run `bash scripts/install-ollama.sh` \
-         (scripts/test.sh does) or set EDGENT_OLLAMA_BIN",
-        bin.display()
-    );
-    bin
+    cached_file(
+        "EDGENT_OLLAMA_BIN",
+        "ollama-v0.17.4/ollama",
+        "the real Ollama",
+        "install-ollama.sh",
+    )
 }
 
 /// The directory with tiny.gguf, huge.gguf and their Modelfiles, made once per test binary.

@@ -4,20 +4,16 @@
 
 use std::path::PathBuf;
 
-use super::cache_root;
+use super::cached_file;
 
 /// The test venv's python: `EDGENT_TEST_PYTHON`, or where `scripts/python-venv.sh` puts it
 /// (under `EDGENT_CACHE`, default `~/.cache/edgent`). Panics (fails the test) when it is
 /// missing: these tests never skip.
 pub fn test_python() -> PathBuf {
-    let py = std::env::var_os("EDGENT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_root().join("python-venv/bin/python"));
-    assert!(
-        py.is_file(),
-        "the test venv is missing at {}: run `bash scripts/python-venv.sh` \
-         (scripts/test.sh does) or set EDGENT_TEST_PYTHON",
-        py.display()
-    );
-    py
+    cached_file(
+        "EDGENT_TEST_PYTHON",
+        "python-venv/bin/python",
+        "the test venv",
+        "python-venv.sh",
+    )
 }
