@@ -19,15 +19,18 @@
 //!
 //! - [`state`]: the side of a job, its states and their table of moves.
 //! - [`pay`]: the money side of a paid job and its table of moves.
+//! - [`pay_book`]: one side's writes of its payments, through the table of moves.
 //! - [`record`]: one job as stored and shown, and what it records as its prompt.
 //! - [`store`]: the SQLite table and its one write path.
 
 pub mod pay;
+pub mod pay_book;
 pub mod record;
 pub mod state;
 pub mod store;
 
 pub use pay::{PayStatus, PaymentRecord};
+pub use pay_book::PayBook;
 pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};
 pub use state::{JobState, Side};
 pub use store::{JobError, JobStore};

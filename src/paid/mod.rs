@@ -44,7 +44,7 @@ use crate::chain::{
     Settler, StakeAuthorization, StakeStatus,
 };
 use crate::config::{Config, SettlerKind};
-use crate::jobs::{JobError, JobRecord, JobStore, PayStatus, PaymentRecord, Side};
+use crate::jobs::PayStatus;
 use crate::protocol::{self, JobId};
 
 pub use provider::PaidProvider;
@@ -278,49 +278,6 @@ pub fn final_status(s: StakeStatus) -> Option<PayStatus> {
         // The provider's decline refunds the requester, as a refund after the deadline does.
         StakeStatus::Refunded | StakeStatus::Declined => Some(PayStatus::Refunded),
         _ => None,
-    }
-}
-
-/// Change the details of one job's payment (of `side`) in the store, never its status (that
-/// is [`advance_pay`]); a failure is logged, since the watcher redoes the step from the
-/// chain's state.
-pub fn update_pay(
-    jobs: &JobStore,
-    job: &JobId,
-    side: Side,
-    edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
-) {
-    let res = jobs.update(job, side, |r| {
-        if let Some(mut p) = r.payment.take() {
-            let status = p.status;
-            edit(r, &mut p);
-            p.status = status;
-            r.payment = Some(p);
-        }
-    });
-    if let Err(e) = res {
-        tracing::error!(%job, error = %e, "cannot record the payment state");
-    }
-}
-
-/// Move one job's payment (of `side`) to `to` through the payment state machine
-/// ([`JobStore::advance`]), applying `edit` in the same write. Returns whether it moved; a
-/// refused move is logged by the store, and a store failure here, since the watcher redoes
-/// the step from the chain's state.
-pub fn advance_pay(
-    jobs: &JobStore,
-    job: &JobId,
-    side: Side,
-    to: PayStatus,
-    edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
-) -> bool {
-    match jobs.advance(job, side, to, edit) {
-        Ok(_) => true,
-        Err(JobError::BadPayTransition { .. } | JobError::NoPayment(_)) => false,
-        Err(e) => {
-            tracing::error!(%job, to = to.as_str(), error = %e, "cannot record the payment state");
-            false
-        }
     }
 }
 

@@ -9,13 +9,12 @@ use async_trait::async_trait;
 
 use super::gate::StakeGate;
 use super::{
-    advance_pay, authorization_from_wire, final_status, job_b256, parse_b256, update_pay, Busy,
-    Chain, CLAIM_DELAY_SECS,
+    authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain, CLAIM_DELAY_SECS,
 };
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;
-use crate::jobs::{now_ms, JobRecord, PayStatus, PaymentRecord, Side};
+use crate::jobs::{now_ms, JobRecord, PayBook, PayStatus, PaymentRecord, Side};
 use crate::paid::{ProviderPayments, StakeCheck, StakeRefusal};
 use crate::protocol::{JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskResult};
 
@@ -39,6 +38,7 @@ pub struct PaidProvider {
     me: Weak<PaidProvider>,
     pub(crate) busy: Arc<Busy>,
     gate: Arc<StakeGate>,
+    book: PayBook,
 }
 
 impl PaidProvider {
@@ -48,26 +48,15 @@ impl PaidProvider {
             ctx.config.paid.unstaked_burst,
             ctx.config.paid.unstaked_per_min,
         );
+        let book = PayBook::new(ctx.jobs.clone(), Side::Provider);
         Arc::new_cyclic(|me| PaidProvider {
+            book,
             ctx,
             chain,
             me: me.clone(),
             busy: Arc::new(Busy::default()),
             gate,
         })
-    }
-
-    fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
-        update_pay(&self.ctx.jobs, job, Side::Provider, edit);
-    }
-
-    fn advance(
-        &self,
-        job: &JobId,
-        to: PayStatus,
-        edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
-    ) -> bool {
-        advance_pay(&self.ctx.jobs, job, Side::Provider, to, edit)
     }
 
     /// The stake as the escrow has it now, while it is still open. A stake that has ended
@@ -112,7 +101,8 @@ impl PaidProvider {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::error!(%job, error = %e, "proving failed; retrying later");
-                self.update_pay(&job, |_, p| p.error = Some(format!("proving failed: {e}")));
+                self.book
+                    .edit(&job, |_, p| p.error = Some(format!("proving failed: {e}")));
                 return;
             }
             Err(e) => {
@@ -143,7 +133,7 @@ impl PaidProvider {
         self.ctx.metrics.proof_generated();
         let commitment = c.output_hash_hex();
         let stored = req.clone();
-        self.update_pay(&job, |r, p| {
+        self.book.edit(&job, |r, p| {
             p.request = Some(stored);
             p.output_commitment = Some(commitment);
             p.error = None;
@@ -191,7 +181,7 @@ impl PaidProvider {
                 crate::jobs::JobState::Running => {}
                 crate::jobs::JobState::Completed => {
                     // Delivered, then the daemon stopped before it could prove.
-                    if self.advance(&job, PayStatus::Delivered, |_, p| {
+                    if self.book.advance(&job, PayStatus::Delivered, |_, p| {
                         p.delivered_ms = Some(now_ms());
                     }) {
                         self.prove_and_request(job).await;
@@ -199,7 +189,7 @@ impl PaidProvider {
                 }
                 _ => {
                     tracing::info!(%job, "job ended before delivery; the requester's refund ends its stake");
-                    self.advance(&job, PayStatus::Abandoned, |_, _| {});
+                    self.book.advance(&job, PayStatus::Abandoned, |_, _| {});
                 }
             },
             PayStatus::Delivered => {
@@ -223,7 +213,7 @@ impl PaidProvider {
                     if past_deadline {
                         // Too late to submit; only the requester's refund can end the stake.
                         tracing::warn!(%job, "the stake's deadline passed unpaid and too late to submit: giving up on this job's payment");
-                        self.advance(&job, PayStatus::Abandoned, |_, p| {
+                        self.book.advance(&job, PayStatus::Abandoned, |_, p| {
                             p.error =
                                 Some("the stake's deadline passed before payment or submit".into());
                         });
@@ -252,14 +242,14 @@ impl PaidProvider {
                             .await
                             .map(|s| s.submitted_at)
                             .unwrap_or(chain_now);
-                        self.advance(&job, PayStatus::Submitted, |_, p| {
+                        self.book.advance(&job, PayStatus::Submitted, |_, p| {
                             p.submit_tx = Some(format!("{tx:#x}"));
                             p.submitted_at = Some(at);
                         });
                     }
                     Err(e) => {
                         tracing::warn!(%job, error = %e, "submit failed; retrying later");
-                        self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                        self.book.edit(&job, |_, p| p.error = Some(e.to_string()));
                     }
                 }
             }
@@ -275,7 +265,7 @@ impl PaidProvider {
                     Ok(tx) => {
                         let url = self.chain.escrow.tx_url(tx);
                         tracing::info!(%job, %tx, "unpaid an hour after submitting: claimed the stake");
-                        if self.advance(&job, PayStatus::Claimed, |_, p| {
+                        if self.book.advance(&job, PayStatus::Claimed, |_, p| {
                             p.tx_hash = Some(format!("{tx:#x}"));
                             p.explorer_url = Some(url);
                         }) {
@@ -284,7 +274,7 @@ impl PaidProvider {
                     }
                     Err(e) => {
                         tracing::warn!(%job, error = %e, "claimTimeout failed; retrying later");
-                        self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                        self.book.edit(&job, |_, p| p.error = Some(e.to_string()));
                     }
                 }
             }
@@ -524,7 +514,7 @@ impl PaidProvider {
             .flatten();
         tracing::info!(%job, status = st.as_str(), "stake ended");
         let url = tx.map(|h| self.chain.escrow.tx_url(h));
-        self.advance(job, st, |_, p| {
+        self.book.advance(job, st, |_, p| {
             if p.tx_hash.is_none() {
                 p.tx_hash = tx.map(|h| format!("{h:#x}"));
                 p.explorer_url = url;
@@ -606,7 +596,7 @@ impl ProviderPayments for PaidProvider {
             Ok(tx) => {
                 let url = esc.tx_url(tx);
                 tracing::info!(%job, %tx, %reason, "declined the staked job: the requester is refunded");
-                if self.advance(&job, PayStatus::Refunded, |_, p| {
+                if self.book.advance(&job, PayStatus::Refunded, |_, p| {
                     p.tx_hash = Some(format!("{tx:#x}"));
                     p.explorer_url = Some(url);
                     p.error = Some(format!("declined: {reason}"));
@@ -616,7 +606,8 @@ impl ProviderPayments for PaidProvider {
             }
             Err(e) => {
                 tracing::warn!(%job, error = %e, "decline failed; the requester's refund after the deadline ends the stake");
-                self.update_pay(&job, |_, p| p.error = Some(format!("decline failed: {e}")));
+                self.book
+                    .edit(&job, |_, p| p.error = Some(format!("decline failed: {e}")));
             }
         }
     }
@@ -629,7 +620,7 @@ impl ProviderPayments for PaidProvider {
         let Some(_g) = self.busy.try_take(job) else {
             return;
         };
-        if self.advance(&job, PayStatus::Delivered, |_, p| {
+        if self.book.advance(&job, PayStatus::Delivered, |_, p| {
             p.delivered_ms = Some(now_ms());
         }) {
             me.prove_and_request(job).await;
@@ -667,7 +658,7 @@ impl ProviderPayments for PaidProvider {
                     .map(|h| self.chain.escrow.tx_url(h))
                     .unwrap_or(msg.explorer_url);
                 tracing::info!(%job, tx = %msg.tx_hash, "paid: the escrow released the stake");
-                if self.advance(&job, PayStatus::Released, |_, p| {
+                if self.book.advance(&job, PayStatus::Released, |_, p| {
                     p.tx_hash = Some(msg.tx_hash);
                     p.explorer_url = Some(url);
                     p.error = None;

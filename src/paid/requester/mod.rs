@@ -14,11 +14,11 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::seams::{Begin, BeginError, Begun, PayProgress, PaymentError, RequesterPayments};
-use super::{advance_pay, job_b256, update_pay, Busy, Chain};
+use super::{job_b256, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{Settler, StakeStatus};
 use crate::ctx::NodeCtx;
-use crate::jobs::{JobRecord, JobState, PayStatus, PaymentRecord, Side};
+use crate::jobs::{JobRecord, JobState, PayBook, PayStatus, Side};
 use crate::protocol::{DropReason, JobId, Message, PaymentRequest, TaskCancel, TaskResult};
 use crate::request::AttemptOutcome;
 use crate::request::{AttemptStake, DelegateError, JobErrorCode, StakeOutcome, WaitFor};
@@ -39,12 +39,15 @@ pub struct PaidRequester {
     result_at: Mutex<HashMap<JobId, Instant>>,
     verify_lock: tokio::sync::Mutex<()>,
     pub(crate) busy: Arc<Busy>,
+    book: PayBook,
 }
 
 impl PaidRequester {
     /// A paid requester settling through `settler`.
     pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>, settler: Arc<dyn Settler>) -> Arc<Self> {
+        let book = PayBook::new(ctx.jobs.clone(), Side::Requester);
         Arc::new_cyclic(|me| PaidRequester {
+            book,
             ctx,
             chain,
             settler,
@@ -113,19 +116,6 @@ impl PaidRequester {
         if done {
             m.remove(job);
         }
-    }
-
-    fn update_pay(&self, job: &JobId, edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord)) {
-        update_pay(&self.ctx.jobs, job, Side::Requester, edit);
-    }
-
-    fn advance(
-        &self,
-        job: &JobId,
-        to: PayStatus,
-        edit: impl FnOnce(&mut JobRecord, &mut PaymentRecord),
-    ) -> bool {
-        advance_pay(&self.ctx.jobs, job, Side::Requester, to, edit)
     }
 
     fn spawn_verify(&self, job: JobId) {
@@ -257,7 +247,7 @@ impl RequesterPayments for PaidRequester {
                             None => (None, None),
                         };
                         let recorded = tx.clone();
-                        self.update_pay(&job, |_, p| {
+                        self.book.edit(&job, |_, p| {
                             p.tx_hash = recorded;
                             p.explorer_url = url;
                         });
@@ -420,7 +410,7 @@ impl RequesterPayments for PaidRequester {
                     tracing::debug!(%job, "duplicate payment_request while verifying");
                     return;
                 }
-                self.update_pay(&job, |_, p| p.request = Some(req));
+                self.book.edit(&job, |_, p| p.request = Some(req));
                 self.spawn_verify(job);
             }
             PayStatus::Released => {

@@ -61,7 +61,7 @@ impl PaidRequester {
         match verdict {
             Ok(commitment) => {
                 tracing::info!(%job, verify_ms, "proof verified");
-                self.advance(&job, PayStatus::Verified, |r, p| {
+                self.book.advance(&job, PayStatus::Verified, |r, p| {
                     p.proof_verified = Some(true);
                     p.output_commitment = Some(commitment);
                     p.error = None;
@@ -77,7 +77,7 @@ impl PaidRequester {
             Err(refusal) => {
                 let reason = refusal.to_string();
                 tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; asking the operator to reject");
-                self.advance(&job, PayStatus::Disputed, |r, p| {
+                self.book.advance(&job, PayStatus::Disputed, |r, p| {
                     p.proof_verified = Some(false);
                     p.error = Some(reason.clone());
                     r.timings.verify_ms = Some(verify_ms);
@@ -121,7 +121,7 @@ impl PaidRequester {
                 let tx = s.tx_hash.map(|h| format!("{h:#x}"));
                 let url = s.explorer_url.clone();
                 tracing::info!(%job, settler = self.settler.name(), tx = ?tx, settle_ms, status = status.as_str(), "stake settled");
-                if self.advance(&job, status, |r, p| {
+                if self.book.advance(&job, status, |r, p| {
                     p.tx_hash = tx.clone();
                     p.explorer_url = url.clone();
                     p.error = None;
@@ -138,7 +138,7 @@ impl PaidRequester {
             Err(SettleError::Conflict { status, .. }) => {
                 let st = final_status(status).unwrap_or(PayStatus::Refunded);
                 tracing::warn!(%job, status = %status, "stake already ended otherwise; recording it");
-                self.advance(&job, st, |_, p| {
+                self.book.advance(&job, st, |_, p| {
                     p.error = Some(format!("the stake was already {status}"));
                 });
                 self.notify(&job, PayProgress::Settled);
@@ -146,7 +146,7 @@ impl PaidRequester {
             Err(e) => {
                 tracing::warn!(%job, error = %e, "release failed; the payment watcher retries");
                 let msg = e.to_string();
-                self.update_pay(&job, |_, p| p.error = Some(msg.clone()));
+                self.book.edit(&job, |_, p| p.error = Some(msg.clone()));
                 self.notify(&job, PayProgress::SettleFailed(msg));
             }
         }
@@ -168,7 +168,7 @@ impl PaidRequester {
                 let status = final_status(s.status).unwrap_or(PayStatus::Rejected);
                 let tx = s.tx_hash.map(|h| format!("{h:#x}"));
                 tracing::info!(%job, tx = ?tx, status = status.as_str(), "disputed stake returned to the requester");
-                if self.advance(&job, status, |_, p| {
+                if self.book.advance(&job, status, |_, p| {
                     p.tx_hash = tx;
                     p.explorer_url = s.explorer_url;
                 }) {
@@ -179,13 +179,13 @@ impl PaidRequester {
             Err(SettleError::Conflict { status, .. }) => {
                 let st = final_status(status).unwrap_or(PayStatus::Released);
                 tracing::warn!(%job, status = %status, "disputed stake had already ended; recording it");
-                self.advance(&job, st, |_, _| {});
+                self.book.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             Err(e) => {
                 tracing::warn!(%job, error = %e, "reject failed; the payment watcher retries");
                 let msg = e.to_string();
-                self.update_pay(&job, |_, p| p.error = Some(msg));
+                self.book.edit(&job, |_, p| p.error = Some(msg));
             }
         }
     }
@@ -215,19 +215,19 @@ impl PaidRequester {
         match (pay.status, stake.status) {
             (_, s) if final_status(s).is_some() => {
                 let st = final_status(s).unwrap_or(PayStatus::Refunded);
-                self.advance(&job, st, |_, _| {});
+                self.book.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             (PayStatus::Staking, StakeStatus::None) => {
                 tracing::info!(%job, "the stake never landed; nothing is locked");
-                self.advance(&job, PayStatus::Unwound, |_, _| {});
+                self.book.advance(&job, PayStatus::Unwound, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             (_, StakeStatus::Staked) => match self.chain.escrow.refund(job_b256(&job)).await {
                 Ok(tx) => {
                     let url = self.chain.escrow.tx_url(tx);
                     tracing::info!(%job, tx = %tx, "no result by the deadline: stake refunded");
-                    if self.advance(&job, PayStatus::Refunded, |_, p| {
+                    if self.book.advance(&job, PayStatus::Refunded, |_, p| {
                         p.tx_hash = Some(format!("{tx:#x}"));
                         p.explorer_url = Some(url);
                     }) {
@@ -237,14 +237,14 @@ impl PaidRequester {
                 }
                 Err(e) => {
                     tracing::warn!(%job, error = %e, "refund failed; retrying later");
-                    self.update_pay(&job, |_, p| p.error = Some(e.to_string()));
+                    self.book.edit(&job, |_, p| p.error = Some(e.to_string()));
                 }
             },
             (_, StakeStatus::Submitted) => {
                 let reason =
                     "the provider submitted an output hash but no verified result arrived by the deadline";
                 tracing::warn!(%job, "{reason}; asking the operator to reject");
-                self.advance(&job, PayStatus::Disputed, |_, p| {
+                self.book.advance(&job, PayStatus::Disputed, |_, p| {
                     p.error = Some(reason.into());
                 });
                 drop(guard);

@@ -80,11 +80,11 @@ impl PaidRequester {
                 let stake_ms = started.elapsed().as_millis() as u64;
                 let tx = format!("{tx:#x}");
                 // The details first: the watcher may have seen the stake on chain already.
-                self.update_pay(&job, |r, p| {
+                self.book.edit(&job, |r, p| {
                     p.stake_tx = Some(tx.clone());
                     r.timings.stake_ms = Some(stake_ms);
                 });
-                self.advance(&job, PayStatus::Staked, |_, _| {});
+                self.book.advance(&job, PayStatus::Staked, |_, _| {});
                 Ok(StakeRef {
                     chain_id: self.chain.settings.chain_id,
                     escrow: self.chain.escrow_hex(),
@@ -100,10 +100,11 @@ impl PaidRequester {
                     e.revert().is_some() && !matches!(e.revert(), Some(EscrowRevert::NoReason));
                 let msg = e.to_string();
                 if refused {
-                    self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
+                    self.book
+                        .advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
                     Err(PaymentError::StakeRefused(e))
                 } else {
-                    self.update_pay(&job, |_, p| p.error = Some(msg));
+                    self.book.edit(&job, |_, p| p.error = Some(msg));
                     Err(PaymentError::StakeUncertain(e))
                 }
             }
@@ -156,7 +157,8 @@ impl PaidRequester {
         match signed {
             Ok(auth) => {
                 let stake_ms = started.elapsed().as_millis() as u64;
-                self.update_pay(&job, |r, _| r.timings.stake_ms = Some(stake_ms));
+                self.book
+                    .edit(&job, |r, _| r.timings.stake_ms = Some(stake_ms));
                 Ok(StakeRef {
                     chain_id: self.chain.settings.chain_id,
                     escrow: self.chain.escrow_hex(),
@@ -167,7 +169,8 @@ impl PaidRequester {
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
+                self.book
+                    .advance(&job, PayStatus::Unwound, |_, p| p.error = Some(msg));
                 Err(PaymentError::StakeRefused(e))
             }
         }
@@ -194,12 +197,12 @@ impl PaidRequester {
         match final_status(s.status) {
             Some(st) => {
                 tracing::info!(%job, stake = %s.status, "the stake landed and has already ended");
-                self.advance(&job, st, |_, _| {});
+                self.book.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
             None => {
                 tracing::info!(%job, "the stake is on chain");
-                self.advance(&job, PayStatus::Staked, |_, _| {});
+                self.book.advance(&job, PayStatus::Staked, |_, _| {});
             }
         }
         Some(s.status)
