@@ -203,7 +203,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ens": ctx.config.node.ens_name,
         "role": ctx.config.node.role.as_str(),
         "payments": st.payments.snapshot().await,
-        "chain": ctx.config.chain.as_ref().map(|c| json!({
+        "chain": ctx.config.payments.chain().filter(|_| st.payments.is_active()).map(|c| json!({
             "chain_id": c.chain_id,
             "escrow": format!("{:#x}", c.escrow),
             "wallet": c.wallet_signer().ok().map(|s| format!("{:#x}", s.address())),

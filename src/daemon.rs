@@ -143,7 +143,7 @@ impl Daemon {
         let cancel = CancellationToken::new();
         // Before anything is spawned: a setup that cannot pay stops here (or, under
         // EDGENT_PAYMENTS=auto, turns payments off with its reason).
-        let (config, payments) = crate::paid::setup::decide(config).await?;
+        let payments = crate::paid::setup::decide(&config).await?;
         let payments_status = payments.status.clone();
         let jobs = Arc::new(
             JobStore::open(&config.node.data_dir)

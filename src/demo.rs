@@ -237,17 +237,14 @@ fn node_config(
     c.axl.key_path = data.join("axl-private.pem");
     c.node.http_addr = http;
     c.payments_mode = crate::config::PaymentsMode::Off;
-    c.payments = false;
-    c.payments_off_reason = None;
-    c.chain = None;
+    c.payments = crate::config::Payments::Off(None);
     c
 }
 
 /// Switch a node's configuration to the paid flow on the demo chain.
 fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
     c.payments_mode = crate::config::PaymentsMode::On;
-    c.payments = true;
-    c.chain = Some(chain.settings(wallet));
+    c.payments = crate::config::Payments::On(chain.settings(wallet));
     c.paid.settler = SettlerKind::Direct;
     c.paid.payment_tick = std::time::Duration::from_millis(200);
     c

@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(c.node.role, Role::Provider);
         assert_eq!(c.payments_mode, PaymentsMode::Auto);
         assert_eq!(c.node.ens_name.as_deref(), Some("dell-g15.edgent.eth"));
-        let chain = c.chain.unwrap();
+        let chain = c.payments.chain().unwrap();
         assert_eq!(chain.wallet_signer().unwrap().address(), out.address);
         assert!(!out.imported);
     }

@@ -19,7 +19,8 @@
 //!   checks, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend).
-//! - [`jobs`]: job records, their state machine and payment states, persisted in SQLite.
+//! - [`jobs`]: job records, their state machine and payment states, the attempts and error
+//!   codes they record, persisted in SQLite.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
 //!   bounded sends, acks and resends, the topology), the peer book, discovery
@@ -29,7 +30,7 @@
 //! - [`config`]: every setting, from `.env` < environment < flags, validated at start: a
 //!   composition of each part's settings.
 //! - [`request`]: the one request type of every front door, its checks, the answer, and
-//!   the one table of error codes.
+//!   why a delegation failed.
 //! - [`stream`]: streaming across the mesh: the provider's `task_chunk`s, the requester's
 //!   reordering, cancelling a job whose agent went away.
 //! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]: the settings, the
@@ -55,10 +56,7 @@
 //!   the Ollama stub.
 //! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
 //!
-//! One import runs back up a layer: [`jobs`] stores the request's attempts and error
-//! codes ([`request::Attempt`], [`request::JobErrorCode`]) in its records, so the job
-//! record and the `/delegate` answer share one definition. Moving those types down into
-//! `jobs` is the way to remove it.
+//! No import runs back up a layer (a doc link may point up, to say who uses a thing).
 
 pub mod api;
 pub mod axl;

@@ -35,7 +35,7 @@ pub use delegation::DelegationSettings;
 pub use front::{check_bind, FrontSettings, OffloadMode, UnsafeBind};
 pub use inference::{BackendKind, InferenceSettings};
 pub use node::{NodeSettings, Role};
-pub use paid::{PaidSettings, PaymentsMode, PaymentsSetup, SettlerKind};
+pub use paid::{PaidSettings, Payments, PaymentsMode, SettlerKind};
 pub use provider::ProviderSettings;
 pub use sources::Sources;
 pub use value::{format_usdc, parse_usdc, ConfigError, Lookup, EX_CONFIG};
@@ -50,13 +50,10 @@ pub struct Config {
     pub node: NodeSettings,
     /// `EDGENT_PAYMENTS` as set: auto (default), on or off.
     pub payments_mode: PaymentsMode,
-    /// Whether jobs are paid through the escrow: on, or auto with a wallet. The daemon
-    /// turns it off at start when `auto` finds the escrow or settler unusable.
-    pub payments: bool,
-    /// Why payments are off although `EDGENT_PAYMENTS=auto` (e.g. no wallet).
-    pub payments_off_reason: Option<String>,
-    /// The chain, escrow, wallet and settler settings; `Some` exactly when payments are on.
-    pub chain: Option<crate::chain::ChainSettings>,
+    /// Whether jobs are paid, as the settings say: on with the chain settings, or off (and
+    /// why, under `auto`). Never changed after validation: what the daemon found usable is
+    /// [`crate::paid::PaymentsStatus`].
+    pub payments: Payments,
     /// Who settles, and the timers and budgets of open payments.
     pub paid: PaidSettings,
     /// The AXL node.
@@ -85,7 +82,7 @@ impl Config {
     /// Read and validate every setting through `get`.
     pub fn from_lookup(get: Lookup) -> Result<Config, ConfigError> {
         let node = NodeSettings::from_lookup(get)?;
-        let payments = PaymentsSetup::from_lookup(get)?;
+        let (payments_mode, payments) = Payments::from_lookup(get)?;
         let paid = PaidSettings::from_lookup(get)?;
         let provider = ProviderSettings::from_lookup(get)?;
         let axl = AxlSettings::from_lookup(get, &node.data_dir)?;
@@ -102,10 +99,8 @@ impl Config {
         }
         Ok(Config {
             node,
-            payments_mode: payments.mode,
-            payments: payments.chain.is_some(),
-            payments_off_reason: payments.off_reason,
-            chain: payments.chain,
+            payments_mode,
+            payments,
             paid,
             axl,
             inference,

@@ -49,53 +49,58 @@ pub enum SettlerKind {
     Direct,
 }
 
-/// Whether jobs are paid, as read: the four payments fields of [`super::Config`].
+/// Whether jobs are paid, as the settings say. Read once and never changed: what the
+/// daemon found usable at start, and later, is [`crate::paid::PaymentsStatus`].
 #[derive(Debug, Clone)]
-pub struct PaymentsSetup {
-    /// `EDGENT_PAYMENTS` as set.
-    pub mode: PaymentsMode,
-    /// The chain settings; `Some` exactly when payments are on.
-    pub chain: Option<ChainSettings>,
-    /// Why payments are off although `EDGENT_PAYMENTS=auto` (e.g. no wallet).
-    pub off_reason: Option<String>,
+pub enum Payments {
+    /// Unpaid: `EDGENT_PAYMENTS=off` (no reason), or `auto` without a wallet (the reason).
+    Off(Option<String>),
+    /// Paid through the escrow on this chain, with this wallet and settler.
+    On(ChainSettings),
 }
 
-impl PaymentsSetup {
+impl Payments {
     /// Read `EDGENT_PAYMENTS` and, unless it is off, the chain settings. A malformed chain
     /// value is an error even under `auto` (someone typed it); a missing wallet is an error
     /// under `on` and the reason to run unpaid under `auto`.
-    pub fn from_lookup(get: Lookup) -> Result<Self, ConfigError> {
+    pub fn from_lookup(get: Lookup) -> Result<(PaymentsMode, Payments), ConfigError> {
         let mode = match get("EDGENT_PAYMENTS") {
             Some(v) => PaymentsMode::parse(&v)?,
             None => PaymentsMode::Auto,
         };
-        let mut off_reason = None;
-        let chain = match mode {
-            PaymentsMode::Off => None,
-            mode => {
-                let c = ChainSettings::from_lookup(get)?;
-                match (&c.wallet_key, mode) {
-                    (Some(_), _) => Some(c),
-                    (None, PaymentsMode::On) => {
-                        return Err(ChainConfigError::Missing(
-                            "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH; `edgent init` makes one): paid delegation needs a wallet",
-                        )
-                        .into());
-                    }
-                    (None, _) => {
-                        off_reason = Some(
-                            "no wallet: WALLET_PRIVATE_KEY and WALLET_KEY_PATH are unset (`edgent init` makes one)".to_string(),
-                        );
-                        None
-                    }
-                }
+        if mode == PaymentsMode::Off {
+            return Ok((mode, Payments::Off(None)));
+        }
+        let c = ChainSettings::from_lookup(get)?;
+        let payments = match (&c.wallet_key, mode) {
+            (Some(_), _) => Payments::On(c),
+            (None, PaymentsMode::On) => {
+                return Err(ChainConfigError::Missing(
+                    "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH; `edgent init` makes one): paid delegation needs a wallet",
+                )
+                .into());
             }
+            (None, _) => Payments::Off(Some(
+                "no wallet: WALLET_PRIVATE_KEY and WALLET_KEY_PATH are unset (`edgent init` makes one)".to_string(),
+            )),
         };
-        Ok(PaymentsSetup {
-            mode,
-            chain,
-            off_reason,
-        })
+        Ok((mode, payments))
+    }
+
+    /// The chain settings, when payments are on.
+    pub fn chain(&self) -> Option<&ChainSettings> {
+        match self {
+            Payments::On(c) => Some(c),
+            Payments::Off(_) => None,
+        }
+    }
+
+    /// Why payments are off although they were wanted (`auto` without a wallet).
+    pub fn off_reason(&self) -> Option<&str> {
+        match self {
+            Payments::Off(reason) => reason.as_deref(),
+            Payments::On(_) => None,
+        }
     }
 }
 

@@ -26,8 +26,7 @@ fn defaults_are_sensible() {
     let c = Config::from_sources(&src(&[], &[("EDGENT_PAYMENTS", "off")], &[])).unwrap();
     assert_eq!(c.node.http_addr.to_string(), "127.0.0.1:8080");
     assert_eq!(c.node.role, Role::Both);
-    assert!(!c.payments);
-    assert!(c.chain.is_none());
+    assert!(matches!(c.payments, Payments::Off(None)));
     assert!(c.axl.spawn);
     assert_eq!(c.axl.api_url, "http://127.0.0.1:9002");
     assert_eq!(c.axl.api_port(), 9002);
@@ -82,8 +81,8 @@ fn payments_are_auto_by_default_and_on_needs_a_wallet() {
     // auto without a wallet: unpaid, with the reason.
     let c = Config::from_sources(&Sources::default()).unwrap();
     assert_eq!(c.payments_mode, PaymentsMode::Auto);
-    assert!(!c.payments && c.chain.is_none());
-    let reason = c.payments_off_reason.unwrap();
+    assert!(c.payments.chain().is_none());
+    let reason = c.payments.off_reason().unwrap();
     assert!(reason.contains("WALLET_PRIVATE_KEY"), "{reason}");
     // on without a wallet: refused, naming the setting.
     let e = Config::from_sources(&src(&[], &[("EDGENT_PAYMENTS", "on")], &[])).unwrap_err();
@@ -109,8 +108,9 @@ fn payments_are_auto_by_default_and_on_needs_a_wallet() {
         &[],
     ))
     .unwrap();
-    assert!(c.payments && c.payments_off_reason.is_none());
-    let chain = c.chain.unwrap();
+    let Payments::On(chain) = c.payments else {
+        panic!("payments are off: {:?}", c.payments);
+    };
     assert_eq!(chain.chain_id, crate::chain::settings::DEFAULT_CHAIN_ID);
     assert!(chain.wallet_key.is_some());
     assert_eq!(c.paid.settler, SettlerKind::Direct);
@@ -156,8 +156,7 @@ fn env_example_is_a_valid_configuration() {
         ..Default::default()
     })
     .unwrap();
-    assert!(!c.payments);
-    let reason = c.payments_off_reason.unwrap();
+    let reason = c.payments.off_reason().unwrap();
     assert!(reason.contains("WALLET_PRIVATE_KEY"), "{reason}");
     let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     let c = Config::from_sources(&Sources {
@@ -166,7 +165,7 @@ fn env_example_is_a_valid_configuration() {
         ..Default::default()
     })
     .unwrap();
-    assert!(c.payments && !c.provider.tamper_output());
+    assert!(c.payments.chain().is_some() && !c.provider.tamper_output());
     assert_eq!(c.paid.payment_grace, Duration::from_secs(60));
 }
 

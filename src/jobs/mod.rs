@@ -18,17 +18,23 @@
 //! # Layout
 //!
 //! - [`state`]: the side of a job, its states and their table of moves.
+//! - [`attempt`]: one provider tried for a delegation, and what became of its stake.
+//! - [`error_code`]: the API's error codes and a job record's `error_code`.
 //! - [`pay`]: the money side of a paid job and its table of moves.
 //! - [`pay_book`]: one side's writes of its payments, through the table of moves.
 //! - [`record`]: one job as stored and shown, and what it records as its prompt.
 //! - [`store`]: the SQLite table and its one write path.
 
+pub mod attempt;
+pub mod error_code;
 pub mod pay;
 pub mod pay_book;
 pub mod record;
 pub mod state;
 pub mod store;
 
+pub use attempt::{Attempt, AttemptOutcome, AttemptStake, StakeOutcome};
+pub use error_code::{ErrorCode, JobErrorCode};
 pub use pay::{PayStatus, PaymentRecord};
 pub use pay_book::PayBook;
 pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};

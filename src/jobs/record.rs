@@ -58,7 +58,7 @@ pub struct JobRecord {
     /// Agreed price, USDC base units.
     pub price_units: Option<u64>,
     /// Machine-readable failure cause.
-    pub error_code: Option<crate::request::JobErrorCode>,
+    pub error_code: Option<super::JobErrorCode>,
     /// Human-readable failure detail.
     pub error: Option<String>,
     /// Created, unix ms.
@@ -80,7 +80,7 @@ pub struct JobRecord {
     pub moved_to: Option<JobId>,
     /// Requester: the providers tried so far for the delegation, this one last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<crate::request::Attempt>,
+    pub attempts: Vec<super::Attempt>,
 }
 
 impl JobRecord {

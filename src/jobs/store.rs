@@ -342,7 +342,7 @@ impl JobStore {
         let mut n = 0;
         for (id, side) in open {
             let res = self.transition(&id, side, JobState::Failed, |r| {
-                r.error_code = Some(crate::request::JobErrorCode::Interrupted);
+                r.error_code = Some(super::JobErrorCode::Interrupted);
                 r.error = Some("the daemon stopped while this job was in flight".into());
             });
             if res.is_ok() {

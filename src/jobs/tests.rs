@@ -113,7 +113,7 @@ fn cancelled_ends_a_job_on_either_side() {
         .unwrap();
     let rec = store
         .transition(&id, Side::Provider, Cancelled, |r| {
-            r.error_code = Some(crate::request::ErrorCode::Cancelled.into())
+            r.error_code = Some(super::ErrorCode::Cancelled.into())
         })
         .unwrap();
     assert_eq!(rec.state, Cancelled);

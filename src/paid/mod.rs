@@ -163,7 +163,7 @@ impl Chain {
 
 /// The settler `SETTLER` asks for.
 pub async fn connect_settler(config: &Config) -> Result<Arc<dyn Settler>, PaymentsSetupError> {
-    let Some(settings) = &config.chain else {
+    let Some(settings) = config.payments.chain() else {
         return Err(ChainConfigError::Missing("WALLET_PRIVATE_KEY (payments are off)").into());
     };
     Ok(match config.paid.settler {

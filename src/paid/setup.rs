@@ -30,30 +30,48 @@ pub struct Decision {
 
 /// Decide whether this run is paid, before anything is spawned. `EDGENT_PAYMENTS=on` with a
 /// setup that cannot pay is an error (a [`PaymentsSetupError`]); under `auto` the daemon
-/// runs unpaid and the configuration returned says why (and the paid setup is retried in
-/// the background when the cause may pass).
-pub async fn decide(config: Config) -> Result<(Config, Decision), PaymentsSetupError> {
-    let (config, setup, retry) = decide_payments(config).await?;
-    let status = Arc::new(match &setup {
-        Some(setup) => PaymentsStatus::active(config.payments_mode, setup.chain.clone()),
-        None => PaymentsStatus::inactive(config.payments_mode, config.payments_off_reason.clone()),
-    });
-    if retry.is_some() {
-        if let Some(reason) = config.payments_off_reason.clone() {
-            status.set_unpaid(reason, true);
+/// runs unpaid and the status says why (and the paid setup is retried in the background
+/// when the cause may pass).
+pub async fn decide(config: &Config) -> Result<Decision, PaymentsSetupError> {
+    let Some(settings) = config.payments.chain() else {
+        let reason = config.payments.off_reason().map(str::to_string);
+        if let Some(reason) = &reason {
+            tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
         }
+        let status = PaymentsStatus::inactive(config.payments_mode, reason);
+        return Ok(Decision::unpaid(status, None));
+    };
+    match prepare_payments(config, settings).await {
+        Ok(setup) => Ok(Decision {
+            status: Arc::new(PaymentsStatus::active(
+                config.payments_mode,
+                setup.chain.clone(),
+            )),
+            setup: Some(setup),
+            retry: None,
+        }),
+        Err(e) if config.payments_mode == PaymentsMode::Auto => {
+            let retry = e.is_transient().then(|| config.clone());
+            tracing::warn!(reason = %e, retrying = retry.is_some(), "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
+            let status = PaymentsStatus::inactive(config.payments_mode, Some(e.to_string()));
+            if retry.is_some() {
+                status.set_unpaid(e.to_string(), true);
+            }
+            Ok(Decision::unpaid(status, retry))
+        }
+        Err(e) => Err(e),
     }
-    Ok((
-        config,
-        Decision {
-            setup,
-            retry,
-            status,
-        },
-    ))
 }
 
 impl Decision {
+    fn unpaid(status: PaymentsStatus, retry: Option<Config>) -> Decision {
+        Decision {
+            setup: None,
+            retry,
+            status: Arc::new(status),
+        }
+    }
+
     /// Start the payments decided: the paid flow at once, or unpaid (retrying the paid
     /// setup in the background under `auto`). Returns the switch the requester, provider
     /// and router read, and the task to wait for at shutdown.
@@ -120,33 +138,6 @@ const PAYMENTS_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between retries of the paid setup.
 const PAYMENTS_RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// Decide whether this run is paid. `EDGENT_PAYMENTS=on` with a setup that cannot pay is
-/// an error (a [`PaymentsSetupError`]); under `auto` the daemon runs unpaid and the
-/// configuration it returns says why. When that cause may pass (the RPC endpoint is down),
-/// the third value is the configuration to retry the paid setup with.
-async fn decide_payments(
-    mut config: Config,
-) -> Result<(Config, Option<PaidSetup>, Option<Config>), PaymentsSetupError> {
-    let Some(settings) = config.chain.clone() else {
-        if let Some(reason) = &config.payments_off_reason {
-            tracing::warn!(%reason, "EDGENT_PAYMENTS=auto: payments are OFF, jobs run unpaid");
-        }
-        return Ok((config, None, None));
-    };
-    match prepare_payments(&config, &settings).await {
-        Ok(setup) => Ok((config, Some(setup), None)),
-        Err(e) if config.payments_mode == PaymentsMode::Auto => {
-            let retry = e.is_transient().then(|| config.clone());
-            tracing::warn!(reason = %e, retrying = retry.is_some(), "EDGENT_PAYMENTS=auto: the paid setup cannot be used; payments are OFF, jobs run unpaid");
-            config.payments = false;
-            config.chain = None;
-            config.payments_off_reason = Some(e.to_string());
-            Ok((config, None, retry))
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Under `auto`, after a paid setup failed for a passing reason: try it again with
 /// backoff (1 s doubling to 30 s) until it works, then switch `switch` to the paid flow
 /// and mark `status` active; a cause that will not pass ends the retries. Runs the payment
@@ -158,7 +149,7 @@ async fn retry_payments(
     status: Arc<PaymentsStatus>,
     cancel: CancellationToken,
 ) {
-    let Some(settings) = wanted.chain.clone() else {
+    let Some(settings) = wanted.payments.chain() else {
         return;
     };
     let mut backoff = Backoff::new(PAYMENTS_RETRY_FIRST, PAYMENTS_RETRY_MAX);
@@ -170,7 +161,7 @@ async fn retry_payments(
             _ = tokio::time::sleep(delay) => {}
         }
         attempt += 1;
-        match prepare_payments(&wanted, &settings).await {
+        match prepare_payments(&wanted, settings).await {
             Ok(setup) => {
                 let chain = setup.chain.clone();
                 let paid = start_payments(&ctx, setup, &cancel);

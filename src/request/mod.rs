@@ -4,18 +4,18 @@
 //!
 //! It holds what an agent sends ([`DelegateRequest`]) and how it is checked
 //! ([`DelegateRequest::validate`] -> [`ValidRequest`]), what it gets back
-//! ([`DelegateResponse`], in [`answer`]), why a delegation failed ([`DelegateError`]), and
-//! the one table of error codes ([`ErrorCode`]) that the HTTP API answers and the job
-//! record stores ([`JobErrorCode`]), in [`error`].
+//! ([`DelegateResponse`], in [`answer`]), and why a delegation failed ([`DelegateError`],
+//! in [`error`]). The attempts and the error codes it answers with are the job record's
+//! own ([`crate::jobs::attempt`], [`crate::jobs::error_code`]), re-exported here.
 
 pub mod answer;
 pub mod error;
 
-pub use answer::{
-    Attempt, AttemptOutcome, AttemptStake, DelegateResponse, PaymentSummary, ProviderInfo,
-    StakeOutcome, StreamEvent, StreamSink,
+pub use crate::jobs::{
+    Attempt, AttemptOutcome, AttemptStake, ErrorCode, JobErrorCode, StakeOutcome,
 };
-pub use error::{error_body, DelegateError, ErrorCode, JobErrorCode, Unserved};
+pub use answer::{DelegateResponse, PaymentSummary, ProviderInfo, StreamEvent, StreamSink};
+pub use error::{error_body, DelegateError, Unserved};
 
 use std::time::Duration;
 
