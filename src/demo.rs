@@ -244,7 +244,7 @@ fn node_config(
 /// Switch a node's configuration to the paid flow on the demo chain.
 fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
     c.payments_mode = crate::config::PaymentsMode::On;
-    c.payments = crate::config::Payments::On(chain.settings(wallet));
+    c.payments = crate::config::Payments::On(Box::new(chain.settings(wallet)));
     c.paid.settler = SettlerKind::Direct;
     c.paid.payment_tick = std::time::Duration::from_millis(200);
     c

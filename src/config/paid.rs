@@ -56,7 +56,7 @@ pub enum Payments {
     /// Unpaid: `EDGENT_PAYMENTS=off` (no reason), or `auto` without a wallet (the reason).
     Off(Option<String>),
     /// Paid through the escrow on this chain, with this wallet and settler.
-    On(ChainSettings),
+    On(Box<ChainSettings>),
 }
 
 impl Payments {
@@ -73,7 +73,7 @@ impl Payments {
         }
         let c = ChainSettings::from_lookup(get)?;
         let payments = match (&c.wallet_key, mode) {
-            (Some(_), _) => Payments::On(c),
+            (Some(_), _) => Payments::On(Box::new(c)),
             (None, PaymentsMode::On) => {
                 return Err(ChainConfigError::Missing(
                     "WALLET_PRIVATE_KEY (or WALLET_KEY_PATH; `edgent init` makes one): paid delegation needs a wallet",
