@@ -80,6 +80,20 @@ struct Answer {
     body: BoxStream<'static, Result<Bytes, String>>,
 }
 
+impl Answer {
+    /// An answer from its status and headers, and its body as it streams in.
+    fn new<E: std::fmt::Display>(
+        (status, headers): (StatusCode, axum::http::HeaderMap),
+        body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    ) -> Answer {
+        Answer {
+            status,
+            ndjson: is_ndjson(headers.get(header::CONTENT_TYPE)),
+            body: body.map(|r| r.map_err(|e| e.to_string())).boxed(),
+        }
+    }
+}
+
 impl ApiClient {
     /// Over HTTP at `base` (e.g. `http://127.0.0.1:8080`), with `token` as a Bearer token.
     pub fn http(base: &str, token: Option<String>) -> ApiClient {
@@ -125,17 +139,8 @@ impl ApiClient {
                 let resp = req.send().await.map_err(|e| {
                     ApiFailure::unreachable(format!("is the daemon running at {base}? {e}"))
                 })?;
-                let status = resp.status();
-                let ndjson = is_ndjson(resp.headers().get(header::CONTENT_TYPE));
-                let body = resp
-                    .bytes_stream()
-                    .map(|r| r.map_err(|e| e.to_string()))
-                    .boxed();
-                Ok(Answer {
-                    status,
-                    ndjson,
-                    body,
-                })
+                let head = (resp.status(), resp.headers().clone());
+                Ok(Answer::new(head, resp.bytes_stream()))
             }
             Target::InProcess(router) => {
                 let mut req = Request::builder()
@@ -153,18 +158,8 @@ impl ApiClient {
                     .oneshot(req)
                     .await
                     .map_err(|e| ApiFailure::unreachable(e.to_string()))?;
-                let status = resp.status();
-                let ndjson = is_ndjson(resp.headers().get(header::CONTENT_TYPE));
-                let body = resp
-                    .into_body()
-                    .into_data_stream()
-                    .map(|r| r.map_err(|e| e.to_string()))
-                    .boxed();
-                Ok(Answer {
-                    status,
-                    ndjson,
-                    body,
-                })
+                let head = (resp.status(), resp.headers().clone());
+                Ok(Answer::new(head, resp.into_body().into_data_stream()))
             }
         }
     }

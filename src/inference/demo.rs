@@ -2,6 +2,7 @@
 //! whole delegation where no Ollama is installed, and says so in every answer.
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use super::{model_matches, Backend, GenerateOutput, GenerateRequest, InferenceError};
 
@@ -22,7 +23,11 @@ impl Backend for DemoBackend {
         Ok(vec![DEMO_MODEL.to_string()])
     }
 
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
+    async fn run(
+        &self,
+        req: &GenerateRequest,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<GenerateOutput, InferenceError> {
         if !model_matches(&req.model, DEMO_MODEL) {
             return Err(InferenceError::ModelUnavailable(req.model.clone()));
         }
@@ -33,6 +38,9 @@ impl Backend for DemoBackend {
             words,
             req.prompt.chars().rev().collect::<String>()
         );
+        if let Some(d) = deltas {
+            let _ = d.send(text.clone());
+        }
         Ok(GenerateOutput {
             completion_tokens: Some(text.split_whitespace().count() as u64),
             prompt_tokens: Some(words as u64),

@@ -69,19 +69,27 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Models the backend can run now.
     async fn models(&self) -> Result<Vec<String>, InferenceError>;
+    /// Run one prompt to completion, sending each piece of text to `deltas`, when given, as
+    /// it is generated (a backend that cannot stream sends the whole text once). Dropping
+    /// the future stops the generation.
+    async fn run(
+        &self,
+        req: &GenerateRequest,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
+    ) -> Result<GenerateOutput, InferenceError>;
+
     /// Run one prompt to completion.
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError>;
-    /// Run one prompt to completion, sending each piece of text to `deltas` as it is
-    /// generated (a backend that cannot stream sends the whole text once). Dropping the
-    /// future stops the generation.
+    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
+        self.run(req, None).await
+    }
+
+    /// Run one prompt to completion, streaming its text to `deltas` ([`Backend::run`]).
     async fn generate_stream(
         &self,
         req: &GenerateRequest,
         deltas: mpsc::UnboundedSender<String>,
     ) -> Result<GenerateOutput, InferenceError> {
-        let out = self.generate(req).await?;
-        let _ = deltas.send(out.text.clone());
-        Ok(out)
+        self.run(req, Some(&deltas)).await
     }
 
     /// The models with their size and whether each is loaded now, for ads. By default the

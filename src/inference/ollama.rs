@@ -142,21 +142,6 @@ impl Backend for OllamaBackend {
             .collect())
     }
 
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
-        self.run(req, None).await
-    }
-
-    async fn generate_stream(
-        &self,
-        req: &GenerateRequest,
-        deltas: mpsc::UnboundedSender<String>,
-    ) -> Result<GenerateOutput, InferenceError> {
-        self.run(req, Some(&deltas)).await
-    }
-}
-
-impl OllamaBackend {
-    /// Generate, sending each chunk's text to `deltas` when given.
     async fn run(
         &self,
         req: &GenerateRequest,
@@ -202,6 +187,7 @@ impl OllamaBackend {
         .await
     }
 }
+
 
 /// Fold one NDJSON line into the output; true when it is the final chunk.
 fn apply_line(

@@ -44,48 +44,6 @@ impl OpenAiBackend {
         }
     }
 
-    async fn run(
-        &self,
-        req: &GenerateRequest,
-        deltas: Option<&mpsc::UnboundedSender<String>>,
-    ) -> Result<GenerateOutput, InferenceError> {
-        let chat = req.messages.is_some();
-        let (path, mut body) = match &req.messages {
-            Some(msgs) => (
-                "/chat/completions",
-                json!({"model": req.model, "messages": msgs}),
-            ),
-            None => (
-                "/completions",
-                json!({"model": req.model, "prompt": req.prompt}),
-            ),
-        };
-        body["stream"] = Value::Bool(true);
-        body["stream_options"] = json!({"include_usage": true});
-        if let Some(opts) = &req.options {
-            map_options(opts, &mut body);
-        }
-        let resp = self
-            .request(reqwest::Method::POST, path)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| InferenceError::Unreachable(format!("{}: {e}", self.base)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            let msg = super::error_text(text.as_bytes());
-            return Err(if status.as_u16() == 404 {
-                InferenceError::ModelUnavailable(msg)
-            } else {
-                InferenceError::Backend(format!("HTTP {status}: {msg}"))
-            });
-        }
-        super::fold_lines(resp, "stream ended before data: [DONE]", |line, out| {
-            apply_event(line, chat, out, deltas)
-        })
-        .await
-    }
 }
 
 /// Ollama's options as OpenAI request fields.
@@ -199,16 +157,47 @@ impl Backend for OpenAiBackend {
             .unwrap_or_default())
     }
 
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateOutput, InferenceError> {
-        self.run(req, None).await
-    }
-
-    async fn generate_stream(
+    async fn run(
         &self,
         req: &GenerateRequest,
-        deltas: mpsc::UnboundedSender<String>,
+        deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<GenerateOutput, InferenceError> {
-        self.run(req, Some(&deltas)).await
+        let chat = req.messages.is_some();
+        let (path, mut body) = match &req.messages {
+            Some(msgs) => (
+                "/chat/completions",
+                json!({"model": req.model, "messages": msgs}),
+            ),
+            None => (
+                "/completions",
+                json!({"model": req.model, "prompt": req.prompt}),
+            ),
+        };
+        body["stream"] = Value::Bool(true);
+        body["stream_options"] = json!({"include_usage": true});
+        if let Some(opts) = &req.options {
+            map_options(opts, &mut body);
+        }
+        let resp = self
+            .request(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| InferenceError::Unreachable(format!("{}: {e}", self.base)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let msg = super::error_text(text.as_bytes());
+            return Err(if status.as_u16() == 404 {
+                InferenceError::ModelUnavailable(msg)
+            } else {
+                InferenceError::Backend(format!("HTTP {status}: {msg}"))
+            });
+        }
+        super::fold_lines(resp, "stream ended before data: [DONE]", |line, out| {
+            apply_event(line, chat, out, deltas)
+        })
+        .await
     }
 }
 

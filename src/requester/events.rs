@@ -36,6 +36,21 @@ pub struct MeshAnswer {
     pub events: BoxStream<'static, MeshEvent>,
 }
 
+impl MeshAnswer {
+    /// A delegation answered whole: its text as one delta, then `Done`.
+    fn whole(res: DelegateResponse) -> MeshAnswer {
+        MeshAnswer {
+            job_id: res.job_id,
+            provider: res.provider.clone(),
+            events: futures_util::stream::iter(vec![
+                MeshEvent::Delta(res.output.clone()),
+                MeshEvent::Done(Box::new(res)),
+            ])
+            .boxed(),
+        }
+    }
+}
+
 /// Start a delegation through `requester`: streamed (`stream`), or answered whole.
 pub async fn start(
     requester: Arc<Requester>,
@@ -53,16 +68,7 @@ pub async fn start(
         r.map_err(|e| DelegateError::Internal(e.to_string()))?
     };
     if !stream {
-        let res = joined((&mut run).await)?;
-        return Ok(MeshAnswer {
-            job_id: res.job_id,
-            provider: res.provider.clone(),
-            events: futures_util::stream::iter(vec![
-                MeshEvent::Delta(res.output.clone()),
-                MeshEvent::Done(Box::new(res)),
-            ])
-            .boxed(),
-        });
+        return Ok(MeshAnswer::whole(joined((&mut run).await)?));
     }
     // Wait for the task to reach a provider (or the delegation to fail before).
     let (job_id, provider) = loop {
@@ -76,16 +82,7 @@ pub async fn start(
                 }
             },
             r = &mut run => {
-                let res = joined(r)?;
-                return Ok(MeshAnswer {
-                    job_id: res.job_id,
-                    provider: res.provider.clone(),
-                    events: futures_util::stream::iter(vec![
-                        MeshEvent::Delta(res.output.clone()),
-                        MeshEvent::Done(Box::new(res)),
-                    ])
-                    .boxed(),
-                });
+                return Ok(MeshAnswer::whole(joined(r)?));
             }
         }
     };
