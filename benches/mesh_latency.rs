@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgent::axl::recv::{
-    spawn_recv_loop, spawn_recv_loop_with, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY,
+    recv_loop, spawn_recv_loop, RecvLoopConfig, RecvStats, RECV_CHANNEL_CAPACITY,
 };
 use edgent::axl::{Inbound, Transport};
 use edgent::harness::mesh_sim::MeshSim;
@@ -117,13 +117,13 @@ fn main() {
         for (name, config, pause, n) in cases {
             let (tx, mut rx) = mpsc::channel::<Inbound>(RECV_CHANNEL_CAPACITY);
             let cancel = CancellationToken::new();
-            let _loop = spawn_recv_loop_with(
+            let _loop = tokio::spawn(recv_loop(
                 Arc::new(sim.client(1).expect("client")),
                 tx,
                 cancel.clone(),
                 Arc::new(RecvStats::default()),
                 config,
-            );
+            ));
             let mut sporadic = Vec::new();
             for i in 0..n {
                 tokio::time::sleep(pause).await;

@@ -279,14 +279,14 @@ impl Daemon {
         let listener = match tokio::net::TcpListener::bind(config.node.http_addr).await {
             Ok(l) => l,
             Err(e) => {
-                cancel.cancel();
-                if let Some(s) = &supervisor {
-                    s.shutdown().await;
-                }
-                return Err(anyhow::anyhow!(
-                    "EDGENT_HTTP_ADDR {}: cannot listen: {e}",
-                    config.node.http_addr
-                ));
+                return Err(abort_start(
+                    &cancel,
+                    &supervisor,
+                    "EDGENT_HTTP_ADDR",
+                    config.node.http_addr,
+                    e,
+                )
+                .await)
             }
         };
         let http_addr = listener.local_addr()?;
@@ -298,13 +298,9 @@ impl Daemon {
             let l = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
                 Err(e) => {
-                    cancel.cancel();
-                    if let Some(s) = &supervisor {
-                        s.shutdown().await;
-                    }
-                    return Err(anyhow::anyhow!(
-                        "EDGENT_OLLAMA_ADDR {addr}: cannot listen: {e}"
-                    ));
+                    return Err(
+                        abort_start(&cancel, &supervisor, "EDGENT_OLLAMA_ADDR", addr, e).await,
+                    )
                 }
             };
             let ollama_app = crate::guard::guarded(
@@ -369,6 +365,22 @@ impl Daemon {
 /// Serves `app` on `listener` until `cancel`, with TCP_NODELAY on every connection:
 /// streamed answers are many small writes, and without it Nagle holds each behind the
 /// agent's delayed ACK (40 ms on Linux). Ollama sets it too.
+/// A listener that cannot bind ends the start: everything started so far stops (the AXL
+/// child too), and the error names the setting.
+async fn abort_start(
+    cancel: &CancellationToken,
+    supervisor: &Option<Arc<crate::axl::supervisor::Supervisor>>,
+    key: &str,
+    addr: std::net::SocketAddr,
+    e: std::io::Error,
+) -> anyhow::Error {
+    cancel.cancel();
+    if let Some(s) = supervisor {
+        s.shutdown().await;
+    }
+    anyhow::anyhow!("{key} {addr}: cannot listen: {e}")
+}
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,

@@ -137,18 +137,7 @@ pub fn spawn_recv_loop(
     cancel: CancellationToken,
     stats: Arc<RecvStats>,
 ) -> JoinHandle<()> {
-    spawn_recv_loop_with(transport, tx, cancel, stats, RecvLoopConfig::default())
-}
-
-/// [`spawn_recv_loop`] with explicit back-off settings.
-pub fn spawn_recv_loop_with(
-    transport: Arc<dyn Transport>,
-    tx: mpsc::Sender<Inbound>,
-    cancel: CancellationToken,
-    stats: Arc<RecvStats>,
-    config: RecvLoopConfig,
-) -> JoinHandle<()> {
-    tokio::spawn(run(transport, tx, cancel, stats, config))
+    tokio::spawn(recv_loop(transport, tx, cancel, stats, RecvLoopConfig::default()))
 }
 
 /// What the last failing streak was, so it is logged once rather than per try.
@@ -159,7 +148,9 @@ enum Streak {
     Failing { failures: u64 },
 }
 
-async fn run(
+/// The receive loop with explicit back-off settings ([`spawn_recv_loop`] spawns it with
+/// the defaults).
+pub async fn recv_loop(
     transport: Arc<dyn Transport>,
     tx: mpsc::Sender<Inbound>,
     cancel: CancellationToken,

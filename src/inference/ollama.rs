@@ -188,7 +188,6 @@ impl Backend for OllamaBackend {
     }
 }
 
-
 /// Fold one NDJSON line into the output; true when it is the final chunk.
 fn apply_line(
     line: &[u8],

@@ -43,7 +43,6 @@ impl OpenAiBackend {
             None => r,
         }
     }
-
 }
 
 /// Ollama's options as OpenAI request fields.
