@@ -137,7 +137,13 @@ pub fn spawn_recv_loop(
     cancel: CancellationToken,
     stats: Arc<RecvStats>,
 ) -> JoinHandle<()> {
-    tokio::spawn(recv_loop(transport, tx, cancel, stats, RecvLoopConfig::default()))
+    tokio::spawn(recv_loop(
+        transport,
+        tx,
+        cancel,
+        stats,
+        RecvLoopConfig::default(),
+    ))
 }
 
 /// What the last failing streak was, so it is logged once rather than per try.

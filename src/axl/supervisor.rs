@@ -127,6 +127,7 @@ impl SupervisorConfig {
 }
 
 /// AXL's `node-config.json`: Yggdrasil's fields (capitalised) and AXL's own.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize)]
 struct NodeConfigJson<'a> {
     #[serde(rename = "PrivateKeyPath")]
@@ -138,7 +139,6 @@ struct NodeConfigJson<'a> {
     api_port: u16,
     tcp_port: u16,
     bridge_addr: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     max_message_size: Option<usize>,
 }
 

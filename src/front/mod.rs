@@ -35,7 +35,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -99,14 +99,14 @@ impl FrontDoor {
 /// The Ollama and OpenAI routes, for the daemon's router.
 pub fn router(front: Arc<FrontDoor>) -> Router {
     Router::new()
-        .route("/api/generate", post(generate))
-        .route("/api/chat", post(chat))
+        .route("/api/generate", generation_route(Api::OllamaGenerate))
+        .route("/api/chat", generation_route(Api::OllamaChat))
         .route("/api/tags", get(tags))
         .route("/api/ps", get(passthrough))
         .route("/api/show", post(passthrough))
         .route("/api/version", get(version))
-        .route("/v1/chat/completions", post(openai_chat))
-        .route("/v1/completions", post(openai_completions))
+        .route("/v1/chat/completions", generation_route(Api::OpenAiChat))
+        .route("/v1/completions", generation_route(Api::OpenAiCompletion))
         .route("/v1/models", get(models))
         .with_state(front)
 }
@@ -122,35 +122,13 @@ pub fn ollama_only_router(front: Arc<FrontDoor>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
 }
 
-async fn generate(
-    State(f): State<Arc<FrontDoor>>,
-    uri: Uri,
-    h: HeaderMap,
-    body: Bytes,
-) -> Response {
-    generation(f, Api::OllamaGenerate, uri, h, body).await
-}
-
-async fn chat(State(f): State<Arc<FrontDoor>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
-    generation(f, Api::OllamaChat, uri, h, body).await
-}
-
-async fn openai_chat(
-    State(f): State<Arc<FrontDoor>>,
-    uri: Uri,
-    h: HeaderMap,
-    body: Bytes,
-) -> Response {
-    generation(f, Api::OpenAiChat, uri, h, body).await
-}
-
-async fn openai_completions(
-    State(f): State<Arc<FrontDoor>>,
-    uri: Uri,
-    h: HeaderMap,
-    body: Bytes,
-) -> Response {
-    generation(f, Api::OpenAiCompletion, uri, h, body).await
+/// The route of one generation API: the body goes to [`generation`] as `api`.
+fn generation_route(api: Api) -> MethodRouter<Arc<FrontDoor>> {
+    post(
+        move |State(f): State<Arc<FrontDoor>>, uri: Uri, h: HeaderMap, body: Bytes| {
+            generation(f, api, uri, h, body)
+        },
+    )
 }
 
 /// An error in the API's own shape.
@@ -459,47 +437,52 @@ fn mesh_models(f: &FrontDoor) -> BTreeSet<String> {
     f.ctx.mesh.peers.models().into_iter().collect()
 }
 
-/// `/api/tags`: the local models, then the mesh's that are not local, once each.
-async fn tags(State(f): State<Arc<FrontDoor>>) -> Response {
-    let mut list: Vec<Value> = local_json(&f, "/api/tags")
+/// The local backend's model list at `path` (the array under `key`, named by `name`), then
+/// an entry made by `entry` for each mesh model that is not local, once each.
+async fn local_then_mesh(
+    f: &FrontDoor,
+    (path, key, name): (&str, &str, &str),
+    entry: impl Fn(&str) -> Value,
+) -> Vec<Value> {
+    let mut list: Vec<Value> = local_json(f, path)
         .await
-        .and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+        .and_then(|v| v.get(key).and_then(Value::as_array).cloned())
         .unwrap_or_default();
     let local: Vec<String> = list
         .iter()
-        .filter_map(|m| m.get("name").and_then(Value::as_str).map(String::from))
+        .filter_map(|m| m.get(name).and_then(Value::as_str).map(String::from))
         .collect();
-    let now = offload::rfc3339_now();
-    for m in mesh_models(&f) {
-        if local.iter().any(|l| crate::inference::model_matches(&m, l)) {
-            continue;
+    for m in mesh_models(f) {
+        if !local.iter().any(|l| crate::inference::model_matches(&m, l)) {
+            list.push(entry(&m));
         }
-        list.push(json!({
+    }
+    list
+}
+
+/// `/api/tags`: the local models, then the mesh's that are not local, once each.
+async fn tags(State(f): State<Arc<FrontDoor>>) -> Response {
+    let now = offload::rfc3339_now();
+    let list = local_then_mesh(&f, ("/api/tags", "models", "name"), |m| {
+        json!({
             "name": m, "model": m, "modified_at": now, "size": 0, "digest": "",
             "remote_host": "edgent-mesh",
             "details": {"parent_model": "", "format": "", "family": "", "families": null,
                         "parameter_size": "", "quantization_level": ""},
-        }));
-    }
+        })
+    })
+    .await;
     Json(json!({"models": list})).into_response()
 }
 
 /// `/v1/models`: the local models, then the mesh's that are not local, once each.
 async fn models(State(f): State<Arc<FrontDoor>>) -> Response {
-    let mut data: Vec<Value> = local_json(&f, "/v1/models")
-        .await
-        .and_then(|v| v.get("data").and_then(Value::as_array).cloned())
-        .unwrap_or_default();
-    let local: Vec<String> = data
-        .iter()
-        .filter_map(|m| m.get("id").and_then(Value::as_str).map(String::from))
-        .collect();
     let now = offload::unix_now();
-    for m in mesh_models(&f) {
-        if local.iter().any(|l| crate::inference::model_matches(&m, l)) {
-            continue;
-        }
-        data.push(json!({"id": m, "object": "model", "created": now, "owned_by": "edgent-mesh"}));
-    }
+    let data = local_then_mesh(
+        &f,
+        ("/v1/models", "data", "id"),
+        |m| json!({"id": m, "object": "model", "created": now, "owned_by": "edgent-mesh"}),
+    )
+    .await;
     Json(json!({"object": "list", "data": data})).into_response()
 }

@@ -8,6 +8,7 @@ use crate::axl::PeerKey;
 use crate::protocol::JobId;
 
 /// One provider tried for a delegation.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Attempt {
     /// Its full AXL key.
@@ -19,14 +20,13 @@ pub struct Attempt {
     /// The job id this attempt ran under. Unpaid attempts share the delegation's; a paid
     /// attempt has its own (the escrow's job id names one provider), so each has a record
     /// in `/jobs` with its payment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<JobId>,
     /// Paid attempts that failed: what became of their stake.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stake: Option<AttemptStake>,
 }
 
 /// What became of the stake of a paid attempt that failed.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AttemptStake {
     /// `refunded`: the provider declined and its `decline` transaction (`tx_hash`) refunded
@@ -36,10 +36,8 @@ pub struct AttemptStake {
     /// should it land before, it is refunded after); otherwise the payment status.
     pub status: StakeOutcome,
     /// The transaction that returned the money, when it has.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_hash: Option<String>,
     /// The stake's deadline, unix seconds of chain time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_after: Option<u64>,
 }
 

@@ -103,6 +103,7 @@ impl PayStatus {
 
 /// The money side of a paid job, persisted with it so every stake ends even across
 /// restarts.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentRecord {
     /// Where the money is.
@@ -116,37 +117,27 @@ pub struct PaymentRecord {
     /// The provider's wallet (the stake's payee).
     pub pay_to: String,
     /// The stake transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stake_tx: Option<String>,
     /// The stake's deadline, unix seconds of chain time.
     pub stake_deadline: u64,
     /// The output commitment (the escrow's `outputHash`), `0x` + 64 hex.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_commitment: Option<String>,
     /// Requester: whether the provider's proof checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof_verified: Option<bool>,
     /// The transaction that settled the stake (release, reject, refund or claim).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_hash: Option<String>,
     /// Explorer link for `tx_hash`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explorer_url: Option<String>,
     /// Provider: the `submit` transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submit_tx: Option<String>,
     /// Provider: chain time of the `submit`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted_at: Option<u64>,
     /// Provider: when the result was delivered, unix ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_ms: Option<u64>,
     /// Provider: the payment request sent (kept to send again). Requester: one received
     /// before the result it proves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<crate::protocol::PaymentRequest>,
     /// Why the last money step failed or the proof was refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

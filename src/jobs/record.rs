@@ -9,28 +9,22 @@ use crate::axl::PeerKey;
 use crate::protocol::{ChatMessage, JobId, Usage};
 
 /// How long each phase took, milliseconds.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Finding a provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discover_ms: Option<u64>,
     /// Inference on the provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_ms: Option<u64>,
     /// Locking the payment in the escrow (approve when needed, then stake).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stake_ms: Option<u64>,
     /// Provider: proving. Requester: from the result to the proof's arrival.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prove_ms: Option<u64>,
     /// Checking the commitments and the Groth16 proof.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_ms: Option<u64>,
     /// From the verified proof to the confirmed release.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_ms: Option<u64>,
     /// End to end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_ms: Option<u64>,
 }
 

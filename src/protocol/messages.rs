@@ -12,6 +12,7 @@ use super::{JobId, PaymentConfirmed, PaymentRequest};
 use crate::axl::PeerKey;
 
 /// requester -> every node: who can run this model?
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceRequest {
     /// Correlates the ads with this request.
@@ -24,10 +25,8 @@ pub struct ResourceRequest {
     #[serde(default)]
     pub min_memory_mb: u64,
     /// Highest acceptable price, in USDC base units (6 decimals).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price: Option<u64>,
     /// The requester's ENS name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_ens: Option<String>,
     /// How many more times a node that receives it relays it to the nodes it knows
     /// (0: not relayed; at most [`super::MAX_RELAY_HOPS`]). Relays are de-duplicated by
@@ -41,12 +40,12 @@ fn is_zero_u8(v: &u8) -> bool {
 }
 
 /// One model a provider serves, as its backend reports it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelOffer {
     /// The model's name, e.g. `tinyllama:latest`.
     pub name: String,
     /// Its size on disk in bytes (Ollama's `/api/tags`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
     /// Whether it is loaded in memory now (Ollama's `/api/ps`).
     #[serde(default)]
@@ -58,19 +57,18 @@ pub struct ModelOffer {
 /// Sent at a modest interval to direct peers (the id exchange that lets spokes learn of
 /// each other through a hub) and, by providers, to every node they know, and whenever
 /// what a provider offers changes.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Announce {
     /// The sender's full AXL public key (must map to the sender's address).
     pub node_id: PeerKey,
     /// The sender's ENS name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ens: Option<String>,
     /// Other nodes the sender heard from recently (at most [`MAX_ANNOUNCE_KNOWN`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known: Vec<PeerKey>,
     /// What the sender serves, when it is a provider with models (its `request_id` is nil
     /// and its `node_id` the sender's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ad: Option<ResourceAd>,
     /// How long the receiver may keep the ad, ms (the receiver caps it).
     #[serde(default)]
@@ -78,6 +76,7 @@ pub struct Announce {
 }
 
 /// provider -> requester: I can, on these terms.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceAd {
     /// The request this answers.
@@ -85,10 +84,8 @@ pub struct ResourceAd {
     /// The provider's full AXL public key (must map to the sender's address).
     pub node_id: PeerKey,
     /// The provider's ENS name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ens: Option<String>,
     /// Where the provider is paid (`0x` + 40 hex), when payments are on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wallet: Option<String>,
     /// Models it serves.
     pub models: Vec<String>,
@@ -104,14 +101,13 @@ pub struct ResourceAd {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_info: Vec<ModelOffer>,
     /// Job slots in all (`PROVIDER_MAX_JOBS`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u32>,
     /// Jobs waiting in the provider's queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<u32>,
 }
 
 /// The escrow stake that pays for a task.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StakeRef {
     /// EIP-155 chain id.
@@ -127,7 +123,6 @@ pub struct StakeRef {
     /// The requester's signed EIP-3009 authorization: the provider submits it as
     /// `stakeWithAuthorization` before any work (the requester needs no ETH). Absent when
     /// the requester staked itself (`tx`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<StakeAuthorization>,
 }
 
@@ -153,6 +148,7 @@ pub struct StakeAuthorization {
 }
 
 /// requester -> provider: run this.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// The job (the escrow's `bytes32`).
@@ -162,18 +158,14 @@ pub struct Task {
     /// The prompt.
     pub prompt: String,
     /// Backend options (Ollama's `options` object), passed through.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Map<String, Value>>,
     /// The stake paying for it; absent when payments are off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stake: Option<StakeRef>,
     /// Unix time in milliseconds after which the requester no longer waits.
     pub deadline_ms: u64,
     /// The requester's ENS name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_ens: Option<String>,
     /// A chat instead of a prompt: the conversation, run through the backend's chat API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<ChatMessage>>,
     /// Whether the requester wants the output as it is generated, in `task_chunk`s.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -208,19 +200,17 @@ pub struct TaskCancel {
 }
 
 /// What the inference cost.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the prompt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u64>,
     /// Tokens generated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u64>,
     /// Wall time of the inference on the provider, milliseconds.
     #[serde(default)]
     pub inference_ms: u64,
     /// Which backend produced it (e.g. `ollama`, `demo`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
 }
 
@@ -267,6 +257,7 @@ impl TaskErrorCode {
 }
 
 /// provider -> requester: could not do it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskError {
     /// The job.
@@ -276,7 +267,6 @@ pub struct TaskError {
     /// Human-readable detail.
     pub message: String,
     /// With `busy`: when to ask again, milliseconds (the provider's queue is full).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
 
@@ -298,6 +288,7 @@ pub enum BeatState {
 }
 
 /// provider -> requester, every `HEARTBEAT_MS` while a job is queued or running: alive.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// The job.
@@ -305,7 +296,6 @@ pub struct Heartbeat {
     /// Queued or running.
     pub state: BeatState,
     /// While queued: jobs ahead of this one (0 = next to run).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
 }
 

@@ -29,28 +29,27 @@ pub struct PaymentRequirements {
 }
 
 /// x402 v2 `ResourceInfo`: what is paid for (here the job, `axl://<provider>/job/<id>`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceInfo {
     /// The resource's URL.
     pub url: String,
     /// Human-readable description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// MIME type of the resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
 }
 
 /// x402 v2 `PaymentRequired` (the body of a 402), carried over AXL instead of HTTP.
 /// [`crate::paid::x402`] builds and checks it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequired {
     /// Always 2.
     pub x402_version: u32,
     /// Why payment is (still) required, when something went wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What is paid for.
     pub resource: ResourceInfo,
@@ -59,23 +58,21 @@ pub struct PaymentRequired {
 }
 
 /// x402 v2 `SettleResponse`: how a payment settled.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleResponse {
     /// Whether it settled.
     pub success: bool,
     /// Machine-readable reason when it did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<String>,
     /// Who paid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
     /// The settling transaction's hash.
     pub transaction: String,
     /// CAIP-2 network.
     pub network: String,
     /// Amount settled, base units.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
 }
 

@@ -55,6 +55,7 @@ pub struct StreamSink {
 }
 
 /// The answer to `POST /delegate`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DelegateResponse {
     /// The job id.
@@ -68,10 +69,8 @@ pub struct DelegateResponse {
     /// Phase timings, milliseconds.
     pub timings: Timings,
     /// Paid jobs: whether the provider's proof checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof_verified: Option<bool>,
     /// Paid jobs: the money.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentSummary>,
     /// Every provider tried, in order; the last one answered.
     #[serde(default)]

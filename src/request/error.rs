@@ -123,6 +123,7 @@ impl DelegateError {
 /// `no_wallet` (a paid job), `denied` (`EDGENT_DENY`/`EDGENT_ALLOW`), `dead` (its
 /// heartbeats stopped), `inference_failed`, `refused`. Nodes that stayed silent are
 /// `asked - failed - answered`: relays and nodes that do not serve the model say nothing.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Unserved {
     /// The model asked for.
@@ -136,10 +137,8 @@ pub struct Unserved {
     /// Why those that answered did not serve: reason -> how many.
     pub unfit: std::collections::BTreeMap<String, usize>,
     /// When every provider tried was busy: when to ask again, seconds (`Retry-After`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
     /// Anything more to say (a paid job's stake).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
