@@ -16,6 +16,7 @@
 #   EDGENT_CARGO_PROFILE  cargo profile to build (default: release); CARGO_TARGET_DIR is honoured
 #   EDGENT_MODEL          the Ollama model to check for (default: tinyllama)
 #   EDGENT_ARCH           override the detected architecture (uname -m)
+#   EDGENT_TEGRA_RELEASE  a Jetson's L4T release file (default: /etc/nv_tegra_release)
 #   EDGENT_IMPORT_KEY     a hex private key for `edgent init` to import (first install only)
 #   GO_VERSION            Go release to install when no Go >= 1.25 is found (default below)
 #   AXL_BIN | AXL_SRC | AXL_VERSION | AXL_REPO | AXL_REF   see scripts/install-axl.sh
@@ -47,7 +48,8 @@ usage: install.sh [--systemd]
   With --systemd it also installs and starts edgent.service (user 'edgent', data in
   /var/lib/edgent).
   Environment: EDGENT_PREFIX EDGENT_REPO EDGENT_REF EDGENT_CARGO_PROFILE CARGO_TARGET_DIR
-  EDGENT_MODEL EDGENT_ARCH EDGENT_IMPORT_KEY GO_VERSION AXL_BIN AXL_SRC AXL_VERSION AXL_REPO AXL_REF
+  EDGENT_MODEL EDGENT_ARCH EDGENT_TEGRA_RELEASE EDGENT_IMPORT_KEY GO_VERSION AXL_BIN AXL_SRC
+  AXL_VERSION AXL_REPO AXL_REF
 USAGE
 }
 
@@ -97,8 +99,14 @@ if [[ -r /etc/os-release ]]; then
     # shellcheck disable=SC1091
     distro_version="$(. /etc/os-release && printf '%s' "${VERSION_ID:-}")"
 fi
+# A Jetson says so in its L4T release file ("# R36 (release), REVISION: 4.0, ..."); JetPack
+# 6.x is L4T R36. EDGENT_TEGRA_RELEASE points elsewhere (the install test fakes a Jetson).
+tegra_release="${EDGENT_TEGRA_RELEASE:-/etc/nv_tegra_release}"
 board=""
-[[ -r /etc/nv_tegra_release ]] && board=" (NVIDIA Jetson)"
+if [[ -r "$tegra_release" ]]; then
+    l4t="$(sed -n 's/^# R\([0-9]*\) (release), REVISION: \([0-9.]*\).*/R\1.\2/p' "$tegra_release" | head -n1)"
+    board=" (NVIDIA Jetson${l4t:+, L4T $l4t})"
+fi
 say "platform: $distro_id $distro_version, $arch$board"
 
 is_apt_distro() { [[ " $distro_id $distro_like " =~ [[:space:]](debian|ubuntu)[[:space:]] ]] && command -v apt-get >/dev/null 2>&1; }
@@ -289,6 +297,16 @@ elif ! grep -Eq "^$model(:|[[:space:]])" <<<"$models"; then
     say "Ollama: model '$model' missing. Pull it: ollama pull $model"
 else
     say "Ollama: ok (model $model present)"
+fi
+
+# --- Node.js (the paid demo's local chain) ---------------------------------------------------
+
+# `edgent demo` runs its paid flow on anvil, which `npm ci` installs for this machine (the
+# lock file holds the linux-amd64 and linux-arm64 packages; npm picks by cpu).
+if command -v npm >/dev/null 2>&1; then
+    say "npm: ok (the paid demo installs anvil for $arch with npm ci in $prefix)"
+else
+    say "npm: not found. The paid demo needs Node.js 20 and npm (e.g. apt-get install nodejs npm); without them it runs unpaid"
 fi
 
 # --- systemd ----------------------------------------------------------------------------------

@@ -12,6 +12,9 @@
 #     unit, binaries and env file (the .env with the wallet key inline, mode 600) and starts the
 #     service; a second run changes and restarts
 #     nothing; a changed unit is put back and the service restarted;
+#   - an aarch64 Jetson (faked with EDGENT_ARCH and EDGENT_TEGRA_RELEASE) is named as such
+#     with its L4T release, and `npm ci` on aarch64 would install the arm64 anvil, cast and
+#     forge from the lock file (npm's --cpu dry run);
 #   - an unsupported architecture (faked with EDGENT_ARCH) is refused with its message on
 #     stderr, a non-zero exit, and nothing created;
 #   - scripts/install-axl.sh builds from a git repository (AXL_REPO/AXL_REF) and from a local
@@ -199,6 +202,29 @@ echo "# drift" >>"$sysroot/etc/systemd/system/edgent.service"
 run_systemd "$work/sys3.log" || { fail "--systemd run after drift"; show "$work/sys3.log"; }
 check "--systemd repairs a changed unit" cmp -s "$sysroot/etc/systemd/system/edgent.service" "$prefix/systemd/edgent.service"
 check "--systemd restarts after repairing" grep -qx "restart edgent.service" "$state/systemctl.calls"
+
+# A Jetson: aarch64 (faked with EDGENT_ARCH) and its L4T release file (EDGENT_TEGRA_RELEASE),
+# over the installed prefix: the platform line names both, and nothing changes.
+printf '# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64\n' >"$work/nv_tegra_release"
+if run_install "$work/jetson.log" EDGENT_ARCH=aarch64 EDGENT_TEGRA_RELEASE="$work/nv_tegra_release"; then
+    pass "an aarch64 Jetson run succeeds"
+else
+    fail "an aarch64 Jetson run succeeds"; show "$work/jetson.log"
+fi
+check "it names the platform as an aarch64 Jetson with its L4T release" \
+    grep -q "^edgent: platform: .*, aarch64 (NVIDIA Jetson, L4T R36.4.0)$" "$work/jetson.log"
+check "it says npm installs anvil for aarch64" grep -q "installs anvil for aarch64" "$work/jetson.log"
+# npm on an aarch64 machine installs the arm64 Foundry packages from the lock file, and no
+# amd64 one (npm's --cpu/--os install as that machine would; a dry run downloads nothing).
+if command -v npm >/dev/null 2>&1; then
+    (cd "$root" && npm ci --dry-run --ignore-scripts --no-audit --no-fund --cpu=arm64 --os=linux) >"$work/npm-arm64.log" 2>&1 || true
+    for tool in anvil cast forge; do
+        check "npm ci on aarch64 installs $tool-linux-arm64" grep -q "add @foundry-rs/$tool-linux-arm64 " "$work/npm-arm64.log"
+    done
+    check "npm ci on aarch64 installs no amd64 Foundry package" lacks "linux-amd64" "$work/npm-arm64.log"
+else
+    fail "npm is needed to check the lock file's arm64 packages"
+fi
 
 # Unsupported architecture: refused before anything is done.
 prefix="$work/prefix-mips"
