@@ -45,6 +45,8 @@
 //! - [`guard`]: the guard of every HTTP route (loopback `Host` and `Origin`, the Bearer
 //!   token).
 //! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
+//! - [`cli`]: the command line's client side: `edgent delegate` (streamed, a chat, JSON),
+//!   `status` and `jobs` for a terminal, and their exit codes.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
 //!   first and the mesh on out-of-memory.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
@@ -62,6 +64,7 @@ pub mod api;
 pub mod axl;
 pub mod backoff;
 pub mod chain;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod ctx;

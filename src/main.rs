@@ -3,6 +3,7 @@
 
 #[cfg(feature = "harness")]
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,6 +12,7 @@ use serde_json::Value;
 #[cfg(feature = "harness")]
 use tokio_util::sync::CancellationToken;
 
+use edgent::cli;
 use edgent::client::ApiClient;
 use edgent::config::{Config, Sources};
 use edgent::daemon::Daemon;
@@ -31,7 +33,10 @@ struct Cli {
 enum Cmd {
     /// Run the daemon.
     Run(RunArgs),
-    /// Delegate one prompt through the local daemon.
+    /// Delegate a prompt, a conversation (`--messages FILE`) or a chat on standard input
+    /// (`--chat`) through the local daemon. Exit codes: 0 answered, 3 no provider, 4
+    /// deadline, 5 payment refused, 6 bad request, 7 daemon or mesh unreachable, 8 provider
+    /// failed, 9 unauthorized, 1 anything else, 2 a wrong command line.
     Delegate {
         /// Model to run.
         #[arg(long)]
@@ -46,24 +51,41 @@ enum Cmd {
         /// confirmed (`settled`).
         #[arg(long, value_enum)]
         wait: Option<WaitFor>,
+        /// Print the text as it is generated.
+        #[arg(long)]
+        stream: bool,
+        /// Print the answer as JSON (with `--stream`, a `{"delta"}` line per piece first).
+        #[arg(long)]
+        json: bool,
+        /// A conversation to send: a JSON array of `{role, content}` (`-`: standard input).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "chat"])]
+        messages: Option<PathBuf>,
+        /// A chat: each line of standard input is your next message; the answers print as
+        /// they come and join the conversation.
+        #[arg(long, conflicts_with = "prompt")]
+        chat: bool,
         /// The daemon's API.
         #[arg(long, env = "EDGENT_URL")]
         url: Option<String>,
         /// The prompt.
-        prompt: String,
+        #[arg(required_unless_present_any = ["messages", "chat"])]
+        prompt: Option<String>,
     },
     /// First run: create (or import) this node's wallet as a key file (mode 0600) in the
     /// data dir and write `.env` from `.env.example` with the choices below.
     Init(InitArgs),
     /// This node's wallet: its address and its ETH and USDC balances.
     Wallet,
-    /// Show the local daemon's status.
+    /// Show the local daemon's status, at a glance (`--json`: the API's answer).
     Status {
         /// The daemon's API.
         #[arg(long, env = "EDGENT_URL")]
         url: Option<String>,
+        /// Print `/status` as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// List the local daemon's jobs.
+    /// List the local daemon's jobs, a line each (`--json`: the API's answer).
     Jobs {
         /// The daemon's API.
         #[arg(long, env = "EDGENT_URL")]
@@ -71,6 +93,9 @@ enum Cmd {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print `/jobs` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve MCP tools (delegate, list_models, jobs, status) over stdio for an MCP host,
     /// calling the local daemon's HTTP API.
@@ -276,20 +301,23 @@ fn chain_settings() -> anyhow::Result<edgent::chain::ChainSettings> {
     })?)
 }
 
-/// Print the API's answer to `method` `path` (an error body too); exit 0 on success.
-async fn show(
+/// Print the API's answer to GET `path`: as `render` shows it, or as JSON. A failure prints
+/// its code and words and ends with its exit code.
+async fn view(
     api: &ApiClient,
-    method: reqwest::Method,
     path: &str,
-    body: Option<&Value>,
+    json: bool,
+    render: fn(&Value) -> String,
 ) -> anyhow::Result<ExitCode> {
-    let (status, body) = api.call_json(method, path, body).await?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(if status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    match api.get_json(path).await {
+        Ok(v) if json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Ok(v) => println!("{}", render(&v)),
+        Err(e) => {
+            eprintln!("edgent: {}: {}", e.code, e.detail);
+            return Ok(cli::Exit::of_code(&e.code).into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -331,25 +359,56 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             max_price,
             timeout_ms,
             wait,
+            stream,
+            json,
+            messages,
+            chat,
             url,
             prompt,
         } => {
+            let messages = match messages {
+                Some(path) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())
+                    } else {
+                        std::fs::read_to_string(&path)
+                    }
+                    .with_context(|| format!("--messages {}", path.display()))?;
+                    match cli::delegate::read_messages(&text) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            eprintln!("edgent: --messages {}: expected a JSON array of {{role, content}}: {e}", path.display());
+                            return Ok(cli::Exit::Usage.into());
+                        }
+                    }
+                }
+                None => None,
+            };
             let req = DelegateRequest {
                 model,
-                prompt,
+                prompt: prompt.unwrap_or_default(),
+                messages,
                 max_price,
                 timeout_ms,
                 wait,
                 ..DelegateRequest::default()
             };
-            let body = serde_json::to_value(&req)?;
             let api = api_client(url)?;
-            show(&api, reqwest::Method::POST, "/delegate", Some(&body)).await
+            let out = cli::delegate::Output { stream, json };
+            let exit = if chat {
+                cli::delegate::chat(&api, req, std::io::stdin().lock(), out).await
+            } else {
+                cli::delegate::once(&api, &req, out).await
+            };
+            Ok(exit.into())
         }
-        Cmd::Status { url } => show(&api_client(url)?, reqwest::Method::GET, "/status", None).await,
-        Cmd::Jobs { url, limit } => {
-            let path = format!("/jobs?limit={limit}");
-            show(&api_client(url)?, reqwest::Method::GET, &path, None).await
+        Cmd::Status { url, json } => {
+            let api = api_client(url)?;
+            view(&api, "/status", json, cli::view::status).await
+        }
+        Cmd::Jobs { url, limit, json } => {
+            let api = api_client(url)?;
+            view(&api, &format!("/jobs?limit={limit}"), json, cli::view::jobs).await
         }
         Cmd::Mcp { url, token } => {
             let token = match token {

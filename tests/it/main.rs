@@ -18,6 +18,7 @@ mod chain_concurrency;
 mod chain_ens;
 mod chain_escrow;
 mod chain_settlers;
+mod cli;
 mod delegate_unpaid;
 mod delivery;
 mod discovery;

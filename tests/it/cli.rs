@@ -1,0 +1,303 @@
+//! User story: a person at a terminal drives the daemon with the `edgent` command: a prompt
+//! streamed as it is generated, a conversation from a file, a chat on standard input, the
+//! answer as JSON, `status` and `jobs` at a glance, and an exit code a script can act on
+//! for each way a delegation fails. The real `edgent` binary against real daemons over
+//! mesh-sim, the provider's backend the Ollama stub (the paid case on anvil).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::paid::{PaidWorld, Settle};
+use crate::support::MeshSimProc;
+
+/// Run `edgent <args>` against the daemon at `url`, feeding `stdin`.
+fn edgent(url: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(support::edgent_bin())
+        .args(args)
+        .env("EDGENT_URL", url)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run edgent");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("edgent output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn edgent_async(url: &str, args: &[&str], stdin: &str) -> Output {
+    let (url, stdin) = (url.to_string(), stdin.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        edgent(&url, &args, &stdin)
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glance() {
+    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (requester, _provider) =
+        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
+    support::until(
+        "the requester sees the provider",
+        Duration::from_secs(30),
+        || async {
+            requester.get("/status").await["mesh_providers"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+    )
+    .await;
+    let url = requester.url.clone();
+    let want = stub_output("tinyllama:latest", "hello cli");
+
+    // --stream: the text on stdout as it comes, one summary line on stderr.
+    let out = edgent_async(
+        &url,
+        &["delegate", "--model", "tinyllama", "--stream", "hello cli"],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{want}\n"));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("edgent: job ") && err.contains(", unpaid"),
+        "{err}"
+    );
+
+    // --json: one JSON line, the API's answer.
+    let out = edgent_async(
+        &url,
+        &["delegate", "--model", "tinyllama", "--json", "hello cli"],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let answer: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(answer["output"], json!(want));
+    assert_eq!(answer["provider"]["node_id"], json!(mesh.nodes[1].0));
+
+    // --stream --json: delta lines whose text makes the output, then the answer.
+    let out = edgent_async(
+        &url,
+        &[
+            "delegate",
+            "--model",
+            "tinyllama",
+            "--stream",
+            "--json",
+            "hello cli",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let values: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, deltas) = values.split_last().unwrap();
+    assert!(!deltas.is_empty());
+    let joined: String = deltas
+        .iter()
+        .map(|d| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, want);
+    assert_eq!(last["output"], json!(want));
+
+    // --messages FILE: a conversation, answered as a chat.
+    let conv = dir.path().join("conv.json");
+    let msgs =
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]);
+    std::fs::write(&conv, msgs.to_string()).unwrap();
+    let out = edgent_async(
+        &url,
+        &[
+            "delegate",
+            "--model",
+            "tinyllama",
+            "--json",
+            "--messages",
+            conv.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let answer: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let chat_answer = answer["output"].as_str().unwrap().to_string();
+    assert!(!chat_answer.is_empty());
+
+    // --chat: two turns on stdin, two answers; the second turn carries the first.
+    let out = edgent_async(
+        &url,
+        &["delegate", "--model", "tinyllama", "--chat", "--json"],
+        "first\n\nsecond\n",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let turns: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    let jobs = requester.get("/jobs?limit=1").await;
+    assert!(
+        jobs[0]["prompt"]
+            .as_str()
+            .is_some_and(|p| p.contains("first") && p.contains("second")),
+        "the second turn carries the conversation: {}",
+        jobs[0]["prompt"]
+    );
+
+    // status and jobs, at a glance.
+    let out = edgent_async(&url, &["status"], "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let st = text(&out.stdout);
+    let first: Vec<&str> = st
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        first,
+        ["node", "axl", "payments", "models", "mesh", "jobs"],
+        "{st}"
+    );
+    assert!(st.contains("1 providers"), "{st}");
+    assert!(st.contains("payments  off (off)"), "{st}");
+    let out = edgent_async(&url, &["jobs", "--limit", "3"], "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 4, "a header and three jobs:\n{table}");
+    assert!(rows[0].starts_with("JOB"), "{table}");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.contains("requester") && r.contains("completed")),
+        "{table}"
+    );
+    let out = edgent_async(&url, &["jobs", "--json", "--limit", "3"], "").await;
+    let raw: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(raw.as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_has_its_exit_code() {
+    let ollama = OllamaStub::start(StubBehaviour {
+        delay: Duration::from_secs(30),
+        models: vec!["tinyllama:latest".into(), "slow:latest".into()],
+        ..StubBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (requester, _provider) = support::start_pair(
+        &mesh,
+        dir.path(),
+        &[("OLLAMA_URL", &ollama.url())],
+        &[("DISCOVERY_WINDOW_MS", "1500")],
+    )
+    .await;
+    let url = requester.url.clone();
+    let code = |out: &Output| out.status.code();
+
+    // No provider serves the model: 3.
+    let out = edgent_async(&url, &["delegate", "--model", "nobody-has-this", "hi"], "").await;
+    assert_eq!(code(&out), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("edgent: no_provider: "),
+        "{}",
+        text(&out.stderr)
+    );
+    // The deadline passes while the provider works: 4.
+    let out = edgent_async(
+        &url,
+        &[
+            "delegate",
+            "--model",
+            "tinyllama",
+            "--timeout-ms",
+            "3000",
+            "hi",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
+    // The daemon refuses the request as wrong: 6 (with --json, the error on stdout).
+    let out = edgent_async(&url, &["delegate", "--model", "", "--json", "hi"], "").await;
+    assert_eq!(code(&out), Some(6), "{}", text(&out.stderr));
+    let body: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(body["error"], json!("bad_request"));
+    // Nobody listens: 7.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let out = edgent_async(&closed, &["delegate", "--model", "tinyllama", "hi"], "").await;
+    assert_eq!(code(&out), Some(7), "{}", text(&out.stderr));
+    let out = edgent_async(&closed, &["status"], "").await;
+    assert_eq!(code(&out), Some(7), "{}", text(&out.stderr));
+    // A wrong command line: 2 (clap), and a conversation file that is not one: 2.
+    let out = edgent_async(&url, &["delegate", "--model", "tinyllama"], "").await;
+    assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"not\": \"a list\"}").unwrap();
+    let out = edgent_async(
+        &url,
+        &[
+            "delegate",
+            "--model",
+            "tinyllama",
+            "--messages",
+            bad.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payment_exits_5() {
+    let w = PaidWorld::new().await;
+    let broke = w.chain.key(5);
+    let (requester, _provider) = w
+        .start_with(
+            Settle::Direct,
+            &[("WALLET_PRIVATE_KEY", broke.expose())],
+            &[],
+        )
+        .await;
+    let out = edgent_async(
+        &requester.url,
+        &["delegate", "--model", "tinyllama", "on credit?"],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("edgent: payment_failed: "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(w.ollama.generate_calls(), 0);
+}
