@@ -8,7 +8,8 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::inference::demo::DEMO_MODEL;
 use serde_json::{json, Value};
 
 use crate::support;
@@ -49,11 +50,11 @@ async fn edgent_async(url: &str, args: &[&str], stdin: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glance() {
-    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    // The provider runs the built-in demo backend, which answers chats too.
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
     let (requester, _provider) =
-        support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
+        support::start_pair(&mesh, dir.path(), &[("INFERENCE_BACKEND", "demo")], &[]).await;
     support::until(
         "the requester sees the provider",
         Duration::from_secs(30),
@@ -65,16 +66,43 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
     )
     .await;
     let url = requester.url.clone();
-    let want = stub_output("tinyllama:latest", "hello cli");
+    let model = DEMO_MODEL;
+
+    // --json: one JSON line, the API's answer.
+    let out = edgent_async(
+        &url,
+        &["delegate", "--model", model, "--json", "hello cli"],
+        "",
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let answer: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(answer["provider"]["node_id"], json!(mesh.nodes[1].0));
+    let want = answer["output"].as_str().unwrap().to_string();
+    assert!(want.contains("Reversed: ilc olleh"), "{want}");
 
     // --stream: the text on stdout as it comes, one summary line on stderr.
     let out = edgent_async(
         &url,
-        &["delegate", "--model", "tinyllama", "--stream", "hello cli"],
+        &["delegate", "--model", model, "--stream", "hello cli"],
         "",
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_eq!(text(&out.stdout), format!("{want}\n"));
     let err = text(&out.stderr);
     assert!(
@@ -82,27 +110,13 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "{err}"
     );
 
-    // --json: one JSON line, the API's answer.
-    let out = edgent_async(
-        &url,
-        &["delegate", "--model", "tinyllama", "--json", "hello cli"],
-        "",
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let answer: Value = serde_json::from_str(&lines[0]).unwrap();
-    assert_eq!(answer["output"], json!(want));
-    assert_eq!(answer["provider"]["node_id"], json!(mesh.nodes[1].0));
-
     // --stream --json: delta lines whose text makes the output, then the answer.
     let out = edgent_async(
         &url,
         &[
             "delegate",
             "--model",
-            "tinyllama",
+            model,
             "--stream",
             "--json",
             "hello cli",
@@ -110,7 +124,13 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let values: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -134,7 +154,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         &[
             "delegate",
             "--model",
-            "tinyllama",
+            model,
             "--json",
             "--messages",
             conv.to_str().unwrap(),
@@ -142,7 +162,13 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let answer: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let chat_answer = answer["output"].as_str().unwrap().to_string();
     assert!(!chat_answer.is_empty());
@@ -150,11 +176,17 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
     // --chat: two turns on stdin, two answers; the second turn carries the first.
     let out = edgent_async(
         &url,
-        &["delegate", "--model", "tinyllama", "--chat", "--json"],
+        &["delegate", "--model", model, "--chat", "--json"],
         "first\n\nsecond\n",
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let turns: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -171,7 +203,13 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
 
     // status and jobs, at a glance.
     let out = edgent_async(&url, &["status"], "").await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let st = text(&out.stdout);
     let first: Vec<&str> = st
         .lines()
@@ -185,7 +223,13 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
     assert!(st.contains("1 providers"), "{st}");
     assert!(st.contains("payments  off (off)"), "{st}");
     let out = edgent_async(&url, &["jobs", "--limit", "3"], "").await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let table = text(&out.stdout);
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 4, "a header and three jobs:\n{table}");
