@@ -33,6 +33,7 @@ const path = require("path");
 const [out, dest] = process.argv.slice(2);
 const contracts = {
   EdgentEscrow: "EdgentEscrow.sol",
+  EdgentEscrowV4: "EdgentEscrowV4.sol",
   Groth16Verifier: "Groth16Verifier.sol",
   MockUSDC: "MockUSDC.sol",
   ENSRegistry: "ENSRegistry.sol",

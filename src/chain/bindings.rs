@@ -14,6 +14,15 @@ sol!(
 );
 
 sol!(
+    /// Version 4 of the escrow, the fair exchange: the requester releases, a dispute
+    /// window after submit, an arbiter for disputes ([`super::fair_escrow`]).
+    #[sol(rpc)]
+    #[derive(Debug)]
+    EdgentEscrowV4,
+    "contracts/artifacts/EdgentEscrowV4.json"
+);
+
+sol!(
     /// A 6-decimal ERC-20 with a public `mint`, for local chains and tests.
     #[sol(rpc)]
     #[derive(Debug)]

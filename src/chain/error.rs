@@ -8,8 +8,10 @@ use alloy::primitives::{Address, FixedBytes, TxHash, B256, U256};
 use alloy::sol_types::{GenericContractError, SolInterface};
 
 use super::bindings::EdgentEscrow::EdgentEscrowErrors;
+use super::bindings::EdgentEscrowV4::EdgentEscrowV4Errors;
 use super::bindings::MockUSDC::MockUSDCErrors;
 use super::escrow::StakeStatus;
+use super::stake::FairStatus;
 
 /// Why the escrow (or the token) refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +122,45 @@ pub enum EscrowRevert {
         /// The commitment refused.
         key_commitment: B256,
     },
+    /// Version 4: the stake is in a state that does not allow this call (the fair
+    /// client's reading of `WrongStatus`, with version 4's states).
+    #[error("job {job_id} is {status}, which does not allow this call")]
+    WrongFairStatus {
+        /// The job.
+        job_id: B256,
+        /// Its current state.
+        status: FairStatus,
+    },
+    /// Version 4: `resolve` from an address that is not the escrow's arbiter.
+    #[error("{caller} is not the escrow's arbiter")]
+    NotArbiter {
+        /// The sender.
+        caller: Address,
+    },
+    /// Version 4: a stake whose requester or provider is the escrow's arbiter.
+    #[error("the arbiter {arbiter} cannot be a party of a stake")]
+    ArbiterIsParty {
+        /// The escrow's arbiter.
+        arbiter: Address,
+    },
+    /// Version 4: a deployment with a dispute window outside 30 s to one day.
+    #[error("a dispute window of {window} s is out of range")]
+    BadDisputeWindow {
+        /// The window asked for, seconds.
+        window: u64,
+    },
+    /// Version 4: `finalize` while the dispute window is still open.
+    #[error("the dispute window is open until {closes_at}")]
+    DisputeWindowOpen {
+        /// When `finalize` opens, unix seconds.
+        closes_at: u64,
+    },
+    /// Version 4: `dispute` after the dispute window closed.
+    #[error("the dispute window closed at {closed_at}")]
+    DisputeWindowClosed {
+        /// When it closed, unix seconds.
+        closed_at: u64,
+    },
     /// A plain `require` message (e.g. from a token).
     #[error("reverted: {0}")]
     Message(String),
@@ -194,6 +235,26 @@ impl EscrowRevert {
         }
         if let Ok(e) = EdgentEscrowErrors::abi_decode(data) {
             return e.into();
+        }
+        if let Ok(e) = EdgentEscrowV4Errors::abi_decode(data) {
+            use EdgentEscrowV4Errors as E;
+            // Version 4's other errors share version 3's selectors and decoded above.
+            match e {
+                E::NotArbiter(e) => return Self::NotArbiter { caller: e.caller },
+                E::ArbiterIsParty(e) => return Self::ArbiterIsParty { arbiter: e.arbiter },
+                E::BadDisputeWindow(e) => return Self::BadDisputeWindow { window: e.window },
+                E::DisputeWindowOpen(e) => {
+                    return Self::DisputeWindowOpen {
+                        closes_at: e.closesAt,
+                    }
+                }
+                E::DisputeWindowClosed(e) => {
+                    return Self::DisputeWindowClosed {
+                        closed_at: e.closedAt,
+                    }
+                }
+                _ => {}
+            }
         }
         if let Ok(e) = MockUSDCErrors::abi_decode(data) {
             return match e {
@@ -291,6 +352,16 @@ pub enum ChainError {
         "no contract at ESCROW_ADDRESS {0} on this chain (deploy one with `edgent escrow deploy`)"
     )]
     NoEscrow(Address),
+    /// The escrow's arbiter (version 4) is not one this daemon trusts to decide disputes.
+    #[error("the escrow {escrow}'s arbiter {arbiter} is not in the trusted list {trusted:?}")]
+    UntrustedArbiter {
+        /// The escrow.
+        escrow: Address,
+        /// Its arbiter.
+        arbiter: Address,
+        /// The trusted arbiters.
+        trusted: Vec<Address>,
+    },
     /// A key is missing or does not parse.
     #[error(transparent)]
     Config(#[from] super::settings::ChainConfigError),

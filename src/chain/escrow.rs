@@ -560,7 +560,7 @@ impl EscrowClient {
 
     /// Sends `call`, one of the writes that end a stake, and logs `done` with `job_id` and
     /// the transaction's explorer link.
-    async fn send_for_job<P: Provider, C: SolCall>(
+    pub(super) async fn send_for_job<P: Provider, C: SolCall>(
         &self,
         job_id: B256,
         call: SolCallBuilder<P, C>,

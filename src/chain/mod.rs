@@ -5,6 +5,9 @@
 //! - [`escrow`]: [`EscrowClient`]: approve + stake, EIP-3009 stake authorizations (signed
 //!   by the requester, submitted by the provider), getStake, submit, decline, claimTimeout,
 //!   refund; writes go through one [`rpc`] lane per wallet (local nonces, gas margin).
+//! - [`fair_escrow`]: [`FairEscrow`], version 4 of the escrow (the fair exchange: the
+//!   requester releases, a dispute window, an arbiter); beside [`escrow`] until the daemon
+//!   switches.
 //! - [`stake`]: a stake as the escrow stores it, and the requester's signed authorization
 //!   to make one.
 //! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
@@ -22,6 +25,7 @@ pub mod ens;
 pub mod error;
 pub mod escrow;
 pub mod escrow_code;
+pub mod fair_escrow;
 pub mod keeperhub;
 pub(crate) mod rpc;
 pub mod settings;
@@ -31,12 +35,14 @@ pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
 pub use escrow::{EscrowClient, ESCROW_VERSION};
+pub use fair_escrow::{FairEscrow, DEFAULT_DISPUTE_WINDOW_SECS, FAIR_ESCROW_VERSION};
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};
 pub use settle::{DirectSettler, SettleError, Settlement, Settler};
 pub use stake::{
-    key_commitment, proof_words, stake_nonce, StakeAuthorization, StakeInfo, StakeStatus,
+    key_commitment, proof_words, stake_nonce, FairStake, FairStatus, StakeAuthorization, StakeInfo,
+    StakeStatus,
 };
 
 use std::sync::Arc;

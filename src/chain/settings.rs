@@ -128,6 +128,10 @@ pub struct ChainSettings {
     pub keeperhub_timeout: Duration,
     /// How this node stakes as a requester (`STAKE_MODE`, default `authorization`).
     pub stake_mode: StakeMode,
+    /// The arbiters a provider trusts to decide disputes on escrow version 4
+    /// (`TRUSTED_ARBITERS`, comma-separated addresses, default none); checked with
+    /// [`super::FairEscrow::check_arbiter`]. Version 3 has no arbiter and ignores it.
+    pub trusted_arbiters: Vec<Address>,
 }
 
 impl Default for ChainSettings {
@@ -156,6 +160,7 @@ impl ChainSettings {
             keeperhub_poll: Duration::from_secs(3),
             keeperhub_timeout: Duration::from_secs(120),
             stake_mode: StakeMode::default(),
+            trusted_arbiters: Vec::new(),
         }
     }
 
@@ -230,6 +235,20 @@ impl ChainSettings {
         }
         if let Some(v) = get("STAKE_MODE") {
             s.stake_mode = parse_value("STAKE_MODE", &v, "authorization, approve or permit")?;
+        }
+        if let Some(v) = get("TRUSTED_ARBITERS") {
+            s.trusted_arbiters = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    parse_value(
+                        "TRUSTED_ARBITERS",
+                        a,
+                        "comma-separated 0x-prefixed 20-byte addresses",
+                    )
+                })
+                .collect::<Result<_, _>>()?;
         }
         Ok(s)
     }
@@ -401,6 +420,23 @@ mod tests {
         assert!(!e.to_string().contains("nothex"), "{e}");
         let e = ChainSettings::from_lookup(lookup(&[("CHAIN_ID", "base")])).unwrap_err();
         assert!(e.to_string().contains("CHAIN_ID"), "{e}");
+    }
+
+    #[test]
+    fn trusted_arbiters_are_a_list_of_addresses() {
+        let s = ChainSettings::from_lookup(lookup(&[])).unwrap();
+        assert!(s.trusted_arbiters.is_empty());
+        let a = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+        let b = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+        let s = ChainSettings::from_lookup(lookup(&[("TRUSTED_ARBITERS", &format!(" {a}, {b},"))]))
+            .unwrap();
+        assert_eq!(
+            s.trusted_arbiters,
+            vec![a.parse::<Address>().unwrap(), b.parse::<Address>().unwrap()]
+        );
+        let e = ChainSettings::from_lookup(lookup(&[("TRUSTED_ARBITERS", &format!("{a},0x12"))]))
+            .unwrap_err();
+        assert!(e.to_string().contains("TRUSTED_ARBITERS"), "{e}");
     }
 
     #[test]

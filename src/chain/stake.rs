@@ -50,6 +50,21 @@ impl StakeStatus {
         }
     }
 
+    /// The contract's enum value back (the inverse of [`Self::from_u8`]).
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Staked => 1,
+            Self::Submitted => 2,
+            Self::Released => 3,
+            Self::Rejected => 4,
+            Self::Claimed => 5,
+            Self::Refunded => 6,
+            Self::Declined => 7,
+            Self::Unknown(v) => v,
+        }
+    }
+
     /// True once the funds have left the escrow.
     pub fn is_final(self) -> bool {
         matches!(
@@ -61,6 +76,69 @@ impl StakeStatus {
     /// True while the funds are locked (Staked or Submitted).
     pub fn is_locked(self) -> bool {
         matches!(self, Self::Staked | Self::Submitted)
+    }
+}
+
+/// Where a stake is in its life on version 4 of the escrow (the fair exchange). Every stake
+/// ends in exactly one of Released, Finalized, ResolvedPaid, ResolvedRefunded, Refunded or
+/// Declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum FairStatus {
+    /// No stake for this job id.
+    None,
+    /// Funds locked, nothing submitted yet.
+    Staked,
+    /// The provider submitted a proved output hash: the dispute window runs.
+    Submitted,
+    /// The requester disputed the submit within the window: the arbiter decides.
+    Disputed,
+    /// Paid to the provider by the requester's own `release`.
+    Released,
+    /// Paid to the provider by `finalize` after an undisputed window.
+    Finalized,
+    /// Paid to the provider by the arbiter's decision.
+    ResolvedPaid,
+    /// Refunded to the requester by the arbiter's decision.
+    ResolvedRefunded,
+    /// Refunded to the requester after the deadline (nothing submitted).
+    Refunded,
+    /// Refunded to the requester by the provider's `decline` (before any submit).
+    Declined,
+    /// A value this client does not know.
+    #[strum(to_string = "unknown({0})")]
+    Unknown(u8),
+}
+
+impl FairStatus {
+    /// Maps the contract's enum value.
+    pub fn from_u8(v: u8) -> Self {
+        const ALL: [FairStatus; 10] = [
+            FairStatus::None,
+            FairStatus::Staked,
+            FairStatus::Submitted,
+            FairStatus::Disputed,
+            FairStatus::Released,
+            FairStatus::Finalized,
+            FairStatus::ResolvedPaid,
+            FairStatus::ResolvedRefunded,
+            FairStatus::Refunded,
+            FairStatus::Declined,
+        ];
+        ALL.get(usize::from(v)).copied().unwrap_or(Self::Unknown(v))
+    }
+
+    /// True once the funds have left the escrow.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Released
+                | Self::Finalized
+                | Self::ResolvedPaid
+                | Self::ResolvedRefunded
+                | Self::Refunded
+                | Self::Declined
+        )
     }
 }
 
@@ -101,6 +179,25 @@ impl From<EdgentEscrow::Stake> for StakeInfo {
             output_hash: s.outputHash,
             status: StakeStatus::from_u8(s.status),
         }
+    }
+}
+
+/// A stake as version 4 of the escrow stores it: the same record as [`StakeInfo`], with
+/// version 4's states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FairStake {
+    /// The record, its `status` read as version 3's (do not use it: see `status` here).
+    pub info: StakeInfo,
+    /// Current state.
+    pub status: FairStatus,
+}
+
+impl FairStake {
+    /// Reads a record fetched through version 3's `getStake` binding (the same ABI) with
+    /// version 4's states.
+    pub fn from_shared(info: StakeInfo) -> Self {
+        let status = FairStatus::from_u8(info.status.as_u8());
+        Self { info, status }
     }
 }
 

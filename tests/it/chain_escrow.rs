@@ -11,7 +11,7 @@ use edgent::chain::{
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::zk::SnarkjsProof;
 
-use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, OPERATOR, USDC};
+use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, refusal, OPERATOR, USDC};
 
 struct Fixture {
     chain: LocalChain,
@@ -112,13 +112,6 @@ fn proved(j: B256, tag: u8) -> (B256, SnarkjsProof) {
 async fn submit_proved(client: &EscrowClient, j: B256, tag: u8) -> Result<TxHash, EscrowError> {
     let (out, proof) = proved(j, tag);
     client.submit(j, out, &proof).await
-}
-
-fn refusal(e: EscrowError) -> EscrowRevert {
-    match e {
-        EscrowError::Refused(r) => r,
-        other => panic!("expected a decoded refusal, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -82,3 +82,11 @@ pub async fn approve_escrow(
         .await
         .unwrap();
 }
+
+/// The decoded refusal in `e`; panics on any other failure.
+pub fn refusal(e: edgent::chain::EscrowError) -> edgent::chain::EscrowRevert {
+    match e {
+        edgent::chain::EscrowError::Refused(r) => r,
+        other => panic!("expected a decoded refusal, got {other:?}"),
+    }
+}
