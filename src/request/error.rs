@@ -79,7 +79,7 @@ impl ErrorCode {
 
 /// The one JSON error body of the API, the `/delegate` stream's last line and MCP's tool
 /// errors: `fields` (more about the error, e.g. `no_provider`'s counts), then `error` (the
-/// code) and `detail` (in words).
+/// code) and `detail` (in words, its URLs cut: [`crate::redact`]).
 pub fn error_body(
     code: &str,
     detail: &str,
@@ -87,7 +87,7 @@ pub fn error_body(
 ) -> Map<String, Value> {
     let mut body = fields.unwrap_or_default();
     body.insert("error".into(), Value::from(code));
-    body.insert("detail".into(), Value::from(detail));
+    body.insert("detail".into(), Value::from(crate::redact::urls(detail)));
     body
 }
 
@@ -223,6 +223,9 @@ pub enum DelegateError {
     /// is tried for it.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The delegation would spend USDC and the caller did not present the API token (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
 }
 
 impl DelegateError {
@@ -238,6 +241,7 @@ impl DelegateError {
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,
+            DelegateError::Unauthorized(_) => ErrorCode::Unauthorized,
         }
     }
 
