@@ -27,6 +27,7 @@ mod frontdoor;
 mod frontdoor_backends;
 mod frontdoor_paid;
 mod hub_and_spoke;
+mod local_side;
 mod mcp;
 mod metrics;
 mod paid_failover;
