@@ -517,7 +517,12 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(
-            check(&remote, &post, "/api/generate", &headers(std::slice::from_ref(&json))),
+            check(
+                &remote,
+                &post,
+                "/api/generate",
+                &headers(std::slice::from_ref(&json))
+            ),
             Err(Refusal::Token)
         );
         // No token configured: everyone is the owner.
@@ -532,7 +537,12 @@ mod tests {
         let s = settings(Some("s3cret"));
         let c = (header::COOKIE, "a=b; edgent_token=s3cret");
         assert_eq!(
-            check(&s, &Method::GET, "/status", &headers(std::slice::from_ref(&c))),
+            check(
+                &s,
+                &Method::GET,
+                "/status",
+                &headers(std::slice::from_ref(&c))
+            ),
             Ok(Caller::Owner)
         );
         let json = (header::CONTENT_TYPE, "application/json");
