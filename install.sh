@@ -323,22 +323,25 @@ put_file() {
     did_change=yes
 }
 
-# service_env_for ENV: ENV as the service reads it, with the key of its WALLET_KEY_PATH inline
-# as WALLET_PRIVATE_KEY (and WALLET_KEY_PATH emptied); unchanged when it names no key file.
-service_env_for() {
-    local key_path key=""
-    key_path="$(sed -n 's/^WALLET_KEY_PATH=//p' "$1" | tail -n1)"
-    key_path="${key_path//[\"\']/}"
-    if [[ -n "$key_path" ]]; then
-        key="$(tr -d '[:space:]' <"$key_path")" || return 1
+# secret_of ENV VAR PATH_VAR: the secret VAR names in ENV, inline or in the file at PATH_VAR.
+secret_of() {
+    local value path
+    value="$(sed -n "s/^$2=//p" "$1" | tail -n1)"
+    path="$(sed -n "s/^$3=//p" "$1" | tail -n1)"
+    value="${value//[\"\']/}"
+    path="${path//[\"\']/}"
+    if [[ -n "$path" ]]; then
+        tr -d '[:space:]' <"$path" || return 1
+    else
+        printf '%s' "$value"
     fi
-    printf '# Written by install.sh from %s (wallet key inline; read by systemd as root).\n' "$1"
-    WALLET_KEY="$key" awk '
-        ENVIRON["WALLET_KEY"] == "" { print; next }
-        /^WALLET_KEY_PATH=/ { print "WALLET_KEY_PATH="; next }
-        /^WALLET_PRIVATE_KEY=/ { print "WALLET_PRIVATE_KEY=" ENVIRON["WALLET_KEY"]; done = 1; next }
-        { print }
-        END { if (ENVIRON["WALLET_KEY"] != "" && !done) print "WALLET_PRIVATE_KEY=" ENVIRON["WALLET_KEY"] }' "$1"
+}
+
+# service_env_for ENV: ENV as the service reads it: without the wallet key and API token
+# (inline or as paths), which the unit loads as credentials (LoadCredential=).
+service_env_for() {
+    printf '# Written by install.sh from %s (secrets are credentials: /etc/edgent/wallet.key, api.token).\n' "$1"
+    grep -vE '^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=' "$1" || true
 }
 
 if [[ "$with_systemd" == yes ]]; then
@@ -358,10 +361,28 @@ if [[ "$with_systemd" == yes ]]; then
     put_file "$prefix/axl-bin/node" "$sysroot/usr/local/lib/edgent/axl-bin/node" 0755
     put_file "$prefix/systemd/service-paths.env" "$sysroot/usr/local/lib/edgent/service-paths.env" 0644
     put_file "$prefix/systemd/edgent.service" "$sysroot/etc/systemd/system/edgent.service" 0644
-    # The service user cannot read the key file under $prefix, but systemd reads its
-    # EnvironmentFile as root: the service's env is the .env with the key inline (0600, root).
+    # The service user cannot read the key and token files under $prefix: systemd reads
+    # copies in /etc/edgent (root, 0600) and hands them to the service as credentials.
+    secret="$(mktemp)"
+    for pair in "wallet.key WALLET_PRIVATE_KEY WALLET_KEY_PATH" "api.token EDGENT_API_TOKEN EDGENT_API_TOKEN_PATH"; do
+        read -r file var path_var <<<"$pair"
+        secret_of "$prefix/.env" "$var" "$path_var" >"$secret" || { rm -f "$secret"; die "cannot read $path_var named in $prefix/.env"; }
+        if [[ ! -s "$secret" && "$file" == api.token ]] && as_root test -s "$sysroot/etc/edgent/$file"; then
+            continue # a .env from before API tokens: keep the service's token
+        fi
+        if [[ ! -s "$secret" && "$file" == api.token ]]; then
+            # A .env from before API tokens: the service gets a new one (the CLI, run as the
+            # service's admin, finds it with EDGENT_API_TOKEN_PATH=/etc/edgent/api.token).
+            od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$secret"
+            say "systemd: made an API token for the service (/etc/edgent/api.token)"
+        fi
+        [[ -s "$secret" ]] || { rm -f "$secret"; die "$prefix/.env sets neither $var nor $path_var (run edgent init)"; }
+        printf '\n' >>"$secret"
+        put_file "$secret" "$sysroot/etc/edgent/$file" 0600
+    done
+    rm -f "$secret"
     service_env="$(mktemp)"
-    service_env_for "$prefix/.env" >"$service_env" || { rm -f "$service_env"; die "cannot read the wallet key named in $prefix/.env"; }
+    service_env_for "$prefix/.env" >"$service_env"
     if as_root test -f "$sysroot/etc/edgent/edgent.env"; then
         if ! as_root cmp -s "$service_env" "$sysroot/etc/edgent/edgent.env"; then
             say "systemd: the service reads /etc/edgent/edgent.env, which differs from $prefix/.env: kept as is"

@@ -9,7 +9,8 @@
 #     so an existing .env and key are left alone; with the .env removed, a run writes a new .env
 #     and keeps the key file (same wallet);
 #   - --systemd (into a scratch system root, with stubs for systemctl/useradd/id) installs the
-#     unit, binaries and env file (the .env with the wallet key inline, mode 600) and starts the
+#     unit, binaries, the wallet key and API token as credentials (/etc/edgent, mode 600) and
+#     the env file (the .env without its secrets, mode 600) and starts the
 #     service; a second run changes and restarts
 #     nothing; a changed unit is put back and the service restarted;
 #   - an aarch64 Jetson (faked with EDGENT_ARCH and EDGENT_TEGRA_RELEASE) is named as such
@@ -178,11 +179,15 @@ check "--systemd installed the AXL node" cmp -s "$sysroot/usr/local/lib/edgent/a
 check "--systemd installed service-paths.env" cmp -s "$sysroot/usr/local/lib/edgent/service-paths.env" "$prefix/systemd/service-paths.env"
 service_env="$sysroot/etc/edgent/edgent.env"
 check "--systemd installed /etc/edgent/edgent.env, mode 600" test "$(stat -c %a "$service_env" 2>&1)" == 600
-check "--systemd env has the wallet key inline (the service user cannot read the prefix)" \
-    grep -qx "WALLET_PRIVATE_KEY=$(cat "$key_file")" "$service_env"
-check "--systemd env has an empty WALLET_KEY_PATH" grep -qx "WALLET_KEY_PATH=" "$service_env"
+check "--systemd installed the wallet key as a credential (root, 600)" \
+    test "$(stat -c %a "$sysroot/etc/edgent/wallet.key" 2>&1) $(cat "$sysroot/etc/edgent/wallet.key")" == "600 $(cat "$key_file")"
+token_file="$(sed -n 's/^EDGENT_API_TOKEN_PATH=//p' "$prefix/.env")"
+check "--systemd installed the API token as a credential (root, 600)" \
+    test "$(stat -c %a "$sysroot/etc/edgent/api.token" 2>&1) $(cat "$sysroot/etc/edgent/api.token")" == "600 $(cat "$token_file")"
+check "--systemd env has no secret and no secret path" \
+    bash -c '! grep -qE "^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=" "$1"' _ "$service_env"
 check "--systemd env is the .env otherwise" \
-    diff -q <(grep -v '^WALLET_' "$prefix/.env") <(grep -v '^WALLET_' "$service_env" | sed 1d)
+    diff -q <(grep -vE '^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=' "$prefix/.env") <(sed 1d "$service_env")
 check "--systemd reloaded, enabled and restarted the service" \
     test "$(cat "$state/systemctl.calls" 2>&1)" == "$(printf 'daemon-reload\nenable edgent.service\nrestart edgent.service')"
 : >"$state/systemctl.calls"

@@ -3,7 +3,7 @@
 #   - `systemd-analyze verify` reports nothing about the unit (it exits 0 even on an unknown
 #     key, so any line it prints about the unit counts as a failure);
 #   - the settings the deployment relies on are there (user, env files, restart, kill mode,
-#     hardening, data dir);
+#     hardening, data dir, the wallet key and API token as LoadCredential=, none inline);
 #   - the check itself catches a broken unit (a copy with a misspelt key must be flagged).
 # verify needs ExecStart's binary to exist: the unit is checked as a temporary copy whose
 # ExecStart points at a stand-in executable; nothing else is changed.
@@ -61,9 +61,18 @@ for want in 'User=edgent' 'ExecStart=/usr/local/lib/edgent/edgent run' \
     'EnvironmentFile=/etc/edgent/edgent.env' 'Restart=on-failure' 'RestartPreventExitStatus=78' \
     'KillMode=mixed' \
     'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' \
-    'ReadWritePaths=/var/lib/edgent' 'StateDirectory=edgent' 'WorkingDirectory=/var/lib/edgent'; do
+    'ReadWritePaths=/var/lib/edgent' 'StateDirectory=edgent' 'WorkingDirectory=/var/lib/edgent' \
+    'LoadCredential=wallet.key:/etc/edgent/wallet.key' 'LoadCredential=api.token:/etc/edgent/api.token' \
+    'Environment=WALLET_KEY_PATH=%d/wallet.key' 'Environment=EDGENT_API_TOKEN_PATH=%d/api.token'; do
     if grep -qxF "$want" "$unit"; then pass "$want"; else fail "missing: $want"; fi
 done
+# No secret inline in the unit or its fixed env file: they come as credentials.
+if grep -qE '^(Environment=)?(WALLET_PRIVATE_KEY|OPERATOR_PRIVATE_KEY|KEEPERHUB_API_KEY|EDGENT_API_TOKEN)=' \
+    "$unit" "$root/systemd/service-paths.env"; then
+    fail "a secret is set inline in the unit or service-paths.env"
+else
+    pass "no secret inline in the unit or service-paths.env (LoadCredential= instead)"
+fi
 if grep -qxF 'EDGENT_DATA_DIR=/var/lib/edgent' "$root/systemd/service-paths.env"; then
     pass "service-paths.env sets EDGENT_DATA_DIR to the data dir"
 else

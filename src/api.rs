@@ -132,12 +132,14 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn delegate(
     State(st): State<Arc<AppState>>,
+    caller: crate::guard::Caller,
     body: Result<Json<DelegateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| {
+    let Json(mut req) = body.map_err(|e| {
         tracing::info!(error = %e.body_text(), "bad /delegate body");
         ApiError::coded(ErrorCode::BadRequest, e.body_text())
     })?;
+    req.unpaid_only = !caller.may_spend();
     if req.stream == Some(true) {
         return crate::front::delegate_ndjson(st.requester.clone(), req)
             .await
@@ -194,15 +196,23 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
             }
             (out, None)
         }
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(crate::redact::urls(&e.to_string()))),
     };
+    // The payments' reason and balance error quote transport errors, whose URL may carry
+    // the RPC provider's key.
+    let mut payments = st.payments.snapshot().await;
+    for key in ["reason", "balances_error"] {
+        if let Some(serde_json::Value::String(text)) = payments.get_mut(key) {
+            *text = crate::redact::urls(text);
+        }
+    }
     let backend: BackendStatus = st.provider.status();
     Json(json!({
         "node_id": ctx.endpoint.me().to_hex(),
         "ipv6": ctx.endpoint.me().ipv6().to_string(),
         "ens": ctx.config.node.ens_name,
         "role": ctx.config.node.role.as_str(),
-        "payments": st.payments.snapshot().await,
+        "payments": payments,
         "chain": ctx.config.payments.chain().filter(|_| st.payments.is_active()).map(|c| json!({
             "chain_id": c.chain_id,
             "escrow": format!("{:#x}", c.escrow),

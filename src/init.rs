@@ -1,17 +1,19 @@
 //! `edgent init`: a first run's setup. It creates (or imports) the node's wallet as a key
-//! file (mode 0600) in the data directory and writes `.env` from `.env.example` with the
-//! role, ENS name and payment mode chosen, pointing `WALLET_KEY_PATH` at the key. It
-//! refuses to overwrite an existing `.env` or key file unless forced, and checks the
-//! result is a configuration the daemon accepts before writing anything.
+//! file (mode 0600) in the data directory, and the API token ([`API_TOKEN_FILE`], 0600:
+//! what the CLI, `edgent mcp` and the dashboard present, see [`crate::guard`]), and writes
+//! `.env` from `.env.example` with the role, ENS name and payment mode chosen, pointing
+//! `WALLET_KEY_PATH` and `EDGENT_API_TOKEN_PATH` at them. It refuses to overwrite an
+//! existing `.env` or key file unless forced (an existing token file is kept), and checks
+//! the result is a configuration the daemon accepts before writing anything.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::chain::Secret;
+pub use crate::config::API_TOKEN_FILE;
 use crate::config::{Config, ConfigError, PaymentsMode, Role, Sources};
 
 /// `.env.example`, embedded so an installed binary can write a `.env` anywhere.
@@ -55,6 +57,8 @@ pub struct InitOutcome {
     pub key_path: PathBuf,
     /// The `.env` written.
     pub env_file: PathBuf,
+    /// The API token's file (absolute).
+    pub token_path: PathBuf,
     /// Whether the key was imported (else generated).
     pub imported: bool,
     /// Whether an existing key file was kept (`keep_key`).
@@ -168,6 +172,12 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             .join(&key_path),
     };
 
+    let token_path = data_dir.join(API_TOKEN_FILE);
+    let token = match std::fs::read_to_string(&token_path) {
+        Ok(t) if !t.trim().is_empty() => None,
+        _ => Some(new_token()?),
+    };
+
     let mut values: Vec<(String, String)> = vec![
         ("EDGENT_DATA_DIR".into(), data_dir.display().to_string()),
         ("EDGENT_ROLE".into(), opts.role.as_str().into()),
@@ -178,6 +188,11 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         ("EDGENT_PAYMENTS".into(), opts.payments.as_str().into()),
         ("WALLET_PRIVATE_KEY".into(), String::new()),
         ("WALLET_KEY_PATH".into(), key_abs.display().to_string()),
+        ("EDGENT_API_TOKEN".into(), String::new()),
+        (
+            "EDGENT_API_TOKEN_PATH".into(),
+            token_path.display().to_string(),
+        ),
     ];
     for (k, v) in &opts.set {
         match values.iter_mut().find(|(vk, _)| vk == k) {
@@ -200,6 +215,10 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         dotenv.insert(k, v);
     }
     dotenv.remove("WALLET_KEY_PATH");
+    if let Some(t) = &token {
+        dotenv.remove("EDGENT_API_TOKEN_PATH");
+        dotenv.insert("EDGENT_API_TOKEN".into(), t.clone());
+    }
     let hex_key = format!("0x{}", alloy::primitives::hex::encode(signer.to_bytes()));
     dotenv.insert("WALLET_PRIVATE_KEY".into(), hex_key.clone());
     Config::from_sources(&Sources {
@@ -210,6 +229,9 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     if !kept {
         write_private(&key_abs, &format!("{hex_key}\n"), opts.force)?;
     }
+    if let Some(t) = &token {
+        write_private(&token_path, &format!("{t}\n"), true)?;
+    }
     if let Some(parent) = opts.env_file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
@@ -218,22 +240,25 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         address: signer.address(),
         key_path: key_abs,
         env_file: opts.env_file.clone(),
+        token_path,
         imported,
         kept,
     })
 }
 
+/// A new API token: 32 random bytes, hex.
+fn new_token() -> Result<String, InitError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| InitError::Io {
+        path: PathBuf::from(API_TOKEN_FILE),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(alloy::primitives::hex::encode(bytes))
+}
+
 /// Write `text` to `path` with mode 0600 (created new unless `overwrite`).
 fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), InitError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(0o600);
-    if overwrite {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let mut f = o.open(path).map_err(|e| {
+    crate::files::write_private(path, text, overwrite).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             InitError::Exists(path.to_owned())
         } else {
@@ -242,12 +267,7 @@ fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), InitErr
                 source: e,
             }
         }
-    })?;
-    // An overwritten file keeps its old mode: set it.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io(path))?;
-    f.write_all(text.as_bytes()).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    })
 }
 
 #[cfg(test)]
@@ -294,6 +314,24 @@ mod tests {
         let chain = c.payments.chain().unwrap();
         assert_eq!(chain.wallet_signer().unwrap().address(), out.address);
         assert!(!out.imported);
+        // The API token: a 0600 file the daemon's configuration reads.
+        let token_mode = std::fs::metadata(&out.token_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(token_mode & 0o777, 0o600);
+        let token = std::fs::read_to_string(&out.token_path).unwrap();
+        assert_eq!(token.trim().len(), 64);
+        assert_eq!(
+            c.front.token.as_ref().map(|t| t.expose()),
+            Some(token.trim())
+        );
+        assert_eq!(
+            out.token_path,
+            std::fs::canonicalize(dir.path().join("data"))
+                .unwrap()
+                .join(API_TOKEN_FILE)
+        );
     }
 
     #[test]

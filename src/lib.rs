@@ -10,6 +10,9 @@
 //! a module imports only from the layers listed before it:
 //!
 //! - [`backoff`]: the one back-off schedule of every retry loop.
+//! - [`redact`]: secrets out of text that leaves the daemon (URLs in error messages).
+//! - [`files`]: private files: the data directory (0700), the job store and the secrets
+//!   (0600).
 //! - [`shutdown`]: the one shutdown signal every task obeys.
 //! - [`axl`]: the AXL node: supervisor of the Go binary, its local HTTP client, the
 //!   receive loop, Yggdrasil peer identity.
@@ -42,8 +45,8 @@
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.
-//! - [`guard`]: the guard of every HTTP route (loopback `Host` and `Origin`, the Bearer
-//!   token).
+//! - [`guard`]: the guard of every HTTP route (loopback `Host`, the daemon's own `Origin`,
+//!   JSON bodies and their size, the API token, and what a caller without it may do).
 //! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
 //! - [`cli`]: the command line's client side: `edgent delegate` (streamed, a chat, JSON),
 //!   `status` and `jobs` for a terminal, and their exit codes.
@@ -71,6 +74,7 @@ pub mod ctx;
 pub mod daemon;
 #[cfg(feature = "harness")]
 pub mod demo;
+pub mod files;
 pub mod front;
 pub mod guard;
 #[cfg(feature = "harness")]
@@ -85,6 +89,7 @@ pub mod node;
 pub mod paid;
 pub mod protocol;
 pub mod provider;
+pub mod redact;
 pub mod request;
 pub mod requester;
 pub mod shutdown;

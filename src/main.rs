@@ -97,13 +97,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the dashboard's address with the API token, to open once in a browser (it
+    /// sets the dashboard's cookie).
+    Dashboard {
+        /// The daemon's API.
+        #[arg(long, env = "EDGENT_URL")]
+        url: Option<String>,
+    },
     /// Serve MCP tools (delegate, list_models, jobs, status) over stdio for an MCP host,
     /// calling the local daemon's HTTP API.
     Mcp {
         /// The daemon's API.
         #[arg(long, env = "EDGENT_API_URL", default_value = edgent::mcp::DEFAULT_API_URL)]
         url: String,
-        /// Bearer token for the daemon's API (else `EDGENT_API_TOKEN` from the environment or `.env`).
+        /// Bearer token for the daemon's API (else `EDGENT_API_TOKEN` or the file at
+        /// `EDGENT_API_TOKEN_PATH`, from the environment or `.env`).
         #[arg(long, env = "EDGENT_API_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
@@ -237,6 +245,7 @@ fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
         out.address
     );
     println!("key file: {} (mode 0600)", out.key_path.display());
+    println!("API token: {} (mode 0600)", out.token_path.display());
     println!("settings: {}", out.env_file.display());
     if opts.payments != PaymentsMode::Off {
         println!(
@@ -265,8 +274,13 @@ async fn run_wallet() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Log to stderr, filtered by `RUST_LOG` from the environment or `.env`, else `default`.
+/// Log to stderr, filtered by `RUST_LOG` from the environment or `.env`, else `default`;
+/// coloured only when stderr is a terminal and `NO_COLOR` is unset or empty (a log written
+/// to a file or read by journald carries no escape sequences).
 fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     let directive = Sources::from_process()
         .ok()
         .and_then(|s| s.get("RUST_LOG"))
@@ -278,19 +292,30 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 
-/// The client of the daemon's API at `url`, else at the configured `EDGENT_HTTP_ADDR`.
+/// The daemon's API (`url`, else the configured `EDGENT_HTTP_ADDR`) and its token (the
+/// configured `EDGENT_API_TOKEN` or `EDGENT_API_TOKEN_PATH`, which `edgent init` writes).
+fn api_target(url: Option<String>) -> anyhow::Result<(String, Option<String>)> {
+    let cfg = Sources::from_process()
+        .map_err(anyhow::Error::from)
+        .and_then(|s| Ok(Config::from_sources(&s)?));
+    let token = |c: &Config| c.front.token.as_ref().map(|t| t.expose().to_string());
+    match (url, cfg) {
+        (Some(u), Ok(c)) => Ok((u, token(&c))),
+        // An explicit URL does not need the settings; the token then comes from nowhere.
+        (Some(u), Err(_)) => Ok((u, None)),
+        (None, Ok(c)) => Ok((format!("http://{}", c.node.http_addr), token(&c))),
+        (None, Err(e)) => Err(e),
+    }
+}
+
+/// The client of the daemon's API, with its token ([`api_target`]).
 fn api_client(url: Option<String>) -> anyhow::Result<ApiClient> {
-    let url = match url {
-        Some(u) => u,
-        None => {
-            let cfg = Config::from_sources(&Sources::from_process()?)?;
-            format!("http://{}", cfg.node.http_addr)
-        }
-    };
-    Ok(ApiClient::http(&url, None))
+    let (url, token) = api_target(url)?;
+    Ok(ApiClient::http(&url, token))
 }
 
 /// Chain settings from the environment and `.env` (same precedence as the daemon's).
@@ -410,10 +435,18 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let api = api_client(url)?;
             view(&api, &format!("/jobs?limit={limit}"), json, cli::view::jobs).await
         }
+        Cmd::Dashboard { url } => {
+            let (url, token) = api_target(url)?;
+            match token {
+                Some(t) => println!("{url}/?token={t}"),
+                None => println!("{url}/"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Mcp { url, token } => {
             let token = match token {
                 Some(t) => Some(t),
-                None => Sources::from_process()?.get("EDGENT_API_TOKEN"),
+                None => api_target(Some(url.clone()))?.1,
             };
             edgent::mcp::serve_stdio(ApiClient::http(&url, token)).await?;
             Ok(ExitCode::SUCCESS)

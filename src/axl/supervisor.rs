@@ -148,7 +148,7 @@ pub fn write_node_config(cfg: &SupervisorConfig) -> Result<PathBuf, SupervisorEr
         let path = path.display().to_string();
         move |source| SupervisorError::Io { path, source }
     };
-    std::fs::create_dir_all(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+    crate::files::private_dir(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
     // AXL resolves a relative key path against its working directory; make it absolute.
     let key_path = std::path::absolute(&cfg.key_path).map_err(io(&cfg.key_path))?;
     let json = NodeConfigJson {
@@ -364,6 +364,19 @@ async fn supervise(
     tracing::info!(target: "axl", "AXL supervisor stopped");
 }
 
+/// Whether an environment variable holds a secret, or says where one is: the keys and
+/// tokens of the daemon's settings (`*_PRIVATE_KEY`, `*_API_KEY`, `*_TOKEN`, `*_KEY_PATH`,
+/// their `_PATH` forms), `EDGENT_IMPORT_KEY`, and systemd's `CREDENTIALS_DIRECTORY`.
+pub fn secret_env(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    let n = n.strip_suffix("_PATH").unwrap_or(&n);
+    n == "EDGENT_IMPORT_KEY"
+        || n == "CREDENTIALS_DIRECTORY"
+        || ["_PRIVATE_KEY", "_API_KEY", "_TOKEN", "_KEY", "_SECRET"]
+            .iter()
+            .any(|s| n.ends_with(s))
+}
+
 async fn run_once(
     cfg: &SupervisorConfig,
     args: &[String],
@@ -373,6 +386,13 @@ async fn run_once(
 ) -> RunEnd {
     let started = Instant::now();
     let mut cmd = Command::new(&cfg.bin);
+    // AXL needs none of the daemon's secrets (the systemd unit puts the wallet key in its
+    // environment, the user's .env may too): the child does not inherit them.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(secret_env) {
+            cmd.env_remove(&name);
+        }
+    }
     cmd.args(args)
         .current_dir(&cfg.data_dir)
         .stdin(Stdio::null())

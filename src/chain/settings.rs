@@ -94,7 +94,9 @@ impl fmt::Display for Secret {
 pub struct InvalidKey;
 
 /// Everything the chain side needs. Defaults are Base Sepolia with the original escrow.
-#[derive(Debug, Clone)]
+/// `Debug` shows the keys as `***` and the URLs without their paths (where RPC providers
+/// put the account's key).
+#[derive(Clone)]
 pub struct ChainSettings {
     /// JSON-RPC endpoint of the escrow's chain (`CHAIN_RPC_URL`).
     pub rpc_url: String,
@@ -106,11 +108,13 @@ pub struct ChainSettings {
     pub usdc: Address,
     /// This node's wallet key (`WALLET_PRIVATE_KEY`, or the file at `WALLET_KEY_PATH`).
     pub wallet_key: Option<Secret>,
-    /// Operator key for the direct settler (`OPERATOR_PRIVATE_KEY`).
+    /// Operator key for the direct settler (`OPERATOR_PRIVATE_KEY`, or the file at
+    /// `OPERATOR_PRIVATE_KEY_PATH`).
     pub operator_key: Option<Secret>,
     /// KeeperHub API base URL (`KEEPERHUB_API_URL`).
     pub keeperhub_url: String,
-    /// KeeperHub API key, `kh_...` (`KEEPERHUB_API_KEY`).
+    /// KeeperHub API key, `kh_...` (`KEEPERHUB_API_KEY`, or the file at
+    /// `KEEPERHUB_API_KEY_PATH`).
     pub keeperhub_api_key: Option<Secret>,
     /// KeeperHub network name (`KEEPERHUB_NETWORK`, default `base-sepolia`).
     pub keeperhub_network: String,
@@ -132,6 +136,30 @@ pub struct ChainSettings {
     /// (`TRUSTED_ARBITERS`, comma-separated addresses, default none); checked with
     /// [`super::FairEscrow::check_arbiter`]. Version 3 has no arbiter and ignores it.
     pub trusted_arbiters: Vec<Address>,
+}
+
+impl fmt::Debug for ChainSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = crate::redact::urls;
+        f.debug_struct("ChainSettings")
+            .field("rpc_url", &url(&self.rpc_url))
+            .field("chain_id", &self.chain_id)
+            .field("escrow", &self.escrow)
+            .field("usdc", &self.usdc)
+            .field("wallet_key", &self.wallet_key)
+            .field("operator_key", &self.operator_key)
+            .field("keeperhub_url", &url(&self.keeperhub_url))
+            .field("keeperhub_api_key", &self.keeperhub_api_key)
+            .field("keeperhub_network", &self.keeperhub_network)
+            .field("explorer_url", &self.explorer_url)
+            .field("ens_rpc_url", &url(&self.ens_rpc_url))
+            .field("ens_registry", &self.ens_registry)
+            .field("tx_timeout", &self.tx_timeout)
+            .field("keeperhub_poll", &self.keeperhub_poll)
+            .field("keeperhub_timeout", &self.keeperhub_timeout)
+            .field("stake_mode", &self.stake_mode)
+            .finish()
+    }
 }
 
 impl Default for ChainSettings {
@@ -190,31 +218,18 @@ impl ChainSettings {
             s.ens_registry =
                 parse_value("ENS_REGISTRY_ADDRESS", &v, "a 0x-prefixed 20-byte address")?;
         }
-        s.wallet_key = match (get("WALLET_PRIVATE_KEY"), get("WALLET_KEY_PATH")) {
-            (Some(_), Some(_)) => {
-                return Err(ChainConfigError::Conflict {
-                    a: "WALLET_PRIVATE_KEY",
-                    b: "WALLET_KEY_PATH",
-                })
-            }
-            (Some(k), None) => Some(key_value("WALLET_PRIVATE_KEY", Secret::new(k))?),
-            (None, Some(path)) => {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|source| ChainConfigError::KeyFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Some(key_value("WALLET_KEY_PATH", Secret::new(text.trim()))?)
-            }
-            (None, None) => None,
-        };
-        if let Some(k) = get("OPERATOR_PRIVATE_KEY") {
-            s.operator_key = Some(key_value("OPERATOR_PRIVATE_KEY", Secret::new(k))?);
+        if let Some(k) = secret_setting(&get, "WALLET_PRIVATE_KEY", "WALLET_KEY_PATH")? {
+            s.wallet_key = Some(key_value(k.1, k.0)?);
+        }
+        if let Some(k) = secret_setting(&get, "OPERATOR_PRIVATE_KEY", "OPERATOR_PRIVATE_KEY_PATH")?
+        {
+            s.operator_key = Some(key_value(k.1, k.0)?);
         }
         if let Some(v) = get("KEEPERHUB_API_URL") {
             s.keeperhub_url = url_value("KEEPERHUB_API_URL", v)?;
         }
-        s.keeperhub_api_key = get("KEEPERHUB_API_KEY").map(Secret::new);
+        s.keeperhub_api_key =
+            secret_setting(&get, "KEEPERHUB_API_KEY", "KEEPERHUB_API_KEY_PATH")?.map(|k| k.0);
         if let Some(v) = get("KEEPERHUB_NETWORK") {
             s.keeperhub_network = v;
         }
@@ -269,6 +284,32 @@ impl ChainSettings {
     /// The operator signer for the direct settler, if a key is configured.
     pub fn operator_signer(&self) -> Result<PrivateKeySigner, ChainConfigError> {
         signer_from(self.operator_key.as_ref(), "OPERATOR_PRIVATE_KEY")
+    }
+}
+
+/// A secret given inline (`var`) or as a file (`path_var`, its text trimmed: the systemd
+/// unit's credentials), with the name it came from; both set is an error.
+fn secret_setting(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    path_var: &'static str,
+) -> Result<Option<(Secret, &'static str)>, ChainConfigError> {
+    match (get(var), get(path_var)) {
+        (Some(_), Some(_)) => Err(ChainConfigError::Conflict {
+            a: var,
+            b: path_var,
+        }),
+        (Some(k), None) => Ok(Some((Secret::new(k), var))),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ChainConfigError::KeyFile {
+                    var: path_var,
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok(Some((Secret::new(text.trim()), path_var)))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -353,9 +394,12 @@ pub enum ChainConfigError {
         /// The other.
         b: &'static str,
     },
-    /// The `WALLET_KEY_PATH` file cannot be read.
-    #[error("WALLET_KEY_PATH={path:?} cannot be read: {source}")]
+    /// A key file (`WALLET_KEY_PATH`, `OPERATOR_PRIVATE_KEY_PATH`, `KEEPERHUB_API_KEY_PATH`) cannot
+    /// be read.
+    #[error("{var}={path:?} cannot be read: {source}")]
     KeyFile {
+        /// The environment variable.
+        var: &'static str,
         /// The path given.
         path: String,
         /// Why it failed.

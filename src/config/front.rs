@@ -1,9 +1,14 @@
 //! The front door's settings (`EDGENT_OFFLOAD`, `EDGENT_OLLAMA_ADDR`) and the guard's
-//! (`EDGENT_API_TOKEN`, `EDGENT_ORIGINS`). [`crate::front`] serves them.
+//! (`EDGENT_API_TOKEN` or `EDGENT_API_TOKEN_PATH`, `EDGENT_ORIGINS`). [`crate::front`]
+//! serves them.
 
 use std::net::SocketAddr;
 
 use super::value::{ConfigError, Lookup};
+use crate::chain::Secret;
+
+/// The API token's file name in the data directory, as `edgent init` writes it.
+pub const API_TOKEN_FILE: &str = "api.token";
 
 /// When a request goes to the mesh (`EDGENT_OFFLOAD`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,8 +29,9 @@ pub struct FrontSettings {
     pub offload: OffloadMode,
     /// `EDGENT_OLLAMA_ADDR`: a second address serving only the Ollama and OpenAI routes.
     pub ollama_addr: Option<SocketAddr>,
-    /// `EDGENT_API_TOKEN`: the Bearer token every API route needs, when set.
-    pub token: Option<String>,
+    /// `EDGENT_API_TOKEN`, or the file at `EDGENT_API_TOKEN_PATH`: the API token (see
+    /// [`crate::guard`] for what a caller without it may do).
+    pub token: Option<Secret>,
     /// `EDGENT_ORIGINS`: extra allowed `Origin`s, comma-separated (`*` for any).
     pub origins: Vec<String>,
 }
@@ -60,7 +66,7 @@ impl FrontSettings {
             })?),
             None => None,
         };
-        let token = get("EDGENT_API_TOKEN").map(|t| t.trim().to_string());
+        let token = api_token(get)?;
         let origins = get("EDGENT_ORIGINS")
             .map(|v| {
                 v.split(',')
@@ -75,6 +81,43 @@ impl FrontSettings {
             token,
             origins,
         })
+    }
+}
+
+/// The API token: `EDGENT_API_TOKEN`, or the first line of the file at
+/// `EDGENT_API_TOKEN_PATH` (empty values count as unset; both set is an error).
+fn api_token(get: Lookup) -> Result<Option<Secret>, ConfigError> {
+    let set = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    match (set("EDGENT_API_TOKEN"), set("EDGENT_API_TOKEN_PATH")) {
+        (Some(_), Some(path)) => Err(super::value::invalid(
+            "EDGENT_API_TOKEN_PATH",
+            &path,
+            "set only one of EDGENT_API_TOKEN and EDGENT_API_TOKEN_PATH",
+        )),
+        (Some(t), None) => Ok(Some(Secret::new(t))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                super::value::invalid(
+                    "EDGENT_API_TOKEN_PATH",
+                    &path,
+                    format!("cannot be read: {e}"),
+                )
+            })?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(super::value::invalid(
+                    "EDGENT_API_TOKEN_PATH",
+                    &path,
+                    "the file is empty",
+                ));
+            }
+            Ok(Some(Secret::new(token)))
+        }
+        (None, None) => Ok(None),
     }
 }
 

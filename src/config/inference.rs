@@ -23,7 +23,7 @@ pub struct InferenceSettings {
     /// (default `http://127.0.0.1:8080/v1`, llama-server's).
     pub openai_base_url: String,
     /// `OPENAI_API_KEY`: its Bearer key, when it needs one.
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<crate::chain::Secret>,
     /// `OLLAMA_URL`.
     pub ollama_url: String,
 }
@@ -47,7 +47,10 @@ impl InferenceSettings {
             "OPENAI_BASE_URL",
             &get("OPENAI_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080/v1".into()),
         )?;
-        let openai_api_key = get("OPENAI_API_KEY").map(|k| k.trim().to_string());
+        let openai_api_key = get("OPENAI_API_KEY")
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .map(crate::chain::Secret::new);
         let ollama_url = check_url(
             "OLLAMA_URL",
             &get("OLLAMA_URL").unwrap_or_else(|| "http://127.0.0.1:11434".into()),

@@ -32,7 +32,7 @@ pub mod value;
 
 pub use axl::AxlSettings;
 pub use delegation::DelegationSettings;
-pub use front::{check_bind, FrontSettings, OffloadMode, UnsafeBind};
+pub use front::{check_bind, FrontSettings, OffloadMode, UnsafeBind, API_TOKEN_FILE};
 pub use inference::{BackendKind, InferenceSettings};
 pub use node::{NodeSettings, Role};
 pub use paid::{PaidSettings, Payments, PaymentsMode, SettlerKind};
@@ -94,7 +94,7 @@ impl Config {
             front.ollama_addr.map(|a| ("EDGENT_OLLAMA_ADDR", a)),
         ];
         for (key, addr) in binds.into_iter().flatten() {
-            check_bind(key, addr, front.token.as_deref())
+            check_bind(key, addr, front.token.as_ref().map(|t| t.expose()))
                 .map_err(|e| value::invalid(key, &addr.to_string(), e.to_string()))?;
         }
         Ok(Config {

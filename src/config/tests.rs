@@ -231,3 +231,62 @@ fn every_key_read_is_in_env_example() {
         "read but not in .env.example: {missing:?}"
     );
 }
+
+#[test]
+fn debug_shows_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, "TOKENSECRET\n").unwrap();
+    let c = Config::from_sources(&src(
+        &[],
+        &[
+            ("EDGENT_PAYMENTS", "on"),
+            (
+                "WALLET_PRIVATE_KEY",
+                "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+            ),
+            (
+                "OPERATOR_PRIVATE_KEY",
+                "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+            ),
+            ("KEEPERHUB_API_KEY", "kh_KHSECRET"),
+            ("OPENAI_API_KEY", "sk-OPENAISECRET"),
+            ("EDGENT_API_TOKEN_PATH", token_file.to_str().unwrap()),
+            (
+                "CHAIN_RPC_URL",
+                "https://base-sepolia.g.example.com/v2/RPCSECRET",
+            ),
+            ("ENS_RPC_URL", "https://eth.example/ENSSECRET"),
+        ],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(c.front.token.as_ref().unwrap().expose(), "TOKENSECRET");
+    let dump = format!("{c:?}");
+    for secret in [
+        "ac0974bec",
+        "59c6995e9",
+        "KHSECRET",
+        "OPENAISECRET",
+        "TOKENSECRET",
+        "RPCSECRET",
+        "ENSSECRET",
+    ] {
+        assert!(!dump.contains(secret), "{secret} in {dump}");
+    }
+    assert!(
+        dump.contains("https://base-sepolia.g.example.com/…"),
+        "{dump}"
+    );
+    // Both forms of one secret: refused, naming them.
+    let e = Config::from_sources(&src(
+        &[],
+        &[
+            ("EDGENT_API_TOKEN", "t"),
+            ("EDGENT_API_TOKEN_PATH", token_file.to_str().unwrap()),
+        ],
+        &[],
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("EDGENT_API_TOKEN_PATH"), "{e}");
+}

@@ -42,6 +42,7 @@ use serde_json::{json, Value};
 
 pub use crate::config::{FrontSettings, OffloadMode};
 use crate::ctx::NodeCtx;
+use crate::guard::Caller;
 use crate::requester::Requester;
 
 use self::agent::{AgentRequest, Api};
@@ -125,13 +126,15 @@ pub fn ollama_only_router(front: Arc<FrontDoor>) -> Router {
 /// The route of one generation API: the body goes to [`generation`] as `api`.
 fn generation_route(api: Api) -> MethodRouter<Arc<FrontDoor>> {
     post(
-        move |State(f): State<Arc<FrontDoor>>, uri: Uri, h: HeaderMap, body: Bytes| {
-            generation(f, api, uri, h, body)
-        },
+        move |State(f): State<Arc<FrontDoor>>,
+              caller: Caller,
+              uri: Uri,
+              h: HeaderMap,
+              body: Bytes| { generation(f, api, caller, uri, h, body) },
     )
 }
 
-/// An error in the API's own shape.
+/// An error in the API's own shape (URLs in it cut, [`crate::redact`]).
 fn api_error(api: Api, status: StatusCode, message: &str) -> Response {
     let body = if api.openai() {
         openai::error(status.as_u16(), message)
@@ -141,18 +144,21 @@ fn api_error(api: Api, status: StatusCode, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// One generation request: local first, the mesh when it must.
+/// One generation request: local first, the mesh when it must (and, for a caller without
+/// the API token, only while it is unpaid).
 async fn generation(
     front: Arc<FrontDoor>,
     api: Api,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let req = match agent::parse(api, &body) {
+    let mut req = match agent::parse(api, &body) {
         Ok(r) => r,
         Err(msg) => return api_error(api, StatusCode::BAD_REQUEST, &msg),
     };
+    req.request.unpaid_only = !caller.may_spend();
     let mode = front.settings().offload;
     let why = if mode == OffloadMode::Always {
         None

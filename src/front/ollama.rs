@@ -52,7 +52,7 @@ pub fn done(api: Api, model: &str, r: &DelegateResponse, whole: bool) -> Value {
 
 /// An error object in Ollama's shape.
 pub fn error(message: &str) -> Value {
-    json!({"error": message})
+    json!({"error": crate::redact::urls(message)})
 }
 
 /// One NDJSON line.

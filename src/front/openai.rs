@@ -102,6 +102,7 @@ pub fn error(status: u16, message: &str) -> Value {
         404 => "not_found_error",
         _ => "api_error",
     };
+    let message = crate::redact::urls(message);
     json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
 }
 

@@ -18,20 +18,20 @@ use super::{Backend, GenerateOutput, GenerateRequest, InferenceError};
 #[derive(Debug, Clone)]
 pub struct OpenAiBackend {
     base: String,
-    key: Option<String>,
+    key: Option<crate::chain::Secret>,
     http: reqwest::Client,
 }
 
 impl OpenAiBackend {
     /// A client for the API at `base_url` (ending in `/v1`), with an optional key.
-    pub fn new(base_url: &str, key: Option<String>) -> Result<Self, InferenceError> {
+    pub fn new(base_url: &str, key: Option<crate::chain::Secret>) -> Result<Self, InferenceError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| InferenceError::Unreachable(e.to_string()))?;
         Ok(OpenAiBackend {
             base: base_url.trim_end_matches('/').to_string(),
-            key: key.filter(|k| !k.is_empty()),
+            key: key.filter(|k| !k.expose().is_empty()),
             http,
         })
     }
@@ -39,7 +39,7 @@ impl OpenAiBackend {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match &self.key {
-            Some(k) => r.bearer_auth(k),
+            Some(k) => r.bearer_auth(k.expose()),
             None => r,
         }
     }

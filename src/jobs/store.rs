@@ -16,8 +16,8 @@ pub enum JobError {
     /// SQLite failed.
     #[error("job database: {0}")]
     Db(#[from] rusqlite::Error),
-    /// Creating the data directory failed.
-    #[error("cannot create data directory {path}: {source}")]
+    /// Creating the data directory (0700) or the job store's file (0600) failed.
+    #[error("cannot create {path} privately: {source}")]
     Dir {
         /// The directory.
         path: String,
@@ -104,11 +104,14 @@ fn migrate(conn: &Connection) -> Result<(), JobError> {
 impl JobStore {
     /// Open (or create) `jobs.sqlite` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<JobStore, JobError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| JobError::Dir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let conn = Connection::open(data_dir.join("jobs.sqlite"))?;
+        let path = data_dir.join("jobs.sqlite");
+        crate::files::private_dir(data_dir)
+            .and_then(|()| crate::files::private_file(&path))
+            .map_err(|source| JobError::Dir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -135,6 +138,17 @@ impl JobStore {
 
     /// Store a new job.
     pub fn insert(&self, rec: &JobRecord) -> Result<(), JobError> {
+        // A new record seldom has an error; copy it (the prompt too) only when it does.
+        let redacted;
+        let rec = if rec.error.is_some() || rec.payment.as_ref().is_some_and(|p| p.error.is_some())
+        {
+            let mut r = rec.clone();
+            redact(&mut r);
+            redacted = r;
+            &redacted
+        } else {
+            rec
+        };
         let json = serde_json::to_string(rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         let n = self.lock().execute(
             "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -261,6 +275,7 @@ impl JobStore {
         };
         change(&mut rec)?;
         rec.updated_ms = now_ms();
+        redact(&mut rec);
         let json = serde_json::to_string(&rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         conn.execute(
             "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6 WHERE job_id = ?1 AND side = ?2",
@@ -350,6 +365,21 @@ impl JobStore {
             }
         }
         Ok(n)
+    }
+}
+
+/// Cut the URLs out of a record's error texts before it is stored: a transport error
+/// quotes the URL it failed on, and an RPC URL may carry the account's key
+/// ([`crate::redact`]); `/jobs` and MCP's `jobs` show what is stored.
+fn redact(rec: &mut JobRecord) {
+    for text in [
+        rec.error.as_mut(),
+        rec.payment.as_mut().and_then(|p| p.error.as_mut()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *text = crate::redact::urls(text);
     }
 }
 

@@ -429,3 +429,26 @@ fn stored_names_are_unchanged_and_parse_back() {
     assert_eq!(Side::Requester.as_str(), "requester");
     assert!("Requester".parse::<Side>().is_err() && "".parse::<JobState>().is_err());
 }
+
+#[test]
+fn stored_errors_carry_no_url_secrets() {
+    let store = JobStore::in_memory().unwrap();
+    let id = JobId::new();
+    let mut rec = JobRecord::new(id, Side::Requester, "m", "p", now_ms() + 1000);
+    rec.error = Some("error sending request for url (https://rpc.example/v2/KEY1)".into());
+    store.insert(&rec).unwrap();
+    store
+        .update(&id, Side::Requester, |r| {
+            r.error = Some(format!(
+                "{} then http://u:KEY2@rpc.example",
+                r.error.clone().unwrap_or_default()
+            ));
+        })
+        .unwrap();
+    let listed = serde_json::to_string(&store.list(10).unwrap()).unwrap();
+    assert!(
+        !listed.contains("KEY1") && !listed.contains("KEY2"),
+        "{listed}"
+    );
+    assert!(listed.contains("https://rpc.example/…"), "{listed}");
+}

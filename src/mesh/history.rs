@@ -104,7 +104,13 @@ fn addr_hex(k: &PeerKey) -> String {
 impl ProviderHistory {
     /// Open (or create) `providers.sqlite` in `data_dir` and load it.
     pub fn open(data_dir: &Path) -> Result<ProviderHistory, HistoryError> {
-        let conn = Connection::open(data_dir.join("providers.sqlite"))?;
+        let path = data_dir.join("providers.sqlite");
+        // Which providers this node used is its own business: 0600 like the job store. (A
+        // file that cannot be made private still opens: SQLite says why if it cannot.)
+        if let Err(e) = crate::files::private_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the provider history private");
+        }
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;

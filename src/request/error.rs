@@ -10,7 +10,7 @@ use crate::protocol::TaskErrorCode;
 
 /// The one JSON error body of the API, the `/delegate` stream's last line and MCP's tool
 /// errors: `fields` (more about the error, e.g. `no_provider`'s counts), then `error` (the
-/// code) and `detail` (in words).
+/// code) and `detail` (in words, its URLs cut: [`crate::redact`]).
 pub fn error_body(
     code: &str,
     detail: &str,
@@ -18,7 +18,7 @@ pub fn error_body(
 ) -> Map<String, Value> {
     let mut body = fields.unwrap_or_default();
     body.insert("error".into(), Value::from(code));
-    body.insert("detail".into(), Value::from(detail));
+    body.insert("detail".into(), Value::from(crate::redact::urls(detail)));
     body
 }
 
@@ -59,6 +59,9 @@ pub enum DelegateError {
     /// is tried for it.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The delegation would spend USDC and the caller did not present the API token (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
 }
 
 impl DelegateError {
@@ -74,6 +77,7 @@ impl DelegateError {
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,
+            DelegateError::Unauthorized(_) => ErrorCode::Unauthorized,
         }
     }
 

@@ -26,6 +26,9 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::protocol::ChatMessage;
 
+/// Why a delegation that would spend USDC is refused to a caller without the API token.
+pub const SPEND_NEEDS_TOKEN: &str = "payments are on and this delegation would spend USDC: send the API token (Authorization: Bearer; `edgent init` writes it to EDGENT_API_TOKEN_PATH); a caller without it may do unpaid work only";
+
 /// Shortest and longest `timeout_ms` an agent may ask for.
 pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
@@ -70,6 +73,10 @@ pub struct DelegateRequest {
     /// Streamed delegations (the front door): where the output goes as it is generated.
     #[serde(skip)]
     pub sink: Option<StreamSink>,
+    /// Set by the door for a caller without the API token ([`crate::guard::Caller::Local`]):
+    /// refused ([`DelegateError::Unauthorized`]) when the delegation would be paid.
+    #[serde(skip)]
+    pub unpaid_only: bool,
 }
 
 /// When a paid delegation answers: `verified` or `settled` (an empty string is
@@ -193,6 +200,8 @@ pub struct ValidRequest {
     pub messages: Option<Vec<ChatMessage>>,
     /// Where a streamed delegation's output goes.
     pub sink: Option<StreamSink>,
+    /// Refused when the delegation would be paid (a caller without the API token).
+    pub unpaid_only: bool,
 }
 
 impl DelegateRequest {
@@ -228,6 +237,7 @@ impl DelegateRequest {
             wait: self.wait.unwrap_or_default(),
             messages: self.messages.clone().filter(|m| !m.is_empty()),
             sink: self.sink.clone(),
+            unpaid_only: self.unpaid_only,
         })
     }
 }

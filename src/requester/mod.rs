@@ -99,6 +99,13 @@ impl Requester {
         }
         let started = Instant::now();
         let req = req.validate(&self.ctx.config)?;
+        // The payments side in use now serves the whole delegation.
+        let payments = self.payments.requester();
+        if req.unpaid_only && payments.paid() {
+            return Err(DelegateError::Unauthorized(
+                crate::request::SPEND_NEEDS_TOKEN,
+            ));
+        }
         let job_id = JobId::new();
         let deadline = started + req.timeout;
         let deadline_ms = now_ms() + req.timeout.as_millis() as u64;
@@ -116,8 +123,6 @@ impl Requester {
             job_id,
         };
 
-        // The payments side in use now serves the whole delegation.
-        let payments = self.payments.requester();
         let result = self
             .run(
                 payments.as_ref(),

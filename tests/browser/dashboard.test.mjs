@@ -1,6 +1,8 @@
 // User story: an operator opens the requester daemon's dashboard in a browser while an agent
-// delegates a job. Without reloading, the page shows this node's ENS name, the provider's
-// ENS name among the peers, and the job as completed; it logs no errors.
+// delegates a job. The daemon has an API token: the operator opens /?token=<token> once (as
+// `edgent dashboard` prints it), the page lands on / without the token in its address, and
+// its own requests carry the cookie. Without reloading, the page shows this node's ENS name,
+// the provider's ENS name among the peers, and the job as completed; it logs no errors.
 //
 // Real parts: `edgent mesh-sim` (the AXL API harness) and two `edgent run` daemons as
 // processes (the provider on the built-in demo backend), headless Chromium from Debian
@@ -28,6 +30,7 @@ const CHROMIUM = "/usr/bin/chromium";
 const REQUESTER_ENS = "jetson-orin.edgent.eth";
 const PROVIDER_ENS = "dell-g15.edgent.eth";
 const DEMO_MODEL = "edgent-demo";
+const API_TOKEN = "b4d9c0ffee0123456789abcdef0123456789abcdef0123456789abcdef012345";
 // The page polls every 2 s: allow a few rounds (and a loaded machine) before failing.
 const UI_TIMEOUT_MS = 10_000;
 
@@ -149,6 +152,7 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
     AXL_API_URL: mesh[0].url,
     EDGENT_ROLE: "requester",
     EDGENT_ENS_NAME: REQUESTER_ENS,
+    EDGENT_API_TOKEN: API_TOKEN,
   });
 
   const profile = tempDir("edgent-chromium-profile-");
@@ -179,15 +183,20 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
       if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
     });
 
-    // Open the page before the job exists: it must pick the job up by polling.
-    await page.goto(`${requester.url}/`);
+    // Open the page before the job exists: it must pick the job up by polling. The token
+    // goes in once; the daemon answers with its cookie and sends the page to /.
+    await page.goto(`${requester.url}/?token=${API_TOKEN}`);
+    assert.equal(page.url(), `${requester.url}/`);
+    const cookies = await context.cookies(requester.url);
+    const cookie = cookies.find((c) => c.name === "edgent_token");
+    assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict", JSON.stringify(cookies));
     await page.locator("#me", { hasText: REQUESTER_ENS }).waitFor({ timeout: UI_TIMEOUT_MS });
     assert.match(await page.locator("#conn").textContent(), /live/);
     await page.locator("#jobs", { hasText: "no jobs yet" }).waitFor({ timeout: UI_TIMEOUT_MS });
 
     const resp = await fetch(`${requester.url}/delegate`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${API_TOKEN}` },
       body: JSON.stringify({ model: DEMO_MODEL, prompt: "hello from the browser test" }),
     });
     const body = await resp.json();

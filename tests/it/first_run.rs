@@ -172,7 +172,25 @@ async fn init_then_run_pays_with_the_wallet_init_made() {
         ],
     )
     .await;
-    let st = d1.get("/status").await;
+    // init wrote an API token (0600) and the daemon requires it: `edgent status` reads it
+    // from the same .env; a caller without it is refused.
+    let token_path = data.join(edgent::init::API_TOKEN_FILE);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let bare = reqwest::get(format!("{}/status", d1.url)).await.unwrap();
+    assert_eq!(bare.status(), 401);
+    let mut cli_env = env_only.clone();
+    cli_env.push(("EDGENT_URL".to_string(), d1.url.clone()));
+    let out = edgent(&["status"], &cli_env, dir.path());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     let p = &st["payments"];
     assert_eq!(p["mode"], "auto", "{st}");
     assert_eq!(p["active"], true, "{st}\n{}", d1.log());

@@ -47,7 +47,11 @@ async fn streamed(b: &dyn Backend, req: &GenerateRequest) -> (String, Vec<String
 async fn ollama_and_openai_backends_generate_and_stream_from_the_real_ollama() {
     let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
     let native = OllamaBackend::new(&ollama.url).unwrap();
-    let openai = OpenAiBackend::new(&format!("{}/v1", ollama.url), Some("unused".into())).unwrap();
+    let openai = OpenAiBackend::new(
+        &format!("{}/v1", ollama.url),
+        Some(edgent::chain::Secret::new("unused")),
+    )
+    .unwrap();
     assert_eq!(
         native.models().await.unwrap(),
         vec![format!("{TINY_MODEL}:latest")]

@@ -30,6 +30,7 @@ mod frontdoor_backends;
 mod frontdoor_paid;
 mod hub_and_spoke;
 mod layers;
+mod local_side;
 mod mcp;
 mod metrics;
 mod paid_failover;

@@ -291,9 +291,19 @@ impl DaemonProc {
         self.spawn().await;
     }
 
-    /// GET a JSON path.
+    /// A request to `path` with the daemon's API token, when it has one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        match self.env.get("EDGENT_API_TOKEN") {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// GET a JSON path (with the token, when the daemon has one).
     pub async fn get(&self, path: &str) -> Value {
-        reqwest::get(format!("{}{path}", self.url))
+        self.request(reqwest::Method::GET, path)
+            .send()
             .await
             .expect("GET")
             .json()
@@ -303,7 +313,8 @@ impl DaemonProc {
 
     /// The text of `/metrics` (OpenMetrics).
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.url))
+        self.request(reqwest::Method::GET, "/metrics")
+            .send()
             .await
             .expect("GET /metrics")
             .text()
@@ -340,8 +351,8 @@ impl DaemonProc {
 
     /// POST /delegate; returns (status, body).
     pub async fn delegate(&self, body: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/delegate", self.url))
+        let r = self
+            .request(reqwest::Method::POST, "/delegate")
             .json(&body)
             .send()
             .await
