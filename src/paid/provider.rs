@@ -323,6 +323,7 @@ impl PaidProvider {
     /// Returns the claimed amount and the checked authorization, if any.
     async fn check_offline(
         &self,
+        from: &PeerKey,
         task: &Task,
     ) -> Result<(u64, Option<StakeAuthorization>), StakeRefusal> {
         let Some(stake) = &task.stake else {
@@ -347,7 +348,15 @@ impl PaidProvider {
             });
         }
         let Some(wire) = &stake.authorization else {
-            return Ok((units, None));
+            // A stake sent by the requester itself: its binding must name the sender (its
+            // signature is checked against the stake's requester once the stake is read).
+            return match &stake.binding {
+                None => Err(StakeRefusal::Unbound("the task carries no stake binding")),
+                Some(b) if !b.node.same_node(from) => {
+                    Err(StakeRefusal::Unbound("the binding names another node"))
+                }
+                Some(_) => Ok((units, None)),
+            };
         };
         let job = task.job_id;
         let esc = &self.chain.escrow;
@@ -407,6 +416,24 @@ impl PaidProvider {
         }
         if info.provider != self.chain.wallet {
             return Err(StakeRefusal::OtherProvider(info.provider));
+        }
+        // The job id is public since the stake's `Staked` event: the stake is this
+        // sender's only if the stake's requester signed it over to the sender's key.
+        let bound = task.stake.as_ref().and_then(|s| s.binding.as_ref());
+        let signer = bound.and_then(|b| {
+            let digest = crate::chain::stake_binding_digest(
+                self.chain.settings.chain_id,
+                esc.escrow_address(),
+                job_b256(&task.job_id),
+                &self.ctx.endpoint.me().0,
+                &b.node.0,
+            );
+            crate::chain::stake_binding_signer(digest, &b.signature)
+        });
+        if signer != Some(info.requester) {
+            return Err(StakeRefusal::Unbound(
+                "the binding is not signed by the stake's requester",
+            ));
         }
         // `submit` verifies this node's proof against the key the stake names: a stake for
         // another key could never be submitted.
@@ -541,7 +568,7 @@ impl ProviderPayments for PaidProvider {
 
     async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal> {
         // Offline first: a refusal here costs no RPC call, only a unit of the peer's budget.
-        let (units, auth) = match self.check_offline(task).await {
+        let (units, auth) = match self.check_offline(from, task).await {
             Ok(v) => v,
             Err(e) => {
                 if !e.is_ours() {

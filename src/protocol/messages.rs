@@ -29,9 +29,9 @@ pub struct ResourceRequest {
     /// The requester's ENS name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_ens: Option<String>,
-    /// How many more times a node that receives it relays it to the nodes it knows
-    /// (0: not relayed; at most [`super::MAX_RELAY_HOPS`]). Relays are de-duplicated by
-    /// `request_id`, and the ad goes straight back to `node_id`.
+    /// Relay hops, from the time nodes relayed requests (at most
+    /// [`super::MAX_RELAY_HOPS`]). This build sends 0 and relays nothing: a relayed copy
+    /// keeps `node_id`, which is not its sender's, so every receiver dropped it as spoofed.
     #[serde(default, skip_serializing_if = "is_zero_u8")]
     pub hops: u8,
 }
@@ -129,6 +129,21 @@ pub struct StakeRef {
     /// the requester staked itself (`tx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<StakeAuthorization>,
+    /// A stake the requester sent itself (`tx`) bound to the sender: without it a provider
+    /// takes no `tx` stake (docs/threat-model.md, rule 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<StakeBinding>,
+}
+
+/// The requester wallet's EIP-191 signature over
+/// `crate::chain::stake_binding_digest(chain id, escrow, job, provider key, node)`: the
+/// stake on chain (its `requester`) belongs to the node `node`, which sent this task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StakeBinding {
+    /// The requester's full AXL key: the task's sender.
+    pub node: PeerKey,
+    /// The 65-byte signature `r || s || v`, `0x` + 130 hex.
+    pub signature: String,
 }
 
 /// A requester's EIP-3009 `ReceiveWithAuthorization` to the escrow for one stake. The

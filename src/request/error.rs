@@ -286,7 +286,7 @@ impl DelegateError {
 /// full), `model_unavailable` (it does not serve the model), `price`, `memory`,
 /// `no_wallet` (a paid job), `denied` (`EDGENT_DENY`/`EDGENT_ALLOW`), `dead` (its
 /// heartbeats stopped), `inference_failed`, `refused`. Nodes that stayed silent are
-/// `asked - failed - answered`: relays and nodes that do not serve the model say nothing.
+/// `asked - failed - answered`: nodes that do not serve the model say nothing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Unserved {
     /// The model asked for.

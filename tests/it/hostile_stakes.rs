@@ -64,7 +64,10 @@ async fn a_third_peer_cannot_refund_a_running_job() {
                 .send()
                 .await
                 .expect("delegate");
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     });
     let running = job_where(&provider, "the honest job running on the provider", |j| {
@@ -134,11 +137,16 @@ async fn a_forged_task_arriving_first_cannot_spend_a_stake_the_requester_sent() 
         async move {
             let r = support::http()
                 .post(format!("{url}/delegate"))
-                .json(&json!({"model": "tinyllama", "prompt": "victim's prompt", "wait": "settled"}))
+                .json(
+                    &json!({"model": "tinyllama", "prompt": "victim's prompt", "wait": "settled"}),
+                )
                 .send()
                 .await
                 .expect("delegate");
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     });
     let staked = job_where(&requester, "the second job staked on chain", |j| {
