@@ -37,7 +37,6 @@ pub mod settings;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use uuid::Uuid;
 
