@@ -348,14 +348,10 @@ impl PaidProvider {
             });
         }
         let Some(wire) = &stake.authorization else {
-            // A stake sent by the requester itself: its binding must name the sender (its
-            // signature is checked against the stake's requester once the stake is read).
+            // Staked by the requester itself: bound to the sender (signer checked on chain).
             return match &stake.binding {
-                None => Err(StakeRefusal::Unbound("the task carries no stake binding")),
-                Some(b) if !b.node.same_node(from) => {
-                    Err(StakeRefusal::Unbound("the binding names another node"))
-                }
-                Some(_) => Ok((units, None)),
+                Some(b) if b.node.same_node(from) => Ok((units, None)),
+                _ => Err(StakeRefusal::Unbound("no stake binding names the sender")),
             };
         };
         let job = task.job_id;
@@ -417,23 +413,13 @@ impl PaidProvider {
         if info.provider != self.chain.wallet {
             return Err(StakeRefusal::OtherProvider(info.provider));
         }
-        // The job id is public since the stake's `Staked` event: the stake is this
-        // sender's only if the stake's requester signed it over to the sender's key.
+        // Public since its `Staked` event: the sender's only if its requester signed it over.
+        let (id, me) = (self.chain.settings.chain_id, self.ctx.endpoint.me());
         let bound = task.stake.as_ref().and_then(|s| s.binding.as_ref());
-        let signer = bound.and_then(|b| {
-            let digest = crate::chain::stake_binding_digest(
-                self.chain.settings.chain_id,
-                esc.escrow_address(),
-                job_b256(&task.job_id),
-                &self.ctx.endpoint.me().0,
-                &b.node.0,
-            );
-            crate::chain::stake_binding_signer(digest, &b.signature)
-        });
-        if signer != Some(info.requester) {
-            return Err(StakeRefusal::Unbound(
-                "the binding is not signed by the stake's requester",
-            ));
+        if bound.and_then(|b| b.signer(id, esc.escrow_address(), &task.job_id, &me))
+            != Some(info.requester)
+        {
+            return Err(StakeRefusal::Unbound("not signed by the stake's requester"));
         }
         // `submit` verifies this node's proof against the key the stake names: a stake for
         // another key could never be submitted.

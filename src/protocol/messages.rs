@@ -146,6 +146,23 @@ pub struct StakeBinding {
     pub signature: String,
 }
 
+impl StakeBinding {
+    /// The wallet that signed this binding of `job`'s stake on `escrow` (chain `chain_id`)
+    /// for the provider with AXL key `provider`; `None` for a malformed signature.
+    pub fn signer(
+        &self,
+        chain_id: u64,
+        escrow: alloy::primitives::Address,
+        job: &JobId,
+        provider: &PeerKey,
+    ) -> Option<alloy::primitives::Address> {
+        let job = alloy::primitives::B256::from(job.0);
+        let digest =
+            crate::chain::stake_binding_digest(chain_id, escrow, job, &provider.0, &self.node.0);
+        crate::chain::stake_binding_signer(digest, &self.signature)
+    }
+}
+
 /// A requester's EIP-3009 `ReceiveWithAuthorization` to the escrow for one stake. The
 /// provider is the task's recipient (its wallet, and the commitment to its AXL key), the
 /// amount is the `StakeRef`'s, the job is the task's; the signed nonce is the escrow's
