@@ -58,7 +58,7 @@
 //! - [`daemon`]: assembling a node from these parts, and taking it down in order.
 //! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
 //!   the production modules: the mesh sim, the local chain (anvil), the KeeperHub emulator,
-//!   the Ollama stub.
+//!   the Ollama stub, the hostile peer (`harness::evil_node`).
 //! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
 //!
 //! No import runs back up a layer (a doc link may point up, to say who uses a thing).

@@ -17,12 +17,13 @@ use crate::axl::PeerKey;
 use crate::ctx::NodeCtx;
 use crate::inference::{model_matches, Backend, GenerateRequest, InferenceError};
 use crate::jobs::{now_ms, JobRecord, JobState, Side};
+use crate::mesh::claims::{JobClaim, JobClaims};
 use crate::mesh::heartbeat::spawn_beats;
 use crate::mesh::queue::{Admission, JobQueue};
 use crate::paid::PaymentSwitch;
 use crate::protocol::{
-    BeatState, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError, TaskErrorCode,
-    TaskResult, Usage,
+    BeatState, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError,
+    TaskErrorCode, TaskResult, Usage,
 };
 use crate::request::JobErrorCode;
 use crate::stream::CancelRegistry;
@@ -56,6 +57,8 @@ pub struct Provider {
     status: RwLock<BackendStatus>,
     /// Running jobs their requester may cancel (see [`crate::stream`]).
     cancels: CancelRegistry,
+    /// The job ids of the tasks being taken in (see [`crate::mesh::claims`]).
+    claims: JobClaims,
 }
 
 /// Free memory on this machine in MiB (`MemAvailable` from /proc/meminfo), 0 if unknown.
@@ -89,6 +92,7 @@ impl Provider {
             ctx,
             status: RwLock::new(status),
             cancels: CancelRegistry::default(),
+            claims: JobClaims::default(),
         }
     }
 
@@ -213,14 +217,14 @@ impl Provider {
         })
     }
 
-    /// Answer a discovery request, or stay silent when we cannot serve it. A request asking
-    /// for hops is relayed once to the nodes we know (see [`crate::mesh::gossip`]).
+    /// Answer a discovery request, or stay silent when we cannot serve it. It is not
+    /// relayed (see [`crate::mesh::gossip`]).
     pub async fn on_resource_request(&self, from: &PeerKey, req: ResourceRequest) {
         self.ctx
             .mesh
             .peers
             .saw(req.node_id, req.sender_ens.clone(), None);
-        if !crate::mesh::gossip::on_request(&self.ctx.endpoint, &self.ctx.mesh, from, &req) {
+        if !crate::mesh::gossip::on_request(&self.ctx.endpoint, &self.ctx.mesh, &req) {
             return;
         }
         if !self.ctx.config.node.role.provides() || req.node_id == self.ctx.endpoint.me() {
@@ -301,7 +305,34 @@ impl Provider {
         let _ = self.ctx.endpoint.send(to, &msg).await;
     }
 
+    /// Claim a new task's job id, or `None` when the id is known already: claimed by
+    /// another task (in intake, queued or running) or in the job table. The caller drops
+    /// such a task before any stake check or chain call, with no answer (its sender is an
+    /// attacker, or the requester's own late resend, which must not fail the running job):
+    /// only the task that took a stake can ever decline it (docs/threat-model.md, rule 1).
+    fn claim_new_job(&self, from: &PeerKey, job: JobId) -> Option<JobClaim<'_>> {
+        let claim = self.claims.claim(job);
+        let recorded = || match self.ctx.jobs.get(&job, Side::Provider) {
+            Ok(rec) => rec.is_some(),
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot read the job table: task refused");
+                true
+            }
+        };
+        if claim.is_none() || recorded() {
+            self.ctx
+                .metrics
+                .dropped(crate::protocol::DropReason::KnownJob);
+            tracing::warn!(%job, from = %from.short(), "task for a job id this provider knows already: dropped");
+            return None;
+        }
+        claim
+    }
+
     async fn serve(&self, from: PeerKey, task: Task) {
+        let Some(_claim) = self.claim_new_job(&from, task.job_id) else {
+            return;
+        };
         // Reply to the full key when we know it (learnt from its resource_request).
         let requester = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
         if !self.ctx.config.node.role.provides() {
@@ -417,10 +448,13 @@ impl Provider {
         rec.price_units = payment.as_ref().map(|p| p.amount_units);
         rec.payment = payment;
         if let Err(e) = self.ctx.jobs.insert(&rec) {
-            self.payments
-                .provider()
-                .decline(&task, "the job could not be recorded")
-                .await;
+            // This task took the stake (its job id is claimed): it alone may decline it.
+            if rec.payment.is_some() {
+                self.payments
+                    .provider()
+                    .decline(&task, "the job could not be recorded")
+                    .await;
+            }
             return self
                 .reply_error(
                     &requester,

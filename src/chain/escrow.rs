@@ -335,6 +335,29 @@ impl EscrowClient {
         Ok(auth)
     }
 
+    /// Requester: signs [`super::stake_binding_digest`] (EIP-191) for a stake this wallet
+    /// sent itself, binding it to `requester_key`, the node that sends the task to the
+    /// provider with AXL key `provider_key`. Returns `0x` + 130 hex.
+    pub fn sign_stake_binding(
+        &self,
+        job_id: B256,
+        provider_key: &[u8; 32],
+        requester_key: &[u8; 32],
+    ) -> Result<String, EscrowError> {
+        let signer = self.signer.as_ref().ok_or(EscrowError::NoWallet)?;
+        let digest = super::stake_binding_digest(
+            self.chain_id,
+            self.escrow_address(),
+            job_id,
+            provider_key,
+            requester_key,
+        );
+        let sig = signer
+            .sign_message_sync(digest.as_slice())
+            .map_err(|e| EscrowError::Rpc(format!("signing the stake binding: {e}")))?;
+        Ok(format!("0x{}", alloy::hex::encode(sig.as_bytes())))
+    }
+
     /// Submits a requester's signed authorization as a stake (normally the provider, before
     /// any work): one transaction, paid by this wallet; the requester needs no ETH.
     pub async fn stake_with_authorization(

@@ -41,8 +41,8 @@ pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};
 pub use settle::{DirectSettler, SettleError, Settlement, Settler};
 pub use stake::{
-    key_commitment, proof_words, stake_nonce, FairStake, FairStatus, StakeAuthorization, StakeInfo,
-    StakeStatus,
+    key_commitment, proof_words, stake_binding_digest, stake_binding_signer, stake_nonce,
+    FairStake, FairStatus, StakeAuthorization, StakeInfo, StakeStatus,
 };
 
 use std::sync::Arc;

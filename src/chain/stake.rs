@@ -214,6 +214,39 @@ pub fn proof_words(proof: &crate::zk::SnarkjsProof) -> [U256; 8] {
     proof.solidity_words().map(|w| U256::from_be_bytes(w))
 }
 
+/// What a requester that sent its stake itself (`approve`/`permit`) signs, EIP-191, to bind
+/// the stake to the node that sends its task: `keccak256(abi.encode("edgent stake binding
+/// v1", chainId, escrow, jobId, providerKey, requesterKey))`, the keys being the two nodes'
+/// 32-byte AXL keys. A provider takes such a stake only from that node, and only when the
+/// signature recovers to the stake's `requester` (docs/threat-model.md, rule 2).
+pub fn stake_binding_digest(
+    chain_id: u64,
+    escrow: Address,
+    job_id: B256,
+    provider_key: &[u8; 32],
+    requester_key: &[u8; 32],
+) -> B256 {
+    keccak256(
+        (
+            String::from("edgent stake binding v1"),
+            U256::from(chain_id),
+            escrow,
+            job_id,
+            B256::from(*provider_key),
+            B256::from(*requester_key),
+        )
+            .abi_encode(),
+    )
+}
+
+/// The wallet whose EIP-191 signature `signature` (`0x` + 130 hex) is over `digest`, or
+/// `None` when it is malformed.
+pub fn stake_binding_signer(digest: B256, signature: &str) -> Option<Address> {
+    let bytes = alloy::hex::decode(signature.trim_start_matches("0x")).ok()?;
+    let sig = Signature::from_raw(&bytes).ok()?;
+    sig.recover_address_from_msg(digest.as_slice()).ok()
+}
+
 /// The escrow's EIP-3009 nonce for a stake: `keccak256(abi.encode(jobId, requester,
 /// provider, keyCommitment, amount, uint64 deadline))`, what `EdgentEscrow.stakeNonce`
 /// computes. The requester signs it, so whoever submits the authorization cannot change
@@ -305,6 +338,29 @@ impl StakeAuthorization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binding recovers to its signer over its own terms only: another job, provider
+    /// key or requester key gives another address.
+    #[test]
+    fn a_stake_binding_recovers_to_its_signer_for_its_terms_only() {
+        use alloy::signers::SignerSync;
+        let wallet = alloy::signers::local::PrivateKeySigner::random();
+        let escrow = Address::repeat_byte(0xee);
+        let job = B256::repeat_byte(7);
+        let digest = stake_binding_digest(31337, escrow, job, &[1; 32], &[2; 32]);
+        let sig = wallet.sign_message_sync(digest.as_slice()).unwrap();
+        let hex = format!("0x{}", alloy::hex::encode(sig.as_bytes()));
+        assert_eq!(stake_binding_signer(digest, &hex), Some(wallet.address()));
+        for other in [
+            stake_binding_digest(31337, escrow, B256::repeat_byte(8), &[1; 32], &[2; 32]),
+            stake_binding_digest(31337, escrow, job, &[1; 32], &[3; 32]),
+            stake_binding_digest(31337, escrow, job, &[4; 32], &[2; 32]),
+            stake_binding_digest(1, escrow, job, &[1; 32], &[2; 32]),
+        ] {
+            assert_ne!(stake_binding_signer(other, &hex), Some(wallet.address()));
+        }
+        assert_eq!(stake_binding_signer(digest, "0x1234"), None);
+    }
 
     #[test]
     fn statuses_print_as_the_contract_names_them() {

@@ -10,6 +10,8 @@
 //! - [`keeperhub_emulator`]: an emulator of KeeperHub's Direct Execution API that really
 //!   executes each call on the local chain (not KeeperHub).
 //! - [`ollama_stub`]: a stub of Ollama's HTTP API that runs no model.
+//! - [`evil_node`]: a scriptable hostile peer on the mesh sim: sends any message or bytes
+//!   as any of its keys, at any rate, acks only when told, and records what it receives.
 //!
 //! Behind the cargo feature `harness`, on by default because `edgent demo` and
 //! `edgent mesh-sim` need it. `cargo build --no-default-features --features prover` builds
@@ -17,6 +19,7 @@
 //! benches always get it: the crate is its own dev-dependency with `features = ["harness"]`.
 
 pub mod anvil;
+pub mod evil_node;
 pub mod keeperhub_emulator;
 pub mod mesh_sim;
 pub mod ollama_stub;

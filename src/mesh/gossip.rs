@@ -10,9 +10,12 @@
 //! - **Greetings.** A node new to us (from topology, a `known` list, or its own message)
 //!   gets our announcement at once, so a requester that starts learns of the providers in
 //!   a few hops instead of an interval.
-//! - **Relay.** A `resource_request` with `hops > 0` is passed on once (de-duplicated by
-//!   `request_id`) to the nodes we know, with one hop less, at most [`RELAYS_PER_SEC`] a
-//!   second; the ad goes straight back to the requester.
+//! - **No relay.** A `resource_request` is answered, never passed on: a relayed copy keeps
+//!   the requester's `node_id`, which is not its sender's, and every receiver drops it as
+//!   spoofed (issue 25), while one relay cost up to 32 sends. Discovery crosses hops by the
+//!   above instead: `known` lists carry node ids through hubs, greetings make new nodes
+//!   announce themselves at once, and providers send their ads to every node they know.
+//!   The `hops` a request asks for is ignored.
 //!
 //! Traffic at idle is bounded: the interval is at least `ANNOUNCE_INTERVAL_SECS` and at
 //! least one second per node known, so a node sends at most one message a second on
@@ -32,12 +35,6 @@ use crate::axl::{AxlError, PeerKey};
 use crate::protocol::{
     Announce, DropReason, Message, ResourceAd, ResourceRequest, MAX_ANNOUNCE_KNOWN,
 };
-
-/// Relayed requests a second, at most (bursts of twice that).
-pub const RELAYS_PER_SEC: u32 = 20;
-
-/// Most nodes one request is relayed to.
-pub const MAX_RELAY_TARGETS: usize = 32;
 
 /// How long one gossip send may take before it counts as failed.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(8);
@@ -259,46 +256,16 @@ pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Ann
     }
 }
 
-/// A `resource_request` arrived: relay it once if it asks for hops. Returns whether this
-/// is its first sighting here (a repeat is neither relayed nor answered again).
-pub fn on_request(
-    endpoint: &Arc<Endpoint>,
-    mesh: &Arc<MeshState>,
-    from: &PeerKey,
-    req: &ResourceRequest,
-) -> bool {
+/// A `resource_request` arrived: greet its sender when it is new to us. Returns whether
+/// this is the request's first sighting here (a repeat is not answered again). It is never
+/// relayed (see the module docs).
+pub fn on_request(endpoint: &Arc<Endpoint>, mesh: &Arc<MeshState>, req: &ResourceRequest) -> bool {
     if !mesh.seen_requests.insert(req.request_id) {
         tracing::debug!(request = %req.request_id, "repeated resource_request ignored");
         return false;
     }
     if req.node_id != endpoint.me() && mesh.directory.heard(req.node_id) {
         mesh.greet(req.node_id);
-    }
-    if req.hops == 0 || req.node_id == endpoint.me() {
-        return true;
-    }
-    let took = mesh
-        .relay_budget
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .try_take(std::time::Instant::now());
-    if !took {
-        tracing::debug!(request = %req.request_id, "relay budget spent; not relaying");
-        return true;
-    }
-    let mut fwd = req.clone();
-    fwd.hops -= 1;
-    let msg = Message::ResourceRequest(fwd);
-    let targets: Vec<PeerKey> = mesh
-        .directory
-        .targets()
-        .into_iter()
-        .filter(|k| !k.same_node(from) && !k.same_node(&req.node_id) && *k != endpoint.me())
-        .take(MAX_RELAY_TARGETS)
-        .collect();
-    tracing::debug!(request = %req.request_id, targets = targets.len(), hops = req.hops - 1, "relaying resource_request");
-    for to in targets {
-        send_in_background(endpoint, mesh, to, msg.clone());
     }
     true
 }

@@ -7,7 +7,7 @@
 //! - [`directory`]: the nodes we can send to, from `/topology`, gossip and their messages,
 //!   with failed sends remembered and backed off.
 //! - [`gossip`]: the `announce` message: the id exchange with direct peers, providers'
-//!   ads to every node they know, and the hop-limited relay of `resource_request`.
+//!   ads to every node they know (how discovery crosses hops; requests are not relayed).
 //! - [`ads`]: the ad cache the requester chooses from without a round trip.
 //! - [`score`]: which ads qualify and in what order they are tried.
 //! - [`history`]: providers' successes, failures, disputes and latency, in SQLite.
@@ -16,10 +16,13 @@
 //! - [`heartbeat`]: a provider's beats for a job, and the requester's watch on them.
 //! - [`limits`]: per-peer token buckets on inbound messages and tasks.
 //! - [`queue`]: the provider's job slots and the bounded queue behind them.
+//! - [`claims`]: the job ids a provider is taking in: a second task for one is refused
+//!   before any stake check.
 //! - [`settings`]: the settings of all the above.
 
 pub mod access;
 pub mod ads;
+pub mod claims;
 pub mod directory;
 pub mod endpoint;
 pub mod gossip;
@@ -34,7 +37,6 @@ pub mod settings;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use uuid::Uuid;
 
@@ -95,7 +97,7 @@ pub struct MeshState {
     pub directory: Directory,
     /// What we remember of providers.
     pub history: ProviderHistory,
-    /// Request ids seen (answered or relayed once only).
+    /// Request ids seen (answered once only).
     pub seen_requests: RecentIds,
     /// Our own recent request ids (their answers are taken even after discovery ended).
     pub my_requests: RecentIds,
@@ -103,8 +105,6 @@ pub struct MeshState {
     pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
     /// Wakes the announcer (new nodes to greet).
     pub(crate) wake: tokio::sync::Notify,
-    /// Limits relayed requests.
-    pub(crate) relay_budget: Mutex<limits::TokenBucket>,
 }
 
 impl MeshState {
@@ -120,11 +120,6 @@ impl MeshState {
             my_requests: RecentIds::default(),
             greet: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
-            relay_budget: Mutex::new(limits::TokenBucket::new(
-                gossip::RELAYS_PER_SEC,
-                gossip::RELAYS_PER_SEC * 2,
-                Instant::now(),
-            )),
         }
     }
 

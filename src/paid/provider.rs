@@ -313,6 +313,7 @@ impl PaidProvider {
     /// Returns the claimed amount and the checked authorization, if any.
     async fn check_offline(
         &self,
+        from: &PeerKey,
         task: &Task,
     ) -> Result<(u64, Option<StakeAuthorization>), StakeRefusal> {
         let Some(stake) = &task.stake else {
@@ -337,7 +338,11 @@ impl PaidProvider {
             });
         }
         let Some(wire) = &stake.authorization else {
-            return Ok((units, None));
+            // Staked by the requester itself: bound to the sender (signer checked on chain).
+            return match &stake.binding {
+                Some(b) if b.node.same_node(from) => Ok((units, None)),
+                _ => Err(StakeRefusal::Unbound("no stake binding names the sender")),
+            };
         };
         let job = task.job_id;
         let esc = &self.chain.escrow;
@@ -397,6 +402,14 @@ impl PaidProvider {
         }
         if info.provider != self.chain.wallet {
             return Err(StakeRefusal::OtherProvider(info.provider));
+        }
+        // Public since its `Staked` event: the sender's only if its requester signed it over.
+        let (id, me) = (self.chain.settings.chain_id, self.ctx.endpoint.me());
+        let bound = task.stake.as_ref().and_then(|s| s.binding.as_ref());
+        if bound.and_then(|b| b.signer(id, esc.escrow_address(), &task.job_id, &me))
+            != Some(info.requester)
+        {
+            return Err(StakeRefusal::Unbound("not signed by the stake's requester"));
         }
         // `submit` verifies this node's proof against the key the stake names: a stake for
         // another key could never be submitted.
@@ -531,7 +544,7 @@ impl ProviderPayments for PaidProvider {
 
     async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal> {
         // Offline first: a refusal here costs no RPC call, only a unit of the peer's budget.
-        let (units, auth) = match self.check_offline(task).await {
+        let (units, auth) = match self.check_offline(from, task).await {
             Ok(v) => v,
             Err(e) => {
                 if !e.is_ours() {

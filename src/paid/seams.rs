@@ -238,6 +238,11 @@ pub enum StakeRefusal {
     /// This node takes no stake authorizations.
     #[error("this provider takes no stake authorizations")]
     AuthorizationsUnsupported,
+    /// A stake the requester sent itself (`tx`) is not bound to the task's sender by the
+    /// stake's requester (docs/threat-model.md, rule 2): anyone who read the job id on
+    /// chain could have sent this task.
+    #[error("the stake is not bound to the node that sent this task: {0}")]
+    Unbound(&'static str),
 }
 
 impl StakeRefusal {
@@ -270,7 +275,8 @@ impl StakeRefusal {
             | StakeRefusal::StakeFailed(_)
             | StakeRefusal::Unfunded { .. }
             | StakeRefusal::OverBudget(_)
-            | StakeRefusal::AuthorizationsUnsupported => TaskErrorCode::StakeMissing,
+            | StakeRefusal::AuthorizationsUnsupported
+            | StakeRefusal::Unbound(_) => TaskErrorCode::StakeMissing,
         }
     }
 }

@@ -39,6 +39,14 @@ impl Message {
                     if !s.tx.is_empty() || s.authorization.is_none() {
                         check_hash("stake.tx", &s.tx)?;
                     }
+                    if s.binding
+                        .as_ref()
+                        .is_some_and(|b| !is_hex(&b.signature, 130))
+                    {
+                        return Err(
+                            "stake.binding.signature must be 0x + 130 hex characters".into()
+                        );
+                    }
                     if let Some(a) = &s.authorization {
                         check_address("stake.authorization.from", &a.from)?;
                         check_hash("stake.authorization.nonce", &a.nonce)?;

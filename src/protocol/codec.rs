@@ -199,6 +199,9 @@ pub enum DropReason {
     Duplicate,
     /// The sender exceeded its per-peer rate, or the node has too much in flight.
     RateLimited,
+    /// A task for a job id this provider already knows (in intake, queued, running or
+    /// recorded): dropped before any stake check (docs/threat-model.md, rule 1).
+    KnownJob,
 }
 
 impl DropReason {
@@ -208,7 +211,7 @@ impl DropReason {
     }
 
     /// Every reason, for exporting zeroed counters.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         Self::Oversize,
         Self::BadJson,
         Self::BadVersion,
@@ -218,6 +221,7 @@ impl DropReason {
         Self::Unexpected,
         Self::Duplicate,
         Self::RateLimited,
+        Self::KnownJob,
     ];
 }
 

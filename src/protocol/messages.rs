@@ -28,9 +28,9 @@ pub struct ResourceRequest {
     pub max_price: Option<u64>,
     /// The requester's ENS name.
     pub sender_ens: Option<String>,
-    /// How many more times a node that receives it relays it to the nodes it knows
-    /// (0: not relayed; at most [`super::MAX_RELAY_HOPS`]). Relays are de-duplicated by
-    /// `request_id`, and the ad goes straight back to `node_id`.
+    /// Relay hops, from the time nodes relayed requests (at most
+    /// [`super::MAX_RELAY_HOPS`]). This build sends 0 and relays nothing: a relayed copy
+    /// keeps `node_id`, which is not its sender's, so every receiver dropped it as spoofed.
     #[serde(default, skip_serializing_if = "is_zero_u8")]
     pub hops: u8,
 }
@@ -124,6 +124,38 @@ pub struct StakeRef {
     /// `stakeWithAuthorization` before any work (the requester needs no ETH). Absent when
     /// the requester staked itself (`tx`).
     pub authorization: Option<StakeAuthorization>,
+    /// A stake the requester sent itself (`tx`) bound to the sender: without it a provider
+    /// takes no `tx` stake (docs/threat-model.md, rule 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<StakeBinding>,
+}
+
+/// The requester wallet's EIP-191 signature over
+/// `crate::chain::stake_binding_digest(chain id, escrow, job, provider key, node)`: the
+/// stake on chain (its `requester`) belongs to the node `node`, which sent this task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StakeBinding {
+    /// The requester's full AXL key: the task's sender.
+    pub node: PeerKey,
+    /// The 65-byte signature `r || s || v`, `0x` + 130 hex.
+    pub signature: String,
+}
+
+impl StakeBinding {
+    /// The wallet that signed this binding of `job`'s stake on `escrow` (chain `chain_id`)
+    /// for the provider with AXL key `provider`; `None` for a malformed signature.
+    pub fn signer(
+        &self,
+        chain_id: u64,
+        escrow: alloy::primitives::Address,
+        job: &JobId,
+        provider: &PeerKey,
+    ) -> Option<alloy::primitives::Address> {
+        let job = alloy::primitives::B256::from(job.0);
+        let digest =
+            crate::chain::stake_binding_digest(chain_id, escrow, job, &provider.0, &self.node.0);
+        crate::chain::stake_binding_signer(digest, &self.signature)
+    }
 }
 
 /// A requester's EIP-3009 `ReceiveWithAuthorization` to the escrow for one stake. The

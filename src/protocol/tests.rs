@@ -67,6 +67,7 @@ pub(crate) fn samples() -> Vec<Message> {
                 amount: "10000".into(),
                 tx: format!("0x{}", "d".repeat(64)),
                 authorization: None,
+                binding: None,
             }),
             deadline_ms: 1,
             sender_ens: None,
@@ -301,7 +302,8 @@ fn labels_and_codes_keep_their_names() {
             "spoofed",
             "unexpected",
             "duplicate",
-            "rate_limited"
+            "rate_limited",
+            "known_job"
         ]
     );
     use TaskErrorCode::*;

@@ -126,7 +126,7 @@ impl DelegateError {
 /// full), `model_unavailable` (it does not serve the model), `price`, `memory`,
 /// `no_wallet` (a paid job), `denied` (`EDGENT_DENY`/`EDGENT_ALLOW`), `dead` (its
 /// heartbeats stopped), `inference_failed`, `refused`. Nodes that stayed silent are
-/// `asked - failed - answered`: relays and nodes that do not serve the model say nothing.
+/// `asked - failed - answered`: nodes that do not serve the model say nothing.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Unserved {

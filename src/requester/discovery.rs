@@ -13,7 +13,7 @@ use crate::axl::PeerKey;
 use crate::mesh::ads::ANSWER_AD_TTL;
 use crate::mesh::gossip;
 use crate::mesh::score::{self, Want};
-use crate::protocol::{Message, ResourceAd, ResourceRequest, MAX_RELAY_HOPS};
+use crate::protocol::{Message, ResourceAd, ResourceRequest};
 use crate::request::{DelegateError, Unserved, ValidRequest};
 
 /// How many times discovery sends its request to a node that accepted it but gave no ad:
@@ -121,8 +121,8 @@ impl Requester {
     /// Find the providers for the request's model, best first ([`crate::mesh::score`]).
     ///
     /// From the ad cache at once when a fresh ad serves the model (no mesh round trip).
-    /// Otherwise a `resource_request` (relayed up to [`MAX_RELAY_HOPS`] hops) goes to every
-    /// node the directory knows, and the answers land in the cache. Discovery ends
+    /// Otherwise a `resource_request` goes to every node the directory knows (it is not
+    /// relayed: the directory and the cache fill from gossip across hops), and the answers land in the cache. Discovery ends
     /// [`DISCOVERY_SETTLE_MS`](crate::config::DelegationSettings::discovery_settle) after the first usable
     /// ad, or when nothing came: `DISCOVERY_WINDOW_MS` after the start and after the last
     /// accepted send, and never before [`SLOW_SEND_WAIT`] while a send is still under way
@@ -186,7 +186,9 @@ impl Requester {
             min_memory_mb,
             max_price: Some(max_price),
             sender_ens: self.ctx.config.node.ens_name.clone(),
-            hops: MAX_RELAY_HOPS,
+            // No relays (an older node would relay a request with hops, and every receiver
+            // of the relay would drop it as spoofed).
+            hops: 0,
         });
         let started = Instant::now();
         let window = self.ctx.config.delegation.discovery_window;

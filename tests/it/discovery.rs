@@ -363,3 +363,59 @@ async fn no_provider_names_the_nodes_asked_failed_and_answered() {
     );
     assert_eq!(dear.generate_calls() + other_model.generate_calls(), 0);
 }
+
+/// A `resource_request` is answered and never relayed (issue 25 item 3; threat model line
+/// 33): a relayed copy kept the requester's `node_id`, which is not its sender's, so every
+/// receiver dropped it as spoofed, and each relay cost up to 32 sends. The evil node asks
+/// with `hops: 3` as identity 0 and listens as identity 1; an honest requester's delegation
+/// runs after it (its round trips all come after the relay would have been sent) and is
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_request_is_answered_and_never_relayed() {
+    use edgent::protocol::{Message, ResourceRequest};
+    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let mesh = MeshSimProc::start(4, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let provider = daemon(
+        &mesh,
+        dir.path(),
+        1,
+        "provider",
+        &[("OLLAMA_URL", &ollama.url())],
+    )
+    .await;
+    let requester = daemon(&mesh, dir.path(), 3, "requester", &[]).await;
+    let evil = support::evil::evil_on(&mesh, &[0, 2]).await;
+    let asker = evil.key(0);
+    let req = Message::ResourceRequest(ResourceRequest {
+        request_id: uuid::Uuid::new_v4(),
+        node_id: asker,
+        model: "tinyllama".into(),
+        min_memory_mb: 0,
+        max_price: None,
+        sender_ens: None,
+        hops: 3,
+    });
+    evil.send(0, &support::evil::node_key(&mesh, 1), &req)
+        .await
+        .expect("send");
+    let ad = evil
+        .wait_for(Duration::from_secs(30), |r| {
+            r.identity == 0 && r.kind() == Some("resource_ad")
+        })
+        .await
+        .expect("the provider answers the request");
+    assert!(ad.from.same_node(&support::evil::node_key(&mesh, 1)));
+
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "after the relay"}))
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", requester.log());
+    let relayed: Vec<_> = evil
+        .received()
+        .into_iter()
+        .filter(|r| matches!(&r.msg, Some(Message::ResourceRequest(m)) if m.node_id == asker))
+        .collect();
+    assert!(relayed.is_empty(), "the request was relayed: {relayed:?}");
+    drop(provider);
+}

@@ -290,6 +290,11 @@ async fn the_provider_checks_the_stake_before_any_work() {
         .try_into()
         .unwrap();
     let key_c = edgent::chain::key_commitment(&key);
+    let provider_key = key;
+    let me_key: [u8; 32] = alloy::hex::decode(&w.mesh.nodes[0].0)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let other_key = edgent::chain::key_commitment(&[0x44; 32]);
     for (code, to, key, amount, deadline) in [
         ("stake_insufficient", other, key_c, PRICE, now + 600),
@@ -322,7 +327,12 @@ async fn the_provider_checks_the_stake_before_any_work() {
             .await
             .unwrap();
         live += amount;
-        let stake = json!({"chain_id": chain_id, "escrow": escrow, "amount": amount.to_string(), "tx": format!("{tx:#x}")});
+        // Bound to this sender (mesh node 0) by the staking wallet, as a requester that
+        // stakes itself does: the refusal is for the stake's terms alone.
+        let binding = json!({"node": w.mesh.nodes[0].0,
+            "signature": payer.sign_stake_binding(job, &provider_key, &me_key).unwrap()});
+        let stake = json!({"chain_id": chain_id, "escrow": escrow, "amount": amount.to_string(),
+            "tx": format!("{tx:#x}"), "binding": binding});
         refused.push((code, job, stake));
     }
 

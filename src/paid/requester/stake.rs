@@ -9,7 +9,7 @@ use super::PaidRequester;
 use crate::chain::{EscrowRevert, StakeMode, StakeStatus};
 use crate::jobs::{now_ms, PayStatus, PaymentRecord, Side};
 use crate::paid::{final_status, job_b256, PayProgress, PaymentError};
-use crate::protocol::{JobId, ResourceAd, StakeRef};
+use crate::protocol::{JobId, ResourceAd, StakeBinding, StakeRef};
 
 impl PaidRequester {
     /// Lock payment for `job_id` with the chosen provider before the task is sent.
@@ -85,12 +85,21 @@ impl PaidRequester {
                     r.timings.stake_ms = Some(stake_ms);
                 });
                 self.book.advance(&job, PayStatus::Staked, |_, _| {});
+                // The job id is public from now on (the `Staked` event): the binding lets
+                // the provider take this stake from this node only.
+                let me = self.ctx.endpoint.me();
+                let binding = escrow
+                    .sign_stake_binding(id, &ad.node_id.0, &me.0)
+                    .inspect_err(|e| tracing::warn!(%job, error = %e, "cannot sign the stake binding; the provider will refuse the stake"))
+                    .ok()
+                    .map(|signature| StakeBinding { node: me, signature });
                 Ok(StakeRef {
                     chain_id: self.chain.settings.chain_id,
                     escrow: self.chain.escrow_hex(),
                     amount: ad.price.to_string(),
                     tx,
                     authorization: None,
+                    binding,
                 })
             }
             Err(e) => {
@@ -165,6 +174,7 @@ impl PaidRequester {
                     amount: price.to_string(),
                     tx: String::new(),
                     authorization: Some(crate::paid::authorization_to_wire(&auth)),
+                    binding: None,
                 })
             }
             Err(e) => {
