@@ -64,6 +64,7 @@ pass() { printf 'ok   %s\n' "$*"; }
 fail() { printf 'FAIL %s\n' "$*"; failures=$((failures + 1)); }
 check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 lacks() { ! grep -q "$1" "$2"; }
+lacks_re() { ! grep -qE "$1" "$2"; }
 show() { printf -- '----- %s\n' "$1"; cat "$1"; printf -- '-----\n'; }
 
 # The AXL stand-in (see above).
@@ -185,7 +186,7 @@ token_file="$(sed -n 's/^EDGENT_API_TOKEN_PATH=//p' "$prefix/.env")"
 check "--systemd installed the API token as a credential (root, 600)" \
     test "$(stat -c %a "$sysroot/etc/edgent/api.token" 2>&1) $(cat "$sysroot/etc/edgent/api.token")" == "600 $(cat "$token_file")"
 check "--systemd env has no secret and no secret path" \
-    bash -c '! grep -qE "^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=" "$1"' _ "$service_env"
+    lacks_re "^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=" "$service_env"
 check "--systemd env is the .env otherwise" \
     diff -q <(grep -vE '^(WALLET_PRIVATE_KEY|WALLET_KEY_PATH|EDGENT_API_TOKEN|EDGENT_API_TOKEN_PATH)=' "$prefix/.env") <(sed 1d "$service_env")
 check "--systemd reloaded, enabled and restarted the service" \
