@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chain;
+pub mod gemma;
 pub mod group;
 pub mod ollama;
 pub mod paid;

@@ -78,9 +78,18 @@ impl RealOllama {
     /// Start Ollama and import `models`, each a name and the GGUF it is made from (a
     /// provider may serve the tiny model under the name that does not fit elsewhere).
     pub async fn start(models: &[(&str, TestModel)]) -> RealOllama {
+        RealOllama::start_seeded(models, |_| {}).await
+    }
+
+    /// As [`RealOllama::start`], with `seed` filling the fresh models directory (the path
+    /// it gets) before `ollama serve` starts (see [`super::gemma`]).
+    pub async fn start_seeded(
+        models: &[(&str, TestModel)],
+        seed: impl FnOnce(&Path),
+    ) -> RealOllama {
         let bin = ollama_bin();
-        let models_dir = test_models_dir();
         let dir = tempfile::tempdir().expect("temp dir");
+        seed(&dir.path().join("models"));
         let port = super::free_port();
         let host = format!("127.0.0.1:{port}");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
@@ -102,6 +111,7 @@ impl RealOllama {
         };
         o.wait_ready().await;
         for (name, model) in models {
+            let models_dir = test_models_dir();
             let file = match model {
                 TestModel::Tiny => "tiny.Modelfile",
                 TestModel::Huge => "huge.Modelfile",
