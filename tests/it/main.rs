@@ -26,6 +26,7 @@ mod first_run;
 mod frontdoor;
 mod frontdoor_backends;
 mod frontdoor_paid;
+mod gemma;
 mod hub_and_spoke;
 mod mcp;
 mod metrics;
