@@ -50,7 +50,11 @@ async fn gemma_through_the_mesh_gives_the_text_it_gives_directly() {
         &mesh,
         dir.path(),
         &[("OLLAMA_URL", &remote.url)],
-        &[("OLLAMA_URL", &local.url)],
+        // Gemma on a busy 2-core machine may take minutes, past the default 120 s.
+        &[
+            ("OLLAMA_URL", &local.url),
+            ("DELEGATE_TIMEOUT_MS", "900000"),
+        ],
     )
     .await;
 
