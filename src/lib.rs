@@ -16,7 +16,7 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`, their codec and
-//!   checks, and the x402 shapes.
+//!   checks, model digests and `name@sha256:` pins, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend).
 //! - [`jobs`]: job records, their state machine and payment states, persisted in SQLite.
@@ -45,7 +45,7 @@
 //!   token).
 //! - [`client`]: the one client of the HTTP API, for the CLI and the MCP tools.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
-//!   first and the mesh on out-of-memory.
+//!   first and the mesh on out-of-memory (pinned to the local model's digest).
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.

@@ -53,6 +53,6 @@ impl RealOllama {
     /// The real Ollama with [`GEMMA_MODEL`] installed, and `models` imported as by
     /// [`RealOllama::start`].
     pub async fn with_gemma(models: &[(&str, TestModel)]) -> RealOllama {
-        RealOllama::start_seeded(models, seed_gemma).await
+        RealOllama::start_seeded(models, &[], seed_gemma).await
     }
 }
