@@ -281,12 +281,18 @@ async fn main() {
     // the real out-of-memory error. The provider's runs both, the huge one (the very same
     // model: the out-of-memory fallback asks for its digest) at a context that fits.
     let local = RealOllama::start_with_env(
-        &[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::HugeFile)],
+        &[
+            (TINY_MODEL, TestModel::Tiny),
+            (HUGE_MODEL, TestModel::HugeFile),
+        ],
         &[HUGE_CONTEXT],
     )
     .await;
     let remote = RealOllama::start_with_env(
-        &[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::HugeFile)],
+        &[
+            (TINY_MODEL, TestModel::Tiny),
+            (HUGE_MODEL, TestModel::HugeFile),
+        ],
         &[("OLLAMA_CONTEXT_LENGTH", "2048")],
     )
     .await;
