@@ -99,6 +99,7 @@ fn fresh_cache_choice() {
                     name: model.into(),
                     size_bytes: Some(637_700_138),
                     loaded: i % 3 == 0,
+                    ..ModelOffer::default()
                 }],
                 slots: Some(4),
                 queue: Some(0),
@@ -108,6 +109,7 @@ fn fresh_cache_choice() {
     }
     let want = Want {
         model: "tinyllama",
+        digest: None,
         max_price: 1_000_000,
         min_memory_mb: 0,
         paid: false,

@@ -33,7 +33,7 @@ use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::ollama::{RealOllama, TestModel, HUGE_MODEL, TINY_MODEL};
+use support::ollama::{RealOllama, TestModel, HUGE_CONTEXT, HUGE_MODEL, TINY_MODEL};
 use support::{DaemonProc, MeshSimProc};
 
 const PASS_ROUNDS: usize = 200;
@@ -278,11 +278,24 @@ async fn await_provider(d: &DaemonProc) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // The agent's machine: its Ollama runs the tiny model and refuses the huge one with
-    // the real out-of-memory error. The provider's runs both names on the tiny model.
-    let local =
-        RealOllama::start(&[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::Huge)]).await;
-    let remote =
-        RealOllama::start(&[(TINY_MODEL, TestModel::Tiny), (HUGE_MODEL, TestModel::Tiny)]).await;
+    // the real out-of-memory error. The provider's runs both, the huge one (the very same
+    // model: the out-of-memory fallback asks for its digest) at a context that fits.
+    let local = RealOllama::start_with_env(
+        &[
+            (TINY_MODEL, TestModel::Tiny),
+            (HUGE_MODEL, TestModel::HugeFile),
+        ],
+        &[HUGE_CONTEXT],
+    )
+    .await;
+    let remote = RealOllama::start_with_env(
+        &[
+            (TINY_MODEL, TestModel::Tiny),
+            (HUGE_MODEL, TestModel::HugeFile),
+        ],
+        &[("OLLAMA_CONTEXT_LENGTH", "2048")],
+    )
+    .await;
     let local_tap = Tap::start(&local.url).await;
     let remote_tap = Tap::start(&remote.url).await;
     let mesh = MeshSimProc::start(4, 0);

@@ -13,6 +13,12 @@ writes, deterministically (same bytes every run):
                            estimate for it (128 GiB of KV cache) makes it answer HTTP 500
                            {"error":"model requires more system memory (128.0 GiB) than is
                            available (...)"} on every request, as a real model too big does
+  OUT_DIR/hugefile.Modelfile  FROM huge.gguf with no context of its own: it runs at the
+                           Ollama's default context (OLLAMA_CONTEXT_LENGTH, 4096 unset), and
+                           answers that out-of-memory error on an Ollama started with
+                           OLLAMA_CONTEXT_LENGTH=268435456. Imported from this one Modelfile,
+                           it has the same digest on every Ollama: the very model a requester
+                           holds and cannot run, and a provider can
 
 Import them with `ollama create NAME -f OUT_DIR/tiny.Modelfile` (the Rust test helper
 tests/it/support/ollama.rs does so as `edgent-tiny` and `edgent-huge`). Needs the PyPI
@@ -141,6 +147,11 @@ def main():
         f"FROM {os.path.join(os.path.abspath(out), 'huge.gguf')}\n"
         "PARAMETER num_thread 1\n"
         f"PARAMETER num_ctx {HUGE_CTX}\n",
+    )
+    write_file(
+        os.path.join(out, "hugefile.Modelfile"),
+        f"FROM {os.path.join(os.path.abspath(out), 'huge.gguf')}\n"
+        "PARAMETER num_thread 1\n",
     )
     print(out)
 

@@ -7,9 +7,11 @@
 #   2. the forge tests of the contracts
 #   3. shellcheck, the systemd unit check, and the install.sh test
 #   4. cargo test (unit tests, and the integration tests: one binary, tests/it/), after
-#      building the real Ollama (scripts/install-ollama.sh, cached outside the clone) and
-#      the Python venv of the test agents (scripts/python-venv.sh), whose paths the tests
-#      read from EDGENT_OLLAMA_BIN and EDGENT_TEST_PYTHON
+#      building the real Ollama (scripts/install-ollama.sh, cached outside the clone), the
+#      Python venv of the test agents (scripts/python-venv.sh) and the real model, Gemma 3
+#      270M, in an Ollama models directory (scripts/install-gemma.sh, cached too), whose
+#      paths the tests read from EDGENT_OLLAMA_BIN, EDGENT_TEST_PYTHON and
+#      EDGENT_GEMMA_MODELS
 #   5. the dashboard in headless Chromium (node --test, playwright-core)
 #   6. no process started from step 1 on is still running (scripts/leftovers.sh)
 # Any failure stops it with a non-zero exit. So does a process the checks and tests started
@@ -31,10 +33,12 @@ if [[ ! -x node_modules/.bin/snarkjs || ! -x node_modules/@foundry-rs/anvil-linu
     npm ci --no-audit --no-fund
 fi
 
-step "the real Ollama (scripts/install-ollama.sh) and the test venv (scripts/python-venv.sh)"
+step "the real Ollama (scripts/install-ollama.sh), the test venv (scripts/python-venv.sh), Gemma 3 270M (scripts/install-gemma.sh)"
 EDGENT_OLLAMA_BIN="$(bash scripts/install-ollama.sh)"
+export EDGENT_OLLAMA_BIN
 EDGENT_TEST_PYTHON="$(bash scripts/python-venv.sh)"
-export EDGENT_OLLAMA_BIN EDGENT_TEST_PYTHON
+EDGENT_GEMMA_MODELS="$(bash scripts/install-gemma.sh)"
+export EDGENT_TEST_PYTHON EDGENT_GEMMA_MODELS
 
 # From here on every process started is the run's: none may outlive it.
 # shellcheck source=scripts/leftovers.sh

@@ -19,7 +19,7 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`, their codec and
-//!   checks, and the x402 shapes.
+//!   checks, model digests and `name@sha256:` pins, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend).
 //! - [`jobs`]: job records, their state machine and payment states, the attempts and error
@@ -51,7 +51,7 @@
 //! - [`cli`]: the command line's client side: `edgent delegate` (streamed, a chat, JSON),
 //!   `status` and `jobs` for a terminal, and their exit codes.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
-//!   first and the mesh on out-of-memory.
+//!   first and the mesh on out-of-memory (pinned to the local model's digest).
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.

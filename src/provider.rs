@@ -190,6 +190,16 @@ impl Provider {
             .cloned()
     }
 
+    /// The digest of the served model `model` (as [`Provider::served_model`] names it), when
+    /// the backend told one.
+    fn served_digest(&self, model: &str) -> Option<String> {
+        let st = self.status.read().unwrap_or_else(|p| p.into_inner());
+        st.model_info
+            .iter()
+            .find(|m| m.name == model)
+            .and_then(|m| m.digest.clone())
+    }
+
     /// The ad this node would give now (any request id), `None` when it serves nothing.
     pub fn current_ad(&self, request_id: uuid::Uuid) -> Option<ResourceAd> {
         if !self.ctx.config.node.role.provides() {
@@ -366,6 +376,21 @@ impl Provider {
                 )
                 .await;
         };
+        // A pinned task runs only on the model of that digest.
+        if let Some(pinned) = &task.model_digest {
+            let here = self.served_digest(&model);
+            if here.as_ref() != Some(pinned) {
+                let here = here.map_or("no known digest".into(), |d| format!("sha256:{d}"));
+                return self
+                    .reply_error(
+                        &requester,
+                        &task,
+                        TaskErrorCode::ModelUnavailable,
+                        format!("{model} here has {here}, not the pinned sha256:{pinned}"),
+                    )
+                    .await;
+            }
+        }
         // The stake, before the task takes a slot or a place in the queue, so an unpaid task
         // costs neither (a paid provider's `paid::gate` also bounds the RPC calls it costs).
         // No money moves here: an authorized stake is made once the task holds a slot.

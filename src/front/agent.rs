@@ -113,9 +113,16 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
             (String::new(), Some(msgs))
         }
     };
+    // edgent's own field, which Ollama and OpenAI ignore: `{"edgent": {"model_digest": ...}}`.
+    let model_digest = match obj.get("edgent").and_then(|e| e.get("model_digest")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("edgent.model_digest must be a string")),
+    };
     Ok(AgentRequest {
         request: DelegateRequest {
             model,
+            model_digest,
             prompt,
             messages,
             options: (!options.is_empty()).then_some(options),

@@ -13,7 +13,9 @@
 //! (`EDGENT_OFFLOAD=oom`, the default); always (`always`); or never (`never`). A mesh
 //! answer comes back in the API's own format ([`ollama`], [`openai`]). Every answer says
 //! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
-//! `X-Edgent-Provider` (node id, then the ENS name when it has one).
+//! `X-Edgent-Provider` (node id, then the ENS name when it has one). A request that goes
+//! to the mesh because the local Ollama is out of memory is pinned to the local model's
+//! digest ([`pin`]).
 //!
 //! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
@@ -25,6 +27,7 @@ pub mod local;
 pub mod offload;
 pub mod ollama;
 pub mod openai;
+pub mod pin;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -184,6 +187,15 @@ async fn generation(
     };
     if let Some((why, _, _)) = &why {
         tracing::info!(model = %req.request.model, reason = why.as_str(), local = %why.message(), "sending the request to the mesh");
+    }
+    // Out of memory: the local Ollama holds the very model; ask the mesh for it by digest.
+    let unpinned = req.request.model_digest.is_none() && !req.request.model.contains('@');
+    if matches!(&why, Some((Offload::OutOfMemory(_), _, _))) && unpinned {
+        let model = &req.request.model;
+        if let Some(d) = pin::local_digest(&front.http, front.ollama_url(), model).await {
+            tracing::info!(%model, digest = %d, "the local Ollama holds the model: the mesh must serve this digest");
+            req.request.model_digest = Some(d);
+        }
     }
     let delegation =
         crate::requester::events::start(front.requester.clone(), req.request.clone(), req.stream);

@@ -1,10 +1,12 @@
-//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend, an
-//! OpenAI-compatible HTTP backend, and the labelled built-in demo backend. (A stub of
+//! Inference backends: the [`Backend`] trait, the Ollama HTTP backend (and what its models
+//! are, [`weights`]), an OpenAI-compatible HTTP backend, and the labelled built-in demo
+//! backend. (A stub of
 //! Ollama's API for tests is in the test harness, `crate::harness::ollama_stub`.)
 
 pub mod demo;
 pub mod ollama;
 pub mod openai;
+pub mod weights;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -101,8 +103,7 @@ pub trait Backend: Send + Sync + 'static {
             .into_iter()
             .map(|name| ModelOffer {
                 name,
-                size_bytes: None,
-                loaded: false,
+                ..ModelOffer::default()
             })
             .collect())
     }

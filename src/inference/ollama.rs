@@ -1,4 +1,5 @@
-//! The Ollama backend: `GET /api/tags` for the models it advertises, `POST /api/generate`
+//! The Ollama backend: `GET /api/tags` for the models it advertises (with their weights'
+//! digests, [`super::weights`]), `POST /api/generate`
 //! for a prompt and `POST /api/chat` for a conversation, read as a stream of NDJSON chunks
 //! (Ollama's default). Dropping the future drops the HTTP request, which stops Ollama
 //! generating.
@@ -20,6 +21,7 @@ pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 pub struct OllamaBackend {
     base: String,
     http: reqwest::Client,
+    weights: std::sync::Arc<super::weights::WeightsCache>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +35,28 @@ struct TagModel {
     name: String,
     #[serde(default)]
     size: Option<u64>,
+    /// The sha256 of the model's manifest, 64 hex digits (`/api/tags` and `/api/ps`): it
+    /// changes when the model does, so it keys [`super::weights::WeightsCache`].
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    details: TagDetails,
+}
+
+/// `details` of a `/api/tags` entry: what the model is.
+#[derive(Deserialize, Default)]
+struct TagDetails {
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default)]
+    parameter_size: Option<String>,
+    #[serde(default)]
+    quantization_level: Option<String>,
+}
+
+/// A detail Ollama gave, when it is one the protocol carries (a short printable text).
+fn detail(s: Option<String>) -> Option<String> {
+    s.filter(|s| crate::protocol::check_model(s).is_ok())
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +91,7 @@ impl OllamaBackend {
         Ok(OllamaBackend {
             base: base_url.trim_end_matches('/').to_string(),
             http,
+            weights: Default::default(),
         })
     }
 
@@ -132,14 +157,28 @@ impl Backend for OllamaBackend {
                 Vec::new()
             }
         };
-        Ok(tags
-            .into_iter()
-            .map(|m| ModelOffer {
+        let mut offers = Vec::with_capacity(tags.len());
+        for m in tags {
+            // What the model is: its weights' digest (`/api/show`, once per manifest).
+            let digest = match &m.digest {
+                Some(manifest) => {
+                    self.weights
+                        .get(&self.http, &self.base, &m.name, manifest)
+                        .await
+                }
+                None => None,
+            };
+            offers.push(ModelOffer {
                 loaded: loaded.iter().any(|l| l == &m.name),
                 name: m.name,
                 size_bytes: m.size,
-            })
-            .collect())
+                digest,
+                family: detail(m.details.family),
+                parameter_size: detail(m.details.parameter_size),
+                quantization: detail(m.details.quantization_level),
+            });
+        }
+        Ok(offers)
     }
 
     async fn run(

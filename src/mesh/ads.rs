@@ -235,8 +235,7 @@ pub fn offers(ad: &ResourceAd) -> Vec<crate::protocol::ModelOffer> {
                 .cloned()
                 .unwrap_or(crate::protocol::ModelOffer {
                     name: name.clone(),
-                    size_bytes: None,
-                    loaded: false,
+                    ..Default::default()
                 })
         })
         .collect()
@@ -326,6 +325,7 @@ pub(crate) mod tests {
             name: "tinyllama:latest".into(),
             size_bytes: Some(42),
             loaded: true,
+            ..Default::default()
         }];
         c.insert(a, Duration::from_secs(60));
         c.insert(ad(2, &["tinyllama", "llama3:8b"]), Duration::from_secs(60));

@@ -49,6 +49,14 @@ pub fn fit(ad: &ResourceAd, model: &str) -> Fit {
     }
 }
 
+/// The digest of the model `model` on the provider that sent `ad`, when it told one.
+pub fn digest<'a>(ad: &'a ResourceAd, model: &str) -> Option<&'a str> {
+    ad.model_info
+        .iter()
+        .find(|o| model_matches(model, &o.name))
+        .and_then(|o| o.digest.as_deref())
+}
+
 /// The provider's load as a fraction: running jobs plus queued over its slots.
 pub fn load(ad: &ResourceAd) -> f64 {
     match (ad.slots, ad.queue) {
@@ -61,6 +69,8 @@ pub fn load(ad: &ResourceAd) -> f64 {
 pub struct Want<'a> {
     /// The model asked for.
     pub model: &'a str,
+    /// The digest it must have, when the request is pinned (wire form).
+    pub digest: Option<&'a str>,
     /// Highest price, USDC base units.
     pub max_price: u64,
     /// Least free memory, MiB.
@@ -75,10 +85,16 @@ pub fn qualifies(ad: &ResourceAd, want: &Want<'_>, access: &Access) -> bool {
 }
 
 /// Why `ad` may not be chosen, if it may not, as the `unfit` reasons of the `no_provider`
-/// answer name it: `model_unavailable`, `price`, `memory`, `denied`, `no_wallet`.
+/// answer name it: `model_unavailable`, `other_digest` (pinned, and the provider's model
+/// has another digest or none it told), `price`, `memory`, `denied`, `no_wallet`.
 pub fn unfit(ad: &ResourceAd, want: &Want<'_>, access: &Access) -> Option<&'static str> {
     if !ad.models.iter().any(|m| model_matches(want.model, m)) {
         Some("model_unavailable")
+    } else if want
+        .digest
+        .is_some_and(|d| digest(ad, want.model) != Some(d))
+    {
+        Some("other_digest")
     } else if ad.price > want.max_price {
         Some("price")
     } else if ad.free_memory_mb < want.min_memory_mb {
@@ -156,6 +172,7 @@ mod tests {
     fn want(model: &str) -> Want<'_> {
         Want {
             model,
+            digest: None,
             max_price: 100,
             min_memory_mb: 0,
             paid: false,
@@ -171,6 +188,7 @@ mod tests {
             name: name.into(),
             size_bytes: size,
             loaded,
+            ..ModelOffer::default()
         }
     }
 
@@ -235,6 +253,41 @@ mod tests {
             ids(&rank(ads, &want("m"), &Access::default(), hist)),
             vec![3, 2, 1]
         );
+    }
+
+    #[test]
+    fn a_pinned_digest_keeps_only_the_providers_of_that_digest() {
+        let (mine, theirs) = ("a".repeat(64), "b".repeat(64));
+        let with_digest = |id: u8, d: Option<&str>| {
+            let mut a = ad(id, &["m:latest"]);
+            a.model_info = vec![ModelOffer {
+                digest: d.map(String::from),
+                ..offer("m:latest", None, true)
+            }];
+            a
+        };
+        let ads = vec![
+            with_digest(1, Some(&theirs)),
+            with_digest(2, None),
+            ad(3, &["m"]), // no details at all
+            with_digest(4, Some(&mine)),
+        ];
+        let mut w = want("m");
+        w.digest = Some(&mine);
+        let access = Access::default();
+        assert_eq!(ids(&rank(ads.clone(), &w, &access, |_| None)), vec![4]);
+        let why: Vec<_> = ads.iter().map(|a| unfit(a, &w, &access)).collect();
+        assert_eq!(
+            why,
+            vec![
+                Some("other_digest"),
+                Some("other_digest"),
+                Some("other_digest"),
+                None
+            ]
+        );
+        // Not pinned: all four qualify.
+        assert_eq!(rank(ads, &want("m"), &access, |_| None).len(), 4);
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl Message {
             }
             Message::Task(m) => {
                 check_model(&m.model)?;
+                if let Some(d) = &m.model_digest {
+                    super::check_digest(d)?;
+                }
                 check_opt_ens(&m.sender_ens)?;
                 if let Some(s) = &m.stake {
                     check_address("stake.escrow", &s.escrow)?;
@@ -123,6 +126,15 @@ fn check_ad(m: &ResourceAd) -> Result<(), String> {
     }
     for model in &m.model_info {
         check_model(&model.name)?;
+        if let Some(d) = &model.digest {
+            super::check_digest(d)?;
+        }
+        for detail in [&model.family, &model.parameter_size, &model.quantization]
+            .into_iter()
+            .flatten()
+        {
+            check_model(detail).map_err(|e| format!("model details: {e}"))?;
+        }
     }
     if !(0.0..=1.0).contains(&m.load) {
         return Err(format!("load {} is outside 0..=1", m.load));

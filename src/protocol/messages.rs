@@ -41,7 +41,7 @@ fn is_zero_u8(v: &u8) -> bool {
 
 /// One model a provider serves, as its backend reports it.
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelOffer {
     /// The model's name, e.g. `tinyllama:latest`.
     pub name: String,
@@ -50,6 +50,20 @@ pub struct ModelOffer {
     /// Whether it is loaded in memory now (Ollama's `/api/ps`).
     #[serde(default)]
     pub loaded: bool,
+    /// What the model is: the sha256 of its weights (the GGUF file; 64 lowercase hex
+    /// digits; see [`super::digest`]), when known. A request pinned to a digest is never
+    /// given to a provider whose digest differs or is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Its family, e.g. `gemma3` (`details.family`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Its parameter count as Ollama writes it, e.g. `268.10M` (`details.parameter_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_size: Option<String>,
+    /// Its quantization, e.g. `Q4_K_M` (`details.quantization_level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
 }
 
 /// any node -> the nodes it knows: who I am, whom I know, and (a provider) what I serve.
@@ -202,6 +216,10 @@ pub struct Task {
     /// Whether the requester wants the output as it is generated, in `task_chunk`s.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// The digest the model must have (64 lowercase hex digits), when the request is
+    /// pinned: a provider whose model has another digest refuses the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
 }
 
 /// One message of a chat.

@@ -31,15 +31,18 @@
 //! - [`codec`]: the wire form: encoding, decoding with its delivery id, and why a message
 //!   was dropped.
 //! - [`check`]: the field-level checks beyond what the types enforce.
+//! - [`digest`]: models named by what they are: digests and `name@sha256:<hex>` pins.
 
 pub mod check;
 pub mod codec;
+pub mod digest;
 pub mod job_id;
 pub mod messages;
 pub mod x402;
 
 pub use check::check_model;
 pub use codec::{DecodeError, DropReason, EncodeError, Envelope};
+pub use digest::{check_digest, parse_digest, parse_pin, show_pin, ModelPin};
 pub use job_id::JobId;
 pub use messages::*;
 pub use x402::*;

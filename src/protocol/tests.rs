@@ -47,6 +47,10 @@ pub(crate) fn samples() -> Vec<Message> {
                 name: "tinyllama:latest".into(),
                 size_bytes: Some(637_700_138),
                 loaded: true,
+                digest: Some("a".repeat(64)),
+                family: Some("llama".into()),
+                parameter_size: Some("1.1B".into()),
+                quantization: Some("Q4_0".into()),
             }],
             slots: Some(2),
             queue: Some(0),
@@ -76,6 +80,7 @@ pub(crate) fn samples() -> Vec<Message> {
                 content: "hi".into(),
             }]),
             stream: true,
+            model_digest: Some("b".repeat(64)),
         }),
         Message::TaskChunk(TaskChunk {
             job_id: job,

@@ -37,8 +37,14 @@ pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 #[serde(deny_unknown_fields)]
 pub struct DelegateRequest {
     /// The model to run, as Ollama names it (e.g. `llama3.2:1b`); `list_models` shows
-    /// which models the mesh serves.
+    /// which models the mesh serves. `name@sha256:<hex>` pins it to a digest, as
+    /// `model_digest` does.
     pub model: String,
+    /// The digest the provider's model must have, the sha256 of its weights (the GGUF file;
+    /// `sha256:<hex>` or the hex alone): providers whose model has another digest, or none
+    /// they told, are never chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
     /// The prompt. Give either `prompt` or `messages`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prompt: String,
@@ -182,8 +188,10 @@ impl JsonSchema for MaxPrice {
 /// A [`DelegateRequest`] whose fields were checked and given their defaults.
 #[derive(Debug, Clone)]
 pub struct ValidRequest {
-    /// Model name, trimmed.
+    /// Model name, trimmed, without its pin.
     pub model: String,
+    /// The digest the model is pinned to (wire form), if any.
+    pub model_digest: Option<String>,
     /// The prompt (not empty).
     pub prompt: String,
     /// Backend options.
@@ -207,9 +215,26 @@ pub struct ValidRequest {
 impl DelegateRequest {
     /// Check every field and fill in the node's defaults.
     pub fn validate(&self, config: &Config) -> Result<ValidRequest, DelegateError> {
-        let model = self.model.trim().to_string();
+        let pin = crate::protocol::parse_pin(&self.model)
+            .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
+        let model = pin.name;
         crate::protocol::check_model(&model)
             .map_err(|e| DelegateError::BadInput(format!("model: {e}")))?;
+        let field = match &self.model_digest {
+            Some(d) => Some(
+                crate::protocol::parse_digest(d)
+                    .map_err(|e| DelegateError::BadInput(format!("model_digest: {e}")))?,
+            ),
+            None => None,
+        };
+        let model_digest = match (pin.digest, field) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(DelegateError::BadInput(
+                    "model is pinned to one digest and model_digest names another".into(),
+                ))
+            }
+            (a, b) => a.or(b),
+        };
         let chat = self.messages.as_ref().is_some_and(|m| !m.is_empty());
         if self.prompt.is_empty() && !chat {
             return Err(DelegateError::BadInput("prompt must not be empty".into()));
@@ -227,6 +252,7 @@ impl DelegateRequest {
         };
         Ok(ValidRequest {
             model,
+            model_digest,
             prompt: self.prompt.clone(),
             options: self.options.clone(),
             max_price: self

@@ -150,6 +150,7 @@ impl Requester {
         let access = &self.ctx.mesh.access;
         let want = Want {
             model,
+            digest: req.model_digest.as_deref(),
             max_price,
             min_memory_mb,
             paid,
@@ -295,7 +296,8 @@ impl Requester {
                 let note = asked
                     .is_empty()
                     .then(|| "the mesh shows no other node".to_string());
-                let u = tally.unserved(model, None, note);
+                let shown = crate::protocol::show_pin(model, req.model_digest.as_deref());
+                let u = tally.unserved(&shown, None, note);
                 tracing::debug!(request = %request_id, ms = started.elapsed().as_millis() as u64, "{u}");
                 Err(u.into())
             }

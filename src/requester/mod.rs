@@ -182,6 +182,8 @@ impl Requester {
         started: Instant,
     ) -> Result<DelegateResponse, DelegateError> {
         let model = req.model.as_str();
+        // The model as the `no_provider` answer names it: with its digest when pinned.
+        let shown = crate::protocol::show_pin(model, req.model_digest.as_deref());
         // What every node said, for the one `no_provider` answer.
         let mut tally = Tally::default();
         // 1. Discover (from the ad cache, or asking the mesh): the ads that fit, best
@@ -191,7 +193,7 @@ impl Requester {
             .await?;
         let discover_ms = started.elapsed().as_millis() as u64;
         if candidates.is_empty() {
-            return Err(tally.unserved(model, None, None).into());
+            return Err(tally.unserved(&shown, None, None).into());
         }
         tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
 
@@ -260,6 +262,7 @@ impl Requester {
                 sender_ens: self.ctx.config.node.ens_name.clone(),
                 messages: req.messages.clone(),
                 stream: req.sink.is_some(),
+                model_digest: req.model_digest.clone(),
             });
             if let Some(sink) = &req.sink {
                 self.chunks.register(attempt_job, provider, sink.clone());
@@ -383,7 +386,7 @@ impl Requester {
                     tracing::warn!(job = %attempt_job, provider = %provider.short(), error = %why, "part of the answer already reached the agent: no failover");
                     let fail = fail.unwrap_or_else(|| {
                         tally
-                            .unserved(model, None, Some(format!("{who}: {why}")))
+                            .unserved(&shown, None, Some(format!("{who}: {why}")))
                             .into()
                     });
                     return Err(with_pending_stakes(streamed_no_failover(fail), &attempts));
@@ -397,7 +400,7 @@ impl Requester {
             }
             self.note_attempts(&attempt_job, &attempts);
             if !outcome.fails_over() {
-                let fail = fail.unwrap_or_else(|| tally.unserved(model, None, None).into());
+                let fail = fail.unwrap_or_else(|| tally.unserved(&shown, None, None).into());
                 return Err(with_pending_stakes(fail, &attempts));
             }
             tracing::warn!(job = %attempt_job, provider = %provider.short(), outcome = outcome.as_str(), error = %why, "trying the next provider");
@@ -428,7 +431,7 @@ impl Requester {
             .filter(|_| all_busy)
             .map(|ms| ms.div_ceil(1000).max(1));
         Err(with_pending_stakes(
-            tally.unserved(model, retry, None).into(),
+            tally.unserved(&shown, retry, None).into(),
             &attempts,
         ))
     }

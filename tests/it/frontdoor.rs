@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::ollama::{agent, RealOllama, TestModel, HUGE_MODEL, TINY_MODEL};
+use crate::support::ollama::{
+    agent, gguf_sha256, RealOllama, TestModel, HUGE_CONTEXT, HUGE_MODEL, TINY_MODEL,
+};
 use crate::support::{DaemonProc, MeshSimProc};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -49,7 +51,9 @@ async fn messages_out(d: &DaemonProc) -> f64 {
 /// tokens never repeats one long enough for Ollama's repeat limit, and seldom ends it.
 const LONG_STREAM: &str = r#"{"seed": 3, "temperature": 1.5, "top_k": 2, "num_predict": 5000}"#;
 
-/// A requester whose Ollama cannot run [`HUGE_MODEL`], and a provider whose Ollama can.
+/// A requester whose Ollama holds [`HUGE_MODEL`] but cannot run it (the real out-of-memory
+/// error, under [`HUGE_CONTEXT`]), and a provider whose Ollama runs that very model (the
+/// same digest) at a context that fits (2048, as the tiny model's).
 struct OomPair {
     requester: DaemonProc,
     provider: DaemonProc,
@@ -60,8 +64,13 @@ struct OomPair {
 }
 
 async fn oom_pair() -> OomPair {
-    let local = RealOllama::start(&[(HUGE_MODEL, TestModel::Huge)]).await;
-    let remote = RealOllama::start(&[(HUGE_MODEL, TestModel::Tiny)]).await;
+    let local =
+        RealOllama::start_with_env(&[(HUGE_MODEL, TestModel::HugeFile)], &[HUGE_CONTEXT]).await;
+    let remote = RealOllama::start_with_env(
+        &[(HUGE_MODEL, TestModel::HugeFile)],
+        &[("OLLAMA_CONTEXT_LENGTH", "2048")],
+    )
+    .await;
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
     let (requester, provider) = support::start_pair(
@@ -183,6 +192,103 @@ async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
         1,
         "{models}"
     );
+}
+
+/// The substitution of issue 22: the provider serves the tiny model under the name of the
+/// model the agent's Ollama holds and cannot run. The front door pins the request to the
+/// local model's digest, so the provider (whose model of that name has another digest) is
+/// never tasked and the agent gets its Ollama's own out-of-memory answer; a delegation
+/// pinned by name gets 503 saying why; a pin to the provider's own digest is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_served_under_anothers_name_is_never_chosen_when_pinned() {
+    let local =
+        RealOllama::start_with_env(&[(HUGE_MODEL, TestModel::HugeFile)], &[HUGE_CONTEXT]).await;
+    let remote = RealOllama::start(&[(HUGE_MODEL, TestModel::Tiny)]).await;
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (requester, provider) = support::start_pair(
+        &mesh,
+        dir.path(),
+        &[("OLLAMA_URL", &remote.url)],
+        &[("OLLAMA_URL", &local.url)],
+    )
+    .await;
+    let full = format!("{HUGE_MODEL}:latest");
+    // What each model is: the sha256 of the GGUF it was made from.
+    let (held, served) = (gguf_sha256("huge.gguf"), gguf_sha256("tiny.gguf"));
+    assert_ne!(held, served);
+
+    // The provider's ad says what its model is.
+    let offer = support::eventually("the provider's ad", Duration::from_secs(30), || async {
+        let st = requester.get("/status").await;
+        st["mesh_providers"][0]["models"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == json!(full))
+            .cloned()
+    })
+    .await;
+    // (As the provider's Ollama describes the generated model: 137K parameters, and a
+    // quantization it names `unknown`.)
+    assert_eq!(offer["digest"], json!(served), "{offer}");
+    assert_eq!(offer["family"], "llama", "{offer}");
+    assert_eq!(offer["parameter_size"], "137K", "{offer}");
+    assert_eq!(offer["quantization"], "unknown", "{offer}");
+
+    // The agent's Ollama holds the model and is out of memory: not served by the impostor.
+    let http = support::http();
+    let r = http
+        .post(format!("{}/api/generate", requester.url))
+        .json(
+            &json!({"model": HUGE_MODEL, "prompt": "hello edge mesh", "stream": false,
+            "options": {"seed": 7, "temperature": 0, "num_predict": 8}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-edgent-ran-on"], "local");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("model requires more system memory"),
+        "{body}"
+    );
+
+    // Pinned by name: 503, and the answer names the digest and why nobody served it.
+    let pinned = format!("{HUGE_MODEL}@sha256:{held}");
+    let r = http
+        .post(format!("{}/delegate", requester.url))
+        .json(&json!({"model": pinned, "prompt": "hello edge mesh"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    let detail = body.to_string();
+    assert!(detail.contains(&pinned), "{detail}");
+    assert!(detail.contains("other_digest 1"), "{detail}");
+
+    // Neither ever reached the provider.
+    assert_eq!(remote.requests_to("/api/generate"), 0, "{}", remote.log());
+    assert_eq!(provider.get("/jobs").await, json!([]));
+
+    // Pinned (edgent's own field) to the digest the provider really serves: served.
+    let r = http
+        .post(format!("{}/api/generate", requester.url))
+        .json(
+            &json!({"model": HUGE_MODEL, "prompt": "hello edge mesh", "stream": false,
+            "options": {"seed": 7, "temperature": 0, "num_predict": 8},
+            "edgent": {"model_digest": format!("sha256:{served}")}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-edgent-ran-on"], "mesh");
+    assert_eq!(remote.requests_to("/api/generate"), 1, "{}", remote.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

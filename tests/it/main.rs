@@ -28,6 +28,7 @@ mod first_run;
 mod frontdoor;
 mod frontdoor_backends;
 mod frontdoor_paid;
+mod gemma;
 mod hostile_stakes;
 mod hub_and_spoke;
 mod layers;

@@ -1,10 +1,11 @@
 """An agent that speaks Ollama's API through the official `ollama` Python client.
 
 Env: EDGENT_URL (the daemon, as OLLAMA_HOST), MODEL, API (generate | chat), STREAM (1 | 0),
-NUM_PREDICT, OPTIONS (JSON, merged into the options). Prints one JSON object: the text parts in the order they came, the
-last part (done, stats) as the client parsed it, the last line as it came over the wire
-(`raw_last`: the client's models drop fields Ollama does not define, such as edgent's
-`edgent` receipt of a paid answer), and the X-Edgent-* headers of the answer.
+NUM_PREDICT, OPTIONS (JSON, merged into the options), PROMPT (default "hello edge mesh").
+Prints one JSON object: the text parts in the order they came, the last part (done, stats)
+as the client parsed it, the last line as it came over the wire (`raw_last`: the client's
+models drop fields Ollama does not define, such as edgent's `edgent` receipt of a paid
+answer), and the X-Edgent-* headers of the answer.
 """
 
 import json
@@ -63,7 +64,7 @@ api = os.environ.get("API", "generate")
 stream = os.environ.get("STREAM", "1") == "1"
 options = {"seed": 7, "temperature": 0, "num_predict": int(os.environ.get("NUM_PREDICT", "24"))}
 options.update(json.loads(os.environ.get("OPTIONS", "{}")))
-prompt = "hello edge mesh"
+prompt = os.environ.get("PROMPT", "hello edge mesh")
 
 if api == "generate":
     res = client.generate(model=model, prompt=prompt, stream=stream, options=options)

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod evil;
+pub mod gemma;
 pub mod group;
 pub mod ollama;
 pub mod paid;

@@ -32,7 +32,14 @@ pub enum TestModel {
     /// The same model declaring a 2^28 context: Ollama answers "model requires more
     /// system memory (128.0 GiB) than is available" to every request.
     Huge,
+    /// The GGUF of [`TestModel::Huge`] imported with no context of its own (one Modelfile,
+    /// so one digest everywhere): it runs at the Ollama's default context, and answers the
+    /// out-of-memory error on an Ollama started with [`HUGE_CONTEXT`].
+    HugeFile,
 }
+
+/// `OLLAMA_CONTEXT_LENGTH` under which [`TestModel::HugeFile`] does not fit (2^28 tokens).
+pub const HUGE_CONTEXT: (&str, &str) = ("OLLAMA_CONTEXT_LENGTH", "268435456");
 
 /// The Ollama binary: `EDGENT_OLLAMA_BIN`, or where `scripts/install-ollama.sh` puts it.
 /// Panics (fails the test) when it is missing.
@@ -43,6 +50,21 @@ pub fn ollama_bin() -> PathBuf {
         "the real Ollama",
         "install-ollama.sh",
     )
+}
+
+/// The sha256 of the test GGUF `file` (e.g. `tiny.gguf`), by `sha256sum`: what a provider
+/// serving a model made from it advertises as its digest.
+pub fn gguf_sha256(file: &str) -> String {
+    let out = Command::new("sha256sum")
+        .arg(test_models_dir().join(file))
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success(), "sha256sum {file}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
 }
 
 /// The directory with tiny.gguf, huge.gguf and their Modelfiles, made once per test binary.
@@ -78,9 +100,24 @@ impl RealOllama {
     /// Start Ollama and import `models`, each a name and the GGUF it is made from (a
     /// provider may serve the tiny model under the name that does not fit elsewhere).
     pub async fn start(models: &[(&str, TestModel)]) -> RealOllama {
+        RealOllama::start_seeded(models, &[], |_| {}).await
+    }
+
+    /// As [`RealOllama::start`], with `env` added to `ollama serve`'s (e.g. [`HUGE_CONTEXT`]).
+    pub async fn start_with_env(models: &[(&str, TestModel)], env: &[(&str, &str)]) -> RealOllama {
+        RealOllama::start_seeded(models, env, |_| {}).await
+    }
+
+    /// As [`RealOllama::start_with_env`], with `seed` filling the fresh models directory (the
+    /// path it gets) before `ollama serve` starts (see [`super::gemma`]).
+    pub async fn start_seeded(
+        models: &[(&str, TestModel)],
+        env: &[(&str, &str)],
+        seed: impl FnOnce(&Path),
+    ) -> RealOllama {
         let bin = ollama_bin();
-        let models_dir = test_models_dir();
         let dir = tempfile::tempdir().expect("temp dir");
+        seed(&dir.path().join("models"));
         let port = super::free_port();
         let host = format!("127.0.0.1:{port}");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
@@ -89,6 +126,7 @@ impl RealOllama {
         let child = group::own_group(&mut Command::new(&bin))
             .arg("serve")
             .envs(ollama_env(dir.path(), &host))
+            .envs(env.iter().copied())
             // Gin's access log (one line per request) goes to stdout, the rest to stderr.
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -102,9 +140,11 @@ impl RealOllama {
         };
         o.wait_ready().await;
         for (name, model) in models {
+            let models_dir = test_models_dir();
             let file = match model {
                 TestModel::Tiny => "tiny.Modelfile",
                 TestModel::Huge => "huge.Modelfile",
+                TestModel::HugeFile => "hugefile.Modelfile",
             };
             let out = Command::new(&bin)
                 .args(["create", name, "-f"])
