@@ -183,7 +183,7 @@ async fn init_then_run_pays_with_the_wallet_init_made() {
     assert_eq!(bare.status(), 401);
     let mut cli_env = env_only.clone();
     cli_env.push(("EDGENT_URL".to_string(), d1.url.clone()));
-    let out = edgent(&["status"], &cli_env, dir.path());
+    let out = edgent(&["status", "--json"], &cli_env, dir.path());
     assert!(
         out.status.success(),
         "{}{}",
