@@ -307,24 +307,32 @@ impl Provider {
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
     /// queue bound how many there are).
     async fn reply_error(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        tracing::warn!(job = %task.job_id, code = code.as_str(), %message, "task failed");
-        let _ = self
-            .ctx
-            .endpoint
-            .send(to, &task_error(task, code, message))
-            .await;
+        self.send_error(to, task, code, message, false).await
     }
 
     /// A `task_error` for a task refused before it took a slot or a place in the queue: sent
     /// once, with no ack expected, so a peer that sends tasks fast and never acks takes no
     /// place in the pending-ack table (threat model line 25).
     async fn refuse(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        tracing::warn!(job = %task.job_id, code = code.as_str(), %message, "task refused");
-        let _ = self
-            .ctx
-            .endpoint
-            .send_once(to, &task_error(task, code, message))
-            .await;
+        self.send_error(to, task, code, message, true).await
+    }
+
+    async fn send_error(
+        &self,
+        to: &PeerKey,
+        task: &Task,
+        code: TaskErrorCode,
+        msg: String,
+        once: bool,
+    ) {
+        tracing::warn!(job = %task.job_id, code = code.as_str(), message = %msg, once, "task refused or failed");
+        let msg = task_error(task, code, msg);
+        let endpoint = &self.ctx.endpoint;
+        let _ = if once {
+            endpoint.send_once(to, &msg).await
+        } else {
+            endpoint.send(to, &msg).await
+        };
     }
 
     /// Claim a new task's job id, or `None` when the id is known already: claimed by
