@@ -261,6 +261,9 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.ctx.metrics.set_recv(&st.recv_stats.snapshot());
     st.ctx
         .metrics
+        .set_pending_acks(&st.ctx.endpoint.delivery().reliable.pending);
+    st.ctx
+        .metrics
         .axl_restarts
         .set(st.axl.axl_status().restarts as i64);
     (

@@ -74,6 +74,12 @@ pub struct Metrics {
     pub recv_dropped_full: Gauge,
     /// Receive loop: outages of the AXL node (set at scrape time).
     pub recv_outages: Gauge,
+    /// Sent messages awaiting their ack now (set at scrape time).
+    pub pending_acks: Gauge,
+    /// The most ever awaiting their ack at once (set at scrape time).
+    pub pending_acks_peak: Gauge,
+    /// The most ever awaiting the ack of one peer at once (set at scrape time).
+    pub pending_acks_peer_peak: Gauge,
 }
 
 impl Default for Metrics {
@@ -103,6 +109,9 @@ impl Metrics {
             recv_errors: Gauge::default(),
             recv_dropped_full: Gauge::default(),
             recv_outages: Gauge::default(),
+            pending_acks: Gauge::default(),
+            pending_acks_peak: Gauge::default(),
+            pending_acks_peer_peak: Gauge::default(),
         };
         r.register(
             "edgent_messages_in",
@@ -169,6 +178,21 @@ impl Metrics {
             "edgent_recv_outages",
             "Times the AXL node stopped answering /recv",
             m.recv_outages.clone(),
+        );
+        r.register(
+            "edgent_pending_acks",
+            "Sent messages awaiting their ack",
+            m.pending_acks.clone(),
+        );
+        r.register(
+            "edgent_pending_acks_peak",
+            "The most sent messages ever awaiting their ack at once",
+            m.pending_acks_peak.clone(),
+        );
+        r.register(
+            "edgent_pending_acks_peer_peak",
+            "The most sent messages ever awaiting the ack of one peer at once",
+            m.pending_acks_peer_peak.clone(),
         );
         for t in MESSAGE_TYPES {
             let _ = m.messages_in.get_or_create(&TypeLabel { r#type: t.into() });
@@ -291,6 +315,14 @@ impl Metrics {
         self.recv_errors.set(c.recv_errors as i64);
         self.recv_dropped_full.set(c.dropped_full as i64);
         self.recv_outages.set(c.outages as i64);
+    }
+
+    /// Copy the pending-ack table's size and peaks into `edgent_pending_acks`.
+    pub fn set_pending_acks(&self, pending: &crate::mesh::reliable::PendingAcks) {
+        let (peak, peer_peak) = pending.peaks();
+        self.pending_acks.set(pending.len() as i64);
+        self.pending_acks_peak.set(peak as i64);
+        self.pending_acks_peer_peak.set(peer_peak as i64);
     }
 
     /// The Prometheus text exposition.

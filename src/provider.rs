@@ -294,7 +294,7 @@ impl Provider {
             .dropped(crate::protocol::DropReason::RateLimited);
         tokio::spawn(async move {
             let to = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
-            self.reply_error(
+            self.refuse(
                 &to,
                 &task,
                 TaskErrorCode::Busy,
@@ -304,15 +304,35 @@ impl Provider {
         });
     }
 
+    /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
+    /// queue bound how many there are).
     async fn reply_error(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        tracing::warn!(job = %task.job_id, code = code.as_str(), %message, "task refused or failed");
-        let msg = Message::TaskError(TaskError {
-            job_id: task.job_id,
-            code,
-            message,
-            retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
-        });
-        let _ = self.ctx.endpoint.send(to, &msg).await;
+        self.send_error(to, task, code, message, false).await
+    }
+
+    /// A `task_error` for a task refused before it took a slot or a place in the queue: sent
+    /// once, with no ack expected, so a peer that sends tasks fast and never acks takes no
+    /// place in the pending-ack table (threat model line 25).
+    async fn refuse(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
+        self.send_error(to, task, code, message, true).await
+    }
+
+    async fn send_error(
+        &self,
+        to: &PeerKey,
+        task: &Task,
+        code: TaskErrorCode,
+        msg: String,
+        once: bool,
+    ) {
+        tracing::warn!(job = %task.job_id, code = code.as_str(), message = %msg, once, "task refused or failed");
+        let msg = task_error(task, code, msg);
+        let endpoint = &self.ctx.endpoint;
+        let _ = if once {
+            endpoint.send_once(to, &msg).await
+        } else {
+            endpoint.send(to, &msg).await
+        };
     }
 
     /// Claim a new task's job id, or `None` when the id is known already: claimed by
@@ -347,7 +367,7 @@ impl Provider {
         let requester = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
         if !self.ctx.config.node.role.provides() {
             return self
-                .reply_error(
+                .refuse(
                     &requester,
                     &task,
                     TaskErrorCode::ModelUnavailable,
@@ -358,7 +378,7 @@ impl Provider {
         let now = now_ms();
         if task.deadline_ms <= now + 50 {
             return self
-                .reply_error(
+                .refuse(
                     &requester,
                     &task,
                     TaskErrorCode::DeadlineTooClose,
@@ -368,7 +388,7 @@ impl Provider {
         }
         let Some(model) = self.served_model(&task.model) else {
             return self
-                .reply_error(
+                .refuse(
                     &requester,
                     &task,
                     TaskErrorCode::ModelUnavailable,
@@ -382,7 +402,7 @@ impl Provider {
             if here.as_ref() != Some(pinned) {
                 let here = here.map_or("no known digest".into(), |d| format!("sha256:{d}"));
                 return self
-                    .reply_error(
+                    .refuse(
                         &requester,
                         &task,
                         TaskErrorCode::ModelUnavailable,
@@ -403,7 +423,7 @@ impl Provider {
             Ok(c) => c,
             Err(refusal) => {
                 return self
-                    .reply_error(&requester, &task, refusal.code(), refusal.to_string())
+                    .refuse(&requester, &task, refusal.code(), refusal.to_string())
                     .await;
             }
         };
@@ -413,7 +433,7 @@ impl Provider {
             Ok(a) => a,
             Err(full) => {
                 return self
-                    .reply_error(&requester, &task, TaskErrorCode::Busy, full.to_string())
+                    .refuse(&requester, &task, TaskErrorCode::Busy, full.to_string())
                     .await;
             }
         };
@@ -611,6 +631,16 @@ impl Provider {
         }
         Ok(())
     }
+}
+
+/// The `task_error` answering `task`.
+fn task_error(task: &Task, code: TaskErrorCode, message: String) -> Message {
+    Message::TaskError(TaskError {
+        job_id: task.job_id,
+        code,
+        message,
+        retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
+    })
 }
 
 impl crate::mesh::gossip::OfferSource for Provider {

@@ -26,6 +26,8 @@ pub fn delivery_from_lookup(get: Lookup) -> Result<DeliverySettings, ConfigError
         peer_msg_burst: num("PEER_MSG_BURST", 1_000, 1, 1_000_000)? as u32,
         peer_task_rate: num("PEER_TASK_RATE", 64, 1, 1_000_000)? as u32,
         peer_task_burst: num("PEER_TASK_BURST", 256, 1, 1_000_000)? as u32,
+        max_pending_acks: num("MAX_PENDING_ACKS", 65_536, 1, 10_000_000)? as usize,
+        peer_max_pending_acks: num("PEER_MAX_PENDING_ACKS", 256, 1, 10_000_000)? as usize,
     })
 }
 

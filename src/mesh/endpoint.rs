@@ -121,6 +121,15 @@ impl Endpoint {
         first
     }
 
+    /// Send one message once, with no `msg_id`, no ack expected and no resend, whatever
+    /// its type: for answers a peer may provoke at will (a refused task), which must not
+    /// take places in the pending-ack table (threat model line 25). The receiver handles a
+    /// reliable type without `msg_id` and does not acknowledge it.
+    pub async fn send_once(&self, to: &PeerKey, msg: &Message) -> Result<(), AxlError> {
+        let body = encode(msg, None)?;
+        self.send_body(to, msg.kind(), body).await
+    }
+
     /// Send a reliable message and wait for its ack, sending again with backoff, until
     /// `until`. Returns how many sends it took.
     pub async fn send_acked(

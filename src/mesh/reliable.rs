@@ -23,9 +23,13 @@ pub const DEDUPE_CAPACITY: usize = 65_536;
 /// How long a `(sender, msg_id)` pair is remembered: longer than any sender retries.
 pub const DEDUPE_TTL: Duration = Duration::from_secs(3_600);
 
-/// Most messages awaiting their ack at once; beyond that a send gets no ack tracking and
-/// is sent once, like an unreliable one.
+/// Most messages awaiting their ack at once (`MAX_PENDING_ACKS`'s default); beyond that a
+/// send gets no ack tracking and is sent once, like an unreliable one.
 pub const MAX_PENDING_ACKS: usize = 65_536;
+
+/// Most messages awaiting the ack of one peer at once (`PEER_MAX_PENDING_ACKS`'s default):
+/// a peer that never acks holds at most this many entries (threat model line 25).
+pub const PEER_MAX_PENDING_ACKS: usize = 256;
 
 /// A bounded, time-limited memory of the reliable messages already handled.
 pub struct Dedupe {
@@ -97,33 +101,95 @@ impl Dedupe {
 /// Who must acknowledge a message (by address), and the sender to wake when they do.
 type AckWaiter = ([u8; 16], oneshot::Sender<()>);
 
-/// Messages sent and not yet acknowledged, by `msg_id`.
-#[derive(Default)]
+/// Messages sent and not yet acknowledged, by `msg_id`, bounded in all and per peer.
 pub struct PendingAcks {
-    waiting: Mutex<HashMap<Uuid, AckWaiter>>,
+    inner: Mutex<PendingInner>,
+    capacity: usize,
+    per_peer: usize,
+}
+
+#[derive(Default)]
+struct PendingInner {
+    waiting: HashMap<Uuid, AckWaiter>,
+    by_peer: HashMap<[u8; 16], usize>,
+    peak: usize,
+    peer_peak: usize,
+}
+
+impl PendingInner {
+    fn take(&mut self, id: &Uuid) -> Option<AckWaiter> {
+        let w = self.waiting.remove(id)?;
+        if let Some(n) = self.by_peer.get_mut(&w.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_peer.remove(&w.0);
+            }
+        }
+        Some(w)
+    }
+
+    /// Drop the entries whose sender stopped waiting.
+    fn prune(&mut self) {
+        self.waiting.retain(|_, (_, tx)| !tx.is_closed());
+        self.by_peer.clear();
+        for (addr, _) in self.waiting.values() {
+            *self.by_peer.entry(*addr).or_default() += 1;
+        }
+    }
+
+    fn full(&self, addr: &[u8; 16], capacity: usize, per_peer: usize) -> bool {
+        self.waiting.len() >= capacity || self.by_peer.get(addr).copied().unwrap_or(0) >= per_peer
+    }
+}
+
+impl Default for PendingAcks {
+    fn default() -> Self {
+        PendingAcks::new(MAX_PENDING_ACKS, PEER_MAX_PENDING_ACKS)
+    }
 }
 
 impl PendingAcks {
-    /// Expect an ack for `id` from `to`; `None` when too many acks are outstanding.
+    /// At most `capacity` entries in all and `per_peer` for one addressee.
+    pub fn new(capacity: usize, per_peer: usize) -> Self {
+        PendingAcks {
+            inner: Mutex::new(PendingInner::default()),
+            capacity: capacity.max(1),
+            per_peer: per_peer.max(1),
+        }
+    }
+
+    /// Expect an ack for `id` from `to`; `None` when too many acks are outstanding, in all
+    /// or from `to`.
     pub fn expect(&self, to: &PeerKey, id: Uuid) -> Option<oneshot::Receiver<()>> {
-        let mut m = self.waiting.lock();
-        if m.len() >= MAX_PENDING_ACKS {
-            m.retain(|_, (_, tx)| !tx.is_closed());
-            if m.len() >= MAX_PENDING_ACKS {
+        let addr = to.address();
+        let mut m = self.inner.lock();
+        if m.full(&addr, self.capacity, self.per_peer) {
+            m.prune();
+            if m.full(&addr, self.capacity, self.per_peer) {
+                tracing::debug!(to = %to.short(), pending = m.waiting.len(), "too many acks outstanding: sent once");
                 return None;
             }
         }
+        // A repeated id (never for fresh UUIDs) replaces the old entry.
+        m.take(&id);
         let (tx, rx) = oneshot::channel();
-        m.insert(id, (to.address(), tx));
+        m.waiting.insert(id, (addr, tx));
+        let n = {
+            let n = m.by_peer.entry(addr).or_default();
+            *n += 1;
+            *n
+        };
+        m.peak = m.peak.max(m.waiting.len());
+        m.peer_peak = m.peer_peak.max(n);
         Some(rx)
     }
 
     /// An ack arrived; returns whether a sender was waiting for it.
     pub fn on_ack(&self, from: &PeerKey, id: Uuid) -> bool {
-        let mut m = self.waiting.lock();
-        match m.get(&id) {
+        let mut m = self.inner.lock();
+        match m.waiting.get(&id) {
             Some((addr, _)) if *addr == from.address() => {
-                m.remove(&id).is_some_and(|(_, tx)| tx.send(()).is_ok())
+                m.take(&id).is_some_and(|(_, tx)| tx.send(()).is_ok())
             }
             _ => false,
         }
@@ -131,17 +197,29 @@ impl PendingAcks {
 
     /// Stop waiting for `id` (the sender gave up or was answered otherwise).
     pub fn forget(&self, id: &Uuid) {
-        self.waiting.lock().remove(id);
+        self.inner.lock().take(id);
     }
 
     /// Acks outstanding.
     pub fn len(&self) -> usize {
-        self.waiting.lock().len()
+        self.inner.lock().waiting.len()
     }
 
     /// Whether no ack is outstanding.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Acks outstanding from `peer`.
+    pub fn len_for(&self, peer: &PeerKey) -> usize {
+        let addr = peer.address();
+        self.inner.lock().by_peer.get(&addr).copied().unwrap_or(0)
+    }
+
+    /// The most acks ever outstanding at once: in all, and from one peer.
+    pub fn peaks(&self) -> (usize, usize) {
+        let m = self.inner.lock();
+        (m.peak, m.peer_peak)
     }
 }
 
@@ -152,6 +230,16 @@ pub struct Reliable {
     pub pending: PendingAcks,
     /// Received messages already handled.
     pub seen: Dedupe,
+}
+
+impl Reliable {
+    /// Acks bounded by `capacity` in all and `per_peer` from one peer.
+    pub fn new(capacity: usize, per_peer: usize) -> Self {
+        Reliable {
+            pending: PendingAcks::new(capacity, per_peer),
+            seen: Dedupe::default(),
+        }
+    }
 }
 
 /// Most inbound handlers running at once in their own tasks (those that send or call
@@ -174,7 +262,7 @@ impl Delivery {
     /// Guards with the configured limits.
     pub fn new(s: &crate::mesh::DeliverySettings) -> Self {
         Delivery {
-            reliable: Reliable::default(),
+            reliable: Reliable::new(s.max_pending_acks, s.peer_max_pending_acks),
             msg_limits: crate::mesh::limits::PeerLimits::new(s.peer_msg_rate, s.peer_msg_burst),
             task_limits: crate::mesh::limits::PeerLimits::new(s.peer_task_rate, s.peer_task_burst),
             handler_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SPAWNED_HANDLERS)),
@@ -248,5 +336,31 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         assert!(!p.on_ack(&key(1), id), "a second ack finds nobody");
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn pending_acks_are_bounded_per_peer_and_in_all() {
+        let p = PendingAcks::new(10, 4);
+        let held: Vec<_> = (0..100)
+            .filter_map(|_| p.expect(&key(1), Uuid::new_v4()))
+            .collect();
+        assert_eq!(held.len(), 4, "one peer holds at most its quota");
+        assert_eq!(p.len_for(&key(1)), 4);
+        // Another peer still gets entries; the whole table stops at its capacity.
+        let others: Vec<_> = (2..10u8)
+            .flat_map(|b| (0..4).map(move |_| (b, Uuid::new_v4())))
+            .filter_map(|(b, id)| p.expect(&key(b), id).map(|rx| (id, rx)))
+            .collect();
+        assert_eq!(others.len(), 6);
+        assert_eq!(p.len(), 10);
+        assert_eq!(p.peaks(), (10, 4));
+        // Forgetting and acking free the quota; a dropped receiver's entry is pruned when full.
+        let (id, _rx) = &others[0];
+        assert!(p.on_ack(&key(2), *id));
+        assert_eq!(p.len_for(&key(2)), 3);
+        drop(held);
+        assert!(p.expect(&key(1), Uuid::new_v4()).is_some());
+        assert_eq!(p.len_for(&key(1)), 1);
+        assert_eq!(p.len(), 6);
     }
 }

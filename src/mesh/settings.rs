@@ -31,6 +31,11 @@ pub struct DeliverySettings {
     pub peer_task_rate: u32,
     /// See `peer_task_rate`.
     pub peer_task_burst: u32,
+    /// `MAX_PENDING_ACKS`: sent messages awaiting their ack at once (65,536); beyond that
+    /// a message is sent once with no resends.
+    pub max_pending_acks: usize,
+    /// `PEER_MAX_PENDING_ACKS`: of those, awaiting the ack of one peer (256).
+    pub peer_max_pending_acks: usize,
 }
 
 impl Default for DeliverySettings {
@@ -46,6 +51,8 @@ impl Default for DeliverySettings {
             peer_msg_burst: 1_000,
             peer_task_rate: 64,
             peer_task_burst: 256,
+            max_pending_acks: crate::mesh::reliable::MAX_PENDING_ACKS,
+            peer_max_pending_acks: crate::mesh::reliable::PEER_MAX_PENDING_ACKS,
         }
     }
 }

@@ -14,6 +14,7 @@ mod axl_mesh_sim_cli;
 mod axl_recv;
 mod axl_sim;
 mod axl_supervisor;
+mod bounded;
 mod chain_concurrency;
 mod chain_ens;
 mod chain_escrow;
