@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use super::deploy::deploy_escrow;
 use super::ens::{EnsClient, NodeRecords};
-use super::escrow::EscrowClient;
+use super::escrow::{EscrowClient, StakeStatus};
 use super::rpc::http_provider;
 use super::settings::ChainSettings;
 
@@ -23,6 +23,18 @@ pub enum EscrowCmd {
     },
     /// Show the stake of a job.
     Show {
+        /// The job id (0x-prefixed 32-byte hex).
+        job_id: B256,
+    },
+    /// As the requester (WALLET_PRIVATE_KEY): take a stake back after its deadline, when
+    /// nothing was submitted.
+    Refund {
+        /// The job id (0x-prefixed 32-byte hex).
+        job_id: B256,
+    },
+    /// As the provider (WALLET_PRIVATE_KEY): take a submitted stake once the escrow's
+    /// claim delay after the submit has run out (`claimTimeout`).
+    Claim {
         /// The job id (0x-prefixed 32-byte hex).
         job_id: B256,
     },
@@ -83,6 +95,8 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
             println!("  deployer: {deployer}");
             println!("Set ESCROW_ADDRESS={escrow} (and USDC_ADDRESS={usdc}) in .env");
         }
+        EscrowCmd::Refund { job_id } => end_by_hand(settings, job_id, Side::Refund).await?,
+        EscrowCmd::Claim { job_id } => end_by_hand(settings, job_id, Side::Claim).await?,
         EscrowCmd::Show { job_id } => {
             let client = EscrowClient::connect(settings, None).await?;
             let s = client.get_stake(job_id).await?;
@@ -104,6 +118,70 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
             }
         }
     }
+    Ok(())
+}
+
+/// Which hand ends a stake: the requester's refund or the provider's claim.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Refund,
+    Claim,
+}
+
+/// Ends a stake by hand, after checking it is open, the wallet's, and due; the escrow's
+/// own refusal (decoded) is shown for anything the checks cannot see.
+async fn end_by_hand(settings: &ChainSettings, job_id: B256, side: Side) -> anyhow::Result<()> {
+    let signer = settings
+        .wallet_signer()
+        .context("ending a stake needs the wallet key (WALLET_PRIVATE_KEY or WALLET_KEY_PATH)")?;
+    let me = signer.address();
+    let client = EscrowClient::connect(settings, Some(signer)).await?;
+    let s = client.get_stake(job_id).await?;
+    let (want, owner, role) = match side {
+        Side::Refund => (StakeStatus::Staked, s.requester, "requester"),
+        Side::Claim => (StakeStatus::Submitted, s.provider, "provider"),
+    };
+    if s.status == StakeStatus::None {
+        anyhow::bail!(
+            "no stake for job {job_id} on escrow {}",
+            client.escrow_address()
+        );
+    }
+    if s.status != want {
+        anyhow::bail!(
+            "the stake of job {job_id} is {}, not {want}: nothing to {}",
+            s.status,
+            match side {
+                Side::Refund => "refund (only a stake with nothing submitted is refunded)",
+                Side::Claim => "claim (only a submitted stake is claimed)",
+            }
+        );
+    }
+    if owner != me {
+        anyhow::bail!(
+            "the stake of job {job_id} is not yours: its {role} is {owner}, this wallet is {me}"
+        );
+    }
+    if let Side::Refund = side {
+        let now = client.chain_time().await?;
+        if now <= s.deadline {
+            anyhow::bail!(
+                "too early: the stake of job {job_id} can be refunded after its deadline {} (chain time {now}, {} s to go)",
+                s.deadline,
+                s.deadline - now
+            );
+        }
+    }
+    let tx = match side {
+        Side::Refund => client.refund(job_id).await,
+        Side::Claim => client.claim_timeout(job_id).await,
+    }
+    .with_context(|| format!("the escrow refused to end the stake of job {job_id}"))?;
+    let after = client.get_stake(job_id).await?;
+    println!("job        {job_id}");
+    println!("status     {}", after.status);
+    println!("amount     {} (USDC base units, 6 decimals)", after.amount);
+    println!("tx         {}", client.tx_url(tx));
     Ok(())
 }
 

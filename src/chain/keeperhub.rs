@@ -5,11 +5,16 @@
 //! array *string*, then `GET /api/execute/{executionId}/status` every `KEEPERHUB_POLL_SECS`
 //! until `completed` or `failed`. 429 waits for `Retry-After`; 5xx and network errors are
 //! retried until the overall timeout; 401 and 422 (spending cap) stop at once. Before
-//! every POST the stake is read from the chain, so a retry never releases twice. A POST
-//! whose answer is lost (504, or a connection dropped after sending) may have queued an
-//! execution: the API documents no idempotency key and no execution listing, so the
-//! settler watches the chain for up to ten polls before posting again, and a retry never
-//! queues a second execution behind one that lands.
+//! every POST the stake is read from the chain, so a retry never releases twice.
+//!
+//! Every POST carries an `Idempotency-Key` ([`idempotency_key`]): one per logical action
+//! (the function and the job id), so a retry, also after a crash or from another settler,
+//! sends the same key. KeeperHub then answers the earlier execution's result again
+//! (`idempotentReplay: true`) instead of executing twice, or 409 `idempotency_in_progress`
+//! while the first request is still running (the settler polls and posts again). A POST
+//! whose answer is lost (504, or a connection dropped after sending) is simply posted again
+//! under its key. A replayed *failure* with the stake still open on chain means nothing
+//! was executed: the settler moves to the key's next generation (`...-2`) and posts anew.
 
 use std::time::Duration;
 
@@ -27,12 +32,9 @@ use super::settle::{
 };
 use crate::backoff::Backoff;
 
-/// After a POST whose answer was lost (504, or the connection dropped once the request was
-/// sent), the chain is watched this many `KEEPERHUB_POLL_SECS` for the execution the lost
-/// POST may have queued, before posting again. KeeperHub's Direct Execution API documents
-/// no idempotency key and no way to list executions, so the chain is where an earlier
-/// execution shows.
-const LOST_ANSWER_POLLS: u32 = 10;
+/// How many key generations one settlement moves through (each after a replayed failure
+/// with the stake still open) before it gives up with the last failure.
+const MAX_KEY_GENERATIONS: u32 = 8;
 
 /// Longest `Retry-After` we honour in one wait (longer values are capped, not trusted).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -127,39 +129,52 @@ impl KeeperHubSettler {
             "abi": abi,
         });
         let mut backoff = Backoff::new(TRANSIENT_FIRST_WAIT, TRANSIENT_MAX_WAIT);
+        let mut generation = 1;
         loop {
             let stake = self.escrow.get_stake(job_id).await?;
             if let Plan::Done(status) = plan(&stake)? {
                 tracing::info!(%job_id, %status, function, "KeeperHub: already settled, nothing to send");
                 return Ok(already_settled(&self.escrow, job_id, status).await);
             }
-            let wait = match self.post(&body).await {
-                Ok(PostReply::Accepted(execution_id, immediate)) => {
-                    tracing::info!(%job_id, function, %execution_id, "KeeperHub accepted the call");
-                    let outcome = match immediate {
+            let key = idempotency_key(function, job_id, generation);
+            let wait = match self.post(&body, &key).await {
+                Ok(PostReply::Accepted {
+                    execution_id,
+                    outcome,
+                    replayed,
+                }) => {
+                    tracing::info!(%job_id, function, %execution_id, replayed, "KeeperHub accepted the call");
+                    let outcome = match outcome {
                         Some(o) => o,
                         None => self.poll_status(&execution_id, deadline).await?,
                     };
-                    return self
+                    let done = self
                         .finish(job_id, &execution_id, outcome, &plan, want)
                         .await;
+                    match done {
+                        Err(SettleError::ExecutionFailed { .. })
+                            if replayed && generation < MAX_KEY_GENERATIONS =>
+                        {
+                            // An earlier execution under this key failed and the stake
+                            // is still open: nothing ran, so a new key may post again.
+                            tracing::info!(%job_id, function, %key, "KeeperHub replayed an earlier failure; posting under the next key");
+                            generation += 1;
+                            continue;
+                        }
+                        other => return other,
+                    }
                 }
                 Ok(PostReply::RetryAfter(d)) => {
                     tracing::warn!(%job_id, wait = ?d, "KeeperHub rate limit (429); waiting");
                     d
                 }
+                Ok(PostReply::InProgress) => {
+                    tracing::info!(%job_id, function, %key, "KeeperHub: the call under this key is still running; polling");
+                    self.poll
+                }
                 Ok(PostReply::Lost(why)) => {
-                    tracing::warn!(%job_id, %why, function, "KeeperHub's answer was lost; the call may be queued: watching the chain before posting again");
-                    let until = (Instant::now() + self.poll * LOST_ANSWER_POLLS).min(deadline);
-                    while Instant::now() < until {
-                        tokio::time::sleep(self.poll).await;
-                        let stake = self.escrow.get_stake(job_id).await?;
-                        if let Plan::Done(status) = plan(&stake)? {
-                            tracing::info!(%job_id, %status, function, "KeeperHub: the call whose answer was lost went through");
-                            return Ok(already_settled(&self.escrow, job_id, status).await);
-                        }
-                    }
-                    Duration::ZERO
+                    tracing::warn!(%job_id, %why, function, %key, "KeeperHub's answer was lost; posting again under the same key");
+                    self.poll
                 }
                 Ok(PostReply::Transient(why)) => {
                     tracing::warn!(%job_id, %why, "KeeperHub call failed; retrying");
@@ -174,9 +189,12 @@ impl KeeperHubSettler {
         }
     }
 
-    async fn post(&self, body: &Value) -> Result<PostReply, SettleError> {
+    async fn post(&self, body: &Value, key: &str) -> Result<PostReply, SettleError> {
         let url = format!("{}/api/execute/contract-call", self.base_url);
-        let resp = match self.authed(self.http.post(&url)).json(body).send().await {
+        let req = self
+            .authed(self.http.post(&url))
+            .header("Idempotency-Key", key);
+        let resp = match req.json(body).send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Ok(PostReply::Transient(e.to_string())),
             Err(e) => return Ok(PostReply::Lost(e.to_string())),
@@ -197,9 +215,17 @@ impl KeeperHubSettler {
                             clip(&text)
                         ))
                     })?;
-                Ok(PostReply::Accepted(id, outcome_of(&v)))
+                let replayed = field(&v, "idempotentReplay").and_then(Value::as_bool) == Some(true);
+                Ok(PostReply::Accepted {
+                    execution_id: id,
+                    outcome: outcome_of(&v),
+                    replayed,
+                })
             }
             StatusCode::TOO_MANY_REQUESTS => Ok(PostReply::RetryAfter(retry_after)),
+            StatusCode::CONFLICT if conflict_code(&text) == Some("idempotency_in_progress") => {
+                Ok(PostReply::InProgress)
+            }
             StatusCode::UNAUTHORIZED => Err(SettleError::Unauthorized),
             StatusCode::UNPROCESSABLE_ENTITY => Err(SettleError::SpendingCap(clip(&text))),
             StatusCode::GATEWAY_TIMEOUT => {
@@ -301,12 +327,37 @@ impl KeeperHubSettler {
 }
 
 enum PostReply {
-    Accepted(String, Option<Outcome>),
+    /// An execution id, its outcome when the answer already holds it, and whether the
+    /// answer replays an earlier request under the same key.
+    Accepted {
+        execution_id: String,
+        outcome: Option<Outcome>,
+        replayed: bool,
+    },
     RetryAfter(Duration),
+    /// 409 `idempotency_in_progress`: the first request under this key is still running.
+    InProgress,
     /// Refused before anything was queued (a 5xx other than 504, no connection).
     Transient(String),
     /// The answer was lost: the call may have been queued.
     Lost(String),
+}
+
+/// The `Idempotency-Key` of one logical action: the escrow function and the job id, so
+/// every retry of it (after a lost answer, a crash, or from another settler) sends the
+/// same key; `generation` moves on only after a replayed failure that left the stake open.
+pub fn idempotency_key(function: &str, job_id: B256, generation: u32) -> String {
+    format!("edgent-{function}-{job_id:#x}-{generation}")
+}
+
+/// The `code` of a 409 answer (`idempotency_in_progress` or `idempotency_conflict`).
+fn conflict_code(text: &str) -> Option<&'static str> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    match field(&v, "code")?.as_str()? {
+        "idempotency_in_progress" => Some("idempotency_in_progress"),
+        "idempotency_conflict" => Some("idempotency_conflict"),
+        _ => None,
+    }
 }
 
 /// Looks a field up at the top level or under `data` (KeeperHub wraps some answers).
@@ -424,6 +475,25 @@ mod tests {
         assert_eq!(s.len(), 66);
         assert!(s.starts_with("0x000"));
         assert!(s.ends_with('1'));
+    }
+
+    #[test]
+    fn one_key_per_job_and_action() {
+        let j = B256::repeat_byte(0xab);
+        let k = idempotency_key("release", j, 1);
+        assert_eq!(k, format!("edgent-release-{j:#x}-1"));
+        assert_ne!(k, idempotency_key("reject", j, 1));
+        assert_ne!(k, idempotency_key("release", j, 2));
+        assert_ne!(k, idempotency_key("release", B256::repeat_byte(0xac), 1));
+    }
+
+    #[test]
+    fn tells_in_progress_from_conflict() {
+        let busy = r#"{"error":"busy","code":"idempotency_in_progress","retryable":true}"#;
+        let other = r#"{"error":"reused","code":"idempotency_conflict","retryable":false}"#;
+        assert_eq!(conflict_code(busy), Some("idempotency_in_progress"));
+        assert_eq!(conflict_code(other), Some("idempotency_conflict"));
+        assert_eq!(conflict_code("not json"), None);
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //!   malformed body, 422 `SPENDING_CAP_EXCEEDED` when that fault is on.
 //! - `GET /api/execute/{executionId}/status` -> `{executionId, status, transactionHash,
 //!   transactionLink, error}` with status `pending`/`running`/`completed`/`failed`.
+//! - An `Idempotency-Key` header, as KeeperHub's API handles it: the key is taken once a
+//!   call is valid and accepted (a 401, 400, 422, or an injected 429/500 leaves it free);
+//!   the same key with the same body, while its execution runs, answers 409
+//!   `{code: "idempotency_in_progress", retryable: true}`, and once it ended, replays the
+//!   final result (`{executionId, status, transactionHash | error, idempotentReplay:
+//!   true}`, 202), a failure too; the same key with another body answers 409
+//!   `idempotency_conflict`. A call without the header executes every time.
 //!
 //! Faults can be injected at start ([`EmulatorFaults`]) or later through the handle:
 //! 500s, 429 with `Retry-After`, a slow status, `failed` executions, a spending cap, and
@@ -90,12 +97,22 @@ struct Execution {
     state: ExecState,
 }
 
+/// One `Idempotency-Key` taken: the body it was taken with and its execution.
+#[derive(Debug)]
+struct KeyEntry {
+    body: Value,
+    execution_id: String,
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     faults: EmulatorFaults,
     executions: HashMap<String, Execution>,
+    keys: HashMap<String, KeyEntry>,
     calls: Vec<RecordedCall>,
     posts: usize,
+    replays: usize,
+    in_progress: usize,
     sent: usize,
     next_id: u64,
 }
@@ -238,6 +255,16 @@ impl KeeperHubEmulator {
         self.inner.shared.lock().posts
     }
 
+    /// Number of POSTs answered with an earlier result under their `Idempotency-Key`.
+    pub fn replays(&self) -> usize {
+        self.inner.shared.lock().replays
+    }
+
+    /// Number of POSTs answered 409 `idempotency_in_progress`.
+    pub fn in_progress_answers(&self) -> usize {
+        self.inner.shared.lock().in_progress
+    }
+
     /// Number of transactions it sent to the chain.
     pub fn transactions_sent(&self) -> usize {
         self.inner.shared.lock().sent
@@ -311,10 +338,30 @@ async fn contract_call(
         Ok(c) => c,
         Err(detail) => return error(StatusCode::BAD_REQUEST, "invalid_request", detail),
     };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
     let (id, fail, delay) = {
         let mut s = inner.shared.lock();
+        if let Some(key) = &key {
+            if let Some(early) = idempotent_answer(&mut s, key, &call.body) {
+                return early;
+            }
+        }
         s.next_id += 1;
         let id = format!("direct_emu_{}", s.next_id);
+        if let Some(key) = key {
+            s.keys.insert(
+                key,
+                KeyEntry {
+                    body: call.body.clone(),
+                    execution_id: id.clone(),
+                },
+            );
+        }
         let fail = take_one(&mut s.faults.failed_executions);
         s.executions.insert(
             id.clone(),
@@ -361,7 +408,62 @@ async fn contract_call(
         .into_response()
 }
 
+/// The answer to a POST under a key already taken, if it was: 409 while its execution
+/// runs or for another body, else the execution's final result replayed.
+fn idempotent_answer(s: &mut Shared, key: &str, body: &Value) -> Option<Response> {
+    let entry = s.keys.get(key)?;
+    if entry.body != *body {
+        return Some(
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "Idempotency-Key was reused with a different request payload.",
+                    "code": "idempotency_conflict",
+                    "originalExecutionId": entry.execution_id,
+                    "retryable": false,
+                })),
+            )
+                .into_response(),
+        );
+    }
+    let id = entry.execution_id.clone();
+    let state = s.executions.get(&id).map(|e| e.state.clone());
+    let body = match state {
+        Some(ExecState::Completed(tx)) => json!({
+            "executionId": id,
+            "status": "completed",
+            "transactionHash": format!("{tx:#x}"),
+            "transactionLink": format!("https://sepolia.basescan.org/tx/{tx:#x}"),
+            "idempotentReplay": true,
+        }),
+        Some(ExecState::Failed(e)) => json!({
+            "executionId": id,
+            "status": "failed",
+            "error": e,
+            "idempotentReplay": true,
+        }),
+        Some(ExecState::Running) | None => {
+            s.in_progress += 1;
+            return Some(
+                (
+                    StatusCode::CONFLICT,
+                    Json(json!({
+                        "error": "A request with this Idempotency-Key is already being processed.",
+                        "code": "idempotency_in_progress",
+                        "retryable": true,
+                    })),
+                )
+                    .into_response(),
+            );
+        }
+    };
+    s.replays += 1;
+    Some((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
 struct ParsedCall {
+    /// The body as JSON, which an `Idempotency-Key` is bound to.
+    body: Value,
     function: String,
     args: Vec<String>,
     network: String,
@@ -420,6 +522,7 @@ fn parse_call(inner: &Inner, body: &[u8]) -> Result<ParsedCall, String> {
         .abi_encode_input(&values)
         .map_err(|e| format!("cannot encode call: {e}"))?;
     Ok(ParsedCall {
+        body: v,
         function,
         args: arg_strings,
         network,

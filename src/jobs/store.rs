@@ -1,6 +1,12 @@
 //! The persistent job table: SQLite (WAL) under `EDGENT_DATA_DIR`. Every write goes
 //! through one read-change-write under the lock ([`JobStore::transition`] for states,
 //! [`JobStore::advance`] for payments, [`JobStore::update`] for the rest).
+//!
+//! Money rows (a record with a payment) are written at `synchronous=FULL`: the commit
+//! returns only once its WAL frame is on disk, so a power cut never rolls back a payment
+//! the node acted on (a `staking` row whose authorization already left, a `submitted` or
+//! `released` one). Unpaid rows stay at `NORMAL` (WAL), which costs no fsync per write:
+//! FULL measured ~1.6 ms per commit against ~14 us on this machine's disk.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -113,6 +119,7 @@ impl JobStore {
             })?;
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL for unpaid rows; money rows switch to FULL for their commit ([`durable`]).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn)?;
@@ -150,10 +157,12 @@ impl JobStore {
             rec
         };
         let json = serde_json::to_string(rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
-        let n = self.lock().execute(
-            "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json, pay_state(rec)],
-        )?;
+        let n = durable(&self.lock(), rec.payment.is_some(), |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json, pay_state(rec)],
+            )
+        })?;
         if n == 0 {
             return Err(JobError::Exists(rec.job_id));
         }
@@ -277,10 +286,12 @@ impl JobStore {
         rec.updated_ms = now_ms();
         redact(&mut rec);
         let json = serde_json::to_string(&rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
-        conn.execute(
-            "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6 WHERE job_id = ?1 AND side = ?2",
-            params![job_id.to_hex(), side.as_str(), rec.state.as_str(), rec.updated_ms as i64, json, pay_state(&rec)],
-        )?;
+        durable(&conn, rec.payment.is_some(), |conn| {
+            conn.execute(
+                "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6 WHERE job_id = ?1 AND side = ?2",
+                params![job_id.to_hex(), side.as_str(), rec.state.as_str(), rec.updated_ms as i64, json, pay_state(&rec)],
+            )
+        })?;
         Ok(rec)
     }
 
@@ -401,7 +412,89 @@ fn parse_record(s: &str) -> Result<JobRecord, JobError> {
     serde_json::from_str(s).map_err(|e| JobError::Corrupt(e.to_string()))
 }
 
+/// Runs one write; a money row's (`money`) at `synchronous=FULL`, back to `NORMAL` after.
+fn durable<T>(
+    conn: &Connection,
+    money: bool,
+    write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    if !money {
+        return write(conn);
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    #[cfg(test)]
+    tests::record_level(conn);
+    let out = write(conn);
+    if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        tracing::warn!(error = %e, "job store: cannot go back to synchronous=NORMAL");
+    }
+    out
+}
+
 /// The payment status stored beside the record, for finding open stakes.
 fn pay_state(rec: &JobRecord) -> Option<&'static str> {
     rec.payment.as_ref().map(|p| p.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use rusqlite::Connection;
+
+    use super::JobStore;
+    use crate::jobs::{JobRecord, PayStatus, PaymentRecord, Side};
+    use crate::protocol::JobId;
+
+    thread_local! {
+        /// The `synchronous` level each money write ran at, on this test's thread.
+        static LEVELS: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record_level(conn: &Connection) {
+        let level = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap_or(-1);
+        LEVELS.with(|l| l.borrow_mut().push(level));
+    }
+
+    fn level(store: &JobStore) -> i64 {
+        store
+            .lock()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn money_rows_commit_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path()).unwrap();
+        assert_eq!(level(&store), 1, "unpaid rows: NORMAL (1)");
+        let unpaid = JobRecord::new(JobId::new(), Side::Requester, "m", "p", 0);
+        store.insert(&unpaid).unwrap();
+        assert!(
+            LEVELS.with(|l| l.borrow().is_empty()),
+            "no FULL for unpaid rows"
+        );
+
+        let mut paid = JobRecord::new(JobId::new(), Side::Requester, "m", "p", 0);
+        paid.payment = Some(PaymentRecord::new(
+            PayStatus::Staking,
+            31337,
+            "0x01".into(),
+            10,
+            "0x02".into(),
+            100,
+        ));
+        store.insert(&paid).unwrap();
+        store
+            .advance(&paid.job_id, Side::Requester, PayStatus::Staked, |_, _| {})
+            .unwrap();
+        assert_eq!(
+            LEVELS.with(|l| l.borrow().clone()),
+            vec![2, 2],
+            "FULL (2) for both"
+        );
+        assert_eq!(level(&store), 1, "back to NORMAL after");
+    }
 }

@@ -144,23 +144,42 @@ async fn server_errors_then_success_release_once() {
 }
 
 #[tokio::test]
-async fn a_lost_answer_is_not_posted_again_when_its_execution_lands() {
+async fn a_lost_answer_is_posted_again_under_its_key_and_executes_once() {
     let f = Fixture::new().await;
     let j = f.stake(7, USDC).await;
     f.emulator.lose_next_answers(1);
-    // The lost call lands 1 s later, long after a blind retry (250 ms) would have posted
-    // again; the settler watches the chain for 10 polls of 200 ms first.
+    // The lost call lands 1 s later, long after ten polls of 50 ms: without the key, a
+    // retry would queue a second execution behind it.
     f.emulator.set_execution_delay(Duration::from_secs(1));
-    let mut settings = f.settings.clone();
-    settings.keeperhub_poll = Duration::from_millis(200);
-    let settler = KeeperHubSettler::connect(&settings).await.unwrap();
-    let done = settler.release(j, B256::ZERO).await.unwrap();
+    let done = f.settler().await.release(j, B256::ZERO).await.unwrap();
     assert_eq!(done.status, StakeStatus::Released);
-    // One POST, one execution, one transaction: the retry found the release on chain.
-    assert_eq!(f.emulator.posts(), 1);
+    // One execution, one transaction: every retry while it ran was answered 409 (in
+    // progress) under the same key; then the chain showed the release.
     assert_eq!(f.emulator.calls().len(), 1);
+    assert!(f.emulator.in_progress_answers() >= 1);
     assert_eq!(f.emulator.transactions_sent(), 1);
     assert_eq!(f.balance(f.provider_addr).await, U256::from(USDC));
+    assert!(done.tx_hash.is_some());
+}
+
+#[tokio::test]
+async fn two_settlers_releasing_one_job_execute_once() {
+    // A retry after a crash, or a second settler, sends the same key: KeeperHub runs the
+    // release once and answers the other with its result.
+    let f = Fixture::new().await;
+    let j = f.stake(8, 2 * USDC).await;
+    f.emulator.set_execution_delay(Duration::from_millis(500));
+    let (a, b) = (f.settler().await, f.settler().await);
+    let (ra, rb) = tokio::join!(a.release(j, B256::ZERO), b.release(j, B256::ZERO));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        (ra.status, rb.status),
+        (StakeStatus::Released, StakeStatus::Released)
+    );
+    assert_eq!(ra.tx_hash, rb.tx_hash, "both report the one transaction");
+    assert_eq!(f.emulator.calls().len(), 1);
+    assert_eq!(f.emulator.transactions_sent(), 1);
+    assert_eq!(f.balance(f.provider_addr).await, U256::from(2 * USDC));
 }
 
 #[tokio::test]
@@ -178,8 +197,12 @@ async fn failed_execution_is_a_clear_error_and_a_retry_releases_once() {
     assert_eq!(f.status(j).await, StakeStatus::Staked);
     assert_eq!(f.emulator.transactions_sent(), 0);
 
+    // The retry's key replays the failure; the stake is still open, so the settler posts
+    // under the key's next generation, which executes.
     settler.release(j, B256::ZERO).await.unwrap();
     assert_eq!(f.status(j).await, StakeStatus::Released);
+    assert_eq!(f.emulator.replays(), 1);
+    assert_eq!(f.emulator.calls().len(), 2);
     assert_eq!(f.emulator.transactions_sent(), 1);
     assert_eq!(f.balance(f.provider_addr).await, U256::from(USDC));
 }

@@ -18,6 +18,7 @@ mod bounded;
 mod chain_concurrency;
 mod chain_ens;
 mod chain_escrow;
+mod chain_escrow_cli;
 mod chain_fair_escrow;
 mod chain_settlers;
 mod cli;
