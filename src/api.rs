@@ -259,9 +259,10 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         st.ctx.metrics.set_jobs(&counts);
     }
     st.ctx.metrics.set_recv(&st.recv_stats.snapshot());
+    let pending = &st.ctx.endpoint.delivery().reliable.pending;
     st.ctx
         .metrics
-        .set_pending_acks(&st.ctx.endpoint.delivery().reliable.pending);
+        .set_pending_acks(pending.len(), pending.peaks());
     st.ctx
         .metrics
         .axl_restarts

@@ -317,10 +317,10 @@ impl Metrics {
         self.recv_outages.set(c.outages as i64);
     }
 
-    /// Copy the pending-ack table's size and peaks into `edgent_pending_acks`.
-    pub fn set_pending_acks(&self, pending: &crate::mesh::reliable::PendingAcks) {
-        let (peak, peer_peak) = pending.peaks();
-        self.pending_acks.set(pending.len() as i64);
+    /// Copy the pending-ack table's size, its peak, and its peak for any one peer into
+    /// `edgent_pending_acks`, `..._peak` and `..._peer_peak`.
+    pub fn set_pending_acks(&self, len: usize, (peak, peer_peak): (usize, usize)) {
+        self.pending_acks.set(len as i64);
         self.pending_acks_peak.set(peak as i64);
         self.pending_acks_peer_peak.set(peer_peak as i64);
     }
