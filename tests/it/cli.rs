@@ -33,6 +33,17 @@ fn edgent(url: &str, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("edgent output")
 }
 
+/// The command ended with exit code `code` (its output in the message when not).
+fn exits(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -75,13 +86,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     let answer: Value = serde_json::from_str(&lines[0]).unwrap();
@@ -96,13 +101,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     assert_eq!(text(&out.stdout), format!("{want}\n"));
     let err = text(&out.stderr);
     assert!(
@@ -124,13 +123,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let values: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -162,13 +155,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "",
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let answer: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let chat_answer = answer["output"].as_str().unwrap().to_string();
     assert!(!chat_answer.is_empty());
@@ -180,13 +167,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
         "first\n\nsecond\n",
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let turns: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -203,13 +184,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
 
     // status and jobs, at a glance.
     let out = edgent_async(&url, &["status"], "").await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let st = text(&out.stdout);
     let first: Vec<&str> = st
         .lines()
@@ -223,13 +198,7 @@ async fn delegate_streams_chats_answers_json_and_status_and_jobs_read_at_a_glanc
     assert!(st.contains("1 providers"), "{st}");
     assert!(st.contains("payments  off (off)"), "{st}");
     let out = edgent_async(&url, &["jobs", "--limit", "3"], "").await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    exits(&out, 0);
     let table = text(&out.stdout);
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 4, "a header and three jobs:\n{table}");
@@ -264,11 +233,10 @@ async fn each_failure_has_its_exit_code() {
     )
     .await;
     let url = requester.url.clone();
-    let code = |out: &Output| out.status.code();
 
     // No provider serves the model: 3.
     let out = edgent_async(&url, &["delegate", "--model", "nobody-has-this", "hi"], "").await;
-    assert_eq!(code(&out), Some(3), "{}", text(&out.stderr));
+    exits(&out, 3);
     assert!(
         text(&out.stderr).starts_with("edgent: no_provider: "),
         "{}",
@@ -288,21 +256,21 @@ async fn each_failure_has_its_exit_code() {
         "",
     )
     .await;
-    assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
+    exits(&out, 4);
     // The daemon refuses the request as wrong: 6 (with --json, the error on stdout).
     let out = edgent_async(&url, &["delegate", "--model", "", "--json", "hi"], "").await;
-    assert_eq!(code(&out), Some(6), "{}", text(&out.stderr));
+    exits(&out, 6);
     let body: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(body["error"], json!("bad_request"));
     // Nobody listens: 7.
     let closed = format!("http://127.0.0.1:{}", support::free_port());
     let out = edgent_async(&closed, &["delegate", "--model", "tinyllama", "hi"], "").await;
-    assert_eq!(code(&out), Some(7), "{}", text(&out.stderr));
+    exits(&out, 7);
     let out = edgent_async(&closed, &["status"], "").await;
-    assert_eq!(code(&out), Some(7), "{}", text(&out.stderr));
+    exits(&out, 7);
     // A wrong command line: 2 (clap), and a conversation file that is not one: 2.
     let out = edgent_async(&url, &["delegate", "--model", "tinyllama"], "").await;
-    assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
+    exits(&out, 2);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"not\": \"a list\"}").unwrap();
     let out = edgent_async(
@@ -317,7 +285,7 @@ async fn each_failure_has_its_exit_code() {
         "",
     )
     .await;
-    assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
+    exits(&out, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,7 +305,7 @@ async fn a_refused_payment_exits_5() {
         "",
     )
     .await;
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    exits(&out, 5);
     assert!(
         text(&out.stderr).starts_with("edgent: payment_failed: "),
         "{}",
