@@ -104,6 +104,7 @@ impl IntoResponse for ApiError {
 impl From<DelegateError> for ApiError {
     fn from(e: DelegateError) -> Self {
         let mut err = ApiError::coded(e.code(), e.to_string());
+        err.status = StatusCode::from_u16(e.http_status()).unwrap_or(err.status);
         err.retry_after_secs = e.retry_after_secs();
         err.fields = e.fields();
         err

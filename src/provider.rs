@@ -307,26 +307,21 @@ impl Provider {
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
     /// queue bound how many there are).
     async fn reply_error(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        self.send_error(to, task, code, message, false).await
+        self.send_error(to, task_error(task, code, message), false)
+            .await
     }
 
     /// A `task_error` for a task refused before it took a slot or a place in the queue: sent
     /// once, with no ack expected, so a peer that sends tasks fast and never acks takes no
     /// place in the pending-ack table (threat model line 25).
     async fn refuse(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        self.send_error(to, task, code, message, true).await
+        self.send_error(to, task_error(task, code, message), true)
+            .await
     }
 
-    async fn send_error(
-        &self,
-        to: &PeerKey,
-        task: &Task,
-        code: TaskErrorCode,
-        msg: String,
-        once: bool,
-    ) {
-        tracing::warn!(job = %task.job_id, code = code.as_str(), message = %msg, once, "task refused or failed");
-        let msg = task_error(task, code, msg);
+    async fn send_error(&self, to: &PeerKey, err: TaskError, once: bool) {
+        tracing::warn!(job = %err.job_id, code = err.code.as_str(), message = %err.message, once, "task refused or failed");
+        let msg = Message::TaskError(err);
         let endpoint = &self.ctx.endpoint;
         let _ = if once {
             endpoint.send_once(to, &msg).await
@@ -584,12 +579,19 @@ impl Provider {
                 }
             }
             Err(e) => {
-                let code = match e {
-                    InferenceError::ModelUnavailable(_) => TaskErrorCode::ModelUnavailable,
-                    InferenceError::Cancelled => TaskErrorCode::Cancelled,
-                    _ => TaskErrorCode::InferenceFailed,
+                let (code, status) = match &e {
+                    InferenceError::ModelUnavailable(_) => (TaskErrorCode::ModelUnavailable, None),
+                    InferenceError::Cancelled => (TaskErrorCode::Cancelled, None),
+                    InferenceError::Rejected { status, .. } => {
+                        (TaskErrorCode::BadRequest, Some(*status))
+                    }
+                    _ => (TaskErrorCode::InferenceFailed, None),
                 };
-                let message = e.to_string();
+                // A refusal's message is the backend's own, as the agent will see it.
+                let message = match &e {
+                    InferenceError::Rejected { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
                 let m = message.clone();
                 let state = match code {
                     TaskErrorCode::Cancelled => JobState::Cancelled,
@@ -607,7 +609,11 @@ impl Provider {
                     tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
                 }
                 self.payments.provider().decline(&task, &message).await;
-                self.reply_error(&requester, &task, code, message).await;
+                let err = TaskError {
+                    status,
+                    ..task_error(&task, code, message)
+                };
+                self.send_error(&requester, err, false).await;
             }
         }
     }
@@ -634,13 +640,14 @@ impl Provider {
 }
 
 /// The `task_error` answering `task`.
-fn task_error(task: &Task, code: TaskErrorCode, message: String) -> Message {
-    Message::TaskError(TaskError {
+fn task_error(task: &Task, code: TaskErrorCode, message: String) -> TaskError {
+    TaskError {
         job_id: task.job_id,
         code,
         message,
         retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
-    })
+        status: None,
+    }
 }
 
 impl crate::mesh::gossip::OfferSource for Provider {

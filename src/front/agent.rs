@@ -47,6 +47,72 @@ pub struct AgentRequest {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The fields of the request the mesh path cannot carry (`tools`, `images`, ...), by
+    /// name: the local Ollama gets them, the mesh refuses the request naming them
+    /// ([`uncarried`]), never drops them silently.
+    pub uncarried: Vec<String>,
+}
+
+/// Top-level fields the mesh path does not carry, with the values that are the same as
+/// leaving them out (a `false` `raw`, an empty `tools`, `tool_choice: "none"`, `n: 1`).
+const UNCARRIED: [&str; 13] = [
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "images",
+    "suffix",
+    "raw",
+    "template",
+    "context",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "echo",
+];
+
+/// The fields of `obj` (and of its chat messages) that the mesh path cannot carry and
+/// that say something (see [`UNCARRIED`]).
+pub fn uncarried(obj: &Map<String, Value>) -> Vec<String> {
+    let neutral = |key: &str, v: &Value| match (key, v) {
+        (_, Value::Null) | (_, Value::Bool(false)) => true,
+        (_, Value::Array(a)) if a.is_empty() => true,
+        (_, Value::String(s)) if s.is_empty() => true,
+        ("tool_choice", Value::String(s)) => s == "none",
+        ("n", n) => n.as_u64() == Some(1),
+        _ => false,
+    };
+    let mut out: Vec<String> = UNCARRIED
+        .iter()
+        .filter(|k| obj.get(**k).is_some_and(|v| !neutral(k, v)))
+        .map(|k| k.to_string())
+        .collect();
+    for m in obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for key in ["images", "tool_calls", "tool_name", "tool_call_id"] {
+            let field = format!("messages[].{key}");
+            if m.get(key).is_some_and(|v| !neutral(key, v)) && !out.contains(&field) {
+                out.push(field);
+            }
+        }
+        let parts = m
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for p in parts {
+            let kind = p.get("type").and_then(Value::as_str).unwrap_or("text");
+            let field = format!("messages[].content[].{kind}");
+            if kind != "text" && !out.contains(&field) {
+                out.push(field);
+            }
+        }
+    }
+    out
 }
 
 fn bad(msg: impl Into<String>) -> String {
@@ -70,6 +136,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("stream must be true or false")),
     };
+    let uncarried = uncarried(obj);
     let include_usage = obj
         .get("stream_options")
         .and_then(|s| s.get("include_usage"))
@@ -82,9 +149,14 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
     };
     if api.openai() {
         openai_options(obj, &mut options);
-    } else if let Some(f) = obj.get("format").filter(|f| !f.is_null()) {
-        // Ollama's `format` travels with the options; the provider's backend applies it.
-        options.insert("format".into(), f.clone());
+    } else {
+        // Ollama's `format` and `think` travel with the options; the provider's backend
+        // sends them as Ollama's top-level fields.
+        for key in ["format", "think"] {
+            if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+                options.insert(key.into(), v.clone());
+            }
+        }
     }
     let (prompt, messages) = match api {
         Api::OllamaGenerate | Api::OpenAiCompletion => {
@@ -130,6 +202,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
         },
         stream,
         include_usage,
+        uncarried,
     })
 }
 
@@ -222,5 +295,46 @@ mod tests {
         assert!(parse(Api::OllamaChat, br#"{"model":"m"}"#).is_err());
         assert!(parse(Api::OllamaGenerate, br#"{"prompt":"x"}"#).is_err());
         assert!(parse(Api::OllamaGenerate, b"nope").is_err());
+    }
+
+    #[test]
+    fn what_the_mesh_cannot_carry_is_named_and_neutral_values_are_not() {
+        let tools = parse(
+            Api::OllamaChat,
+            br#"{"model":"m","tools":[{"type":"function"}],"messages":[
+                {"role":"user","content":"hi","images":["aGk="]},
+                {"role":"assistant","content":"","tool_calls":[{"function":{"name":"f"}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            tools.uncarried,
+            ["tools", "messages[].images", "messages[].tool_calls"]
+        );
+        let parts = parse(
+            Api::OpenAiChat,
+            br#"{"model":"m","n":2,"messages":[{"role":"user","content":[
+                {"type":"text","text":"what is this"},
+                {"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parts.uncarried, ["n", "messages[].content[].image_url"]);
+        assert_eq!(parts.request.messages.unwrap()[0].content, "what is this");
+        let neutral = parse(
+            Api::OpenAiChat,
+            br#"{"model":"m","n":1,"tools":[],"tool_choice":"none","logprobs":false,
+                "messages":[{"role":"user","content":"hi","images":null}]}"#,
+        )
+        .unwrap();
+        assert!(neutral.uncarried.is_empty(), "{:?}", neutral.uncarried);
+        // `format` and `think` travel, in the options, to the provider's backend.
+        let think = parse(
+            Api::OllamaGenerate,
+            br#"{"model":"m","prompt":"hi","think":true,"format":"json","keep_alive":"5m"}"#,
+        )
+        .unwrap();
+        assert!(think.uncarried.is_empty());
+        let options = think.request.options.unwrap();
+        assert_eq!(options["think"], Value::Bool(true));
+        assert_eq!(options["format"], Value::from("json"));
     }
 }

@@ -147,6 +147,16 @@ fn api_error(api: Api, status: StatusCode, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A delegation's failure in the API's own shape: a provider's backend refusal with its
+/// own status and message, as the agent's own Ollama would have answered it.
+fn mesh_error(api: Api, e: &crate::request::DelegateError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match e {
+        crate::request::DelegateError::Rejected { message, .. } => api_error(api, status, message),
+        other => api_error(api, status, &other.to_string()),
+    }
+}
+
 /// One generation request: local first, the mesh when it must (and, for a caller without
 /// the API token, only while it is unpaid).
 async fn generation(
@@ -185,6 +195,17 @@ async fn generation(
             Local::Offload { why, status, body } => Some((why, status, body)),
         }
     };
+    if !req.uncarried.is_empty() {
+        let fields = req.uncarried.join(", ");
+        let local = why
+            .as_ref()
+            .map(|(w, _, _)| format!(" (the local Ollama: {})", w.message()))
+            .unwrap_or_default();
+        tracing::warn!(model = %req.request.model, %fields, "refused: the mesh cannot carry these fields");
+        let msg =
+            format!("the mesh cannot carry {fields} yet; send the request without them{local}");
+        return api_error(api, StatusCode::BAD_REQUEST, &msg);
+    }
     if let Some((why, _, _)) = &why {
         tracing::info!(model = %req.request.model, reason = why.as_str(), local = %why.message(), "sending the request to the mesh");
     }
@@ -203,12 +224,7 @@ async fn generation(
         Ok(ans) => mesh_response(api, &req, ans).await,
         Err(e) => match why {
             Some((why, status, body)) => local_failure(api, &why, status, body, Some(&e)),
-            None => api_error(
-                api,
-                StatusCode::from_u16(e.code().http_status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &e.to_string(),
-            ),
+            None => mesh_error(api, &e),
         },
     }
 }
@@ -259,6 +275,14 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
     let model = req.request.model.clone();
     let id = openai::answer_id(api, &job_hex);
     let (ct, body) = if req.stream {
+        // Headers wait for the first event, as Ollama's do: a failure before any text (a
+        // provider's backend refusing the request) is answered with its own status.
+        let first = match events.next().await {
+            Some(MeshEvent::Failed(e)) => return mesh_error(api, &e),
+            Some(ev) => Some(ev),
+            None => None,
+        };
+        let events = futures_util::stream::iter(first).chain(events);
         let include_usage = req.include_usage;
         let stream = events.map(move |ev| -> Result<Bytes, std::convert::Infallible> {
             let bytes: Vec<u8> = match (api.openai(), ev) {
@@ -307,13 +331,7 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
         }
         let r = match last {
             Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                return api_error(
-                    api,
-                    StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY),
-                    &e.to_string(),
-                )
-            }
+            Some(Err(e)) => return mesh_error(api, &e),
             None => {
                 return api_error(
                     api,

@@ -26,8 +26,8 @@ pub struct GenerateRequest {
     pub model: String,
     /// The prompt.
     pub prompt: String,
-    /// Backend options, passed through (Ollama's `options`; a `format` key is sent as
-    /// Ollama's top-level `format`).
+    /// Backend options, passed through (Ollama's `options`; the `format` and `think` keys
+    /// are sent as Ollama's top-level fields).
     pub options: Option<Map<String, Value>>,
     /// A chat instead of a prompt: the conversation, through the backend's chat API.
     pub messages: Option<Vec<ChatMessage>>,
@@ -56,12 +56,57 @@ pub enum InferenceError {
     /// The backend answered with an error.
     #[error("backend error: {0}")]
     Backend(String),
+    /// The backend refused the request itself (an HTTP 4xx other than 404, e.g. Ollama's
+    /// 400 for a model that does not support tools): the same request fails anywhere, so
+    /// the agent gets this status and message at once.
+    #[error("the backend refused the request: HTTP {status}: {message}")]
+    Rejected {
+        /// The backend's HTTP status (400-499).
+        status: u16,
+        /// The backend's error message.
+        message: String,
+    },
     /// The backend's answer could not be understood.
     #[error("bad backend response: {0}")]
     BadResponse(String),
     /// The requester cancelled the job; the backend request was dropped.
     #[error("cancelled by the requester")]
     Cancelled,
+}
+
+impl InferenceError {
+    /// The error for a backend's non-success HTTP answer to a generation: 404 is a
+    /// missing model, another 4xx the request's fault ([`InferenceError::Rejected`]),
+    /// anything else the backend's.
+    pub fn from_status(status: reqwest::StatusCode, message: String) -> Self {
+        match status.as_u16() {
+            404 => InferenceError::ModelUnavailable(message),
+            s @ 400..=499 => InferenceError::Rejected { status: s, message },
+            _ => InferenceError::Backend(format!("HTTP {status}: {message}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn a_4xx_is_the_requests_fault_a_404_a_missing_model_a_5xx_the_backends() {
+        let e = InferenceError::from_status(StatusCode::BAD_REQUEST, "no tools".into());
+        assert!(
+            matches!(e, InferenceError::Rejected { status: 400, ref message } if message == "no tools")
+        );
+        assert!(matches!(
+            InferenceError::from_status(StatusCode::NOT_FOUND, "x".into()),
+            InferenceError::ModelUnavailable(_)
+        ));
+        assert!(matches!(
+            InferenceError::from_status(StatusCode::INTERNAL_SERVER_ERROR, "oom".into()),
+            InferenceError::Backend(_)
+        ));
+    }
 }
 
 /// Something that runs a model.

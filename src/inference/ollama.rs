@@ -107,6 +107,10 @@ fn error_text(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(300).collect())
 }
 
+/// Keys of a request's options that Ollama takes as top-level fields of the generation
+/// request, not in `options`.
+const TOP_LEVEL_OPTIONS: [&str; 2] = ["format", "think"];
+
 impl OllamaBackend {
     async fn tags(&self) -> Result<Vec<TagModel>, InferenceError> {
         self.get_tags("/api/tags").await
@@ -198,8 +202,10 @@ impl Backend for OllamaBackend {
         };
         if let Some(opts) = &req.options {
             let mut opts = opts.clone();
-            if let Some(format) = opts.remove("format") {
-                body["format"] = format;
+            for key in TOP_LEVEL_OPTIONS {
+                if let Some(v) = opts.remove(key) {
+                    body[key] = v;
+                }
             }
             body["options"] = Value::Object(opts);
         }
@@ -214,11 +220,7 @@ impl Backend for OllamaBackend {
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             let msg = error_text(&text);
-            return Err(if status.as_u16() == 404 {
-                InferenceError::ModelUnavailable(msg)
-            } else {
-                InferenceError::Backend(format!("HTTP {status}: {msg}"))
-            });
+            return Err(InferenceError::from_status(status, msg));
         }
         super::fold_lines(resp, "stream ended before Ollama said done", |line, out| {
             apply_line(line, out, deltas)

@@ -187,11 +187,7 @@ impl Backend for OpenAiBackend {
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             let msg = super::error_text(text.as_bytes());
-            return Err(if status.as_u16() == 404 {
-                InferenceError::ModelUnavailable(msg)
-            } else {
-                InferenceError::Backend(format!("HTTP {status}: {msg}"))
-            });
+            return Err(InferenceError::from_status(status, msg));
         }
         super::fold_lines(resp, "stream ended before data: [DONE]", |line, out| {
             apply_event(line, chat, out, deltas)

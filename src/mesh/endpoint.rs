@@ -288,6 +288,7 @@ mod tests {
             code: TaskErrorCode::Busy,
             message: "full".into(),
             retry_after_ms: None,
+            status: None,
         })
     }
 

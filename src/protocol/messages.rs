@@ -318,6 +318,10 @@ pub struct TaskError {
     pub message: String,
     /// With `busy`: when to ask again, milliseconds (the provider's queue is full).
     pub retry_after_ms: Option<u64>,
+    /// With `bad_request` from the provider's backend: the HTTP status it answered
+    /// (400-499), which the requester's agent gets as it is.
+    #[serde(default)]
+    pub status: Option<u16>,
 }
 
 /// either side -> the sender of a reliable message: it arrived (see [`super::Envelope`]).

@@ -98,6 +98,14 @@ pub(crate) fn samples() -> Vec<Message> {
             code: TaskErrorCode::Busy,
             message: "at capacity".into(),
             retry_after_ms: Some(2000),
+            status: None,
+        }),
+        Message::TaskError(TaskError {
+            job_id: job,
+            code: TaskErrorCode::BadRequest,
+            message: "model does not support tools".into(),
+            retry_after_ms: None,
+            status: Some(400),
         }),
         Message::PaymentRequest(Box::new(PaymentRequest {
             job_id: job,

@@ -22,6 +22,9 @@ pub fn error_body(
     body
 }
 
+/// The most of a backend's refusal message (from the mesh) that reaches the agent.
+pub const REJECTION_MAX_CHARS: usize = 2_000;
+
 /// Why a delegation failed, by what the agent can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DelegateError {
@@ -38,6 +41,16 @@ pub enum DelegateError {
         /// The provider's error code.
         code: TaskErrorCode,
         /// Its message.
+        message: String,
+    },
+    /// The provider's backend refused the request itself, with this 4xx status (a 400
+    /// from the provider's Ollama is a 400 to the agent): another provider would refuse
+    /// it too, so none is tried.
+    #[error("the provider's backend refused the request (HTTP {status}): {message}")]
+    Rejected {
+        /// The backend's HTTP status, 400-499.
+        status: u16,
+        /// The backend's message, cut to [`REJECTION_MAX_CHARS`].
         message: String,
     },
     /// The deadline passed (504).
@@ -68,7 +81,7 @@ impl DelegateError {
     /// Its code in the API's table.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DelegateError::BadInput(_) => ErrorCode::BadRequest,
+            DelegateError::BadInput(_) | DelegateError::Rejected { .. } => ErrorCode::BadRequest,
             DelegateError::NoProvider(_) => ErrorCode::NoProvider,
             DelegateError::ProviderFailed { .. } => ErrorCode::ProviderFailed,
             DelegateError::Deadline(_) => ErrorCode::Deadline,
@@ -78,6 +91,31 @@ impl DelegateError {
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,
             DelegateError::Unauthorized(_) => ErrorCode::Unauthorized,
+        }
+    }
+
+    /// The HTTP status the agent gets: a backend's refusal keeps its own 4xx, every other
+    /// error its code's ([`ErrorCode::http_status`]).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            DelegateError::Rejected { status, .. } => *status,
+            other => other.code().http_status(),
+        }
+    }
+
+    /// The error for a provider's `task_error`: a `bad_request` that carries its backend's
+    /// 4xx status is [`DelegateError::Rejected`] (message cut to
+    /// [`REJECTION_MAX_CHARS`]: it came from the mesh), anything else
+    /// [`DelegateError::ProviderFailed`].
+    pub fn from_task_error(code: TaskErrorCode, status: Option<u16>, message: String) -> Self {
+        match status {
+            Some(status @ 400..=499) if code == TaskErrorCode::BadRequest => {
+                DelegateError::Rejected {
+                    status,
+                    message: message.chars().take(REJECTION_MAX_CHARS).collect(),
+                }
+            }
+            _ => DelegateError::ProviderFailed { code, message },
         }
     }
 
@@ -106,6 +144,7 @@ impl DelegateError {
     pub fn job_error_code(&self) -> JobErrorCode {
         match self {
             DelegateError::ProviderFailed { code, .. } => JobErrorCode::Provider(*code),
+            DelegateError::Rejected { .. } => JobErrorCode::Provider(TaskErrorCode::BadRequest),
             other => JobErrorCode::Api(other.code()),
         }
     }
@@ -213,6 +252,30 @@ mod tests {
         };
         assert_eq!(busy.code().as_str(), "provider_failed");
         assert_eq!(busy.job_error_code().as_str(), "busy");
+    }
+
+    #[test]
+    fn a_backends_refusal_keeps_its_status_and_a_cut_message() {
+        let long = "x".repeat(REJECTION_MAX_CHARS + 50);
+        let e = DelegateError::from_task_error(TaskErrorCode::BadRequest, Some(422), long);
+        assert_eq!(e.http_status(), 422);
+        assert_eq!(e.code().as_str(), "bad_request");
+        assert_eq!(e.job_error_code().as_str(), "bad_request");
+        match &e {
+            DelegateError::Rejected { message, .. } => {
+                assert_eq!(message.len(), REJECTION_MAX_CHARS)
+            }
+            other => panic!("{other:?}"),
+        }
+        // A status out of 4xx, or on another code, is not taken from the mesh.
+        for (code, status) in [
+            (TaskErrorCode::BadRequest, Some(500)),
+            (TaskErrorCode::BadRequest, None),
+            (TaskErrorCode::InferenceFailed, Some(400)),
+        ] {
+            let e = DelegateError::from_task_error(code, status, "m".into());
+            assert_eq!(e.http_status(), 502, "{code:?} {status:?}");
+        }
     }
 
     #[test]

@@ -353,10 +353,7 @@ impl Requester {
                     } else {
                         all_busy = false;
                     }
-                    Some(DelegateError::ProviderFailed {
-                        code: e.code,
-                        message: e.message,
-                    })
+                    Some(DelegateError::from_task_error(e.code, e.status, e.message))
                 }
                 AttemptEnd::Dead => {
                     all_busy = false;

@@ -36,6 +36,7 @@ mod hub_and_spoke;
 mod layers;
 mod local_side;
 mod mcp;
+mod mesh_api;
 mod metrics;
 mod paid_failover;
 mod paid_flood;
