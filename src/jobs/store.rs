@@ -361,9 +361,8 @@ impl JobStore {
         let conn = self.lock();
         let cursor: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM jobs", [], |r| r.get(0))?;
-        let mut stmt = conn.prepare(
-            "SELECT record FROM jobs WHERE seq > ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT record FROM jobs WHERE seq > ?1 ORDER BY seq DESC LIMIT ?2")?;
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         // One more than asked, to tell whether some were left out.
         let rows = stmt.query_map(params![since, limit as i64 + 1], |r| r.get::<_, String>(0))?;

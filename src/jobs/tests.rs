@@ -381,7 +381,9 @@ fn a_database_from_before_payments_is_migrated() {
     let first = store.changed_since(0, 10).unwrap();
     assert_eq!(first.jobs.len(), 1);
     assert_eq!(first.cursor, 1);
-    store.update(&id, Side::Provider, |r| r.model = "n".into()).unwrap();
+    store
+        .update(&id, Side::Provider, |r| r.model = "n".into())
+        .unwrap();
     let next = store.changed_since(first.cursor, 10).unwrap();
     assert_eq!(next.jobs.len(), 1);
     assert_eq!(next.jobs[0].model, "n");
@@ -466,7 +468,10 @@ fn stored_errors_carry_no_url_secrets() {
 fn a_cursor_gives_exactly_the_jobs_written_after_it() {
     let store = JobStore::in_memory().unwrap();
     let empty = store.changed_since(0, 10).unwrap();
-    assert_eq!((empty.jobs.len(), empty.cursor, empty.truncated), (0, 0, false));
+    assert_eq!(
+        (empty.jobs.len(), empty.cursor, empty.truncated),
+        (0, 0, false)
+    );
     let ids: Vec<JobId> = (0..3).map(|_| JobId::new()).collect();
     for id in &ids {
         store

@@ -212,12 +212,12 @@ function watchProblems(page) {
   return problems;
 }
 
-/** A screenshot of the element `sel` (or the page) under SHOTS. */
-async function shot(page, name, sel) {
+/** A screenshot of the element `sel` (or the page, or what the screen shows) under SHOTS. */
+async function shot(page, name, sel, fullPage = true) {
   mkdirSync(SHOTS, { recursive: true });
   const path = join(SHOTS, name);
   if (sel) await page.locator(sel).screenshot({ path });
-  else await page.screenshot({ path, fullPage: true });
+  else await page.screenshot({ path, fullPage });
   return path;
 }
 
@@ -237,16 +237,20 @@ async function until(page, fn, arg, what) {
   }
 }
 
-test("the dashboard draws a four-node mesh with local, mesh and failed-over requests, on a desk and on a phone", { timeout: 180_000 }, async () => {
+test("the dashboard draws a five-node mesh with local, mesh and failed-over requests, on a desk and on a phone", { timeout: 180_000 }, async () => {
   assert.ok(
     existsSync(EDGENT),
     `${EDGENT} is missing: build it first (cargo build, or cargo test, which scripts/test.sh runs before this test)`,
   );
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
 
-  // Node 0 the hub (the requester), node 1 a sub-hub (the good provider), node 2 a spoke
-  // of the hub (the flaky provider), node 3 a spoke of the sub-hub (an AXL node alone).
-  const mesh = await startMesh(4, ["--parents", "0,0,1"]);
+  // A peering tree: node 0 the hub (the good provider), node 1 a sub-hub (an AXL node
+  // alone), node 2 a spoke of the hub (the flaky provider; with these keys, the root of
+  // AXL's spanning tree), node 3 a spoke of the sub-hub (the requester), node 4 a spoke of
+  // the requester (an AXL node alone, which leaves and comes back). The requester peers
+  // with 1 and 4 and sees 0 and 2 through the spanning tree.
+  const mesh = await startMesh(5, ["--parents", "0,0,1,3"]);
+  const [HUB, SUB, FLAKY, ME, PHONE] = mesh.map((n) => n.id);
   const localOllama = await fakeOllama([LOCAL_MODEL], () => [
     { model: LOCAL_MODEL, response: "hello ", done: false },
     { model: LOCAL_MODEL, response: "from here", done: false },
@@ -254,7 +258,7 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
   ]);
   const brokenOllama = await fakeOllama([DEMO_MODEL], () => ({ status: 500, error: "CUDA error: an illegal memory access" }));
   const provider = await startDaemon("provider", {
-    AXL_API_URL: mesh[1].url,
+    AXL_API_URL: mesh[0].url,
     EDGENT_ROLE: "provider",
     EDGENT_ENS_NAME: PROVIDER_ENS,
     INFERENCE_BACKEND: "demo",
@@ -267,7 +271,7 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
     OLLAMA_URL: brokenOllama,
   });
   const requester = await startDaemon("requester", {
-    AXL_API_URL: mesh[0].url,
+    AXL_API_URL: mesh[3].url,
     EDGENT_ROLE: "requester",
     EDGENT_ENS_NAME: REQUESTER_ENS,
     EDGENT_API_TOKEN: API_TOKEN,
@@ -304,7 +308,7 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
     assert.equal(resp.status, 200, JSON.stringify(failedOver));
     assert.deepEqual(
       failedOver.attempts.map((a) => [a.provider, a.outcome]),
-      [[mesh[2].id, "inference_failed"], [mesh[1].id, "completed"]],
+      [[FLAKY, "inference_failed"], [HUB, "completed"]],
     );
     // 2. Through the front door, streamed: the local Ollama does not have the model, so it
     // goes to the mesh (the good provider now ranks first).
@@ -349,28 +353,35 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
     assert.deepEqual(streamed.cells.slice(1, 6), ["mesh", "completed", PROVIDER_ENS, DEMO_MODEL, `1: 1. ${PROVIDER_ENS} completed`]);
     assert.match(streamed.cells[7], /^\d+(\.\d+)? m?s \/ \d+(\.\d+)? m?s$/);
 
-    // The mesh: this node, its two direct peers, the spoke behind the sub-hub, who serves
-    // what (the flaky provider's model loaded, with its price), and the failed-over path.
-    await until(page, (id) => !!document.querySelector(`#mesh g.node[data-node-id="${id}"]`), mesh[3].id, "node 3 in the mesh");
+    // The mesh: this node, its two direct peers, the hub and the root behind the sub-hub,
+    // who serves what (the flaky provider's model loaded, with its price), and the
+    // failed-over path.
+    await until(page, (n) => document.querySelectorAll("#mesh g.node").length === n, 5, "five nodes");
     const drawn = await page.$$eval("#mesh g.node", (gs) => gs.map((g) => ({
       id: g.dataset.nodeId, kind: g.dataset.kind, up: g.dataset.up,
       name: g.querySelector("text.name").textContent,
       offers: [...g.querySelectorAll("text.offer")].map((t) => [t.dataset.model, t.dataset.loaded, t.textContent]),
     })));
     const byId = new Map(drawn.map((n) => [n.id, n]));
-    assert.equal(drawn.length, 4, JSON.stringify(drawn));
-    assert.deepEqual([byId.get(mesh[0].id).kind, byId.get(mesh[0].id).name], ["self", REQUESTER_ENS]);
-    assert.deepEqual([byId.get(mesh[1].id).kind, byId.get(mesh[1].id).name], ["peer", PROVIDER_ENS]);
-    assert.deepEqual([byId.get(mesh[2].id).kind, byId.get(mesh[2].id).name], ["peer", FLAKY_ENS]);
-    assert.equal(byId.get(mesh[3].id).kind, "tree");
-    assert.deepEqual(byId.get(mesh[2].id).offers, [[DEMO_MODEL, "true", `◆ ${DEMO_MODEL} · 0.01 USDC`]]);
-    assert.deepEqual(byId.get(mesh[1].id).offers.map((o) => o.slice(0, 2)), [[DEMO_MODEL, "false"]]);
-    const edges = await page.$$eval("#mesh line.edge", (ls) => ls.map((l) => [l.dataset.kind, l.dataset.from, l.dataset.to]));
-    assert.ok(edges.some((e) => e[0] === "peer" && e[1] === mesh[0].id && e[2] === mesh[1].id), JSON.stringify(edges));
-    assert.ok(edges.some((e) => e[0] === "peer" && e[1] === mesh[0].id && e[2] === mesh[2].id), JSON.stringify(edges));
-    assert.ok(edges.some((e) => e[0] === "tree" && e[1] === mesh[1].id && e[2] === mesh[3].id), JSON.stringify(edges));
+    assert.equal(drawn.length, 5, JSON.stringify(drawn));
+    const short = (id) => id.slice(0, 10) + "…";
+    assert.deepEqual([byId.get(ME).kind, byId.get(ME).name, byId.get(ME).up], ["self", REQUESTER_ENS, "true"]);
+    assert.deepEqual([byId.get(SUB).kind, byId.get(SUB).name, byId.get(SUB).up], ["peer", short(SUB), "true"]);
+    assert.deepEqual([byId.get(PHONE).kind, byId.get(PHONE).name, byId.get(PHONE).up], ["peer", short(PHONE), "true"]);
+    assert.deepEqual([byId.get(HUB).kind, byId.get(HUB).name], ["tree", PROVIDER_ENS]);
+    assert.deepEqual([byId.get(FLAKY).kind, byId.get(FLAKY).name], ["tree", FLAKY_ENS]);
+    assert.deepEqual(byId.get(FLAKY).offers, [[DEMO_MODEL, "true", `◆ ${DEMO_MODEL} · 0.01 USDC`]]);
+    assert.deepEqual(byId.get(HUB).offers.map((o) => o.slice(0, 2)), [[DEMO_MODEL, "false"]]);
+    assert.deepEqual(byId.get(SUB).offers, []);
+    const edges = await page.$$eval("#mesh line.edge", (ls) => ls.map((l) => [l.dataset.kind, l.dataset.from, l.dataset.to]).sort());
+    assert.deepEqual(edges, [
+      ["peer", ME, PHONE],
+      ["peer", ME, SUB],
+      ["tree", FLAKY, HUB],
+      ["tree", HUB, SUB],
+    ].sort());
     const path = await page.$$eval("#mesh path.attempt", (ps) => ps.map((p) => [p.dataset.step, p.dataset.to, p.dataset.outcome]));
-    assert.deepEqual(path, [["1", mesh[2].id, "inference_failed"], ["2", mesh[1].id, "completed"]]);
+    assert.deepEqual(path, [["1", FLAKY, "inference_failed"], ["2", HUB, "completed"]]);
 
     // Latency: two local points and two mesh points, each with its first token.
     const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => [c.dataset.jobId, c.dataset.kind, Number(c.dataset.ms)]));
@@ -382,13 +393,13 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
 
     // Trust: the flaky provider with its failure, the good one with its two deliveries.
     const trust = await rows(page, "trust");
-    const bad = trust.find((r) => r.nodeId === mesh[2].id);
-    const good = trust.find((r) => r.nodeId === mesh[1].id);
+    const bad = trust.find((r) => r.nodeId === FLAKY);
+    const good = trust.find((r) => r.nodeId === HUB);
     assert.ok(bad && good, JSON.stringify(trust));
     assert.deepEqual(bad.cells.slice(0, 3), [FLAKY_ENS, "0.50", "0 delivered · 1 failed · 0 disputed"]);
     assert.match(bad.cells[3], /1 failure lower its success rate · .*edgent-demo loaded · price 0\.01 USDC/);
     assert.deepEqual(good.cells.slice(0, 3), [PROVIDER_ENS, "1.00", "2 delivered · 0 failed · 0 disputed"]);
-    assert.deepEqual(trust.map((r) => r.nodeId), [mesh[1].id, mesh[2].id], "the better score first");
+    assert.deepEqual(trust.map((r) => r.nodeId), [HUB, FLAKY], "the better score first");
     assert.match(await page.locator("#spotchecks").textContent(), /Spot-check results go here/);
 
     // Money, unpaid: no wallet, nothing spent or earned, nothing staked.
@@ -405,22 +416,25 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
 
     console.log(`screenshots: ${await shot(page, "dashboard-desktop.png")}`);
     await shot(page, "mesh.png", "#mesh-section");
-    await shot(page, "latency-money.png", "#latency-section");
-    await shot(page, "trust-requests.png", "#trust-section");
+    await shot(page, "latency.png", "#latency-section");
+    await shot(page, "trust.png", "#trust-section");
 
-    // Live: the spoke behind the sub-hub leaves, and comes back.
+    // Live: the requester's spoke leaves (its link drawn down), and comes back.
     const sim = async (what) => {
-      const r = await fetch(`${mesh[0].url}/sim/${what}/3`, { method: "POST" });
+      const r = await fetch(`${mesh[0].url}/sim/${what}/4`, { method: "POST" });
       assert.ok(r.ok, `sim ${what}: ${r.status} ${await r.text()}`);
     };
+    const phoneUp = (up) => until(page, ([id, want]) => document.querySelector(`#mesh g.node[data-node-id="${id}"]`)?.dataset.up === want
+      && document.querySelector(`#mesh line.edge[data-to="${id}"]`)?.getAttribute("stroke-dasharray") === (want === "true" ? null : "4 4"), [PHONE, up], `node 4 ${up === "true" ? "up" : "down"}`);
     await sim("kill");
-    await until(page, (id) => !document.querySelector(`#mesh g.node[data-node-id="${id}"]`), mesh[3].id, "node 3 gone");
+    await phoneUp("false");
+    await shot(page, "mesh-node-left.png", "#mesh-section");
     await sim("restart");
-    await until(page, (id) => !!document.querySelector(`#mesh g.node[data-node-id="${id}"]`), mesh[3].id, "node 3 back");
+    await phoneUp("true");
 
     // A phone: one column, the tables as stacked cards, nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.waitForResponse((r) => r.url().includes("/jobs?since="), { timeout: UI_TIMEOUT_MS });
+    await until(page, () => document.getElementById("mesh").getAttribute("viewBox") === "0 0 360 560", null, "the mesh drawn for a phone");
     const narrow = await page.evaluate(() => ({
       page: document.documentElement.scrollWidth,
       mesh: document.getElementById("mesh").getBoundingClientRect().width,
@@ -431,7 +445,10 @@ test("the dashboard draws a four-node mesh with local, mesh and failed-over requ
     assert.ok(narrow.mesh <= 390 && narrow.mesh > 300, `the mesh picture is ${narrow.mesh} px wide`);
     assert.equal(narrow.thead, "none");
     assert.equal(narrow.cell, "block");
-    await shot(page, "dashboard-phone.png");
+    await page.locator("#mesh-section").scrollIntoViewIfNeeded();
+    await shot(page, "dashboard-phone.png", null, false);
+    await page.locator("#jobs").scrollIntoViewIfNeeded();
+    await shot(page, "requests-phone.png", null, false);
 
     assert.match(await page.locator("#conn").textContent(), /live/);
     assert.deepEqual(problems, [], "the page logged errors or failed requests");
@@ -503,8 +520,8 @@ test("the paid demo's dashboard links the job to its release and draws the money
     const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => [c.dataset.jobId, c.dataset.kind]));
     assert.deepEqual(points, [[jobId, "mesh"]]);
 
-    await shot(page, "paid-money-phases.png", "main > .cards:nth-of-type(2)");
-    await shot(page, "paid-requests.png", "#jobs");
+    await shot(page, "paid-money-phases.png", "#charts");
+    await shot(page, "paid-requests.png", "#requests-section");
     assert.deepEqual(problems, []);
   } finally {
     await context.close();
