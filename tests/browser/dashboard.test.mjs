@@ -38,7 +38,9 @@ const EDGENT = join(ROOT, "target/debug/edgent");
 const CHROMIUM = "/usr/bin/chromium";
 const REQUESTER_ENS = "jetson-orin.edgent.eth";
 const PROVIDER_ENS = "dell-g15.edgent.eth";
-const FLAKY_ENS = "flaky-gpu.edgent.eth";
+// A peer's name is whatever its ad says: this one is HTML that would run if the page ever
+// parsed a peer string as HTML (the test checks it shows as text and never runs).
+const FLAKY_ENS = "<img/src=x/onerror=window.pwned=1>flaky.edgent.eth";
 const DEMO_MODEL = "edgent-demo";
 const LOCAL_MODEL = "tiny-local:latest";
 const SHOTS = process.env.EDGENT_DASHBOARD_SCREENSHOTS || join(ROOT, "target/dashboard-screenshots");
@@ -451,6 +453,9 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     await shot(page, "requests-phone.png", null, false);
 
     assert.match(await page.locator("#conn").textContent(), /live/);
+    // The hostile name stayed text: no element came of it, nothing ran.
+    assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
     assert.deepEqual(problems, [], "the page logged errors or failed requests");
   } finally {
     await context.close();
