@@ -1,6 +1,7 @@
 //! The HTTP API and the dashboard.
 //!
-//! `POST /delegate`, `GET /status`, `GET /jobs?limit=`, `GET /metrics`, `GET /healthz`,
+//! `POST /delegate`, `GET /status`, `GET /jobs?limit=` (and `?since=<cursor>`: only the
+//! jobs written since, with the next cursor), `GET /metrics`, `GET /healthz`,
 //! and `GET /` (the dashboard, `dashboard/index.html`, embedded in the binary). Handlers
 //! are thin: they call into the requester and the job store. Every error is JSON
 //! `{error, detail}` with a status that says what kind of failure it was.
@@ -163,6 +164,9 @@ struct PeerView {
     ens: Option<String>,
     up: bool,
     direct: bool,
+    /// Its parent in the spanning tree (the hub it hangs off), when the tree says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
     models: Vec<String>,
 }
 
@@ -170,6 +174,14 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let ctx = &st.ctx;
     let (peers, axl_error) = match ctx.endpoint.topology().await {
         Ok(t) => {
+            let parent = |k: &PeerKey| {
+                t.tree
+                    .iter()
+                    .find(|e| PeerKey::from_hex(&e.public_key).is_ok_and(|p| p == *k))
+                    .and_then(|e| PeerKey::from_hex(&e.parent).ok())
+                    .filter(|p| p != k)
+                    .map(|p| p.to_hex())
+            };
             let mut out: Vec<PeerView> = Vec::new();
             for p in &t.peers {
                 if let Ok(k) = PeerKey::from_hex(&p.public_key) {
@@ -179,6 +191,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
                         ens: seen.as_ref().and_then(|s| s.ens.clone()),
                         up: p.up,
                         direct: true,
+                        parent: parent(&k),
                         models: seen.map(|s| s.models).unwrap_or_default(),
                     });
                 }
@@ -191,6 +204,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
                         ens: seen.as_ref().and_then(|s| s.ens.clone()),
                         up: true,
                         direct: false,
+                        parent: parent(&k),
                         models: seen.map(|s| s.models).unwrap_or_default(),
                     });
                 }
@@ -240,19 +254,40 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
 #[derive(Debug, Deserialize)]
 struct JobsQuery {
     limit: Option<usize>,
+    /// A cursor from an earlier `?since=` answer (0: from the start).
+    since: Option<u64>,
 }
 
+/// `/jobs?since=`: the jobs written after the cursor, and the cursor to ask from next.
+#[derive(Debug, Serialize)]
+struct JobsSince {
+    jobs: Vec<JobRecord>,
+    cursor: u64,
+    truncated: bool,
+}
+
+/// `GET /jobs?limit=N`: the newest jobs, as an array. With `since=<cursor>`: an object
+/// with only the jobs written after the cursor (latest change first), the next cursor,
+/// and whether more than `limit` changed (the earliest changes left out).
 async fn jobs(
     State(st): State<Arc<AppState>>,
     q: Result<Query<JobsQuery>, QueryRejection>,
-) -> Result<Json<Vec<JobRecord>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::coded(ErrorCode::BadRequest, e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    st.ctx
-        .jobs
-        .list(limit)
-        .map(Json)
-        .map_err(|e| ApiError::coded(ErrorCode::Internal, e.to_string()))
+    let internal = |e: crate::jobs::JobError| ApiError::coded(ErrorCode::Internal, e.to_string());
+    match q.since {
+        None => Ok(Json(st.ctx.jobs.list(limit).map_err(internal)?).into_response()),
+        Some(since) => {
+            let c = st.ctx.jobs.changed_since(since, limit).map_err(internal)?;
+            Ok(Json(JobsSince {
+                jobs: c.jobs,
+                cursor: c.cursor,
+                truncated: c.truncated,
+            })
+            .into_response())
+        }
+    }
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

@@ -23,7 +23,7 @@
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend).
 //! - [`jobs`]: job records, their state machine and payment states, the attempts and error
-//!   codes they record, persisted in SQLite.
+//!   codes they record, persisted in SQLite with a change cursor (`/jobs?since=`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
 //!   bounded sends, acks and resends, the topology), the peer book, discovery
@@ -51,7 +51,8 @@
 //! - [`cli`]: the command line's client side: `edgent delegate` (streamed, a chat, JSON),
 //!   `status` and `jobs` for a terminal, and their exit codes.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
-//!   first and the mesh on out-of-memory (pinned to the local model's digest).
+//!   first and the mesh on out-of-memory (pinned to the local model's digest); what the
+//!   local Ollama answers is recorded as a `local` job.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.

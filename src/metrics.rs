@@ -292,7 +292,7 @@ impl Metrics {
 
     /// Set the job gauges from the store's counts.
     pub fn set_jobs(&self, counts: &[(Side, JobState, u64)]) {
-        for side in [Side::Requester, Side::Provider] {
+        for side in [Side::Requester, Side::Provider, Side::Local] {
             for state in JobState::ALL {
                 let n = counts
                     .iter()

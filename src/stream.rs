@@ -72,6 +72,8 @@ struct Streamed {
     sink: StreamSink,
     /// Some text went to the sink (so to the agent).
     delivered: bool,
+    /// When the first text went to the sink.
+    first_delta: Option<std::time::Instant>,
     /// The agent went away.
     cancelled: bool,
 }
@@ -116,6 +118,7 @@ impl ChunkRegistry {
                 order: Reorder::default(),
                 sink,
                 delivered: false,
+                first_delta: None,
                 cancelled,
             },
         );
@@ -153,6 +156,12 @@ impl ChunkRegistry {
         m.get(job_id).is_some_and(|s| s.cancelled)
     }
 
+    /// When the first text of `job_id` went to its agent, if it was streamed and some did.
+    pub fn first_delta(&self, job_id: &JobId) -> Option<std::time::Instant> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(job_id).and_then(|s| s.first_delta)
+    }
+
     /// Stop expecting chunks of `job_id`.
     pub fn remove(&self, job_id: &JobId) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,6 +178,9 @@ impl ChunkRegistry {
             None => return Err(ChunkDrop::Unknown),
         }
         for d in s.order.push(c.seq, c.delta) {
+            if !d.is_empty() && s.first_delta.is_none() {
+                s.first_delta = Some(std::time::Instant::now());
+            }
             s.delivered |= !d.is_empty();
             let _ = s.sink.events.send(StreamEvent::Delta(d));
         }

@@ -15,7 +15,8 @@
 //! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
 //! `X-Edgent-Provider` (node id, then the ENS name when it has one). A request that goes
 //! to the mesh because the local Ollama is out of memory is pinned to the local model's
-//! digest ([`pin`]).
+//! digest ([`pin`]). A request the local Ollama answers is recorded as a `local` job
+//! ([`record`]), so `/jobs` lists every request.
 //!
 //! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
@@ -28,6 +29,7 @@ pub mod offload;
 pub mod ollama;
 pub mod openai;
 pub mod pin;
+pub mod record;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -172,6 +174,7 @@ async fn generation(
         Err(msg) => return api_error(api, StatusCode::BAD_REQUEST, &msg),
     };
     req.request.unpaid_only = !caller.may_spend();
+    let started = std::time::Instant::now();
     let mode = front.settings().offload;
     let why = if mode == OffloadMode::Always {
         None
@@ -188,7 +191,9 @@ async fn generation(
         )
         .await
         {
-            Local::Answer(resp) => return resp,
+            Local::Answer(resp) => {
+                return record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
+            }
             Local::Offload { why, status, body } if mode == OffloadMode::Never => {
                 return local_failure(api, &why, status, body, None)
             }

@@ -9,6 +9,10 @@
 //! | requester | `discovering` | `tasked`, `failed`, `timed_out`, `cancelled` |
 //! | requester | `tasked` | `completed`, `failed`, `timed_out`, `cancelled` |
 //! | provider | `running` | `completed`, `failed`, `cancelled` |
+//! | local | `running` | `completed`, `failed`, `cancelled` |
+//!
+//! A `local` job is a front-door request the local Ollama answered
+//! ([`crate::front`]): it never left this machine and has no peer and no payment.
 //!
 //! `cancelled` is the end of a job whose agent went away: the requester sent `task_cancel`
 //! and the provider dropped its backend request. A paid requester job that ended
@@ -39,7 +43,7 @@ pub use pay::{PayStatus, PaymentRecord};
 pub use pay_book::PayBook;
 pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};
 pub use state::{JobState, Side};
-pub use store::{JobError, JobStore};
+pub use store::{JobChanges, JobError, JobStore};
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,9 @@ pub struct Timings {
     pub verify_ms: Option<u64>,
     /// From the verified proof to the confirmed release.
     pub settle_ms: Option<u64>,
+    /// Requester and local jobs: from the request to the first token that reached the
+    /// agent (a streamed answer's first delta; an answer sent whole arrives all at once).
+    pub first_token_ms: Option<u64>,
     /// End to end.
     pub total_ms: Option<u64>,
 }

@@ -13,6 +13,8 @@ pub enum Side {
     Requester,
     /// We ran it for a peer.
     Provider,
+    /// The front door served it with the local Ollama (never left this machine).
+    Local,
 }
 
 impl Side {
@@ -88,7 +90,9 @@ impl JobState {
                 (Discovering, Tasked | Failed | TimedOut | Cancelled)
                     | (Tasked, Completed | Failed | TimedOut | Cancelled)
             ),
-            Side::Provider => matches!((self, to), (Running, Completed | Failed | Cancelled)),
+            Side::Provider | Side::Local => {
+                matches!((self, to), (Running, Completed | Failed | Cancelled))
+            }
         }
     }
 
@@ -96,7 +100,7 @@ impl JobState {
     pub fn initial(side: Side) -> JobState {
         match side {
             Side::Requester => JobState::Discovering,
-            Side::Provider => JobState::Running,
+            Side::Provider | Side::Local => JobState::Running,
         }
     }
 }

@@ -95,6 +95,18 @@ ALTER TABLE jobs ADD COLUMN pay_state TEXT;
 
 const PAY_STATE_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_pay_state ON jobs (pay_state);";
 
+/// Added with `/jobs?since=`: the change counter of a row, bumped by every write to it
+/// (rows from before it are numbered in their insertion order).
+const MIGRATE_SEQ: &str = "
+ALTER TABLE jobs ADD COLUMN seq INTEGER;
+UPDATE jobs SET seq = rowid WHERE seq IS NULL;
+";
+
+const SEQ_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);";
+
+/// The next change counter, inside an insert or update.
+const NEXT_SEQ: &str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)";
+
 fn migrate(conn: &Connection) -> Result<(), JobError> {
     conn.execute_batch(SCHEMA)?;
     let has_pay_state: bool = conn
@@ -104,7 +116,26 @@ fn migrate(conn: &Connection) -> Result<(), JobError> {
         conn.execute_batch(MIGRATE_PAY_STATE)?;
     }
     conn.execute_batch(PAY_STATE_INDEX)?;
+    let has_seq: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'seq'")?
+        .exists([])?;
+    if !has_seq {
+        conn.execute_batch(MIGRATE_SEQ)?;
+    }
+    conn.execute_batch(SEQ_INDEX)?;
     Ok(())
+}
+
+/// The jobs that changed after a cursor, and the cursor to ask from next time
+/// ([`JobStore::changed_since`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobChanges {
+    /// The changed jobs, the latest change first.
+    pub jobs: Vec<JobRecord>,
+    /// The store's change counter when it was read: pass it as the next `since`.
+    pub cursor: u64,
+    /// More jobs changed than `limit`: the earliest changes were left out.
+    pub truncated: bool,
 }
 
 impl JobStore {
@@ -159,7 +190,7 @@ impl JobStore {
         let json = serde_json::to_string(rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         let n = durable(&self.lock(), rec.payment.is_some(), |conn| {
             conn.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &format!("INSERT OR IGNORE INTO jobs (job_id, side, state, created_ms, updated_ms, record, pay_state, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NEXT_SEQ})"),
                 params![rec.job_id.to_hex(), rec.side.as_str(), rec.state.as_str(), rec.created_ms as i64, rec.updated_ms as i64, json, pay_state(rec)],
             )
         })?;
@@ -288,7 +319,7 @@ impl JobStore {
         let json = serde_json::to_string(&rec).map_err(|e| JobError::Corrupt(e.to_string()))?;
         durable(&conn, rec.payment.is_some(), |conn| {
             conn.execute(
-                "UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6 WHERE job_id = ?1 AND side = ?2",
+                &format!("UPDATE jobs SET state = ?3, updated_ms = ?4, record = ?5, pay_state = ?6, seq = {NEXT_SEQ} WHERE job_id = ?1 AND side = ?2"),
                 params![job_id.to_hex(), side.as_str(), rec.state.as_str(), rec.updated_ms as i64, json, pay_state(&rec)],
             )
         })?;
@@ -321,6 +352,28 @@ impl JobStore {
             conn.prepare("SELECT record FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1")?;
         let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
         collect_records(rows)
+    }
+
+    /// The jobs written (created or changed) after the change counter `since`, at most
+    /// `limit` of them, the latest change first, with the counter to pass next time.
+    /// `since = 0` gives the `limit` most recently changed jobs.
+    pub fn changed_since(&self, since: u64, limit: usize) -> Result<JobChanges, JobError> {
+        let conn = self.lock();
+        let cursor: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM jobs", [], |r| r.get(0))?;
+        let mut stmt =
+            conn.prepare("SELECT record FROM jobs WHERE seq > ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        // One more than asked, to tell whether some were left out.
+        let rows = stmt.query_map(params![since, limit as i64 + 1], |r| r.get::<_, String>(0))?;
+        let mut jobs = collect_records(rows)?;
+        let truncated = jobs.len() > limit;
+        jobs.truncate(limit);
+        Ok(JobChanges {
+            jobs,
+            cursor: cursor.max(0) as u64,
+            truncated,
+        })
     }
 
     /// How many jobs are in each (side, state).

@@ -376,6 +376,17 @@ fn a_database_from_before_payments_is_migrated() {
         None
     );
     assert!(store.open_payments(Side::Provider).unwrap().is_empty());
+    // The old row gets a change counter: a cursor from 0 sees it, and a write after
+    // moves it past the cursor of that read.
+    let first = store.changed_since(0, 10).unwrap();
+    assert_eq!(first.jobs.len(), 1);
+    assert_eq!(first.cursor, 1);
+    store
+        .update(&id, Side::Provider, |r| r.model = "n".into())
+        .unwrap();
+    let next = store.changed_since(first.cursor, 10).unwrap();
+    assert_eq!(next.jobs.len(), 1);
+    assert_eq!(next.jobs[0].model, "n");
     // Opening again does not migrate twice.
     drop(store);
     JobStore::open(dir.path()).unwrap();
@@ -422,7 +433,7 @@ fn stored_names_are_unchanged_and_parse_back() {
     for s in PayStatus::ALL {
         assert_eq!(serde_json::json!(s), serde_json::json!(s.as_str()));
     }
-    for side in [Side::Requester, Side::Provider] {
+    for side in [Side::Requester, Side::Provider, Side::Local] {
         assert_eq!(side.as_str().parse::<Side>().ok(), Some(side));
         assert_eq!(serde_json::json!(side), serde_json::json!(side.as_str()));
     }
@@ -451,4 +462,69 @@ fn stored_errors_carry_no_url_secrets() {
         "{listed}"
     );
     assert!(listed.contains("https://rpc.example/…"), "{listed}");
+}
+
+#[test]
+fn a_cursor_gives_exactly_the_jobs_written_after_it() {
+    let store = JobStore::in_memory().unwrap();
+    let empty = store.changed_since(0, 10).unwrap();
+    assert_eq!(
+        (empty.jobs.len(), empty.cursor, empty.truncated),
+        (0, 0, false)
+    );
+    let ids: Vec<JobId> = (0..3).map(|_| JobId::new()).collect();
+    for id in &ids {
+        store
+            .insert(&JobRecord::new(*id, Side::Requester, "m", "p", 0))
+            .unwrap();
+    }
+    let all = store.changed_since(0, 10).unwrap();
+    let got: Vec<JobId> = all.jobs.iter().map(|r| r.job_id).collect();
+    assert_eq!(got, [ids[2], ids[1], ids[0]], "latest change first");
+    assert_eq!((all.cursor, all.truncated), (3, false));
+    // Nothing changed: nothing comes, and the cursor stays.
+    let none = store.changed_since(all.cursor, 10).unwrap();
+    assert_eq!((none.jobs.len(), none.cursor), (0, 3));
+    // The oldest job moves: only it comes, in its new state.
+    store
+        .transition(&ids[0], Side::Requester, JobState::Failed, |_| {})
+        .unwrap();
+    let moved = store.changed_since(all.cursor, 10).unwrap();
+    assert_eq!(moved.jobs.len(), 1);
+    assert_eq!(moved.jobs[0].job_id, ids[0]);
+    assert_eq!(moved.jobs[0].state, JobState::Failed);
+    assert_eq!(moved.cursor, 4);
+    // A refused move writes nothing, so it is no change.
+    assert!(store
+        .transition(&ids[0], Side::Requester, JobState::Tasked, |_| {})
+        .is_err());
+    assert_eq!(store.changed_since(moved.cursor, 10).unwrap().jobs.len(), 0);
+    // More changes than the limit: the latest ones, and it says so.
+    let cut = store.changed_since(0, 2).unwrap();
+    let got: Vec<JobId> = cut.jobs.iter().map(|r| r.job_id).collect();
+    assert_eq!(got, [ids[0], ids[2]]);
+    assert!(cut.truncated);
+    assert_eq!(cut.cursor, 4);
+}
+
+#[test]
+fn a_local_job_runs_then_ends_like_a_provider_job() {
+    let store = JobStore::in_memory().unwrap();
+    let rec = JobRecord::new(JobId::new(), Side::Local, "m", "p", 0);
+    assert_eq!(rec.state, JobState::Running);
+    store.insert(&rec).unwrap();
+    assert!(store
+        .transition(&rec.job_id, Side::Local, JobState::Tasked, |_| {})
+        .is_err());
+    let done = store
+        .transition(&rec.job_id, Side::Local, JobState::Completed, |r| {
+            r.timings.first_token_ms = Some(3)
+        })
+        .unwrap();
+    assert_eq!(done.timings.first_token_ms, Some(3));
+    assert!(store
+        .transition(&rec.job_id, Side::Local, JobState::Failed, |_| {})
+        .is_err());
+    // Stored under its own side: not found as a requester job.
+    assert!(store.get(&rec.job_id, Side::Requester).unwrap().is_none());
 }

@@ -465,9 +465,14 @@ impl Requester {
     ) -> Result<DelegateResponse, DelegateError> {
         let provider = ad.node_id;
         let total_ms = started.elapsed().as_millis() as u64;
+        // A streamed answer's first text; one sent whole reaches the agent all at once.
+        let first_token_ms = self.chunks.first_delta(&job_id).map_or(total_ms, |t| {
+            t.saturating_duration_since(started).as_millis() as u64
+        });
         let mut timings = Timings {
             discover_ms: Some(discover_ms),
             inference_ms: Some(r.usage.inference_ms),
+            first_token_ms: Some(first_token_ms),
             total_ms: Some(total_ms),
             ..Timings::default()
         };

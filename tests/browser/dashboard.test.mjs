@@ -1,22 +1,31 @@
-// User story: an operator opens the requester daemon's dashboard in a browser while an agent
-// delegates a job. The daemon has an API token: the operator opens /?token=<token> once (as
-// `edgent dashboard` prints it), the page lands on / without the token in its address, and
-// its own requests carry the cookie. Without reloading, the page shows this node's ENS name,
-// the provider's ENS name among the peers, and the job as completed; it logs no errors.
+// User stories: an operator opens the requester daemon's dashboard in a browser, on a
+// desk and on a phone, while agents send it requests, and sees as pictures: the mesh (this
+// node, its peers, the hub and spoke it hangs off, who serves which model, a failed-over
+// job's path, nodes leaving and coming back), the latency of each request (local and mesh,
+// first token and total), the money, the providers' scores and why, and every request.
+// The daemon has an API token: the operator opens /?token=<token> once (as `edgent
+// dashboard` prints it), the page lands on / without the token in its address, and its
+// own requests carry the cookie. The page polls only what changed (`/jobs?since=`).
 //
-// Real parts: `edgent mesh-sim` (the AXL API harness) and two `edgent run` daemons as
-// processes (the provider on the built-in demo backend), headless Chromium from Debian
-// driven by playwright-core. Run from the repo root after `cargo build` (or `cargo test`):
+// Real parts: `edgent mesh-sim` (the AXL API harness, four nodes in a tree), three `edgent
+// run` daemons as processes (a requester; a provider on the built-in demo backend; a
+// provider whose Ollama lists the model as loaded and then fails every generation, so the
+// job fails over), a small Ollama-API server in this file for the requester's local
+// Ollama and the failing provider's, `edgent demo` (anvil, the escrow, the prover) for the
+// paid job, headless Chromium from Debian driven by playwright-core. Run from the repo
+// root after `cargo build` (or `cargo test`):
 //
 //   node --test tests/browser/
 //
 // Needs target/debug/edgent and /usr/bin/chromium (`apt-get install -y chromium`).
-// Set EDGENT_DASHBOARD_SCREENSHOT to a path to keep a screenshot of the page.
+// Screenshots go to EDGENT_DASHBOARD_SCREENSHOTS (default target/dashboard-screenshots);
+// docs/screenshots/ holds a committed set (docs/dashboard.md).
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, openSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, openSync, readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -29,7 +38,12 @@ const EDGENT = join(ROOT, "target/debug/edgent");
 const CHROMIUM = "/usr/bin/chromium";
 const REQUESTER_ENS = "jetson-orin.edgent.eth";
 const PROVIDER_ENS = "dell-g15.edgent.eth";
+// A peer's name is whatever its ad says: this one is HTML that would run if the page ever
+// parsed a peer string as HTML (the test checks it shows as text and never runs).
+const FLAKY_ENS = "<img/src=x/onerror=window.pwned=1>flaky.edgent.eth";
 const DEMO_MODEL = "edgent-demo";
+const LOCAL_MODEL = "tiny-local:latest";
+const SHOTS = process.env.EDGENT_DASHBOARD_SCREENSHOTS || join(ROOT, "target/dashboard-screenshots");
 const API_TOKEN = "b4d9c0ffee0123456789abcdef0123456789abcdef0123456789abcdef012345";
 // The page polls every 2 s: allow a few rounds (and a loaded machine) before failing.
 const UI_TIMEOUT_MS = 10_000;
@@ -70,9 +84,9 @@ function freePort() {
   });
 }
 
-/** `edgent mesh-sim --nodes n`: resolves to [{id, url}] as it prints them. */
-function startMesh(n) {
-  const child = spawn(EDGENT, ["mesh-sim", "--nodes", String(n), "--base-port", "0"], {
+/** `edgent mesh-sim --nodes n` (and `extra` flags): resolves to [{id, url}] as it prints them. */
+function startMesh(n, extra = []) {
+  const child = spawn(EDGENT, ["mesh-sim", "--nodes", String(n), "--base-port", "0", ...extra], {
     env: { PATH: process.env.PATH, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -127,36 +141,49 @@ async function startDaemon(name, env) {
   return { url, log };
 }
 
-/** Text of the cells of the table body `#id`, one array per row. */
-async function rows(page, id) {
-  return page.$$eval(`#${id} tr`, (trs) =>
-    trs.map((tr) => ({ jobId: tr.dataset.jobId, cells: [...tr.children].map((td) => td.textContent.trim()) })),
-  );
+const servers = [];
+after(() => Promise.all(servers.map((s) => new Promise((res) => s.close(res)))));
+
+/**
+ * A small Ollama API on a fresh loopback port: `/api/tags` and `/api/ps` list `models`
+ * (all loaded); `/api/generate` answers a listed model with `generate(model)` (an array of
+ * NDJSON objects, or {status, error}) and anything else with Ollama's 404.
+ */
+async function fakeOllama(models, generate) {
+  const server = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const json = (status, v) => {
+        res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+        res.end(JSON.stringify(v));
+      };
+      if (req.url === "/api/tags" || req.url === "/api/ps") {
+        return json(200, { models: models.map((name) => ({ name, model: name, size: 300_000_000, details: { family: "gemma3" } })) });
+      }
+      if (req.url === "/api/version") return json(200, { version: "0.17.4" });
+      if (req.method === "POST" && (req.url === "/api/generate" || req.url === "/api/chat")) {
+        let ask = {};
+        try { ask = JSON.parse(body); } catch { return json(400, { error: "bad json" }); }
+        if (!models.includes(ask.model)) return json(404, { error: `model '${ask.model}' not found` });
+        const out = generate(ask.model);
+        if (!Array.isArray(out)) return json(out.status, { error: out.error });
+        if (ask.stream === false) return json(200, out[out.length - 1]);
+        res.writeHead(200, { "content-type": "application/x-ndjson" });
+        for (const line of out) res.write(JSON.stringify(line) + "\n");
+        return res.end();
+      }
+      json(404, { error: "not here" });
+    });
+  });
+  servers.push(server);
+  await new Promise((res) => server.listen(0, "127.0.0.1", res));
+  return `http://127.0.0.1:${server.address().port}`;
 }
 
-test("the dashboard shows both nodes' ENS names and the completed job, with no errors", { timeout: 120_000 }, async () => {
-  assert.ok(
-    existsSync(EDGENT),
-    `${EDGENT} is missing: build it first (cargo build, or cargo test, which scripts/test.sh runs before this test)`,
-  );
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
-
-  const mesh = await startMesh(2);
-  const provider = await startDaemon("provider", {
-    AXL_API_URL: mesh[1].url,
-    EDGENT_ROLE: "provider",
-    EDGENT_ENS_NAME: PROVIDER_ENS,
-    INFERENCE_BACKEND: "demo",
-  });
-  const requester = await startDaemon("requester", {
-    AXL_API_URL: mesh[0].url,
-    EDGENT_ROLE: "requester",
-    EDGENT_ENS_NAME: REQUESTER_ENS,
-    EDGENT_API_TOKEN: API_TOKEN,
-  });
-
-  const profile = tempDir("edgent-chromium-profile-");
-  const context = await chromium.launchPersistentContext(profile, {
+/** Headless Chromium with a fresh profile, at `viewport`. */
+function browser(viewport = { width: 1280, height: 800 }) {
+  return chromium.launchPersistentContext(tempDir("edgent-chromium-profile-"), {
     executablePath: CHROMIUM,
     headless: true,
     args: [
@@ -169,21 +196,99 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
       "--disable-sync",
       "--no-first-run",
     ],
-    viewport: { width: 1280, height: 800 },
+    viewport,
   });
+}
+
+/** Errors, warnings and failed requests the page logs. */
+function watchProblems(page) {
+  const problems = [];
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("response", (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+  return problems;
+}
+
+/** A screenshot of the element `sel` (or the page, or what the screen shows) under SHOTS. */
+async function shot(page, name, sel, fullPage = true) {
+  mkdirSync(SHOTS, { recursive: true });
+  const path = join(SHOTS, name);
+  if (sel) await page.locator(sel).screenshot({ path });
+  else await page.screenshot({ path, fullPage });
+  return path;
+}
+
+/** Text of the cells of the table body `#id`, one array per row. */
+async function rows(page, id) {
+  return page.$$eval(`#${id} tr`, (trs) =>
+    trs.map((tr) => ({ jobId: tr.dataset.jobId, nodeId: tr.dataset.nodeId, side: tr.dataset.side, cells: [...tr.children].map((td) => td.textContent.trim()) })),
+  );
+}
+
+/** Wait until `fn` (run in the page) returns true, re-checking after each poll. */
+async function until(page, fn, arg, what) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: UI_TIMEOUT_MS, polling: 200 });
+  } catch (e) {
+    throw new Error(`the page never showed ${what}: ${e.message}`);
+  }
+}
+
+test("the dashboard draws a five-node mesh with local, mesh and failed-over requests, on a desk and on a phone", { timeout: 180_000 }, async () => {
+  assert.ok(
+    existsSync(EDGENT),
+    `${EDGENT} is missing: build it first (cargo build, or cargo test, which scripts/test.sh runs before this test)`,
+  );
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+
+  // A peering tree: node 0 the hub (the good provider), node 1 a sub-hub (an AXL node
+  // alone), node 2 a spoke of the hub (the flaky provider; with these keys, the root of
+  // AXL's spanning tree), node 3 a spoke of the sub-hub (the requester), node 4 a spoke of
+  // the requester (an AXL node alone, which leaves and comes back). The requester peers
+  // with 1 and 4 and sees 0 and 2 through the spanning tree.
+  const mesh = await startMesh(5, ["--parents", "0,0,1,3"]);
+  const [HUB, SUB, FLAKY, ME, PHONE] = mesh.map((n) => n.id);
+  const localOllama = await fakeOllama([LOCAL_MODEL], () => [
+    { model: LOCAL_MODEL, response: "hello ", done: false },
+    { model: LOCAL_MODEL, response: "from here", done: false },
+    { model: LOCAL_MODEL, response: "", done: true, eval_count: 3 },
+  ]);
+  const brokenOllama = await fakeOllama([DEMO_MODEL], () => ({ status: 500, error: "CUDA error: an illegal memory access" }));
+  const provider = await startDaemon("provider", {
+    AXL_API_URL: mesh[0].url,
+    EDGENT_ROLE: "provider",
+    EDGENT_ENS_NAME: PROVIDER_ENS,
+    INFERENCE_BACKEND: "demo",
+  });
+  const flaky = await startDaemon("flaky", {
+    AXL_API_URL: mesh[2].url,
+    EDGENT_ROLE: "provider",
+    EDGENT_ENS_NAME: FLAKY_ENS,
+    INFERENCE_BACKEND: "ollama",
+    OLLAMA_URL: brokenOllama,
+  });
+  const requester = await startDaemon("requester", {
+    AXL_API_URL: mesh[3].url,
+    EDGENT_ROLE: "requester",
+    EDGENT_ENS_NAME: REQUESTER_ENS,
+    EDGENT_API_TOKEN: API_TOKEN,
+    OLLAMA_URL: localOllama,
+  });
+  void provider;
+  void flaky;
+  const auth = { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" };
+
+  const context = await browser();
   try {
     const page = context.pages()[0] ?? (await context.newPage());
-    const problems = [];
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-    page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-    page.on("response", (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-    });
+    const problems = watchProblems(page);
 
-    // Open the page before the job exists: it must pick the job up by polling. The token
+    // Open the page before any job exists: it must pick them up by polling. The token
     // goes in once; the daemon answers with its cookie and sends the page to /.
     await page.goto(`${requester.url}/?token=${API_TOKEN}`);
     assert.equal(page.url(), `${requester.url}/`);
@@ -194,46 +299,163 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
     assert.match(await page.locator("#conn").textContent(), /live/);
     await page.locator("#jobs", { hasText: "no jobs yet" }).waitFor({ timeout: UI_TIMEOUT_MS });
 
+    // 1. A delegation: the flaky provider has the model loaded, so it is tried first; its
+    // Ollama fails, and the job fails over to the other provider.
     const resp = await fetch(`${requester.url}/delegate`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${API_TOKEN}` },
+      headers: auth,
       body: JSON.stringify({ model: DEMO_MODEL, prompt: "hello from the browser test" }),
     });
-    const body = await resp.json();
-    assert.equal(resp.status, 200, JSON.stringify(body));
-    const jobId = body.job_id;
+    const failedOver = await resp.json();
+    assert.equal(resp.status, 200, JSON.stringify(failedOver));
+    assert.deepEqual(
+      failedOver.attempts.map((a) => [a.provider, a.outcome]),
+      [[FLAKY, "inference_failed"], [HUB, "completed"]],
+    );
+    // 2. Through the front door, streamed: the local Ollama does not have the model, so it
+    // goes to the mesh (the good provider now ranks first).
+    const viaMesh = await fetch(`${requester.url}/api/generate`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ model: DEMO_MODEL, prompt: "stream it", stream: true }),
+    });
+    await viaMesh.text();
+    assert.equal(viaMesh.headers.get("x-edgent-ran-on"), "mesh");
+    const meshJob = viaMesh.headers.get("x-edgent-job");
+    // 3. Twice through the front door to the local Ollama, streamed and whole.
+    for (const stream of [true, false]) {
+      const r = await fetch(`${requester.url}/api/generate`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({ model: LOCAL_MODEL, prompt: "stay here", stream }),
+      });
+      const text = await r.text();
+      assert.equal(r.status, 200, text);
+      assert.equal(r.headers.get("x-edgent-ran-on"), "local");
+    }
 
-    // The job row, by its id, reaches `completed` within a few polling rounds.
-    const row = page.locator(`#jobs tr[data-job-id="${jobId}"]`);
-    await row.locator(".state", { hasText: "completed" }).waitFor({ timeout: UI_TIMEOUT_MS });
-    const jobRows = await rows(page, "jobs");
-    const mine = jobRows.find((r) => r.jobId === jobId);
-    assert.ok(mine, `no row for ${jobId}: ${JSON.stringify(jobRows)}`);
-    const [, side, state, peer, model, output] = mine.cells;
-    assert.equal(side, "requester");
-    assert.equal(state, "completed");
-    assert.equal(peer, PROVIDER_ENS);
-    assert.equal(model, DEMO_MODEL);
-    assert.equal(output, body.output.trim());
+    // Every request, in the list: two local, two over the mesh, one of them failed over.
+    await until(page, () => document.querySelectorAll("#jobs tr[data-side]").length === 4
+      && [...document.querySelectorAll("#jobs .state")].every((s) => s.textContent === "completed"), null, "four completed requests");
+    const list = await rows(page, "jobs");
+    const local = list.filter((r) => r.side === "local");
+    assert.equal(local.length, 2, JSON.stringify(list));
+    for (const r of local) {
+      const [, where, state, prov, model, attempts, , , pay] = r.cells;
+      assert.deepEqual([where, state, prov, model, attempts, pay], ["local", "completed", "this node", LOCAL_MODEL, "—", "free (local)"]);
+    }
+    const fo = list.find((r) => r.jobId === failedOver.job_id);
+    assert.ok(fo, JSON.stringify(list));
+    assert.deepEqual(fo.cells.slice(1, 5), ["mesh", "completed", PROVIDER_ENS, DEMO_MODEL]);
+    assert.equal(fo.cells[5], `2: 1. ${FLAKY_ENS} inference_failed → 2. ${PROVIDER_ENS} completed`);
+    assert.equal(fo.cells[6], failedOver.output.trim());
+    assert.equal(fo.cells[8], "unpaid");
+    const streamed = list.find((r) => r.jobId === meshJob);
+    assert.ok(streamed, `no row for ${meshJob}: ${JSON.stringify(list)}`);
+    assert.deepEqual(streamed.cells.slice(1, 6), ["mesh", "completed", PROVIDER_ENS, DEMO_MODEL, `1: 1. ${PROVIDER_ENS} completed`]);
+    assert.match(streamed.cells[7], /^\d+(\.\d+)? m?s \/ \d+(\.\d+)? m?s$/);
 
-    // The provider, by ENS name, in the peers table (learnt from its ad).
-    await page.locator("#peers td.ens", { hasText: PROVIDER_ENS }).waitFor({ timeout: UI_TIMEOUT_MS });
-    const peerRows = await rows(page, "peers");
-    const p = peerRows.find((r) => r.cells[0] === PROVIDER_ENS);
-    assert.ok(p, JSON.stringify(peerRows));
-    assert.ok(mesh[1].id.startsWith(p.cells[1].replace("…", "")), `peer id ${p.cells[1]} vs ${mesh[1].id}`);
-    assert.match(p.cells[2], /^up/);
-    assert.match(p.cells[3], new RegExp(DEMO_MODEL));
-    assert.match(await page.title(), new RegExp(REQUESTER_ENS));
+    // The mesh: this node, its two direct peers, the hub and the root behind the sub-hub,
+    // who serves what (the flaky provider's model loaded, with its price), and the
+    // failed-over path.
+    await until(page, (n) => document.querySelectorAll("#mesh g.node").length === n, 5, "five nodes");
+    const drawn = await page.$$eval("#mesh g.node", (gs) => gs.map((g) => ({
+      id: g.dataset.nodeId, kind: g.dataset.kind, up: g.dataset.up,
+      name: g.querySelector("text.name").textContent,
+      offers: [...g.querySelectorAll("text.offer")].map((t) => [t.dataset.model, t.dataset.loaded, t.textContent]),
+    })));
+    const byId = new Map(drawn.map((n) => [n.id, n]));
+    assert.equal(drawn.length, 5, JSON.stringify(drawn));
+    const short = (id) => id.slice(0, 10) + "…";
+    assert.deepEqual([byId.get(ME).kind, byId.get(ME).name, byId.get(ME).up], ["self", REQUESTER_ENS, "true"]);
+    assert.deepEqual([byId.get(SUB).kind, byId.get(SUB).name, byId.get(SUB).up], ["peer", short(SUB), "true"]);
+    assert.deepEqual([byId.get(PHONE).kind, byId.get(PHONE).name, byId.get(PHONE).up], ["peer", short(PHONE), "true"]);
+    assert.deepEqual([byId.get(HUB).kind, byId.get(HUB).name], ["tree", PROVIDER_ENS]);
+    assert.deepEqual([byId.get(FLAKY).kind, byId.get(FLAKY).name], ["tree", FLAKY_ENS]);
+    assert.deepEqual(byId.get(FLAKY).offers, [[DEMO_MODEL, "true", `◆ ${DEMO_MODEL} · 0.01 USDC`]]);
+    assert.deepEqual(byId.get(HUB).offers.map((o) => o.slice(0, 2)), [[DEMO_MODEL, "false"]]);
+    assert.deepEqual(byId.get(SUB).offers, []);
+    const edges = await page.$$eval("#mesh line.edge", (ls) => ls.map((l) => [l.dataset.kind, l.dataset.from, l.dataset.to]).sort());
+    assert.deepEqual(edges, [
+      ["peer", ME, PHONE],
+      ["peer", ME, SUB],
+      ["tree", FLAKY, HUB],
+      ["tree", HUB, SUB],
+    ].sort());
+    const path = await page.$$eval("#mesh path.attempt", (ps) => ps.map((p) => [p.dataset.step, p.dataset.to, p.dataset.outcome]));
+    assert.deepEqual(path, [["1", FLAKY, "inference_failed"], ["2", HUB, "completed"]]);
 
-    // Another polling round passes without errors, and the page still says it is live.
-    await Promise.all([
-      page.waitForResponse((r) => r.url().endsWith("/status"), { timeout: UI_TIMEOUT_MS }),
-      page.waitForResponse((r) => r.url().includes("/jobs?"), { timeout: UI_TIMEOUT_MS }),
-    ]);
+    // Latency: two local points and two mesh points, each with its first token.
+    const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => [c.dataset.jobId, c.dataset.kind, Number(c.dataset.ms)]));
+    assert.equal(points.filter((p) => p[1] === "local").length, 2, JSON.stringify(points));
+    assert.equal(points.filter((p) => p[1] === "mesh").length, 2, JSON.stringify(points));
+    assert.ok(points.some((p) => p[0] === failedOver.job_id && p[2] === failedOver.timings.total_ms), JSON.stringify(points));
+    assert.equal(await page.locator("#latency circle.ttft").count(), 4);
+    assert.match(await page.locator("#phases").textContent(), /no paid job yet/);
+
+    // Trust: the flaky provider with its failure, the good one with its two deliveries.
+    const trust = await rows(page, "trust");
+    const bad = trust.find((r) => r.nodeId === FLAKY);
+    const good = trust.find((r) => r.nodeId === HUB);
+    assert.ok(bad && good, JSON.stringify(trust));
+    assert.deepEqual(bad.cells.slice(0, 3), [FLAKY_ENS, "0.50", "0 delivered · 1 failed · 0 disputed"]);
+    assert.match(bad.cells[3], /1 failure lower its success rate · .*edgent-demo loaded · price 0\.01 USDC/);
+    assert.deepEqual(good.cells.slice(0, 3), [PROVIDER_ENS, "1.00", "2 delivered · 0 failed · 0 disputed"]);
+    assert.deepEqual(trust.map((r) => r.nodeId), [HUB, FLAKY], "the better score first");
+    assert.match(await page.locator("#spotchecks").textContent(), /Spot-check results go here/);
+
+    // Money, unpaid: no wallet, nothing spent or earned, nothing staked.
+    assert.equal(await page.locator("#spent .v").textContent(), "0 USDC");
+    assert.equal(await page.locator("#earned .v").textContent(), "0 USDC");
+    assert.match(await page.locator("#stakes").textContent(), /no open stake/);
+
+    // Slow link: after the first poll the page asks only for what changed; with nothing
+    // new, the answer carries no job.
+    const quiet = await page.waitForResponse((r) => /\/jobs\?since=[1-9]\d*&/.test(r.url()), { timeout: UI_TIMEOUT_MS });
+    const delta = await quiet.json();
+    assert.deepEqual(delta.jobs, []);
+    assert.ok(delta.cursor >= 4, JSON.stringify(delta));
+
+    console.log(`screenshots: ${await shot(page, "dashboard-desktop.png")}`);
+    await shot(page, "mesh.png", "#mesh-section");
+    await shot(page, "latency.png", "#latency-section");
+    await shot(page, "trust.png", "#trust-section");
+
+    // Live: the requester's spoke leaves (its link drawn down), and comes back.
+    const sim = async (what) => {
+      const r = await fetch(`${mesh[0].url}/sim/${what}/4`, { method: "POST" });
+      assert.ok(r.ok, `sim ${what}: ${r.status} ${await r.text()}`);
+    };
+    const phoneUp = (up) => until(page, ([id, want]) => document.querySelector(`#mesh g.node[data-node-id="${id}"]`)?.dataset.up === want
+      && document.querySelector(`#mesh line.edge[data-to="${id}"]`)?.getAttribute("stroke-dasharray") === (want === "true" ? null : "4 4"), [PHONE, up], `node 4 ${up === "true" ? "up" : "down"}`);
+    await sim("kill");
+    await phoneUp("false");
+    await shot(page, "mesh-node-left.png", "#mesh-section");
+    await sim("restart");
+    await phoneUp("true");
+
+    // A phone: one column, the tables as stacked cards, nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await until(page, () => document.getElementById("mesh").getAttribute("viewBox") === "0 0 360 560", null, "the mesh drawn for a phone");
+    const narrow = await page.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      mesh: document.getElementById("mesh").getBoundingClientRect().width,
+      thead: getComputedStyle(document.querySelector("#jobs").parentElement.querySelector("thead")).display,
+      cell: getComputedStyle(document.querySelector("#jobs tr td")).display,
+    }));
+    assert.ok(narrow.page <= 390, `the page is ${narrow.page} px wide on a 390 px screen`);
+    assert.ok(narrow.mesh <= 390 && narrow.mesh > 300, `the mesh picture is ${narrow.mesh} px wide`);
+    assert.equal(narrow.thead, "none");
+    assert.equal(narrow.cell, "block");
+    await page.locator("#mesh-section").scrollIntoViewIfNeeded();
+    await shot(page, "dashboard-phone.png", null, false);
+    await page.locator("#jobs").scrollIntoViewIfNeeded();
+    await shot(page, "requests-phone.png", null, false);
+
     assert.match(await page.locator("#conn").textContent(), /live/);
-    const shot = process.env.EDGENT_DASHBOARD_SCREENSHOT;
-    if (shot) await page.screenshot({ path: shot, fullPage: true });
+    // The hostile name stayed text: no element came of it, nothing ran.
+    assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
     assert.deepEqual(problems, [], "the page logged errors or failed requests");
   } finally {
     await context.close();
@@ -242,8 +464,10 @@ test("the dashboard shows both nodes' ENS names and the completed job, with no e
 
 // User story: an operator runs `edgent demo` (the paid flow on a local anvil chain) and opens
 // the dashboard it serves: the paid job's row shows the release with the amount, linking to
-// the release transaction the demo printed.
-test("the paid demo's dashboard links the job to its release transaction", async () => {
+// the release transaction the demo printed; the money picture shows the wallet's balances
+// as people write them, what was spent, and no open stake; the phase bar shows the six
+// phases of the paid job.
+test("the paid demo's dashboard links the job to its release and draws the money and the phases", async () => {
   const child = spawn(EDGENT, ["demo", "--http-addr", "127.0.0.1:0"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, EDGENT_ENV_FILE: join(tempDir("edgent-demo-env-"), "none.env"), OLLAMA_URL: "http://127.0.0.1:9" },
@@ -267,25 +491,43 @@ test("the paid demo's dashboard links the job to its release transaction", async
   }
   assert.ok(url && tx && jobId, `the demo did not print a paid job:\n${printed.join("\n")}`);
 
-  const profile = tempDir("edgent-chromium-profile-");
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
+  const context = await browser();
   try {
     const page = context.pages()[0] ?? (await context.newPage());
-    const problems = [];
-    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`console error: ${m.text()}`);
-    });
+    const problems = watchProblems(page);
     await page.goto(`${url}/`);
     const link = page.locator(`#jobs tr[data-job-id="${jobId}"] a.pay`);
     await link.waitFor({ timeout: UI_TIMEOUT_MS });
     assert.equal((await link.textContent()).trim(), "released · 0.01 USDC");
     assert.ok((await link.getAttribute("href")).endsWith(tx), await link.getAttribute("href"));
     assert.match(await link.getAttribute("title"), /proof verified/);
+
+    // Money: the wallet's balances as people write them (the demo funds 100 USDC; anvil's
+    // 10,000 ETH stay whole, as the requester signs an authorization and sends no
+    // transaction), the 0.01 USDC spent, one step on the spent line.
+    await until(page, () => /USDC$/.test(document.querySelector("#bal-usdc .v")?.textContent || ""), null, "the wallet's USDC");
+    const usdcText = await page.locator("#bal-usdc .v").textContent();
+    const ethText = await page.locator("#bal-eth .v").textContent();
+    assert.equal(usdcText, "99.99 USDC");
+    assert.equal(ethText, "10,000 ETH");
+    assert.equal(await page.locator("#spent .v").textContent(), "0.01 USDC");
+    assert.equal(await page.locator("#locked .v").textContent(), "0 USDC");
+    const dots = await page.$$eval("#money circle.dot.spent", (cs) => cs.map((c) => c.dataset.units));
+    assert.deepEqual(dots, ["10000"]);
+    assert.match(await page.locator("#stakes").textContent(), /no open stake/);
+    assert.match(await page.locator("#refunds").textContent(), /no refund or dispute/);
+
+    // The phases of the paid job, in order, each with its time.
+    assert.equal(await page.locator("#phases").getAttribute("data-job-id"), jobId);
+    const phases = await page.$$eval("#phases .phase", (ss) => ss.map((s) => [s.dataset.phase, Number(s.dataset.ms)]));
+    assert.deepEqual(phases.map((p) => p[0]), ["discover", "stake", "inference", "proof", "verify", "settle"]);
+    assert.ok(phases.every((p) => Number.isInteger(p[1]) && p[1] >= 0), JSON.stringify(phases));
+    // One mesh point on the latency picture, with its first token.
+    const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => [c.dataset.jobId, c.dataset.kind]));
+    assert.deepEqual(points, [[jobId, "mesh"]]);
+
+    await shot(page, "paid-money-phases.png", "#charts");
+    await shot(page, "paid-requests.png", "#requests-section");
     assert.deepEqual(problems, []);
   } finally {
     await context.close();

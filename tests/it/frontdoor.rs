@@ -465,6 +465,23 @@ async fn a_model_that_fits_is_served_locally_without_mesh_traffic() {
         0.0,
         "nothing may go to the mesh"
     );
+    // Each of the four answers is a `local` job, completed, with its time to first token;
+    // `/jobs?since=` gives them once, then nothing.
+    let all = daemon.get("/jobs?since=0").await;
+    let jobs = all["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 4, "{all}");
+    for j in jobs {
+        assert_eq!(j["side"], "local", "{j}");
+        assert_eq!(j["state"], "completed", "{j}");
+        assert_eq!(j["model"], TINY_MODEL, "{j}");
+        let (first, total) = (&j["timings"]["first_token_ms"], &j["timings"]["total_ms"]);
+        assert!(first.as_u64().unwrap() <= total.as_u64().unwrap(), "{j}");
+    }
+    assert_eq!(all["truncated"], false);
+    let next = daemon.get(&format!("/jobs?since={}", all["cursor"])).await;
+    assert_eq!(next["jobs"], json!([]), "{next}");
+    assert_eq!(next["cursor"], all["cursor"]);
+    assert_eq!(daemon.get("/jobs").await.as_array().map(Vec::len), Some(4));
 
     // The Ollama-only address answers like Ollama at / and serves nothing of edgent's own.
     let http = reqwest::Client::new();
