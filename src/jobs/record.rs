@@ -75,6 +75,17 @@ pub struct JobRecord {
     /// Requester: the providers tried so far for the delegation, this one last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<super::Attempt>,
+    /// The provider's signed receipt of what it ran ([`crate::protocol::receipt`]): the
+    /// provider's own (sent again with a resent result), or the one the requester received,
+    /// kept as evidence whether it checked or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<crate::protocol::Receipt>,
+    /// Requester: why the receipt was refused, when it was (the provider is not paid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_refused: Option<String>,
+    /// Requester: the spot check of this job, when it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_check: Option<super::SpotCheck>,
 }
 
 impl JobRecord {
@@ -102,6 +113,9 @@ impl JobRecord {
             payment: None,
             moved_to: None,
             attempts: Vec::new(),
+            receipt: None,
+            receipt_refused: None,
+            spot_check: None,
         }
     }
 

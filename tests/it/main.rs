@@ -42,6 +42,7 @@ mod paid_flood;
 mod paid_flow;
 mod paid_recovery;
 mod paid_stake_ways;
+mod receipts;
 mod supervisor;
 mod x402;
 mod zk_cli;
