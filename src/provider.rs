@@ -127,6 +127,10 @@ impl Provider {
                         filter.is_empty() || filter.iter().any(|f| model_matches(f, &m.name))
                     })
                     .collect();
+                if let Some(d) = self.ctx.config.provider.claim_digest() {
+                    // TEST ONLY (EDGENT_TEST_CLAIM_DIGEST): claim a digest it does not serve.
+                    st.model_info.iter_mut().for_each(|m| m.digest = Some(d.to_string()));
+                }
                 st.models = st.model_info.iter().map(|m| m.name.clone()).collect();
                 if st.models.is_empty() {
                     st.error = Some(if filter.is_empty() {

@@ -25,6 +25,11 @@ pub struct ProviderSettings {
     /// the `harness` feature read it; read it through [`ProviderSettings::receipt_lie`].
     #[cfg(feature = "harness")]
     pub test_receipt_lie: Option<String>,
+    /// `EDGENT_TEST_CLAIM_DIGEST`: TEST ONLY. The provider advertises (and signs) this
+    /// digest for every model it serves, whatever it runs: the substitution a spot check
+    /// must catch. Only builds with the `harness` feature read it.
+    #[cfg(feature = "harness")]
+    pub test_claim_digest: Option<String>,
 }
 
 impl ProviderSettings {
@@ -49,6 +54,14 @@ impl ProviderSettings {
             }
             None => None,
         };
+        #[cfg(feature = "harness")]
+        let test_claim_digest = match get("EDGENT_TEST_CLAIM_DIGEST") {
+            Some(v) => Some(
+                crate::protocol::parse_digest(&v)
+                    .map_err(|p| invalid("EDGENT_TEST_CLAIM_DIGEST", &v, p))?,
+            ),
+            None => None,
+        };
         let models = parse_list(&get("PROVIDER_MODELS").unwrap_or_default());
         let price_units = match get("PRICE_USDC") {
             Some(v) => parse_usdc(&v).map_err(|p| invalid("PRICE_USDC", &v, p))?,
@@ -69,6 +82,8 @@ impl ProviderSettings {
             test_tamper_output,
             #[cfg(feature = "harness")]
             test_receipt_lie,
+            #[cfg(feature = "harness")]
+            test_claim_digest,
         })
     }
 
@@ -83,6 +98,20 @@ impl ProviderSettings {
     #[cfg(feature = "harness")]
     pub fn receipt_lie(&self) -> Option<&str> {
         self.test_receipt_lie.as_deref()
+    }
+
+    /// The digest this provider claims for every model (`EDGENT_TEST_CLAIM_DIGEST`, TEST
+    /// ONLY).
+    #[cfg(feature = "harness")]
+    pub fn claim_digest(&self) -> Option<&str> {
+        self.test_claim_digest.as_deref()
+    }
+
+    /// The digest this provider claims: its models' own in a build without the `harness`
+    /// feature.
+    #[cfg(not(feature = "harness"))]
+    pub fn claim_digest(&self) -> Option<&str> {
+        None
     }
 
     /// What this provider's receipts lie about: nothing in a build without the `harness`

@@ -83,9 +83,10 @@ pub struct JobRecord {
     /// Requester: why the receipt was refused, when it was (the provider is not paid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_refused: Option<String>,
-    /// Requester: the spot check of this job, when it was checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spot_check: Option<super::SpotCheck>,
+    /// Requester: the spot checks of this job's results, one per provider checked (a
+    /// caught provider's first, then the next provider's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spot_checks: Vec<super::SpotCheck>,
 }
 
 impl JobRecord {
@@ -115,7 +116,7 @@ impl JobRecord {
             attempts: Vec::new(),
             receipt: None,
             receipt_refused: None,
-            spot_check: None,
+            spot_checks: Vec::new(),
         }
     }
 

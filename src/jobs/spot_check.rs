@@ -28,6 +28,8 @@ pub enum SpotVerdict {
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpotCheck {
+    /// The provider whose result was checked.
+    pub provider: PeerKey,
     /// How it ended.
     pub verdict: SpotVerdict,
     /// `rerun`: the job's own task ran again (its sampling was fixed); `probe`: the job's
@@ -35,8 +37,8 @@ pub struct SpotCheck {
     pub mode: String,
     /// The providers that re-ran it, the checker first, then the third run's.
     pub checkers: Vec<PeerKey>,
-    /// The signed receipts of the check's runs (the provider's probe first when probed),
-    /// the evidence of a dispute.
+    /// The signed receipts compared: the provider's (its result's, or its probe's), then
+    /// each checker's; the evidence of a dispute.
     pub receipts: Vec<Receipt>,
     /// keccak256 of each run's output compared, in the order of `receipts`.
     pub output_hashes: Vec<String>,

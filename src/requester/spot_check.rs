@@ -127,14 +127,31 @@ impl Requester {
         }
         let started = Instant::now();
         let digest = receipt_digest(r.receipt.as_ref()).to_string();
-        let mut checkers = pool.iter().filter(|c| {
-            c.node_id != provider
-                && !self.is_caught(&c.node_id)
-                && c.model_info.iter().any(|m| {
-                    crate::inference::model_matches(&req.model, &m.name)
-                        && m.digest.as_deref().unwrap_or_default() == digest
-                })
-        });
+        // Checkers: other providers of the same digest; when nobody else claims it, other
+        // providers of the same name (a name served as a digest nobody else has is itself
+        // suspect, and only two others that agree with each other accuse it).
+        let others: Vec<&ResourceAd> = pool
+            .iter()
+            .filter(|c| c.node_id != provider && !self.is_caught(&c.node_id))
+            .collect();
+        let digest_of = |c: &ResourceAd| -> Option<String> {
+            c.model_info
+                .iter()
+                .find(|m| crate::inference::model_matches(&req.model, &m.name))
+                .map(|m| m.digest.clone().unwrap_or_default())
+        };
+        let same: Vec<&ResourceAd> = others
+            .iter()
+            .copied()
+            .filter(|c| digest_of(c).as_deref() == Some(digest.as_str()))
+            .collect();
+        let mut checkers = if same.is_empty() {
+            others.into_iter().filter(|c| digest_of(c).is_some()).collect()
+        } else {
+            same
+        };
+        // In an order the provider cannot foresee.
+        fastrand::shuffle(&mut checkers);
         let fixed = sampling_is_fixed(req.options.as_ref());
         let options = if fixed {
             req.options.clone()
@@ -142,6 +159,7 @@ impl Requester {
             Some(probe_options(req.options.as_ref()))
         };
         let mut check = SpotCheck {
+            provider,
             verdict: SpotVerdict::NoChecker,
             mode: if fixed { "rerun" } else { "probe" }.into(),
             checkers: Vec::new(),
@@ -150,7 +168,8 @@ impl Requester {
             ms: 0,
         };
         // The provider's own output to compare: as delivered, or its probe.
-        let theirs = if fixed {
+        let theirs = if fixed || checkers.is_empty() {
+            check.receipts.extend(r.receipt.clone());
             Some(r.output.clone())
         } else {
             self.check_run(&provider, req, options.clone(), deadline)
@@ -161,14 +180,16 @@ impl Requester {
                 })
         };
         let caught = match theirs {
+            // Nobody else runs this model: nothing to compare with.
+            _ if checkers.is_empty() => None,
             None => {
-                // The provider would not run its own probe: refused like a bad result.
-                check.verdict = SpotVerdict::Caught;
-                Some("it did not answer a spot check's probe".to_string())
+                // The provider did not run its own probe (busy, gone): nothing is proved.
+                check.verdict = SpotVerdict::Unsettled;
+                None
             }
             Some(theirs) => {
                 check.output_hashes.push(output_hash(&theirs));
-                self.settle_check(&mut check, &mut checkers, req, options, &theirs, deadline)
+                self.settle_check(&mut check, &checkers, req, options, &theirs, deadline)
                     .await
             }
         };
@@ -179,7 +200,9 @@ impl Requester {
             self.mark_caught(&provider);
         }
         let res = self.ctx.jobs.update(&job, Side::Requester, |rec| {
-            rec.spot_check = Some(check);
+            if rec.spot_checks.len() < MAX_CHECKS_PER_JOB {
+                rec.spot_checks.push(check);
+            }
         });
         if let Err(e) = res {
             tracing::warn!(%job, error = %e, "cannot keep the spot check with the job");
@@ -188,10 +211,10 @@ impl Requester {
     }
 
     /// Run the check on a checker, and on a third when they disagree; set the verdict.
-    async fn settle_check<'a>(
+    async fn settle_check(
         &self,
         check: &mut SpotCheck,
-        checkers: &mut impl Iterator<Item = &'a ResourceAd>,
+        checkers: &[&ResourceAd],
         req: &ValidRequest,
         options: Option<Map<String, Value>>,
         theirs: &str,
@@ -199,7 +222,7 @@ impl Requester {
     ) -> Option<String> {
         // The first checker that answers with a receipt that checks.
         let mut runs: Vec<(PeerKey, String)> = Vec::new();
-        for c in checkers.by_ref() {
+        for c in checkers {
             if let Some(run) = self
                 .check_run(&c.node_id, req, options.clone(), deadline)
                 .await
@@ -299,6 +322,9 @@ impl Requester {
         })
     }
 }
+
+/// Spot checks kept on one job record, at most (one per provider tried).
+pub const MAX_CHECKS_PER_JOB: usize = 16;
 
 /// Providers tracked for their first checks and as caught, at most.
 pub const MAX_TRACKED: usize = 4096;

@@ -168,6 +168,10 @@ impl DaemonProc {
         env.insert("AXL_SPAWN".into(), "false".into());
         env.insert("DISCOVERY_WINDOW_MS".into(), "1500".into());
         env.insert("RUST_LOG".into(), "info,edgent=debug".into());
+        // Spot checks re-run jobs on other providers: off unless a test asks for them
+        // (tests/it/spot_checks.rs), so other stories count their own runs.
+        env.insert("VERIFY_RATE".into(), "0".into());
+        env.insert("VERIFY_FIRST".into(), "0".into());
         // A stray .env in the test's working directory must not leak in.
         env.insert(
             "EDGENT_ENV_FILE".into(),
