@@ -33,9 +33,26 @@ use support::{DaemonProc, MeshSimProc};
 const CHECKS: usize = 200;
 
 const SUBJECTS: [&str; 20] = [
-    "the moon", "a river", "bread", "the ocean", "a library", "winter", "a bicycle",
-    "the heart", "coffee", "a mountain", "the internet", "a violin", "rain", "a forest",
-    "the sun", "an engine", "a city", "honey", "a clock", "the desert",
+    "the moon",
+    "a river",
+    "bread",
+    "the ocean",
+    "a library",
+    "winter",
+    "a bicycle",
+    "the heart",
+    "coffee",
+    "a mountain",
+    "the internet",
+    "a violin",
+    "rain",
+    "a forest",
+    "the sun",
+    "an engine",
+    "a city",
+    "honey",
+    "a clock",
+    "the desert",
 ];
 const FRAMES: [&str; 10] = [
     "Write one sentence about {}.",
@@ -123,7 +140,8 @@ async fn main() {
     let mut not_identical = 0usize;
     let mut verdicts: Vec<String> = Vec::new();
     for i in 0..n {
-        let prompt = FRAMES[i % FRAMES.len()].replace("{}", SUBJECTS[(i / FRAMES.len()) % SUBJECTS.len()]);
+        let prompt =
+            FRAMES[i % FRAMES.len()].replace("{}", SUBJECTS[(i / FRAMES.len()) % SUBJECTS.len()]);
         let fixed = i % 2 == 0;
         let options = if fixed {
             json!({"temperature": 0, "seed": i, "num_predict": tokens})
@@ -140,7 +158,10 @@ async fn main() {
             .expect("job");
         let check = &job["spot_checks"][0];
         let verdict = check["verdict"].as_str().unwrap_or("none").to_string();
-        let hashes = check["output_hashes"].as_array().cloned().unwrap_or_default();
+        let hashes = check["output_hashes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if hashes.len() >= 2 && hashes[0] != hashes[1] {
             not_identical += 1;
         }
@@ -152,9 +173,16 @@ async fn main() {
     }
     let passed = verdicts.iter().filter(|v| *v == "passed").count();
     let caught = metric(&requester, "edgent_spot_checks_total{outcome=\"caught\"}").await;
-    let checker_caught =
-        metric(&requester, "edgent_spot_checks_total{outcome=\"checker_caught\"}").await;
-    let unsettled = metric(&requester, "edgent_spot_checks_total{outcome=\"unsettled\"}").await;
+    let checker_caught = metric(
+        &requester,
+        "edgent_spot_checks_total{outcome=\"checker_caught\"}",
+    )
+    .await;
+    let unsettled = metric(
+        &requester,
+        "edgent_spot_checks_total{outcome=\"unsettled\"}",
+    )
+    .await;
     println!("honest spot checks: {n} ({} re-runs, {} probes), Gemma 3 270M, two providers with their own Ollama, {tokens} tokens per job", cost[0].len(), cost[1].len());
     println!(
         "false alarms: {} of {n} (caught {caught}, checker caught {checker_caught}, unsettled {unsettled}); outputs not byte-identical: {not_identical}",

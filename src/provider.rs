@@ -129,7 +129,9 @@ impl Provider {
                     .collect();
                 if let Some(d) = self.ctx.config.provider.claim_digest() {
                     // TEST ONLY (EDGENT_TEST_CLAIM_DIGEST): claim a digest it does not serve.
-                    st.model_info.iter_mut().for_each(|m| m.digest = Some(d.to_string()));
+                    st.model_info
+                        .iter_mut()
+                        .for_each(|m| m.digest = Some(d.to_string()));
                 }
                 st.models = st.model_info.iter().map(|m| m.name.clone()).collect();
                 if st.models.is_empty() {

@@ -146,7 +146,10 @@ impl Requester {
             .filter(|c| digest_of(c).as_deref() == Some(digest.as_str()))
             .collect();
         let mut checkers = if same.is_empty() {
-            others.into_iter().filter(|c| digest_of(c).is_some()).collect()
+            others
+                .into_iter()
+                .filter(|c| digest_of(c).is_some())
+                .collect()
         } else {
             same
         };

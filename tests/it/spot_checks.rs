@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::gemma::GEMMA_MODEL;
-use crate::support::ollama::{RealOllama, TestModel};
 use crate::support;
+use crate::support::gemma::{seed_gemma, GEMMA_MODEL};
+use crate::support::ollama::{RealOllama, TestModel};
 use crate::support::{DaemonProc, MeshSimProc};
 
 /// The sha256 of Gemma 3 270M Q4_K_M's GGUF (its digest on every machine).
@@ -50,8 +50,11 @@ fn outcomes(body: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cheaters_serving_another_model_under_gemmas_name_are_caught_on_their_first_job() {
-    let honest = RealOllama::with_gemma(&[]).await;
-    let fake = RealOllama::start(&[(GEMMA_MODEL, TestModel::Tiny)]).await;
+    // Models unloaded after each run, so no ad says "loaded" and the ranking falls to the
+    // price, where the cheaters win.
+    let unload = [("OLLAMA_KEEP_ALIVE", "0")];
+    let honest = RealOllama::start_seeded(&[], &unload, seed_gemma).await;
+    let fake = RealOllama::start_with_env(&[(GEMMA_MODEL, TestModel::Tiny)], &unload).await;
     let mesh = MeshSimProc::start(5, 0);
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (mesh.nodes[1].0.clone(), mesh.nodes[2].0.clone());
@@ -112,8 +115,15 @@ async fn cheaters_serving_another_model_under_gemmas_name_are_caught_on_their_fi
     assert_eq!(tried[1].1, "completed", "{first}");
     assert!([&a, &b].contains(&&tried[1].0), "{first}");
     let direct = honest_answer(&honest.url, "The capital of France is").await;
-    assert_eq!(first["output"], json!(direct), "Gemma's answer, from an honest provider");
-    let job = requester.job(first["job_id"].as_str().unwrap()).await.expect("job");
+    assert_eq!(
+        first["output"],
+        json!(direct),
+        "Gemma's answer, from an honest provider"
+    );
+    let job = requester
+        .job(first["job_id"].as_str().unwrap())
+        .await
+        .expect("job");
     let checks = job["spot_checks"].as_array().expect("spot checks");
     assert_eq!(checks.len(), 2, "{job}");
     assert_eq!(checks[0]["provider"], json!(claims));
@@ -168,8 +178,10 @@ fn ask(prompt: &str) -> Value {
 async fn honest_answer(url: &str, prompt: &str) -> String {
     let r: Value = crate::support::http()
         .post(format!("{url}/api/generate"))
-        .json(&json!({"model": GEMMA_MODEL, "prompt": prompt, "stream": false,
-                      "options": {"temperature": 0, "seed": 7, "num_predict": 8}}))
+        .json(
+            &json!({"model": GEMMA_MODEL, "prompt": prompt, "stream": false,
+                      "options": {"temperature": 0, "seed": 7, "num_predict": 8}}),
+        )
         .send()
         .await
         .expect("ollama")
