@@ -17,7 +17,7 @@
 //! Run: `cargo bench --profile dev --bench spot_checks` (the dev profile: the figures are
 //! Ollama's and the mesh's, not the daemon's code). Needs `EDGENT_OLLAMA_BIN`,
 //! `EDGENT_TEST_PYTHON` and `EDGENT_GEMMA_MODELS` as the tests do. `SPOT_CHECKS` sets the
-//! number of checks (default [`CHECKS`]), `SPOT_TOKENS` the tokens per job (default 16).
+//! number of checks (default [`CHECKS`]), `SPOT_TOKENS` the tokens per job (default 8).
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -93,7 +93,7 @@ async fn main() {
     let tokens: u64 = std::env::var("SPOT_TOKENS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(8);
     let (oa, ob) = (
         RealOllama::with_gemma(&[]).await,
         RealOllama::with_gemma(&[]).await,
@@ -139,38 +139,50 @@ async fn main() {
     let mut cost: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut not_identical = 0usize;
     let mut verdicts: Vec<String> = Vec::new();
-    for i in 0..n {
-        let prompt =
-            FRAMES[i % FRAMES.len()].replace("{}", SUBJECTS[(i / FRAMES.len()) % SUBJECTS.len()]);
-        let fixed = i % 2 == 0;
-        let options = if fixed {
-            json!({"temperature": 0, "seed": i, "num_predict": tokens})
-        } else {
-            json!({"temperature": 0.8, "num_predict": tokens})
-        };
-        let (status, body) = requester
-            .delegate(json!({"model": GEMMA_MODEL, "prompt": prompt, "options": options}))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let job: Value = requester
-            .job(body["job_id"].as_str().expect("job id"))
-            .await
-            .expect("job");
-        let check = &job["spot_checks"][0];
-        let verdict = check["verdict"].as_str().unwrap_or("none").to_string();
-        let hashes = check["output_hashes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if hashes.len() >= 2 && hashes[0] != hashes[1] {
-            not_identical += 1;
+    // Two delegations at a time, so both providers' Ollamas work.
+    let one = |i: usize| {
+        let requester = &requester;
+        async move {
+            let prompt = FRAMES[i % FRAMES.len()]
+                .replace("{}", SUBJECTS[(i / FRAMES.len()) % SUBJECTS.len()]);
+            let fixed = i % 2 == 0;
+            let options = if fixed {
+                json!({"temperature": 0, "seed": i, "num_predict": tokens})
+            } else {
+                json!({"temperature": 0.8, "num_predict": tokens})
+            };
+            let (status, body) = requester
+                .delegate(json!({"model": GEMMA_MODEL, "prompt": prompt, "options": options}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let job: Value = requester
+                .job(body["job_id"].as_str().expect("job id"))
+                .await
+                .expect("job");
+            (i, fixed, job["spot_checks"][0].clone())
         }
-        cost[usize::from(!fixed)].push(check["ms"].as_f64().unwrap_or(f64::NAN));
-        if verdict != "passed" {
-            eprintln!("check {i}: {verdict}: {check}");
+    };
+    let mut i = 0;
+    while i < n {
+        let (x, y) = tokio::join!(one(i), one(i + 1));
+        for (i, fixed, check) in [x, y].into_iter().take(n - i) {
+            let verdict = check["verdict"].as_str().unwrap_or("none").to_string();
+            let hashes = check["output_hashes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if hashes.len() >= 2 && hashes[0] != hashes[1] {
+                not_identical += 1;
+            }
+            cost[usize::from(!fixed)].push(check["ms"].as_f64().unwrap_or(f64::NAN));
+            if verdict != "passed" {
+                eprintln!("check {i}: {verdict}: {check}");
+            }
+            verdicts.push(verdict);
         }
-        verdicts.push(verdict);
+        i += 2;
     }
+    let n = verdicts.len();
     let passed = verdicts.iter().filter(|v| *v == "passed").count();
     let caught = metric(&requester, "edgent_spot_checks_total{outcome=\"caught\"}").await;
     let checker_caught = metric(

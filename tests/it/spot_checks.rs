@@ -1,10 +1,10 @@
 //! Attack story (issue 22's substitution): two honest providers serve the real Gemma 3
-//! 270M; two cheaters serve the generated tiny model under Gemma's name, one claiming
-//! Gemma's real digest in its ads and receipts, one its own. With `VERIFY_RATE=1` every
-//! result is re-run by two other providers of the model: each cheater is caught on its
-//! first job, not accepted (nothing to pay), and given no more jobs; the agent gets
-//! Gemma's answer from an honest provider in the same delegation; the honest ones are
-//! never accused.
+//! 270M; a cheater serves the generated tiny model under Gemma's name, claiming Gemma's
+//! real digest in its ads and receipts (one test) or its own (the other). With
+//! `VERIFY_RATE=1` every result is re-run by other providers of the model: the cheater is
+//! caught on its first job, not accepted (nothing to pay), and given no more jobs; the
+//! agent gets Gemma's answer from an honest provider in the same delegation; the honest
+//! ones are never accused.
 
 use std::time::Duration;
 
@@ -49,30 +49,38 @@ fn outcomes(body: &Value) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cheaters_serving_another_model_under_gemmas_name_are_caught_on_their_first_job() {
+async fn a_cheater_claiming_gemmas_digest_is_caught_on_its_first_job_and_paid_nothing() {
+    substitution(Some(GEMMA_DIGEST)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheater_with_its_own_digest_under_gemmas_name_is_caught_on_its_first_job() {
+    substitution(None).await;
+}
+
+/// Two honest providers of the real Gemma, one cheater serving the tiny model under
+/// Gemma's name (claiming `claim` as its digest, else the tiny model's own), cheaper so it
+/// is tried first; a requester with `VERIFY_RATE=1`.
+async fn substitution(claim: Option<&str>) {
     // Models unloaded after each run, so no ad says "loaded" and the ranking falls to the
-    // price, where the cheaters win.
+    // price, where the cheater wins.
     let unload = [("OLLAMA_KEEP_ALIVE", "0")];
     let honest = RealOllama::start_seeded(&[], &unload, seed_gemma).await;
     let fake = RealOllama::start_with_env(&[(GEMMA_MODEL, TestModel::Tiny)], &unload).await;
-    let mesh = MeshSimProc::start(5, 0);
+    let mesh = MeshSimProc::start(4, 0);
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (mesh.nodes[1].0.clone(), mesh.nodes[2].0.clone());
-    let (claims, own) = (mesh.nodes[3].0.clone(), mesh.nodes[4].0.clone());
+    let (a, b, cheater) = (
+        mesh.nodes[1].0.clone(),
+        mesh.nodes[2].0.clone(),
+        mesh.nodes[3].0.clone(),
+    );
     let _a = provider(&mesh, dir.path(), 1, &honest.url, &[]).await;
     let _b = provider(&mesh, dir.path(), 2, &honest.url, &[]).await;
-    // The cheaters are cheaper, so they are tried first. The one claiming Gemma's digest
-    // first; the one with its own digest joins later (two cheaters of one fake model
-    // would vouch for each other when one checks the other: see docs/threat-model.md).
-    let cheap = ("PRICE_USDC", "0.001");
-    let _claims = provider(
-        &mesh,
-        dir.path(),
-        3,
-        &fake.url,
-        &[cheap, ("EDGENT_TEST_CLAIM_DIGEST", GEMMA_DIGEST)],
-    )
-    .await;
+    let mut lie = vec![("PRICE_USDC", "0.001")];
+    if let Some(d) = claim {
+        lie.push(("EDGENT_TEST_CLAIM_DIGEST", d));
+    }
+    let _cheater = provider(&mesh, dir.path(), 3, &fake.url, &lie).await;
     let requester = DaemonProc::start_owned(
         &dir.path().join("requester"),
         vec![
@@ -85,33 +93,19 @@ async fn cheaters_serving_another_model_under_gemmas_name_are_caught_on_their_fi
         ],
     )
     .await;
-    let knows = |who: String| {
-        let requester = &requester;
-        async move {
-            support::eventually("the provider's ad", Duration::from_secs(60), || {
-                let who = who.clone();
-                async move {
-                    let st = requester.get("/status").await;
-                    st["mesh_providers"]
-                        .as_array()?
-                        .iter()
-                        .any(|p| p["node_id"] == json!(who))
-                        .then_some(())
-                }
-            })
-            .await
-        }
-    };
-    for who in [&a, &b, &claims] {
-        knows(who.clone()).await;
-    }
+    support::eventually("the three ads", Duration::from_secs(60), || async {
+        let st = requester.get("/status").await;
+        (st["mesh_providers"].as_array()?.len() >= 3).then_some(())
+    })
+    .await;
 
-    // 1. The cheater claiming Gemma's digest is tried first and caught by A and B.
+    // 1. The cheater is tried first, and caught by the two honest providers; an honest one
+    // answers in the same delegation.
     let (status, first) = requester.delegate(ask("The capital of France is")).await;
     assert_eq!(status, 200, "{first}\n{}", requester.log());
     let tried = outcomes(&first);
     assert_eq!(tried.len(), 2, "{first}");
-    assert_eq!(tried[0], (claims.clone(), "caught".to_string()), "{first}");
+    assert_eq!(tried[0], (cheater.clone(), "caught".to_string()), "{first}");
     assert_eq!(tried[1].1, "completed", "{first}");
     assert!([&a, &b].contains(&&tried[1].0), "{first}");
     let direct = honest_answer(&honest.url, "The capital of France is").await;
@@ -126,47 +120,51 @@ async fn cheaters_serving_another_model_under_gemmas_name_are_caught_on_their_fi
         .expect("job");
     let checks = job["spot_checks"].as_array().expect("spot checks");
     assert_eq!(checks.len(), 2, "{job}");
-    assert_eq!(checks[0]["provider"], json!(claims));
+    assert_eq!(checks[0]["provider"], json!(cheater));
     assert_eq!(checks[0]["verdict"], "caught", "{job}");
     assert_eq!(checks[0]["mode"], "rerun", "{job}");
-    // The evidence: the cheater's signed receipt (claiming Gemma's digest) and both
+    // The evidence: the cheater's signed receipt (naming the digest it claims) and both
     // checkers'.
     let receipts = checks[0]["receipts"].as_array().unwrap();
     assert_eq!(receipts.len(), 3, "{job}");
-    assert_eq!(receipts[0]["signer"], json!(claims));
-    assert_eq!(receipts[0]["model_digest"], GEMMA_DIGEST);
+    assert_eq!(receipts[0]["signer"], json!(cheater));
+    if let Some(d) = claim {
+        assert_eq!(receipts[0]["model_digest"], d);
+    } else {
+        assert_ne!(receipts[0]["model_digest"], GEMMA_DIGEST);
+    }
+    let mut checkers: Vec<&str> = checks[0]["checkers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    checkers.sort();
+    let mut honest_ids = vec![a.as_str(), b.as_str()];
+    honest_ids.sort();
+    assert_eq!(checkers, honest_ids, "{job}");
     assert_eq!(checks[1]["verdict"], "passed", "the honest answer: {job}");
 
-    // 2. A cheater with its own digest joins, cheapest: caught on its first job too.
-    let _own = provider(&mesh, dir.path(), 4, &fake.url, &[cheap]).await;
-    knows(own.clone()).await;
+    // 2. The cheater is given nothing more; the honest ones are never accused.
     let (status, second) = requester.delegate(ask("The largest ocean is")).await;
     assert_eq!(status, 200, "{second}");
     let tried = outcomes(&second);
-    assert_eq!(tried.len(), 2, "{second}");
-    assert_eq!(tried[0], (own.clone(), "caught".to_string()), "{second}");
-    assert_eq!(tried[1].1, "completed", "{second}");
-
-    // 3. The cheaters are given nothing more; the honest ones are never accused.
-    let (status, third) = requester.delegate(ask("The sun is a")).await;
-    assert_eq!(status, 200, "{third}");
-    let tried = outcomes(&third);
-    assert_eq!(tried.len(), 1, "{third}");
-    assert!([&a, &b].contains(&&tried[0].0), "{third}");
-    assert_eq!(tried[0].1, "completed", "{third}");
+    assert_eq!(tried.len(), 1, "{second}");
+    assert!([&a, &b].contains(&&tried[0].0), "{second}");
+    assert_eq!(tried[0].1, "completed", "{second}");
 
     let metrics = requester.metrics().await;
     assert!(
-        metrics.contains("edgent_spot_checks_total{outcome=\"caught\"} 2"),
+        metrics.contains("edgent_spot_checks_total{outcome=\"caught\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("edgent_spot_checks_total{outcome=\"passed\"} 3"),
+        metrics.contains("edgent_spot_checks_total{outcome=\"passed\"} 2"),
         "{metrics}"
     );
     assert!(!metrics.contains("checker_caught"), "{metrics}");
-    // The cheaters ran their own first job each and nothing else.
-    assert_eq!(fake.requests_to("/api/generate"), 2, "{}", fake.log());
+    // The cheater ran its own first job and nothing else.
+    assert_eq!(fake.requests_to("/api/generate"), 1, "{}", fake.log());
 }
 
 fn ask(prompt: &str) -> Value {
