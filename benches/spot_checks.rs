@@ -145,7 +145,7 @@ async fn main() {
         async move {
             let prompt = FRAMES[i % FRAMES.len()]
                 .replace("{}", SUBJECTS[(i / FRAMES.len()) % SUBJECTS.len()]);
-            let fixed = i % 2 == 0;
+            let fixed = i.is_multiple_of(2);
             let options = if fixed {
                 json!({"temperature": 0, "seed": i, "num_predict": tokens})
             } else {

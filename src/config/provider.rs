@@ -41,7 +41,7 @@ impl ProviderSettings {
             None => false,
         };
         #[cfg(feature = "harness")]
-        let test_receipt_lie = match get("EDGENT_TEST_RECEIPT_LIE") {
+        let test_receipt_lie = match get("EDGENT_TEST_RECEIPT_LIE").filter(|v| !v.is_empty()) {
             Some(v) if ["model", "digest", "options", "key", "none"].contains(&v.as_str()) => {
                 Some(v)
             }
@@ -55,7 +55,7 @@ impl ProviderSettings {
             None => None,
         };
         #[cfg(feature = "harness")]
-        let test_claim_digest = match get("EDGENT_TEST_CLAIM_DIGEST") {
+        let test_claim_digest = match get("EDGENT_TEST_CLAIM_DIGEST").filter(|v| !v.is_empty()) {
             Some(v) => Some(
                 crate::protocol::parse_digest(&v)
                     .map_err(|p| invalid("EDGENT_TEST_CLAIM_DIGEST", &v, p))?,

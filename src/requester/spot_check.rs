@@ -92,6 +92,13 @@ impl Requester {
         *n <= d.verify_first || (d.verify_rate > 0.0 && fastrand::f64() < d.verify_rate)
     }
 
+    /// The providers a spot check of this node caught (full keys, hex), for `/status`.
+    pub fn caught(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.caught.lock().iter().map(PeerKey::to_hex).collect();
+        v.sort();
+        v
+    }
+
     /// Whether this node caught `provider` cheating (it is given no more jobs).
     pub(super) fn is_caught(&self, provider: &PeerKey) -> bool {
         self.caught.lock().contains(provider)

@@ -163,6 +163,8 @@ async fn substitution(claim: Option<&str>) {
         "{metrics}"
     );
     assert!(!metrics.contains("checker_caught"), "{metrics}");
+    let st = requester.get("/status").await;
+    assert_eq!(st["caught_providers"], json!([cheater]), "{st}");
     // The cheater ran its own first job and nothing else.
     assert_eq!(fake.requests_to("/api/generate"), 1, "{}", fake.log());
 }
