@@ -248,6 +248,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "mesh_models": ctx.mesh.ads.models(),
         "known_nodes": ctx.mesh.directory.len(),
         "provider_history": ctx.mesh.history.all().into_iter().take(50).collect::<Vec<_>>(),
+        "caught_providers": st.requester.caught(),
     }))
 }
 

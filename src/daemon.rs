@@ -212,7 +212,13 @@ impl Daemon {
         let mut tasks = Vec::new();
         let (payments, payments_task) = payments.start(&ctx, &cancel);
         tasks.extend(payments_task);
-        let provider = Arc::new(Provider::new(ctx.clone(), backend, payments.clone()));
+        let signer = if config.node.role.provides() {
+            receipt_signer(&config.axl.key_path, &me)
+        } else {
+            None
+        };
+        let provider =
+            Arc::new(Provider::new(ctx.clone(), backend, payments.clone()).with_signer(signer));
         if config.node.role.provides() {
             provider.refresh_models().await;
         }
@@ -396,4 +402,30 @@ async fn serve_http(
     if let Err(e) = res {
         tracing::error!(error = %e, "{what} stopped");
     }
+}
+
+/// The signer of this provider's receipts: the AXL node's own key (`AXL_KEY_PATH`, the file
+/// the supervisor gives AXL), when it is the key of the node the daemon talks to. Without
+/// it the provider's results carry no receipt and requesters refuse them.
+fn receipt_signer(
+    key_path: &std::path::Path,
+    me: &PeerKey,
+) -> Option<crate::protocol::receipt::ReceiptSigner> {
+    let seed = match crate::axl::supervisor::key::read_seed(key_path) {
+        Ok(seed) => seed,
+        Err(e) => {
+            tracing::warn!(error = %e, "no AXL key to sign receipts with: requesters will refuse this provider's results");
+            return None;
+        }
+    };
+    let signer = crate::protocol::receipt::ReceiptSigner::from_seed(&seed);
+    if signer.public() != *me {
+        tracing::warn!(
+            key = %signer.public().short(),
+            node = %me.short(),
+            "AXL_KEY_PATH is not the key of the AXL node in use: no receipts are signed"
+        );
+        return None;
+    }
+    Some(signer)
 }

@@ -321,6 +321,10 @@ impl LocalNet {
         if let Some(c) = &chain {
             pcfg = paid(pcfg, c, PROVIDER_WALLET);
         }
+        // The provider signs its receipts with its AXL node's key, as from a key file.
+        crate::files::private_dir(&pcfg.node.data_dir)
+            .and_then(|()| crate::files::write_private(&pcfg.axl.key_path, &mesh.key_pem(1), true))
+            .context("writing the provider's AXL key")?;
         let provider = Daemon::start(pcfg, Some(backend))
             .await
             .context("starting the provider daemon")?;

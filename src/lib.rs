@@ -19,11 +19,13 @@
 //! - [`zk`]: Poseidon commitments, Groth16 prove/verify with committed keys.
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`, their codec and
-//!   checks, model digests and `name@sha256:` pins, and the x402 shapes.
+//!   checks, model digests and `name@sha256:` pins, the providers' signed receipts and
+//!   their check, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend).
-//! - [`jobs`]: job records, their state machine and payment states, the attempts and error
-//!   codes they record, persisted in SQLite with a change cursor (`/jobs?since=`).
+//! - [`jobs`]: job records, their state machine and payment states, the attempts, error
+//!   codes and spot checks they record, persisted in SQLite with a change cursor
+//!   (`/jobs?since=`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
 //!   bounded sends, acks and resends, the topology), the peer book, discovery
@@ -40,8 +42,9 @@
 //!   mesh endpoint, the mesh state, the job store, the metrics).
 //! - [`paid`]: money: the seams the requester, provider and router call (off:
 //!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
-//! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result -> `end` /
-//!   `settle`, and the delegation as a stream of events.
+//! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result (its
+//!   receipt checked, a sample spot-checked) -> `end` / `settle`, and the delegation as a
+//!   stream of events.
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub proofs_verified: Family<OutcomeLabel, Counter>,
     /// Settlements by outcome (released/rejected/refunded/claimed/failed).
     pub settlements: Family<OutcomeLabel, Counter>,
+    /// Spot checks by verdict (passed/caught/checker_caught/unsettled/no_checker).
+    pub spot_checks: Family<OutcomeLabel, Counter>,
     /// Receive loop: messages taken from AXL's queue (set at scrape time).
     pub recv_received: Gauge,
     /// Receive loop: failed `/recv` calls (set at scrape time).
@@ -105,6 +107,7 @@ impl Metrics {
             proofs_generated: Counter::default(),
             proofs_verified: Family::default(),
             settlements: Family::default(),
+            spot_checks: Family::default(),
             recv_received: Gauge::default(),
             recv_errors: Gauge::default(),
             recv_dropped_full: Gauge::default(),
@@ -153,6 +156,11 @@ impl Metrics {
             "edgent_proofs_verified",
             "Groth16 proofs checked, by outcome",
             m.proofs_verified.clone(),
+        );
+        r.register(
+            "edgent_spot_checks",
+            "Spot checks of providers' results, by verdict",
+            m.spot_checks.clone(),
         );
         r.register(
             "edgent_settlements",
@@ -220,6 +228,15 @@ impl Metrics {
         }
         *m.registry.lock() = r;
         m
+    }
+
+    /// Count one spot check by its verdict.
+    pub fn spot_check(&self, verdict: &'static str) {
+        self.spot_checks
+            .get_or_create(&OutcomeLabel {
+                outcome: verdict.into(),
+            })
+            .inc();
     }
 
     /// Count one proof checked by a requester.

@@ -7,6 +7,8 @@
 //! [`Backend`] until the requester's deadline, and answered with `task_result` or
 //! `task_error`.
 
+mod receipt;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use crate::mesh::claims::{JobClaim, JobClaims};
 use crate::mesh::heartbeat::spawn_beats;
 use crate::mesh::queue::{Admission, JobQueue};
 use crate::paid::PaymentSwitch;
+use crate::protocol::receipt::ReceiptSigner;
 use crate::protocol::{
     BeatState, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError,
     TaskErrorCode, TaskResult, Usage,
@@ -59,6 +62,9 @@ pub struct Provider {
     cancels: CancelRegistry,
     /// The job ids of the tasks being taken in (see [`crate::mesh::claims`]).
     claims: JobClaims,
+    /// Signs each result's receipt with the AXL node key; `None` when the node does not
+    /// hold it (its results are then refused).
+    signer: Option<ReceiptSigner>,
 }
 
 /// Free memory on this machine in MiB (`MemAvailable` from /proc/meminfo), 0 if unknown.
@@ -93,7 +99,14 @@ impl Provider {
             status: RwLock::new(status),
             cancels: CancelRegistry::default(),
             claims: JobClaims::default(),
+            signer: None,
         }
+    }
+
+    /// Sign result receipts with `signer` (the AXL node's key).
+    pub fn with_signer(mut self, signer: Option<ReceiptSigner>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// Ask the backend which models it has now, and keep the answer for ads and `/status`.
@@ -114,6 +127,12 @@ impl Provider {
                         filter.is_empty() || filter.iter().any(|f| model_matches(f, &m.name))
                     })
                     .collect();
+                if let Some(d) = self.ctx.config.provider.claim_digest() {
+                    // TEST ONLY (EDGENT_TEST_CLAIM_DIGEST): claim a digest it does not serve.
+                    st.model_info
+                        .iter_mut()
+                        .for_each(|m| m.digest = Some(d.to_string()));
+                }
                 st.models = st.model_info.iter().map(|m| m.name.clone()).collect();
                 if st.models.is_empty() {
                     st.error = Some(if filter.is_empty() {
@@ -541,10 +560,21 @@ impl Provider {
                 } else {
                     out.text.clone()
                 };
+                let digest = self.served_digest(&req.model);
+                let receipt = receipt::sign(
+                    self.signer.as_ref(),
+                    self.ctx.config.provider.receipt_lie(),
+                    &task,
+                    &receipt::Ran {
+                        digest: digest.as_deref(),
+                        output: &delivered,
+                    },
+                );
                 let msg = Message::TaskResult(TaskResult {
                     job_id: task.job_id,
                     output: delivered,
                     usage: usage.clone(),
+                    receipt: receipt.clone(),
                 });
                 let sent = self.deliver(&requester, &msg, task.deadline_ms).await;
                 let (state, err) = match &sent {
@@ -561,6 +591,7 @@ impl Provider {
                     .transition(&task.job_id, Side::Provider, state, |r| {
                         r.output = Some(text);
                         r.usage = Some(usage);
+                        r.receipt = receipt;
                         r.timings.inference_ms = Some(inference_ms);
                         if let Some(e) = err {
                             r.error_code = Some(JobErrorCode::Undelivered);

@@ -42,7 +42,9 @@ impl Exit {
             "payment_failed" => Exit::PaymentRefused,
             "bad_request" | "not_found" => Exit::BadRequest,
             crate::client::DAEMON_UNREACHABLE | "mesh_unavailable" => Exit::Unreachable,
-            "provider_failed" | "proof_invalid" => Exit::ProviderFailed,
+            "provider_failed" | "proof_invalid" | "receipt_invalid" | "provider_caught" => {
+                Exit::ProviderFailed
+            }
             "unauthorized" | "forbidden" => Exit::Unauthorized,
             _ => Exit::Failed,
         }
@@ -71,6 +73,8 @@ mod tests {
             (ErrorCode::MeshUnavailable, 7),
             (ErrorCode::ProviderFailed, 8),
             (ErrorCode::ProofInvalid, 8),
+            (ErrorCode::ReceiptInvalid, 8),
+            (ErrorCode::ProviderCaught, 8),
             (ErrorCode::Unauthorized, 9),
             (ErrorCode::Forbidden, 9),
             (ErrorCode::Internal, 1),

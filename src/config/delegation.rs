@@ -16,6 +16,12 @@ pub struct DelegationSettings {
     pub default_timeout: Duration,
     /// `MAX_PRICE_USDC`: default highest price the agent pays (base units).
     pub default_max_price_units: u64,
+    /// `VERIFY_RATE`: the share of jobs spot-checked by a second provider of the same
+    /// digest, 0.0 ..= 1.0 (default 0.05); a provider's first [`Self::verify_first`] jobs
+    /// are always checked.
+    pub verify_rate: f64,
+    /// `VERIFY_FIRST`: how many of a provider's first jobs are always checked (default 3).
+    pub verify_first: u32,
 }
 
 impl DelegationSettings {
@@ -25,6 +31,14 @@ impl DelegationSettings {
             Some(v) => parse_usdc(&v).map_err(|p| invalid("MAX_PRICE_USDC", &v, p))?,
             None => 1_000_000,
         };
+        let verify_rate = match get("VERIFY_RATE") {
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => return Err(invalid("VERIFY_RATE", &v, "a number from 0 to 1")),
+            },
+            None => 0.05,
+        };
+        let verify_first = ranged(get("VERIFY_FIRST"), "VERIFY_FIRST", 3, (0, 1_000), "jobs")?;
         let ms = |key: &'static str, default: u64, min: u64, max: u64| {
             ranged(get(key), key, default, (min, max), "ms").map(Duration::from_millis)
         };
@@ -33,6 +47,8 @@ impl DelegationSettings {
             discovery_settle: ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?,
             default_timeout: ms("DELEGATE_TIMEOUT_MS", 120_000, 100, 3_600_000)?,
             default_max_price_units,
+            verify_rate,
+            verify_first: verify_first as u32,
         })
     }
 }

@@ -19,6 +19,17 @@ pub struct ProviderSettings {
     /// `harness` feature read it; read it through [`ProviderSettings::tamper_output`].
     #[cfg(feature = "harness")]
     pub test_tamper_output: bool,
+    /// `EDGENT_TEST_RECEIPT_LIE`: TEST ONLY. The provider's receipt lies about one thing:
+    /// `model` (another model's name), `digest` (another digest), `options` (other
+    /// sampling), `key` (signed with another key), `none` (no receipt). Only builds with
+    /// the `harness` feature read it; read it through [`ProviderSettings::receipt_lie`].
+    #[cfg(feature = "harness")]
+    pub test_receipt_lie: Option<String>,
+    /// `EDGENT_TEST_CLAIM_DIGEST`: TEST ONLY. The provider advertises (and signs) this
+    /// digest for every model it serves, whatever it runs: the substitution a spot check
+    /// must catch. Only builds with the `harness` feature read it.
+    #[cfg(feature = "harness")]
+    pub test_claim_digest: Option<String>,
 }
 
 impl ProviderSettings {
@@ -28,6 +39,28 @@ impl ProviderSettings {
         let test_tamper_output = match get("EDGENT_TEST_TAMPER_OUTPUT") {
             Some(v) => parse_bool("EDGENT_TEST_TAMPER_OUTPUT", &v)?,
             None => false,
+        };
+        #[cfg(feature = "harness")]
+        let test_receipt_lie = match get("EDGENT_TEST_RECEIPT_LIE").filter(|v| !v.is_empty()) {
+            Some(v) if ["model", "digest", "options", "key", "none"].contains(&v.as_str()) => {
+                Some(v)
+            }
+            Some(v) => {
+                return Err(invalid(
+                    "EDGENT_TEST_RECEIPT_LIE",
+                    &v,
+                    "one of model, digest, options, key, none",
+                ))
+            }
+            None => None,
+        };
+        #[cfg(feature = "harness")]
+        let test_claim_digest = match get("EDGENT_TEST_CLAIM_DIGEST").filter(|v| !v.is_empty()) {
+            Some(v) => Some(
+                crate::protocol::parse_digest(&v)
+                    .map_err(|p| invalid("EDGENT_TEST_CLAIM_DIGEST", &v, p))?,
+            ),
+            None => None,
         };
         let models = parse_list(&get("PROVIDER_MODELS").unwrap_or_default());
         let price_units = match get("PRICE_USDC") {
@@ -47,6 +80,10 @@ impl ProviderSettings {
             max_jobs,
             #[cfg(feature = "harness")]
             test_tamper_output,
+            #[cfg(feature = "harness")]
+            test_receipt_lie,
+            #[cfg(feature = "harness")]
+            test_claim_digest,
         })
     }
 
@@ -55,6 +92,33 @@ impl ProviderSettings {
     #[cfg(feature = "harness")]
     pub fn tamper_output(&self) -> bool {
         self.test_tamper_output
+    }
+
+    /// What this provider's receipts lie about (`EDGENT_TEST_RECEIPT_LIE`, TEST ONLY).
+    #[cfg(feature = "harness")]
+    pub fn receipt_lie(&self) -> Option<&str> {
+        self.test_receipt_lie.as_deref()
+    }
+
+    /// The digest this provider claims for every model (`EDGENT_TEST_CLAIM_DIGEST`, TEST
+    /// ONLY).
+    #[cfg(feature = "harness")]
+    pub fn claim_digest(&self) -> Option<&str> {
+        self.test_claim_digest.as_deref()
+    }
+
+    /// The digest this provider claims: its models' own in a build without the `harness`
+    /// feature.
+    #[cfg(not(feature = "harness"))]
+    pub fn claim_digest(&self) -> Option<&str> {
+        None
+    }
+
+    /// What this provider's receipts lie about: nothing in a build without the `harness`
+    /// feature.
+    #[cfg(not(feature = "harness"))]
+    pub fn receipt_lie(&self) -> Option<&str> {
+        None
     }
 
     /// Whether this provider sends altered outputs: never in a build without the

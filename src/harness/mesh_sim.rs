@@ -36,7 +36,7 @@
 //! | a message accepted (200) is lost if the node dies before delivering it | killing a node loses its queue and every delayed delivery from or to it | always (`down`, `/sim/kill/{i}`) |
 //! | a node can be killed (SIGKILL) and restarted with the same key; its port refuses connections meanwhile | the same ([`MeshSim::kill`], [`MeshSim::restart`], `POST /sim/kill/{i}`, `POST /sim/restart/{i}`, `down` in the faults); a held `/send` on a killed node answers 503 `sim: node is down` (the real client would see the connection drop) | always |
 //! | every node uses the same `tcp_port`; peers dial with TLS | not modelled (no sockets between nodes) | - |
-//! | node keys are ed25519 | 32 bytes from `(seed, index)` ([`sim_node_key`]); nothing here signs | - |
+//! | node keys are ed25519; the node's key file (`PrivateKeyPath`) is the operator's | ed25519 keys from `(seed, index)` ([`sim_node_key`]); `GET /sim/key` gives node's key as the PKCS#8 PEM AXL reads, for the daemon to sign receipts with (the real node's operator has the file) | always |
 //!
 //! # Faults and control over HTTP
 //!
@@ -211,6 +211,8 @@ struct Queued {
 
 struct SimNode {
     key: PeerKey,
+    /// The ed25519 seed of `key` (what AXL's key file holds).
+    secret: [u8; 32],
     addr: YggAddress,
     port: u16,
     queue: Mutex<VecDeque<Queued>>,
@@ -242,9 +244,9 @@ struct Shared {
     closed: CancellationToken,
 }
 
-/// The key of sim node `index` under `seed`: 32 bytes of splitmix64 output, so a sim
-/// restarted with the same seed has the same node ids.
-pub fn sim_node_key(seed: u64, index: usize) -> PeerKey {
+/// The private key (ed25519 seed) of sim node `index` under `seed`: 32 bytes of
+/// splitmix64 output, so a sim restarted with the same seed has the same node ids.
+pub fn sim_node_secret(seed: u64, index: usize) -> [u8; 32] {
     let mut state = seed ^ (index as u64).wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x6564_6765_6e74;
     let mut key = [0u8; 32];
     for chunk in key.chunks_mut(8) {
@@ -255,7 +257,13 @@ pub fn sim_node_key(seed: u64, index: usize) -> PeerKey {
         z ^= z >> 31;
         chunk.copy_from_slice(&z.to_be_bytes());
     }
-    PeerKey(key)
+    key
+}
+
+/// The key (node id) of sim node `index` under `seed`: the ed25519 public key of
+/// [`sim_node_secret`], as a real AXL node's id is its key file's public key.
+pub fn sim_node_key(seed: u64, index: usize) -> PeerKey {
+    crate::protocol::receipt::ReceiptSigner::from_seed(&sim_node_secret(seed, index)).public()
 }
 
 /// What happened to one `/send`, mapped to AXL's answer by the HTTP layer.
@@ -295,6 +303,10 @@ impl Shared {
 
     fn timing(&self) -> SimTiming {
         *self.timing.lock()
+    }
+
+    fn key_pem(&self, i: usize) -> String {
+        crate::axl::supervisor::key::encode_pem(&self.nodes[i].secret)
     }
 
     fn is_down(&self, i: usize) -> bool {
@@ -650,6 +662,7 @@ impl MeshSim {
             let key = sim_node_key(seed, i);
             nodes.push(SimNode {
                 key,
+                secret: sim_node_secret(seed, i),
                 addr: key.address(),
                 port,
                 queue: Mutex::new(VecDeque::with_capacity(SIM_QUEUE_CAPACITY)),
@@ -689,6 +702,12 @@ impl MeshSim {
     /// Always false: a sim has at least one node.
     pub fn is_empty(&self) -> bool {
         self.shared.nodes.is_empty()
+    }
+
+    /// Node `i`'s private key as the PKCS#8 PEM AXL reads (`PrivateKeyPath`). Panics if
+    /// `i >= len()`.
+    pub fn key_pem(&self, i: usize) -> String {
+        self.shared.key_pem(i)
     }
 
     /// Full public key of node `i`. Panics if `i >= len()`.

@@ -67,6 +67,11 @@ pub enum AttemptOutcome {
     Deadline,
     /// The agent went away and the job was cancelled (says nothing about the provider).
     Cancelled,
+    /// It answered with a result whose signed receipt does not match the job: not paid.
+    BadReceipt,
+    /// A spot check caught it: a second and a third provider of the same model ran the
+    /// job otherwise. Not paid; excluded from then on.
+    Caught,
 }
 
 impl AttemptOutcome {
@@ -84,6 +89,8 @@ impl AttemptOutcome {
                 | Self::InferenceFailed
                 | Self::Dead
                 | Self::Unreachable
+                | Self::BadReceipt
+                | Self::Caught
         )
     }
 }

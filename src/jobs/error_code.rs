@@ -30,6 +30,12 @@ pub enum ErrorCode {
     ProviderFailed,
     /// The result came without a proof that checks (502).
     ProofInvalid,
+    /// The result's signed receipt is missing or does not match the job: not accepted,
+    /// not paid (502).
+    ReceiptInvalid,
+    /// A spot check caught the provider serving another model than it claims: not
+    /// accepted, not paid (502).
+    ProviderCaught,
     /// The deadline passed (504).
     Deadline,
     /// The agent went away and the job was cancelled (499, as nginx logs a client that
@@ -55,7 +61,10 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Cancelled => 499,
             ErrorCode::Internal => 500,
-            ErrorCode::ProviderFailed | ErrorCode::ProofInvalid => 502,
+            ErrorCode::ProviderFailed
+            | ErrorCode::ProofInvalid
+            | ErrorCode::ReceiptInvalid
+            | ErrorCode::ProviderCaught => 502,
             ErrorCode::NoProvider | ErrorCode::MeshUnavailable => 503,
             ErrorCode::Deadline => 504,
         }

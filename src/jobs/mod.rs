@@ -27,6 +27,7 @@
 //! - [`pay`]: the money side of a paid job and its table of moves.
 //! - [`pay_book`]: one side's writes of its payments, through the table of moves.
 //! - [`record`]: one job as stored and shown, and what it records as its prompt.
+//! - [`spot_check`]: what a requester's spot check of a job found.
 //! - [`store`]: the SQLite table and its one write path.
 
 pub mod attempt;
@@ -34,6 +35,7 @@ pub mod error_code;
 pub mod pay;
 pub mod pay_book;
 pub mod record;
+pub mod spot_check;
 pub mod state;
 pub mod store;
 
@@ -42,6 +44,7 @@ pub use error_code::{ErrorCode, JobErrorCode};
 pub use pay::{PayStatus, PaymentRecord};
 pub use pay_book::PayBook;
 pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};
+pub use spot_check::{SpotCheck, SpotVerdict};
 pub use state::{JobState, Side};
 pub use store::{JobChanges, JobError, JobStore};
 

@@ -78,6 +78,18 @@ pub struct JobRecord {
     /// Requester: the providers tried so far for the delegation, this one last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<super::Attempt>,
+    /// The provider's signed receipt of what it ran ([`crate::protocol::receipt`]): the
+    /// provider's own (sent again with a resent result), or the one the requester received,
+    /// kept as evidence whether it checked or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<crate::protocol::Receipt>,
+    /// Requester: why the receipt was refused, when it was (the provider is not paid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_refused: Option<String>,
+    /// Requester: the spot checks of this job's results, one per provider checked (a
+    /// caught provider's first, then the next provider's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spot_checks: Vec<super::SpotCheck>,
 }
 
 impl JobRecord {
@@ -105,6 +117,9 @@ impl JobRecord {
             payment: None,
             moved_to: None,
             attempts: Vec::new(),
+            receipt: None,
+            receipt_refused: None,
+            spot_checks: Vec::new(),
         }
     }
 

@@ -89,9 +89,12 @@ impl PaidProvider {
         };
         let key = self.ctx.endpoint.me().0;
         let started = Instant::now();
+        // The proof commits to the output bound to the model's digest (the receipt's).
+        let digest = crate::protocol::receipt::receipt_digest(rec.receipt.as_ref());
+        let output = crate::protocol::receipt::committed_output(&output, digest);
         let proved = tokio::task::spawn_blocking(move || {
-            crate::zk::prove(output.as_bytes(), &key, &job.0).map(|(proof, public)| {
-                let c = crate::zk::commitments(output.as_bytes(), &key, &job.0);
+            crate::zk::prove(&output, &key, &job.0).map(|(proof, public)| {
+                let c = crate::zk::commitments(&output, &key, &job.0);
                 (proof, public, c)
             })
         })
@@ -156,6 +159,7 @@ impl PaidProvider {
             job_id: rec.job_id,
             output: output.clone(),
             usage: rec.usage.clone().unwrap_or_default(),
+            receipt: rec.receipt.clone(),
         });
         let _ = self.ctx.endpoint.send(&requester, &result).await;
         if let Some(req) = &pay.request {

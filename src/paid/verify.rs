@@ -32,7 +32,7 @@ pub enum PaymentRequestRefusal {
 /// output commitment (the escrow's `outputHash`) when all pass.
 pub fn check_payment_request(
     req: &PaymentRequest,
-    output: &str,
+    output: &[u8],
     provider: &PeerKey,
     job: &JobId,
     pay: &PaymentRecord,
@@ -40,13 +40,8 @@ pub fn check_payment_request(
 ) -> Result<String, PaymentRequestRefusal> {
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
-    let expected = crate::zk::verify_job(
-        &req.proof,
-        &req.public_signals,
-        output.as_bytes(),
-        &provider.0,
-        &job.0,
-    )?;
+    let expected =
+        crate::zk::verify_job(&req.proof, &req.public_signals, output, &provider.0, &job.0)?;
     if !req
         .output_commitment
         .eq_ignore_ascii_case(&expected.output_hash_hex())
@@ -134,7 +129,8 @@ mod tests {
         key: &PeerKey,
         job: &JobId,
     ) -> Result<String, String> {
-        check_payment_request(req, output, key, job, &pay(), &usdc()).map_err(|e| e.to_string())
+        check_payment_request(req, output.as_bytes(), key, job, &pay(), &usdc())
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -274,6 +274,10 @@ pub struct TaskResult {
     /// Usage and timings.
     #[serde(default)]
     pub usage: Usage,
+    /// What the provider ran, signed with its AXL key ([`super::receipt`]); a result
+    /// without one is not accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<super::Receipt>,
 }
 
 /// Why a provider did not deliver.

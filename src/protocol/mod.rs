@@ -32,12 +32,14 @@
 //!   was dropped.
 //! - [`check`]: the field-level checks beyond what the types enforce.
 //! - [`digest`]: models named by what they are: digests and `name@sha256:<hex>` pins.
+//! - [`receipt`]: the provider's signed receipt of what it ran, and the requester's check.
 
 pub mod check;
 pub mod codec;
 pub mod digest;
 pub mod job_id;
 pub mod messages;
+pub mod receipt;
 pub mod x402;
 
 pub use check::check_model;
@@ -45,6 +47,7 @@ pub use codec::{DecodeError, DropReason, EncodeError, Envelope};
 pub use digest::{check_digest, parse_digest, parse_pin, show_pin, ModelPin};
 pub use job_id::JobId;
 pub use messages::*;
+pub use receipt::{Receipt, ReceiptMismatch};
 pub use x402::*;
 
 /// The protocol version this build speaks.

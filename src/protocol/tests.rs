@@ -92,6 +92,20 @@ pub(crate) fn samples() -> Vec<Message> {
             job_id: job,
             output: "world".into(),
             usage: Usage::default(),
+            receipt: Some(
+                crate::protocol::receipt::ReceiptSigner::from_seed(&[1; 32]).sign(
+                    crate::protocol::receipt::ReceiptBody {
+                        job_id: job.to_string(),
+                        model: "m".into(),
+                        model_digest: String::new(),
+                        options_json: "{}".into(),
+                        prompt_hash: crate::protocol::receipt::prompt_hash("p", None),
+                        output_hash: crate::protocol::receipt::output_hash("world"),
+                        time_ms: 1,
+                        signer: String::new(),
+                    },
+                ),
+            ),
         }),
         Message::TaskError(TaskError {
             job_id: job,
@@ -257,6 +271,7 @@ fn oversize_is_refused_both_ways() {
         job_id: JobId::new(),
         output: "x".repeat(MAX_MESSAGE_BYTES),
         usage: Usage::default(),
+        receipt: None,
     });
     assert!(matches!(m.encode(), Err(EncodeError::TooLarge(_))));
 }

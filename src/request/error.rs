@@ -62,6 +62,14 @@ pub enum DelegateError {
     /// The result came without a proof that checks: nothing is paid (502).
     #[error("{0}")]
     ProofInvalid(String),
+    /// The result's signed receipt is missing or does not match the job: not accepted,
+    /// not paid (502).
+    #[error("receipt refused: {0}")]
+    ReceiptInvalid(String),
+    /// A spot check caught the provider serving another model than it claims: not
+    /// accepted, not paid (502).
+    #[error("provider caught: {0}")]
+    Caught(String),
     /// The local AXL node is not answering (503).
     #[error("mesh unavailable: {0}")]
     Mesh(String),
@@ -87,6 +95,8 @@ impl DelegateError {
             DelegateError::Deadline(_) => ErrorCode::Deadline,
             DelegateError::Payment(_) => ErrorCode::PaymentFailed,
             DelegateError::ProofInvalid(_) => ErrorCode::ProofInvalid,
+            DelegateError::ReceiptInvalid(_) => ErrorCode::ReceiptInvalid,
+            DelegateError::Caught(_) => ErrorCode::ProviderCaught,
             DelegateError::Mesh(_) => ErrorCode::MeshUnavailable,
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,

@@ -20,7 +20,7 @@ use crate::stream::ChunkDrop;
 
 /// What the router hands a waiting attempt.
 enum Outcome {
-    Result(TaskResult),
+    Result(Box<TaskResult>),
     Error(TaskError),
 }
 
@@ -33,11 +33,15 @@ pub(super) struct Waiter {
 
 /// How one attempt at a provider ended.
 pub(super) enum AttemptEnd {
-    Result(TaskResult),
+    Result(Box<TaskResult>),
     Error(TaskError),
     Dead,
     Unreachable(String),
     Deadline,
+    /// A result whose signed receipt does not match the job (why).
+    BadReceipt(String),
+    /// A result a spot check caught (why).
+    Caught(String),
 }
 
 impl AttemptEnd {
@@ -55,6 +59,8 @@ impl AttemptEnd {
             AttemptEnd::Dead => AttemptOutcome::Dead,
             AttemptEnd::Unreachable(_) => AttemptOutcome::Unreachable,
             AttemptEnd::Deadline => AttemptOutcome::Deadline,
+            AttemptEnd::BadReceipt(_) => AttemptOutcome::BadReceipt,
+            AttemptEnd::Caught(_) => AttemptOutcome::Caught,
         }
     }
 }
@@ -152,6 +158,10 @@ impl Requester {
             | AttemptOutcome::InferenceFailed
             | AttemptOutcome::Refused
             | AttemptOutcome::Dead => history.record(provider, ProviderOutcome::Failure, None),
+            // A signed lie, or a caught cheat: the worst mark (ranked last from then on).
+            AttemptOutcome::BadReceipt | AttemptOutcome::Caught => {
+                history.record(provider, ProviderOutcome::Dispute, None)
+            }
         }
     }
 
@@ -191,7 +201,7 @@ impl Requester {
             return;
         }
         if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
-            let _ = w.tx.send(Outcome::Result(r));
+            let _ = w.tx.send(Outcome::Result(Box::new(r)));
         }
     }
 

@@ -40,6 +40,8 @@ use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 mod attempt;
 mod discovery;
 pub mod events;
+mod receipt;
+pub mod spot_check;
 
 use attempt::{AttemptEnd, Waiter};
 use discovery::Tally;
@@ -56,6 +58,10 @@ pub struct Requester {
     chunks: ChunkRegistry,
     /// Paid delegations that failed over: their first job id -> the current attempt's.
     current: Mutex<HashMap<JobId, JobId>>,
+    /// Jobs seen per provider, for the spot checks of its first jobs (bounded).
+    checked: Mutex<HashMap<crate::axl::PeerKey, u32>>,
+    /// Providers a spot check caught: given no more jobs (bounded).
+    caught: Mutex<std::collections::HashSet<crate::axl::PeerKey>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -86,6 +92,8 @@ impl Requester {
             waiting: Mutex::new(HashMap::new()),
             chunks: ChunkRegistry::default(),
             current: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
+            caught: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -211,11 +219,15 @@ impl Requester {
         let mut all_busy = true;
         let mut tasked = false;
         let mut attempt_job = job_id;
+        let pool = candidates.clone();
         for ad in candidates {
             if Instant::now() >= deadline {
                 break;
             }
             let provider = ad.node_id;
+            if self.is_caught(&provider) {
+                continue;
+            }
             // 2a. Payments begin the attempt: its job id (a paid failover's is fresh) and
             // its stake.
             let begun = payments
@@ -303,7 +315,20 @@ impl Requester {
             // 2b. The attempt: wait for the outcome, watching the provider's heartbeats.
             tally.asked(&provider);
             let t0 = Instant::now();
-            let end = self.attempt(attempt_job, provider, &task, deadline).await;
+            let sent_ms = crate::jobs::now_ms();
+            let mut end = self.attempt(attempt_job, provider, &task, deadline).await;
+            // 2c'. The receipt: a result whose signed receipt does not match the job is not
+            // accepted (nor paid); the job fails over like a failed attempt.
+            if let AttemptEnd::Result(r) = &end {
+                if let Err(why) = self.check_result(attempt_job, &ad, req, r, sent_ms) {
+                    end = AttemptEnd::BadReceipt(why.to_string());
+                } else if let Some(why) = self
+                    .spot_check(attempt_job, &ad, req, r, &pool, deadline)
+                    .await
+                {
+                    end = AttemptEnd::Caught(why);
+                }
+            }
             let outcome = end.outcome();
             self.record_attempt(&provider, outcome, t0.elapsed());
             attempts.push(Attempt {
@@ -321,7 +346,7 @@ impl Requester {
                             payments,
                             attempt_job,
                             &ad,
-                            r,
+                            *r,
                             req.wait,
                             deadline,
                             started,
@@ -354,6 +379,18 @@ impl Requester {
                         all_busy = false;
                     }
                     Some(DelegateError::from_task_error(e.code, e.status, e.message))
+                }
+                AttemptEnd::Caught(why) => {
+                    all_busy = false;
+                    tally.answered(&provider, Some(outcome.as_str()));
+                    Some(DelegateError::Caught(format!("{who} was not paid: {why}")))
+                }
+                AttemptEnd::BadReceipt(why) => {
+                    all_busy = false;
+                    tally.answered(&provider, Some(outcome.as_str()));
+                    Some(DelegateError::ReceiptInvalid(format!(
+                        "{who} was not paid: {why}"
+                    )))
                 }
                 AttemptEnd::Dead => {
                     all_busy = false;
@@ -420,7 +457,12 @@ impl Requester {
         // One provider that failed the job: its own reason (502). Otherwise what every
         // node said (503), with `Retry-After` when they were all busy.
         if attempts.len() == 1 && !all_busy {
-            if let Some(fail @ DelegateError::ProviderFailed { .. }) = last_fail {
+            if let Some(
+                fail @ (DelegateError::ProviderFailed { .. }
+                | DelegateError::ReceiptInvalid(_)
+                | DelegateError::Caught(_)),
+            ) = last_fail
+            {
                 return Err(with_pending_stakes(fail, &attempts));
             }
         }

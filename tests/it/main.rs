@@ -43,6 +43,8 @@ mod paid_flood;
 mod paid_flow;
 mod paid_recovery;
 mod paid_stake_ways;
+mod receipts;
+mod spot_checks;
 mod supervisor;
 mod x402;
 mod zk_cli;

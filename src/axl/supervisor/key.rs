@@ -89,7 +89,22 @@ pub fn ensure_key(path: &Path) -> Result<KeyOrigin, KeyError> {
     }
 }
 
-fn encode_pem(seed: &[u8; 32]) -> String {
+/// The 32-byte seed of the ed25519 key in `path` (the AXL node's key, which signs the
+/// provider's receipts). Never logged.
+pub fn read_seed(path: &Path) -> Result<[u8; 32], KeyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let der = decode_pem(&text).map_err(|why| KeyError::Malformed { path: shown, why })?;
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&der[16..48]);
+    Ok(seed)
+}
+
+/// The PKCS#8 PEM AXL reads for the ed25519 key with this seed.
+pub fn encode_pem(seed: &[u8; 32]) -> String {
     let mut der = Vec::with_capacity(48);
     der.extend_from_slice(&PKCS8_ED25519_PREFIX);
     der.extend_from_slice(seed);
@@ -101,6 +116,11 @@ fn encode_pem(seed: &[u8; 32]) -> String {
 
 /// Check the PEM structure without keeping or showing any key material.
 fn check_pem(text: &str) -> Result<(), String> {
+    decode_pem(text).map(|mut der| der.fill(0))
+}
+
+/// The 48 DER bytes of a PKCS#8 PEM ed25519 key.
+fn decode_pem(text: &str) -> Result<Vec<u8>, String> {
     let body = text
         .trim()
         .strip_prefix(PEM_BEGIN)
@@ -113,7 +133,7 @@ fn check_pem(text: &str) -> Result<(), String> {
     if der.len() != 48 || der[..16] != PKCS8_ED25519_PREFIX {
         return Err("not an ed25519 PKCS#8 key".into());
     }
-    Ok(())
+    Ok(der)
 }
 
 #[cfg(unix)]

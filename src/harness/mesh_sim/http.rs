@@ -35,6 +35,7 @@ pub(super) fn router(shared: Arc<Shared>, me: usize) -> Router {
         .route("/recv", get(recv))
         .route("/sim/faults", get(get_faults).post(post_faults))
         .route("/sim/stats", get(get_stats))
+        .route("/sim/key", get(get_key))
         .route("/sim/timing", get(get_timing).post(post_timing))
         .route("/sim/kill/{node}", post(kill))
         .route("/sim/restart/{node}", post(restart))
@@ -272,6 +273,12 @@ async fn post_timing(State(ctx): State<NodeCtx>, body: Bytes) -> Response {
         Ok(()) => Json(ctx.shared.timing()).into_response(),
         Err(e) => sim_error("/sim/timing", e),
     }
+}
+
+/// This node's private key, the PEM of AXL's key file: a daemon attached to the sim signs
+/// its receipts with it, as one attached to a real node uses the node's key file.
+async fn get_key(State(ctx): State<NodeCtx>) -> String {
+    ctx.shared.key_pem(ctx.me)
 }
 
 async fn get_stats(State(ctx): State<NodeCtx>) -> Json<Vec<SimNodeStats>> {

@@ -368,6 +368,7 @@ impl RequesterPayments for PaidRequester {
             .transition(&job, Side::Requester, JobState::Completed, |r| {
                 r.output = Some(result.output);
                 r.usage = Some(usage);
+                r.receipt = result.receipt;
             });
         match res {
             Ok(_) => {

@@ -168,6 +168,10 @@ impl DaemonProc {
         env.insert("AXL_SPAWN".into(), "false".into());
         env.insert("DISCOVERY_WINDOW_MS".into(), "1500".into());
         env.insert("RUST_LOG".into(), "info,edgent=debug".into());
+        // Spot checks re-run jobs on other providers: off unless a test asks for them
+        // (tests/it/spot_checks.rs), so other stories count their own runs.
+        env.insert("VERIFY_RATE".into(), "0".into());
+        env.insert("VERIFY_FIRST".into(), "0".into());
         // A stray .env in the test's working directory must not leak in.
         env.insert(
             "EDGENT_ENV_FILE".into(),
@@ -180,6 +184,25 @@ impl DaemonProc {
         }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
+        }
+        // Attached to a mesh-sim node: its key file, as an operator gives a real node's, so
+        // the provider signs its receipts.
+        if let Some(axl) = env
+            .get("AXL_API_URL")
+            .filter(|_| !env.contains_key("AXL_KEY_PATH"))
+        {
+            let key = data_dir.join("axl-private.pem");
+            if !key.exists() {
+                if let Ok(r) = reqwest::get(format!("{axl}/sim/key")).await {
+                    if r.status().is_success() {
+                        let pem = r.text().await.expect("sim key");
+                        std::fs::create_dir_all(data_dir).expect("data dir");
+                        std::fs::write(&key, pem).expect("write the AXL key");
+                        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                        std::fs::set_permissions(&key, private).expect("key mode");
+                    }
+                }
+            }
         }
         let mut d = DaemonProc {
             child: None,

@@ -1,0 +1,380 @@
+//! Spot checks: with the probability `VERIFY_RATE` (and always for a provider's first
+//! `VERIFY_FIRST` jobs), a job's result is re-run by a second, independent provider that
+//! advertises the same model digest, under fixed sampling, and the outputs compared
+//! ([`outputs_agree`]).
+//!
+//! - A job whose sampling is fixed (`temperature` 0, or a `seed`) is re-run as it was
+//!   (`rerun`): one extra run, compared with the output the provider delivered.
+//! - Otherwise the provider's output cannot be reproduced, so the job's prompt runs greedy
+//!   (`temperature` 0, `seed` 0, at most [`PROBE_TOKENS`] tokens) on the provider and on the
+//!   checker (`probe`): two extra runs.
+//!
+//! Two runs that disagree do not say who lied: a third provider of the same digest runs it
+//! too, and only the one in the minority is accused. Without a third, nobody is
+//! (`unsettled`). A caught provider's result is refused (not paid), the provider is
+//! recorded as disputed and excluded by this node from then on, and the delegation moves
+//! to the next provider while the agent waits. Each check run's signed receipt is checked
+//! like any result's and kept, with the verdict, on the job record (`spot_check`).
+
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::Requester;
+use crate::axl::PeerKey;
+use crate::jobs::{Side, SpotCheck, SpotVerdict};
+use crate::protocol::receipt::{check_receipt, output_hash, receipt_digest, Expected};
+use crate::protocol::{JobId, Message, ResourceAd, Task, TaskResult};
+use crate::request::ValidRequest;
+
+use super::attempt::AttemptEnd;
+
+/// Tokens a greedy probe asks for.
+pub const PROBE_TOKENS: u64 = 32;
+
+/// Characters of common beginning two greedy runs of the same weights must share when
+/// they are not identical (float differences between machines can make a long greedy run
+/// drift late; a different model differs from the first tokens).
+pub const AGREE_PREFIX_CHARS: usize = 48;
+
+/// The spot-check rule: two greedy runs of the same weights agree when their outputs are
+/// identical, or share their first [`AGREE_PREFIX_CHARS`] characters (or all of the
+/// shorter one, when it is shorter than that).
+pub fn outputs_agree(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let shorter = a.chars().count().min(b.chars().count());
+    common >= AGREE_PREFIX_CHARS.min(shorter) && shorter > 0
+}
+
+/// Whether a job's sampling is fixed, so its output can be reproduced as it is.
+pub fn sampling_is_fixed(options: Option<&Map<String, Value>>) -> bool {
+    options.is_some_and(|o| {
+        o.get("temperature").and_then(Value::as_f64) == Some(0.0) || o.contains_key("seed")
+    })
+}
+
+/// The greedy options of a probe of a job run with `options`.
+fn probe_options(options: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let mut o = options.cloned().unwrap_or_default();
+    let asked = o
+        .get("num_predict")
+        .and_then(Value::as_u64)
+        .unwrap_or(PROBE_TOKENS);
+    o.insert("temperature".into(), Value::from(0));
+    o.insert("seed".into(), Value::from(0));
+    o.insert(
+        "num_predict".into(),
+        Value::from(asked.clamp(1, PROBE_TOKENS)),
+    );
+    o
+}
+
+/// The result of one check run: its output and its checked receipt.
+struct Run {
+    output: String,
+    result: Box<TaskResult>,
+}
+
+impl Requester {
+    /// Whether this job of `provider`'s is checked: always among its first
+    /// `VERIFY_FIRST` jobs here, else with probability `VERIFY_RATE`.
+    fn wants_check(&self, provider: &PeerKey) -> bool {
+        let d = &self.ctx.config.delegation;
+        let mut seen = self.checked.lock();
+        if seen.len() >= MAX_TRACKED && !seen.contains_key(provider) {
+            seen.clear();
+        }
+        let n = seen.entry(*provider).or_insert(0);
+        *n = n.saturating_add(1);
+        *n <= d.verify_first || (d.verify_rate > 0.0 && fastrand::f64() < d.verify_rate)
+    }
+
+    /// The providers a spot check of this node caught (full keys, hex), for `/status`.
+    pub fn caught(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.caught.lock().iter().map(PeerKey::to_hex).collect();
+        v.sort();
+        v
+    }
+
+    /// Whether this node caught `provider` cheating (it is given no more jobs).
+    pub(super) fn is_caught(&self, provider: &PeerKey) -> bool {
+        self.caught.lock().contains(provider)
+    }
+
+    fn mark_caught(&self, provider: &PeerKey) {
+        let mut c = self.caught.lock();
+        if c.len() < MAX_TRACKED {
+            c.insert(*provider);
+        }
+        drop(c);
+        self.ctx
+            .mesh
+            .history
+            .record(provider, crate::mesh::ProviderOutcome::Dispute, None);
+    }
+
+    /// Spot-check `r`, the result `ad`'s provider delivered for `job`, with the other
+    /// candidates `pool`; the check is kept on the job's record. Returns why the provider
+    /// was caught, when it was.
+    pub(super) async fn spot_check(
+        &self,
+        job: JobId,
+        ad: &ResourceAd,
+        req: &ValidRequest,
+        r: &TaskResult,
+        pool: &[ResourceAd],
+        deadline: Instant,
+    ) -> Option<String> {
+        let provider = ad.node_id;
+        if !self.wants_check(&provider) {
+            return None;
+        }
+        let started = Instant::now();
+        let digest = receipt_digest(r.receipt.as_ref()).to_string();
+        // Checkers: other providers of the same digest; when nobody else claims it, other
+        // providers of the same name (a name served as a digest nobody else has is itself
+        // suspect, and only two others that agree with each other accuse it).
+        let others: Vec<&ResourceAd> = pool
+            .iter()
+            .filter(|c| c.node_id != provider && !self.is_caught(&c.node_id))
+            .collect();
+        let digest_of = |c: &ResourceAd| -> Option<String> {
+            c.model_info
+                .iter()
+                .find(|m| crate::inference::model_matches(&req.model, &m.name))
+                .map(|m| m.digest.clone().unwrap_or_default())
+        };
+        let same: Vec<&ResourceAd> = others
+            .iter()
+            .copied()
+            .filter(|c| digest_of(c).as_deref() == Some(digest.as_str()))
+            .collect();
+        let mut checkers = if same.is_empty() {
+            others
+                .into_iter()
+                .filter(|c| digest_of(c).is_some())
+                .collect()
+        } else {
+            same
+        };
+        // In an order the provider cannot foresee.
+        fastrand::shuffle(&mut checkers);
+        let fixed = sampling_is_fixed(req.options.as_ref());
+        let options = if fixed {
+            req.options.clone()
+        } else {
+            Some(probe_options(req.options.as_ref()))
+        };
+        let mut check = SpotCheck {
+            provider,
+            verdict: SpotVerdict::NoChecker,
+            mode: if fixed { "rerun" } else { "probe" }.into(),
+            checkers: Vec::new(),
+            receipts: Vec::new(),
+            output_hashes: Vec::new(),
+            ms: 0,
+        };
+        // The provider's own output to compare: as delivered, or its probe.
+        let theirs = if fixed || checkers.is_empty() {
+            check.receipts.extend(r.receipt.clone());
+            Some(r.output.clone())
+        } else {
+            self.check_run(&provider, req, options.clone(), deadline)
+                .await
+                .map(|run| {
+                    check.receipts.extend(run.result.receipt.clone());
+                    run.output
+                })
+        };
+        let caught = match theirs {
+            // Nobody else runs this model: nothing to compare with.
+            _ if checkers.is_empty() => None,
+            None => {
+                // The provider did not run its own probe (busy, gone): nothing is proved.
+                check.verdict = SpotVerdict::Unsettled;
+                None
+            }
+            Some(theirs) => {
+                check.output_hashes.push(output_hash(&theirs));
+                self.settle_check(&mut check, &checkers, req, options, &theirs, deadline)
+                    .await
+            }
+        };
+        check.ms = started.elapsed().as_millis() as u64;
+        tracing::info!(%job, provider = %provider.short(), verdict = <&str>::from(check.verdict), ms = check.ms, "spot check");
+        self.ctx.metrics.spot_check(check.verdict.into());
+        if caught.is_some() {
+            self.mark_caught(&provider);
+        }
+        let res = self.ctx.jobs.update(&job, Side::Requester, |rec| {
+            if rec.spot_checks.len() < MAX_CHECKS_PER_JOB {
+                rec.spot_checks.push(check);
+            }
+        });
+        if let Err(e) = res {
+            tracing::warn!(%job, error = %e, "cannot keep the spot check with the job");
+        }
+        caught
+    }
+
+    /// Run the check on a checker, and on a third when they disagree; set the verdict.
+    async fn settle_check(
+        &self,
+        check: &mut SpotCheck,
+        checkers: &[&ResourceAd],
+        req: &ValidRequest,
+        options: Option<Map<String, Value>>,
+        theirs: &str,
+        deadline: Instant,
+    ) -> Option<String> {
+        // The first checker that answers with a receipt that checks.
+        let mut runs: Vec<(PeerKey, String)> = Vec::new();
+        for c in checkers {
+            if let Some(run) = self
+                .check_run(&c.node_id, req, options.clone(), deadline)
+                .await
+            {
+                check.checkers.push(c.node_id);
+                check.receipts.extend(run.result.receipt.clone());
+                check.output_hashes.push(output_hash(&run.output));
+                runs.push((c.node_id, run.output));
+                if runs.len() == 1 && outputs_agree(theirs, &runs[0].1) {
+                    check.verdict = SpotVerdict::Passed;
+                    return None;
+                }
+                if runs.len() == 2 {
+                    break;
+                }
+            }
+        }
+        match runs.as_slice() {
+            [] => {
+                check.verdict = SpotVerdict::NoChecker;
+                None
+            }
+            [_] => {
+                check.verdict = SpotVerdict::Unsettled;
+                None
+            }
+            [(first, a), (_, b), ..] => {
+                if outputs_agree(a, b) && !outputs_agree(theirs, b) {
+                    check.verdict = SpotVerdict::Caught;
+                    Some(format!(
+                        "a spot check caught it: two other providers of the same model ({}) agree with each other and not with it",
+                        if check.mode == "rerun" { "re-running the job" } else { "greedy probes" }
+                    ))
+                } else if outputs_agree(theirs, b) {
+                    check.verdict = SpotVerdict::CheckerCaught;
+                    self.mark_caught(first);
+                    None
+                } else {
+                    check.verdict = SpotVerdict::Unsettled;
+                    None
+                }
+            }
+        }
+    }
+
+    /// One check run on `on`, unpaid, its receipt checked like any result's.
+    async fn check_run(
+        &self,
+        on: &PeerKey,
+        req: &ValidRequest,
+        options: Option<Map<String, Value>>,
+        deadline: Instant,
+    ) -> Option<Run> {
+        let job = JobId::new();
+        let task = Task {
+            job_id: job,
+            model: req.model.clone(),
+            prompt: req.prompt.clone(),
+            options,
+            stake: None,
+            deadline_ms: crate::jobs::now_ms()
+                + deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
+            sender_ens: self.ctx.config.node.ens_name.clone(),
+            messages: req.messages.clone(),
+            stream: false,
+            model_digest: req.model_digest.clone(),
+        };
+        let sent_ms = crate::jobs::now_ms();
+        let end = self
+            .attempt(job, *on, &Message::Task(task.clone()), deadline)
+            .await;
+        let AttemptEnd::Result(result) = end else {
+            return None;
+        };
+        let digest = receipt_digest(result.receipt.as_ref()).to_string();
+        let want = Expected {
+            job_id: &job,
+            provider: on,
+            model: &task.model,
+            model_digest: task.model_digest.as_deref().unwrap_or(&digest),
+            options: task.options.as_ref(),
+            prompt: &task.prompt,
+            messages: task.messages.as_deref(),
+            output: &result.output,
+            sent_ms,
+            now_ms: crate::jobs::now_ms(),
+        };
+        if let Err(e) = check_receipt(result.receipt.as_ref(), &want) {
+            tracing::warn!(provider = %on.short(), error = %e, "a spot check run's receipt does not check");
+            return None;
+        }
+        Some(Run {
+            output: result.output.clone(),
+            result,
+        })
+    }
+}
+
+/// Spot checks kept on one job record, at most (one per provider tried).
+pub const MAX_CHECKS_PER_JOB: usize = 16;
+
+/// Providers tracked for their first checks and as caught, at most.
+pub const MAX_TRACKED: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_accepts_identical_and_late_drift_and_refuses_an_early_difference() {
+        let a = "Paris. It is the capital and most populous city of France, with an estimated";
+        assert!(outputs_agree(a, a));
+        let late = format!("{}{}", &a[..60], " population of");
+        assert!(outputs_agree(a, &late));
+        assert!(!outputs_agree(
+            a,
+            "Lyon. It is the capital and most populous city of France"
+        ));
+        assert!(outputs_agree("Paris.", "Paris."));
+        assert!(!outputs_agree("Paris.", "Paris!"));
+        assert!(!outputs_agree("", "x"));
+    }
+
+    #[test]
+    fn fixed_sampling_is_recognised_and_probes_are_greedy() {
+        let o = |v: Value| v.as_object().cloned();
+        assert!(sampling_is_fixed(
+            o(serde_json::json!({"temperature": 0})).as_ref()
+        ));
+        assert!(sampling_is_fixed(
+            o(serde_json::json!({"seed": 3, "temperature": 0.8})).as_ref()
+        ));
+        assert!(!sampling_is_fixed(
+            o(serde_json::json!({"temperature": 0.8})).as_ref()
+        ));
+        assert!(!sampling_is_fixed(None));
+        let p =
+            probe_options(o(serde_json::json!({"temperature": 0.8, "num_predict": 500})).as_ref());
+        assert_eq!(p["temperature"], 0);
+        assert_eq!(p["seed"], 0);
+        assert_eq!(p["num_predict"], PROBE_TOKENS);
+    }
+}

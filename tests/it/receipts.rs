@@ -1,0 +1,136 @@
+//! Attack story: a provider whose signed receipt does not match the job (another model's
+//! name, another digest, other sampling, a signature by another key, or no receipt at all)
+//! is not accepted and not paid; the receipt is kept with the job as evidence. An honest
+//! provider's receipt checks, and is kept on both sides.
+
+use std::time::Duration;
+
+use edgent::chain::StakeStatus;
+use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
+use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::paid::{PaidWorld, Settle, FUND};
+use crate::support::MeshSimProc;
+
+/// A requester and a provider (payments off) whose receipts lie as `lie` says (`""`: an
+/// honest one); the delegation's status and body, and the requester's job record.
+async fn delegate_with_lie(lie: &str) -> (u16, Value, Value, Value) {
+    let ollama = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let mesh = MeshSimProc::start(2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = ollama.url();
+    let mut p_env = vec![("OLLAMA_URL", url.as_str())];
+    if !lie.is_empty() {
+        p_env.push(("EDGENT_TEST_RECEIPT_LIE", lie));
+    }
+    let (requester, provider) = support::start_pair(&mesh, dir.path(), &p_env, &[]).await;
+    let (status, body) = requester
+        .delegate(json!({
+            "model": "tinyllama",
+            "prompt": "what did you run?",
+            "options": {"seed": 7, "temperature": 0.7, "top_k": 20}
+        }))
+        .await;
+    let rjob = requester.newest_job().await.expect("requester job");
+    let id = rjob["job_id"].as_str().unwrap().to_string();
+    let pjob = provider
+        .job_in_state(&id, "completed", Duration::from_secs(20))
+        .await;
+    (status, body, rjob, pjob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_receipt_is_checked_and_kept_on_both_sides() {
+    let (status, body, rjob, pjob) = delegate_with_lie("").await;
+    assert_eq!(status, 200, "{body}");
+    let receipt = &rjob["receipt"];
+    assert_eq!(
+        receipt, &pjob["receipt"],
+        "the requester keeps what was signed"
+    );
+    assert_eq!(receipt["job_id"], rjob["job_id"]);
+    assert_eq!(receipt["model"], json!("tinyllama"));
+    assert_eq!(receipt["signer"], body["provider"]["node_id"]);
+    let options: Value = serde_json::from_str(receipt["options_json"].as_str().unwrap()).unwrap();
+    assert_eq!(options, json!({"seed": 7, "temperature": 0.7, "top_k": 20}));
+    assert_eq!(receipt["signature"].as_str().unwrap().len(), 128);
+    assert!(rjob.get("receipt_refused").is_none(), "{rjob}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_lies_is_refused_with_the_lie_kept_as_evidence() {
+    for (lie, why) in [
+        ("model", "model"),
+        ("digest", "model_digest"),
+        ("options", "options"),
+        ("key", "signature"),
+        ("none", "no signed receipt"),
+    ] {
+        let (status, body, rjob, _pjob) = delegate_with_lie(lie).await;
+        assert_eq!(status, 502, "{lie}: {body}");
+        assert_eq!(body["error"], json!("receipt_invalid"), "{lie}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(why),
+            "{lie}: {body}"
+        );
+        assert_eq!(rjob["state"], json!("failed"), "{lie}: {rjob}");
+        assert_eq!(
+            rjob["error_code"],
+            json!("receipt_invalid"),
+            "{lie}: {rjob}"
+        );
+        assert!(
+            rjob["output"].is_null(),
+            "a refused result is not accepted: {rjob}"
+        );
+        assert!(
+            rjob["receipt_refused"].as_str().unwrap().contains(why),
+            "{lie}: {rjob}"
+        );
+        if lie != "none" {
+            assert!(
+                rjob["receipt"]["signature"].is_string(),
+                "evidence kept: {rjob}"
+            );
+        }
+        assert_eq!(
+            rjob["attempts"][0]["outcome"],
+            json!("bad_receipt"),
+            "{rjob}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_provider_whose_receipt_names_another_model_is_not_paid() {
+    let w = PaidWorld::new().await;
+    let (requester, _provider) = w
+        .start(Settle::KeeperHub, &[("EDGENT_TEST_RECEIPT_LIE", "model")])
+        .await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "pay me anyway"}))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], json!("receipt_invalid"));
+    let rjob = requester.newest_job().await.expect("job");
+    let id = rjob["job_id"].as_str().unwrap().to_string();
+    // The provider proves its output and asks to be paid all the same: the request
+    // arrives and is kept, and nothing is released for it.
+    let rjob = support::eventually("the payment_request", Duration::from_secs(60), || {
+        let requester = &requester;
+        let id = id.clone();
+        async move {
+            let r = requester.job(&id).await?;
+            r["payment"]["request"].is_object().then_some(r)
+        }
+    })
+    .await;
+    assert!(rjob["receipt_refused"].is_string(), "{rjob}");
+    assert_ne!(rjob["payment"]["status"], json!("released"), "{rjob}");
+    assert_eq!(w.stake_status(&id).await, StakeStatus::Staked);
+    let (r, p, e) = w.balances().await;
+    assert_eq!(p, 0, "the provider got nothing");
+    assert_eq!(r + e, FUND);
+    assert!(w.keeperhub.calls().iter().all(|c| c.function != "release"));
+}
