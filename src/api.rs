@@ -270,6 +270,10 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         ("handlers_peer_peak", h.peer_peak as i64),
         ("handlers_dropped", h.dropped as i64),
         ("directory", st.ctx.mesh.directory.len() as i64),
+        (
+            "directory_hearsay",
+            st.ctx.mesh.directory.hearsay_len() as i64,
+        ),
     ] {
         st.ctx.metrics.table(name).set(v);
     }

@@ -104,6 +104,8 @@ pub struct MeshState {
     pub seen_requests: RecentIds,
     /// Our own recent request ids (their answers are taken even after discovery ended).
     pub my_requests: RecentIds,
+    /// How many keys other nodes' `known` lists may add to the directory.
+    pub hearsay: limits::HearsayLimits,
     /// Nodes new to us, to be greeted with an announcement.
     pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
     /// Wakes the announcer (new nodes to greet).
@@ -121,6 +123,7 @@ impl MeshState {
             history,
             seen_requests: RecentIds::default(),
             my_requests: RecentIds::default(),
+            hearsay: limits::HearsayLimits::default(),
             greet: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
         }
