@@ -89,11 +89,18 @@ impl Provider {
         Provider {
             backend,
             payments,
-            queue: Arc::new(JobQueue::with_peer_share(
-                ctx.config.provider.max_jobs,
-                ctx.config.delivery.provider_max_queue,
-                ctx.config.delivery.provider_peer_max_jobs,
-            )),
+            queue: Arc::new({
+                let (jobs, queue) = (
+                    ctx.config.provider.max_jobs,
+                    ctx.config.delivery.provider_max_queue,
+                );
+                let share = crate::mesh::queue::peer_share(
+                    jobs,
+                    queue,
+                    ctx.config.delivery.provider_peer_max_jobs,
+                );
+                JobQueue::with_peer_share(jobs, queue, share)
+            }),
             ctx,
             status: RwLock::new(status),
             cancels: CancelRegistry::default(),
@@ -502,7 +509,10 @@ impl Provider {
             task.job_id,
             Side::Provider,
             &task.model,
-            &crate::jobs::prompt_of(&task.prompt, task.messages.as_deref()),
+            &crate::jobs::stored_prompt(crate::jobs::prompt_of(
+                &task.prompt,
+                task.messages.as_deref(),
+            )),
             deadline_ms,
         );
         rec.peer = Some(requester);

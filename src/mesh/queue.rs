@@ -2,7 +2,8 @@
 //! (`PROVIDER_MAX_JOBS`) waits its turn, first come first served, while fewer than
 //! `PROVIDER_MAX_QUEUE` wait; only a full queue answers `busy`. One requester holds at
 //! most `PROVIDER_PEER_MAX_JOBS` of the slots and places together ([`JobQueue::hold`],
-//! threat model line 29), so no peer can take them all.
+//! threat model line 29; by default all but a quarter of them, [`peer_share`]), so no
+//! peer can take them all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,6 +90,16 @@ impl Drop for QueueTicket<'_> {
             w.remove(i);
         }
     }
+}
+
+/// One requester's share of `max_jobs` slots and `max_queue` places: `configured`, or when
+/// 0, all but a quarter of them (at least 1).
+pub fn peer_share(max_jobs: usize, max_queue: usize, configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let all = max_jobs.max(1).saturating_add(max_queue);
+    (all - all / 4).max(1)
 }
 
 impl JobQueue {
@@ -238,5 +249,8 @@ mod tests {
         drop(held);
         let again: Vec<_> = (0..10).filter_map(|_| q.hold(&a).ok()).collect();
         assert_eq!(again.len(), 3);
+        assert_eq!(peer_share(2, 32, 0), 26);
+        assert_eq!(peer_share(1, 1, 0), 2);
+        assert_eq!(peer_share(2, 32, 5), 5);
     }
 }

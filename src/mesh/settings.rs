@@ -42,7 +42,8 @@ pub struct DeliverySettings {
     /// `PEER_MAX_HANDLERS`: of those, for the messages of one peer (64).
     pub peer_max_handlers: usize,
     /// `PROVIDER_PEER_MAX_JOBS`: job slots and queue places one requester may hold at
-    /// once (4); beyond that its tasks are answered `busy`.
+    /// once; beyond that its tasks are answered `busy`. 0 (the default): all but a quarter
+    /// of `PROVIDER_MAX_JOBS + PROVIDER_MAX_QUEUE`, kept for the others.
     pub provider_peer_max_jobs: usize,
 }
 
@@ -63,7 +64,7 @@ impl Default for DeliverySettings {
             peer_max_pending_acks: crate::mesh::reliable::PEER_MAX_PENDING_ACKS,
             max_handlers: crate::mesh::handlers::MAX_HANDLERS,
             peer_max_handlers: crate::mesh::handlers::PEER_MAX_HANDLERS,
-            provider_peer_max_jobs: 4,
+            provider_peer_max_jobs: 0,
         }
     }
 }
