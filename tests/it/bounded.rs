@@ -167,6 +167,44 @@ async fn refusals_take_no_pending_acks_and_an_honest_delegation_is_served() {
     assert_eq!(gauge(&provider, "edgent_pending_acks_peer_peak").await, 1);
 }
 
+/// A requester (node 0) and a provider (node 1, the Ollama stub answering after `delay`,
+/// with `env` besides) on a mesh whose next `evil_ids` nodes are the evil node's
+/// identities, which acknowledge what they receive.
+struct Scene {
+    stub: OllamaStub,
+    mesh: MeshSimProc,
+    _dir: tempfile::TempDir,
+    requester: DaemonProc,
+    provider: DaemonProc,
+    evil: edgent::harness::evil_node::EvilNode,
+}
+
+async fn scene(delay: Duration, evil_ids: usize, env: &[(&str, &str)]) -> Scene {
+    let stub = OllamaStub::start(StubBehaviour {
+        delay,
+        ..Default::default()
+    })
+    .await
+    .expect("stub");
+    let mesh = MeshSimProc::start(2 + evil_ids, 0);
+    let dir = tempfile::tempdir().expect("dir");
+    let url = stub.url();
+    let mut p_env = vec![("OLLAMA_URL", url.as_str())];
+    p_env.extend_from_slice(env);
+    let (requester, provider) = start_pair(&mesh, dir.path(), &p_env, &[]).await;
+    let ids: Vec<usize> = (2..2 + evil_ids).collect();
+    let evil = evil_on(&mesh, &ids).await;
+    evil.set_acks(true);
+    Scene {
+        stub,
+        mesh,
+        _dir: dir,
+        requester,
+        provider,
+        evil,
+    }
+}
+
 /// Threat model line 26 (and refusals only to full keys): one identity that never said
 /// who it is floods 800 valid tasks while the inference takes 4 s. With
 /// `PEER_MAX_HANDLERS=2`, its first two tasks hold the only two handlers it may have, and
@@ -175,28 +213,14 @@ async fn refusals_take_no_pending_acks_and_an_honest_delegation_is_served() {
 /// flood is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_handlers_are_bounded_and_unknown_keys_get_no_refusals() {
-    let stub = OllamaStub::start(StubBehaviour {
-        delay: Duration::from_secs(4),
-        ..Default::default()
-    })
-    .await
-    .expect("stub");
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().expect("dir");
-    let (requester, provider) = start_pair(
-        &mesh,
-        dir.path(),
-        &[
-            ("OLLAMA_URL", &stub.url()),
-            ("PEER_MAX_HANDLERS", "2"),
-            ("PROVIDER_MAX_JOBS", "4"),
-        ],
-        &[],
+    let sc = scene(
+        Duration::from_secs(4),
+        1,
+        &[("PEER_MAX_HANDLERS", "2"), ("PROVIDER_MAX_JOBS", "4")],
     )
     .await;
-    let evil = evil_on(&mesh, &[2]).await;
-    evil.set_acks(true);
-    let to = node_key(&mesh, 1);
+    let (mesh, requester, provider, evil) = (&sc.mesh, &sc.requester, &sc.provider, &sc.evil);
+    let to = node_key(mesh, 1);
     const FLOOD: usize = 800;
     let far = edgent::jobs::now_ms() + 60_000;
     let (flood, (status, body)) = tokio::join!(
@@ -212,21 +236,21 @@ async fn a_peers_handlers_are_bounded_and_unknown_keys_get_no_refusals() {
     assert_eq!(status, 200, "{body}\n{}", provider.log());
     assert_eq!(flood.expect("flood").accepted, FLOOD as u64);
     until("the flood's tasks all taken or dropped", WITHIN, || async {
-        bounded(&provider, "handlers_dropped").await >= (FLOOD - 2) as i64
+        bounded(provider, "handlers_dropped").await >= (FLOOD - 2) as i64
     })
     .await;
     assert_eq!(
-        bounded(&provider, "handlers_dropped").await,
+        bounded(provider, "handlers_dropped").await,
         (FLOOD - 2) as i64
     );
-    assert_eq!(bounded(&provider, "handlers_peer_peak").await, 2);
+    assert_eq!(bounded(provider, "handlers_peer_peak").await, 2);
     // Its two tasks ran and were answered; no refusal went to its partial key.
     until("the evil node's two results", WITHIN, || async {
-        result_jobs(&evil) == 2
+        result_jobs(evil) == 2
     })
     .await;
     assert_eq!(evil.received_kind("task_error").len(), 0);
-    print_rss_peak(&provider, "800 tasks from an unknown key");
+    print_rss_peak(provider, "800 tasks from an unknown key");
 }
 
 /// Threat model line 29: one requester sends 20 tasks with a deadline near `u64::MAX`,
@@ -238,29 +262,16 @@ async fn a_peers_handlers_are_bounded_and_unknown_keys_get_no_refusals() {
 /// honest delegation run meanwhile is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_requester_cannot_hold_every_slot_or_set_load_options() {
-    let stub = OllamaStub::start(StubBehaviour {
-        delay: Duration::from_secs(2),
-        ..Default::default()
-    })
-    .await
-    .expect("stub");
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().expect("dir");
-    let (requester, provider) = start_pair(
-        &mesh,
-        dir.path(),
-        &[
-            ("OLLAMA_URL", &stub.url()),
-            ("PROVIDER_MAX_JOBS", "2"),
-            ("PROVIDER_MAX_QUEUE", "6"),
-        ],
-        &[],
+    let sc = scene(
+        Duration::from_secs(2),
+        1,
+        &[("PROVIDER_MAX_JOBS", "2"), ("PROVIDER_MAX_QUEUE", "6")],
     )
     .await;
-    let evil = evil_on(&mesh, &[2]).await;
-    evil.set_acks(true);
-    let to = node_key(&mesh, 1);
-    introduce(&evil, 0, &to).await;
+    let (stub, mesh, requester, provider, evil) =
+        (&sc.stub, &sc.mesh, &sc.requester, &sc.provider, &sc.evil);
+    let to = node_key(mesh, 1);
+    introduce(evil, 0, &to).await;
     let opts = json!({"num_predict": -1, "num_ctx": 131072, "num_gpu": 99, "temperature": 0.5});
     let forever = u64::MAX / 2;
     let flood = evil
@@ -287,7 +298,7 @@ async fn one_requester_cannot_hold_every_slot_or_set_load_options() {
     assert!(errors.iter().all(|e| matches!(&e.msg,
         Some(Message::TaskError(t)) if t.code == edgent::protocol::TaskErrorCode::Busy)));
     until("the 6 held tasks' results", WITHIN, || async {
-        result_jobs(&evil) == 6
+        result_jobs(evil) == 6
     })
     .await;
     let seen = stub.options_seen();
@@ -310,7 +321,7 @@ async fn one_requester_cannot_hold_every_slot_or_set_load_options() {
             .all(|j| j["deadline_ms"].as_u64().is_some_and(|d| d <= horizon)),
         "{jobs}"
     );
-    print_rss_peak(&provider, "20 greedy tasks");
+    print_rss_peak(provider, "20 greedy tasks");
 }
 
 /// Threat model line 27: an identity sends 40 `announce`s naming 64 made-up keys each
@@ -320,16 +331,10 @@ async fn one_requester_cannot_hold_every_slot_or_set_load_options() {
 /// before. An honest delegation run during the flood is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hearsay_keys_are_limited_and_never_evict_nodes_heard_from() {
-    let stub = OllamaStub::start(StubBehaviour::default())
-        .await
-        .expect("stub");
-    let mesh = MeshSimProc::start(4, 0);
-    let dir = tempfile::tempdir().expect("dir");
-    let (requester, provider) =
-        start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &stub.url())], &[]).await;
-    let evil = evil_on(&mesh, &[2, 3]).await;
-    let to = node_key(&mesh, 1);
-    introduce(&evil, 1, &to).await;
+    let sc = scene(Duration::ZERO, 2, &[]).await;
+    let (mesh, requester, provider, evil) = (&sc.mesh, &sc.requester, &sc.provider, &sc.evil);
+    let to = node_key(mesh, 1);
+    introduce(evil, 1, &to).await;
     let started = std::time::Instant::now();
     let announces: Vec<Bytes> = (0..40)
         .map(|_| {
@@ -358,19 +363,19 @@ async fn hearsay_keys_are_limited_and_never_evict_nodes_heard_from() {
     assert_eq!(status, 200, "{body}\n{}", provider.log());
     assert_eq!(flood.expect("flood").accepted, 40);
     until("every hearsay key taken or dropped", WITHIN, || async {
-        bounded(&provider, "hearsay_dropped").await + bounded(&provider, "directory_hearsay").await
+        bounded(provider, "hearsay_dropped").await + bounded(provider, "directory_hearsay").await
             >= 2560
     })
     .await;
     let elapsed = started.elapsed().as_secs() as i64 + 1;
-    let taken = bounded(&provider, "directory_hearsay").await;
-    assert_eq!(taken + bounded(&provider, "hearsay_dropped").await, 2560);
+    let taken = bounded(provider, "directory_hearsay").await;
+    assert_eq!(taken + bounded(provider, "hearsay_dropped").await, 2560);
     assert!(taken <= 64 + elapsed, "{taken} hearsay keys in {elapsed} s");
     let known = provider.get("/status").await["known_nodes"]
         .as_i64()
         .expect("known_nodes");
     assert!(known <= 3 + 64 + elapsed, "the directory holds {known}");
-    print_rss_peak(&provider, "2,560 hearsay keys");
+    print_rss_peak(provider, "2,560 hearsay keys");
 }
 
 /// `edgent_bounded{table="<table>"}` of `d`'s `/metrics`.
@@ -398,28 +403,21 @@ fn result_jobs(evil: &edgent::harness::evil_node::EvilNode) -> usize {
     jobs.len()
 }
 
-/// Threat model line 30: a requester sends a 2.5 MB prompt while an honest delegation
+/// Threat model line 30: a requester sends a 1.5 MB prompt (the stub takes bodies of 2 MiB) while an honest delegation
 /// runs. The provider serves it, and its job record keeps only the prompt's first 4 KiB,
-/// its length and its keccak256 (not 4 MiB for every `/jobs` poll and for ever); the
+/// its length and its keccak256 (not the whole prompt for every `/jobs` poll and for ever); the
 /// pruning pass blanks it after `PROMPT_RETENTION_HOURS` (unit-tested in `jobs::tests`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_nodes_huge_prompt_is_stored_cut_with_its_hash() {
-    let stub = OllamaStub::start(StubBehaviour::default())
-        .await
-        .expect("stub");
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().expect("dir");
-    let (requester, provider) =
-        start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &stub.url())], &[]).await;
-    let evil = evil_on(&mesh, &[2]).await;
-    evil.set_acks(true);
-    let to = node_key(&mesh, 1);
-    introduce(&evil, 0, &to).await;
+    let sc = scene(Duration::ZERO, 1, &[]).await;
+    let (mesh, requester, provider, evil) = (&sc.mesh, &sc.requester, &sc.provider, &sc.evil);
+    let to = node_key(mesh, 1);
+    introduce(evil, 0, &to).await;
     let job = edgent::protocol::JobId::new();
     let huge = Message::Task(Task {
         job_id: job,
         model: "tinyllama".into(),
-        prompt: "word ".repeat(500_000),
+        prompt: "word ".repeat(300_000),
         options: None,
         stake: None,
         deadline_ms: edgent::jobs::now_ms() + 60_000,
@@ -435,16 +433,115 @@ async fn another_nodes_huge_prompt_is_stored_cut_with_its_hash() {
     sent.expect("send");
     assert_eq!(status, 200, "{body}\n{}", provider.log());
     until("the huge prompt's result", WITHIN, || async {
-        result_jobs(&evil) == 1
+        result_jobs(evil) == 1
     })
     .await;
     let rec = provider.job(&job.to_hex()).await.expect("the job");
     let prompt = rec["prompt"].as_str().expect("prompt");
     assert!(prompt.len() <= 4096 + 120, "stored {} bytes", prompt.len());
     assert!(
-        prompt.starts_with("word word ") && prompt.contains("… [2500000 bytes, keccak256 0x"),
+        prompt.starts_with("word word ") && prompt.contains("… [1500000 bytes, keccak256 0x"),
         "{}",
         &prompt[prompt.len().saturating_sub(120)..]
     );
-    print_rss_peak(&provider, "a 2.5 MiB prompt");
+    print_rss_peak(provider, "a 1.5 MB prompt");
+}
+
+/// Threat model line 31: a provider (the evil node, the only one serving `evil-model`)
+/// streams "Hello, " to the agent, then sends a result that does not begin with it. The
+/// requester fails the attempt (the agent's stream ends with an error, the job is
+/// `failed`) instead of taking the result; an honest delegation to the honest provider
+/// runs at the same time and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_result_that_does_not_extend_the_streamed_text_fails() {
+    let sc = scene(Duration::ZERO, 1, &[]).await;
+    let (mesh, requester, provider, evil) = (&sc.mesh, &sc.requester, &sc.provider, &sc.evil);
+    let me = node_key(mesh, 0);
+    let ad = edgent::protocol::ResourceAd {
+        request_id: uuid::Uuid::nil(),
+        node_id: evil.key(0),
+        ens: None,
+        wallet: None,
+        models: vec!["evil-model".into()],
+        free_memory_mb: 8_000,
+        price: 0,
+        load: 0.0,
+        version: env!("CARGO_PKG_VERSION").into(),
+        model_info: vec![],
+        slots: Some(4),
+        queue: Some(0),
+    };
+    let hello = Message::Announce(Announce {
+        node_id: evil.key(0),
+        ens: None,
+        known: vec![],
+        ad: Some(ad),
+        ttl_ms: 600_000,
+    });
+    evil.send(0, &me, &hello).await.expect("announce");
+    until("the requester knows the evil ad", WITHIN, || async {
+        requester.get("/status").await["mesh_models"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|x| x["name"] == "evil-model"))
+    })
+    .await;
+
+    let streamed = async {
+        let r = requester
+            .request(reqwest::Method::POST, "/delegate")
+            .json(&json!({"model": "evil-model", "prompt": "say hello", "stream": true}))
+            .send()
+            .await
+            .expect("delegate");
+        r.text().await.expect("body")
+    };
+    let script = async {
+        let got = evil
+            .wait_for(WITHIN, |r| r.kind() == Some("task"))
+            .await
+            .expect("the streamed task");
+        let Some(Message::Task(t)) = got.msg else {
+            panic!("not a task")
+        };
+        let chunk = Message::TaskChunk(edgent::protocol::TaskChunk {
+            job_id: t.job_id,
+            seq: 0,
+            delta: "Hello, ".into(),
+        });
+        evil.send(0, &me, &chunk).await.expect("chunk");
+        let result = Message::TaskResult(edgent::protocol::TaskResult {
+            job_id: t.job_id,
+            output: "Goodbye, world".into(),
+            usage: edgent::protocol::Usage {
+                prompt_tokens: Some(2),
+                completion_tokens: Some(2),
+                inference_ms: 1,
+                backend: None,
+            },
+        });
+        evil.send(0, &me, &result).await.expect("result");
+        t.job_id
+    };
+    let (text, job, (status, body)) = tokio::join!(
+        streamed,
+        script,
+        requester.delegate(json!({"model": "tinyllama", "prompt": "beside a liar"})),
+    );
+    assert_eq!(status, 200, "{body}\n{}", provider.log());
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an NDJSON line"))
+        .collect();
+    let (last, deltas) = lines.split_last().expect("lines");
+    assert_eq!(deltas.len(), 1, "{text}");
+    assert_eq!(deltas[0]["delta"], json!("Hello, "), "{text}");
+    assert!(
+        last.get("output").is_none(),
+        "the lying result was taken: {text}"
+    );
+    assert!(text.contains("does not extend"), "{text}");
+    let rec = requester
+        .job_in_state(&job.to_hex(), "failed", WITHIN)
+        .await;
+    assert!(rec["output"].is_null(), "{rec}");
 }
