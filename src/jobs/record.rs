@@ -133,7 +133,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Most bytes of another node's prompt a provider's job record keeps (threat model line 30).
-pub const STORED_PROMPT_BYTES: usize = 4096;
+pub const STORED_PROMPT_BYTES: usize = 1024;
 
 /// What a provider records of another node's prompt: the prompt when it is at most
 /// [`STORED_PROMPT_BYTES`], else its start, its length and its keccak256, so a 16 MiB

@@ -404,7 +404,7 @@ fn result_jobs(evil: &edgent::harness::evil_node::EvilNode) -> usize {
 }
 
 /// Threat model line 30: a requester sends a 1.5 MB prompt (the stub takes bodies of 2 MiB) while an honest delegation
-/// runs. The provider serves it, and its job record keeps only the prompt's first 4 KiB,
+/// runs. The provider serves it, and its job record keeps only the prompt's first KiB,
 /// its length and its keccak256 (not the whole prompt for every `/jobs` poll and for ever); the
 /// pruning pass blanks it after `PROMPT_RETENTION_HOURS` (unit-tested in `jobs::tests`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +438,7 @@ async fn another_nodes_huge_prompt_is_stored_cut_with_its_hash() {
     .await;
     let rec = provider.job(&job.to_hex()).await.expect("the job");
     let prompt = rec["prompt"].as_str().expect("prompt");
-    assert!(prompt.len() <= 4096 + 120, "stored {} bytes", prompt.len());
+    assert!(prompt.len() <= 1024 + 120, "stored {} bytes", prompt.len());
     assert!(
         prompt.starts_with("word word ") && prompt.contains("… [1500000 bytes, keccak256 0x"),
         "{}",
