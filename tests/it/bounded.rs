@@ -327,9 +327,9 @@ async fn one_requester_cannot_hold_every_slot_or_set_load_options() {
 
 /// Threat model line 27: an identity sends 40 `announce`s naming 64 made-up keys each
 /// (2,560 keys, as fast as the mesh takes them). The directory takes in at most the
-/// sender's hearsay burst (64) plus one a second, greets none of them, and keeps the
-/// nodes it heard from: the requester and a second evil identity that announced itself
-/// before. An honest delegation run during the flood is served.
+/// sender's hearsay burst (64) plus one a second, and keeps the nodes it heard from: the
+/// requester and a second evil identity that announced itself before. An honest
+/// delegation run during the flood is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hearsay_keys_are_limited_and_never_evict_nodes_heard_from() {
     let sc = scene(Duration::ZERO, 2, &[]).await;
