@@ -167,11 +167,6 @@ impl Directory {
         self.lock().contains_key(&key.address())
     }
 
-    /// Whether `key`'s node is our direct peer (in our `/topology`, up).
-    pub fn is_direct(&self, key: &PeerKey) -> bool {
-        self.lock().get(&key.address()).is_some_and(|k| k.direct)
-    }
-
     /// Nodes held that are only heard of.
     pub fn hearsay_len(&self) -> usize {
         self.lock().values().filter(|k| k.is_hearsay()).count()

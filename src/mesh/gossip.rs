@@ -7,13 +7,13 @@
 //!   state, free memory, price, load, slots, queue, version, wallet, ENS) and goes to
 //!   every node it knows, each interval and within [`CHANGE_CHECK`] of a change in what it
 //!   offers.
-//! - **Greetings.** A node new to us (from topology, its own message, or a direct peer's
-//!   `known` list) gets our announcement at once, so a requester that starts learns of the
-//!   providers in a few hops instead of an interval. A node named only by a peer that is
-//!   not direct is not greeted (it may be nobody's key, and a send to it blocks in AXL);
-//!   the keys `known` lists add are limited per sender and per second
-//!   ([`HearsayLimits`](super::limits::HearsayLimits)), and never evict a node heard from
-//!   (threat model line 27). Every greeting is sent in the background.
+//! - **Greetings.** A node new to us (from topology, its own message, or a `known` list)
+//!   gets our announcement at once, so a requester that starts learns of the providers in
+//!   a few hops instead of an interval. A key named in a `known` list may be nobody's (a
+//!   send to it blocks in AXL), so the keys `known` lists add are limited per sender and
+//!   per second ([`HearsayLimits`](super::limits::HearsayLimits)), never evict a node heard
+//!   from, and only those taken in are greeted (threat model line 27). Every greeting is
+//!   sent by the announcer in the background, never by the router.
 //! - **No relay.** A `resource_request` is answered, never passed on: a relayed copy keeps
 //!   the requester's `node_id`, which is not its sender's, and every receiver drops it as
 //!   spoofed (issue 25), while one relay cost up to 32 sends. Discovery crosses hops by the
@@ -241,9 +241,8 @@ pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Ann
     );
     // Hearsay: known keys are taken in within the sender's and the node's hearsay limits
     // and never evict a node heard from (threat model line 27). A key only heard of may be
-    // nobody's, and a send to it blocks in AXL: it is greeted (in the background) only when
-    // a direct peer named it, which is how discovery crosses hubs.
-    let from_direct = mesh.directory.is_direct(from);
+    // nobody's, and a send to it blocks in AXL: only the keys taken in are greeted, from
+    // the announcer in the background (greetings are how discovery crosses hubs).
     for k in m.known.iter().take(MAX_ANNOUNCE_KNOWN) {
         if *k == endpoint.me() || mesh.access.denied_sender(k) {
             continue;
@@ -252,7 +251,7 @@ pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Ann
             mesh.directory.learned(*k, false);
         } else if !mesh.hearsay.allow(from) || !mesh.directory.hearsay(*k) {
             endpoint.metrics().table("hearsay_dropped").inc();
-        } else if from_direct {
+        } else {
             mesh.greet(*k);
         }
     }
