@@ -300,6 +300,20 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.ctx
         .metrics
         .set_pending_acks(pending.len(), pending.peaks());
+    let h = st.ctx.endpoint.delivery().handlers.counts();
+    for (name, v) in [
+        ("handlers", h.running as i64),
+        ("handlers_peak", h.peak as i64),
+        ("handlers_peer_peak", h.peer_peak as i64),
+        ("handlers_dropped", h.dropped as i64),
+        ("directory", st.ctx.mesh.directory.len() as i64),
+        (
+            "directory_hearsay",
+            st.ctx.mesh.directory.hearsay_len() as i64,
+        ),
+    ] {
+        st.ctx.metrics.table(name).set(v);
+    }
     st.ctx
         .metrics
         .axl_restarts

@@ -247,6 +247,11 @@ impl Daemon {
                 provider.clone().refresh_loop(MODEL_REFRESH, cancel.clone()),
             ));
         }
+        tasks.push(tokio::spawn(crate::jobs::retention::prune_loop(
+            ctx.jobs.clone(),
+            config.provider.prompt_retention,
+            cancel.clone(),
+        )));
         let offers: Option<Arc<dyn crate::mesh::gossip::OfferSource>> = config
             .node
             .role

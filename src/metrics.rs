@@ -43,6 +43,13 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Label: one bounded table or counter of the defences against hostile peers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    /// Its name (`handlers_peer_peak`, `refusals_unsent`, ...).
+    pub table: String,
+}
+
 /// Every metric of one daemon.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -82,6 +89,8 @@ pub struct Metrics {
     pub pending_acks_peak: Gauge,
     /// The most ever awaiting the ack of one peer at once (set at scrape time).
     pub pending_acks_peer_peak: Gauge,
+    /// The sizes, peaks and drops of the bounded tables (docs/threat-model.md, 25-32).
+    pub bounded: Family<TableLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -115,6 +124,7 @@ impl Metrics {
             pending_acks: Gauge::default(),
             pending_acks_peak: Gauge::default(),
             pending_acks_peer_peak: Gauge::default(),
+            bounded: Family::default(),
         };
         r.register(
             "edgent_messages_in",
@@ -130,6 +140,11 @@ impl Metrics {
             "edgent_send_failures",
             "Sends AXL could not deliver, by type",
             m.send_failures.clone(),
+        );
+        r.register(
+            "edgent_bounded",
+            "Sizes, peaks and drops of the tables bounded against hostile peers",
+            m.bounded.clone(),
         );
         r.register(
             "edgent_messages_dropped",
@@ -340,6 +355,15 @@ impl Metrics {
         self.pending_acks.set(len as i64);
         self.pending_acks_peak.set(peak as i64);
         self.pending_acks_peer_peak.set(peer_peak as i64);
+    }
+
+    /// `edgent_bounded{table}`: one bounded table's size, peak or drop count.
+    pub fn table(&self, table: &str) -> Gauge {
+        self.bounded
+            .get_or_create(&TableLabel {
+                table: table.to_string(),
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition.

@@ -87,50 +87,75 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
     }
     ctx.metrics.msg_in(msg.kind());
     if let Some(id) = msg_id {
-        let to = ctx.mesh.peers.full_key(&from).unwrap_or(from);
-        let endpoint = ctx.endpoint.clone();
-        tokio::spawn(async move {
-            let _ = endpoint.send(&to, &Message::Ack(Ack { acked: id })).await;
-        });
         if !ctx.endpoint.delivery().reliable.seen.first_time(&from, id) {
+            // Acknowledged again (the first ack may be the one lost), only to a full key.
+            if let Some(to) = ctx.mesh.peers.full_key(&from) {
+                let endpoint = ctx.endpoint.clone();
+                spawn_bounded(ctx, &from, async move {
+                    let _ = endpoint.send(&to, &Message::Ack(Ack { acked: id })).await;
+                });
+            }
             ctx.metrics.dropped(DropReason::Duplicate);
             tracing::debug!(from = %from.short(), kind = msg.kind(), "duplicate dropped (acknowledged again)");
             return;
         }
     }
-    match msg {
-        Message::ResourceRequest(m) => {
-            let p = h.provider.clone();
-            spawn_bounded(
-                ctx,
-                &from,
-                async move { p.on_resource_request(&from, m).await },
-            );
+    // A handler that sends, waits or calls the chain runs in its own task, with the ack
+    // of its message, bounded per peer and in all (threat model line 26); the others run
+    // here, and only their ack is sent from a (bounded) task: the router itself never
+    // awaits a send (line 28).
+    let slow = matches!(
+        msg,
+        Message::ResourceRequest(_)
+            | Message::Task(_)
+            | Message::TaskResult(_)
+            | Message::PaymentRequest(_)
+            | Message::PaymentConfirmed(_)
+    );
+    let ack = msg_id.map(|id| {
+        let to = ctx.mesh.peers.full_key(&from).unwrap_or(from);
+        let endpoint = ctx.endpoint.clone();
+        async move {
+            let _ = endpoint.send(&to, &Message::Ack(Ack { acked: id })).await;
         }
+    });
+    if !slow {
+        if let Some(ack) = ack {
+            spawn_bounded(ctx, &from, ack);
+        }
+        return handle(ctx, h, from, msg).await;
+    }
+    let (ctx2, h) = (ctx.clone(), h.clone());
+    let handled = spawn_bounded(ctx, &from, async move {
+        if let Some(ack) = ack {
+            ack.await;
+        }
+        handle(&ctx2, &h, from, msg).await
+    });
+    if let (false, Some(id)) = (handled, msg_id) {
+        // Not handled: forget it, so the sender's resend is handled once there is room.
+        ctx.endpoint.delivery().reliable.seen.forget(&from, id);
+    }
+}
+
+/// Handle one decoded message from `from`, in its own (bounded) task.
+async fn handle(ctx: &Arc<NodeCtx>, h: &Handlers, from: crate::axl::PeerKey, msg: Message) {
+    match msg {
+        Message::ResourceRequest(m) => h.provider.on_resource_request(&from, m).await,
         Message::ResourceAd(m) => h.requester.on_resource_ad(&from, m),
         Message::Task(m) => {
             if ctx.endpoint.delivery().task_limits.allow(&from) {
-                h.provider.clone().on_task(from, m)
+                h.provider.serve(from, m).await
             } else {
-                h.provider.clone().refuse_rate_limited(from, m)
+                h.provider.refuse_rate_limited(from, m).await
             }
         }
         Message::TaskResult(m) => h.requester.on_task_result(&from, m).await,
         Message::TaskError(m) => h.requester.on_task_error(&from, m),
         Message::TaskChunk(m) => h.requester.on_task_chunk(&from, m),
         Message::TaskCancel(m) => h.provider.on_task_cancel(&from, m),
-        Message::PaymentRequest(m) => {
-            let p = h.payments.requester();
-            p.on_payment_request(&from, *m).await
-        }
-        Message::PaymentConfirmed(m) => {
-            let p = h.payments.provider();
-            spawn_bounded(
-                ctx,
-                &from,
-                async move { p.on_payment_confirmed(&from, m).await },
-            );
-        }
+        Message::PaymentRequest(m) => h.payments.requester().on_payment_request(&from, *m).await,
+        Message::PaymentConfirmed(m) => h.payments.provider().on_payment_confirmed(&from, m).await,
         Message::Ack(a) => {
             if !ctx
                 .endpoint
@@ -149,28 +174,18 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
     }
 }
 
-/// Run a handler in its own task if fewer than the bound are running; else drop it.
+/// Run a handler in its own task if its sender and the node are under their bounds
+/// ([`crate::mesh::handlers`]); else drop it, with a log line and a count. Returns whether
+/// it runs.
 fn spawn_bounded(
     ctx: &Arc<NodeCtx>,
     from: &crate::axl::PeerKey,
     fut: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    match ctx
-        .endpoint
-        .delivery()
-        .handler_slots
-        .clone()
-        .try_acquire_owned()
-    {
-        Ok(permit) => {
-            tokio::spawn(async move {
-                fut.await;
-                drop(permit);
-            });
-        }
-        Err(_) => {
-            ctx.metrics.dropped(DropReason::RateLimited);
-            tracing::debug!(from = %from.short(), "dropped message: too many handlers running");
-        }
+) -> bool {
+    let ran = ctx.endpoint.delivery().handlers.spawn(from, fut);
+    if !ran {
+        ctx.metrics.dropped(DropReason::RateLimited);
+        tracing::debug!(from = %from.short(), "dropped message: too many handlers running for this peer or in all");
     }
+    ran
 }

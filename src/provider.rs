@@ -31,6 +31,10 @@ use crate::protocol::{
 use crate::request::JobErrorCode;
 use crate::stream::CancelRegistry;
 
+/// The furthest deadline a task runs to, from when it arrives (1 h): a later
+/// `deadline_ms` is cut to this, so no task holds a slot longer (threat model line 29).
+pub const MAX_TASK_DEADLINE_MS: u64 = 3_600_000;
+
 /// The `retry_after_ms` a `busy` answer suggests.
 const BUSY_RETRY_AFTER_MS: u64 = 2_000;
 
@@ -91,10 +95,18 @@ impl Provider {
         Provider {
             backend,
             payments,
-            queue: Arc::new(JobQueue::new(
-                ctx.config.provider.max_jobs,
-                ctx.config.delivery.provider_max_queue,
-            )),
+            queue: Arc::new({
+                let (jobs, queue) = (
+                    ctx.config.provider.max_jobs,
+                    ctx.config.delivery.provider_max_queue,
+                );
+                let share = crate::mesh::queue::peer_share(
+                    jobs,
+                    queue,
+                    ctx.config.delivery.provider_peer_max_jobs,
+                );
+                JobQueue::with_peer_share(jobs, queue, share)
+            }),
             ctx,
             status: RwLock::new(status),
             cancels: CancelRegistry::default(),
@@ -301,26 +313,18 @@ impl Provider {
         }
     }
 
-    /// Take a task; the work runs in its own task so the router moves on at once.
-    pub fn on_task(self: Arc<Self>, from: PeerKey, task: Task) {
-        tokio::spawn(async move { self.serve(from, task).await });
-    }
-
     /// A task over the sender's per-peer task rate: answered `busy` without any work.
-    pub fn refuse_rate_limited(self: Arc<Self>, from: PeerKey, task: Task) {
+    pub async fn refuse_rate_limited(&self, from: PeerKey, task: Task) {
         self.ctx
             .metrics
             .dropped(crate::protocol::DropReason::RateLimited);
-        tokio::spawn(async move {
-            let to = self.ctx.mesh.peers.full_key(&from).unwrap_or(from);
-            self.refuse(
-                &to,
-                &task,
-                TaskErrorCode::Busy,
-                "too many tasks from this node; slow down".into(),
-            )
-            .await
-        });
+        self.refuse(
+            &from,
+            &task,
+            TaskErrorCode::Busy,
+            "too many tasks from this node; slow down".into(),
+        )
+        .await
     }
 
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
@@ -332,9 +336,16 @@ impl Provider {
 
     /// A `task_error` for a task refused before it took a slot or a place in the queue: sent
     /// once, with no ack expected, so a peer that sends tasks fast and never acks takes no
-    /// place in the pending-ack table (threat model line 25).
+    /// place in the pending-ack table (threat model line 25); and only to a node whose full
+    /// key we know (a send to a partial key blocks in AXL): otherwise it is counted
+    /// (`edgent_bounded{table="refusals_unsent"}`) and not sent.
     async fn refuse(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
-        self.send_error(to, task_error(task, code, message), true)
+        let Some(to) = self.ctx.mesh.peers.full_key(to) else {
+            self.ctx.metrics.table("refusals_unsent").inc();
+            tracing::info!(job = %task.job_id, to = %to.short(), code = code.as_str(), "task refused; no answer (the sender's full key is unknown)");
+            return;
+        };
+        self.send_error(&to, task_error(task, code, message), true)
             .await
     }
 
@@ -373,7 +384,8 @@ impl Provider {
         claim
     }
 
-    async fn serve(&self, from: PeerKey, task: Task) {
+    /// Take a task, run it, and answer it (the router runs this in a bounded task).
+    pub async fn serve(&self, from: PeerKey, task: Task) {
         let Some(_claim) = self.claim_new_job(&from, task.job_id) else {
             return;
         };
@@ -390,6 +402,9 @@ impl Provider {
                 .await;
         }
         let now = now_ms();
+        // However far the requester's deadline, no task holds a slot or a place in the
+        // queue longer than MAX_TASK_DEADLINE_MS from now (threat model line 29).
+        let deadline_ms = task.deadline_ms.min(now + MAX_TASK_DEADLINE_MS);
         if task.deadline_ms <= now + 50 {
             return self
                 .refuse(
@@ -441,6 +456,15 @@ impl Provider {
                     .await;
             }
         };
+        // One requester's share of the slots and queue (threat model line 29).
+        let _share = match self.queue.hold(&requester) {
+            Ok(h) => h,
+            Err(full) => {
+                return self
+                    .refuse(&requester, &task, TaskErrorCode::Busy, full.to_string())
+                    .await;
+            }
+        };
         // A slot, or a place in the queue behind them; the requester hears from us every
         // HEARTBEAT_MS (with the queue position while waiting) until the job ends.
         let admission = match self.queue.admit(task.job_id) {
@@ -466,7 +490,7 @@ impl Provider {
             Admission::Run(slot) => slot,
             Admission::Queued(ticket) => {
                 tracing::info!(job = %job, position = ?self.queue.position(&job), "task queued");
-                let left = Duration::from_millis(task.deadline_ms.saturating_sub(now_ms()));
+                let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
                 match tokio::time::timeout(left, self.queue.wait_turn(ticket)).await {
                     Ok(Some(slot)) => slot,
                     Ok(None) | Err(_) => {
@@ -499,8 +523,11 @@ impl Provider {
             task.job_id,
             Side::Provider,
             &task.model,
-            &crate::jobs::prompt_of(&task.prompt, task.messages.as_deref()),
-            task.deadline_ms,
+            &crate::jobs::stored_prompt(crate::jobs::prompt_of(
+                &task.prompt,
+                task.messages.as_deref(),
+            )),
+            deadline_ms,
         );
         rec.peer = Some(requester);
         rec.peer_ens = task.sender_ens.clone();
@@ -526,11 +553,15 @@ impl Provider {
         tracing::info!(job = %task.job_id, from = %requester.short(), %model, "running task");
 
         let started = Instant::now();
-        let left = Duration::from_millis(task.deadline_ms.saturating_sub(now_ms()));
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let (options, dropped) = crate::inference::options::sanitize(task.options.as_ref());
+        if !dropped.is_empty() {
+            tracing::info!(job = %task.job_id, ?dropped, "options not allowed here dropped");
+        }
         let req = GenerateRequest {
             model,
             prompt: task.prompt.clone(),
-            options: task.options.clone(),
+            options,
             messages: task.messages.clone(),
         };
         let cancel = self.cancels.start(task.job_id, requester);
@@ -576,7 +607,7 @@ impl Provider {
                     usage: usage.clone(),
                     receipt: receipt.clone(),
                 });
-                let sent = self.deliver(&requester, &msg, task.deadline_ms).await;
+                let sent = self.deliver(&requester, &msg, deadline_ms).await;
                 let (state, err) = match &sent {
                     Ok(()) => (JobState::Completed, None),
                     Err(e) => (

@@ -40,6 +40,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 pub const FLUSH_BYTES: usize = 2048;
 /// Chunks held for a gap in the sequence before the stream counts as broken.
 const MAX_PENDING: usize = 4096;
+/// Most bytes of one job's chunks the requester takes (threat model line 31); past that
+/// its chunks are dropped and its result fails.
+pub const MAX_STREAM_BYTES: usize = 8 << 20;
 
 /// Puts one job's chunks back in sequence order, once each.
 #[derive(Debug, Default)]
@@ -76,6 +79,13 @@ struct Streamed {
     first_delta: Option<std::time::Instant>,
     /// The agent went away.
     cancelled: bool,
+    /// Bytes of chunks taken (held or passed on).
+    bytes: usize,
+    /// Bytes passed on to the sink, and their keccak so far.
+    passed: usize,
+    hash: tiny_keccak::Keccak,
+    /// A chunk went past [`MAX_STREAM_BYTES`].
+    overflow: bool,
 }
 
 /// Whether a streamed job may go to another provider after an attempt failed.
@@ -97,6 +107,8 @@ pub enum ChunkDrop {
     Unknown,
     /// The sender is not the job's provider.
     Spoofed,
+    /// The job's chunks passed [`MAX_STREAM_BYTES`].
+    TooLarge,
 }
 
 /// The requester's streamed jobs: which provider each waits on, and where deltas go.
@@ -120,6 +132,10 @@ impl ChunkRegistry {
                 delivered: false,
                 first_delta: None,
                 cancelled,
+                bytes: 0,
+                passed: 0,
+                hash: tiny_keccak::Keccak::v256(),
+                overflow: false,
             },
         );
     }
@@ -177,14 +193,52 @@ impl ChunkRegistry {
             Some(_) => return Err(ChunkDrop::Spoofed),
             None => return Err(ChunkDrop::Unknown),
         }
+        if s.overflow || s.bytes.saturating_add(c.delta.len()) > MAX_STREAM_BYTES {
+            s.overflow = true;
+            return Err(ChunkDrop::TooLarge);
+        }
+        s.bytes += c.delta.len();
         for d in s.order.push(c.seq, c.delta) {
+            use tiny_keccak::Hasher;
             if !d.is_empty() && s.first_delta.is_none() {
                 s.first_delta = Some(std::time::Instant::now());
             }
             s.delivered |= !d.is_empty();
+            s.passed += d.len();
+            s.hash.update(d.as_bytes());
             let _ = s.sink.events.send(StreamEvent::Delta(d));
         }
         Ok(())
+    }
+
+    /// Whether `output`, a streamed job's result, extends the text already passed on to
+    /// the agent (threat model line 31); a result that does not, or a stream past
+    /// [`MAX_STREAM_BYTES`], fails the attempt (and so is not paid). A job that is not
+    /// streamed passes.
+    pub fn check_result(&self, job_id: &JobId, output: &str) -> Result<(), String> {
+        use tiny_keccak::Hasher;
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = m.get(job_id) else {
+            return Ok(());
+        };
+        if s.overflow {
+            return Err(format!(
+                "the streamed output passed {MAX_STREAM_BYTES} bytes"
+            ));
+        }
+        let hash = |b: &[u8]| {
+            let mut h = tiny_keccak::Keccak::v256();
+            h.update(b);
+            let mut out = [0u8; 32];
+            h.finalize(&mut out);
+            out
+        };
+        let mut streamed = [0u8; 32];
+        s.hash.clone().finalize(&mut streamed);
+        match output.as_bytes().get(..s.passed) {
+            Some(prefix) if hash(prefix) == streamed => Ok(()),
+            _ => Err("the result does not extend the text streamed to the agent".into()),
+        }
     }
 }
 
@@ -385,6 +439,30 @@ mod tests {
         reg.register(gone, b, sink);
         assert!(reg.cancelled(&gone));
         assert_eq!(reg.end_attempt(&gone), Retry::Cancelled);
+    }
+
+    #[test]
+    fn a_result_must_extend_the_streamed_text_and_the_stream_is_bounded() {
+        let reg = ChunkRegistry::default();
+        let (job, p) = (JobId::new(), PeerKey([1; 32]));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        reg.register(job, p, StreamSink { events: tx });
+        let chunk = |seq, delta: &str| TaskChunk {
+            job_id: job,
+            seq,
+            delta: delta.into(),
+        };
+        reg.on_chunk(&p, chunk(0, "Hello, ")).unwrap();
+        assert!(reg.check_result(&job, "Hello, world").is_ok());
+        assert!(reg.check_result(&job, "Goodbye, world").is_err());
+        assert!(
+            reg.check_result(&job, "Hello").is_err(),
+            "shorter than the stream"
+        );
+        let big = "x".repeat(MAX_STREAM_BYTES);
+        assert_eq!(reg.on_chunk(&p, chunk(1, &big)), Err(ChunkDrop::TooLarge));
+        assert!(reg.check_result(&job, &format!("Hello, {big}")).is_err());
+        assert!(reg.check_result(&JobId::new(), "not streamed").is_ok());
     }
 
     #[test]

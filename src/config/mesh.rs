@@ -28,6 +28,9 @@ pub fn delivery_from_lookup(get: Lookup) -> Result<DeliverySettings, ConfigError
         peer_task_burst: num("PEER_TASK_BURST", 256, 1, 1_000_000)? as u32,
         max_pending_acks: num("MAX_PENDING_ACKS", 65_536, 1, 10_000_000)? as usize,
         peer_max_pending_acks: num("PEER_MAX_PENDING_ACKS", 256, 1, 10_000_000)? as usize,
+        max_handlers: num("MAX_HANDLERS", 1_024, 1, 1_000_000)? as usize,
+        peer_max_handlers: num("PEER_MAX_HANDLERS", 64, 1, 1_000_000)? as usize,
+        provider_peer_max_jobs: num("PROVIDER_PEER_MAX_JOBS", 0, 0, 200_000)? as usize,
     })
 }
 

@@ -14,6 +14,8 @@ pub struct ProviderSettings {
     pub price_units: u64,
     /// `PROVIDER_MAX_JOBS`: jobs run at once before answering `busy`.
     pub max_jobs: usize,
+    /// `PROMPT_RETENTION_HOURS`: how long other nodes' prompts are kept (24 h; 1 to 8,760).
+    pub prompt_retention: std::time::Duration,
     /// `EDGENT_TEST_TAMPER_OUTPUT`: TEST ONLY. The provider proves its real output but
     /// sends an altered one, to test that requesters refuse to pay. Only builds with the
     /// `harness` feature read it; read it through [`ProviderSettings::tamper_output`].
@@ -74,10 +76,18 @@ impl ProviderSettings {
         if max_jobs == 0 {
             return Err(invalid("PROVIDER_MAX_JOBS", "0", "must be at least 1"));
         }
+        let hours = super::value::ranged(
+            get("PROMPT_RETENTION_HOURS"),
+            "PROMPT_RETENTION_HOURS",
+            24,
+            (1, 8_760),
+            "h",
+        )?;
         Ok(ProviderSettings {
             models,
             price_units,
             max_jobs,
+            prompt_retention: std::time::Duration::from_secs(hours * 3_600),
             #[cfg(feature = "harness")]
             test_tamper_output,
             #[cfg(feature = "harness")]

@@ -47,6 +47,8 @@ impl Default for StubBehaviour {
 struct Shared {
     behaviour: Mutex<StubBehaviour>,
     generate_calls: AtomicU64,
+    /// The `options` of every `/api/generate` call, in order (at most 10,000 kept).
+    options: Mutex<Vec<Option<Value>>>,
 }
 
 /// A running Ollama API stub on 127.0.0.1.
@@ -75,6 +77,7 @@ impl OllamaStub {
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(behaviour),
             generate_calls: AtomicU64::new(0),
+            options: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/api/tags", get(tags))
@@ -115,6 +118,11 @@ impl OllamaStub {
     pub fn generate_calls(&self) -> u64 {
         self.shared.generate_calls.load(Ordering::SeqCst)
     }
+
+    /// The `options` of each `/api/generate` call so far, in order (the first 10,000).
+    pub fn options_seen(&self) -> Vec<Option<Value>> {
+        self.shared.options.lock().clone()
+    }
 }
 
 impl Drop for OllamaStub {
@@ -148,6 +156,12 @@ async fn ps(State(s): State<Arc<Shared>>) -> Json<Value> {
 
 async fn generate(State(s): State<Arc<Shared>>, Json(req): Json<Value>) -> Response {
     s.generate_calls.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut seen = s.options.lock();
+        if seen.len() < 10_000 {
+            seen.push(req.get("options").cloned());
+        }
+    }
     let b = behaviour(&s);
     if !b.delay.is_zero() {
         tokio::time::sleep(b.delay).await;

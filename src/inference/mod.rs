@@ -1,11 +1,12 @@
 //! Inference backends: the [`Backend`] trait, the Ollama HTTP backend (and what its models
 //! are, [`weights`]), an OpenAI-compatible HTTP backend, and the labelled built-in demo
-//! backend. (A stub of
+//! backend, and the [`options`] a remote task may set. (A stub of
 //! Ollama's API for tests is in the test harness, `crate::harness::ollama_stub`.)
 
 pub mod demo;
 pub mod ollama;
 pub mod openai;
+pub mod options;
 pub mod weights;
 
 use async_trait::async_trait;

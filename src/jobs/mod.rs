@@ -29,12 +29,14 @@
 //! - [`record`]: one job as stored and shown, and what it records as its prompt.
 //! - [`spot_check`]: what a requester's spot check of a job found.
 //! - [`store`]: the SQLite table and its one write path.
+//! - [`retention`]: how long a provider keeps other nodes' prompts.
 
 pub mod attempt;
 pub mod error_code;
 pub mod pay;
 pub mod pay_book;
 pub mod record;
+pub mod retention;
 pub mod spot_check;
 pub mod state;
 pub mod store;
@@ -43,7 +45,9 @@ pub use attempt::{Attempt, AttemptOutcome, AttemptStake, StakeOutcome};
 pub use error_code::{ErrorCode, JobErrorCode};
 pub use pay::{PayStatus, PaymentRecord};
 pub use pay_book::PayBook;
-pub use record::{now_ms, prompt_of, JobRecord, Timings, CHAT_PROMPT_CHARS};
+pub use record::{
+    now_ms, prompt_of, stored_prompt, JobRecord, Timings, CHAT_PROMPT_CHARS, STORED_PROMPT_BYTES,
+};
 pub use spot_check::{SpotCheck, SpotVerdict};
 pub use state::{JobState, Side};
 pub use store::{JobChanges, JobError, JobStore};

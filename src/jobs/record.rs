@@ -150,6 +150,33 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Most bytes of another node's prompt a provider's job record keeps (threat model line 30).
+pub const STORED_PROMPT_BYTES: usize = 1024;
+
+/// What a provider records of another node's prompt: the prompt when it is at most
+/// [`STORED_PROMPT_BYTES`], else its start, its length and its keccak256, so a 16 MiB
+/// prompt is not kept whole.
+pub fn stored_prompt(prompt: String) -> String {
+    use tiny_keccak::Hasher;
+    if prompt.len() <= STORED_PROMPT_BYTES {
+        return prompt;
+    }
+    let mut cut = STORED_PROMPT_BYTES;
+    while !prompt.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut h = tiny_keccak::Keccak::v256();
+    h.update(prompt.as_bytes());
+    let mut digest = [0u8; 32];
+    h.finalize(&mut digest);
+    format!(
+        "{}… [{} bytes, keccak256 0x{}]",
+        &prompt[..cut],
+        prompt.len(),
+        hex::encode(digest)
+    )
+}
+
 /// Most characters of a chat's rendering that a job records as its prompt.
 pub const CHAT_PROMPT_CHARS: usize = 2000;
 

@@ -69,6 +69,10 @@ pub enum JobError {
     Corrupt(String),
 }
 
+/// Most characters of a prompt a job list ([`JobStore::list`]) shows; one job
+/// ([`JobStore::get`]) shows it whole.
+pub const LIST_PROMPT_CHARS: usize = 2000;
+
 /// The persistent job table.
 pub struct JobStore {
     conn: Mutex<Connection>,
@@ -168,7 +172,7 @@ impl JobStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (each write is
         // one statement), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -348,9 +352,16 @@ impl JobStore {
     /// The newest jobs first.
     pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>, JobError> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare("SELECT record FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1")?;
-        let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
+        // A list shows at most LIST_PROMPT_CHARS of each prompt (threat model line 30): a
+        // dashboard polling `/jobs` does not carry whole prompts every time.
+        let mut stmt = conn.prepare(
+            "SELECT CASE WHEN length(json_extract(record, '$.prompt')) > ?2 \
+             THEN json_set(record, '$.prompt', substr(json_extract(record, '$.prompt'), 1, ?2) || '…') \
+             ELSE record END FROM jobs ORDER BY created_ms DESC, rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64, LIST_PROMPT_CHARS as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
         collect_records(rows)
     }
 

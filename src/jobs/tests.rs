@@ -528,3 +528,54 @@ fn a_local_job_runs_then_ends_like_a_provider_job() {
     // Stored under its own side: not found as a requester job.
     assert!(store.get(&rec.job_id, Side::Requester).unwrap().is_none());
 }
+
+#[test]
+fn another_nodes_long_prompt_is_stored_cut_with_its_hash() {
+    use crate::jobs::{stored_prompt, STORED_PROMPT_BYTES};
+    assert_eq!(stored_prompt("short".into()), "short");
+    let big = "é".repeat(8 << 20); // 16 MiB
+    let kept = stored_prompt(big);
+    assert!(kept.len() < STORED_PROMPT_BYTES + 120, "{}", kept.len());
+    assert!(kept.ends_with(']') && kept.contains("16777216 bytes, keccak256 0x"));
+}
+
+#[test]
+fn other_nodes_prompts_are_blanked_after_their_retention_and_lists_cut_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::open(dir.path()).unwrap();
+    let (theirs, mine) = (JobId::new(), JobId::new());
+    let long = "p".repeat(5_000);
+    store
+        .insert(&JobRecord::new(
+            theirs,
+            Side::Provider,
+            "m",
+            "their prompt",
+            0,
+        ))
+        .unwrap();
+    store
+        .insert(&JobRecord::new(mine, Side::Requester, "m", &long, 0))
+        .unwrap();
+    // A list cuts a long prompt; one job shows it whole.
+    let listed = store.list(10).unwrap();
+    let my_listed = listed.iter().find(|r| r.job_id == mine).unwrap();
+    assert_eq!(
+        my_listed.prompt.chars().count(),
+        store::LIST_PROMPT_CHARS + 1
+    );
+    assert_eq!(
+        store.get(&mine, Side::Requester).unwrap().unwrap().prompt,
+        long
+    );
+    // Nothing is older than a cutoff in the past; everything is older than one ahead.
+    assert_eq!(store.forget_prompts(0).unwrap(), 0);
+    assert_eq!(store.forget_prompts(now_ms() + 1_000).unwrap(), 1);
+    let rec = store.get(&theirs, Side::Provider).unwrap().unwrap();
+    assert_eq!(rec.prompt, "", "the record stays, its prompt is gone");
+    assert_eq!(
+        store.get(&mine, Side::Requester).unwrap().unwrap().prompt,
+        long
+    );
+    assert_eq!(store.forget_prompts(now_ms() + 1_000).unwrap(), 0);
+}

@@ -7,7 +7,9 @@
 //! its tree for minutes and a `/send` to one blocks: a node whose send failed is skipped
 //! for a back-off that doubles with each failure (5 s up to 5 min), and a node nobody
 //! confirmed for [`LEARNED_TTL`] is forgotten. The directory holds at most
-//! [`MAX_KNOWN_NODES`] nodes and evicts the one with the oldest news.
+//! [`MAX_KNOWN_NODES`] nodes and evicts the one with the oldest news; a node only heard of
+//! (named in another node's `known` list, [`Directory::hearsay`]) evicts only another such
+//! node, never a direct peer or a node we heard from (threat model line 27).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -44,6 +46,11 @@ struct Known {
 }
 
 impl Known {
+    /// Only heard of: never heard from, not a direct peer.
+    fn is_hearsay(&self) -> bool {
+        self.heard.is_none() && !self.direct
+    }
+
     fn news(&self) -> Instant {
         self.heard.map_or(self.learned, |h| h.max(self.learned))
     }
@@ -75,12 +82,30 @@ impl Directory {
     }
 
     fn upsert(&self, key: PeerKey, now: Instant, f: impl FnOnce(&mut Known)) -> bool {
+        self.upsert_as(key, now, false, f)
+    }
+
+    fn upsert_as(
+        &self,
+        key: PeerKey,
+        now: Instant,
+        hearsay: bool,
+        f: impl FnOnce(&mut Known),
+    ) -> bool {
         let mut m = self.lock();
         let addr = key.address();
         let new = !m.contains_key(&addr);
         if new && m.len() >= self.capacity {
-            if let Some(oldest) = m.iter().min_by_key(|(_, k)| k.news()).map(|(a, _)| *a) {
-                m.remove(&oldest);
+            let oldest = m
+                .iter()
+                .filter(|(_, k)| !hearsay || k.is_hearsay())
+                .min_by_key(|(_, k)| k.news())
+                .map(|(a, _)| *a);
+            match oldest {
+                Some(a) => {
+                    m.remove(&a);
+                }
+                None => return false,
             }
         }
         let e = m.entry(addr).or_insert_with(|| Known {
@@ -124,6 +149,27 @@ impl Directory {
                 k.direct = true;
             }
         })
+    }
+
+    /// Another node's `known` list named `key`. True if it was new to us and taken in: when
+    /// the directory is full, only a node itself only heard of makes room for it.
+    pub fn hearsay(&self, key: PeerKey) -> bool {
+        self.hearsay_at(key, Instant::now())
+    }
+
+    /// [`Directory::hearsay`] at a given time (tests).
+    pub fn hearsay_at(&self, key: PeerKey, now: Instant) -> bool {
+        self.upsert_as(key, now, true, |k| k.learned = now)
+    }
+
+    /// Whether `key`'s node is in the directory.
+    pub fn knows(&self, key: &PeerKey) -> bool {
+        self.lock().contains_key(&key.address())
+    }
+
+    /// Nodes held that are only heard of.
+    pub fn hearsay_len(&self) -> usize {
+        self.lock().values().filter(|k| k.is_hearsay()).count()
     }
 
     /// Mark every node not in `direct` as not a direct peer (after a `/topology` read).
@@ -256,6 +302,24 @@ mod tests {
         assert_eq!(d.len(), 3);
         let t = d.targets_at(t0 + Duration::from_secs(12));
         assert_eq!(t, vec![k(4), k(1), k(3)]);
+    }
+
+    #[test]
+    fn hearsay_never_evicts_a_node_heard_from_or_a_direct_peer() {
+        let d = Directory::new(3);
+        let t0 = Instant::now();
+        d.heard_at(k(1), t0);
+        d.learned_at(k(2), true, t0);
+        assert!(d.hearsay_at(k(3), t0));
+        // Full: a new hearsay key evicts only the older hearsay key.
+        assert!(d.hearsay_at(k(4), t0 + Duration::from_secs(1)));
+        assert!(d.knows(&k(1)) && d.knows(&k(2)) && !d.knows(&k(3)));
+        assert_eq!(d.hearsay_len(), 1);
+        // With no hearsay entry left to evict, hearsay is not taken in.
+        d.heard_at(k(4), t0 + Duration::from_secs(2));
+        assert!(!d.hearsay_at(k(5), t0 + Duration::from_secs(3)));
+        assert_eq!(d.len(), 3);
+        assert!(!d.knows(&k(5)));
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //!   state, free memory, price, load, slots, queue, version, wallet, ENS) and goes to
 //!   every node it knows, each interval and within [`CHANGE_CHECK`] of a change in what it
 //!   offers.
-//! - **Greetings.** A node new to us (from topology, a `known` list, or its own message)
+//! - **Greetings.** A node new to us (from topology, its own message, or a `known` list)
 //!   gets our announcement at once, so a requester that starts learns of the providers in
-//!   a few hops instead of an interval.
+//!   a few hops instead of an interval. A key named in a `known` list may be nobody's (a
+//!   send to it blocks in AXL), so the keys `known` lists add are limited per sender and
+//!   per second ([`HearsayLimits`](super::limits::HearsayLimits)), never evict a node heard
+//!   from, and only those taken in are greeted (threat model line 27). Every greeting is
+//!   sent by the announcer in the background, never by the router.
 //! - **No relay.** A `resource_request` is answered, never passed on: a relayed copy keeps
 //!   the requester's `node_id`, which is not its sender's, and every receiver drops it as
 //!   spoofed (issue 25), while one relay cost up to 32 sends. Discovery crosses hops by the
@@ -235,11 +239,19 @@ pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Ann
         m.ens.clone(),
         m.ad.as_ref().map(|a| a.models.clone()),
     );
+    // Hearsay: known keys are taken in within the sender's and the node's hearsay limits
+    // and never evict a node heard from (threat model line 27). A key only heard of may be
+    // nobody's, and a send to it blocks in AXL: only the keys taken in are greeted, from
+    // the announcer in the background (greetings are how discovery crosses hubs).
     for k in m.known.iter().take(MAX_ANNOUNCE_KNOWN) {
         if *k == endpoint.me() || mesh.access.denied_sender(k) {
             continue;
         }
-        if mesh.directory.learned(*k, false) {
+        if mesh.directory.knows(k) {
+            mesh.directory.learned(*k, false);
+        } else if !mesh.hearsay.allow(from) || !mesh.directory.hearsay(*k) {
+            endpoint.metrics().table("hearsay_dropped").inc();
+        } else {
             mesh.greet(*k);
         }
     }

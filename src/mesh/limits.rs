@@ -119,6 +119,45 @@ impl PeerLimits {
     }
 }
 
+/// New keys one peer's `known` lists may add to the directory: a burst, then one a
+/// second (threat model line 27).
+pub const HEARSAY_PEER: (u32, u32) = (1, 64);
+
+/// New keys all peers' `known` lists together may add: a burst, then eight a second.
+pub const HEARSAY_ALL: (u32, u32) = (8, 256);
+
+/// How many keys only heard of (named in another node's `known` list) the directory takes
+/// in: per peer and in all, each a token bucket.
+pub struct HearsayLimits {
+    per_peer: PeerLimits,
+    all: Mutex<TokenBucket>,
+}
+
+impl Default for HearsayLimits {
+    fn default() -> Self {
+        HearsayLimits {
+            per_peer: PeerLimits::new(HEARSAY_PEER.0, HEARSAY_PEER.1),
+            all: Mutex::new(TokenBucket::new(
+                HEARSAY_ALL.0,
+                HEARSAY_ALL.1,
+                Instant::now(),
+            )),
+        }
+    }
+}
+
+impl HearsayLimits {
+    /// Whether one more new key named by `from` may be taken in now (and count it).
+    pub fn allow(&self, from: &PeerKey) -> bool {
+        self.per_peer.allow(from)
+            && self
+                .all
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_take(Instant::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

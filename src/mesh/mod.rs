@@ -15,6 +15,8 @@
 //! - [`reliable`]: acks, sending again with backoff, de-duplication on receipt.
 //! - [`heartbeat`]: a provider's beats for a job, and the requester's watch on them.
 //! - [`limits`]: per-peer token buckets on inbound messages and tasks.
+//! - [`handlers`]: the work the router starts for inbound messages, bounded per peer and
+//!   in all.
 //! - [`queue`]: the provider's job slots and the bounded queue behind them.
 //! - [`claims`]: the job ids a provider is taking in: a second task for one is refused
 //!   before any stake check.
@@ -26,6 +28,7 @@ pub mod claims;
 pub mod directory;
 pub mod endpoint;
 pub mod gossip;
+pub mod handlers;
 pub mod heartbeat;
 pub mod history;
 pub mod limits;
@@ -101,6 +104,8 @@ pub struct MeshState {
     pub seen_requests: RecentIds,
     /// Our own recent request ids (their answers are taken even after discovery ended).
     pub my_requests: RecentIds,
+    /// How many keys other nodes' `known` lists may add to the directory.
+    pub hearsay: limits::HearsayLimits,
     /// Nodes new to us, to be greeted with an announcement.
     pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
     /// Wakes the announcer (new nodes to greet).
@@ -118,6 +123,7 @@ impl MeshState {
             history,
             seen_requests: RecentIds::default(),
             my_requests: RecentIds::default(),
+            hearsay: limits::HearsayLimits::default(),
             greet: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
         }

@@ -1,6 +1,9 @@
 //! The provider's job slots and the bounded queue behind them: a task beyond the slots
 //! (`PROVIDER_MAX_JOBS`) waits its turn, first come first served, while fewer than
-//! `PROVIDER_MAX_QUEUE` wait; only a full queue answers `busy`.
+//! `PROVIDER_MAX_QUEUE` wait; only a full queue answers `busy`. One requester holds at
+//! most `PROVIDER_PEER_MAX_JOBS` of the slots and places together ([`JobQueue::hold`],
+//! threat model line 29; by default all but a quarter of them, [`peer_share`]), so no
+//! peer can take them all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +20,32 @@ pub struct JobQueue {
     max_queue: usize,
     running: Arc<AtomicUsize>,
     waiting: Mutex<VecDeque<JobId>>,
+    per_peer: usize,
+    held: Mutex<std::collections::HashMap<[u8; 16], usize>>,
 }
+
+/// One requester's share of the slots and queue, given back when dropped.
+pub struct PeerHold<'a> {
+    queue: &'a JobQueue,
+    addr: [u8; 16],
+}
+
+impl Drop for PeerHold<'_> {
+    fn drop(&mut self) {
+        let mut h = self.queue.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = h.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// The requester holds its share of the slots and queue already: answer `busy`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("this node holds {0} jobs here already (running or queued); wait for one to end")]
+pub struct PeerFull(pub usize);
 
 /// A task's place: running (holding a slot) or queued.
 pub enum Admission<'a> {
@@ -64,9 +92,26 @@ impl Drop for QueueTicket<'_> {
     }
 }
 
+/// One requester's share of `max_jobs` slots and `max_queue` places: `configured`, or when
+/// 0, all but a quarter of them (at least 1).
+pub fn peer_share(max_jobs: usize, max_queue: usize, configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let all = max_jobs.max(1).saturating_add(max_queue);
+    (all - all / 4).max(1)
+}
+
 impl JobQueue {
-    /// `max_jobs` slots (at least 1) and up to `max_queue` waiting.
+    /// `max_jobs` slots (at least 1) and up to `max_queue` waiting, with no share per
+    /// requester.
     pub fn new(max_jobs: usize, max_queue: usize) -> Self {
+        Self::with_peer_share(max_jobs, max_queue, usize::MAX)
+    }
+
+    /// `max_jobs` slots (at least 1) and up to `max_queue` waiting, of which one requester
+    /// holds at most `per_peer` (at least 1).
+    pub fn with_peer_share(max_jobs: usize, max_queue: usize, per_peer: usize) -> Self {
         let max_jobs = max_jobs.max(1);
         JobQueue {
             slots: Arc::new(Semaphore::new(max_jobs)),
@@ -74,7 +119,22 @@ impl JobQueue {
             max_queue,
             running: Arc::new(AtomicUsize::new(0)),
             waiting: Mutex::new(VecDeque::new()),
+            per_peer: per_peer.max(1),
+            held: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Take one of `peer`'s share of slots and places (hold it while the job waits or
+    /// runs), or [`PeerFull`] when it holds its share already.
+    pub fn hold(&self, peer: &crate::axl::PeerKey) -> Result<PeerHold<'_>, PeerFull> {
+        let addr = peer.address();
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = h.entry(addr).or_default();
+        if *n >= self.per_peer {
+            return Err(PeerFull(*n));
+        }
+        *n += 1;
+        Ok(PeerHold { queue: self, addr })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<JobId>> {
@@ -177,5 +237,20 @@ mod tests {
         assert_eq!(q.queued(), 0);
         drop(slot_b);
         assert!(matches!(q.admit(d), Ok(Admission::Run(_))));
+    }
+
+    #[test]
+    fn one_requester_holds_at_most_its_share() {
+        let q = JobQueue::with_peer_share(2, 8, 3);
+        let (a, b) = (crate::axl::PeerKey([1; 32]), crate::axl::PeerKey([2; 32]));
+        let held: Vec<_> = (0..10).filter_map(|_| q.hold(&a).ok()).collect();
+        assert_eq!(held.len(), 3);
+        assert!(q.hold(&b).is_ok(), "another requester still gets in");
+        drop(held);
+        let again: Vec<_> = (0..10).filter_map(|_| q.hold(&a).ok()).collect();
+        assert_eq!(again.len(), 3);
+        assert_eq!(peer_share(2, 32, 0), 26);
+        assert_eq!(peer_share(1, 1, 0), 2);
+        assert_eq!(peer_share(2, 32, 5), 5);
     }
 }

@@ -87,6 +87,11 @@ impl Dedupe {
         true
     }
 
+    /// Forget `(from, id)` (it was dropped unhandled): its next copy is handled.
+    pub fn forget(&self, from: &PeerKey, id: Uuid) {
+        self.inner.lock().seen.remove(&(from.address(), id));
+    }
+
     /// Pairs remembered now.
     pub fn len(&self) -> usize {
         self.inner.lock().seen.len()
@@ -242,10 +247,6 @@ impl Reliable {
     }
 }
 
-/// Most inbound handlers running at once in their own tasks (those that send or call
-/// the chain); beyond that the router drops the message rather than wait.
-pub const MAX_SPAWNED_HANDLERS: usize = 1_024;
-
 /// The guards of a node's mesh traffic, owned by its [`crate::mesh::Endpoint`].
 pub struct Delivery {
     /// Acks and de-duplication.
@@ -254,8 +255,8 @@ pub struct Delivery {
     pub msg_limits: crate::mesh::limits::PeerLimits,
     /// Per-peer limit on inbound tasks.
     pub task_limits: crate::mesh::limits::PeerLimits,
-    /// Bounds the handlers the router spawns.
-    pub handler_slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Bounds the handlers the router spawns, per peer and in all.
+    pub handlers: std::sync::Arc<crate::mesh::handlers::HandlerSlots>,
 }
 
 impl Delivery {
@@ -265,7 +266,10 @@ impl Delivery {
             reliable: Reliable::new(s.max_pending_acks, s.peer_max_pending_acks),
             msg_limits: crate::mesh::limits::PeerLimits::new(s.peer_msg_rate, s.peer_msg_burst),
             task_limits: crate::mesh::limits::PeerLimits::new(s.peer_task_rate, s.peer_task_burst),
-            handler_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SPAWNED_HANDLERS)),
+            handlers: std::sync::Arc::new(crate::mesh::handlers::HandlerSlots::new(
+                s.max_handlers,
+                s.peer_max_handlers,
+            )),
         }
     }
 }

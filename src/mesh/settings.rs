@@ -36,6 +36,15 @@ pub struct DeliverySettings {
     pub max_pending_acks: usize,
     /// `PEER_MAX_PENDING_ACKS`: of those, awaiting the ack of one peer (256).
     pub peer_max_pending_acks: usize,
+    /// `MAX_HANDLERS`: handlers of inbound messages running at once (1,024); beyond that
+    /// a message is dropped ([`crate::mesh::handlers`]).
+    pub max_handlers: usize,
+    /// `PEER_MAX_HANDLERS`: of those, for the messages of one peer (64).
+    pub peer_max_handlers: usize,
+    /// `PROVIDER_PEER_MAX_JOBS`: job slots and queue places one requester may hold at
+    /// once; beyond that its tasks are answered `busy`. 0 (the default): all but a quarter
+    /// of `PROVIDER_MAX_JOBS + PROVIDER_MAX_QUEUE`, kept for the others.
+    pub provider_peer_max_jobs: usize,
 }
 
 impl Default for DeliverySettings {
@@ -53,6 +62,9 @@ impl Default for DeliverySettings {
             peer_task_burst: 256,
             max_pending_acks: crate::mesh::reliable::MAX_PENDING_ACKS,
             peer_max_pending_acks: crate::mesh::reliable::PEER_MAX_PENDING_ACKS,
+            max_handlers: crate::mesh::handlers::MAX_HANDLERS,
+            peer_max_handlers: crate::mesh::handlers::PEER_MAX_HANDLERS,
+            provider_peer_max_jobs: 0,
         }
     }
 }

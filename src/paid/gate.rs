@@ -11,6 +11,10 @@
 //!   refused at once, without an RPC call, until it refills. While a peer's checks are in
 //!   flight, its further tasks wait for them rather than read the chain in parallel, so the
 //!   reads one peer can cause at once are bounded by its budget too.
+//! - All peers together have a budget too (`UNSTAKED_BURST_ALL` unpaid tasks, refilled at
+//!   `UNSTAKED_PER_MIN_ALL` a minute; a paid one gives its unit back), so many identities,
+//!   each within its own budget, cannot drive chain reads without bound (threat model
+//!   line 32).
 //! - The stake read for a job is cached ([`StakeGate::cached_stake`]), and so is the chain's
 //!   time for a second, so a task sent again, or many tasks at once, do not read them again.
 //!
@@ -36,6 +40,10 @@ const STAKE_TTL: Duration = Duration::from_secs(30);
 const CLOCK_TTL: Duration = Duration::from_secs(1);
 /// Most stake reads kept.
 const MAX_CACHED_STAKES: usize = 4_096;
+/// Unpaid tasks of all peers together before the gate refuses without an RPC call.
+pub const UNSTAKED_BURST_ALL: u32 = 256;
+/// How fast that budget refills, a minute.
+pub const UNSTAKED_PER_MIN_ALL: u32 = 240;
 /// A waiting task looks at its peer's budget again at least this often (it refills).
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -51,6 +59,7 @@ pub struct StakeGate {
     per_min: u32,
     burst: u32,
     peers: Mutex<HashMap<YggAddress, PeerBudget>>,
+    all: Mutex<TokenBucket>,
     stakes: Mutex<HashMap<JobId, (Instant, StakeInfo)>>,
     clock: Mutex<Option<(Instant, u64)>>,
 }
@@ -74,6 +83,11 @@ impl StakeGate {
             per_min: per_min.max(1),
             burst: burst.max(1),
             peers: Mutex::new(HashMap::new()),
+            all: Mutex::new(TokenBucket::with_rate(
+                f64::from(UNSTAKED_PER_MIN_ALL) / 60.0,
+                UNSTAKED_BURST_ALL,
+                Instant::now(),
+            )),
             stakes: Mutex::new(HashMap::new()),
             clock: Mutex::new(None),
         })
@@ -115,6 +129,10 @@ impl StakeGate {
                 }
                 let b = m.entry(addr).or_insert_with(|| self.new_budget(now));
                 if b.bucket.try_take(now) {
+                    if !self.all.lock().try_take(now) {
+                        b.bucket.give_back();
+                        return Err(self.over());
+                    }
                     b.in_flight += 1;
                     return Ok(GatePass {
                         gate: self.clone(),
@@ -152,6 +170,7 @@ impl StakeGate {
             b.in_flight = b.in_flight.saturating_sub(1);
             if paid {
                 b.bucket.give_back();
+                self.all.lock().give_back();
             }
             b.done.notify_waiters();
         }
@@ -237,6 +256,22 @@ mod tests {
         for _ in 0..100 {
             gate.enter(&good, soon()).await.unwrap().paid();
         }
+    }
+
+    #[tokio::test]
+    async fn many_identities_share_one_budget_of_chain_reads() {
+        let gate = StakeGate::new(3, 1);
+        let mut passes = 0;
+        for i in 0..1_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            if let Ok(p) = gate.enter(&PeerKey(k), soon()).await {
+                passes += 1;
+                drop(p);
+            }
+        }
+        // 1,000 identities within their own budgets: the node's budget stops them.
+        assert_eq!(passes, UNSTAKED_BURST_ALL);
     }
 
     #[tokio::test]

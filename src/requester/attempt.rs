@@ -201,7 +201,21 @@ impl Requester {
             return;
         }
         if let Some(w) = self.take_waiter(from, &r.job_id, "task_result") {
-            let _ = w.tx.send(Outcome::Result(Box::new(r)));
+            // A streamed result must extend what the agent already read (line 31).
+            let outcome = match self.chunks.check_result(&r.job_id, &r.output) {
+                Ok(()) => Outcome::Result(Box::new(r)),
+                Err(why) => {
+                    tracing::warn!(job = %r.job_id, from = %from.short(), %why, "streamed result refused");
+                    Outcome::Error(crate::protocol::TaskError {
+                        job_id: r.job_id,
+                        code: crate::protocol::TaskErrorCode::InferenceFailed,
+                        message: why,
+                        retry_after_ms: None,
+                        status: None,
+                    })
+                }
+            };
+            let _ = w.tx.send(outcome);
         }
     }
 
@@ -229,7 +243,7 @@ impl Requester {
         if let Err(why) = self.chunks.on_chunk(from, c) {
             let reason = match why {
                 ChunkDrop::Spoofed => crate::protocol::DropReason::Spoofed,
-                ChunkDrop::Unknown => crate::protocol::DropReason::Unexpected,
+                ChunkDrop::Unknown | ChunkDrop::TooLarge => crate::protocol::DropReason::Unexpected,
             };
             self.ctx.metrics.dropped(reason);
             tracing::debug!(from = %from.short(), job = %job, ?why, "task_chunk dropped");
