@@ -154,6 +154,8 @@ impl Requester {
             max_price,
             min_memory_mb,
             paid,
+            premium_cap_pct: self.ctx.config.delegation.premium_cap_pct,
+            proven_after: self.ctx.config.delegation.proven_after,
         };
         let ranked = || {
             score::rank(mesh.ads.fresh_for(model), &want, access, |k| {

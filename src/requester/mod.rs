@@ -38,6 +38,7 @@ use crate::request::{
 use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 
 mod attempt;
+pub mod budget;
 mod discovery;
 pub mod events;
 
@@ -56,6 +57,8 @@ pub struct Requester {
     chunks: ChunkRegistry,
     /// Paid delegations that failed over: their first job id -> the current attempt's.
     current: Mutex<HashMap<JobId, JobId>>,
+    /// The agent's spend budget ([`budget`]).
+    budget: budget::SpendBudget,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -79,7 +82,10 @@ impl Drop for Unregister<'_> {
 impl Requester {
     /// A requester over the shared node state.
     pub fn new(ctx: Arc<NodeCtx>, payments: Arc<PaymentSwitch>) -> Self {
+        let d = &ctx.config.delegation;
+        let budget = budget::SpendBudget::new(d.spend_budget_units, d.spend_budget_period);
         Requester {
+            budget,
             ctx,
             payments,
             discoveries: Mutex::new(HashMap::new()),
@@ -106,6 +112,17 @@ impl Requester {
                 crate::request::SPEND_NEEDS_TOKEN,
             ));
         }
+        // A paid delegation reserves the most it may pay from the agent's budget.
+        let reservation = match payments.paid() {
+            true => Some(self.budget.reserve(req.max_price).map_err(|e| {
+                tracing::warn!(detail = %e.detail, "paid delegation refused: spend budget");
+                DelegateError::BudgetExhausted {
+                    detail: e.detail,
+                    retry_after_secs: e.retry_after_secs,
+                }
+            })?),
+            false => None,
+        };
         let job_id = JobId::new();
         let deadline = started + req.timeout;
         let deadline_ms = now_ms() + req.timeout.as_millis() as u64;
@@ -134,6 +151,9 @@ impl Requester {
                 started,
             )
             .await;
+        if let Some(r) = reservation {
+            r.spend(spent_units(&result));
+        }
         let total_ms = started.elapsed().as_millis() as u64;
         self.ctx
             .metrics
@@ -527,6 +547,18 @@ impl Requester {
             payment,
             attempts,
         })
+    }
+}
+
+/// What a delegation paid, for the budget: its payment's amount unless it was refunded or
+/// never made (a failed delegation's stakes are refunded).
+fn spent_units(result: &Result<DelegateResponse, DelegateError>) -> u64 {
+    match result {
+        Ok(r) => r.payment.as_ref().map_or(0, |p| match p.status.as_str() {
+            "rejected" | "refunded" | "unwound" => 0,
+            _ => p.amount_units,
+        }),
+        Err(_) => 0,
     }
 }
 
