@@ -2,13 +2,18 @@
 //!
 //! An ad qualifies when it serves the model, asks at most the agent's `max_price`, has at
 //! least `min_memory_mb` free, the access lists allow its node (by key, or by an ENS name
-//! this node checked: [`crate::mesh::names`]), and (paid jobs) names a wallet. Of those,
-//! an ad that asks more than the premium cap over the cheapest one of a provider in good
-//! standing (`PRICE_PREMIUM_CAP_PCT`, [`Want::premium_cap_pct`]) is not chosen either.
+//! this node checked: [`crate::mesh::names`]), and (paid jobs) names a wallet.
+//!
+//! The premium cap (`PRICE_PREMIUM_CAP_PCT`, [`Want::premium_cap_pct`]) is measured from
+//! the cheapest ad of a proven provider in good standing (no dispute, no failure quarter):
+//! an ad that asks more than the cap over it is not chosen. With no proven provider it is
+//! measured from the cheapest ad in good standing, and an ad over it is tried only after
+//! every ad within it (a newcomer's low price may be bait: it does not shut others out).
+//!
 //! The rest are ordered by, first to last:
 //!
 //! 1. disputes here (a provider whose proof failed, or that was caught cheating, is ranked
-//!    last from then on);
+//!    last from then on), then being over the premium cap;
 //! 2. its class ([`class`]): its success rate here in quarters (counting one success up
 //!    front; one failure alone drops it a quarter), and within a quarter the providers
 //!    proven here (at least [`Want::proven_after`] jobs delivered) before the newcomers:
@@ -137,22 +142,30 @@ pub fn class(r: Option<&ProviderRecord>, proven_after: u32) -> u8 {
     reliability_quarter(r) * 2 + u8::from(!proven)
 }
 
-/// The highest price an ad may ask among `ads` (all qualifying): the cheapest ad of a
-/// provider in good standing (no dispute, no failure quarter) plus the premium cap. When
-/// none is in good standing, the cheapest of all.
-fn price_cap(ads: &[(ResourceAd, Option<ProviderRecord>)], premium_cap_pct: u32) -> u64 {
+/// The premium cap over `ads` (all qualifying): the highest price an ad may ask, and
+/// whether the cheapest ad it is measured from is a proven provider's. The cap is the
+/// cheapest ad of a proven provider in good standing (no dispute, no failure quarter) plus
+/// `premium_cap_pct`; with none proven, the cheapest ad in good standing.
+fn price_cap(
+    ads: &[(ResourceAd, Option<ProviderRecord>)],
+    premium_cap_pct: u32,
+    proven_after: u32,
+) -> (u64, bool) {
     let good = |r: &Option<ProviderRecord>| {
         r.as_ref().map_or(0, |r| r.disputes) == 0 && reliability_quarter(r.as_ref()) == 0
     };
-    let cheapest = ads
-        .iter()
-        .filter(|(_, r)| good(r))
-        .map(|(a, _)| a.price)
-        .min()
-        .or_else(|| ads.iter().map(|(a, _)| a.price).min())
-        .unwrap_or(0);
-    let cap = u128::from(cheapest) * (100 + u128::from(premium_cap_pct)) / 100;
-    u64::try_from(cap).unwrap_or(u64::MAX)
+    let cheapest = |proven: bool| {
+        ads.iter()
+            .filter(|(_, r)| good(r) && (!proven || class(r.as_ref(), proven_after) == 0))
+            .map(|(a, _)| a.price)
+            .min()
+    };
+    let (base, proven) = match cheapest(true) {
+        Some(p) => (p, true),
+        None => (cheapest(false).unwrap_or(u64::MAX), false),
+    };
+    let cap = u128::from(base) * (100 + u128::from(premium_cap_pct)) / 100;
+    (u64::try_from(cap).unwrap_or(u64::MAX), proven)
 }
 
 /// Keep the ads that qualify, best first (see the module docs for the order).
@@ -172,9 +185,11 @@ pub fn rank(
         let rec = history(&ad.node_id);
         keyed.push((ad, rec));
     }
-    let cap = price_cap(&keyed, want.premium_cap_pct);
+    // Over the premium cap: not chosen when a proven provider set the cap; else (only
+    // newcomers set it, and a newcomer's price may be bait) tried after every ad within it.
+    let (cap, proven_cap) = price_cap(&keyed, want.premium_cap_pct, want.proven_after);
     keyed.retain(|(a, _)| {
-        let keep = a.price <= cap;
+        let keep = !proven_cap || a.price <= cap;
         if !keep {
             tracing::debug!(provider = %a.node_id.short(), price = a.price, cap, "ad over the premium cap: not chosen");
         }
@@ -198,6 +213,7 @@ pub fn rank(
         };
         disputes(ra)
             .cmp(&disputes(rb))
+            .then((a.price > cap).cmp(&(b.price > cap)))
             .then(class(ra.as_ref(), want.proven_after).cmp(&class(rb.as_ref(), want.proven_after)))
             .then(a.price.cmp(&b.price))
             .then(fit(a, want.model).cmp(&fit(b, want.model)))
@@ -317,12 +333,31 @@ mod tests {
         let mut w = want("m");
         let all = vec![evil, honest, busy];
         assert_eq!(ids(&rank(all.clone(), &w, &Access::default(), |_| None)), vec![2, 3, 1]);
-        w.premium_cap_pct = 300; // at most 4 x 10
-        assert_eq!(ids(&rank(all, &w, &Access::default(), |_| None)), vec![2, 3]);
+        w.premium_cap_pct = 300; // at most 4 x 10: newcomers only, so it is tried last
+        assert_eq!(ids(&rank(all.clone(), &w, &Access::default(), |_| None)), vec![2, 3, 1]);
+        // Once the honest provider is proven, the cap keeps the bought ad out.
+        let proven = |k: &PeerKey| {
+            (k.0[0] == 2).then(|| ProviderRecord {
+                successes: 3,
+                ..Default::default()
+            })
+        };
+        assert_eq!(ids(&rank(all, &w, &Access::default(), proven)), vec![2, 3]);
     }
 
     #[test]
-    fn the_cap_is_set_by_providers_in_good_standing() {
+    fn a_newcomers_bait_price_does_not_shut_others_out() {
+        let mut bait = ad(1, &["m"]);
+        bait.price = 1;
+        let honest = ad(2, &["m"]); // 10, over 4 x 1
+        let mut w = want("m");
+        w.premium_cap_pct = 300;
+        let r = rank(vec![bait, honest], &w, &Access::default(), |_| None);
+        assert_eq!(ids(&r), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_cap_is_set_by_proven_providers_in_good_standing() {
         let mut cheap_failing = ad(1, &["m"]);
         cheap_failing.price = 1;
         let proven = ad(2, &["m"]); // 10
