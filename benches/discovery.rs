@@ -115,6 +115,7 @@ fn fresh_cache_choice() {
         paid: false,
         premium_cap_pct: 300,
         proven_after: 3,
+        names: None,
     };
     let access = Access::default();
     let mut us = Vec::new();

@@ -29,6 +29,7 @@ pub mod gossip;
 pub mod heartbeat;
 pub mod history;
 pub mod limits;
+pub mod names;
 pub mod peers;
 pub mod queue;
 pub mod reliable;
@@ -101,6 +102,8 @@ pub struct MeshState {
     pub seen_requests: RecentIds,
     /// Our own recent request ids (their answers are taken even after discovery ended).
     pub my_requests: RecentIds,
+    /// The ENS names peers announce, checked against their records.
+    pub names: std::sync::Arc<names::NameChecks>,
     /// Nodes new to us, to be greeted with an announcement.
     pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
     /// Wakes the announcer (new nodes to greet).
@@ -108,9 +111,15 @@ pub struct MeshState {
 }
 
 impl MeshState {
-    /// Fresh state over a provider history, with the access lists `access`.
-    pub fn new(history: ProviderHistory, access: access::Access) -> Self {
+    /// Fresh state over a provider history, with the access lists `access` and the name
+    /// checks `names`.
+    pub fn new(
+        history: ProviderHistory,
+        access: access::Access,
+        names: std::sync::Arc<names::NameChecks>,
+    ) -> Self {
         MeshState {
+            names,
             peers: PeerBook::default(),
             access,
             ads: AdCache::default(),

@@ -35,6 +35,7 @@ use crate::axl::PeerKey;
 use crate::inference::model_matches;
 use crate::mesh::access::Access;
 use crate::mesh::history::ProviderRecord;
+use crate::mesh::names::NameChecks;
 use crate::protocol::ResourceAd;
 
 /// How well a provider's memory fits the model.
@@ -98,6 +99,8 @@ pub struct Want<'a> {
     pub premium_cap_pct: u32,
     /// `PROVEN_AFTER_JOBS`: jobs a provider must have delivered here to be proven.
     pub proven_after: u32,
+    /// The checked ENS names (none: no name is checked, so none is allowed by name).
+    pub names: Option<&'a NameChecks>,
 }
 
 /// Whether `ad` may be chosen at all.
@@ -120,7 +123,14 @@ pub fn unfit(ad: &ResourceAd, want: &Want<'_>, access: &Access) -> Option<&'stat
         Some("price")
     } else if ad.free_memory_mb < want.min_memory_mb {
         Some("memory")
-    } else if !access.may_choose(&ad.node_id, ad.ens.as_deref()) {
+    } else if !access.may_choose(
+        &ad.node_id,
+        ad.ens.as_deref(),
+        ad.ens.as_deref().is_some_and(|n| {
+            want.names
+                .is_some_and(|c| c.verified(&ad.node_id, n, ad.wallet.as_deref()))
+        }),
+    ) {
         Some("denied")
     } else if want.paid && ad.wallet.is_none() {
         Some("no_wallet")
@@ -244,6 +254,7 @@ mod tests {
             paid: false,
             premium_cap_pct: 10_000,
             proven_after: 3,
+            names: None,
         }
     }
 
