@@ -74,8 +74,13 @@ impl DelegationSettings {
             (0, 100_000),
             "%",
         )? as u32;
-        let proven_after =
-            ranged(get("PROVEN_AFTER_JOBS"), "PROVEN_AFTER_JOBS", 3, (1, 1_000), "jobs")? as u32;
+        let proven_after = ranged(
+            get("PROVEN_AFTER_JOBS"),
+            "PROVEN_AFTER_JOBS",
+            3,
+            (1, 1_000),
+            "jobs",
+        )? as u32;
         Ok(DelegationSettings {
             discovery_window: ms("DISCOVERY_WINDOW_MS", 2_000, 10, 60_000)?,
             discovery_settle: ms("DISCOVERY_SETTLE_MS", 150, 0, 60_000)?,

@@ -67,7 +67,13 @@ pub fn names_from_lookup(get: Lookup) -> Result<NameSettings, ConfigError> {
             .map_err(|_| invalid("ENS_REGISTRY_ADDRESS", &v, "a 0x-prefixed 20-byte address"))?,
         _ => alloy_ens::ENS_ADDRESS,
     };
-    let ttl = ranged(get("ENS_CHECK_TTL_SECS"), "ENS_CHECK_TTL_SECS", 600, (1, 86_400), "s")?;
+    let ttl = ranged(
+        get("ENS_CHECK_TTL_SECS"),
+        "ENS_CHECK_TTL_SECS",
+        600,
+        (1, 86_400),
+        "s",
+    )?;
     Ok(NameSettings {
         rpc_url,
         registry,

@@ -39,11 +39,14 @@ enum Verdict {
     Unknown,
 }
 
+/// A name (lower-cased) and a node's Yggdrasil address.
+type NameOf = (String, [u8; 16]);
+
 /// The checked names of the nodes heard from.
 pub struct NameChecks {
     ens: Option<EnsClient>,
     ttl: Duration,
-    cache: Mutex<HashMap<(String, [u8; 16]), (Verdict, Instant)>>,
+    cache: Mutex<HashMap<NameOf, (Verdict, Instant)>>,
     under_way: Mutex<usize>,
 }
 
@@ -97,7 +100,11 @@ impl NameChecks {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let k = (name.to_ascii_lowercase(), key.address());
         if !cache.contains_key(&k) && cache.len() >= MAX_NAMES {
-            if let Some(oldest) = cache.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
                 cache.remove(&oldest);
             }
         }
@@ -122,7 +129,11 @@ impl NameChecks {
         let name = name.to_ascii_lowercase();
         tokio::spawn(async move {
             let verdict = match ens.node_records(&name).await {
-                Ok(r) if r.axl_pubkey.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(&key.to_hex())) => {
+                Ok(r)
+                    if r.axl_pubkey
+                        .as_deref()
+                        .is_some_and(|k| k.eq_ignore_ascii_case(&key.to_hex())) =>
+                {
                     Verdict::Owner(r.wallet)
                 }
                 Ok(_) => Verdict::NotOwner,
@@ -157,7 +168,10 @@ mod tests {
         assert!(!n.verified(&owner, "a.eth", Some(&format!("0x{}", "bb".repeat(20)))));
         assert!(!n.verified(&other, "a.eth", None));
         assert!(!n.verified(&owner, "b.eth", None), "never checked");
-        assert_eq!(n.shown(&owner, Some("a.eth"), None).as_deref(), Some("a.eth"));
+        assert_eq!(
+            n.shown(&owner, Some("a.eth"), None).as_deref(),
+            Some("a.eth")
+        );
         assert_eq!(
             n.shown(&other, Some("a.eth"), None).as_deref(),
             Some("a.eth (unverified)")

@@ -284,7 +284,9 @@ mod tests {
         let mut e = d.clone();
         e.node_id = PeerKey([5; 32]);
         e.price = 11; // loaded, but dearer: after every cheaper one
-        let r = rank(vec![a, b, c, d, e], &want("m"), &Access::default(), |_| None);
+        let r = rank(vec![a, b, c, d, e], &want("m"), &Access::default(), |_| {
+            None
+        });
         assert_eq!(ids(&r), vec![4, 3, 2, 1, 5]);
     }
 
@@ -343,9 +345,15 @@ mod tests {
         busy.price = 12;
         let mut w = want("m");
         let all = vec![evil, honest, busy];
-        assert_eq!(ids(&rank(all.clone(), &w, &Access::default(), |_| None)), vec![2, 3, 1]);
+        assert_eq!(
+            ids(&rank(all.clone(), &w, &Access::default(), |_| None)),
+            vec![2, 3, 1]
+        );
         w.premium_cap_pct = 300; // at most 4 x 10: newcomers only, so it is tried last
-        assert_eq!(ids(&rank(all.clone(), &w, &Access::default(), |_| None)), vec![2, 3, 1]);
+        assert_eq!(
+            ids(&rank(all.clone(), &w, &Access::default(), |_| None)),
+            vec![2, 3, 1]
+        );
         // Once the honest provider is proven, the cap keeps the bought ad out.
         let proven = |k: &PeerKey| {
             (k.0[0] == 2).then(|| ProviderRecord {
@@ -388,7 +396,12 @@ mod tests {
         let mut w = want("m");
         w.premium_cap_pct = 300;
         // The failing provider's price 1 does not set the cap (which would drop 2): 10 does.
-        let r = rank(vec![cheap_failing, proven, dear], &w, &Access::default(), hist);
+        let r = rank(
+            vec![cheap_failing, proven, dear],
+            &w,
+            &Access::default(),
+            hist,
+        );
         assert_eq!(ids(&r), vec![2, 1]);
     }
 

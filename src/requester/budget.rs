@@ -149,8 +149,15 @@ mod tests {
         drop(r1);
         let r2 = b.reserve_at(70, t0).unwrap();
         drop(r2); // failed: nothing spent
-        let e = b.reserve_at(71, t0 + Duration::from_secs(10)).err().unwrap();
-        assert_eq!(e.retry_after_secs, Some(50), "the 30 spent at t0 ages out at 60 s");
+        let e = b
+            .reserve_at(71, t0 + Duration::from_secs(10))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.retry_after_secs,
+            Some(50),
+            "the 30 spent at t0 ages out at 60 s"
+        );
         // Once the period passed, the whole budget is there again.
         assert!(b.reserve_at(100, t0 + Duration::from_secs(60)).is_ok());
     }
@@ -164,6 +171,9 @@ mod tests {
         }
         let st = b.state.lock();
         assert_eq!(st.spent.len(), MAX_SPENDS);
-        assert_eq!(st.spent.iter().map(|(_, u)| *u).sum::<u64>(), MAX_SPENDS as u64 + 10);
+        assert_eq!(
+            st.spent.iter().map(|(_, u)| *u).sum::<u64>(),
+            MAX_SPENDS as u64 + 10
+        );
     }
 }

@@ -61,10 +61,8 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     assert_eq!(st["node_id"], json!(mesh.nodes[0].0));
     assert_eq!(st["ens"], json!("jetson-orin.edgent.eth"));
     let peers = st["peers"].as_array().unwrap();
-    assert!(peers.iter().any(
-        |p| p["node_id"] == json!(mesh.nodes[1].0)
-            && p["ens"] == json!("dell-g15.edgent.eth (unverified)")
-    ));
+    assert!(peers.iter().any(|p| p["node_id"] == json!(mesh.nodes[1].0)
+        && p["ens"] == json!("dell-g15.edgent.eth (unverified)")));
     let pst = provider.get("/status").await;
     assert_eq!(pst["models"], json!(["tinyllama:latest"]));
 

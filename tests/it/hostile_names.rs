@@ -124,7 +124,11 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
             .delegate(json!({"model": "tinyllama", "prompt": format!("named {i}")}))
             .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[1].0), "{body}");
+        assert_eq!(
+            body["provider"]["node_id"],
+            json!(mesh.nodes[1].0),
+            "{body}"
+        );
         assert_eq!(body["provider"]["ens"], json!(NAME), "{body}");
         let job = requester
             .job(body["job_id"].as_str().expect("job id"))
@@ -133,5 +137,9 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
         assert_eq!(job["peer_ens"], json!(NAME));
     }
     assert_eq!(stub.generate_calls(), 2);
-    assert_eq!(evil.received_kind("task").len(), 0, "the claimer got a task");
+    assert_eq!(
+        evil.received_kind("task").len(),
+        0,
+        "the claimer got a task"
+    );
 }

@@ -94,12 +94,23 @@ async fn an_ad_claiming_everything_at_the_highest_price_never_gets_a_task() {
             .delegate(json!({"model": "tinyllama", "prompt": prompt}))
             .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[1].0), "{body}");
-        assert_eq!(body["output"], json!(stub_output("tinyllama:latest", &prompt)));
+        assert_eq!(
+            body["provider"]["node_id"],
+            json!(mesh.nodes[1].0),
+            "{body}"
+        );
+        assert_eq!(
+            body["output"],
+            json!(stub_output("tinyllama:latest", &prompt))
+        );
         assert_eq!(body["attempts"].as_array().map(Vec::len), Some(1), "{body}");
     }
     assert_eq!(stub.generate_calls(), 3);
-    assert_eq!(evil.received_kind("task").len(), 0, "the bought ad got a task");
+    assert_eq!(
+        evil.received_kind("task").len(),
+        0,
+        "the bought ad got a task"
+    );
 }
 
 /// Line 10 (the part a requester can defend alone): a provider that answers with an empty
@@ -142,7 +153,11 @@ async fn an_empty_output_is_refused_and_the_job_goes_to_an_honest_provider() {
         requester.delegate(json!({"model": "tinyllama", "prompt": "say something"}))
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[1].0), "{body}");
+    assert_eq!(
+        body["provider"]["node_id"],
+        json!(mesh.nodes[1].0),
+        "{body}"
+    );
     assert_eq!(
         body["output"],
         json!(stub_output("tinyllama:latest", "say something"))
@@ -159,7 +174,10 @@ async fn an_empty_output_is_refused_and_the_job_goes_to_an_honest_provider() {
         .find(|r| r["node_id"] == json!(evil.key(0).to_hex()))
         .cloned()
         .expect("the evil node's record");
-    assert_eq!((rec["successes"].clone(), rec["failures"].clone()), (json!(0), json!(1)));
+    assert_eq!(
+        (rec["successes"].clone(), rec["failures"].clone()),
+        (json!(0), json!(1))
+    );
     assert_eq!(evil.received_kind("task").len(), 1);
 }
 
@@ -185,7 +203,10 @@ async fn a_max_price_above_the_ceiling_is_refused() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], json!("bad_request"));
     let detail = body["detail"].as_str().expect("detail");
-    assert!(detail.contains("MAX_PRICE_CEILING_USDC") && detail.contains("0.5 USDC"), "{detail}");
+    assert!(
+        detail.contains("MAX_PRICE_CEILING_USDC") && detail.contains("0.5 USDC"),
+        "{detail}"
+    );
     assert_eq!(requester.get("/jobs").await, json!([]));
     // At the ceiling: served.
     let (status, body) = requester
@@ -207,7 +228,9 @@ async fn a_spent_budget_refuses_the_next_paid_delegation_with_402() {
         .start_with(Settle::Direct, &[("SPEND_BUDGET_USDC", &budget)], &[])
         .await;
     let delegate = |prompt: &str| {
-        requester.delegate(json!({"model": "tinyllama", "prompt": prompt, "wait": "settled", "max_price": price}))
+        requester.delegate(
+            json!({"model": "tinyllama", "prompt": prompt, "wait": "settled", "max_price": price}),
+        )
     };
     let (status, body) = delegate("paid once").await;
     assert_eq!(status, 200, "{body}");
@@ -218,7 +241,9 @@ async fn a_spent_budget_refuses_the_next_paid_delegation_with_402() {
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["error"], json!("budget_exhausted"), "{body}");
     assert!(
-        body["detail"].as_str().is_some_and(|d| d.contains("SPEND_BUDGET_USDC")),
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("SPEND_BUDGET_USDC")),
         "{body}"
     );
     let jobs: Value = requester.get("/jobs").await;
