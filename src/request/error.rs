@@ -62,7 +62,7 @@ pub enum DelegateError {
     /// The delegation would spend USDC and the caller did not present the API token (401).
     #[error("{0}")]
     Unauthorized(&'static str),
-    /// The agent's spend budget cannot cover this delegation's `max_price` (402).
+    /// The agent's spend budget cannot cover what this delegation may pay (402).
     #[error("{detail}")]
     BudgetExhausted {
         /// In words: spent, budget, period.

@@ -4,11 +4,12 @@
 //! "The agent" is whoever holds this node's API token: spending needs it (an unpaid-only
 //! caller spends nothing), and every door that spends (the API, the Ollama and OpenAI
 //! front doors, MCP over HTTP or `edgent mcp`, the CLI) presents it, so they share one
-//! budget. A delegation reserves its `max_price` (the most it can pay) before its first
-//! stake, and is refused with 402 `budget_exhausted` when what was spent in the period,
-//! the reservations under way and its own would pass the budget; when it ends, the
-//! reservation gives way to what it paid (nothing when it failed: a failed attempt's stake
-//! is refunded). The record is kept in memory: a restart forgets what was spent.
+//! budget. Once its candidates are known, a delegation reserves the most it can pay (the
+//! dearest candidate's price, at most its `max_price`) before its first stake, and is
+//! refused with 402 `budget_exhausted` when what was spent in the period, the reservations
+//! under way and its own would pass the budget; when it ends, the reservation gives way to
+//! what it paid (nothing when it failed: a failed attempt's stake is refunded). The record
+//! is kept in memory: a restart forgets what was spent.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ impl SpendBudget {
             let usdc = crate::config::format_usdc;
             return Err(Exhausted {
                 detail: format!(
-                    "the spend budget is used up: {} of {} USDC spent or reserved in the last {} s, and this delegation may pay up to {} USDC (max_price; SPEND_BUDGET_USDC, SPEND_BUDGET_PERIOD_SECS)",
+                    "the spend budget is used up: {} of {} USDC spent or reserved in the last {} s, and this delegation may pay up to {} USDC (SPEND_BUDGET_USDC, SPEND_BUDGET_PERIOD_SECS)",
                     usdc(committed),
                     usdc(self.limit),
                     self.period.as_secs(),

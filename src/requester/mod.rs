@@ -112,17 +112,9 @@ impl Requester {
                 crate::request::SPEND_NEEDS_TOKEN,
             ));
         }
-        // A paid delegation reserves the most it may pay from the agent's budget.
-        let reservation = match payments.paid() {
-            true => Some(self.budget.reserve(req.max_price).map_err(|e| {
-                tracing::warn!(detail = %e.detail, "paid delegation refused: spend budget");
-                DelegateError::BudgetExhausted {
-                    detail: e.detail,
-                    retry_after_secs: e.retry_after_secs,
-                }
-            })?),
-            false => None,
-        };
+        // A paid delegation's hold on the agent's budget (taken once its candidates are
+        // known, in `run`).
+        let mut hold = None;
         let job_id = JobId::new();
         let deadline = started + req.timeout;
         let deadline_ms = now_ms() + req.timeout.as_millis() as u64;
@@ -142,6 +134,7 @@ impl Requester {
 
         let result = self
             .run(
+                &mut hold,
                 payments.as_ref(),
                 job_id,
                 request_id,
@@ -151,7 +144,7 @@ impl Requester {
                 started,
             )
             .await;
-        if let Some(r) = reservation {
+        if let Some(r) = hold {
             r.spend(spent_units(&result));
         }
         let total_ms = started.elapsed().as_millis() as u64;
@@ -191,8 +184,9 @@ impl Requester {
     /// Discover, then give the task to the candidates in turn, calling `payments` at its
     /// three points: `begin`, `end` of a failed attempt, `settle` of an answer.
     #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
+    async fn run<'a>(
+        &'a self,
+        hold: &mut Option<budget::Reservation<'a>>,
         payments: &dyn RequesterPayments,
         job_id: JobId,
         request_id: Uuid,
@@ -214,6 +208,19 @@ impl Requester {
         let discover_ms = started.elapsed().as_millis() as u64;
         if candidates.is_empty() {
             return Err(tally.unserved(&shown, None, None).into());
+        }
+        // 1b. A paid delegation holds the most it can pay (the dearest candidate's price:
+        // only one attempt is paid, the stakes of failed ones are refunded) on the agent's
+        // budget, or is refused before any stake.
+        if payments.paid() {
+            let most = candidates.iter().map(|a| a.price).max().unwrap_or(0);
+            *hold = Some(self.budget.reserve(most).map_err(|e| {
+                tracing::warn!(job = %job_id, detail = %e.detail, "paid delegation refused: spend budget");
+                DelegateError::BudgetExhausted {
+                    detail: e.detail,
+                    retry_after_secs: e.retry_after_secs,
+                }
+            })?);
         }
         tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
 

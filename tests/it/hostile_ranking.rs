@@ -218,7 +218,8 @@ async fn a_max_price_above_the_ceiling_is_refused() {
 
 /// Line 11, the budget: with `SPEND_BUDGET_USDC` of one and a half prices, the first paid
 /// delegation is served and paid, the second is refused with 402 `budget_exhausted` before
-/// any job or stake; USDC is conserved. On main the second was served and paid too.
+/// any stake (its job is recorded failed); USDC is conserved. On main the second was served
+/// and paid too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_refuses_the_next_paid_delegation_with_402() {
     let w = PaidWorld::new().await;
@@ -247,7 +248,19 @@ async fn a_spent_budget_refuses_the_next_paid_delegation_with_402() {
         "{body}"
     );
     let jobs: Value = requester.get("/jobs").await;
-    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    let jobs = jobs.as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let refused = jobs
+        .iter()
+        .find(|j| j["job_id"] != json!(id))
+        .expect("the refused job");
+    assert_eq!(refused["state"], json!("failed"), "{refused}");
+    assert_eq!(
+        refused["error_code"],
+        json!("budget_exhausted"),
+        "{refused}"
+    );
+    assert_eq!(refused["payment"], Value::Null, "no stake: {refused}");
     // The provider was paid once; nothing else moved, nothing is staked.
     let (r, p, e) = w.balances().await;
     assert_eq!((r, p, e), (FUND - PRICE, PRICE, 0));
