@@ -113,6 +113,9 @@ fn fresh_cache_choice() {
         max_price: 1_000_000,
         min_memory_mb: 0,
         paid: false,
+        premium_cap_pct: 300,
+        proven_after: 3,
+        names: None,
     };
     let access = Access::default();
     let mut us = Vec::new();

@@ -188,7 +188,11 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
                     let seen = ctx.mesh.peers.get(&k);
                     out.push(PeerView {
                         node_id: k.to_hex(),
-                        ens: seen.as_ref().and_then(|s| s.ens.clone()),
+                        ens: ctx.mesh.names.shown(
+                            &k,
+                            seen.as_ref().and_then(|s| s.ens.as_deref()),
+                            None,
+                        ),
                         up: p.up,
                         direct: true,
                         parent: parent(&k),
@@ -201,7 +205,11 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
                     let seen = ctx.mesh.peers.get(&k);
                     out.push(PeerView {
                         node_id: k.to_hex(),
-                        ens: seen.as_ref().and_then(|s| s.ens.clone()),
+                        ens: ctx.mesh.names.shown(
+                            &k,
+                            seen.as_ref().and_then(|s| s.ens.as_deref()),
+                            None,
+                        ),
                         up: true,
                         direct: false,
                         parent: parent(&k),
@@ -244,7 +252,12 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "free_memory_mb": free_memory_mb(),
         "active_jobs": st.provider.active_jobs(),
         "recv": st.recv_stats.snapshot(),
-        "mesh_providers": ctx.mesh.ads.providers(),
+        "mesh_providers": ctx.mesh.ads.providers().into_iter().map(|mut p| {
+            if let Ok(k) = PeerKey::from_hex(&p.node_id) {
+                p.ens = ctx.mesh.names.shown(&k, p.ens.as_deref(), None);
+            }
+            p
+        }).collect::<Vec<_>>(),
         "mesh_models": ctx.mesh.ads.models(),
         "known_nodes": ctx.mesh.directory.len(),
         "provider_history": ctx.mesh.history.all().into_iter().take(50).collect::<Vec<_>>(),

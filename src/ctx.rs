@@ -48,7 +48,13 @@ impl NodeCtx {
             metrics.clone(),
             recv_stats,
         );
-        let mesh = MeshState::new(history, config.access.clone());
+        let ens = config.names.rpc_url.as_deref().and_then(|url| {
+            crate::chain::ens::EnsClient::new(url, config.names.registry, None)
+                .map_err(|e| tracing::warn!(error = %e, "ENS names cannot be checked"))
+                .ok()
+        });
+        let names = crate::mesh::names::NameChecks::new(ens, config.names.ttl);
+        let mesh = MeshState::new(history, config.access.clone(), Arc::new(names));
         NodeCtx {
             endpoint: Arc::new(endpoint),
             mesh: Arc::new(mesh),

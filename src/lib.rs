@@ -29,7 +29,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`mesh`]: above AXL: the endpoint every send goes through ([`mesh::Endpoint`]:
 //!   bounded sends, acks and resends, the topology), the peer book, discovery
-//!   (announcements, the ad cache, the score, the provider history), and the rest of
+//!   (announcements, the ad cache, the score, the provider history, the checked ENS
+//!   names), and the rest of
 //!   reliable delivery (de-duplication, heartbeats, per-peer limits, the provider's job
 //!   queue).
 //! - [`config`]: every setting, from `.env` < environment < flags, validated at start: a
@@ -43,8 +44,8 @@
 //! - [`paid`]: money: the seams the requester, provider and router call (off:
 //!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
 //! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result (its
-//!   receipt checked, a sample spot-checked) -> `end` / `settle`, and the delegation as a
-//!   stream of events.
+//!   receipt checked, a sample spot-checked) -> `end` / `settle`, the delegation as a
+//!   stream of events, and the agent's spend budget.
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.

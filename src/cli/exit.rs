@@ -18,7 +18,8 @@ pub enum Exit {
     NoProvider = 3,
     /// 4: the deadline passed (`deadline`).
     Deadline = 4,
-    /// 5: the payment was refused or could not be made (`payment_failed`).
+    /// 5: the payment was refused or could not be made (`payment_failed`,
+    /// `budget_exhausted`).
     PaymentRefused = 5,
     /// 6: the daemon refused the request as wrong (`bad_request`, `not_found`).
     BadRequest = 6,
@@ -39,7 +40,7 @@ impl Exit {
         match code {
             "no_provider" => Exit::NoProvider,
             "deadline" => Exit::Deadline,
-            "payment_failed" => Exit::PaymentRefused,
+            "payment_failed" | "budget_exhausted" => Exit::PaymentRefused,
             "bad_request" | "not_found" => Exit::BadRequest,
             crate::client::DAEMON_UNREACHABLE | "mesh_unavailable" => Exit::Unreachable,
             "provider_failed" | "proof_invalid" | "receipt_invalid" | "provider_caught" => {
@@ -68,6 +69,7 @@ mod tests {
             (ErrorCode::NoProvider, 3),
             (ErrorCode::Deadline, 4),
             (ErrorCode::PaymentFailed, 5),
+            (ErrorCode::BudgetExhausted, 5),
             (ErrorCode::BadRequest, 6),
             (ErrorCode::NotFound, 6),
             (ErrorCode::MeshUnavailable, 7),

@@ -1,5 +1,6 @@
 //! The mesh's settings, read here: reliable delivery, heartbeats, the provider's queue and
-//! the per-peer limits ([`DeliverySettings`]), and the allow and deny lists ([`Access`]).
+//! the per-peer limits ([`DeliverySettings`]), the allow and deny lists ([`Access`]), and
+//! where ENS names are checked ([`NameSettings`]).
 
 use std::time::Duration;
 
@@ -31,6 +32,55 @@ pub fn delivery_from_lookup(get: Lookup) -> Result<DeliverySettings, ConfigError
         max_handlers: num("MAX_HANDLERS", 1_024, 1, 1_000_000)? as usize,
         peer_max_handlers: num("PEER_MAX_HANDLERS", 64, 1, 1_000_000)? as usize,
         provider_peer_max_jobs: num("PROVIDER_PEER_MAX_JOBS", 0, 0, 200_000)? as usize,
+    })
+}
+
+/// Where the ENS names peers announce are checked ([`crate::mesh::names`]).
+#[derive(Clone)]
+pub struct NameSettings {
+    /// `ENS_RPC_URL` (the same key as the chain settings'; default the public Sepolia
+    /// endpoint); `off` checks nothing (every name is shown unverified).
+    pub rpc_url: Option<String>,
+    /// `ENS_REGISTRY_ADDRESS` (default the canonical registry).
+    pub registry: alloy::primitives::Address,
+    /// `ENS_CHECK_TTL_SECS`: how long a checked name's verdict is kept (600 s).
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for NameSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameSettings")
+            .field("rpc_url", &self.rpc_url.as_deref().map(crate::redact::urls))
+            .field("registry", &self.registry)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// Read `ENS_RPC_URL`, `ENS_REGISTRY_ADDRESS`, `ENS_CHECK_TTL_SECS`.
+pub fn names_from_lookup(get: Lookup) -> Result<NameSettings, ConfigError> {
+    let rpc_url = match get("ENS_RPC_URL").map(|v| v.trim().to_string()) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) if !v.is_empty() => Some(super::value::check_url("ENS_RPC_URL", &v)?),
+        _ => Some(crate::chain::settings::DEFAULT_ENS_RPC_URL.to_string()),
+    };
+    let registry = match get("ENS_REGISTRY_ADDRESS").map(|v| v.trim().to_string()) {
+        Some(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| invalid("ENS_REGISTRY_ADDRESS", &v, "a 0x-prefixed 20-byte address"))?,
+        _ => alloy_ens::ENS_ADDRESS,
+    };
+    let ttl = ranged(
+        get("ENS_CHECK_TTL_SECS"),
+        "ENS_CHECK_TTL_SECS",
+        600,
+        (1, 86_400),
+        "s",
+    )?;
+    Ok(NameSettings {
+        rpc_url,
+        registry,
+        ttl: Duration::from_secs(ttl),
     })
 }
 

@@ -71,6 +71,8 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// `EDGENT_ALLOW` / `EDGENT_DENY`: node ids or ENS names that may / may never be chosen.
     pub access: Access,
+    /// Where the ENS names of peers are checked.
+    pub names: mesh::NameSettings,
 }
 
 impl Config {
@@ -109,6 +111,7 @@ impl Config {
             front,
             delivery: mesh::delivery_from_lookup(get)?,
             access: mesh::access_from_lookup(get)?,
+            names: mesh::names_from_lookup(get)?,
         })
     }
 }

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotFound,
     /// The stake could not be made (402).
     PaymentFailed,
+    /// The agent's spend budget is used up for now (402, `Retry-After` when known).
+    BudgetExhausted,
     /// No provider answered, or none fits (503).
     NoProvider,
     /// The local AXL node is not answering (503).
@@ -56,7 +58,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::PaymentFailed => 402,
+            ErrorCode::PaymentFailed | ErrorCode::BudgetExhausted => 402,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Cancelled => 499,

@@ -4,8 +4,10 @@
 //! dropped as they arrive; with an allow list, only the nodes on it are chosen.
 //!
 //! A node id is checked by Yggdrasil address (so a partial `X-From-Peer-Id` matches). An
-//! ENS name is matched against the name the node itself announces: it is the node's
-//! claim, so a deny by ENS name stops an honest node, and a deny by node id stops any.
+//! ENS name in the allow list matches only a name this node checked
+//! ([`crate::mesh::names`]: the name's `axl.pubkey` record is the node's key); in the deny
+//! list it matches the name the node claims, checked or not (denying a claimer is safe), so
+//! a deny by ENS name stops an honest node, and a deny by node id stops any.
 
 use crate::axl::PeerKey;
 
@@ -69,9 +71,17 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether `key` may be chosen as a provider.
-    pub fn may_choose(&self, key: &PeerKey, ens: Option<&str>) -> bool {
-        !self.deny.names(key, ens) && (self.allow.is_empty() || self.allow.names(key, ens))
+    /// Whether `key`, claiming the ENS name `ens` (`verified`: checked), may be chosen as
+    /// a provider.
+    pub fn may_choose(&self, key: &PeerKey, ens: Option<&str>, verified: bool) -> bool {
+        !self.deny.names(key, ens)
+            && (self.allow.is_empty() || self.allow.names(key, ens.filter(|_| verified)))
+    }
+
+    /// Whether an ad of `key` may be kept at all: not denied (by key, or the name it
+    /// claims); the allow list is applied when choosing, once the name is checked.
+    pub fn may_keep(&self, key: &PeerKey, ens: Option<&str>) -> bool {
+        !self.deny.names(key, ens)
     }
 
     /// Whether messages from `key` are dropped on arrival (denied by node id: the sender's
@@ -103,10 +113,18 @@ mod tests {
             allow: AccessList::parse(&format!("{},good.eth", "01".repeat(32))).unwrap(),
             deny: AccessList::parse(&"01".repeat(32)).unwrap(),
         };
-        assert!(!a.may_choose(&PeerKey([1; 32]), None));
-        assert!(a.may_choose(&PeerKey([2; 32]), Some("good.eth")));
-        assert!(!a.may_choose(&PeerKey([3; 32]), None));
+        assert!(!a.may_choose(&PeerKey([1; 32]), None, true));
+        assert!(a.may_choose(&PeerKey([2; 32]), Some("good.eth"), true));
+        // An unchecked claim of an allowed name is not admitted; a denied one is denied.
+        assert!(!a.may_choose(&PeerKey([2; 32]), Some("good.eth"), false));
+        assert!(!a.may_choose(&PeerKey([3; 32]), None, true));
         assert!(a.denied_sender(&PeerKey([1; 32])));
-        assert!(Access::default().may_choose(&PeerKey([3; 32]), None));
+        assert!(Access::default().may_choose(&PeerKey([3; 32]), None, false));
+        let d = Access {
+            allow: AccessList::default(),
+            deny: AccessList::parse("bad.eth").unwrap(),
+        };
+        assert!(!d.may_choose(&PeerKey([4; 32]), Some("bad.eth"), false));
+        assert!(!d.may_keep(&PeerKey([4; 32]), Some("bad.eth")));
     }
 }

@@ -255,8 +255,14 @@ pub fn on_announce(endpoint: &Endpoint, mesh: &MeshState, from: &PeerKey, m: Ann
             mesh.greet(*k);
         }
     }
+    if let Some(name) = m.ens.as_deref() {
+        mesh.names.check(m.node_id, name);
+    }
     match m.ad {
-        Some(ad) if mesh.access.may_choose(&ad.node_id, ad.ens.as_deref()) => {
+        Some(ad) if mesh.access.may_keep(&ad.node_id, ad.ens.as_deref()) => {
+            if let Some(name) = ad.ens.as_deref().filter(|n| Some(*n) != m.ens.as_deref()) {
+                mesh.names.check(ad.node_id, name);
+            }
             let ttl = Duration::from_millis(m.ttl_ms).max(Duration::from_secs(1));
             mesh.ads.insert(ad, ttl);
         }

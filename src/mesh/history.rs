@@ -232,6 +232,14 @@ impl ProviderHistory {
         }
     }
 
+    /// The scoring hook for a provider caught cheating (a spot check that disagrees, a
+    /// receipt that does not hold, an empty output it wanted paid): the worst mark, as a
+    /// failed proof, so it is ranked last from then on ([`crate::mesh::score`]).
+    pub fn caught(&self, provider: &PeerKey, why: &str) {
+        tracing::warn!(provider = %provider.short(), why, "provider caught: ranked last from now on");
+        self.record(provider, ProviderOutcome::Dispute, None);
+    }
+
     /// A provider's record, if it has one.
     pub fn get(&self, provider: &PeerKey) -> Option<ProviderRecord> {
         self.cache
@@ -291,6 +299,8 @@ mod tests {
         assert_eq!(h.get(&b).unwrap().failures, 1);
         assert!((h.get(&b).unwrap().reliability() - 0.5).abs() < 1e-9);
         assert_eq!(h.all().len(), 2);
+        h.caught(&a, "a spot check disagreed");
+        assert_eq!(h.disputes(&a), 1);
     }
 
     #[test]

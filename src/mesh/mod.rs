@@ -32,6 +32,7 @@ pub mod handlers;
 pub mod heartbeat;
 pub mod history;
 pub mod limits;
+pub mod names;
 pub mod peers;
 pub mod queue;
 pub mod reliable;
@@ -106,6 +107,8 @@ pub struct MeshState {
     pub my_requests: RecentIds,
     /// How many keys other nodes' `known` lists may add to the directory.
     pub hearsay: limits::HearsayLimits,
+    /// The ENS names peers announce, checked against their records.
+    pub names: std::sync::Arc<names::NameChecks>,
     /// Nodes new to us, to be greeted with an announcement.
     pub(crate) greet: Mutex<Vec<crate::axl::PeerKey>>,
     /// Wakes the announcer (new nodes to greet).
@@ -113,9 +116,15 @@ pub struct MeshState {
 }
 
 impl MeshState {
-    /// Fresh state over a provider history, with the access lists `access`.
-    pub fn new(history: ProviderHistory, access: access::Access) -> Self {
+    /// Fresh state over a provider history, with the access lists `access` and the name
+    /// checks `names`.
+    pub fn new(
+        history: ProviderHistory,
+        access: access::Access,
+        names: std::sync::Arc<names::NameChecks>,
+    ) -> Self {
         MeshState {
+            names,
             peers: PeerBook::default(),
             access,
             ads: AdCache::default(),

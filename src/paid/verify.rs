@@ -23,25 +23,37 @@ pub enum PaymentRequestRefusal {
     /// The x402 `PaymentRequired` does not match the stake.
     #[error(transparent)]
     X402(#[from] super::x402::X402Refusal),
+    /// The output is empty: nothing to pay for, whatever the proof says.
+    #[error("the output is empty: an empty result is never paid")]
+    EmptyOutput,
     /// The check itself could not run.
     #[error("verification task failed: {0}")]
     Internal(String),
 }
 
-/// Every check a payment request must pass before money moves, in order. Returns the
-/// output commitment (the escrow's `outputHash`) when all pass.
+/// Every check a payment request must pass before money moves, in order. `output` is the
+/// text the requester received and `model_digest` the digest its receipt names (empty when
+/// none), bound together as the proof commits them
+/// ([`crate::protocol::receipt::committed_output`]). Returns the output commitment (the
+/// escrow's `outputHash`) when all pass.
 pub fn check_payment_request(
     req: &PaymentRequest,
-    output: &[u8],
+    output: &str,
+    model_digest: &str,
     provider: &PeerKey,
     job: &JobId,
     pay: &PaymentRecord,
     usdc: &Address,
 ) -> Result<String, PaymentRequestRefusal> {
+    // 0: an empty output is never paid (anyone can prove one).
+    if crate::protocol::is_empty_output(output) {
+        return Err(PaymentRequestRefusal::EmptyOutput);
+    }
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
+    let committed = crate::protocol::receipt::committed_output(output, model_digest);
     let expected =
-        crate::zk::verify_job(&req.proof, &req.public_signals, output, &provider.0, &job.0)?;
+        crate::zk::verify_job(&req.proof, &req.public_signals, &committed, &provider.0, &job.0)?;
     if !req
         .output_commitment
         .eq_ignore_ascii_case(&expected.output_hash_hex())
@@ -97,9 +109,14 @@ mod tests {
     /// An honest provider's request for (OUTPUT, KEY, JOB).
     fn request() -> PaymentRequest {
         static P: std::sync::OnceLock<PaymentRequest> = std::sync::OnceLock::new();
-        P.get_or_init(|| {
-            let (proof, public) = crate::zk::prove(OUTPUT.as_bytes(), &KEY.0, &JOB.0).unwrap();
-            let c = crate::zk::commitments(OUTPUT.as_bytes(), &KEY.0, &JOB.0);
+        P.get_or_init(|| request_for(OUTPUT)).clone()
+    }
+
+    /// A request with a valid proof for (output, KEY, JOB).
+    fn request_for(output: &str) -> PaymentRequest {
+        {
+            let (proof, public) = crate::zk::prove(output.as_bytes(), &KEY.0, &JOB.0).unwrap();
+            let c = crate::zk::commitments(output.as_bytes(), &KEY.0, &JOB.0);
             let p = pay();
             let terms = crate::paid::x402::Terms {
                 job: JOB,
@@ -119,8 +136,16 @@ mod tests {
                 proof,
                 public_signals: public,
             }
-        })
-        .clone()
+        }
+    }
+
+    /// Line 10 of docs/threat-model.md: anyone can prove an empty output; it is not paid.
+    #[test]
+    fn an_empty_output_with_a_valid_proof_is_refused() {
+        for empty in ["", " \n\t"] {
+            let e = check(&request_for(empty), empty, &KEY, &JOB).unwrap_err();
+            assert_eq!(e, PaymentRequestRefusal::EmptyOutput.to_string());
+        }
     }
 
     fn check(
@@ -129,7 +154,7 @@ mod tests {
         key: &PeerKey,
         job: &JobId,
     ) -> Result<String, String> {
-        check_payment_request(req, output.as_bytes(), key, job, &pay(), &usdc())
+        check_payment_request(req, output, "", key, job, &pay(), &usdc())
             .map_err(|e| e.to_string())
     }
 

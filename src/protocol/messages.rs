@@ -280,6 +280,12 @@ pub struct TaskResult {
     pub receipt: Option<super::Receipt>,
 }
 
+/// Whether a result's output is empty (nothing but white space): such a result is refused,
+/// not paid, and counts as the provider's failure (docs/threat-model.md, line 10).
+pub fn is_empty_output(output: &str) -> bool {
+    output.trim().is_empty()
+}
+
 /// Why a provider did not deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]

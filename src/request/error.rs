@@ -83,6 +83,14 @@ pub enum DelegateError {
     /// The delegation would spend USDC and the caller did not present the API token (401).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The agent's spend budget cannot cover what this delegation may pay (402).
+    #[error("{detail}")]
+    BudgetExhausted {
+        /// In words: spent, budget, period.
+        detail: String,
+        /// When enough spending ages out of the period, seconds (`Retry-After`).
+        retry_after_secs: Option<u64>,
+    },
 }
 
 impl DelegateError {
@@ -101,6 +109,7 @@ impl DelegateError {
             DelegateError::Internal(_) => ErrorCode::Internal,
             DelegateError::Cancelled(_) => ErrorCode::Cancelled,
             DelegateError::Unauthorized(_) => ErrorCode::Unauthorized,
+            DelegateError::BudgetExhausted { .. } => ErrorCode::BudgetExhausted,
         }
     }
 
@@ -133,6 +142,9 @@ impl DelegateError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             DelegateError::NoProvider(u) => u.retry_after_secs,
+            DelegateError::BudgetExhausted {
+                retry_after_secs, ..
+            } => *retry_after_secs,
             _ => None,
         }
     }

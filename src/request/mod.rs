@@ -250,14 +250,25 @@ impl DelegateRequest {
             Some(ms) => Duration::from_millis(ms),
             None => config.delegation.default_timeout,
         };
+        // An agent (an LLM, a page) sets `max_price`: the node's ceiling bounds it
+        // (docs/threat-model.md, line 11).
+        let ceiling = config.delegation.max_price_ceiling_units;
+        let max_price = self
+            .max_price
+            .map_or(config.delegation.default_max_price_units, |p| p.units());
+        if max_price > ceiling {
+            return Err(DelegateError::BadInput(format!(
+                "max_price {} USDC is above this node's ceiling of {} USDC (MAX_PRICE_CEILING_USDC)",
+                crate::config::format_usdc(max_price),
+                crate::config::format_usdc(ceiling)
+            )));
+        }
         Ok(ValidRequest {
             model,
             model_digest,
             prompt: self.prompt.clone(),
             options: self.options.clone(),
-            max_price: self
-                .max_price
-                .map_or(config.delegation.default_max_price_units, |p| p.units()),
+            max_price,
             timeout,
             min_memory_mb: self.min_memory_mb.unwrap_or(0),
             wait: self.wait.unwrap_or_default(),

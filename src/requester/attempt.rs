@@ -106,6 +106,16 @@ impl Requester {
                     }
                 }
                 o = &mut rx => break match o {
+                    Ok(Outcome::Result(r)) if crate::protocol::is_empty_output(&r.output) => {
+                        tracing::warn!(job = %job_id, provider = %provider.short(), "empty output refused: a failure, not paid");
+                        AttemptEnd::Error(TaskError {
+                            job_id,
+                            code: TaskErrorCode::InferenceFailed,
+                            message: "the provider returned an empty output: refused, not paid".into(),
+                            retry_after_ms: None,
+                            status: None,
+                        })
+                    }
                     Ok(Outcome::Result(r)) => AttemptEnd::Result(r),
                     Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
                     Err(_) => AttemptEnd::Unreachable("the wait was cancelled".into()),

@@ -154,11 +154,22 @@ impl Requester {
             max_price,
             min_memory_mb,
             paid,
+            premium_cap_pct: self.ctx.config.delegation.premium_cap_pct,
+            proven_after: self.ctx.config.delegation.proven_after,
+            names: Some(&mesh.names),
         };
+        // Ranked with the names as checked, then each ad's name as shown from here on
+        // (`/jobs`, the answer, `X-Edgent-Provider`): an unchecked one marked unverified.
         let ranked = || {
-            score::rank(mesh.ads.fresh_for(model), &want, access, |k| {
+            let mut ads = score::rank(mesh.ads.fresh_for(model), &want, access, |k| {
                 mesh.history.get(k)
-            })
+            });
+            for ad in &mut ads {
+                ad.ens = mesh
+                    .names
+                    .shown(&ad.node_id, ad.ens.as_deref(), ad.wallet.as_deref());
+            }
+            ads
         };
         let mut changes = mesh.ads.subscribe();
         let fresh = ranked();
@@ -430,11 +441,14 @@ impl Requester {
         if self.ctx.mesh.directory.heard(ad.node_id) {
             self.ctx.mesh.greet(ad.node_id);
         }
+        if let Some(name) = ad.ens.as_deref() {
+            self.ctx.mesh.names.check(ad.node_id, name);
+        }
         if !self
             .ctx
             .mesh
             .access
-            .may_choose(&ad.node_id, ad.ens.as_deref())
+            .may_keep(&ad.node_id, ad.ens.as_deref())
         {
             tracing::debug!(from = %from.short(), "resource_ad from a node EDGENT_ALLOW/EDGENT_DENY excludes, ignored");
             return;

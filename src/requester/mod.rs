@@ -38,6 +38,7 @@ use crate::request::{
 use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 
 mod attempt;
+pub mod budget;
 mod discovery;
 pub mod events;
 mod receipt;
@@ -62,6 +63,8 @@ pub struct Requester {
     checked: Mutex<HashMap<crate::axl::PeerKey, u32>>,
     /// Providers a spot check caught: given no more jobs (bounded).
     caught: Mutex<std::collections::HashSet<crate::axl::PeerKey>>,
+    /// The agent's spend budget ([`budget`]).
+    budget: budget::SpendBudget,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -85,7 +88,10 @@ impl Drop for Unregister<'_> {
 impl Requester {
     /// A requester over the shared node state.
     pub fn new(ctx: Arc<NodeCtx>, payments: Arc<PaymentSwitch>) -> Self {
+        let d = &ctx.config.delegation;
+        let budget = budget::SpendBudget::new(d.spend_budget_units, d.spend_budget_period);
         Requester {
+            budget,
             ctx,
             payments,
             discoveries: Mutex::new(HashMap::new()),
@@ -114,6 +120,9 @@ impl Requester {
                 crate::request::SPEND_NEEDS_TOKEN,
             ));
         }
+        // A paid delegation's hold on the agent's budget (taken once its candidates are
+        // known, in `run`).
+        let mut hold = None;
         let job_id = JobId::new();
         let deadline = started + req.timeout;
         let deadline_ms = now_ms() + req.timeout.as_millis() as u64;
@@ -133,6 +142,7 @@ impl Requester {
 
         let result = self
             .run(
+                &mut hold,
                 payments.as_ref(),
                 job_id,
                 request_id,
@@ -142,6 +152,9 @@ impl Requester {
                 started,
             )
             .await;
+        if let Some(r) = hold {
+            r.spend(spent_units(&result));
+        }
         let total_ms = started.elapsed().as_millis() as u64;
         self.ctx
             .metrics
@@ -179,8 +192,9 @@ impl Requester {
     /// Discover, then give the task to the candidates in turn, calling `payments` at its
     /// three points: `begin`, `end` of a failed attempt, `settle` of an answer.
     #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
+    async fn run<'a>(
+        &'a self,
+        hold: &mut Option<budget::Reservation<'a>>,
         payments: &dyn RequesterPayments,
         job_id: JobId,
         request_id: Uuid,
@@ -202,6 +216,19 @@ impl Requester {
         let discover_ms = started.elapsed().as_millis() as u64;
         if candidates.is_empty() {
             return Err(tally.unserved(&shown, None, None).into());
+        }
+        // 1b. A paid delegation holds the most it can pay (the dearest candidate's price:
+        // only one attempt is paid, the stakes of failed ones are refunded) on the agent's
+        // budget, or is refused before any stake.
+        if payments.paid() {
+            let most = candidates.iter().map(|a| a.price).max().unwrap_or(0);
+            *hold = Some(self.budget.reserve(most).map_err(|e| {
+                tracing::warn!(job = %job_id, detail = %e.detail, "paid delegation refused: spend budget");
+                DelegateError::BudgetExhausted {
+                    detail: e.detail,
+                    retry_after_secs: e.retry_after_secs,
+                }
+            })?);
         }
         tracing::info!(job = %job_id, candidates = candidates.len(), discover_ms, "providers found");
 
@@ -571,6 +598,18 @@ impl Requester {
             payment,
             attempts,
         })
+    }
+}
+
+/// What a delegation paid, for the budget: its payment's amount unless it was refunded or
+/// never made (a failed delegation's stakes are refunded).
+fn spent_units(result: &Result<DelegateResponse, DelegateError>) -> u64 {
+    match result {
+        Ok(r) => r.payment.as_ref().map_or(0, |p| match p.status.as_str() {
+            "rejected" | "refunded" | "unwound" => 0,
+            _ => p.amount_units,
+        }),
+        Err(_) => 0,
     }
 }
 

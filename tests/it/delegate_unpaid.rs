@@ -34,7 +34,11 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
         json!(stub_output("tinyllama:latest", "hello mesh"))
     );
     assert_eq!(body["provider"]["node_id"], json!(mesh.nodes[1].0));
-    assert_eq!(body["provider"]["ens"], json!("dell-g15.edgent.eth"));
+    // No ENS here: the provider's name is its claim, shown unverified.
+    assert_eq!(
+        body["provider"]["ens"],
+        json!("dell-g15.edgent.eth (unverified)")
+    );
     assert!(body["timings"]["total_ms"].as_u64().is_some());
     assert!(body["timings"]["discover_ms"].as_u64().is_some());
     let job_id = body["job_id"].as_str().unwrap().to_string();
@@ -44,7 +48,7 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     let rjob = requester.job(&job_id).await.expect("requester job");
     assert_eq!(rjob["state"], json!("completed"));
     assert_eq!(rjob["side"], json!("requester"));
-    assert_eq!(rjob["peer_ens"], json!("dell-g15.edgent.eth"));
+    assert_eq!(rjob["peer_ens"], json!("dell-g15.edgent.eth (unverified)"));
     let pjob = provider
         .job_in_state(&job_id, "completed", Duration::from_secs(10))
         .await;
@@ -57,9 +61,8 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
     assert_eq!(st["node_id"], json!(mesh.nodes[0].0));
     assert_eq!(st["ens"], json!("jetson-orin.edgent.eth"));
     let peers = st["peers"].as_array().unwrap();
-    assert!(peers.iter().any(
-        |p| p["node_id"] == json!(mesh.nodes[1].0) && p["ens"] == json!("dell-g15.edgent.eth")
-    ));
+    assert!(peers.iter().any(|p| p["node_id"] == json!(mesh.nodes[1].0)
+        && p["ens"] == json!("dell-g15.edgent.eth (unverified)")));
     let pst = provider.get("/status").await;
     assert_eq!(pst["models"], json!(["tinyllama:latest"]));
 

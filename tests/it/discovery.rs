@@ -130,13 +130,13 @@ async fn of_two_providers_the_one_with_the_model_loaded_is_chosen() {
     .unwrap();
     let mesh = MeshSimProc::start(3, 0);
     let dir = tempfile::tempdir().unwrap();
-    // The cold one is cheaper: without model fit in the score it would win on price.
+    // One price (price comes first, docs/threat-model.md line 9): model fit decides.
     let _cold = daemon(
         &mesh,
         dir.path(),
         1,
         "provider",
-        &[("OLLAMA_URL", &cold.url()), ("PRICE_USDC", "0.001")],
+        &[("OLLAMA_URL", &cold.url()), ("PRICE_USDC", "0.01")],
     )
     .await;
     let _warm = daemon(

@@ -129,7 +129,7 @@ async fn out_of_memory_is_served_over_the_mesh_in_each_apis_format() {
         let provider_header = h["x-edgent-provider"].as_str().expect("provider header");
         assert_eq!(
             provider_header,
-            format!("{} dell-g15.edgent.eth", mesh.nodes[1].0),
+            format!("{} dell-g15.edgent.eth (unverified)", mesh.nodes[1].0),
             "{what}"
         );
         let job = h["x-edgent-job"].as_str().expect("job header");

@@ -31,6 +31,8 @@ mod frontdoor;
 mod frontdoor_backends;
 mod frontdoor_paid;
 mod gemma;
+mod hostile_names;
+mod hostile_ranking;
 mod hostile_stakes;
 mod hub_and_spoke;
 mod layers;

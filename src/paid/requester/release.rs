@@ -46,12 +46,10 @@ impl PaidRequester {
         let started = Instant::now();
         let usdc = self.chain.escrow.usdc_address();
         let p = pay.clone();
-        // The output bound to the model's digest, as the receipt names it (see
-        // `protocol::receipt::committed_output`).
-        let digest = crate::protocol::receipt::receipt_digest(rec.receipt.as_ref());
-        let output = crate::protocol::receipt::committed_output(&output, digest);
+        // The output is bound to the model's digest the receipt names.
+        let digest = crate::protocol::receipt::receipt_digest(rec.receipt.as_ref()).to_string();
         let verdict = tokio::task::spawn_blocking(move || {
-            check_payment_request(&req, &output, &provider, &job, &p, &usdc)
+            check_payment_request(&req, &output, &digest, &provider, &job, &p, &usdc)
         })
         .await
         .unwrap_or_else(|e| Err(PaymentRequestRefusal::Internal(e.to_string())));
