@@ -13,7 +13,7 @@ use edgent::inference::demo::DEMO_MODEL;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{PaidWorld, Settle};
+use crate::support::paid::{PaidWorld};
 use crate::support::MeshSimProc;
 
 /// Run `edgent <args>` against the daemon at `url`, feeding `stdin`.
@@ -294,7 +294,6 @@ async fn a_refused_payment_exits_5() {
     let broke = w.chain.key(5);
     let (requester, _provider) = w
         .start_with(
-            Settle::Direct,
             &[("WALLET_PRIVATE_KEY", broke.expose())],
             &[],
         )

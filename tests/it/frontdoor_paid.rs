@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use serde_json::json;
 
 use crate::support::ollama::{agent, RealOllama, TestModel, TINY_MODEL};
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 use crate::support::DaemonProc;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -23,7 +23,6 @@ const LONG_STREAM: &str = r#"{"seed": 3, "temperature": 1.5, "top_k": 2, "num_pr
 /// its own), the provider runs the real Ollama.
 async fn paid_front_door(w: &PaidWorld, ollama: &RealOllama) -> (DaemonProc, DaemonProc) {
     w.start_with(
-        Settle::Direct,
         &[
             ("EDGENT_OFFLOAD", "always"),
             ("OLLAMA_URL", "http://127.0.0.1:9"),
@@ -76,7 +75,7 @@ async fn a_paid_answer_streamed_to_an_ollama_client_verifies_and_releases() {
     let rjob = payment_becomes(&requester, job, "released", WITHIN).await;
     assert_eq!(rjob["state"], "completed");
     assert_eq!(rjob["payment"]["proof_verified"], true);
-    assert_eq!(w.stake_status(job).await, StakeStatus::Released);
+    assert_eq!(w.stake_status(job).await, FairStatus::Released);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
     w.assert_conserved(0).await;
 }
@@ -109,7 +108,7 @@ async fn a_paid_agent_that_hangs_up_is_refunded_to_the_unit() {
     assert!(pjob["payment"]["tx_hash"].as_str().is_some(), "{pjob}");
     let rjob = requester.job_in_state(job, "cancelled", WITHIN).await;
     assert_eq!(rjob["error_code"], "cancelled", "{rjob}");
-    assert_eq!(w.stake_status(job).await, StakeStatus::Declined);
+    assert_eq!(w.stake_status(job).await, FairStatus::Declined);
     assert_eq!(w.balances().await, (FUND, 0, 0));
     w.assert_conserved(0).await;
 

@@ -12,13 +12,13 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolEvent;
 use edgent::chain::bindings::EdgentEscrow;
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::support::paid::{
-    payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER,
+    payment_becomes, PaidWorld, WorldOptions, FUND, PRICE, SECOND_PROVIDER,
 };
 use crate::support::{eventually, DaemonProc};
 
@@ -77,7 +77,7 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
     w.ollama
         .set(|b| b.fail = Some((500, "the GPU fell off the bus".into())));
     let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let (requester, first) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, first) = w.start(&[]).await;
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
@@ -108,8 +108,8 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
 
     // The first stake was declined, and the decline transaction itself paid the requester
     // back: the refund is in the decline's block, not after any deadline.
-    assert_eq!(w.stake_status(&declined).await, StakeStatus::Declined);
-    assert_eq!(w.stake_status(&served).await, StakeStatus::Released);
+    assert_eq!(w.stake_status(&declined).await, FairStatus::Declined);
+    assert_eq!(w.stake_status(&served).await, FairStatus::Released);
     let decline_tx = attempts[0]["stake"]["tx_hash"]
         .as_str()
         .expect("decline tx");
@@ -164,7 +164,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     // Node 1 (the cheaper, tried first) takes a minute per answer; node 2 answers at once.
     w.ollama.set(|b| b.delay = Duration::from_secs(60));
     let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let (requester, mut first) = w.start(Settle::Direct, &[]).await;
+    let (requester, mut first) = w.start(&[]).await;
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
@@ -201,7 +201,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let refund_after = stake["refund_after"].as_u64().expect("refund_after");
 
     // The dead provider's stake is still locked, and the books say so.
-    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Staked);
+    assert_eq!(w.stake_status(&dead_job).await, FairStatus::Staked);
     let (r, p1, e) = w.balances().await;
     let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
     assert_eq!(
@@ -217,7 +217,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let now = w.requester_client().await.chain_time().await.unwrap();
     w.advance(refund_after.saturating_sub(now) + 5).await;
     payment_becomes(&requester, &dead_job, "refunded", WITHIN).await;
-    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Refunded);
+    assert_eq!(w.stake_status(&dead_job).await, FairStatus::Refunded);
     let (r, p1, e) = w.balances().await;
     let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
     assert_eq!((r, p1, p2, e), (FUND - second_price, 0, second_price, 0));
@@ -230,7 +230,6 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     w.ollama.set(|b| b.delay = Duration::from_millis(300));
     let (requester, provider) = w
         .start(
-            Settle::Direct,
             &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")],
         )
         .await;
@@ -286,7 +285,6 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     w.ollama.set(|b| b.delay = Duration::from_secs(3));
     let (requester, _provider) = w
         .start(
-            Settle::Direct,
             &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")],
         )
         .await;
@@ -323,7 +321,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
         .collect();
     assert_eq!(refused.len(), 2, "{jobs}");
     for id in refused {
-        assert_eq!(w.stake_status(&id).await, StakeStatus::None, "{id} staked");
+        assert_eq!(w.stake_status(&id).await, FairStatus::None, "{id} staked");
     }
     let sent = w
         .chain
@@ -345,7 +343,6 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     // Room for the provider's PAYMENT_GRACE_SECS behind the stake's deadline.
     let (requester, provider) = w
         .start_with(
-            Settle::Direct,
             &[("STAKE_MARGIN_SECS", "120")],
             &[("PAYMENT_GRACE_SECS", "10")],
         )
@@ -384,7 +381,7 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     assert!(!warm.contains(&id));
     assert_eq!(rec["error_code"], json!("deadline"), "{rec}");
     // No stake, and no transaction at all, for it.
-    assert_eq!(w.stake_status(&id).await, StakeStatus::None);
+    assert_eq!(w.stake_status(&id).await, FairStatus::None);
     assert_eq!(provider_txs().await, before);
     assert!(provider.job(&id).await.is_none(), "the provider took it");
     assert_eq!(w.ollama.generate_calls(), 4);
@@ -403,7 +400,6 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     .await;
     let (requester, provider) = w
         .start_with(
-            Settle::Direct,
             &[
                 ("PAYMENT_TICK_MS", "500"),
                 ("STAKE_MARGIN_SECS", "120"),
@@ -484,7 +480,7 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     }
     assert_eq!((stakes, releases), (N, N), "{mined} transactions mined");
     for id in ids.iter().step_by(37) {
-        assert_eq!(w.stake_status(id).await, StakeStatus::Released);
+        assert_eq!(w.stake_status(id).await, FairStatus::Released);
     }
     let total = N as u64 * PRICE;
     assert_eq!(w.balances().await, (FUND - total, total, 0));

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use alloy::providers::Provider;
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::stub_output;
 use serde_json::json;
 
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -23,7 +23,7 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         async move { chain.get_balance(a).await.unwrap() }
     };
     assert!(eth(w.requester_wallet).await.is_zero());
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "no gas here", "wait": "settled"}))
         .await;
@@ -41,7 +41,7 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
     assert_eq!(body["proof_verified"], json!(true));
     assert_eq!(body["payment"]["status"], json!("released"));
     let id = body["job_id"].as_str().unwrap().to_string();
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Released);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Released);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
     // The requester never sent a transaction and still holds no ETH.
     assert!(eth(w.requester_wallet).await.is_zero());
@@ -74,7 +74,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
     let w = PaidWorld::new().await;
     w.ollama
         .set(|b| b.fail = Some((500, "the GPU fell off the bus".into())));
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "doomed", "timeout_ms": 20000}))
         .await;
@@ -82,7 +82,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
     let rec = requester.newest_job().await.expect("job");
     let id = rec["job_id"].as_str().unwrap().to_string();
     // No time travel: the decline itself refunded the requester.
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Declined);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Declined);
     assert_eq!(w.balances().await, (FUND, 0, 0));
     let pjob = payment_becomes(&provider, &id, "refunded", WITHIN).await;
     let decline_tx = pjob["payment"]["tx_hash"].as_str().expect("decline tx");
@@ -113,7 +113,7 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
     use alloy::sol_types::SolCall;
     let w = PaidWorld::new().await;
     let (requester, provider) = w
-        .start_with(Settle::KeeperHub, &[("STAKE_MODE", "permit")], &[])
+        .start_with(&[("STAKE_MODE", "permit")], &[])
         .await;
     let chain = w.chain.provider().clone();
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
             input[..4],
             edgent::chain::bindings::EdgentEscrow::stakeWithPermitCall::SELECTOR
         );
-        assert_eq!(w.stake_status(id).await, StakeStatus::Released);
+        assert_eq!(w.stake_status(id).await, FairStatus::Released);
         payment_becomes(&provider, id, "released", WITHIN).await;
     }
     assert_eq!(w.balances().await, (FUND - 3 * PRICE, 3 * PRICE, 0));
