@@ -234,7 +234,10 @@ async fn end_by_hand(settings: &ChainSettings, job_id: B256, hand: Hand) -> anyh
     let after = client.get_stake(job_id).await?;
     println!("job        {job_id}");
     println!("status     {}", after.status);
-    println!("amount     {} (USDC base units, 6 decimals)", after.info.amount);
+    println!(
+        "amount     {} (USDC base units, 6 decimals)",
+        after.info.amount
+    );
     println!("tx         {}", client.client().tx_url(tx));
     Ok(())
 }

@@ -139,7 +139,9 @@ mod tests {
 
     #[test]
     fn this_repositorys_escrow_passes() {
-        let code = artifact_code(include_str!("../../contracts/artifacts/EdgentEscrowV4.json"));
+        let code = artifact_code(include_str!(
+            "../../contracts/artifacts/EdgentEscrowV4.json"
+        ));
         check_runtime_code(Address::ZERO, &code).unwrap();
     }
 

@@ -179,10 +179,7 @@ pub struct StakedEvent {
 
 impl FairEscrow {
     /// The block range of an event query that ends at the latest block.
-    async fn recent(
-        &self,
-        lookback_blocks: u64,
-    ) -> Result<alloy::rpc::types::Filter, EscrowError> {
+    async fn recent(&self, lookback_blocks: u64) -> Result<alloy::rpc::types::Filter, EscrowError> {
         let latest = self
             .client
             .provider()

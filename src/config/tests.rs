@@ -116,10 +116,7 @@ fn payments_are_auto_by_default_and_on_needs_a_wallet() {
     assert_eq!(c.paid.payment_grace, Duration::from_secs(2));
     assert!(!c.provider.tamper_output());
 
-    for (k, v) in [
-        ("SETTLER", "bank"),
-        ("PAYMENT_GRACE_SECS", "0"),
-    ] {
+    for (k, v) in [("SETTLER", "bank"), ("PAYMENT_GRACE_SECS", "0")] {
         let e = Config::from_sources(&src(&[], &[("WALLET_PRIVATE_KEY", key), (k, v)], &[]))
             .unwrap_err();
         assert!(e.to_string().starts_with(k), "{k}: {e}");

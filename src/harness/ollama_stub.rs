@@ -188,7 +188,12 @@ async fn generate(State(s): State<Arc<Shared>>, Json(req): Json<Value>) -> Respo
     }
     let mut lines: Vec<String> = text
         .split_inclusive(' ')
-        .map(|piece| format!("{}\n", json!({"model": model, "response": piece, "done": false})))
+        .map(|piece| {
+            format!(
+                "{}\n",
+                json!({"model": model, "response": piece, "done": false})
+            )
+        })
         .collect();
     lines.push(format!(
         "{}\n",

@@ -188,12 +188,10 @@ impl Chain {
             )))?;
         let fair = FairEscrow::new(escrow.clone());
         let what = format!("escrow {} (version 4)", settings.escrow);
-        let (arbiter, dispute_window) =
-            tokio::try_join!(fair.arbiter(), fair.dispute_window()).map_err(|e| {
-                PaymentsSetupError::Chain {
-                    what,
-                    source: ChainError::Rpc(e.to_string()),
-                }
+        let (arbiter, dispute_window) = tokio::try_join!(fair.arbiter(), fair.dispute_window())
+            .map_err(|e| PaymentsSetupError::Chain {
+                what,
+                source: ChainError::Rpc(e.to_string()),
             })?;
         Ok(Chain {
             escrow,

@@ -10,9 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::gate::StakeGate;
-use super::{
-    authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain,
-};
+use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, FairStatus, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;

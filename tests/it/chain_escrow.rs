@@ -24,7 +24,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let (chain, deployment, settings) = escrow_chain_v3(None, &[(2, 100 * USDC), (3, USDC)]).await;
+        let (chain, deployment, settings) =
+            escrow_chain_v3(None, &[(2, 100 * USDC), (3, USDC)]).await;
         let client = |i| EscrowClient::connect(&settings, Some(chain.signer(i)));
         let requester = client(2).await.unwrap();
         let provider = client(3).await.unwrap();

@@ -68,10 +68,7 @@ async fn a_requester_refunds_by_hand_after_the_deadline_only() {
     assert!(!ok && text.contains("not yours"), "{text}");
     let (ok, text) = escrow_cmd("claim", j, &rpc, &d, &provider);
     assert!(!ok && text.contains("nothing to finalize"), "{text}");
-    assert_eq!(
-        fair.get_stake(j).await.unwrap().status,
-        FairStatus::Staked
-    );
+    assert_eq!(fair.get_stake(j).await.unwrap().status, FairStatus::Staked);
 
     chain.advance_time(601).await.unwrap();
     let (ok, text) = escrow_cmd("refund", j, &rpc, &d, &requester);

@@ -20,7 +20,13 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// A paid `task` for `prompt` as the hostile requester sends it from the evil node: staked by
 /// an EIP-3009 authorization the requester's wallet signs for the provider (mesh node 1),
 /// which the provider submits itself; its deadline `deadline_s` seconds away.
-async fn hostile_task(w: &PaidWorld, job: B256, prompt: &str, deadline_s: u64, stream: bool) -> Value {
+async fn hostile_task(
+    w: &PaidWorld,
+    job: B256,
+    prompt: &str,
+    deadline_s: u64,
+    stream: bool,
+) -> Value {
     let client = w.requester_client().await;
     let provider_key = node_key(&w.mesh, 1);
     let now = client.chain_time().await.expect("chain time");
@@ -96,7 +102,10 @@ async fn a_requester_that_never_acks_the_result_still_pays_and_cannot_take_it_ba
         .wait_for(WITHIN, |r| r.kind() == Some("task_result"))
         .await
         .expect("the provider delivers");
-    assert!(result.msg_id.is_some(), "a reliable result, never acknowledged");
+    assert!(
+        result.msg_id.is_some(),
+        "a reliable result, never acknowledged"
+    );
 
     // The delivery failed (never acked), and still: proved and submitted, not declined.
     let pjob = payment_becomes(&provider, &id, "submitted", WITHIN).await;
@@ -108,7 +117,10 @@ async fn a_requester_that_never_acks_the_result_still_pays_and_cannot_take_it_ba
     let own = FairEscrow::new(w.requester_client().await);
     assert!(matches!(
         refusal(own.refund(job).await.unwrap_err()),
-        EscrowRevert::WrongFairStatus { status: FairStatus::Submitted, .. }
+        EscrowRevert::WrongFairStatus {
+            status: FairStatus::Submitted,
+            ..
+        }
     ));
     assert!(matches!(
         refusal(own.resolve(job, false).await.unwrap_err()),
@@ -157,18 +169,28 @@ async fn a_cancel_after_the_first_chunk_pays_the_whole_price() {
     evil.wait_for(WITHIN, |r| r.kind() == Some("task_chunk"))
         .await
         .expect("a first chunk");
-    evil.send_json(0, &to, &json!({"v": 1, "type": "task_cancel", "job_id": id}))
-        .await
-        .expect("cancel");
+    evil.send_json(
+        0,
+        &to,
+        &json!({"v": 1, "type": "task_cancel", "job_id": id}),
+    )
+    .await
+    .expect("cancel");
 
     let pjob = payment_becomes(&provider, &id, "submitted", WITHIN).await;
     assert_eq!(pjob["state"], json!("cancelled"), "{pjob}");
-    let output = pjob["output"].as_str().expect("the streamed part").to_string();
+    let output = pjob["output"]
+        .as_str()
+        .expect("the streamed part")
+        .to_string();
     let full = edgent::harness::ollama_stub::stub_output(
         "tinyllama:latest",
         "one two three four five six seven",
     );
-    assert!(!output.is_empty() && full.starts_with(&output) && output.len() < full.len(), "{output:?}");
+    assert!(
+        !output.is_empty() && full.starts_with(&output) && output.len() < full.len(),
+        "{output:?}"
+    );
     // The requester got that text as the result (not acknowledged: it went away).
     let result = evil
         .wait_for(WITHIN, |r| r.kind() == Some("task_result"))
@@ -178,7 +200,11 @@ async fn a_cancel_after_the_first_chunk_pays_the_whole_price() {
         Some(edgent::protocol::Message::TaskResult(r)) => assert_eq!(r.output, output),
         other => panic!("{other:?}"),
     }
-    assert!(evil.received_kind("task_error").is_empty(), "{:?}", evil.received());
+    assert!(
+        evil.received_kind("task_error").is_empty(),
+        "{:?}",
+        evil.received()
+    );
 
     w.advance(LOCAL_DISPUTE_WINDOW_SECS + 1).await;
     payment_becomes(&provider, &id, "claimed", WITHIN).await;
@@ -256,7 +282,17 @@ async fn a_provider_refuses_paid_work_under_an_arbiter_it_does_not_trust() {
         .await;
     let st = provider.get("/status").await;
     assert_eq!(st["payments"]["active"], json!(false), "{st}");
-    let reason = st["payments"]["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("arbiter") && reason.contains("TRUSTED_ARBITERS"), "{st}");
-    assert!(reason.contains(&format!("{:#x}", w.deployment.operator)) || reason.contains(&format!("{}", w.deployment.operator)), "{reason}");
+    let reason = st["payments"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("arbiter") && reason.contains("TRUSTED_ARBITERS"),
+        "{st}"
+    );
+    assert!(
+        reason.contains(&format!("{:#x}", w.deployment.operator))
+            || reason.contains(&format!("{}", w.deployment.operator)),
+        "{reason}"
+    );
 }

@@ -112,9 +112,7 @@ async fn a_third_peer_cannot_refund_a_running_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_task_arriving_first_cannot_spend_a_stake_the_requester_sent() {
     let w = PaidWorld::with_nodes(3).await;
-    let (requester, provider) = w
-        .start_with(&[("STAKE_MODE", "approve")], &[])
-        .await;
+    let (requester, provider) = w.start_with(&[("STAKE_MODE", "approve")], &[]).await;
     let evil = evil_on(&w.mesh, &[2]).await;
     let escrow = format!("{:#x}", w.deployment.escrow);
 

@@ -229,9 +229,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_millis(300));
     let (requester, provider) = w
-        .start(
-            &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")],
-        )
+        .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")])
         .await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
 
@@ -284,9 +282,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(3));
     let (requester, _provider) = w
-        .start(
-            &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")],
-        )
+        .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")])
         .await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
     let calls = (0..4).map(|i| {

@@ -105,9 +105,7 @@ async fn paid_job_settles_directly_and_the_provider_hears_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
     let w = PaidWorld::new().await;
-    let (requester, _provider) = w
-        .start(&[("EDGENT_TEST_TAMPER_OUTPUT", "on")])
-        .await;
+    let (requester, _provider) = w.start(&[("EDGENT_TEST_TAMPER_OUTPUT", "on")]).await;
 
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "tell the truth"}))
@@ -352,10 +350,7 @@ async fn a_requester_without_funds_gets_a_clear_402_and_nothing_moves() {
     let w = PaidWorld::new().await;
     let broke = w.chain.key(5);
     let (requester, _provider) = w
-        .start_with(
-            &[("WALLET_PRIVATE_KEY", broke.expose())],
-            &[],
-        )
+        .start_with(&[("WALLET_PRIVATE_KEY", broke.expose())], &[])
         .await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "on credit?"}))

@@ -262,9 +262,7 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
     let w = PaidWorld::new().await;
     // The requester's own stake transaction in flight: the approve path (with the default
     // authorization the requester sends nothing, and the job simply completes).
-    let (mut requester, _provider) = w
-        .start_with(&[("STAKE_MODE", "approve")], &[])
-        .await;
+    let (mut requester, _provider) = w.start_with(&[("STAKE_MODE", "approve")], &[]).await;
     // The chain stops mining: the stake's transactions wait in the mempool.
     w.chain.provider().anvil_set_auto_mine(false).await.unwrap();
     let call = delegate_in_background(

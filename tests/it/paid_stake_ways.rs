@@ -112,9 +112,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
 async fn a_permit_stakes_in_one_transaction_without_an_approve() {
     use alloy::sol_types::SolCall;
     let w = PaidWorld::new().await;
-    let (requester, provider) = w
-        .start_with(&[("STAKE_MODE", "permit")], &[])
-        .await;
+    let (requester, provider) = w.start_with(&[("STAKE_MODE", "permit")], &[]).await;
     let chain = w.chain.provider().clone();
     assert_eq!(
         chain

@@ -271,9 +271,11 @@ impl PaidWorld {
     /// Waits until the requester has disputed `job`'s submit on chain, then decides it as
     /// the escrow's arbiter, refunding the requester.
     pub async fn arbiter_refunds(&self, job: &str) {
-        crate::support::eventually(&format!("{job} disputed"), Duration::from_secs(60), || async {
-            (self.stake_status(job).await == FairStatus::Disputed).then_some(())
-        })
+        crate::support::eventually(
+            &format!("{job} disputed"),
+            Duration::from_secs(60),
+            || async { (self.stake_status(job).await == FairStatus::Disputed).then_some(()) },
+        )
         .await;
         self.resolve(job, false).await;
     }
