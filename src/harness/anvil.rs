@@ -188,6 +188,15 @@ impl LocalChain {
         Ok(())
     }
 
+    /// Sets `who`'s ETH balance (wei): a wallet that cannot pay gas, or can again.
+    pub async fn set_eth(&self, who: Address, wei: U256) -> Result<(), LocalChainError> {
+        self.provider
+            .anvil_set_balance(who, wei)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))?;
+        Ok(())
+    }
+
     /// Chain settings pointing at this anvil and `deployment`, with no keys set.
     pub fn settings(&self, deployment: &LocalDeployment) -> ChainSettings {
         ChainSettings {

@@ -64,11 +64,11 @@ async fn provider_vanishes_after_the_stake_and_the_requester_is_refunded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_hour_even_across_its_restart(
+async fn requester_vanishes_after_the_result_and_the_provider_finalizes_after_the_window_even_across_its_restart(
 ) {
-    let w = PaidWorld::new().await;
-    // KeeperHub refuses every release, so the requester never pays before it vanishes.
-    w.keeperhub.set_spending_cap(true);
+    // A requester with no ETH cannot send its own release, so it never pays before it
+    // vanishes.
+    let w = PaidWorld::with_gasless_requester().await;
     let (mut requester, mut provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "pay me"}))
@@ -87,8 +87,9 @@ async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_h
     provider.kill();
     provider.start_again().await;
 
-    // An hour later (chain time) it claims.
-    w.advance(3601).await;
+    // At the end of the dispute window (chain time) it finalizes.
+    w.advance(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS + 1)
+        .await;
     let rec = payment_becomes(&provider, &id, "claimed", WITHIN).await;
     assert!(rec["payment"]["tx_hash"].as_str().is_some());
     assert_eq!(w.stake_status(&id).await, FairStatus::Finalized);
@@ -140,8 +141,8 @@ async fn provider_killed_while_running_unwinds_to_a_refund() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_killed_after_delivery_is_paid_after_restart() {
-    let w = PaidWorld::new().await;
-    w.keeperhub.set_spending_cap(true);
+    // No ETH for its own release yet: the requester cannot pay at once.
+    let w = PaidWorld::with_gasless_requester().await;
     let (requester, mut provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "delivered"}))
@@ -151,20 +152,20 @@ async fn provider_killed_after_delivery_is_paid_after_restart() {
     provider.kill();
     w.assert_conserved(PRICE).await;
 
-    // KeeperHub recovers; the requester's watcher retries the release.
-    w.keeperhub.set_spending_cap(false);
+    // The requester gets ETH; its watcher retries the release.
+    w.fund_requester_eth().await;
     payment_becomes(&requester, &id, "released", WITHIN).await;
     provider.start_again().await;
     let prec = payment_becomes(&provider, &id, "released", WITHIN).await;
     assert!(prec["payment"]["tx_hash"].as_str().is_some());
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+    assert_eq!(w.requester_txs().await, 1, "exactly one release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requester_killed_after_verifying_releases_exactly_once_after_restart() {
-    let w = PaidWorld::new().await;
-    w.keeperhub.set_spending_cap(true);
+    // No ETH for its own release yet: the requester stays `verified`.
+    let w = PaidWorld::with_gasless_requester().await;
     let (mut requester, provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "verified then killed"}))
@@ -179,13 +180,13 @@ async fn requester_killed_after_verifying_releases_exactly_once_after_restart() 
     // Meanwhile the provider, unpaid after its grace period, submits on chain.
     payment_becomes(&provider, &id, "submitted", WITHIN).await;
 
-    w.keeperhub.set_spending_cap(false);
+    w.fund_requester_eth().await;
     requester.start_again().await;
     payment_becomes(&requester, &id, "released", WITHIN).await;
     payment_becomes(&provider, &id, "released", WITHIN).await;
     assert_eq!(w.stake_status(&id).await, FairStatus::Released);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+    assert_eq!(w.requester_txs().await, 1, "exactly one release");
 }
 
 /// A stand-in AXL binary: execs `edgent mesh-sim` (2 nodes from `base`, fixed seed, so a

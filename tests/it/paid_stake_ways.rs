@@ -1,7 +1,9 @@
 //! How a stake is made, as a user runs it (two daemons over `edgent mesh-sim`, anvil):
 //! by default the requester signs an EIP-3009 authorization and the provider submits it as
-//! the stake before any work, so a requester holding USDC and no ETH can pay; a provider
-//! that cannot serve a staked job declines it and the requester has its money back at once.
+//! the stake before any work, so a requester holding USDC and no ETH can pay (escrow v4: it
+//! cannot send its own release, so the provider submits and finalizes after the dispute
+//! window); a provider that cannot serve a staked job declines it and the requester has its
+//! money back at once.
 
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
     assert!(eth(w.requester_wallet).await.is_zero());
     let (requester, provider) = w.start(&[]).await;
     let (status, body) = requester
-        .delegate(json!({"model": "tinyllama", "prompt": "no gas here", "wait": "settled"}))
+        .delegate(json!({"model": "tinyllama", "prompt": "no gas here"}))
         .await;
     assert_eq!(
         status,
@@ -39,9 +41,15 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         json!(stub_output("tinyllama:latest", "no gas here"))
     );
     assert_eq!(body["proof_verified"], json!(true));
-    assert_eq!(body["payment"]["status"], json!("released"));
     let id = body["job_id"].as_str().unwrap().to_string();
-    assert_eq!(w.stake_status(&id).await, FairStatus::Released);
+    // Its own release cannot be sent (no ETH): the provider submits after its grace period
+    // and finalizes at the end of the dispute window.
+    payment_becomes(&provider, &id, "submitted", WITHIN).await;
+    w.advance(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS + 1)
+        .await;
+    payment_becomes(&provider, &id, "claimed", WITHIN).await;
+    payment_becomes(&requester, &id, "claimed", WITHIN).await;
+    assert_eq!(w.stake_status(&id).await, FairStatus::Finalized);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
     // The requester never sent a transaction and still holds no ETH.
     assert!(eth(w.requester_wallet).await.is_zero());
@@ -53,7 +61,7 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         .unwrap();
     assert_eq!(sent, 0);
     // The stake transaction is the provider's own.
-    let pjob = payment_becomes(&provider, &id, "released", WITHIN).await;
+    let pjob = provider.job(&id).await.expect("provider job");
     let stake_tx: alloy::primitives::TxHash = pjob["payment"]["stake_tx"]
         .as_str()
         .expect("the provider records its stake transaction")

@@ -305,6 +305,24 @@ impl PaidWorld {
         .expect("requester escrow client")
     }
 
+    /// Gives the requester's wallet 1 ETH (a gasless requester can send its release then).
+    pub async fn fund_requester_eth(&self) {
+        self.chain
+            .set_eth(self.requester_wallet, U256::from(10u64).pow(U256::from(18u64)))
+            .await
+            .expect("set balance");
+    }
+
+    /// Transactions the requester's wallet has sent.
+    pub async fn requester_txs(&self) -> u64 {
+        use alloy::providers::Provider;
+        self.chain
+            .provider()
+            .get_transaction_count(self.requester_wallet)
+            .await
+            .expect("nonce")
+    }
+
     /// Move the chain's clock forward.
     pub async fn advance(&self, secs: u64) {
         self.chain.advance_time(secs).await.expect("advance time");
