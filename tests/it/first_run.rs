@@ -57,6 +57,8 @@ fn chain_env(chain: &LocalChain, escrow: Address, usdc: Address) -> Vec<(String,
             "TRUSTED_ARBITERS".into(),
             format!("{:#x}", chain.signer(OPERATOR).address()),
         ),
+        // Within the local escrow's 30 s dispute window (with the 10 s to submit).
+        ("PAYMENT_GRACE_SECS".into(), "5".into()),
     ]
 }
 

@@ -142,13 +142,13 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
         assert_eq!(body["payment"]["status"], json!("released"), "{body}");
         ids.push(body["job_id"].as_str().unwrap().to_string());
     }
-    // One transaction per stake, each a stakeWithPermit from the requester to the escrow.
+    // Two transactions per job: its stakeWithPermit and its own release (escrow v4).
     assert_eq!(
         chain
             .get_transaction_count(w.requester_wallet)
             .await
             .unwrap(),
-        3
+        6
     );
     for id in &ids {
         let rjob = requester.job(id).await.expect("job");
@@ -166,7 +166,7 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
         let input = alloy::consensus::Transaction::input(&tx);
         assert_eq!(
             input[..4],
-            edgent::chain::bindings::EdgentEscrow::stakeWithPermitCall::SELECTOR
+            edgent::chain::bindings::EdgentEscrowV4::stakeWithPermitCall::SELECTOR
         );
         assert_eq!(w.stake_status(id).await, FairStatus::Released);
         payment_becomes(&provider, id, "released", WITHIN).await;
