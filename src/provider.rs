@@ -661,6 +661,9 @@ impl Provider {
             .transition(&task.job_id, Side::Provider, state, |r| {
                 r.output = Some(text);
                 r.usage = Some(usage);
+                if state == JobState::Cancelled {
+                    r.error_code = Some(TaskErrorCode::Cancelled.into());
+                }
                 r.error = Some(format!("{error}, after part of the output was streamed"));
                 r.timings.inference_ms = Some(inference_ms);
             });

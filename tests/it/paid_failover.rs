@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolEvent;
-use edgent::chain::bindings::EdgentEscrow;
+use edgent::chain::bindings::EdgentEscrowV4;
 use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::StreamExt;
@@ -129,7 +129,7 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
         .inner
         .logs()
         .iter()
-        .filter_map(|l| EdgentEscrow::Declined::decode_log(&l.inner).ok())
+        .filter_map(|l| EdgentEscrowV4::Declined::decode_log(&l.inner).ok())
         .map(|e| e.jobId)
         .collect::<Vec<B256>>();
     assert_eq!(declined_ev, vec![declined.parse::<B256>().unwrap()]);
@@ -339,12 +339,7 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     })
     .await;
     // Room for the provider's PAYMENT_GRACE_SECS behind the stake's deadline.
-    let (requester, provider) = w
-        .start_with(
-            &[("STAKE_MARGIN_SECS", "120")],
-            &[("PAYMENT_GRACE_SECS", "10")],
-        )
-        .await;
+    let (requester, provider) = w.start_with(&[], &[("PAYMENT_GRACE_SECS", "10")]).await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
     // A few paid jobs teach the provider how long its stakes take to land (up to a block).
     let mut warm = Vec::new();
@@ -398,16 +393,12 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     .await;
     let (requester, provider) = w
         .start_with(
-            &[
-                ("PAYMENT_TICK_MS", "500"),
-                ("STAKE_MARGIN_SECS", "120"),
-                ("RUST_LOG", "info"),
-            ],
+            &[("PAYMENT_TICK_MS", "500"), ("RUST_LOG", "info")],
             &[
                 ("PROVIDER_MAX_JOBS", "64"),
                 ("PAYMENT_TICK_MS", "500"),
-                ("PAYMENT_GRACE_SECS", "30"),
-                ("STAKE_MARGIN_SECS", "120"),
+                // As long as the local escrow's 30 s window allows (10 s kept to submit).
+                ("PAYMENT_GRACE_SECS", "19"),
                 ("RUST_LOG", "info"),
             ],
         )
@@ -469,8 +460,8 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
                     continue;
                 }
                 match l.topics().first() {
-                    Some(t) if *t == EdgentEscrow::Staked::SIGNATURE_HASH => stakes += 1,
-                    Some(t) if *t == EdgentEscrow::Released::SIGNATURE_HASH => releases += 1,
+                    Some(t) if *t == EdgentEscrowV4::Staked::SIGNATURE_HASH => stakes += 1,
+                    Some(t) if *t == EdgentEscrowV4::Released::SIGNATURE_HASH => releases += 1,
                     _ => {}
                 }
             }

@@ -308,7 +308,10 @@ impl PaidWorld {
     /// Gives the requester's wallet 1 ETH (a gasless requester can send its release then).
     pub async fn fund_requester_eth(&self) {
         self.chain
-            .set_eth(self.requester_wallet, U256::from(10u64).pow(U256::from(18u64)))
+            .set_eth(
+                self.requester_wallet,
+                U256::from(10u64).pow(U256::from(18u64)),
+            )
             .await
             .expect("set balance");
     }
