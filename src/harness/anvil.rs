@@ -228,8 +228,8 @@ pub const LOCAL_DISPUTE_WINDOW_SECS: u64 = 30;
 /// Which escrow a local deployment gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
-    /// EdgentEscrowV4 with [`LOCAL_DISPUTE_WINDOW_SECS`] (what the daemon runs on).
-    Fair,
+    /// EdgentEscrowV4 with this dispute window (what the daemon runs on).
+    Fair(u64),
     /// The legacy EdgentEscrow v3 (only its client's tests use it).
     Legacy,
 }
@@ -243,7 +243,25 @@ pub async fn deploy_local(
     arbiter: Address,
     fund: &[(Address, U256)],
 ) -> Result<LocalDeployment, LocalChainError> {
-    deploy(rpc_url, deployer, arbiter, fund, Version::Fair).await
+    deploy(
+        rpc_url,
+        deployer,
+        arbiter,
+        fund,
+        Version::Fair(LOCAL_DISPUTE_WINDOW_SECS),
+    )
+    .await
+}
+
+/// As [`deploy_local`] with a dispute window of `window` seconds (30 to 86,400).
+pub async fn deploy_local_with_window(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    arbiter: Address,
+    fund: &[(Address, U256)],
+    window: u64,
+) -> Result<LocalDeployment, LocalChainError> {
+    deploy(rpc_url, deployer, arbiter, fund, Version::Fair(window)).await
 }
 
 /// As [`deploy_local`] with the legacy version 3 escrow and `operator` (for the tests of
@@ -269,14 +287,8 @@ async fn deploy(
         .await
         .map_err(|e| LocalChainError::Deploy(format!("MockUSDC: {e}")))?;
     let escrow = match version {
-        Version::Fair => {
-            deploy_fair_escrow(
-                &provider,
-                *usdc.address(),
-                operator,
-                LOCAL_DISPUTE_WINDOW_SECS,
-            )
-            .await
+        Version::Fair(window) => {
+            deploy_fair_escrow(&provider, *usdc.address(), operator, window).await
         }
         Version::Legacy => deploy_escrow(&provider, *usdc.address(), operator).await,
     }

@@ -71,6 +71,7 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
     let w = PaidWorld::with(WorldOptions {
         nodes: 3,
         block_time: None,
+        ..WorldOptions::default()
     })
     .await;
     // Node 1 (the cheaper, tried first) fails every inference; node 2 serves.
@@ -159,6 +160,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let w = PaidWorld::with(WorldOptions {
         nodes: 3,
         block_time: None,
+        ..WorldOptions::default()
     })
     .await;
     // Node 1 (the cheaper, tried first) takes a minute per answer; node 2 answers at once.
@@ -336,6 +338,7 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     let w = PaidWorld::with(WorldOptions {
         nodes: 2,
         block_time: Some(2),
+        ..WorldOptions::default()
     })
     .await;
     // Room for the provider's PAYMENT_GRACE_SECS behind the stake's deadline.
@@ -389,6 +392,9 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     let w = PaidWorld::with(WorldOptions {
         nodes: 2,
         block_time: Some(1),
+        // Room for the provider's 30 s grace (so it does not submit while the requester's
+        // release is on its way under load) and the stake's margin of a 120 s delegation.
+        dispute_window: Some(120),
     })
     .await;
     let (requester, provider) = w
@@ -397,8 +403,7 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
             &[
                 ("PROVIDER_MAX_JOBS", "64"),
                 ("PAYMENT_TICK_MS", "500"),
-                // As long as the local escrow's 30 s window allows (10 s kept to submit).
-                ("PAYMENT_GRACE_SECS", "19"),
+                ("PAYMENT_GRACE_SECS", "30"),
                 ("RUST_LOG", "info"),
             ],
         )

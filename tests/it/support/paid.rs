@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use edgent::chain::{EscrowClient, FairEscrow, FairStatus};
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::anvil::{deploy_local_with_window, LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ pub struct WorldOptions {
     pub nodes: usize,
     /// Mine a block every this many seconds (like Base) instead of at once.
     pub block_time: Option<u64>,
+    /// The escrow's dispute window, seconds (default: the local 30 s).
+    pub dispute_window: Option<u64>,
 }
 
 /// Everything a paid scenario runs on.
@@ -103,11 +105,13 @@ impl PaidWorld {
         };
         let requester_wallet = requester_key.to_signer().expect("key").address();
         let provider_wallet = chain.signer(PROVIDER).address();
-        let deployment = deploy_local(
+        let deployment = deploy_local_with_window(
             &chain.rpc_url(),
             chain.signer(0),
             chain.signer(OPERATOR).address(),
             &[(requester_wallet, U256::from(FUND))],
+            opts.dispute_window
+                .unwrap_or(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS),
         )
         .await
         .expect("deploy");
