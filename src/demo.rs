@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::chain::{ChainSettings, EscrowClient};
-use crate::config::{format_usdc, BackendKind, Config, Role, SettlerKind, Sources};
+use crate::config::{format_usdc, BackendKind, Config, Role, Sources};
 use crate::daemon::Daemon;
 use crate::harness::anvil::{deploy_local, LocalChain, LocalChainError, LocalDeployment};
 use crate::harness::mesh_sim::MeshSim;
@@ -89,7 +89,8 @@ impl DemoChain {
     fn settings(&self, wallet: usize) -> ChainSettings {
         let mut s = self.chain.settings(&self.deployment);
         s.wallet_key = Some(self.chain.key(wallet));
-        s.operator_key = Some(self.chain.key(OPERATOR));
+        // The provider trusts the deployment's arbiter (the demo's operator account).
+        s.trusted_arbiters = vec![self.deployment.operator];
         s.explorer_url = "http://localhost/anvil".into();
         s
     }
@@ -179,7 +180,7 @@ async fn start_chain(steps: &mut Steps) -> Option<DemoChain> {
                 }
             };
             steps.say(&format!(
-                "local chain up (anvil at {}, chain {}): MockUSDC {:#x}, EdgentEscrow {:#x}; requester wallet {:#x} funded with {} USDC",
+                "local chain up (anvil at {}, chain {}): MockUSDC {:#x}, EdgentEscrowV4 {:#x}; requester wallet {:#x} funded with {} USDC",
                 chain.rpc_url(),
                 chain.chain_id(),
                 deployment.usdc,
@@ -245,7 +246,8 @@ fn node_config(
 fn paid(mut c: Config, chain: &DemoChain, wallet: usize) -> Config {
     c.payments_mode = crate::config::PaymentsMode::On;
     c.payments = crate::config::Payments::On(Box::new(chain.settings(wallet)));
-    c.paid.settler = SettlerKind::Direct;
+    // Within the local escrow's 30 s dispute window (also the stake's margin).
+    c.paid.payment_grace = std::time::Duration::from_secs(5);
     c.paid.payment_tick = std::time::Duration::from_millis(200);
     c
 }

@@ -533,6 +533,7 @@ impl Provider {
         rec.peer_ens = task.sender_ens.clone();
         rec.price_units = payment.as_ref().map(|p| p.amount_units);
         rec.payment = payment;
+        let paid = rec.payment.is_some();
         if let Err(e) = self.ctx.jobs.insert(&rec) {
             // This task took the stake (its job id is claimed): it alone may decline it.
             if rec.payment.is_some() {
@@ -634,13 +635,22 @@ impl Provider {
                 }
                 if sent.is_ok() {
                     tracing::info!(job = %task.job_id, inference_ms, "result delivered");
-                    self.payments
-                        .provider()
-                        .after_delivery(&requester, &task, &out.text)
-                        .await;
+                } else if paid {
+                    // The output left this node: never declined. Proved and submitted like
+                    // any delivery; the watcher sends it again and finalizes after the window.
+                    tracing::warn!(job = %task.job_id, "the result was never acknowledged: proving and submitting it anyway");
                 }
+                self.payments
+                    .provider()
+                    .after_delivery(&requester, &task, &out.text)
+                    .await;
             }
-            Err(e) => {
+            Err(stopped) if paid && !stopped.sent.is_empty() => {
+                let digest = self.served_digest(&req.model);
+                self.stopped_after_output(requester, &task, stopped, digest, inference_ms)
+                    .await;
+            }
+            Err(crate::stream::Stopped { error: e, .. }) => {
                 let (code, status) = match &e {
                     InferenceError::ModelUnavailable(_) => (TaskErrorCode::ModelUnavailable, None),
                     InferenceError::Cancelled => (TaskErrorCode::Cancelled, None),
@@ -678,6 +688,73 @@ impl Provider {
                 self.send_error(&requester, err, false).await;
             }
         }
+    }
+
+    /// A paid job stopped (cancelled, its deadline passed, the backend failed) after part of
+    /// its output was streamed: that part is the job's output. It is sent as the result,
+    /// proved and submitted, and charged the whole price; the stake is never declined once
+    /// an output byte left (docs/threat-model.md, lines 6-8: the whole price, because the
+    /// requester chose the price, the cancel and the deadline, and a pro-rata split would
+    /// need the provider to prove what fraction was wanted).
+    async fn stopped_after_output(
+        &self,
+        requester: PeerKey,
+        task: &Task,
+        stopped: crate::stream::Stopped,
+        digest: Option<String>,
+        inference_ms: u64,
+    ) {
+        let (error, sent) = (stopped.error, stopped.sent);
+        tracing::warn!(job = %task.job_id, bytes = sent.len(), %error,
+            "stopped after part of the output was streamed: proving it and charging the price, never declining");
+        let usage = Usage {
+            prompt_tokens: None,
+            completion_tokens: None,
+            inference_ms,
+            backend: Some(self.backend.name().to_string()),
+        };
+        let receipt = receipt::sign(
+            self.signer.as_ref(),
+            self.ctx.config.provider.receipt_lie(),
+            task,
+            &receipt::Ran {
+                digest: digest.as_deref(),
+                output: &sent,
+            },
+        );
+        let msg = Message::TaskResult(TaskResult {
+            job_id: task.job_id,
+            output: sent.clone(),
+            usage: usage.clone(),
+            receipt: receipt.clone(),
+        });
+        // Best effort (the requester may have gone): the watcher sends it again.
+        let _ = self.ctx.endpoint.send(&requester, &msg).await;
+        let state = match error {
+            InferenceError::Cancelled => JobState::Cancelled,
+            _ => JobState::Failed,
+        };
+        let text = sent.clone();
+        let res = self
+            .ctx
+            .jobs
+            .transition(&task.job_id, Side::Provider, state, |r| {
+                r.output = Some(text);
+                r.usage = Some(usage);
+                r.receipt = receipt;
+                if state == JobState::Cancelled {
+                    r.error_code = Some(TaskErrorCode::Cancelled.into());
+                }
+                r.error = Some(format!("{error}, after part of the output was streamed"));
+                r.timings.inference_ms = Some(inference_ms);
+            });
+        if let Err(e) = res {
+            tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
+        }
+        self.payments
+            .provider()
+            .after_delivery(&requester, task, &sent)
+            .await;
     }
 
     /// Send the result reliably: again with backoff until the requester acknowledges it

@@ -285,8 +285,9 @@ pub async fn pump(
     to: PeerKey,
     job_id: JobId,
     mut rx: mpsc::UnboundedReceiver<String>,
-) -> u64 {
+) -> (u64, String) {
     let mut seq = 0u64;
+    let mut sent = String::new();
     let mut buf = String::new();
     let mut flush_at = tokio::time::Instant::now();
     loop {
@@ -307,20 +308,33 @@ pub async fn pump(
             _ = tokio::time::sleep_until(flush_at), if !buf.is_empty() => false,
         };
         if !buf.is_empty() {
+            let delta = std::mem::take(&mut buf);
             let msg = Message::TaskChunk(TaskChunk {
                 job_id,
                 seq,
-                delta: std::mem::take(&mut buf),
+                delta: delta.clone(),
             });
-            if let Err(e) = endpoint.send(&to, &msg).await {
-                tracing::debug!(job = %job_id, seq, error = %e, "task_chunk not sent");
+            match endpoint.send(&to, &msg).await {
+                Ok(()) => sent.push_str(&delta),
+                Err(e) => tracing::debug!(job = %job_id, seq, error = %e, "task_chunk not sent"),
             }
             seq += 1;
         }
         if closed {
-            return seq;
+            return (seq, sent);
         }
     }
+}
+
+/// An inference that failed or was stopped (cancelled, or its deadline passed), with the
+/// text that had already left this node as `task_chunk`s (empty when none had): a paid
+/// provider never declines once any of it left (docs/threat-model.md, lines 6-8).
+#[derive(Debug)]
+pub struct Stopped {
+    /// Why it stopped.
+    pub error: InferenceError,
+    /// The text the requester was sent before it stopped.
+    pub sent: String,
 }
 
 /// The provider's inference of one task: through the backend until `left` runs out or
@@ -334,7 +348,7 @@ pub async fn infer(
     stream: (bool, PeerKey, JobId),
     left: Duration,
     cancel: CancellationToken,
-) -> Result<GenerateOutput, InferenceError> {
+) -> Result<GenerateOutput, Stopped> {
     let (streamed, to, job_id) = stream;
     let (tx, rx) = mpsc::unbounded_channel();
     let pumping = streamed.then(|| tokio::spawn(pump(endpoint.clone(), to, job_id, rx)));
@@ -352,13 +366,17 @@ pub async fn infer(
         ))),
         _ = cancel.cancelled() => Err(InferenceError::Cancelled),
     };
+    let mut sent = String::new();
     if let Some(p) = pumping {
         match p.await {
-            Ok(n) => tracing::debug!(job = %job_id, chunks = n, "stream sent"),
+            Ok((n, text)) => {
+                tracing::debug!(job = %job_id, chunks = n, "stream sent");
+                sent = text;
+            }
             Err(e) => tracing::warn!(job = %job_id, error = %e, "the chunk pump failed"),
         }
     }
-    outcome
+    outcome.map_err(|error| Stopped { error, sent })
 }
 
 #[cfg(test)]

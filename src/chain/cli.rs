@@ -3,23 +3,30 @@
 use alloy::primitives::{Address, B256};
 use anyhow::Context;
 
-use super::deploy::deploy_escrow;
+use super::deploy::deploy_fair_escrow;
 use super::ens::{EnsClient, NodeRecords};
-use super::escrow::{EscrowClient, StakeStatus};
+use super::escrow::EscrowClient;
+use super::fair_escrow::{FairEscrow, DEFAULT_DISPUTE_WINDOW_SECS};
 use super::rpc::http_provider;
 use super::settings::ChainSettings;
+use super::stake::FairStatus;
 
-/// Escrow commands.
+/// Escrow commands (version 4 of the escrow, the one the daemon runs on).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum EscrowCmd {
-    /// Deploy a new EdgentEscrow (signed by WALLET_PRIVATE_KEY) and print its address.
+    /// Deploy a new escrow, version 4 (signed by WALLET_PRIVATE_KEY), and print its address.
     Deploy {
         /// The USDC token the escrow holds.
         #[arg(long)]
         usdc: Address,
-        /// The operator allowed to release and reject (e.g. your KeeperHub wallet).
+        /// The arbiter who decides disputes, and nothing else (e.g. your KeeperHub wallet);
+        /// providers put it in TRUSTED_ARBITERS.
         #[arg(long)]
-        operator: Address,
+        arbiter: Address,
+        /// Seconds after a submit during which the requester may dispute; also when anyone
+        /// may finalize, and the margin of a stake's deadline (30 to 86400).
+        #[arg(long, default_value_t = DEFAULT_DISPUTE_WINDOW_SECS)]
+        dispute_window: u64,
     },
     /// Show the stake of a job.
     Show {
@@ -32,11 +39,20 @@ pub enum EscrowCmd {
         /// The job id (0x-prefixed 32-byte hex).
         job_id: B256,
     },
-    /// As the provider (WALLET_PRIVATE_KEY): take a submitted stake once the escrow's
-    /// claim delay after the submit has run out (`claimTimeout`).
-    Claim {
+    /// Anyone (normally the provider): pay the provider a submitted stake once its dispute
+    /// window has closed undisputed (`finalize`).
+    #[command(alias = "claim")]
+    Finalize {
         /// The job id (0x-prefixed 32-byte hex).
         job_id: B256,
+    },
+    /// As the escrow's arbiter (WALLET_PRIVATE_KEY): decide a disputed stake.
+    Resolve {
+        /// The job id (0x-prefixed 32-byte hex).
+        job_id: B256,
+        /// Pay the provider (otherwise the requester is refunded).
+        #[arg(long)]
+        pay_provider: bool,
     },
 }
 
@@ -80,108 +96,149 @@ pub enum EnsCmd {
 /// Runs an escrow command.
 pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()> {
     match cmd {
-        EscrowCmd::Deploy { usdc, operator } => {
+        EscrowCmd::Deploy {
+            usdc,
+            arbiter,
+            dispute_window,
+        } => {
             let signer = settings
                 .wallet_signer()
                 .context("deploying needs a funded wallet key")?;
             let deployer = signer.address();
             let provider = http_provider(&settings.rpc_url, Some(signer))?;
-            let escrow = deploy_escrow(&provider, usdc, operator)
+            let escrow = deploy_fair_escrow(&provider, usdc, arbiter, dispute_window)
                 .await
-                .context("deploying EdgentEscrow")?;
-            println!("EdgentEscrow deployed at {escrow}");
-            println!("  usdc:     {usdc}");
-            println!("  operator: {operator}");
-            println!("  deployer: {deployer}");
-            println!("Set ESCROW_ADDRESS={escrow} (and USDC_ADDRESS={usdc}) in .env");
+                .context("deploying EdgentEscrowV4")?;
+            println!("EdgentEscrowV4 deployed at {escrow}");
+            println!("  usdc:           {usdc}");
+            println!("  arbiter:        {arbiter}");
+            println!("  dispute window: {dispute_window} s");
+            println!("  deployer:       {deployer}");
+            println!("Set ESCROW_ADDRESS={escrow} (and USDC_ADDRESS={usdc}) in .env; providers set TRUSTED_ARBITERS={arbiter}");
         }
-        EscrowCmd::Refund { job_id } => end_by_hand(settings, job_id, Side::Refund).await?,
-        EscrowCmd::Claim { job_id } => end_by_hand(settings, job_id, Side::Claim).await?,
+        EscrowCmd::Refund { job_id } => end_by_hand(settings, job_id, Hand::Refund).await?,
+        EscrowCmd::Finalize { job_id } => end_by_hand(settings, job_id, Hand::Finalize).await?,
+        EscrowCmd::Resolve {
+            job_id,
+            pay_provider,
+        } => end_by_hand(settings, job_id, Hand::Resolve(pay_provider)).await?,
         EscrowCmd::Show { job_id } => {
-            let client = EscrowClient::connect(settings, None).await?;
+            let client = FairEscrow::new(EscrowClient::connect(settings, None).await?);
             let s = client.get_stake(job_id).await?;
+            let i = &s.info;
             println!("job        {job_id}");
-            println!("escrow     {}", client.escrow_address());
+            println!("escrow     {}", client.client().escrow_address());
             println!("status     {}", s.status);
-            if s.status != super::escrow::StakeStatus::None {
-                println!("requester  {}", s.requester);
-                println!("provider   {}", s.provider);
+            if s.status != FairStatus::None {
+                println!("requester  {}", i.requester);
+                println!("provider   {}", i.provider);
                 println!(
                     "key        {} (commitment to the provider's AXL key)",
-                    s.key_commitment
+                    i.key_commitment
                 );
-                println!("amount     {} (USDC base units, 6 decimals)", s.amount);
-                println!("created    {}", s.created_at);
-                println!("deadline   {}", s.deadline);
-                println!("submitted  {}", s.submitted_at);
-                println!("output     {}", s.output_hash);
+                println!("amount     {} (USDC base units, 6 decimals)", i.amount);
+                println!("created    {}", i.created_at);
+                println!("deadline   {}", i.deadline);
+                println!("submitted  {}", i.submitted_at);
+                println!("output     {}", i.output_hash);
             }
         }
     }
     Ok(())
 }
 
-/// Which hand ends a stake: the requester's refund or the provider's claim.
+/// Which hand ends a stake: the requester's refund, anyone's finalize, the arbiter's
+/// resolve (paying the provider when true).
 #[derive(Debug, Clone, Copy)]
-enum Side {
+enum Hand {
     Refund,
-    Claim,
+    Finalize,
+    Resolve(bool),
 }
 
-/// Ends a stake by hand, after checking it is open, the wallet's, and due; the escrow's
-/// own refusal (decoded) is shown for anything the checks cannot see.
-async fn end_by_hand(settings: &ChainSettings, job_id: B256, side: Side) -> anyhow::Result<()> {
+/// Ends a stake by hand, after checking it is open for this action, the wallet's (refund:
+/// the requester; resolve: the arbiter), and due; the escrow's own refusal (decoded) is
+/// shown for anything the checks cannot see.
+async fn end_by_hand(settings: &ChainSettings, job_id: B256, hand: Hand) -> anyhow::Result<()> {
     let signer = settings
         .wallet_signer()
         .context("ending a stake needs the wallet key (WALLET_PRIVATE_KEY or WALLET_KEY_PATH)")?;
     let me = signer.address();
-    let client = EscrowClient::connect(settings, Some(signer)).await?;
+    let client = FairEscrow::new(EscrowClient::connect(settings, Some(signer)).await?);
+    let escrow = client.client().escrow_address();
     let s = client.get_stake(job_id).await?;
-    let (want, owner, role) = match side {
-        Side::Refund => (StakeStatus::Staked, s.requester, "requester"),
-        Side::Claim => (StakeStatus::Submitted, s.provider, "provider"),
+    let (want, what) = match hand {
+        Hand::Refund => (
+            FairStatus::Staked,
+            "refund (only a stake with nothing submitted is refunded)",
+        ),
+        Hand::Finalize => (
+            FairStatus::Submitted,
+            "finalize (only an undisputed submitted stake is finalized)",
+        ),
+        Hand::Resolve(_) => (
+            FairStatus::Disputed,
+            "resolve (only a disputed stake is resolved)",
+        ),
     };
-    if s.status == StakeStatus::None {
-        anyhow::bail!(
-            "no stake for job {job_id} on escrow {}",
-            client.escrow_address()
-        );
+    if s.status == FairStatus::None {
+        anyhow::bail!("no stake for job {job_id} on escrow {escrow}");
     }
     if s.status != want {
         anyhow::bail!(
-            "the stake of job {job_id} is {}, not {want}: nothing to {}",
-            s.status,
-            match side {
-                Side::Refund => "refund (only a stake with nothing submitted is refunded)",
-                Side::Claim => "claim (only a submitted stake is claimed)",
+            "the stake of job {job_id} is {}, not {want}: nothing to {what}",
+            s.status
+        );
+    }
+    let now = client.client().chain_time().await?;
+    match hand {
+        Hand::Refund => {
+            let owner = s.info.requester;
+            if owner != me {
+                anyhow::bail!(
+                    "the stake of job {job_id} is not yours: its requester is {owner}, this wallet is {me}"
+                );
             }
-        );
-    }
-    if owner != me {
-        anyhow::bail!(
-            "the stake of job {job_id} is not yours: its {role} is {owner}, this wallet is {me}"
-        );
-    }
-    if let Side::Refund = side {
-        let now = client.chain_time().await?;
-        if now <= s.deadline {
-            anyhow::bail!(
-                "too early: the stake of job {job_id} can be refunded after its deadline {} (chain time {now}, {} s to go)",
-                s.deadline,
-                s.deadline - now
-            );
+            if now <= s.info.deadline {
+                anyhow::bail!(
+                    "too early: the stake of job {job_id} can be refunded after its deadline {} (chain time {now}, {} s to go)",
+                    s.info.deadline,
+                    s.info.deadline - now
+                );
+            }
+        }
+        Hand::Finalize => {
+            let closes = s.info.submitted_at + client.dispute_window().await?;
+            if now < closes {
+                anyhow::bail!(
+                    "too early: the dispute window of job {job_id} closes at {closes} (chain time {now}, {} s to go)",
+                    closes - now
+                );
+            }
+        }
+        Hand::Resolve(_) => {
+            let arbiter = client.arbiter().await?;
+            if arbiter != me {
+                anyhow::bail!(
+                    "only the escrow's arbiter {arbiter} resolves a dispute; this wallet is {me}"
+                );
+            }
         }
     }
-    let tx = match side {
-        Side::Refund => client.refund(job_id).await,
-        Side::Claim => client.claim_timeout(job_id).await,
+    let tx = match hand {
+        Hand::Refund => client.refund(job_id).await,
+        Hand::Finalize => client.finalize(job_id).await,
+        Hand::Resolve(pay) => client.resolve(job_id, pay).await,
     }
     .with_context(|| format!("the escrow refused to end the stake of job {job_id}"))?;
     let after = client.get_stake(job_id).await?;
     println!("job        {job_id}");
     println!("status     {}", after.status);
-    println!("amount     {} (USDC base units, 6 decimals)", after.amount);
-    println!("tx         {}", client.tx_url(tx));
+    println!(
+        "amount     {} (USDC base units, 6 decimals)",
+        after.info.amount
+    );
+    println!("tx         {}", client.client().tx_url(tx));
     Ok(())
 }
 

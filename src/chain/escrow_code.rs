@@ -1,8 +1,8 @@
 //! Recognising this repository's escrow at `ESCROW_ADDRESS` before any money moves.
 //!
 //! The daemon reads the contract's runtime code (`eth_getCode`) and requires the selector
-//! of every function in this repository's EdgentEscrow ABI (the committed artifact the
-//! `sol!` bindings come from). solc's dispatcher pushes each public selector with a `PUSHn`
+//! of every function in this repository's escrow ABI, version 4 (`EdgentEscrowV4`, the fair
+//! exchange; the committed artifact the `sol!` bindings come from). solc's dispatcher pushes each public selector with a `PUSHn`
 //! opcode, so a deployment of another ABI (the original project's, whose `stake` has no
 //! deadline) lacks some of them and is refused with a message naming what is missing. This
 //! needs no `version()` view, so it also recognises deployments made before one existed.
@@ -10,7 +10,7 @@
 use alloy::primitives::{keccak256, Address};
 use alloy::providers::{DynProvider, Provider};
 
-use super::bindings::EdgentEscrow::EdgentEscrowCalls;
+use super::bindings::EdgentEscrowV4::EdgentEscrowV4Calls;
 
 /// The original project's `stake`, without a deadline: the mark of the older ABI.
 pub const OLD_STAKE_SIGNATURE: &str = "stake(bytes32,address,uint256)";
@@ -18,6 +18,10 @@ pub const OLD_STAKE_SIGNATURE: &str = "stake(bytes32,address,uint256)";
 /// Version 2's `submit`, which takes no proof: the mark of this repository's previous escrow
 /// (the chain never checks the provider's proof there).
 pub const V2_SUBMIT_SIGNATURE: &str = "submit(bytes32,bytes32)";
+
+/// Version 3's `reject`, by the operator after a submit: the mark of the escrow where the
+/// requester's side judges its own case (it has no dispute window and no arbiter).
+pub const V3_REJECT_SIGNATURE: &str = "reject(bytes32)";
 
 /// Why the contract at `ESCROW_ADDRESS` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +33,8 @@ pub enum EscrowCodeError {
     NoCode(Address),
     /// A contract is there, but not with this repository's escrow ABI.
     #[error(
-        "ESCROW_ADDRESS {address} is not this repository's EdgentEscrow{old}: its code lacks {missing}. \
-         Deploy this repository's escrow with `edgent escrow deploy --usdc ADDR --operator ADDR` \
+        "ESCROW_ADDRESS {address} is not this repository's escrow (version 4){old}: its code lacks {missing}. \
+         Deploy this repository's escrow with `edgent escrow deploy --usdc ADDR --arbiter ADDR` \
          and set ESCROW_ADDRESS to its address"
     )]
     WrongAbi {
@@ -39,8 +43,8 @@ pub enum EscrowCodeError {
         /// The missing functions' signatures, comma-separated.
         missing: String,
         /// `" (it is the original project's deployment, whose stake has no deadline)"` when
-        /// the old `stake` is there, a note naming version 2 when its `submit` is there,
-        /// else empty.
+        /// the old `stake` is there, a note naming version 2 or 3 when their marks are
+        /// there, else empty.
         old: &'static str,
     },
     /// The chain could not be asked.
@@ -83,9 +87,9 @@ pub fn check_runtime_code(address: Address, code: &[u8]) -> Result<(), EscrowCod
     if code.is_empty() {
         return Err(EscrowCodeError::NoCode(address));
     }
-    let missing: Vec<&str> = EdgentEscrowCalls::SELECTORS
+    let missing: Vec<&str> = EdgentEscrowV4Calls::SELECTORS
         .iter()
-        .zip(EdgentEscrowCalls::SIGNATURES)
+        .zip(EdgentEscrowV4Calls::SIGNATURES)
         .filter(|(sel, _)| !pushes_selector(code, **sel))
         .map(|(_, sig)| *sig)
         .collect();
@@ -97,6 +101,10 @@ pub fn check_runtime_code(address: Address, code: &[u8]) -> Result<(), EscrowCod
     } else if pushes_selector(code, selector_of(V2_SUBMIT_SIGNATURE)) {
         " (it is this repository's previous escrow, version 2, whose submit takes no proof \
          and whose stakes name no provider key: the chain would not check the provider's proof)"
+    } else if pushes_selector(code, selector_of(V3_REJECT_SIGNATURE)) {
+        " (it is this repository's previous escrow, version 3, where the operator rejects after \
+         a submit and every requester holds the operator's credential: it has no dispute window \
+         and no arbiter)"
     } else {
         ""
     };
@@ -131,8 +139,21 @@ mod tests {
 
     #[test]
     fn this_repositorys_escrow_passes() {
-        let code = artifact_code(include_str!("../../contracts/artifacts/EdgentEscrow.json"));
+        let code = artifact_code(include_str!(
+            "../../contracts/artifacts/EdgentEscrowV4.json"
+        ));
         check_runtime_code(Address::ZERO, &code).unwrap();
+    }
+
+    #[test]
+    fn the_version_3_escrow_is_refused_and_named() {
+        let code = artifact_code(include_str!("../../contracts/artifacts/EdgentEscrow.json"));
+        let e = check_runtime_code(Address::ZERO, &code).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("finalize(bytes32)"), "{text}");
+        assert!(text.contains("arbiter()"), "{text}");
+        assert!(text.contains("version 3"), "{text}");
+        assert!(!text.contains("original project"), "{text}");
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! version 3's ABI and go through the wrapped [`EscrowClient`] (the last three here, so that
 //! a refusal names version 4's states).
 //!
-//! The daemon still runs on version 3; this client is what it switches to
-//! (docs/paid-flow.md, "Escrow v4").
+//! The daemon runs on version 4 (docs/paid-flow.md); version 3's client ([`EscrowClient`]'s
+//! `reject` and `claim_timeout`) remains only for the legacy contract's own tests.
 
 use alloy::primitives::{Address, TxHash, B256};
-use alloy::providers::DynProvider;
+use alloy::providers::{DynProvider, Provider};
+use alloy::sol_types::SolEvent;
 
 use super::bindings::EdgentEscrowV4;
 use super::error::{ChainError, EscrowError, EscrowRevert};
@@ -162,6 +163,96 @@ impl FairEscrow {
             .send_for_job(job_id, call, done)
             .await
             .map_err(fair)
+    }
+}
+
+/// A stake found in the escrow's `Staked` events ([`FairEscrow::staked_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StakedEvent {
+    /// The job.
+    pub job_id: B256,
+    /// Who staked.
+    pub requester: Address,
+    /// Who is paid.
+    pub provider: Address,
+}
+
+impl FairEscrow {
+    /// The block range of an event query that ends at the latest block.
+    async fn recent(&self, lookback_blocks: u64) -> Result<alloy::rpc::types::Filter, EscrowError> {
+        let latest = self
+            .client
+            .provider()
+            .get_block_number()
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        Ok(alloy::rpc::types::Filter::new()
+            .address(self.client.escrow_address())
+            .from_block(latest.saturating_sub(lookback_blocks))
+            .to_block(latest))
+    }
+
+    /// The stakes of the last `lookback_blocks` whose requester or provider is `wallet`,
+    /// from the escrow's `Staked` events (two indexed queries), oldest first.
+    pub async fn staked_with(
+        &self,
+        wallet: Address,
+        lookback_blocks: u64,
+    ) -> Result<Vec<StakedEvent>, EscrowError> {
+        let base = self
+            .recent(lookback_blocks)
+            .await?
+            .event_signature(EdgentEscrowV4::Staked::SIGNATURE_HASH);
+        let as_requester = base.clone().topic2(wallet.into_word());
+        let as_provider = base.topic3(wallet.into_word());
+        let provider = self.client.provider();
+        let (a, b) = tokio::try_join!(
+            provider.get_logs(&as_requester),
+            provider.get_logs(&as_provider)
+        )
+        .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        let mut out: Vec<StakedEvent> = Vec::new();
+        for log in a.iter().chain(b.iter()) {
+            let Ok(ev) = EdgentEscrowV4::Staked::decode_log(&log.inner) else {
+                continue;
+            };
+            let found = StakedEvent {
+                job_id: ev.jobId,
+                requester: ev.requester,
+                provider: ev.provider,
+            };
+            if !out.contains(&found) {
+                out.push(found);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transaction that ended `job_id`'s stake (Released, Finalized, Resolved, Refunded
+    /// or Declined) within the last `lookback_blocks`; `None` if none is in range.
+    pub async fn settlement_tx(
+        &self,
+        job_id: B256,
+        lookback_blocks: u64,
+    ) -> Result<Option<TxHash>, EscrowError> {
+        let filter = self
+            .recent(lookback_blocks)
+            .await?
+            .event_signature(vec![
+                EdgentEscrowV4::Released::SIGNATURE_HASH,
+                EdgentEscrowV4::Finalized::SIGNATURE_HASH,
+                EdgentEscrowV4::Resolved::SIGNATURE_HASH,
+                EdgentEscrowV4::Refunded::SIGNATURE_HASH,
+                EdgentEscrowV4::Declined::SIGNATURE_HASH,
+            ])
+            .topic1(job_id);
+        let logs = self
+            .client
+            .provider()
+            .get_logs(&filter)
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        Ok(logs.last().and_then(|l| l.transaction_hash))
     }
 }
 

@@ -6,13 +6,14 @@
 //!   by the requester, submitted by the provider), getStake, submit, decline, claimTimeout,
 //!   refund; writes go through one [`rpc`] lane per wallet (local nonces, gas margin).
 //! - [`fair_escrow`]: [`FairEscrow`], version 4 of the escrow (the fair exchange: the
-//!   requester releases, a dispute window, an arbiter); beside [`escrow`] until the daemon
-//!   switches.
+//!   requester releases, a dispute window, an arbiter), what the daemon runs on; it wraps
+//!   [`escrow`] for the calls both versions share.
 //! - [`stake`]: a stake as the escrow stores it, and the requester's signed authorization
 //!   to make one.
 //! - [`error`]: typed errors; reverts decode into [`EscrowRevert`].
-//! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key).
-//! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API).
+//! - [`settle`]: the [`Settler`] trait and the [`DirectSettler`] (operator key): the
+//!   legacy version 3's operator release/reject, no longer used by the daemon.
+//! - [`keeperhub`]: the [`KeeperHubSettler`] (KeeperHub Direct Execution API), likewise.
 //! - [`ens`]: ENS names, reverse lookup, and node text records.
 //! - [`deploy`]: deploying an EdgentEscrow (`edgent escrow deploy`, and the local chain of
 //!   the tests and the demo).
@@ -35,7 +36,7 @@ pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
 pub use escrow::{EscrowClient, ESCROW_VERSION};
-pub use fair_escrow::{FairEscrow, DEFAULT_DISPUTE_WINDOW_SECS, FAIR_ESCROW_VERSION};
+pub use fair_escrow::{FairEscrow, StakedEvent, DEFAULT_DISPUTE_WINDOW_SECS, FAIR_ESCROW_VERSION};
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};

@@ -112,9 +112,6 @@ pub struct PaidSettings {
     /// `PAYMENT_GRACE_SECS`: how long a provider waits for `payment_confirmed` after
     /// delivering before it submits the output hash on chain (default 60).
     pub payment_grace: Duration,
-    /// `STAKE_MARGIN_SECS`: how long a stake stays locked after the agent's deadline, for
-    /// settlement or the provider's submit (default 600).
-    pub stake_margin: Duration,
     /// `PAYMENT_TICK_MS`: how often open payments are checked against their timers
     /// (default 2000).
     pub payment_tick: Duration,
@@ -145,7 +142,6 @@ impl PaidSettings {
             ranged(get(key), key, default, (min, max), "seconds").map(Duration::from_secs)
         };
         let payment_grace = secs("PAYMENT_GRACE_SECS", 60, 1, 86_400)?;
-        let stake_margin = secs("STAKE_MARGIN_SECS", 600, 10, 7 * 86_400)?;
         let unstaked_burst = ranged(
             get("PEER_UNSTAKED_BURST"),
             "PEER_UNSTAKED_BURST",
@@ -160,13 +156,6 @@ impl PaidSettings {
             (1, 1_000_000),
             "",
         )? as u32;
-        if stake_margin <= payment_grace + Duration::from_secs(5) {
-            return Err(invalid(
-                "STAKE_MARGIN_SECS",
-                &stake_margin.as_secs().to_string(),
-                "must exceed PAYMENT_GRACE_SECS by more than 5 s, so a provider can submit before the stake's deadline",
-            ));
-        }
         let payment_tick = ranged(
             get("PAYMENT_TICK_MS"),
             "PAYMENT_TICK_MS",
@@ -178,7 +167,6 @@ impl PaidSettings {
         Ok(PaidSettings {
             settler,
             payment_grace,
-            stake_margin,
             payment_tick,
             unstaked_burst,
             unstaked_per_min,

@@ -103,7 +103,6 @@ fn payments_are_auto_by_default_and_on_needs_a_wallet() {
             ("WALLET_PRIVATE_KEY", key),
             ("SETTLER", "direct"),
             ("PAYMENT_GRACE_SECS", "2"),
-            ("STAKE_MARGIN_SECS", "30"),
         ],
         &[],
     ))
@@ -115,14 +114,9 @@ fn payments_are_auto_by_default_and_on_needs_a_wallet() {
     assert!(chain.wallet_key.is_some());
     assert_eq!(c.paid.settler, SettlerKind::Direct);
     assert_eq!(c.paid.payment_grace, Duration::from_secs(2));
-    assert_eq!(c.paid.stake_margin, Duration::from_secs(30));
     assert!(!c.provider.tamper_output());
 
-    for (k, v) in [
-        ("SETTLER", "bank"),
-        ("STAKE_MARGIN_SECS", "3"),
-        ("PAYMENT_GRACE_SECS", "0"),
-    ] {
+    for (k, v) in [("SETTLER", "bank"), ("PAYMENT_GRACE_SECS", "0")] {
         let e = Config::from_sources(&src(&[], &[("WALLET_PRIVATE_KEY", key), (k, v)], &[]))
             .unwrap_err();
         assert!(e.to_string().starts_with(k), "{k}: {e}");

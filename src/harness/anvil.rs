@@ -1,5 +1,6 @@
 //! Local chain harness for tests and `edgent demo`: start anvil (the npm build of
-//! Foundry's, from `node_modules`) on a free port, deploy MockUSDC + EdgentEscrow, fund
+//! Foundry's, from `node_modules`) on a free port, deploy MockUSDC + the escrow (version 4,
+//! the daemon's; or the legacy version 3 for its client's own tests), fund
 //! accounts, deploy a test ENS, and move time forward. Anvil is killed on drop.
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::chain::bindings::{ENSRegistry, MockUSDC, PublicResolver};
-use crate::chain::deploy::deploy_escrow;
+use crate::chain::deploy::{deploy_escrow, deploy_fair_escrow};
 use crate::chain::error::{ChainError, EscrowError};
 use crate::chain::rpc::{http_provider, send_and_confirm};
 use crate::chain::settings::{ChainSettings, Secret};
@@ -187,6 +188,15 @@ impl LocalChain {
         Ok(())
     }
 
+    /// Sets `who`'s ETH balance (wei): a wallet that cannot pay gas, or can again.
+    pub async fn set_eth(&self, who: Address, wei: U256) -> Result<(), LocalChainError> {
+        self.provider
+            .anvil_set_balance(who, wei)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))?;
+        Ok(())
+    }
+
     /// Chain settings pointing at this anvil and `deployment`, with no keys set.
     pub fn settings(&self, deployment: &LocalDeployment) -> ChainSettings {
         ChainSettings {
@@ -200,32 +210,89 @@ impl LocalChain {
     }
 }
 
-/// Addresses of a local MockUSDC + EdgentEscrow deployment.
+/// Addresses of a local MockUSDC + escrow deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalDeployment {
     /// The MockUSDC token.
     pub usdc: Address,
     /// The escrow.
     pub escrow: Address,
-    /// The escrow's operator.
+    /// The escrow's arbiter (version 4) or operator (the legacy version 3).
     pub operator: Address,
 }
 
-/// Deploys MockUSDC and an EdgentEscrow with `operator`, signed by `deployer`, then mints
-/// each `(account, amount)` in `fund` (USDC base units).
+/// The dispute window of a local deployment, seconds: the contract's minimum, so tests and
+/// the demo see a silent requester's provider paid half a minute after its submit.
+pub const LOCAL_DISPUTE_WINDOW_SECS: u64 = 30;
+
+/// Which escrow a local deployment gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// EdgentEscrowV4 with this dispute window (what the daemon runs on).
+    Fair(u64),
+    /// The legacy EdgentEscrow v3 (only its client's tests use it).
+    Legacy,
+}
+
+/// Deploys MockUSDC and the escrow the daemon runs on (version 4, the fair exchange) with
+/// `arbiter` deciding disputes and a [`LOCAL_DISPUTE_WINDOW_SECS`] window, signed by
+/// `deployer`, then mints each `(account, amount)` in `fund` (USDC base units).
 pub async fn deploy_local(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    arbiter: Address,
+    fund: &[(Address, U256)],
+) -> Result<LocalDeployment, LocalChainError> {
+    deploy(
+        rpc_url,
+        deployer,
+        arbiter,
+        fund,
+        Version::Fair(LOCAL_DISPUTE_WINDOW_SECS),
+    )
+    .await
+}
+
+/// As [`deploy_local`] with a dispute window of `window` seconds (30 to 86,400).
+pub async fn deploy_local_with_window(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    arbiter: Address,
+    fund: &[(Address, U256)],
+    window: u64,
+) -> Result<LocalDeployment, LocalChainError> {
+    deploy(rpc_url, deployer, arbiter, fund, Version::Fair(window)).await
+}
+
+/// As [`deploy_local`] with the legacy version 3 escrow and `operator` (for the tests of
+/// the v3 client and settlers, which the daemon no longer uses).
+pub async fn deploy_local_v3(
     rpc_url: &str,
     deployer: PrivateKeySigner,
     operator: Address,
     fund: &[(Address, U256)],
 ) -> Result<LocalDeployment, LocalChainError> {
+    deploy(rpc_url, deployer, operator, fund, Version::Legacy).await
+}
+
+async fn deploy(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    operator: Address,
+    fund: &[(Address, U256)],
+    version: Version,
+) -> Result<LocalDeployment, LocalChainError> {
     let provider = http_provider(rpc_url, Some(deployer))?;
     let usdc = MockUSDC::deploy(&provider)
         .await
         .map_err(|e| LocalChainError::Deploy(format!("MockUSDC: {e}")))?;
-    let escrow = deploy_escrow(&provider, *usdc.address(), operator)
-        .await
-        .map_err(|e| LocalChainError::Deploy(format!("EdgentEscrow: {e}")))?;
+    let escrow = match version {
+        Version::Fair(window) => {
+            deploy_fair_escrow(&provider, *usdc.address(), operator, window).await
+        }
+        Version::Legacy => deploy_escrow(&provider, *usdc.address(), operator).await,
+    }
+    .map_err(|e| LocalChainError::Deploy(format!("escrow: {e}")))?;
     for (account, amount) in fund {
         send_and_confirm(
             &provider,
@@ -234,7 +301,7 @@ pub async fn deploy_local(
         )
         .await?;
     }
-    tracing::info!(usdc = %usdc.address(), %escrow, %operator, "deployed local escrow");
+    tracing::info!(usdc = %usdc.address(), %escrow, %operator, ?version, "deployed local escrow");
     Ok(LocalDeployment {
         usdc: *usdc.address(),
         escrow,

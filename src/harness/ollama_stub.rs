@@ -31,6 +31,8 @@ pub struct StubBehaviour {
     pub delay: Duration,
     /// Models `/api/ps` lists as loaded in memory.
     pub loaded: Vec<String>,
+    /// A streamed answer waits this long before each piece (a model generating slowly).
+    pub piece_delay: Duration,
 }
 
 impl Default for StubBehaviour {
@@ -40,6 +42,7 @@ impl Default for StubBehaviour {
             fail: None,
             delay: Duration::ZERO,
             loaded: Vec::new(),
+            piece_delay: Duration::ZERO,
         }
     }
 }
@@ -197,19 +200,32 @@ async fn generate(State(s): State<Arc<Shared>>, Json(req): Json<Value>) -> Respo
             "prompt_eval_count": prompt_tokens, "eval_count": eval_count}))
         .into_response();
     }
-    let mut body = String::new();
-    for piece in text.split_inclusive(' ') {
-        body.push_str(&json!({"model": model, "response": piece, "done": false}).to_string());
-        body.push('\n');
-    }
-    body.push_str(
-        &json!({"model": model, "response": "", "done": true, "done_reason": "stop",
+    let mut lines: Vec<String> = text
+        .split_inclusive(' ')
+        .map(|piece| {
+            format!(
+                "{}\n",
+                json!({"model": model, "response": piece, "done": false})
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "{}\n",
+        json!({"model": model, "response": "", "done": true, "done_reason": "stop",
             "prompt_eval_count": prompt_tokens, "eval_count": eval_count})
-        .to_string(),
-    );
-    body.push('\n');
+    ));
+    let body = if b.piece_delay.is_zero() {
+        Body::from(lines.concat())
+    } else {
+        use futures_util::StreamExt;
+        let delay = b.piece_delay;
+        Body::from_stream(futures_util::stream::iter(lines).then(move |l| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::convert::Infallible>(l)
+        }))
+    };
     Response::builder()
         .header("content-type", "application/x-ndjson")
-        .body(Body::from(body))
+        .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

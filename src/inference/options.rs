@@ -53,6 +53,14 @@ pub fn sanitize(opts: Option<&Map<String, Value>>) -> (Option<Map<String, Value>
                 Value::Object(_) => Some(v.clone()),
                 _ => None,
             },
+            // Ollama's `think`: on, off, or a level (the front door carries it here).
+            "think" => match v {
+                Value::Bool(_) => Some(v.clone()),
+                Value::String(s) if ["low", "medium", "high"].contains(&s.as_str()) => {
+                    Some(v.clone())
+                }
+                _ => None,
+            },
             name => NUMERIC
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -106,15 +114,19 @@ mod tests {
     #[test]
     fn options_are_allow_listed_and_clamped() {
         let o = json!({"num_predict": -1, "num_ctx": 131072, "num_gpu": 99, "temperature": 9.5,
-            "top_k": 40, "seed": 7, "stop": ["a", "", "b"], "use_mmap": false, "top_p": "x"});
+            "top_k": 40, "seed": 7, "stop": ["a", "", "b"], "use_mmap": false, "top_p": "x",
+            "think": true, "format": "xml"});
         let (kept, mut dropped) = sanitize(o.as_object());
         dropped.sort();
         assert_eq!(
             Value::Object(kept.unwrap()),
             json!({"num_predict": MAX_NUM_PREDICT, "temperature": 2.0, "top_k": 40, "seed": 7,
-                "stop": ["a", "b"]})
+                "stop": ["a", "b"], "think": true})
         );
-        assert_eq!(dropped, vec!["num_ctx", "num_gpu", "top_p", "use_mmap"]);
+        assert_eq!(
+            dropped,
+            vec!["format", "num_ctx", "num_gpu", "top_p", "use_mmap"]
+        );
         let (kept, _) = sanitize(json!({"num_predict": 100000}).as_object());
         assert_eq!(kept.unwrap()["num_predict"], json!(MAX_NUM_PREDICT));
         assert_eq!(sanitize(None), (None, vec![]));

@@ -72,6 +72,8 @@ pub enum AttemptOutcome {
     /// A spot check caught it: a second and a third provider of the same model ran the
     /// job otherwise. Not paid; excluded from then on.
     Caught,
+    /// It answered with an empty output (anyone can prove one): refused, not paid.
+    EmptyOutput,
 }
 
 impl AttemptOutcome {
@@ -91,7 +93,15 @@ impl AttemptOutcome {
                 | Self::Unreachable
                 | Self::BadReceipt
                 | Self::Caught
+                | Self::EmptyOutput
         )
+    }
+
+    /// Whether the requester refused the result it got (a lying receipt, a caught cheat,
+    /// an empty output): should the provider submit it on chain all the same, the requester
+    /// disputes the submit (docs/threat-model.md, rule 3).
+    pub fn refuses_result(&self) -> bool {
+        matches!(self, Self::BadReceipt | Self::Caught | Self::EmptyOutput)
     }
 }
 

@@ -2,13 +2,17 @@
 //! and every stake ending safely, even across crashes.
 //!
 //! - [`requester`]: [`PaidRequester`] stakes before the task, keeps the output until the
-//!   proof arrives, verifies it, and settles through the configured [`Settler`].
+//!   proof arrives, verifies it, and releases the stake with its own wallet (escrow v4), or
+//!   disputes the provider's submit, with the [`evidence`], when the check fails.
 //! - [`provider`]: [`PaidProvider`] checks the stake before any work, proves the output after
 //!   delivering it, and asks to be paid.
 //! - [`x402`]: the x402 v2 `PaymentRequired` and `SettleResponse` (scheme `auth-capture`,
 //!   payment flow `escrow`), built and checked with typed refusals.
-//! - [`watch`]: the timers both sides drive from the persisted job table: refund, reject,
-//!   submit, claim, and resuming whatever a restart interrupted.
+//! - [`watch`]: the timers both sides drive from the persisted job table: refund, dispute,
+//!   submit, finalize, and resuming whatever a restart interrupted.
+//! - [`evidence`]: what a dispute carries to the arbiter (the task's and the result's hashes).
+//! - [`reconcile`]: at start, the open stakes of this wallet found in the escrow's `Staked`
+//!   events that the job table lost, ended properly.
 //! - [`gate`]: the provider's per-peer budget of unpaid tasks and its cache of stake reads,
 //!   so a flood of unstaked tasks costs neither RPC calls nor job slots.
 //! - [`verify`]: the checks of a provider's `payment_request` before money moves.
@@ -19,8 +23,10 @@
 //! The chain is the source of truth: before any money step the stake is read back with
 //! `getStake`, so a retried or resumed step never pays twice or pays after a refund.
 
+pub mod evidence;
 pub mod gate;
 pub mod provider;
+pub mod reconcile;
 pub mod requester;
 pub mod seams;
 pub mod setup;
@@ -40,10 +46,9 @@ use alloy::providers::Provider;
 
 use crate::chain::escrow_code::{check_escrow, EscrowCodeError};
 use crate::chain::{
-    ChainConfigError, ChainError, ChainSettings, DirectSettler, EscrowClient, KeeperHubSettler,
-    Settler, StakeAuthorization, StakeStatus,
+    ChainConfigError, ChainError, ChainSettings, EscrowClient, FairEscrow, FairStatus,
+    StakeAuthorization,
 };
-use crate::config::{Config, SettlerKind};
 use crate::jobs::PayStatus;
 use crate::protocol::{self, JobId};
 
@@ -56,13 +61,20 @@ pub use seams::{
 pub use status::PaymentsStatus;
 pub use switch::PaymentSwitch;
 
-/// The escrow's `CLAIM_DELAY`: a provider may claim this long after submitting.
-pub const CLAIM_DELAY_SECS: u64 = 3600;
-
-/// The chain as this node uses it: the escrow client signing with its wallet.
+/// The chain as this node uses it: the escrow (version 4) signing with its wallet.
 pub struct Chain {
-    /// Escrow client signing with `WALLET_PRIVATE_KEY`.
+    /// Escrow client signing with `WALLET_PRIVATE_KEY`: stakes, reads, submit, decline,
+    /// refund (the calls version 4 shares with version 3).
     pub escrow: EscrowClient,
+    /// The same escrow through version 4's own calls: release (the requester's), dispute,
+    /// finalize, and stakes read with version 4's states.
+    pub fair: FairEscrow,
+    /// The deployment's one timing setting, seconds (`disputeWindow()`): the dispute window
+    /// after a submit, the delay before `finalize`, and the margin a stake's deadline adds
+    /// to its job's.
+    pub dispute_window: u64,
+    /// The account that decides disputes (`arbiter()`).
+    pub arbiter: Address,
     /// The settings it was made from.
     pub settings: ChainSettings,
     /// This node's wallet.
@@ -78,6 +90,29 @@ pub enum PaymentsSetupError {
     /// The contract at `ESCROW_ADDRESS` is not this repository's escrow.
     #[error(transparent)]
     EscrowCode(#[from] EscrowCodeError),
+    /// A provider does not trust the escrow's arbiter (`TRUSTED_ARBITERS`): it does no paid
+    /// work there.
+    #[error(
+        "no paid work on this escrow: {0}. Set TRUSTED_ARBITERS to the arbiter you trust to \
+         decide disputes (the deployment's operator: its KeeperHub wallet or the address of \
+         OPERATOR_PRIVATE_KEY)"
+    )]
+    UntrustedArbiter(ChainError),
+    /// The escrow's dispute window leaves a provider no time to submit before a stake's
+    /// deadline.
+    #[error(
+        "the escrow's dispute window ({window_s} s) must exceed PAYMENT_GRACE_SECS + {margin_s} s \
+         ({grace_s} s + {margin_s} s): it is also the margin of a stake's deadline, within which \
+         a provider submits"
+    )]
+    WindowTooShort {
+        /// `disputeWindow()`.
+        window_s: u64,
+        /// `PAYMENT_GRACE_SECS`.
+        grace_s: u64,
+        /// What a provider keeps in hand to submit.
+        margin_s: u64,
+    },
     /// The chain, the escrow or the settler could not be reached or is wrong.
     #[error("{what}: {source}")]
     Chain {
@@ -103,7 +138,10 @@ impl PaymentsSetupError {
         match self {
             PaymentsSetupError::EscrowCode(e) => e.is_transient(),
             PaymentsSetupError::Chain { source, .. } => matches!(source, ChainError::Rpc(_)),
-            PaymentsSetupError::Settings(_) | PaymentsSetupError::NoProver => false,
+            PaymentsSetupError::Settings(_)
+            | PaymentsSetupError::NoProver
+            | PaymentsSetupError::UntrustedArbiter(_)
+            | PaymentsSetupError::WindowTooShort { .. } => false,
         }
     }
 
@@ -148,35 +186,51 @@ impl Chain {
                 "escrow {} on chain {} at CHAIN_RPC_URL {}",
                 settings.escrow, settings.chain_id, settings.rpc_url
             )))?;
+        let fair = FairEscrow::new(escrow.clone());
+        let what = format!("escrow {} (version 4)", settings.escrow);
+        let (arbiter, dispute_window) = tokio::try_join!(fair.arbiter(), fair.dispute_window())
+            .map_err(|e| PaymentsSetupError::Chain {
+                what,
+                source: ChainError::Rpc(e.to_string()),
+            })?;
         Ok(Chain {
             escrow,
+            fair,
+            dispute_window,
+            arbiter,
             settings: settings.clone(),
             wallet,
         })
+    }
+
+    /// A provider's check at start: the escrow's arbiter must be in `TRUSTED_ARBITERS`, and
+    /// its dispute window must leave time to submit after `grace`.
+    pub fn check_for_provider(&self, grace_s: u64) -> Result<(), PaymentsSetupError> {
+        let trusted = &self.settings.trusted_arbiters;
+        if !trusted.contains(&self.arbiter) {
+            return Err(PaymentsSetupError::UntrustedArbiter(
+                ChainError::UntrustedArbiter {
+                    escrow: self.escrow.escrow_address(),
+                    arbiter: self.arbiter,
+                    trusted: trusted.clone(),
+                },
+            ));
+        }
+        let margin_s = provider::SUBMIT_MARGIN_SECS;
+        if self.dispute_window <= grace_s + margin_s {
+            return Err(PaymentsSetupError::WindowTooShort {
+                window_s: self.dispute_window,
+                grace_s,
+                margin_s,
+            });
+        }
+        Ok(())
     }
 
     /// The escrow's address as `0x` + 40 lower-case hex.
     pub fn escrow_hex(&self) -> String {
         format!("{:#x}", self.escrow.escrow_address())
     }
-}
-
-/// The settler `SETTLER` asks for.
-pub async fn connect_settler(config: &Config) -> Result<Arc<dyn Settler>, PaymentsSetupError> {
-    let Some(settings) = config.payments.chain() else {
-        return Err(ChainConfigError::Missing("WALLET_PRIVATE_KEY (payments are off)").into());
-    };
-    Ok(match config.paid.settler {
-        SettlerKind::Auto => crate::chain::connect_settler(settings)
-            .await
-            .map_err(PaymentsSetupError::chain("SETTLER (auto)"))?,
-        SettlerKind::KeeperHub => Arc::new(KeeperHubSettler::connect(settings).await.map_err(
-            PaymentsSetupError::chain("SETTLER=keeperhub (KEEPERHUB_API_URL, KEEPERHUB_API_KEY)"),
-        )?),
-        SettlerKind::Direct => Arc::new(DirectSettler::connect(settings).await.map_err(
-            PaymentsSetupError::chain("SETTLER=direct (OPERATOR_PRIVATE_KEY)"),
-        )?),
-    })
 }
 
 /// The escrow's `bytes32` for a job.
@@ -269,14 +323,17 @@ pub fn authorization_from_wire(
     Ok(auth)
 }
 
-/// The payment status a final on-chain stake status means.
-pub fn final_status(s: StakeStatus) -> Option<PayStatus> {
+/// The payment status a final on-chain stake status (version 4) means: `released` when
+/// the requester or the arbiter paid the provider, `claimed` when anyone finalized an
+/// undisputed submit after the window, `rejected` when the arbiter refunded the requester,
+/// `refunded` after the deadline or the provider's decline.
+pub fn final_status(s: FairStatus) -> Option<PayStatus> {
     match s {
-        StakeStatus::Released => Some(PayStatus::Released),
-        StakeStatus::Claimed => Some(PayStatus::Claimed),
-        StakeStatus::Rejected => Some(PayStatus::Rejected),
+        FairStatus::Released | FairStatus::ResolvedPaid => Some(PayStatus::Released),
+        FairStatus::Finalized => Some(PayStatus::Claimed),
+        FairStatus::ResolvedRefunded => Some(PayStatus::Rejected),
         // The provider's decline refunds the requester, as a refund after the deadline does.
-        StakeStatus::Refunded | StakeStatus::Declined => Some(PayStatus::Refunded),
+        FairStatus::Refunded | FairStatus::Declined => Some(PayStatus::Refunded),
         _ => None,
     }
 }

@@ -1,6 +1,8 @@
 //! The provider's money: check the stake before any work, prove the output after
-//! delivering it, ask to be paid with an x402-shaped `payment_request`, and, when no
-//! confirmation comes, submit the output hash on chain and claim after the delay.
+//! delivering it (also when the requester never acknowledged the result: an output that
+//! left this node is always proved and submitted, never declined), ask to be paid with an
+//! x402-shaped `payment_request`, and, when no confirmation comes, submit the output hash on
+//! chain and `finalize` at the end of the escrow's dispute window.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -8,11 +10,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::gate::StakeGate;
-use super::{
-    authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain, CLAIM_DELAY_SECS,
-};
+use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
-use crate::chain::{EscrowRevert, StakeAuthorization, StakeStatus};
+use crate::chain::{EscrowRevert, FairStatus, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayBook, PayStatus, PaymentRecord, Side};
 use crate::paid::{ProviderPayments, StakeCheck, StakeRefusal};
@@ -22,7 +22,7 @@ use crate::protocol::{JobId, Message, PaymentConfirmed, PaymentRequest, Task, Ta
 const GATE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
-const SUBMIT_MARGIN_SECS: u64 = 10;
+pub(crate) const SUBMIT_MARGIN_SECS: u64 = 10;
 
 /// A task's stake authorization, checked offline and funded, that this provider submits as
 /// the stake once the task holds a slot.
@@ -61,8 +61,8 @@ impl PaidProvider {
 
     /// The stake as the escrow has it now, while it is still open. A stake that has ended
     /// is recorded as such, and one that cannot be read is logged; both give `None`.
-    async fn open_stake(&self, job: &JobId) -> Option<crate::chain::StakeInfo> {
-        match self.chain.escrow.get_stake(job_b256(job)).await {
+    async fn open_stake(&self, job: &JobId) -> Option<crate::chain::FairStake> {
+        match self.chain.fair.get_stake(job_b256(job)).await {
             Ok(s) => match final_status(s.status) {
                 Some(st) => {
                     self.record_final(job, st).await;
@@ -210,7 +210,7 @@ impl PaidProvider {
                 let Some(stake) = self.open_stake(&job).await else {
                     return;
                 };
-                if stake.status != StakeStatus::Staked {
+                if stake.status != FairStatus::Staked {
                     return;
                 }
                 if chain_now + SUBMIT_MARGIN_SECS >= pay.stake_deadline {
@@ -259,25 +259,30 @@ impl PaidProvider {
             }
             PayStatus::Submitted => {
                 let at = pay.submitted_at.unwrap_or(0);
-                if chain_now < at + CLAIM_DELAY_SECS {
+                if chain_now < at + self.chain.dispute_window {
                     return;
                 }
-                if self.open_stake(&job).await.is_none() {
+                let Some(stake) = self.open_stake(&job).await else {
+                    return;
+                };
+                if stake.status == FairStatus::Disputed {
+                    tracing::debug!(%job, "disputed: the escrow's arbiter decides");
                     return;
                 }
-                match self.chain.escrow.claim_timeout(job_b256(&job)).await {
+                match self.chain.fair.finalize(job_b256(&job)).await {
                     Ok(tx) => {
                         let url = self.chain.escrow.tx_url(tx);
-                        tracing::info!(%job, %tx, "unpaid an hour after submitting: claimed the stake");
+                        tracing::info!(%job, %tx, "undisputed at the end of the dispute window: finalized, paid");
                         if self.book.advance(&job, PayStatus::Claimed, |_, p| {
                             p.tx_hash = Some(format!("{tx:#x}"));
                             p.explorer_url = Some(url);
+                            p.error = None;
                         }) {
                             self.ctx.metrics.settled("claimed");
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(%job, error = %e, "claimTimeout failed; retrying later");
+                        tracing::warn!(%job, error = %e, "finalize failed; retrying later");
                         self.book.edit(&job, |_, p| p.error = Some(e.to_string()));
                     }
                 }
@@ -402,7 +407,8 @@ impl PaidProvider {
             return Err(StakeRefusal::NotStaked);
         }
         if info.status != StakeStatus::Staked {
-            return Err(StakeRefusal::NotOpen(info.status));
+            let fair = FairStatus::from_u8(info.status.as_u8());
+            return Err(StakeRefusal::NotOpen(fair));
         }
         if info.provider != self.chain.wallet {
             return Err(StakeRefusal::OtherProvider(info.provider));
@@ -524,7 +530,7 @@ impl PaidProvider {
     async fn record_final(&self, job: &JobId, st: PayStatus) {
         let tx = self
             .chain
-            .escrow
+            .fair
             .settlement_tx(job_b256(job), 10_000)
             .await
             .ok()
@@ -667,8 +673,8 @@ impl ProviderPayments for PaidProvider {
             return;
         }
         // Trust the chain, not the message.
-        match self.chain.escrow.get_stake(job_b256(&job)).await {
-            Ok(s) if s.status == StakeStatus::Released => {
+        match self.chain.fair.get_stake(job_b256(&job)).await {
+            Ok(s) if s.status == FairStatus::Released => {
                 let url = msg
                     .tx_hash
                     .parse()

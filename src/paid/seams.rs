@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use alloy::primitives::Address;
 
 use crate::axl::PeerKey;
-use crate::chain::{EscrowError, StakeStatus};
+use crate::chain::{EscrowError, FairStatus};
 use crate::jobs::{JobError, JobRecord, PaymentRecord};
 use crate::protocol::{
     JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
@@ -166,7 +166,7 @@ pub enum StakeRefusal {
     NotStaked,
     /// The stake has already ended (or been submitted).
     #[error("the stake is already {0}")]
-    NotOpen(StakeStatus),
+    NotOpen(FairStatus),
     /// The stake pays another provider.
     #[error("the stake pays {0:#x}, not this provider")]
     OtherProvider(Address),

@@ -1,5 +1,6 @@
 //! Deciding at start whether this daemon's jobs are paid, and starting the paid flow: the
-//! chain and settler checked before anything is spawned, then the provider and requester
+//! chain, the escrow (version 4) and, for a provider, its arbiter checked before anything is
+//! spawned, then the provider and requester
 //! sides, the prover's warm-up and the payment watcher. Under `EDGENT_PAYMENTS=auto` a
 //! setup that failed for a passing reason is tried again in the background, and the
 //! [`PaymentSwitch`] turns to the paid flow once it works.
@@ -15,7 +16,7 @@ use super::{
 };
 use super::{ProviderPayments, RequesterPayments, Unpaid};
 use crate::backoff::Backoff;
-use crate::chain::{ChainSettings, Settler};
+use crate::chain::ChainSettings;
 use crate::config::{Config, PaymentsMode};
 use crate::ctx::NodeCtx;
 
@@ -108,11 +109,11 @@ struct Payments {
 }
 
 /// What the paid flow needs from outside the node, checked before anything starts: the
-/// escrow (this repository's, see [`crate::chain::escrow_code`]) with this node's wallet,
-/// and the settler when the node delegates.
+/// escrow (this repository's version 4, see [`crate::chain::escrow_code`]) with this node's
+/// wallet, whose arbiter a provider trusts. A requester needs no operator credential: it
+/// releases its own stakes.
 struct PaidSetup {
     chain: Arc<Chain>,
-    settler: Option<Arc<dyn Settler>>,
 }
 
 /// Check and connect the paid flow's outside parts.
@@ -124,12 +125,10 @@ async fn prepare_payments(
         return Err(PaymentsSetupError::NoProver);
     }
     let chain = Arc::new(Chain::connect(settings).await?);
-    let settler = if config.node.role.requests() {
-        Some(super::connect_settler(config).await?)
-    } else {
-        None
-    };
-    Ok(PaidSetup { chain, settler })
+    if config.node.role.provides() {
+        chain.check_for_provider(config.paid.payment_grace.as_secs())?;
+    }
+    Ok(PaidSetup { chain })
 }
 
 /// The first retry of a paid setup that failed for a passing reason, under `auto`.
@@ -214,28 +213,36 @@ fn start_payments(ctx: &Arc<NodeCtx>, setup: PaidSetup, cancel: &CancellationTok
             }
         });
     }
-    let requester = setup.settler.map(|settler| {
-        tracing::info!(
-            settler = settler.name(),
-            "paid requests settle through this settler"
-        );
-        PaidRequester::new(ctx.clone(), chain.clone(), settler)
-    });
-    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id, "payments on");
+    let requester = config
+        .node
+        .role
+        .requests()
+        .then(|| PaidRequester::new(ctx.clone(), chain.clone()));
+    tracing::info!(wallet = %chain.wallet, escrow = %chain.escrow_hex(), chain_id = chain.settings.chain_id,
+        arbiter = %chain.arbiter, dispute_window_s = chain.dispute_window, "payments on");
     if config.provider.tamper_output() {
         tracing::warn!(
             "EDGENT_TEST_TAMPER_OUTPUT is set: this provider sends altered outputs (TEST ONLY)"
         );
     }
-    let watcher = tokio::spawn(super::watch::run(
+    let jobs = ctx.jobs.clone();
+    let sides = (config.node.role.requests(), config.node.role.provides());
+    let watch = super::watch::run(
         ctx.jobs.clone(),
-        chain,
+        chain.clone(),
         requester.clone(),
-        config.node.role.provides().then(|| provider.clone()),
+        sides.1.then(|| provider.clone()),
         config.paid.payment_tick,
         config.paid.payment_tick * 10,
         cancel.clone(),
-    ));
+    );
+    let watcher = tokio::spawn(async move {
+        // First the stakes the job table lost, so the watcher ends them too.
+        if let Err(e) = super::reconcile::reconcile(&jobs, &chain, sides.0, sides.1).await {
+            tracing::warn!(error = %e, "cannot reconcile open stakes from the escrow's events now");
+        }
+        watch.await
+    });
     let req: Arc<dyn RequesterPayments> = match requester {
         Some(r) => r,
         None => Arc::new(Unpaid),

@@ -52,8 +52,13 @@ pub fn check_payment_request(
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
     let committed = crate::protocol::receipt::committed_output(output, model_digest);
-    let expected =
-        crate::zk::verify_job(&req.proof, &req.public_signals, &committed, &provider.0, &job.0)?;
+    let expected = crate::zk::verify_job(
+        &req.proof,
+        &req.public_signals,
+        &committed,
+        &provider.0,
+        &job.0,
+    )?;
     if !req
         .output_commitment
         .eq_ignore_ascii_case(&expected.output_hash_hex())
@@ -154,8 +159,7 @@ mod tests {
         key: &PeerKey,
         job: &JobId,
     ) -> Result<String, String> {
-        check_payment_request(req, output, "", key, job, &pay(), &usdc())
-            .map_err(|e| e.to_string())
+        check_payment_request(req, output, "", key, job, &pay(), &usdc()).map_err(|e| e.to_string())
     }
 
     #[test]

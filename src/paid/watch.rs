@@ -4,11 +4,12 @@
 //!
 //! - requester: a stake interrupted mid-transaction is looked up, and so is the stake of a
 //!   job that failed (a provider's `decline` ends it at once); a result whose proof is
-//!   stored is verified; a failed release or reject is retried; after the stake's deadline,
-//!   nothing verified means `refund` (nothing submitted) or `reject` (submitted).
+//!   stored is verified; a failed release is retried; a result that failed its check is
+//!   disputed once the provider submits (within the dispute window); after the stake's
+//!   deadline, nothing submitted means `refund`.
 //! - provider: a delivery interrupted before its proof is proved and sent; no
 //!   `payment_confirmed` within the grace period means the result is sent again and the
-//!   output hash submitted; an hour after submitting, `claimTimeout`.
+//!   output hash submitted; at the end of the dispute window, undisputed, `finalize`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +106,7 @@ pub async fn tick_once(
                     tokio::spawn(r.clone().settle(job));
                 }
                 PayStatus::Disputed if stale => {
-                    tokio::spawn(r.clone().reject(job));
+                    tokio::spawn(r.clone().dispute(job));
                 }
                 _ => {}
             }

@@ -42,6 +42,8 @@ pub(super) enum AttemptEnd {
     BadReceipt(String),
     /// A result a spot check caught (why).
     Caught(String),
+    /// A result with an empty output: refused, a failure, not paid.
+    EmptyOutput,
 }
 
 impl AttemptEnd {
@@ -61,6 +63,7 @@ impl AttemptEnd {
             AttemptEnd::Deadline => AttemptOutcome::Deadline,
             AttemptEnd::BadReceipt(_) => AttemptOutcome::BadReceipt,
             AttemptEnd::Caught(_) => AttemptOutcome::Caught,
+            AttemptEnd::EmptyOutput => AttemptOutcome::EmptyOutput,
         }
     }
 }
@@ -108,13 +111,7 @@ impl Requester {
                 o = &mut rx => break match o {
                     Ok(Outcome::Result(r)) if crate::protocol::is_empty_output(&r.output) => {
                         tracing::warn!(job = %job_id, provider = %provider.short(), "empty output refused: a failure, not paid");
-                        AttemptEnd::Error(TaskError {
-                            job_id,
-                            code: TaskErrorCode::InferenceFailed,
-                            message: "the provider returned an empty output: refused, not paid".into(),
-                            retry_after_ms: None,
-                            status: None,
-                        })
+                        AttemptEnd::EmptyOutput
                     }
                     Ok(Outcome::Result(r)) => AttemptEnd::Result(r),
                     Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
@@ -167,6 +164,7 @@ impl Requester {
             AttemptOutcome::ModelUnavailable
             | AttemptOutcome::InferenceFailed
             | AttemptOutcome::Refused
+            | AttemptOutcome::EmptyOutput
             | AttemptOutcome::Dead => history.record(provider, ProviderOutcome::Failure, None),
             // A signed lie, or a caught cheat: the worst mark (ranked last from then on).
             AttemptOutcome::BadReceipt | AttemptOutcome::Caught => {

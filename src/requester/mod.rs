@@ -412,6 +412,14 @@ impl Requester {
                     tally.answered(&provider, Some(outcome.as_str()));
                     Some(DelegateError::Caught(format!("{who} was not paid: {why}")))
                 }
+                AttemptEnd::EmptyOutput => {
+                    all_busy = false;
+                    tally.answered(&provider, Some(outcome.as_str()));
+                    Some(DelegateError::ProviderFailed {
+                        code: TaskErrorCode::InferenceFailed,
+                        message: format!("{who} returned an empty output: refused, not paid"),
+                    })
+                }
                 AttemptEnd::BadReceipt(why) => {
                     all_busy = false;
                     tally.answered(&provider, Some(outcome.as_str()));

@@ -11,7 +11,7 @@ use alloy::signers::local::PrivateKeySigner;
 use edgent::chain::{ChainSettings, EscrowClient, StakeStatus};
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 
-use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, USDC};
+use crate::support::chain::{approve_escrow, escrow_chain_v3, mint_usdc, USDC};
 
 const N: usize = 20;
 /// The provider key commitment these stakes name (any field element: nothing here submits).
@@ -19,7 +19,7 @@ const KEY_C: B256 = B256::repeat_byte(0x07);
 
 /// The escrow chain of these tests: account 2 holds 1000 USDC.
 async fn chain(block_time: Option<u64>) -> (LocalChain, LocalDeployment, ChainSettings) {
-    escrow_chain(block_time, &[(2, 1000 * USDC)]).await
+    escrow_chain_v3(block_time, &[(2, 1000 * USDC)]).await
 }
 
 fn job(tag: &str, i: usize) -> B256 {

@@ -11,7 +11,7 @@ use edgent::chain::{
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::zk::SnarkjsProof;
 
-use crate::support::chain::{approve_escrow, escrow_chain, mint_usdc, refusal, OPERATOR, USDC};
+use crate::support::chain::{approve_escrow, escrow_chain_v3, mint_usdc, refusal, OPERATOR, USDC};
 
 struct Fixture {
     chain: LocalChain,
@@ -24,7 +24,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let (chain, deployment, settings) = escrow_chain(None, &[(2, 100 * USDC), (3, USDC)]).await;
+        let (chain, deployment, settings) =
+            escrow_chain_v3(None, &[(2, 100 * USDC), (3, USDC)]).await;
         let client = |i| EscrowClient::connect(&settings, Some(chain.signer(i)));
         let requester = client(2).await.unwrap();
         let provider = client(3).await.unwrap();
@@ -530,7 +531,8 @@ async fn cli_deploys_an_escrow_and_shows_a_stake() {
     run(
         EscrowCmd::Deploy {
             usdc: f.deployment.usdc,
-            operator: f.deployment.operator,
+            arbiter: f.deployment.operator,
+            dispute_window: edgent::chain::DEFAULT_DISPUTE_WINDOW_SECS,
         },
         &settings,
     )
@@ -553,7 +555,8 @@ async fn cli_deploys_an_escrow_and_shows_a_stake() {
     let err = run(
         EscrowCmd::Deploy {
             usdc: f.deployment.usdc,
-            operator: f.deployment.operator,
+            arbiter: f.deployment.operator,
+            dispute_window: edgent::chain::DEFAULT_DISPUTE_WINDOW_SECS,
         },
         &f.settings,
     )

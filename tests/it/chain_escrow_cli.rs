@@ -1,11 +1,11 @@
-//! `edgent escrow refund|claim <job>`, the real binary against anvil: a person ends a
+//! `edgent escrow refund|finalize <job>`, the real binary against anvil: a person ends a
 //! stake by hand, with clear errors for a stake that is not theirs, not open, or not due.
 
 use std::process::{Command, Output};
 
 use alloy::primitives::{keccak256, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use edgent::chain::{EscrowClient, StakeStatus};
+use edgent::chain::{EscrowClient, FairEscrow, FairStatus};
 use edgent::harness::anvil::LocalDeployment;
 
 use crate::support::chain::{escrow_chain, USDC};
@@ -60,24 +60,22 @@ async fn a_requester_refunds_by_hand_after_the_deadline_only() {
         .await
         .unwrap();
     let rpc = chain.rpc_url();
+    let fair = FairEscrow::new(client.clone());
 
     let (ok, text) = escrow_cmd("refund", j, &rpc, &d, &requester);
     assert!(!ok && text.contains("too early"), "{text}");
     let (ok, text) = escrow_cmd("refund", j, &rpc, &d, &provider);
     assert!(!ok && text.contains("not yours"), "{text}");
     let (ok, text) = escrow_cmd("claim", j, &rpc, &d, &provider);
-    assert!(!ok && text.contains("nothing to claim"), "{text}");
-    assert_eq!(
-        client.get_stake(j).await.unwrap().status,
-        StakeStatus::Staked
-    );
+    assert!(!ok && text.contains("nothing to finalize"), "{text}");
+    assert_eq!(fair.get_stake(j).await.unwrap().status, FairStatus::Staked);
 
     chain.advance_time(601).await.unwrap();
     let (ok, text) = escrow_cmd("refund", j, &rpc, &d, &requester);
     assert!(ok, "{text}");
     assert_eq!(
-        client.get_stake(j).await.unwrap().status,
-        StakeStatus::Refunded
+        fair.get_stake(j).await.unwrap().status,
+        FairStatus::Refunded
     );
     assert_eq!(
         client.usdc_balance(requester.address()).await.unwrap(),

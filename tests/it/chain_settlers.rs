@@ -10,7 +10,7 @@ use edgent::chain::{
 use edgent::harness::anvil::{LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 
-use crate::support::chain::{escrow_chain, OPERATOR, USDC};
+use crate::support::chain::{escrow_chain_v3, OPERATOR, USDC};
 
 struct Fixture {
     _chain: LocalChain,
@@ -23,7 +23,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let (chain, deployment, mut settings) = escrow_chain(None, &[(2, 100 * USDC)]).await;
+        let (chain, deployment, mut settings) = escrow_chain_v3(None, &[(2, 100 * USDC)]).await;
         let provider_addr = chain.signer(3).address();
         let emulator = KeeperHubEmulator::start(
             &chain.rpc_url(),

@@ -13,7 +13,7 @@ use edgent::inference::demo::DEMO_MODEL;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{PaidWorld, Settle};
+use crate::support::paid::PaidWorld;
 use crate::support::MeshSimProc;
 
 /// Run `edgent <args>` against the daemon at `url`, feeding `stdin`.
@@ -293,11 +293,7 @@ async fn a_refused_payment_exits_5() {
     let w = PaidWorld::new().await;
     let broke = w.chain.key(5);
     let (requester, _provider) = w
-        .start_with(
-            Settle::Direct,
-            &[("WALLET_PRIVATE_KEY", broke.expose())],
-            &[],
-        )
+        .start_with(&[("WALLET_PRIVATE_KEY", broke.expose())], &[])
         .await;
     let out = edgent_async(
         &requester.url,

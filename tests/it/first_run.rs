@@ -52,11 +52,13 @@ fn chain_env(chain: &LocalChain, escrow: Address, usdc: Address) -> Vec<(String,
         ("CHAIN_ID".into(), chain.chain_id().to_string()),
         ("ESCROW_ADDRESS".into(), format!("{escrow:#x}")),
         ("USDC_ADDRESS".into(), format!("{usdc:#x}")),
-        ("SETTLER".into(), "direct".into()),
+        // A provider trusts the deployment's arbiter; a requester needs no operator key.
         (
-            "OPERATOR_PRIVATE_KEY".into(),
-            chain.key(OPERATOR).expose().to_string(),
+            "TRUSTED_ARBITERS".into(),
+            format!("{:#x}", chain.signer(OPERATOR).address()),
         ),
+        // Within the local escrow's 30 s dispute window (with the 10 s to submit).
+        ("PAYMENT_GRACE_SECS".into(), "5".into()),
     ]
 }
 

@@ -11,7 +11,7 @@ use edgent::protocol::{Announce, Message, ModelOffer, ResourceAd, TaskResult, Us
 use serde_json::{json, Value};
 
 use crate::support::evil::{evil_on, node_key};
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 use crate::support::{eventually, start_pair, DaemonProc, MeshSimProc};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -165,7 +165,7 @@ async fn an_empty_output_is_refused_and_the_job_goes_to_an_honest_provider() {
     );
     let attempts = body["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2, "{body}");
-    assert_eq!(attempts[0]["outcome"], json!("inference_failed"), "{body}");
+    assert_eq!(attempts[0]["outcome"], json!("empty_output"), "{body}");
     // Scored as a failure: it ranks below the honest provider from now on.
     let st = requester.get("/status").await;
     let rec = st["provider_history"]
@@ -226,9 +226,7 @@ async fn a_spent_budget_refuses_the_next_paid_delegation_with_402() {
     let w = PaidWorld::new().await;
     let price = edgent::config::format_usdc(PRICE);
     let budget = edgent::config::format_usdc(PRICE + PRICE / 2);
-    let (requester, _provider) = w
-        .start_with(Settle::Direct, &[("SPEND_BUDGET_USDC", &budget)], &[])
-        .await;
+    let (requester, _provider) = w.start_with(&[("SPEND_BUDGET_USDC", &budget)], &[]).await;
     let delegate = |prompt: &str| {
         requester.delegate(
             json!({"model": "tinyllama", "prompt": prompt, "wait": "settled", "max_price": price}),

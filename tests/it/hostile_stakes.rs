@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::support;
 use crate::support::evil::{evil_on, forged_task, node_key};
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -51,7 +51,7 @@ async fn a_third_peer_cannot_refund_a_running_job() {
     // The honest job runs for a while, so the forged task arrives while it holds its slot.
     w.ollama.set(|b| b.delay = Duration::from_secs(3));
     // A free slot beside the honest job: the forged task is not held up in the queue.
-    let (requester, provider) = w.start(Settle::Direct, &[("PROVIDER_MAX_JOBS", "2")]).await;
+    let (requester, provider) = w.start(&[("PROVIDER_MAX_JOBS", "2")]).await;
     let evil = evil_on(&w.mesh, &[2]).await;
     let escrow = format!("{:#x}", w.deployment.escrow);
 
@@ -112,9 +112,7 @@ async fn a_third_peer_cannot_refund_a_running_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_task_arriving_first_cannot_spend_a_stake_the_requester_sent() {
     let w = PaidWorld::with_nodes(3).await;
-    let (requester, provider) = w
-        .start_with(Settle::Direct, &[("STAKE_MODE", "approve")], &[])
-        .await;
+    let (requester, provider) = w.start_with(&[("STAKE_MODE", "approve")], &[]).await;
     let evil = evil_on(&w.mesh, &[2]).await;
     let escrow = format!("{:#x}", w.deployment.escrow);
 

@@ -104,7 +104,6 @@ async fn a_spoke_pays_a_provider_on_another_spoke() {
     }
     let (requester, provider) = w
         .start_with(
-            paid::Settle::Direct,
             &[("AXL_API_URL", &mesh.nodes[REQUESTER].1)],
             &[("AXL_API_URL", &mesh.nodes[PROVIDER].1)],
         )
@@ -125,7 +124,7 @@ async fn a_spoke_pays_a_provider_on_another_spoke() {
     let id = body["job_id"].as_str().unwrap().to_string();
     assert_eq!(
         w.stake_status(&id).await,
-        edgent::chain::StakeStatus::Released
+        edgent::chain::FairStatus::Released
     );
     // Exactly the price moved, requester -> escrow -> provider; nothing created or lost.
     let (r, p, e) = w.balances().await;

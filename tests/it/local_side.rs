@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::ollama::{agent, RealOllama, TestModel, TINY_MODEL};
-use crate::support::paid::{PaidWorld, Settle, FUND};
+use crate::support::paid::{PaidWorld, FUND};
 use crate::support::{edgent_bin, DaemonProc, MeshSimProc};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -279,7 +279,6 @@ async fn spending_needs_the_token_and_the_openai_client_sends_it() {
     let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
     let (requester, _provider) = w
         .start_with(
-            Settle::Direct,
             &[
                 ("EDGENT_OFFLOAD", "always"),
                 ("OLLAMA_URL", "http://127.0.0.1:9"),

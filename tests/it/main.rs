@@ -25,6 +25,7 @@ mod cli;
 mod delegate_unpaid;
 mod delivery;
 mod discovery;
+mod fair_exchange;
 mod faults;
 mod first_run;
 mod frontdoor;

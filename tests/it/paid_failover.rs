@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolEvent;
-use edgent::chain::bindings::EdgentEscrow;
-use edgent::chain::StakeStatus;
+use edgent::chain::bindings::EdgentEscrowV4;
+use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::{stub_output, OllamaStub, StubBehaviour};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::support::paid::{
-    payment_becomes, PaidWorld, Settle, WorldOptions, FUND, PRICE, SECOND_PROVIDER,
+    payment_becomes, PaidWorld, WorldOptions, FUND, PRICE, SECOND_PROVIDER,
 };
 use crate::support::{eventually, DaemonProc};
 
@@ -71,13 +71,14 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
     let w = PaidWorld::with(WorldOptions {
         nodes: 3,
         block_time: None,
+        ..WorldOptions::default()
     })
     .await;
     // Node 1 (the cheaper, tried first) fails every inference; node 2 serves.
     w.ollama
         .set(|b| b.fail = Some((500, "the GPU fell off the bus".into())));
     let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let (requester, first) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, first) = w.start(&[]).await;
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
@@ -108,8 +109,8 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
 
     // The first stake was declined, and the decline transaction itself paid the requester
     // back: the refund is in the decline's block, not after any deadline.
-    assert_eq!(w.stake_status(&declined).await, StakeStatus::Declined);
-    assert_eq!(w.stake_status(&served).await, StakeStatus::Released);
+    assert_eq!(w.stake_status(&declined).await, FairStatus::Declined);
+    assert_eq!(w.stake_status(&served).await, FairStatus::Released);
     let decline_tx = attempts[0]["stake"]["tx_hash"]
         .as_str()
         .expect("decline tx");
@@ -129,7 +130,7 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
         .inner
         .logs()
         .iter()
-        .filter_map(|l| EdgentEscrow::Declined::decode_log(&l.inner).ok())
+        .filter_map(|l| EdgentEscrowV4::Declined::decode_log(&l.inner).ok())
         .map(|e| e.jobId)
         .collect::<Vec<B256>>();
     assert_eq!(declined_ev, vec![declined.parse::<B256>().unwrap()]);
@@ -159,12 +160,13 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let w = PaidWorld::with(WorldOptions {
         nodes: 3,
         block_time: None,
+        ..WorldOptions::default()
     })
     .await;
     // Node 1 (the cheaper, tried first) takes a minute per answer; node 2 answers at once.
     w.ollama.set(|b| b.delay = Duration::from_secs(60));
     let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
-    let (requester, mut first) = w.start(Settle::Direct, &[]).await;
+    let (requester, mut first) = w.start(&[]).await;
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
@@ -201,7 +203,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let refund_after = stake["refund_after"].as_u64().expect("refund_after");
 
     // The dead provider's stake is still locked, and the books say so.
-    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Staked);
+    assert_eq!(w.stake_status(&dead_job).await, FairStatus::Staked);
     let (r, p1, e) = w.balances().await;
     let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
     assert_eq!(
@@ -217,7 +219,7 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let now = w.requester_client().await.chain_time().await.unwrap();
     w.advance(refund_after.saturating_sub(now) + 5).await;
     payment_becomes(&requester, &dead_job, "refunded", WITHIN).await;
-    assert_eq!(w.stake_status(&dead_job).await, StakeStatus::Refunded);
+    assert_eq!(w.stake_status(&dead_job).await, FairStatus::Refunded);
     let (r, p1, e) = w.balances().await;
     let p2 = w.usdc_of(w.wallet(SECOND_PROVIDER)).await;
     assert_eq!((r, p1, p2, e), (FUND - second_price, 0, second_price, 0));
@@ -229,10 +231,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_millis(300));
     let (requester, provider) = w
-        .start(
-            Settle::Direct,
-            &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")],
-        )
+        .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")])
         .await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
 
@@ -285,10 +284,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(3));
     let (requester, _provider) = w
-        .start(
-            Settle::Direct,
-            &[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")],
-        )
+        .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")])
         .await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
     let calls = (0..4).map(|i| {
@@ -323,7 +319,7 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
         .collect();
     assert_eq!(refused.len(), 2, "{jobs}");
     for id in refused {
-        assert_eq!(w.stake_status(&id).await, StakeStatus::None, "{id} staked");
+        assert_eq!(w.stake_status(&id).await, FairStatus::None, "{id} staked");
     }
     let sent = w
         .chain
@@ -331,7 +327,9 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
         .get_transaction_count(w.requester_wallet)
         .await
         .unwrap();
-    assert_eq!(sent, 0, "the requester only signs; the provider stakes");
+    // The requester only signs its stakes (the provider sends them); its two transactions
+    // are its own releases of the two jobs served (escrow v4).
+    assert_eq!(sent, 2, "the requester's releases only");
     assert_eq!(w.balances().await, (FUND - 2 * PRICE, 2 * PRICE, 0));
 }
 
@@ -340,16 +338,11 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     let w = PaidWorld::with(WorldOptions {
         nodes: 2,
         block_time: Some(2),
+        ..WorldOptions::default()
     })
     .await;
     // Room for the provider's PAYMENT_GRACE_SECS behind the stake's deadline.
-    let (requester, provider) = w
-        .start_with(
-            Settle::Direct,
-            &[("STAKE_MARGIN_SECS", "120")],
-            &[("PAYMENT_GRACE_SECS", "10")],
-        )
-        .await;
+    let (requester, provider) = w.start_with(&[], &[("PAYMENT_GRACE_SECS", "10")]).await;
     knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
     // A few paid jobs teach the provider how long its stakes take to land (up to a block).
     let mut warm = Vec::new();
@@ -384,7 +377,7 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     assert!(!warm.contains(&id));
     assert_eq!(rec["error_code"], json!("deadline"), "{rec}");
     // No stake, and no transaction at all, for it.
-    assert_eq!(w.stake_status(&id).await, StakeStatus::None);
+    assert_eq!(w.stake_status(&id).await, FairStatus::None);
     assert_eq!(provider_txs().await, before);
     assert!(provider.job(&id).await.is_none(), "the provider took it");
     assert_eq!(w.ollama.generate_calls(), 4);
@@ -399,21 +392,18 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     let w = PaidWorld::with(WorldOptions {
         nodes: 2,
         block_time: Some(1),
+        // Room for the provider's 30 s grace (so it does not submit while the requester's
+        // release is on its way under load) and the stake's margin of a 120 s delegation.
+        dispute_window: Some(120),
     })
     .await;
     let (requester, provider) = w
         .start_with(
-            Settle::Direct,
-            &[
-                ("PAYMENT_TICK_MS", "500"),
-                ("STAKE_MARGIN_SECS", "120"),
-                ("RUST_LOG", "info"),
-            ],
+            &[("PAYMENT_TICK_MS", "500"), ("RUST_LOG", "info")],
             &[
                 ("PROVIDER_MAX_JOBS", "64"),
                 ("PAYMENT_TICK_MS", "500"),
                 ("PAYMENT_GRACE_SECS", "30"),
-                ("STAKE_MARGIN_SECS", "120"),
                 ("RUST_LOG", "info"),
             ],
         )
@@ -475,8 +465,8 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
                     continue;
                 }
                 match l.topics().first() {
-                    Some(t) if *t == EdgentEscrow::Staked::SIGNATURE_HASH => stakes += 1,
-                    Some(t) if *t == EdgentEscrow::Released::SIGNATURE_HASH => releases += 1,
+                    Some(t) if *t == EdgentEscrowV4::Staked::SIGNATURE_HASH => stakes += 1,
+                    Some(t) if *t == EdgentEscrowV4::Released::SIGNATURE_HASH => releases += 1,
                     _ => {}
                 }
             }
@@ -484,7 +474,7 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     }
     assert_eq!((stakes, releases), (N, N), "{mined} transactions mined");
     for id in ids.iter().step_by(37) {
-        assert_eq!(w.stake_status(id).await, StakeStatus::Released);
+        assert_eq!(w.stake_status(id).await, FairStatus::Released);
     }
     let total = N as u64 * PRICE;
     assert_eq!(w.balances().await, (FUND - total, total, 0));

@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle};
+use crate::support::paid::{payment_becomes, PaidWorld};
 use crate::support::rpc_count::CountingRpc;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -40,7 +40,6 @@ async fn a_flood_of_unstaked_tasks_costs_a_bounded_number_of_rpc_calls_and_a_pai
     let budget = BUDGET.to_string();
     let (requester, provider) = w
         .start_with(
-            Settle::Direct,
             &[],
             &[
                 ("CHAIN_RPC_URL", rpc.url()),
@@ -178,7 +177,6 @@ async fn authorizations_from_an_empty_wallet_are_refused_within_the_budget() {
     let budget = BUDGET.to_string();
     let (_requester, provider) = w
         .start_with(
-            Settle::Direct,
             &[],
             &[
                 ("CHAIN_RPC_URL", rpc.url()),

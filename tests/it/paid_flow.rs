@@ -1,16 +1,16 @@
 //! User story: an agent delegates a paid job. Two daemon processes over `edgent mesh-sim`,
-//! anvil as the chain, the KeeperHub emulator, the Ollama stub. The requester stakes, the
-//! provider checks the stake, runs, proves, asks to be paid over AXL; the requester
-//! verifies the proof and settles. Every scenario ends with the money conserved.
+//! anvil as the chain (escrow v4), the Ollama stub. The requester stakes, the provider checks
+//! the stake, runs, proves, asks to be paid over AXL; the requester verifies the proof and
+//! releases with its own wallet (no operator). Every scenario ends with the money conserved.
 
 use std::time::Duration;
 
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::stub_output;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -19,9 +19,9 @@ fn job_id(body: &Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
+async fn paid_job_is_released_by_the_requesters_own_wallet_with_exact_amounts() {
     let w = PaidWorld::new().await;
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
     w.assert_conserved(0).await;
     let st = requester.get("/status").await;
     assert_eq!(st["payments"]["active"], json!(true));
@@ -65,10 +65,9 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
     let (r, p, e) = w.balances().await;
     assert_eq!((r, p, e), (FUND - PRICE, PRICE, 0));
     w.assert_conserved(0).await;
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Released);
-    // KeeperHub sent exactly one transaction: the release.
-    assert_eq!(w.keeperhub.transactions_sent(), 1);
-    assert!(w.keeperhub.calls().iter().all(|c| c.function == "release"));
+    assert_eq!(w.stake_status(&id).await, FairStatus::Released);
+    // No operator on the happy path: KeeperHub (the arbiter's tool) was never called.
+    assert_eq!(w.keeperhub.posts(), 0);
 
     // Both sides' /jobs show the release transaction.
     let rjob = requester.job(&id).await.expect("requester job");
@@ -82,7 +81,7 @@ async fn paid_job_settles_through_keeperhub_and_moves_exact_amounts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paid_job_settles_directly_and_the_provider_hears_of_it() {
     let w = PaidWorld::new().await;
-    let (requester, provider) = w.start(Settle::Direct, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
 
     // Default wait: answer as soon as the proof checks; settlement follows.
     let (status, body) = requester
@@ -106,9 +105,7 @@ async fn paid_job_settles_directly_and_the_provider_hears_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
     let w = PaidWorld::new().await;
-    let (requester, _provider) = w
-        .start(Settle::KeeperHub, &[("EDGENT_TEST_TAMPER_OUTPUT", "on")])
-        .await;
+    let (requester, _provider) = w.start(&[("EDGENT_TEST_TAMPER_OUTPUT", "on")]).await;
 
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "tell the truth"}))
@@ -117,43 +114,29 @@ async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
     assert_eq!(body["error"], json!("proof_invalid"));
     let rjob = requester.newest_job().await.expect("job");
     let id = rjob["job_id"].as_str().unwrap().to_string();
+    // Escrow v4: the requester cannot take the stake back alone. The provider submits after
+    // its grace period; the requester disputes within the window; the arbiter decides.
+    payment_becomes(&requester, &id, "disputed", WITHIN).await;
+    w.arbiter_refunds(&id).await;
     let rjob = payment_becomes(&requester, &id, "rejected", WITHIN).await;
     assert_eq!(rjob["payment"]["proof_verified"], json!(false));
     assert!(rjob["payment"]["error"]
         .as_str()
         .is_some_and(|e| e.contains("outputCommitment")));
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Rejected);
+    assert_eq!(w.stake_status(&id).await, FairStatus::ResolvedRefunded);
     assert_eq!(w.balances().await, (FUND, 0, 0));
     let metrics = requester.metrics().await;
     assert!(
         metrics.contains("edgent_proofs_verified_total{outcome=\"invalid\"} 1"),
         "{metrics}"
     );
-    assert!(w.keeperhub.calls().iter().all(|c| c.function == "reject"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeperhub_rate_limits_and_errors_still_end_in_exactly_one_release() {
-    let w = PaidWorld::new().await;
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
-    w.keeperhub.rate_limit_next_posts(1, 0.2);
-    w.keeperhub.fail_next_posts(2);
-
-    let (status, body) = requester
-        .delegate(json!({"model": "tinyllama", "prompt": "flaky keeper", "wait": "settled"}))
-        .await;
-    assert_eq!(status, 200, "{body}\n{}", requester.log());
-    assert_eq!(body["payment"]["status"], json!("released"));
-    let id = job_id(&body);
-    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
-    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(w.keeperhub.posts(), 0, "the requester needs no operator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_payment_requests_pay_nothing() {
     let w = PaidWorld::new().await;
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
 
     // Job A is paid normally.
     let (status, a) = requester
@@ -213,6 +196,7 @@ async fn replayed_payment_requests_pay_nothing() {
     let (status, b) = b_call.await.unwrap();
     assert_eq!(status, 502, "{b}");
     assert_eq!(b["error"], json!("proof_invalid"));
+    w.arbiter_refunds(&b_id).await;
     let b_rec = payment_becomes(&r2, &b_id, "rejected", WITHIN).await;
     assert!(
         b_rec["payment"]["error"]
@@ -223,15 +207,8 @@ async fn replayed_payment_requests_pay_nothing() {
 
     // A paid once, B not at all.
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    assert_eq!(w.stake_status(&a_id).await, StakeStatus::Released);
-    assert_eq!(w.stake_status(&b_id).await, StakeStatus::Rejected);
-    let releases = w
-        .keeperhub
-        .calls()
-        .iter()
-        .filter(|c| c.function == "release")
-        .count();
-    assert_eq!(releases, 1);
+    assert_eq!(w.stake_status(&a_id).await, FairStatus::Released);
+    assert_eq!(w.stake_status(&b_id).await, FairStatus::ResolvedRefunded);
     drop(provider);
 }
 
@@ -373,11 +350,7 @@ async fn a_requester_without_funds_gets_a_clear_402_and_nothing_moves() {
     let w = PaidWorld::new().await;
     let broke = w.chain.key(5);
     let (requester, _provider) = w
-        .start_with(
-            Settle::Direct,
-            &[("WALLET_PRIVATE_KEY", broke.expose())],
-            &[],
-        )
+        .start_with(&[("WALLET_PRIVATE_KEY", broke.expose())], &[])
         .await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "on credit?"}))

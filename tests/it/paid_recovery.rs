@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 use crate::support::{eventually, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -43,7 +43,7 @@ fn delegate_in_background(
 async fn provider_vanishes_after_the_stake_and_the_requester_is_refunded() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(60));
-    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, mut provider) = w.start(&[]).await;
     let call = delegate_in_background(
         &requester,
         json!({"model": "tinyllama", "prompt": "slow", "timeout_ms": 2000}),
@@ -53,23 +53,23 @@ async fn provider_vanishes_after_the_stake_and_the_requester_is_refunded() {
     let (status, body) = call.await.unwrap();
     assert_eq!(status, 504, "{body}");
     w.assert_conserved(PRICE).await;
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Staked);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Staked);
 
     // Nothing happens before the stake's deadline; after it, the requester refunds.
     w.advance(2 + 30 + 5).await;
     let rec = payment_becomes(&requester, &id, "refunded", WITHIN).await;
     assert!(rec["payment"]["tx_hash"].as_str().is_some());
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Refunded);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Refunded);
     assert_eq!(w.balances().await, (FUND, 0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_hour_even_across_its_restart(
+async fn requester_vanishes_after_the_result_and_the_provider_finalizes_after_the_window_even_across_its_restart(
 ) {
-    let w = PaidWorld::new().await;
-    // KeeperHub refuses every release, so the requester never pays before it vanishes.
-    w.keeperhub.set_spending_cap(true);
-    let (mut requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    // A requester with no ETH cannot send its own release, so it never pays before it
+    // vanishes.
+    let w = PaidWorld::with_gasless_requester().await;
+    let (mut requester, mut provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "pay me"}))
         .await;
@@ -80,18 +80,19 @@ async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_h
     // After the grace period the provider submits its output hash, which locks the stake.
     let rec = payment_becomes(&provider, &id, "submitted", WITHIN).await;
     assert!(rec["payment"]["submit_tx"].as_str().is_some());
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Submitted);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Submitted);
     w.assert_conserved(PRICE).await;
 
     // The provider is SIGKILLed while it waits, and restarted: the wait resumes.
     provider.kill();
     provider.start_again().await;
 
-    // An hour later (chain time) it claims.
-    w.advance(3601).await;
+    // At the end of the dispute window (chain time) it finalizes.
+    w.advance(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS + 1)
+        .await;
     let rec = payment_becomes(&provider, &id, "claimed", WITHIN).await;
     assert!(rec["payment"]["tx_hash"].as_str().is_some());
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Claimed);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Finalized);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
 }
 
@@ -99,7 +100,7 @@ async fn requester_vanishes_after_the_result_and_the_provider_claims_after_the_h
 async fn requester_killed_while_tasked_completes_and_pays_after_restart() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(2));
-    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (mut requester, provider) = w.start(&[]).await;
     let call = delegate_in_background(
         &requester,
         json!({"model": "tinyllama", "prompt": "survive me", "timeout_ms": 20000}),
@@ -121,7 +122,7 @@ async fn requester_killed_while_tasked_completes_and_pays_after_restart() {
 async fn provider_killed_while_running_unwinds_to_a_refund() {
     let w = PaidWorld::new().await;
     w.ollama.set(|b| b.delay = Duration::from_secs(60));
-    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, mut provider) = w.start(&[]).await;
     let call = delegate_in_background(
         &requester,
         json!({"model": "tinyllama", "prompt": "die mid-run", "timeout_ms": 3000}),
@@ -140,9 +141,9 @@ async fn provider_killed_while_running_unwinds_to_a_refund() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_killed_after_delivery_is_paid_after_restart() {
-    let w = PaidWorld::new().await;
-    w.keeperhub.set_spending_cap(true);
-    let (requester, mut provider) = w.start(Settle::KeeperHub, &[]).await;
+    // No ETH for its own release yet: the requester cannot pay at once.
+    let w = PaidWorld::with_gasless_requester().await;
+    let (requester, mut provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "delivered"}))
         .await;
@@ -151,21 +152,21 @@ async fn provider_killed_after_delivery_is_paid_after_restart() {
     provider.kill();
     w.assert_conserved(PRICE).await;
 
-    // KeeperHub recovers; the requester's watcher retries the release.
-    w.keeperhub.set_spending_cap(false);
+    // The requester gets ETH; its watcher retries the release.
+    w.fund_requester_eth().await;
     payment_becomes(&requester, &id, "released", WITHIN).await;
     provider.start_again().await;
     let prec = payment_becomes(&provider, &id, "released", WITHIN).await;
     assert!(prec["payment"]["tx_hash"].as_str().is_some());
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+    assert_eq!(w.requester_txs().await, 1, "exactly one release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requester_killed_after_verifying_releases_exactly_once_after_restart() {
-    let w = PaidWorld::new().await;
-    w.keeperhub.set_spending_cap(true);
-    let (mut requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    // No ETH for its own release yet: the requester stays `verified`.
+    let w = PaidWorld::with_gasless_requester().await;
+    let (mut requester, provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "verified then killed"}))
         .await;
@@ -179,13 +180,13 @@ async fn requester_killed_after_verifying_releases_exactly_once_after_restart() 
     // Meanwhile the provider, unpaid after its grace period, submits on chain.
     payment_becomes(&provider, &id, "submitted", WITHIN).await;
 
-    w.keeperhub.set_spending_cap(false);
+    w.fund_requester_eth().await;
     requester.start_again().await;
     payment_becomes(&requester, &id, "released", WITHIN).await;
     payment_becomes(&provider, &id, "released", WITHIN).await;
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Released);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Released);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
-    assert_eq!(w.keeperhub.transactions_sent(), 1, "exactly one release");
+    assert_eq!(w.requester_txs().await, 1, "exactly one release");
 }
 
 /// A stand-in AXL binary: execs `edgent mesh-sim` (2 nodes from `base`, fixed seed, so a
@@ -215,7 +216,6 @@ async fn the_axl_child_killed_mid_job_is_restarted_and_the_job_completes() {
     let axl1 = format!("http://127.0.0.1:{}", base + 1);
     let (requester, provider) = w
         .start_with(
-            Settle::KeeperHub,
             &[
                 ("AXL_SPAWN", "true"),
                 ("AXL_BIN", wrapper.to_str().unwrap()),
@@ -263,9 +263,7 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
     let w = PaidWorld::new().await;
     // The requester's own stake transaction in flight: the approve path (with the default
     // authorization the requester sends nothing, and the job simply completes).
-    let (mut requester, _provider) = w
-        .start_with(Settle::KeeperHub, &[("STAKE_MODE", "approve")], &[])
-        .await;
+    let (mut requester, _provider) = w.start_with(&[("STAKE_MODE", "approve")], &[]).await;
     // The chain stops mining: the stake's transactions wait in the mempool.
     w.chain.provider().anvil_set_auto_mine(false).await.unwrap();
     let call = delegate_in_background(
@@ -299,8 +297,8 @@ async fn requester_killed_mid_stake_unwinds_after_restart() {
     .await;
     let status = w.stake_status(&id).await;
     match rec["payment"]["status"].as_str() {
-        Some("unwound") => assert_eq!(status, StakeStatus::None),
-        _ => assert_eq!(status, StakeStatus::Refunded),
+        Some("unwound") => assert_eq!(status, FairStatus::None),
+        _ => assert_eq!(status, FairStatus::Refunded),
     }
     assert_eq!(w.balances().await, (FUND, 0, 0));
 }

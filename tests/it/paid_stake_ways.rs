@@ -1,16 +1,18 @@
 //! How a stake is made, as a user runs it (two daemons over `edgent mesh-sim`, anvil):
 //! by default the requester signs an EIP-3009 authorization and the provider submits it as
-//! the stake before any work, so a requester holding USDC and no ETH can pay; a provider
-//! that cannot serve a staked job declines it and the requester has its money back at once.
+//! the stake before any work, so a requester holding USDC and no ETH can pay (escrow v4: it
+//! cannot send its own release, so the provider submits and finalizes after the dispute
+//! window); a provider that cannot serve a staked job declines it and the requester has its
+//! money back at once.
 
 use std::time::Duration;
 
 use alloy::providers::Provider;
-use edgent::chain::StakeStatus;
+use edgent::chain::FairStatus;
 use edgent::harness::ollama_stub::stub_output;
 use serde_json::json;
 
-use crate::support::paid::{payment_becomes, PaidWorld, Settle, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -23,9 +25,9 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         async move { chain.get_balance(a).await.unwrap() }
     };
     assert!(eth(w.requester_wallet).await.is_zero());
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
     let (status, body) = requester
-        .delegate(json!({"model": "tinyllama", "prompt": "no gas here", "wait": "settled"}))
+        .delegate(json!({"model": "tinyllama", "prompt": "no gas here"}))
         .await;
     assert_eq!(
         status,
@@ -39,9 +41,15 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         json!(stub_output("tinyllama:latest", "no gas here"))
     );
     assert_eq!(body["proof_verified"], json!(true));
-    assert_eq!(body["payment"]["status"], json!("released"));
     let id = body["job_id"].as_str().unwrap().to_string();
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Released);
+    // Its own release cannot be sent (no ETH): the provider submits after its grace period
+    // and finalizes at the end of the dispute window.
+    payment_becomes(&provider, &id, "submitted", WITHIN).await;
+    w.advance(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS + 1)
+        .await;
+    payment_becomes(&provider, &id, "claimed", WITHIN).await;
+    payment_becomes(&requester, &id, "claimed", WITHIN).await;
+    assert_eq!(w.stake_status(&id).await, FairStatus::Finalized);
     assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
     // The requester never sent a transaction and still holds no ETH.
     assert!(eth(w.requester_wallet).await.is_zero());
@@ -53,7 +61,7 @@ async fn a_requester_with_usdc_and_no_eth_completes_a_paid_job() {
         .unwrap();
     assert_eq!(sent, 0);
     // The stake transaction is the provider's own.
-    let pjob = payment_becomes(&provider, &id, "released", WITHIN).await;
+    let pjob = provider.job(&id).await.expect("provider job");
     let stake_tx: alloy::primitives::TxHash = pjob["payment"]["stake_tx"]
         .as_str()
         .expect("the provider records its stake transaction")
@@ -74,7 +82,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
     let w = PaidWorld::new().await;
     w.ollama
         .set(|b| b.fail = Some((500, "the GPU fell off the bus".into())));
-    let (requester, provider) = w.start(Settle::KeeperHub, &[]).await;
+    let (requester, provider) = w.start(&[]).await;
     let (status, body) = requester
         .delegate(json!({"model": "tinyllama", "prompt": "doomed", "timeout_ms": 20000}))
         .await;
@@ -82,7 +90,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
     let rec = requester.newest_job().await.expect("job");
     let id = rec["job_id"].as_str().unwrap().to_string();
     // No time travel: the decline itself refunded the requester.
-    assert_eq!(w.stake_status(&id).await, StakeStatus::Declined);
+    assert_eq!(w.stake_status(&id).await, FairStatus::Declined);
     assert_eq!(w.balances().await, (FUND, 0, 0));
     let pjob = payment_becomes(&provider, &id, "refunded", WITHIN).await;
     let decline_tx = pjob["payment"]["tx_hash"].as_str().expect("decline tx");
@@ -112,9 +120,7 @@ async fn a_provider_that_cannot_serve_declines_and_the_requester_is_refunded_at_
 async fn a_permit_stakes_in_one_transaction_without_an_approve() {
     use alloy::sol_types::SolCall;
     let w = PaidWorld::new().await;
-    let (requester, provider) = w
-        .start_with(Settle::KeeperHub, &[("STAKE_MODE", "permit")], &[])
-        .await;
+    let (requester, provider) = w.start_with(&[("STAKE_MODE", "permit")], &[]).await;
     let chain = w.chain.provider().clone();
     assert_eq!(
         chain
@@ -136,13 +142,13 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
         assert_eq!(body["payment"]["status"], json!("released"), "{body}");
         ids.push(body["job_id"].as_str().unwrap().to_string());
     }
-    // One transaction per stake, each a stakeWithPermit from the requester to the escrow.
+    // Two transactions per job: its stakeWithPermit and its own release (escrow v4).
     assert_eq!(
         chain
             .get_transaction_count(w.requester_wallet)
             .await
             .unwrap(),
-        3
+        6
     );
     for id in &ids {
         let rjob = requester.job(id).await.expect("job");
@@ -160,9 +166,9 @@ async fn a_permit_stakes_in_one_transaction_without_an_approve() {
         let input = alloy::consensus::Transaction::input(&tx);
         assert_eq!(
             input[..4],
-            edgent::chain::bindings::EdgentEscrow::stakeWithPermitCall::SELECTOR
+            edgent::chain::bindings::EdgentEscrowV4::stakeWithPermitCall::SELECTOR
         );
-        assert_eq!(w.stake_status(id).await, StakeStatus::Released);
+        assert_eq!(w.stake_status(id).await, FairStatus::Released);
         payment_becomes(&provider, id, "released", WITHIN).await;
     }
     assert_eq!(w.balances().await, (FUND - 3 * PRICE, 3 * PRICE, 0));

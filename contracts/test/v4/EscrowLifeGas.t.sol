@@ -62,6 +62,16 @@ contract EscrowLifeGasTest is Test {
         assertEq(usdc.balanceOf(provider), AMOUNT, "paid");
     }
 
+    /// v3's contested job: the provider submits, the operator (whose credential every
+    /// requester held) rejects and the requester is refunded.
+    function test_v3_stakeSubmitReject() public {
+        vm.prank(provider);
+        v3.submit(J, OUT, ProofVectors.proof());
+        vm.prank(operator);
+        v3.reject(J);
+        assertEq(usdc.balanceOf(requester), 9 * AMOUNT, "refunded (its v4 stake is still held)");
+    }
+
     function test_v4_stakeRelease() public {
         vm.prank(requester);
         v4.release(J, OUT);

@@ -1,5 +1,6 @@
 //! The requester's money: stake before the task, verify the proof before any money moves,
-//! then release through the settler (or reject through the operator when the proof fails).
+//! then release the stake with this node's own wallet, or dispute the provider's submit
+//! within the escrow's window when the check fails (the arbiter decides).
 //!
 //! The job table is the source of truth: the output and the `payment_request` are stored
 //! as they arrive (in either order, or twice), and verification runs once both are there.
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use super::seams::{Begin, BeginError, Begun, PayProgress, PaymentError, RequesterPayments};
 use super::{job_b256, Busy, Chain};
 use crate::axl::PeerKey;
-use crate::chain::{Settler, StakeStatus};
+use crate::chain::FairStatus;
 use crate::ctx::NodeCtx;
 use crate::jobs::{JobRecord, JobState, PayBook, PayStatus, Side};
 use crate::protocol::{DropReason, JobId, Message, PaymentRequest, TaskCancel, TaskResult};
@@ -33,7 +34,6 @@ const PROOF_GRACE: Duration = Duration::from_secs(10);
 pub struct PaidRequester {
     ctx: Arc<NodeCtx>,
     chain: Arc<Chain>,
-    settler: Arc<dyn Settler>,
     me: Weak<PaidRequester>,
     progress: Mutex<HashMap<JobId, watch::Sender<PayProgress>>>,
     result_at: Mutex<HashMap<JobId, Instant>>,
@@ -43,25 +43,19 @@ pub struct PaidRequester {
 }
 
 impl PaidRequester {
-    /// A paid requester settling through `settler`.
-    pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>, settler: Arc<dyn Settler>) -> Arc<Self> {
+    /// A paid requester, releasing its stakes with the chain's wallet.
+    pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>) -> Arc<Self> {
         let book = PayBook::new(ctx.jobs.clone(), Side::Requester);
         Arc::new_cyclic(|me| PaidRequester {
             book,
             ctx,
             chain,
-            settler,
             me: me.clone(),
             progress: Mutex::new(HashMap::new()),
             result_at: Mutex::new(HashMap::new()),
             verify_lock: tokio::sync::Mutex::new(()),
             busy: Arc::new(Busy::default()),
         })
-    }
-
-    /// The settler in use.
-    pub fn settler_name(&self) -> &'static str {
-        self.settler.name()
     }
 
     /// Progress of `job`'s payment, starting from what the store says now (a proof may have
@@ -230,6 +224,23 @@ impl RequesterPayments for PaidRequester {
             .flatten()?
             .payment?;
         let refund_after = Some(pay.stake_deadline);
+        // A result this requester refused: should the provider submit it all the same, the
+        // watcher disputes the submit within the window (rule 3), and the arbiter decides.
+        if outcome.refuses_result() && pay.status == PayStatus::Staked {
+            let why = format!("the result was refused ({outcome}): disputed once submitted");
+            tracing::warn!(%job, provider = %provider.short(), %why);
+            let advanced = self.book.advance(&job, PayStatus::Disputed, |_, p| {
+                p.proof_verified = Some(false);
+                p.error = Some(why.clone());
+            });
+            if advanced {
+                return Some(AttemptStake {
+                    status: StakeOutcome::Payment(PayStatus::Disputed),
+                    tx_hash: None,
+                    refund_after,
+                });
+            }
+        }
         let stake = match (pay.status, on_chain) {
             (PayStatus::Refunded, _) => {
                 let tx = match pay.tx_hash {
@@ -237,7 +248,7 @@ impl RequesterPayments for PaidRequester {
                     None => {
                         let found = self
                             .chain
-                            .escrow
+                            .fair
                             .settlement_tx(job_b256(&job), 1_000)
                             .await
                             .ok()
@@ -265,7 +276,7 @@ impl RequesterPayments for PaidRequester {
                 tx_hash: None,
                 refund_after,
             },
-            (PayStatus::Staking, Some(StakeStatus::None)) => AttemptStake {
+            (PayStatus::Staking, Some(FairStatus::None)) => AttemptStake {
                 status: StakeOutcome::NotStaked,
                 tx_hash: None,
                 refund_after,
@@ -295,7 +306,7 @@ impl RequesterPayments for PaidRequester {
         self.result_at.lock().insert(job_id, Instant::now());
         self.spawn_verify(job_id);
         let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
-        let settle_until = proof_until + self.ctx.config.paid.stake_margin;
+        let settle_until = proof_until + Duration::from_secs(self.chain.dispute_window);
         loop {
             let state = rx.borrow_and_update().clone();
             match &state {

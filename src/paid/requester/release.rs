@@ -1,14 +1,17 @@
 //! The requester's money after the result: verify the provider's proof, then release the
-//! stake through the settler, or reject it through the operator when the proof fails;
-//! unwind a stake whose job never got an answer. The payment watcher drives these too.
+//! stake with this node's own wallet (escrow v4: no operator), or dispute the provider's
+//! submit within the dispute window when the check fails (the arbiter decides, from the
+//! [`Evidence`]); unwind a stake whose job never got an answer. The payment watcher drives
+//! these too.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::PaidRequester;
 use crate::axl::PeerKey;
-use crate::chain::{SettleError, StakeStatus};
+use crate::chain::FairStatus;
 use crate::jobs::{PayStatus, Side};
+use crate::paid::evidence::Evidence;
 use crate::paid::verify::{check_payment_request, PaymentRequestRefusal};
 use crate::paid::{final_status, job_b256, parse_b256, PayProgress};
 use crate::protocol::{JobId, Message, PaymentConfirmed};
@@ -34,7 +37,10 @@ impl PaidRequester {
             || (pay.status == PayStatus::Staking
                 && rec.output.is_some()
                 && pay.request.is_some()
-                && self.check_staking(job).await == Some(StakeStatus::Staked));
+                && matches!(
+                    self.check_staking(job).await,
+                    Some(FairStatus::Staked | FairStatus::Submitted)
+                ));
         if !staked {
             return;
         }
@@ -78,7 +84,7 @@ impl PaidRequester {
             }
             Err(refusal) => {
                 let reason = refusal.to_string();
-                tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; asking the operator to reject");
+                tracing::warn!(%job, provider = %provider.short(), %reason, "payment request refused: nothing is paid; disputing the provider's submit");
                 self.book.advance(&job, PayStatus::Disputed, |r, p| {
                     p.proof_verified = Some(false);
                     p.error = Some(reason.clone());
@@ -91,12 +97,13 @@ impl PaidRequester {
                     None,
                 );
                 self.notify(&job, PayProgress::Invalid(reason));
-                tokio::spawn(self.clone().reject(job));
+                tokio::spawn(self.clone().dispute(job));
             }
         }
     }
 
-    /// Release a verified job's stake to the provider and tell it.
+    /// Release a verified job's stake to the provider with this node's own wallet, and tell
+    /// it. The stake is read first, so a retried release never pays twice.
     pub(crate) async fn settle(self: Arc<Self>, job: JobId) {
         let Some(_g) = self.busy.try_take(job) else {
             return;
@@ -114,39 +121,35 @@ impl PaidRequester {
             tracing::error!(%job, "verified job has no valid output commitment stored");
             return;
         };
+        if self.ended(&job).await {
+            return;
+        }
         let started = Instant::now();
-        let res = self.settler.release(job_b256(&job), commitment).await;
+        let res = self.chain.fair.release(job_b256(&job), commitment).await;
         let settle_ms = started.elapsed().as_millis() as u64;
         match res {
-            Ok(s) => {
-                let status = final_status(s.status).unwrap_or(PayStatus::Released);
-                let tx = s.tx_hash.map(|h| format!("{h:#x}"));
-                let url = s.explorer_url.clone();
-                tracing::info!(%job, settler = self.settler.name(), tx = ?tx, settle_ms, status = status.as_str(), "stake settled");
-                if self.book.advance(&job, status, |r, p| {
-                    p.tx_hash = tx.clone();
-                    p.explorer_url = url.clone();
+            Ok(h) => {
+                let tx = format!("{h:#x}");
+                let url = self.chain.escrow.tx_url(h);
+                tracing::info!(%job, %tx, settle_ms, "stake released by this requester");
+                if self.book.advance(&job, PayStatus::Released, |r, p| {
+                    p.tx_hash = Some(tx.clone());
+                    p.explorer_url = Some(url.clone());
                     p.error = None;
                     r.timings.settle_ms = Some(settle_ms);
                 }) {
-                    self.ctx.metrics.settled(status.as_str());
+                    self.ctx.metrics.settled(PayStatus::Released.as_str());
                 }
                 self.notify(&job, PayProgress::Settled);
-                if let (PayStatus::Released, Some(tx), Some(provider)) = (status, tx, rec.peer) {
-                    self.confirm(&provider, job, tx, url.unwrap_or_default())
-                        .await;
+                if let Some(provider) = rec.peer {
+                    self.confirm(&provider, job, tx, url).await;
                 }
-            }
-            Err(SettleError::Conflict { status, .. }) => {
-                let st = final_status(status).unwrap_or(PayStatus::Refunded);
-                tracing::warn!(%job, status = %status, "stake already ended otherwise; recording it");
-                self.book.advance(&job, st, |_, p| {
-                    p.error = Some(format!("the stake was already {status}"));
-                });
-                self.notify(&job, PayProgress::Settled);
             }
             Err(e) => {
-                tracing::warn!(%job, error = %e, "release failed; the payment watcher retries");
+                if self.ended(&job).await {
+                    return;
+                }
+                tracing::warn!(%job, error = %e, "release failed; the payment watcher retries (a provider that submitted is paid by finalize after the window anyway)");
                 let msg = e.to_string();
                 self.book.edit(&job, |_, p| p.error = Some(msg.clone()));
                 self.notify(&job, PayProgress::SettleFailed(msg));
@@ -154,48 +157,107 @@ impl PaidRequester {
         }
     }
 
-    /// Ask the operator to reject a disputed job (the requester is refunded).
-    pub(crate) async fn reject(self: Arc<Self>, job: JobId) {
-        let Some(_g) = self.busy.try_take(job) else {
+    /// Records the end of `job`'s stake when the chain shows one; true if it has ended.
+    async fn ended(&self, job: &JobId) -> bool {
+        let Ok(s) = self.chain.fair.get_stake(job_b256(job)).await else {
+            return false;
+        };
+        let Some(st) = final_status(s.status) else {
+            return false;
+        };
+        let tx = self
+            .chain
+            .fair
+            .settlement_tx(job_b256(job), 10_000)
+            .await
+            .ok()
+            .flatten();
+        tracing::info!(%job, stake = %s.status, "the stake has ended; recording it");
+        if self.book.advance(job, st, |_, p| {
+            if p.tx_hash.is_none() {
+                p.tx_hash = tx.map(|h| format!("{h:#x}"));
+                p.explorer_url = tx.map(|h| self.chain.escrow.tx_url(h));
+            }
+        }) {
+            self.ctx.metrics.settled(st.as_str());
+        }
+        self.notify(job, PayProgress::Settled);
+        true
+    }
+
+    /// A job whose result failed the check (its payment `disputed`): once the provider has
+    /// submitted, dispute it within the window with the [`Evidence`], and the arbiter decides;
+    /// while nothing is submitted, wait (after the deadline the stake is refunded). Called
+    /// again by the watcher until the stake ends.
+    pub(crate) async fn dispute(self: Arc<Self>, job: JobId) {
+        let Some(guard) = self.busy.try_take(job) else {
             return;
         };
         let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
             return;
         };
-        if rec.payment.as_ref().map(|p| p.status) != Some(PayStatus::Disputed) {
+        let Some(pay) = rec.payment.clone() else {
+            return;
+        };
+        if pay.status != PayStatus::Disputed || self.ended(&job).await {
             return;
         }
-        match self.settler.reject(job_b256(&job)).await {
-            Ok(s) => {
-                let status = final_status(s.status).unwrap_or(PayStatus::Rejected);
-                let tx = s.tx_hash.map(|h| format!("{h:#x}"));
-                tracing::info!(%job, tx = ?tx, status = status.as_str(), "disputed stake returned to the requester");
-                if self.book.advance(&job, status, |_, p| {
-                    p.tx_hash = tx;
-                    p.explorer_url = s.explorer_url;
-                }) {
-                    self.ctx.metrics.settled(status.as_str());
-                }
-                self.notify(&job, PayProgress::Settled);
-            }
-            Err(SettleError::Conflict { status, .. }) => {
-                let st = final_status(status).unwrap_or(PayStatus::Released);
-                tracing::warn!(%job, status = %status, "disputed stake had already ended; recording it");
-                self.book.advance(&job, st, |_, _| {});
-                self.notify(&job, PayProgress::Settled);
-            }
+        let (stake, chain_now) = match tokio::try_join!(
+            self.chain.fair.get_stake(job_b256(&job)),
+            self.chain.escrow.chain_time()
+        ) {
+            Ok(v) => v,
             Err(e) => {
-                tracing::warn!(%job, error = %e, "reject failed; the payment watcher retries");
-                let msg = e.to_string();
-                self.book.edit(&job, |_, p| p.error = Some(msg));
+                tracing::warn!(%job, error = %e, "cannot read the stake to dispute it; retrying later");
+                return;
             }
+        };
+        match stake.status {
+            FairStatus::Staked if chain_now > pay.stake_deadline => {
+                drop(guard);
+                self.unwind(job, chain_now).await;
+            }
+            FairStatus::Submitted => {
+                let closes = stake.info.submitted_at + self.chain.dispute_window;
+                if chain_now >= closes {
+                    tracing::warn!(%job, "the dispute window closed before this requester could dispute; the provider is paid by finalize");
+                    return;
+                }
+                let ev = Evidence::of(&rec);
+                match self
+                    .chain
+                    .fair
+                    .dispute(job_b256(&job), ev.task_hash, ev.result_hash)
+                    .await
+                {
+                    Ok(tx) => {
+                        tracing::info!(%job, %tx, "disputed the provider's submit: the arbiter decides");
+                        let url = self.chain.escrow.tx_url(tx);
+                        self.book.edit(&job, |_, p| {
+                            let why = p.error.take().unwrap_or_default();
+                            p.error = Some(format!(
+                                "{why}; disputed on chain ({url}): the escrow's arbiter decides"
+                            ));
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "dispute failed; retrying while the window is open");
+                        tracing::debug!(%job, "the check's reason stays the payment's error");
+                    }
+                }
+            }
+            // Staked: the provider has not submitted (nothing can pay it without a submit or
+            // this requester's release); Disputed: the arbiter decides.
+            _ => {}
         }
     }
 
-    /// Take the stake back after its deadline when nothing verified arrived: refund when the
-    /// provider never submitted, reject through the operator when it did.
+    /// Take the stake back after its deadline when nothing verified arrived and the provider
+    /// never submitted. A provider that did submit proved on chain that it delivered this
+    /// job's output under its key: without a failed check to dispute, it is paid by
+    /// `finalize` after the window (recorded once the chain shows it).
     pub(crate) async fn unwind(self: Arc<Self>, job: JobId, chain_now: u64) {
-        let Some(guard) = self.busy.try_take(job) else {
+        let Some(_guard) = self.busy.try_take(job) else {
             return;
         };
         let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
@@ -207,7 +269,7 @@ impl PaidRequester {
         if chain_now <= pay.stake_deadline {
             return;
         }
-        let stake = match self.chain.escrow.get_stake(job_b256(&job)).await {
+        let stake = match self.chain.fair.get_stake(job_b256(&job)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(%job, error = %e, "cannot read the stake; retrying later");
@@ -220,12 +282,12 @@ impl PaidRequester {
                 self.book.advance(&job, st, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
-            (PayStatus::Staking, StakeStatus::None) => {
+            (PayStatus::Staking, FairStatus::None) => {
                 tracing::info!(%job, "the stake never landed; nothing is locked");
                 self.book.advance(&job, PayStatus::Unwound, |_, _| {});
                 self.notify(&job, PayProgress::Settled);
             }
-            (_, StakeStatus::Staked) => match self.chain.escrow.refund(job_b256(&job)).await {
+            (_, FairStatus::Staked) => match self.chain.escrow.refund(job_b256(&job)).await {
                 Ok(tx) => {
                     let url = self.chain.escrow.tx_url(tx);
                     tracing::info!(%job, tx = %tx, "no result by the deadline: stake refunded");
@@ -242,15 +304,8 @@ impl PaidRequester {
                     self.book.edit(&job, |_, p| p.error = Some(e.to_string()));
                 }
             },
-            (_, StakeStatus::Submitted) => {
-                let reason =
-                    "the provider submitted an output hash but no verified result arrived by the deadline";
-                tracing::warn!(%job, "{reason}; asking the operator to reject");
-                self.book.advance(&job, PayStatus::Disputed, |_, p| {
-                    p.error = Some(reason.into());
-                });
-                drop(guard);
-                self.clone().reject(job).await;
+            (_, FairStatus::Submitted | FairStatus::Disputed) => {
+                tracing::debug!(%job, stake = %stake.status, "submitted by the provider: finalize or the arbiter ends it");
             }
             (st, s) => {
                 tracing::warn!(%job, status = st.as_str(), stake = %s, "unexpected stake state after the deadline");

@@ -6,7 +6,7 @@ use std::time::Instant;
 use alloy::primitives::{Address, B256, U256};
 
 use super::PaidRequester;
-use crate::chain::{EscrowRevert, StakeMode, StakeStatus};
+use crate::chain::{EscrowRevert, FairStatus, StakeMode};
 use crate::jobs::{now_ms, PayStatus, PaymentRecord, Side};
 use crate::paid::{final_status, job_b256, PayProgress, PaymentError};
 use crate::protocol::{JobId, ResourceAd, StakeBinding, StakeRef};
@@ -34,7 +34,9 @@ impl PaidRequester {
             .await
             .map_err(PaymentError::ChainUnreadable)?;
         let left_s = deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let stake_deadline = chain_now + left_s + self.ctx.config.paid.stake_margin.as_secs();
+        // The margin is the escrow's dispute window, its one timing setting: a provider that
+        // delivers at the job's deadline still submits, and is paid, before the stake ends.
+        let stake_deadline = chain_now + left_s + self.chain.dispute_window;
         let pay = PaymentRecord::new(
             PayStatus::Staking,
             self.chain.settings.chain_id,
@@ -189,19 +191,19 @@ impl PaidRequester {
     /// A stake whose transaction may or may not have landed (a crash during `stake`).
     /// Also a stake the provider submits from this node's authorization. Returns the
     /// stake's status on chain when it is this wallet's (None when it cannot be read).
-    pub(crate) async fn check_staking(&self, job: JobId) -> Option<StakeStatus> {
-        let s = match self.chain.escrow.get_stake(job_b256(&job)).await {
+    pub(crate) async fn check_staking(&self, job: JobId) -> Option<FairStatus> {
+        let s = match self.chain.fair.get_stake(job_b256(&job)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(%job, error = %e, "cannot read the stake yet");
                 return None;
             }
         };
-        if s.status == StakeStatus::None {
+        if s.status == FairStatus::None {
             return Some(s.status);
         }
-        if s.requester != self.chain.wallet {
-            tracing::warn!(%job, requester = %s.requester, "a stake for this job id is not this wallet's");
+        if s.info.requester != self.chain.wallet {
+            tracing::warn!(%job, requester = %s.info.requester, "a stake for this job id is not this wallet's");
             return None;
         }
         match final_status(s.status) {

@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, U256};
 use edgent::chain::bindings::{MockUSDC, IERC20};
 use edgent::chain::ChainSettings;
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::harness::anvil::{deploy_local, deploy_local_v3, LocalChain, LocalDeployment};
 
 /// One USDC in base units (6 decimals).
 pub const USDC: u64 = 1_000_000;
@@ -16,12 +16,29 @@ pub const DEPLOYER: usize = 0;
 pub const OPERATOR: usize = 1;
 
 /// Anvil, mining each transaction at once or a block every `block_time` seconds, with
-/// MockUSDC and an EdgentEscrow deployed by [`DEPLOYER`] and operated by [`OPERATOR`];
-/// each `(account, amount)` of `fund` gets `amount` USDC base units. Returns the chain,
-/// the deployment and the settings that point at it.
+/// MockUSDC and the escrow the daemon runs on (version 4) deployed by [`DEPLOYER`], with
+/// [`OPERATOR`] its arbiter; each `(account, amount)` of `fund` gets `amount` USDC base
+/// units. Returns the chain, the deployment and the settings that point at it.
 pub async fn escrow_chain(
     block_time: Option<u64>,
     fund: &[(usize, u64)],
+) -> (LocalChain, LocalDeployment, ChainSettings) {
+    chain_with(block_time, fund, false).await
+}
+
+/// As [`escrow_chain`] with the legacy version 3 escrow, operated by [`OPERATOR`] (the tests
+/// of its client and settlers).
+pub async fn escrow_chain_v3(
+    block_time: Option<u64>,
+    fund: &[(usize, u64)],
+) -> (LocalChain, LocalDeployment, ChainSettings) {
+    chain_with(block_time, fund, true).await
+}
+
+async fn chain_with(
+    block_time: Option<u64>,
+    fund: &[(usize, u64)],
+    legacy: bool,
 ) -> (LocalChain, LocalDeployment, ChainSettings) {
     let chain = match block_time {
         Some(s) => LocalChain::start_with_block_time(s).await,
@@ -32,14 +49,24 @@ pub async fn escrow_chain(
         .iter()
         .map(|&(i, amount)| (chain.signer(i).address(), U256::from(amount)))
         .collect();
-    let deployment = deploy_local(
-        &chain.rpc_url(),
-        chain.signer(DEPLOYER),
-        chain.signer(OPERATOR).address(),
-        &fund,
-    )
-    .await
-    .expect("deploy MockUSDC and EdgentEscrow");
+    let deploy = if legacy {
+        deploy_local_v3(
+            &chain.rpc_url(),
+            chain.signer(DEPLOYER),
+            chain.signer(OPERATOR).address(),
+            &fund,
+        )
+        .await
+    } else {
+        deploy_local(
+            &chain.rpc_url(),
+            chain.signer(DEPLOYER),
+            chain.signer(OPERATOR).address(),
+            &fund,
+        )
+        .await
+    };
+    let deployment = deploy.expect("deploy MockUSDC and the escrow");
     let settings = chain.settings(&deployment);
     (chain, deployment, settings)
 }

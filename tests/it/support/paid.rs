@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
-use edgent::chain::{EscrowClient, StakeStatus};
-use edgent::harness::anvil::{deploy_local, LocalChain, LocalDeployment};
+use edgent::chain::{EscrowClient, FairEscrow, FairStatus};
+use edgent::harness::anvil::{deploy_local_with_window, LocalChain, LocalDeployment};
 use edgent::harness::keeperhub_emulator::{EmulatorFaults, KeeperHubEmulator};
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
@@ -34,15 +34,8 @@ pub struct WorldOptions {
     pub nodes: usize,
     /// Mine a block every this many seconds (like Base) instead of at once.
     pub block_time: Option<u64>,
-}
-
-/// Who settles for the requester.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settle {
-    /// Through the KeeperHub emulator.
-    KeeperHub,
-    /// The requester daemon signs as operator.
-    Direct,
+    /// The escrow's dispute window, seconds (default: the local 30 s).
+    pub dispute_window: Option<u64>,
 }
 
 /// Everything a paid scenario runs on.
@@ -112,11 +105,13 @@ impl PaidWorld {
         };
         let requester_wallet = requester_key.to_signer().expect("key").address();
         let provider_wallet = chain.signer(PROVIDER).address();
-        let deployment = deploy_local(
+        let deployment = deploy_local_with_window(
             &chain.rpc_url(),
             chain.signer(0),
             chain.signer(OPERATOR).address(),
             &[(requester_wallet, U256::from(FUND))],
+            opts.dispute_window
+                .unwrap_or(edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS),
         )
         .await
         .expect("deploy");
@@ -171,33 +166,21 @@ impl PaidWorld {
             ("EXPLORER_URL".into(), "http://explorer.invalid".into()),
             ("PAYMENT_TICK_MS".into(), "100".into()),
             ("PAYMENT_GRACE_SECS".into(), "1".into()),
-            ("STAKE_MARGIN_SECS".into(), "30".into()),
+            // Providers trust the deployment's arbiter (the operator account).
+            (
+                "TRUSTED_ARBITERS".into(),
+                format!("{:#x}", self.deployment.operator),
+            ),
         ]
     }
 
-    /// The requester daemon's settings for `settle`.
-    pub fn requester_env(&self, settle: Settle) -> Vec<(String, String)> {
+    /// The requester daemon's settings: its own wallet releases its stakes (no operator
+    /// credential).
+    pub fn requester_env(&self) -> Vec<(String, String)> {
         let mut env = self.chain_env(REQUESTER);
         env.push(("AXL_API_URL".into(), self.mesh.nodes[0].1.clone()));
         env.push(("EDGENT_ROLE".into(), "requester".into()));
         env.push(("EDGENT_ENS_NAME".into(), "jetson-orin.edgent.eth".into()));
-        match settle {
-            Settle::KeeperHub => {
-                env.push(("SETTLER".into(), "keeperhub".into()));
-                env.push(("KEEPERHUB_API_URL".into(), self.keeperhub.url().into()));
-                env.push(("KEEPERHUB_API_KEY".into(), self.keeperhub.api_key().into()));
-                env.push(("KEEPERHUB_NETWORK".into(), "anvil".into()));
-                env.push(("KEEPERHUB_POLL_SECS".into(), "0.05".into()));
-                env.push(("KEEPERHUB_TIMEOUT_SECS".into(), "20".into()));
-            }
-            Settle::Direct => {
-                env.push(("SETTLER".into(), "direct".into()));
-                env.push((
-                    "OPERATOR_PRIVATE_KEY".into(),
-                    self.chain.key(OPERATOR).expose().to_string(),
-                ));
-            }
-        }
         env
     }
 
@@ -236,18 +219,13 @@ impl PaidWorld {
     }
 
     /// Start both daemons; `provider_extra` is added to the provider's settings.
-    pub async fn start(
-        &self,
-        settle: Settle,
-        provider_extra: &[(&str, &str)],
-    ) -> (DaemonProc, DaemonProc) {
-        self.start_with(settle, &[], provider_extra).await
+    pub async fn start(&self, provider_extra: &[(&str, &str)]) -> (DaemonProc, DaemonProc) {
+        self.start_with(&[], provider_extra).await
     }
 
     /// Start both daemons with extra settings for each (they override the defaults).
     pub async fn start_with(
         &self,
-        settle: Settle,
         requester_extra: &[(&str, &str)],
         provider_extra: &[(&str, &str)],
     ) -> (DaemonProc, DaemonProc) {
@@ -259,7 +237,7 @@ impl PaidWorld {
         };
         let mut p_env = self.provider_env();
         p_env.extend(owned(provider_extra));
-        let mut r_env = self.requester_env(settle);
+        let mut r_env = self.requester_env();
         r_env.extend(owned(requester_extra));
         // The requester first: it may be the one spawning the AXL node both attach to.
         let requester = DaemonProc::start_owned(&self.dir.path().join("requester"), r_env).await;
@@ -287,10 +265,38 @@ impl PaidWorld {
         assert_eq!(e, live, "the escrow holds {e}, live stakes are {live}");
     }
 
-    /// The stake's on-chain status.
-    pub async fn stake_status(&self, job: &str) -> StakeStatus {
+    /// The stake's on-chain status (escrow v4).
+    pub async fn stake_status(&self, job: &str) -> FairStatus {
         let id: B256 = job.parse().expect("job id");
-        self.reader.get_stake(id).await.expect("getStake").status
+        let fair = FairEscrow::new(self.reader.clone());
+        fair.get_stake(id).await.expect("getStake").status
+    }
+
+    /// Waits until the requester has disputed `job`'s submit on chain, then decides it as
+    /// the escrow's arbiter, refunding the requester.
+    pub async fn arbiter_refunds(&self, job: &str) {
+        crate::support::eventually(
+            &format!("{job} disputed"),
+            Duration::from_secs(60),
+            || async { (self.stake_status(job).await == FairStatus::Disputed).then_some(()) },
+        )
+        .await;
+        self.resolve(job, false).await;
+    }
+
+    /// The escrow's arbiter (the operator account) deciding `job`'s dispute.
+    pub async fn resolve(&self, job: &str, pay_provider: bool) {
+        let id: B256 = job.parse().expect("job id");
+        let arbiter = EscrowClient::connect(
+            &self.chain.settings(&self.deployment),
+            Some(self.chain.signer(OPERATOR)),
+        )
+        .await
+        .expect("arbiter client");
+        FairEscrow::new(arbiter)
+            .resolve(id, pay_provider)
+            .await
+            .expect("resolve");
     }
 
     /// An escrow client signing with the requester's funded wallet.
@@ -301,6 +307,27 @@ impl PaidWorld {
         )
         .await
         .expect("requester escrow client")
+    }
+
+    /// Gives the requester's wallet 1 ETH (a gasless requester can send its release then).
+    pub async fn fund_requester_eth(&self) {
+        self.chain
+            .set_eth(
+                self.requester_wallet,
+                U256::from(10u64).pow(U256::from(18u64)),
+            )
+            .await
+            .expect("set balance");
+    }
+
+    /// Transactions the requester's wallet has sent.
+    pub async fn requester_txs(&self) -> u64 {
+        use alloy::providers::Provider;
+        self.chain
+            .provider()
+            .get_transaction_count(self.requester_wallet)
+            .await
+            .expect("nonce")
     }
 
     /// Move the chain's clock forward.
