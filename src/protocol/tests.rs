@@ -114,13 +114,6 @@ pub(crate) fn samples() -> Vec<Message> {
             retry_after_ms: Some(2000),
             status: None,
         }),
-        Message::TaskError(TaskError {
-            job_id: job,
-            code: TaskErrorCode::BadRequest,
-            message: "model does not support tools".into(),
-            retry_after_ms: None,
-            status: Some(400),
-        }),
         Message::PaymentRequest(Box::new(PaymentRequest {
             job_id: job,
             payment_required: PaymentRequired {
@@ -175,6 +168,29 @@ pub(crate) fn samples() -> Vec<Message> {
             ttl_ms: 60_000,
         }),
     ]
+}
+
+#[test]
+fn a_backends_refusal_keeps_its_status_on_the_wire() {
+    let m = Message::TaskError(TaskError {
+        job_id: JobId([7; 32]),
+        code: TaskErrorCode::BadRequest,
+        message: "model does not support tools".into(),
+        retry_after_ms: None,
+        status: Some(400),
+    });
+    let wire = m.encode().unwrap();
+    let v: Value = serde_json::from_slice(&wire).unwrap();
+    assert_eq!(v["status"], json!(400));
+    assert_eq!(Message::decode(&wire).unwrap(), m);
+    // An older node's task_error (no `status`) still reads.
+    let mut old = v.clone();
+    old.as_object_mut().unwrap().remove("status");
+    let back = Message::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+    let Message::TaskError(e) = back else {
+        panic!("not a task_error")
+    };
+    assert_eq!(e.status, None);
 }
 
 #[test]
