@@ -14,7 +14,13 @@ use super::{receipt, Provider, BUSY_RETRY_AFTER_MS};
 impl Provider {
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
     /// queue bound how many there are).
-    pub(super) async fn reply_error(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
+    pub(super) async fn reply_error(
+        &self,
+        to: &PeerKey,
+        task: &Task,
+        code: TaskErrorCode,
+        message: String,
+    ) {
         self.send_error(to, task_error(task, code, message), false)
             .await
     }
@@ -24,7 +30,13 @@ impl Provider {
     /// place in the pending-ack table (threat model line 25); and only to a node whose full
     /// key we know (a send to a partial key blocks in AXL): otherwise it is counted
     /// (`edgent_bounded{table="refusals_unsent"}`) and not sent.
-    pub(super) async fn refuse(&self, to: &PeerKey, task: &Task, code: TaskErrorCode, message: String) {
+    pub(super) async fn refuse(
+        &self,
+        to: &PeerKey,
+        task: &Task,
+        code: TaskErrorCode,
+        message: String,
+    ) {
         let Some(to) = self.ctx.mesh.peers.full_key(to) else {
             self.ctx.metrics.table("refusals_unsent").inc();
             tracing::info!(job = %task.job_id, to = %to.short(), code = code.as_str(), "task refused; no answer (the sender's full key is unknown)");

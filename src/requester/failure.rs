@@ -65,6 +65,7 @@ pub(super) fn with_pending_stakes(e: DelegateError, attempts: &[Attempt]) -> Del
 mod tests {
     use super::*;
     use crate::axl::PeerKey;
+    use crate::protocol::JobId;
 
     #[test]
     fn a_failed_paid_delegation_says_how_many_stakes_wait_for_their_refund() {

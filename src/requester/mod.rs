@@ -33,7 +33,7 @@ use crate::paid::{Begin, BeginError, PaymentSwitch, RequesterPayments};
 use crate::protocol::{JobId, Message, ResourceAd, Task, TaskErrorCode, TaskResult};
 use crate::request::{
     Attempt, DelegateError, DelegateRequest, DelegateResponse, PaymentSummary, ProviderInfo,
-    StakeOutcome, ValidRequest, WaitFor,
+    ValidRequest, WaitFor,
 };
 use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 
@@ -46,8 +46,8 @@ mod receipt;
 pub mod spot_check;
 
 use attempt::{AttemptEnd, Waiter};
-use failure::{streamed_no_failover, with_pending_stakes};
 use discovery::Tally;
+use failure::{streamed_no_failover, with_pending_stakes};
 
 /// The requester side of a node.
 pub struct Requester {
