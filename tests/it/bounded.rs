@@ -11,7 +11,7 @@ use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use edgent::protocol::{Announce, Message, Task};
 use serde_json::{json, Value};
 
-use crate::support::evil::{evil_on, node_key};
+use crate::support::evil::{evil_on, introduce, node_key};
 use crate::support::{start_pair, until, DaemonProc, MeshSimProc};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -36,22 +36,6 @@ fn print_rss_peak(d: &DaemonProc, flood: &str) {
         .find(|l| l.starts_with("VmHWM:"))
         .unwrap_or("VmHWM: ?");
     eprintln!("RSS peak of the provider under {flood}: {hwm}");
-}
-
-/// Identity `id` of `evil` announces itself to `to`, so `to` learns its full key.
-async fn introduce(
-    evil: &edgent::harness::evil_node::EvilNode,
-    id: usize,
-    to: &edgent::axl::PeerKey,
-) {
-    let hello = Message::Announce(Announce {
-        node_id: evil.key(id),
-        ens: None,
-        known: vec![],
-        ad: None,
-        ttl_ms: 60_000,
-    });
-    evil.send(id, to, &hello).await.expect("announce");
 }
 
 /// `n` tasks for `model`, each a fresh job with a `msg_id`, a deadline `deadline_ms` and

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::evil::{evil_on, forged_task, node_key};
+use crate::support::evil::{evil_on, forged_task, introduce, node_key};
 use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -153,6 +153,9 @@ async fn a_forged_task_arriving_first_cannot_spend_a_stake_the_requester_sent() 
     .await;
     let id = staked["job_id"].as_str().expect("job id").to_string();
     let forged = forged_task(&id, "attacker's prompt", w.chain.chain_id(), &escrow, PRICE);
+    // The attacker introduces itself first, so the provider may answer it (a refusal goes
+    // only to a full key it knows).
+    introduce(&evil, 0, &node_key(&w.mesh, 1)).await;
     evil.send_json(0, &node_key(&w.mesh, 1), &forged)
         .await
         .expect("send");

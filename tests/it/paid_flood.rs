@@ -71,6 +71,8 @@ async fn a_flood_of_unstaked_tasks_costs_a_bounded_number_of_rpc_calls_and_a_pai
     // The hostile peer is mesh node 2. Its tasks name this provider's escrow and a stake
     // transaction, but nothing is staked; a tenth carry no stake at all.
     let (hostile_url, provider_id) = (w.mesh.nodes[2].1.clone(), w.mesh.nodes[1].0.clone());
+    // The hostile node introduces itself, so the provider may answer its tasks.
+    support::raw_introduce(&hostile_url, &w.mesh.nodes[2].0, &provider_id).await;
     let escrow = format!("{:#x}", w.deployment.escrow);
     let chain_id = w.chain.chain_id();
     let tasks: Vec<Vec<u8>> = (0..FLOOD)
@@ -194,6 +196,8 @@ async fn authorizations_from_an_empty_wallet_are_refused_within_the_budget() {
             .expect("client");
     let now = signer.chain_time().await.expect("time");
     let (hostile_url, provider_id) = (w.mesh.nodes[2].1.clone(), w.mesh.nodes[1].0.clone());
+    // The hostile node introduces itself, so the provider may answer its tasks.
+    support::raw_introduce(&hostile_url, &w.mesh.nodes[2].0, &provider_id).await;
     // Signed for this provider's own key, so only the empty balance is wrong.
     let provider_key: [u8; 32] = hex::decode(&provider_id)
         .expect("node id hex")

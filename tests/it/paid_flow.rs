@@ -234,6 +234,8 @@ async fn the_provider_checks_the_stake_before_any_work() {
         support::DaemonProc::start_owned(&w.dir.path().join("provider"), w.provider_env()).await;
     // The test itself is the requester, on mesh node 0, with the funded wallet.
     let (me_url, provider_id) = (w.mesh.nodes[0].1.clone(), w.mesh.nodes[1].0.clone());
+    // The raw node introduces itself, so the provider may answer its tasks.
+    support::raw_introduce(&me_url, &w.mesh.nodes[0].0, &provider_id).await;
     let payer = w.requester_client().await;
     let escrow = format!("{:#x}", w.deployment.escrow);
     let chain_id = w.chain.chain_id();

@@ -15,6 +15,19 @@ pub async fn evil_on(mesh: &MeshSimProc, nodes: &[usize]) -> EvilNode {
     EvilNode::connect(&urls).await.expect("evil node")
 }
 
+/// Identity `id` of `evil` announces itself to `to`, so `to` learns its full key (a node
+/// answers a refused task only to a full key it knows: threat model line 26).
+pub async fn introduce(evil: &EvilNode, id: usize, to: &PeerKey) {
+    let hello = edgent::protocol::Message::Announce(edgent::protocol::Announce {
+        node_id: evil.key(id),
+        ens: None,
+        known: vec![],
+        ad: None,
+        ttl_ms: 60_000,
+    });
+    evil.send(id, to, &hello).await.expect("announce");
+}
+
 /// The full key of mesh node `i` (as the daemon on it knows itself).
 pub fn node_key(mesh: &MeshSimProc, i: usize) -> PeerKey {
     PeerKey::from_hex(&mesh.nodes[i].0).expect("node id")

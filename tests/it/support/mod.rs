@@ -420,6 +420,21 @@ pub async fn raw_send(from_url: &str, to_id: &str, body: Vec<u8>) -> u16 {
         .as_u16()
 }
 
+/// Mesh node `from_id` (at `from_url`, running no daemon) announces itself to `to_id`, so
+/// that node learns its full key: a node answers a refused task only to a full key it
+/// knows (threat model line 26).
+pub async fn raw_introduce(from_url: &str, from_id: &str, to_id: &str) {
+    let hello = edgent::protocol::Message::Announce(edgent::protocol::Announce {
+        node_id: edgent::axl::PeerKey::from_hex(from_id).expect("node id"),
+        ens: None,
+        known: vec![],
+        ad: None,
+        ttl_ms: 60_000,
+    });
+    let code = raw_send(from_url, to_id, hello.encode().expect("announce").to_vec()).await;
+    assert_eq!(code, 200, "announce");
+}
+
 /// A provider daemon on mesh node 1 and a requester daemon on node 0, with data under
 /// `dir`, each given its extra settings; returns `(requester, provider)`.
 pub async fn start_pair(
