@@ -139,11 +139,13 @@ async fn a_flood_of_unstaked_tasks_costs_a_bounded_number_of_rpc_calls_and_a_pai
         - tasks_in_before)
         .saturating_sub(1 + dups);
     // AXL's /recv queue drops the oldest of a burst it cannot hold (mesh-sim does the same),
-    // so not all of them arrive; enough do that a provider reading the chain for each would
-    // blow far past the bound below.
+    // so not all of them arrive (how many depends on how fast the daemon drains it); enough
+    // must that a provider reading the chain for each would blow past the bound below.
+    // Without the gate every arrived task costs a read.
+    let bound = 2 * one_job + 3 * BUDGET;
     assert!(
-        arrived >= 200,
-        "only {arrived} of {sent} sent tasks reached the provider"
+        arrived > bound,
+        "only {arrived} of {sent} sent tasks reached the provider (the bound is {bound})"
     );
     support::eventually("every hostile task answered", WITHIN, || async {
         let errors = metric(&provider.url, "edgent_messages_out", "type=\"task_error\"").await;
@@ -162,8 +164,7 @@ async fn a_flood_of_unstaked_tasks_costs_a_bounded_number_of_rpc_calls_and_a_pai
     );
     // The flood's share: at most its budget of stake reads and as many clock reads, on top
     // of what the real job costs (counted twice: it runs slower under the flood, and the
-    // watcher ticks meanwhile). Without the gate every arrived task costs a read.
-    let bound = 2 * one_job + 3 * BUDGET;
+    // watcher ticks meanwhile).
     assert!(
         flood_calls <= bound,
         "{flood_calls} RPC calls during a flood of {arrived} unstaked tasks (bound {bound}); {by_method}"
