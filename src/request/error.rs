@@ -125,12 +125,18 @@ impl DelegateError {
     /// The error for a provider's `task_error`: a `bad_request` that carries its backend's
     /// 4xx status is [`DelegateError::Rejected`] (message cut to
     /// [`REJECTION_MAX_CHARS`]: it came from the mesh), anything else
-    /// [`DelegateError::ProviderFailed`].
+    /// [`DelegateError::ProviderFailed`]. The status is the provider's word: 401, 403 and
+    /// 407, which would tell the agent that its own credentials failed, become 400
+    /// (docs/threat-model.md, line 41).
     pub fn from_task_error(code: TaskErrorCode, status: Option<u16>, message: String) -> Self {
         match status {
             Some(status @ 400..=499) if code == TaskErrorCode::BadRequest => {
                 DelegateError::Rejected {
-                    status,
+                    status: if matches!(status, 401 | 403 | 407) {
+                        400
+                    } else {
+                        status
+                    },
                     message: message.chars().take(REJECTION_MAX_CHARS).collect(),
                 }
             }
@@ -288,6 +294,13 @@ mod tests {
                 assert_eq!(message.len(), REJECTION_MAX_CHARS)
             }
             other => panic!("{other:?}"),
+        }
+        // A status that would say the agent's own credentials failed is not taken from the
+        // mesh: it is a plain 400.
+        for status in [401, 403, 407] {
+            let e =
+                DelegateError::from_task_error(TaskErrorCode::BadRequest, Some(status), "m".into());
+            assert_eq!(e.http_status(), 400, "{status}");
         }
         // A status out of 4xx, or on another code, is not taken from the mesh.
         for (code, status) in [
