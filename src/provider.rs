@@ -29,7 +29,7 @@ use crate::paid::PaymentSwitch;
 use crate::protocol::receipt::ReceiptSigner;
 use crate::protocol::{
     BeatState, JobId, Message, ResourceAd, ResourceRequest, Task, TaskCancel, TaskError,
-    TaskErrorCode, TaskResult, Usage,
+    TaskErrorCode, Usage,
 };
 use crate::request::JobErrorCode;
 use crate::stream::CancelRegistry;
@@ -563,21 +563,8 @@ impl Provider {
                     out.text.clone()
                 };
                 let digest = self.served_digest(&req.model);
-                let receipt = receipt::sign(
-                    self.signer.as_ref(),
-                    self.ctx.config.provider.receipt_lie(),
-                    &task,
-                    &receipt::Ran {
-                        digest: digest.as_deref(),
-                        output: &delivered,
-                    },
-                );
-                let msg = Message::TaskResult(TaskResult {
-                    job_id: task.job_id,
-                    output: delivered,
-                    usage: usage.clone(),
-                    receipt: receipt.clone(),
-                });
+                let (msg, receipt) =
+                    self.signed_result(&task, digest.as_deref(), delivered, usage.clone());
                 let sent = self.deliver(&requester, &msg, deadline_ms).await;
                 let (state, err) = match &sent {
                     Ok(()) => (JobState::Completed, None),

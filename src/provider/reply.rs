@@ -12,6 +12,33 @@ use crate::protocol::{Message, Task, TaskError, TaskErrorCode, TaskResult, Usage
 use super::{receipt, Provider, BUSY_RETRY_AFTER_MS};
 
 impl Provider {
+    /// The `task_result` carrying `output`, with its receipt signed by this node's key
+    /// (also returned, for the job record).
+    pub(super) fn signed_result(
+        &self,
+        task: &Task,
+        digest: Option<&str>,
+        output: String,
+        usage: Usage,
+    ) -> (Message, Option<crate::protocol::Receipt>) {
+        let receipt = receipt::sign(
+            self.signer.as_ref(),
+            self.ctx.config.provider.receipt_lie(),
+            task,
+            &receipt::Ran {
+                digest,
+                output: &output,
+            },
+        );
+        let msg = Message::TaskResult(TaskResult {
+            job_id: task.job_id,
+            output,
+            usage,
+            receipt: receipt.clone(),
+        });
+        (msg, receipt)
+    }
+
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
     /// queue bound how many there are).
     pub(super) async fn reply_error(
@@ -80,21 +107,8 @@ impl Provider {
             inference_ms,
             backend: Some(self.backend.name().to_string()),
         };
-        let receipt = receipt::sign(
-            self.signer.as_ref(),
-            self.ctx.config.provider.receipt_lie(),
-            task,
-            &receipt::Ran {
-                digest: digest.as_deref(),
-                output: &sent,
-            },
-        );
-        let msg = Message::TaskResult(TaskResult {
-            job_id: task.job_id,
-            output: sent.clone(),
-            usage: usage.clone(),
-            receipt: receipt.clone(),
-        });
+        let (msg, receipt) =
+            self.signed_result(task, digest.as_deref(), sent.clone(), usage.clone());
         // Best effort (the requester may have gone): the watcher sends it again.
         let _ = self.ctx.endpoint.send(&requester, &msg).await;
         let state = match error {
