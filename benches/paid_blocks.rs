@@ -51,6 +51,7 @@ async fn net(unpaid: bool) -> LocalNet {
         prompt: String::new(),
         model: None,
         unpaid,
+        agent_ollama: None,
     };
     LocalNet::start(&opts, &mut Steps::quiet())
         .await

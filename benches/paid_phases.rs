@@ -49,6 +49,7 @@ async fn main() {
         prompt: String::new(),
         model: None,
         unpaid: false,
+        agent_ollama: None,
     };
     let net = LocalNet::start(&opts, &mut Steps::quiet())
         .await

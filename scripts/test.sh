@@ -12,8 +12,10 @@
 #      270M, in an Ollama models directory (scripts/install-gemma.sh, cached too), whose
 #      paths the tests read from EDGENT_OLLAMA_BIN, EDGENT_TEST_PYTHON and
 #      EDGENT_GEMMA_MODELS
-#   5. the dashboard in headless Chromium (node --test, playwright-core)
-#   6. no process started from step 1 on is still running (scripts/leftovers.sh)
+#   5. the demo with a real model (scripts/demo-gemma.sh, with the binary cargo test built):
+#      Gemma 3 270M offloaded from an Ollama in a memory cgroup to a paid provider
+#   6. the dashboard in headless Chromium (node --test, playwright-core)
+#   7. no process started from step 1 on is still running (scripts/leftovers.sh)
 # Any failure stops it with a non-zero exit. So does a process the checks and tests started
 # that is still running at the end (scripts/leftovers.sh names and kills it): every test ends
 # what it started, children included.
@@ -68,6 +70,14 @@ bash scripts/check-install.sh
 
 step "cargo test"
 cargo test --locked
+
+step "the demo with a real model (scripts/demo-gemma.sh: Gemma 3 270M offloaded after a real out-of-memory)"
+demo_out="$(EDGENT_BIN=target/debug/edgent bash scripts/demo-gemma.sh 2>&1)" || {
+    printf '%s\n' "$demo_out"
+    exit 1
+}
+printf '%s\n' "$demo_out"
+grep -q "offloaded the request over the mesh" <<<"$demo_out"
 
 step "dashboard in headless Chromium"
 node --test tests/browser/

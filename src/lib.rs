@@ -64,7 +64,9 @@
 //! - `harness` (feature `harness`, on by default): the test and demo harnesses, apart from
 //!   the production modules: the mesh sim, the local chain (anvil), the KeeperHub emulator,
 //!   the Ollama stub, the hostile peer (`harness::evil_node`).
-//! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`).
+//! - `demo`: `edgent demo`, one delegation end to end on one machine (feature `harness`);
+//!   `demo::agent`, the agent's call through the requester's Ollama API
+//!   (`--agent-ollama`, run with a real model by `scripts/demo-gemma.sh`).
 //!
 //! No import runs back up a layer (a doc link may point up, to say who uses a thing).
 

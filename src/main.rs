@@ -142,6 +142,11 @@ enum Cmd {
         /// Skip the local chain and run the unpaid flow.
         #[arg(long)]
         unpaid: bool,
+        /// The requester's own Ollama: the agent calls the requester's Ollama API, which
+        /// tries this Ollama first and offloads to the mesh when it fails
+        /// (`scripts/demo-gemma.sh` gives it too little memory for the model).
+        #[arg(long, value_name = "URL")]
+        agent_ollama: Option<String>,
         /// The prompt.
         #[arg(
             long,
@@ -477,6 +482,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             prompt,
             unpaid,
+            agent_ollama,
         } => {
             let ok = edgent::demo::run(edgent::demo::DemoOptions {
                 once,
@@ -484,6 +490,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 prompt,
                 model,
                 unpaid,
+                agent_ollama,
             })
             .await?;
             Ok(if ok {

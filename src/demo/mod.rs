@@ -26,6 +26,8 @@ use crate::harness::mesh_sim::MeshSim;
 use crate::inference::demo::DEMO_MODEL;
 use crate::inference::{Backend, DemoBackend, OllamaBackend};
 
+pub mod agent;
+
 /// Options of `edgent demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -39,6 +41,10 @@ pub struct DemoOptions {
     pub model: Option<String>,
     /// Skip the chain: run the unpaid flow.
     pub unpaid: bool,
+    /// The requester's own Ollama (`--agent-ollama`): the agent then calls the requester's
+    /// Ollama API, which tries this Ollama first and offloads to the mesh when it fails
+    /// (see [`agent`]); without it the agent calls `/delegate`.
+    pub agent_ollama: Option<String>,
 }
 
 /// Numbered steps, printed unless quiet.
@@ -355,6 +361,10 @@ impl LocalNet {
         if let Some(c) = &chain {
             rcfg = paid(rcfg, c, REQUESTER_WALLET);
         }
+        if let Some(own) = &opts.agent_ollama {
+            rcfg.inference.ollama_url = own.trim_end_matches('/').to_string();
+            rcfg.front.offload = crate::config::OffloadMode::Oom;
+        }
         let requester = match Daemon::start(rcfg.clone(), None).await {
             Ok(d) => d,
             Err(e) if opts.http_addr.port() != 0 => {
@@ -371,7 +381,7 @@ impl LocalNet {
         steps.say(&format!(
             "requester daemon up: API and dashboard at {url}/{}",
             if chain.is_some() {
-                " (settles directly as the escrow's operator)"
+                " (it releases its stakes with its own wallet)"
             } else {
                 ""
             }
@@ -409,11 +419,40 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     println!("edgent demo: one delegation across a two-node AXL-API mesh on this machine");
     let mut steps = Steps::loud();
     let net = LocalNet::start(&opts, &mut steps).await?;
-    let (url, model, chain) = (net.url.clone(), net.model.clone(), net.chain.as_ref());
+    let ok = match &opts.agent_ollama {
+        Some(own) => agent::call(&net, own, &opts.prompt, &mut steps).await?,
+        None => delegate(&net, &opts.prompt, &mut steps).await?,
+    };
+    println!("demo finished in {} ms", t0.elapsed().as_millis());
 
+    if !opts.once {
+        println!("dashboard: {}/  (Ctrl-C to stop)", net.url);
+        crate::shutdown::wait_for_signal().await;
+    }
+    net.shutdown().await;
+    Ok(ok)
+}
+
+impl DemoChain {
+    /// The requester's, the provider's and the escrow's USDC, as one line.
+    async fn balances(&self) -> String {
+        format!(
+            "balances now: requester {} USDC, provider {} USDC, escrow {} USDC",
+            self.balance(self.chain.signer(REQUESTER_WALLET).address())
+                .await,
+            self.balance(self.chain.signer(PROVIDER_WALLET).address())
+                .await,
+            self.balance(self.deployment.escrow).await
+        )
+    }
+}
+
+/// The agent calls `/delegate` on the requester, waiting until the payment settled.
+async fn delegate(net: &LocalNet, prompt: &str, steps: &mut Steps) -> anyhow::Result<bool> {
+    let (url, model, chain) = (net.url.clone(), net.model.clone(), net.chain.as_ref());
     steps.say(&format!(
         "agent -> POST {url}/delegate {{model: {model:?}, prompt: {:?}{}}}",
-        opts.prompt,
+        prompt,
         if chain.is_some() {
             ", wait: \"settled\""
         } else {
@@ -423,7 +462,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{url}/delegate"))
-        .json(&json!({"model": model, "prompt": opts.prompt, "timeout_ms": 120_000, "wait": "settled"}))
+        .json(&json!({"model": model, "prompt": prompt, "timeout_ms": 120_000, "wait": "settled"}))
         .send()
         .await
         .context("calling /delegate")?;
@@ -483,12 +522,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
                 pay["status"].as_str().unwrap_or("?")
             ));
             if let Some(c) = chain {
-                steps.say(&format!(
-                    "balances now: requester {} USDC, provider {} USDC, escrow {} USDC",
-                    c.balance(c.chain.signer(REQUESTER_WALLET).address()).await,
-                    c.balance(c.chain.signer(PROVIDER_WALLET).address()).await,
-                    c.balance(c.deployment.escrow).await
-                ));
+                steps.say(&c.balances().await);
             }
         }
         steps.say(&format!("done, {} ms end to end:", t["total_ms"]));
@@ -497,12 +531,5 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     } else {
         steps.say(&format!("delegation FAILED: HTTP {status}: {body}"));
     }
-    println!("demo finished in {} ms", t0.elapsed().as_millis());
-
-    if !opts.once {
-        println!("dashboard: {url}/  (Ctrl-C to stop)");
-        crate::shutdown::wait_for_signal().await;
-    }
-    net.shutdown().await;
     Ok(ok)
 }
