@@ -22,7 +22,9 @@
 #
 # Settings: EDGENT_BIN (the edgent binary; default `cargo run --quiet --`), EDGENT_OLLAMA_BIN,
 # EDGENT_GEMMA_MODELS (as the install scripts print them; default: run them),
-# EDGENT_DEMO_MEMORY_MB, DELEGATE_TIMEOUT_MS (default 300000: a slow board). Exit status: 0 when the agent got Gemma's text and the payment
+# EDGENT_DEMO_MEMORY_MB, DELEGATE_TIMEOUT_MS (default 300000: a slow board), and
+# EDGENT_OFFLOAD=predict with EDGENT_LOCAL_MEMORY_MB=$EDGENT_DEMO_MEMORY_MB to offload before
+# the requester's Ollama tries (docs/front-door.md). Exit status: 0 when the agent got Gemma's text and the payment
 # settled; 1 otherwise.
 set -euo pipefail
 

@@ -16,6 +16,9 @@ pub enum OffloadMode {
     /// When the local Ollama is out of memory, lacks the model, or is unreachable.
     #[default]
     Oom,
+    /// Before the out-of-memory: when the model is predicted not to fit
+    /// ([`crate::front::predict`]), else as `Oom`.
+    Predict,
     /// Every generation request.
     Always,
     /// Never: the front door is a plain proxy to the local Ollama.
@@ -25,8 +28,11 @@ pub enum OffloadMode {
 /// The front door's settings.
 #[derive(Debug, Clone, Default)]
 pub struct FrontSettings {
-    /// `EDGENT_OFFLOAD`: oom (default), always, never.
+    /// `EDGENT_OFFLOAD`: oom (default), predict, always, never.
     pub offload: OffloadMode,
+    /// `EDGENT_LOCAL_MEMORY_MB`, in bytes: the memory the local Ollama may use, for
+    /// `predict` (default: what the machine has available).
+    pub local_memory: Option<u64>,
     /// `EDGENT_OLLAMA_ADDR`: a second address serving only the Ollama and OpenAI routes.
     pub ollama_addr: Option<SocketAddr>,
     /// `EDGENT_API_TOKEN`, or the file at `EDGENT_API_TOKEN_PATH`: the API token (see
@@ -46,13 +52,14 @@ impl FrontSettings {
         };
         let offload = match get("EDGENT_OFFLOAD").as_deref().map(str::trim) {
             None | Some("oom") => OffloadMode::Oom,
+            Some("predict") => OffloadMode::Predict,
             Some("always") => OffloadMode::Always,
             Some("never") => OffloadMode::Never,
             Some(other) => {
                 return Err(invalid(
                     "EDGENT_OFFLOAD",
                     other,
-                    "expected oom, always or never",
+                    "expected oom, predict, always or never",
                 ))
             }
         };
@@ -66,6 +73,19 @@ impl FrontSettings {
             })?),
             None => None,
         };
+        let local_memory = match get("EDGENT_LOCAL_MEMORY_MB").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(mb) if mb > 0 => Some(mb << 20),
+                _ => {
+                    return Err(invalid(
+                        "EDGENT_LOCAL_MEMORY_MB",
+                        v,
+                        "expected a whole number of MiB above 0, e.g. 2048",
+                    ))
+                }
+            },
+        };
         let token = api_token(get)?;
         let origins = get("EDGENT_ORIGINS")
             .map(|v| {
@@ -77,6 +97,7 @@ impl FrontSettings {
             .unwrap_or_default();
         Ok(FrontSettings {
             offload,
+            local_memory,
             ollama_addr,
             token,
             origins,

@@ -363,7 +363,13 @@ impl LocalNet {
         }
         if let Some(own) = &opts.agent_ollama {
             rcfg.inference.ollama_url = own.trim_end_matches('/').to_string();
-            rcfg.front.offload = crate::config::OffloadMode::Oom;
+            // The agent's call must be able to go either way (`oom` or `predict`).
+            if matches!(
+                rcfg.front.offload,
+                crate::config::OffloadMode::Always | crate::config::OffloadMode::Never
+            ) {
+                rcfg.front.offload = crate::config::OffloadMode::Oom;
+            }
         }
         let requester = match Daemon::start(rcfg.clone(), None).await {
             Ok(d) => d,

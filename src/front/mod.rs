@@ -10,7 +10,8 @@
 //! Local first ([`local`]): a request goes to the local Ollama (`OLLAMA_URL`) and its
 //! answer streams back unchanged. It goes to the mesh instead ([`offload`]) when Ollama
 //! answers out-of-memory, does not have the model, or cannot be reached
-//! (`EDGENT_OFFLOAD=oom`, the default); always (`always`); or never (`never`). A mesh
+//! (`EDGENT_OFFLOAD=oom`, the default); before Ollama runs out of memory, when the model
+//! is predicted not to fit ([`predict`], `predict`); always (`always`); or never (`never`). A mesh
 //! answer comes back in the API's own format ([`ollama`], [`openai`]). Every answer says
 //! where it ran: `X-Edgent-Ran-On: local|mesh`, and for the mesh `X-Edgent-Job` and
 //! `X-Edgent-Provider` (node id, then the ENS name when it has one). A request that goes
@@ -29,6 +30,7 @@ pub mod offload;
 pub mod ollama;
 pub mod openai;
 pub mod pin;
+pub mod predict;
 pub mod record;
 
 use std::collections::BTreeSet;
@@ -176,17 +178,28 @@ async fn generation(
     req.request.unpaid_only = !caller.may_spend();
     let started = std::time::Instant::now();
     let mode = front.settings().offload;
+    let path = uri.path_and_query().map_or(api.path(), |p| p.as_str());
+    let predicted = match mode {
+        OffloadMode::Predict => predict_offload(&front, &req.request).await,
+        _ => None,
+    };
     let why = if mode == OffloadMode::Always {
         None
+    } else if let Some(verdict) = &predicted {
+        tracing::info!(model = %req.request.model, %verdict, "not sent to the local Ollama");
+        Some((
+            Offload::OutOfMemory(verdict.to_string()),
+            None,
+            Bytes::new(),
+        ))
     } else {
-        let path = uri.path_and_query().map_or(api.path(), |p| p.as_str());
         match local::forward(
             &front.http,
             front.ollama_url(),
             reqwest::Method::POST,
             path,
             headers.get(header::CONTENT_TYPE),
-            body,
+            body.clone(),
             true,
         )
         .await
@@ -227,11 +240,53 @@ async fn generation(
         crate::requester::events::start(front.requester.clone(), req.request.clone(), req.stream);
     match delegation.await {
         Ok(ans) => mesh_response(api, &req, ans).await,
+        // The prediction may be wrong: the local Ollama gets its chance.
+        Err(e) if predicted.is_some() => {
+            tracing::info!(model = %req.request.model, mesh = %e, "the mesh did not answer a predicted offload: trying the local Ollama");
+            let forwarded = local::forward(
+                &front.http,
+                front.ollama_url(),
+                reqwest::Method::POST,
+                path,
+                headers.get(header::CONTENT_TYPE),
+                body,
+                true,
+            )
+            .await;
+            match forwarded {
+                Local::Answer(resp) => {
+                    record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
+                }
+                Local::Offload { why, status, body } => {
+                    local_failure(api, &why, status, body, Some(&e))
+                }
+            }
+        }
         Err(e) => match why {
             Some((why, status, body)) => local_failure(api, &why, status, body, Some(&e)),
             None => mesh_error(api, &e),
         },
     }
+}
+
+/// `EDGENT_OFFLOAD=predict`: whether the request should skip the local Ollama ([`predict`]).
+async fn predict_offload(
+    front: &FrontDoor,
+    req: &crate::request::DelegateRequest,
+) -> Option<predict::Verdict> {
+    let num_ctx = req
+        .options
+        .as_ref()
+        .and_then(|o| o.get("num_ctx"))
+        .and_then(serde_json::Value::as_u64);
+    predict::predict(
+        &front.http,
+        front.ollama_url(),
+        &req.model,
+        num_ctx,
+        front.settings().local_memory,
+    )
+    .await
 }
 
 /// Neither the local Ollama nor the mesh could answer: Ollama's own answer when it gave

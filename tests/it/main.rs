@@ -41,6 +41,7 @@ mod local_side;
 mod mcp;
 mod mesh_api;
 mod metrics;
+mod offload_predict;
 mod paid_failover;
 mod paid_flood;
 mod paid_flow;
