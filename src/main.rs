@@ -118,6 +118,10 @@ enum Cmd {
     /// Serve N simulated AXL nodes (a TEST AND DEMO HARNESS for AXL's local HTTP API).
     #[cfg(feature = "harness")]
     MeshSim(edgent::harness::mesh_sim::MeshSimArgs),
+    /// Serve a local chain: anvil with MockUSDC and the escrow deployed and wallets funded,
+    /// described on one JSON line (a TEST AND DEMO HARNESS).
+    #[cfg(feature = "harness")]
+    LocalChain(edgent::harness::local_chain_cli::LocalChainArgs),
     /// Zero-knowledge proofs: prove an output, verify a proof (snarkjs JSON).
     #[command(subcommand)]
     Zk(edgent::zk::cli::ZkCmd),
@@ -461,6 +465,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let cancel = CancellationToken::new();
             tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
             edgent::harness::mesh_sim::run_mesh_sim_cli(args, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "harness")]
+        Cmd::LocalChain(args) => {
+            let cancel = CancellationToken::new();
+            tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
+            edgent::harness::local_chain_cli::run_local_chain_cli(args, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Zk(cmd) => {

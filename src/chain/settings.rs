@@ -236,7 +236,9 @@ impl ChainSettings {
         if let Some(v) = get("EXPLORER_URL") {
             s.explorer_url = url_value("EXPLORER_URL", v)?;
         }
-        if let Some(v) = get("ENS_RPC_URL") {
+        // `off` turns the daemon's checks of peers' names off (`config::mesh`); the `edgent
+        // ens` commands then keep the default endpoint.
+        if let Some(v) = get("ENS_RPC_URL").filter(|v| !v.trim().eq_ignore_ascii_case("off")) {
             s.ens_rpc_url = url_value("ENS_RPC_URL", v)?;
         }
         if let Some(v) = get("CHAIN_TX_TIMEOUT_SECS") {
@@ -452,6 +454,14 @@ mod tests {
             s.wallet_signer().unwrap().address(),
             address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
         );
+    }
+
+    #[test]
+    fn ens_rpc_url_off_keeps_the_default_endpoint() {
+        let s = ChainSettings::from_lookup(lookup(&[("ENS_RPC_URL", "off")])).unwrap();
+        assert_eq!(s.ens_rpc_url, DEFAULT_ENS_RPC_URL);
+        let e = ChainSettings::from_lookup(lookup(&[("ENS_RPC_URL", "offline")])).unwrap_err();
+        assert!(e.to_string().contains("ENS_RPC_URL"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   of `edgent mesh-sim`).
 //! - [`anvil`]: a local chain: anvil from npm, a MockUSDC + EdgentEscrow deployment,
 //!   funded accounts, a test ENS, time travel.
+//! - [`local_chain_cli`]: `edgent local-chain`, that chain served to another process (the
+//!   browser test) and described on one JSON line.
 //! - [`keeperhub_emulator`]: an emulator of KeeperHub's Direct Execution API that really
 //!   executes each call on the local chain (not KeeperHub).
 //! - [`ollama_stub`]: a stub of Ollama's HTTP API that runs no model.
@@ -21,5 +23,6 @@
 pub mod anvil;
 pub mod evil_node;
 pub mod keeperhub_emulator;
+pub mod local_chain_cli;
 pub mod mesh_sim;
 pub mod ollama_stub;

@@ -1,18 +1,24 @@
 // User stories: an operator opens the requester daemon's dashboard in a browser, on a
-// desk and on a phone, while agents send it requests, and sees as pictures: the mesh (this
-// node, its peers, the hub and spoke it hangs off, who serves which model, a failed-over
-// job's path, nodes leaving and coming back), the latency of each request (local and mesh,
-// first token and total), the money, the providers' scores and why, and every request.
+// desk and on a phone, while agents send it requests, paid in USDC, and sees as pictures:
+// the mesh (this node, its peers, the hub and spoke it hangs off, who serves which model, a
+// failed-over job's path, nodes leaving and coming back), the latency of each request
+// (local and mesh, first token and total), the money (the wallet, spent and earned, a stake
+// open with its deadline, the refund of the failed-over attempt's stake), the providers'
+// scores and why, and every request.
 // The daemon has an API token: the operator opens /?token=<token> once (as `edgent
 // dashboard` prints it), the page lands on / without the token in its address, and its
 // own requests carry the cookie. The page polls only what changed (`/jobs?since=`).
 //
-// Real parts: `edgent mesh-sim` (the AXL API harness, four nodes in a tree), three `edgent
-// run` daemons as processes (a requester; a provider on the built-in demo backend; a
-// provider whose Ollama lists the model as loaded and then fails every generation, so the
-// job fails over), a small Ollama-API server in this file for the requester's local
-// Ollama and the failing provider's, `edgent demo` (anvil, the escrow, the prover) for the
-// paid job, headless Chromium from Debian driven by playwright-core. Run from the repo
+// Real parts: `edgent mesh-sim` (the AXL API harness, five nodes in a tree), `edgent
+// local-chain` (anvil from npm, MockUSDC and the escrow v4, the requester's wallet
+// funded), three `edgent run` daemons as processes, all paid through that escrow (a
+// requester; a provider on the built-in demo backend; a provider whose Ollama lists the
+// model as loaded and then fails every generation, so the job fails over and its stake is
+// refunded, and which serves a second model only when the test says so, so a stake stays
+// open meanwhile), a small Ollama-API server in this file for the requester's local
+// Ollama and the failing provider's, the real prover, `edgent demo` (anvil, the escrow,
+// the prover, two nodes) for its paid job, headless Chromium from Debian driven by
+// playwright-core. Run from the repo
 // root after `cargo build` (or `cargo test`):
 //
 //   node --test tests/browser/
@@ -47,6 +53,11 @@ const PROVIDER_SHOWN = `${PROVIDER_ENS} (unverified)`;
 const FLAKY_SHOWN = `${FLAKY_ENS} (unverified)`;
 const DEMO_MODEL = "edgent-demo";
 const LOCAL_MODEL = "tiny-local:latest";
+// Served by the flaky provider only once the test opens its gate.
+const GATED_MODEL = "gated-demo";
+const EXPLORER = "http://explorer.invalid";
+// Every paid job here costs the providers' default price: 0.01 USDC (base units).
+const PRICE_UNITS = 10_000;
 const SHOTS = process.env.EDGENT_DASHBOARD_SCREENSHOTS || join(ROOT, "target/dashboard-screenshots");
 const API_TOKEN = "b4d9c0ffee0123456789abcdef0123456789abcdef0123456789abcdef012345";
 // The page polls every 2 s: allow a few rounds (and a loaded machine) before failing.
@@ -109,6 +120,42 @@ function startMesh(n, extra = []) {
   });
 }
 
+/**
+ * `edgent local-chain`: anvil with MockUSDC and the escrow v4, dev accounts `fund` holding
+ * 100 USDC each; resolves to the line it prints ({rpc_url, chain_id, usdc, escrow,
+ * arbiter, accounts: [{index, address, key}]}).
+ */
+function startChain(fund) {
+  const child = spawn(EDGENT, ["local-chain", "--fund", fund.join(",")], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.push(child);
+  return new Promise((res, rej) => {
+    createInterface({ input: child.stdout }).once("line", (line) => res(JSON.parse(line)));
+    child.once("exit", (code) => rej(new Error(`local-chain exited with ${code} before describing its chain`)));
+    child.once("error", rej);
+  });
+}
+
+/** A daemon's settings to pay (or be paid) through `chain`'s escrow with dev account `i`. */
+function paidEnv(chain, i) {
+  return {
+    EDGENT_PAYMENTS: "on",
+    CHAIN_RPC_URL: chain.rpc_url,
+    CHAIN_ID: String(chain.chain_id),
+    ESCROW_ADDRESS: chain.escrow,
+    USDC_ADDRESS: chain.usdc,
+    WALLET_PRIVATE_KEY: chain.accounts[i].key,
+    EXPLORER_URL: EXPLORER,
+    PAYMENT_TICK_MS: "100",
+    PAYMENT_GRACE_SECS: "1",
+    // Providers trust the deployment's arbiter.
+    TRUSTED_ARBITERS: chain.arbiter,
+  };
+}
+
 /** `edgent run` with `env`, on a fresh port; resolves to its base URL once /healthz answers. */
 async function startDaemon(name, env) {
   const dataDir = tempDir(`edgent-browser-${name}-`);
@@ -161,13 +208,14 @@ after(() => Promise.all(servers.map((s) => new Promise((res) => s.close(res)))))
 /**
  * A small Ollama API on a fresh loopback port: `/api/tags` and `/api/ps` list `models`
  * (all loaded); `/api/generate` answers a listed model with `generate(model)` (an array of
- * NDJSON objects, or {status, error}) and anything else with Ollama's 404.
+ * NDJSON objects, or {status, error}, or a promise of either) and anything else with
+ * Ollama's 404.
  */
 async function fakeOllama(models, generate) {
   const server = createHttpServer((req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
-    req.on("end", () => {
+    req.on("end", async () => {
       const json = (status, v) => {
         res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
         res.end(JSON.stringify(v));
@@ -180,7 +228,7 @@ async function fakeOllama(models, generate) {
         let ask = {};
         try { ask = JSON.parse(body); } catch { return json(400, { error: "bad json" }); }
         if (!models.includes(ask.model)) return json(404, { error: `model '${ask.model}' not found` });
-        const out = generate(ask.model);
+        const out = await generate(ask.model);
         if (!Array.isArray(out)) return json(out.status, { error: out.error });
         if (ask.stream === false) return json(200, out[out.length - 1]);
         res.writeHead(200, { "content-type": "application/x-ndjson" });
@@ -253,13 +301,16 @@ async function until(page, fn, arg, what) {
   }
 }
 
-test("the dashboard draws a five-node mesh with local, mesh and failed-over requests, on a desk and on a phone", { timeout: 180_000 }, async () => {
+test("the dashboard draws a paid five-node mesh with local, paid, failed-over and open-stake requests, on a desk and on a phone", { timeout: 300_000 }, async () => {
   assert.ok(
     existsSync(EDGENT),
     `${EDGENT} is missing: build it first (cargo build, or cargo test, which scripts/test.sh runs before this test)`,
   );
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
 
+  // The chain: anvil's dev account 2 is the requester's wallet (100 USDC), 3 the good
+  // provider's, 4 the flaky provider's.
+  const chain = await startChain([2]);
   // A peering tree: node 0 the hub (the good provider), node 1 a sub-hub (an AXL node
   // alone), node 2 a spoke of the hub (the flaky provider; with these keys, the root of
   // AXL's spanning tree), node 3 a spoke of the sub-hub (the requester), node 4 a spoke of
@@ -272,12 +323,23 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     { model: LOCAL_MODEL, response: "from here", done: false },
     { model: LOCAL_MODEL, response: "", done: true, eval_count: 3 },
   ]);
-  const brokenOllama = await fakeOllama([DEMO_MODEL], () => ({ status: 500, error: "CUDA error: an illegal memory access" }));
+  // The flaky provider's Ollama: the demo model fails every generation; the gated model
+  // answers once the test opens the gate.
+  let openGate;
+  const gate = new Promise((res) => (openGate = res));
+  const brokenOllama = await fakeOllama([DEMO_MODEL, GATED_MODEL], (model) => model === GATED_MODEL
+    ? gate.then(() => [
+      { model, response: "worth ", done: false },
+      { model, response: "the wait", done: false },
+      { model, response: "", done: true, eval_count: 3 },
+    ])
+    : { status: 500, error: "CUDA error: an illegal memory access" });
   const provider = await startDaemon("provider", {
     AXL_API_URL: mesh[0].url,
     EDGENT_ROLE: "provider",
     EDGENT_ENS_NAME: PROVIDER_ENS,
     INFERENCE_BACKEND: "demo",
+    ...paidEnv(chain, 3),
   });
   const flaky = await startDaemon("flaky", {
     AXL_API_URL: mesh[2].url,
@@ -285,6 +347,7 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     EDGENT_ENS_NAME: FLAKY_ENS,
     INFERENCE_BACKEND: "ollama",
     OLLAMA_URL: brokenOllama,
+    ...paidEnv(chain, 4),
   });
   const requester = await startDaemon("requester", {
     AXL_API_URL: mesh[3].url,
@@ -292,10 +355,16 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     EDGENT_ENS_NAME: REQUESTER_ENS,
     EDGENT_API_TOKEN: API_TOKEN,
     OLLAMA_URL: localOllama,
+    ...paidEnv(chain, 2),
   });
   void provider;
   void flaky;
   const auth = { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" };
+  const delegate = async (body) => {
+    const r = await fetch(`${requester.url}/delegate`, { method: "POST", headers: auth, body: JSON.stringify({ max_price: "0.05", wait: "settled", ...body }) });
+    return [r.status, await r.json()];
+  };
+  const requesterLog = () => readFileSync(requester.log, "utf8");
 
   const context = await browser();
   try {
@@ -313,21 +382,21 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     assert.match(await page.locator("#conn").textContent(), /live/);
     await page.locator("#jobs", { hasText: "no jobs yet" }).waitFor({ timeout: UI_TIMEOUT_MS });
 
-    // 1. A delegation: the flaky provider has the model loaded, so it is tried first; its
-    // Ollama fails, and the job fails over to the other provider.
-    const resp = await fetch(`${requester.url}/delegate`, {
-      method: "POST",
-      headers: auth,
-      body: JSON.stringify({ model: DEMO_MODEL, prompt: "hello from the browser test" }),
-    });
-    const failedOver = await resp.json();
-    assert.equal(resp.status, 200, JSON.stringify(failedOver));
+    // 1. A paid delegation: the flaky provider has the model loaded, so it is tried first;
+    // its Ollama fails, it declines the stake (the decline refunds it), and the job fails
+    // over, under a fresh job id and stake, to the other provider, which is paid.
+    const [foStatus, failedOver] = await delegate({ model: DEMO_MODEL, prompt: "hello from the browser test" });
+    assert.equal(foStatus, 200, `${JSON.stringify(failedOver)}\n${requesterLog()}`);
     assert.deepEqual(
-      failedOver.attempts.map((a) => [a.provider, a.outcome]),
-      [[FLAKY, "inference_failed"], [HUB, "completed"]],
+      failedOver.attempts.map((a) => [a.provider, a.outcome, a.stake?.status]),
+      [[FLAKY, "inference_failed", "refunded"], [HUB, "completed", undefined]],
     );
+    const declined = failedOver.attempts[0];
+    assert.match(declined.stake.tx_hash, /^0x[0-9a-f]{64}$/);
+    assert.notEqual(declined.job_id, failedOver.job_id);
+    assert.deepEqual([failedOver.payment.status, failedOver.payment.amount_units], ["released", PRICE_UNITS]);
     // 2. Through the front door, streamed: the local Ollama does not have the model, so it
-    // goes to the mesh (the good provider now ranks first).
+    // goes to the mesh (the good provider now ranks first), paid too.
     const viaMesh = await fetch(`${requester.url}/api/generate`, {
       method: "POST",
       headers: auth,
@@ -336,7 +405,7 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     await viaMesh.text();
     assert.equal(viaMesh.headers.get("x-edgent-ran-on"), "mesh");
     const meshJob = viaMesh.headers.get("x-edgent-job");
-    // 3. Twice through the front door to the local Ollama, streamed and whole.
+    // 3. Twice through the front door to the local Ollama, streamed and whole: free.
     for (const stream of [true, false]) {
       const r = await fetch(`${requester.url}/api/generate`, {
         method: "POST",
@@ -348,9 +417,33 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
       assert.equal(r.headers.get("x-edgent-ran-on"), "local");
     }
 
-    // Every request, in the list: two local, two over the mesh, one of them failed over.
-    await until(page, () => document.querySelectorAll("#jobs tr[data-side]").length === 4
-      && [...document.querySelectorAll("#jobs .state")].every((s) => s.textContent === "completed"), null, "four completed requests");
+    // 4. A paid delegation the flaky provider holds: its stake stays open, with its
+    // deadline, until the test opens the gate.
+    const gated = delegate({ model: GATED_MODEL, prompt: "wait for it" });
+    await until(page, () => [...document.querySelectorAll("#stakes tr[data-job-id]")].some((tr) => tr.querySelector(".status")?.textContent === "staked"), null, "an open stake");
+    const stakes = await rows(page, "stakes");
+    assert.equal(stakes.length, 1, JSON.stringify(stakes));
+    const openJob = stakes[0].jobId;
+    const listed = await (await fetch(`${requester.url}/jobs?since=0&limit=200`, { headers: auth })).json();
+    const openRec = listed.jobs.find((j) => j.job_id === openJob && j.side === "requester");
+    assert.ok(openRec && openRec.model === GATED_MODEL && openRec.payment.stake_deadline > 0, JSON.stringify(openRec));
+    const deadline = await page.$eval("#stakes tr[data-job-id] .deadline", (td) => [td.dataset.deadline, td.textContent]);
+    assert.equal(deadline[0], String(openRec.payment.stake_deadline));
+    assert.match(deadline[1], /^\d{2}:\d{2}:\d{2}( [AP]M)? \(in \d+ (min|s)\)$/);
+    assert.deepEqual(stakes[0].cells.slice(1, 4), ["requester", "0.01 USDC", "staked"]);
+    assert.equal(await page.locator("#locked .v").textContent(), "0.01 USDC");
+    await shot(page, "money-open-stake.png", "#money-section");
+    openGate();
+    const [gatedStatus, gatedBody] = await gated;
+    assert.equal(gatedStatus, 200, `${JSON.stringify(gatedBody)}\n${requesterLog()}`);
+    assert.equal(gatedBody.job_id, openJob);
+    assert.deepEqual([gatedBody.provider.node_id, gatedBody.payment.status], [FLAKY, "released"]);
+
+    // Every request, in the list, each paid one released.
+    const released = `released · 0.01 USDC`;
+    await until(page, ([ids, want]) => document.querySelectorAll("#jobs tr[data-side=\"local\"]").length === 2
+      && ids.every((id) => document.querySelector(`#jobs tr[data-job-id="${id}"][data-side="requester"] .pay`)?.textContent === want),
+    [[failedOver.job_id, meshJob, openJob], released], "every paid request released");
     const list = await rows(page, "jobs");
     const local = list.filter((r) => r.side === "local");
     assert.equal(local.length, 2, JSON.stringify(list));
@@ -361,16 +454,27 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     const fo = list.find((r) => r.jobId === failedOver.job_id);
     assert.ok(fo, JSON.stringify(list));
     assert.deepEqual(fo.cells.slice(1, 5), ["mesh", "completed", PROVIDER_SHOWN, DEMO_MODEL]);
-    assert.equal(fo.cells[5], `2: 1. ${FLAKY_SHOWN} inference_failed → 2. ${PROVIDER_SHOWN} completed`);
+    assert.equal(fo.cells[5], `2: 1. ${FLAKY_SHOWN} inference_failed (stake refunded) → 2. ${PROVIDER_SHOWN} completed`);
     assert.equal(fo.cells[6], failedOver.output.trim());
-    assert.equal(fo.cells[8], "unpaid");
+    assert.equal(fo.cells[8], released);
     const streamed = list.find((r) => r.jobId === meshJob);
     assert.ok(streamed, `no row for ${meshJob}: ${JSON.stringify(list)}`);
     assert.deepEqual(streamed.cells.slice(1, 6), ["mesh", "completed", PROVIDER_SHOWN, DEMO_MODEL, `1: 1. ${PROVIDER_SHOWN} completed`]);
     assert.match(streamed.cells[7], /^\d+(\.\d+)? m?s \/ \d+(\.\d+)? m?s$/);
+    const held = list.find((r) => r.jobId === openJob);
+    assert.deepEqual(held.cells.slice(1, 6), ["mesh", "completed", FLAKY_SHOWN, GATED_MODEL, `1: 1. ${FLAKY_SHOWN} completed`]);
+    // The failed-over attempt keeps its own row: its own job id and stake, refunded.
+    const gone = list.find((r) => r.jobId === declined.job_id);
+    assert.ok(gone, JSON.stringify(list));
+    assert.deepEqual(gone.cells.slice(1, 9), [
+      "mesh", "failed", FLAKY_SHOWN, DEMO_MODEL, `1: 1. ${FLAKY_SHOWN} inference_failed (stake refunded)`,
+      `inference_failed: the delegation moved to job ${failedOver.job_id} (another provider, its own stake)`,
+      "— / —", "refunded · 0.01 USDC",
+    ]);
+    assert.equal(list.length, 6, JSON.stringify(list));
 
     // The mesh: this node, its two direct peers, the hub and the root behind the sub-hub,
-    // who serves what (the flaky provider's model loaded, with its price), and the
+    // who serves what (the flaky provider's models loaded, with its price), and the
     // failed-over path.
     await until(page, (n) => document.querySelectorAll("#mesh g.node").length === n, 5, "five nodes");
     const drawn = await page.$$eval("#mesh g.node", (gs) => gs.map((g) => ({
@@ -389,7 +493,10 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     // it) lists only this node's own and its peers' paths to the root, so it is known from
     // its ad.
     assert.deepEqual([byId.get(FLAKY).kind, byId.get(FLAKY).name], ["known", FLAKY_SHOWN]);
-    assert.deepEqual(byId.get(FLAKY).offers, [[DEMO_MODEL, "true", `◆ ${DEMO_MODEL} · 0.01 USDC`]]);
+    assert.deepEqual(byId.get(FLAKY).offers, [
+      [DEMO_MODEL, "true", `◆ ${DEMO_MODEL} · 0.01 USDC`],
+      [GATED_MODEL, "true", `◆ ${GATED_MODEL} · 0.01 USDC`],
+    ]);
     assert.deepEqual(byId.get(HUB).offers.map((o) => o.slice(0, 2)), [[DEMO_MODEL, "false"]]);
     assert.deepEqual(byId.get(SUB).offers, []);
     const edges = await page.$$eval("#mesh line.edge", (ls) => ls.map((l) => [l.dataset.kind, l.dataset.from, l.dataset.to]).sort());
@@ -402,41 +509,66 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     const path = await page.$$eval("#mesh path.attempt", (ps) => ps.map((p) => [p.dataset.step, p.dataset.to, p.dataset.outcome]));
     assert.deepEqual(path, [["1", FLAKY, "inference_failed"], ["2", HUB, "completed"]]);
 
-    // Latency: two local points and two mesh points, each with its first token.
+    // Latency: two local points and three mesh points, each at its total and its first
+    // token as the job records say.
+    const records = (await (await fetch(`${requester.url}/jobs?since=0&limit=200`, { headers: auth })).json()).jobs;
+    const made = records.filter((j) => (j.side === "local" || j.side === "requester") && !j.moved_to);
+    assert.equal(made.length, 5, JSON.stringify(records));
     const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => [c.dataset.jobId, c.dataset.kind, Number(c.dataset.ms)]));
+    const firsts = await page.$$eval("#latency circle.ttft", (cs) => cs.map((c) => [c.dataset.jobId, Number(c.dataset.ms)]));
+    assert.deepEqual(points.map((p) => p[0]).sort(), made.map((j) => j.job_id).sort());
+    for (const j of made) {
+      assert.deepEqual(points.find((p) => p[0] === j.job_id), [j.job_id, j.side === "local" ? "local" : "mesh", j.timings.total_ms]);
+      assert.ok(Number.isInteger(j.timings.first_token_ms), JSON.stringify(j));
+      assert.deepEqual(firsts.find((p) => p[0] === j.job_id), [j.job_id, j.timings.first_token_ms]);
+    }
     assert.equal(points.filter((p) => p[1] === "local").length, 2, JSON.stringify(points));
-    assert.equal(points.filter((p) => p[1] === "mesh").length, 2, JSON.stringify(points));
-    assert.ok(points.some((p) => p[0] === failedOver.job_id && p[2] === failedOver.timings.total_ms), JSON.stringify(points));
-    assert.equal(await page.locator("#latency circle.ttft").count(), 4);
-    assert.match(await page.locator("#phases").textContent(), /no paid job yet/);
+    assert.equal(points.filter((p) => p[1] === "mesh").length, 3, JSON.stringify(points));
+    // The phases of the newest paid job (the held one), in order.
+    assert.equal(await page.locator("#phases").getAttribute("data-job-id"), openJob);
+    const phases = await page.$$eval("#phases .phase", (ss) => ss.map((s) => s.dataset.phase));
+    assert.deepEqual(phases, ["discover", "stake", "inference", "proof", "verify", "settle"]);
 
-    // Trust: the flaky provider with its failure, the good one with its two deliveries.
+    // Trust: the good provider with its two deliveries first, the flaky one with its
+    // failure and its one delivery.
     const trust = await rows(page, "trust");
-    const bad = trust.find((r) => r.nodeId === FLAKY);
-    const good = trust.find((r) => r.nodeId === HUB);
-    assert.ok(bad && good, JSON.stringify(trust));
-    assert.deepEqual(bad.cells.slice(0, 3), [FLAKY_SHOWN, "0.50", "0 delivered · 1 failed · 0 disputed"]);
-    assert.match(bad.cells[3], /1 failure lower its success rate · .*edgent-demo loaded · price 0\.01 USDC/);
-    assert.deepEqual(good.cells.slice(0, 3), [PROVIDER_SHOWN, "1.00", "2 delivered · 0 failed · 0 disputed"]);
     assert.deepEqual(trust.map((r) => r.nodeId), [HUB, FLAKY], "the better score first");
+    const [good, bad] = trust;
+    assert.deepEqual(good.cells.slice(0, 3), [PROVIDER_SHOWN, "1.00", "2 delivered · 0 failed · 0 disputed"]);
+    assert.match(good.cells[3], /^average latency \d+(\.\d+)? m?s · no model loaded · price 0\.01 USDC · load \d+%$/);
+    assert.deepEqual(bad.cells.slice(0, 3), [FLAKY_SHOWN, "0.67", "1 delivered · 1 failed · 0 disputed"]);
+    assert.match(bad.cells[3], /^1 failure lower its success rate · average latency \d+(\.\d+)? m?s · edgent-demo, gated-demo loaded · price 0\.01 USDC · load \d+%$/);
     assert.match(await page.locator("#spotchecks").textContent(), /Spot-check results go here/);
 
-    // Money, unpaid: no wallet, nothing spent or earned, nothing staked.
-    assert.equal(await page.locator("#spent .v").textContent(), "0 USDC");
+    // Money: the wallet as people write it (100 USDC less three paid jobs; the refunded
+    // stake came back), spent three times 0.01 USDC, earned nothing (a requester), nothing
+    // staked now, and the refund of the failed-over attempt with its amount and its
+    // transaction.
+    await until(page, () => document.querySelector("#bal-usdc .v")?.textContent === "99.97 USDC", null, "the wallet's 99.97 USDC");
+    assert.match(await page.locator("#bal-eth .v").textContent(), /^9,999\.\d{1,4} ETH$/);
+    assert.equal(await page.locator("#spent .v").textContent(), "0.03 USDC");
     assert.equal(await page.locator("#earned .v").textContent(), "0 USDC");
+    assert.equal(await page.locator("#locked .v").textContent(), "0 USDC");
+    const dots = await page.$$eval("#money circle.dot.spent", (cs) => cs.map((c) => c.dataset.units));
+    assert.deepEqual(dots, ["10000", "20000", "30000"]);
     assert.match(await page.locator("#stakes").textContent(), /no open stake/);
+    const refunds = await rows(page, "refunds");
+    assert.deepEqual(refunds.map((r) => [r.jobId, ...r.cells.slice(1)]), [
+      [declined.job_id, `attempt at ${FLAKY_SHOWN}: refunded`, "0.01 USDC", short(declined.stake.tx_hash)],
+    ]);
+    assert.equal(await page.locator("#refunds a").getAttribute("href"), `${EXPLORER}/tx/${declined.stake.tx_hash}`);
 
     // Slow link: after the first poll the page asks only for what changed; with nothing
     // new, the answer carries no job.
     const quiet = await page.waitForResponse((r) => /\/jobs\?since=[1-9]\d*&/.test(r.url()), { timeout: UI_TIMEOUT_MS });
     const delta = await quiet.json();
     assert.deepEqual(delta.jobs, []);
-    assert.ok(delta.cursor >= 4, JSON.stringify(delta));
-
+    assert.ok(delta.cursor >= 5, JSON.stringify(delta));
     console.log(`screenshots: ${await shot(page, "dashboard-desktop.png")}`);
     await shot(page, "mesh.png", "#mesh-section");
     await shot(page, "latency.png", "#latency-section");
     await shot(page, "trust.png", "#trust-section");
+    await shot(page, "money.png", "#money-section");
 
     // Live: the requester's spoke leaves (its link drawn down), and comes back.
     const sim = async (what) => {
@@ -456,11 +588,24 @@ test("the dashboard draws a five-node mesh with local, mesh and failed-over requ
     await until(page, () => document.getElementById("mesh").getAttribute("viewBox") === "0 0 360 560", null, "the mesh drawn for a phone");
     const narrow = await page.evaluate(() => ({
       page: document.documentElement.scrollWidth,
+      // What sticks out: elements, and text overflowing its element.
+      wide: (() => {
+        const out = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 390)
+          .map((e) => `${e.tagName}#${e.id}.${e.className?.baseVal ?? e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+          const r = document.createRange();
+          r.selectNodeContents(t);
+          const right = r.getBoundingClientRect().right;
+          if (right > 390) out.push(`text "${t.textContent.slice(0, 40)}" in ${t.parentElement.tagName}.${t.parentElement.className} ${Math.round(right)}`);
+        }
+        return out.slice(0, 12);
+      })(),
       mesh: document.getElementById("mesh").getBoundingClientRect().width,
       thead: getComputedStyle(document.querySelector("#jobs").parentElement.querySelector("thead")).display,
       cell: getComputedStyle(document.querySelector("#jobs tr td")).display,
     }));
-    assert.ok(narrow.page <= 390, `the page is ${narrow.page} px wide on a 390 px screen`);
+    assert.ok(narrow.page <= 390, `the page is ${narrow.page} px wide on a 390 px screen: ${narrow.wide.join(", ")}`);
     assert.ok(narrow.mesh <= 390 && narrow.mesh > 300, `the mesh picture is ${narrow.mesh} px wide`);
     assert.equal(narrow.thead, "none");
     assert.equal(narrow.cell, "block");

@@ -225,10 +225,14 @@ async fn each_failure_has_its_exit_code() {
     .unwrap();
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().unwrap();
-    let (requester, _provider) = support::start_pair(
+    // The provider's API wants a token the CLI does not have.
+    let (requester, provider) = support::start_pair(
         &mesh,
         dir.path(),
-        &[("OLLAMA_URL", &ollama.url())],
+        &[
+            ("OLLAMA_URL", &ollama.url()),
+            ("EDGENT_API_TOKEN", "the-providers-own-token"),
+        ],
         &[("DISCOVERY_WINDOW_MS", "1500")],
     )
     .await;
@@ -286,6 +290,40 @@ async fn each_failure_has_its_exit_code() {
     )
     .await;
     exits(&out, 2);
+    // Without the daemon's API token: 9.
+    for view in ["status", "jobs"] {
+        let out = edgent_async(&provider.url, &[view], "").await;
+        exits(&out, 9);
+        assert!(
+            text(&out.stderr).starts_with("edgent: unauthorized: "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // The only provider's backend fails: 8.
+    ollama.set(|b| {
+        b.fail = Some((500, "the GPU fell off the bus".into()));
+        b.delay = Duration::ZERO;
+    });
+    let out = edgent_async(
+        &url,
+        &[
+            "delegate",
+            "--model",
+            "tinyllama",
+            "--timeout-ms",
+            "60000",
+            "hi",
+        ],
+        "",
+    )
+    .await;
+    exits(&out, 8);
+    assert!(
+        text(&out.stderr).starts_with("edgent: provider_failed: "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,4 +346,35 @@ async fn a_refused_payment_exits_5() {
         text(&out.stderr)
     );
     assert_eq!(w.ollama.generate_calls(), 0);
+}
+
+#[test]
+fn an_answer_that_is_not_json_exits_1() {
+    // Something else listens where the daemon should: a web page, not the API's JSON.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let body = "<html>not edgent</html>";
+        write!(
+            &stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let out = edgent(&url, &["status"], "");
+    server.join().unwrap();
+    exits(&out, 1);
+    assert!(
+        text(&out.stderr).starts_with("edgent: bad_answer: "),
+        "{}",
+        text(&out.stderr)
+    );
 }
