@@ -23,13 +23,29 @@ pub fn delta(api: Api, model: &str, text: &str) -> Value {
     v
 }
 
+/// The streamed line carrying the answer's tool calls, as Ollama streams them (before its
+/// `done` line), when it made any.
+pub fn tool_line(api: Api, model: &str, r: &DelegateResponse) -> Option<Value> {
+    if api != Api::OllamaChat || r.tool_calls.is_empty() {
+        return None;
+    }
+    let mut v = delta(api, model, "");
+    v["message"]["tool_calls"] = Value::from(r.tool_calls.clone());
+    Some(v)
+}
+
 /// The last object: `done: true`, the stats, and (`whole`) the full text when it is the
 /// only object (`stream: false`).
 pub fn done(api: Api, model: &str, r: &DelegateResponse, whole: bool) -> Value {
     let text = if whole { r.output.as_str() } else { "" };
     let mut v = json!({"model": model, "created_at": rfc3339_now()});
     match api {
-        Api::OllamaChat => v["message"] = json!({"role": "assistant", "content": text}),
+        Api::OllamaChat => {
+            v["message"] = json!({"role": "assistant", "content": text});
+            if whole && !r.tool_calls.is_empty() {
+                v["message"]["tool_calls"] = Value::from(r.tool_calls.clone());
+            }
+        }
         _ => v["response"] = Value::from(text),
     }
     v["done"] = Value::Bool(true);
@@ -79,6 +95,7 @@ mod tests {
                 wallet: None,
             },
             output: "hello".into(),
+            tool_calls: Vec::new(),
             usage: Usage {
                 prompt_tokens: Some(3),
                 completion_tokens: Some(2),

@@ -78,6 +78,7 @@ pub(crate) fn samples() -> Vec<Message> {
             messages: Some(vec![ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
+                ..Default::default()
             }]),
             stream: true,
             model_digest: Some("b".repeat(64)),
@@ -91,6 +92,7 @@ pub(crate) fn samples() -> Vec<Message> {
         Message::TaskResult(TaskResult {
             job_id: job,
             output: "world".into(),
+            tool_calls: Vec::new(),
             usage: Usage::default(),
             receipt: Some(
                 crate::protocol::receipt::ReceiptSigner::from_seed(&[1; 32]).sign(
@@ -101,6 +103,7 @@ pub(crate) fn samples() -> Vec<Message> {
                         options_json: "{}".into(),
                         prompt_hash: crate::protocol::receipt::prompt_hash("p", None),
                         output_hash: crate::protocol::receipt::output_hash("world"),
+                        tool_calls_hash: String::new(),
                         time_ms: 1,
                         signer: String::new(),
                     },
@@ -286,6 +289,7 @@ fn oversize_is_refused_both_ways() {
     let m = Message::TaskResult(TaskResult {
         job_id: JobId::new(),
         output: "x".repeat(MAX_MESSAGE_BYTES),
+        tool_calls: Vec::new(),
         usage: Usage::default(),
         receipt: None,
     });
