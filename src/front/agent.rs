@@ -392,26 +392,66 @@ mod tests {
 
     #[test]
     fn what_the_mesh_cannot_carry_is_named_and_neutral_values_are_not() {
+        // Tools, images and tool calls travel.
         let tools = parse(
             Api::OllamaChat,
-            br#"{"model":"m","tools":[{"type":"function"}],"messages":[
+            br#"{"model":"m","tools":[{"type":"function"}],"keep_alive":"5m","messages":[
                 {"role":"user","content":"hi","images":["aGk="]},
-                {"role":"assistant","content":"","tool_calls":[{"function":{"name":"f"}}]}]}"#,
+                {"role":"assistant","content":"","tool_calls":[{"function":{"name":"f"}}]},
+                {"role":"tool","content":"1","tool_name":"f"}]}"#,
         )
         .unwrap();
+        assert!(tools.uncarried.is_empty(), "{:?}", tools.uncarried);
+        let options = tools.request.options.unwrap();
+        assert_eq!(options["tools"], serde_json::json!([{"type": "function"}]));
+        assert_eq!(options["keep_alive"], "5m");
+        let msgs = tools.request.messages.unwrap();
+        assert_eq!(msgs[0].images, ["aGk="]);
         assert_eq!(
-            tools.uncarried,
-            ["tools", "messages[].images", "messages[].tool_calls"]
+            msgs[1].tool_calls,
+            [serde_json::json!({"function": {"name": "f", "arguments": {}}})]
         );
+        assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+        // OpenAI's: a data URL is an image, its tool calls' arguments JSON text, and a
+        // tool's answer names the call, whose tool is found.
         let parts = parse(
             Api::OpenAiChat,
             br#"{"model":"m","n":2,"messages":[{"role":"user","content":[
                 {"type":"text","text":"what is this"},
-                {"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]}]}"#,
+                {"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                 "function":{"name":"f","arguments":"{\"x\":1}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":"2"}]}"#,
         )
         .unwrap();
-        assert_eq!(parts.uncarried, ["n", "messages[].content[].image_url"]);
-        assert_eq!(parts.request.messages.unwrap()[0].content, "what is this");
+        assert_eq!(parts.uncarried, ["n"]);
+        let msgs = parts.request.messages.unwrap();
+        assert_eq!(msgs[0].content, "what is this");
+        assert_eq!(msgs[0].images, ["aGk="]);
+        assert_eq!(
+            msgs[1].tool_calls,
+            [serde_json::json!({"id": "c1", "function": {"name": "f", "arguments": {"x": 1}}})]
+        );
+        assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+        assert_eq!(msgs[2].tool_call_id.as_deref(), Some("c1"));
+        // An image by URL, `tool_choice: required`, and Ollama generate's `images` do not.
+        let url = parse(
+            Api::OpenAiChat,
+            br#"{"model":"m","tool_choice":"required","messages":[{"role":"user","content":[
+                {"type":"image_url","image_url":{"url":"https://example.org/a.png"}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            url.uncarried,
+            ["tool_choice", "messages[].content[].image_url"]
+        );
+        let gen = parse(Api::OllamaGenerate, br#"{"model":"m","prompt":"x","images":["aGk="]}"#);
+        assert_eq!(gen.unwrap().uncarried, ["images"]);
+        let many = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x","images":{}}}]}}"#,
+            serde_json::json!(vec!["aGk="; MAX_IMAGES + 1])
+        );
+        assert!(parse(Api::OllamaChat, many.as_bytes()).is_err(), "over the bound");
         let neutral = parse(
             Api::OpenAiChat,
             br#"{"model":"m","n":1,"tools":[],"tool_choice":"none","logprobs":false,

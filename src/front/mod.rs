@@ -1,9 +1,10 @@
 //! The front door agents already speak: Ollama's and OpenAI's HTTP APIs on the daemon.
 //!
 //! An agent points `OLLAMA_HOST` (or an OpenAI `base_url`) at edgent and changes nothing
-//! else. Routes: Ollama `POST /api/generate`, `POST /api/chat`, `GET /api/tags`,
-//! `GET /api/ps`, `POST /api/show`, `GET /api/version`; OpenAI `POST /v1/chat/completions`,
-//! `POST /v1/completions`, `GET /v1/models`. They are served on the daemon's address and,
+//! else. Routes: Ollama `POST /api/generate`, `POST /api/chat`, `POST /api/embed`,
+//! `POST /api/embeddings` ([`embed`]), `GET /api/tags`, `GET /api/ps`, `POST /api/show`,
+//! `GET /api/version`; OpenAI `POST /v1/chat/completions`, `POST /v1/completions`,
+//! `POST /v1/embeddings`, `GET /v1/models`. They are served on the daemon's address and,
 //! with `EDGENT_OLLAMA_ADDR`, on a second address that serves only them (plus Ollama's
 //! `GET /` and `HEAD /` "Ollama is running"), so `OLLAMA_HOST` can point there.
 //!

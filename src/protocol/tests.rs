@@ -268,6 +268,39 @@ fn a_newer_peers_unknown_fields_are_ignored_and_its_unknown_types_dropped() {
 }
 
 #[test]
+fn a_task_over_the_image_and_tool_call_bounds_is_refused() {
+    let task = samples().into_iter().find(|m| m.kind() == "task").unwrap();
+    let mut v: Value = serde_json::from_slice(&task.encode().unwrap()).unwrap();
+    // Within the bounds: images and tool calls travel and come back as they were.
+    let call = json!({"function": {"name": "f", "arguments": {"x": 1}}});
+    let images = vec!["aGk="; MAX_IMAGES];
+    let calls = vec![call.clone(); MAX_TOOL_CALLS];
+    v["messages"] = json!([{"role": "user", "content": "hi", "images": images},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "1", "tool_name": "f", "tool_call_id": "c1"}]);
+    let ok = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+    let Message::Task(t) = &ok else { panic!() };
+    let msgs = t.messages.as_ref().unwrap();
+    assert_eq!(msgs[0].images.len(), MAX_IMAGES);
+    assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+    assert_eq!(Message::decode(&ok.encode().unwrap()).unwrap(), ok);
+    // One more image (across messages), or one more tool call: refused.
+    v["messages"][2]["images"] = json!(["aGk="]);
+    let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+    v["messages"][2]["images"] = json!([]);
+    let calls = vec![call.clone(); MAX_TOOL_CALLS + 1];
+    v["messages"][1]["tool_calls"] = json!(calls);
+    let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+    // A result with too many tool calls too.
+    let r = json!({"v": 1, "type": "task_result", "job_id": JobId([1; 32]), "output": "",
+        "tool_calls": calls});
+    let e = Message::decode(&serde_json::to_vec(&r).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+}
+
+#[test]
 fn bad_shapes_are_refused() {
     let mut ad: Value = serde_json::from_slice(&samples()[1].encode().unwrap()).unwrap();
     ad["load"] = json!(7.0);
