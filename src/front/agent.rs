@@ -291,7 +291,8 @@ fn chat_message(m: &Value) -> Result<ChatMessage, String> {
         content,
         images,
         tool_calls,
-        tool_name: text("tool_name").or_else(|| text("name").filter(|_| m.get("tool_call_id").is_some())),
+        tool_name: text("tool_name")
+            .or_else(|| text("name").filter(|_| m.get("tool_call_id").is_some())),
         tool_call_id: text("tool_call_id"),
     })
 }
@@ -445,13 +446,19 @@ mod tests {
             url.uncarried,
             ["tool_choice", "messages[].content[].image_url"]
         );
-        let gen = parse(Api::OllamaGenerate, br#"{"model":"m","prompt":"x","images":["aGk="]}"#);
+        let gen = parse(
+            Api::OllamaGenerate,
+            br#"{"model":"m","prompt":"x","images":["aGk="]}"#,
+        );
         assert_eq!(gen.unwrap().uncarried, ["images"]);
         let many = format!(
             r#"{{"model":"m","messages":[{{"role":"user","content":"x","images":{}}}]}}"#,
             serde_json::json!(vec!["aGk="; MAX_IMAGES + 1])
         );
-        assert!(parse(Api::OllamaChat, many.as_bytes()).is_err(), "over the bound");
+        assert!(
+            parse(Api::OllamaChat, many.as_bytes()).is_err(),
+            "over the bound"
+        );
         let neutral = parse(
             Api::OpenAiChat,
             br#"{"model":"m","n":1,"tools":[],"tool_choice":"none","logprobs":false,

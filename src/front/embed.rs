@@ -238,7 +238,12 @@ async fn whole(
 }
 
 /// The vectors in the route's shape, as Ollama writes them.
-fn answer(api: EmbedApi, req: &EmbedRequest, r: &DelegateResponse, vectors: Vec<Vec<Value>>) -> Value {
+fn answer(
+    api: EmbedApi,
+    req: &EmbedRequest,
+    r: &DelegateResponse,
+    vectors: Vec<Vec<Value>>,
+) -> Value {
     let model = &req.request.model;
     let prompt_tokens = r.usage.prompt_tokens.unwrap_or(0);
     match api {
@@ -286,7 +291,11 @@ mod tests {
 
     #[test]
     fn requests_of_each_route_are_read() {
-        let e = parse(EmbedApi::Embed, br#"{"model":"m","input":"hi","dimensions":8}"#).unwrap();
+        let e = parse(
+            EmbedApi::Embed,
+            br#"{"model":"m","input":"hi","dimensions":8}"#,
+        )
+        .unwrap();
         assert_eq!(e.request.prompt, r#"["hi"]"#);
         let o = e.request.options.unwrap();
         assert_eq!(o["embed"], "embed");

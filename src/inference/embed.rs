@@ -48,7 +48,10 @@ pub fn vectors(output: &str, n: usize) -> Result<Vec<Vec<Value>>, String> {
         return Err(format!("{} vectors for {n} inputs", v.len()));
     }
     let dim = v.first().map_or(0, Vec::len);
-    if dim == 0 || v.iter().any(|e| e.len() != dim || !e.iter().all(Value::is_number)) {
+    if dim == 0
+        || v.iter()
+            .any(|e| e.len() != dim || !e.iter().all(Value::is_number))
+    {
         return Err("the vectors are not all numbers of one length".into());
     }
     Ok(v)
@@ -128,12 +131,10 @@ impl OllamaBackend {
             }
         }
         if !status.is_success() {
-            return Err(InferenceError::from_status(
-                status,
-                super::error_text(&buf),
-            ));
+            return Err(InferenceError::from_status(status, super::error_text(&buf)));
         }
-        serde_json::from_slice(&buf).map_err(|e| InferenceError::BadResponse(format!("{path}: {e}")))
+        serde_json::from_slice(&buf)
+            .map_err(|e| InferenceError::BadResponse(format!("{path}: {e}")))
     }
 }
 

@@ -168,7 +168,9 @@ impl Backend for OpenAiBackend {
         let tools = opts.is_some_and(|o| o.contains_key("tools"));
         if super::embed::kind(req).is_some()
             || tools
-            || msgs.clone().any(|m| !m.images.is_empty() || !m.tool_calls.is_empty())
+            || msgs
+                .clone()
+                .any(|m| !m.images.is_empty() || !m.tool_calls.is_empty())
         {
             return Err(InferenceError::Backend(
                 "this provider's OpenAI-compatible backend does not carry embeddings, tools or images"

@@ -195,7 +195,11 @@ mod tests {
         let (kept, dropped) = sanitize(o.as_object());
         assert!(dropped.is_empty(), "{dropped:?}");
         let kept = kept.unwrap();
-        assert_eq!(kept["keep_alive"], json!(MAX_KEEP_ALIVE_S), "never for ever");
+        assert_eq!(
+            kept["keep_alive"],
+            json!(MAX_KEEP_ALIVE_S),
+            "never for ever"
+        );
         assert_eq!(kept["tools"], json!([tool]));
         let too_many = vec![tool.clone(); MAX_TOOLS.0 + 1];
         let big = json!({"type": "object", "description": "x".repeat(MAX_TOOLS.1)});

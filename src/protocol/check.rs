@@ -1,8 +1,8 @@
 //! The field-level checks beyond what the types enforce: lengths, hex shapes, amounts.
 
 use super::{
-    Message, ResourceAd, MAX_ACCEPTS, MAX_AD_MODELS, MAX_ANNOUNCE_KNOWN, MAX_ENS_LEN,
-    MAX_IMAGES, MAX_MODEL_LEN, MAX_RELAY_HOPS, MAX_TEXT_LEN, MAX_TOOL_CALLS,
+    Message, ResourceAd, MAX_ACCEPTS, MAX_AD_MODELS, MAX_ANNOUNCE_KNOWN, MAX_ENS_LEN, MAX_IMAGES,
+    MAX_MODEL_LEN, MAX_RELAY_HOPS, MAX_TEXT_LEN, MAX_TOOL_CALLS,
 };
 
 impl Message {
@@ -85,9 +85,9 @@ impl Message {
                 Ok(())
             }
             Message::TaskChunk(_) | Message::TaskCancel(_) => Ok(()),
-            Message::TaskResult(r) if r.tool_calls.len() > MAX_TOOL_CALLS => Err(format!(
-                "more than {MAX_TOOL_CALLS} tool calls in a result"
-            )),
+            Message::TaskResult(r) if r.tool_calls.len() > MAX_TOOL_CALLS => {
+                Err(format!("more than {MAX_TOOL_CALLS} tool calls in a result"))
+            }
             Message::TaskResult(_) => Ok(()),
             Message::TaskError(m) => check_text("message", &m.message),
             Message::PaymentRequest(m) => {

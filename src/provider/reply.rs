@@ -109,13 +109,12 @@ impl Provider {
             inference_ms,
             backend: Some(self.backend.name().to_string()),
         };
-        let (msg, receipt) =
-            self.signed_result(
-                task,
-                digest.as_deref(),
-                (sent.clone(), Vec::new()),
-                usage.clone(),
-            );
+        let (msg, receipt) = self.signed_result(
+            task,
+            digest.as_deref(),
+            (sent.clone(), Vec::new()),
+            usage.clone(),
+        );
         // Best effort (the requester may have gone): the watcher sends it again.
         let _ = self.ctx.endpoint.send(&requester, &msg).await;
         let state = match error {

@@ -110,9 +110,19 @@ async fn a_providers_backend_refusal_reaches_the_agent_at_once_and_uncarried_fie
         let msg = got["error"].as_str().unwrap_or_default();
         assert!(msg.contains("does not support tools"), "{client}: {got}");
     }
-    assert_eq!(ollama.requests_to("/api/chat"), 5, "the tools reached the provider");
+    assert_eq!(
+        ollama.requests_to("/api/chat"),
+        5,
+        "the tools reached the provider"
+    );
     // What the mesh cannot carry is refused before anything is sent, naming the field.
-    let got = call(&requester, "openai", false, json!({"tool_choice": "required", "n": 2})).await;
+    let got = call(
+        &requester,
+        "openai",
+        false,
+        json!({"tool_choice": "required", "n": 2}),
+    )
+    .await;
     assert_eq!(got["status"], 400, "{got}");
     let msg = got["error"].as_str().unwrap_or_default();
     assert!(
@@ -203,13 +213,24 @@ async fn json_mode_tools_and_images_travel_through_both_official_clients() {
         json!({"messages": hello, "format": "json", "options": OPTIONS(300)}),
     )
     .await;
-    let json_text = json_mode["message"]["content"].as_str().unwrap().to_string();
+    let json_text = json_mode["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
-    let seen = direct(&ollama, "/api/chat", json!({"options": OPTIONS(8),
-        "messages": [{"role": "user", "content": "what is this", "images": [png]}]}))
+    let seen = direct(
+        &ollama,
+        "/api/chat",
+        json!({"options": OPTIONS(8),
+        "messages": [{"role": "user", "content": "what is this", "images": [png]}]}),
+    )
     .await;
-    let unseen = direct(&ollama, "/api/chat", json!({"options": OPTIONS(8),
-        "messages": [{"role": "user", "content": "what is this"}]}))
+    let unseen = direct(
+        &ollama,
+        "/api/chat",
+        json!({"options": OPTIONS(8),
+        "messages": [{"role": "user", "content": "what is this"}]}),
+    )
     .await;
     assert_ne!(
         seen["prompt_eval_count"], unseen["prompt_eval_count"],
@@ -255,19 +276,29 @@ async fn json_mode_tools_and_images_travel_through_both_official_clients() {
             // A JSON schema: the answer follows it.
             let got = api_case(&requester.url, client, stream, "schema").await;
             let text = got["text"].as_str().unwrap_or_default();
-            let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{at}: {e}: {got}"));
+            let v: Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{at}: {e}: {got}"));
             assert_eq!(v, json!({"answer": "yes"}), "{at}");
             // Tools: the model's call comes back as a tool call, and the round trip (the
             // call and the tool's answer sent back) reaches the provider whole.
             let got = api_case(&requester.url, client, stream, "tools").await;
-            let calls = got["tool_calls"].as_array().unwrap_or_else(|| panic!("{at}: {got}"));
+            let calls = got["tool_calls"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: {got}"));
             assert_eq!(calls.len(), 1, "{at}: {got}");
             assert_eq!(calls[0]["name"], "get_weather", "{at}: {got}");
-            assert_eq!(calls[0]["arguments"], json!({"city": "Paris"}), "{at}: {got}");
+            assert_eq!(
+                calls[0]["arguments"],
+                json!({"city": "Paris"}),
+                "{at}: {got}"
+            );
             assert_eq!(got["text"], "", "{at}: {got}");
             if client == "openai" {
                 assert_eq!(got["finish_reason"], "tool_calls", "{at}: {got}");
-                assert!(calls[0]["id"].as_str().is_some_and(|i| !i.is_empty()), "{at}");
+                assert!(
+                    calls[0]["id"].as_str().is_some_and(|i| !i.is_empty()),
+                    "{at}"
+                );
             }
             let back = &got["second"];
             assert_eq!(
@@ -279,7 +310,10 @@ async fn json_mode_tools_and_images_travel_through_both_official_clients() {
             // the image, over the prompt with the image in it.
             let got = api_case(&requester.url, client, stream, "image").await;
             assert_eq!(got["text"], seen["message"]["content"], "{at}: {got}");
-            assert_eq!(got["prompt_tokens"], seen["prompt_eval_count"], "{at}: {got}");
+            assert_eq!(
+                got["prompt_tokens"], seen["prompt_eval_count"],
+                "{at}: {got}"
+            );
         }
     }
     // Every call went over the mesh: 4 clients x streams, 5 chats each (json, schema, the
@@ -311,7 +345,12 @@ async fn embeddings_offload_and_are_the_providers_backends_own() {
     .await;
     let inputs = json!(["hello edge mesh", "peer"]);
     let embed = direct(&ollama, "/api/embed", json!({"input": inputs})).await;
-    let legacy = direct(&ollama, "/api/embeddings", json!({"prompt": "hello edge mesh"})).await;
+    let legacy = direct(
+        &ollama,
+        "/api/embeddings",
+        json!({"prompt": "hello edge mesh"}),
+    )
+    .await;
     let want: Vec<Value> = vec![
         embed["embeddings"][0].clone(),
         embed["embeddings"][1].clone(),
@@ -320,7 +359,11 @@ async fn embeddings_offload_and_are_the_providers_backends_own() {
     assert_eq!(want[0].as_array().map(Vec::len), Some(64), "{embed}");
 
     let got = api_case(&requester.url, "ollama", false, "embed").await;
-    assert_eq!(got["vectors"], json!(want), "Ollama's /api/embed and /api/embeddings, as the provider's Ollama answers them");
+    assert_eq!(
+        got["vectors"],
+        json!(want),
+        "Ollama's /api/embed and /api/embeddings, as the provider's Ollama answers them"
+    );
     let got = api_case(&requester.url, "openai", false, "embed").await;
     let vectors = got["vectors"].as_array().unwrap_or_else(|| panic!("{got}"));
     assert_eq!(vectors.len(), 2, "{got}");
@@ -334,7 +377,11 @@ async fn embeddings_offload_and_are_the_providers_backends_own() {
         }
     }
     assert_eq!(local.requests_to("/api/embed"), 1, "asked locally first");
-    assert_eq!(ollama.requests_to("/api/embed"), 1 + 2, "one direct, two over the mesh");
+    assert_eq!(
+        ollama.requests_to("/api/embed"),
+        1 + 2,
+        "one direct, two over the mesh"
+    );
     let jobs = requester.get("/jobs").await;
     let done: Vec<&Value> = jobs
         .as_array()
