@@ -110,6 +110,34 @@ mod tests {
     }
 
     #[test]
+    fn tool_calls_come_back_in_each_apis_shape() {
+        let mut r = resp();
+        r.output.clear();
+        r.tool_calls = vec![json!({"id": "call_1", "function": {"index": 0,
+            "name": "get_weather", "arguments": {"city": "Paris"}}})];
+        let whole = done(Api::OllamaChat, "m", &r, true);
+        assert_eq!(whole["message"]["tool_calls"], json!(r.tool_calls));
+        let line = tool_line(Api::OllamaChat, "m", &r).unwrap();
+        assert_eq!(line["message"]["tool_calls"], json!(r.tool_calls));
+        assert_eq!(line["done"], false);
+        assert!(done(Api::OllamaChat, "m", &r, false)["message"]
+            .get("tool_calls")
+            .is_none());
+        use crate::front::openai;
+        let o = openai::whole(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        let c = &o["choices"][0];
+        assert_eq!(c["finish_reason"], "tool_calls");
+        let call = &c["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "call_1");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
+        let chunk = openai::tool_chunk(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        assert_eq!(chunk["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        let last = openai::last_chunk(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
     fn shapes_match_ollamas() {
         let d = delta(Api::OllamaChat, "m", "hi");
         assert_eq!(d["message"]["content"], "hi");

@@ -8,8 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::ollama::MAX_OUTPUT_BYTES;
-use super::{GenerateOutput, GenerateRequest, InferenceError, OllamaBackend};
+use super::{GenerateOutput, GenerateRequest, InferenceError};
 
 /// The options key that makes a task an embedding, with the Ollama endpoint as its value.
 pub const EMBED: &str = "embed";
@@ -57,7 +56,17 @@ pub fn vectors(output: &str, n: usize) -> Result<Vec<Vec<Value>>, String> {
     Ok(v)
 }
 
-impl OllamaBackend {
+/// An Ollama at `base` through `http`, with the most bytes an answer may have.
+pub(super) struct Ollama<'a> {
+    /// The HTTP client.
+    pub http: &'a reqwest::Client,
+    /// Its base URL.
+    pub base: &'a str,
+    /// The most bytes an answer may have.
+    pub limit: usize,
+}
+
+impl Ollama<'_> {
     /// Run an embedding task on Ollama's `/api/embed` (or `/api/embeddings`, one input
     /// at a time), the vectors as the output's JSON.
     pub(super) async fn embed(
@@ -108,7 +117,7 @@ impl OllamaBackend {
         })
     }
 
-    /// POST `body` to `path` and read the JSON answer, at most [`MAX_OUTPUT_BYTES`].
+    /// POST `body` to `path` and read the JSON answer, at most `limit` bytes.
     async fn post_json(&self, path: &str, body: &Value) -> Result<Value, InferenceError> {
         use futures_util::StreamExt;
         let resp = self
@@ -124,9 +133,10 @@ impl OllamaBackend {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| InferenceError::Backend(format!("{path}: {e}")))?;
             buf.extend_from_slice(&chunk);
-            if buf.len() > MAX_OUTPUT_BYTES {
+            if buf.len() > self.limit {
                 return Err(InferenceError::BadResponse(format!(
-                    "{path}: the answer exceeds {MAX_OUTPUT_BYTES} bytes"
+                    "{path}: the answer exceeds {} bytes",
+                    self.limit
                 )));
             }
         }

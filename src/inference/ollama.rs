@@ -19,8 +19,8 @@ pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 /// Ollama at a base URL such as `http://127.0.0.1:11434`.
 #[derive(Debug, Clone)]
 pub struct OllamaBackend {
-    pub(super) base: String,
-    pub(super) http: reqwest::Client,
+    base: String,
+    http: reqwest::Client,
     weights: std::sync::Arc<super::weights::WeightsCache>,
 }
 
@@ -193,7 +193,12 @@ impl Backend for OllamaBackend {
         deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<GenerateOutput, InferenceError> {
         if let Some(kind) = super::embed::kind(req) {
-            return self.embed(req, kind).await;
+            let ollama = super::embed::Ollama {
+                http: &self.http,
+                base: &self.base,
+                limit: MAX_OUTPUT_BYTES,
+            };
+            return ollama.embed(req, kind).await;
         }
         let (path, mut body) = match &req.messages {
             Some(msgs) => (
