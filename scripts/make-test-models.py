@@ -19,6 +19,12 @@ writes, deterministically (same bytes every run):
                            OLLAMA_CONTEXT_LENGTH=268435456. Imported from this one Modelfile,
                            it has the same digest on every Ollama: the very model a requester
                            holds and cannot run, and a provider can
+  OUT_DIR/tools.Modelfile  FROM tiny.gguf with a TEMPLATE that uses .Tools and .ToolCalls, so
+                           Ollama says the model supports tools and parses a JSON object
+                           {"name": ..., "arguments": {...}} in its output as a tool call.
+                           The random weights emit one deterministically when the request's
+                           `format` is a JSON schema that allows only that call (Ollama's
+                           grammar then forces every byte but white space)
 
 Import them with `ollama create NAME -f OUT_DIR/tiny.Modelfile` (the Rust test helper
 tests/it/support/ollama.rs does so as `edgent-tiny` and `edgent-huge`). Needs the PyPI
@@ -153,7 +159,24 @@ def main():
         f"FROM {os.path.join(os.path.abspath(out), 'huge.gguf')}\n"
         "PARAMETER num_thread 1\n",
     )
+    write_file(
+        os.path.join(out, "tools.Modelfile"),
+        f"FROM {os.path.join(os.path.abspath(out), 'tiny.gguf')}\n"
+        "PARAMETER num_thread 1\n"
+        f"PARAMETER num_ctx {TINY_CTX}\n"
+        f'TEMPLATE """{TOOLS_TEMPLATE}"""\n',
+    )
     print(out)
+
+
+# A chat template with tools: the tools' names, then each message (an assistant's tool
+# calls as the JSON objects the model would write), then the assistant's turn.
+TOOLS_TEMPLATE = (
+    "{{- if .Tools }}Tools: {{ range .Tools }}{{ .Function.Name }} {{ end }}\n{{ end }}"
+    "{{- range .Messages }}{{ .Role }}: {{ .Content }}"
+    '{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}{{ end }}\n'
+    "{{ end }}assistant: "
+)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@
 //!   checks, model digests and `name@sha256:` pins, the providers' signed receipts and
 //!   their check, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
-//!   backend).
+//!   backend), and embeddings as a task.
 //! - [`jobs`]: job records, their state machine and payment states, the attempts, error
 //!   codes and spot checks they record, persisted in SQLite with a change cursor
 //!   (`/jobs?since=`).
@@ -55,8 +55,9 @@
 //! - [`cli`]: the command line's client side: `edgent delegate` (streamed, a chat, JSON),
 //!   `status` and `jobs` for a terminal, and their exit codes.
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
-//!   first and the mesh on out-of-memory (pinned to the local model's digest); what the
-//!   local Ollama answers is recorded as a `local` job.
+//!   first and the mesh on out-of-memory (pinned to the local model's digest), generation
+//!   (with tools, images, JSON mode) and embeddings; what the local Ollama answers is
+//!   recorded as a `local` job.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.

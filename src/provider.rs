@@ -563,8 +563,12 @@ impl Provider {
                     out.text.clone()
                 };
                 let digest = self.served_digest(&req.model);
-                let (msg, receipt) =
-                    self.signed_result(&task, digest.as_deref(), delivered, usage.clone());
+                let (msg, receipt) = self.signed_result(
+                    &task,
+                    digest.as_deref(),
+                    (delivered, out.tool_calls.clone()),
+                    usage.clone(),
+                );
                 let sent = self.deliver(&requester, &msg, deadline_ms).await;
                 let (state, err) = match &sent {
                     Ok(()) => (JobState::Completed, None),

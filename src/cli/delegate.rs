@@ -63,6 +63,7 @@ pub async fn chat(
         messages.push(ChatMessage {
             role: "user".into(),
             content: line,
+            ..Default::default()
         });
         req.messages = Some(messages.clone());
         match ask(api, &req, out).await {
@@ -71,6 +72,7 @@ pub async fn chat(
                 messages.push(ChatMessage {
                     role: "assistant".into(),
                     content: answer["output"].as_str().unwrap_or_default().to_string(),
+                    ..Default::default()
                 });
             }
             Err(e) => return print_failure(&e, out),

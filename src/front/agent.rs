@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::ChatMessage;
+use crate::protocol::{ChatMessage, MAX_IMAGES, MAX_TOOL_CALLS};
 use crate::request::DelegateRequest;
 
 /// The four generation routes.
@@ -54,9 +54,10 @@ pub struct AgentRequest {
 }
 
 /// Top-level fields the mesh path does not carry, with the values that are the same as
-/// leaving them out (a `false` `raw`, an empty `tools`, `tool_choice: "none"`, `n: 1`).
-const UNCARRIED: [&str; 13] = [
-    "tools",
+/// leaving them out (a `false` `raw`, `tool_choice: "none"` or `"auto"`, `n: 1`).
+/// (`tools`, a message's `images`, `tool_calls`, `tool_name` and `tool_call_id`, and
+/// OpenAI's `image_url` parts holding a `data:` URL do travel.)
+const UNCARRIED: [&str; 12] = [
     "tool_choice",
     "functions",
     "function_call",
@@ -78,7 +79,7 @@ pub fn uncarried(obj: &Map<String, Value>) -> Vec<String> {
         (_, Value::Null) | (_, Value::Bool(false)) => true,
         (_, Value::Array(a)) if a.is_empty() => true,
         (_, Value::String(s)) if s.is_empty() => true,
-        ("tool_choice", Value::String(s)) => s == "none",
+        ("tool_choice", Value::String(s)) => s == "none" || s == "auto",
         ("n", n) => n.as_u64() == Some(1),
         _ => false,
     };
@@ -93,12 +94,6 @@ pub fn uncarried(obj: &Map<String, Value>) -> Vec<String> {
         .into_iter()
         .flatten()
     {
-        for key in ["images", "tool_calls", "tool_name", "tool_call_id"] {
-            let field = format!("messages[].{key}");
-            if m.get(key).is_some_and(|v| !neutral(key, v)) && !out.contains(&field) {
-                out.push(field);
-            }
-        }
         let parts = m
             .get("content")
             .and_then(Value::as_array)
@@ -107,12 +102,23 @@ pub fn uncarried(obj: &Map<String, Value>) -> Vec<String> {
         for p in parts {
             let kind = p.get("type").and_then(Value::as_str).unwrap_or("text");
             let field = format!("messages[].content[].{kind}");
-            if kind != "text" && !out.contains(&field) {
+            let carried = kind == "text" || (kind == "image_url" && data_url(p).is_some());
+            if !carried && !out.contains(&field) {
                 out.push(field);
             }
         }
     }
     out
+}
+
+/// The base64 of an OpenAI `image_url` part holding a `data:image/...;base64,` URL (the
+/// only images Ollama's own OpenAI layer takes).
+fn data_url(part: &Value) -> Option<&str> {
+    let url = part.get("image_url")?;
+    let url = url.get("url").unwrap_or(url).as_str()?;
+    let rest = url.strip_prefix("data:image/")?;
+    let (_, b64) = rest.split_once(";base64,")?;
+    Some(b64)
 }
 
 fn bad(msg: impl Into<String>) -> String {
@@ -147,6 +153,25 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(bad("options must be an object")),
     };
+    // Tools and `keep_alive` travel with the options too (bounded there, and here so
+    // the agent hears of a bound rather than losing its tools).
+    if let Some(tools) = obj.get("tools").filter(|t| !t.is_null()) {
+        let (most, bytes) = crate::inference::options::MAX_TOOLS;
+        let list = tools
+            .as_array()
+            .ok_or_else(|| bad("tools must be a list"))?;
+        if list.len() > most || serde_json::to_vec(tools).map_or(0, |b| b.len()) > bytes {
+            return Err(bad(format!(
+                "the mesh carries at most {most} tools in {bytes} bytes"
+            )));
+        }
+        if !list.is_empty() {
+            options.insert("tools".into(), tools.clone());
+        }
+    }
+    if let Some(v) = obj.get("keep_alive").filter(|v| !v.is_null()) {
+        options.insert("keep_alive".into(), v.clone());
+    }
     if api.openai() {
         openai_options(obj, &mut options);
     } else {
@@ -178,9 +203,27 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
                 .get("messages")
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad("messages must be a list"))?;
-            let mut msgs = Vec::with_capacity(raw.len());
+            let mut msgs: Vec<ChatMessage> = Vec::with_capacity(raw.len());
             for m in raw {
-                msgs.push(chat_message(m)?);
+                let mut msg = chat_message(m)?;
+                // OpenAI's tool answer names only the call: the tool is the one that call
+                // named, as Ollama's own OpenAI layer finds it.
+                if let (Some(id), None) = (&msg.tool_call_id, &msg.tool_name) {
+                    msg.tool_name = msgs
+                        .iter()
+                        .flat_map(|m| &m.tool_calls)
+                        .find(|c| c.get("id").and_then(Value::as_str) == Some(id.as_str()))
+                        .and_then(|c| c["function"]["name"].as_str())
+                        .map(String::from);
+                }
+                msgs.push(msg);
+            }
+            let images: usize = msgs.iter().map(|m| m.images.len()).sum();
+            let calls = msgs.iter().map(|m| m.tool_calls.len()).max().unwrap_or(0);
+            if images > MAX_IMAGES || calls > MAX_TOOL_CALLS {
+                return Err(bad(format!(
+                    "the mesh carries at most {MAX_IMAGES} images and {MAX_TOOL_CALLS} tool calls a message"
+                )));
             }
             (String::new(), Some(msgs))
         }
@@ -206,24 +249,75 @@ pub fn parse(api: Api, body: &[u8]) -> Result<AgentRequest, String> {
     })
 }
 
-/// One chat message; OpenAI's content may be a list of parts, of which the text is kept.
+/// One chat message, in either API's shape, as Ollama's chat takes it: OpenAI's content may
+/// be a list of parts (the text kept, `data:` image URLs as images), its tool calls carry
+/// their arguments as JSON text (Ollama's as an object).
 fn chat_message(m: &Value) -> Result<ChatMessage, String> {
     let role = m
         .get("role")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("every message needs a role"))?
         .to_string();
+    let mut images: Vec<String> = match m.get("images") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|i| i.as_str().map(String::from))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("images must be base64 strings"))?,
+        Some(_) => return Err(bad("images must be a list")),
+    };
     let content = match m.get("content") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
+        Some(Value::Array(parts)) => {
+            images.extend(parts.iter().filter_map(data_url).map(String::from));
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("")
+        }
         Some(_) => return Err(bad("message content must be a string")),
     };
-    Ok(ChatMessage { role, content })
+    let tool_calls = match m.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => calls.iter().map(tool_call).collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("tool_calls must be a list")),
+    };
+    let text = |key: &str| m.get(key).and_then(Value::as_str).map(String::from);
+    Ok(ChatMessage {
+        role,
+        content,
+        images,
+        tool_calls,
+        tool_name: text("tool_name")
+            .or_else(|| text("name").filter(|_| m.get("tool_call_id").is_some())),
+        tool_call_id: text("tool_call_id"),
+    })
+}
+
+/// A tool call in Ollama's shape (`{id?, function: {name, arguments: {...}}}`), from
+/// either API's: OpenAI's `arguments` is JSON text.
+fn tool_call(c: &Value) -> Result<Value, String> {
+    let f = c
+        .get("function")
+        .ok_or_else(|| bad("a tool call needs a function"))?;
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("a tool call needs a function name"))?;
+    let arguments = match f.get("arguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::String(s)) => serde_json::from_str(s)
+            .map_err(|e| bad(format!("a tool call's arguments must be JSON: {e}")))?,
+        Some(v) => v.clone(),
+    };
+    let mut out = serde_json::json!({"function": {"name": name, "arguments": arguments}});
+    if let Some(id) = c.get("id").filter(|i| i.is_string()) {
+        out["id"] = id.clone();
+    }
+    Ok(out)
 }
 
 /// OpenAI's sampling fields as Ollama's options, as Ollama's own OpenAI layer maps them.
@@ -299,26 +393,72 @@ mod tests {
 
     #[test]
     fn what_the_mesh_cannot_carry_is_named_and_neutral_values_are_not() {
+        // Tools, images and tool calls travel.
         let tools = parse(
             Api::OllamaChat,
-            br#"{"model":"m","tools":[{"type":"function"}],"messages":[
+            br#"{"model":"m","tools":[{"type":"function"}],"keep_alive":"5m","messages":[
                 {"role":"user","content":"hi","images":["aGk="]},
-                {"role":"assistant","content":"","tool_calls":[{"function":{"name":"f"}}]}]}"#,
+                {"role":"assistant","content":"","tool_calls":[{"function":{"name":"f"}}]},
+                {"role":"tool","content":"1","tool_name":"f"}]}"#,
         )
         .unwrap();
+        assert!(tools.uncarried.is_empty(), "{:?}", tools.uncarried);
+        let options = tools.request.options.unwrap();
+        assert_eq!(options["tools"], serde_json::json!([{"type": "function"}]));
+        assert_eq!(options["keep_alive"], "5m");
+        let msgs = tools.request.messages.unwrap();
+        assert_eq!(msgs[0].images, ["aGk="]);
         assert_eq!(
-            tools.uncarried,
-            ["tools", "messages[].images", "messages[].tool_calls"]
+            msgs[1].tool_calls,
+            [serde_json::json!({"function": {"name": "f", "arguments": {}}})]
         );
+        assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+        // OpenAI's: a data URL is an image, its tool calls' arguments JSON text, and a
+        // tool's answer names the call, whose tool is found.
         let parts = parse(
             Api::OpenAiChat,
             br#"{"model":"m","n":2,"messages":[{"role":"user","content":[
                 {"type":"text","text":"what is this"},
-                {"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]}]}"#,
+                {"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                 "function":{"name":"f","arguments":"{\"x\":1}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":"2"}]}"#,
         )
         .unwrap();
-        assert_eq!(parts.uncarried, ["n", "messages[].content[].image_url"]);
-        assert_eq!(parts.request.messages.unwrap()[0].content, "what is this");
+        assert_eq!(parts.uncarried, ["n"]);
+        let msgs = parts.request.messages.unwrap();
+        assert_eq!(msgs[0].content, "what is this");
+        assert_eq!(msgs[0].images, ["aGk="]);
+        assert_eq!(
+            msgs[1].tool_calls,
+            [serde_json::json!({"id": "c1", "function": {"name": "f", "arguments": {"x": 1}}})]
+        );
+        assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+        assert_eq!(msgs[2].tool_call_id.as_deref(), Some("c1"));
+        // An image by URL, `tool_choice: required`, and Ollama generate's `images` do not.
+        let url = parse(
+            Api::OpenAiChat,
+            br#"{"model":"m","tool_choice":"required","messages":[{"role":"user","content":[
+                {"type":"image_url","image_url":{"url":"https://example.org/a.png"}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            url.uncarried,
+            ["tool_choice", "messages[].content[].image_url"]
+        );
+        let gen = parse(
+            Api::OllamaGenerate,
+            br#"{"model":"m","prompt":"x","images":["aGk="]}"#,
+        );
+        assert_eq!(gen.unwrap().uncarried, ["images"]);
+        let many = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x","images":{}}}]}}"#,
+            serde_json::json!(vec!["aGk="; MAX_IMAGES + 1])
+        );
+        assert!(
+            parse(Api::OllamaChat, many.as_bytes()).is_err(),
+            "over the bound"
+        );
         let neutral = parse(
             Api::OpenAiChat,
             br#"{"model":"m","n":1,"tools":[],"tool_choice":"none","logprobs":false,

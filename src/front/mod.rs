@@ -1,9 +1,10 @@
 //! The front door agents already speak: Ollama's and OpenAI's HTTP APIs on the daemon.
 //!
 //! An agent points `OLLAMA_HOST` (or an OpenAI `base_url`) at edgent and changes nothing
-//! else. Routes: Ollama `POST /api/generate`, `POST /api/chat`, `GET /api/tags`,
-//! `GET /api/ps`, `POST /api/show`, `GET /api/version`; OpenAI `POST /v1/chat/completions`,
-//! `POST /v1/completions`, `GET /v1/models`. They are served on the daemon's address and,
+//! else. Routes: Ollama `POST /api/generate`, `POST /api/chat`, `POST /api/embed`,
+//! `POST /api/embeddings` ([`embed`]), `GET /api/tags`, `GET /api/ps`, `POST /api/show`,
+//! `GET /api/version`; OpenAI `POST /v1/chat/completions`, `POST /v1/completions`,
+//! `POST /v1/embeddings`, `GET /v1/models`. They are served on the daemon's address and,
 //! with `EDGENT_OLLAMA_ADDR`, on a second address that serves only them (plus Ollama's
 //! `GET /` and `HEAD /` "Ollama is running"), so `OLLAMA_HOST` can point there.
 //!
@@ -23,6 +24,7 @@
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
 
 pub mod agent;
+pub mod embed;
 pub mod headers;
 
 pub mod local;
@@ -116,6 +118,9 @@ pub fn router(front: Arc<FrontDoor>) -> Router {
         .route("/v1/chat/completions", generation_route(Api::OpenAiChat))
         .route("/v1/completions", generation_route(Api::OpenAiCompletion))
         .route("/v1/models", get(models))
+        .route("/api/embed", embed::route(embed::EmbedApi::Embed))
+        .route("/api/embeddings", embed::route(embed::EmbedApi::Embeddings))
+        .route("/v1/embeddings", embed::route(embed::EmbedApi::OpenAi))
         .with_state(front)
 }
 
@@ -347,13 +352,23 @@ async fn mesh_response(api: Api, req: &AgentRequest, ans: MeshAnswer) -> Respons
         let stream = events.map(move |ev| -> Result<Bytes, std::convert::Infallible> {
             let bytes: Vec<u8> = match (api.openai(), ev) {
                 (false, MeshEvent::Delta(t)) => ollama::line(&ollama::delta(api, &model, &t)),
-                (false, MeshEvent::Done(r)) => ollama::line(&ollama::done(api, &model, &r, false)),
+                (false, MeshEvent::Done(r)) => {
+                    let mut b = ollama::tool_line(api, &model, &r)
+                        .map(|v| ollama::line(&v))
+                        .unwrap_or_default();
+                    b.extend(ollama::line(&ollama::done(api, &model, &r, false)));
+                    b
+                }
                 (false, MeshEvent::Failed(e)) => ollama::line(&ollama::error(&e.to_string())),
                 (true, MeshEvent::Delta(t)) => {
                     openai::event(&openai::chunk(api, &id, &model, &t, None))
                 }
                 (true, MeshEvent::Done(r)) => {
-                    let mut b = openai::event(&openai::last_chunk(api, &id, &model, &r));
+                    let mut b = Vec::new();
+                    if !r.tool_calls.is_empty() {
+                        b.extend(openai::event(&openai::tool_chunk(api, &id, &model, &r)));
+                    }
+                    b.extend(openai::event(&openai::last_chunk(api, &id, &model, &r)));
                     if include_usage {
                         b.extend(openai::event(&openai::usage_chunk(api, &id, &model, &r)));
                     }

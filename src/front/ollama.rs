@@ -23,13 +23,29 @@ pub fn delta(api: Api, model: &str, text: &str) -> Value {
     v
 }
 
+/// The streamed line carrying the answer's tool calls, as Ollama streams them (before its
+/// `done` line), when it made any.
+pub fn tool_line(api: Api, model: &str, r: &DelegateResponse) -> Option<Value> {
+    if api != Api::OllamaChat || r.tool_calls.is_empty() {
+        return None;
+    }
+    let mut v = delta(api, model, "");
+    v["message"]["tool_calls"] = Value::from(r.tool_calls.clone());
+    Some(v)
+}
+
 /// The last object: `done: true`, the stats, and (`whole`) the full text when it is the
 /// only object (`stream: false`).
 pub fn done(api: Api, model: &str, r: &DelegateResponse, whole: bool) -> Value {
     let text = if whole { r.output.as_str() } else { "" };
     let mut v = json!({"model": model, "created_at": rfc3339_now()});
     match api {
-        Api::OllamaChat => v["message"] = json!({"role": "assistant", "content": text}),
+        Api::OllamaChat => {
+            v["message"] = json!({"role": "assistant", "content": text});
+            if whole && !r.tool_calls.is_empty() {
+                v["message"]["tool_calls"] = Value::from(r.tool_calls.clone());
+            }
+        }
         _ => v["response"] = Value::from(text),
     }
     v["done"] = Value::Bool(true);
@@ -79,6 +95,7 @@ mod tests {
                 wallet: None,
             },
             output: "hello".into(),
+            tool_calls: Vec::new(),
             usage: Usage {
                 prompt_tokens: Some(3),
                 completion_tokens: Some(2),
@@ -90,6 +107,34 @@ mod tests {
             payment: None,
             attempts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn tool_calls_come_back_in_each_apis_shape() {
+        let mut r = resp();
+        r.output.clear();
+        r.tool_calls = vec![json!({"id": "call_1", "function": {"index": 0,
+            "name": "get_weather", "arguments": {"city": "Paris"}}})];
+        let whole = done(Api::OllamaChat, "m", &r, true);
+        assert_eq!(whole["message"]["tool_calls"], json!(r.tool_calls));
+        let line = tool_line(Api::OllamaChat, "m", &r).unwrap();
+        assert_eq!(line["message"]["tool_calls"], json!(r.tool_calls));
+        assert_eq!(line["done"], false);
+        assert!(done(Api::OllamaChat, "m", &r, false)["message"]
+            .get("tool_calls")
+            .is_none());
+        use crate::front::openai;
+        let o = openai::whole(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        let c = &o["choices"][0];
+        assert_eq!(c["finish_reason"], "tool_calls");
+        let call = &c["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "call_1");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
+        let chunk = openai::tool_chunk(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        assert_eq!(chunk["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        let last = openai::last_chunk(Api::OpenAiChat, "chatcmpl-1", "m", &r);
+        assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

@@ -68,15 +68,56 @@ pub fn usage_chunk(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Val
     v
 }
 
+/// The answer's tool calls in OpenAI's shape (`{id, index, type: "function", function:
+/// {name, arguments}}`, the arguments as JSON text), as Ollama's OpenAI layer writes them.
+pub fn tool_calls(id: &str, r: &DelegateResponse) -> Vec<Value> {
+    r.tool_calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let f = &c["function"];
+            let args = match &f["arguments"] {
+                Value::String(s) => s.clone(),
+                Value::Null => "{}".to_string(),
+                other => other.to_string(),
+            };
+            let call_id = c["id"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| format!("call_{id}_{i}"));
+            json!({"id": call_id, "index": i, "type": "function",
+                "function": {"name": f["name"], "arguments": args}})
+        })
+        .collect()
+}
+
+/// Why the answer ended: `tool_calls` when it called tools, else `stop`.
+fn finish(r: &DelegateResponse) -> &'static str {
+    if r.tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    }
+}
+
+/// The streamed chunk carrying the answer's tool calls (sent before the last one).
+pub fn tool_chunk(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
+    let mut v = chunk(api, id, model, "", None);
+    v["choices"][0]["delta"]["tool_calls"] = Value::from(tool_calls(id, r));
+    v
+}
+
 /// The whole answer as one object (`stream: false`).
 pub fn whole(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
     let mut v = base(api, id, model, false);
     v["choices"] = match api {
-        Api::OpenAiChat => json!([{
-            "index": 0,
-            "message": {"role": "assistant", "content": r.output},
-            "finish_reason": "stop",
-        }]),
+        Api::OpenAiChat => {
+            let mut message = json!({"role": "assistant", "content": r.output});
+            if !r.tool_calls.is_empty() {
+                message["tool_calls"] = Value::from(tool_calls(id, r));
+            }
+            json!([{"index": 0, "message": message, "finish_reason": finish(r)}])
+        }
         _ => json!([{"text": r.output, "index": 0, "finish_reason": "stop"}]),
     };
     v["usage"] = usage(r);
@@ -86,9 +127,10 @@ pub fn whole(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
     v
 }
 
-/// The last streamed chunk (`finish_reason: stop`), with the paid answer's receipt.
+/// The last streamed chunk (`finish_reason: stop`, or `tool_calls`), with the paid
+/// answer's receipt.
 pub fn last_chunk(api: Api, id: &str, model: &str, r: &DelegateResponse) -> Value {
-    let mut v = chunk(api, id, model, "", Some("stop"));
+    let mut v = chunk(api, id, model, "", Some(finish(r)));
     if let Some(x) = receipt(r) {
         v["edgent"] = x;
     }

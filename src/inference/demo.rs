@@ -45,6 +45,7 @@ impl Backend for DemoBackend {
             completion_tokens: Some(text.split_whitespace().count() as u64),
             prompt_tokens: Some(words as u64),
             text,
+            tool_calls: Vec::new(),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! Ollama's API for tests is in the test harness, `crate::harness::ollama_stub`.)
 
 pub mod demo;
+pub mod embed;
 pub mod ollama;
 pub mod openai;
 pub mod options;
@@ -27,18 +28,22 @@ pub struct GenerateRequest {
     pub model: String,
     /// The prompt.
     pub prompt: String,
-    /// Backend options, passed through (Ollama's `options`; the `format` and `think` keys
-    /// are sent as Ollama's top-level fields).
+    /// Backend options, passed through (Ollama's `options`; the `format`, `think`, `tools`
+    /// and `keep_alive` keys are sent as Ollama's top-level fields, and `embed` makes it an
+    /// embedding, [`embed`]).
     pub options: Option<Map<String, Value>>,
     /// A chat instead of a prompt: the conversation, through the backend's chat API.
     pub messages: Option<Vec<ChatMessage>>,
 }
 
 /// One generation result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerateOutput {
     /// The generated text.
     pub text: String,
+    /// The tool calls the model made (Ollama's shape), at most
+    /// [`crate::protocol::MAX_TOOL_CALLS`].
+    pub tool_calls: Vec<Value>,
     /// Tokens in the prompt, when the backend says.
     pub prompt_tokens: Option<u64>,
     /// Tokens generated, when the backend says.
@@ -173,11 +178,7 @@ pub(crate) async fn fold_lines(
     mut apply: impl FnMut(&[u8], &mut GenerateOutput) -> Result<bool, InferenceError>,
 ) -> Result<GenerateOutput, InferenceError> {
     use futures_util::StreamExt;
-    let mut out = GenerateOutput {
-        text: String::new(),
-        prompt_tokens: None,
-        completion_tokens: None,
-    };
+    let mut out = GenerateOutput::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut stream = resp.bytes_stream();
     let mut done = false;
@@ -198,7 +199,7 @@ pub(crate) async fn fold_lines(
     if !buf.is_empty() {
         done |= apply(&buf, &mut out)?;
     }
-    if !done && out.text.is_empty() {
+    if !done && out.text.is_empty() && out.tool_calls.is_empty() {
         return Err(InferenceError::BadResponse(unfinished.into()));
     }
     if !done {

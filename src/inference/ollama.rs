@@ -63,6 +63,8 @@ fn detail(s: Option<String>) -> Option<String> {
 struct ChatDelta {
     #[serde(default)]
     content: String,
+    #[serde(default)]
+    tool_calls: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -108,8 +110,8 @@ fn error_text(body: &str) -> String {
 }
 
 /// Keys of a request's options that Ollama takes as top-level fields of the generation
-/// request, not in `options`.
-const TOP_LEVEL_OPTIONS: [&str; 2] = ["format", "think"];
+/// request, not in `options` (`tools` only on `/api/chat`).
+const TOP_LEVEL_OPTIONS: [&str; 4] = ["format", "think", "tools", "keep_alive"];
 
 impl OllamaBackend {
     async fn tags(&self) -> Result<Vec<TagModel>, InferenceError> {
@@ -190,6 +192,14 @@ impl Backend for OllamaBackend {
         req: &GenerateRequest,
         deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<GenerateOutput, InferenceError> {
+        if let Some(kind) = super::embed::kind(req) {
+            let ollama = super::embed::Ollama {
+                http: &self.http,
+                base: &self.base,
+                limit: MAX_OUTPUT_BYTES,
+            };
+            return ollama.embed(req, kind).await;
+        }
         let (path, mut body) = match &req.messages {
             Some(msgs) => (
                 "/api/chat",
@@ -204,7 +214,9 @@ impl Backend for OllamaBackend {
             let mut opts = opts.clone();
             for key in TOP_LEVEL_OPTIONS {
                 if let Some(v) = opts.remove(key) {
-                    body[key] = v;
+                    if key != "tools" || req.messages.is_some() {
+                        body[key] = v;
+                    }
                 }
             }
             body["options"] = Value::Object(opts);
@@ -248,6 +260,15 @@ fn apply_line(
         Some(m) => &m.content,
         None => &chunk.response,
     };
+    if let Some(m) = &chunk.message {
+        if out.tool_calls.len() + m.tool_calls.len() > crate::protocol::MAX_TOOL_CALLS {
+            return Err(InferenceError::BadResponse(format!(
+                "more than {} tool calls",
+                crate::protocol::MAX_TOOL_CALLS
+            )));
+        }
+        out.tool_calls.extend(m.tool_calls.iter().cloned());
+    }
     if !text.is_empty() {
         out.text.push_str(text);
         if let Some(tx) = deltas {

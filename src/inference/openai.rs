@@ -161,6 +161,22 @@ impl Backend for OpenAiBackend {
         req: &GenerateRequest,
         deltas: Option<&mpsc::UnboundedSender<String>>,
     ) -> Result<GenerateOutput, InferenceError> {
+        // What this backend does not carry yet fails the task (another provider may take
+        // it), never silently drops a part of it.
+        let opts = req.options.as_ref();
+        let msgs = req.messages.iter().flatten();
+        let tools = opts.is_some_and(|o| o.contains_key("tools"));
+        if super::embed::kind(req).is_some()
+            || tools
+            || msgs
+                .clone()
+                .any(|m| !m.images.is_empty() || !m.tool_calls.is_empty())
+        {
+            return Err(InferenceError::Backend(
+                "this provider's OpenAI-compatible backend does not carry embeddings, tools or images"
+                    .into(),
+            ));
+        }
         let chat = req.messages.is_some();
         let (path, mut body) = match &req.messages {
             Some(msgs) => (
@@ -202,11 +218,7 @@ mod tests {
 
     #[test]
     fn sse_events_fold_into_the_output() {
-        let mut out = GenerateOutput {
-            text: String::new(),
-            prompt_tokens: None,
-            completion_tokens: None,
-        };
+        let mut out = GenerateOutput::default();
         let chunk =
             br#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"hi"}}]}"#;
         assert!(!apply_event(chunk, true, &mut out, None).unwrap());

@@ -132,6 +132,7 @@ fn a_chat_is_recorded_as_role_lines_bounded_to_its_latest_part() {
     let msg = |role: &str, content: &str| ChatMessage {
         role: role.into(),
         content: content.into(),
+        ..Default::default()
     };
     assert_eq!(prompt_of("plain", None), "plain");
     let chat = [msg("system", "be brief"), msg("user", "hello edge mesh")];

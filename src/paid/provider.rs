@@ -158,6 +158,7 @@ impl PaidProvider {
         let result = Message::TaskResult(TaskResult {
             job_id: rec.job_id,
             output: output.clone(),
+            tool_calls: Vec::new(),
             usage: rec.usage.clone().unwrap_or_default(),
             receipt: rec.receipt.clone(),
         });

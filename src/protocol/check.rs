@@ -1,8 +1,8 @@
 //! The field-level checks beyond what the types enforce: lengths, hex shapes, amounts.
 
 use super::{
-    Message, ResourceAd, MAX_ACCEPTS, MAX_AD_MODELS, MAX_ANNOUNCE_KNOWN, MAX_ENS_LEN,
-    MAX_MODEL_LEN, MAX_RELAY_HOPS, MAX_TEXT_LEN,
+    Message, ResourceAd, MAX_ACCEPTS, MAX_AD_MODELS, MAX_ANNOUNCE_KNOWN, MAX_ENS_LEN, MAX_IMAGES,
+    MAX_MODEL_LEN, MAX_RELAY_HOPS, MAX_TEXT_LEN, MAX_TOOL_CALLS,
 };
 
 impl Message {
@@ -65,13 +65,29 @@ impl Message {
                     if msgs.len() > 4096 {
                         return Err("too many messages".into());
                     }
+                    let mut images = 0;
                     for msg in msgs {
                         check_text("messages.role", &msg.role)?;
+                        images += msg.images.len();
+                        if msg.tool_calls.len() > MAX_TOOL_CALLS {
+                            return Err(format!(
+                                "more than {MAX_TOOL_CALLS} tool calls in a message"
+                            ));
+                        }
+                        for f in [&msg.tool_name, &msg.tool_call_id].into_iter().flatten() {
+                            check_text("messages.tool_name", f)?;
+                        }
+                    }
+                    if images > MAX_IMAGES {
+                        return Err(format!("more than {MAX_IMAGES} images"));
                     }
                 }
                 Ok(())
             }
             Message::TaskChunk(_) | Message::TaskCancel(_) => Ok(()),
+            Message::TaskResult(r) if r.tool_calls.len() > MAX_TOOL_CALLS => {
+                Err(format!("more than {MAX_TOOL_CALLS} tool calls in a result"))
+            }
             Message::TaskResult(_) => Ok(()),
             Message::TaskError(m) => check_text("message", &m.message),
             Message::PaymentRequest(m) => {

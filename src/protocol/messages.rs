@@ -222,14 +222,36 @@ pub struct Task {
     pub model_digest: Option<String>,
 }
 
-/// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// One message of a chat. The fields after `content` are Ollama's (`/api/chat`), absent
+/// when empty, so a plain `{role, content}` chat is the same on the wire (and in its
+/// receipt's prompt hash) as before they existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Its text.
     pub content: String,
+    /// Images for a model that sees, base64 (at most [`MAX_IMAGES`] per task, checked
+    /// with the task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// The tool calls an assistant message made, in Ollama's shape
+    /// (`{"function": {"name", "arguments"}}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
+    /// A `tool` message: the tool whose answer it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    /// A `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
+
+/// Most images in one task, all its messages together.
+pub const MAX_IMAGES: usize = 16;
+
+/// Most tool calls in one chat message or in one result.
+pub const MAX_TOOL_CALLS: usize = 64;
 
 /// provider -> requester: more of a streamed task's output, in order of `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +293,10 @@ pub struct TaskResult {
     pub job_id: JobId,
     /// The model's output.
     pub output: String,
+    /// The tool calls the model made (Ollama's shape, at most [`MAX_TOOL_CALLS`]); the
+    /// receipt binds them (`tool_calls_hash`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
     /// Usage and timings.
     #[serde(default)]
     pub usage: Usage,
@@ -284,6 +310,12 @@ pub struct TaskResult {
 /// not paid, and counts as the provider's failure (docs/threat-model.md, line 10).
 pub fn is_empty_output(output: &str) -> bool {
     output.trim().is_empty()
+}
+
+/// Whether a result says nothing: no text and no tool call (an answer that only calls a
+/// tool has no text, as Ollama gives it).
+pub fn is_empty_result(r: &TaskResult) -> bool {
+    is_empty_output(&r.output) && r.tool_calls.is_empty()
 }
 
 /// Why a provider did not deliver.

@@ -59,6 +59,11 @@ pub struct ReceiptBody {
     pub prompt_hash: String,
     /// keccak256 of the output (the hash the proof commits to), `0x` + 64 hex.
     pub output_hash: String,
+    /// keccak256 of the tool calls the result carries ([`tool_calls_hash`]); absent (and
+    /// not in the signed bytes) when it carries none, so a receipt without tool calls signs
+    /// the same bytes as before the field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_calls_hash: String,
     /// When the provider signed it, unix milliseconds.
     pub time_ms: u64,
     /// The provider's full AXL key, 64 hex.
@@ -87,6 +92,15 @@ pub fn prompt_hash(prompt: &str, messages: Option<&[ChatMessage]>) -> String {
         None => [b"prompt:".as_slice(), prompt.as_bytes()].concat(),
     };
     format!("0x{}", hex::encode(keccak256(&bytes)))
+}
+
+/// keccak256 of a result's tool calls (their JSON array), `0x` + 64 hex; empty for none.
+pub fn tool_calls_hash(calls: &[Value]) -> String {
+    if calls.is_empty() {
+        return String::new();
+    }
+    let json = serde_json::to_vec(calls).unwrap_or_default();
+    format!("0x{}", hex::encode(keccak256(&json)))
 }
 
 /// keccak256 of an output, `0x` + 64 hex.
@@ -178,6 +192,8 @@ pub struct Expected<'a> {
     pub messages: Option<&'a [ChatMessage]>,
     /// The output it received.
     pub output: &'a str,
+    /// The tool calls it received with the output.
+    pub tool_calls: &'a [Value],
     /// When it sent the task, unix milliseconds.
     pub sent_ms: u64,
     /// Now, unix milliseconds.
@@ -273,6 +289,11 @@ pub fn check_receipt(
         &b.prompt_hash,
     )?;
     field("output_hash", &output_hash(want.output), &b.output_hash)?;
+    field(
+        "tool_calls_hash",
+        &tool_calls_hash(want.tool_calls),
+        &b.tool_calls_hash,
+    )?;
     let earliest = want.sent_ms.saturating_sub(RECEIPT_CLOCK_SKEW_MS);
     let latest = want.now_ms.saturating_add(RECEIPT_CLOCK_SKEW_MS);
     if b.time_ms < earliest || b.time_ms > latest {
@@ -328,6 +349,7 @@ mod tests {
             options_json: r#"{"seed":42,"temperature":0.7}"#.into(),
             prompt_hash: prompt_hash("hi", None),
             output_hash: output_hash("hello"),
+            tool_calls_hash: String::new(),
             time_ms: 1_000_000,
             signer: signer.public().to_hex(),
         }
@@ -347,6 +369,7 @@ mod tests {
             prompt: "hi",
             messages: None,
             output: "hello",
+            tool_calls: &[],
             sent_ms: 999_000,
             now_ms: 1_001_000,
         }
@@ -454,6 +477,7 @@ mod tests {
         let m = vec![ChatMessage {
             role: "user".into(),
             content: "hi".into(),
+            ..Default::default()
         }];
         assert_ne!(prompt_hash("hi", None), prompt_hash("hi", Some(&m)));
         assert_eq!(prompt_hash("", Some(&m)), prompt_hash("other", Some(&m)));

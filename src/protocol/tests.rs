@@ -78,6 +78,7 @@ pub(crate) fn samples() -> Vec<Message> {
             messages: Some(vec![ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
+                ..Default::default()
             }]),
             stream: true,
             model_digest: Some("b".repeat(64)),
@@ -91,6 +92,7 @@ pub(crate) fn samples() -> Vec<Message> {
         Message::TaskResult(TaskResult {
             job_id: job,
             output: "world".into(),
+            tool_calls: Vec::new(),
             usage: Usage::default(),
             receipt: Some(
                 crate::protocol::receipt::ReceiptSigner::from_seed(&[1; 32]).sign(
@@ -101,6 +103,7 @@ pub(crate) fn samples() -> Vec<Message> {
                         options_json: "{}".into(),
                         prompt_hash: crate::protocol::receipt::prompt_hash("p", None),
                         output_hash: crate::protocol::receipt::output_hash("world"),
+                        tool_calls_hash: String::new(),
                         time_ms: 1,
                         signer: String::new(),
                     },
@@ -265,6 +268,39 @@ fn a_newer_peers_unknown_fields_are_ignored_and_its_unknown_types_dropped() {
 }
 
 #[test]
+fn a_task_over_the_image_and_tool_call_bounds_is_refused() {
+    let task = samples().into_iter().find(|m| m.kind() == "task").unwrap();
+    let mut v: Value = serde_json::from_slice(&task.encode().unwrap()).unwrap();
+    // Within the bounds: images and tool calls travel and come back as they were.
+    let call = json!({"function": {"name": "f", "arguments": {"x": 1}}});
+    let images = vec!["aGk="; MAX_IMAGES];
+    let calls = vec![call.clone(); MAX_TOOL_CALLS];
+    v["messages"] = json!([{"role": "user", "content": "hi", "images": images},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "1", "tool_name": "f", "tool_call_id": "c1"}]);
+    let ok = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+    let Message::Task(t) = &ok else { panic!() };
+    let msgs = t.messages.as_ref().unwrap();
+    assert_eq!(msgs[0].images.len(), MAX_IMAGES);
+    assert_eq!(msgs[2].tool_name.as_deref(), Some("f"));
+    assert_eq!(Message::decode(&ok.encode().unwrap()).unwrap(), ok);
+    // One more image (across messages), or one more tool call: refused.
+    v["messages"][2]["images"] = json!(["aGk="]);
+    let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+    v["messages"][2]["images"] = json!([]);
+    let calls = vec![call.clone(); MAX_TOOL_CALLS + 1];
+    v["messages"][1]["tool_calls"] = json!(calls);
+    let e = Message::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+    // A result with too many tool calls too.
+    let r = json!({"v": 1, "type": "task_result", "job_id": JobId([1; 32]), "output": "",
+        "tool_calls": calls});
+    let e = Message::decode(&serde_json::to_vec(&r).unwrap()).unwrap_err();
+    assert_eq!(e.reason, DropReason::Invalid);
+}
+
+#[test]
 fn bad_shapes_are_refused() {
     let mut ad: Value = serde_json::from_slice(&samples()[1].encode().unwrap()).unwrap();
     ad["load"] = json!(7.0);
@@ -286,6 +322,7 @@ fn oversize_is_refused_both_ways() {
     let m = Message::TaskResult(TaskResult {
         job_id: JobId::new(),
         output: "x".repeat(MAX_MESSAGE_BYTES),
+        tool_calls: Vec::new(),
         usage: Usage::default(),
         receipt: None,
     });

@@ -12,6 +12,8 @@ pub(super) struct Ran<'a> {
     pub digest: Option<&'a str>,
     /// The output.
     pub output: &'a str,
+    /// The tool calls that came with it.
+    pub tool_calls: &'a [serde_json::Value],
 }
 
 /// The signed receipt for a result, `None` when this node holds no signing key (or the
@@ -32,6 +34,7 @@ pub(super) fn sign(
         options_json: receipt::options_json(task.options.as_ref()),
         prompt_hash: receipt::prompt_hash(&task.prompt, task.messages.as_deref()),
         output_hash: receipt::output_hash(ran.output),
+        tool_calls_hash: receipt::tool_calls_hash(ran.tool_calls),
         time_ms: now_ms(),
         signer: String::new(),
     };

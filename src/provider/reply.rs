@@ -18,7 +18,7 @@ impl Provider {
         &self,
         task: &Task,
         digest: Option<&str>,
-        output: String,
+        (output, tool_calls): (String, Vec<serde_json::Value>),
         usage: Usage,
     ) -> (Message, Option<crate::protocol::Receipt>) {
         let receipt = receipt::sign(
@@ -28,11 +28,13 @@ impl Provider {
             &receipt::Ran {
                 digest,
                 output: &output,
+                tool_calls: &tool_calls,
             },
         );
         let msg = Message::TaskResult(TaskResult {
             job_id: task.job_id,
             output,
+            tool_calls,
             usage,
             receipt: receipt.clone(),
         });
@@ -107,8 +109,12 @@ impl Provider {
             inference_ms,
             backend: Some(self.backend.name().to_string()),
         };
-        let (msg, receipt) =
-            self.signed_result(task, digest.as_deref(), sent.clone(), usage.clone());
+        let (msg, receipt) = self.signed_result(
+            task,
+            digest.as_deref(),
+            (sent.clone(), Vec::new()),
+            usage.clone(),
+        );
         // Best effort (the requester may have gone): the watcher sends it again.
         let _ = self.ctx.endpoint.send(&requester, &msg).await;
         let state = match error {

@@ -64,6 +64,10 @@ pub struct DelegateResponse {
     pub provider: ProviderInfo,
     /// The model's output.
     pub output: String,
+    /// The tool calls the model made, in Ollama's shape (`{id?, function: {name,
+    /// arguments}}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
     /// What it cost in tokens and time on the provider.
     pub usage: Usage,
     /// Phase timings, milliseconds.

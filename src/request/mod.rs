@@ -332,6 +332,7 @@ mod tests {
             messages: Some(vec![ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
+                ..Default::default()
             }]),
             max_price: Some(MaxPrice(500_000)),
             ..DelegateRequest::default()

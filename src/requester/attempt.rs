@@ -109,7 +109,7 @@ impl Requester {
                     }
                 }
                 o = &mut rx => break match o {
-                    Ok(Outcome::Result(r)) if crate::protocol::is_empty_output(&r.output) => {
+                    Ok(Outcome::Result(r)) if crate::protocol::is_empty_result(&r) => {
                         tracing::warn!(job = %job_id, provider = %provider.short(), "empty output refused: a failure, not paid");
                         AttemptEnd::EmptyOutput
                     }

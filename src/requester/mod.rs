@@ -602,6 +602,7 @@ impl Requester {
                 wallet: ad.wallet.clone(),
             },
             output: r.output,
+            tool_calls: r.tool_calls,
             usage: r.usage,
             timings,
             proof_verified,

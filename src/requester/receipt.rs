@@ -37,6 +37,7 @@ impl Requester {
             prompt: &req.prompt,
             messages: req.messages.as_deref(),
             output: &r.output,
+            tool_calls: &r.tool_calls,
             sent_ms,
             now_ms: now_ms(),
         };

@@ -319,6 +319,7 @@ impl Requester {
             prompt: &task.prompt,
             messages: task.messages.as_deref(),
             output: &result.output,
+            tool_calls: &result.tool_calls,
             sent_ms,
             now_ms: crate::jobs::now_ms(),
         };

@@ -499,6 +499,7 @@ async fn a_streamed_result_that_does_not_extend_the_streamed_text_fails() {
         let result = Message::TaskResult(edgent::protocol::TaskResult {
             job_id: t.job_id,
             output: "Goodbye, world".into(),
+            tool_calls: Vec::new(),
             usage: edgent::protocol::Usage {
                 prompt_tokens: Some(2),
                 completion_tokens: Some(2),

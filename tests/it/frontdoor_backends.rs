@@ -28,6 +28,7 @@ fn request(chat: bool) -> GenerateRequest {
             vec![ChatMessage {
                 role: "user".into(),
                 content: "hello edge mesh".into(),
+                ..Default::default()
             }]
         }),
     }

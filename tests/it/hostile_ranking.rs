@@ -144,6 +144,7 @@ async fn an_empty_output_is_refused_and_the_job_goes_to_an_honest_provider() {
         let empty = Message::TaskResult(TaskResult {
             job_id: t.job_id,
             output: " \n".into(),
+            tool_calls: Vec::new(),
             usage: Usage::default(),
             receipt: None,
         });

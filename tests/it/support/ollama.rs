@@ -36,7 +36,13 @@ pub enum TestModel {
     /// so one digest everywhere): it runs at the Ollama's default context, and answers the
     /// out-of-memory error on an Ollama started with [`HUGE_CONTEXT`].
     HugeFile,
+    /// The tiny model with a chat template that takes tools (`tools.Modelfile`): Ollama
+    /// parses a `{"name", "arguments"}` object in its output as a tool call.
+    Tools,
 }
+
+/// The name the tests import [`TestModel::Tools`] under.
+pub const TOOLS_MODEL: &str = "edgent-tools";
 
 /// `OLLAMA_CONTEXT_LENGTH` under which [`TestModel::HugeFile`] does not fit (2^28 tokens).
 pub const HUGE_CONTEXT: (&str, &str) = ("OLLAMA_CONTEXT_LENGTH", "268435456");
@@ -145,6 +151,7 @@ impl RealOllama {
                 TestModel::Tiny => "tiny.Modelfile",
                 TestModel::Huge => "huge.Modelfile",
                 TestModel::HugeFile => "hugefile.Modelfile",
+                TestModel::Tools => "tools.Modelfile",
             };
             let out = Command::new(&bin)
                 .args(["create", name, "-f"])
