@@ -164,10 +164,11 @@ impl NameChecks {
                     }
                 }
                 let _place = Place(self);
-                let verdict = tokio::time::timeout(CHECK_WAIT, lookup(ens, key, name))
+                let name = name.to_ascii_lowercase();
+                let verdict = tokio::time::timeout(CHECK_WAIT, lookup(ens, key, &name))
                     .await
                     .unwrap_or(Verdict::Unknown);
-                self.put(name, key, verdict);
+                self.put(&name, key, verdict);
             }
         }
         self.verified(key, name, None)
@@ -221,6 +222,18 @@ mod tests {
             Some("a.eth (unverified)")
         );
         assert_eq!(n.shown(&other, None, None), None);
+    }
+
+    #[tokio::test]
+    async fn a_task_senders_name_counts_only_when_its_owner_sends_it() {
+        let n = NameChecks::new(None, Duration::from_secs(60));
+        let (owner, claimer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        assert!(!n.verify_now(&owner, "a.eth").await, "never checked");
+        n.put("a.eth", &owner, Verdict::Owner(None));
+        n.put("a.eth", &claimer, Verdict::NotOwner);
+        assert!(n.verify_now(&owner, "A.eth").await);
+        assert!(!n.verify_now(&claimer, "a.eth").await);
+        assert_eq!(*n.under_way.lock().unwrap(), 0, "no place held");
     }
 
     #[test]
