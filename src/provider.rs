@@ -9,6 +9,7 @@
 
 mod receipt;
 mod reply;
+mod sender;
 
 use self::reply::task_error;
 
@@ -371,6 +372,14 @@ impl Provider {
                 )
                 .await;
         }
+        if let Some(why) = self
+            .sender_refused(&requester, task.sender_ens.as_deref())
+            .await
+        {
+            return self
+                .refuse(&requester, &task, TaskErrorCode::NotAllowed, why)
+                .await;
+        }
         let now = now_ms();
         // However far the requester's deadline, no task holds a slot or a place in the
         // queue longer than MAX_TASK_DEADLINE_MS from now (threat model line 29).
@@ -500,7 +509,7 @@ impl Provider {
             deadline_ms,
         );
         rec.peer = Some(requester);
-        rec.peer_ens = task.sender_ens.clone();
+        rec.peer_ens = self.sender_shown(&requester, task.sender_ens.as_deref());
         rec.price_units = payment.as_ref().map(|p| p.amount_units);
         rec.payment = payment;
         let paid = rec.payment.is_some();

@@ -11,6 +11,10 @@ use super::rpc::http_provider;
 use super::settings::ChainSettings;
 use super::stake::FairStatus;
 
+/// How far back `edgent escrow show` looks for a stake's dispute (as the reconcile at start
+/// does for stakes: about 5.5 h of 2 s blocks; an RPC caps a log query near 10,000 blocks).
+const EVIDENCE_LOOKBACK_BLOCKS: u64 = 9_999;
+
 /// Escrow commands (version 4 of the escrow, the one the daemon runs on).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum EscrowCmd {
@@ -141,6 +145,22 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
                 println!("deadline   {}", i.deadline);
                 println!("submitted  {}", i.submitted_at);
                 println!("output     {}", i.output_hash);
+            }
+            // What an arbiter judges (docs/paid-flow.md, "The arbiter's procedure").
+            let evidence = client
+                .dispute_evidence(job_id, EVIDENCE_LOOKBACK_BLOCKS)
+                .await?;
+            if let Some(d) = evidence.filter(|_| s.status != FairStatus::Staked) {
+                println!(
+                    "disputed by {} (its own transaction, so its wallet's signature)",
+                    d.requester
+                );
+                println!("  task hash   {}", d.task_hash);
+                println!("  result hash {}", d.result_hash);
+                println!("  output      {} (the submitted commitment)", d.output_hash);
+                if let Some(tx) = d.tx {
+                    println!("  tx          {}", client.client().tx_url(tx));
+                }
             }
         }
     }

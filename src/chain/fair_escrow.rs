@@ -177,6 +177,23 @@ pub struct StakedEvent {
     pub provider: Address,
 }
 
+/// What a `dispute` recorded (the `Disputed` event): the requester's own transaction, so
+/// its wallet's signature, over the evidence hashes, next to the output commitment the
+/// provider submitted with its proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisputedEvent {
+    /// Who disputed: the escrow accepts a dispute only from the stake's requester.
+    pub requester: Address,
+    /// keccak256 of the task the requester sent (`paid/evidence.rs`).
+    pub task_hash: B256,
+    /// keccak256 of the provider's signed receipt (or of the result; zero if none came).
+    pub result_hash: B256,
+    /// The output commitment the provider submitted.
+    pub output_hash: B256,
+    /// The dispute's transaction.
+    pub tx: Option<TxHash>,
+}
+
 impl FairEscrow {
     /// The block range of an event query that ends at the latest block.
     async fn recent(&self, lookback_blocks: u64) -> Result<alloy::rpc::types::Filter, EscrowError> {
@@ -226,6 +243,35 @@ impl FairEscrow {
             }
         }
         Ok(out)
+    }
+
+    /// The dispute of `job_id` within the last `lookback_blocks`; `None` if none is in range.
+    pub async fn dispute_evidence(
+        &self,
+        job_id: B256,
+        lookback_blocks: u64,
+    ) -> Result<Option<DisputedEvent>, EscrowError> {
+        let filter = self
+            .recent(lookback_blocks)
+            .await?
+            .event_signature(EdgentEscrowV4::Disputed::SIGNATURE_HASH)
+            .topic1(job_id);
+        let logs = self
+            .client
+            .provider()
+            .get_logs(&filter)
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        Ok(logs.iter().rev().find_map(|l| {
+            let ev = EdgentEscrowV4::Disputed::decode_log(&l.inner).ok()?;
+            Some(DisputedEvent {
+                requester: ev.requester,
+                task_hash: ev.taskHash,
+                result_hash: ev.resultHash,
+                output_hash: ev.outputHash,
+                tx: l.transaction_hash,
+            })
+        }))
     }
 
     /// The transaction that ended `job_id`'s stake (Released, Finalized, Resolved, Refunded

@@ -36,7 +36,9 @@ pub mod wallet;
 
 pub use error::{ChainError, EscrowError, EscrowRevert};
 pub use escrow::{EscrowClient, ESCROW_VERSION};
-pub use fair_escrow::{FairEscrow, StakedEvent, DEFAULT_DISPUTE_WINDOW_SECS, FAIR_ESCROW_VERSION};
+pub use fair_escrow::{
+    DisputedEvent, FairEscrow, StakedEvent, DEFAULT_DISPUTE_WINDOW_SECS, FAIR_ESCROW_VERSION,
+};
 pub use keeperhub::KeeperHubSettler;
 pub use rpc::http_provider;
 pub use settings::{ChainConfigError, ChainSettings, Secret, StakeMode};

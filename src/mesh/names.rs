@@ -5,10 +5,14 @@
 //! answer's `provider.ens`, `X-Edgent-Provider`, MCP results). `EDGENT_DENY` matches the
 //! claim either way: denying a claimer is safe (docs/threat-model.md, line 12).
 //!
-//! A check runs in the background when a name is heard (an announcement, an ad); its
-//! verdict is cached for `ENS_CHECK_TTL_SECS` (a failed lookup for [`RETRY_AFTER`]). The
-//! cache and the checks under way are bounded ([`MAX_NAMES`], [`MAX_CHECKS`]). Without an
-//! ENS endpoint (`ENS_RPC_URL` empty) nothing is checked and every name is unverified.
+//! A requester's name (the `sender_ens` of its tasks) is checked the same way before a
+//! provider's allow list matches it or its job table shows it (`crate::provider`).
+//!
+//! A check runs in the background when a name is heard (an announcement, an ad), or at once
+//! for a task whose sender's name an allow list would match; its verdict is cached for
+//! `ENS_CHECK_TTL_SECS` (a failed lookup for [`RETRY_AFTER`]). The cache and the checks
+//! under way are bounded ([`MAX_NAMES`], [`MAX_CHECKS`]). Without an ENS endpoint
+//! (`ENS_RPC_URL` empty) nothing is checked and every name is unverified.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_CHECKS: usize = 32;
 /// How soon a lookup that failed (RPC error) is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The longest a task waits for the check of its sender's name ([`NameChecks::verify_now`]).
+pub const CHECK_WAIT: Duration = Duration::from_secs(5);
 
 /// What the records of a name said about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,45 +117,84 @@ impl NameChecks {
         cache.insert(k, (v, Instant::now()));
     }
 
+    /// Take one of the [`MAX_CHECKS`] places for a lookup, if one is free.
+    fn begin(&self) -> bool {
+        let mut n = self.under_way.lock().unwrap_or_else(|p| p.into_inner());
+        if *n >= MAX_CHECKS {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Give a place back.
+    fn end(&self) {
+        let mut n = self.under_way.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+    }
+
     /// Check that `key` owns `name` in the background, unless a fresh verdict is cached,
     /// there is no ENS endpoint, or [`MAX_CHECKS`] are under way.
     pub fn check(self: &Arc<Self>, key: PeerKey, name: &str) {
         let Some(ens) = self.ens.clone() else { return };
-        if self.fresh(name, &key).is_some() {
+        if self.fresh(name, &key).is_some() || !self.begin() {
             return;
-        }
-        {
-            let mut n = self.under_way.lock().unwrap_or_else(|p| p.into_inner());
-            if *n >= MAX_CHECKS {
-                return;
-            }
-            *n += 1;
         }
         let me = self.clone();
         let name = name.to_ascii_lowercase();
         tokio::spawn(async move {
-            let verdict = match ens.node_records(&name).await {
-                Ok(r)
-                    if r.axl_pubkey
-                        .as_deref()
-                        .is_some_and(|k| k.eq_ignore_ascii_case(&key.to_hex())) =>
-                {
-                    Verdict::Owner(r.wallet)
-                }
-                Ok(_) => Verdict::NotOwner,
-                Err(e) => {
-                    tracing::debug!(%name, error = %e, "ENS name check failed");
-                    Verdict::Unknown
-                }
-            };
-            if verdict == Verdict::NotOwner {
-                tracing::warn!(%name, node = %key.short(), "a node claims an ENS name whose axl.pubkey is another key's: shown unverified");
-            }
+            let verdict = lookup(&ens, &key, &name).await;
             me.put(&name, &key, verdict);
-            let mut n = me.under_way.lock().unwrap_or_else(|p| p.into_inner());
-            *n = n.saturating_sub(1);
+            me.end();
         });
     }
+
+    /// Whether `key` owns `name` (no wallet asked), checking it now when no fresh verdict
+    /// is cached: within [`CHECK_WAIT`], and only while fewer than [`MAX_CHECKS`] are under
+    /// way (otherwise: not verified). A provider asks this of a task's sender before its
+    /// allow list matches the name the task announces (`sender_ens`).
+    pub async fn verify_now(&self, key: &PeerKey, name: &str) -> bool {
+        if self.fresh(name, key).is_none() {
+            if let Some(ens) = self.ens.as_ref().filter(|_| self.begin()) {
+                // The place is given back even if the task is dropped while it waits.
+                struct Place<'a>(&'a NameChecks);
+                impl Drop for Place<'_> {
+                    fn drop(&mut self) {
+                        self.0.end();
+                    }
+                }
+                let _place = Place(self);
+                let name = name.to_ascii_lowercase();
+                let verdict = tokio::time::timeout(CHECK_WAIT, lookup(ens, key, &name))
+                    .await
+                    .unwrap_or(Verdict::Unknown);
+                self.put(&name, key, verdict);
+            }
+        }
+        self.verified(key, name, None)
+    }
+}
+
+/// Read `name`'s records and compare its `axl.pubkey` with `key`.
+async fn lookup(ens: &EnsClient, key: &PeerKey, name: &str) -> Verdict {
+    let verdict = match ens.node_records(name).await {
+        Ok(r)
+            if r.axl_pubkey
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(&key.to_hex())) =>
+        {
+            Verdict::Owner(r.wallet)
+        }
+        Ok(_) => Verdict::NotOwner,
+        Err(e) => {
+            tracing::debug!(%name, error = %e, "ENS name check failed");
+            Verdict::Unknown
+        }
+    };
+    if verdict == Verdict::NotOwner {
+        tracing::warn!(%name, node = %key.short(), "a node claims an ENS name whose axl.pubkey is another key's: shown unverified");
+    }
+    verdict
 }
 
 #[cfg(test)]
@@ -177,6 +222,18 @@ mod tests {
             Some("a.eth (unverified)")
         );
         assert_eq!(n.shown(&other, None, None), None);
+    }
+
+    #[tokio::test]
+    async fn a_task_senders_name_counts_only_when_its_owner_sends_it() {
+        let n = NameChecks::new(None, Duration::from_secs(60));
+        let (owner, claimer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        assert!(!n.verify_now(&owner, "a.eth").await, "never checked");
+        n.put("a.eth", &owner, Verdict::Owner(None));
+        n.put("a.eth", &claimer, Verdict::NotOwner);
+        assert!(n.verify_now(&owner, "A.eth").await);
+        assert!(!n.verify_now(&claimer, "a.eth").await);
+        assert_eq!(*n.under_way.lock().unwrap(), 0, "no place held");
     }
 
     #[test]

@@ -339,6 +339,9 @@ pub enum TaskErrorCode {
     BadRequest,
     /// The requester cancelled the job (its agent went away).
     Cancelled,
+    /// The provider does not serve this requester: denied, or not on its allow list (an
+    /// ENS name counts only once checked).
+    NotAllowed,
 }
 
 impl TaskErrorCode {

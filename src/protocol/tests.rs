@@ -397,6 +397,7 @@ fn labels_and_codes_keep_their_names() {
         InferenceFailed,
         BadRequest,
         Cancelled,
+        NotAllowed,
     ] {
         assert_eq!(json!(code), json!(code.as_str()));
     }

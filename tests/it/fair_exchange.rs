@@ -218,6 +218,75 @@ async fn a_cancel_after_the_first_chunk_pays_the_whole_price() {
     w.assert_conserved(0).await;
 }
 
+/// Lines 7 and 8, the deadline's half. The requester's deadline runs out while the provider
+/// streams: the first chunks left it, the rest never will. Before the fix the provider
+/// declined (the requester was refunded with the streamed text in hand); now the streamed
+/// text is the job's output, as after a cancel (`stopped_after_output` in `provider.rs`):
+/// it is sent as the result, proved, submitted, and finalized after the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_ends_mid_stream_pays_the_whole_price() {
+    let w = PaidWorld::with_nodes(3).await;
+    w.ollama.set(|b| b.piece_delay = Duration::from_millis(400));
+    let (requester, provider) = w.start(&[]).await;
+    let evil = evil_on(&w.mesh, &[2]).await;
+    let job = keccak256(b"deadline mid-stream");
+    let id = format!("{job:#x}");
+    // 23 pieces at 400 ms each: about 9 s of streaming against a 4 s deadline.
+    let prompt = "a b c d e f g h i j k l m n o p q r s t";
+    let task = hostile_task(&w, job, prompt, 4, true).await;
+    evil.send_json(0, &node_key(&w.mesh, 1), &task)
+        .await
+        .expect("send");
+    evil.wait_for(WITHIN, |r| r.kind() == Some("task_chunk"))
+        .await
+        .expect("a first chunk before the deadline");
+
+    let pjob = payment_becomes(&provider, &id, "submitted", WITHIN).await;
+    assert_eq!(pjob["state"], json!("failed"), "{pjob}");
+    assert!(
+        pjob["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deadline"),
+        "{pjob}"
+    );
+    let output = pjob["output"]
+        .as_str()
+        .expect("the streamed part")
+        .to_string();
+    let full = edgent::harness::ollama_stub::stub_output("tinyllama:latest", prompt);
+    assert!(
+        !output.is_empty() && full.starts_with(&output) && output.len() < full.len(),
+        "{output:?}"
+    );
+    let result = evil
+        .wait_for(WITHIN, |r| r.kind() == Some("task_result"))
+        .await
+        .expect("the streamed part as the result");
+    match result.msg {
+        Some(edgent::protocol::Message::TaskResult(r)) => assert_eq!(r.output, output),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        evil.received_kind("task_error").is_empty(),
+        "{:?}",
+        evil.received()
+    );
+    assert_eq!(w.stake_status(&id).await, FairStatus::Submitted);
+    assert_eq!(w.balances().await, (FUND - PRICE, 0, PRICE));
+
+    w.advance(LOCAL_DISPUTE_WINDOW_SECS + 1).await;
+    payment_becomes(&provider, &id, "claimed", WITHIN).await;
+    assert_eq!(w.stake_status(&id).await, FairStatus::Finalized);
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+
+    w.ollama.set(|b| b.piece_delay = Duration::ZERO);
+    let honest = honest_delegation(&requester).await;
+    payment_becomes(&provider, &honest, "released", WITHIN).await;
+    assert_eq!(w.balances().await, (FUND - 2 * PRICE, 2 * PRICE, 0));
+    w.assert_conserved(0).await;
+}
+
 /// Line 13 (item 6). Two stakes on chain that neither daemon's job table knows (a crash
 /// between sending the stake and committing its row): one to the provider, one to a wallet
 /// that runs no daemon. At start the provider finds its stake in the escrow's `Staked` events

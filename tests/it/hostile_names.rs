@@ -1,8 +1,10 @@
 //! User story: an ENS name is a claim until checked (issue 21, item 5; docs/threat-model.md,
-//! line 12). The ENS registry and resolver run on anvil; the name `dell-g15.edgent.eth`
-//! is registered to its owner, whose `axl.pubkey` record names the honest provider's key
-//! (mesh node 1). The evil node (mesh node 2, no daemon) announces the same name with a
-//! cheaper, better-looking ad. The requester (node 0) allows only that name.
+//! line 12), a provider's and a requester's alike. The ENS registry and resolver run on
+//! anvil. In the first test the name `dell-g15.edgent.eth` is registered to its owner, whose
+//! `axl.pubkey` record names the honest provider's key (mesh node 1); the evil node (mesh
+//! node 2, no daemon) announces the same name with a cheaper, better-looking ad; the
+//! requester (node 0) allows only that name. In the second the provider allows only the
+//! honest requester's name, and the evil node sends tasks under it.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use edgent::protocol::{Announce, Message, ModelOffer, ResourceAd};
 use serde_json::{json, Value};
 
-use crate::support::evil::{evil_on, node_key};
+use crate::support::evil::{evil_on, introduce, node_key};
 use crate::support::{eventually, start_pair, MeshSimProc};
 
 const NAME: &str = "dell-g15.edgent.eth";
@@ -142,4 +144,118 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
         0,
         "the claimer got a task"
     );
+}
+
+/// The requester's side of line 12: a task's `sender_ens` is a claim too. The provider
+/// serves only `EDGENT_ALLOW=jetson-orin.edgent.eth`, whose `axl.pubkey` record names the
+/// honest requester (mesh node 0). The evil node (node 2) sends a task announcing that name,
+/// with a valid stake (an authorization from a funded wallet: it lends the requester's).
+/// Before the fix a provider matched no name of a requester and showed the claim plain; a
+/// provider that filtered by the claim served the evil task. Now the claimer is refused
+/// `not_allowed` before its stake is touched, and the name's owner is served, paid, and
+/// shown by its checked name. USDC is conserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_claiming_an_allowed_name_is_refused_and_the_owner_is_served() {
+    use alloy::primitives::{keccak256, U256};
+    use edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS;
+
+    use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
+
+    const REQUESTER_NAME: &str = "jetson-orin.edgent.eth";
+    let w = PaidWorld::with_nodes(3).await;
+    let rpc = w.chain.rpc_url();
+    let ens = deploy_ens(&rpc, w.chain.signer(0)).await.expect("ENS");
+    let owner = w.chain.signer(5);
+    register_name(
+        &rpc,
+        w.chain.signer(0),
+        &ens,
+        REQUESTER_NAME,
+        owner.address(),
+        owner.address(),
+    )
+    .await
+    .expect("register");
+    EnsClient::new(&rpc, ens.registry, Some(owner))
+        .expect("client")
+        .publish_records(
+            REQUESTER_NAME,
+            &NodeRecords {
+                axl_pubkey: Some(w.mesh.nodes[0].0.clone()),
+                ..NodeRecords::default()
+            },
+        )
+        .await
+        .expect("records");
+    let registry = format!("{:#x}", ens.registry);
+    let (requester, provider) = w
+        .start(&[
+            ("EDGENT_ALLOW", REQUESTER_NAME),
+            ("ENS_RPC_URL", &rpc),
+            ("ENS_REGISTRY_ADDRESS", &registry),
+        ])
+        .await;
+
+    // The claimer: a task announcing the allowed name, with a stake the provider could take.
+    let evil = evil_on(&w.mesh, &[2]).await;
+    let client = w.requester_client().await;
+    let to = node_key(&w.mesh, 1);
+    let job = keccak256(b"a claimed requester name");
+    let now = client.chain_time().await.expect("chain time");
+    let stake_deadline = now + 30 + LOCAL_DISPUTE_WINDOW_SECS;
+    let auth = client
+        .sign_stake_authorization(
+            job,
+            w.provider_wallet,
+            edgent::chain::key_commitment(&to.0),
+            U256::from(PRICE),
+            stake_deadline,
+            stake_deadline,
+        )
+        .await
+        .expect("authorization");
+    let task = json!({
+        "v": 1, "type": "task", "job_id": format!("{job:#x}"), "model": "tinyllama",
+        "prompt": "serve me, I am jetson-orin", "deadline_ms": edgent::jobs::now_ms() + 30_000,
+        "msg_id": uuid::Uuid::new_v4().to_string(), "sender_ens": REQUESTER_NAME,
+        "stake": {
+            "chain_id": w.chain.chain_id(),
+            "escrow": format!("{:#x}", w.deployment.escrow),
+            "amount": PRICE.to_string(),
+            "authorization": edgent::paid::authorization_to_wire(&auth),
+        },
+    });
+    // It introduces itself first, so the provider may answer it (a refusal goes only to a
+    // full key it knows).
+    introduce(&evil, 0, &to).await;
+    evil.send_json(0, &to, &task).await.expect("send");
+    let refused = evil
+        .wait_for(WITHIN, |r| {
+            r.kind() == Some("task_error") || r.kind() == Some("task_result")
+        })
+        .await
+        .expect("an answer");
+    match refused.msg {
+        Some(Message::TaskError(e)) => {
+            assert_eq!(e.code.as_str(), "not_allowed", "{e:?}");
+        }
+        other => panic!("the claimer was served: {other:?}"),
+    }
+    assert!(evil.received_kind("task_result").is_empty());
+    assert_eq!(w.ollama.generate_calls(), 0, "the claimer's prompt ran");
+    assert!(provider.job(&format!("{job:#x}")).await.is_none());
+    assert_eq!(w.balances().await, (FUND, 0, 0), "no stake was taken");
+
+    // The owner of the name is served, paid, and shown by its checked name.
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "the owner asks", "wait": "settled"}))
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", provider.log());
+    assert_eq!(body["payment"]["status"], json!("released"), "{body}");
+    let id = body["job_id"].as_str().expect("job id").to_string();
+    let pjob = payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(pjob["peer_ens"], json!(REQUESTER_NAME), "{pjob}");
+    assert_eq!(w.ollama.generate_calls(), 1);
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+    w.assert_conserved(0).await;
 }

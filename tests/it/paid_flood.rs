@@ -1,7 +1,7 @@
 //! User story: a hostile peer floods a paid provider with tasks that claim stakes nobody
 //! made. They must cost the provider no job slot and at most a bounded number of RPC calls
 //! (counted by a JSON-RPC proxy in front of anvil), and a real paid job sent at the same
-//! time must still be served and paid.
+//! time must still be served and paid. USDC is conserved: only the honest jobs moved any.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::paid::{payment_becomes, PaidWorld};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 use crate::support::rpc_count::CountingRpc;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -155,6 +155,8 @@ async fn a_flood_of_unstaked_tasks_costs_a_bounded_number_of_rpc_calls_and_a_pai
     let jobs = provider.get("/jobs").await;
     let provider_jobs = jobs.as_array().map(|j| j.len()).unwrap_or_default();
     assert_eq!(provider_jobs, 2, "only the two paid jobs were run: {jobs}");
+    assert_eq!(w.balances().await, (FUND - 2 * PRICE, 2 * PRICE, 0));
+    w.assert_conserved(0).await;
 
     let flood_calls = rpc.total() - before;
     let by_method: Value = serde_json::to_value(rpc.by_method()).expect("json");
@@ -178,7 +180,7 @@ async fn authorizations_from_an_empty_wallet_are_refused_within_the_budget() {
     let w = PaidWorld::with_nodes(3).await;
     let rpc = CountingRpc::start(&w.chain.rpc_url()).await;
     let budget = BUDGET.to_string();
-    let (_requester, provider) = w
+    let (requester, provider) = w
         .start_with(
             &[],
             &[
@@ -252,4 +254,15 @@ async fn authorizations_from_an_empty_wallet_are_refused_within_the_budget() {
         None,
         "no stake transaction was sent for an empty wallet"
     );
+
+    // An honest delegation is served and paid after the flood; no other USDC moved.
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "after the flood", "wait": "settled"}))
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", requester.log());
+    assert_eq!(body["payment"]["status"], json!("released"), "{body}");
+    let id = body["job_id"].as_str().expect("job id").to_string();
+    payment_becomes(&provider, &id, "released", WITHIN).await;
+    assert_eq!(w.balances().await, (FUND - PRICE, PRICE, 0));
+    w.assert_conserved(0).await;
 }

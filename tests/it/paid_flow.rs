@@ -104,7 +104,7 @@ async fn paid_job_settles_directly_and_the_provider_hears_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
-    let w = PaidWorld::new().await;
+    let w = PaidWorld::with_nodes(3).await;
     let (requester, _provider) = w.start(&[("EDGENT_TEST_TAMPER_OUTPUT", "on")]).await;
 
     let (status, body) = requester
@@ -131,6 +131,39 @@ async fn a_lying_provider_is_not_paid_and_the_requester_is_made_whole() {
         "{metrics}"
     );
     assert_eq!(w.keeperhub.posts(), 0, "the requester needs no operator");
+
+    // An honest provider joins (mesh node 2): the next delegation goes to it (the liar ranks
+    // last), is served and paid; USDC conserved across the four wallets and the escrow.
+    let good = edgent::harness::ollama_stub::OllamaStub::start(Default::default())
+        .await
+        .expect("stub");
+    let env = w.second_provider_env(&good.url());
+    let _honest = support::DaemonProc::start_owned(&w.dir.path().join("honest"), env).await;
+    let honest_id = w.mesh.nodes[2].0.clone();
+    support::eventually(
+        "the requester to know the honest provider",
+        WITHIN,
+        || async {
+            let st = requester.get("/status").await;
+            let listed = st["mesh_providers"].as_array()?.clone();
+            listed
+                .iter()
+                .any(|p| p["node_id"] == json!(honest_id))
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, body) = requester
+        .delegate(json!({"model": "tinyllama", "prompt": "honest work", "wait": "settled"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["provider"]["node_id"], json!(honest_id), "{body}");
+    assert_eq!(body["payment"]["status"], json!("released"), "{body}");
+    let second = w
+        .usdc_of(w.wallet(crate::support::paid::SECOND_PROVIDER))
+        .await;
+    assert_eq!(w.balances().await, (FUND - PRICE, 0, 0));
+    assert_eq!(second, PRICE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
