@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::evil::{evil_on, introduce, node_key};
 use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE, SECOND_PROVIDER};
@@ -276,7 +276,6 @@ async fn claim(
             .flat_map(|_| jobs[id].iter().map(|j| unstaked_task(w, &evil.key(id), j)))
             .collect();
         let n = bodies.len() as u64;
-        let to = to;
         async move {
             let r = evil
                 .flood(id, &to, bodies, Some(25.0), 4)
