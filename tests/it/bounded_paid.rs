@@ -71,8 +71,8 @@ const BLOCK_MS: u64 = 20_000;
 /// hostile provider's handlers stop at `PEER_MAX_HANDLERS` (64), the third peer's requests
 /// are dropped as not from the job's provider, and USDC is conserved.
 ///
-/// With the router awaiting each handler inline (the code before the fix), the router
-/// is stuck for minutes behind the blocked sends and the honest delegation times out.
+/// With each `payment_request` handled inline (the code before the fix), the router is
+/// stuck behind the blocked sends and has not routed the burst a minute later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_payment_requests_for_a_released_job_does_not_hold_up_the_router() {
     let w = PaidWorld::with_nodes(4).await;
