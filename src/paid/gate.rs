@@ -17,6 +17,12 @@
 //!   line 32).
 //! - The stake read for a job is cached ([`StakeGate::cached_stake`]), and so is the chain's
 //!   time for a second, so a task sent again, or many tasks at once, do not read them again.
+//! - So are refusals (a negative cache, [`REFUSED_TTL`], at most [`MAX_REFUSED`] of each
+//!   kind): a stake found ended or for another provider or key (by job: that never changes
+//!   back), a stake not found (by job and sender: a stake may still land, so one peer's
+//!   forged task must not refuse the honest requester's), and a wallet found short of the
+//!   amount an authorization names (by wallet). A task the cache refuses costs no RPC call
+//!   and none of the all-peers budget, only a unit of its peer's (threat model line 32).
 //!
 //! All this runs before the task is admitted to a slot or the queue (the provider's
 //! `serve`), so an unstaked task never holds a slot.
@@ -25,14 +31,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy::primitives::{Address, B256, U256};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::axl::identity::YggAddress;
 use crate::axl::PeerKey;
-use crate::chain::StakeInfo;
+use crate::chain::{FairStatus, StakeAuthorization, StakeInfo, StakeStatus};
 use crate::mesh::limits::{TokenBucket, MAX_TRACKED_PEERS};
-use crate::protocol::JobId;
+use crate::protocol::{JobId, Task};
+
+use super::seams::StakeRefusal;
 
 /// How long a stake read is reused for the same job.
 const STAKE_TTL: Duration = Duration::from_secs(30);
@@ -40,6 +49,10 @@ const STAKE_TTL: Duration = Duration::from_secs(30);
 const CLOCK_TTL: Duration = Duration::from_secs(1);
 /// Most stake reads kept.
 const MAX_CACHED_STAKES: usize = 4_096;
+/// How long a refused stake or an unfunded wallet is remembered (the negative cache).
+pub const REFUSED_TTL: Duration = Duration::from_secs(30);
+/// Most refusals kept, of each kind.
+pub const MAX_REFUSED: usize = 4_096;
 /// Unpaid tasks of all peers together before the gate refuses without an RPC call.
 pub const UNSTAKED_BURST_ALL: u32 = 256;
 /// How fast that budget refills, a minute.
@@ -62,6 +75,36 @@ pub struct StakeGate {
     all: Mutex<TokenBucket>,
     stakes: Mutex<HashMap<JobId, (Instant, StakeInfo)>>,
     clock: Mutex<Option<(Instant, u64)>>,
+    refused: Mutex<Refused>,
+    payee: Payee,
+}
+
+/// The negative cache: chain reads that refused a task, kept [`REFUSED_TTL`].
+#[derive(Default)]
+struct Refused {
+    /// Stakes that will never pay this node (ended, another provider or key), by job.
+    stakes: HashMap<JobId, (Instant, StakeInfo)>,
+    /// Stakes not found, by job and the peer that claimed them.
+    missing: HashMap<(JobId, YggAddress), Instant>,
+    /// Wallets found holding less than an authorization named, with that balance.
+    wallets: HashMap<Address, (Instant, U256)>,
+}
+
+/// Insert into a map bounded at [`MAX_REFUSED`]: entries past [`REFUSED_TTL`] go first,
+/// then, if it is still full, all of them (an attacker's fill is forgotten, never grown).
+fn insert_bounded<K: std::hash::Hash + Eq, V>(
+    m: &mut HashMap<K, V>,
+    k: K,
+    v: V,
+    at: impl Fn(&V) -> Instant,
+) {
+    if m.len() >= MAX_REFUSED && !m.contains_key(&k) {
+        m.retain(|_, v| at(v).elapsed() < REFUSED_TTL);
+        if m.len() >= MAX_REFUSED {
+            m.clear();
+        }
+    }
+    m.insert(k, v);
 }
 
 /// Why a task is refused at the gate.
@@ -77,8 +120,9 @@ pub struct OverBudget {
 }
 
 impl StakeGate {
-    /// A gate giving each peer `burst` unpaid tasks, refilled at `per_min` a minute.
-    pub fn new(burst: u32, per_min: u32) -> Arc<Self> {
+    /// A gate giving each peer `burst` unpaid tasks, refilled at `per_min` a minute, for
+    /// the provider `payee`.
+    pub fn new(burst: u32, per_min: u32, payee: Payee) -> Arc<Self> {
         Arc::new(StakeGate {
             per_min: per_min.max(1),
             burst: burst.max(1),
@@ -90,6 +134,8 @@ impl StakeGate {
             )),
             stakes: Mutex::new(HashMap::new()),
             clock: Mutex::new(None),
+            refused: Mutex::new(Refused::default()),
+            payee,
         })
     }
 
@@ -196,6 +242,105 @@ impl StakeGate {
         m.insert(job, (Instant::now(), info));
     }
 
+    /// Why the stake read `info` refuses `from`'s task for `job` (not there, ended, or for
+    /// another provider or key), remembered for [`REFUSED_TTL`]; `None` for an open stake
+    /// of this provider (the caller's other checks follow).
+    pub fn refusal_of_read(
+        &self,
+        from: &PeerKey,
+        job: &JobId,
+        info: &StakeInfo,
+    ) -> Option<StakeRefusal> {
+        if info.status == StakeStatus::None {
+            self.remember_missing_stake(*job, from);
+            return Some(StakeRefusal::NotStaked);
+        }
+        let refusal = refused_for_good(info, &self.payee)?;
+        self.remember_refused_stake(*job, info.clone());
+        Some(refusal)
+    }
+
+    /// A read of `job`'s stake within [`REFUSED_TTL`] that refused it for good (ended, or
+    /// for another provider or key), if any.
+    fn refused_stake(&self, job: &JobId) -> Option<StakeInfo> {
+        let r = self.refused.lock();
+        r.stakes
+            .get(job)
+            .filter(|(at, _)| at.elapsed() < REFUSED_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Remember a stake read that refuses `job` for good.
+    fn remember_refused_stake(&self, job: JobId, info: StakeInfo) {
+        let mut r = self.refused.lock();
+        insert_bounded(&mut r.stakes, job, (Instant::now(), info), |v| v.0);
+    }
+
+    /// Whether `peer` claimed `job`'s stake within [`REFUSED_TTL`] and the escrow had none.
+    fn stake_missing(&self, job: &JobId, peer: &PeerKey) -> bool {
+        let r = self.refused.lock();
+        r.missing
+            .get(&(*job, peer.address()))
+            .is_some_and(|at| at.elapsed() < REFUSED_TTL)
+    }
+
+    /// Remember that the escrow had no stake for `job` when `peer` claimed one.
+    fn remember_missing_stake(&self, job: JobId, peer: &PeerKey) {
+        let mut r = self.refused.lock();
+        insert_bounded(
+            &mut r.missing,
+            (job, peer.address()),
+            Instant::now(),
+            |at| *at,
+        );
+    }
+
+    /// The balance `wallet` was found to hold, within [`REFUSED_TTL`], when it was short of
+    /// an authorization's amount, if any.
+    pub fn unfunded_balance(&self, wallet: &Address) -> Option<U256> {
+        let r = self.refused.lock();
+        r.wallets
+            .get(wallet)
+            .filter(|(at, _)| at.elapsed() < REFUSED_TTL)
+            .map(|(_, b)| *b)
+    }
+
+    /// Remember that `wallet` holds `balance`, short of what an authorization named.
+    pub fn remember_unfunded(&self, wallet: Address, balance: U256) {
+        let mut r = self.refused.lock();
+        insert_bounded(&mut r.wallets, wallet, (Instant::now(), balance), |v| v.0);
+    }
+
+    /// A refusal this negative cache already knows for `task` from `from` (with `auth`, its
+    /// checked authorization, if any): a wallet short of the authorization's amount, a
+    /// stake this peer claimed and the escrow did not have, or a stake that can never pay
+    /// this provider. A refusal found here spends a unit of the peer's
+    /// budget ([`StakeGate::charge`]) and none of the all-peers one.
+    pub fn known_refusal(
+        &self,
+        from: &PeerKey,
+        task: &Task,
+        auth: Option<&StakeAuthorization>,
+    ) -> Option<StakeRefusal> {
+        let job = &task.job_id;
+        let refusal = match auth {
+            Some(auth) => {
+                let balance = self.unfunded_balance(&auth.requester)?;
+                (balance < auth.amount).then_some(StakeRefusal::Unfunded {
+                    balance,
+                    needed: auth.amount,
+                })
+            }
+            None if self.stake_missing(job, from) => Some(StakeRefusal::NotStaked),
+            None => refused_for_good(&self.refused_stake(job)?, &self.payee),
+        };
+        if let Some(e) = &refusal {
+            self.charge(from);
+            tracing::debug!(%job, from = %from.short(), error = %e, "task refused from the gate's negative cache");
+        }
+        refusal
+    }
+
     /// The chain's time read within the last [`CLOCK_TTL`], if any.
     pub fn cached_chain_time(&self) -> Option<u64> {
         self.clock
@@ -207,6 +352,35 @@ impl StakeGate {
     pub fn cache_chain_time(&self, t: u64) {
         *self.clock.lock() = Some((Instant::now(), t));
     }
+}
+
+/// Who a provider's stakes must pay: its wallet, and the commitment to its AXL key that
+/// `submit` verifies its proof against.
+#[derive(Debug, Clone, Copy)]
+pub struct Payee {
+    /// The provider's wallet.
+    pub wallet: Address,
+    /// [`crate::chain::key_commitment`] of the provider's AXL key.
+    pub key: B256,
+}
+
+/// Why the stake `info`, found on chain, can never pay `payee` for its job: ended (or
+/// submitted), for another provider, or for another key (`submit` verifies the proof
+/// against the key the stake names). `None` for an open stake of `payee`.
+pub fn refused_for_good(info: &StakeInfo, payee: &Payee) -> Option<StakeRefusal> {
+    let (wallet, key) = (payee.wallet, payee.key);
+    if info.status != StakeStatus::Staked {
+        return Some(StakeRefusal::NotOpen(FairStatus::from_u8(
+            info.status.as_u8(),
+        )));
+    }
+    if info.provider != wallet {
+        return Some(StakeRefusal::OtherProvider(info.provider));
+    }
+    if info.key_commitment != key {
+        return Some(StakeRefusal::OtherKey(info.key_commitment));
+    }
+    None
 }
 
 /// One unit of a peer's budget, held while its task's stake is read. Dropped unpaid, the
@@ -234,13 +408,20 @@ impl Drop for GatePass {
 mod tests {
     use super::*;
 
+    fn payee() -> Payee {
+        Payee {
+            wallet: Address::repeat_byte(7),
+            key: B256::repeat_byte(8),
+        }
+    }
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
 
     #[tokio::test]
     async fn a_peer_that_never_pays_runs_dry_and_others_are_untouched() {
-        let gate = StakeGate::new(3, 1);
+        let gate = StakeGate::new(3, 1, payee());
         let (bad, good) = (PeerKey([1; 32]), PeerKey([2; 32]));
         let mut passes = 0;
         for _ in 0..100 {
@@ -260,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_identities_share_one_budget_of_chain_reads() {
-        let gate = StakeGate::new(3, 1);
+        let gate = StakeGate::new(3, 1, payee());
         let mut passes = 0;
         for i in 0..1_000u32 {
             let mut k = [0u8; 32];
@@ -276,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn offline_refusals_spend_the_budget_too() {
-        let gate = StakeGate::new(2, 1);
+        let gate = StakeGate::new(2, 1, payee());
         let bad = PeerKey([1; 32]);
         gate.charge(&bad);
         gate.charge(&bad);
@@ -285,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_tasks_of_a_paying_peer_wait_for_each_other_instead_of_failing() {
-        let gate = StakeGate::new(2, 1);
+        let gate = StakeGate::new(2, 1, payee());
         let peer = PeerKey([3; 32]);
         let mut tasks = Vec::new();
         for _ in 0..20 {
@@ -304,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hostile_burst_reads_the_chain_at_most_its_budget_at_once() {
-        let gate = StakeGate::new(4, 1);
+        let gate = StakeGate::new(4, 1, payee());
         let peer = PeerKey([4; 32]);
         let reads = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let mut tasks = Vec::new();
@@ -322,5 +503,129 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    fn stake(status: StakeStatus, provider: Address) -> StakeInfo {
+        StakeInfo {
+            requester: Address::repeat_byte(1),
+            provider,
+            key_commitment: payee().key,
+            amount: U256::from(10_000u64),
+            created_at: 0,
+            submitted_at: 0,
+            deadline: 0,
+            output_hash: B256::ZERO,
+            status,
+        }
+    }
+
+    fn task(job: JobId) -> Task {
+        Task {
+            job_id: job,
+            model: "m".into(),
+            prompt: "p".into(),
+            options: None,
+            stake: None,
+            deadline_ms: 0,
+            sender_ens: None,
+            messages: None,
+            stream: false,
+            model_digest: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_stake_is_remembered_for_its_claimer_only() {
+        let gate = StakeGate::new(100, 1, payee());
+        let (bad, honest) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let job = JobId::new();
+        assert!(gate.known_refusal(&bad, &task(job), None).is_none());
+        let read = stake(StakeStatus::None, Address::ZERO);
+        assert!(matches!(
+            gate.refusal_of_read(&bad, &job, &read),
+            Some(StakeRefusal::NotStaked)
+        ));
+        for _ in 0..10 {
+            assert!(matches!(
+                gate.known_refusal(&bad, &task(job), None),
+                Some(StakeRefusal::NotStaked)
+            ));
+        }
+        // The stake may still land: another peer's (the requester's) task is not refused.
+        assert!(gate.known_refusal(&honest, &task(job), None).is_none());
+        // Each cached refusal spent a unit of the claimer's own budget (100 - 10 left).
+        let mut left = 0;
+        while gate
+            .peers
+            .lock()
+            .get_mut(&bad.address())
+            .unwrap()
+            .bucket
+            .try_take(Instant::now())
+        {
+            left += 1;
+        }
+        assert_eq!(left, 90);
+    }
+
+    #[test]
+    fn a_stake_that_can_never_pay_this_provider_is_remembered_for_everyone() {
+        let gate = StakeGate::new(100, 1, payee());
+        let (a, b) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let (ended, other) = (JobId::new(), JobId::new());
+        let open = JobId::new();
+        let released = stake(StakeStatus::Released, payee().wallet);
+        let elsewhere = stake(StakeStatus::Staked, Address::repeat_byte(9));
+        let mine = stake(StakeStatus::Staked, payee().wallet);
+        assert!(gate.refusal_of_read(&a, &ended, &released).is_some());
+        assert!(gate.refusal_of_read(&a, &other, &elsewhere).is_some());
+        assert!(gate.refusal_of_read(&a, &open, &mine).is_none());
+        assert!(matches!(
+            gate.known_refusal(&b, &task(ended), None),
+            Some(StakeRefusal::NotOpen(_))
+        ));
+        assert!(matches!(
+            gate.known_refusal(&b, &task(other), None),
+            Some(StakeRefusal::OtherProvider(_))
+        ));
+        assert!(gate.known_refusal(&b, &task(open), None).is_none());
+    }
+
+    #[test]
+    fn an_unfunded_wallet_is_remembered_until_an_amount_it_holds() {
+        let gate = StakeGate::new(100, 1, payee());
+        let peer = PeerKey([1; 32]);
+        let wallet = Address::repeat_byte(5);
+        let auth = |amount: u64| StakeAuthorization {
+            job_id: B256::ZERO,
+            requester: wallet,
+            provider: payee().wallet,
+            key_commitment: payee().key,
+            amount: U256::from(amount),
+            deadline: 0,
+            valid_after: 0,
+            valid_before: 0,
+            signature: alloy::primitives::Signature::new(U256::ZERO, U256::ZERO, false),
+        };
+        let t = task(JobId::new());
+        assert!(gate.known_refusal(&peer, &t, Some(&auth(10))).is_none());
+        gate.remember_unfunded(wallet, U256::from(5u64));
+        assert!(matches!(
+            gate.known_refusal(&peer, &t, Some(&auth(10))),
+            Some(StakeRefusal::Unfunded { .. })
+        ));
+        assert!(gate.known_refusal(&peer, &t, Some(&auth(5))).is_none());
+    }
+
+    #[test]
+    fn the_negative_cache_is_bounded() {
+        let gate = StakeGate::new(1, 1, payee());
+        let peer = PeerKey([1; 32]);
+        for i in 0..3 * MAX_REFUSED as u64 {
+            gate.remember_missing_stake(JobId::new(), &peer);
+            gate.remember_unfunded(Address::left_padding_from(&i.to_be_bytes()), U256::ZERO);
+        }
+        let r = gate.refused.lock();
+        assert!(r.missing.len() <= MAX_REFUSED && r.wallets.len() <= MAX_REFUSED);
     }
 }

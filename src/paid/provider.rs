@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::gate::StakeGate;
+use super::gate::{Payee, StakeGate};
 use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{EscrowRevert, FairStatus, StakeAuthorization, StakeStatus};
@@ -44,10 +44,10 @@ pub struct PaidProvider {
 impl PaidProvider {
     /// A paid provider, paid into the chain's wallet.
     pub fn new(ctx: Arc<NodeCtx>, chain: Arc<Chain>) -> Arc<Self> {
-        let gate = StakeGate::new(
-            ctx.config.paid.unstaked_burst,
-            ctx.config.paid.unstaked_per_min,
-        );
+        let key = crate::chain::key_commitment(&ctx.endpoint.me().0);
+        let (paid, wallet) = (&ctx.config.paid, chain.wallet);
+        let payee = Payee { wallet, key };
+        let gate = StakeGate::new(paid.unstaked_burst, paid.unstaked_per_min, payee);
         let book = PayBook::new(ctx.jobs.clone(), Side::Provider);
         Arc::new_cyclic(|me| PaidProvider {
             book,
@@ -380,6 +380,7 @@ impl PaidProvider {
     /// The part of the check that asks the chain, under a unit of the peer's budget.
     async fn check_on_chain(
         &self,
+        from: &PeerKey,
         task: &Task,
         units: u64,
         auth: Option<StakeAuthorization>,
@@ -392,6 +393,7 @@ impl PaidProvider {
                 .await
                 .map_err(StakeRefusal::ChainUnreadable)?;
             if balance < auth.amount {
+                self.gate.remember_unfunded(auth.requester, balance);
                 return Err(StakeRefusal::Unfunded {
                     balance,
                     needed: auth.amount,
@@ -404,15 +406,9 @@ impl PaidProvider {
             tracing::warn!(job = %task.job_id, error = %e, "cannot read the stake");
             StakeRefusal::ChainUnreadable(e)
         })?;
-        if info.status == StakeStatus::None {
-            return Err(StakeRefusal::NotStaked);
-        }
-        if info.status != StakeStatus::Staked {
-            let fair = FairStatus::from_u8(info.status.as_u8());
-            return Err(StakeRefusal::NotOpen(fair));
-        }
-        if info.provider != self.chain.wallet {
-            return Err(StakeRefusal::OtherProvider(info.provider));
+        // Not there, ended, or for another provider or key: remembered (the negative cache).
+        if let Some(refusal) = self.gate.refusal_of_read(from, &task.job_id, &info) {
+            return Err(refusal);
         }
         // Public since its `Staked` event: the sender's only if its requester signed it over.
         let (id, me) = (self.chain.settings.chain_id, self.ctx.endpoint.me());
@@ -421,11 +417,6 @@ impl PaidProvider {
             != Some(info.requester)
         {
             return Err(StakeRefusal::Unbound("not signed by the stake's requester"));
-        }
-        // `submit` verifies this node's proof against the key the stake names: a stake for
-        // another key could never be submitted.
-        if info.key_commitment != crate::chain::key_commitment(&self.ctx.endpoint.me().0) {
-            return Err(StakeRefusal::OtherKey(info.key_commitment));
         }
         let price = self.ctx.config.provider.price_units;
         let amount = u64::try_from(info.amount).unwrap_or(u64::MAX);
@@ -564,6 +555,12 @@ impl ProviderPayments for PaidProvider {
                 return Err(e);
             }
         };
+        // Refused by an earlier read still remembered (the gate's negative cache): no RPC
+        // call, no unit of the all-peers budget, a unit of the peer's (threat model line 32).
+        if let Some(e) = self.gate.known_refusal(from, task, auth.as_ref()) {
+            self.ctx.metrics.table("gate_refusals_cached").inc();
+            return Err(e);
+        }
         // Wait for the peer's other checks at most until the task's deadline (bounded: the
         // deadline comes from the mesh).
         let left = std::time::Duration::from_millis(task.deadline_ms.saturating_sub(now_ms()));
@@ -571,7 +568,7 @@ impl ProviderPayments for PaidProvider {
         let pass = self.gate.enter(from, until).await.inspect_err(|e| {
             tracing::debug!(job = %task.job_id, from = %from.short(), error = %e, "task refused without asking the chain");
         })?;
-        let checked = self.check_on_chain(task, units, auth).await;
+        let checked = self.check_on_chain(from, task, units, auth).await;
         // A paid task gives its unit back; so does a failure of the chain, not the peer.
         match &checked {
             Ok(_) => pass.paid(),

@@ -15,6 +15,7 @@ mod axl_recv;
 mod axl_sim;
 mod axl_supervisor;
 mod bounded;
+mod bounded_paid;
 mod chain_concurrency;
 mod chain_ens;
 mod chain_escrow;

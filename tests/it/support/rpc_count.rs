@@ -18,7 +18,12 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     calls: Mutex<HashMap<String, u64>>,
+    /// The `data` of every `eth_call`, in order (at most [`MAX_KEPT_CALLS`]).
+    call_data: Mutex<Vec<String>>,
 }
+
+/// Most `eth_call` data kept.
+const MAX_KEPT_CALLS: usize = 200_000;
 
 /// The proxy, listening on 127.0.0.1 until dropped.
 pub struct CountingRpc {
@@ -34,6 +39,7 @@ impl CountingRpc {
             upstream: upstream.to_string(),
             http: reqwest::Client::new(),
             calls: Mutex::new(HashMap::new()),
+            call_data: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/", post(forward))
@@ -58,6 +64,13 @@ impl CountingRpc {
         self.by_method().values().sum()
     }
 
+    /// The `eth_call`s so far whose call data contains `needle` (lowercase hex, no `0x`):
+    /// e.g. the reads of one job's stake.
+    pub fn eth_calls_containing(&self, needle: &str) -> u64 {
+        let data = self.shared.call_data.lock().expect("lock");
+        data.iter().filter(|d| d.contains(needle)).count() as u64
+    }
+
     /// Calls so far, by method.
     pub fn by_method(&self) -> HashMap<String, u64> {
         self.shared.calls.lock().expect("lock").clone()
@@ -77,8 +90,14 @@ async fn forward(State(s): State<Arc<Shared>>, body: Bytes) -> impl IntoResponse
             one => vec![one],
         };
         let mut m = s.calls.lock().expect("lock");
+        let mut data = s.call_data.lock().expect("lock");
         for c in calls {
             let method = c["method"].as_str().unwrap_or("?").to_string();
+            if method == "eth_call" && data.len() < MAX_KEPT_CALLS {
+                let d = &c["params"][0];
+                let d = d["data"].as_str().or(d["input"].as_str()).unwrap_or("");
+                data.push(d.to_ascii_lowercase());
+            }
             *m.entry(method).or_default() += 1;
         }
     }
