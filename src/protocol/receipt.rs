@@ -172,10 +172,8 @@ pub struct Expected<'a> {
     pub model_digest: &'a str,
     /// The options it sent.
     pub options: Option<&'a Map<String, Value>>,
-    /// The prompt it sent.
-    pub prompt: &'a str,
-    /// The chat it sent instead of a prompt.
-    pub messages: Option<&'a [ChatMessage]>,
+    /// The hash of the prompt or chat it sent ([`prompt_hash`]).
+    pub prompt_hash: &'a str,
     /// The output it received.
     pub output: &'a str,
     /// When it sent the task, unix milliseconds.
@@ -267,11 +265,7 @@ pub fn check_receipt(
             got: b.options_json.chars().take(200).collect(),
         });
     }
-    field(
-        "prompt_hash",
-        &prompt_hash(want.prompt, want.messages),
-        &b.prompt_hash,
-    )?;
+    field("prompt_hash", want.prompt_hash, &b.prompt_hash)?;
     field("output_hash", &output_hash(want.output), &b.output_hash)?;
     let earliest = want.sent_ms.saturating_sub(RECEIPT_CLOCK_SKEW_MS);
     let latest = want.now_ms.saturating_add(RECEIPT_CLOCK_SKEW_MS);
@@ -316,6 +310,10 @@ mod tests {
 
     const DIGEST: &str = "abababababababababababababababababababababababababababababababab";
 
+    /// `prompt_hash("hi", None)`.
+    static PROMPT_HI: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| prompt_hash("hi", None));
+
     fn job() -> JobId {
         JobId([7u8; 32])
     }
@@ -344,8 +342,7 @@ mod tests {
             model: "gemma3:270m",
             model_digest: DIGEST,
             options: Some(opts),
-            prompt: "hi",
-            messages: None,
+            prompt_hash: &PROMPT_HI,
             output: "hello",
             sent_ms: 999_000,
             now_ms: 1_001_000,
@@ -400,7 +397,8 @@ mod tests {
         ));
 
         let mut want = expected(&p, &j, &opts);
-        want.prompt = "ho";
+        let ho = prompt_hash("ho", None);
+        want.prompt_hash = &ho;
         assert!(matches!(
             check_receipt(Some(&r), &want),
             Err(ReceiptMismatch::Field {
