@@ -133,6 +133,7 @@ impl Requester {
         let end = self
             .attempt(job, provider, &Message::Task(task.clone()), deadline)
             .await;
+        let _held = self.hold_result(job);
         let result = match end {
             AttemptEnd::Result(result) => result,
             other => {

@@ -72,6 +72,8 @@ pub struct Requester {
     caught: Mutex<std::collections::HashSet<crate::axl::PeerKey>>,
     /// The agent's spend budget ([`budget`]).
     budget: budget::SpendBudget,
+    /// Results a delegation holds while it checks them ([`attempt::InHand`]).
+    in_hand: Mutex<std::collections::HashSet<JobId>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -107,6 +109,7 @@ impl Requester {
             current: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
             caught: Mutex::new(std::collections::HashSet::new()),
+            in_hand: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -352,6 +355,7 @@ impl Requester {
             tally.asked(&provider);
             let t0 = Instant::now();
             let mut end = self.attempt(attempt_job, provider, &task, deadline).await;
+            let _held = matches!(end, AttemptEnd::Result(_)).then(|| self.hold_result(attempt_job));
             // 2c'. The receipt: a result whose signed receipt does not match the job is not
             // accepted (nor paid); the job fails over like a failed attempt.
             if let AttemptEnd::Result(r) = &end {
