@@ -113,7 +113,8 @@ impl Requester {
 
     /// Spot-check `r`, the result `ad`'s provider delivered for `job`, with the other
     /// candidates `pool`; the check is kept on the job's record. Returns why the provider
-    /// was caught, when it was.
+    /// was caught, when it was. Check runs are paid through `payments` when jobs are paid.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn spot_check(
         &self,
         job: JobId,
