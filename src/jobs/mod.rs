@@ -22,6 +22,8 @@
 //! # Layout
 //!
 //! - [`state`]: the side of a job, its states and their table of moves.
+//! - [`asked`]: what a requester asked of a provider, kept so any result's receipt is
+//!   checked against it, late ones too.
 //! - [`attempt`]: one provider tried for a delegation, and what became of its stake.
 //! - [`error_code`]: the API's error codes and a job record's `error_code`.
 //! - [`pay`]: the money side of a paid job and its table of moves.
@@ -31,6 +33,7 @@
 //! - [`store`]: the SQLite table and its one write path.
 //! - [`retention`]: how long a provider keeps other nodes' prompts.
 
+pub mod asked;
 pub mod attempt;
 pub mod error_code;
 pub mod pay;
@@ -41,6 +44,7 @@ pub mod spot_check;
 pub mod state;
 pub mod store;
 
+pub use asked::Asked;
 pub use attempt::{Attempt, AttemptOutcome, AttemptStake, StakeOutcome};
 pub use error_code::{ErrorCode, JobErrorCode};
 pub use pay::{PayStatus, PaymentRecord};

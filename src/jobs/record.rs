@@ -86,6 +86,10 @@ pub struct JobRecord {
     /// Requester: why the receipt was refused, when it was (the provider is not paid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_refused: Option<String>,
+    /// Requester: what this attempt asked of its provider, the receipt's measure (a late
+    /// result's too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<super::Asked>,
     /// Requester: the spot checks of this job's results, one per provider checked (a
     /// caught provider's first, then the next provider's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -119,6 +123,7 @@ impl JobRecord {
             attempts: Vec::new(),
             receipt: None,
             receipt_refused: None,
+            asked: None,
             spot_checks: Vec::new(),
         }
     }

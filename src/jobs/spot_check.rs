@@ -44,4 +44,11 @@ pub struct SpotCheck {
     pub output_hashes: Vec<String>,
     /// What the check cost: the wall time of its runs, milliseconds.
     pub ms: u64,
+    /// What the check cost: the USDC base units its paid runs were paid (each run is a
+    /// paid job to its provider, at its price, when payments are on; 0 when off).
+    #[serde(default)]
+    pub cost_units: u64,
+    /// The job ids of its runs (their own records when paid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_jobs: Vec<crate::protocol::JobId>,
 }

@@ -68,7 +68,27 @@ impl AttemptEnd {
     }
 }
 
+/// A result a delegation holds while it checks it (its receipt, a spot check, its proof):
+/// a copy the provider sends again meanwhile (it resends until acknowledged) is neither a
+/// late result nor a stray one. Removed when dropped.
+pub(super) struct InHand<'a> {
+    req: &'a Requester,
+    job: JobId,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.req.in_hand.lock().remove(&self.job);
+    }
+}
+
 impl Requester {
+    /// Hold `job`'s result while the delegation checks it ([`InHand`]).
+    pub(super) fn hold_result(&self, job: JobId) -> InHand<'_> {
+        self.in_hand.lock().insert(job);
+        InHand { req: self, job }
+    }
+
     /// One attempt at one provider: send the task reliably and wait for its answer,
     /// until the deadline or until the provider shows no life for
     /// [`crate::mesh::DeliverySettings::dead_after`].
@@ -198,6 +218,10 @@ impl Requester {
 
     /// A result arrived. One no delegation waits for may still settle a paid job.
     pub async fn on_task_result(&self, from: &PeerKey, r: TaskResult) {
+        if self.in_hand.lock().contains(&r.job_id) {
+            tracing::debug!(job = %r.job_id, from = %from.short(), "repeated task_result while its delegation checks it: ignored");
+            return;
+        }
         let waited = self.waiting.lock().contains_key(&r.job_id);
         if !waited
             && self

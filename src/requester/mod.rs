@@ -18,6 +18,10 @@
 //! the failed attempt's record points to the next (`moved_to`), and what became of its
 //! stake (declined and refunded, pending refund after its deadline, never made) is read
 //! from the chain and listed in the answer's `attempts`.
+//!
+//! Every result's signed receipt is checked against what the attempt asked ([`receipt`]),
+//! and a sample is re-run elsewhere ([`spot_check`]), each run one task to one provider
+//! ([`check_run`]), a paid job of its own when payments are on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use crate::stream::{ChunkRegistry, Retry, StreamEvent};
 
 mod attempt;
 pub mod budget;
+mod check_run;
 mod discovery;
 pub mod events;
 mod failure;
@@ -67,6 +72,8 @@ pub struct Requester {
     caught: Mutex<std::collections::HashSet<crate::axl::PeerKey>>,
     /// The agent's spend budget ([`budget`]).
     budget: budget::SpendBudget,
+    /// Results a delegation holds while it checks them ([`attempt::InHand`]).
+    in_hand: Mutex<std::collections::HashSet<JobId>>,
 }
 
 /// Removes a discovery's or a job's entry from its map however the delegation ends.
@@ -102,6 +109,7 @@ impl Requester {
             current: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
             caught: Mutex::new(std::collections::HashSet::new()),
+            in_hand: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -319,7 +327,9 @@ impl Requester {
                     return Err(DelegateError::Cancelled("the agent went away".into()));
                 }
             }
+            let asked = receipt::asked_of(&ad, req);
             let record = |r: &mut JobRecord| {
+                r.asked = Some(asked.clone());
                 r.peer = Some(provider);
                 r.peer_ens = ad.ens.clone();
                 r.peer_wallet = ad.wallet.clone();
@@ -344,15 +354,15 @@ impl Requester {
             // 2b. The attempt: wait for the outcome, watching the provider's heartbeats.
             tally.asked(&provider);
             let t0 = Instant::now();
-            let sent_ms = crate::jobs::now_ms();
             let mut end = self.attempt(attempt_job, provider, &task, deadline).await;
+            let _held = matches!(end, AttemptEnd::Result(_)).then(|| self.hold_result(attempt_job));
             // 2c'. The receipt: a result whose signed receipt does not match the job is not
             // accepted (nor paid); the job fails over like a failed attempt.
             if let AttemptEnd::Result(r) = &end {
-                if let Err(why) = self.check_result(attempt_job, &ad, req, r, sent_ms) {
+                if let Err(why) = self.check_result(attempt_job, &provider, model, &asked, r) {
                     end = AttemptEnd::BadReceipt(why.to_string());
                 } else if let Some(why) = self
-                    .spot_check(attempt_job, &ad, req, r, &pool, deadline)
+                    .spot_check(attempt_job, &ad, req, r, &pool, payments, deadline)
                     .await
                 {
                     end = AttemptEnd::Caught(why);

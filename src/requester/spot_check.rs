@@ -14,7 +14,9 @@
 //! (`unsettled`). A caught provider's result is refused (not paid), the provider is
 //! recorded as disputed and excluded by this node from then on, and the delegation moves
 //! to the next provider while the agent waits. Each check run's signed receipt is checked
-//! like any result's and kept, with the verdict, on the job record (`spot_check`).
+//! like any result's and kept, with the verdict, on the job record (`spot_check`). With
+//! payments on, each check run is a paid job to its provider ([`super::check_run`]); what
+//! the check cost is kept with it.
 
 use std::time::Instant;
 
@@ -23,11 +25,10 @@ use serde_json::{Map, Value};
 use super::Requester;
 use crate::axl::PeerKey;
 use crate::jobs::{Side, SpotCheck, SpotVerdict};
-use crate::protocol::receipt::{check_receipt, output_hash, receipt_digest, Expected};
-use crate::protocol::{JobId, Message, ResourceAd, Task, TaskResult};
+use crate::paid::RequesterPayments;
+use crate::protocol::receipt::{output_hash, receipt_digest};
+use crate::protocol::{JobId, ResourceAd, TaskResult};
 use crate::request::ValidRequest;
-
-use super::attempt::AttemptEnd;
 
 /// Tokens a greedy probe asks for.
 pub const PROBE_TOKENS: u64 = 32;
@@ -72,12 +73,6 @@ fn probe_options(options: Option<&Map<String, Value>>) -> Map<String, Value> {
     o
 }
 
-/// The result of one check run: its output and its checked receipt.
-struct Run {
-    output: String,
-    result: Box<TaskResult>,
-}
-
 impl Requester {
     /// Whether this job of `provider`'s is checked: always among its first
     /// `VERIFY_FIRST` jobs here, else with probability `VERIFY_RATE`.
@@ -118,7 +113,8 @@ impl Requester {
 
     /// Spot-check `r`, the result `ad`'s provider delivered for `job`, with the other
     /// candidates `pool`; the check is kept on the job's record. Returns why the provider
-    /// was caught, when it was.
+    /// was caught, when it was. Check runs are paid through `payments` when jobs are paid.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn spot_check(
         &self,
         job: JobId,
@@ -126,6 +122,7 @@ impl Requester {
         req: &ValidRequest,
         r: &TaskResult,
         pool: &[ResourceAd],
+        payments: &dyn RequesterPayments,
         deadline: Instant,
     ) -> Option<String> {
         let provider = ad.node_id;
@@ -176,16 +173,20 @@ impl Requester {
             receipts: Vec::new(),
             output_hashes: Vec::new(),
             ms: 0,
+            cost_units: 0,
+            check_jobs: Vec::new(),
         };
         // The provider's own output to compare: as delivered, or its probe.
         let theirs = if fixed || checkers.is_empty() {
             check.receipts.extend(r.receipt.clone());
             Some(r.output.clone())
         } else {
-            self.check_run(&provider, req, options.clone(), deadline)
+            self.check_run(payments, ad, req, options.clone(), deadline)
                 .await
                 .map(|run| {
                     check.receipts.extend(run.result.receipt.clone());
+                    check.cost_units += run.cost_units;
+                    check.check_jobs.push(run.job);
                     run.output
                 })
         };
@@ -199,8 +200,10 @@ impl Requester {
             }
             Some(theirs) => {
                 check.output_hashes.push(output_hash(&theirs));
-                self.settle_check(&mut check, &checkers, req, options, &theirs, deadline)
-                    .await
+                self.settle_check(
+                    &mut check, &checkers, req, options, &theirs, payments, deadline,
+                )
+                .await
             }
         };
         check.ms = started.elapsed().as_millis() as u64;
@@ -221,6 +224,7 @@ impl Requester {
     }
 
     /// Run the check on a checker, and on a third when they disagree; set the verdict.
+    #[allow(clippy::too_many_arguments)]
     async fn settle_check(
         &self,
         check: &mut SpotCheck,
@@ -228,16 +232,19 @@ impl Requester {
         req: &ValidRequest,
         options: Option<Map<String, Value>>,
         theirs: &str,
+        payments: &dyn RequesterPayments,
         deadline: Instant,
     ) -> Option<String> {
         // The first checker that answers with a receipt that checks.
         let mut runs: Vec<(PeerKey, String)> = Vec::new();
         for c in checkers {
             if let Some(run) = self
-                .check_run(&c.node_id, req, options.clone(), deadline)
+                .check_run(payments, c, req, options.clone(), deadline)
                 .await
             {
                 check.checkers.push(c.node_id);
+                check.cost_units += run.cost_units;
+                check.check_jobs.push(run.job);
                 check.receipts.extend(run.result.receipt.clone());
                 check.output_hashes.push(output_hash(&run.output));
                 runs.push((c.node_id, run.output));
@@ -276,61 +283,6 @@ impl Requester {
                 }
             }
         }
-    }
-
-    /// One check run on `on`, unpaid, its receipt checked like any result's.
-    async fn check_run(
-        &self,
-        on: &PeerKey,
-        req: &ValidRequest,
-        options: Option<Map<String, Value>>,
-        deadline: Instant,
-    ) -> Option<Run> {
-        let job = JobId::new();
-        let task = Task {
-            job_id: job,
-            model: req.model.clone(),
-            prompt: req.prompt.clone(),
-            options,
-            stake: None,
-            deadline_ms: crate::jobs::now_ms()
-                + deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as u64,
-            sender_ens: self.ctx.config.node.ens_name.clone(),
-            messages: req.messages.clone(),
-            stream: false,
-            model_digest: req.model_digest.clone(),
-        };
-        let sent_ms = crate::jobs::now_ms();
-        let end = self
-            .attempt(job, *on, &Message::Task(task.clone()), deadline)
-            .await;
-        let AttemptEnd::Result(result) = end else {
-            return None;
-        };
-        let digest = receipt_digest(result.receipt.as_ref()).to_string();
-        let want = Expected {
-            job_id: &job,
-            provider: on,
-            model: &task.model,
-            model_digest: task.model_digest.as_deref().unwrap_or(&digest),
-            options: task.options.as_ref(),
-            prompt: &task.prompt,
-            messages: task.messages.as_deref(),
-            output: &result.output,
-            tool_calls: &result.tool_calls,
-            sent_ms,
-            now_ms: crate::jobs::now_ms(),
-        };
-        if let Err(e) = check_receipt(result.receipt.as_ref(), &want) {
-            tracing::warn!(provider = %on.short(), error = %e, "a spot check run's receipt does not check");
-            return None;
-        }
-        Some(Run {
-            output: result.output.clone(),
-            result,
-        })
     }
 }
 

@@ -126,3 +126,61 @@ async fn a_paid_provider_whose_receipt_names_another_model_is_not_paid() {
     assert_eq!(p, 0, "the provider got nothing");
     assert_eq!(r + e, FUND);
 }
+
+/// The late path (issue 22, threat model line 40): a paid result that arrives after its
+/// delegation gave up (here: the requester was killed while the provider ran, and
+/// restarted) is held to the same receipt as a live one. A lying receipt is refused: the
+/// result is not accepted, the provider's submit is disputed, and it is paid nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_paid_result_with_a_lying_receipt_is_not_paid() {
+    let w = PaidWorld::new().await;
+    w.ollama.set(|b| b.delay = Duration::from_secs(2));
+    let (mut requester, provider) = w.start(&[("EDGENT_TEST_RECEIPT_LIE", "model")]).await;
+    let url = format!("{}/delegate", requester.url);
+    let call = tokio::spawn(async move {
+        let body = json!({"model": "tinyllama", "prompt": "pay me late", "timeout_ms": 20000});
+        let _ = reqwest::Client::new().post(url).json(&body).send().await;
+    });
+    let id = support::eventually("a job tasked", Duration::from_secs(30), || async {
+        let j = requester.newest_job().await?;
+        (j["state"] == json!("tasked")).then(|| j["job_id"].as_str().unwrap().to_string())
+    })
+    .await;
+    requester.kill();
+    let _ = call.await;
+    requester.start_again().await;
+
+    // The provider delivers to the restarted requester, which no delegation waits on.
+    let rjob = support::eventually(
+        "the late receipt refused",
+        Duration::from_secs(30),
+        || async {
+            let j = requester.job(&id).await?;
+            j["receipt_refused"].is_string().then_some(j)
+        },
+    )
+    .await;
+    assert!(
+        rjob["receipt_refused"].as_str().unwrap().contains("model"),
+        "{rjob}"
+    );
+    assert!(rjob["output"].is_null(), "not accepted: {rjob}");
+    assert_eq!(rjob["payment"]["status"], json!("disputed"), "{rjob}");
+    assert_eq!(
+        rjob["receipt"]["model"],
+        json!("tinyllama-other"),
+        "the lie kept: {rjob}"
+    );
+    provider
+        .job_in_state(&id, "completed", Duration::from_secs(20))
+        .await;
+    // The provider submits its output all the same; the requester disputes within the
+    // window, so nothing reaches the provider but by the arbiter's decision.
+    support::until("the submit disputed", Duration::from_secs(60), || async {
+        w.stake_status(&id).await == FairStatus::Disputed
+    })
+    .await;
+    let (r, p, e) = w.balances().await;
+    assert_eq!(p, 0, "the provider got nothing");
+    assert_eq!(r + e, FUND);
+}

@@ -20,7 +20,10 @@ use crate::axl::PeerKey;
 use crate::chain::FairStatus;
 use crate::ctx::NodeCtx;
 use crate::jobs::{JobRecord, JobState, PayBook, PayStatus, Side};
-use crate::protocol::{DropReason, JobId, Message, PaymentRequest, TaskCancel, TaskResult};
+use crate::protocol::receipt::check_receipt;
+use crate::protocol::{
+    DropReason, JobId, Message, PaymentRequest, ReceiptMismatch, TaskCancel, TaskResult,
+};
 use crate::request::AttemptOutcome;
 use crate::request::{AttemptStake, DelegateError, JobErrorCode, StakeOutcome, WaitFor};
 
@@ -121,6 +124,67 @@ impl PaidRequester {
     fn drop_msg(&self, reason: DropReason, from: &PeerKey, job: &JobId, why: &str) {
         self.ctx.metrics.dropped(reason);
         tracing::warn!(from = %from.short(), %job, reason = reason.as_str(), "payment_request dropped: {why}");
+    }
+}
+
+/// The late path's receipt check ([`RequesterPayments::on_late_result`]).
+impl PaidRequester {
+    /// Check a late result's receipt against what the job's attempt asked (kept on its
+    /// record when the task was sent); a job recorded before that was kept has nothing to
+    /// check against and is refused.
+    fn late_receipt(
+        &self,
+        rec: &JobRecord,
+        from: &PeerKey,
+        result: &TaskResult,
+    ) -> Result<(), ReceiptMismatch> {
+        let Some(asked) = &rec.asked else {
+            return Err(ReceiptMismatch::Field {
+                field: "job",
+                want: "what the attempt asked, kept when the task was sent".into(),
+                got: "nothing kept".into(),
+            });
+        };
+        let provider = rec.peer.unwrap_or(*from);
+        check_receipt(
+            result.receipt.as_ref(),
+            &asked.expected(
+                &rec.job_id,
+                &provider,
+                &rec.model,
+                &result.output,
+                &result.tool_calls,
+            ),
+        )
+    }
+
+    /// Refuse a late result whose receipt does not check, as a live one is: not accepted
+    /// (nothing to verify or pay), the receipt kept with why, the provider marked
+    /// `Dispute`, and the payment `disputed`, so its submit is disputed within the window.
+    fn refuse_late(&self, job: JobId, from: &PeerKey, result: &TaskResult, why: String) {
+        tracing::warn!(%job, from = %from.short(), %why, "late result's receipt refused: not accepted, not paid; disputed once submitted");
+        let receipt = result.receipt.clone();
+        let kept = why.clone();
+        let res = self.ctx.jobs.update(&job, Side::Requester, |r| {
+            r.receipt = receipt;
+            r.receipt_refused = Some(kept);
+        });
+        if let Err(e) = res {
+            tracing::warn!(%job, error = %e, "cannot keep the late receipt with the job");
+        }
+        self.ctx
+            .mesh
+            .history
+            .record(from, crate::mesh::history::ProviderOutcome::Dispute, None);
+        let advanced = self.book.advance(&job, PayStatus::Disputed, |_, p| {
+            p.proof_verified = Some(false);
+            p.error = Some(format!("the late result was refused (bad_receipt): {why}"));
+        });
+        if advanced {
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(me.dispute(job));
+            }
+        }
     }
 }
 
@@ -370,6 +434,13 @@ impl RequesterPayments for PaidRequester {
         if rec.output.is_some() || !matches!(pay.status, PayStatus::Staked | PayStatus::Staking) {
             // The provider sends its result again when it has not heard from us.
             tracing::debug!(%job, status = pay.status.as_str(), "repeated task_result ignored");
+            return true;
+        }
+        // The same receipt check as a live result's, against what the attempt asked: a
+        // late result whose receipt does not match is refused, and disputed should its
+        // provider submit it.
+        if let Err(why) = self.late_receipt(&rec, from, &result) {
+            self.refuse_late(job, from, &result, why.to_string());
             return true;
         }
         let usage = result.usage.clone();

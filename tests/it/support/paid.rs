@@ -207,6 +207,23 @@ impl PaidWorld {
         env
     }
 
+    /// The settings of a provider daemon on mesh node `node`, paid into anvil account
+    /// `account`, with `ollama_url` as its backend and `price` (USDC) as its price.
+    pub fn provider_env_at(
+        &self,
+        node: usize,
+        account: usize,
+        ollama_url: &str,
+        price: &str,
+    ) -> Vec<(String, String)> {
+        let mut env = self.chain_env(account);
+        env.push(("AXL_API_URL".into(), self.mesh.nodes[node].1.clone()));
+        env.push(("EDGENT_ROLE".into(), "provider".into()));
+        env.push(("OLLAMA_URL".into(), ollama_url.to_string()));
+        env.push(("PRICE_USDC".into(), price.to_string()));
+        env
+    }
+
     /// The wallet of anvil account `i`.
     pub fn wallet(&self, i: usize) -> Address {
         self.chain.signer(i).address()
