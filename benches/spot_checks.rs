@@ -154,18 +154,24 @@ async fn main() {
             let (status, body) = requester
                 .delegate(json!({"model": GEMMA_MODEL, "prompt": prompt, "options": options}))
                 .await;
-            assert_eq!(status, 200, "{body}");
+            if status != 200 {
+                // A loaded machine can miss a deadline: counted, not a verdict.
+                eprintln!("delegation {i} failed: {status} {body}");
+                return None;
+            }
             let job: Value = requester
                 .job(body["job_id"].as_str().expect("job id"))
                 .await
                 .expect("job");
-            (i, fixed, job["spot_checks"][0].clone())
+            Some((i, fixed, job["spot_checks"][0].clone()))
         }
     };
     let mut i = 0;
+    let mut failed = 0usize;
     while i < n {
         let (x, y) = tokio::join!(one(i), one(i + 1));
-        for (i, fixed, check) in [x, y].into_iter().take(n - i) {
+        failed += [&x, &y].into_iter().take(n - i).filter(|r| r.is_none()).count();
+        for (i, fixed, check) in [x, y].into_iter().take(n - i).flatten() {
             let verdict = check["verdict"].as_str().unwrap_or("none").to_string();
             let hashes = check["output_hashes"]
                 .as_array()
@@ -181,6 +187,17 @@ async fn main() {
             verdicts.push(verdict);
         }
         i += 2;
+        if i.is_multiple_of(10) {
+            let accused = verdicts
+                .iter()
+                .filter(|v| *v == "caught" || *v == "checker_caught")
+                .count();
+            eprintln!(
+                "after {} checks: {accused} accusations, {} passed, {failed} delegations failed",
+                verdicts.len(),
+                verdicts.iter().filter(|v| *v == "passed").count()
+            );
+        }
     }
     let n = verdicts.len();
     let passed = verdicts.iter().filter(|v| *v == "passed").count();
@@ -197,7 +214,8 @@ async fn main() {
     .await;
     println!("honest spot checks: {n} ({} re-runs, {} probes), Gemma 3 270M, two providers with their own Ollama, {tokens} tokens per job", cost[0].len(), cost[1].len());
     println!(
-        "false alarms: {} of {n} (caught {caught}, checker caught {checker_caught}, unsettled {unsettled}); outputs not byte-identical: {not_identical}",
+        "false alarms (an honest provider or checker accused): {} of {n} (caught {caught}, checker caught {checker_caught}); not passed: {} (unsettled {unsettled}: a run missed its deadline, nobody accused); delegations failed: {failed}; outputs not byte-identical: {not_identical}",
+        caught + checker_caught,
         n - passed
     );
     println!(
