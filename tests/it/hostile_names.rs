@@ -9,13 +9,13 @@
 use std::time::Duration;
 
 use edgent::chain::ens::{EnsClient, NodeRecords};
-use edgent::harness::anvil::{deploy_ens, register_name, LocalChain};
-use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
+use edgent::harness::anvil::{deploy_ens, register_name};
 use edgent::protocol::{Announce, Message, ModelOffer, ResourceAd};
 use serde_json::{json, Value};
 
+use crate::support::eventually;
 use crate::support::evil::{evil_on, introduce, node_key};
-use crate::support::{eventually, start_pair, MeshSimProc};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE, SECOND_PROVIDER};
 
 const NAME: &str = "dell-g15.edgent.eth";
 const WITHIN: Duration = Duration::from_secs(60);
@@ -23,17 +23,18 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// On main the claim was enough: `EDGENT_ALLOW=dell-g15.edgent.eth` admitted the evil node
 /// (its ad the cheapest and loaded, so it got the task), and the name was shown as trusted.
 /// Now only the node whose key the name's records hold is admitted and shown plain; the
-/// claimer is shown `(unverified)` and never gets a task.
+/// claimer is shown `(unverified)` and never gets a task. Payments are on (escrow v4 and
+/// ENS on one anvil): the owner is paid for each delegation, the claimer's wallet (anvil
+/// account 4, named in its ad) nothing, and USDC is conserved with no stake left open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
-    let chain = LocalChain::start().await.expect("anvil");
-    let ens = deploy_ens(&chain.rpc_url(), chain.signer(0))
-        .await
-        .expect("ENS");
-    let owner = chain.signer(4);
+    let w = PaidWorld::with_nodes(3).await;
+    let rpc = w.chain.rpc_url();
+    let ens = deploy_ens(&rpc, w.chain.signer(0)).await.expect("ENS");
+    let owner = w.chain.signer(5);
     register_name(
-        &chain.rpc_url(),
-        chain.signer(0),
+        &rpc,
+        w.chain.signer(0),
         &ens,
         NAME,
         owner.address(),
@@ -41,44 +42,41 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
     )
     .await
     .expect("register");
-    let mesh = MeshSimProc::start(3, 0);
-    EnsClient::new(&chain.rpc_url(), ens.registry, Some(owner))
+    EnsClient::new(&rpc, ens.registry, Some(owner))
         .expect("client")
         .publish_records(
             NAME,
             &NodeRecords {
-                axl_pubkey: Some(mesh.nodes[1].0.clone()),
+                axl_pubkey: Some(w.mesh.nodes[1].0.clone()),
+                // A paid ad names its wallet: the records must name it too.
+                wallet: Some(w.provider_wallet),
                 ..NodeRecords::default()
             },
         )
         .await
         .expect("records");
-
-    let stub = OllamaStub::start(StubBehaviour::default())
-        .await
-        .expect("stub");
-    let dir = tempfile::tempdir().expect("dir");
     let registry = format!("{:#x}", ens.registry);
-    let (requester, _provider) = start_pair(
-        &mesh,
-        dir.path(),
-        &[("OLLAMA_URL", &stub.url()), ("EDGENT_ENS_NAME", NAME)],
-        &[
-            ("EDGENT_ALLOW", NAME),
-            ("ENS_RPC_URL", &chain.rpc_url()),
-            ("ENS_REGISTRY_ADDRESS", &registry),
-        ],
-    )
-    .await;
+    // The provider announces NAME (PaidWorld's provider settings).
+    let (requester, provider) = w
+        .start_with(
+            &[
+                ("EDGENT_ALLOW", NAME),
+                ("ENS_RPC_URL", &rpc),
+                ("ENS_REGISTRY_ADDRESS", &registry),
+            ],
+            &[],
+        )
+        .await;
 
-    let evil = evil_on(&mesh, &[2]).await;
+    let evil = evil_on(&w.mesh, &[2]).await;
     evil.set_acks(true);
     let me = evil.key(0);
+    let evil_wallet = w.wallet(SECOND_PROVIDER);
     let ad = ResourceAd {
         request_id: uuid::Uuid::nil(),
         node_id: me,
         ens: Some(NAME.into()),
-        wallet: None,
+        wallet: Some(format!("{evil_wallet:#x}")),
         models: vec!["tinyllama".into()],
         free_memory_mb: 1 << 40,
         price: 1,
@@ -100,7 +98,7 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
         ad: Some(ad),
         ttl_ms: 600_000,
     });
-    evil.send(0, &node_key(&mesh, 0), &announce)
+    evil.send(0, &node_key(&w.mesh, 0), &announce)
         .await
         .expect("announce");
 
@@ -115,35 +113,43 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
     let evil_id = me.to_hex();
     eventually("the names checked", WITHIN, || async {
         let st = requester.get("/status").await;
-        (ens_of(&st, &mesh.nodes[1].0) == Some(json!(NAME))
+        (ens_of(&st, &w.mesh.nodes[1].0) == Some(json!(NAME))
             && ens_of(&st, &evil_id) == Some(json!(format!("{NAME} (unverified)"))))
         .then_some(())
     })
     .await;
 
-    for i in 0..2 {
+    for i in 0..2u64 {
         let (status, body) = requester
-            .delegate(json!({"model": "tinyllama", "prompt": format!("named {i}")}))
+            .delegate(
+                json!({"model": "tinyllama", "prompt": format!("named {i}"), "wait": "settled"}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body["provider"]["node_id"],
-            json!(mesh.nodes[1].0),
+            json!(w.mesh.nodes[1].0),
             "{body}"
         );
         assert_eq!(body["provider"]["ens"], json!(NAME), "{body}");
-        let job = requester
-            .job(body["job_id"].as_str().expect("job id"))
-            .await
-            .expect("job");
+        assert_eq!(body["payment"]["status"], json!("released"), "{body}");
+        let id = body["job_id"].as_str().expect("job id");
+        let job = requester.job(id).await.expect("job");
         assert_eq!(job["peer_ens"], json!(NAME));
+        payment_becomes(&provider, id, "released", WITHIN).await;
+        assert_eq!(
+            w.balances().await,
+            (FUND - (i + 1) * PRICE, (i + 1) * PRICE, 0)
+        );
     }
-    assert_eq!(stub.generate_calls(), 2);
+    assert_eq!(w.ollama.generate_calls(), 2);
     assert_eq!(
         evil.received_kind("task").len(),
         0,
         "the claimer got a task"
     );
+    assert_eq!(w.usdc_of(evil_wallet).await, 0, "the claimer was paid");
+    w.assert_conserved(0).await;
 }
 
 /// The requester's side of line 12: a task's `sender_ens` is a claim too. The provider
@@ -158,8 +164,6 @@ async fn a_claimed_name_is_not_admitted_by_the_allow_list_and_the_owner_is() {
 async fn a_requester_claiming_an_allowed_name_is_refused_and_the_owner_is_served() {
     use alloy::primitives::{keccak256, U256};
     use edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS;
-
-    use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 
     const REQUESTER_NAME: &str = "jetson-orin.edgent.eth";
     let w = PaidWorld::with_nodes(3).await;
