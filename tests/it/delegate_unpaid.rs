@@ -53,7 +53,8 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
         .job_in_state(&job_id, "completed", Duration::from_secs(10))
         .await;
     assert_eq!(pjob["side"], json!("provider"));
-    assert_eq!(pjob["peer_ens"], json!("jetson-orin.edgent.eth"));
+    // The requester's name is its claim too (issue 21 item 5), shown unverified.
+    assert_eq!(pjob["peer_ens"], json!("jetson-orin.edgent.eth (unverified)"));
     assert_eq!(pjob["output"], rjob["output"]);
 
     // Status shows both sides' view.
