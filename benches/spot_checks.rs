@@ -170,7 +170,11 @@ async fn main() {
     let mut failed = 0usize;
     while i < n {
         let (x, y) = tokio::join!(one(i), one(i + 1));
-        failed += [&x, &y].into_iter().take(n - i).filter(|r| r.is_none()).count();
+        failed += [&x, &y]
+            .into_iter()
+            .take(n - i)
+            .filter(|r| r.is_none())
+            .count();
         for (i, fixed, check) in [x, y].into_iter().take(n - i).flatten() {
             let verdict = check["verdict"].as_str().unwrap_or("none").to_string();
             let hashes = check["output_hashes"]

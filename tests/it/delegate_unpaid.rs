@@ -54,7 +54,10 @@ async fn delegation_returns_the_providers_output_and_survives_restart() {
         .await;
     assert_eq!(pjob["side"], json!("provider"));
     // The requester's name is its claim too (issue 21 item 5), shown unverified.
-    assert_eq!(pjob["peer_ens"], json!("jetson-orin.edgent.eth (unverified)"));
+    assert_eq!(
+        pjob["peer_ens"],
+        json!("jetson-orin.edgent.eth (unverified)")
+    );
     assert_eq!(pjob["output"], rjob["output"]);
 
     // Status shows both sides' view.
