@@ -20,7 +20,7 @@
 //! - [`chain`]: escrow client, settlement (KeeperHub or direct), ENS.
 //! - [`protocol`]: the wire messages, one serde enum tagged by `type`, their codec and
 //!   checks, model digests and `name@sha256:` pins, the providers' signed receipts and
-//!   their check, and the x402 shapes.
+//!   their check, the evidence of a caught cheater and its check, and the x402 shapes.
 //! - [`inference`]: inference backends (Ollama, OpenAI-compatible, and a labelled demo
 //!   backend), and embeddings as a task.
 //! - [`jobs`]: job records, their state machine and payment states, the attempts, error
@@ -45,7 +45,8 @@
 //!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
 //! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result (its
 //!   receipt checked, a sample spot-checked) -> `end` / `settle`, the delegation as a
-//!   stream of events, and the agent's spend budget.
+//!   stream of events, the agent's spend budget, and evidence of caught cheaters sent to
+//!   and received from peers (excluded only when this node's own run confirms it).
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.

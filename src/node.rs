@@ -111,6 +111,7 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
             | Message::TaskResult(_)
             | Message::PaymentRequest(_)
             | Message::PaymentConfirmed(_)
+            | Message::Evidence(_)
     );
     let ack = msg_id.map(|id| {
         let to = ctx.mesh.peers.full_key(&from).unwrap_or(from);
@@ -168,6 +169,7 @@ async fn handle(ctx: &Arc<NodeCtx>, h: &Handlers, from: crate::axl::PeerKey, msg
             }
         }
         Message::Heartbeat(b) => h.requester.on_heartbeat(&from, b),
+        Message::Evidence(m) => h.requester.on_evidence(&from, *m).await,
         Message::Announce(m) => {
             crate::mesh::gossip::on_announce(&ctx.endpoint, &ctx.mesh, &from, m)
         }

@@ -172,6 +172,15 @@ impl Directory {
         self.lock().values().filter(|k| k.is_hearsay()).count()
     }
 
+    /// The direct peers (as the last `/topology` read found them).
+    pub fn direct(&self) -> Vec<PeerKey> {
+        self.lock()
+            .values()
+            .filter(|k| k.direct)
+            .map(|k| k.key)
+            .collect()
+    }
+
     /// Mark every node not in `direct` as not a direct peer (after a `/topology` read).
     pub fn set_direct(&self, direct: &[PeerKey]) {
         let addrs: Vec<[u8; 16]> = direct.iter().map(|k| k.address()).collect();

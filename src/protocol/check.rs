@@ -125,6 +125,10 @@ impl Message {
                 check_text("explorer_url", &m.explorer_url)
             }
             Message::Ack(_) | Message::Heartbeat(_) => Ok(()),
+            Message::Evidence(m) => {
+                check_model(&m.model)?;
+                m.check_bounds().map_err(|e| e.to_string())
+            }
         }
     }
 }

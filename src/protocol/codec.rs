@@ -42,6 +42,7 @@ fn decode_kind(
         "ack" => Message::Ack(de(map, ignored)?),
         "heartbeat" => Message::Heartbeat(de(map, ignored)?),
         "announce" => Message::Announce(de(map, ignored)?),
+        "evidence" => Message::Evidence(Box::new(de(map, ignored)?)),
         other => {
             return Err(serde::de::Error::custom(format!(
                 "unknown variant {other:?}"

@@ -427,10 +427,12 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// See [`Announce`].
     Announce(Announce),
+    /// See [`super::Evidence`] (boxed: it carries a prompt and receipts).
+    Evidence(Box<super::Evidence>),
 }
 
 /// The `type` names this build knows.
-pub const MESSAGE_TYPES: [&str; 12] = [
+pub const MESSAGE_TYPES: [&str; 13] = [
     "resource_request",
     "resource_ad",
     "task",
@@ -443,6 +445,7 @@ pub const MESSAGE_TYPES: [&str; 12] = [
     "ack",
     "heartbeat",
     "announce",
+    "evidence",
 ];
 
 /// The `type`s delivered reliably: they carry a `msg_id`, are acknowledged with an

@@ -37,6 +37,7 @@
 pub mod check;
 pub mod codec;
 pub mod digest;
+pub mod evidence;
 pub mod job_id;
 pub mod messages;
 pub mod receipt;
@@ -45,6 +46,7 @@ pub mod x402;
 pub use check::check_model;
 pub use codec::{DecodeError, DropReason, EncodeError, Envelope};
 pub use digest::{check_digest, parse_digest, parse_pin, show_pin, ModelPin};
+pub use evidence::Evidence;
 pub use job_id::JobId;
 pub use messages::*;
 pub use receipt::{Receipt, ReceiptMismatch};

@@ -303,7 +303,7 @@ pub fn check_receipt(
 /// Two options objects say the same: the same keys, equal values (numbers equal to a
 /// relative 1e-12, as a float may come back one unit in the last place off after a trip
 /// through JSON text).
-fn same_options(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+pub fn same_options(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     a.len() == b.len()
         && a.iter()
             .all(|(k, v)| b.get(k).is_some_and(|w| same_value(v, w)))

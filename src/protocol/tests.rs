@@ -170,7 +170,36 @@ pub(crate) fn samples() -> Vec<Message> {
             ad: None,
             ttl_ms: 60_000,
         }),
+        Message::Evidence(Box::new(evidence_sample())),
     ]
+}
+
+/// An `evidence` whose receipts are signed (by made-up keys).
+fn evidence_sample() -> super::Evidence {
+    use super::receipt::{output_hash, prompt_hash, ReceiptBody, ReceiptSigner};
+    let run = |seed: u8, output: &str| {
+        ReceiptSigner::from_seed(&[seed; 32]).sign(ReceiptBody {
+            job_id: JobId([7; 32]).to_string(),
+            model: "gemma3:270m".into(),
+            model_digest: "ab".repeat(32),
+            options_json: r#"{"temperature":0}"#.into(),
+            prompt_hash: prompt_hash("hi", None),
+            output_hash: output_hash(output),
+            tool_calls_hash: String::new(),
+            time_ms: 1_000_000,
+            signer: String::new(),
+        })
+    };
+    super::Evidence {
+        accused: ReceiptSigner::from_seed(&[1; 32]).public(),
+        model: "gemma3:270m".into(),
+        model_digest: "ab".repeat(32),
+        options: json!({"temperature": 0}).as_object().cloned(),
+        prompt: "hi".into(),
+        messages: None,
+        accused_receipt: run(1, "nonsense"),
+        checker_receipts: vec![run(2, "hello"), run(3, "hello")],
+    }
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub mod budget;
 mod check_run;
 mod discovery;
 pub mod events;
+pub mod evidence;
 mod failure;
 mod receipt;
 pub mod spot_check;
@@ -70,6 +71,8 @@ pub struct Requester {
     checked: Mutex<HashMap<crate::axl::PeerKey, u32>>,
     /// Providers a spot check caught: given no more jobs (bounded).
     caught: Mutex<std::collections::HashSet<crate::axl::PeerKey>>,
+    /// Evidence of caught providers received from other nodes ([`evidence`]).
+    evidence: evidence::EvidenceBook,
     /// The agent's spend budget ([`budget`]).
     budget: budget::SpendBudget,
     /// Results a delegation holds while it checks them ([`attempt::InHand`]).
@@ -109,6 +112,7 @@ impl Requester {
             current: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
             caught: Mutex::new(std::collections::HashSet::new()),
+            evidence: evidence::EvidenceBook::default(),
             in_hand: Mutex::new(std::collections::HashSet::new()),
         }
     }

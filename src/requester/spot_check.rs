@@ -99,7 +99,7 @@ impl Requester {
         self.caught.lock().contains(provider)
     }
 
-    fn mark_caught(&self, provider: &PeerKey) {
+    pub(super) fn mark_caught(&self, provider: &PeerKey) {
         let mut c = self.caught.lock();
         if c.len() < MAX_TRACKED {
             c.insert(*provider);
@@ -201,7 +201,13 @@ impl Requester {
             Some(theirs) => {
                 check.output_hashes.push(output_hash(&theirs));
                 self.settle_check(
-                    &mut check, &checkers, req, options, &theirs, payments, deadline,
+                    &mut check,
+                    &checkers,
+                    req,
+                    options.clone(),
+                    &theirs,
+                    payments,
+                    deadline,
                 )
                 .await
             }
@@ -211,6 +217,18 @@ impl Requester {
         self.ctx.metrics.spot_check(check.verdict.into());
         if caught.is_some() {
             self.mark_caught(&provider);
+            if let Some((accused_receipt, checker_receipts)) = check.receipts.split_first() {
+                self.publish_evidence(crate::protocol::Evidence {
+                    accused: provider,
+                    model: req.model.clone(),
+                    model_digest: digest.clone(),
+                    options: options.clone(),
+                    prompt: req.prompt.clone(),
+                    messages: req.messages.clone(),
+                    accused_receipt: accused_receipt.clone(),
+                    checker_receipts: checker_receipts.to_vec(),
+                });
+            }
         }
         let res = self.ctx.jobs.update(&job, Side::Requester, |rec| {
             if rec.spot_checks.len() < MAX_CHECKS_PER_JOB {

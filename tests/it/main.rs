@@ -26,6 +26,7 @@ mod cli;
 mod delegate_unpaid;
 mod delivery;
 mod discovery;
+mod evidence;
 mod fair_exchange;
 mod faults;
 mod first_run;
