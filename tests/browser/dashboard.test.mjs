@@ -355,6 +355,10 @@ test("the dashboard draws a paid five-node mesh with local, paid, failed-over an
     EDGENT_ENS_NAME: REQUESTER_ENS,
     EDGENT_API_TOKEN: API_TOKEN,
     OLLAMA_URL: localOllama,
+    // No spot checks: with payments on each check run is a paid job of its own, and the
+    // pictures here count the agent's requests (spot checks: tests/it/spot_checks.rs).
+    VERIFY_RATE: "0",
+    VERIFY_FIRST: "0",
     ...paidEnv(chain, 2),
   });
   void provider;
