@@ -184,6 +184,18 @@ async fn generation(
     let started = std::time::Instant::now();
     let mode = front.settings().offload;
     let path = uri.path_and_query().map_or(api.path(), |p| p.as_str());
+    // The generation as the agent sent it, to the local Ollama.
+    let send_local = |body: Bytes| {
+        local::forward(
+            &front.http,
+            front.ollama_url(),
+            reqwest::Method::POST,
+            path,
+            headers.get(header::CONTENT_TYPE),
+            body,
+            true,
+        )
+    };
     let predicted = match mode {
         OffloadMode::Predict => predict_offload(&front, &req.request).await,
         _ => None,
@@ -198,17 +210,7 @@ async fn generation(
             Bytes::new(),
         ))
     } else {
-        match local::forward(
-            &front.http,
-            front.ollama_url(),
-            reqwest::Method::POST,
-            path,
-            headers.get(header::CONTENT_TYPE),
-            body.clone(),
-            true,
-        )
-        .await
-        {
+        match send_local(body.clone()).await {
             Local::Answer(resp) => {
                 return record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
             }
@@ -248,16 +250,7 @@ async fn generation(
         // The prediction may be wrong: the local Ollama gets its chance.
         Err(e) if predicted.is_some() => {
             tracing::info!(model = %req.request.model, mesh = %e, "the mesh did not answer a predicted offload: trying the local Ollama");
-            let forwarded = local::forward(
-                &front.http,
-                front.ollama_url(),
-                reqwest::Method::POST,
-                path,
-                headers.get(header::CONTENT_TYPE),
-                body,
-                true,
-            )
-            .await;
+            let forwarded = send_local(body).await;
             match forwarded {
                 Local::Answer(resp) => {
                     record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
