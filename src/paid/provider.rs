@@ -89,9 +89,10 @@ impl PaidProvider {
         };
         let key = self.ctx.endpoint.me().0;
         let started = Instant::now();
-        // The proof commits to the output bound to the model's digest (the receipt's).
-        let digest = crate::protocol::receipt::receipt_digest(rec.receipt.as_ref());
-        let output = crate::protocol::receipt::committed_output(&output, digest);
+        // The proof commits to the output bound to the model's digest and the tool calls
+        // (the receipt's).
+        let bound = crate::protocol::receipt::OutputBinding::of(rec.receipt.as_ref());
+        let output = crate::protocol::receipt::committed_output(&output, &bound);
         let proved = tokio::task::spawn_blocking(move || {
             crate::zk::prove(&output, &key, &job.0).map(|(proof, public)| {
                 let c = crate::zk::commitments(&output, &key, &job.0);

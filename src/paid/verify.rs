@@ -6,6 +6,7 @@ use alloy::primitives::Address;
 
 use crate::axl::PeerKey;
 use crate::jobs::PaymentRecord;
+use crate::protocol::receipt::OutputBinding;
 use crate::protocol::{JobId, PaymentRequest};
 
 /// Why a `payment_request` is refused (nothing is paid; the operator is asked to reject).
@@ -23,8 +24,8 @@ pub enum PaymentRequestRefusal {
     /// The x402 `PaymentRequired` does not match the stake.
     #[error(transparent)]
     X402(#[from] super::x402::X402Refusal),
-    /// The output is empty: nothing to pay for, whatever the proof says.
-    #[error("the output is empty: an empty result is never paid")]
+    /// The output is empty and calls no tool: nothing to pay for, whatever the proof says.
+    #[error("the output is empty and calls no tool: an empty result is never paid")]
     EmptyOutput,
     /// The check itself could not run.
     #[error("verification task failed: {0}")]
@@ -32,26 +33,26 @@ pub enum PaymentRequestRefusal {
 }
 
 /// Every check a payment request must pass before money moves, in order. `output` is the
-/// text the requester received and `model_digest` the digest its receipt names (empty when
-/// none), bound together as the proof commits them
+/// text the requester received and `bound` the model digest and tool calls its receipt
+/// names, bound together as the proof commits them
 /// ([`crate::protocol::receipt::committed_output`]). Returns the output commitment (the
 /// escrow's `outputHash`) when all pass.
 pub fn check_payment_request(
     req: &PaymentRequest,
     output: &str,
-    model_digest: &str,
+    bound: &OutputBinding,
     provider: &PeerKey,
     job: &JobId,
     pay: &PaymentRecord,
     usdc: &Address,
 ) -> Result<String, PaymentRequestRefusal> {
-    // 0: an empty output is never paid (anyone can prove one).
-    if crate::protocol::is_empty_output(output) {
+    // 0: an empty output is never paid (anyone can prove one); a tool call alone is an answer.
+    if bound.says_nothing(output) {
         return Err(PaymentRequestRefusal::EmptyOutput);
     }
     // 1-4: the output commitment, the wallet commitment, the job id (public signals, in
     // this order), then the Groth16 proof against the committed key.
-    let committed = crate::protocol::receipt::committed_output(output, model_digest);
+    let committed = crate::protocol::receipt::committed_output(output, bound);
     let expected = crate::zk::verify_job(
         &req.proof,
         &req.public_signals,
@@ -119,9 +120,14 @@ mod tests {
 
     /// A request with a valid proof for (output, KEY, JOB).
     fn request_for(output: &str) -> PaymentRequest {
+        request_proving(output.as_bytes())
+    }
+
+    /// A request with a valid proof for the committed bytes `committed`, KEY and JOB.
+    fn request_proving(committed: &[u8]) -> PaymentRequest {
         {
-            let (proof, public) = crate::zk::prove(output.as_bytes(), &KEY.0, &JOB.0).unwrap();
-            let c = crate::zk::commitments(output.as_bytes(), &KEY.0, &JOB.0);
+            let (proof, public) = crate::zk::prove(committed, &KEY.0, &JOB.0).unwrap();
+            let c = crate::zk::commitments(committed, &KEY.0, &JOB.0);
             let p = pay();
             let terms = crate::paid::x402::Terms {
                 job: JOB,
@@ -159,7 +165,36 @@ mod tests {
         key: &PeerKey,
         job: &JobId,
     ) -> Result<String, String> {
-        check_payment_request(req, output, "", key, job, &pay(), &usdc()).map_err(|e| e.to_string())
+        let none = OutputBinding::default();
+        check_payment_request(req, output, &none, key, job, &pay(), &usdc())
+            .map_err(|e| e.to_string())
+    }
+
+    /// An answer that only calls a tool has no text; it is paid when the proof commits to
+    /// its tool calls (the receipt's hash), and refused when the proof leaves them out.
+    #[test]
+    fn a_tool_call_without_text_is_paid_when_the_proof_binds_it() {
+        let bound = OutputBinding {
+            model_digest: "ab".repeat(32),
+            tool_calls_hash: crate::protocol::receipt::tool_calls_hash(&[serde_json::json!(
+                {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            )]),
+        };
+        let committed = crate::protocol::receipt::committed_output("", &bound);
+        let req = request_proving(&committed);
+        let got = check_payment_request(&req, "", &bound, &KEY, &JOB, &pay(), &usdc());
+        let want = crate::zk::commitments(&committed, &KEY.0, &JOB.0).output_hash_hex();
+        assert_eq!(got.map_err(|e| e.to_string()), Ok(want));
+        // The same proof does not pay the text-only reading of the answer.
+        let digest_only = OutputBinding {
+            tool_calls_hash: String::new(),
+            ..bound
+        };
+        let e = check_payment_request(&req, "", &digest_only, &KEY, &JOB, &pay(), &usdc());
+        assert_eq!(
+            e.map_err(|e| e.to_string()),
+            Err(PaymentRequestRefusal::EmptyOutput.to_string())
+        );
     }
 
     #[test]

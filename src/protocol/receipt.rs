@@ -108,17 +108,50 @@ pub fn output_hash(output: &str) -> String {
     format!("0x{}", hex::encode(keccak256(output.as_bytes())))
 }
 
-/// The bytes the proof's `outputCommitment` commits to (its preimage is their keccak256),
-/// so the on-chain `outputHash` names the model too: the output alone when the model has
-/// no known digest, else `"edgent output v2\n" || digest (64 hex) || "\n" || output`. Both
-/// ends take the digest from the job's receipt.
-pub fn committed_output(output: &str, model_digest: &str) -> Vec<u8> {
-    if model_digest.is_empty() {
-        return output.as_bytes().to_vec();
+/// What a paid output is bound to beside its text, as the job's signed receipt names it:
+/// the model's digest and the hash of the tool calls (each empty when none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputBinding {
+    /// The model's digest (64 hex), empty when the model has none known.
+    pub model_digest: String,
+    /// [`tool_calls_hash`] of the result's tool calls, empty for none.
+    pub tool_calls_hash: String,
+}
+
+impl OutputBinding {
+    /// The binding a job's receipt names (empty without a receipt).
+    pub fn of(receipt: Option<&Receipt>) -> Self {
+        receipt.map_or_else(Self::default, |r| Self {
+            model_digest: r.body.model_digest.clone(),
+            tool_calls_hash: r.body.tool_calls_hash.clone(),
+        })
     }
-    let mut b = b"edgent output v2\n".to_vec();
-    b.extend(model_digest.as_bytes());
-    b.push(b'\n');
+
+    /// Whether an output with this binding says nothing: no text and no tool call (an
+    /// answer that only calls a tool is paid; an empty one never is).
+    pub fn says_nothing(&self, output: &str) -> bool {
+        crate::protocol::is_empty_output(output) && self.tool_calls_hash.is_empty()
+    }
+}
+
+/// The bytes the proof's `outputCommitment` commits to (its preimage is their keccak256),
+/// so the on-chain `outputHash` names the model and the tool calls too: the output alone
+/// when the binding is empty; `"edgent output v2\n" || digest || "\n" || output` without
+/// tool calls; `"edgent output v3\n" || digest || "\n" || tool_calls_hash || "\n" ||
+/// output` with them. Both ends take the binding from the job's receipt.
+pub fn committed_output(output: &str, bound: &OutputBinding) -> Vec<u8> {
+    let mut b = Vec::with_capacity(output.len() + 150);
+    if !bound.tool_calls_hash.is_empty() {
+        b.extend(b"edgent output v3\n");
+        b.extend(bound.model_digest.as_bytes());
+        b.push(b'\n');
+        b.extend(bound.tool_calls_hash.as_bytes());
+        b.push(b'\n');
+    } else if !bound.model_digest.is_empty() {
+        b.extend(b"edgent output v2\n");
+        b.extend(bound.model_digest.as_bytes());
+        b.push(b'\n');
+    }
     b.extend(output.as_bytes());
     b
 }

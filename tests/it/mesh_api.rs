@@ -157,7 +157,7 @@ async fn a_providers_backend_refusal_reaches_the_agent_at_once_and_uncarried_fie
 }
 
 /// The JSON schema that makes the tiny tools model write one call of `get_weather`.
-const TOOL_SCHEMA: &str = r#"{"type":"object","properties":{"name":{"enum":["get_weather"]},"arguments":{"type":"object","properties":{"city":{"enum":["Paris"]}},"required":["city"]}},"required":["name","arguments"]}"#;
+pub(crate) const TOOL_SCHEMA: &str = r#"{"type":"object","properties":{"name":{"enum":["get_weather"]},"arguments":{"type":"object","properties":{"city":{"enum":["Paris"]}},"required":["city"]}},"required":["name","arguments"]}"#;
 
 /// The tool's answer the agent sends back.
 const TOOL_RESULT: &str = "sunny, 21 C";

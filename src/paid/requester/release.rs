@@ -53,9 +53,9 @@ impl PaidRequester {
         let usdc = self.chain.escrow.usdc_address();
         let p = pay.clone();
         // The output is bound to the model's digest the receipt names.
-        let digest = crate::protocol::receipt::receipt_digest(rec.receipt.as_ref()).to_string();
+        let bound = crate::protocol::receipt::OutputBinding::of(rec.receipt.as_ref());
         let verdict = tokio::task::spawn_blocking(move || {
-            check_payment_request(&req, &output, &digest, &provider, &job, &p, &usdc)
+            check_payment_request(&req, &output, &bound, &provider, &job, &p, &usdc)
         })
         .await
         .unwrap_or_else(|e| Err(PaymentRequestRefusal::Internal(e.to_string())));
