@@ -615,3 +615,15 @@ fn a_check_run_is_stored_and_listed_as_a_check_of_its_job() {
     marks.sort();
     assert_eq!(marks, want);
 }
+
+#[test]
+fn a_spot_check_kept_before_its_end_time_was_reads_as_time_zero() {
+    let old = serde_json::json!({
+        "provider": PeerKey([7; 32]).to_hex(), "verdict": "caught", "mode": "rerun",
+        "checkers": [], "receipts": [], "output_hashes": [], "ms": 12,
+    });
+    let c: SpotCheck = serde_json::from_value(old).unwrap();
+    assert_eq!((c.verdict, c.ms, c.at_ms), (SpotVerdict::Caught, 12, 0));
+    let again = serde_json::to_value(&c).unwrap();
+    assert_eq!(again["at_ms"], 0);
+}
