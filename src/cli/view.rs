@@ -185,7 +185,10 @@ mod tests {
         assert!(lines[1].ends_with("42  released"), "{t}");
         assert!(lines[2].ends_with("busy"), "{t}");
         // A spot check's paid run reads as a check, not as one of the agent's requests.
-        assert!(lines[3].starts_with("99887766  check      completed"), "{t}");
+        assert!(
+            lines[3].starts_with("99887766  check      completed"),
+            "{t}"
+        );
         assert_eq!(jobs(&json!({"jobs": []})), "no jobs");
     }
 }
