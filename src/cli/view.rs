@@ -102,7 +102,8 @@ pub fn status(st: &Value) -> String {
     out.join("\n")
 }
 
-/// `/jobs` as a table: one line a job, newest first as the API lists them.
+/// `/jobs` as a table: one line a job, newest first as the API lists them; a spot check's
+/// paid run (`check_of`) shows `check` as its side, not the agent's `requester`.
 pub fn jobs(answer: &Value) -> String {
     let rows = answer["jobs"]
         .as_array()
@@ -132,10 +133,15 @@ pub fn jobs(answer: &Value) -> String {
             (None, None) => "-".to_string(),
         };
         let model: String = s(&j, "model").chars().take(20).collect();
+        let side = if j["check_of"].is_string() {
+            "check"
+        } else {
+            s(&j, "side")
+        };
         out.push(format!(
             "{:<8}  {:<9}  {:<10}  {:<20}  {:<8}  {:>8}  {money}",
             short(s(&j, "job_id")),
-            s(&j, "side"),
+            side,
             s(&j, "state"),
             model,
             peer,
@@ -167,15 +173,22 @@ mod tests {
              "payment": {"status": "released"}},
             {"job_id": "1122334455", "side": "provider", "state": "failed",
              "model": "m", "error_code": "busy"},
+            {"job_id": "99887766554433", "side": "requester", "state": "completed",
+             "model": "m", "check_of": "aabbccddeeff", "payment": {"status": "released"}},
         ]}));
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3, "{t}");
+        assert_eq!(lines.len(), 4, "{t}");
         assert!(
             lines[1].starts_with("aabbccdd  requester  completed"),
             "{t}"
         );
         assert!(lines[1].ends_with("42  released"), "{t}");
         assert!(lines[2].ends_with("busy"), "{t}");
+        // A spot check's paid run reads as a check, not as one of the agent's requests.
+        assert!(
+            lines[3].starts_with("99887766  check      completed"),
+            "{t}"
+        );
         assert_eq!(jobs(&json!({"jobs": []})), "no jobs");
     }
 }

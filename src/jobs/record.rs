@@ -94,6 +94,10 @@ pub struct JobRecord {
     /// caught provider's first, then the next provider's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spot_checks: Vec<super::SpotCheck>,
+    /// Requester: this job is a paid run of a spot check of the job with this id
+    /// ([`crate::requester`]'s check runs), not a delegation of the agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_of: Option<JobId>,
 }
 
 impl JobRecord {
@@ -125,6 +129,7 @@ impl JobRecord {
             receipt_refused: None,
             asked: None,
             spot_checks: Vec::new(),
+            check_of: None,
         }
     }
 

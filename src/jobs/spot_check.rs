@@ -44,6 +44,9 @@ pub struct SpotCheck {
     pub output_hashes: Vec<String>,
     /// What the check cost: the wall time of its runs, milliseconds.
     pub ms: u64,
+    /// When it ended, unix ms (0 in a record from before it was kept).
+    #[serde(default)]
+    pub at_ms: u64,
     /// What the check cost: the USDC base units its paid runs were paid (each run is a
     /// paid job to its provider, at its price, when payments are on; 0 when off).
     #[serde(default)]

@@ -580,3 +580,50 @@ fn other_nodes_prompts_are_blanked_after_their_retention_and_lists_cut_prompts()
     );
     assert_eq!(store.forget_prompts(now_ms() + 1_000).unwrap(), 0);
 }
+
+#[test]
+fn a_check_run_is_stored_and_listed_as_a_check_of_its_job() {
+    let store = JobStore::in_memory().unwrap();
+    let (checked, run) = (JobId::new(), JobId::new());
+    store
+        .insert(&JobRecord::new(checked, Side::Requester, "m", "p", 0))
+        .unwrap();
+    let mut rec = JobRecord::new(run, Side::Requester, "m", "p", 0);
+    rec.check_of = Some(checked);
+    store.insert(&rec).unwrap();
+    let got = store.get(&run, Side::Requester).unwrap().unwrap();
+    assert_eq!(got.check_of, Some(checked));
+    // `/jobs` shows the mark on the check run only.
+    let listed = serde_json::to_value(store.list(10).unwrap()).unwrap();
+    let marks: Vec<(String, Option<String>)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["job_id"].as_str().unwrap().to_string(),
+                j.get("check_of").map(|c| c.as_str().unwrap().to_string()),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (checked.to_string(), None),
+        (run.to_string(), Some(checked.to_string())),
+    ];
+    want.sort();
+    let mut marks = marks;
+    marks.sort();
+    assert_eq!(marks, want);
+}
+
+#[test]
+fn a_spot_check_kept_before_its_end_time_was_reads_as_time_zero() {
+    let old = serde_json::json!({
+        "provider": PeerKey([7; 32]).to_hex(), "verdict": "caught", "mode": "rerun",
+        "checkers": [], "receipts": [], "output_hashes": [], "ms": 12,
+    });
+    let c: SpotCheck = serde_json::from_value(old).unwrap();
+    assert_eq!((c.verdict, c.ms, c.at_ms), (SpotVerdict::Caught, 12, 0));
+    let again = serde_json::to_value(&c).unwrap();
+    assert_eq!(again["at_ms"], 0);
+}

@@ -38,9 +38,12 @@ pub(super) struct Run {
 
 impl Requester {
     /// One check run on `on`'s provider, its receipt checked like any result's; paid like
-    /// any job when payments are on. `None` when it made no run that counts.
+    /// any job when payments are on (its record marked as a check of job `of`: one of
+    /// ours, or the accused's job of an evidence). `None` when it made no run that counts.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn check_run(
         &self,
+        of: Option<JobId>,
         payments: &dyn RequesterPayments,
         on: &ResourceAd,
         req: &ValidRequest,
@@ -69,7 +72,8 @@ impl Requester {
         let mut stake = None;
         if paid {
             let prompt = prompt_of(&req.prompt, req.messages.as_deref());
-            let rec = JobRecord::new(job, Side::Requester, &req.model, &prompt, deadline_ms);
+            let mut rec = JobRecord::new(job, Side::Requester, &req.model, &prompt, deadline_ms);
+            rec.check_of = of;
             if let Err(e) = self.ctx.jobs.insert(&rec) {
                 tracing::warn!(%job, error = %e, "spot check run not made: cannot record it");
                 return None;

@@ -203,6 +203,7 @@ impl Requester {
         let payments = self.payments.requester();
         let run = self
             .check_run(
+                crate::protocol::JobId::from_hex(&ev.accused_receipt.body.job_id).ok(),
                 payments.as_ref(),
                 &runner,
                 &req,

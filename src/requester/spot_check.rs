@@ -173,6 +173,7 @@ impl Requester {
             receipts: Vec::new(),
             output_hashes: Vec::new(),
             ms: 0,
+            at_ms: 0,
             cost_units: 0,
             check_jobs: Vec::new(),
         };
@@ -181,7 +182,7 @@ impl Requester {
             check.receipts.extend(r.receipt.clone());
             Some(r.output.clone())
         } else {
-            self.check_run(payments, ad, req, options.clone(), deadline)
+            self.check_run(Some(job), payments, ad, req, options.clone(), deadline)
                 .await
                 .map(|run| {
                     check.receipts.extend(run.result.receipt.clone());
@@ -201,6 +202,7 @@ impl Requester {
             Some(theirs) => {
                 check.output_hashes.push(output_hash(&theirs));
                 self.settle_check(
+                    job,
                     &mut check,
                     &checkers,
                     req,
@@ -213,6 +215,7 @@ impl Requester {
             }
         };
         check.ms = started.elapsed().as_millis() as u64;
+        check.at_ms = crate::jobs::now_ms();
         tracing::info!(%job, provider = %provider.short(), verdict = <&str>::from(check.verdict), ms = check.ms, "spot check");
         self.ctx.metrics.spot_check(check.verdict.into());
         if caught.is_some() {
@@ -241,10 +244,12 @@ impl Requester {
         caught
     }
 
-    /// Run the check on a checker, and on a third when they disagree; set the verdict.
+    /// Run the check of `job` on a checker, and on a third when they disagree; set the
+    /// verdict.
     #[allow(clippy::too_many_arguments)]
     async fn settle_check(
         &self,
+        job: JobId,
         check: &mut SpotCheck,
         checkers: &[&ResourceAd],
         req: &ValidRequest,
@@ -257,7 +262,7 @@ impl Requester {
         let mut runs: Vec<(PeerKey, String)> = Vec::new();
         for c in checkers {
             if let Some(run) = self
-                .check_run(payments, c, req, options.clone(), deadline)
+                .check_run(Some(job), payments, c, req, options.clone(), deadline)
                 .await
             {
                 check.checkers.push(c.node_id);

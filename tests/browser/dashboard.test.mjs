@@ -542,7 +542,9 @@ test("the dashboard draws a paid five-node mesh with local, paid, failed-over an
     assert.match(good.cells[3], /^average latency \d+(\.\d+)? m?s · no model loaded · price 0\.01 USDC · load \d+%$/);
     assert.deepEqual(bad.cells.slice(0, 3), [FLAKY_SHOWN, "0.67", "1 delivered · 1 failed · 0 disputed"]);
     assert.match(bad.cells[3], /^1 failure lower its success rate · average latency \d+(\.\d+)? m?s · edgent-demo, gated-demo loaded · price 0\.01 USDC · load \d+%$/);
-    assert.match(await page.locator("#spotchecks").textContent(), /Spot-check results go here/);
+    // No spot check here (VERIFY_FIRST=0, VERIFY_RATE=0): nobody caught, no check.
+    assert.deepEqual((await rows(page, "caught")).map((r) => r.cells), [["no provider caught"]]);
+    assert.deepEqual((await rows(page, "spotchecks")).map((r) => r.cells), [["no spot check yet (a job re-run by another provider of the model and compared)"]]);
 
     // Money: the wallet as people write it (100 USDC less three paid jobs; the refunded
     // stake came back), spent three times 0.01 USDC, earned nothing (a requester), nothing
@@ -620,6 +622,203 @@ test("the dashboard draws a paid five-node mesh with local, paid, failed-over an
 
     assert.match(await page.locator("#conn").textContent(), /live/);
     // The hostile name stayed text: no element came of it, nothing ran.
+    assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
+    assert.deepEqual(problems, [], "the page logged errors or failed requests");
+  } finally {
+    await context.close();
+  }
+});
+
+// User story: a provider cheats (it serves another model's answers under the name it
+// advertises) and the requester's spot check catches it on its first job. The operator
+// opens the trust picture and sees who was caught, when, on which job and on what
+// evidence; the spot checks of the recent jobs with their verdicts and checkers; the check
+// runs (each a paid job of its own) shown with their check, not among the agent's
+// requests; and, on a phone, a cheater whose name is one long word of HTML staying inside
+// the screen.
+//
+// Real parts: `edgent mesh-sim` (four nodes), `edgent local-chain` (anvil, MockUSDC, the
+// escrow v4), four `edgent run` daemons, paid through the escrow: a requester that
+// spot-checks each provider's first job (VERIFY_FIRST=1, rule in
+// src/requester/spot_check.rs), two honest providers and a cheaper cheater, each on a small
+// Ollama-API server of this file (the honest ones answer the same, the cheater otherwise:
+// the substitution of tests/it/spot_checks.rs); the real prover; headless Chromium.
+test("the trust picture shows the provider a spot check caught, each check's verdict, and its paid runs as checks, not requests", { timeout: 300_000 }, async () => {
+  assert.ok(existsSync(EDGENT), `${EDGENT} is missing: build it first`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  const CHECKED_MODEL = "checked-demo";
+  const HONEST = "Paris is the capital of France, and its largest city by far.";
+  const answer = (text) => () => [
+    { model: CHECKED_MODEL, response: text, done: false },
+    { model: CHECKED_MODEL, response: "", done: true, eval_count: 12 },
+  ];
+  // One word of 150 characters, HTML at that: it must wrap, not widen the phone's page.
+  const CHEAT_ENS = `<img/src=x/onerror=window.pwned=2>${"cheap".repeat(22)}.edgent.eth`;
+  const CHEAT_SHOWN = `${CHEAT_ENS} (unverified)`;
+  const [A_ENS, B_ENS] = ["honest-a.edgent.eth", "honest-b.edgent.eth"];
+  const chain = await startChain([2]);
+  const mesh = await startMesh(4);
+  const [A, B, CHEAT] = mesh.map((n) => n.id);
+  const honestA = await fakeOllama([CHECKED_MODEL], answer(HONEST));
+  const honestB = await fakeOllama([CHECKED_MODEL], answer(HONEST));
+  const cheap = await fakeOllama([CHECKED_MODEL], answer("Lyon is the capital of France."));
+  const providerEnv = (i, ens, ollama, acct) => ({
+    AXL_API_URL: mesh[i].url,
+    EDGENT_ROLE: "provider",
+    EDGENT_ENS_NAME: ens,
+    INFERENCE_BACKEND: "ollama",
+    OLLAMA_URL: ollama,
+    ...paidEnv(chain, acct),
+  });
+  await startDaemon("honest-a", providerEnv(0, A_ENS, honestA, 3));
+  await startDaemon("honest-b", providerEnv(1, B_ENS, honestB, 4));
+  // Cheaper, so it is tried first (every provider is a newcomer here).
+  await startDaemon("cheater", { ...providerEnv(2, CHEAT_ENS, cheap, 5), PRICE_USDC: "0.005" });
+  const requester = await startDaemon("requester", {
+    AXL_API_URL: mesh[3].url,
+    EDGENT_ROLE: "requester",
+    EDGENT_ENS_NAME: REQUESTER_ENS,
+    EDGENT_API_TOKEN: API_TOKEN,
+    // Each provider's first job here is re-run by another provider of the model.
+    VERIFY_FIRST: "1",
+    VERIFY_RATE: "0",
+    ...paidEnv(chain, 2),
+  });
+  const auth = { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" };
+  // Wait for the three ads, so the check has its checkers.
+  for (let t = Date.now(); ; ) {
+    const s = await (await fetch(`${requester.url}/status`, { headers: auth })).json();
+    if ((s.mesh_providers || []).filter((a) => (a.models || []).some((m) => m.name === CHECKED_MODEL)).length === 3) break;
+    assert.ok(Date.now() - t < 60_000, `three providers of ${CHECKED_MODEL} never advertised: ${JSON.stringify(s.mesh_providers)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  // One paid delegation with fixed sampling (so the check re-runs it as it was): the cheater
+  // answers first, two other providers re-run it, agree with each other and not with it:
+  // caught, its result refused (its stake disputed), and the delegation moves to an honest
+  // provider, whose first job here is checked by the other honest one: passed.
+  const r = await fetch(`${requester.url}/delegate`, {
+    method: "POST",
+    headers: auth,
+    body: JSON.stringify({ model: CHECKED_MODEL, prompt: "What is the capital of France?", options: { temperature: 0 }, max_price: "0.05", wait: "settled" }),
+  });
+  const body = await r.json();
+  assert.equal(r.status, 200, `${JSON.stringify(body)}\n${readFileSync(requester.log, "utf8")}`);
+  assert.equal(body.output, HONEST);
+  assert.deepEqual(body.attempts.map((a) => [a.provider, a.outcome]).slice(0, 1), [[CHEAT, "caught"]]);
+  assert.equal(body.attempts.length, 2, JSON.stringify(body.attempts));
+  const served = body.attempts[1].provider;
+  assert.ok([A, B].includes(served), JSON.stringify(body.attempts));
+  const other = served === A ? B : A;
+  const cheatJob = body.attempts[0].job_id;
+  assert.notEqual(cheatJob, body.job_id);
+
+  // The records, as the daemon keeps them: the cheater's attempt with its check (caught,
+  // checked by both honest providers, two paid runs), the answer's record with its check
+  // (passed, checked by the other honest provider, one paid run), and the three runs, each
+  // marked as a check of its job.
+  const records = (await (await fetch(`${requester.url}/jobs?since=0&limit=200`, { headers: auth })).json()).jobs;
+  const rec = (id) => records.find((j) => j.job_id === id && j.side === "requester");
+  const [caughtCheck] = rec(cheatJob).spot_checks;
+  assert.deepEqual([caughtCheck.provider, caughtCheck.verdict, caughtCheck.mode, [...caughtCheck.checkers].sort()], [CHEAT, "caught", "rerun", [A, B].sort()]);
+  assert.equal(caughtCheck.check_jobs.length, 2);
+  const [passedCheck] = rec(body.job_id).spot_checks;
+  assert.deepEqual([passedCheck.provider, passedCheck.verdict, passedCheck.checkers], [served, "passed", [other]]);
+  assert.equal(passedCheck.check_jobs.length, 1);
+  const runs = [...caughtCheck.check_jobs.map((id) => [id, cheatJob]), [passedCheck.check_jobs[0], body.job_id]];
+  assert.deepEqual(records.filter((j) => j.check_of).map((j) => [j.job_id, j.check_of]).sort(), runs.sort());
+  assert.equal(records.length, 5, JSON.stringify(records.map((j) => [j.job_id, j.side, j.check_of])));
+
+  const context = await browser();
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems = watchProblems(page);
+    await page.goto(`${requester.url}/?token=${API_TOKEN}`);
+    await page.locator("#me", { hasText: REQUESTER_ENS }).waitFor({ timeout: UI_TIMEOUT_MS });
+    const released = "released · 0.01 USDC";
+    // Every check run released (its provider paid once its proof checked) and the
+    // cheater's stake disputed.
+    await until(page, (want) => [...document.querySelectorAll("#spotchecks td.runs")]
+      .reduce((n, td) => n + td.textContent.split(want).length - 1, 0) === 3
+      && document.querySelector("#caught tr[data-job-id]")?.textContent.endsWith("its stake disputed"),
+    "released 0.01 USDC", "the three check runs paid and the cheater's stake disputed");
+
+    // Caught: the cheater, with the job it was caught on and the evidence.
+    const caught = await rows(page, "caught");
+    assert.deepEqual(caught.map((x) => [x.nodeId, x.jobId]), [[CHEAT, cheatJob]]);
+    const [who, at, job, evidence] = caught[0].cells;
+    assert.equal(who, CHEAT_SHOWN);
+    assert.equal(at, await page.evaluate((t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }), caughtCheck.at_ms));
+    assert.ok(caughtCheck.at_ms >= rec(cheatJob).created_ms && caughtCheck.at_ms <= rec(body.job_id).updated_ms, JSON.stringify(caughtCheck));
+    assert.equal(job, `0x…${cheatJob.slice(-8)}`);
+    const h = (x) => x.slice(0, 8) + "…";
+    assert.equal(evidence, `its output (${h(caughtCheck.output_hashes[0])}) differs from 2 checkers' that agree (${h(caughtCheck.output_hashes[1])}), re-running the job; 3 signed receipts kept · its stake ${rec(cheatJob).payment.status}`);
+    assert.equal(rec(cheatJob).payment.status, "disputed");
+    assert.notEqual(caughtCheck.output_hashes[0], caughtCheck.output_hashes[1]);
+    assert.equal(caughtCheck.output_hashes[1], caughtCheck.output_hashes[2]);
+
+    // The spot checks, newest first: the honest answer's (passed), then the cheater's
+    // (failed), each with its checkers and its paid runs.
+    const names = new Map([[A, `${A_ENS} (unverified)`], [B, `${B_ENS} (unverified)`]]);
+    const checks = await rows(page, "spotchecks");
+    assert.deepEqual(checks.map((x) => [x.jobId, x.nodeId]), [[body.job_id, served], [cheatJob, CHEAT]]);
+    const verdicts = await page.$$eval("#spotchecks .verdict", (ss) => ss.map((x) => x.textContent));
+    assert.deepEqual(verdicts, ["passed", "failed"]);
+    const [pass, fail] = checks;
+    assert.deepEqual(pass.cells.slice(0, 4), [`0x…${body.job_id.slice(-8)}`, names.get(served), "passed the checker agreed", names.get(other)]);
+    assert.deepEqual(fail.cells.slice(0, 3), [`0x…${cheatJob.slice(-8)}`, CHEAT_SHOWN, "failed caught, two other providers agree and it does not"]);
+    assert.equal(fail.cells[3], caughtCheck.checkers.map((k) => names.get(k)).join(", "));
+    const run = (id) => `0x…${id.slice(-8)} at ${names.get(rec(id).peer)}, released 0.01 USDC`;
+    assert.match(pass.cells[4], new RegExp(`^rerun · 1 run · 0\\.01 USDC · \\d+(\\.\\d+)? m?s: ${run(passedCheck.check_jobs[0]).replace(/[.()]/g, "\\$&")}$`));
+    assert.match(fail.cells[4], new RegExp(`^rerun · 2 runs · 0\\.02 USDC · \\d+(\\.\\d+)? m?s: ${caughtCheck.check_jobs.map(run).join("; ").replace(/[.()]/g, "\\$&")}$`));
+
+    // The trust rows: the honest providers first, the caught one last with its dispute.
+    const trust = await rows(page, "trust");
+    assert.equal(trust.length, 3, JSON.stringify(trust));
+    assert.equal(trust[2].nodeId, CHEAT);
+    // Its history counts the catch twice: the attempt's outcome and the exclusion.
+    assert.deepEqual(trust[2].cells.slice(0, 3), [CHEAT_SHOWN, "1.00", "0 delivered · 0 failed · 2 disputed"]);
+    assert.match(trust[2].cells[3], /^caught by a spot check here: given no more jobs, ranked last · /);
+
+    // Requests: the agent's one delegation, two rows (the caught attempt, the answer); the
+    // three check runs are not among them, nor on the latency picture.
+    const list = await rows(page, "jobs");
+    assert.deepEqual(list.map((x) => x.jobId).sort(), [cheatJob, body.job_id].sort());
+    const answered = list.find((x) => x.jobId === body.job_id);
+    assert.deepEqual(answered.cells.slice(1, 6), ["mesh", "completed", names.get(served), CHECKED_MODEL, `2: 1. ${CHEAT_SHOWN} caught (stake disputed) → 2. ${names.get(served)} completed`]);
+    assert.equal(answered.cells[8], released);
+    const points = await page.$$eval("#latency circle.point", (cs) => cs.map((c) => c.dataset.jobId));
+    assert.deepEqual(points, [body.job_id]);
+    assert.equal(await page.locator("#phases").getAttribute("data-job-id"), body.job_id);
+    // Money: what was really paid, check runs included: the answer and three runs at
+    // 0.01 USDC; the cheater's 0.005 USDC stake disputed, still in the escrow.
+    await until(page, () => document.querySelector("#bal-usdc .v")?.textContent === "99.955 USDC", null, "the wallet's 99.955 USDC");
+    assert.equal(await page.locator("#spent .v").textContent(), "0.04 USDC");
+    assert.equal(await page.locator("#locked .v").textContent(), "0.005 USDC");
+    const refunds = await rows(page, "refunds");
+    assert.deepEqual(refunds.map((x) => [x.jobId, x.cells[1], x.cells[2]]), [[cheatJob, `attempt at ${CHEAT_SHOWN}: disputed`, "0.005 USDC"]]);
+    await shot(page, "trust-caught.png", "#trust-section");
+
+    // A phone 375 px wide: the cheater's one-word name wraps inside the screen.
+    await page.setViewportSize({ width: 375, height: 812 });
+    await until(page, () => document.getElementById("mesh").getAttribute("viewBox") === "0 0 360 560", null, "the page laid out for a phone");
+    const wide = await page.evaluate(() => {
+      const out = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 375)
+        .map((e) => `${e.tagName}#${e.id}.${e.className?.baseVal ?? e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+      const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+        const range = document.createRange();
+        range.selectNodeContents(t);
+        if (range.getBoundingClientRect().right > 375) out.push(`text "${t.textContent.slice(0, 40)}" in ${t.parentElement.tagName}`);
+      }
+      return { page: document.documentElement.scrollWidth, out: out.slice(0, 12) };
+    });
+    assert.ok(wide.page <= 375, `the page is ${wide.page} px wide on a 375 px screen: ${wide.out.join(", ")}`);
+    assert.deepEqual(wide.out, []);
+    await page.locator("#caught").scrollIntoViewIfNeeded();
+    await shot(page, "trust-caught-phone.png", "#trust-section");
+
     assert.equal(await page.evaluate(() => document.querySelectorAll("img").length), 0);
     assert.equal(await page.evaluate(() => window.pwned), undefined);
     assert.deepEqual(problems, [], "the page logged errors or failed requests");
