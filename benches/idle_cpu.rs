@@ -198,7 +198,7 @@ async fn stream_once(
     let t0 = Instant::now();
     let mut r = http
         .post(format!("{url}/api/generate"))
-        .json(&json!({"model": "tinyllama", "prompt": prompt}))
+        .json(&json!({"model": "tinyllama:latest", "prompt": prompt}))
         .send()
         .await
         .expect("request");
@@ -271,6 +271,10 @@ async fn stream(rt_label: &str) {
         .collect::<Vec<_>>()
         .join(" ");
     let direct = stream_once(&http, &ollama.url(), &prompt).await;
+    // The first job finds the provider at rest (its loop polls every 80 ms at most).
+    let cold = stream_once(&http, &requester.url, &prompt).await;
+    assert_eq!(cold.2, direct.2, "the mesh's text differs");
+    let direct = stream_once(&http, &ollama.url(), &prompt).await;
     let sent0 = sim_counts(Some(&mesh), "sent").await;
     let chunks0 = metric(
         &provider.metrics().await,
@@ -289,6 +293,7 @@ async fn stream(rt_label: &str) {
     ) - chunks0;
     let all: u64 = sent1.iter().zip(&sent0).map(|(a, b)| a - b).sum();
     let secs = meshed.1.as_secs_f64();
+    let added = (meshed.0.as_secs_f64() - direct.0.as_secs_f64()) * 1e3;
     println!(
         "stream: {WORDS} words, the stub's Ollama {:.0} words/s, {rt_label} build:",
         1.0 / PIECE_DELAY.as_secs_f64()
@@ -303,17 +308,16 @@ async fn stream(rt_label: &str) {
         all as f64 / secs
     );
     println!(
-        "  time to first token: the stub directly {:.1} ms, through the mesh {:.1} ms (added {:.1} ms: the first chunk leaves at once)",
+        "  time to first token: the stub directly {:.1} ms, through the mesh {:.1} ms (added {added:.1} ms); the first job, to a provider at rest, {:.1} ms",
         direct.0.as_secs_f64() * 1e3,
         meshed.0.as_secs_f64() * 1e3,
-        (meshed.0.as_secs_f64() - direct.0.as_secs_f64()) * 1e3
+        cold.0.as_secs_f64() * 1e3,
     );
     println!(
-        "| task_chunk per second of a stream the provider's Ollama makes at {:.0} words/s; first token added by the mesh | {:.1}/s ({:.1} mesh messages/s in all); {:.1} ms | <= 30/s; at once |",
+        "| task_chunk per second of a stream the provider's Ollama makes at {:.0} words/s; first token added by the mesh (one stream) | {:.1}/s ({:.1} mesh messages/s in all); {added:.1} ms | <= 30/s; at once |",
         1.0 / PIECE_DELAY.as_secs_f64(),
         chunks / secs,
         all as f64 / secs,
-        (meshed.0.as_secs_f64() - direct.0.as_secs_f64()) * 1e3
     );
     drop(provider);
     drop(requester);
