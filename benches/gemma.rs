@@ -26,7 +26,7 @@
 //! equal text), or `bash scripts/bench-gemma.sh` for every figure of the issue in one
 //! table. Needs `EDGENT_OLLAMA_BIN`, `EDGENT_TEST_PYTHON` and `EDGENT_GEMMA_MODELS` as the
 //! tests do. `GEMMA_ROUNDS` sets the rounds (default 5), `GEMMA_OFFLOAD_ROUNDS` those of
-//! the offload comparison (default 3; 0 skips it).
+//! the offload comparison (default 3; 0 skips it), `GEMMA_TOKENS` the tokens (default 64).
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -40,7 +40,7 @@ use support::ollama::RealOllama;
 use support::paid::PaidWorld;
 use support::{DaemonProc, MeshSimProc};
 
-/// Tokens asked per answer.
+/// Tokens asked per answer (`GEMMA_TOKENS` overrides, for a quick check that the bench runs).
 const NUM_PREDICT: u64 = 64;
 /// The memory of the requester's own Ollama in the offload comparison, MiB.
 const OWN_MEMORY_MB: u64 = 200;
@@ -56,6 +56,13 @@ struct Run {
     ran_on: String,
 }
 
+fn num_predict() -> u64 {
+    std::env::var("GEMMA_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(NUM_PREDICT)
+}
+
 async fn generate(http: &reqwest::Client, url: &str) -> Run {
     let t0 = Instant::now();
     let mut r = http
@@ -63,7 +70,7 @@ async fn generate(http: &reqwest::Client, url: &str) -> Run {
         .json(&json!({
             "model": GEMMA_MODEL,
             "prompt": "The capital of France is",
-            "options": {"seed": 7, "temperature": 0, "num_predict": NUM_PREDICT},
+            "options": {"seed": 7, "temperature": 0, "num_predict": num_predict()},
         }))
         .send()
         .await
@@ -309,7 +316,8 @@ async fn main() {
         .build()
         .expect("client");
     println!(
-        "gemma bench: real Ollama v0.17.4, {GEMMA_MODEL}, {NUM_PREDICT} tokens greedy, {rounds} rounds a side ({} build)",
+        "gemma bench: real Ollama v0.17.4, {GEMMA_MODEL}, {} tokens greedy, {rounds} rounds a side ({} build)",
+        num_predict(),
         if cfg!(debug_assertions) { "debug" } else { "release" }
     );
     // Warm-up: the model loads on the first request; the paid pair's first job pays its
