@@ -86,6 +86,7 @@ pub async fn route(ctx: &Arc<NodeCtx>, h: &Handlers, inbound: Inbound) {
         return;
     }
     ctx.metrics.msg_in(msg.kind());
+    ctx.endpoint.note_traffic(msg.kind());
     if let Some(id) = msg_id {
         if !ctx.endpoint.delivery().reliable.seen.first_time(&from, id) {
             // Acknowledged again (the first ack may be the one lost), only to a full key.

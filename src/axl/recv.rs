@@ -1,18 +1,29 @@
 //! The receive loop: drains AXL's `/recv` queue and hands each raw message on.
 //!
 //! AXL keeps at most 100 received messages and drops the OLDEST when full, so the loop
-//! reads until the queue is empty (204) and only then sleeps, briefly: 1 ms, doubling
-//! while idle up to a cap, back to zero on any message. The cap depends on traffic: for
-//! [`RecvLoopConfig::hot_window`] after the node last sent or received a message (a reply
-//! is likely: an ad after a request, a result after a task) it is
-//! [`RecvLoopConfig::hot_cap`] (2 ms), so a conversation adds about a millisecond per
-//! hop; when the node has been quiet longer it is [`RecvLoopConfig::idle_cap`] (50 ms),
-//! which keeps an idle daemon near 20 polls a second (each costs about 0.3 ms of CPU in
-//! the HTTP client). A sender would have to push more than 100 messages in 50 ms into a
-//! quiet node before AXL drops one; the first
-//! message makes the loop hot and it then drains without pause. When AXL does not answer
-//! at all it backs off longer (up to [`RecvLoopConfig::down_cap`]) and logs once per
-//! outage, not per try.
+//! reads until the queue is empty (204) and only then sleeps: 1 ms, doubling while the
+//! queue stays empty up to a cap, back to 1 ms on any message. AXL's `/recv` does not
+//! wait for a message (no long poll), so the cap is what an idle daemon costs and what a
+//! message to a quiet node waits. It is a pure function of the time since the node's last
+//! conversation ([`RecvLoopConfig::poll_cap`]): a message sent or received other than
+//! gossip's `announce` ([`RecvStats::touch`], called by the endpoint and the router).
+//!
+//! | quiet for | cap | why |
+//! |---|---|---|
+//! | up to [`RecvLoopConfig::hot_window`] (3 s) | [`RecvLoopConfig::hot_cap`] (2 ms) | a reply is likely (an ad after a request, a result after a task): about a millisecond per hop |
+//! | up to [`RecvLoopConfig::warm_window`] (30 s) | [`RecvLoopConfig::idle_cap`] (50 ms) | the next job of a busy agent |
+//! | longer, or never | [`RecvLoopConfig::rest_cap`] (80 ms) | at rest: about 12 polls a second |
+//!
+//! A touch also wakes a sleeping loop at once ([`RecvStats::wait_for_traffic`]), so a
+//! local send is never followed by a long sleep before its answer is read. Gossip does
+//! not count as conversation: when it did, announcements every 20 s from every peer put
+//! the loop at its 2 ms cap for 3 s each, and an idle daemon of a hub and spoke polled
+//! 41 to 48 times a second instead of 11 (`benches/idle_cpu.rs`). The
+//! rest cap stays under 100 ms so that a sender of 1 000 messages a second into a node at
+//! rest (far more than one mesh peer sends) does not overflow AXL's queue of 100 before
+//! the first poll; from the first message on the loop drains without pause. When AXL does
+//! not answer at all it backs off longer (up to [`RecvLoopConfig::down_cap`]) and logs
+//! once per outage, not per try.
 //!
 //! The loop never decodes: it passes raw [`Inbound`] messages into a bounded channel
 //! with `try_send`, so a slow router can never stall the drain (which would let AXL
@@ -27,6 +38,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +60,11 @@ pub struct RecvStats {
     pub dropped_full: AtomicU64,
     /// Outages: runs of consecutive "AXL down" answers.
     pub outages: AtomicU64,
-    /// When the node last sent or received a message, ms since [`activity_origin`].
+    /// When the node last had a conversation ([`RecvStats::touch`]), ms since
+    /// [`activity_origin`].
     last_activity_ms: AtomicU64,
+    /// Wakes a sleeping loop on traffic.
+    traffic: Notify,
 }
 
 /// The reference instant of [`RecvStats::touch`].
@@ -76,16 +91,27 @@ pub struct RecvCounts {
 }
 
 impl RecvStats {
-    /// Note traffic now (a message sent or received): the loop polls quickly for a while.
+    /// Note a conversation now (a message sent or received, gossip aside): the loop wakes
+    /// at once and polls quickly for a while.
     pub fn touch(&self) {
         self.last_activity_ms
             .store(since_origin_ms(), Ordering::Relaxed);
+        self.traffic.notify_one();
     }
 
-    /// Whether there was traffic within `window`.
-    pub fn is_hot(&self, window: Duration) -> bool {
-        let last = self.last_activity_ms.load(Ordering::Relaxed);
-        last != 0 && since_origin_ms().saturating_sub(last) <= window.as_millis() as u64
+    /// How long since the last [`RecvStats::touch`] (`None`: never).
+    pub fn quiet_for(&self) -> Option<Duration> {
+        match self.last_activity_ms.load(Ordering::Relaxed) {
+            0 => None,
+            last => Some(Duration::from_millis(
+                since_origin_ms().saturating_sub(last),
+            )),
+        }
+    }
+
+    /// Returns at the next [`RecvStats::touch`] (at once if one came since the last call).
+    pub async fn wait_for_traffic(&self) {
+        self.traffic.notified().await
     }
 
     /// Read all counters.
@@ -104,12 +130,17 @@ impl RecvStats {
 pub struct RecvLoopConfig {
     /// First sleep after the queue is found empty.
     pub idle_start: Duration,
-    /// Longest sleep while quiet (must stay well under "100 messages' worth" of time).
+    /// Longest sleep within `warm_window` of traffic.
     pub idle_cap: Duration,
     /// Longest sleep within `hot_window` of traffic.
     pub hot_cap: Duration,
     /// How long after traffic the loop stays hot.
     pub hot_window: Duration,
+    /// How long after traffic the loop sleeps at most `idle_cap`.
+    pub warm_window: Duration,
+    /// Longest sleep after `warm_window` without traffic (must stay well under "100
+    /// messages' worth" of time).
+    pub rest_cap: Duration,
     /// First sleep after AXL did not answer.
     pub down_start: Duration,
     /// Longest sleep while AXL is down.
@@ -123,8 +154,22 @@ impl Default for RecvLoopConfig {
             idle_cap: Duration::from_millis(50),
             hot_cap: Duration::from_millis(2),
             hot_window: Duration::from_secs(3),
+            warm_window: Duration::from_secs(30),
+            rest_cap: Duration::from_millis(80),
             down_start: Duration::from_millis(50),
             down_cap: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RecvLoopConfig {
+    /// The longest sleep between two empty polls after `quiet` without conversation
+    /// (`None`: none yet), per the table of the module's doc.
+    pub fn poll_cap(&self, quiet: Option<Duration>) -> Duration {
+        match quiet {
+            Some(q) if q <= self.hot_window => self.hot_cap,
+            Some(q) if q <= self.warm_window => self.idle_cap,
+            _ => self.rest_cap,
         }
     }
 }
@@ -183,7 +228,6 @@ pub async fn recv_loop(
                     Some(msg) => {
                         idle.reset();
                         stats.received.fetch_add(1, Ordering::Relaxed);
-                        stats.touch();
                         match tx.try_send(msg) {
                             Ok(()) => {
                                 if full_run > 0 {
@@ -205,14 +249,7 @@ pub async fn recv_loop(
                         }
                         continue;
                     }
-                    None => {
-                        let cap = if stats.is_hot(config.hot_window) {
-                            config.hot_cap
-                        } else {
-                            config.idle_cap
-                        };
-                        idle.next_wait_within(cap)
-                    }
+                    None => idle.next_wait_within(config.poll_cap(stats.quiet_for())),
                 }
             }
             Err(AxlError::Down(why)) => {
@@ -246,6 +283,8 @@ pub async fn recv_loop(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            // A conversation began (a local send, or the router saw a message): poll now.
+            _ = stats.wait_for_traffic(), if streak == Streak::None => idle.reset(),
             _ = tokio::time::sleep(pause) => {}
         }
     }
@@ -272,13 +311,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn traffic_makes_the_loop_hot_for_a_window() {
+    fn the_poll_cap_grows_with_the_quiet_time() {
+        let c = RecvLoopConfig::default();
+        let ms = |q: Option<u64>| c.poll_cap(q.map(Duration::from_millis)).as_millis();
+        assert_eq!(ms(Some(0)), 2);
+        assert_eq!(ms(Some(3_000)), 2);
+        assert_eq!(ms(Some(3_001)), 50);
+        assert_eq!(ms(Some(30_000)), 50);
+        assert_eq!(ms(Some(30_001)), 80);
+        assert_eq!(ms(Some(3_600_000)), 80);
+        assert_eq!(ms(None), 80);
+        // A burst of 1 000 messages a second into a node at rest fits AXL's 100 slots.
+        assert!(c.rest_cap < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn traffic_ends_the_quiet() {
         let s = RecvStats::default();
-        assert!(!s.is_hot(Duration::from_secs(3)));
+        assert_eq!(s.quiet_for(), None);
         s.touch();
-        assert!(s.is_hot(Duration::from_secs(3)));
+        assert!(s.quiet_for().unwrap() < Duration::from_secs(3));
         s.last_activity_ms.store(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(!s.is_hot(Duration::from_millis(1)));
+        assert!(s.quiet_for().unwrap() >= Duration::from_millis(4));
+    }
+
+    #[tokio::test]
+    async fn a_touch_wakes_the_waiting_loop() {
+        let s = Arc::new(RecvStats::default());
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait_for_traffic().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        s.touch();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("joined");
     }
 }

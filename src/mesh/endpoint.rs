@@ -51,6 +51,15 @@ impl Endpoint {
         }
     }
 
+    /// Note a message of `kind` sent or received: any but gossip's `announce` is a
+    /// conversation, and the receive loop polls fast for the reply
+    /// ([`crate::axl::recv`]).
+    pub fn note_traffic(&self, kind: &str) {
+        if kind != "announce" {
+            self.recv_stats.touch();
+        }
+    }
+
     /// Our own full AXL key.
     pub fn me(&self) -> PeerKey {
         self.me
@@ -193,7 +202,7 @@ impl Endpoint {
         kind: &'static str,
         body: Bytes,
     ) -> Result<(), AxlError> {
-        self.recv_stats.touch();
+        self.note_traffic(kind);
         let bound = self.settings.send_timeout;
         match tokio::time::timeout(bound, self.transport.send(to, body)).await {
             Ok(Ok(())) => {

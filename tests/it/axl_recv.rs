@@ -25,9 +25,9 @@ async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> boo
 /// once the bytes are handed over) and its queue keeps the newest 100, so no receiver
 /// can promise "nothing lost" against an unbounded sender: against the sim on loopback
 /// a sender does ~16 000 sends/s, which fills 100 slots in 6 ms. What the loop does
-/// promise: it sleeps at most its idle cap (16 ms) and, once a message shows up, reads
-/// until the queue is empty, so AXL overflows only if more than 100 messages arrive
-/// within one idle sleep (over 6 000/s into an idle node). A mesh peer's sends are far
+/// promise: it sleeps at most its cap at rest (80 ms; nothing touches its stats here) and,
+/// once a message shows up, reads until the queue is empty, so AXL overflows only if more
+/// than 100 messages arrive within one sleep (over 1 250/s into a node at rest). A mesh peer's sends are far
 /// slower (each `/send` dials the peer through Yggdrasil before it answers).
 ///
 /// So the sender here sends 500 messages at 1 000/s (one per millisecond, a fast LAN

@@ -190,6 +190,11 @@ impl RealOllama {
         }
     }
 
+    /// The process id of `ollama serve` (its runners are its children).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Ollama's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ollama.log")).unwrap_or_default()
