@@ -11,6 +11,7 @@ use alloy::contract::SolCallBuilder;
 use alloy::dyn_abi::Eip712Domain;
 use alloy::primitives::{Address, Signature, TxHash, B256, U256};
 use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, Log};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{SolCall, SolStruct};
@@ -207,29 +208,49 @@ impl EscrowClient {
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
         use alloy::sol_types::SolEvent;
+        let ends = vec![
+            EdgentEscrow::Released::SIGNATURE_HASH,
+            EdgentEscrow::Rejected::SIGNATURE_HASH,
+            EdgentEscrow::Claimed::SIGNATURE_HASH,
+            EdgentEscrow::Refunded::SIGNATURE_HASH,
+            EdgentEscrow::Declined::SIGNATURE_HASH,
+        ];
+        self.last_event_tx(job_id, ends, lookback_blocks).await
+    }
+
+    /// The transaction of the last of `events` about `job_id` within the last
+    /// `lookback_blocks` (`None` if none is in range).
+    pub(super) async fn last_event_tx(
+        &self,
+        job_id: B256,
+        events: Vec<B256>,
+        lookback_blocks: u64,
+    ) -> Result<Option<TxHash>, EscrowError> {
+        let filter = self.recent(lookback_blocks).await?.event_signature(events);
+        let logs = self.logs(&filter.topic1(job_id)).await?;
+        Ok(logs.last().and_then(|l| l.transaction_hash))
+    }
+
+    /// An event query on this escrow over the last `lookback_blocks`, ending at the latest
+    /// block (both versions' event reads start here).
+    pub(super) async fn recent(&self, lookback_blocks: u64) -> Result<Filter, EscrowError> {
         let latest = self
             .provider
             .get_block_number()
             .await
             .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        let filter = alloy::rpc::types::Filter::new()
+        Ok(Filter::new()
             .address(self.escrow_address())
-            .event_signature(vec![
-                EdgentEscrow::Released::SIGNATURE_HASH,
-                EdgentEscrow::Rejected::SIGNATURE_HASH,
-                EdgentEscrow::Claimed::SIGNATURE_HASH,
-                EdgentEscrow::Refunded::SIGNATURE_HASH,
-                EdgentEscrow::Declined::SIGNATURE_HASH,
-            ])
-            .topic1(job_id)
             .from_block(latest.saturating_sub(lookback_blocks))
-            .to_block(latest);
-        let logs = self
-            .provider
-            .get_logs(&filter)
+            .to_block(latest))
+    }
+
+    /// The logs `filter` matches.
+    pub(super) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, EscrowError> {
+        self.provider
+            .get_logs(filter)
             .await
-            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        Ok(logs.last().and_then(|l| l.transaction_hash))
+            .map_err(|e| EscrowError::Rpc(e.to_string()))
     }
 
     fn require_wallet(&self) -> Result<Address, EscrowError> {

@@ -416,19 +416,13 @@ fn labels_and_codes_keep_their_names() {
             "known_job"
         ]
     );
-    use TaskErrorCode::*;
-    for code in [
-        StakeMissing,
-        StakeInsufficient,
-        DeadlineTooClose,
-        ModelUnavailable,
-        Busy,
-        InferenceFailed,
-        BadRequest,
-        Cancelled,
-        NotAllowed,
-    ] {
+    let codes: Vec<TaskErrorCode> = <TaskErrorCode as strum::IntoEnumIterator>::iter().collect();
+    assert_eq!(codes.len(), 9);
+    for code in codes {
         assert_eq!(json!(code), json!(code.as_str()));
     }
-    assert_eq!(DeadlineTooClose.as_str(), "deadline_too_close");
+    assert_eq!(
+        TaskErrorCode::DeadlineTooClose.as_str(),
+        "deadline_too_close"
+    );
 }
