@@ -14,7 +14,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, Log};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
-use alloy::sol_types::{SolCall, SolStruct};
+use alloy::sol_types::{SolCall, SolEvent, SolStruct};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::bindings::{EdgentEscrow, IEip2612, IEip3009Token, Permit, IERC20};
@@ -29,6 +29,16 @@ pub use super::stake::{
 /// name the provider's key commitment and `submit` carries a Groth16 proof). The original
 /// deployment has no `version()`: the call reverts there.
 pub const ESCROW_VERSION: u64 = 3;
+
+/// The events that move a version 3 stake into a final state: Released, Rejected, Claimed,
+/// Refunded, Declined.
+pub const SETTLED_EVENTS: [B256; 5] = [
+    EdgentEscrow::Released::SIGNATURE_HASH,
+    EdgentEscrow::Rejected::SIGNATURE_HASH,
+    EdgentEscrow::Claimed::SIGNATURE_HASH,
+    EdgentEscrow::Refunded::SIGNATURE_HASH,
+    EdgentEscrow::Declined::SIGNATURE_HASH,
+];
 
 /// Client for one EdgentEscrow deployment, optionally signing with one wallet.
 #[derive(Clone)]
@@ -199,35 +209,18 @@ impl EscrowClient {
             .map_err(EscrowError::from_contract)
     }
 
-    /// The transaction that moved `job_id` into a final state, found in the escrow's
-    /// Released/Rejected/Claimed/Refunded/Declined events within the last `lookback_blocks`.
-    /// `None` if no such event is in range.
+    /// The transaction of the last of `events` about `job_id` (its first indexed topic)
+    /// within the last `lookback_blocks`; `None` if none is in range. Version 3's stake
+    /// endings are [`SETTLED_EVENTS`].
     pub async fn settlement_tx(
         &self,
         job_id: B256,
+        events: &[B256],
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
-        use alloy::sol_types::SolEvent;
-        let ends = vec![
-            EdgentEscrow::Released::SIGNATURE_HASH,
-            EdgentEscrow::Rejected::SIGNATURE_HASH,
-            EdgentEscrow::Claimed::SIGNATURE_HASH,
-            EdgentEscrow::Refunded::SIGNATURE_HASH,
-            EdgentEscrow::Declined::SIGNATURE_HASH,
-        ];
-        self.last_event_tx(job_id, ends, lookback_blocks).await
-    }
-
-    /// The transaction of the last of `events` about `job_id` within the last
-    /// `lookback_blocks` (`None` if none is in range).
-    pub(super) async fn last_event_tx(
-        &self,
-        job_id: B256,
-        events: Vec<B256>,
-        lookback_blocks: u64,
-    ) -> Result<Option<TxHash>, EscrowError> {
-        let filter = self.recent(lookback_blocks).await?.event_signature(events);
-        let logs = self.logs(&filter.topic1(job_id)).await?;
+        let filter = self.recent(lookback_blocks).await?;
+        let filter = filter.event_signature(events.to_vec()).topic1(job_id);
+        let logs = self.logs(&filter).await?;
         Ok(logs.last().and_then(|l| l.transaction_hash))
     }
 
