@@ -303,13 +303,7 @@ impl PaidRequester {
         tx_hash: String,
         explorer_url: String,
     ) {
-        let amount = self
-            .ctx
-            .jobs
-            .get(&job, Side::Requester)
-            .ok()
-            .flatten()
-            .and_then(|r| r.payment.map(|p| p.amount_units));
+        let amount = self.stored_payment(&job).map(|p| p.amount_units);
         let settle_response = crate::paid::x402::settle_response(
             &tx_hash,
             self.chain.settings.chain_id,
