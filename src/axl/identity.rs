@@ -8,10 +8,19 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// A 32-byte AXL/Yggdrasil public key (full, or the partial one from `X-From-Peer-Id`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 32-byte AXL/Yggdrasil public key (full, or the partial one from `X-From-Peer-Id`),
+/// 64 hex characters in JSON.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
 pub struct PeerKey(pub [u8; 32]);
 
 /// A peer id that is not 64 hex characters.
@@ -143,17 +152,10 @@ impl std::str::FromStr for PeerKey {
     }
 }
 
-impl Serialize for PeerKey {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for PeerKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        PeerKey::from_hex(&s).map_err(serde::de::Error::custom)
-    }
+/// A key of 32 bytes `b`, for tests that need a few distinct peers.
+#[cfg(test)]
+pub(crate) fn test_key(b: u8) -> PeerKey {
+    PeerKey([b; 32])
 }
 
 #[cfg(test)]

@@ -68,6 +68,14 @@ impl fmt::Debug for EscrowClient {
     }
 }
 
+/// Calls the view `call` and decodes its answer; a revert is decoded into
+/// [`EscrowError::Refused`] (the one way both escrow versions read the chain).
+pub(super) async fn read<P: Provider, C: SolCall>(
+    call: SolCallBuilder<P, C>,
+) -> Result<C::Return, EscrowError> {
+    call.call().await.map_err(EscrowError::from_contract)
+}
+
 impl EscrowClient {
     /// Connects to the escrow at `settings.escrow`, checking the chain id and that a
     /// contract is there. Signs writes with `signer` (None: read-only). The token is the
@@ -163,29 +171,18 @@ impl EscrowClient {
 
     /// The escrow's operator (the only address that may release or reject).
     pub async fn operator(&self) -> Result<Address, EscrowError> {
-        self.escrow
-            .operator()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.operator()).await
     }
 
     /// USDC balance of `owner`, base units.
     pub async fn usdc_balance(&self, owner: Address) -> Result<U256, EscrowError> {
-        IERC20::new(self.usdc, &self.provider)
-            .balanceOf(owner)
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(IERC20::new(self.usdc, &self.provider).balanceOf(owner)).await
     }
 
     /// The escrow's USDC allowance from `owner`.
     pub async fn allowance(&self, owner: Address) -> Result<U256, EscrowError> {
-        IERC20::new(self.usdc, &self.provider)
-            .allowance(owner, self.escrow_address())
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        let token = IERC20::new(self.usdc, &self.provider);
+        read(token.allowance(owner, self.escrow_address())).await
     }
 
     /// The latest block's timestamp (the clock deadlines are measured against).
@@ -201,12 +198,9 @@ impl EscrowClient {
 
     /// Reads the stake for `job_id` (status `None` if never staked).
     pub async fn get_stake(&self, job_id: B256) -> Result<StakeInfo, EscrowError> {
-        self.escrow
-            .getStake(job_id)
-            .call()
+        read(self.escrow.getStake(job_id))
             .await
             .map(StakeInfo::from)
-            .map_err(EscrowError::from_contract)
     }
 
     /// The transaction of the last of `events` about `job_id` (its first indexed topic)
@@ -262,12 +256,7 @@ impl EscrowClient {
     /// The escrow's interface version: [`ESCROW_VERSION`] for this repository's escrow. The
     /// original deployment has no `version()`, so this is a refusal there.
     pub async fn version(&self) -> Result<u64, EscrowError> {
-        let v = self
-            .escrow
-            .version()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)?;
+        let v = read(self.escrow.version()).await?;
         Ok(u64::try_from(v).unwrap_or(u64::MAX))
     }
 
@@ -279,15 +268,9 @@ impl EscrowClient {
             .get_or_try_init(|| async {
                 let token = IEip3009Token::new(self.usdc, &self.provider);
                 let (name, version, separator) = tokio::try_join!(
-                    async { token.name().call().await.map_err(EscrowError::from_contract) },
-                    async { token.version().call().await.map_err(EscrowError::from_contract) },
-                    async {
-                        token
-                            .DOMAIN_SEPARATOR()
-                            .call()
-                            .await
-                            .map_err(EscrowError::from_contract)
-                    },
+                    read(token.name()),
+                    read(token.version()),
+                    read(token.DOMAIN_SEPARATOR()),
                 )?;
                 let domain = Eip712Domain::new(
                     Some(name.clone().into()),
@@ -512,11 +495,7 @@ impl EscrowClient {
             )
             .await?;
         let _guard = self.approve_lock.lock().await;
-        let nonce = IEip2612::new(self.usdc, &self.provider)
-            .nonces(owner)
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)?;
+        let nonce = read(IEip2612::new(self.usdc, &self.provider).nonces(owner)).await?;
         let permit = Permit {
             owner,
             spender: self.escrow_address(),

@@ -14,7 +14,7 @@ use alloy::sol_types::SolEvent;
 
 use super::bindings::EdgentEscrowV4;
 use super::error::{ChainError, EscrowError, EscrowRevert};
-use super::escrow::EscrowClient;
+use super::escrow::{read, EscrowClient};
 use super::stake::{FairStake, FairStatus};
 
 /// The interface version of the fair escrow (`version()` of EdgentEscrowV4).
@@ -61,21 +61,13 @@ impl FairEscrow {
 
     /// The account that decides disputes.
     pub async fn arbiter(&self) -> Result<Address, EscrowError> {
-        self.escrow
-            .arbiter()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.arbiter()).await
     }
 
     /// The deployment's one timing setting, seconds: the dispute window after a submit,
     /// the delay before `finalize`, and the margin a stake's deadline adds to a job's.
     pub async fn dispute_window(&self) -> Result<u64, EscrowError> {
-        self.escrow
-            .disputeWindow()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.disputeWindow()).await
     }
 
     /// A provider's check at start: the escrow's arbiter must be one of `trusted`. Returns

@@ -1,15 +1,12 @@
 //! The protocol's round trips and refusals.
 
 use super::*;
-use crate::axl::PeerKey;
 use crate::zk::{PublicSignals, SnarkjsProof};
 use serde_json::json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-fn key(b: u8) -> PeerKey {
-    PeerKey([b; 32])
-}
+use crate::axl::identity::test_key as key;
 
 /// A real proof (proving once per test binary).
 fn sample_proof() -> (SnarkjsProof, PublicSignals) {
