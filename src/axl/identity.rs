@@ -8,18 +8,12 @@
 
 use std::fmt;
 
+use serde_with::{DeserializeFromStr, SerializeDisplay};
+
 /// A 32-byte AXL/Yggdrasil public key (full, or the partial one from `X-From-Peer-Id`),
 /// 64 hex characters in JSON.
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde_with::SerializeDisplay,
-    serde_with::DeserializeFromStr,
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
 )]
 pub struct PeerKey(pub [u8; 32]);
 

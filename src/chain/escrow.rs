@@ -30,16 +30,6 @@ pub use super::stake::{
 /// deployment has no `version()`: the call reverts there.
 pub const ESCROW_VERSION: u64 = 3;
 
-/// The events that move a version 3 stake into a final state: Released, Rejected, Claimed,
-/// Refunded, Declined.
-pub const SETTLED_EVENTS: [B256; 5] = [
-    EdgentEscrow::Released::SIGNATURE_HASH,
-    EdgentEscrow::Rejected::SIGNATURE_HASH,
-    EdgentEscrow::Claimed::SIGNATURE_HASH,
-    EdgentEscrow::Refunded::SIGNATURE_HASH,
-    EdgentEscrow::Declined::SIGNATURE_HASH,
-];
-
 /// Client for one EdgentEscrow deployment, optionally signing with one wallet.
 #[derive(Clone)]
 pub struct EscrowClient {
@@ -203,18 +193,32 @@ impl EscrowClient {
             .map(StakeInfo::from)
     }
 
-    /// The transaction of the last of `events` about `job_id` (its first indexed topic)
-    /// within the last `lookback_blocks`; `None` if none is in range. Version 3's stake
-    /// endings are [`SETTLED_EVENTS`].
+    /// The transaction that moved `job_id` into a final state, found in the escrow's
+    /// Released/Rejected/Claimed/Refunded/Declined events within the last `lookback_blocks`.
+    /// `None` if no such event is in range.
     pub async fn settlement_tx(
         &self,
         job_id: B256,
-        events: &[B256],
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
-        let filter = self.recent(lookback_blocks).await?;
-        let filter = filter.event_signature(events.to_vec()).topic1(job_id);
-        let logs = self.logs(&filter).await?;
+        let filter = self
+            .recent(lookback_blocks)
+            .await?
+            .event_signature(vec![
+                EdgentEscrow::Released::SIGNATURE_HASH,
+                EdgentEscrow::Rejected::SIGNATURE_HASH,
+                EdgentEscrow::Claimed::SIGNATURE_HASH,
+                EdgentEscrow::Refunded::SIGNATURE_HASH,
+                EdgentEscrow::Declined::SIGNATURE_HASH,
+            ])
+            .topic1(job_id);
+        self.last_tx(&filter).await
+    }
+
+    /// The transaction of the last log `filter` matches (`None` if none does): both
+    /// versions' settlement lookups.
+    pub(super) async fn last_tx(&self, filter: &Filter) -> Result<Option<TxHash>, EscrowError> {
+        let logs = self.logs(filter).await?;
         Ok(logs.last().and_then(|l| l.transaction_hash))
     }
 

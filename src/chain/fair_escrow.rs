@@ -25,16 +25,6 @@ pub const FAIR_ESCROW_VERSION: u64 = 4;
 /// silent requester's provider is paid minutes, not an hour, after delivering.
 pub const DEFAULT_DISPUTE_WINDOW_SECS: u64 = 180;
 
-/// The events that end a version 4 stake: Released, Finalized, Resolved, Refunded,
-/// Declined.
-pub const FAIR_SETTLED_EVENTS: [B256; 5] = [
-    EdgentEscrowV4::Released::SIGNATURE_HASH,
-    EdgentEscrowV4::Finalized::SIGNATURE_HASH,
-    EdgentEscrowV4::Resolved::SIGNATURE_HASH,
-    EdgentEscrowV4::Refunded::SIGNATURE_HASH,
-    EdgentEscrowV4::Declined::SIGNATURE_HASH,
-];
-
 /// Client for one EdgentEscrowV4 deployment, signing with the wrapped client's wallet.
 #[derive(Clone, Debug)]
 pub struct FairEscrow {
@@ -253,17 +243,26 @@ impl FairEscrow {
         }))
     }
 
-    /// The transaction that ended `job_id`'s stake ([`FAIR_SETTLED_EVENTS`]) within the
-    /// last `lookback_blocks`; `None` if none is in range.
+    /// The transaction that ended `job_id`'s stake (Released, Finalized, Resolved, Refunded
+    /// or Declined) within the last `lookback_blocks`; `None` if none is in range.
     pub async fn settlement_tx(
         &self,
         job_id: B256,
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
-        let ends = &FAIR_SETTLED_EVENTS;
-        self.client
-            .settlement_tx(job_id, ends, lookback_blocks)
-            .await
+        let filter = self
+            .client
+            .recent(lookback_blocks)
+            .await?
+            .event_signature(vec![
+                EdgentEscrowV4::Released::SIGNATURE_HASH,
+                EdgentEscrowV4::Finalized::SIGNATURE_HASH,
+                EdgentEscrowV4::Resolved::SIGNATURE_HASH,
+                EdgentEscrowV4::Refunded::SIGNATURE_HASH,
+                EdgentEscrowV4::Declined::SIGNATURE_HASH,
+            ])
+            .topic1(job_id);
+        self.client.last_tx(&filter).await
     }
 }
 

@@ -39,9 +39,8 @@ pub(crate) async fn already_settled(
     job_id: B256,
     status: StakeStatus,
 ) -> Settlement {
-    let ends = &super::escrow::SETTLED_EVENTS;
     let tx_hash = match client
-        .settlement_tx(job_id, ends, SETTLEMENT_LOOKBACK_BLOCKS)
+        .settlement_tx(job_id, SETTLEMENT_LOOKBACK_BLOCKS)
         .await
     {
         Ok(tx) => tx,

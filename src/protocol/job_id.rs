@@ -2,19 +2,12 @@
 
 use std::fmt;
 
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 use uuid::Uuid;
 
 /// A job id: 32 bytes, shown as `0x` + 64 hex (the escrow's `bytes32`), and so in JSON.
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde_with::SerializeDisplay,
-    serde_with::DeserializeFromStr,
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
 )]
 pub struct JobId(pub [u8; 32]);
 

@@ -617,13 +617,7 @@ async fn decline_refunds_the_requester_in_the_same_transaction() {
         "to the requester"
     );
     // The settlement lookup finds it, and a second decline is refused.
-    assert_eq!(
-        f.requester
-            .settlement_tx(j, &edgent::chain::escrow::SETTLED_EVENTS, 100)
-            .await
-            .unwrap(),
-        Some(tx)
-    );
+    assert_eq!(f.requester.settlement_tx(j, 100).await.unwrap(), Some(tx));
     assert_eq!(
         refusal(f.provider.decline(j).await.unwrap_err()),
         EscrowRevert::WrongStatus {
