@@ -182,39 +182,30 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
                     .filter(|p| p != k)
                     .map(|p| p.to_hex())
             };
+            let view = |k: PeerKey, up: bool, direct: bool| {
+                let seen = ctx.mesh.peers.get(&k);
+                PeerView {
+                    node_id: k.to_hex(),
+                    ens: ctx.mesh.names.shown(
+                        &k,
+                        seen.as_ref().and_then(|s| s.ens.as_deref()),
+                        None,
+                    ),
+                    up,
+                    direct,
+                    parent: parent(&k),
+                    models: seen.map(|s| s.models).unwrap_or_default(),
+                }
+            };
             let mut out: Vec<PeerView> = Vec::new();
             for p in &t.peers {
                 if let Ok(k) = PeerKey::from_hex(&p.public_key) {
-                    let seen = ctx.mesh.peers.get(&k);
-                    out.push(PeerView {
-                        node_id: k.to_hex(),
-                        ens: ctx.mesh.names.shown(
-                            &k,
-                            seen.as_ref().and_then(|s| s.ens.as_deref()),
-                            None,
-                        ),
-                        up: p.up,
-                        direct: true,
-                        parent: parent(&k),
-                        models: seen.map(|s| s.models).unwrap_or_default(),
-                    });
+                    out.push(view(k, p.up, true));
                 }
             }
             for k in t.reachable_nodes() {
                 if !out.iter().any(|p| p.node_id == k.to_hex()) {
-                    let seen = ctx.mesh.peers.get(&k);
-                    out.push(PeerView {
-                        node_id: k.to_hex(),
-                        ens: ctx.mesh.names.shown(
-                            &k,
-                            seen.as_ref().and_then(|s| s.ens.as_deref()),
-                            None,
-                        ),
-                        up: true,
-                        direct: false,
-                        parent: parent(&k),
-                        models: seen.map(|s| s.models).unwrap_or_default(),
-                    });
+                    out.push(view(k, true, false));
                 }
             }
             (out, None)

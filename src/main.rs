@@ -321,6 +321,14 @@ fn api_target(url: Option<String>) -> anyhow::Result<(String, Option<String>)> {
     }
 }
 
+/// A token cancelled on Ctrl-C or SIGTERM, for a command that runs until then.
+#[cfg(feature = "harness")]
+fn until_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
+    cancel
+}
+
 /// The client of the daemon's API, with its token ([`api_target`]).
 fn api_client(url: Option<String>) -> anyhow::Result<ApiClient> {
     let (url, token) = api_target(url)?;
@@ -462,15 +470,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "harness")]
         Cmd::MeshSim(args) => {
-            let cancel = CancellationToken::new();
-            tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
-            edgent::harness::mesh_sim::run_mesh_sim_cli(args, cancel).await?;
+            edgent::harness::mesh_sim::run_mesh_sim_cli(args, until_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "harness")]
         Cmd::LocalChain(args) => {
-            let cancel = CancellationToken::new();
-            tokio::spawn(edgent::shutdown::cancel_on_signal(cancel.clone()));
+            let cancel = until_signal();
             edgent::harness::local_chain_cli::run_local_chain_cli(args, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -8,10 +8,13 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
-/// A 32-byte AXL/Yggdrasil public key (full, or the partial one from `X-From-Peer-Id`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 32-byte AXL/Yggdrasil public key (full, or the partial one from `X-From-Peer-Id`),
+/// 64 hex characters in JSON.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct PeerKey(pub [u8; 32]);
 
 /// A peer id that is not 64 hex characters.
@@ -143,17 +146,10 @@ impl std::str::FromStr for PeerKey {
     }
 }
 
-impl Serialize for PeerKey {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for PeerKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        PeerKey::from_hex(&s).map_err(serde::de::Error::custom)
-    }
+/// A key of 32 bytes `b`, for tests that need a few distinct peers.
+#[cfg(test)]
+pub(crate) fn test_key(b: u8) -> PeerKey {
+    PeerKey([b; 32])
 }
 
 #[cfg(test)]

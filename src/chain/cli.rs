@@ -130,22 +130,33 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
             let client = FairEscrow::new(EscrowClient::connect(settings, None).await?);
             let s = client.get_stake(job_id).await?;
             let i = &s.info;
-            println!("job        {job_id}");
-            println!("escrow     {}", client.client().escrow_address());
-            println!("status     {}", s.status);
+            let mut rows = vec![
+                ("job", job_id.to_string()),
+                ("escrow", client.client().escrow_address().to_string()),
+                ("status", s.status.to_string()),
+            ];
             if s.status != FairStatus::None {
-                println!("requester  {}", i.requester);
-                println!("provider   {}", i.provider);
-                println!(
-                    "key        {} (commitment to the provider's AXL key)",
-                    i.key_commitment
-                );
-                println!("amount     {} (USDC base units, 6 decimals)", i.amount);
-                println!("created    {}", i.created_at);
-                println!("deadline   {}", i.deadline);
-                println!("submitted  {}", i.submitted_at);
-                println!("output     {}", i.output_hash);
+                rows.extend([
+                    ("requester", i.requester.to_string()),
+                    ("provider", i.provider.to_string()),
+                    (
+                        "key",
+                        format!(
+                            "{} (commitment to the provider's AXL key)",
+                            i.key_commitment
+                        ),
+                    ),
+                    (
+                        "amount",
+                        format!("{} (USDC base units, 6 decimals)", i.amount),
+                    ),
+                    ("created", i.created_at.to_string()),
+                    ("deadline", i.deadline.to_string()),
+                    ("submitted", i.submitted_at.to_string()),
+                    ("output", i.output_hash.to_string()),
+                ]);
             }
+            print_rows("", 10, &rows);
             // What an arbiter judges (docs/paid-flow.md, "The arbiter's procedure").
             let evidence = client
                 .dispute_evidence(job_id, EVIDENCE_LOOKBACK_BLOCKS)
@@ -155,16 +166,29 @@ pub async fn run(cmd: EscrowCmd, settings: &ChainSettings) -> anyhow::Result<()>
                     "disputed by {} (its own transaction, so its wallet's signature)",
                     d.requester
                 );
-                println!("  task hash   {}", d.task_hash);
-                println!("  result hash {}", d.result_hash);
-                println!("  output      {} (the submitted commitment)", d.output_hash);
+                let mut rows = vec![
+                    ("task hash", d.task_hash.to_string()),
+                    ("result hash", d.result_hash.to_string()),
+                    (
+                        "output",
+                        format!("{} (the submitted commitment)", d.output_hash),
+                    ),
+                ];
                 if let Some(tx) = d.tx {
-                    println!("  tx          {}", client.client().tx_url(tx));
+                    rows.push(("tx", client.client().tx_url(tx)));
                 }
+                print_rows("  ", 11, &rows);
             }
         }
     }
     Ok(())
+}
+
+/// Prints `(label, value)` rows after `indent`, each label padded to `width`.
+fn print_rows(indent: &str, width: usize, rows: &[(&str, String)]) {
+    for (label, value) in rows {
+        println!("{indent}{label:<width$} {value}");
+    }
 }
 
 /// Which hand ends a stake: the requester's refund, anyone's finalize, the arbiter's

@@ -85,6 +85,18 @@ pub enum EnsError {
     Write(String),
 }
 
+/// An address the registry or a resolver must have set: a failed call is
+/// [`EnsError::Rpc`], the zero address (not set) is `missing`.
+fn set(
+    answer: Result<Address, alloy::contract::Error>,
+    missing: EnsError,
+) -> Result<Address, EnsError> {
+    match answer.map_err(|e| EnsError::Rpc(e.to_string()))? {
+        a if a == Address::ZERO => Err(missing),
+        a => Ok(a),
+    }
+}
+
 /// Reads (and, with the owner's key, writes) ENS records.
 #[derive(Debug, Clone)]
 pub struct EnsClient {
@@ -137,30 +149,18 @@ impl EnsClient {
     }
 
     async fn resolver_for(&self, name: &str) -> Result<Address, EnsError> {
-        let resolver = EnsRegistry::new(self.registry, &self.provider)
-            .resolver(namehash(name))
-            .call()
-            .await
-            .map_err(|e| EnsError::Rpc(e.to_string()))?;
-        if resolver == Address::ZERO {
-            return Err(EnsError::NoResolver(name.to_string()));
-        }
-        Ok(resolver)
+        let registry = EnsRegistry::new(self.registry, &self.provider);
+        let resolver = registry.resolver(namehash(name)).call().await;
+        set(resolver, EnsError::NoResolver(name.to_string()))
     }
 
     /// Resolves `name` to its address record.
     pub async fn resolve(&self, name: &str) -> Result<Address, EnsError> {
         Self::check_name(name)?;
         let resolver = self.resolver_for(name).await?;
-        let addr = EnsResolver::new(resolver, &self.provider)
-            .addr(namehash(name))
-            .call()
-            .await
-            .map_err(|e| EnsError::Rpc(e.to_string()))?;
-        if addr == Address::ZERO {
-            return Err(EnsError::NoAddress(name.to_string()));
-        }
-        Ok(addr)
+        let resolver = EnsResolver::new(resolver, &self.provider);
+        let addr = resolver.addr(namehash(name)).call().await;
+        set(addr, EnsError::NoAddress(name.to_string()))
     }
 
     /// The primary name of `addr`, if its reverse record names a name that resolves back

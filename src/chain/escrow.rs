@@ -11,9 +11,10 @@ use alloy::contract::SolCallBuilder;
 use alloy::dyn_abi::Eip712Domain;
 use alloy::primitives::{Address, Signature, TxHash, B256, U256};
 use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, Log};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
-use alloy::sol_types::{SolCall, SolStruct};
+use alloy::sol_types::{SolCall, SolEvent, SolStruct};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::bindings::{EdgentEscrow, IEip2612, IEip3009Token, Permit, IERC20};
@@ -55,6 +56,14 @@ impl fmt::Debug for EscrowClient {
             .field("wallet", &self.wallet)
             .finish()
     }
+}
+
+/// Calls the view `call` and decodes its answer; a revert is decoded into
+/// [`EscrowError::Refused`] (the one way both escrow versions read the chain).
+pub(super) async fn read<P: Provider, C: SolCall>(
+    call: SolCallBuilder<P, C>,
+) -> Result<C::Return, EscrowError> {
+    call.call().await.map_err(EscrowError::from_contract)
 }
 
 impl EscrowClient {
@@ -152,29 +161,18 @@ impl EscrowClient {
 
     /// The escrow's operator (the only address that may release or reject).
     pub async fn operator(&self) -> Result<Address, EscrowError> {
-        self.escrow
-            .operator()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.operator()).await
     }
 
     /// USDC balance of `owner`, base units.
     pub async fn usdc_balance(&self, owner: Address) -> Result<U256, EscrowError> {
-        IERC20::new(self.usdc, &self.provider)
-            .balanceOf(owner)
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(IERC20::new(self.usdc, &self.provider).balanceOf(owner)).await
     }
 
     /// The escrow's USDC allowance from `owner`.
     pub async fn allowance(&self, owner: Address) -> Result<U256, EscrowError> {
-        IERC20::new(self.usdc, &self.provider)
-            .allowance(owner, self.escrow_address())
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        let token = IERC20::new(self.usdc, &self.provider);
+        read(token.allowance(owner, self.escrow_address())).await
     }
 
     /// The latest block's timestamp (the clock deadlines are measured against).
@@ -190,12 +188,9 @@ impl EscrowClient {
 
     /// Reads the stake for `job_id` (status `None` if never staked).
     pub async fn get_stake(&self, job_id: B256) -> Result<StakeInfo, EscrowError> {
-        self.escrow
-            .getStake(job_id)
-            .call()
+        read(self.escrow.getStake(job_id))
             .await
             .map(StakeInfo::from)
-            .map_err(EscrowError::from_contract)
     }
 
     /// The transaction that moved `job_id` into a final state, found in the escrow's
@@ -206,14 +201,9 @@ impl EscrowClient {
         job_id: B256,
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
-        use alloy::sol_types::SolEvent;
-        let latest = self
-            .provider
-            .get_block_number()
-            .await
-            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        let filter = alloy::rpc::types::Filter::new()
-            .address(self.escrow_address())
+        let filter = self
+            .recent(lookback_blocks)
+            .await?
             .event_signature(vec![
                 EdgentEscrow::Released::SIGNATURE_HASH,
                 EdgentEscrow::Rejected::SIGNATURE_HASH,
@@ -221,15 +211,37 @@ impl EscrowClient {
                 EdgentEscrow::Refunded::SIGNATURE_HASH,
                 EdgentEscrow::Declined::SIGNATURE_HASH,
             ])
-            .topic1(job_id)
-            .from_block(latest.saturating_sub(lookback_blocks))
-            .to_block(latest);
-        let logs = self
+            .topic1(job_id);
+        self.last_tx(&filter).await
+    }
+
+    /// The transaction of the last log `filter` matches (`None` if none does): both
+    /// versions' settlement lookups.
+    pub(super) async fn last_tx(&self, filter: &Filter) -> Result<Option<TxHash>, EscrowError> {
+        let logs = self.logs(filter).await?;
+        Ok(logs.last().and_then(|l| l.transaction_hash))
+    }
+
+    /// An event query on this escrow over the last `lookback_blocks`, ending at the latest
+    /// block (both versions' event reads start here).
+    pub(super) async fn recent(&self, lookback_blocks: u64) -> Result<Filter, EscrowError> {
+        let latest = self
             .provider
-            .get_logs(&filter)
+            .get_block_number()
             .await
             .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        Ok(logs.last().and_then(|l| l.transaction_hash))
+        Ok(Filter::new()
+            .address(self.escrow_address())
+            .from_block(latest.saturating_sub(lookback_blocks))
+            .to_block(latest))
+    }
+
+    /// The logs `filter` matches.
+    pub(super) async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, EscrowError> {
+        self.provider
+            .get_logs(filter)
+            .await
+            .map_err(|e| EscrowError::Rpc(e.to_string()))
     }
 
     fn require_wallet(&self) -> Result<Address, EscrowError> {
@@ -248,12 +260,7 @@ impl EscrowClient {
     /// The escrow's interface version: [`ESCROW_VERSION`] for this repository's escrow. The
     /// original deployment has no `version()`, so this is a refusal there.
     pub async fn version(&self) -> Result<u64, EscrowError> {
-        let v = self
-            .escrow
-            .version()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)?;
+        let v = read(self.escrow.version()).await?;
         Ok(u64::try_from(v).unwrap_or(u64::MAX))
     }
 
@@ -265,15 +272,9 @@ impl EscrowClient {
             .get_or_try_init(|| async {
                 let token = IEip3009Token::new(self.usdc, &self.provider);
                 let (name, version, separator) = tokio::try_join!(
-                    async { token.name().call().await.map_err(EscrowError::from_contract) },
-                    async { token.version().call().await.map_err(EscrowError::from_contract) },
-                    async {
-                        token
-                            .DOMAIN_SEPARATOR()
-                            .call()
-                            .await
-                            .map_err(EscrowError::from_contract)
-                    },
+                    read(token.name()),
+                    read(token.version()),
+                    read(token.DOMAIN_SEPARATOR()),
                 )?;
                 let domain = Eip712Domain::new(
                     Some(name.clone().into()),
@@ -498,11 +499,7 @@ impl EscrowClient {
             )
             .await?;
         let _guard = self.approve_lock.lock().await;
-        let nonce = IEip2612::new(self.usdc, &self.provider)
-            .nonces(owner)
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)?;
+        let nonce = read(IEip2612::new(self.usdc, &self.provider).nonces(owner)).await?;
         let permit = Permit {
             owner,
             spender: self.escrow_address(),

@@ -9,12 +9,12 @@
 //! `reject` and `claim_timeout`) remains only for the legacy contract's own tests.
 
 use alloy::primitives::{Address, TxHash, B256};
-use alloy::providers::{DynProvider, Provider};
+use alloy::providers::DynProvider;
 use alloy::sol_types::SolEvent;
 
 use super::bindings::EdgentEscrowV4;
 use super::error::{ChainError, EscrowError, EscrowRevert};
-use super::escrow::EscrowClient;
+use super::escrow::{read, EscrowClient};
 use super::stake::{FairStake, FairStatus};
 
 /// The interface version of the fair escrow (`version()` of EdgentEscrowV4).
@@ -51,21 +51,13 @@ impl FairEscrow {
 
     /// The account that decides disputes.
     pub async fn arbiter(&self) -> Result<Address, EscrowError> {
-        self.escrow
-            .arbiter()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.arbiter()).await
     }
 
     /// The deployment's one timing setting, seconds: the dispute window after a submit,
     /// the delay before `finalize`, and the margin a stake's deadline adds to a job's.
     pub async fn dispute_window(&self) -> Result<u64, EscrowError> {
-        self.escrow
-            .disputeWindow()
-            .call()
-            .await
-            .map_err(EscrowError::from_contract)
+        read(self.escrow.disputeWindow()).await
     }
 
     /// A provider's check at start: the escrow's arbiter must be one of `trusted`. Returns
@@ -195,20 +187,6 @@ pub struct DisputedEvent {
 }
 
 impl FairEscrow {
-    /// The block range of an event query that ends at the latest block.
-    async fn recent(&self, lookback_blocks: u64) -> Result<alloy::rpc::types::Filter, EscrowError> {
-        let latest = self
-            .client
-            .provider()
-            .get_block_number()
-            .await
-            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        Ok(alloy::rpc::types::Filter::new()
-            .address(self.client.escrow_address())
-            .from_block(latest.saturating_sub(lookback_blocks))
-            .to_block(latest))
-    }
-
     /// The stakes of the last `lookback_blocks` whose requester or provider is `wallet`,
     /// from the escrow's `Staked` events (two indexed queries), oldest first.
     pub async fn staked_with(
@@ -217,17 +195,16 @@ impl FairEscrow {
         lookback_blocks: u64,
     ) -> Result<Vec<StakedEvent>, EscrowError> {
         let base = self
+            .client
             .recent(lookback_blocks)
             .await?
             .event_signature(EdgentEscrowV4::Staked::SIGNATURE_HASH);
         let as_requester = base.clone().topic2(wallet.into_word());
         let as_provider = base.topic3(wallet.into_word());
-        let provider = self.client.provider();
         let (a, b) = tokio::try_join!(
-            provider.get_logs(&as_requester),
-            provider.get_logs(&as_provider)
-        )
-        .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+            self.client.logs(&as_requester),
+            self.client.logs(&as_provider)
+        )?;
         let mut out: Vec<StakedEvent> = Vec::new();
         for log in a.iter().chain(b.iter()) {
             let Ok(ev) = EdgentEscrowV4::Staked::decode_log(&log.inner) else {
@@ -251,17 +228,9 @@ impl FairEscrow {
         job_id: B256,
         lookback_blocks: u64,
     ) -> Result<Option<DisputedEvent>, EscrowError> {
-        let filter = self
-            .recent(lookback_blocks)
-            .await?
-            .event_signature(EdgentEscrowV4::Disputed::SIGNATURE_HASH)
-            .topic1(job_id);
-        let logs = self
-            .client
-            .provider()
-            .get_logs(&filter)
-            .await
-            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
+        let filter = self.client.recent(lookback_blocks).await?;
+        let filter = filter.event_signature(EdgentEscrowV4::Disputed::SIGNATURE_HASH);
+        let logs = self.client.logs(&filter.topic1(job_id)).await?;
         Ok(logs.iter().rev().find_map(|l| {
             let ev = EdgentEscrowV4::Disputed::decode_log(&l.inner).ok()?;
             Some(DisputedEvent {
@@ -282,6 +251,7 @@ impl FairEscrow {
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
         let filter = self
+            .client
             .recent(lookback_blocks)
             .await?
             .event_signature(vec![
@@ -292,13 +262,7 @@ impl FairEscrow {
                 EdgentEscrowV4::Declined::SIGNATURE_HASH,
             ])
             .topic1(job_id);
-        let logs = self
-            .client
-            .provider()
-            .get_logs(&filter)
-            .await
-            .map_err(|e| EscrowError::Rpc(e.to_string()))?;
-        Ok(logs.last().and_then(|l| l.transaction_hash))
+        self.client.last_tx(&filter).await
     }
 }
 
@@ -320,33 +284,6 @@ fn fair(e: EscrowError) -> EscrowError {
 mod tests {
     use super::*;
     use crate::chain::StakeStatus;
-
-    #[test]
-    fn fair_statuses_map_the_contracts_enum() {
-        let names: Vec<String> = (0..=10)
-            .map(|v| FairStatus::from_u8(v).to_string())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "none",
-                "staked",
-                "submitted",
-                "disputed",
-                "released",
-                "finalized",
-                "resolved_paid",
-                "resolved_refunded",
-                "refunded",
-                "declined",
-                "unknown(10)"
-            ]
-        );
-        let finals = (0..=10)
-            .filter(|&v| FairStatus::from_u8(v).is_final())
-            .count();
-        assert_eq!(finals, 6);
-    }
 
     #[test]
     fn a_wrong_status_refusal_is_read_with_version_4s_states() {

@@ -362,24 +362,45 @@ mod tests {
         assert_eq!(stake_binding_signer(digest, "0x1234"), None);
     }
 
+    /// Both versions' statuses print as the contracts name them (version 3's
+    /// `StakeStatus`, version 4's `FairStatus`), an unknown value as `unknown(n)`.
     #[test]
     fn statuses_print_as_the_contract_names_them() {
-        let names: Vec<String> = (0..=8)
+        let v3: Vec<String> = (0..=8)
             .map(|v| StakeStatus::from_u8(v).to_string())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "none",
-                "staked",
-                "submitted",
-                "released",
-                "rejected",
-                "claimed",
-                "refunded",
-                "declined",
-                "unknown(8)"
-            ]
-        );
+        let v4: Vec<String> = (0..=10)
+            .map(|v| FairStatus::from_u8(v).to_string())
+            .collect();
+        let v3_names = [
+            "none",
+            "staked",
+            "submitted",
+            "released",
+            "rejected",
+            "claimed",
+            "refunded",
+            "declined",
+            "unknown(8)",
+        ];
+        let v4_names = [
+            "none",
+            "staked",
+            "submitted",
+            "disputed",
+            "released",
+            "finalized",
+            "resolved_paid",
+            "resolved_refunded",
+            "refunded",
+            "declined",
+            "unknown(10)",
+        ];
+        assert_eq!(v3, v3_names);
+        assert_eq!(v4, v4_names);
+        let finals = (0..=10)
+            .filter(|&v| FairStatus::from_u8(v).is_final())
+            .count();
+        assert_eq!(finals, 6);
     }
 }

@@ -24,6 +24,13 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
 }
 
+/// A string value between `before` and `after`; nothing when it is not a string.
+fn framed(v: &Value, before: &str, after: &str) -> String {
+    v.as_str()
+        .map(|t| format!("{before}{t}{after}"))
+        .unwrap_or_default()
+}
+
 fn list(v: &Value) -> String {
     let names: Vec<&str> = v
         .as_array()
@@ -39,10 +46,7 @@ fn list(v: &Value) -> String {
 /// `/status` in a few lines: the node, AXL, payments, models, the mesh and the jobs.
 pub fn status(st: &Value) -> String {
     let mut out = Vec::new();
-    let ens = st["ens"]
-        .as_str()
-        .map(|e| format!(" ({e})"))
-        .unwrap_or_default();
+    let ens = framed(&st["ens"], " (", ")");
     out.push(format!(
         "node      {}{ens}  role {}  up {} s  v{}",
         short(s(st, "node_id")),
@@ -51,10 +55,7 @@ pub fn status(st: &Value) -> String {
         s(st, "version"),
     ));
     let peers = st["peers"].as_array().map_or(0, Vec::len);
-    let axl_error = st["axl_error"]
-        .as_str()
-        .map(|e| format!("  error: {e}"))
-        .unwrap_or_default();
+    let axl_error = framed(&st["axl_error"], "  error: ", "");
     out.push(format!(
         "axl       {}  {peers} peers{axl_error}",
         s(&st["axl"], "state")
@@ -77,10 +78,7 @@ pub fn status(st: &Value) -> String {
             s(pay, "wallet")
         )
     } else {
-        let why = pay["reason"]
-            .as_str()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default();
+        let why = framed(&pay["reason"], ": ", "");
         format!("off ({}){why}", s(pay, "mode"))
     };
     out.push(format!("payments  {payments}"));

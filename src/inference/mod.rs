@@ -211,6 +211,16 @@ pub(crate) async fn fold_lines(
     Ok(out)
 }
 
+/// The HTTP client of a backend's API (a 3 s connect timeout; generations take as long as
+/// they take), and the base URL without its trailing `/`.
+pub(crate) fn backend_client(base_url: &str) -> Result<(reqwest::Client, String), InferenceError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| InferenceError::Unreachable(e.to_string()))?;
+    Ok((http, base_url.trim_end_matches('/').to_string()))
+}
+
 /// Whether a requested model name matches a served one: exact, or equal once Ollama's
 /// implicit `:latest` tag is added to either.
 pub fn model_matches(requested: &str, served: &str) -> bool {

@@ -86,12 +86,9 @@ struct Chunk {
 impl OllamaBackend {
     /// A client for the Ollama API at `base_url`.
     pub fn new(base_url: &str) -> Result<Self, InferenceError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|e| InferenceError::Unreachable(e.to_string()))?;
+        let (http, base) = super::backend_client(base_url)?;
         Ok(OllamaBackend {
-            base: base_url.trim_end_matches('/').to_string(),
+            base,
             http,
             weights: Default::default(),
         })

@@ -25,12 +25,9 @@ pub struct OpenAiBackend {
 impl OpenAiBackend {
     /// A client for the API at `base_url` (ending in `/v1`), with an optional key.
     pub fn new(base_url: &str, key: Option<crate::chain::Secret>) -> Result<Self, InferenceError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|e| InferenceError::Unreachable(e.to_string()))?;
+        let (http, base) = super::backend_client(base_url)?;
         Ok(OpenAiBackend {
-            base: base_url.trim_end_matches('/').to_string(),
+            base,
             key: key.filter(|k| !k.expose().is_empty()),
             http,
         })

@@ -113,20 +113,20 @@ const NEXT_SEQ: &str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)";
 
 fn migrate(conn: &Connection) -> Result<(), JobError> {
     conn.execute_batch(SCHEMA)?;
-    let has_pay_state: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'pay_state'")?
-        .exists([])?;
-    if !has_pay_state {
-        conn.execute_batch(MIGRATE_PAY_STATE)?;
+    add_column(conn, "pay_state", MIGRATE_PAY_STATE, PAY_STATE_INDEX)?;
+    add_column(conn, "seq", MIGRATE_SEQ, SEQ_INDEX)
+}
+
+/// Adds `column` to a `jobs` table from before it (running `migrate` only when the column
+/// is missing), then makes sure its `index` exists.
+fn add_column(conn: &Connection, column: &str, migrate: &str, index: &str) -> Result<(), JobError> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = ?1")?
+        .exists([column])?;
+    if !has {
+        conn.execute_batch(migrate)?;
     }
-    conn.execute_batch(PAY_STATE_INDEX)?;
-    let has_seq: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'seq'")?
-        .exists([])?;
-    if !has_seq {
-        conn.execute_batch(MIGRATE_SEQ)?;
-    }
-    conn.execute_batch(SEQ_INDEX)?;
+    conn.execute_batch(index)?;
     Ok(())
 }
 

@@ -77,6 +77,21 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
+impl EdgentMcp {
+    /// The API's answer at `path` made into the tool's result by `render`; a failed call is
+    /// the tool's failure result.
+    async fn answer(
+        &self,
+        path: &str,
+        render: impl FnOnce(Value) -> CallToolResult,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(match self.api.get_json(path).await {
+            Ok(v) => render(v),
+            Err(f) => failure_result(&f),
+        })
+    }
+}
+
 #[tool_router]
 impl EdgentMcp {
     /// The server over `api`.
@@ -150,34 +165,7 @@ impl EdgentMcp {
         description = "List the models this node can run itself and those its peers on the mesh advertise, with the node serving each (node id, ENS name), its price in USDC when known, and whether it is loaded when known. Use it to pick a `model` for `delegate`."
     )]
     async fn list_models(&self) -> Result<CallToolResult, McpError> {
-        let status = match self.api.get_json("/status").await {
-            Ok(s) => s,
-            Err(f) => return Ok(failure_result(&f)),
-        };
-        let models = models_of(&status);
-        let text = if models.is_empty() {
-            "No models known yet: this node serves none, and no peer has advertised any (peers advertise when a delegation asks the mesh).".to_string()
-        } else {
-            models
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} on {} ({}) price {} USDC{}",
-                        s(&m["model"]),
-                        m["ens"].as_str().unwrap_or("no ENS name"),
-                        short(s(&m["node_id"])),
-                        m["price_usdc"].as_str().unwrap_or("unknown"),
-                        if m["local"] == json!(true) {
-                            ", this node"
-                        } else {
-                            ""
-                        }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        Ok(with_text(json!({ "models": models }), text))
+        self.answer("/status", models_result).await
     }
 
     #[tool(
@@ -188,73 +176,104 @@ impl EdgentMcp {
         Parameters(args): Parameters<JobsArgs>,
     ) -> Result<CallToolResult, McpError> {
         let limit = args.limit.unwrap_or(10).clamp(1, 100);
-        let jobs = match self.api.get_json(&format!("/jobs?limit={limit}")).await {
-            Ok(j) => j,
-            Err(f) => return Ok(failure_result(&f)),
-        };
-        let list = jobs.as_array().cloned().unwrap_or_default();
-        let text = if list.is_empty() {
-            "No jobs yet.".to_string()
-        } else {
-            list.iter()
-                .map(|j| {
-                    let mut line = format!(
-                        "{} {} {} model {}",
-                        s(&j["job_id"]),
-                        s(&j["side"]),
-                        s(&j["state"]),
-                        s(&j["model"])
-                    );
-                    if let Some(code) = j["error_code"].as_str() {
-                        line.push_str(&format!(" error {code}"));
-                    }
-                    if let Some(p) = j["payment"]["status"].as_str() {
-                        line.push_str(&format!(" payment {p}"));
-                    }
-                    if let Some(u) = j["payment"]["explorer_url"].as_str() {
-                        line.push_str(&format!(" {u}"));
-                    }
-                    line
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        Ok(with_text(json!({ "jobs": list }), text))
+        let path = format!("/jobs?limit={limit}");
+        self.answer(&path, jobs_result).await
     }
 
     #[tool(
         description = "This edgent node's status: its node id and ENS name, role, whether payments are on (chain, escrow, wallet address), the AXL mesh node's state, its peers (with ENS names and models), the models it serves, its price and free memory."
     )]
     async fn status(&self) -> Result<CallToolResult, McpError> {
-        let st = match self.api.get_json("/status").await {
-            Ok(s) => s,
-            Err(f) => return Ok(failure_result(&f)),
-        };
-        let peers = st["peers"].as_array().map(Vec::len).unwrap_or(0);
-        let up = st["peers"]
-            .as_array()
-            .map(|p| p.iter().filter(|p| p["up"] == json!(true)).count())
-            .unwrap_or(0);
-        let mut text = format!(
-            "node {} ({}), role {}, payments {}, AXL {}, {peers} peers ({up} up)",
-            short(s(&st["node_id"])),
-            st["ens"].as_str().unwrap_or("no ENS name"),
-            s(&st["role"]),
-            s(&st["payments"]),
-            s(&st["axl"]["state"]),
-        );
-        if let Some(w) = st["chain"]["wallet"].as_str() {
-            text.push_str(&format!(
-                ", wallet {w} on chain {}",
-                st["chain"]["chain_id"]
-            ));
-        }
-        if let Some(m) = st["models"].as_array().filter(|m| !m.is_empty()) {
-            let names: Vec<&str> = m.iter().filter_map(Value::as_str).collect();
-            text.push_str(&format!(", serves {}", names.join(", ")));
-        }
-        Ok(with_text(st, text))
+        self.answer("/status", status_result).await
     }
+}
+
+/// `list_models`'s answer from `/status`.
+fn models_result(status: Value) -> CallToolResult {
+    let models = models_of(&status);
+    let text = if models.is_empty() {
+        "No models known yet: this node serves none, and no peer has advertised any (peers advertise when a delegation asks the mesh).".to_string()
+    } else {
+        models
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} on {} ({}) price {} USDC{}",
+                    s(&m["model"]),
+                    m["ens"].as_str().unwrap_or("no ENS name"),
+                    short(s(&m["node_id"])),
+                    m["price_usdc"].as_str().unwrap_or("unknown"),
+                    if m["local"] == json!(true) {
+                        ", this node"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    with_text(json!({ "models": models }), text)
+}
+
+/// `jobs`'s answer from `/jobs`.
+fn jobs_result(jobs: Value) -> CallToolResult {
+    let list = jobs.as_array().cloned().unwrap_or_default();
+    let text = if list.is_empty() {
+        "No jobs yet.".to_string()
+    } else {
+        list.iter()
+            .map(|j| {
+                let mut line = format!(
+                    "{} {} {} model {}",
+                    s(&j["job_id"]),
+                    s(&j["side"]),
+                    s(&j["state"]),
+                    s(&j["model"])
+                );
+                if let Some(code) = j["error_code"].as_str() {
+                    line.push_str(&format!(" error {code}"));
+                }
+                if let Some(p) = j["payment"]["status"].as_str() {
+                    line.push_str(&format!(" payment {p}"));
+                }
+                if let Some(u) = j["payment"]["explorer_url"].as_str() {
+                    line.push_str(&format!(" {u}"));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    with_text(json!({ "jobs": list }), text)
+}
+
+/// `status`'s answer from `/status`.
+fn status_result(st: Value) -> CallToolResult {
+    let peers = st["peers"].as_array().map(Vec::len).unwrap_or(0);
+    let up = st["peers"]
+        .as_array()
+        .map(|p| p.iter().filter(|p| p["up"] == json!(true)).count())
+        .unwrap_or(0);
+    let mut text = format!(
+        "node {} ({}), role {}, payments {}, AXL {}, {peers} peers ({up} up)",
+        short(s(&st["node_id"])),
+        st["ens"].as_str().unwrap_or("no ENS name"),
+        s(&st["role"]),
+        s(&st["payments"]),
+        s(&st["axl"]["state"]),
+    );
+    if let Some(w) = st["chain"]["wallet"].as_str() {
+        text.push_str(&format!(
+            ", wallet {w} on chain {}",
+            st["chain"]["chain_id"]
+        ));
+    }
+    if let Some(m) = st["models"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = m.iter().filter_map(Value::as_str).collect();
+        text.push_str(&format!(", serves {}", names.join(", ")));
+    }
+    with_text(st, text)
 }
 
 fn short(id: &str) -> String {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::evict::evict_oldest;
 use crate::axl::PeerKey;
 use crate::inference::model_matches;
 use crate::protocol::ResourceAd;
@@ -108,11 +109,7 @@ impl AdCache {
         {
             let mut m = self.lock();
             m.retain(|_, e| e.expires > now);
-            if !m.contains_key(&addr) && m.len() >= self.capacity {
-                if let Some(oldest) = m.iter().min_by_key(|(_, e)| e.received).map(|(k, _)| *k) {
-                    m.remove(&oldest);
-                }
-            }
+            evict_oldest(&mut m, &addr, self.capacity, |e| e.received);
             m.insert(
                 addr,
                 Entry {

@@ -294,9 +294,7 @@ impl Directory {
 mod tests {
     use super::*;
 
-    fn k(b: u8) -> PeerKey {
-        PeerKey([b; 32])
-    }
+    use crate::axl::identity::test_key as k;
 
     #[test]
     fn bounded_and_evicts_the_oldest_news() {

@@ -137,9 +137,7 @@ impl HandlerSlots {
 mod tests {
     use super::*;
 
-    fn key(b: u8) -> PeerKey {
-        PeerKey([b; 32])
-    }
+    use crate::axl::identity::test_key as key;
 
     #[test]
     fn handlers_are_bounded_per_peer_and_in_all() {

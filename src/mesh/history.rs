@@ -27,6 +27,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::evict::evict_oldest;
 use crate::axl::PeerKey;
 use crate::jobs::now_ms;
 
@@ -164,15 +165,8 @@ impl ProviderHistory {
         let rec = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             let addr = provider.address();
-            if !cache.contains_key(&addr) && cache.len() >= MAX_PROVIDERS {
-                if let Some(oldest) = cache
-                    .iter()
-                    .min_by_key(|(_, r)| r.updated_ms)
-                    .map(|(a, _)| *a)
-                {
-                    cache.remove(&oldest);
-                    self.delete(&oldest);
-                }
+            if let Some(oldest) = evict_oldest(&mut cache, &addr, MAX_PROVIDERS, |r| r.updated_ms) {
+                self.delete(&oldest);
             }
             let r = cache.entry(addr).or_default();
             r.node_id = provider.to_hex();

@@ -21,12 +21,14 @@
 //! - [`claims`]: the job ids a provider is taking in: a second task for one is refused
 //!   before any stake check.
 //! - [`settings`]: the settings of all the above.
+//! - [`evict`]: room in a bounded map, the oldest entry giving way to a new key.
 
 pub mod access;
 pub mod ads;
 pub mod claims;
 pub mod directory;
 pub mod endpoint;
+pub mod evict;
 pub mod gossip;
 pub mod handlers;
 pub mod heartbeat;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 
+use super::evict::evict_oldest;
 use crate::axl::PeerKey;
 use crate::chain::ens::EnsClient;
 
@@ -105,15 +106,7 @@ impl NameChecks {
     fn put(&self, name: &str, key: &PeerKey, v: Verdict) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let k = (name.to_ascii_lowercase(), key.address());
-        if !cache.contains_key(&k) && cache.len() >= MAX_NAMES {
-            if let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                cache.remove(&oldest);
-            }
-        }
+        evict_oldest(&mut cache, &k, MAX_NAMES, |(_, at)| *at);
         cache.insert(k, (v, Instant::now()));
     }
 

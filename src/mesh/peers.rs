@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::evict::evict_oldest;
 use crate::axl::PeerKey;
 use crate::jobs::now_ms;
 
@@ -39,15 +40,7 @@ impl PeerBook {
     pub fn saw(&self, node_id: PeerKey, ens: Option<String>, models: Option<Vec<String>>) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let addr = node_id.address();
-        if !m.contains_key(&addr) && m.len() >= MAX_PEERS {
-            if let Some(oldest) = m
-                .iter()
-                .min_by_key(|(_, p)| p.last_seen_ms)
-                .map(|(a, _)| *a)
-            {
-                m.remove(&oldest);
-            }
-        }
+        evict_oldest(&mut m, &addr, MAX_PEERS, |p| p.last_seen_ms);
         let e = m.entry(addr).or_insert_with(|| PeerSeen {
             node_id,
             ens: None,

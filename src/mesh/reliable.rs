@@ -294,9 +294,7 @@ pub enum Undelivered {
 mod tests {
     use super::*;
 
-    fn key(b: u8) -> PeerKey {
-        PeerKey([b; 32])
-    }
+    use crate::axl::identity::test_key as key;
 
     #[test]
     fn dedupe_sees_each_pair_once_per_sender() {

@@ -245,6 +245,16 @@ mod tests {
     use crate::mesh::ads::tests::ad;
     use crate::protocol::ModelOffer;
 
+    /// A provider's record of jobs delivered, failed and disputed.
+    fn record(successes: u32, failures: u32, disputes: u32) -> Option<ProviderRecord> {
+        Some(ProviderRecord {
+            successes,
+            failures,
+            disputes,
+            ..Default::default()
+        })
+    }
+
     fn want(model: &str) -> Want<'_> {
         Want {
             model,
@@ -355,12 +365,7 @@ mod tests {
             vec![2, 3, 1]
         );
         // Once the honest provider is proven, the cap keeps the bought ad out.
-        let proven = |k: &PeerKey| {
-            (k.0[0] == 2).then(|| ProviderRecord {
-                successes: 3,
-                ..Default::default()
-            })
-        };
+        let proven = |k: &PeerKey| record(3, 0, 0).filter(|_| k.0[0] == 2);
         assert_eq!(ids(&rank(all, &w, &Access::default(), proven)), vec![2, 3]);
     }
 
@@ -383,14 +388,8 @@ mod tests {
         let mut dear = ad(3, &["m"]);
         dear.price = 41;
         let hist = |k: &PeerKey| match k.0[0] {
-            1 => Some(ProviderRecord {
-                failures: 2,
-                ..Default::default()
-            }),
-            2 => Some(ProviderRecord {
-                successes: 9,
-                ..Default::default()
-            }),
+            1 => record(0, 2, 0),
+            2 => record(9, 0, 0),
             _ => None,
         };
         let mut w = want("m");
@@ -409,15 +408,8 @@ mod tests {
     fn history_demotes_failures_and_disputes() {
         let ads = vec![ad(1, &["m"]), ad(2, &["m"]), ad(3, &["m"])];
         let hist = |k: &PeerKey| match k.0[0] {
-            1 => Some(ProviderRecord {
-                disputes: 1,
-                successes: 10,
-                ..Default::default()
-            }),
-            2 => Some(ProviderRecord {
-                failures: 1,
-                ..Default::default()
-            }),
+            1 => record(10, 0, 1),
+            2 => record(0, 1, 0),
             _ => None,
         };
         assert_eq!(

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, TxHash, B256};
 use alloy::providers::Provider;
 
 use crate::chain::escrow_code::{check_escrow, EscrowCodeError};
@@ -230,6 +230,22 @@ impl Chain {
     /// The escrow's address as `0x` + 40 lower-case hex.
     pub fn escrow_hex(&self) -> String {
         format!("{:#x}", self.escrow.escrow_address())
+    }
+
+    /// The transaction that ended `job`'s stake, from the last 10,000 blocks' events
+    /// (`None` when none is in range or the read failed).
+    pub async fn settlement_tx(&self, job: &JobId) -> Option<TxHash> {
+        let found = self.fair.settlement_tx(job_b256(job), 10_000).await;
+        found.ok().flatten()
+    }
+
+    /// Records `tx` and its explorer link as `pay`'s settling transaction, unless one is
+    /// recorded already.
+    pub fn note_settlement(&self, pay: &mut crate::jobs::PaymentRecord, tx: Option<TxHash>) {
+        if pay.tx_hash.is_none() {
+            pay.tx_hash = tx.map(|h| format!("{h:#x}"));
+            pay.explorer_url = tx.map(|h| self.escrow.tx_url(h));
+        }
     }
 }
 

@@ -521,21 +521,10 @@ impl PaidProvider {
     }
 
     async fn record_final(&self, job: &JobId, st: PayStatus) {
-        let tx = self
-            .chain
-            .fair
-            .settlement_tx(job_b256(job), 10_000)
-            .await
-            .ok()
-            .flatten();
+        let tx = self.chain.settlement_tx(job).await;
         tracing::info!(%job, status = st.as_str(), "stake ended");
-        let url = tx.map(|h| self.chain.escrow.tx_url(h));
-        self.book.advance(job, st, |_, p| {
-            if p.tx_hash.is_none() {
-                p.tx_hash = tx.map(|h| format!("{h:#x}"));
-                p.explorer_url = url;
-            }
-        });
+        self.book
+            .advance(job, st, |_, p| self.chain.note_settlement(p, tx));
     }
 }
 

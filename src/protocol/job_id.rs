@@ -2,11 +2,13 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 use uuid::Uuid;
 
-/// A job id: 32 bytes, shown as `0x` + 64 hex (the escrow's `bytes32`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A job id: 32 bytes, shown as `0x` + 64 hex (the escrow's `bytes32`), and so in JSON.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct JobId(pub [u8; 32]);
 
 impl JobId {
@@ -54,15 +56,9 @@ impl fmt::Debug for JobId {
     }
 }
 
-impl Serialize for JobId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for JobId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        JobId::from_hex(&s).map_err(serde::de::Error::custom)
+impl std::str::FromStr for JobId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobId::from_hex(s)
     }
 }

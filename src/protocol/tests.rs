@@ -1,15 +1,12 @@
 //! The protocol's round trips and refusals.
 
 use super::*;
-use crate::axl::PeerKey;
 use crate::zk::{PublicSignals, SnarkjsProof};
 use serde_json::json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-fn key(b: u8) -> PeerKey {
-    PeerKey([b; 32])
-}
+use crate::axl::identity::test_key as key;
 
 /// A real proof (proving once per test binary).
 fn sample_proof() -> (SnarkjsProof, PublicSignals) {
@@ -416,19 +413,13 @@ fn labels_and_codes_keep_their_names() {
             "known_job"
         ]
     );
-    use TaskErrorCode::*;
-    for code in [
-        StakeMissing,
-        StakeInsufficient,
-        DeadlineTooClose,
-        ModelUnavailable,
-        Busy,
-        InferenceFailed,
-        BadRequest,
-        Cancelled,
-        NotAllowed,
-    ] {
+    let codes: Vec<TaskErrorCode> = <TaskErrorCode as strum::IntoEnumIterator>::iter().collect();
+    assert_eq!(codes.len(), 9);
+    for code in codes {
         assert_eq!(json!(code), json!(code.as_str()));
     }
-    assert_eq!(DeadlineTooClose.as_str(), "deadline_too_close");
+    assert_eq!(
+        TaskErrorCode::DeadlineTooClose.as_str(),
+        "deadline_too_close"
+    );
 }

@@ -13,7 +13,8 @@ use crate::axl::PeerKey;
 use crate::mesh::heartbeat::Pulse;
 use crate::mesh::ProviderOutcome;
 use crate::protocol::{
-    Heartbeat, JobId, Message, TaskCancel, TaskChunk, TaskError, TaskErrorCode, TaskResult,
+    DropReason, Heartbeat, JobId, Message, TaskCancel, TaskChunk, TaskError, TaskErrorCode,
+    TaskResult,
 };
 use crate::request::AttemptOutcome;
 use crate::stream::ChunkDrop;
@@ -197,20 +198,19 @@ impl Requester {
         let mut map = self.waiting.lock();
         match map.get(job_id) {
             Some(w) if w.provider.same_node(from) => map.remove(job_id),
-            Some(_) => {
+            other => {
+                let spoofed = other.is_some();
                 drop(map);
-                self.ctx
-                    .metrics
-                    .dropped(crate::protocol::DropReason::Spoofed);
-                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: sender is not this job's provider");
-                None
-            }
-            None => {
-                drop(map);
-                self.ctx
-                    .metrics
-                    .dropped(crate::protocol::DropReason::Unexpected);
-                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: no delegation is waiting for this job");
+                let (reason, why) = if spoofed {
+                    (DropReason::Spoofed, "sender is not this job's provider")
+                } else {
+                    (
+                        DropReason::Unexpected,
+                        "no delegation is waiting for this job",
+                    )
+                };
+                self.ctx.metrics.dropped(reason);
+                tracing::warn!(from = %from.short(), job = %job_id, kind, "dropped: {why}");
                 None
             }
         }

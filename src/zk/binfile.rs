@@ -3,7 +3,8 @@
 //! little-endian.
 
 use ark_bn254::{Fq, Fq2, G1Affine, G2Affine};
-use ark_ff::{BigInt, PrimeField};
+use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
+use ark_ff::{BigInt, PrimeField, Zero};
 
 /// Parse results inside this module and its readers: the error is a plain description.
 pub(crate) type R<T> = Result<T, String>;
@@ -111,29 +112,28 @@ impl<'a> Cursor<'a> {
     /// A G1 point (Montgomery coordinates; `(0, 0)` is the identity), checked on the curve.
     pub(crate) fn g1(&mut self) -> R<G1Affine> {
         let (x, y) = (self.fq()?, self.fq()?);
-        if x == Fq::from(0u64) && y == Fq::from(0u64) {
-            return Ok(G1Affine::identity());
-        }
-        let p = G1Affine::new_unchecked(x, y);
-        if !p.is_on_curve() {
-            return Err("G1 point not on the curve".into());
-        }
-        Ok(p)
+        on_curve(x, y, "G1")
     }
 
     /// A G2 point, checked on the curve.
     pub(crate) fn g2(&mut self) -> R<G2Affine> {
         let x = Fq2::new(self.fq()?, self.fq()?);
         let y = Fq2::new(self.fq()?, self.fq()?);
-        if x == Fq2::from(0u64) && y == Fq2::from(0u64) {
-            return Ok(G2Affine::identity());
-        }
-        // On-curve only: the subgroup check over every B2 point would cost a noticeable start-up
-        // time, and the embedded key is pinned by circuits/manifest.sha256.
-        let p = G2Affine::new_unchecked(x, y);
-        if !p.is_on_curve() {
-            return Err("G2 point not on the curve".into());
-        }
-        Ok(p)
+        on_curve(x, y, "G2")
     }
+}
+
+/// `(x, y)` as a point of `P` (`(0, 0)` is the identity), refused unless on the curve
+/// (`what` names the group). On-curve only: the subgroup check over every B2 point would
+/// cost a noticeable start-up time, and the embedded key is pinned by
+/// circuits/manifest.sha256.
+fn on_curve<P: SWCurveConfig>(x: P::BaseField, y: P::BaseField, what: &str) -> R<Affine<P>> {
+    if x.is_zero() && y.is_zero() {
+        return Ok(Affine::identity());
+    }
+    let p = Affine::new_unchecked(x, y);
+    if !p.is_on_curve() {
+        return Err(format!("{what} point not on the curve"));
+    }
+    Ok(p)
 }

@@ -43,6 +43,9 @@ pub enum ZkCmd {
 /// Runs one `edgent zk` subcommand.
 pub fn run(cmd: ZkCmd) -> anyhow::Result<()> {
     match cmd {
+        #[cfg(not(feature = "prover"))]
+        ZkCmd::Prove { .. } => anyhow::bail!("this edgent was built without the `prover` feature"),
+        #[cfg(feature = "prover")]
         ZkCmd::Prove {
             output_file,
             provider_key,
@@ -118,15 +121,4 @@ fn prove_cmd(
     println!("walletCommitment: {}", c.wallet_commitment_hex());
     println!("wrote {} and {}", proof_out.display(), public_out.display());
     Ok(())
-}
-
-#[cfg(not(feature = "prover"))]
-fn prove_cmd(
-    _: &std::path::Path,
-    _: &str,
-    _: &str,
-    _: &std::path::Path,
-    _: &std::path::Path,
-) -> anyhow::Result<()> {
-    anyhow::bail!("this edgent was built without the `prover` feature")
 }

@@ -410,7 +410,7 @@ fn window_bits(s: &[u64; 4], pos: usize, c: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::{FixedBaseMsm, LaneCurve};
-    use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+    use ark_bn254::{Fr, G1Affine, G1Projective, G2Affine};
     use ark_ec::short_weierstrass::{Affine, Projective};
     use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
     use ark_ff::{Field, PrimeField};
@@ -427,6 +427,14 @@ mod tests {
         } else {
             FixedBaseMsm::portable(bases, window)
         }
+    }
+
+    /// `n` multiples of `P`'s generator, the one at `zero_at` replaced by the identity.
+    fn multiples<P: LaneCurve>(n: u64, zero_at: usize) -> Vec<Affine<P>> {
+        let g = Projective::<P>::generator();
+        let mut bases: Vec<Affine<P>> = (0..n).map(|i| (g * scalar(i)).into_affine()).collect();
+        bases[zero_at] = Affine::identity();
+        bases
     }
 
     fn check<P: LaneCurve>(bases: Vec<Affine<P>>, window: usize, vector: bool) {
@@ -466,10 +474,7 @@ mod tests {
 
     #[test]
     fn fixed_base_msm_matches_arkworks_g1() {
-        let mut bases: Vec<G1Affine> = (0..40)
-            .map(|i| (G1Projective::generator() * scalar(i)).into_affine())
-            .collect();
-        bases[3] = G1Affine::identity();
+        let bases: Vec<G1Affine> = multiples(40, 3);
         for w in [3, 7, 10, 13] {
             check(bases.clone(), w, true);
             check(bases.clone(), w, false);
@@ -507,10 +512,7 @@ mod tests {
 
     #[test]
     fn fixed_base_msm_matches_arkworks_g2() {
-        let mut bases: Vec<G2Affine> = (0..20)
-            .map(|i| (G2Projective::generator() * scalar(i)).into_affine())
-            .collect();
-        bases[1] = G2Affine::identity();
+        let bases: Vec<G2Affine> = multiples(20, 1);
         check(bases.clone(), 9, true);
         check(bases, 9, false);
     }

@@ -19,7 +19,7 @@ use super::{job_b256, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::FairStatus;
 use crate::ctx::NodeCtx;
-use crate::jobs::{JobRecord, JobState, PayBook, PayStatus, Side};
+use crate::jobs::{JobRecord, JobState, PayBook, PayStatus, PaymentRecord, Side};
 use crate::protocol::receipt::check_receipt;
 use crate::protocol::{
     DropReason, JobId, Message, PaymentRequest, ReceiptMismatch, TaskCancel, TaskResult,
@@ -61,6 +61,17 @@ impl PaidRequester {
         })
     }
 
+    /// `job`'s stored payment; `None` when the job or its payment is not stored, or the
+    /// store failed.
+    fn stored_payment(&self, job: &JobId) -> Option<PaymentRecord> {
+        self.ctx
+            .jobs
+            .get(job, Side::Requester)
+            .ok()
+            .flatten()?
+            .payment
+    }
+
     /// Progress of `job`'s payment, starting from what the store says now (a proof may have
     /// been checked before anyone subscribed).
     fn subscribe(&self, job: JobId) -> watch::Receiver<PayProgress> {
@@ -73,13 +84,7 @@ impl PaidRequester {
             let rx = tx.subscribe();
             (tx, rx)
         };
-        let stored = self
-            .ctx
-            .jobs
-            .get(&job, Side::Requester)
-            .ok()
-            .flatten()
-            .and_then(|r| r.payment);
+        let stored = self.stored_payment(&job);
         let now = match stored {
             Some(p) => match p.status {
                 PayStatus::Verified => Some(PayProgress::Verified),
@@ -280,13 +285,7 @@ impl RequesterPayments for PaidRequester {
         // The provider declines before it answers task_error, so a decline is on chain by
         // now; check_staking records a stake that ended (declined: refunded) or landed.
         let on_chain = self.check_staking(job).await;
-        let pay = self
-            .ctx
-            .jobs
-            .get(&job, Side::Requester)
-            .ok()
-            .flatten()?
-            .payment?;
+        let pay = self.stored_payment(&job)?;
         let refund_after = Some(pay.stake_deadline);
         // A result this requester refused: should the provider submit it all the same, the
         // watcher disputes the submit within the window (rule 3), and the arbiter decides.

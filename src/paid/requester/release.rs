@@ -10,13 +10,22 @@ use std::time::Instant;
 use super::PaidRequester;
 use crate::axl::PeerKey;
 use crate::chain::FairStatus;
-use crate::jobs::{PayStatus, Side};
+use crate::jobs::{JobRecord, PayStatus, PaymentRecord, Side};
 use crate::paid::evidence::Evidence;
 use crate::paid::verify::{check_payment_request, PaymentRequestRefusal};
-use crate::paid::{final_status, job_b256, parse_b256, PayProgress};
+use crate::paid::{final_status, job_b256, parse_b256, BusyGuard, PayProgress};
 use crate::protocol::{JobId, Message, PaymentConfirmed};
 
 impl PaidRequester {
+    /// `job` held in [`crate::paid::Busy`], with its record and payment; `None` while
+    /// another step holds it, or when the job or its payment is not stored.
+    fn take_paid(&self, job: JobId) -> Option<(BusyGuard, JobRecord, PaymentRecord)> {
+        let guard = self.busy.try_take(job)?;
+        let rec = self.ctx.jobs.get(&job, Side::Requester).ok()??;
+        let pay = rec.payment.clone()?;
+        Some((guard, rec, pay))
+    }
+
     /// Verify the job's proof when both the output and the payment request are stored.
     pub(crate) async fn try_verify(self: Arc<Self>, job: JobId) {
         let _l = self.verify_lock.lock().await;
@@ -105,13 +114,7 @@ impl PaidRequester {
     /// Release a verified job's stake to the provider with this node's own wallet, and tell
     /// it. The stake is read first, so a retried release never pays twice.
     pub(crate) async fn settle(self: Arc<Self>, job: JobId) {
-        let Some(_g) = self.busy.try_take(job) else {
-            return;
-        };
-        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
-            return;
-        };
-        let Some(pay) = rec.payment.clone() else {
+        let Some((_g, rec, pay)) = self.take_paid(job) else {
             return;
         };
         if pay.status != PayStatus::Verified {
@@ -165,20 +168,12 @@ impl PaidRequester {
         let Some(st) = final_status(s.status) else {
             return false;
         };
-        let tx = self
-            .chain
-            .fair
-            .settlement_tx(job_b256(job), 10_000)
-            .await
-            .ok()
-            .flatten();
+        let tx = self.chain.settlement_tx(job).await;
         tracing::info!(%job, stake = %s.status, "the stake has ended; recording it");
-        if self.book.advance(job, st, |_, p| {
-            if p.tx_hash.is_none() {
-                p.tx_hash = tx.map(|h| format!("{h:#x}"));
-                p.explorer_url = tx.map(|h| self.chain.escrow.tx_url(h));
-            }
-        }) {
+        if self
+            .book
+            .advance(job, st, |_, p| self.chain.note_settlement(p, tx))
+        {
             self.ctx.metrics.settled(st.as_str());
         }
         self.notify(job, PayProgress::Settled);
@@ -190,13 +185,7 @@ impl PaidRequester {
     /// while nothing is submitted, wait (after the deadline the stake is refunded). Called
     /// again by the watcher until the stake ends.
     pub(crate) async fn dispute(self: Arc<Self>, job: JobId) {
-        let Some(guard) = self.busy.try_take(job) else {
-            return;
-        };
-        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
-            return;
-        };
-        let Some(pay) = rec.payment.clone() else {
+        let Some((guard, rec, pay)) = self.take_paid(job) else {
             return;
         };
         if pay.status != PayStatus::Disputed || self.ended(&job).await {
@@ -257,13 +246,7 @@ impl PaidRequester {
     /// job's output under its key: without a failed check to dispute, it is paid by
     /// `finalize` after the window (recorded once the chain shows it).
     pub(crate) async fn unwind(self: Arc<Self>, job: JobId, chain_now: u64) {
-        let Some(_guard) = self.busy.try_take(job) else {
-            return;
-        };
-        let Ok(Some(rec)) = self.ctx.jobs.get(&job, Side::Requester) else {
-            return;
-        };
-        let Some(pay) = rec.payment.clone() else {
+        let Some((_guard, _rec, pay)) = self.take_paid(job) else {
             return;
         };
         if chain_now <= pay.stake_deadline {
@@ -320,13 +303,7 @@ impl PaidRequester {
         tx_hash: String,
         explorer_url: String,
     ) {
-        let amount = self
-            .ctx
-            .jobs
-            .get(&job, Side::Requester)
-            .ok()
-            .flatten()
-            .and_then(|r| r.payment.map(|p| p.amount_units));
+        let amount = self.stored_payment(&job).map(|p| p.amount_units);
         let settle_response = crate::paid::x402::settle_response(
             &tx_hash,
             self.chain.settings.chain_id,
