@@ -5,8 +5,8 @@
 //! The local answer passes through line by line, unchanged, while its text is noted
 //! (`response` or `message.content` of Ollama's NDJSON lines, `choices[0].delta.content` or
 //! `choices[0].text` of OpenAI's SSE chunks, one token a line). A stream that breaks (an
-//! `{"error": ...}` line, which is held back, a body that fails, or one that ends without
-//! its `done` line or `data: [DONE]`) goes on as a delegation of the continuation
+//! `{"error": ...}` line, which is held back, or a body that fails) goes on as a
+//! delegation of the continuation
 //! ([`crate::requester::rescue::continuation`]: the chat, then the delivered text as the
 //! assistant's open turn), pinned to the local model's digest ([`super::pin`]), and its
 //! text follows in the local stream's format (the SSE chunks keep the local `id`). The
@@ -14,8 +14,9 @@
 //! provider's, `prompt_eval_count` the provider's less the local tokens it read again.
 //!
 //! Not rescued: a request with fields the mesh cannot carry, `EDGENT_OFFLOAD=never`, an
-//! answer that is not streamed (Ollama answers it whole or not at all), and one whose
-//! local stream already ended. The response's headers went out with the local answer, so
+//! answer that is not streamed (Ollama answers it whole or not at all), and a stream that
+//! ends without its last line but with no error (Ollama v0.17.4 so ends, on purpose, a
+//! generation that repeats one token too often: it stays as Ollama ended it). The response's headers went out with the local answer, so
 //! they still say `X-Edgent-Ran-On: local`; the provider's job is on `/jobs`.
 
 use std::sync::Arc;
@@ -45,10 +46,8 @@ struct Seen {
     tokens: u64,
     /// The SSE chunks' `id`.
     id: Option<String>,
-    /// The answer ended (a `done` line, a `finish_reason`, `data: [DONE]`).
+    /// The answer ended (a `done` line, `data: [DONE]`).
     done: bool,
-    /// An SSE stream's `finish_reason` went out: only `data: [DONE]` is missing.
-    finished: bool,
 }
 
 /// What one line of the local stream is.
@@ -96,7 +95,6 @@ impl Seen {
             if let Some(id) = v["id"].as_str() {
                 self.id.get_or_insert_with(|| id.to_string());
             }
-            self.finished |= !v["choices"][0]["finish_reason"].is_null();
         } else {
             self.done |= v["done"] == Value::Bool(true);
         }
@@ -147,7 +145,14 @@ async fn watch(
         let chunk = match stream.next().await {
             Some(Ok(c)) => c,
             Some(Err(e)) => break format!("the local Ollama's stream broke: {e}"),
-            None => break "the local Ollama's stream ended without its last line".to_string(),
+            // Ended, whole or not: as Ollama ended it (it closes a stream that repeats
+            // one token too often without its last line, on purpose).
+            None => {
+                if !buf.is_empty() {
+                    let _ = tx.send(Bytes::from(buf)).await;
+                }
+                return;
+            }
         };
         buf.extend_from_slice(&chunk);
         let mut error = None;
@@ -190,11 +195,6 @@ async fn watch(
         }
     };
     drop(stream);
-    if seen.finished {
-        // Only the end marker was missing.
-        let _ = tx.send(Bytes::from_static(openai::DONE)).await;
-        return;
-    }
     tracing::warn!(model = %req.request.model, delivered = seen.text.len(), tokens = seen.tokens, %why, "the local answer broke mid-stream: the mesh continues it");
     continue_on_mesh(&front, api, &req, &seen, &why, &tx).await;
 }
@@ -332,7 +332,7 @@ mod tests {
             (s.text.as_str(), s.id.as_deref()),
             ("Hi", Some("chatcmpl-7"))
         );
-        assert!(!s.finished && !s.done);
+        assert!(!s.done);
         s.read(Api::OpenAiChat, b"data: [DONE]");
         assert!(s.done);
     }
