@@ -29,7 +29,11 @@ const ROUNDS: usize = 3;
 /// Read an NDJSON stream to its end, calling `at` once `n` lines carried text; returns
 /// the silence at the break (the longest wait between two text lines after `at`) and the
 /// number of lines.
-async fn silence(resp: &mut reqwest::Response, n: usize, mut at: impl FnMut()) -> (Duration, usize) {
+async fn silence(
+    resp: &mut reqwest::Response,
+    n: usize,
+    mut at: impl FnMut(),
+) -> (Duration, usize) {
     let (mut buf, mut lines, mut with_text) = (Vec::new(), 0, 0);
     let mut last: Option<Instant> = None;
     let mut worst = Duration::ZERO;
@@ -59,13 +63,17 @@ async fn silence(resp: &mut reqwest::Response, n: usize, mut at: impl FnMut()) -
 }
 
 async fn knows(requester: &DaemonProc, ids: &[&str]) {
-    eventually("the requester to know every provider", Duration::from_secs(60), || async {
-        let st = requester.get("/status").await;
-        let listed = st["mesh_providers"].as_array()?.clone();
-        ids.iter()
-            .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
-            .then_some(())
-    })
+    eventually(
+        "the requester to know every provider",
+        Duration::from_secs(60),
+        || async {
+            let st = requester.get("/status").await;
+            let listed = st["mesh_providers"].as_array()?.clone();
+            ids.iter()
+                .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
+                .then_some(())
+        },
+    )
     .await
 }
 
@@ -84,26 +92,40 @@ async fn local_runner_round() -> Duration {
     // The provider's model is loaded, as on a provider that serves it.
     let warm = json!({"model": GEMMA_MODEL, "prompt": "hi", "stream": false, "options": {"num_predict": 1}});
     for o in [&local, &remote] {
-        let r = http.post(format!("{}/api/generate", o.url)).json(&warm).send().await;
+        let r = http
+            .post(format!("{}/api/generate", o.url))
+            .json(&warm)
+            .send()
+            .await;
         assert!(r.is_ok_and(|r| r.status().is_success()), "warm-up");
     }
     let mesh = MeshSimProc::start(2, 0);
     let dir = tempfile::tempdir().expect("tempdir");
     let _p = DaemonProc::start_owned(
         &dir.path().join("p"),
-        env(&[("AXL_API_URL", &mesh.nodes[1].1), ("EDGENT_ROLE", "provider"), ("OLLAMA_URL", &remote.url)]),
+        env(&[
+            ("AXL_API_URL", &mesh.nodes[1].1),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", &remote.url),
+        ]),
     )
     .await;
     let r = DaemonProc::start_owned(
         &dir.path().join("r"),
-        env(&[("AXL_API_URL", &mesh.nodes[0].1), ("EDGENT_ROLE", "requester"), ("OLLAMA_URL", &local.url)]),
+        env(&[
+            ("AXL_API_URL", &mesh.nodes[0].1),
+            ("EDGENT_ROLE", "requester"),
+            ("OLLAMA_URL", &local.url),
+        ]),
     )
     .await;
     knows(&r, &[&mesh.nodes[1].0]).await;
     let mut resp = http
         .post(format!("{}/api/generate", r.url))
-        .json(&json!({"model": GEMMA_MODEL, "prompt": "Write a long story about a lighthouse keeper.",
-            "options": {"temperature": 0, "num_predict": 60}}))
+        .json(
+            &json!({"model": GEMMA_MODEL, "prompt": "Write a long story about a lighthouse keeper.",
+            "options": {"temperature": 0, "num_predict": 60}}),
+        )
         .send()
         .await
         .expect("generate");
@@ -123,7 +145,11 @@ async fn provider_round(beats: Option<(&str, &str)>) -> Duration {
         .unwrap_or_default();
     let mut providers = Vec::new();
     for i in 1..=2 {
-        let mut e = vec![("AXL_API_URL", mesh.nodes[i].1.as_str()), ("EDGENT_ROLE", "provider"), ("OLLAMA_URL", ollama.url.as_str())];
+        let mut e = vec![
+            ("AXL_API_URL", mesh.nodes[i].1.as_str()),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", ollama.url.as_str()),
+        ];
         e.extend(hb.iter().copied());
         providers.push(DaemonProc::start_owned(&dir.path().join(format!("p{i}")), env(&e)).await);
     }
@@ -143,8 +169,15 @@ async fn provider_round(beats: Option<(&str, &str)>) -> Duration {
         .send()
         .await
         .expect("generate");
-    let chosen = resp.headers()["x-edgent-provider"].to_str().unwrap_or("").to_string();
-    let dead = if chosen.starts_with(&mesh.nodes[1].0) { 0 } else { 1 };
+    let chosen = resp.headers()["x-edgent-provider"]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    let dead = if chosen.starts_with(&mesh.nodes[1].0) {
+        0
+    } else {
+        1
+    };
     let (gap, _) = silence(&mut resp, 3, || providers[dead].kill()).await;
     gap
 }
@@ -164,12 +197,19 @@ async fn main() {
     let mut all = Vec::new();
     for i in 0..ROUNDS {
         let gap = local_runner_round().await;
-        println!("local runner killed, round {}: {} ms", i + 1, gap.as_millis());
+        println!(
+            "local runner killed, round {}: {} ms",
+            i + 1,
+            gap.as_millis()
+        );
         all.push(gap);
     }
     report("local runner killed (Gemma 3 270M)", all);
     for (what, beats) in [
-        ("provider killed, HEARTBEAT_MS=250 HEARTBEAT_MISSES=2", Some(("250", "2"))),
+        (
+            "provider killed, HEARTBEAT_MS=250 HEARTBEAT_MISSES=2",
+            Some(("250", "2")),
+        ),
         ("provider killed, default heartbeats (2000 ms, 2)", None),
     ] {
         let mut all = Vec::new();

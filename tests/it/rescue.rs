@@ -20,7 +20,7 @@ use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use crate::support::paid::{payment_becomes, PaidWorld, WorldOptions, FUND, PRICE};
 use crate::support::{eventually, DaemonProc, MeshSimProc};
 
-const WITHIN: Duration = Duration::from_secs(60);
+const WITHIN: Duration = Duration::from_secs(120);
 
 /// Options under which the tiny model streams for seconds.
 const LONG_STREAM: &str = r#"{"seed": 3, "temperature": 1.5, "top_k": 2, "num_predict": 5000}"#;
@@ -46,7 +46,7 @@ async fn read_ndjson(
     let mut with_text = 0;
     while let Some(bytes) = tokio::time::timeout(WITHIN, resp.chunk())
         .await
-        .expect("the stream goes on or ends within a minute")
+        .expect("the stream goes on or ends within two minutes")
         .expect("the stream does not break")
     {
         buf.extend_from_slice(&bytes);
@@ -130,6 +130,8 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
             ("AXL_API_URL", mesh.nodes[0].1.as_str()),
             ("EDGENT_ROLE", "requester"),
             ("OLLAMA_URL", local.url.as_str()),
+            // Gemma on a busy machine of two cores may take a minute.
+            ("DELEGATE_TIMEOUT_MS", "600000"),
         ],
     )
     .await;
@@ -137,8 +139,8 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
 
     let body = json!({
         "model": GEMMA_MODEL,
-        "prompt": "Write a long story about a lighthouse keeper and a storm.",
-        "options": {"temperature": 0, "seed": 1, "num_predict": 120},
+        "prompt": "Tell me a story about a lighthouse keeper and a storm.",
+        "options": {"temperature": 0, "seed": 1, "num_predict": 40},
     });
     let mut resp = reqwest::Client::new()
         .post(format!("{}/api/generate", requester.url))
@@ -375,4 +377,128 @@ async fn a_paid_stream_rescued_mid_way_pays_the_finisher_and_refunds_the_dead_st
     assert_eq!((r, p1, p2, e), (FUND - second_price, 0, second_price, 0));
     assert_eq!(r + p1 + p2 + e, FUND, "USDC conserved to the unit");
     w.assert_conserved_with(&[second_wallet], 0).await;
+}
+
+/// An OpenAI SSE stream read to its end: its chunks, whether `data: [DONE]` ended it, and
+/// the text the agent had when `at` ran (after `n` chunks carrying text).
+async fn read_sse(
+    resp: &mut reqwest::Response,
+    n: usize,
+    mut at: impl FnMut(),
+) -> (Vec<Value>, bool, String) {
+    let (mut buf, mut chunks, mut before, mut ended) = (Vec::new(), Vec::new(), None, false);
+    let text_of = |v: &Value| {
+        v["choices"][0]["delta"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    while let Some(bytes) = tokio::time::timeout(WITHIN, resp.chunk())
+        .await
+        .expect("the stream goes on or ends within two minutes")
+        .expect("the stream does not break")
+    {
+        buf.extend_from_slice(&bytes);
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let line = String::from_utf8(line).unwrap();
+            let Some(data) = line.trim().strip_prefix("data: ") else {
+                assert!(line.trim().is_empty(), "{line:?}");
+                continue;
+            };
+            assert!(!ended, "nothing after data: [DONE]");
+            if data == "[DONE]" {
+                ended = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(data).expect("each event is JSON");
+            chunks.push(v);
+            let with_text = chunks.iter().filter(|c| !text_of(c).is_empty()).count();
+            if before.is_none() && with_text == n {
+                before = Some(chunks.iter().map(text_of).collect::<String>());
+                at();
+            }
+        }
+    }
+    (
+        chunks,
+        ended,
+        before.expect("the stream carried enough text"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
+    let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
+    let mesh = MeshSimProc::start(3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut providers = Vec::new();
+    for i in 1..=2 {
+        let mut env = vec![
+            ("AXL_API_URL", mesh.nodes[i].1.as_str()),
+            ("EDGENT_ROLE", "provider"),
+            ("OLLAMA_URL", ollama.url.as_str()),
+        ];
+        env.extend(BEATS);
+        providers.push(DaemonProc::start(&dir.path().join(format!("p{i}")), &env).await);
+    }
+    let mut env = vec![
+        ("AXL_API_URL", mesh.nodes[0].1.as_str()),
+        ("EDGENT_ROLE", "requester"),
+        ("EDGENT_OFFLOAD", "always"),
+        ("OLLAMA_URL", "http://127.0.0.1:9"),
+    ];
+    env.extend(BEATS);
+    let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
+    knows_providers(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", requester.url))
+        .json(&json!({"model": TINY_MODEL, "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hello edge mesh"}],
+            "seed": 3, "temperature": 1.5, "max_tokens": 5000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let chosen = resp.headers()["x-edgent-provider"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let first = (1..=2)
+        .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
+        .expect("the provider header names a provider");
+    let (dead, other) = (first - 1, 2 - first);
+    let (chunks, ended, at_kill) = read_sse(&mut resp, 3, || providers[dead].kill()).await;
+
+    // One answer: chunks of one id, no error, one finish_reason, the usage, `[DONE]`.
+    assert!(ended, "the stream ends with data: [DONE]");
+    assert!(
+        chunks.iter().all(|c| c.get("error").is_none()),
+        "{chunks:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        chunks.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let finishes = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .count();
+    assert_eq!(finishes, 1, "{chunks:?}");
+    let usage = &chunks.last().unwrap()["usage"];
+    let text: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or(""))
+        .collect();
+    let ojob = only_job(&providers[other]).await;
+    let continuation = ojob["output"].as_str().expect("output");
+    let before = text.strip_suffix(continuation).unwrap_or_else(|| {
+        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
+    });
+    assert!(before.starts_with(&at_kill), "{before:?} / {at_kill:?}");
+    assert_eq!(
+        usage["completion_tokens"], ojob["usage"]["completion_tokens"],
+        "{usage}"
+    );
 }
