@@ -194,17 +194,6 @@ fn report(what: &str, mut all: Vec<Duration>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut all = Vec::new();
-    for i in 0..ROUNDS {
-        let gap = local_runner_round().await;
-        println!(
-            "local runner killed, round {}: {} ms",
-            i + 1,
-            gap.as_millis()
-        );
-        all.push(gap);
-    }
-    report("local runner killed (Gemma 3 270M)", all);
     for (what, beats) in [
         (
             "provider killed, HEARTBEAT_MS=250 HEARTBEAT_MISSES=2",
@@ -220,4 +209,15 @@ async fn main() {
         }
         report(what, all);
     }
+    let mut all = Vec::new();
+    for i in 0..ROUNDS {
+        let gap = local_runner_round().await;
+        println!(
+            "local runner killed, round {}: {} ms",
+            i + 1,
+            gap.as_millis()
+        );
+        all.push(gap);
+    }
+    report("local runner killed (Gemma 3 270M)", all);
 }
