@@ -46,7 +46,8 @@
 //! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result (its
 //!   receipt checked, a sample spot-checked) -> `end` / `settle`, the delegation as a
 //!   stream of events, the agent's spend budget, and evidence of caught cheaters sent to
-//!   and received from peers (excluded only when this node's own run confirms it).
+//!   and received from peers (excluded only when this node's own run confirms it);
+//!   `requester::rescue`, a stream whose provider died mid-answer continued by the next.
 //! - [`provider`]: serving: advertise -> infer -> result (-> prove -> payment_request).
 //! - [`node`]: the router: one `match` over incoming messages, to the requester, the
 //!   provider or their payments.
@@ -58,7 +59,8 @@
 //! - [`front`]: the front door agents already speak (Ollama's and OpenAI's APIs), local
 //!   first and the mesh on out-of-memory (pinned to the local model's digest), generation
 //!   (with tools, images, JSON mode) and embeddings; what the local Ollama answers is
-//!   recorded as a `local` job.
+//!   recorded as a `local` job; `front::rescue`, a local stream whose runner died
+//!   mid-answer continued by the mesh.
 //! - [`mcp`]: the MCP server (tools over stdio and streamable HTTP) in front of the API.
 //! - [`api`]: the HTTP API and the dashboard.
 //! - [`init`]: `edgent init`, a first run's wallet key file and `.env`.

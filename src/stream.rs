@@ -14,11 +14,13 @@
 //!
 //! A provider that fails before any of its text reached the agent is replaced by the next
 //! candidate as for any job: the agent sees one answer. Once a delta went to the agent,
-//! the job is never given to another provider: it would start the answer again from its
-//! beginning in the same stream, and the agent would read the text twice. The stream ends
-//! instead with the API's error (`{"error": "..."}` as the last NDJSON line, an `error`
-//! event before `data: [DONE]`, or `/delegate`'s `{error, detail}` line), so the agent
-//! knows its answer is cut short and may ask again. [`ChunkRegistry::end_attempt`] makes
+//! the job is never started again from its beginning (the agent would read the text
+//! twice): a provider that died mid-answer is rescued instead, the next candidate
+//! continuing from the text already passed on ([`ChunkRegistry::streamed_text`],
+//! [`crate::requester::rescue`]). A stream no candidate can continue (none left, or a
+//! result refused whole) ends with the API's error (`{"error": "..."}` as the last NDJSON
+//! line, an `error` event before `data: [DONE]`, or `/delegate`'s `{error, detail}` line),
+//! so the agent knows its answer is cut short and may ask again. [`ChunkRegistry::end_attempt`] makes
 //! that call, and also refuses a failover for a job whose agent went away.
 
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +89,8 @@ struct Streamed {
     bytes: usize,
     /// Bytes passed on to the sink, and their keccak so far.
     passed: usize,
+    /// The text passed on to the sink (at most [`MAX_STREAM_BYTES`]), for a rescue.
+    text: String,
     hash: tiny_keccak::Keccak,
     /// A chunk went past [`MAX_STREAM_BYTES`].
     overflow: bool,
@@ -98,7 +102,8 @@ pub enum Retry {
     /// Nothing reached the agent yet (or the job is not streamed): the next candidate may
     /// take it.
     Allowed,
-    /// Part of the answer already reached the agent: end the stream with an error.
+    /// Part of the answer already reached the agent: continue it at the next candidate
+    /// (a rescue), or end the stream with an error.
     Streamed,
     /// The agent went away: end the job cancelled.
     Cancelled,
@@ -138,6 +143,7 @@ impl ChunkRegistry {
                 cancelled,
                 bytes: 0,
                 passed: 0,
+                text: String::new(),
                 hash: tiny_keccak::Keccak::v256(),
                 overflow: false,
             },
@@ -182,6 +188,13 @@ impl ChunkRegistry {
         m.get(job_id).and_then(|s| s.first_delta)
     }
 
+    /// The text of `job_id` passed on to its agent by its current (or last) attempt:
+    /// where a rescue continues from ([`crate::requester::rescue`]).
+    pub fn streamed_text(&self, job_id: &JobId) -> String {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(job_id).map(|s| s.text.clone()).unwrap_or_default()
+    }
+
     /// Stop expecting chunks of `job_id`.
     pub fn remove(&self, job_id: &JobId) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +223,7 @@ impl ChunkRegistry {
             s.delivered |= !d.is_empty();
             s.passed += d.len();
             s.hash.update(d.as_bytes());
+            s.text.push_str(&d);
             let _ = s.sink.events.send(StreamEvent::Delta(d));
         }
         Ok(())

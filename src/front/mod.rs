@@ -18,7 +18,8 @@
 //! `X-Edgent-Provider` (node id, then the ENS name when it has one). A request that goes
 //! to the mesh because the local Ollama is out of memory is pinned to the local model's
 //! digest ([`pin`]). A request the local Ollama answers is recorded as a `local` job
-//! ([`record`]), so `/jobs` lists every request.
+//! ([`record`]), so `/jobs` lists every request. A local stream that breaks after text
+//! reached the agent is continued by the mesh in the same stream ([`rescue`]).
 //!
 //! Which requests get in at all is [`crate::guard`]'s job, for every route of the daemon;
 //! its settings are read with the front door's ([`crate::config::FrontSettings`]).
@@ -34,6 +35,7 @@ pub mod openai;
 pub mod pin;
 pub mod predict;
 pub mod record;
+pub mod rescue;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -212,7 +214,9 @@ async fn generation(
     } else {
         match send_local(body.clone()).await {
             Local::Answer(resp) => {
-                return record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
+                let resp =
+                    record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp);
+                return rescue::guard(front.clone(), api, &req, resp);
             }
             Local::Offload { why, status, body } if mode == OffloadMode::Never => {
                 return local_failure(api, &why, status, body, None)
@@ -253,7 +257,9 @@ async fn generation(
             let forwarded = send_local(body).await;
             match forwarded {
                 Local::Answer(resp) => {
-                    record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp)
+                    let resp =
+                        record::local_answer(front.ctx.jobs.clone(), &req.request, started, resp);
+                    rescue::guard(front.clone(), api, &req, resp)
                 }
                 Local::Offload { why, status, body } => {
                     local_failure(api, &why, status, body, Some(&e))

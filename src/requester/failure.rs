@@ -6,10 +6,10 @@ use crate::jobs::{Attempt, StakeOutcome};
 use crate::request::DelegateError;
 
 /// The error of a streamed job whose provider failed after part of its answer reached the
-/// agent: the cause, and why no other provider is tried.
+/// agent and no other provider continued it: the cause, and why the answer stops there.
 pub(super) fn streamed_no_failover(fail: DelegateError) -> DelegateError {
     const WHY: &str =
-        "the answer is cut short: part of it already reached the agent, so no other provider restarts it";
+        "the answer is cut short: part of it already reached the agent, and no other provider could continue it";
     match fail {
         DelegateError::NoProvider(mut u) => {
             u.note = Some(match u.note.take() {

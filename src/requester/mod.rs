@@ -49,6 +49,7 @@ pub mod events;
 pub mod evidence;
 mod failure;
 mod receipt;
+pub mod rescue;
 pub mod spot_check;
 
 use attempt::{AttemptEnd, Waiter};
@@ -261,10 +262,16 @@ impl Requester {
         let mut tasked = false;
         let mut attempt_job = job_id;
         let pool = candidates.clone();
+        // A streamed answer that broke mid-way goes on at the next candidate ([`rescue`]).
+        let orig = req;
+        let mut saved = rescue::Rescue::default();
+        let mut continued: Option<Arc<ValidRequest>> = None;
         for ad in candidates {
             if Instant::now() >= deadline {
                 break;
             }
+            let now_req = continued.clone();
+            let req = now_req.as_deref().unwrap_or(orig);
             let provider = ad.node_id;
             if self.is_caught(&provider) {
                 continue;
@@ -397,6 +404,10 @@ impl Requester {
                             attempts,
                         )
                         .await
+                        .map(|mut res| {
+                            res.output = saved.output(res.output);
+                            res
+                        })
                 }
                 AttemptEnd::Deadline => Some(DelegateError::Deadline(format!(
                     "no result from {who} before the deadline"
@@ -467,6 +478,11 @@ impl Requester {
                         "the agent went away ({why})"
                     )))
                 }
+                Retry::Streamed if rescue::rescues(outcome) => {
+                    let text = self.chunks.streamed_text(&attempt_job);
+                    tracing::warn!(job = %attempt_job, provider = %provider.short(), error = %why, delivered = text.len(), "the answer broke mid-stream: the next provider continues it");
+                    continued = Some(Arc::new(saved.broke(orig, &text)));
+                }
                 Retry::Streamed if outcome.fails_over() => {
                     tracing::warn!(job = %attempt_job, provider = %provider.short(), error = %why, "part of the answer already reached the agent: no failover");
                     let fail = fail.unwrap_or_else(|| {
@@ -486,7 +502,7 @@ impl Requester {
             self.note_attempts(&attempt_job, &attempts);
             if !outcome.fails_over() {
                 let fail = fail.unwrap_or_else(|| tally.unserved(&shown, None, None).into());
-                return Err(with_pending_stakes(fail, &attempts));
+                return Err(with_pending_stakes(saved.failed(fail), &attempts));
             }
             tracing::warn!(job = %attempt_job, provider = %provider.short(), outcome = outcome.as_str(), error = %why, "trying the next provider");
             if fail.is_some() {
@@ -503,7 +519,7 @@ impl Requester {
                 "deadline passed after {} attempt(s)",
                 attempts.len()
             ));
-            return Err(with_pending_stakes(fail, &attempts));
+            return Err(with_pending_stakes(saved.failed(fail), &attempts));
         }
         // One provider that failed the job: its own reason (502). Otherwise what every
         // node said (503), with `Retry-After` when they were all busy.
@@ -514,14 +530,14 @@ impl Requester {
                 | DelegateError::Caught(_)),
             ) = last_fail
             {
-                return Err(with_pending_stakes(fail, &attempts));
+                return Err(with_pending_stakes(saved.failed(fail), &attempts));
             }
         }
         let retry = busy_retry_ms
             .filter(|_| all_busy)
             .map(|ms| ms.div_ceil(1000).max(1));
         Err(with_pending_stakes(
-            tally.unserved(&shown, retry, None).into(),
+            saved.failed(tally.unserved(&shown, retry, None).into()),
             &attempts,
         ))
     }

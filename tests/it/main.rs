@@ -50,6 +50,7 @@ mod paid_flow;
 mod paid_recovery;
 mod paid_stake_ways;
 mod receipts;
+mod rescue;
 mod spot_checks;
 mod supervisor;
 mod x402;

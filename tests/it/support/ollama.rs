@@ -200,6 +200,55 @@ impl RealOllama {
         std::fs::read_to_string(self.dir.path().join("ollama.log")).unwrap_or_default()
     }
 
+    /// The model runners `ollama serve` started: its children whose command line is
+    /// `ollama runner ...`, found by their parent pid in `/proc`.
+    pub fn runner_pids(&self) -> Vec<u32> {
+        let Some(serve) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let runner = cmdline.split(|&b| b == 0).any(|a| a == b"runner");
+            if ppid == Some(serve) && runner {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Kill (SIGKILL, as the kernel's out-of-memory killer does) every model runner of this
+    /// Ollama; returns their pids. Panics when there is none (the test expected one).
+    pub fn kill_runners(&self) -> Vec<u32> {
+        let pids = self.runner_pids();
+        assert!(
+            !pids.is_empty(),
+            "no `ollama runner` to kill:\n{}",
+            self.log()
+        );
+        for pid in &pids {
+            let st = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .expect("kill");
+            assert!(st.success(), "kill -KILL {pid}");
+        }
+        pids
+    }
+
     /// How many requests Ollama's log shows for `path` (its gin access log), e.g. `/api/chat`.
     pub fn requests_to(&self, path: &str) -> usize {
         self.log()

@@ -282,6 +282,21 @@ impl PaidWorld {
         assert_eq!(e, live, "the escrow holds {e}, live stakes are {live}");
     }
 
+    /// As [`PaidWorld::assert_conserved`], with the wallets of more providers (`others`)
+    /// counted.
+    pub async fn assert_conserved_with(&self, others: &[Address], live: u64) {
+        let (r, p, e) = self.balances().await;
+        let mut all = r + p + e;
+        for a in others {
+            all += self.usdc_of(*a).await;
+        }
+        assert_eq!(
+            all, FUND,
+            "USDC created or lost: r={r} p={p} e={e} + {others:?}"
+        );
+        assert_eq!(e, live, "the escrow holds {e}, live stakes are {live}");
+    }
+
     /// The stake's on-chain status (escrow v4).
     pub async fn stake_status(&self, job: &str) -> FairStatus {
         let id: B256 = job.parse().expect("job id");
