@@ -86,6 +86,8 @@ async fn send_usdc(
         .connect_http(w.chain.rpc_url().parse().expect("url"));
     IUsdcTransfer::new(w.deployment.usdc, provider)
         .transfer(to, U256::from(amount))
+        // No estimate: anvil estimates on the pending block, where the stake may be already.
+        .gas(100_000)
         .max_priority_fee_per_gas(50_000_000_000)
         .max_fee_per_gas(200_000_000_000)
         .send()
@@ -149,7 +151,8 @@ async fn inference_starts_before_the_stake_is_mined_and_no_output_leaves_before_
     );
     let chunks = of_job(&evil, "task_chunk", &id);
     let results = of_job(&evil, "task_result", &id);
-    assert_eq!(results.len(), 1, "one result");
+    // The result, and the same again once the grace period passes unpaid.
+    assert!(!results.is_empty(), "a result");
     assert!(first.at_ms >= staked);
     for m in chunks.iter().chain(&results) {
         assert!(
