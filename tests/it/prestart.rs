@@ -111,9 +111,7 @@ fn of_job(evil: &EvilNode, kind: &str, job: &str) -> Vec<edgent::harness::evil_n
 /// job starts before its stake is mined (its record, created as the inference starts, is
 /// older than the stake's receipt), every chunk and the result reach the requester after
 /// the stake was mined, and the stake is on chain by the time the first chunk arrives.
-/// Before item 5 the job started only once the stake was mined (no `staked_ms`, and the
-/// record came after the stake); with the gate removed (`infer(.., None)`) the chunks
-/// arrive before the stake is mined and this fails.
+/// Run against main's daemon (before item 5), it fails: no chunk came within the minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inference_starts_before_the_stake_is_mined_and_no_output_leaves_before_it() {
     let w = PaidWorld::with(WorldOptions {
@@ -177,8 +175,8 @@ async fn inference_starts_before_the_stake_is_mined_and_no_output_leaves_before_
 /// `stake_missing` "the stake never landed", not one chunk nor a result reaches the
 /// requester, and no USDC moves. With `PEER_UNSTAKED_BURST=2`, the third authorization,
 /// valid and funded, is refused over budget before any compute: the backend ran exactly
-/// twice. With the defence removed (no gate, no cancel: `infer(.., None)` and the landing
-/// ignored) the chunks and the result reach the requester and this fails.
+/// twice. Run against main's daemon (the stake mined before any work), it fails: the
+/// inference never starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorization_that_never_lands_cancels_the_job_leaks_nothing_and_spends_the_budget() {
     let w = PaidWorld::with(WorldOptions {
