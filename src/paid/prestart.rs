@@ -8,7 +8,9 @@
 //! `stakeWithAuthorization` from this node's wallet and the inference starts in the same
 //! moment. The job's output waits behind an [`OutputGate`]: no `task_chunk` and no
 //! `task_result` leaves before the stake is mined and its receipt checked
-//! ([`Landing::landed`]). A stake that never lands (the nonce spent meanwhile, the balance
+//! ([`Landing::landed`]). While the lane waits for the receipt (polled up to a second
+//! late), the stake is read every 40 ms (at most 256 reads per job):
+//! seen with the signed terms, it is mined, and the output leaves. A stake that never lands (the nonce spent meanwhile, the balance
 //! moved, a revert, the lane's deadline) cancels the job: the backend request is dropped,
 //! the slot freed, the requester told `stake_missing` ("the stake never landed"), a stake
 //! that landed after all is declined, and the peer's budget of unpaid tasks is charged one
@@ -39,23 +41,45 @@ pub type NotLanded = String;
 
 type LandingFuture = Pin<Box<dyn Future<Output = Result<(), NotLanded>> + Send>>;
 
+/// How often the stake is read while it lands, so the output leaves within this of the
+/// block that carried it (the lane's own receipt poll is up to a second late).
+const SEEN_POLL: std::time::Duration = std::time::Duration::from_millis(40);
+/// Most such reads per stake (about five 2-second blocks); then the lane's receipt decides.
+const MAX_SEEN_READS: u32 = 256;
+
+type Outcome = watch::Sender<Option<Result<(), NotLanded>>>;
+
 /// A stake still to land, made when the task took its slot; started with
 /// [`Prestart::spawn`] once the job is recorded.
 pub struct Prestart {
     fut: LandingFuture,
+    tx: std::sync::Arc<Outcome>,
 }
 
 impl Prestart {
+    fn new(make: impl FnOnce(std::sync::Arc<Outcome>) -> LandingFuture) -> Self {
+        let tx = std::sync::Arc::new(watch::channel(None).0);
+        Prestart {
+            fut: make(tx.clone()),
+            tx,
+        }
+    }
+
     /// Start landing the stake in the background. Should it never land, `cancel` fires (the
     /// job's inference stops).
     pub fn spawn(self, cancel: CancellationToken) -> Landing {
-        let (tx, rx) = watch::channel(None);
+        let rx = self.tx.subscribe();
+        let tx = self.tx;
         tokio::spawn(async move {
             let r = self.fut.await;
+            // A stake seen on chain already stands, whatever the lane says afterwards.
+            if tx.borrow().as_ref().is_some_and(Result::is_ok) {
+                return;
+            }
             if r.is_err() {
                 cancel.cancel();
             }
-            let _ = tx.send(Some(r));
+            tx.send_replace(Some(r));
         });
         Landing { rx }
     }
@@ -132,24 +156,59 @@ impl PaidProvider {
             auth.deadline,
         );
         let (from, task) = (*from, task.clone());
-        let fut = Box::pin(async move { me.land(from, task, a).await });
-        Ok((pay, Prestart { fut }))
+        let landing = Prestart::new(|tx| Box::pin(async move { me.land(from, task, a, tx).await }));
+        Ok((pay, landing))
     }
 
     /// Send the authorization as the stake and wait for it to be mined; record it, or on
     /// failure charge the peer, decline a stake that landed after all, and say why.
-    async fn land(&self, from: PeerKey, task: Task, a: Authorized) -> Result<(), NotLanded> {
+    async fn land(
+        &self,
+        from: PeerKey,
+        task: Task,
+        a: Authorized,
+        out: std::sync::Arc<Outcome>,
+    ) -> Result<(), NotLanded> {
         let job = task.job_id;
         let started = Instant::now();
-        match self.send_stake(&task, &a).await {
+        let landed = |tx: Option<String>| {
+            let (stake_ms, at) = (started.elapsed().as_millis() as u64, now_ms());
+            tracing::info!(%job, stake_ms, "stake landed from the requester's authorization: the job's output may leave");
+            self.book.edit(&job, |r, p| {
+                p.stake_tx = tx.or(p.stake_tx.take());
+                p.staked_ms = p.staked_ms.or(Some(at));
+                r.timings.stake_ms = r.timings.stake_ms.or(Some(stake_ms));
+            });
+        };
+        let send = self.send_stake(&task, &a);
+        tokio::pin!(send);
+        // Read the stake while the lane waits for its receipt: seen on chain with the
+        // signed terms, it is mined and the output may leave now.
+        let seen = async {
+            for _ in 0..MAX_SEEN_READS {
+                tokio::time::sleep(SEEN_POLL).await;
+                if self.stake_on_chain(&job, &a).await {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        let (sent, early) = tokio::select! {
+            r = &mut send => (r, false),
+            () = seen => {
+                landed(None);
+                out.send_replace(Some(Ok(())));
+                (send.await, true)
+            }
+        };
+        match sent {
             Ok(tx) => {
-                let (stake_ms, at) = (started.elapsed().as_millis() as u64, now_ms());
-                tracing::info!(%job, stake_ms, "stake landed from the requester's authorization: the job's output may leave");
-                self.book.edit(&job, |r, p| {
-                    p.stake_tx = tx;
-                    p.staked_ms = Some(at);
-                    r.timings.stake_ms = Some(stake_ms);
-                });
+                landed(tx);
+                Ok(())
+            }
+            Err(e) if early => {
+                // The stake is on chain (read above): the job goes on and is paid.
+                tracing::warn!(%job, error = %e, "the stake transaction's wait failed, but the stake was seen on chain");
                 Ok(())
             }
             Err(e) => {
@@ -162,6 +221,24 @@ impl PaidProvider {
                 Err(format!("the stake never landed: {e}"))
             }
         }
+    }
+
+    /// Whether the escrow holds `job`'s stake with the authorization's terms, for this
+    /// provider.
+    async fn stake_on_chain(&self, job: &crate::protocol::JobId, a: &Authorized) -> bool {
+        let auth = &a.auth;
+        self.chain
+            .escrow
+            .get_stake(job_b256(job))
+            .await
+            .is_ok_and(|s| {
+                s.status == StakeStatus::Staked
+                    && s.requester == auth.requester
+                    && s.provider == self.chain.wallet
+                    && s.key_commitment == auth.key_commitment
+                    && s.amount == auth.amount
+                    && s.deadline == auth.deadline
+            })
     }
 
     /// `stakeWithAuthorization` from this wallet, mined; the transaction, or `None` when
@@ -177,18 +254,10 @@ impl PaidProvider {
             Err(e) if matches!(e.revert(), Some(EscrowRevert::JobExists { .. })) => {
                 // Someone submitted the same authorization first (e.g. from the mempool): the
                 // terms are the signed ones, so it is the same stake. Check it anyway.
-                match esc.get_stake(job_b256(&job)).await {
-                    Ok(s)
-                        if s.status == StakeStatus::Staked
-                            && s.requester == auth.requester
-                            && s.provider == self.chain.wallet
-                            && s.key_commitment == auth.key_commitment
-                            && s.amount == auth.amount
-                            && s.deadline == auth.deadline =>
-                    {
-                        Ok(None)
-                    }
-                    _ => Err(StakeRefusal::StakeFailed(e)),
+                if self.stake_on_chain(&job, a).await {
+                    Ok(None)
+                } else {
+                    Err(StakeRefusal::StakeFailed(e))
                 }
             }
             Err(e) => Err(StakeRefusal::StakeFailed(e)),
@@ -201,9 +270,7 @@ mod tests {
     use super::*;
 
     fn prestart(r: Result<(), NotLanded>) -> Prestart {
-        Prestart {
-            fut: Box::pin(async move { r }),
-        }
+        Prestart::new(|_| Box::pin(async move { r }))
     }
 
     #[tokio::test]
@@ -227,12 +294,12 @@ mod tests {
     #[tokio::test]
     async fn the_gate_stays_shut_while_the_stake_is_pending() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let p = Prestart {
-            fut: Box::pin(async move {
+        let p = Prestart::new(|_| {
+            Box::pin(async move {
                 let _ = rx.await;
                 Ok(())
-            }),
-        };
+            })
+        });
         let landing = p.spawn(CancellationToken::new());
         let mut gate = landing.gate();
         assert!(futures_util::FutureExt::now_or_never(gate.as_mut()).is_none());
