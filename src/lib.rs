@@ -42,7 +42,9 @@
 //! - [`ctx`]: the state every part of a node shares ([`ctx::NodeCtx`]: the settings, the
 //!   mesh endpoint, the mesh state, the job store, the metrics).
 //! - [`paid`]: money: the seams the requester, provider and router call (off:
-//!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow.
+//!   [`paid::Unpaid`]), the switch between unpaid and paid, its setup, and the paid flow
+//!   ([`paid::prestart`]: a provider's job runs while its stake lands, its output held
+//!   until the stake is mined).
 //! - [`requester`]: delegation: discover -> choose -> `begin` -> task -> result (its
 //!   receipt checked, a sample spot-checked) -> `end` / `settle`, the delegation as a
 //!   stream of events, the agent's spend budget, and evidence of caught cheaters sent to

@@ -485,13 +485,13 @@ impl Provider {
                 }
             }
         };
-        let payment = match self
+        let crate::paid::Taken { payment, landing } = match self
             .payments
             .provider()
             .take_stake(&requester, &task, check)
             .await
         {
-            Ok(p) => p,
+            Ok(t) => t,
             Err(refusal) => {
                 return self
                     .reply_error(&requester, &task, refusal.code(), refusal.to_string())
@@ -545,6 +545,8 @@ impl Provider {
             messages: task.messages.clone(),
         };
         let cancel = self.cancels.start(task.job_id, requester);
+        // A stake still landing: the job runs now, its output waits for it (paid::prestart).
+        let landing = landing.map(|p| p.spawn(cancel.clone()));
         let outcome = crate::stream::infer(
             &self.ctx.endpoint,
             self.backend.as_ref(),
@@ -552,10 +554,19 @@ impl Provider {
             (task.stream, requester, task.job_id),
             left,
             cancel,
+            landing.as_ref().map(|l| l.gate()),
         )
         .await;
         self.cancels.finish(&task.job_id);
         let inference_ms = started.elapsed().as_millis() as u64;
+        if let Some(Err(why)) = match &landing {
+            Some(l) => Some(l.landed().await),
+            None => None,
+        } {
+            return self
+                .stake_never_landed(&requester, &task, why, inference_ms)
+                .await;
+        }
         match outcome {
             Ok(out) => {
                 let usage = Usage {

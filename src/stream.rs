@@ -22,6 +22,9 @@
 //! line, an `error` event before `data: [DONE]`, or `/delegate`'s `{error, detail}` line),
 //! so the agent knows its answer is cut short and may ask again. [`ChunkRegistry::end_attempt`] makes
 //! that call, and also refuses a failover for a job whose agent went away.
+//!
+//! A paid job may run before its stake is mined ([`crate::paid::prestart`]): its output
+//! then waits behind an [`OutputGate`], and no `task_chunk` leaves before the gate opens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -44,6 +47,9 @@ pub use crate::request::{StreamEvent, StreamSink};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(34);
 /// ... or once it holds this many bytes.
 pub const FLUSH_BYTES: usize = 2048;
+/// Opens (`true`) once the job's output may leave this node, or closes for good (`false`):
+/// the stake a paid job started on never landed, and nothing of its output is ever sent.
+pub type OutputGate = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 /// Chunks held for a gap in the sequence before the stream counts as broken.
 const MAX_PENDING: usize = 4096;
 /// Most bytes of one job's chunks the requester takes (threat model line 31); past that
@@ -297,13 +303,21 @@ impl CancelRegistry {
 
 /// The provider's side: send the backend's deltas from `rx` to `to` as `task_chunk`s,
 /// batched (the first one at once); returns when `rx` is closed and everything was sent
-/// (or could not be).
+/// (or could not be). With a `gate`, nothing is sent before it opens (the deltas wait in
+/// `rx`), and nothing at all when it closes.
 pub async fn pump(
     endpoint: Arc<Endpoint>,
     to: PeerKey,
     job_id: JobId,
     mut rx: mpsc::UnboundedReceiver<String>,
+    gate: Option<OutputGate>,
 ) -> (u64, String) {
+    if let Some(gate) = gate {
+        if !gate.await {
+            tracing::debug!(job = %job_id, "output gate closed: no chunk sent");
+            return (0, String::new());
+        }
+    }
     let mut seq = 0u64;
     let mut sent = String::new();
     let mut buf = String::new();
@@ -362,7 +376,8 @@ pub struct Stopped {
 /// The provider's inference of one task: through the backend until `left` runs out or
 /// `cancel` fires (the backend request is dropped then, which stops Ollama generating);
 /// when `stream.0` is set, the deltas go to the requester `stream.1` as `task_chunk`s of
-/// job `stream.2`, all sent before this returns (so before the `task_result`).
+/// job `stream.2`, all sent before this returns (so before the `task_result`), none before
+/// `gate` opens.
 pub async fn infer(
     endpoint: &Arc<Endpoint>,
     backend: &dyn Backend,
@@ -370,10 +385,11 @@ pub async fn infer(
     stream: (bool, PeerKey, JobId),
     left: Duration,
     cancel: CancellationToken,
+    gate: Option<OutputGate>,
 ) -> Result<GenerateOutput, Stopped> {
     let (streamed, to, job_id) = stream;
     let (tx, rx) = mpsc::unbounded_channel();
-    let pumping = streamed.then(|| tokio::spawn(pump(endpoint.clone(), to, job_id, rx)));
+    let pumping = streamed.then(|| tokio::spawn(pump(endpoint.clone(), to, job_id, rx, gate)));
     let work = async {
         if streamed {
             backend.generate_stream(req, tx).await

@@ -169,6 +169,20 @@ impl EscrowClient {
         read(IERC20::new(self.usdc, &self.provider).balanceOf(owner)).await
     }
 
+    /// Whether the token has used (or cancelled) EIP-3009 nonce `nonce` of `authorizer`:
+    /// an authorization with a used nonce can never land.
+    pub async fn authorization_used(
+        &self,
+        authorizer: Address,
+        nonce: B256,
+    ) -> Result<bool, EscrowError> {
+        IEip3009Token::new(self.usdc, &self.provider)
+            .authorizationState(authorizer, nonce)
+            .call()
+            .await
+            .map_err(EscrowError::from_contract)
+    }
+
     /// The escrow's USDC allowance from `owner`.
     pub async fn allowance(&self, owner: Address) -> Result<U256, EscrowError> {
         let token = IERC20::new(self.usdc, &self.provider);

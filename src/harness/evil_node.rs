@@ -70,6 +70,8 @@ pub struct Received {
     pub msg_id: Option<Uuid>,
     /// The message, when it decodes.
     pub msg: Option<Message>,
+    /// When the evil node took it from its mesh node, unix ms.
+    pub at_ms: u64,
 }
 
 impl Received {
@@ -334,6 +336,7 @@ async fn receive_loop(
             body: m.body,
             msg_id,
             msg: env.map(|e| e.msg),
+            at_ms: crate::jobs::now_ms(),
         };
         let mut kept = inbox.kept.lock();
         if kept.len() >= EVIL_INBOX_CAPACITY {

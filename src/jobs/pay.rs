@@ -134,6 +134,10 @@ pub struct PaymentRecord {
     pub submitted_at: Option<u64>,
     /// Provider: when the result was delivered, unix ms.
     pub delivered_ms: Option<u64>,
+    /// Provider: when the stake it landed from an authorization was mined (its receipt
+    /// seen), unix ms; the job's output left only after it.
+    #[serde(default)]
+    pub staked_ms: Option<u64>,
     /// Provider: the payment request sent (kept to send again). Requester: one received
     /// before the result it proves.
     pub request: Option<crate::protocol::PaymentRequest>,
@@ -166,6 +170,7 @@ impl PaymentRecord {
             submit_tx: None,
             submitted_at: None,
             delivered_ms: None,
+            staked_ms: None,
             request: None,
             error: None,
         }

@@ -6,6 +6,9 @@
 //!   disputes the provider's submit, with the [`evidence`], when the check fails.
 //! - [`provider`]: [`PaidProvider`] checks the stake before any work, proves the output after
 //!   delivering it, and asks to be paid.
+//! - [`prestart`]: a provider holding a valid authorization starts the job at once and
+//!   lands the stake meanwhile; no output leaves before the stake is mined, and a stake
+//!   that never lands cancels the job.
 //! - [`x402`]: the x402 v2 `PaymentRequired` and `SettleResponse` (scheme `auth-capture`,
 //!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, dispute,
@@ -25,6 +28,7 @@
 
 pub mod evidence;
 pub mod gate;
+pub mod prestart;
 pub mod provider;
 pub mod reconcile;
 pub mod requester;
@@ -56,7 +60,7 @@ pub use provider::PaidProvider;
 pub use requester::PaidRequester;
 pub use seams::{
     Begin, BeginError, Begun, PayProgress, PaymentError, ProviderPayments, RequesterPayments,
-    StakeCheck, StakeRefusal, Unpaid,
+    StakeCheck, StakeRefusal, Taken, Unpaid,
 };
 pub use status::PaymentsStatus;
 pub use switch::PaymentSwitch;

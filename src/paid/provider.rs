@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use super::gate::{Payee, StakeGate};
 use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
-use crate::chain::{EscrowRevert, FairStatus, StakeAuthorization, StakeStatus};
+use crate::chain::{FairStatus, StakeAuthorization, StakeStatus};
 use crate::ctx::NodeCtx;
 use crate::jobs::{now_ms, JobRecord, PayBook, PayStatus, PaymentRecord, Side};
-use crate::paid::{ProviderPayments, StakeCheck, StakeRefusal};
+use crate::paid::{ProviderPayments, StakeCheck, StakeRefusal, Taken};
 use crate::protocol::{JobId, Message, PaymentConfirmed, PaymentRequest, Task, TaskResult};
 
 /// Longest a task waits for its peer's other stake checks at the gate.
@@ -24,21 +24,21 @@ const GATE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
 pub(crate) const SUBMIT_MARGIN_SECS: u64 = 10;
 
-/// A task's stake authorization, checked offline and funded, that this provider submits as
-/// the stake once the task holds a slot.
+/// A task's stake authorization, checked offline, funded and its nonce unused, that this
+/// provider submits as the stake once the task holds a slot ([`super::prestart`]).
 pub struct Authorized {
-    auth: StakeAuthorization,
-    units: u64,
+    pub(super) auth: StakeAuthorization,
+    pub(super) units: u64,
 }
 
 /// The provider side of the paid flow.
 pub struct PaidProvider {
-    ctx: Arc<NodeCtx>,
-    chain: Arc<Chain>,
-    me: Weak<PaidProvider>,
+    pub(super) ctx: Arc<NodeCtx>,
+    pub(super) chain: Arc<Chain>,
+    pub(super) me: Weak<PaidProvider>,
     pub(crate) busy: Arc<Busy>,
-    gate: Arc<StakeGate>,
-    book: PayBook,
+    pub(super) gate: Arc<StakeGate>,
+    pub(super) book: PayBook,
 }
 
 impl PaidProvider {
@@ -294,7 +294,7 @@ impl PaidProvider {
     }
 
     /// The chain's time, read at most once a second (the gate keeps it).
-    async fn chain_now(&self) -> Result<u64, crate::chain::EscrowError> {
+    pub(super) async fn chain_now(&self) -> Result<u64, crate::chain::EscrowError> {
         if let Some(t) = self.gate.cached_chain_time() {
             return Ok(t);
         }
@@ -388,11 +388,16 @@ impl PaidProvider {
     ) -> Result<StakeCheck, StakeRefusal> {
         let esc = &self.chain.escrow;
         if let Some(auth) = auth {
-            // Funded? One read, so an empty wallet's signatures never reach a transaction.
-            let balance = esc
-                .usdc_balance(auth.requester)
-                .await
-                .map_err(StakeRefusal::ChainUnreadable)?;
+            // Funded, and the nonce unused? Read before any work, so an empty wallet's or a
+            // spent authorization never reaches a transaction or the backend.
+            let (balance, used) = tokio::try_join!(
+                esc.usdc_balance(auth.requester),
+                esc.authorization_used(auth.requester, auth.nonce())
+            )
+            .map_err(StakeRefusal::ChainUnreadable)?;
+            if used {
+                return Err(StakeRefusal::AuthorizationUsed);
+            }
             if balance < auth.amount {
                 self.gate.remember_unfunded(auth.requester, balance);
                 return Err(StakeRefusal::Unfunded {
@@ -445,79 +450,6 @@ impl PaidProvider {
         );
         pay.stake_tx = task.stake.as_ref().map(|s| s.tx.clone());
         Ok(StakeCheck::Staked(Box::new(pay)))
-    }
-
-    /// The task holds a slot: submit the requester's checked authorization as the stake
-    /// from this wallet, before any work. The stake is real because this node's own
-    /// transaction carried it.
-    async fn stake_from_authorization(
-        &self,
-        task: &Task,
-        a: &Authorized,
-    ) -> Result<PaymentRecord, StakeRefusal> {
-        let (job, auth) = (task.job_id, &a.auth);
-        let esc = &self.chain.escrow;
-        let chain_now = self
-            .chain_now()
-            .await
-            .map_err(StakeRefusal::ChainUnreadable)?;
-        let task_left = task.deadline_ms.saturating_sub(now_ms()).div_ceil(1000);
-        let needed = task_left + self.ctx.config.paid.payment_grace.as_secs() + SUBMIT_MARGIN_SECS;
-        let stake_left = auth.deadline.saturating_sub(chain_now);
-        if stake_left < needed || auth.valid_before <= chain_now + 1 {
-            return Err(StakeRefusal::AuthorizationEndsTooSoon {
-                stake_left,
-                valid_before: auth.valid_before,
-                needed,
-            });
-        }
-        // No stake for a job whose deadline passes before the stake could land: the money
-        // would only be locked for a job that cannot be done in time.
-        if let Some(wait) = esc.inclusion_estimate() {
-            let left_ms = task.deadline_ms.saturating_sub(now_ms());
-            if u128::from(left_ms) <= wait.as_millis() {
-                return Err(StakeRefusal::LandsTooLate {
-                    left_ms,
-                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-        }
-        let started = Instant::now();
-        let stake_tx = match esc.stake_with_authorization(auth).await {
-            Ok(tx) => Some(format!("{tx:#x}")),
-            Err(e) if matches!(e.revert(), Some(EscrowRevert::JobExists { .. })) => {
-                // Someone submitted the same authorization first (e.g. from the mempool): the
-                // terms are the signed ones, so it is the same stake. Check it anyway.
-                match esc.get_stake(job_b256(&job)).await {
-                    Ok(s)
-                        if s.status == StakeStatus::Staked
-                            && s.requester == auth.requester
-                            && s.provider == self.chain.wallet
-                            && s.key_commitment == auth.key_commitment
-                            && s.amount == auth.amount
-                            && s.deadline == auth.deadline =>
-                    {
-                        None
-                    }
-                    _ => return Err(StakeRefusal::StakeFailed(e)),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%job, error = %e, "stakeWithAuthorization failed");
-                return Err(StakeRefusal::StakeFailed(e));
-            }
-        };
-        tracing::info!(%job, stake_ms = started.elapsed().as_millis() as u64, "stake submitted from the requester's authorization");
-        let mut pay = PaymentRecord::new(
-            PayStatus::Accepted,
-            self.chain.settings.chain_id,
-            self.chain.escrow_hex(),
-            a.units,
-            format!("{:#x}", self.chain.wallet),
-            auth.deadline,
-        );
-        pay.stake_tx = stake_tx;
-        Ok(pay)
     }
 
     async fn record_final(&self, job: &JobId, st: PayStatus) {
@@ -573,12 +505,15 @@ impl ProviderPayments for PaidProvider {
         from: &PeerKey,
         task: &Task,
         check: StakeCheck,
-    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+    ) -> Result<Taken, StakeRefusal> {
         match check {
             StakeCheck::Unpaid => Err(StakeRefusal::NoStake),
-            StakeCheck::Staked(p) => Ok(Some(*p)),
-            StakeCheck::Authorized(a) => match self.stake_from_authorization(task, &a).await {
-                Ok(p) => Ok(Some(p)),
+            StakeCheck::Staked(p) => Ok(Taken::staked(Some(*p))),
+            StakeCheck::Authorized(a) => match self.prestart(from, task, *a).await {
+                Ok((p, landing)) => Ok(Taken {
+                    payment: Some(p),
+                    landing: Some(landing),
+                }),
                 Err(e) => {
                     if !e.is_ours() {
                         self.gate.charge(from);

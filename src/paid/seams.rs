@@ -137,6 +137,25 @@ pub enum StakeCheck {
     Authorized(Box<super::provider::Authorized>),
 }
 
+/// What [`ProviderPayments::take_stake`] gives the job once it holds a slot.
+pub struct Taken {
+    /// The payment record to store with the job; `None` when jobs are not paid.
+    pub payment: Option<PaymentRecord>,
+    /// A stake still to land ([`super::prestart`]): the job may run meanwhile, its output
+    /// may not leave before the stake is mined.
+    pub landing: Option<super::prestart::Prestart>,
+}
+
+impl Taken {
+    /// A job whose stake, if any, is on chain already.
+    pub fn staked(payment: Option<PaymentRecord>) -> Self {
+        Taken {
+            payment,
+            landing: None,
+        }
+    }
+}
+
 /// Why a provider refuses a task's stake before any work, by cause; [`StakeRefusal::code`]
 /// is the `task_error` code the requester gets.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +251,10 @@ pub enum StakeRefusal {
         /// The stake's amount.
         needed: alloy::primitives::U256,
     },
+    /// The authorization's nonce is used or cancelled already (read before any work): it
+    /// can never land.
+    #[error("the stake authorization's nonce is already used or cancelled")]
+    AuthorizationUsed,
     /// The peer has spent its budget of unpaid tasks: refused without asking the chain.
     #[error(transparent)]
     OverBudget(#[from] super::gate::OverBudget),
@@ -274,6 +297,7 @@ impl StakeRefusal {
             | StakeRefusal::Authorization(_)
             | StakeRefusal::StakeFailed(_)
             | StakeRefusal::Unfunded { .. }
+            | StakeRefusal::AuthorizationUsed
             | StakeRefusal::OverBudget(_)
             | StakeRefusal::AuthorizationsUnsupported
             | StakeRefusal::Unbound(_) => TaskErrorCode::StakeMissing,
@@ -341,15 +365,15 @@ pub trait ProviderPayments: Send + Sync + 'static {
     /// in the queue: everything but moving money, at a bounded cost per peer (a paid
     /// provider's [`crate::paid::gate`]). A refusal is answered with its code.
     async fn check_stake(&self, from: &PeerKey, task: &Task) -> Result<StakeCheck, StakeRefusal>;
-    /// Once the task holds a slot: make the stake an authorization asks for (money moves
-    /// only here, so a busy provider never moves it), and give the payment record to store
-    /// with the job (`None` when jobs are not paid).
+    /// Once the task holds a slot: give the payment record to store with the job and, for
+    /// an authorization, the stake to land while the job runs (money moves only then, so a
+    /// busy provider never moves it).
     async fn take_stake(
         &self,
         from: &PeerKey,
         task: &Task,
         check: StakeCheck,
-    ) -> Result<Option<PaymentRecord>, StakeRefusal>;
+    ) -> Result<Taken, StakeRefusal>;
     /// The result was delivered: prove it and ask for payment.
     async fn after_delivery(&self, requester: &PeerKey, task: &Task, output: &str);
     /// The task was accepted (its stake checked or made) but cannot be served after all
@@ -407,10 +431,10 @@ impl ProviderPayments for Unpaid {
         _: &PeerKey,
         _: &Task,
         check: StakeCheck,
-    ) -> Result<Option<PaymentRecord>, StakeRefusal> {
+    ) -> Result<Taken, StakeRefusal> {
         match check {
-            StakeCheck::Unpaid => Ok(None),
-            StakeCheck::Staked(p) => Ok(Some(*p)),
+            StakeCheck::Unpaid => Ok(Taken::staked(None)),
+            StakeCheck::Staked(p) => Ok(Taken::staked(Some(*p))),
             StakeCheck::Authorized(_) => Err(StakeRefusal::AuthorizationsUnsupported),
         }
     }

@@ -41,6 +41,31 @@ impl Provider {
         (msg, receipt)
     }
 
+    /// The stake the job started on never landed ([`crate::paid::prestart`]): the job
+    /// fails with nothing of its output sent, and the requester is told why.
+    pub(super) async fn stake_never_landed(
+        &self,
+        to: &PeerKey,
+        task: &Task,
+        why: String,
+        inference_ms: u64,
+    ) {
+        let m = why.clone();
+        let res = self
+            .ctx
+            .jobs
+            .transition(&task.job_id, Side::Provider, JobState::Failed, |r| {
+                r.error_code = Some(TaskErrorCode::StakeMissing.into());
+                r.error = Some(m);
+                r.timings.inference_ms = Some(inference_ms);
+            });
+        if let Err(e) = res {
+            tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
+        }
+        let err = task_error(task, TaskErrorCode::StakeMissing, why);
+        self.send_error(to, err, false).await;
+    }
+
     /// A `task_error` for a task that ran or held a slot: sent reliably (slots and the
     /// queue bound how many there are).
     pub(super) async fn reply_error(

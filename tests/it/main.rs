@@ -49,6 +49,7 @@ mod paid_flood;
 mod paid_flow;
 mod paid_recovery;
 mod paid_stake_ways;
+mod prestart;
 mod receipts;
 mod rescue;
 mod spot_checks;
