@@ -14,71 +14,19 @@
 //!   rate per minute that implies;
 //! - the same with `wait: settled` (the release mined too).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use edgent::demo::{DemoOptions, LocalNet, Steps};
-use serde_json::{json, Value};
+use edgent::demo::LocalNet;
+
+#[path = "common/block_waits.rs"]
+mod block_waits;
+use block_waits::{delegate, net, waits};
 
 const BLOCK_SECS: u64 = 2;
 const SEQUENTIAL: usize = 5;
 /// Delegations that start at a random moment of a block.
 const RANDOM_ARRIVALS: usize = 15;
 const CONCURRENT: usize = 20;
-
-async fn delegate(http: &reqwest::Client, url: &str, model: &str, wait: &str, i: usize) -> Value {
-    let r = http
-        .post(format!("{url}/delegate"))
-        .json(&json!({"model": model, "prompt": format!("bench prompt {i}"), "wait": wait, "timeout_ms": 60000}))
-        .send()
-        .await
-        .expect("POST /delegate");
-    let status = r.status();
-    let body: Value = r.json().await.expect("JSON");
-    assert!(status.is_success(), "delegation failed: {status} {body}");
-    body
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-async fn net(unpaid: bool) -> LocalNet {
-    let opts = DemoOptions {
-        once: true,
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        prompt: String::new(),
-        model: None,
-        unpaid,
-        agent_ollama: None,
-    };
-    LocalNet::start(&opts, &mut Steps::quiet())
-        .await
-        .expect("local network")
-}
-
-/// Median wall time of `SEQUENTIAL` delegations one after another, ms, then of
-/// `RANDOM_ARRIVALS` delegations each started after a random pause shorter than a block.
-async fn sequential(http: &reqwest::Client, net: &LocalNet) -> (f64, f64) {
-    delegate(http, &net.url, &net.model, "verified", 0).await; // warm-up
-    let mut v = Vec::new();
-    for i in 0..SEQUENTIAL {
-        let t = Instant::now();
-        delegate(http, &net.url, &net.model, "verified", 100 + i).await;
-        v.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let mut r = Vec::new();
-    for i in 0..RANDOM_ARRIVALS {
-        // Not a synchronisation: the arrival time, sampled uniformly over a block.
-        let pause = fastrand::u64(0..BLOCK_SECS * 1000);
-        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-        let t = Instant::now();
-        delegate(http, &net.url, &net.model, "verified", 200 + i).await;
-        r.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    (median(v), median(r))
-}
 
 /// Wall time of `CONCURRENT` delegations started together, s.
 async fn concurrent(http: &reqwest::Client, net: &LocalNet, wait: &str, base: usize) -> f64 {
@@ -97,13 +45,15 @@ async fn main() {
     std::env::set_var("PROVIDER_MAX_JOBS", "64");
     let http = reqwest::Client::new();
 
-    let unpaid = net(true).await;
-    let (unpaid_ms, unpaid_rand_ms) = sequential(&http, &unpaid).await;
+    let unpaid = net(true, None).await;
+    let (unpaid_ms, unpaid_rand_ms) =
+        waits(&http, &unpaid, SEQUENTIAL, RANDOM_ARRIVALS, BLOCK_SECS).await;
     unpaid.shutdown().await;
 
-    let paid = net(false).await;
+    let paid = net(false, None).await;
     assert!(paid.paid(), "anvil is needed: run `npm ci` first");
-    let (paid_ms, paid_rand_ms) = sequential(&http, &paid).await;
+    let (paid_ms, paid_rand_ms) =
+        waits(&http, &paid, SEQUENTIAL, RANDOM_ARRIVALS, BLOCK_SECS).await;
     let verified_s = concurrent(&http, &paid, "verified", 1000).await;
     let settled_s = concurrent(&http, &paid, "settled", 2000).await;
     paid.shutdown().await;

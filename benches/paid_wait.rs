@@ -9,72 +9,19 @@
 //! authorization checks out and lands the stake meanwhile (issue 23, item 5; goal <= 50 ms).
 //! Measured back to back and arriving at a random moment of a block.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edgent::demo::{DemoOptions, LocalNet, Steps};
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
-use serde_json::{json, Value};
+
+#[path = "common/block_waits.rs"]
+mod block_waits;
+use block_waits::{net, waits};
 
 const BLOCK_SECS: u64 = 2;
 /// How long the stub model takes to answer: one block.
 const INFERENCE: Duration = Duration::from_millis(BLOCK_SECS * 1000);
 const SEQUENTIAL: usize = 5;
 const RANDOM_ARRIVALS: usize = 11;
-
-async fn delegate(http: &reqwest::Client, url: &str, model: &str, i: usize) -> Value {
-    let r = http
-        .post(format!("{url}/delegate"))
-        .json(&json!({"model": model, "prompt": format!("bench prompt {i}"), "wait": "verified", "timeout_ms": 60000}))
-        .send()
-        .await
-        .expect("POST /delegate");
-    let status = r.status();
-    let body: Value = r.json().await.expect("JSON");
-    assert!(status.is_success(), "delegation failed: {status} {body}");
-    body
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-async fn net(unpaid: bool) -> LocalNet {
-    let opts = DemoOptions {
-        once: true,
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        prompt: String::new(),
-        model: Some("tinyllama".into()),
-        unpaid,
-        agent_ollama: None,
-    };
-    LocalNet::start(&opts, &mut Steps::quiet())
-        .await
-        .expect("local network")
-}
-
-/// Median wall time, ms, of `SEQUENTIAL` delegations back to back, then of
-/// `RANDOM_ARRIVALS` each started after a random pause shorter than a block.
-async fn waits(http: &reqwest::Client, net: &LocalNet) -> (f64, f64) {
-    delegate(http, &net.url, &net.model, 0).await; // warm-up
-    let mut v = Vec::new();
-    for i in 0..SEQUENTIAL {
-        let t = Instant::now();
-        delegate(http, &net.url, &net.model, 100 + i).await;
-        v.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let mut r = Vec::new();
-    for i in 0..RANDOM_ARRIVALS {
-        // Not a synchronisation: the arrival time, sampled uniformly over a block.
-        let pause = fastrand::u64(0..BLOCK_SECS * 1000);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        let t = Instant::now();
-        delegate(http, &net.url, &net.model, 200 + i).await;
-        r.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    (median(v), median(r))
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -89,13 +36,15 @@ async fn main() {
     std::env::set_var("ANVIL_BLOCK_TIME", BLOCK_SECS.to_string());
     let http = reqwest::Client::new();
 
-    let unpaid = net(true).await;
-    let (unpaid_ms, unpaid_rand_ms) = waits(&http, &unpaid).await;
+    let unpaid = net(true, Some("tinyllama")).await;
+    let (unpaid_ms, unpaid_rand_ms) =
+        waits(&http, &unpaid, SEQUENTIAL, RANDOM_ARRIVALS, BLOCK_SECS).await;
     unpaid.shutdown().await;
 
-    let paid = net(false).await;
+    let paid = net(false, Some("tinyllama")).await;
     assert!(paid.paid(), "anvil is needed: run `npm ci` first");
-    let (paid_ms, paid_rand_ms) = waits(&http, &paid).await;
+    let (paid_ms, paid_rand_ms) =
+        waits(&http, &paid, SEQUENTIAL, RANDOM_ARRIVALS, BLOCK_SECS).await;
     paid.shutdown().await;
 
     println!(

@@ -10,50 +10,12 @@ use std::time::Duration;
 use alloy::primitives::{keccak256, B256, U256};
 use edgent::chain::{EscrowClient, EscrowError, EscrowRevert, FairEscrow, FairStatus};
 use edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::evil::{evil_on, node_key};
-use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
+use crate::support::paid::{hostile_task, payment_becomes, PaidWorld, FUND, PRICE};
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-/// A paid `task` for `prompt` as the hostile requester sends it from the evil node: staked by
-/// an EIP-3009 authorization the requester's wallet signs for the provider (mesh node 1),
-/// which the provider submits itself; its deadline `deadline_s` seconds away.
-async fn hostile_task(
-    w: &PaidWorld,
-    job: B256,
-    prompt: &str,
-    deadline_s: u64,
-    stream: bool,
-) -> Value {
-    let client = w.requester_client().await;
-    let provider_key = node_key(&w.mesh, 1);
-    let now = client.chain_time().await.expect("chain time");
-    let stake_deadline = now + deadline_s + LOCAL_DISPUTE_WINDOW_SECS;
-    let auth = client
-        .sign_stake_authorization(
-            job,
-            w.provider_wallet,
-            edgent::chain::key_commitment(&provider_key.0),
-            U256::from(PRICE),
-            stake_deadline,
-            stake_deadline,
-        )
-        .await
-        .expect("authorization");
-    json!({
-        "v": 1, "type": "task", "job_id": format!("{job:#x}"), "model": "tinyllama",
-        "prompt": prompt, "deadline_ms": edgent::jobs::now_ms() + deadline_s * 1000,
-        "msg_id": uuid::Uuid::new_v4().to_string(), "stream": stream,
-        "stake": {
-            "chain_id": w.chain.chain_id(),
-            "escrow": format!("{:#x}", w.deployment.escrow),
-            "amount": PRICE.to_string(),
-            "authorization": edgent::paid::authorization_to_wire(&auth),
-        },
-    })
-}
 
 /// An escrow client signing with anvil account `i`, speaking version 4.
 async fn fair_client(w: &PaidWorld, i: usize) -> FairEscrow {

@@ -9,16 +9,15 @@
 use std::time::Duration;
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::primitives::{keccak256, Address, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::providers::ProviderBuilder;
 use edgent::chain::FairStatus;
-use edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS;
 use edgent::harness::evil_node::EvilNode;
 use serde_json::{json, Value};
 
 use crate::support::evil::{evil_on, introduce, node_key};
-use crate::support::paid::{PaidWorld, WorldOptions, FUND, PRICE};
+use crate::support::paid::{hostile_task, PaidWorld, WorldOptions, FUND, PRICE};
 use crate::support::{until, DaemonProc};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -32,38 +31,6 @@ alloy::sol! {
     interface IUsdcTransfer {
         function transfer(address to, uint256 amount) external returns (bool);
     }
-}
-
-/// A paid, streamed `task` for `prompt` from the evil node, staked by an EIP-3009
-/// authorization the requester's wallet signs for the provider (mesh node 1).
-async fn authorized_task(w: &PaidWorld, job: B256, prompt: &str) -> Value {
-    let client = w.requester_client().await;
-    let provider_key = node_key(&w.mesh, 1);
-    let now = client.chain_time().await.expect("chain time");
-    let deadline_s = 30;
-    let stake_deadline = now + deadline_s + LOCAL_DISPUTE_WINDOW_SECS;
-    let auth = client
-        .sign_stake_authorization(
-            job,
-            w.provider_wallet,
-            edgent::chain::key_commitment(&provider_key.0),
-            U256::from(PRICE),
-            stake_deadline,
-            stake_deadline,
-        )
-        .await
-        .expect("authorization");
-    json!({
-        "v": 1, "type": "task", "job_id": format!("{job:#x}"), "model": "tinyllama",
-        "prompt": prompt, "deadline_ms": edgent::jobs::now_ms() + deadline_s * 1000,
-        "msg_id": uuid::Uuid::new_v4().to_string(), "stream": true,
-        "stake": {
-            "chain_id": w.chain.chain_id(),
-            "escrow": format!("{:#x}", w.deployment.escrow),
-            "amount": PRICE.to_string(),
-            "authorization": edgent::paid::authorization_to_wire(&auth),
-        },
-    })
 }
 
 async fn provider_only(w: &PaidWorld, extra: &[(&str, &str)]) -> DaemonProc {
@@ -124,7 +91,7 @@ async fn inference_starts_before_the_stake_is_mined_and_no_output_leaves_before_
     let evil = evil_on(&w.mesh, &[2]).await;
     let job = keccak256(b"prestart honest");
     let id = format!("{job:#x}");
-    let task = authorized_task(&w, job, "an honest paid question").await;
+    let task = hostile_task(&w, job, "an honest paid question", 30, true).await;
     evil.send_json(0, &node_key(&w.mesh, 1), &task)
         .await
         .expect("send");
@@ -195,7 +162,7 @@ async fn an_authorization_that_never_lands_cancels_the_job_leaks_nothing_and_spe
     for round in 0..2u64 {
         let job = keccak256(format!("never lands {round}").as_bytes());
         let id = format!("{job:#x}");
-        let task = authorized_task(&w, job, "work I will not pay for").await;
+        let task = hostile_task(&w, job, "work I will not pay for", 30, true).await;
         // Hold the next block while the provider starts, so the move lands ahead of the stake.
         anvil
             .anvil_set_interval_mining(0)
@@ -250,7 +217,7 @@ async fn an_authorization_that_never_lands_cancels_the_job_leaks_nothing_and_spe
     // Budget spent: a third valid, funded authorization is refused before any compute.
     let job = keccak256(b"never lands 2");
     let id = format!("{job:#x}");
-    let task = authorized_task(&w, job, "one more").await;
+    let task = hostile_task(&w, job, "one more", 30, true).await;
     evil.send_json(0, &node_key(&w.mesh, 1), &task)
         .await
         .expect("send");

@@ -376,3 +376,41 @@ pub async fn payment_becomes(d: &DaemonProc, id: &str, status: &str, within: Dur
     })
     .await
 }
+
+/// A paid `task` for `prompt` as the hostile requester sends it from the evil node: staked by
+/// an EIP-3009 authorization the requester's wallet signs for the provider (mesh node 1),
+/// which the provider submits itself; its deadline `deadline_s` seconds away.
+pub async fn hostile_task(
+    w: &PaidWorld,
+    job: B256,
+    prompt: &str,
+    deadline_s: u64,
+    stream: bool,
+) -> Value {
+    let client = w.requester_client().await;
+    let provider_key = crate::support::evil::node_key(&w.mesh, 1);
+    let now = client.chain_time().await.expect("chain time");
+    let stake_deadline = now + deadline_s + edgent::harness::anvil::LOCAL_DISPUTE_WINDOW_SECS;
+    let auth = client
+        .sign_stake_authorization(
+            job,
+            w.provider_wallet,
+            edgent::chain::key_commitment(&provider_key.0),
+            U256::from(PRICE),
+            stake_deadline,
+            stake_deadline,
+        )
+        .await
+        .expect("authorization");
+    json!({
+        "v": 1, "type": "task", "job_id": format!("{job:#x}"), "model": "tinyllama",
+        "prompt": prompt, "deadline_ms": edgent::jobs::now_ms() + deadline_s * 1000,
+        "msg_id": uuid::Uuid::new_v4().to_string(), "stream": stream,
+        "stake": {
+            "chain_id": w.chain.chain_id(),
+            "escrow": format!("{:#x}", w.deployment.escrow),
+            "amount": PRICE.to_string(),
+            "authorization": edgent::paid::authorization_to_wire(&auth),
+        },
+    })
+}
