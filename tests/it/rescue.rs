@@ -205,10 +205,16 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
-    // Two providers serve the model through one real Ollama; the requester sends every
-    // request to the mesh.
+/// Two providers serving the tiny model through one real Ollama (mesh nodes 1 and 2) and a
+/// requester that sends every request to the mesh (node 0), all on fast heartbeats; the
+/// requester knows both providers.
+async fn two_providers() -> (
+    RealOllama,
+    MeshSimProc,
+    tempfile::TempDir,
+    Vec<DaemonProc>,
+    DaemonProc,
+) {
     let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
     let mesh = MeshSimProc::start(3, 0);
     let dir = tempfile::tempdir().unwrap();
@@ -231,6 +237,14 @@ async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
     env.extend(BEATS);
     let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
     knows_providers(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    (ollama, mesh, dir, providers, requester)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
+    // Two providers serve the model through one real Ollama; the requester sends every
+    // request to the mesh.
+    let (ollama, mesh, _dir, mut providers, requester) = two_providers().await;
 
     let options: Value = serde_json::from_str(LONG_STREAM).unwrap();
     let mut resp = reqwest::Client::new()
@@ -429,28 +443,7 @@ async fn read_sse(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
-    let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
-    let mesh = MeshSimProc::start(3, 0);
-    let dir = tempfile::tempdir().unwrap();
-    let mut providers = Vec::new();
-    for i in 1..=2 {
-        let mut env = vec![
-            ("AXL_API_URL", mesh.nodes[i].1.as_str()),
-            ("EDGENT_ROLE", "provider"),
-            ("OLLAMA_URL", ollama.url.as_str()),
-        ];
-        env.extend(BEATS);
-        providers.push(DaemonProc::start(&dir.path().join(format!("p{i}")), &env).await);
-    }
-    let mut env = vec![
-        ("AXL_API_URL", mesh.nodes[0].1.as_str()),
-        ("EDGENT_ROLE", "requester"),
-        ("EDGENT_OFFLOAD", "always"),
-        ("OLLAMA_URL", "http://127.0.0.1:9"),
-    ];
-    env.extend(BEATS);
-    let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
-    knows_providers(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    let (_ollama, mesh, _dir, mut providers, requester) = two_providers().await;
 
     let mut resp = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", requester.url))
