@@ -11,8 +11,6 @@ mod receipt;
 mod reply;
 mod sender;
 
-use self::reply::task_error;
-
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -675,5 +673,16 @@ impl Provider {
 impl crate::mesh::gossip::OfferSource for Provider {
     fn offer(&self) -> Option<ResourceAd> {
         self.current_ad(uuid::Uuid::nil())
+    }
+}
+
+/// The `task_error` answering `task`.
+fn task_error(task: &Task, code: TaskErrorCode, message: String) -> TaskError {
+    TaskError {
+        job_id: task.job_id,
+        code,
+        message,
+        retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
+        status: None,
     }
 }

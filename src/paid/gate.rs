@@ -41,7 +41,7 @@ use crate::chain::{FairStatus, StakeAuthorization, StakeInfo, StakeStatus};
 use crate::mesh::limits::{TokenBucket, MAX_TRACKED_PEERS};
 use crate::protocol::{JobId, Task};
 
-use super::seams::StakeRefusal;
+use super::seams::{OverBudget, StakeRefusal};
 
 /// How long a stake read is reused for the same job.
 const STAKE_TTL: Duration = Duration::from_secs(30);
@@ -105,18 +105,6 @@ fn insert_bounded<K: std::hash::Hash + Eq, V>(
         }
     }
     m.insert(k, v);
-}
-
-/// Why a task is refused at the gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "too many unpaid tasks from this node: its budget of {burst} refills at {per_min} a minute"
-)]
-pub struct OverBudget {
-    /// `PEER_UNSTAKED_BURST`.
-    pub burst: u32,
-    /// `PEER_UNSTAKED_PER_MIN`.
-    pub per_min: u32,
 }
 
 impl StakeGate {

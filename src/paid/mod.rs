@@ -8,7 +8,7 @@
 //!   delivering it, and asks to be paid.
 //! - [`prestart`]: a provider holding a valid authorization starts the job at once and
 //!   lands the stake meanwhile; no output leaves before the stake is mined, and a stake
-//!   that never lands cancels the job.
+//!   that never lands cancels the job; [`landing`] the handle its output gate waits on.
 //! - [`x402`]: the x402 v2 `PaymentRequired` and `SettleResponse` (scheme `auth-capture`,
 //!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, dispute,
@@ -28,6 +28,7 @@
 
 pub mod evidence;
 pub mod gate;
+pub mod landing;
 pub mod prestart;
 pub mod provider;
 pub mod reconcile;

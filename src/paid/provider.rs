@@ -10,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::gate::{Payee, StakeGate};
+use super::seams::Authorized;
 use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
 use crate::chain::{FairStatus, StakeAuthorization, StakeStatus};
@@ -23,13 +24,6 @@ const GATE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Seconds a provider keeps in hand before the stake's deadline to submit its output hash.
 pub(crate) const SUBMIT_MARGIN_SECS: u64 = 10;
-
-/// A task's stake authorization, checked offline, funded and its nonce unused, that this
-/// provider submits as the stake once the task holds a slot ([`super::prestart`]).
-pub struct Authorized {
-    pub(super) auth: StakeAuthorization,
-    pub(super) units: u64,
-}
 
 /// The provider side of the paid flow.
 pub struct PaidProvider {

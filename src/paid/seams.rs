@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use alloy::primitives::Address;
 
 use crate::axl::PeerKey;
-use crate::chain::{EscrowError, FairStatus};
+use crate::chain::{EscrowError, FairStatus, StakeAuthorization};
 use crate::jobs::{JobError, JobRecord, PaymentRecord};
 use crate::protocol::{
     JobId, PaymentConfirmed, PaymentRequest, ResourceAd, StakeRef, Task, TaskErrorCode, TaskResult,
@@ -134,7 +134,26 @@ pub enum StakeCheck {
     Staked(Box<PaymentRecord>),
     /// The requester's authorization, checked offline and funded: this provider submits it
     /// as the stake once the task has a slot.
-    Authorized(Box<super::provider::Authorized>),
+    Authorized(Box<Authorized>),
+}
+
+/// A task's stake authorization, checked offline, funded and its nonce unused, that this
+/// provider submits as the stake once the task holds a slot ([`super::prestart`]).
+pub struct Authorized {
+    pub(crate) auth: StakeAuthorization,
+    pub(crate) units: u64,
+}
+
+/// Why a task is refused at the gate ([`super::gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many unpaid tasks from this node: its budget of {burst} refills at {per_min} a minute"
+)]
+pub struct OverBudget {
+    /// `PEER_UNSTAKED_BURST`.
+    pub burst: u32,
+    /// `PEER_UNSTAKED_PER_MIN`.
+    pub per_min: u32,
 }
 
 /// What [`ProviderPayments::take_stake`] gives the job once it holds a slot.
@@ -143,7 +162,7 @@ pub struct Taken {
     pub payment: Option<PaymentRecord>,
     /// A stake still to land ([`super::prestart`]): the job may run meanwhile, its output
     /// may not leave before the stake is mined.
-    pub landing: Option<super::prestart::Prestart>,
+    pub landing: Option<super::landing::Prestart>,
 }
 
 impl Taken {
@@ -257,7 +276,7 @@ pub enum StakeRefusal {
     AuthorizationUsed,
     /// The peer has spent its budget of unpaid tasks: refused without asking the chain.
     #[error(transparent)]
-    OverBudget(#[from] super::gate::OverBudget),
+    OverBudget(#[from] OverBudget),
     /// This node takes no stake authorizations.
     #[error("this provider takes no stake authorizations")]
     AuthorizationsUnsupported,

@@ -9,7 +9,7 @@ use crate::inference::InferenceError;
 use crate::jobs::{now_ms, JobState, Side};
 use crate::protocol::{Message, Task, TaskError, TaskErrorCode, TaskResult, Usage};
 
-use super::{receipt, Provider, BUSY_RETRY_AFTER_MS};
+use super::{receipt, task_error, Provider};
 
 impl Provider {
     /// The `task_result` carrying `output`, with its receipt signed by this node's key
@@ -187,16 +187,5 @@ impl Provider {
             tracing::info!(to = %to.short(), tries, "result acknowledged after resending");
         }
         Ok(())
-    }
-}
-
-/// The `task_error` answering `task`.
-pub(super) fn task_error(task: &Task, code: TaskErrorCode, message: String) -> TaskError {
-    TaskError {
-        job_id: task.job_id,
-        code,
-        message,
-        retry_after_ms: (code == TaskErrorCode::Busy).then_some(BUSY_RETRY_AFTER_MS),
-        status: None,
     }
 }
