@@ -51,8 +51,8 @@ impl FrontSettings {
             problem: problem.to_string(),
         };
         let offload = match get("EDGENT_OFFLOAD").as_deref().map(str::trim) {
-            None | Some("oom") => OffloadMode::Oom,
-            Some("predict") => OffloadMode::Predict,
+            Some("oom") => OffloadMode::Oom,
+            None | Some("predict") => OffloadMode::Predict,
             Some("always") => OffloadMode::Always,
             Some("never") => OffloadMode::Never,
             Some(other) => {
@@ -186,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             FrontSettings::from_lookup(&|_| None).unwrap().offload,
-            OffloadMode::Oom
+            OffloadMode::Predict
         );
     }
 }
