@@ -175,7 +175,7 @@ async fn embedding(
     let unpinned = req.request.model_digest.is_none() && !req.request.model.contains('@');
     if matches!(&why, Some((Offload::OutOfMemory(_), _, _))) && unpinned {
         let model = &req.request.model;
-        if let Some(d) = super::pin::local_digest(&front.http, front.ollama_url(), model).await {
+        if let Some(d) = front.local_digest(model).await {
             req.request.model_digest = Some(d);
         }
     }

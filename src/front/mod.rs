@@ -84,6 +84,8 @@ pub struct FrontDoor {
     /// Delegation over the mesh.
     pub requester: Arc<Requester>,
     http: reqwest::Client,
+    /// The local models' weights digests, kept ([`pin`]).
+    weights: Arc<crate::inference::weights::WeightsCache>,
 }
 
 impl FrontDoor {
@@ -96,7 +98,23 @@ impl FrontDoor {
             ctx,
             requester,
             http,
+            weights: Arc::default(),
         })
+    }
+
+    /// The weights' digest of the local `model` ([`pin::local_digest`]).
+    async fn local_digest(&self, model: &str) -> Option<String> {
+        pin::local_digest(&self.http, self.ollama_url(), &self.weights, model).await
+    }
+
+    /// Learn the local `model`'s digest ahead of need ([`pin::learn`]).
+    fn learn_digest(&self, model: &str) {
+        pin::learn(
+            self.http.clone(),
+            self.ollama_url().to_string(),
+            self.weights.clone(),
+            model.to_string(),
+        );
     }
 
     fn settings(&self) -> &FrontSettings {
@@ -242,7 +260,7 @@ async fn generation(
     let unpinned = req.request.model_digest.is_none() && !req.request.model.contains('@');
     if matches!(&why, Some((Offload::OutOfMemory(_), _, _))) && unpinned {
         let model = &req.request.model;
-        if let Some(d) = pin::local_digest(&front.http, front.ollama_url(), model).await {
+        if let Some(d) = front.local_digest(model).await {
             tracing::info!(%model, digest = %d, "the local Ollama holds the model: the mesh must serve this digest");
             req.request.model_digest = Some(d);
         }

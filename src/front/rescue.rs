@@ -118,6 +118,11 @@ pub fn guard(front: Arc<FrontDoor>, api: Api, req: &AgentRequest, resp: Response
     {
         return resp;
     }
+    // A rescue pins the continuation to the local model's digest: learnt now, it is kept
+    // when the stream breaks.
+    if req.request.model_digest.is_none() && !req.request.model.contains('@') {
+        front.learn_digest(&req.request.model);
+    }
     let (parts, body) = resp.into_parts();
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let req = req.clone();
@@ -218,8 +223,7 @@ async fn continue_on_mesh(
         dreq.prompt.clear();
     }
     if dreq.model_digest.is_none() && !dreq.model.contains('@') {
-        dreq.model_digest =
-            super::pin::local_digest(&front.http, front.ollama_url(), &dreq.model).await;
+        dreq.model_digest = front.local_digest(&dreq.model).await;
     }
     let model = req.request.model.clone();
     let answer = crate::requester::events::start(front.requester.clone(), dreq, true).await;

@@ -58,6 +58,11 @@ pub struct WeightsCache {
 }
 
 impl WeightsCache {
+    /// Whether a digest of `model` (under any manifest) was asked for and kept.
+    pub fn knows(&self, model: &str) -> bool {
+        self.known.lock().keys().any(|(m, _)| m == model)
+    }
+
     /// The weights' digest of `model`, whose manifest digest is `manifest`; asked of the
     /// Ollama at `base` the first time. A failed ask is logged and not kept.
     pub async fn get(
@@ -86,6 +91,28 @@ impl WeightsCache {
             }
         }
     }
+}
+
+/// The manifest digest `/api/tags` of the Ollama at `base` gives `model` (cheap beside
+/// `/api/show`): what keys [`WeightsCache`]; `None` when it is not listed or Ollama does
+/// not answer.
+pub async fn manifest_digest(http: &reqwest::Client, base: &str, model: &str) -> Option<String> {
+    let tags: Value = http
+        .get(format!("{}/api/tags", base.trim_end_matches('/')))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    tags["models"].as_array()?.iter().find(|m| {
+        m["name"]
+            .as_str()
+            .is_some_and(|n| super::model_matches(model, n))
+    })?["digest"]
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]
