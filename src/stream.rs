@@ -23,6 +23,10 @@
 //! so the agent knows its answer is cut short and may ask again. [`ChunkRegistry::end_attempt`] makes
 //! that call, and also refuses a failover for a job whose agent went away.
 //!
+//! Once the first chunk left, the provider fills any silence of
+//! [`crate::mesh::heartbeat::STREAM_BEAT`] with a heartbeat, so the requester notices a
+//! dead provider mid-stream within `STREAM_DEAD_MS` and rescues the stream.
+//!
 //! A paid job may run before its stake is mined ([`crate::paid::prestart`]): its output
 //! then waits behind an [`OutputGate`], and no `task_chunk` leaves before the gate opens.
 
@@ -35,8 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::axl::PeerKey;
 use crate::inference::{Backend, GenerateOutput, GenerateRequest, InferenceError};
+use crate::mesh::heartbeat::STREAM_BEAT;
 use crate::mesh::Endpoint;
-use crate::protocol::{JobId, Message, TaskChunk};
+use crate::protocol::{BeatState, Heartbeat, JobId, Message, TaskChunk};
 /// The stream's two ends, defined beside the request that carries the sink.
 pub use crate::request::{StreamEvent, StreamSink};
 
@@ -324,8 +329,25 @@ pub async fn pump(
     let mut flush_at = tokio::time::Instant::now();
     // When the last chunk left (none yet: the first delta goes at once).
     let mut last_sent: Option<tokio::time::Instant> = None;
+    // Once the stream began, a silence of STREAM_BEAT (a slow token, a tool call being
+    // written) is filled with a heartbeat: the requester counts a streaming provider dead
+    // after a short silence, and rescues the stream.
+    let beat = Message::Heartbeat(Heartbeat {
+        job_id,
+        state: BeatState::Running,
+        queue_position: None,
+    });
+    let mut last_beat: Option<tokio::time::Instant> = None;
     loop {
+        let beat_at = last_sent.map(|t| last_beat.map_or(t, |b| b.max(t)) + STREAM_BEAT);
         let closed = tokio::select! {
+            _ = sleep_until_some(beat_at), if buf.is_empty() => {
+                if let Err(e) = endpoint.send(&to, &beat).await {
+                    tracing::debug!(job = %job_id, error = %e, "stream heartbeat not sent");
+                }
+                last_beat = Some(tokio::time::Instant::now());
+                continue;
+            }
             d = rx.recv() => match d {
                 Some(d) => {
                     let now = tokio::time::Instant::now();
@@ -359,6 +381,14 @@ pub async fn pump(
         if closed {
             return (seq, sent);
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -19,6 +19,7 @@ pub fn delivery_from_lookup(get: Lookup) -> Result<DeliverySettings, ConfigError
     Ok(DeliverySettings {
         heartbeat: ms("HEARTBEAT_MS", 2_000, 50, 60_000)?,
         heartbeat_misses: num("HEARTBEAT_MISSES", 2, 1, 100)? as u32,
+        stream_dead: ms("STREAM_DEAD_MS", 750, 300, 600_000)?,
         send_timeout: ms("MESH_SEND_TIMEOUT_MS", 5_000, 50, 600_000)?,
         ack_timeout: ms("ACK_TIMEOUT_MS", 500, 10, 60_000)?,
         reliable_window: ms("RELIABLE_WINDOW_MS", 120_000, 100, 3_600_000)?,

@@ -10,6 +10,11 @@ pub struct DeliverySettings {
     pub heartbeat: Duration,
     /// `HEARTBEAT_MISSES`: beats missed before the requester declares the provider dead (2).
     pub heartbeat_misses: u32,
+    /// `STREAM_DEAD_MS`: once a provider's stream began, how long without a chunk or a
+    /// beat it counts as dead (750 ms). A streaming provider beats every
+    /// [`crate::mesh::heartbeat::STREAM_BEAT`] of silence, so a stream's death is noticed
+    /// within this, not `dead_after`'s seconds, and the agent's stream is rescued sooner.
+    pub stream_dead: Duration,
     /// `MESH_SEND_TIMEOUT_MS`: the longest one `/send` may take (5 s). AXL blocks about
     /// 127 s on a key nobody has; a send that does not complete in time counts as failed.
     pub send_timeout: Duration,
@@ -52,6 +57,7 @@ impl Default for DeliverySettings {
         DeliverySettings {
             heartbeat: Duration::from_millis(2_000),
             heartbeat_misses: 2,
+            stream_dead: Duration::from_millis(750),
             send_timeout: Duration::from_millis(5_000),
             ack_timeout: Duration::from_millis(500),
             reliable_window: Duration::from_millis(120_000),
@@ -73,5 +79,11 @@ impl DeliverySettings {
     /// How long without a sign of life (heartbeat, ack, result) a provider counts as dead.
     pub fn dead_after(&self) -> Duration {
         self.heartbeat * self.heartbeat_misses.max(1) + self.heartbeat / 4
+    }
+
+    /// How long without a chunk or a beat a provider whose stream began counts as dead:
+    /// `stream_dead`, or `dead_after` when that is shorter.
+    pub fn stream_dead_after(&self) -> Duration {
+        self.stream_dead.min(self.dead_after())
     }
 }

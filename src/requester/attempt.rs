@@ -104,7 +104,11 @@ impl Requester {
         let dead_after = settings.dead_after();
         // The first sign of life may wait for one slow send (AXL's first send after
         // peering takes about 3 s).
-        let pulse = Arc::new(Pulse::new(settings.send_timeout));
+        let pulse = Arc::new(Pulse::new(
+            settings.send_timeout,
+            dead_after,
+            settings.stream_dead_after(),
+        ));
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().insert(
             job_id,
@@ -120,7 +124,7 @@ impl Requester {
         let mut send_done = false;
         let mut send_err: Option<String> = None;
         let end = loop {
-            let dead_at = pulse.dead_at(dead_after).min(deadline);
+            let dead_at = pulse.dead_at().min(deadline);
             tokio::select! {
                 r = &mut send, if !send_done => {
                     send_done = true;
@@ -138,12 +142,14 @@ impl Requester {
                     Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
                     Err(_) => AttemptEnd::Unreachable("the wait was cancelled".into()),
                 },
+                // The first chunk shortens the silence that counts: wait again with it.
+                _ = pulse.stream_began(), if !pulse.is_streaming() => {}
                 _ = tokio::time::sleep_until(dead_at.into()) => {
                     let now = Instant::now();
                     if now >= deadline {
                         break AttemptEnd::Deadline;
                     }
-                    if pulse.dead_at(dead_after) <= now {
+                    if pulse.dead_at() <= now {
                         break if pulse.heard() {
                             AttemptEnd::Dead
                         } else {
@@ -272,7 +278,15 @@ impl Requester {
     /// A streamed job's provider sent more output.
     pub fn on_task_chunk(&self, from: &PeerKey, c: TaskChunk) {
         let job = c.job_id;
-        if let Err(why) = self.chunks.on_chunk(from, c) {
+        let taken = self.chunks.on_chunk(from, c);
+        if taken.is_ok() {
+            if let Some(w) = self.waiting.lock().get(&job) {
+                if w.provider.same_node(from) {
+                    w.pulse.chunk();
+                }
+            }
+        }
+        if let Err(why) = taken {
             let reason = match why {
                 ChunkDrop::Spoofed => crate::protocol::DropReason::Spoofed,
                 ChunkDrop::Unknown | ChunkDrop::TooLarge => crate::protocol::DropReason::Unexpected,

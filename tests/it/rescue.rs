@@ -18,15 +18,18 @@ use serde_json::{json, Value};
 use crate::support::gemma::GEMMA_MODEL;
 use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
 use crate::support::paid::{payment_becomes, PaidWorld, WorldOptions, FUND, PRICE};
-use crate::support::{eventually, DaemonProc, MeshSimProc};
+use crate::support::{eventually, DaemonProc, MeshSimProc, Pair};
+use edgent::harness::ollama_stub::{stub_output, StubBehaviour};
 
 const WITHIN: Duration = Duration::from_secs(120);
 
 /// Options under which the tiny model streams for seconds.
 const LONG_STREAM: &str = r#"{"seed": 3, "temperature": 1.5, "top_k": 2, "num_predict": 5000}"#;
 
-/// Fast heartbeats: a dead provider is noticed in about half a second.
-const BEATS: [(&str, &str); 2] = [("HEARTBEAT_MS", "250"), ("HEARTBEAT_MISSES", "2")];
+/// Heartbeats a minute apart (dead after two minutes, past every wait here): a provider
+/// that dies mid-stream is noticed only by its stream's silence (`STREAM_DEAD_MS`, the
+/// provider beating every 150 ms of a stream with no chunk), never by the job's beats.
+const BEATS: [(&str, &str); 2] = [("HEARTBEAT_MS", "60000"), ("HEARTBEAT_MISSES", "2")];
 
 /// An Ollama NDJSON stream read to its end.
 struct Read {
@@ -206,8 +209,8 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
 }
 
 /// Two providers serving the tiny model through one real Ollama (mesh nodes 1 and 2) and a
-/// requester that sends every request to the mesh (node 0), all on fast heartbeats; the
-/// requester knows both providers.
+/// requester that sends every request to the mesh (node 0), all on slow heartbeats
+/// ([`BEATS`]); the requester knows both providers.
 async fn two_providers() -> (
     RealOllama,
     MeshSimProc,
@@ -391,6 +394,43 @@ async fn a_paid_stream_rescued_mid_way_pays_the_finisher_and_refunds_the_dead_st
     assert_eq!((r, p1, p2, e), (FUND - second_price, 0, second_price, 0));
     assert_eq!(r + p1 + p2 + e, FUND, "USDC conserved to the unit");
     w.assert_conserved_with(&[second_wallet], 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_slower_between_tokens_than_the_streams_silence_is_not_taken_for_dead() {
+    // The provider's model waits 1.5 s before each piece, twice `STREAM_DEAD_MS` (750 ms):
+    // only its stream heartbeats tell the requester it is alive.
+    let p = Pair::with_stub(
+        2,
+        StubBehaviour {
+            piece_delay: Duration::from_millis(1_500),
+            ..StubBehaviour::default()
+        },
+    )
+    .await;
+    let body = p
+        .requester
+        .request(reqwest::Method::POST, "/delegate")
+        .json(&json!({"model": "tinyllama", "prompt": "slow but alive", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let jobs = p.requester.get("/jobs").await;
+    let job = &jobs[0];
+    assert_eq!(job["state"], "completed", "{body}\n{job}");
+    let attempts = job["attempts"].as_array().expect("attempts");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "one provider, never declared dead: {job}"
+    );
+    assert_eq!(attempts[0]["outcome"], "completed", "{job}");
+    let want = stub_output("tinyllama:latest", "slow but alive");
+    assert_eq!(job["output"], json!(want), "{job}");
+    assert_eq!(p.backend.generate_calls(), 1, "the job ran once");
 }
 
 /// An OpenAI SSE stream read to its end: its chunks, whether `data: [DONE]` ended it, and
