@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::inference::weights::{json_answer, tags_entry};
+
 /// The share of the weights added for buffers, percent.
 pub const OVERHEAD_PCT: u64 = 10;
 /// Bytes added for the compute graph and the runner.
@@ -193,19 +195,6 @@ pub async fn predict(
     num_ctx: Option<u64>,
     configured: Option<u64>,
 ) -> Option<Verdict> {
-    let get = |path: &str| {
-        let url = format!("{base}{path}");
-        async move {
-            http.get(url)
-                .timeout(ASK_TIMEOUT)
-                .send()
-                .await
-                .ok()?
-                .json::<Value>()
-                .await
-                .ok()
-        }
-    };
     let same = |m: &Value| {
         m["name"]
             .as_str()
@@ -214,7 +203,8 @@ pub async fn predict(
                 .as_str()
                 .is_some_and(|n| crate::inference::model_matches(model, n))
     };
-    if let Some(ps) = get("/api/ps").await {
+    let ps = json_answer(http.get(format!("{base}/api/ps")).timeout(ASK_TIMEOUT)).await;
+    if let Some(ps) = ps {
         if let Some(m) = ps["models"]
             .as_array()
             .and_then(|a| a.iter().find(|m| same(m)))
@@ -223,18 +213,14 @@ pub async fn predict(
             return (vram > 0 && vram < size).then_some(Verdict::Spilled { vram, size });
         }
     }
-    let tags = get("/api/tags").await?;
-    let weights = tags["models"].as_array()?.iter().find(|m| same(m))?["size"].as_u64()?;
-    let show: Value = http
-        .post(format!("{base}/api/show"))
-        .timeout(ASK_TIMEOUT)
-        .json(&json!({"model": model}))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let entry = tags_entry(http, base, model, ASK_TIMEOUT).await?;
+    let weights = entry["size"].as_u64()?;
+    let show = json_answer(
+        http.post(format!("{base}/api/show"))
+            .timeout(ASK_TIMEOUT)
+            .json(&json!({"model": model})),
+    )
+    .await?;
     let shape = Shape::from_model_info(show.get("model_info")?)?;
     let need = needed(weights, shape.kv_bytes(num_ctx.unwrap_or(DEFAULT_NUM_CTX)));
     let have = available(configured)?;

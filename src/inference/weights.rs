@@ -93,26 +93,39 @@ impl WeightsCache {
     }
 }
 
+/// The JSON answer to `req`; `None` when it fails or is not JSON.
+pub async fn json_answer(req: reqwest::RequestBuilder) -> Option<Value> {
+    req.send().await.ok()?.json().await.ok()
+}
+
+/// `model`'s entry in `/api/tags` of the Ollama at `base` (its `size`, its manifest
+/// `digest`); `None` when it is not listed or Ollama does not answer within `timeout`.
+pub async fn tags_entry(
+    http: &reqwest::Client,
+    base: &str,
+    model: &str,
+    timeout: Duration,
+) -> Option<Value> {
+    let url = format!("{}/api/tags", base.trim_end_matches('/'));
+    let mut tags = json_answer(http.get(url).timeout(timeout)).await?;
+    let same = |m: &Value, field: &str| {
+        m[field]
+            .as_str()
+            .is_some_and(|n| super::model_matches(model, n))
+    };
+    let models = tags.get_mut("models")?.as_array_mut()?;
+    let at = models
+        .iter()
+        .position(|m| same(m, "name") || same(m, "model"))?;
+    Some(models.swap_remove(at))
+}
+
 /// The manifest digest `/api/tags` of the Ollama at `base` gives `model` (cheap beside
 /// `/api/show`): what keys [`WeightsCache`]; `None` when it is not listed or Ollama does
 /// not answer.
 pub async fn manifest_digest(http: &reqwest::Client, base: &str, model: &str) -> Option<String> {
-    let tags: Value = http
-        .get(format!("{}/api/tags", base.trim_end_matches('/')))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    tags["models"].as_array()?.iter().find(|m| {
-        m["name"]
-            .as_str()
-            .is_some_and(|n| super::model_matches(model, n))
-    })?["digest"]
-        .as_str()
-        .map(str::to_string)
+    let entry = tags_entry(http, base, model, Duration::from_secs(10)).await?;
+    entry["digest"].as_str().map(str::to_string)
 }
 
 #[cfg(test)]
