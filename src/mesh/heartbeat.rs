@@ -6,7 +6,7 @@
 //!
 //! A job whose stream began is watched closer: the provider's chunk pump beats whenever
 //! [`STREAM_BEAT`] passed without a chunk ([`crate::stream::pump`]), and the requester's
-//! pulse, once a chunk came ([`Pulse::streaming`]), counts the provider dead after
+//! pulse, once a chunk came ([`Pulse::chunk`]), counts the provider dead after
 //! [`crate::mesh::DeliverySettings::stream_dead_after`] (750 ms) of silence, so a stream
 //! cut mid-answer is rescued within about a second.
 
