@@ -99,12 +99,19 @@ impl Requester {
         self.caught.lock().contains(provider)
     }
 
-    pub(super) fn mark_caught(&self, provider: &PeerKey) {
+    /// Exclude `provider` from this node's delegations (a cheater caught by a spot check of
+    /// an attempt, whose `caught` outcome records the dispute in its history).
+    fn exclude(&self, provider: &PeerKey) {
         let mut c = self.caught.lock();
         if c.len() < MAX_TRACKED {
             c.insert(*provider);
         }
-        drop(c);
+    }
+
+    /// Exclude `provider` and record one dispute in its history (a checker that lied, or a
+    /// cheater confirmed from a peer's evidence: no attempt of this node records it).
+    pub(super) fn mark_caught(&self, provider: &PeerKey) {
+        self.exclude(provider);
         self.ctx
             .mesh
             .history
@@ -219,7 +226,8 @@ impl Requester {
         tracing::info!(%job, provider = %provider.short(), verdict = <&str>::from(check.verdict), ms = check.ms, "spot check");
         self.ctx.metrics.spot_check(check.verdict.into());
         if caught.is_some() {
-            self.mark_caught(&provider);
+            // Excluded here; its history gets the dispute once, from the attempt's outcome.
+            self.exclude(&provider);
             if let Some((accused_receipt, checker_receipts)) = check.receipts.split_first() {
                 self.publish_evidence(crate::protocol::Evidence {
                     accused: provider,

@@ -778,7 +778,7 @@ test("the trust picture shows the provider a spot check caught, each check's ver
     assert.equal(trust.length, 3, JSON.stringify(trust));
     assert.equal(trust[2].nodeId, CHEAT);
     // Its history counts the catch twice: the attempt's outcome and the exclusion.
-    assert.deepEqual(trust[2].cells.slice(0, 3), [CHEAT_SHOWN, "excluded", "0 delivered · 0 failed · 2 disputed"]);
+    assert.deepEqual(trust[2].cells.slice(0, 3), [CHEAT_SHOWN, "excluded", "0 delivered · 0 failed · 1 disputed"]);
     assert.match(trust[2].cells[3], /^caught by a spot check here: given no more jobs, ranked last · /);
 
     // Requests: the agent's one delegation, two rows (the caught attempt, the answer); the

@@ -165,6 +165,13 @@ async fn substitution(claim: Option<&str>) {
     assert!(!metrics.contains("checker_caught"), "{metrics}");
     let st = requester.get("/status").await;
     assert_eq!(st["caught_providers"], json!([cheater]), "{st}");
+    // One catch is one dispute in the cheater's history.
+    let history = st["provider_history"].as_array().expect("provider_history");
+    let entry = history
+        .iter()
+        .find(|h| h["node_id"] == json!(cheater))
+        .expect("the cheater's history");
+    assert_eq!(entry["disputes"], 1, "{entry}");
     // The cheater ran its own first job and nothing else.
     assert_eq!(fake.requests_to("/api/generate"), 1, "{}", fake.log());
 }
