@@ -184,10 +184,20 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
         let status = r.status().as_u16();
         (status, r.json::<Value>().await.unwrap_or(Value::Null))
     });
-    let dead_job = eventually("the first provider running the job", WITHIN, || async {
-        let j = first.newest_job().await?;
-        (j["state"] == json!("running")).then(|| job_of(&j))
-    })
+    // Killed once its stake is mined: the provider starts the job while its stake lands
+    // (prestart), and a kill before the stake is sent leaves nothing to refund.
+    let dead_job = eventually(
+        "the first provider running the job, staked",
+        WITHIN,
+        || async {
+            let j = first.newest_job().await?;
+            if j["state"] != json!("running") {
+                return None;
+            }
+            let job = job_of(&j);
+            (w.stake_status(&job).await == FairStatus::Staked).then_some(job)
+        },
+    )
     .await;
     first.kill();
     let (status, body) = call.await.unwrap();
