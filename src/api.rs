@@ -253,6 +253,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "known_nodes": ctx.mesh.directory.len(),
         "provider_history": ctx.mesh.history.all().into_iter().take(50).collect::<Vec<_>>(),
         "caught_providers": st.requester.caught(),
+        "streams_open": st.requester.streams_open(),
         "evidence_unconfirmed": st.requester.evidence_unconfirmed(),
         "evidence_dropped": st.requester.evidence_counts().0,
         "evidence_confirmed": st.requester.evidence_counts().1,

@@ -206,6 +206,16 @@ impl ChunkRegistry {
         m.get(job_id).map(|s| s.text.clone()).unwrap_or_default()
     }
 
+    /// How many streamed jobs are held (`/status`'s `streams_open`).
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no streamed job is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Stop expecting chunks of `job_id`.
     pub fn remove(&self, job_id: &JobId) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -99,6 +99,12 @@ impl Drop for Unregister<'_> {
 }
 
 impl Requester {
+    /// How many streamed jobs this requester holds now (`/status`'s `streams_open`: 0 when
+    /// no delegation runs).
+    pub fn streams_open(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// A requester over the shared node state.
     pub fn new(ctx: Arc<NodeCtx>, payments: Arc<PaymentSwitch>) -> Self {
         let d = &ctx.config.delegation;
@@ -294,6 +300,11 @@ impl Requester {
                 Err(e) => e.job_id,
             };
             if now_job != attempt_job {
+                // The failed attempt's stream is done with (its text, if any, was read at
+                // its end); the delegation's own id and its last attempt's go on drop.
+                if attempt_job != job_id {
+                    self.chunks.remove(&attempt_job);
+                }
                 attempt_job = now_job;
                 tasked = false;
                 self.current.lock().insert(job_id, attempt_job);

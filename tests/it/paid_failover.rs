@@ -495,3 +495,52 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
     );
     drop(provider);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_paid_delegation_that_fails_over_twice_keeps_no_stream_behind() {
+    let w = PaidWorld::of_nodes(4).await;
+    // Nodes 1 and 2 (the cheapest, tried first) fail every inference at once; node 3
+    // serves. Each paid attempt after the first runs under a fresh job id.
+    w.ollama
+        .set(|b| b.fail = Some((500, "the GPU fell off the bus".into())));
+    let bad = OllamaStub::start(StubBehaviour {
+        fail: Some((500, "out of memory".into())),
+        ..StubBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let good = OllamaStub::start(StubBehaviour::default()).await.unwrap();
+    let (requester, _first) = w.start(&[]).await;
+    let second = w.provider_env_at(2, SECOND_PROVIDER, &bad.url(), "0.02");
+    let _second = DaemonProc::start_owned(&w.dir.path().join("second"), second).await;
+    let third = w.provider_env_at(3, SECOND_PROVIDER + 1, &good.url(), "0.03");
+    let _third = DaemonProc::start_owned(&w.dir.path().join("third"), third).await;
+    let ids: Vec<&str> = (1..=3).map(|i| w.mesh.nodes[i].0.as_str()).collect();
+    knows_providers(&requester, &ids).await;
+
+    let text = requester
+        .delegate_stream(json!({"model": "tinyllama", "prompt": "third time lucky",
+            "stream": true, "max_price": "0.05", "timeout_ms": 60000}))
+        .await;
+    let last: Value = serde_json::from_str(text.lines().last().expect("a last line"))
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    let outcomes: Vec<&str> = last["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("attempts: {text}"))
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["inference_failed", "inference_failed", "completed"],
+        "{text}"
+    );
+    assert_eq!(
+        last["output"],
+        json!(stub_output("tinyllama:latest", "third time lucky"))
+    );
+    // Every attempt's stream entry is gone once the delegation ended: the middle one
+    // (neither the delegation's own id nor its last attempt's) was left before.
+    let st = requester.get("/status").await;
+    assert_eq!(st["streams_open"], 0, "{st}");
+}

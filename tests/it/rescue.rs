@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::support::gemma::GEMMA_MODEL;
 use crate::support::ollama::{RealOllama, TestModel, TINY_MODEL};
-use crate::support::paid::{payment_becomes, PaidWorld, WorldOptions, FUND, PRICE};
+use crate::support::paid::{payment_becomes, PaidWorld, FUND, PRICE};
 use crate::support::{eventually, DaemonProc, MeshSimProc, Pair};
 use edgent::harness::ollama_stub::{stub_output, StubBehaviour};
 
@@ -304,11 +304,7 @@ async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_stream_rescued_mid_way_pays_the_finisher_and_refunds_the_dead_stake() {
-    let w = PaidWorld::with(WorldOptions {
-        nodes: 3,
-        ..WorldOptions::default()
-    })
-    .await;
+    let w = PaidWorld::of_nodes(3).await;
     let ollama = RealOllama::start(&[(TINY_MODEL, TestModel::Tiny)]).await;
     // Node 1 (the cheaper, tried first) and node 2 serve the tiny model; the requester
     // sends every generation to the mesh.
@@ -410,14 +406,8 @@ async fn a_provider_slower_between_tokens_than_the_streams_silence_is_not_taken_
     .await;
     let body = p
         .requester
-        .request(reqwest::Method::POST, "/delegate")
-        .json(&json!({"model": "tinyllama", "prompt": "slow but alive", "stream": true}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .delegate_stream(json!({"model": "tinyllama", "prompt": "slow but alive", "stream": true}))
+        .await;
     let jobs = p.requester.get("/jobs").await;
     let job = &jobs[0];
     assert_eq!(job["state"], "completed", "{body}\n{job}");

@@ -352,17 +352,13 @@ async fn a_lying_checker_is_outvoted_by_the_third_run_and_only_it_is_accused() {
 /// check is paid too. USDC is conserved to the unit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_paid_mesh_the_checkers_are_paid_and_the_cheater_is_caught_and_paid_nothing() {
-    use crate::support::paid::{PaidWorld, WorldOptions, FUND, PRICE};
+    use crate::support::paid::{PaidWorld, FUND, PRICE};
     use edgent::chain::FairStatus;
 
     let unload = [("OLLAMA_KEEP_ALIVE", "0")];
     let honest = RealOllama::start_seeded(&[], &unload, seed_gemma).await;
     let fake = RealOllama::start_with_env(&[(GEMMA_MODEL, TestModel::Tiny)], &unload).await;
-    let w = PaidWorld::with(WorldOptions {
-        nodes: 4,
-        ..WorldOptions::default()
-    })
-    .await;
+    let w = PaidWorld::of_nodes(4).await;
     // Nodes 1 and 2 are honest (accounts 3 and 4), node 3 the cheater (account 5).
     const CHEAT_PRICE: u64 = 9_000;
     let start = |node: usize, account: usize, url: &str, price: &str, extra: &[(&str, &str)]| {

@@ -385,6 +385,19 @@ impl DaemonProc {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+
+    /// POST /delegate with `body` (which asks for `stream: true`); returns the whole NDJSON
+    /// stream as text.
+    pub async fn delegate_stream(&self, body: Value) -> String {
+        self.request(reqwest::Method::POST, "/delegate")
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /delegate")
+            .text()
+            .await
+            .expect("the stream's text")
+    }
 }
 
 impl Drop for DaemonProc {

@@ -67,6 +67,15 @@ impl PaidWorld {
         Self::build(false, WorldOptions::default()).await
     }
 
+    /// A world of `nodes` mesh nodes, instant mining.
+    pub async fn of_nodes(nodes: usize) -> PaidWorld {
+        PaidWorld::with(WorldOptions {
+            nodes,
+            ..WorldOptions::default()
+        })
+        .await
+    }
+
     /// A world built with `opts` (more mesh nodes, timed blocks).
     pub async fn with(opts: WorldOptions) -> PaidWorld {
         Self::build(false, opts).await
