@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::gemma::GEMMA_MODEL;
 use support::ollama::{RealOllama, TestModel, TINY_MODEL};
-use support::{eventually, DaemonProc, MeshSimProc};
+use support::{DaemonProc, MeshSimProc};
 
 const ROUNDS: usize = 5;
 
@@ -60,21 +60,6 @@ async fn silence(
         }
     }
     (worst, lines)
-}
-
-async fn knows(requester: &DaemonProc, ids: &[&str]) {
-    eventually(
-        "the requester to know every provider",
-        Duration::from_secs(60),
-        || async {
-            let st = requester.get("/status").await;
-            let listed = st["mesh_providers"].as_array()?.clone();
-            ids.iter()
-                .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
-                .then_some(())
-        },
-    )
-    .await
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -120,7 +105,8 @@ async fn local_runner_round() -> Duration {
         ]),
     )
     .await;
-    knows(&r, &[&mesh.nodes[1].0]).await;
+    r.knows_providers(&[&mesh.nodes[1].0], Duration::from_secs(60))
+        .await;
     let mut resp = http
         .post(format!("{}/api/generate", r.url))
         .json(
@@ -157,7 +143,11 @@ async fn provider_round() -> Duration {
         ("OLLAMA_URL", "http://127.0.0.1:9"),
     ];
     let r = DaemonProc::start_owned(&dir.path().join("r"), env(&e)).await;
-    knows(&r, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    r.knows_providers(
+        &[&mesh.nodes[1].0, &mesh.nodes[2].0],
+        Duration::from_secs(60),
+    )
+    .await;
     let mut resp = reqwest::Client::new()
         .post(format!("{}/api/generate", r.url))
         .json(&json!({"model": TINY_MODEL, "prompt": "hello edge mesh",

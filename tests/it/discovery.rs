@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support;
-use crate::support::{eventually, DaemonProc, MeshSimProc};
+use crate::support::{DaemonProc, MeshSimProc};
 
 /// A counter of `/metrics` (OpenMetrics text), e.g. `edgent_messages_out` for `type`.
 async fn counter(d: &DaemonProc, family: &str, kind: &str) -> f64 {
@@ -37,22 +37,6 @@ async fn daemon(
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     DaemonProc::start_owned(&dir.join(format!("node{node}")), env).await
-}
-
-/// Wait until the requester's ad cache lists each of `ids` (with `model_info` when `detailed`).
-async fn wait_for_ads(requester: &DaemonProc, ids: &[&str]) -> Value {
-    eventually(
-        "the providers' ads in the cache",
-        Duration::from_secs(30),
-        || async {
-            let st = requester.get("/status").await;
-            let listed = st["mesh_providers"].as_array()?.clone();
-            ids.iter()
-                .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
-                .then_some(st)
-        },
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +84,9 @@ async fn with_announcements_no_delegation_broadcasts() {
     let dir = tempfile::tempdir().unwrap();
     let (requester, provider) =
         support::start_pair(&mesh, dir.path(), &[("OLLAMA_URL", &ollama.url())], &[]).await;
-    wait_for_ads(&requester, &[&mesh.nodes[1].0]).await;
+    requester
+        .knows_providers(&[&mesh.nodes[1].0], Duration::from_secs(30))
+        .await;
     for prompt in ["one", "two"] {
         let (status, body) = requester
             .delegate(json!({"model": "tinyllama", "prompt": prompt}))
@@ -148,7 +134,12 @@ async fn of_two_providers_the_one_with_the_model_loaded_is_chosen() {
     )
     .await;
     let requester = daemon(&mesh, dir.path(), 0, "requester", &[]).await;
-    let st = wait_for_ads(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    let st = requester
+        .knows_providers(
+            &[&mesh.nodes[1].0, &mesh.nodes[2].0],
+            Duration::from_secs(30),
+        )
+        .await;
     let warm_ad = st["mesh_providers"]
         .as_array()
         .unwrap()
@@ -192,7 +183,9 @@ async fn provider_history_survives_a_restart_and_changes_the_choice() {
     .await;
     let mut requester = daemon(&mesh, dir.path(), 0, "requester", &[]).await;
     let ids = [mesh.nodes[1].0.as_str(), mesh.nodes[2].0.as_str()];
-    wait_for_ads(&requester, &ids).await;
+    requester
+        .knows_providers(&ids, Duration::from_secs(30))
+        .await;
 
     // Equal providers: the choice is stable (node id breaks the tie).
     let (status, body) = requester
@@ -222,7 +215,9 @@ async fn provider_history_survives_a_restart_and_changes_the_choice() {
     first_stub.set(|s| s.fail = None);
 
     requester.restart().await;
-    let st = wait_for_ads(&requester, &ids).await;
+    let st = requester
+        .knows_providers(&ids, Duration::from_secs(30))
+        .await;
     let rec = st["provider_history"]
         .as_array()
         .unwrap()
@@ -277,7 +272,9 @@ async fn a_denied_node_is_never_chosen() {
         &[("EDGENT_DENY", &mesh.nodes[1].0)],
     )
     .await;
-    wait_for_ads(&requester, &[&mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(&[&mesh.nodes[2].0], Duration::from_secs(30))
+        .await;
     for i in 0..3 {
         let (status, body) = requester
             .delegate(json!({"model": "tinyllama", "prompt": format!("deny {i}")}))
@@ -337,7 +334,12 @@ async fn no_provider_names_the_nodes_asked_failed_and_answered() {
         &[("DISCOVERY_WINDOW_MS", "300")],
     )
     .await;
-    wait_for_ads(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(
+            &[&mesh.nodes[1].0, &mesh.nodes[2].0],
+            Duration::from_secs(30),
+        )
+        .await;
     let (status, _) = mesh
         .sim_post("/sim/faults", Some(json!({"down": [3]})))
         .await;

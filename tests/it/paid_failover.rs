@@ -33,18 +33,6 @@ fn job_of(v: &Value) -> String {
     v["job_id"].as_str().expect("job_id").to_string()
 }
 
-/// Wait until the requester's ad cache holds every provider in `ids`.
-async fn knows_providers(requester: &DaemonProc, ids: &[&str]) {
-    eventually("the requester to know every provider", WITHIN, || async {
-        let st = requester.get("/status").await;
-        let listed = st["mesh_providers"].as_array()?.clone();
-        ids.iter()
-            .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
-            .then_some(())
-    })
-    .await
-}
-
 /// The USDC transfers (from, to, amount) in transaction `tx`.
 async fn transfers_in(w: &PaidWorld, tx: &str) -> (u64, Vec<(Address, Address, U256)>) {
     let receipt = w
@@ -82,7 +70,9 @@ async fn a_declining_provider_refunds_at_once_and_the_job_completes_on_the_next(
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0], WITHIN)
+        .await;
     let second_wallet = w.wallet(SECOND_PROVIDER);
     let second_price = 2 * PRICE;
 
@@ -170,7 +160,9 @@ async fn a_dead_staked_provider_loses_the_job_and_its_stake_is_refunded_after_th
     let mut env = w.second_provider_env(&good.url());
     env.push(("PRICE_USDC".into(), "0.02".into()));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0], WITHIN)
+        .await;
     let second_price = 2 * PRICE;
 
     let url = format!("{}/delegate", requester.url);
@@ -243,7 +235,9 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let (requester, provider) = w
         .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "32")])
         .await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0], WITHIN)
+        .await;
 
     // Six at once with one slot: they wait in the queue and all succeed; each stake is
     // made when its job gets the slot, so the escrow never holds the six at once.
@@ -296,7 +290,9 @@ async fn a_busy_paid_provider_queues_and_stakes_only_for_the_jobs_it_takes() {
     let (requester, _provider) = w
         .start(&[("PROVIDER_MAX_JOBS", "1"), ("PROVIDER_MAX_QUEUE", "1")])
         .await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0], WITHIN)
+        .await;
     let calls = (0..4).map(|i| {
         let requester = &requester;
         async move {
@@ -353,7 +349,9 @@ async fn a_deadline_no_stake_can_meet_makes_no_stake_and_answers_504() {
     .await;
     // Room for the provider's PAYMENT_GRACE_SECS behind the stake's deadline.
     let (requester, provider) = w.start_with(&[], &[("PAYMENT_GRACE_SECS", "10")]).await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0], WITHIN)
+        .await;
     // A few paid jobs teach the provider how long its stakes take to land (up to a block).
     let mut warm = Vec::new();
     for i in 0..4 {
@@ -418,7 +416,9 @@ async fn six_hundred_paid_delegations_at_thirty_concurrent_never_revert_a_stake(
             ],
         )
         .await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0], WITHIN)
+        .await;
     let first_block = w.chain.provider().get_block_number().await.unwrap();
     let started = Instant::now();
     let answers: Vec<(u16, Value)> = futures_util::stream::iter(0..N)
@@ -516,7 +516,7 @@ async fn a_streamed_paid_delegation_that_fails_over_twice_keeps_no_stream_behind
     let third = w.provider_env_at(3, SECOND_PROVIDER + 1, &good.url(), "0.03");
     let _third = DaemonProc::start_owned(&w.dir.path().join("third"), third).await;
     let ids: Vec<&str> = (1..=3).map(|i| w.mesh.nodes[i].0.as_str()).collect();
-    knows_providers(&requester, &ids).await;
+    requester.knows_providers(&ids, WITHIN).await;
 
     let text = requester
         .delegate_stream(json!({"model": "tinyllama", "prompt": "third time lucky",

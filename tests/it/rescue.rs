@@ -38,15 +38,10 @@ struct Read {
     before: String,
 }
 
-/// Read `resp` to its end; `at` runs once, as soon as `n` lines carrying text arrived.
-async fn read_ndjson(
-    resp: &mut reqwest::Response,
-    text_of: fn(&Value) -> &str,
-    n: usize,
-    mut at: impl FnMut(),
-) -> Read {
-    let (mut buf, mut lines, mut before) = (Vec::new(), Vec::new(), None);
-    let mut with_text = 0;
+/// Read `resp` to its end, handing each whole line (newline included) to `on_line`; the
+/// stream must end with a whole line.
+async fn each_line(resp: &mut reqwest::Response, mut on_line: impl FnMut(Vec<u8>)) {
+    let mut buf = Vec::new();
     while let Some(bytes) = tokio::time::timeout(WITHIN, resp.chunk())
         .await
         .expect("the stream goes on or ends within two minutes")
@@ -54,17 +49,31 @@ async fn read_ndjson(
     {
         buf.extend_from_slice(&bytes);
         while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let v: Value = serde_json::from_slice(&line).expect("each line is JSON");
-            with_text += usize::from(!text_of(&v).is_empty());
-            lines.push(v);
-            if before.is_none() && with_text == n {
-                before = Some(lines.iter().map(text_of).collect::<String>());
-                at();
-            }
+            on_line(buf.drain(..=i).collect());
         }
     }
     assert!(buf.is_empty(), "the stream ends with a whole line");
+}
+
+/// Read `resp` to its end; `at` runs once, as soon as `n` lines carrying text arrived.
+async fn read_ndjson(
+    resp: &mut reqwest::Response,
+    text_of: fn(&Value) -> &str,
+    n: usize,
+    mut at: impl FnMut(),
+) -> Read {
+    let (mut lines, mut before) = (Vec::new(), None);
+    let mut with_text = 0;
+    each_line(resp, |line| {
+        let v: Value = serde_json::from_slice(&line).expect("each line is JSON");
+        with_text += usize::from(!text_of(&v).is_empty());
+        lines.push(v);
+        if before.is_none() && with_text == n {
+            before = Some(lines.iter().map(text_of).collect::<String>());
+            at();
+        }
+    })
+    .await;
     Read {
         lines,
         before: before.expect("the stream carried enough text"),
@@ -88,16 +97,15 @@ fn one_answer(lines: &[Value]) -> String {
     lines.iter().map(generated).collect()
 }
 
-/// Wait until `requester`'s ad cache holds every provider in `ids`.
-async fn knows_providers(requester: &DaemonProc, ids: &[&str]) {
-    eventually("the requester to know every provider", WITHIN, || async {
-        let st = requester.get("/status").await;
-        let listed = st["mesh_providers"].as_array()?.clone();
-        ids.iter()
-            .all(|id| listed.iter().any(|p| p["node_id"] == json!(id)))
-            .then_some(())
-    })
-    .await
+/// The text before the break: `text` (what the agent read) must end with `continuation`
+/// (the finisher's output) and what comes before it must start with `had` (what the agent
+/// had when the runner was killed): nothing twice, nothing missing.
+fn before_the_break<'a>(text: &'a str, continuation: &str, had: &str) -> &'a str {
+    let before = text.strip_suffix(continuation).unwrap_or_else(|| {
+        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
+    });
+    assert!(before.starts_with(had), "{before:?} / {had:?}");
+    before
 }
 
 /// The one job `provider` ran, once it ended `completed`.
@@ -138,7 +146,7 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
         ],
     )
     .await;
-    knows_providers(&requester, &[&mesh.nodes[1].0]).await;
+    requester.knows_providers(&[&mesh.nodes[1].0], WITHIN).await;
 
     let body = json!({
         "model": GEMMA_MODEL,
@@ -168,14 +176,7 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
     let pjob = only_job(&provider).await;
     let continuation = pjob["output"].as_str().expect("output");
     assert!(!continuation.is_empty(), "{pjob}");
-    let local_part = text.strip_suffix(continuation).unwrap_or_else(|| {
-        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
-    });
-    assert!(
-        local_part.starts_with(&read.before),
-        "{local_part:?} / {:?}",
-        read.before
-    );
+    let local_part = before_the_break(&text, continuation, &read.before);
     assert_eq!(
         remote.requests_to("/api/chat"),
         1,
@@ -239,8 +240,23 @@ async fn two_providers() -> (
     ];
     env.extend(BEATS);
     let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
-    knows_providers(&requester, &[&mesh.nodes[1].0, &mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(&[&mesh.nodes[1].0, &mesh.nodes[2].0], WITHIN)
+        .await;
     (ollama, mesh, dir, providers, requester)
+}
+
+/// Which of [`two_providers`]' providers streams `resp` (its `X-Edgent-Provider`), and
+/// the other, as indexes into their list.
+fn streaming_and_other(resp: &reqwest::Response, mesh: &MeshSimProc) -> (usize, usize) {
+    let chosen = resp.headers()["x-edgent-provider"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let first = (1..=2)
+        .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
+        .expect("the provider header names a provider");
+    (first - 1, 2 - first)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,14 +274,7 @@ async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let job = resp.headers()["x-edgent-job"].to_str().unwrap().to_string();
-    let chosen = resp.headers()["x-edgent-provider"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let first = (1..=2)
-        .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
-        .expect("the provider header names a provider");
-    let (dead, other) = (first - 1, 2 - first);
+    let (dead, other) = streaming_and_other(&resp, &mesh);
 
     // After 3 lines of text reached the agent, the provider's daemon is killed.
     let read = read_ndjson(&mut resp, generated, 3, || providers[dead].kill()).await;
@@ -275,14 +284,7 @@ async fn a_provider_killed_mid_stream_is_continued_by_the_next() {
     let ojob = only_job(&providers[other]).await;
     let continuation = ojob["output"].as_str().expect("output");
     assert!(!continuation.is_empty(), "{ojob}");
-    let before = text.strip_suffix(continuation).unwrap_or_else(|| {
-        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
-    });
-    assert!(
-        before.starts_with(&read.before),
-        "{before:?} / {:?}",
-        read.before
-    );
+    before_the_break(&text, continuation, &read.before);
     assert_eq!(
         ollama.requests_to("/api/chat"),
         1,
@@ -323,7 +325,9 @@ async fn a_paid_stream_rescued_mid_way_pays_the_finisher_and_refunds_the_dead_st
     env.push(("PRICE_USDC".into(), "0.02".into()));
     env.extend(BEATS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let second = DaemonProc::start_owned(&w.dir.path().join("second"), env).await;
-    knows_providers(&requester, &[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0]).await;
+    requester
+        .knows_providers(&[&w.mesh.nodes[1].0, &w.mesh.nodes[2].0], WITHIN)
+        .await;
     let second_wallet = w.wallet(crate::support::paid::SECOND_PROVIDER);
     let second_price = 2 * PRICE;
 
@@ -357,14 +361,7 @@ async fn a_paid_stream_rescued_mid_way_pays_the_finisher_and_refunds_the_dead_st
     );
     let pjob = payment_becomes(&second, &served, "released", WITHIN).await;
     let continuation = pjob["output"].as_str().expect("output");
-    let before = text.strip_suffix(continuation).unwrap_or_else(|| {
-        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
-    });
-    assert!(
-        before.starts_with(&read.before),
-        "{before:?} / {:?}",
-        read.before
-    );
+    before_the_break(&text, continuation, &read.before);
     let rjob = payment_becomes(&requester, &served, "released", WITHIN).await;
     let stake = &rjob["attempts"][0]["stake"];
     assert_eq!(rjob["attempts"][0]["outcome"], "dead", "{rjob}");
@@ -430,40 +427,33 @@ async fn read_sse(
     n: usize,
     mut at: impl FnMut(),
 ) -> (Vec<Value>, bool, String) {
-    let (mut buf, mut chunks, mut before, mut ended) = (Vec::new(), Vec::new(), None, false);
+    let (mut chunks, mut before, mut ended) = (Vec::new(), None, false);
     let text_of = |v: &Value| {
         v["choices"][0]["delta"]["content"]
             .as_str()
             .unwrap_or("")
             .to_string()
     };
-    while let Some(bytes) = tokio::time::timeout(WITHIN, resp.chunk())
-        .await
-        .expect("the stream goes on or ends within two minutes")
-        .expect("the stream does not break")
-    {
-        buf.extend_from_slice(&bytes);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let line = String::from_utf8(line).unwrap();
-            let Some(data) = line.trim().strip_prefix("data: ") else {
-                assert!(line.trim().is_empty(), "{line:?}");
-                continue;
-            };
-            assert!(!ended, "nothing after data: [DONE]");
-            if data == "[DONE]" {
-                ended = true;
-                continue;
-            }
-            let v: Value = serde_json::from_str(data).expect("each event is JSON");
-            chunks.push(v);
-            let with_text = chunks.iter().filter(|c| !text_of(c).is_empty()).count();
-            if before.is_none() && with_text == n {
-                before = Some(chunks.iter().map(text_of).collect::<String>());
-                at();
-            }
+    each_line(resp, |line| {
+        let line = String::from_utf8(line).unwrap();
+        let Some(data) = line.trim().strip_prefix("data: ") else {
+            assert!(line.trim().is_empty(), "{line:?}");
+            return;
+        };
+        assert!(!ended, "nothing after data: [DONE]");
+        if data == "[DONE]" {
+            ended = true;
+            return;
         }
-    }
+        let v: Value = serde_json::from_str(data).expect("each event is JSON");
+        chunks.push(v);
+        let with_text = chunks.iter().filter(|c| !text_of(c).is_empty()).count();
+        if before.is_none() && with_text == n {
+            before = Some(chunks.iter().map(text_of).collect::<String>());
+            at();
+        }
+    })
+    .await;
     (
         chunks,
         ended,
@@ -485,14 +475,7 @@ async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let chosen = resp.headers()["x-edgent-provider"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let first = (1..=2)
-        .find(|i| chosen.starts_with(&mesh.nodes[*i].0))
-        .expect("the provider header names a provider");
-    let (dead, other) = (first - 1, 2 - first);
+    let (dead, other) = streaming_and_other(&resp, &mesh);
     let (chunks, ended, at_kill) = read_sse(&mut resp, 3, || providers[dead].kill()).await;
 
     // One answer: chunks of one id, no error, one finish_reason, the usage, `[DONE]`.
@@ -516,10 +499,7 @@ async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
         .collect();
     let ojob = only_job(&providers[other]).await;
     let continuation = ojob["output"].as_str().expect("output");
-    let before = text.strip_suffix(continuation).unwrap_or_else(|| {
-        panic!("the text ends with the continuation: {text:?} / {continuation:?}")
-    });
-    assert!(before.starts_with(&at_kill), "{before:?} / {at_kill:?}");
+    before_the_break(&text, continuation, &at_kill);
     assert_eq!(
         usage["completion_tokens"], ojob["usage"]["completion_tokens"],
         "{usage}"

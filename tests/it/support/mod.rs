@@ -386,6 +386,19 @@ impl DaemonProc {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Wait up to `within` until this node's ad cache lists every provider in `ids`;
+    /// returns its `/status` then.
+    pub async fn knows_providers(&self, ids: &[&str], within: Duration) -> Value {
+        eventually("the requester to know every provider", within, || async {
+            let st = self.get("/status").await;
+            let listed = st["mesh_providers"].as_array()?.clone();
+            ids.iter()
+                .all(|id| listed.iter().any(|p| p["node_id"] == serde_json::json!(id)))
+                .then_some(st)
+        })
+        .await
+    }
+
     /// POST /delegate with `body` (which asks for `stream: true`); returns the whole NDJSON
     /// stream as text.
     pub async fn delegate_stream(&self, body: Value) -> String {
