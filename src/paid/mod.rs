@@ -13,9 +13,13 @@
 //!   payment flow `escrow`), built and checked with typed refusals.
 //! - [`watch`]: the timers both sides drive from the persisted job table: refund, dispute,
 //!   submit, finalize, and resuming whatever a restart interrupted.
+//! - [`busy`]: the jobs with a money step under way, so two steps never act on one job
+//!   at once (a step that must act waits its turn).
 //! - [`evidence`]: what a dispute carries to the arbiter (the task's and the result's hashes).
 //! - [`reconcile`]: at start, the open stakes of this wallet found in the escrow's `Staked`
 //!   events that the job table lost, ended properly.
+//! - [`job_end`]: how a job whose stake the provider accepted ended, for the watcher:
+//!   prove, decline, or leave to the requester's refund.
 //! - [`gate`]: the provider's per-peer budget of unpaid tasks and its cache of stake reads,
 //!   so a flood of unstaked tasks costs neither RPC calls nor job slots.
 //! - [`verify`]: the checks of a provider's `payment_request` before money moves.
@@ -26,8 +30,10 @@
 //! The chain is the source of truth: before any money step the stake is read back with
 //! `getStake`, so a retried or resumed step never pays twice or pays after a refund.
 
+pub mod busy;
 pub mod evidence;
 pub mod gate;
+mod job_end;
 pub mod landing;
 pub mod prestart;
 pub mod provider;
@@ -41,11 +47,6 @@ pub mod verify;
 pub mod watch;
 pub mod x402;
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-
 use alloy::primitives::{Address, TxHash, B256};
 use alloy::providers::Provider;
 
@@ -57,6 +58,7 @@ use crate::chain::{
 use crate::jobs::PayStatus;
 use crate::protocol::{self, JobId};
 
+pub use busy::{Busy, BusyGuard};
 pub use provider::PaidProvider;
 pub use requester::PaidRequester;
 pub use seams::{
@@ -356,33 +358,5 @@ pub fn final_status(s: FairStatus) -> Option<PayStatus> {
         // The provider's decline refunds the requester, as a refund after the deadline does.
         FairStatus::Refunded | FairStatus::Declined => Some(PayStatus::Refunded),
         _ => None,
-    }
-}
-
-/// Jobs with a money step under way, so the watcher and a message handler never act on
-/// the same job at once.
-#[derive(Default)]
-pub struct Busy(Mutex<HashSet<JobId>>);
-
-/// Holds a job in [`Busy`] until dropped.
-pub struct BusyGuard {
-    set: Arc<Busy>,
-    job: JobId,
-}
-
-impl Busy {
-    /// Take the job, or `None` when another step holds it.
-    pub fn try_take(self: &Arc<Self>, job: JobId) -> Option<BusyGuard> {
-        let mut s = self.0.lock();
-        s.insert(job).then(|| BusyGuard {
-            set: self.clone(),
-            job,
-        })
-    }
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.set.0.lock().remove(&self.job);
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::gate::{Payee, StakeGate};
+use super::job_end;
 use super::seams::Authorized;
 use super::{authorization_from_wire, final_status, job_b256, parse_b256, Busy, Chain};
 use crate::axl::PeerKey;
@@ -167,6 +168,41 @@ impl PaidProvider {
         }
     }
 
+    /// Decline `job`'s stake, held in [`Busy`](super::Busy) by the caller, when the escrow
+    /// holds it staked to this node: the requester is refunded in the same transaction.
+    /// Whether it was declined.
+    pub(super) async fn decline_held(&self, job: crate::protocol::JobId, reason: &str) -> bool {
+        let esc = &self.chain.escrow;
+        match esc.get_stake(job_b256(&job)).await {
+            Ok(s) if s.status == StakeStatus::Staked && s.provider == self.chain.wallet => {}
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot read the stake to decline it; the requester's refund after the deadline ends it");
+                return false;
+            }
+        }
+        match esc.decline(job_b256(&job)).await {
+            Ok(tx) => {
+                let url = esc.tx_url(tx);
+                tracing::info!(%job, %tx, %reason, "declined the staked job: the requester is refunded");
+                if self.book.advance(&job, PayStatus::Refunded, |_, p| {
+                    p.tx_hash = Some(format!("{tx:#x}"));
+                    p.explorer_url = Some(url);
+                    p.error = Some(format!("declined: {reason}"));
+                }) {
+                    self.ctx.metrics.settled("declined");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "decline failed; the requester's refund after the deadline ends the stake");
+                self.book
+                    .edit(&job, |_, p| p.error = Some(format!("decline failed: {e}")));
+                false
+            }
+        }
+    }
+
     /// The watcher's step for one open job of ours.
     pub(crate) async fn step(self: Arc<Self>, rec: JobRecord, chain_now: u64) {
         let job = rec.job_id;
@@ -177,17 +213,29 @@ impl PaidProvider {
             return;
         };
         match pay.status {
-            PayStatus::Accepted => match rec.state {
-                crate::jobs::JobState::Running => {}
-                crate::jobs::JobState::Completed => {
-                    // Delivered, then the daemon stopped before it could prove.
-                    if self.book.advance(&job, PayStatus::Delivered, |_, p| {
+            PayStatus::Accepted => match job_end::ended_unpaid(&rec) {
+                None => {}
+                Some(job_end::EndedUnpaid::OutputLeft) => {
+                    // Delivered, then the daemon stopped (or the step came first) before it
+                    // could prove: the output left, so it is proved.
+                    let delivered = self.book.advance(&job, PayStatus::Delivered, |_, p| {
                         p.delivered_ms = Some(now_ms());
-                    }) {
+                    });
+                    if delivered {
                         self.prove_and_request(job).await;
                     }
                 }
-                _ => {
+                Some(job_end::EndedUnpaid::NoOutput) => {
+                    // Failed before any output (the decline that follows the failure may have
+                    // been skipped): decline now, so the requester is not kept waiting.
+                    let declined = self
+                        .decline_held(job, "the job ended before any output")
+                        .await;
+                    if !declined {
+                        self.book.advance(&job, PayStatus::Abandoned, |_, _| {});
+                    }
+                }
+                Some(job_end::EndedUnpaid::Unknown) => {
                     tracing::info!(%job, "job ended before delivery; the requester's refund ends its stake");
                     self.book.advance(&job, PayStatus::Abandoned, |_, _| {});
                 }
@@ -519,47 +567,18 @@ impl ProviderPayments for PaidProvider {
     }
 
     async fn decline(&self, task: &Task, reason: &str) {
-        let job = task.job_id;
-        let Some(_g) = self.busy.try_take(job) else {
-            return;
-        };
-        let esc = &self.chain.escrow;
-        match esc.get_stake(job_b256(&job)).await {
-            Ok(s) if s.status == StakeStatus::Staked && s.provider == self.chain.wallet => {}
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(%job, error = %e, "cannot read the stake to decline it; the requester's refund after the deadline ends it");
-                return;
-            }
-        }
-        match esc.decline(job_b256(&job)).await {
-            Ok(tx) => {
-                let url = esc.tx_url(tx);
-                tracing::info!(%job, %tx, %reason, "declined the staked job: the requester is refunded");
-                if self.book.advance(&job, PayStatus::Refunded, |_, p| {
-                    p.tx_hash = Some(format!("{tx:#x}"));
-                    p.explorer_url = Some(url);
-                    p.error = Some(format!("declined: {reason}"));
-                }) {
-                    self.ctx.metrics.settled("declined");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%job, error = %e, "decline failed; the requester's refund after the deadline ends the stake");
-                self.book
-                    .edit(&job, |_, p| p.error = Some(format!("decline failed: {e}")));
-            }
-        }
+        // Waits for a watcher step on the same job: a decline skipped here would leave the
+        // requester's money locked until its deadline.
+        let _g = self.busy.take(task.job_id).await;
+        self.decline_held(task.job_id, reason).await;
     }
-
     async fn after_delivery(&self, _requester: &PeerKey, task: &Task, _output: &str) {
         let job = task.job_id;
         let Some(me) = self.me.upgrade() else {
             return;
         };
-        let Some(_g) = self.busy.try_take(job) else {
-            return;
-        };
+        // Waits for a watcher step on the same job: the output left, so it is always proved.
+        let _g = self.busy.take(job).await;
         if self.book.advance(&job, PayStatus::Delivered, |_, p| {
             p.delivered_ms = Some(now_ms());
         }) {
