@@ -1,8 +1,16 @@
 //! One attempt at one provider: the task sent reliably, the wait for its answer while the
-//! provider's heartbeats say it lives, and the router's handlers that feed the answer in
-//! (`task_result`, `task_error`, `task_chunk`, `heartbeat`), each checking that the sender
-//! is the node the job was given to.
-
+//! provider's heartbeats say it lives, the result's signed receipt checked, and the router's
+//! handlers that feed the answer in (`task_result`, `task_error`, `task_chunk`,
+//! `heartbeat`), each checking that the sender is the node the job was given to.
+//!
+//! The receipt ([`crate::protocol::receipt`]) is checked on every result, paid or not,
+//! before the result is accepted (so before anything is paid): a receipt that is missing,
+//! not signed by the job's provider, or that names another job, model, digest, sampling,
+//! prompt or output than the job's refuses the result, and the job fails over like a failed
+//! attempt. Accepted or refused, the receipt is kept with the job (`/jobs`), the evidence a
+//! dispute attaches. What was asked is kept with the job when the task is sent
+//! ([`asked_of`]), so a paid result that comes after the delegation gave up is checked
+//! against the same ([`crate::paid`]'s late path).
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,14 +18,33 @@ use tokio::sync::oneshot;
 
 use super::Requester;
 use crate::axl::PeerKey;
+use crate::jobs::{now_ms, Asked, Side};
 use crate::mesh::heartbeat::Pulse;
 use crate::mesh::ProviderOutcome;
+use crate::protocol::receipt::check_receipt;
 use crate::protocol::{
-    DropReason, Heartbeat, JobId, Message, TaskCancel, TaskChunk, TaskError, TaskErrorCode,
-    TaskResult,
+    DropReason, Heartbeat, JobId, Message, ResourceAd, TaskCancel, TaskChunk, TaskError,
+    TaskErrorCode, TaskResult,
 };
-use crate::request::AttemptOutcome;
+use crate::request::{AttemptOutcome, ValidRequest};
 use crate::stream::ChunkDrop;
+
+/// What a task of `req` sent to `ad`'s provider now asks: the digest the model must have
+/// is the pinned one, else the one the ad claimed (empty when it claimed none).
+pub(super) fn asked_of(ad: &ResourceAd, req: &ValidRequest) -> Asked {
+    let claimed = ad
+        .model_info
+        .iter()
+        .find(|m| crate::inference::model_matches(&req.model, &m.name))
+        .and_then(|m| m.digest.as_deref());
+    Asked::new(
+        req.model_digest.as_deref().or(claimed).unwrap_or_default(),
+        req.options.as_ref(),
+        &req.prompt,
+        req.messages.as_deref(),
+        now_ms(),
+    )
+}
 
 /// What the router hands a waiting attempt.
 enum Outcome {
@@ -85,21 +112,24 @@ impl Drop for InHand<'_> {
 
 impl Requester {
     /// Hold `job`'s result while the delegation checks it ([`InHand`]).
-    pub(super) fn hold_result(&self, job: JobId) -> InHand<'_> {
+    fn hold_result(&self, job: JobId) -> InHand<'_> {
         self.in_hand.lock().insert(job);
         InHand { req: self, job }
     }
 
     /// One attempt at one provider: send the task reliably and wait for its answer,
     /// until the deadline or until the provider shows no life for
-    /// [`crate::mesh::DeliverySettings::dead_after`].
+    /// [`crate::mesh::DeliverySettings::dead_after`]; then check a result's receipt against
+    /// what was `asked` of `model` (`None`: the caller checks it). A result that arrived is
+    /// held ([`InHand`]) while the delegation checks it.
     pub(super) async fn attempt(
         &self,
         job_id: JobId,
         provider: PeerKey,
-        task: &Message,
+        (task, model): (&Message, &str),
+        asked: Option<&Asked>,
         deadline: Instant,
-    ) -> AttemptEnd {
+    ) -> (AttemptEnd, Option<InHand<'_>>) {
         let settings = &self.ctx.config.delivery;
         let dead_after = settings.dead_after();
         // The first sign of life may wait for one slow send (AXL's first send after
@@ -123,6 +153,7 @@ impl Requester {
         tokio::pin!(rx);
         let mut send_done = false;
         let mut send_err: Option<String> = None;
+        let mut held = None;
         let end = loop {
             let dead_at = pulse.dead_at().min(deadline);
             tokio::select! {
@@ -135,10 +166,14 @@ impl Requester {
                 }
                 o = &mut rx => break match o {
                     Ok(Outcome::Result(r)) if crate::protocol::is_empty_result(&r) => {
+                        held = Some(self.hold_result(job_id));
                         tracing::warn!(job = %job_id, provider = %provider.short(), "empty output refused: a failure, not paid");
                         AttemptEnd::EmptyOutput
                     }
-                    Ok(Outcome::Result(r)) => AttemptEnd::Result(r),
+                    Ok(Outcome::Result(r)) => {
+                        held = Some(self.hold_result(job_id));
+                        AttemptEnd::Result(r)
+                    }
                     Ok(Outcome::Error(e)) => AttemptEnd::Error(e),
                     Err(_) => AttemptEnd::Unreachable("the wait was cancelled".into()),
                 },
@@ -161,11 +196,35 @@ impl Requester {
                 }
             }
         };
-        let mut map = self.waiting.lock();
-        if map.get(&job_id).is_some_and(|w| w.provider == provider) {
-            map.remove(&job_id);
+        {
+            let mut map = self.waiting.lock();
+            if map.get(&job_id).is_some_and(|w| w.provider == provider) {
+                map.remove(&job_id);
+            }
         }
-        end
+        let (AttemptEnd::Result(r), Some(asked)) = (&end, asked) else {
+            return (end, held);
+        };
+        // The receipt, kept with the job whatever it says.
+        let expected = asked.expected(&job_id, &provider, model, &r.output, &r.tool_calls);
+        let refused = check_receipt(r.receipt.as_ref(), &expected)
+            .err()
+            .map(|e| e.to_string());
+        let (receipt, why) = (r.receipt.clone(), refused.clone());
+        let res = self.ctx.jobs.update(&job_id, Side::Requester, |rec| {
+            rec.receipt = receipt;
+            rec.receipt_refused = why;
+        });
+        if let Err(e) = res {
+            tracing::warn!(job = %job_id, error = %e, "cannot keep the receipt with the job");
+        }
+        match refused {
+            Some(why) => {
+                tracing::warn!(job = %job_id, provider = %provider.short(), %why, "receipt refused: the result is not accepted and not paid");
+                (AttemptEnd::BadReceipt(why), held)
+            }
+            None => (end, held),
+        }
     }
 
     /// Tell the provider history how one attempt went: a result is a success (with its

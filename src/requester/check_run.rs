@@ -134,10 +134,11 @@ impl Requester {
                 tracing::warn!(%job, error = %e, "cannot record the spot check run as tasked");
             }
         }
-        let end = self
-            .attempt(job, provider, &Message::Task(task.clone()), deadline)
+        // Its receipt is checked below, against the digest the checker's receipt names.
+        let msg = Message::Task(task.clone());
+        let (end, _held) = self
+            .attempt(job, provider, (&msg, &task.model), None, deadline)
             .await;
-        let _held = self.hold_result(job);
         let result = match end {
             AttemptEnd::Result(result) => result,
             other => {

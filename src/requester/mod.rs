@@ -19,7 +19,7 @@
 //! stake (declined and refunded, pending refund after its deadline, never made) is read
 //! from the chain and listed in the answer's `attempts`.
 //!
-//! Every result's signed receipt is checked against what the attempt asked ([`receipt`]),
+//! Every result's signed receipt is checked against what the attempt asked ([`attempt`]),
 //! and a sample is re-run elsewhere ([`spot_check`]), each run one task to one provider
 //! ([`check_run`]), a paid job of its own when payments are on.
 
@@ -48,7 +48,6 @@ mod discovery;
 pub mod events;
 pub mod evidence;
 mod failure;
-mod receipt;
 pub mod rescue;
 pub mod spot_check;
 
@@ -349,7 +348,7 @@ impl Requester {
                     return Err(DelegateError::Cancelled("the agent went away".into()));
                 }
             }
-            let asked = receipt::asked_of(&ad, req);
+            let asked = attempt::asked_of(&ad, req);
             let record = |r: &mut JobRecord| {
                 r.asked = Some(asked.clone());
                 r.peer = Some(provider);
@@ -373,21 +372,28 @@ impl Requester {
             }
             tracing::info!(job = %attempt_job, provider = %provider.short(), ens = ?ad.ens, attempt = attempts.len() + 1, "task sent");
 
-            // 2b. The attempt: wait for the outcome, watching the provider's heartbeats.
+            // 2b. The attempt: wait for the outcome, watching the provider's heartbeats, and
+            // check a result's signed receipt against what was asked.
             tally.asked(&provider);
             let t0 = Instant::now();
-            let mut end = self.attempt(attempt_job, provider, &task, deadline).await;
-            let _held = matches!(end, AttemptEnd::Result(_)).then(|| self.hold_result(attempt_job));
-            // 2c'. The receipt: a result whose signed receipt does not match the job is not
-            // accepted (nor paid); the job fails over like a failed attempt.
+            let (mut end, _held) = self
+                .attempt(
+                    attempt_job,
+                    provider,
+                    (&task, model),
+                    Some(&asked),
+                    deadline,
+                )
+                .await;
+            // 2b'. A sampled result is spot-checked on another provider.
             if let AttemptEnd::Result(r) = &end {
-                if let Err(why) = self.check_result(attempt_job, &provider, model, &asked, r) {
-                    end = AttemptEnd::BadReceipt(why.to_string());
-                } else if let Some(why) = self
-                    .spot_check(attempt_job, &ad, req, r, &pool, payments, deadline)
-                    .await
-                {
-                    end = AttemptEnd::Caught(why);
+                if self.wants_check(&provider) {
+                    if let Some(why) = self
+                        .spot_check(attempt_job, &ad, req, r, &pool, payments, deadline)
+                        .await
+                    {
+                        end = AttemptEnd::Caught(why);
+                    }
                 }
             }
             let outcome = end.outcome();

@@ -76,7 +76,7 @@ fn probe_options(options: Option<&Map<String, Value>>) -> Map<String, Value> {
 impl Requester {
     /// Whether this job of `provider`'s is checked: always among its first
     /// `VERIFY_FIRST` jobs here, else with probability `VERIFY_RATE`.
-    fn wants_check(&self, provider: &PeerKey) -> bool {
+    pub(super) fn wants_check(&self, provider: &PeerKey) -> bool {
         let d = &self.ctx.config.delegation;
         let mut seen = self.checked.lock();
         if seen.len() >= MAX_TRACKED && !seen.contains_key(provider) {
@@ -118,8 +118,8 @@ impl Requester {
             .record(provider, crate::mesh::ProviderOutcome::Dispute, None);
     }
 
-    /// Spot-check `r`, the result `ad`'s provider delivered for `job`, with the other
-    /// candidates `pool`; the check is kept on the job's record. Returns why the provider
+    /// Spot-check `r`, the result `ad`'s provider delivered for `job` (one the sample wants:
+    /// [`Requester::wants_check`]), with the other candidates `pool`; the check is kept on the job's record. Returns why the provider
     /// was caught, when it was. Check runs are paid through `payments` when jobs are paid.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn spot_check(
@@ -133,9 +133,6 @@ impl Requester {
         deadline: Instant,
     ) -> Option<String> {
         let provider = ad.node_id;
-        if !self.wants_check(&provider) {
-            return None;
-        }
         let started = Instant::now();
         let digest = receipt_digest(r.receipt.as_ref()).to_string();
         // Checkers: other providers of the same digest; when nobody else claims it, other

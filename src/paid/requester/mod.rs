@@ -193,38 +193,6 @@ impl PaidRequester {
     }
 }
 
-/// The paid failover, which [`RequesterPayments::begin`] calls.
-impl PaidRequester {
-    /// A paid delegation fails over: the attempt under `from` ends `failed` (its record
-    /// keeps its payment, which the watcher ends) pointing to `to`, a new record of the
-    /// same delegation, which the next attempt stakes for.
-    fn move_job(&self, from: JobId, to: JobId, at: &Begin<'_>) -> Result<(), PaymentError> {
-        let req = at.req;
-        let mut rec = JobRecord::new(to, Side::Requester, &req.model, &req.prompt, at.deadline_ms);
-        rec.timings.discover_ms = Some(at.discover_ms);
-        self.ctx.jobs.insert(&rec).map_err(PaymentError::NewJob)?;
-        let res = self
-            .ctx
-            .jobs
-            .transition(&from, Side::Requester, JobState::Failed, |r| {
-                let outcome = r
-                    .attempts
-                    .last()
-                    .map_or(JobErrorCode::Failed, |a| JobErrorCode::Attempt(a.outcome));
-                r.error = Some(format!(
-                    "{outcome}: the delegation moved to job {to} (another provider, its own stake)"
-                ));
-                r.error_code = Some(outcome);
-                r.moved_to = Some(to);
-            });
-        if let Err(e) = res {
-            tracing::warn!(job = %from, error = %e, "cannot record the failed-over attempt");
-        }
-        tracing::info!(job = %from, next = %to, "paid failover: a fresh job id and stake for the next provider");
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl RequesterPayments for PaidRequester {
     fn paid(&self) -> bool {
@@ -233,12 +201,37 @@ impl RequesterPayments for PaidRequester {
 
     async fn begin(&self, at: &Begin<'_>) -> Result<Begun, BeginError> {
         let mut job_id = at.job_id;
-        // A stake names one job and one provider: a failover runs under a fresh job id.
+        // A stake names one job and one provider: a failover runs under a fresh job id. The
+        // tried attempt's record ends `failed` (it keeps its payment, which the watcher
+        // ends) and points to the next, a new record of the same delegation.
         if at.tried {
-            let next = JobId::new();
-            self.move_job(job_id, next, at)
-                .map_err(|error| BeginError { job_id, error })?;
-            job_id = next;
+            let (from, to, req) = (job_id, JobId::new(), at.req);
+            let mut rec =
+                JobRecord::new(to, Side::Requester, &req.model, &req.prompt, at.deadline_ms);
+            rec.timings.discover_ms = Some(at.discover_ms);
+            self.ctx.jobs.insert(&rec).map_err(|e| BeginError {
+                job_id,
+                error: PaymentError::NewJob(e),
+            })?;
+            let res = self
+                .ctx
+                .jobs
+                .transition(&from, Side::Requester, JobState::Failed, |r| {
+                    let outcome = r
+                        .attempts
+                        .last()
+                        .map_or(JobErrorCode::Failed, |a| JobErrorCode::Attempt(a.outcome));
+                    r.error = Some(format!(
+                        "{outcome}: the delegation moved to job {to} (another provider, its own stake)"
+                    ));
+                    r.error_code = Some(outcome);
+                    r.moved_to = Some(to);
+                });
+            if let Err(e) = res {
+                tracing::warn!(job = %from, error = %e, "cannot record the failed-over attempt");
+            }
+            tracing::info!(job = %from, next = %to, "paid failover: a fresh job id and stake for the next provider");
+            job_id = to;
         }
         // No stake is sent with less time left than one takes to land.
         if let Some(wait) = self.own_stake_wait() {
@@ -367,7 +360,9 @@ impl RequesterPayments for PaidRequester {
         // The result is recorded: verify once the proof is here.
         let mut rx = self.subscribe(job_id);
         self.result_at.lock().insert(job_id, Instant::now());
-        self.spawn_verify(job_id);
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(async move { me.try_verify(job_id).await });
+        }
         let proof_until = deadline.max(Instant::now() + PROOF_GRACE);
         let settle_until = proof_until + Duration::from_secs(self.chain.dispute_window);
         loop {
