@@ -2,7 +2,9 @@
 //!
 //! - **idle**: `edgent mesh-sim --topology star` (node 0 the hub, 1 and 2 spokes) with a
 //!   daemon on each (the hub and spoke 2 requesters, spoke 1 a provider on the demo
-//!   backend), left alone for [`IDLE_WINDOW`] (`IDLE_SECS` to change). Per daemon: CPU
+//!   backend), left alone for [`IDLE_WINDOW`] (`IDLE_SECS` to change) at rest, and again
+//!   once asleep (quiet for the receive loop's `deep_rest_after`, 5 minutes: the whole
+//!   section takes about 6.5 minutes). Per daemon: CPU
 //!   time (utime + stime from `/proc/<pid>/stat`) as a share of one core, its `/recv`
 //!   polls and its mesh sends per second (from `/sim/stats`). The daemon's own work while
 //!   idle is the receive loop polling AXL's `/recv`, gossip and the provider's model
@@ -24,6 +26,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use edgent::axl::recv::RecvLoopConfig;
 use edgent::harness::ollama_stub::{OllamaStub, StubBehaviour};
 use serde_json::{json, Value};
 use support::{DaemonProc, MeshSimProc};
@@ -115,68 +118,84 @@ async fn idle(rt_label: &str) {
             .await,
         );
     }
+    let up = Instant::now();
     tokio::time::sleep(SETTLE).await;
-
     let pids: Vec<u32> = daemons.iter().map(|d| d.pid().expect("runs")).collect();
-    let d0: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let m0 = mesh.as_ref().map(|m| cpu_ticks(m.pid()));
-    let (polls0, sent0) = (
-        sim_counts(mesh.as_ref(), "recv_polls").await,
-        sim_counts(mesh.as_ref(), "sent").await,
-    );
-    let t0 = Instant::now();
-    tokio::time::sleep(window).await;
-    let elapsed = t0.elapsed().as_secs_f64();
-    let d1: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
-    let m1 = mesh.as_ref().map(|m| cpu_ticks(m.pid()));
-    let (polls1, sent1) = (
-        sim_counts(mesh.as_ref(), "recv_polls").await,
-        sim_counts(mesh.as_ref(), "sent").await,
-    );
-
-    let pct = |ticks: u64| (ticks as f64 / hz) / elapsed * 100.0;
     let on = if real.is_some() {
         "real AXL nodes"
     } else {
         "mesh-sim"
     };
-    println!(
-        "idle, hub and spoke ({on}, 3 daemons), {elapsed:.0} s, {rt_label} build, clock {hz} Hz:"
-    );
-    for (i, (name, role)) in roles.iter().enumerate() {
-        let counts = if mesh.is_some() {
-            format!(
-                ", /recv polls {:.1}/s, mesh sends {:.2}/s",
-                (polls1[i] - polls0[i]) as f64 / elapsed,
-                (sent1[i] - sent0[i]) as f64 / elapsed
-            )
-        } else {
-            String::new()
-        };
+    // At rest (the first minutes), then asleep (once the daemons were quiet for
+    // `deep_rest_after`: no daemon here ever converses).
+    let deep_after = RecvLoopConfig::default().deep_rest_after;
+    for phase in ["at rest", "asleep"] {
+        if phase == "asleep" {
+            let until = up + deep_after + SETTLE;
+            println!(
+                "  (waiting {:.0} s more, for the receive loops' deep rest after {} s of quiet)",
+                until
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64(),
+                deep_after.as_secs()
+            );
+            tokio::time::sleep_until(until.into()).await;
+        }
+        let d0: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+        let m0 = mesh.as_ref().map(|m| cpu_ticks(m.pid()));
+        let (polls0, sent0) = (
+            sim_counts(mesh.as_ref(), "recv_polls").await,
+            sim_counts(mesh.as_ref(), "sent").await,
+        );
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let d1: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+        let m1 = mesh.as_ref().map(|m| cpu_ticks(m.pid()));
+        let (polls1, sent1) = (
+            sim_counts(mesh.as_ref(), "recv_polls").await,
+            sim_counts(mesh.as_ref(), "sent").await,
+        );
+
+        let pct = |ticks: u64| (ticks as f64 / hz) / elapsed * 100.0;
         println!(
-            "  {name} ({role}): CPU {:.2}% of one core ({} ticks){counts}",
-            pct(d1[i] - d0[i]),
-            d1[i] - d0[i],
+            "idle {phase}, hub and spoke ({on}, 3 daemons), {elapsed:.0} s, {rt_label} build, clock {hz} Hz:"
+        );
+        for (i, (name, role)) in roles.iter().enumerate() {
+            let counts = if mesh.is_some() {
+                format!(
+                    ", /recv polls {:.1}/s, mesh sends {:.2}/s",
+                    (polls1[i] - polls0[i]) as f64 / elapsed,
+                    (sent1[i] - sent0[i]) as f64 / elapsed
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "  {name} ({role}): CPU {:.2}% of one core ({} ticks){counts}",
+                pct(d1[i] - d0[i]),
+                d1[i] - d0[i],
+            );
+        }
+        let all: u64 = d1.iter().zip(&d0).map(|(a, b)| a - b).sum();
+        println!(
+            "  daemon idle CPU {phase}, mean of the three: {:.2}% of one core (goal <= 0.2%)",
+            pct(all) / 3.0
+        );
+        if let (Some(m0), Some(m1)) = (m0, m1) {
+            println!(
+                "  harness (edgent mesh-sim, serving the polls): {:.2}% of one core",
+                pct(m1 - m0)
+            );
+        }
+        let per: Vec<String> = (0..3)
+            .map(|i| format!("{:.2}%", pct(d1[i] - d0[i])))
+            .collect();
+        println!(
+            "| daemon idle CPU {phase}, hub and spoke on {on}, {elapsed:.0} s: hub / provider spoke / requester spoke | {} of one core ({rt_label}) | <= 0.2% |",
+            per.join(" / ")
         );
     }
-    let all: u64 = d1.iter().zip(&d0).map(|(a, b)| a - b).sum();
-    println!(
-        "  daemon idle CPU, mean of the three: {:.2}% of one core (goal <= 0.2%)",
-        pct(all) / 3.0
-    );
-    if let (Some(m0), Some(m1)) = (m0, m1) {
-        println!(
-            "  harness (edgent mesh-sim, serving the polls): {:.2}% of one core",
-            pct(m1 - m0)
-        );
-    }
-    let per: Vec<String> = (0..3)
-        .map(|i| format!("{:.2}%", pct(d1[i] - d0[i])))
-        .collect();
-    println!(
-        "| daemon idle CPU, hub and spoke on {on}, {elapsed:.0} s: hub / provider spoke / requester spoke | {} of one core ({rt_label}) | <= 0.2% |",
-        per.join(" / ")
-    );
 }
 
 /// A metric's value from an OpenMetrics text (0 when absent).

@@ -12,7 +12,20 @@
 //! |---|---|---|
 //! | up to [`RecvLoopConfig::hot_window`] (3 s) | [`RecvLoopConfig::hot_cap`] (2 ms) | a reply is likely (an ad after a request, a result after a task): about a millisecond per hop |
 //! | up to [`RecvLoopConfig::warm_window`] (30 s) | [`RecvLoopConfig::idle_cap`] (50 ms) | the next job of a busy agent |
-//! | longer, or never | [`RecvLoopConfig::rest_cap`] (80 ms) | at rest: about 12 polls a second |
+//! | up to [`RecvLoopConfig::deep_rest_after`] (5 min) | [`RecvLoopConfig::rest_cap`] (80 ms) | at rest: about 12 polls a second |
+//! | longer | [`RecvLoopConfig::deep_rest_cap`] (500 ms) | asleep: about 2.4 polls a second |
+//!
+//! A node that never conversed is at rest from the loop's start, asleep 5 minutes later.
+//! An idle daemon's CPU follows its polls, most of it the kernel's wake-ups: in the 2-core
+//! VM the benchmarks ran in, 0.5% of a core at 12.9 polls a second, 0.23% at 3.1 (a 400 ms
+//! cap) and 0.15% at 2.4 (`benches/idle_cpu.rs`); a loop on a thread of its own, tried,
+//! cost the same. The price of sleeping: the first message to a node quiet for 5 minutes
+//! waits up to 500 ms for its poll (Ollama unloads a model after the same 5 minutes by
+//! default, and reloading it takes seconds), so its ack may come after `ACK_TIMEOUT_MS`
+//! and the message be sent twice (de-duplicated: a task runs once); a burst of over 200
+//! messages a second into such a node overflows AXL's queue of 100 before the first poll;
+//! and its answer to a resource request may come after `DISCOVERY_SETTLE_MS` (gossip keeps
+//! the ad cache warm, so discovery seldom asks).
 //!
 //! A touch also wakes a sleeping loop at once ([`RecvStats::wait_for_traffic`]), so a
 //! local send is never followed by a long sleep before its answer is read. Gossip does
@@ -141,6 +154,10 @@ pub struct RecvLoopConfig {
     /// Longest sleep after `warm_window` without traffic (must stay well under "100
     /// messages' worth" of time).
     pub rest_cap: Duration,
+    /// How long after traffic (or the loop's start) the loop sleeps up to `deep_rest_cap`.
+    pub deep_rest_after: Duration,
+    /// Longest sleep after `deep_rest_after` without traffic.
+    pub deep_rest_cap: Duration,
     /// First sleep after AXL did not answer.
     pub down_start: Duration,
     /// Longest sleep while AXL is down.
@@ -156,6 +173,8 @@ impl Default for RecvLoopConfig {
             hot_window: Duration::from_secs(3),
             warm_window: Duration::from_secs(30),
             rest_cap: Duration::from_millis(80),
+            deep_rest_after: Duration::from_secs(300),
+            deep_rest_cap: Duration::from_millis(500),
             down_start: Duration::from_millis(50),
             down_cap: Duration::from_secs(1),
         }
@@ -164,12 +183,16 @@ impl Default for RecvLoopConfig {
 
 impl RecvLoopConfig {
     /// The longest sleep between two empty polls after `quiet` without conversation
-    /// (`None`: none yet), per the table of the module's doc.
-    pub fn poll_cap(&self, quiet: Option<Duration>) -> Duration {
+    /// (`None`: none since the loop started, `up` ago), per the table of the module's doc.
+    pub fn poll_cap(&self, quiet: Option<Duration>, up: Duration) -> Duration {
         match quiet {
             Some(q) if q <= self.hot_window => self.hot_cap,
             Some(q) if q <= self.warm_window => self.idle_cap,
-            _ => self.rest_cap,
+            Some(q) if q <= self.deep_rest_after => self.rest_cap,
+            Some(_) => self.deep_rest_cap,
+            // Never conversed: at rest from the start, asleep after `deep_rest_after`.
+            None if up <= self.deep_rest_after => self.rest_cap,
+            None => self.deep_rest_cap,
         }
     }
 }
@@ -209,6 +232,7 @@ pub async fn recv_loop(
     config: RecvLoopConfig,
 ) {
     tracing::debug!(target: "axl", "receive loop started");
+    let started = Instant::now();
     let mut idle = Backoff::new(config.idle_start, config.idle_cap);
     let mut down = Backoff::new(config.down_start, config.down_cap);
     let mut streak = Streak::None;
@@ -249,7 +273,9 @@ pub async fn recv_loop(
                         }
                         continue;
                     }
-                    None => idle.next_wait_within(config.poll_cap(stats.quiet_for())),
+                    None => {
+                        idle.next_wait_within(config.poll_cap(stats.quiet_for(), started.elapsed()))
+                    }
                 }
             }
             Err(AxlError::Down(why)) => {
@@ -313,16 +339,25 @@ mod tests {
     #[test]
     fn the_poll_cap_grows_with_the_quiet_time() {
         let c = RecvLoopConfig::default();
-        let ms = |q: Option<u64>| c.poll_cap(q.map(Duration::from_millis)).as_millis();
-        assert_eq!(ms(Some(0)), 2);
-        assert_eq!(ms(Some(3_000)), 2);
-        assert_eq!(ms(Some(3_001)), 50);
-        assert_eq!(ms(Some(30_000)), 50);
-        assert_eq!(ms(Some(30_001)), 80);
-        assert_eq!(ms(Some(3_600_000)), 80);
-        assert_eq!(ms(None), 80);
-        // A burst of 1 000 messages a second into a node at rest fits AXL's 100 slots.
+        let up = Duration::from_secs(86_400);
+        let ms = |q: u64| c.poll_cap(Some(Duration::from_millis(q)), up).as_millis();
+        assert_eq!(ms(0), 2);
+        assert_eq!(ms(3_000), 2);
+        assert_eq!(ms(3_001), 50);
+        assert_eq!(ms(30_000), 50);
+        assert_eq!(ms(30_001), 80);
+        assert_eq!(ms(300_000), 80);
+        assert_eq!(ms(300_001), 500);
+        assert_eq!(ms(86_400_000), 500);
+        // Never conversed: at rest from the start, asleep after five minutes.
+        let never = |up: u64| c.poll_cap(None, Duration::from_secs(up)).as_millis();
+        assert_eq!(never(0), 80);
+        assert_eq!(never(300), 80);
+        assert_eq!(never(301), 500);
+        // A burst of 1 000 messages a second into a node at rest fits AXL's 100 slots; one
+        // of 200 a second into a node asleep for 5 minutes does.
         assert!(c.rest_cap < Duration::from_millis(100));
+        assert!(c.deep_rest_cap <= Duration::from_millis(500));
     }
 
     #[test]
