@@ -5,7 +5,8 @@
 //! The local answer passes through line by line, unchanged, while its text is noted
 //! (`response` or `message.content` of Ollama's NDJSON lines, `choices[0].delta.content` or
 //! `choices[0].text` of OpenAI's SSE chunks, one token a line). A stream that breaks (an
-//! `{"error": ...}` line, which is held back, or a body that fails) goes on as a
+//! `{"error": ...}` line, or the empty chunk Ollama's OpenAI layer makes of it, held back,
+//! or a body that fails) goes on as a
 //! delegation of the continuation
 //! ([`crate::requester::rescue::continuation`]: the chat, then the delivered text as the
 //! assistant's open turn), pinned to the local model's digest ([`super::pin`]), and its
@@ -81,6 +82,12 @@ impl Seen {
         if v.get("error").is_some() {
             return Line::Error(super::local::error_text(json));
         }
+        if api.openai() && is_error_chunk(&v) {
+            return Line::Error(
+                "the stream broke (an error line, which Ollama's OpenAI layer sends as an empty chunk)"
+                    .into(),
+            );
+        }
         let text = match api {
             Api::OllamaGenerate => v["response"].as_str(),
             Api::OllamaChat => v["message"]["content"].as_str(),
@@ -100,6 +107,19 @@ impl Seen {
         }
         Line::Pass
     }
+}
+
+/// Whether an OpenAI chunk of the local Ollama is its stream's error line: Ollama's OpenAI
+/// layer (v0.17.4, `middleware/openai.go`) turns the `{"error": ...}` line of a stream that
+/// broke into a chunk of an empty answer, whose `model` is empty (every other chunk names
+/// the model), then ends the stream without `data: [DONE]`.
+fn is_error_chunk(v: &Value) -> bool {
+    let choice = &v["choices"][0];
+    let text = choice["delta"]["content"]
+        .as_str()
+        .or(choice["text"].as_str())
+        .unwrap_or("");
+    v["model"].as_str() == Some("") && text.is_empty() && choice["finish_reason"].is_null()
 }
 
 /// `resp`, the local Ollama's answer to `req`, with its stream rescued by the mesh should
@@ -339,6 +359,19 @@ mod tests {
         assert!(!s.done);
         s.read(Api::OpenAiChat, b"data: [DONE]");
         assert!(s.done);
+
+        // Ollama's OpenAI layer sends a broken stream's error line as an empty chunk with
+        // an empty `model`; an empty chunk naming the model is an answer's.
+        let mut s = Seen::default();
+        let named = br#"data: {"id":"chatcmpl-7","model":"gemma3:270m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        assert_eq!(s.read(Api::OpenAiChat, named), Line::Pass);
+        let broke = br#"data: {"id":"chatcmpl-7","model":"","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        assert!(matches!(s.read(Api::OpenAiChat, broke), Line::Error(_)));
+        let completion = br#"data: {"id":"cmpl-7","model":"","choices":[{"index":0,"text":"","finish_reason":null}]}"#;
+        assert!(matches!(
+            s.read(Api::OpenAiCompletion, completion),
+            Line::Error(_)
+        ));
     }
 
     #[test]

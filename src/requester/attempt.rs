@@ -11,6 +11,7 @@
 //! dispute attaches. What was asked is kept with the job when the task is sent
 //! ([`asked_of`]), so a paid result that comes after the delegation gave up is checked
 //! against the same ([`crate::paid`]'s late path).
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

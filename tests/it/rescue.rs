@@ -119,9 +119,17 @@ async fn only_job(provider: &DaemonProc) -> Value {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
-    // The requester's own Ollama and a provider's, both with Gemma 3 270M (one digest).
+/// A requester whose own Ollama (mesh node 0) and a provider's (node 1) both serve Gemma 3
+/// 270M (one digest): the local Ollama, the provider's, the mesh, their directory, the
+/// provider and the requester, which knows the provider.
+async fn local_and_provider() -> (
+    RealOllama,
+    RealOllama,
+    MeshSimProc,
+    tempfile::TempDir,
+    DaemonProc,
+    DaemonProc,
+) {
     let local = RealOllama::with_gemma(&[]).await;
     let remote = RealOllama::with_gemma(&[]).await;
     let mesh = MeshSimProc::start(2, 0);
@@ -147,6 +155,12 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
     )
     .await;
     requester.knows_providers(&[&mesh.nodes[1].0], WITHIN).await;
+    (local, remote, mesh, dir, provider, requester)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
+    let (local, remote, _mesh, _dir, provider, requester) = local_and_provider().await;
 
     let body = json!({
         "model": GEMMA_MODEL,
@@ -503,5 +517,58 @@ async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
     assert_eq!(
         usage["completion_tokens"], ojob["usage"]["completion_tokens"],
         "{usage}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_runner_killed_mid_openai_stream_is_continued_in_its_format() {
+    let (local, remote, _mesh, _dir, provider, requester) = local_and_provider().await;
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", requester.url))
+        .json(&json!({"model": GEMMA_MODEL, "stream": true,
+            "messages": [{"role": "user", "content": "Tell me a story about a lighthouse keeper and a storm."}],
+            "seed": 1, "temperature": 0, "max_tokens": 40}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-edgent-ran-on"], "local");
+    // After 8 chunks of text reached the agent, the local runner is killed.
+    let mut killed = Vec::new();
+    let (chunks, ended, at_kill) = read_sse(&mut resp, 8, || killed = local.kill_runners()).await;
+    assert_eq!(killed.len(), 1, "one runner killed");
+
+    // One answer in OpenAI's format: chunks of the local id, no error, one finish_reason,
+    // `[DONE]`; the provider continued from the text the agent had.
+    assert!(
+        ended,
+        "the stream ends with data: [DONE]: {:?}\n{}",
+        &chunks[chunks.len().saturating_sub(3)..],
+        requester.log()
+    );
+    assert!(
+        chunks.iter().all(|c| c.get("error").is_none()),
+        "{chunks:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        chunks.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let finishes = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .count();
+    assert_eq!(finishes, 1, "{chunks:?}");
+    let text: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or(""))
+        .collect();
+    let pjob = only_job(&provider).await;
+    let continuation = pjob["output"].as_str().expect("output");
+    assert!(!continuation.is_empty(), "{pjob}");
+    before_the_break(&text, continuation, &at_kill);
+    assert_eq!(
+        remote.requests_to("/api/chat"),
+        1,
+        "the continuation is a chat"
     );
 }
