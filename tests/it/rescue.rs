@@ -158,6 +158,19 @@ async fn local_and_provider() -> (
     (local, remote, mesh, dir, provider, requester)
 }
 
+/// `body` posted to the requester's `path`: a stream its local Ollama answers.
+async fn local_stream(requester: &DaemonProc, path: &str, body: &Value) -> reqwest::Response {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", requester.url))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-edgent-ran-on"], "local");
+    resp
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
     let (local, remote, _mesh, _dir, provider, requester) = local_and_provider().await;
@@ -167,14 +180,7 @@ async fn a_local_runner_killed_mid_stream_is_continued_by_a_provider() {
         "prompt": "Tell me a story about a lighthouse keeper and a storm.",
         "options": {"temperature": 0, "seed": 1, "num_predict": 40},
     });
-    let mut resp = reqwest::Client::new()
-        .post(format!("{}/api/generate", requester.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-edgent-ran-on"], "local");
+    let mut resp = local_stream(&requester, "/api/generate", &body).await;
     // After 8 tokens reached the agent, the local runner is killed.
     let mut killed = Vec::new();
     let read = read_ndjson(&mut resp, generated, 8, || killed = local.kill_runners()).await;
@@ -475,6 +481,32 @@ async fn read_sse(
     )
 }
 
+/// The text of an OpenAI stream that is one answer: it ended with `data: [DONE]`, its chunks
+/// carry no error and one `id`, and one of them a `finish_reason`.
+fn one_openai_answer(chunks: &[Value], ended: bool) -> String {
+    assert!(
+        ended,
+        "the stream ends with data: [DONE]: {:?}",
+        &chunks[chunks.len().saturating_sub(3)..]
+    );
+    assert!(
+        chunks.iter().all(|c| c.get("error").is_none()),
+        "{chunks:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        chunks.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let finishes = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .count();
+    assert_eq!(finishes, 1, "{chunks:?}");
+    chunks
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or(""))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
     let (_ollama, mesh, _dir, mut providers, requester) = two_providers().await;
@@ -493,24 +525,8 @@ async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
     let (chunks, ended, at_kill) = read_sse(&mut resp, 3, || providers[dead].kill()).await;
 
     // One answer: chunks of one id, no error, one finish_reason, the usage, `[DONE]`.
-    assert!(ended, "the stream ends with data: [DONE]");
-    assert!(
-        chunks.iter().all(|c| c.get("error").is_none()),
-        "{chunks:?}"
-    );
-    let ids: std::collections::BTreeSet<&str> =
-        chunks.iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let finishes = chunks
-        .iter()
-        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
-        .count();
-    assert_eq!(finishes, 1, "{chunks:?}");
+    let text = one_openai_answer(&chunks, ended);
     let usage = &chunks.last().unwrap()["usage"];
-    let text: String = chunks
-        .iter()
-        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or(""))
-        .collect();
     let ojob = only_job(&providers[other]).await;
     let continuation = ojob["output"].as_str().expect("output");
     before_the_break(&text, continuation, &at_kill);
@@ -523,16 +539,10 @@ async fn a_provider_killed_mid_stream_is_continued_in_openais_stream_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_runner_killed_mid_openai_stream_is_continued_in_its_format() {
     let (local, remote, _mesh, _dir, provider, requester) = local_and_provider().await;
-    let mut resp = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", requester.url))
-        .json(&json!({"model": GEMMA_MODEL, "stream": true,
-            "messages": [{"role": "user", "content": "Tell me a story about a lighthouse keeper and a storm."}],
-            "seed": 1, "temperature": 0, "max_tokens": 40}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-edgent-ran-on"], "local");
+    let body = json!({"model": GEMMA_MODEL, "stream": true,
+        "messages": [{"role": "user", "content": "Tell me a story about a lighthouse keeper and a storm."}],
+        "seed": 1, "temperature": 0, "max_tokens": 40});
+    let mut resp = local_stream(&requester, "/v1/chat/completions", &body).await;
     // After 8 chunks of text reached the agent, the local runner is killed.
     let mut killed = Vec::new();
     let (chunks, ended, at_kill) = read_sse(&mut resp, 8, || killed = local.kill_runners()).await;
@@ -540,28 +550,7 @@ async fn a_local_runner_killed_mid_openai_stream_is_continued_in_its_format() {
 
     // One answer in OpenAI's format: chunks of the local id, no error, one finish_reason,
     // `[DONE]`; the provider continued from the text the agent had.
-    assert!(
-        ended,
-        "the stream ends with data: [DONE]: {:?}\n{}",
-        &chunks[chunks.len().saturating_sub(3)..],
-        requester.log()
-    );
-    assert!(
-        chunks.iter().all(|c| c.get("error").is_none()),
-        "{chunks:?}"
-    );
-    let ids: std::collections::BTreeSet<&str> =
-        chunks.iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let finishes = chunks
-        .iter()
-        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
-        .count();
-    assert_eq!(finishes, 1, "{chunks:?}");
-    let text: String = chunks
-        .iter()
-        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or(""))
-        .collect();
+    let text = one_openai_answer(&chunks, ended);
     let pjob = only_job(&provider).await;
     let continuation = pjob["output"].as_str().expect("output");
     assert!(!continuation.is_empty(), "{pjob}");
