@@ -257,6 +257,9 @@ async fn two_providers() -> (
         ("EDGENT_ROLE", "requester"),
         ("EDGENT_OFFLOAD", "always"),
         ("OLLAMA_URL", "http://127.0.0.1:9"),
+        // A long answer on a loaded machine of two cores: the default 120 s deadline
+        // passed once during .ci/run while the second provider was still writing.
+        ("DELEGATE_TIMEOUT_MS", "600000"),
     ];
     env.extend(BEATS);
     let requester = DaemonProc::start(&dir.path().join("r"), &env).await;
