@@ -205,17 +205,38 @@ impl Requester {
             }
             Some(theirs) => {
                 check.output_hashes.push(output_hash(&theirs));
-                self.settle_check(
-                    job,
-                    &mut check,
-                    &checkers,
-                    req,
-                    options.clone(),
-                    &theirs,
-                    payments,
-                    deadline,
-                )
-                .await
+                // The first checker that answers with a receipt that checks, and a second
+                // when the first disagrees with the provider.
+                let mut runs: Vec<(PeerKey, String)> = Vec::new();
+                for c in &checkers {
+                    let Some(run) = self
+                        .check_run(Some(job), payments, c, req, options.clone(), deadline)
+                        .await
+                    else {
+                        continue;
+                    };
+                    check.checkers.push(c.node_id);
+                    check.cost_units += run.cost_units;
+                    check.check_jobs.push(run.job);
+                    check.receipts.extend(run.result.receipt.clone());
+                    check.output_hashes.push(output_hash(&run.output));
+                    runs.push((c.node_id, run.output));
+                    if runs.len() == 2 || outputs_agree(&theirs, &runs[0].1) {
+                        break;
+                    }
+                }
+                check.verdict = judge(&theirs, &runs);
+                match (check.verdict, runs.first()) {
+                    (SpotVerdict::CheckerCaught, Some((liar, _))) => {
+                        self.mark_caught(liar);
+                        None
+                    }
+                    (SpotVerdict::Caught, _) => Some(format!(
+                        "a spot check caught it: two other providers of the same model ({}) agree with each other and not with it",
+                        if fixed { "re-running the job" } else { "greedy probes" }
+                    )),
+                    _ => None,
+                }
             }
         };
         check.ms = started.elapsed().as_millis() as u64;
@@ -248,69 +269,22 @@ impl Requester {
         }
         caught
     }
+}
 
-    /// Run the check of `job` on a checker, and on a third when they disagree; set the
-    /// verdict.
-    #[allow(clippy::too_many_arguments)]
-    async fn settle_check(
-        &self,
-        job: JobId,
-        check: &mut SpotCheck,
-        checkers: &[&ResourceAd],
-        req: &ValidRequest,
-        options: Option<Map<String, Value>>,
-        theirs: &str,
-        payments: &dyn RequesterPayments,
-        deadline: Instant,
-    ) -> Option<String> {
-        // The first checker that answers with a receipt that checks.
-        let mut runs: Vec<(PeerKey, String)> = Vec::new();
-        for c in checkers {
-            if let Some(run) = self
-                .check_run(Some(job), payments, c, req, options.clone(), deadline)
-                .await
-            {
-                check.checkers.push(c.node_id);
-                check.cost_units += run.cost_units;
-                check.check_jobs.push(run.job);
-                check.receipts.extend(run.result.receipt.clone());
-                check.output_hashes.push(output_hash(&run.output));
-                runs.push((c.node_id, run.output));
-                if runs.len() == 1 && outputs_agree(theirs, &runs[0].1) {
-                    check.verdict = SpotVerdict::Passed;
-                    return None;
-                }
-                if runs.len() == 2 {
-                    break;
-                }
-            }
+/// The verdict of a spot check, from the provider's output `theirs` and the checkers' runs
+/// (in order; a second is asked only when the first disagrees): the first agrees, passed;
+/// two checkers that agree with each other and not with the provider catch it; a second
+/// that agrees with the provider catches the first checker; anything else is unsettled.
+fn judge(theirs: &str, runs: &[(PeerKey, String)]) -> SpotVerdict {
+    match runs {
+        [] => SpotVerdict::NoChecker,
+        [(_, a), ..] if outputs_agree(theirs, a) => SpotVerdict::Passed,
+        [_] => SpotVerdict::Unsettled,
+        [(_, a), (_, b), ..] if outputs_agree(a, b) && !outputs_agree(theirs, b) => {
+            SpotVerdict::Caught
         }
-        match runs.as_slice() {
-            [] => {
-                check.verdict = SpotVerdict::NoChecker;
-                None
-            }
-            [_] => {
-                check.verdict = SpotVerdict::Unsettled;
-                None
-            }
-            [(first, a), (_, b), ..] => {
-                if outputs_agree(a, b) && !outputs_agree(theirs, b) {
-                    check.verdict = SpotVerdict::Caught;
-                    Some(format!(
-                        "a spot check caught it: two other providers of the same model ({}) agree with each other and not with it",
-                        if check.mode == "rerun" { "re-running the job" } else { "greedy probes" }
-                    ))
-                } else if outputs_agree(theirs, b) {
-                    check.verdict = SpotVerdict::CheckerCaught;
-                    self.mark_caught(first);
-                    None
-                } else {
-                    check.verdict = SpotVerdict::Unsettled;
-                    None
-                }
-            }
-        }
+        [_, (_, b), ..] if outputs_agree(theirs, b) => SpotVerdict::CheckerCaught,
+        _ => SpotVerdict::Unsettled,
     }
 }
 
@@ -337,6 +311,30 @@ mod tests {
         assert!(outputs_agree("Paris.", "Paris."));
         assert!(!outputs_agree("Paris.", "Paris!"));
         assert!(!outputs_agree("", "x"));
+    }
+
+    #[test]
+    fn the_verdict_accuses_only_the_one_two_others_outvote() {
+        let run = |n: u8, out: &str| (PeerKey([n; 32]), out.to_string());
+        let (good, bad) = ("Paris. It is the capital", "Lyon. It is the capital");
+        assert_eq!(judge(good, &[]), SpotVerdict::NoChecker);
+        assert_eq!(judge(good, &[run(1, good)]), SpotVerdict::Passed);
+        assert_eq!(judge(good, &[run(1, bad)]), SpotVerdict::Unsettled);
+        // Two checkers agree with each other and not with the provider: the provider lied.
+        assert_eq!(
+            judge(bad, &[run(1, good), run(2, good)]),
+            SpotVerdict::Caught
+        );
+        // The second agrees with the provider: the first checker lied.
+        assert_eq!(
+            judge(good, &[run(1, bad), run(2, good)]),
+            SpotVerdict::CheckerCaught
+        );
+        // Three different answers: nobody is accused.
+        assert_eq!(
+            judge(good, &[run(1, bad), run(2, "Rome. It is")]),
+            SpotVerdict::Unsettled
+        );
     }
 
     #[test]
