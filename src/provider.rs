@@ -595,23 +595,12 @@ impl Provider {
                         Some(format!("result could not be delivered: {e}")),
                     ),
                 };
-                let text = out.text.clone();
-                let res = self
-                    .ctx
-                    .jobs
-                    .transition(&task.job_id, Side::Provider, state, |r| {
-                        r.output = Some(text);
-                        r.usage = Some(usage);
-                        r.receipt = receipt;
-                        r.timings.inference_ms = Some(inference_ms);
-                        if let Some(e) = err {
-                            r.error_code = Some(JobErrorCode::Undelivered);
-                            r.error = Some(e);
-                        }
-                    });
-                if let Err(e) = res {
-                    tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
-                }
+                self.record_output(
+                    &task,
+                    state,
+                    (out.text.clone(), usage, receipt),
+                    err.map(|e| (Some(JobErrorCode::Undelivered), e)),
+                );
                 if sent.is_ok() {
                     tracing::info!(job = %task.job_id, inference_ms, "result delivered");
                 } else if paid {

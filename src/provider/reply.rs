@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::axl::PeerKey;
 use crate::inference::InferenceError;
 use crate::jobs::{now_ms, JobState, Side};
-use crate::protocol::{Message, Task, TaskError, TaskErrorCode, TaskResult, Usage};
+use crate::protocol::{Message, Receipt, Task, TaskError, TaskErrorCode, TaskResult, Usage};
+use crate::request::JobErrorCode;
 
 use super::{receipt, task_error, Provider};
 
@@ -146,27 +147,47 @@ impl Provider {
             InferenceError::Cancelled => JobState::Cancelled,
             _ => JobState::Failed,
         };
-        let text = sent.clone();
-        let res = self
-            .ctx
-            .jobs
-            .transition(&task.job_id, Side::Provider, state, |r| {
-                r.output = Some(text);
-                r.usage = Some(usage);
-                r.receipt = receipt;
-                if state == JobState::Cancelled {
-                    r.error_code = Some(TaskErrorCode::Cancelled.into());
-                }
-                r.error = Some(format!("{error}, after part of the output was streamed"));
-                r.timings.inference_ms = Some(inference_ms);
-            });
-        if let Err(e) = res {
-            tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
-        }
+        let code = (state == JobState::Cancelled).then(|| TaskErrorCode::Cancelled.into());
+        self.record_output(
+            task,
+            state,
+            (sent.clone(), usage, receipt),
+            Some((
+                code,
+                format!("{error}, after part of the output was streamed"),
+            )),
+        );
         self.payments
             .provider()
             .after_delivery(&requester, task, &sent)
             .await;
+    }
+
+    /// Record the output that left this node for `task`, its usage and receipt, as the job
+    /// ends in `state`, with the error code and message of a job that did not complete.
+    pub(super) fn record_output(
+        &self,
+        task: &Task,
+        state: JobState,
+        (text, usage, receipt): (String, Usage, Option<Receipt>),
+        error: Option<(Option<JobErrorCode>, String)>,
+    ) {
+        let res = self
+            .ctx
+            .jobs
+            .transition(&task.job_id, Side::Provider, state, |r| {
+                r.timings.inference_ms = Some(usage.inference_ms);
+                r.output = Some(text);
+                r.usage = Some(usage);
+                r.receipt = receipt;
+                if let Some((code, message)) = error {
+                    r.error_code = code;
+                    r.error = Some(message);
+                }
+            });
+        if let Err(e) = res {
+            tracing::warn!(job = %task.job_id, error = %e, "cannot record the job");
+        }
     }
 
     /// Send the result reliably: again with backoff until the requester acknowledges it
