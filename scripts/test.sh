@@ -72,7 +72,7 @@ step "cargo test"
 cargo test --locked
 
 step "the demo with a real model (scripts/demo-gemma.sh: Gemma 3 270M offloaded after a real out-of-memory)"
-demo_out="$(EDGENT_BIN=target/debug/edgent bash scripts/demo-gemma.sh 2>&1)" || {
+demo_out="$(EDGENT_BIN="${CARGO_TARGET_DIR:-target}/debug/edgent" bash scripts/demo-gemma.sh 2>&1)" || {
     printf '%s\n' "$demo_out"
     exit 1
 }

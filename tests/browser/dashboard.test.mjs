@@ -23,7 +23,8 @@
 //
 //   node --test tests/browser/
 //
-// Needs target/debug/edgent and /usr/bin/chromium (`apt-get install -y chromium`).
+// Needs the debug build of edgent (target/debug/edgent, or under CARGO_TARGET_DIR; EDGENT_BIN
+// names another) and /usr/bin/chromium (`apt-get install -y chromium`).
 // Screenshots go to EDGENT_DASHBOARD_SCREENSHOTS (default target/dashboard-screenshots);
 // docs/screenshots/ holds a committed set (docs/dashboard.md).
 
@@ -40,7 +41,8 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const EDGENT = join(ROOT, "target/debug/edgent");
+const EDGENT =
+  process.env.EDGENT_BIN ?? join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target"), "debug/edgent");
 const CHROMIUM = "/usr/bin/chromium";
 const REQUESTER_ENS = "jetson-orin.edgent.eth";
 const PROVIDER_ENS = "dell-g15.edgent.eth";
