@@ -14,7 +14,8 @@
 # llama/llama.cpp/vendor/: nlohmann/json and stb from Debian (nlohmann-json3-dev,
 # libstb-dev, installed by scripts/apt-deps.sh), miniaudio.h from the PyPI source package
 # miniaudio==1.71 (pip download --no-binary). Then
-#   CGO_ENABLED=1 go build -ldflags "-X github.com/ollama/ollama/version.Version=0.17.4" .
+#   CGO_ENABLED=1 CGO_CFLAGS="-O3 -march=x86-64-v3" CGO_CXXFLAGS="-O3 -march=x86-64-v3" \
+#     go build -ldflags "-X github.com/ollama/ollama/version.Version=0.17.4" .
 # which takes a few minutes on 2 cores. Needs Go >= 1.24, a C/C++ compiler, python3 + pip.
 #
 # Settings: EDGENT_CACHE (cache root), GO (default: go on PATH), PYTHON (default: python3).
@@ -37,7 +38,19 @@ say() { printf 'ollama: %s\n' "$*" >&2; }
 die() { printf 'ollama: error: %s\n' "$*" >&2; exit 1; }
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-request="module=$OLLAMA_MODULE@$OLLAMA_VERSION cpu cgo headers=debian:nlohmann-json3-dev,libstb-dev pypi:$MINIAUDIO_PIN"
+# ggml's CPU kernels are compiled for AVX2 and FMA (-march=x86-64-v3, Ollama's "haswell"
+# CPU variant) on an x86_64 machine that has them, as Ollama's release builds pick their
+# CPU variant at run time; a plain `go build` compiles the generic kernels, several times
+# slower. (Not -march=native: on a CPU with AMX it turns on kernels whose sources the Go
+# build does not compile, and the link fails.) The stamp names the flags, so a cache moved
+# to a CPU without them is rebuilt rather than run into an illegal instruction.
+native_flags="-O3"
+cpu_flags=" $(grep -m1 -E '^flags[[:space:]]*:' /proc/cpuinfo 2>/dev/null || true) "
+if [[ "$(uname -m)" == x86_64 && "$cpu_flags" == *" avx2 "* && "$cpu_flags" == *" fma "* ]]; then
+    native_flags="-O3 -march=x86-64-v3"
+fi
+readonly native_flags
+request="module=$OLLAMA_MODULE@$OLLAMA_VERSION cpu cgo cflags=$native_flags headers=debian:nlohmann-json3-dev,libstb-dev pypi:$MINIAUDIO_PIN"
 
 if [[ -x "$bin" && -f "$stamp" ]] \
     && [[ "$(sed -n 1p "$stamp")" == "$request" ]] \
@@ -81,7 +94,7 @@ cp "$work"/pypi/miniaudio-*/miniaudio/miniaudio.h "$vendor/miniaudio/" \
     || die "the $MINIAUDIO_PIN source package has no miniaudio/miniaudio.h"
 
 say "go build (CPU, cgo; a few minutes)"
-(cd "$src" && CGO_ENABLED=1 "$go_cmd" build -trimpath \
+(cd "$src" && CGO_ENABLED=1 CGO_CFLAGS="$native_flags" CGO_CXXFLAGS="$native_flags" "$go_cmd" build -trimpath \
     -ldflags "-X github.com/ollama/ollama/version.Version=${OLLAMA_VERSION#v}" -o "$work/ollama.bin" .) >&2 \
     || die "go build of $OLLAMA_MODULE@$OLLAMA_VERSION failed (see above)"
 
