@@ -24,7 +24,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how many seconds the run had taken when it began, so a slow step shows.
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 # Build (TLS through the system's OpenSSL) and test dependencies.
 bash scripts/apt-deps.sh libssl-dev pkg-config shellcheck systemd chromium python3-venv g++
