@@ -215,23 +215,35 @@ impl EscrowClient {
         job_id: B256,
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
+        let ends = vec![
+            EdgentEscrow::Released::SIGNATURE_HASH,
+            EdgentEscrow::Rejected::SIGNATURE_HASH,
+            EdgentEscrow::Claimed::SIGNATURE_HASH,
+            EdgentEscrow::Refunded::SIGNATURE_HASH,
+            EdgentEscrow::Declined::SIGNATURE_HASH,
+        ];
+        self.ended_by(job_id, lookback_blocks, ends).await
+    }
+
+    /// The transaction of the last of the events `ends` (their signature hashes) that names
+    /// `job_id` within the last `lookback_blocks` (`None` if none is in range): both
+    /// versions' settlement lookups.
+    pub(super) async fn ended_by(
+        &self,
+        job_id: B256,
+        lookback_blocks: u64,
+        ends: Vec<B256>,
+    ) -> Result<Option<TxHash>, EscrowError> {
         let filter = self
             .recent(lookback_blocks)
             .await?
-            .event_signature(vec![
-                EdgentEscrow::Released::SIGNATURE_HASH,
-                EdgentEscrow::Rejected::SIGNATURE_HASH,
-                EdgentEscrow::Claimed::SIGNATURE_HASH,
-                EdgentEscrow::Refunded::SIGNATURE_HASH,
-                EdgentEscrow::Declined::SIGNATURE_HASH,
-            ])
+            .event_signature(ends)
             .topic1(job_id);
         self.last_tx(&filter).await
     }
 
-    /// The transaction of the last log `filter` matches (`None` if none does): both
-    /// versions' settlement lookups.
-    pub(super) async fn last_tx(&self, filter: &Filter) -> Result<Option<TxHash>, EscrowError> {
+    /// The transaction of the last log `filter` matches (`None` if none does).
+    async fn last_tx(&self, filter: &Filter) -> Result<Option<TxHash>, EscrowError> {
         let logs = self.logs(filter).await?;
         Ok(logs.last().and_then(|l| l.transaction_hash))
     }

@@ -250,19 +250,14 @@ impl FairEscrow {
         job_id: B256,
         lookback_blocks: u64,
     ) -> Result<Option<TxHash>, EscrowError> {
-        let filter = self
-            .client
-            .recent(lookback_blocks)
-            .await?
-            .event_signature(vec![
-                EdgentEscrowV4::Released::SIGNATURE_HASH,
-                EdgentEscrowV4::Finalized::SIGNATURE_HASH,
-                EdgentEscrowV4::Resolved::SIGNATURE_HASH,
-                EdgentEscrowV4::Refunded::SIGNATURE_HASH,
-                EdgentEscrowV4::Declined::SIGNATURE_HASH,
-            ])
-            .topic1(job_id);
-        self.client.last_tx(&filter).await
+        let ends = vec![
+            EdgentEscrowV4::Released::SIGNATURE_HASH,
+            EdgentEscrowV4::Finalized::SIGNATURE_HASH,
+            EdgentEscrowV4::Resolved::SIGNATURE_HASH,
+            EdgentEscrowV4::Refunded::SIGNATURE_HASH,
+            EdgentEscrowV4::Declined::SIGNATURE_HASH,
+        ];
+        self.client.ended_by(job_id, lookback_blocks, ends).await
     }
 }
 
