@@ -52,8 +52,12 @@ struct Run {
     text: String,
     ttft: Duration,
     stream: Duration,
+    /// From the last text to the done line (a paid answer's done line waits for its proof).
+    tail: Duration,
     tokens_per_s: f64,
     ran_on: String,
+    /// The delegation's job id (`x-edgent-job`), when it went through the mesh.
+    job: Option<String>,
 }
 
 fn num_predict() -> u64 {
@@ -82,9 +86,15 @@ async fn generate(http: &reqwest::Client, url: &str) -> Run {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("ollama")
         .to_string();
+    let job = r
+        .headers()
+        .get("x-edgent-job")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut buf: Vec<u8> = Vec::new();
     let mut text = String::new();
     let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
     let mut tokens = 0u64;
     let mut done_at = None;
     while let Some(b) = r.chunk().await.expect("chunk") {
@@ -97,6 +107,7 @@ async fn generate(http: &reqwest::Client, url: &str) -> Run {
             let t = v["response"].as_str().unwrap_or("");
             if !t.is_empty() {
                 first.get_or_insert(now);
+                last = Some(now);
                 text.push_str(t);
             }
             if v["done"] == true {
@@ -111,8 +122,10 @@ async fn generate(http: &reqwest::Client, url: &str) -> Run {
         text,
         ttft: first - t0,
         stream: done_at - first,
+        tail: done_at - last.unwrap_or(first),
         tokens_per_s: tokens.saturating_sub(1) as f64 / (done_at - first).as_secs_f64(),
         ran_on,
+        job,
     }
 }
 
@@ -353,14 +366,26 @@ async fn main() {
         assert_eq!(b.ran_on, "mesh", "round {round}");
         assert_eq!(c.ran_on, "mesh", "round {round}");
         println!(
-            "  round {round}: local {:.2} tok/s, ttft {:.1} ms | unpaid {:.2} tok/s, ttft {:.1} ms | paid {:.2} tok/s, ttft {:.1} ms",
+            "  round {round}: local {:.2} tok/s, ttft {:.1} ms, done line {:.1} ms after the last text | unpaid {:.2} tok/s, ttft {:.1} ms, done line {:.1} ms after the last text | paid {:.2} tok/s, ttft {:.1} ms, done line {:.1} ms after the last text",
             a.tokens_per_s,
             ms(a.ttft),
+            ms(a.tail),
             b.tokens_per_s,
             ms(b.ttft),
+            ms(b.tail),
             c.tokens_per_s,
-            ms(c.ttft)
+            ms(c.ttft),
+            ms(c.tail)
         );
+        // Where the paid done line's wait after the last text goes: the requester's record.
+        if let Some(id) = &c.job {
+            if let Some(rec) = paid_requester.job(id).await {
+                println!(
+                    "    paid job's timings (ms): inference {}, prove (result to proof) {}, verify {}",
+                    rec["timings"]["inference_ms"], rec["timings"]["prove_ms"], rec["timings"]["verify_ms"]
+                );
+            }
+        }
         local.push(a);
         unpaid.push(b);
         paid.push(c);

@@ -16,7 +16,9 @@
 //!   (`EDGENT_OFFLOAD=always`) to a provider whose Ollama (the stub) streams a word every
 //!   [`PIECE_DELAY`], far faster than the provider may send: the `task_chunk`s per second
 //!   (goal at most 30), every mesh message of the job per second of stream, and the time to
-//!   first token at the agent against the stub's own (the first chunk leaves at once).
+//!   first token at the agent against the stub's own (the first chunk leaves at once);
+//!   then the provider's CPU and `/recv` polls while its receive loop stays brisk (3 to
+//!   10 s after the job) and warm (10 to 30 s after).
 //!
 //! Prints figures only (`cargo bench --bench idle_cpu [-- idle|stream]`); it asserts nothing.
 
@@ -338,6 +340,42 @@ async fn stream(rt_label: &str) {
         chunks / secs,
         all as f64 / secs,
     );
+    // After the job, the provider's receive loop stays brisk (5 ms cap) up to 10 s after its
+    // last conversation, then warm (50 ms) up to 30 s: what each costs while it lasts.
+    let hz = clock_ticks();
+    let last = Instant::now();
+    let pid = provider.pid().expect("the provider runs");
+    for (name, from, to) in [
+        (
+            "brisk (5 ms cap)",
+            Duration::from_millis(3_500),
+            Duration::from_millis(9_500),
+        ),
+        (
+            "warm (50 ms cap)",
+            Duration::from_millis(10_500),
+            Duration::from_millis(29_500),
+        ),
+    ] {
+        tokio::time::sleep_until((last + from).into()).await;
+        let (c0, p0) = (
+            cpu_ticks(pid),
+            sim_counts(Some(&mesh), "recv_polls").await[1],
+        );
+        let t0 = Instant::now();
+        tokio::time::sleep_until((last + to).into()).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let (c1, p1) = (
+            cpu_ticks(pid),
+            sim_counts(Some(&mesh), "recv_polls").await[1],
+        );
+        println!(
+            "  the provider after the job, {name}, {:.1} s: {:.2}% of a core, {:.1} polls/s",
+            secs,
+            (c1 - c0) as f64 / hz / secs * 100.0,
+            (p1 - p0) as f64 / secs
+        );
+    }
     drop(provider);
     drop(requester);
 }

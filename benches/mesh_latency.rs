@@ -105,13 +105,13 @@ fn main() {
         // Sporadic traffic. In a conversation (a reply is expected: ad after request,
         // result after task) the loop is hot and polls within 2 ms; a node at rest polls
         // every 80 ms. Each arrival is noted as the router notes a conversation's message.
-        // The cold case uses 50 ms hot and warm windows so it can be sampled often.
+        // The cold case uses 50 ms hot, brisk and warm windows so it can be sampled often.
         let short = Duration::from_millis(50);
         let cases = [
             ("hop, in conversation (50 ms apart)", RecvLoopConfig::default(), short, 400),
             (
                 "hop, cold (node at rest)",
-                RecvLoopConfig { hot_window: short, warm_window: short, ..RecvLoopConfig::default() },
+                RecvLoopConfig { hot_window: short, brisk_window: short, warm_window: short, ..RecvLoopConfig::default() },
                 Duration::from_millis(150),
                 100,
             ),

@@ -11,6 +11,7 @@
 //! | quiet for | cap | why |
 //! |---|---|---|
 //! | up to [`RecvLoopConfig::hot_window`] (3 s) | [`RecvLoopConfig::hot_cap`] (2 ms) | a reply is likely (an ad after a request, a result after a task): about a millisecond per hop |
+//! | up to [`RecvLoopConfig::brisk_window`] (10 s) | [`RecvLoopConfig::brisk_cap`] (5 ms) | an agent's next request in a conversation: its first token waits about 2.5 ms for the poll, not 25 |
 //! | up to [`RecvLoopConfig::warm_window`] (30 s) | [`RecvLoopConfig::idle_cap`] (50 ms) | the next job of a busy agent |
 //! | up to [`RecvLoopConfig::deep_rest_after`] (5 min) | [`RecvLoopConfig::rest_cap`] (80 ms) | at rest: about 12 polls a second |
 //! | longer | [`RecvLoopConfig::deep_rest_cap`] (500 ms) | asleep: about 2.4 polls a second |
@@ -149,6 +150,10 @@ pub struct RecvLoopConfig {
     pub hot_cap: Duration,
     /// How long after traffic the loop stays hot.
     pub hot_window: Duration,
+    /// Longest sleep within `brisk_window` of traffic (after `hot_window`).
+    pub brisk_cap: Duration,
+    /// How long after traffic the loop sleeps at most `brisk_cap`.
+    pub brisk_window: Duration,
     /// How long after traffic the loop sleeps at most `idle_cap`.
     pub warm_window: Duration,
     /// Longest sleep after `warm_window` without traffic (must stay well under "100
@@ -171,6 +176,8 @@ impl Default for RecvLoopConfig {
             idle_cap: Duration::from_millis(50),
             hot_cap: Duration::from_millis(2),
             hot_window: Duration::from_secs(3),
+            brisk_cap: Duration::from_millis(5),
+            brisk_window: Duration::from_secs(10),
             warm_window: Duration::from_secs(30),
             rest_cap: Duration::from_millis(80),
             deep_rest_after: Duration::from_secs(300),
@@ -187,6 +194,7 @@ impl RecvLoopConfig {
     pub fn poll_cap(&self, quiet: Option<Duration>, up: Duration) -> Duration {
         match quiet {
             Some(q) if q <= self.hot_window => self.hot_cap,
+            Some(q) if q <= self.brisk_window => self.brisk_cap,
             Some(q) if q <= self.warm_window => self.idle_cap,
             Some(q) if q <= self.deep_rest_after => self.rest_cap,
             Some(_) => self.deep_rest_cap,
@@ -343,7 +351,9 @@ mod tests {
         let ms = |q: u64| c.poll_cap(Some(Duration::from_millis(q)), up).as_millis();
         assert_eq!(ms(0), 2);
         assert_eq!(ms(3_000), 2);
-        assert_eq!(ms(3_001), 50);
+        assert_eq!(ms(3_001), 5);
+        assert_eq!(ms(10_000), 5);
+        assert_eq!(ms(10_001), 50);
         assert_eq!(ms(30_000), 50);
         assert_eq!(ms(30_001), 80);
         assert_eq!(ms(300_000), 80);
