@@ -20,7 +20,8 @@
 //! the time from the first text to the done line), p50 per side and the ratio to local;
 //! time to first token, p50 of the time the mesh adds in paired rounds; the `task_chunk`s
 //! and all mesh messages per second of the unpaid streams (from `/sim/stats` and the
-//! provider's metrics).
+//! provider's metrics). Each round also prints, per side, the wait from the last text to
+//! the done line, and the paid job's prove and verify times from the requester's record.
 //!
 //! Run: `cargo bench --bench gemma` (prints figures and a table; no assertions but the
 //! equal text), or `bash scripts/bench-gemma.sh` for every figure of the issue in one

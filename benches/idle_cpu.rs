@@ -357,18 +357,19 @@ async fn stream(rt_label: &str) {
             Duration::from_millis(29_500),
         ),
     ] {
+        // The provider's CPU ticks and its node's `/recv` polls so far.
+        let sample = || async {
+            (
+                cpu_ticks(pid),
+                sim_counts(Some(&mesh), "recv_polls").await[1],
+            )
+        };
         tokio::time::sleep_until((last + from).into()).await;
-        let (c0, p0) = (
-            cpu_ticks(pid),
-            sim_counts(Some(&mesh), "recv_polls").await[1],
-        );
+        let (c0, p0) = sample().await;
         let t0 = Instant::now();
         tokio::time::sleep_until((last + to).into()).await;
         let secs = t0.elapsed().as_secs_f64();
-        let (c1, p1) = (
-            cpu_ticks(pid),
-            sim_counts(Some(&mesh), "recv_polls").await[1],
-        );
+        let (c1, p1) = sample().await;
         println!(
             "  the provider after the job, {name}, {:.1} s: {:.2}% of a core, {:.1} polls/s",
             secs,
