@@ -55,12 +55,12 @@ pub fn cached_file(var: &str, rel: &str, what: &str, script: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range ([`free_port_block`]):
+/// a port the kernel handed out (`bind(0)`) was, between this check and the server's bind,
+/// taken by another test's client connection once ("Address already in use" on a daemon's
+/// `EDGENT_HTTP_ADDR`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_port_block(1)
 }
 
 /// The first of `n` consecutive free TCP ports on 127.0.0.1, below the kernel's ephemeral
